@@ -1,0 +1,229 @@
+//! `capstan.sum`: one hash per migration file and one over the whole directory.
+//!
+//! ```text
+//! h1:9r7x...=
+//! 0001_create_users.sql h1:Qm3...=
+//! 0002_add_email.sql h1:b1Z...=
+//! ```
+//!
+//! The first line changes whenever any file is added or edited, so two
+//! branches that each add a migration conflict in git instead of merging
+//! silently into a directory with two migrations numbered the same.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+/// The sum file's name inside a migration directory.
+pub const SUM_FILE: &str = "capstan.sum";
+
+/// Why `capstan.sum` does not match the directory.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SumError {
+    /// No sum file.
+    #[error("{}: missing; run `capstan migrate hash` to create it", path.display())]
+    Missing {
+        /// Path of the expected sum file.
+        path: PathBuf,
+    },
+    /// The sum file holds git conflict markers.
+    #[error("{}:{line}: merge conflict markers: two branches added or changed migrations; keep both files, then run `capstan migrate rebase` on yours (it renumbers them and rewrites the sum)", path.display())]
+    Conflict {
+        /// The sum file.
+        path: PathBuf,
+        /// First marker line.
+        line: usize,
+    },
+    /// A line that is not `NAME h1:HASH`.
+    #[error("{}:{line}: malformed line; expected `0001_name.sql h1:HASH` (run `capstan migrate hash` to rewrite it)", path.display())]
+    Malformed {
+        /// The sum file.
+        path: PathBuf,
+        /// The line.
+        line: usize,
+    },
+    /// The files and the sum disagree.
+    #[error("{}: out of date: {}; if the change is intended, run `capstan migrate hash`", path.display(), describe(changed, added, removed))]
+    Stale {
+        /// The sum file.
+        path: PathBuf,
+        /// Files whose content changed.
+        changed: Vec<String>,
+        /// Files not in the sum.
+        added: Vec<String>,
+        /// Files in the sum but not on disk.
+        removed: Vec<String>,
+    },
+    /// The sum file cannot be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The sum file.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+}
+
+fn describe(changed: &[String], added: &[String], removed: &[String]) -> String {
+    let mut parts = Vec::new();
+    if !changed.is_empty() {
+        parts.push(format!("changed {}", changed.join(", ")));
+    }
+    if !added.is_empty() {
+        parts.push(format!("not in the sum {}", added.join(", ")));
+    }
+    if !removed.is_empty() {
+        parts.push(format!("deleted {}", removed.join(", ")));
+    }
+    if parts.is_empty() {
+        parts.push("the directory hash does not match".into());
+    }
+    parts.join("; ")
+}
+
+fn h1(bytes: &[u8]) -> String {
+    format!(
+        "h1:{}",
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
+    )
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The text of the sum file for these files (`(path, bytes)`, any order).
+pub fn render(files: &[(PathBuf, Vec<u8>)]) -> String {
+    let mut lines: Vec<String> = files
+        .iter()
+        .map(|(p, b)| format!("{} {}\n", file_name(p), h1(b)))
+        .collect();
+    lines.sort();
+    let body = lines.concat();
+    format!("{}\n{}", h1(body.as_bytes()), body)
+}
+
+/// Writes `capstan.sum` for `files` into `dir`.
+pub fn write(dir: &Path, files: &[(PathBuf, Vec<u8>)]) -> Result<(), SumError> {
+    let path = dir.join(SUM_FILE);
+    std::fs::write(&path, render(files)).map_err(|source| SumError::Write { path, source })
+}
+
+/// Checks `capstan.sum` in `dir` against `files`.
+pub fn verify(dir: &Path, files: &[(PathBuf, Vec<u8>)]) -> Result<(), SumError> {
+    let path = dir.join(SUM_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if files.is_empty() {
+                return Ok(());
+            }
+            return Err(SumError::Missing { path });
+        }
+        Err(_) => return Err(SumError::Malformed { path, line: 1 }),
+    };
+    if text == render(files) {
+        return Ok(());
+    }
+    let mut recorded = std::collections::BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.starts_with("<<<<<<<") || line.starts_with("=======") || line.starts_with(">>>>>>>")
+        {
+            return Err(SumError::Conflict { path, line: i + 1 });
+        }
+        if i == 0 {
+            if !line.starts_with("h1:") {
+                return Err(SumError::Malformed { path, line: 1 });
+            }
+            continue;
+        }
+        match line.split_once(' ') {
+            Some((name, hash)) if hash.starts_with("h1:") => {
+                recorded.insert(name.to_string(), hash.to_string());
+            }
+            _ if line.trim().is_empty() => {}
+            _ => return Err(SumError::Malformed { path, line: i + 1 }),
+        }
+    }
+    let mut changed = Vec::new();
+    let mut added = Vec::new();
+    for (p, b) in files {
+        let name = file_name(p);
+        match recorded.remove(&name) {
+            Some(h) if h == h1(b) => {}
+            Some(_) => changed.push(name),
+            None => added.push(name),
+        }
+    }
+    let removed = recorded.into_keys().collect();
+    Err(SumError::Stale {
+        path,
+        changed,
+        added,
+        removed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files() -> Vec<(PathBuf, Vec<u8>)> {
+        vec![
+            (
+                PathBuf::from("m/0001_a.sql"),
+                b"-- capstan:up\nSELECT 1;".to_vec(),
+            ),
+            (
+                PathBuf::from("m/0002_b.sql"),
+                b"-- capstan:up\nSELECT 2;".to_vec(),
+            ),
+        ]
+    }
+
+    #[test]
+    fn round_trips_and_names_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = files();
+        write(dir.path(), &f).unwrap();
+        verify(dir.path(), &f).unwrap();
+        f[1].1 = b"-- capstan:up\nSELECT 3;".to_vec();
+        f.push((PathBuf::from("m/0003_c.sql"), b"x".to_vec()));
+        let err = verify(dir.path(), &f).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("changed 0002_b.sql"), "{msg}");
+        assert!(msg.contains("not in the sum 0003_c.sql"), "{msg}");
+    }
+
+    #[test]
+    fn missing_and_conflicted_sums_are_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            verify(dir.path(), &files()),
+            Err(SumError::Missing { .. })
+        ));
+        std::fs::write(
+            dir.path().join(SUM_FILE),
+            "<<<<<<< HEAD\nh1:x\n=======\nh1:y\n>>>>>>> b\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            verify(dir.path(), &files()),
+            Err(SumError::Conflict { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn two_branches_adding_the_same_version_touch_the_same_lines() {
+        let mut a = files();
+        a.push((PathBuf::from("0003_from_a.sql"), b"a".to_vec()));
+        let mut b = files();
+        b.push((PathBuf::from("0003_from_b.sql"), b"b".to_vec()));
+        let (ra, rb) = (render(&a), render(&b));
+        assert_ne!(ra.lines().next(), rb.lines().next());
+    }
+}
