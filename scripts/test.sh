@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Runs every check of the workspace: formatting, clippy, the tests (nextest) and
+# the doc tests, against a throwaway Postgres cluster started for this run.
+#
+# Installs what is missing first (Debian packages `postgresql`, `libclang-dev`,
+# `clang`; `cargo-nextest`), so it works on a fresh machine as root, and as a
+# plain user when everything is already installed.
+#
+# Environment:
+#   CAPSTAN_TEST_SETUP_ONLY=1  start the cluster, print its URL, run
+#                              `select 1` through psql, stop it, and exit
+#   CAPSTAN_TEST_PG            set for the tests: the cluster's superuser URL
+#   PGENV_PORT_FROM            first port tried for the cluster (default 55432)
+#   PGENV_KEEP=1               keep the cluster's directory (and log) afterwards
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/pg-env.sh
+source scripts/pg-env.sh
+
+section() {
+    printf '\n==== %s ====\n' "$*"
+}
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM HUP
+    pgenv_stop || true
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+setup_only=${CAPSTAN_TEST_SETUP_ONLY:-0}
+
+section "setup: system packages"
+missing=()
+pgenv_find_bin >/dev/null || missing+=(postgresql)
+if [[ $setup_only != 1 ]]; then
+    # libclang-dev for bindgen (pg_query builds libpg_query), clang and a C compiler.
+    if ! pgenv_have_pkg libclang-dev && ! compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null; then
+        missing+=(libclang-dev)
+    fi
+    command -v clang >/dev/null 2>&1 || missing+=(clang)
+    command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+fi
+if ((${#missing[@]} > 0)); then
+    pgenv_install_missing "${missing[@]}"
+else
+    echo "all present"
+fi
+
+if [[ $setup_only != 1 ]]; then
+    section "setup: Rust tools"
+    if ! command -v cargo >/dev/null 2>&1; then
+        echo "cargo not found: install a Rust toolchain (rustup) first" >&2
+        exit 1
+    fi
+    if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+        if command -v rustup >/dev/null 2>&1; then
+            rustup component add rustfmt clippy
+        else
+            echo "cargo fmt / cargo clippy missing and no rustup to add them" >&2
+            exit 1
+        fi
+    fi
+    if ! cargo nextest --version >/dev/null 2>&1; then
+        cargo install cargo-nextest --locked
+    fi
+    cargo --version
+    cargo nextest --version | head -n 1
+fi
+
+section "setup: throwaway Postgres"
+pgenv_start
+export CAPSTAN_TEST_PG=$PGENV_URL
+echo "CAPSTAN_TEST_PG=$CAPSTAN_TEST_PG"
+
+if [[ $setup_only == 1 ]]; then
+    psql -X -v ON_ERROR_STOP=1 "$CAPSTAN_TEST_PG" -c 'select 1'
+    exit 0
+fi
+
+failed=()
+step() {
+    local name=$1
+    shift
+    section "$name"
+    echo "+ $*"
+    if "$@"; then
+        echo "---- $name: ok"
+    else
+        echo "---- $name: FAILED (exit $?)"
+        failed+=("$name")
+    fi
+}
+
+# Keep going after a failure so one run shows every problem.
+step "format" cargo fmt --all --check
+step "clippy" cargo clippy --workspace --all-targets -- -D warnings
+step "tests" cargo nextest run --workspace --no-fail-fast
+step "doc tests" cargo test --workspace --doc
+
+section "summary"
+if ((${#failed[@]} > 0)); then
+    echo "failed: ${failed[*]}"
+    exit 1
+fi
+echo "all checks passed"
