@@ -5,6 +5,7 @@
 //! default, or `contract`) and a `capstan.sum`. The same engine runs from the
 //! `capstan` CLI and from an application that embeds its migrations.
 
+pub mod import;
 pub mod source;
 pub mod split;
 pub mod sum;

@@ -1,0 +1,504 @@
+//! `capstan migrate import`: each tool's fixture directory converts to the
+//! expected capstan files, versions are ordered as numbers, and bad input is
+//! refused without writing anything.
+//!
+//! The expected output lives in `tests/fixtures/import/<tool>/expected/` and
+//! `report.txt` beside it. After an intended change, rewrite them with
+//! `CAPSTAN_UPDATE_EXPECTED=1 cargo test -p capstan-migrate --test import`
+//! and review the diff.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use capstan_migrate::import::{convert, import, ImportError, Tool};
+use capstan_migrate::MigrationSet;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import")
+}
+
+/// Every file under `dir`, by relative path.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let rel = p
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                out.insert(rel, fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    if dir.exists() {
+        walk(dir, dir, &mut out);
+    }
+    out
+}
+
+fn check_tool(tool: Tool) {
+    let case = fixtures().join(tool.as_str());
+    let src = case.join("source");
+    let before = snapshot(&src);
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("migrations");
+
+    let converted = convert(tool, &src).unwrap();
+    let report = import(tool, &src, &dest).unwrap();
+    assert_eq!(snapshot(&src), before, "the source directory was changed");
+    assert_eq!(report.migrations.len(), converted.len());
+
+    // What is written is a valid capstan directory, sum included.
+    let set = MigrationSet::from_dir(&dest).unwrap();
+    assert_eq!(set.migrations().len(), converted.len());
+    for (m, c) in set.migrations().iter().zip(&converted) {
+        assert_eq!(m.file_name, c.file_name);
+        assert_eq!(m.no_transaction, c.no_transaction, "{}", c.file_name);
+    }
+
+    let report_text = report
+        .to_string()
+        .replace(&dest.display().to_string(), "<dest>")
+        .replace(&src.display().to_string(), "<src>");
+    let written = snapshot(&dest);
+    let expected_dir = case.join("expected");
+    let report_file = case.join("report.txt");
+    if std::env::var_os("CAPSTAN_UPDATE_EXPECTED").is_some() {
+        let _ = fs::remove_dir_all(&expected_dir);
+        fs::create_dir_all(&expected_dir).unwrap();
+        for (name, bytes) in &written {
+            fs::write(expected_dir.join(name), bytes).unwrap();
+        }
+        fs::write(&report_file, &report_text).unwrap();
+    }
+    let expected = snapshot(&expected_dir);
+    assert_eq!(
+        written.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "{tool}: files written"
+    );
+    for (name, bytes) in &written {
+        assert_eq!(
+            String::from_utf8_lossy(bytes),
+            String::from_utf8_lossy(&expected[name]),
+            "{tool}: {name}"
+        );
+    }
+    assert_eq!(
+        report_text,
+        fs::read_to_string(&report_file).unwrap(),
+        "{tool}: report"
+    );
+}
+
+#[test]
+fn diesel_directory_converts_as_expected() {
+    check_tool(Tool::Diesel);
+}
+
+#[test]
+fn sqlx_directory_converts_as_expected() {
+    check_tool(Tool::Sqlx);
+}
+
+#[test]
+fn goose_directory_converts_as_expected() {
+    check_tool(Tool::Goose);
+}
+
+#[test]
+fn dbmate_directory_converts_as_expected() {
+    check_tool(Tool::Dbmate);
+}
+
+#[test]
+fn golang_migrate_directory_converts_as_expected() {
+    check_tool(Tool::GolangMigrate);
+}
+
+/// Source files: (relative path, content).
+type Files<'a> = &'a [(&'a str, &'a str)];
+
+/// Writes `files` (relative path, content) under a new temp dir.
+fn source(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let p = dir.path().join(name);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+    dir
+}
+
+/// A minimal migration of `tool` with `version` and `name`: (path, content) pairs.
+fn minimal(tool: Tool, version: &str, name: &str) -> Vec<(String, String)> {
+    let sql = format!("CREATE TABLE t{version} (id int);\n");
+    match tool {
+        Tool::Diesel => vec![(format!("{version}_{name}/up.sql"), sql)],
+        Tool::Sqlx => vec![(format!("{version}_{name}.sql"), sql)],
+        Tool::Goose => vec![(
+            format!("{version}_{name}.sql"),
+            format!("-- +goose Up\n{sql}"),
+        )],
+        Tool::Dbmate => vec![(
+            format!("{version}_{name}.sql"),
+            format!("-- migrate:up\n{sql}\n-- migrate:down\n"),
+        )],
+        Tool::GolangMigrate => vec![(format!("{version}_{name}.up.sql"), sql)],
+    }
+}
+
+fn source_of(tool: Tool, versions: &[(&str, &str)]) -> tempfile::TempDir {
+    let files: Vec<(String, String)> = versions
+        .iter()
+        .flat_map(|(v, n)| minimal(tool, v, n))
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    source(&refs)
+}
+
+#[test]
+fn versions_are_ordered_as_numbers_not_strings() {
+    for tool in Tool::ALL {
+        let src = source_of(
+            tool,
+            &[
+                ("10", "ten"),
+                ("9", "nine"),
+                ("100", "hundred"),
+                ("2", "two"),
+                ("1", "one"),
+            ],
+        );
+        let converted = convert(tool, src.path()).unwrap();
+        let names: Vec<&str> = converted.iter().map(|c| c.file_name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "0001_one.sql",
+                "0002_two.sql",
+                "0003_nine.sql",
+                "0004_ten.sql",
+                "0005_hundred.sql"
+            ],
+            "{tool}"
+        );
+        let versions: Vec<&str> = converted
+            .iter()
+            .map(|c| c.original_version.as_str())
+            .collect();
+        assert_eq!(versions, ["1", "2", "9", "10", "100"], "{tool}");
+    }
+}
+
+#[test]
+fn names_are_made_snake_case() {
+    let src = source(&[
+        ("1_Add Users-Table.sql", "SELECT 1;"),
+        ("2_2fa.sql", "SELECT 1;"),
+    ]);
+    let converted = convert(Tool::Sqlx, src.path()).unwrap();
+    assert_eq!(converted[0].file_name, "0001_add_users_table.sql");
+    assert_eq!(converted[1].file_name, "0002_m_2fa.sql");
+}
+
+fn err_of(tool: Tool, files: &[(&str, &str)]) -> ImportError {
+    let src = source(files);
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("out");
+    let err = import(tool, src.path(), &dest).unwrap_err();
+    assert!(
+        !dest.exists(),
+        "{tool}: a refused import created {}",
+        dest.display()
+    );
+    err
+}
+
+#[test]
+fn file_names_off_the_pattern_are_refused_with_the_pattern() {
+    let cases: [(Tool, &str, &str); 7] = [
+        (Tool::Diesel, "create_users/up.sql", "create_users"),
+        (Tool::Diesel, "v1_create_users/up.sql", "v1_create_users"),
+        (Tool::Sqlx, "create_users.sql", "create_users.sql"),
+        (Tool::Goose, "0_init.sql", "0_init.sql"),
+        (Tool::Goose, "20240101-init.sql", "20240101-init.sql"),
+        (Tool::Dbmate, "create_users.sql", "create_users.sql"),
+        (
+            Tool::GolangMigrate,
+            "1_create_users.sql",
+            "1_create_users.sql",
+        ),
+    ];
+    for (tool, file, named) in cases {
+        let err = err_of(tool, &[(file, "SELECT 1;")]);
+        assert!(
+            matches!(err, ImportError::BadFileName { .. }),
+            "{tool} {file}: {err}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains(named), "{msg}");
+        assert!(
+            msg.contains(&format!("not a {tool} migration name; expected ")),
+            "{msg}"
+        );
+    }
+    let err = err_of(Tool::GolangMigrate, &[("1_seed.up.json", "{}")]);
+    assert!(matches!(err, ImportError::BadFileName { .. }), "{err}");
+}
+
+#[test]
+fn two_files_with_one_version_are_refused() {
+    let cases: [(Tool, Files); 5] = [
+        (
+            Tool::Diesel,
+            &[
+                ("2024-01-01-000000_a/up.sql", "SELECT 1;"),
+                ("20240101000000_b/up.sql", "SELECT 1;"),
+            ],
+        ),
+        (
+            Tool::Sqlx,
+            &[("1_a.sql", "SELECT 1;"), ("1_a.up.sql", "SELECT 1;")],
+        ),
+        (
+            Tool::Goose,
+            &[
+                ("1_a.sql", "-- +goose Up\nSELECT 1;"),
+                ("001_b.sql", "-- +goose Up\nSELECT 1;"),
+            ],
+        ),
+        (
+            Tool::Dbmate,
+            &[
+                ("1_a.sql", "-- migrate:up\nSELECT 1;"),
+                ("01_b.sql", "-- migrate:up\nSELECT 1;"),
+            ],
+        ),
+        (
+            Tool::GolangMigrate,
+            &[("1_a.up.sql", "SELECT 1;"), ("01_b.up.sql", "SELECT 1;")],
+        ),
+    ];
+    for (tool, files) in cases {
+        let err = err_of(tool, files);
+        let ImportError::DuplicateVersion { version, .. } = &err else {
+            panic!("{tool}: {err}");
+        };
+        assert!(
+            version == "1" || version.ends_with("01") || version == "20240101000000",
+            "{tool}: {version}"
+        );
+        assert!(err.to_string().contains("is used twice"), "{err}");
+    }
+}
+
+#[test]
+fn a_down_file_without_its_up_is_refused() {
+    for tool in [Tool::Sqlx, Tool::GolangMigrate] {
+        let err = err_of(
+            tool,
+            &[
+                ("1_a.up.sql", "SELECT 1;"),
+                ("1_a.down.sql", "SELECT 1;"),
+                ("2_b.down.sql", "SELECT 2;"),
+            ],
+        );
+        assert!(
+            matches!(err, ImportError::DownWithoutUp { .. }),
+            "{tool}: {err}"
+        );
+        assert!(err.to_string().contains("2_b.down.sql"), "{err}");
+    }
+}
+
+#[test]
+fn invalid_utf8_names_file_and_line() {
+    let src = tempfile::tempdir().unwrap();
+    fs::write(
+        src.path().join("1_a.up.sql"),
+        b"CREATE TABLE a (id int);\nINSERT INTO a VALUES ('\xff');\n",
+    )
+    .unwrap();
+    let err = convert(Tool::GolangMigrate, src.path()).unwrap_err();
+    assert!(matches!(err, ImportError::NotUtf8 { line: 2, .. }), "{err}");
+    assert!(
+        err.to_string().contains("1_a.up.sql:2: not valid UTF-8"),
+        "{err}"
+    );
+}
+
+#[test]
+fn goose_go_migrations_are_refused_by_name() {
+    let err = err_of(
+        Tool::Goose,
+        &[
+            ("00001_create_users.sql", "-- +goose Up\nSELECT 1;"),
+            ("00002_backfill_names.go", "package migrations\n"),
+        ],
+    );
+    assert!(matches!(err, ImportError::GoMigration { .. }), "{err}");
+    assert!(err.to_string().contains("00002_backfill_names.go"), "{err}");
+
+    // Go files that are not migrations are ignored, as goose ignores them.
+    let src = source(&[
+        ("00001_create_users.sql", "-- +goose Up\nSELECT 1;"),
+        ("main.go", "package main\n"),
+        ("00002_x_test.go", "package migrations\n"),
+    ]);
+    assert_eq!(convert(Tool::Goose, src.path()).unwrap().len(), 1);
+}
+
+#[test]
+fn an_empty_or_missing_directory_is_refused() {
+    for tool in Tool::ALL {
+        let err = err_of(tool, &[("README.md", "# migrations\n")]);
+        assert!(
+            matches!(err, ImportError::NothingToImport { .. }),
+            "{tool}: {err}"
+        );
+        assert!(
+            err.to_string().contains(&format!("no {tool} migrations")),
+            "{err}"
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nope");
+    let err = convert(Tool::Sqlx, &missing).unwrap_err();
+    assert!(matches!(err, ImportError::Dir { .. }), "{err}");
+    assert!(err.to_string().contains("nope"), "{err}");
+}
+
+#[test]
+fn malformed_sources_name_file_and_line() {
+    let cases: [(Tool, Files, &str); 7] = [
+        (
+            Tool::Goose,
+            &[("1_a.sql", "-- a comment\nSELECT 1;\n")],
+            "1_a.sql:2: SQL before `-- +goose Up`",
+        ),
+        (
+            Tool::Goose,
+            &[(
+                "1_a.sql",
+                "-- +goose Up\n-- +goose StatementBegin\nSELECT 1;\n",
+            )],
+            "1_a.sql:2: `-- +goose StatementBegin` without",
+        ),
+        (
+            Tool::Goose,
+            &[("1_a.sql", "-- +goose Up\n-- +goose Sideways\nSELECT 1;\n")],
+            "1_a.sql:2: unknown goose annotation",
+        ),
+        (
+            Tool::Dbmate,
+            &[("1_a.sql", "-- only a comment\n")],
+            "1_a.sql: no `-- migrate:up` line",
+        ),
+        (
+            Tool::Dbmate,
+            &[("1_a.sql", "-- create the table\n-- migrate:down\n")],
+            "1_a.sql:2: `-- migrate:down` before",
+        ),
+        (
+            Tool::Diesel,
+            &[("1_a/down.sql", "SELECT 1;\n")],
+            "1_a: no up.sql",
+        ),
+        (
+            Tool::Sqlx,
+            &[("1_a.sql", "SELECT 1;\nSELECT 'oops;\n")],
+            "1_a.sql:2: string literal is never closed",
+        ),
+    ];
+    for (tool, files, needle) in cases {
+        let err = err_of(tool, files);
+        assert!(
+            matches!(err, ImportError::Malformed { .. }),
+            "{tool}: {err}"
+        );
+        assert!(
+            err.to_string().contains(needle),
+            "{tool}: `{err}` should contain `{needle}`"
+        );
+    }
+}
+
+#[test]
+fn sql_that_reads_as_a_capstan_directive_is_refused_before_writing() {
+    let err = err_of(
+        Tool::Sqlx,
+        &[(
+            "1_a.sql",
+            "SELECT 1;\n-- capstan:down\nSELECT 2;\n-- capstan:down\n",
+        )],
+    );
+    assert!(matches!(err, ImportError::Invalid { .. }), "{err}");
+    assert!(err.to_string().contains("1_a.sql"), "{err}");
+}
+
+#[test]
+fn import_into_a_directory_with_migrations_changes_nothing() {
+    let src = fixtures().join("sqlx/source");
+    for existing in ["0001_existing.sql", "capstan.sum"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("migrations");
+        fs::create_dir(&dest).unwrap();
+        fs::write(dest.join(existing), "-- capstan:up\nSELECT 1;\n").unwrap();
+        fs::write(dest.join("README.md"), "keep me\n").unwrap();
+        let before = snapshot(&dest);
+        let err = import(Tool::Sqlx, &src, &dest).unwrap_err();
+        assert!(
+            matches!(err, ImportError::DestinationNotEmpty { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains(existing), "{err}");
+        assert_eq!(snapshot(&dest), before, "{existing}");
+    }
+
+    // Other files do not count as migrations: they are kept.
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join("README.md"), "keep me\n").unwrap();
+    let report = import(Tool::Sqlx, &src, tmp.path()).unwrap();
+    assert_eq!(
+        fs::read_to_string(tmp.path().join("README.md")).unwrap(),
+        "keep me\n"
+    );
+    assert_eq!(report.migrations.len(), 4);
+
+    // A file in the way of the directory.
+    let file = tmp.path().join("README.md");
+    let err = import(Tool::Sqlx, &src, &file).unwrap_err();
+    assert!(
+        matches!(err, ImportError::DestinationNotDir { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_report_serializes_for_json_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = fixtures().join("golang-migrate/source");
+    let report = import(Tool::GolangMigrate, &src, &tmp.path().join("m")).unwrap();
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["tool"], "golang-migrate");
+    assert_eq!(
+        json["migrations"][2]["file_name"],
+        "0003_index_users_email.sql"
+    );
+    assert_eq!(json["migrations"][2]["no_transaction"], true);
+    assert_eq!(json["migrations"][2]["original_version"], "3");
+    assert!(json["migrations"][2]["notes"][0]
+        .as_str()
+        .unwrap()
+        .contains("CREATE UNIQUE INDEX CONCURRENTLY"));
+}
