@@ -502,3 +502,72 @@ fn the_report_serializes_for_json_output() {
         .unwrap()
         .contains("CREATE UNIQUE INDEX CONCURRENTLY"));
 }
+
+#[test]
+fn an_up_section_without_statements_becomes_a_no_op() {
+    let src = source(&[
+        ("1_placeholder.sql", "-- nothing yet\n"),
+        ("2_b.sql", "SELECT 2;\n"),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let report = import(Tool::Sqlx, src.path(), tmp.path()).unwrap();
+    let text = fs::read_to_string(tmp.path().join("0001_placeholder.sql")).unwrap();
+    assert_eq!(
+        text,
+        "-- imported from sqlx: 1_placeholder.sql\n-- capstan:up\n-- nothing yet\nSELECT 1;\n"
+    );
+    assert!(report.migrations[0].notes[0].contains("`SELECT 1;`"));
+}
+
+#[test]
+fn a_no_transaction_mark_on_one_side_makes_the_file_no_transaction() {
+    let src = source(&[
+        ("1_a.up.sql", "CREATE TABLE a (id int);\n"),
+        (
+            "1_a.down.sql",
+            "-- no-transaction\nDROP INDEX CONCURRENTLY a_idx;\n",
+        ),
+    ]);
+    let c = &convert(Tool::Sqlx, src.path()).unwrap()[0];
+    assert!(c.no_transaction);
+    assert!(
+        c.notes[0].contains("1_a.down.sql is marked `-- no-transaction`"),
+        "{:?}",
+        c.notes
+    );
+    assert!(!c.text.contains("-- no-transaction\n"), "{}", c.text);
+
+    let src = source(&[(
+        "1_a.sql",
+        "-- migrate:up\nCREATE TABLE a (id int);\n-- migrate:down transaction:false\nDROP TABLE a;\n",
+    )]);
+    let c = &convert(Tool::Dbmate, src.path()).unwrap()[0];
+    assert!(c.no_transaction);
+    assert!(c.notes[0].contains("only the down block"), "{:?}", c.notes);
+}
+
+#[test]
+fn a_transactional_source_with_concurrently_keeps_its_setting_and_says_why_it_fails() {
+    let src = source(&[("1_idx.sql", "CREATE INDEX CONCURRENTLY a_idx ON a (id);\n")]);
+    let c = &convert(Tool::Sqlx, src.path()).unwrap()[0];
+    assert!(!c.no_transaction);
+    assert!(
+        c.notes[0].starts_with("1_idx.sql:1: CREATE INDEX CONCURRENTLY cannot run inside a transaction, and sqlx ran this migration in one too"),
+        "{:?}",
+        c.notes
+    );
+}
+
+#[test]
+fn crlf_files_are_understood() {
+    let src = source(&[(
+        "1_a.sql",
+        "-- +goose Up\r\n-- +goose StatementBegin\r\nCREATE TABLE a (id int);\r\n-- +goose StatementEnd\r\n\r\n-- +goose Down\r\nDROP TABLE a;\r\n",
+    )]);
+    let tmp = tempfile::tempdir().unwrap();
+    import(Tool::Goose, src.path(), tmp.path()).unwrap();
+    let set = MigrationSet::from_dir(tmp.path()).unwrap();
+    let m = &set.migrations()[0];
+    assert_eq!(m.up.sql.trim(), "CREATE TABLE a (id int);");
+    assert_eq!(m.down.as_ref().unwrap().sql.trim(), "DROP TABLE a;");
+}
