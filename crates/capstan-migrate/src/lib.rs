@@ -5,9 +5,29 @@
 //! default, or `contract`) and a `capstan.sum`. The same engine runs from the
 //! `capstan` CLI and from an application that embeds its migrations.
 
+pub mod driver;
 pub mod import;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod source;
 pub mod split;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod sum;
+pub mod url;
 
 pub use source::{Migration, MigrationSet, Phase, Section, SourceError};
+#[cfg(feature = "cli")]
+pub mod cli;
+#[cfg(feature = "cli")]
+pub mod config;
+pub mod embed;
+pub mod migrator;
+pub mod workdir;
+
+pub use driver::{AppliedRow, Direction, Driver, Identity};
+pub use migrator::{
+    compare, Database, Entry, Error, Event, Migrator, Plan, RepairAction, RunReport, Settings,
+    State, Status, UpOptions, VerifyReport,
+};
+pub use url::DatabaseUrl;

@@ -1,0 +1,793 @@
+//! The `migrate` subcommand: the same code behind `capstan migrate …` and
+//! behind `myapp migrate …` in an application that embeds its migrations.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use clap::Parser;
+//! use capstan_migrate::cli::{MigrateArgs, MigrationSource};
+//!
+//! #[derive(Parser)]
+//! enum Cli {
+//!     /// Manage this service's database schema.
+//!     Migrate(MigrateArgs),
+//! }
+//!
+//! static MIGRATIONS: &[(&str, &str)] = &[("0001_init.sql", "-- capstan:up\nCREATE TABLE t (id int);")];
+//!
+//! let Cli::Migrate(args) = Cli::parse();
+//! let code = capstan_migrate::cli::run(args, MigrationSource::Embedded {
+//!     files: MIGRATIONS,
+//!     binary_version: "myapp 1.0.0".into(),
+//! }).await;
+//! std::process::exit(code);
+//! # }
+//! ```
+//!
+//! Exit codes are a documented contract (see `docs/exit-codes.md`):
+//! 0 success, 1 a migration failed or verify found differences, 2 usage,
+//! 3 bad input (files, sum, config, URL), 4 database unreachable or permission
+//! denied, 5 refused by state (dirty, drift, out of order, no down section),
+//! 6 `up` stopped before a contract migration, 7 lock timeout retries exhausted.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use crate::config::{Config, ConfigError, CONFIG_FILE};
+use crate::driver::{Direction, FailureKind};
+use crate::migrator::{
+    Database, Error, Event, Migrator, RepairAction, RunReport, Settings, State, UpOptions,
+};
+use crate::source::{parse_duration, MigrationSet, Phase, SourceError};
+use crate::url::{DatabaseUrl, DEFAULT_URL};
+use crate::workdir::{self, WorkdirError};
+
+/// Exit code: success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: a migration failed, or `verify` found differences.
+pub const EXIT_FAILED: i32 = 1;
+/// Exit code: bad command-line usage (clap's own code).
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code: bad input — migration files, `capstan.sum`, config, URL.
+pub const EXIT_BAD_INPUT: i32 = 3;
+/// Exit code: the database is unreachable or refused a privilege.
+pub const EXIT_DATABASE: i32 = 4;
+/// Exit code: refused by the database's state (dirty, drift, out of order, no down).
+pub const EXIT_REFUSED: i32 = 5;
+/// Exit code: `up` stopped before a contract migration; what could run, ran.
+pub const EXIT_CONTRACT_HELD: i32 = 6;
+/// Exit code: a lock was not granted after every retry.
+pub const EXIT_LOCK_TIMEOUT: i32 = 7;
+
+/// Options shared by every `migrate` subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// Database URL (postgres://… or sqlite://file.db). Default: DATABASE_URL, then
+    /// capstan.toml, then sqlite://capstan.db.
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
+    /// Migration directory. Default: capstan.toml's migrations_dir, then ./migrations.
+    #[arg(long, global = true)]
+    pub dir: Option<PathBuf>,
+    /// Config file (default: ./capstan.toml if it exists).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout (see docs/json.md).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Lock timeout for DDL, like 3s (overrides capstan.toml).
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub lock_timeout: Option<String>,
+    /// Retries after a lock timeout (overrides capstan.toml).
+    #[arg(long, global = true, value_name = "N")]
+    pub lock_retries: Option<u32>,
+    /// Statement timeout, like 5m; 0 for none (overrides capstan.toml).
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub statement_timeout: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: MigrateCommand,
+}
+
+/// The `migrate` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum MigrateCommand {
+    /// Write the next numbered migration file from a template and update capstan.sum.
+    New {
+        /// What the migration does, e.g. "add user email".
+        name: String,
+        /// expand (default) or contract.
+        #[arg(long, default_value = "expand", value_parser = parse_phase)]
+        phase: Phase,
+        /// Run outside a transaction (for CREATE INDEX CONCURRENTLY).
+        #[arg(long)]
+        no_transaction: bool,
+    },
+    /// Show every migration: applied, pending, ahead, drifted or dirty.
+    Status,
+    /// Show what `up` would run, with the SQL. Changes nothing.
+    Plan {
+        /// Stop after this version.
+        #[arg(long, value_name = "VERSION")]
+        to: Option<u64>,
+        /// Include contract migrations.
+        #[arg(long)]
+        allow_contract: bool,
+    },
+    /// Apply pending migrations (expand; contract only with --allow-contract).
+    Up {
+        /// Stop after this version.
+        #[arg(long, value_name = "VERSION")]
+        to: Option<u64>,
+        /// Also apply contract migrations. Only once no running binary needs what they remove.
+        #[arg(long)]
+        allow_contract: bool,
+    },
+    /// Roll back with down sections, newest first (default: the newest one).
+    Down {
+        /// Roll back every migration newer than this version (0: all).
+        #[arg(long, value_name = "VERSION")]
+        to: Option<u64>,
+    },
+    /// On a scratch database: apply all, then check each down restores the schema.
+    Verify,
+    /// Rewrite capstan.sum after an intended edit.
+    Hash,
+    /// Renumber not-yet-applied migrations after the newest one (after a merge).
+    Rebase {
+        /// The migration files to move.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Do not ask the database whether they were applied.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Explain a dirty migration, and record how it was resolved.
+    Repair {
+        /// The failed migration was completed by hand: record it as applied.
+        #[arg(long, value_name = "VERSION", conflicts_with = "mark_rolled_back")]
+        mark_applied: Option<u64>,
+        /// The failed migration was undone by hand: forget it so `up` runs it again.
+        #[arg(long, value_name = "VERSION")]
+        mark_rolled_back: Option<u64>,
+    },
+    /// Adopt an existing database: record 1..=VERSION as applied without running them.
+    Baseline {
+        /// The newest migration the database already matches.
+        version: u64,
+    },
+    /// Convert another tool's migration directory into capstan's format.
+    Import {
+        /// diesel, sqlx, goose, dbmate or golang-migrate.
+        #[arg(long = "from", value_name = "TOOL")]
+        tool: String,
+        /// The other tool's migration directory.
+        source: PathBuf,
+    },
+}
+
+fn parse_phase(s: &str) -> Result<Phase, String> {
+    Phase::parse(s).ok_or_else(|| format!("unknown phase `{s}`; use expand or contract"))
+}
+
+/// Where the migrations come from.
+#[derive(Debug, Clone)]
+pub enum MigrationSource {
+    /// A directory on disk (the `capstan` CLI).
+    Dir,
+    /// Files compiled into the binary (see [`crate::include_migrations!`]).
+    Embedded {
+        /// `(file name, text)` pairs.
+        files: &'static [(&'static str, &'static str)],
+        /// Recorded in history, like `chirpy 1.2.0`.
+        binary_version: String,
+    },
+}
+
+/// A failure of the CLI, with its exit code.
+#[derive(Debug)]
+struct Failure {
+    code: i32,
+    kind: &'static str,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: i32, kind: &'static str, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        let message = e.to_string();
+        let (code, kind) = match &e {
+            Error::Source(_) | Error::Url(_) => (EXIT_BAD_INPUT, "bad-input"),
+            Error::Db(d) => match d.kind {
+                FailureKind::PermissionDenied => (EXIT_DATABASE, "permission-denied"),
+                _ => (EXIT_DATABASE, "database"),
+            },
+            Error::Dirty(_) => (EXIT_REFUSED, "dirty"),
+            Error::Drift(_) => (EXIT_REFUSED, "drift"),
+            Error::OutOfOrder { .. } => (EXIT_REFUSED, "out-of-order"),
+            Error::NoDown(_) => (EXIT_REFUSED, "no-down"),
+            Error::AlreadyRecorded(_) => (EXIT_REFUSED, "already-recorded"),
+            Error::UnknownVersion(_) => (EXIT_REFUSED, "unknown-version"),
+            Error::NotDirty(_) => (EXIT_REFUSED, "not-dirty"),
+            Error::Failed(f) if f.failure.kind.retryable() => (EXIT_LOCK_TIMEOUT, "lock-timeout"),
+            Error::Failed(f) if f.failure.kind == FailureKind::PermissionDenied => {
+                (EXIT_DATABASE, "permission-denied")
+            }
+            Error::Failed(_) => (EXIT_FAILED, "migration-failed"),
+        };
+        Failure::new(code, kind, message)
+    }
+}
+
+impl From<SourceError> for Failure {
+    fn from(e: SourceError) -> Self {
+        Failure::new(EXIT_BAD_INPUT, "bad-input", e.to_string())
+    }
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        Failure::new(EXIT_BAD_INPUT, "bad-input", e.to_string())
+    }
+}
+
+impl From<WorkdirError> for Failure {
+    fn from(e: WorkdirError) -> Self {
+        let code = match e {
+            WorkdirError::AlreadyApplied(_) => EXIT_REFUSED,
+            _ => EXIT_BAD_INPUT,
+        };
+        Failure::new(code, "bad-input", e.to_string())
+    }
+}
+
+/// Everything a command needs, resolved from flags, environment and config.
+struct Context {
+    args: MigrateArgs,
+    source: MigrationSource,
+    config: Config,
+    config_path: PathBuf,
+    dir: PathBuf,
+}
+
+impl Context {
+    fn url(&self) -> Result<DatabaseUrl, Failure> {
+        let raw = self
+            .args
+            .database
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or_else(|| self.config.database_url.clone())
+            .unwrap_or_else(|| DEFAULT_URL.to_string());
+        DatabaseUrl::parse(&raw)
+            .map_err(|e| Failure::new(EXIT_BAD_INPUT, "bad-input", e.to_string()))
+    }
+
+    fn settings(&self) -> Result<Settings, Failure> {
+        let mut s = self.config.settings(&self.config_path)?;
+        let bad = |flag: &str, e: String| {
+            Failure::new(EXIT_BAD_INPUT, "bad-input", format!("--{flag}: {e}"))
+        };
+        if let Some(v) = &self.args.lock_timeout {
+            s.lock_timeout = parse_duration(v).map_err(|e| bad("lock-timeout", e))?;
+        }
+        if let Some(v) = &self.args.statement_timeout {
+            s.statement_timeout = parse_duration(v).map_err(|e| bad("statement-timeout", e))?;
+        }
+        if let Some(n) = self.args.lock_retries {
+            s.lock_retries = n;
+        }
+        Ok(s)
+    }
+
+    fn set(&self) -> Result<MigrationSet, Failure> {
+        match &self.source {
+            MigrationSource::Dir => {
+                if !self.dir.is_dir() {
+                    return Err(Failure::new(
+                        EXIT_BAD_INPUT,
+                        "bad-input",
+                        format!(
+                            "migration directory {} does not exist (use --dir, or create it with `capstan migrate new NAME`)",
+                            self.dir.display()
+                        ),
+                    ));
+                }
+                Ok(MigrationSet::from_dir(&self.dir)?)
+            }
+            MigrationSource::Embedded { files, .. } => Ok(MigrationSet::from_embedded(files)?),
+        }
+    }
+
+    fn migrator(&self) -> Result<Migrator, Failure> {
+        let mut m = Migrator::new(self.set()?).with_settings(self.settings()?);
+        if let MigrationSource::Embedded { binary_version, .. } = &self.source {
+            m = m.with_binary_version(binary_version.clone());
+        }
+        Ok(m)
+    }
+
+    fn needs_dir(&self, what: &str) -> Result<(), Failure> {
+        match self.source {
+            MigrationSource::Dir => Ok(()),
+            MigrationSource::Embedded { .. } => Err(Failure::new(
+                EXIT_USAGE,
+                "usage",
+                format!("`migrate {what}` edits a migration directory; run it with the capstan CLI in your source tree"),
+            )),
+        }
+    }
+}
+
+/// Runs a `migrate` command and returns its exit code. Results go to stdout,
+/// progress and errors to stderr.
+pub async fn run(args: MigrateArgs, source: MigrationSource) -> i32 {
+    let json = args.json;
+    match run_inner(args, source).await {
+        Ok(code) => code,
+        Err(f) => {
+            if json {
+                let v = serde_json::json!({"error": {"kind": f.kind, "message": f.message, "exit_code": f.code}});
+                println!("{v}");
+            }
+            eprintln!("error: {}", f.message);
+            f.code
+        }
+    }
+}
+
+async fn run_inner(args: MigrateArgs, source: MigrationSource) -> Result<i32, Failure> {
+    let (config_path, required) = match &args.config {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from(CONFIG_FILE), false),
+    };
+    let config = Config::load(&config_path, required)?;
+    let dir = args
+        .dir
+        .clone()
+        .or_else(|| config.migrations_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("migrations"));
+    let cx = Context {
+        args,
+        source,
+        config,
+        config_path,
+        dir,
+    };
+    let json = cx.args.json;
+    match cx.args.command.clone() {
+        MigrateCommand::New {
+            name,
+            phase,
+            no_transaction,
+        } => {
+            cx.needs_dir("new")?;
+            let path = workdir::new_migration(&cx.dir, &name, phase, no_transaction)?;
+            emit(json, &serde_json::json!({"created": path}), || {
+                format!("created {}\nwrite the SQL under `-- capstan:up` (and `-- capstan:down`), then run `capstan migrate hash`", path.display())
+            });
+            Ok(EXIT_OK)
+        }
+        MigrateCommand::Hash => {
+            cx.needs_dir("hash")?;
+            let n = workdir::rehash(&cx.dir)?;
+            let sum = cx.dir.join(crate::sum::SUM_FILE);
+            emit(json, &serde_json::json!({"sum": sum, "files": n}), || {
+                format!("wrote {} ({n} migrations)", sum.display())
+            });
+            Ok(EXIT_OK)
+        }
+        MigrateCommand::Rebase { files, offline } => {
+            cx.needs_dir("rebase")?;
+            let history = if offline {
+                Vec::new()
+            } else {
+                let mut db = Database::connect_read_only(&cx.url()?).await?;
+                db.history().await?
+            };
+            let renamed = workdir::rebase(&cx.dir, &files, &history)?;
+            emit(json, &serde_json::json!({"renamed": renamed}), || {
+                if renamed.is_empty() {
+                    return "nothing to renumber: the files are already the newest".to_string();
+                }
+                renamed
+                    .iter()
+                    .map(|r| format!("renamed {} -> {}", r.from.display(), r.to.display()))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            Ok(EXIT_OK)
+        }
+        MigrateCommand::Import { tool, source } => {
+            cx.needs_dir("import")?;
+            import(&cx, &tool, &source, json)
+        }
+        MigrateCommand::Status => {
+            let m = cx.migrator()?;
+            let mut db = Database::connect_read_only(&cx.url()?).await?;
+            let status = m.status(&mut db).await?;
+            emit(json, &status, || render_status(&status, &db.describe()));
+            Ok(EXIT_OK)
+        }
+        MigrateCommand::Plan { to, allow_contract } => {
+            let m = cx.migrator()?;
+            let mut db = Database::connect_read_only(&cx.url()?).await?;
+            let plan = m.plan(&mut db, &UpOptions { to, allow_contract }).await?;
+            emit(json, &plan, || {
+                let mut s = String::new();
+                if plan.steps.is_empty() {
+                    s.push_str("nothing to apply\n");
+                }
+                for step in &plan.steps {
+                    s.push_str(&format!(
+                        "-- {:04}_{} ({}{}, lock timeout {} ms) {}\n{}\n",
+                        step.version,
+                        step.name,
+                        step.phase,
+                        if step.no_transaction {
+                            ", no transaction"
+                        } else {
+                            ""
+                        },
+                        step.lock_timeout_ms,
+                        step.file.display(),
+                        step.sql.trim_end()
+                    ));
+                }
+                if let Some(h) = &plan.held_back {
+                    s.push_str(&format!("-- stops before: {}\n", h.reason));
+                }
+                s.trim_end().to_string()
+            });
+            Ok(EXIT_OK)
+        }
+        MigrateCommand::Up { to, allow_contract } => {
+            let m = cx.migrator()?;
+            let mut db = Database::connect(&cx.url()?).await?;
+            let mut progress = Progress::new(json);
+            let result = m
+                .up_with(&mut db, &UpOptions { to, allow_contract }, &mut |e| {
+                    progress.event(e)
+                })
+                .await;
+            progress.finish();
+            let report = result.map_err(|e| report_partial(json, e))?;
+            emit(json, &report, || render_report(&report, "up"));
+            Ok(if report.held_back.is_some() {
+                EXIT_CONTRACT_HELD
+            } else {
+                EXIT_OK
+            })
+        }
+        MigrateCommand::Down { to } => {
+            let m = cx.migrator()?;
+            let mut db = Database::connect(&cx.url()?).await?;
+            let mut progress = Progress::new(json);
+            let result = m.down(&mut db, to, &mut |e| progress.event(e)).await;
+            progress.finish();
+            let report = result.map_err(|e| report_partial(json, e))?;
+            emit(json, &report, || render_report(&report, "down"));
+            Ok(EXIT_OK)
+        }
+        MigrateCommand::Verify => {
+            let m = cx.migrator()?;
+            let mut db = Database::connect_read_only(&cx.url()?).await?;
+            let mut progress = Progress::new(json);
+            let result = m
+                .verify(&mut db, &mut |e| {
+                    if matches!(e, Event::Notice { .. } | Event::Retry { .. }) {
+                        progress.event(e)
+                    }
+                })
+                .await;
+            progress.finish();
+            let report = result?;
+            emit(json, &report, || {
+                let mut s = String::new();
+                for step in &report.steps {
+                    let label = format!("{:04}_{}", step.version, step.name);
+                    if !step.differences.is_empty() {
+                        s.push_str(&format!("FAIL {label}\n"));
+                        for d in &step.differences {
+                            s.push_str(&format!("     {d}\n"));
+                        }
+                    } else if step.down_checked {
+                        s.push_str(&format!(
+                            "ok   {label}: down restores the schema, up runs again\n"
+                        ));
+                    } else {
+                        s.push_str(&format!(
+                            "ok   {label}: applies (no down section to check)\n"
+                        ));
+                    }
+                }
+                s.push_str(if report.ok() {
+                    "verify passed"
+                } else {
+                    "verify failed: a down section does not undo its up section"
+                });
+                s
+            });
+            Ok(if report.ok() { EXIT_OK } else { EXIT_FAILED })
+        }
+        MigrateCommand::Repair {
+            mark_applied,
+            mark_rolled_back,
+        } => {
+            let m = cx.migrator()?;
+            let action = mark_applied
+                .map(RepairAction::MarkApplied)
+                .or(mark_rolled_back.map(RepairAction::MarkRolledBack));
+            let Some(action) = action else {
+                let mut db = Database::connect_read_only(&cx.url()?).await?;
+                let dirty = m.dirty(&mut db).await?;
+                emit(json, &serde_json::json!({"dirty": dirty}), || {
+                    if dirty.is_empty() {
+                        return "nothing is dirty".to_string();
+                    }
+                    let mut s = String::new();
+                    for d in &dirty {
+                        s.push_str(&format!(
+                            "{:04}_{} is dirty: it ran outside a transaction and failed part-way.\n  started {} by {}\n  error: {}\n",
+                            d.version, d.name, d.started_at, d.applied_by,
+                            d.error.as_deref().unwrap_or("(the runner stopped before recording one; it may have been killed)")
+                        ));
+                        s.push_str(&format!(
+                            "  Statements before the failing one are applied; the rest are not. Look at the database, then either\n  - finish the migration by hand and run `capstan migrate repair --mark-applied {v}`, or\n  - undo what it did and run `capstan migrate repair --mark-rolled-back {v}` so that `up` runs it again.\n",
+                            v = d.version
+                        ));
+                    }
+                    s.trim_end().to_string()
+                });
+                return Ok(EXIT_OK);
+            };
+            let mut db = Database::connect(&cx.url()?).await?;
+            m.repair(&mut db, action).await?;
+            let (v, what) = match action {
+                RepairAction::MarkApplied(v) => (v, "applied"),
+                RepairAction::MarkRolledBack(v) => (v, "rolled back"),
+            };
+            emit(
+                json,
+                &serde_json::json!({"repaired": v, "marked": what}),
+                || format!("{v:04} marked {what}"),
+            );
+            Ok(EXIT_OK)
+        }
+        MigrateCommand::Baseline { version } => {
+            let m = cx.migrator()?;
+            let mut db = Database::connect(&cx.url()?).await?;
+            let versions = m.baseline(&mut db, version).await?;
+            emit(json, &serde_json::json!({"baselined": versions}), || {
+                format!(
+                    "recorded {} migrations (up to {version:04}) as applied without running them",
+                    versions.len()
+                )
+            });
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+fn import(cx: &Context, tool: &str, source: &Path, json: bool) -> Result<i32, Failure> {
+    let _ = (cx, tool, source, json);
+    Err(Failure::new(
+        EXIT_USAGE,
+        "usage",
+        "import is not available in this build",
+    ))
+}
+
+/// Prints what was done before a failure, then turns the error into a Failure.
+fn report_partial(json: bool, e: Error) -> Failure {
+    if let Error::Failed(f) = &e {
+        if !json && !f.report.ran.is_empty() {
+            eprintln!("{}", render_report(&f.report, "up"));
+        }
+    }
+    Failure::from(e)
+}
+
+fn emit<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = serde_json::to_writer(&mut out, value);
+        let _ = writeln!(out);
+    } else {
+        let _ = writeln!(out, "{}", human());
+    }
+}
+
+fn render_status(status: &crate::migrator::Status, target: &str) -> String {
+    let mut s = format!("database: {target}\n");
+    if status.migrations.is_empty() {
+        s.push_str("no migrations\n");
+    }
+    let width = status
+        .migrations
+        .iter()
+        .map(|e| e.label().len())
+        .max()
+        .unwrap_or(0);
+    for e in &status.migrations {
+        let mut line = format!(
+            "{:<8} {:<width$}  {:<8}",
+            e.state.as_str(),
+            e.label(),
+            e.phase,
+        );
+        if let Some(a) = &e.applied {
+            line.push_str(&format!(
+                "  {} by {} ({}, {} ms)",
+                a.applied_at, a.applied_by, a.binary_version, a.duration_ms
+            ));
+        }
+        match e.state {
+            State::Drifted => line.push_str("  <- file changed after it was applied"),
+            State::Ahead => line.push_str("  <- in the database, not in this directory"),
+            State::Dirty => line.push_str("  <- failed part-way; see `capstan migrate repair`"),
+            _ => {}
+        }
+        s.push_str(line.trim_end());
+        s.push('\n');
+    }
+    let count = |st| status.in_state(st).count();
+    s.push_str(&format!(
+        "{} applied, {} pending, {} ahead, {} drifted, {} dirty",
+        count(State::Applied),
+        count(State::Pending),
+        count(State::Ahead),
+        count(State::Drifted),
+        count(State::Dirty)
+    ));
+    s
+}
+
+fn render_report(report: &RunReport, what: &str) -> String {
+    let mut s = String::new();
+    if report.ran.is_empty() {
+        s.push_str(match (what, &report.held_back) {
+            ("up", None) => "nothing to apply: the database is up to date",
+            ("up", Some(_)) => "nothing applied",
+            _ => "nothing to roll back",
+        });
+    } else {
+        let total: u64 = report.ran.iter().map(|r| r.duration_ms).sum();
+        let verb = if what == "up" {
+            "applied"
+        } else {
+            "rolled back"
+        };
+        s.push_str(&format!(
+            "{verb} {} migrations in {total} ms",
+            report.ran.len()
+        ));
+    }
+    if !report.done_by_other_runner.is_empty() {
+        s.push_str(&format!(
+            "\n{} migrations were applied by another runner at the same time",
+            report.done_by_other_runner.len()
+        ));
+    }
+    if let Some(h) = &report.held_back {
+        s.push_str(&format!(
+            "\nstopped before {:04}_{}: {}",
+            h.version, h.name, h.reason
+        ));
+    }
+    s
+}
+
+/// Progress on stderr: a live line on a terminal, plain lines otherwise.
+struct Progress {
+    quiet: bool,
+    bar: Option<indicatif::ProgressBar>,
+    started: Instant,
+}
+
+impl Progress {
+    fn new(json: bool) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        let bar = (tty && !json).then(|| {
+            let b = indicatif::ProgressBar::new_spinner();
+            b.enable_steady_tick(Duration::from_millis(100));
+            b
+        });
+        Progress {
+            quiet: json,
+            bar,
+            started: Instant::now(),
+        }
+    }
+
+    fn line(&self, s: String) {
+        match &self.bar {
+            Some(b) => b.println(s),
+            None if !self.quiet => eprintln!("{s}"),
+            None => {}
+        }
+    }
+
+    fn event(&mut self, e: Event<'_>) {
+        match e {
+            Event::Start {
+                migration,
+                direction,
+            } => {
+                self.started = Instant::now();
+                if let Some(b) = &self.bar {
+                    let verb = if direction == Direction::Up {
+                        "applying"
+                    } else {
+                        "rolling back"
+                    };
+                    b.set_message(format!("{verb} {}", migration.label()));
+                    b.set_style(
+                        indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                    );
+                    b.reset_elapsed();
+                }
+            }
+            Event::Retry {
+                migration,
+                attempt,
+                wait,
+                message,
+            } => self.line(format!(
+                "{}: {message}; attempt {attempt} failed, retrying in {} ms",
+                migration.label(),
+                wait.as_millis()
+            )),
+            Event::Notice {
+                migration,
+                notice,
+                line,
+            } => {
+                let at = line.map(|l| format!(":{l}")).unwrap_or_default();
+                self.line(format!(
+                    "{}{at}: {}: {}",
+                    migration.path.display(),
+                    notice.severity,
+                    notice.message
+                ));
+            }
+            Event::Done {
+                migration,
+                direction,
+                duration,
+                done_here,
+            } => {
+                let verb = match (direction, done_here) {
+                    (_, false) => "done by another runner",
+                    (Direction::Up, true) => "applied",
+                    (Direction::Down, true) => "rolled back",
+                };
+                let _ = self.started;
+                self.line(format!(
+                    "{verb} {} ({} ms)",
+                    migration.label(),
+                    duration.as_millis()
+                ));
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}

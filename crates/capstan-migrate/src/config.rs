@@ -1,0 +1,165 @@
+//! `capstan.toml`: project settings. Flags win over the environment, which
+//! wins over this file, which wins over the defaults.
+//!
+//! ```toml
+//! database_url = "postgres://app@db.internal/app"
+//! migrations_dir = "migrations"
+//!
+//! [migrate]
+//! lock_timeout = "3s"
+//! lock_retries = 10
+//! statement_timeout = "0"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::migrator::Settings;
+use crate::source::parse_duration;
+
+/// The default config file name, looked up in the working directory.
+pub const CONFIG_FILE: &str = "capstan.toml";
+
+/// The parsed `capstan.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Database URL used when neither `--database` nor `DATABASE_URL` is given.
+    pub database_url: Option<String>,
+    /// Migration directory used when `--dir` is not given.
+    pub migrations_dir: Option<PathBuf>,
+    /// `[migrate]`: how migrations run.
+    #[serde(default)]
+    pub migrate: MigrateConfig,
+    /// `[lint]`: read by `capstan lint`.
+    pub lint: Option<toml::Table>,
+    /// `[fleet]`: read by the fleet registry.
+    pub fleet: Option<toml::Table>,
+    /// `[archive]`: read by the archive.
+    pub archive: Option<toml::Table>,
+    /// `[slo]`: read by the SLO commands.
+    pub slo: Option<toml::Table>,
+}
+
+/// The `[migrate]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateConfig {
+    /// Default lock timeout, like `3s`.
+    pub lock_timeout: Option<String>,
+    /// Retries after a lock timeout.
+    pub lock_retries: Option<u32>,
+    /// Default statement timeout, like `5m` (`0`: none).
+    pub statement_timeout: Option<String>,
+}
+
+/// A config file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Unreadable.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// Invalid TOML, unknown key or wrong type (the message names line and key).
+    #[error("{}: {message}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads `path`; a missing file is the empty config unless `required`.
+    pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                return Ok(Config::default())
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: describe_toml_error(&text, &e),
+        })?;
+        config.settings(path)?;
+        Ok(config)
+    }
+
+    /// The `[migrate]` settings over the defaults.
+    pub fn settings(&self, path: &Path) -> Result<Settings, ConfigError> {
+        let mut s = Settings::default();
+        let bad = |key: &str, e: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: format!("[migrate] {key}: {e}"),
+        };
+        if let Some(v) = &self.migrate.lock_timeout {
+            s.lock_timeout = parse_duration(v).map_err(|e| bad("lock_timeout", e))?;
+        }
+        if let Some(v) = &self.migrate.statement_timeout {
+            s.statement_timeout = parse_duration(v).map_err(|e| bad("statement_timeout", e))?;
+        }
+        if let Some(n) = self.migrate.lock_retries {
+            s.lock_retries = n;
+        }
+        Ok(s)
+    }
+}
+
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim().to_string();
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {msg}")
+        }
+        None => msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_name_the_key_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("capstan.toml");
+        std::fs::write(
+            &p,
+            "database_url = \"sqlite://x.db\"\n[migrate]\nlock_timout = \"2s\"\n",
+        )
+        .unwrap();
+        let err = Config::load(&p, true).unwrap_err().to_string();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("lock_timout"), "{err}");
+    }
+
+    #[test]
+    fn bad_durations_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("capstan.toml");
+        std::fs::write(&p, "[migrate]\nlock_timeout = \"soon\"\n").unwrap();
+        let err = Config::load(&p, true).unwrap_err().to_string();
+        assert!(err.contains("[migrate] lock_timeout"), "{err}");
+    }
+
+    #[test]
+    fn missing_optional_file_is_empty() {
+        let c = Config::load(Path::new("/nonexistent/capstan.toml"), false).unwrap();
+        assert!(c.database_url.is_none());
+    }
+}

@@ -1,0 +1,305 @@
+//! The one interface between the engine and a database.
+//!
+//! Only the modules behind this trait know a concrete client (`tokio-postgres`,
+//! `rusqlite`); the engine decides *what* runs, a driver decides *how*.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::source::{Migration, Section};
+use crate::split::{Dialect, Statement};
+
+/// A row of capstan's history table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppliedRow {
+    /// Migration version.
+    pub version: u64,
+    /// Migration name.
+    pub name: String,
+    /// Checksum of the file when it was applied.
+    pub checksum: String,
+    /// Phase when it was applied.
+    pub phase: String,
+    /// `applied` or `dirty`.
+    pub state: String,
+    /// When (UTC, RFC 3339).
+    pub applied_at: String,
+    /// Who (`user@host`).
+    pub applied_by: String,
+    /// Which binary (`capstan 0.1.0`, `chirpy 1.2.0`).
+    pub binary_version: String,
+    /// How long it took, in milliseconds.
+    pub duration_ms: i64,
+    /// Ran outside a transaction.
+    pub no_transaction: bool,
+    /// For a dirty row: the error that left it dirty. Otherwise a note, if any.
+    pub error: Option<String>,
+}
+
+impl AppliedRow {
+    /// True when the row records a failed no-transaction migration.
+    pub fn is_dirty(&self) -> bool {
+        self.state == "dirty"
+    }
+}
+
+/// Who runs migrations, recorded in history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// `user@host`.
+    pub applied_by: String,
+    /// `capstan 0.1.0`, or the embedding application's name and version.
+    pub binary_version: String,
+}
+
+impl Identity {
+    /// The current OS user and host, and `binary_version`.
+    pub fn current(binary_version: impl Into<String>) -> Self {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .ok()
+            .filter(|u| !u.is_empty())
+            .or_else(user_from_passwd)
+            .unwrap_or_else(|| "unknown".into());
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        Identity {
+            applied_by: format!("{user}@{host}"),
+            binary_version: binary_version.into(),
+        }
+    }
+}
+
+/// The name of the current uid in /etc/passwd (containers often have no $USER).
+fn user_from_passwd() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        let id: u32 = f.nth(1)?.parse().ok()?;
+        (id == uid).then(|| name.to_string())
+    })
+}
+
+/// Up or down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Run the up section and record the migration.
+    Up,
+    /// Run the down section and remove the record.
+    Down,
+}
+
+/// One migration section to run.
+#[derive(Debug)]
+pub struct Job<'a> {
+    /// The migration.
+    pub migration: &'a Migration,
+    /// Up or down.
+    pub direction: Direction,
+    /// The section to run.
+    pub section: &'a Section,
+    /// Its statements, split for the driver's dialect.
+    pub statements: &'a [Statement],
+    /// Run in one transaction with the history change.
+    pub transactional: bool,
+    /// For a no-transaction job resumed after a lock timeout: the first statement to run.
+    pub resume_from: usize,
+    /// `lock_timeout` for the DDL (zero: none).
+    pub lock_timeout: Duration,
+    /// `statement_timeout` (zero: none).
+    pub statement_timeout: Duration,
+    /// Recorded in history.
+    pub identity: &'a Identity,
+    /// A note recorded in history with the row (e.g. a forced contract).
+    pub note: Option<&'a str>,
+}
+
+/// A message the server sent while a job ran (Postgres `NOTICE`, `WARNING`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notice {
+    /// `NOTICE`, `WARNING`, …
+    pub severity: String,
+    /// The message.
+    pub message: String,
+    /// Index of the statement that raised it, when known.
+    pub statement: Option<usize>,
+}
+
+/// What a finished job reports.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOutcome {
+    /// False when another runner had already done this job (seen under the lock).
+    pub done_here: bool,
+    /// Server time spent.
+    pub duration: Duration,
+    /// Notices raised.
+    pub notices: Vec<Notice>,
+}
+
+/// What kind of failure a job hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureKind {
+    /// A lock was not granted within `lock_timeout` (or SQLite stayed busy): retryable.
+    LockTimeout,
+    /// A deadlock was detected: retryable.
+    Deadlock,
+    /// `statement_timeout` cancelled the statement.
+    StatementTimeout,
+    /// The role lacks a privilege.
+    PermissionDenied,
+    /// The connection broke.
+    Connection,
+    /// Any other SQL error.
+    Sql,
+}
+
+impl FailureKind {
+    /// True when running the job again later may succeed.
+    pub fn retryable(self) -> bool {
+        matches!(self, FailureKind::LockTimeout | FailureKind::Deadlock)
+    }
+}
+
+/// A failed job. A transactional job that fails has changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecFailure {
+    /// The kind.
+    pub kind: FailureKind,
+    /// The server's message.
+    pub message: String,
+    /// SQLSTATE, when the server gave one.
+    pub code: Option<String>,
+    /// DETAIL.
+    pub detail: Option<String>,
+    /// HINT.
+    pub hint: Option<String>,
+    /// Index of the failing statement in the job, when known.
+    pub statement: Option<usize>,
+    /// Line offset inside the section, when the server gave a position.
+    pub line_offset: Option<usize>,
+    /// Notices raised before the failure.
+    pub notices: Vec<Notice>,
+}
+
+impl ExecFailure {
+    /// A failure with only a kind and a message.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        ExecFailure {
+            kind,
+            message: message.into(),
+            code: None,
+            detail: None,
+            hint: None,
+            statement: None,
+            line_offset: None,
+            notices: Vec::new(),
+        }
+    }
+}
+
+/// A database error outside a migration (connecting, reading history, locking).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DbError {
+    /// The kind.
+    pub kind: FailureKind,
+    /// The message (never holds a password).
+    pub message: String,
+}
+
+impl DbError {
+    /// A new error.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        DbError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// A change to history that runs no migration SQL.
+#[derive(Debug, Clone)]
+pub enum Record<'a> {
+    /// Record migrations as applied without running them (`baseline`, `repair --applied`).
+    MarkApplied {
+        /// The migrations.
+        migrations: Vec<&'a Migration>,
+        /// Who.
+        identity: &'a Identity,
+        /// Why, recorded in the log.
+        action: &'a str,
+    },
+    /// Remove a history row (`repair --rolled-back`).
+    Forget {
+        /// The version.
+        version: u64,
+        /// Its name (for the log).
+        name: &'a str,
+        /// Who.
+        identity: &'a Identity,
+        /// Why, recorded in the log.
+        action: &'a str,
+    },
+}
+
+/// A catalog snapshot: `object key → definition`, compared by `verify`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Snapshot(pub BTreeMap<String, String>);
+
+impl Snapshot {
+    /// Every difference between `self` (before) and `after`, one line each.
+    pub fn diff(&self, after: &Snapshot) -> Vec<String> {
+        let mut out = Vec::new();
+        for (k, v) in &self.0 {
+            match after.0.get(k) {
+                None => out.push(format!("{k}: missing (was {v})")),
+                Some(w) if w != v => out.push(format!("{k}: was {v}, now {w}")),
+                _ => {}
+            }
+        }
+        for (k, v) in &after.0 {
+            if !self.0.contains_key(k) {
+                out.push(format!("{k}: unexpected ({v})"));
+            }
+        }
+        out
+    }
+}
+
+/// A database capstan can run migrations on.
+#[async_trait]
+pub trait Driver: Send {
+    /// Which SQL dialect statements are split for.
+    fn dialect(&self) -> Dialect;
+    /// The target, for messages (password redacted).
+    fn describe(&self) -> String;
+    /// Takes the runner lock, waiting for another runner to finish.
+    async fn lock(&mut self) -> Result<(), DbError>;
+    /// Releases the runner lock.
+    async fn unlock(&mut self) -> Result<(), DbError>;
+    /// Creates capstan's history tables if missing (call under the lock).
+    async fn ensure_schema(&mut self) -> Result<(), DbError>;
+    /// The history rows, oldest first; empty if capstan never ran here.
+    async fn history(&mut self) -> Result<Vec<AppliedRow>, DbError>;
+    /// Runs one section and records it, atomically when the job is transactional.
+    async fn execute(&mut self, job: &Job<'_>) -> Result<ExecOutcome, ExecFailure>;
+    /// Changes history without running migration SQL, in one transaction.
+    async fn record(&mut self, change: Record<'_>) -> Result<(), DbError>;
+    /// A snapshot of the user's schema (capstan's own tables excluded).
+    async fn snapshot(&mut self) -> Result<Snapshot, DbError>;
+    /// Creates an empty scratch database on the same server (for `verify`).
+    async fn create_scratch(&mut self) -> Result<Box<dyn Driver>, DbError>;
+    /// Drops the scratch database made by `create_scratch` (after it is closed).
+    async fn drop_scratch(&mut self, scratch: Box<dyn Driver>) -> Result<(), DbError>;
+    /// For a scratch database: its name (Postgres) or file (SQLite).
+    fn scratch_name(&self) -> Option<String> {
+        None
+    }
+}

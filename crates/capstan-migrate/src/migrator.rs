@@ -1,0 +1,1177 @@
+//! The engine: compares a migration set with a database's history and runs
+//! what is needed, under the runner lock, with lock timeouts and retries.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::driver::{
+    AppliedRow, DbError, Direction, Driver, ExecFailure, FailureKind, Identity, Job, Notice, Record,
+};
+use crate::source::{Migration, MigrationSet, Phase, SourceError};
+use crate::url::{DatabaseUrl, UrlError};
+
+/// How migrations run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `lock_timeout` for DDL unless a migration says otherwise (zero: none).
+    pub lock_timeout: Duration,
+    /// How many times a migration that hit the lock timeout is tried again.
+    pub lock_retries: u32,
+    /// First wait before a retry; doubles each time up to `retry_backoff_max`.
+    pub retry_backoff: Duration,
+    /// Longest wait between retries.
+    pub retry_backoff_max: Duration,
+    /// `statement_timeout` unless a migration says otherwise (zero: none).
+    pub statement_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            lock_timeout: Duration::from_secs(3),
+            lock_retries: 10,
+            retry_backoff: Duration::from_millis(500),
+            retry_backoff_max: Duration::from_secs(10),
+            statement_timeout: Duration::ZERO,
+        }
+    }
+}
+
+/// A migration's state, comparing the set with the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// In both, same checksum.
+    Applied,
+    /// In the set, not in the database.
+    Pending,
+    /// In the database, not in the set.
+    Ahead,
+    /// In both, checksums differ.
+    Drifted,
+    /// A no-transaction migration failed part-way; see `repair`.
+    Dirty,
+}
+
+impl State {
+    /// The JSON/text name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Applied => "applied",
+            State::Pending => "pending",
+            State::Ahead => "ahead",
+            State::Drifted => "drifted",
+            State::Dirty => "dirty",
+        }
+    }
+}
+
+/// One line of `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    /// Version.
+    pub version: u64,
+    /// Name.
+    pub name: String,
+    /// Phase (from the file, or from history for an ahead migration).
+    pub phase: String,
+    /// State.
+    pub state: State,
+    /// The file, when the set has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// The history row, when the database has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied: Option<AppliedRow>,
+}
+
+impl Entry {
+    /// `0007_drop_name`.
+    pub fn label(&self) -> String {
+        format!("{:04}_{}", self.version, self.name)
+    }
+}
+
+/// Compares a set with history rows: the pure heart of `status`, `up` and the gate.
+pub fn compare(set: &MigrationSet, history: &[AppliedRow]) -> Vec<Entry> {
+    let mut out = Vec::new();
+    let mut rows = history.iter().peekable();
+    let mut files = set.migrations().iter().peekable();
+    loop {
+        let next_row = rows.peek().map(|r| r.version);
+        let next_file = files.peek().map(|m| m.version);
+        match (next_file, next_row) {
+            (None, None) => break,
+            (Some(f), r) if r.is_none_or(|r| f < r) => {
+                let m = files.next().expect("peeked");
+                out.push(Entry {
+                    version: m.version,
+                    name: m.name.clone(),
+                    phase: m.phase.to_string(),
+                    state: State::Pending,
+                    file: Some(m.path.clone()),
+                    applied: None,
+                });
+            }
+            (f, Some(r)) if f.is_none_or(|f| r < f) => {
+                let row = rows.next().expect("peeked");
+                out.push(Entry {
+                    version: row.version,
+                    name: row.name.clone(),
+                    phase: row.phase.clone(),
+                    state: if row.is_dirty() {
+                        State::Dirty
+                    } else {
+                        State::Ahead
+                    },
+                    file: None,
+                    applied: Some(row.clone()),
+                });
+            }
+            _ => {
+                let m = files.next().expect("peeked");
+                let row = rows.next().expect("peeked");
+                let state = if row.is_dirty() {
+                    State::Dirty
+                } else if row.checksum != m.checksum {
+                    State::Drifted
+                } else {
+                    State::Applied
+                };
+                out.push(Entry {
+                    version: m.version,
+                    name: m.name.clone(),
+                    phase: m.phase.to_string(),
+                    state,
+                    file: Some(m.path.clone()),
+                    applied: Some(row.clone()),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The result of `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    /// Every migration known to the set or the database, by version.
+    pub migrations: Vec<Entry>,
+}
+
+impl Status {
+    /// Entries in `state`.
+    pub fn in_state(&self, state: State) -> impl Iterator<Item = &Entry> {
+        self.migrations.iter().filter(move |e| e.state == state)
+    }
+}
+
+/// Something the engine did, reported as it happens (for progress output).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// A migration section starts.
+    Start {
+        /// The migration.
+        migration: &'a Migration,
+        /// Up or down.
+        direction: Direction,
+    },
+    /// A lock was not granted in time; the migration will be tried again.
+    Retry {
+        /// The migration.
+        migration: &'a Migration,
+        /// The attempt that failed (1-based).
+        attempt: u32,
+        /// How long capstan waits before the next attempt.
+        wait: Duration,
+        /// The server's message.
+        message: &'a str,
+    },
+    /// The server sent a notice.
+    Notice {
+        /// The migration.
+        migration: &'a Migration,
+        /// The notice.
+        notice: &'a Notice,
+        /// The file line of the statement that raised it, when known.
+        line: Option<usize>,
+    },
+    /// A migration section finished.
+    Done {
+        /// The migration.
+        migration: &'a Migration,
+        /// Up or down.
+        direction: Direction,
+        /// Time taken.
+        duration: Duration,
+        /// False when another runner had already done it.
+        done_here: bool,
+    },
+}
+
+/// One migration run by `up` or `down`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ran {
+    /// Version.
+    pub version: u64,
+    /// Name.
+    pub name: String,
+    /// Up or down.
+    pub direction: Direction,
+    /// Milliseconds.
+    pub duration_ms: u64,
+}
+
+/// A contract migration `up` stopped before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeldBack {
+    /// Version.
+    pub version: u64,
+    /// Name.
+    pub name: String,
+    /// Why it did not run.
+    pub reason: String,
+}
+
+/// What `up` or `down` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunReport {
+    /// Migrations run, in order.
+    pub ran: Vec<Ran>,
+    /// Migrations another runner did first (SQLite's concurrent runners).
+    pub done_by_other_runner: Vec<u64>,
+    /// The contract migration `up` stopped before, if it did.
+    pub held_back: Option<HeldBack>,
+}
+
+/// Options of `up`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpOptions {
+    /// Apply up to and including this version.
+    pub to: Option<u64>,
+    /// Apply contract migrations too.
+    pub allow_contract: bool,
+}
+
+/// One step of `plan`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanStep {
+    /// Version.
+    pub version: u64,
+    /// Name.
+    pub name: String,
+    /// Phase.
+    pub phase: Phase,
+    /// Runs outside a transaction.
+    pub no_transaction: bool,
+    /// The file.
+    pub file: PathBuf,
+    /// The SQL that would run.
+    pub sql: String,
+    /// Lock timeout that would apply, in milliseconds.
+    pub lock_timeout_ms: u64,
+}
+
+/// What `up` would do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// Steps `up` would run, in order.
+    pub steps: Vec<PlanStep>,
+    /// The contract migration `up` would stop before.
+    pub held_back: Option<HeldBack>,
+}
+
+/// A dirty migration, as `repair` explains it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DirtyInfo {
+    /// Version.
+    pub version: u64,
+    /// Name.
+    pub name: String,
+    /// The recorded error.
+    pub error: Option<String>,
+    /// When it started.
+    pub started_at: String,
+    /// Who ran it.
+    pub applied_by: String,
+}
+
+/// What the operator says happened to a dirty migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepairAction {
+    /// Its effects are complete (finished by hand): record it applied.
+    MarkApplied(u64),
+    /// Its effects are undone (reverted by hand): forget it so `up` runs it again.
+    MarkRolledBack(u64),
+}
+
+/// The outcome of one migration under `verify`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyStep {
+    /// Version.
+    pub version: u64,
+    /// Name.
+    pub name: String,
+    /// Whether down-then-up was checked (false: no down section).
+    pub down_checked: bool,
+    /// Every schema difference found; empty when the step is sound.
+    pub differences: Vec<String>,
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// Steps, in order.
+    pub steps: Vec<VerifyStep>,
+}
+
+impl VerifyReport {
+    /// True when no step found a difference.
+    pub fn ok(&self) -> bool {
+        self.steps.iter().all(|s| s.differences.is_empty())
+    }
+}
+
+/// A migration that failed while running.
+#[derive(Debug, Clone)]
+pub struct MigrationFailure {
+    /// `0003_add_index`.
+    pub label: String,
+    /// The file.
+    pub file: PathBuf,
+    /// Line of the failing statement (or of the error position) in the file.
+    pub line: Option<usize>,
+    /// Up or down.
+    pub direction: Direction,
+    /// What the database said.
+    pub failure: ExecFailure,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Whether the migration ran outside a transaction (it is now dirty).
+    pub no_transaction: bool,
+    /// What had been done before the failure.
+    pub report: RunReport,
+}
+
+impl fmt::Display for MigrationFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        let fl = &self.failure;
+        write!(f, ": {}", fl.message)?;
+        if let Some(code) = &fl.code {
+            write!(f, " (SQLSTATE {code})")?;
+        }
+        if let Some(d) = &fl.detail {
+            write!(f, "\n  detail: {d}")?;
+        }
+        if let Some(h) = &fl.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        if fl.kind.retryable() {
+            write!(
+                f,
+                "\n  gave up after {} attempts: another transaction holds a lock this migration needs; find it in pg_stat_activity, or raise lock-timeout / lock_retries",
+                self.attempts
+            )?;
+        }
+        if self.no_transaction {
+            write!(
+                f,
+                "\n  {} ran outside a transaction and is now dirty: statements before the failing one stay applied; see `capstan migrate repair`",
+                self.label
+            )?;
+        } else {
+            write!(
+                f,
+                "\n  {} was rolled back: nothing of it is applied",
+                self.label
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Why the engine refused or failed. Nothing was changed unless the variant says so.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A migration file or the directory is invalid.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The database URL is invalid.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// Connecting, locking or reading history failed.
+    #[error("{0}")]
+    Db(#[from] DbError),
+    /// Dirty migrations must be repaired first.
+    #[error("{} is dirty (a no-transaction migration failed part-way{}); nothing was run. Inspect the database, then run `capstan migrate repair`", .0.iter().map(|d| format!("{:04}_{}", d.version, d.name)).collect::<Vec<_>>().join(", "), .0.first().and_then(|d| d.error.as_deref()).map(|e| format!(": {e}")).unwrap_or_default())]
+    Dirty(Vec<DirtyInfo>),
+    /// Applied migrations whose files changed.
+    #[error("applied migrations were edited after they ran: {}; nothing was run. Restore the files (git checkout), or, if the edit is only cosmetic and intended, write a new migration instead", .0.join(", "))]
+    Drift(Vec<String>),
+    /// A pending migration is older than an applied one.
+    #[error("{pending} is pending but the newer {applied} is already applied; nothing was run. Renumber it after the newest with `capstan migrate rebase {pending_file}`")]
+    OutOfOrder {
+        /// The pending migration.
+        pending: String,
+        /// Its file.
+        pending_file: String,
+        /// The newer applied one.
+        applied: String,
+    },
+    /// `down` asked for migrations that cannot be rolled back.
+    #[error("cannot roll back {}; nothing was run", .0.join("; "))]
+    NoDown(Vec<String>),
+    /// `baseline` on a database that already has history at or below N.
+    #[error("baseline refused: the database already records {}; baseline only adopts a database capstan has never run on", .0.join(", "))]
+    AlreadyRecorded(Vec<String>),
+    /// A version that is not in the set.
+    #[error("migration {0:04} is not in the migration directory")]
+    UnknownVersion(u64),
+    /// `repair` named a migration that is not dirty.
+    #[error("migration {0:04} is not dirty; nothing to repair")]
+    NotDirty(u64),
+    /// A migration failed while running.
+    #[error("{0}")]
+    Failed(Box<MigrationFailure>),
+}
+
+/// An open database connection (Postgres or SQLite).
+pub struct Database {
+    driver: Box<dyn Driver>,
+}
+
+impl Database {
+    /// Opens `url`. SQLite files are created if missing.
+    pub async fn connect(url: &DatabaseUrl) -> Result<Self, Error> {
+        Self::open(url, true).await
+    }
+
+    /// Opens `url` for reading: a missing SQLite file reads as an empty database
+    /// and is not created.
+    pub async fn connect_read_only(url: &DatabaseUrl) -> Result<Self, Error> {
+        Self::open(url, false).await
+    }
+
+    async fn open(url: &DatabaseUrl, create: bool) -> Result<Self, Error> {
+        let driver: Box<dyn Driver> = match url {
+            #[cfg(feature = "postgres")]
+            DatabaseUrl::Postgres { raw } => {
+                Box::new(crate::postgres::connect(raw, &url.to_string()).await?)
+            }
+            #[cfg(feature = "sqlite")]
+            DatabaseUrl::Sqlite { path } => Box::new(crate::sqlite::connect(path, create)?),
+            #[allow(unreachable_patterns)]
+            _ => {
+                let _ = create;
+                return Err(Error::Db(DbError::new(
+                    FailureKind::Connection,
+                    format!("{url}: this build of capstan has no driver for it"),
+                )));
+            }
+        };
+        Ok(Database { driver })
+    }
+
+    /// Wraps a driver.
+    pub fn from_driver(driver: Box<dyn Driver>) -> Self {
+        Database { driver }
+    }
+
+    /// The driver, for advanced use.
+    pub fn driver(&mut self) -> &mut dyn Driver {
+        self.driver.as_mut()
+    }
+
+    /// The target, for messages (password redacted).
+    pub fn describe(&self) -> String {
+        self.driver.describe()
+    }
+
+    /// History rows, oldest first.
+    pub async fn history(&mut self) -> Result<Vec<AppliedRow>, Error> {
+        Ok(self.driver.history().await?)
+    }
+}
+
+/// Runs a migration set against databases.
+#[derive(Debug, Clone)]
+pub struct Migrator {
+    set: MigrationSet,
+    settings: Settings,
+    identity: Identity,
+}
+
+fn no_events(_: Event<'_>) {}
+
+impl Migrator {
+    /// A migrator for `set`, with default settings, recorded as `capstan <version>`.
+    pub fn new(set: MigrationSet) -> Self {
+        Migrator {
+            set,
+            settings: Settings::default(),
+            identity: Identity::current(concat!("capstan ", env!("CARGO_PKG_VERSION"))),
+        }
+    }
+
+    /// Sets how migrations run.
+    pub fn with_settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Sets the binary version recorded in history (`myapp 1.4.2`).
+    pub fn with_binary_version(mut self, version: impl Into<String>) -> Self {
+        self.identity.binary_version = version.into();
+        self
+    }
+
+    /// The set.
+    pub fn set(&self) -> &MigrationSet {
+        &self.set
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Every migration's state. Changes nothing.
+    pub async fn status(&self, db: &mut Database) -> Result<Status, Error> {
+        let history = db.driver.history().await?;
+        Ok(Status {
+            migrations: compare(&self.set, &history),
+        })
+    }
+
+    /// What `up` would run, with its SQL. Changes nothing.
+    pub async fn plan(&self, db: &mut Database, opts: &UpOptions) -> Result<Plan, Error> {
+        let history = db.driver.history().await?;
+        let (todo, held_back) = self.pending(&history, opts)?;
+        let steps = todo
+            .into_iter()
+            .map(|m| PlanStep {
+                version: m.version,
+                name: m.name.clone(),
+                phase: m.phase,
+                no_transaction: m.no_transaction,
+                file: m.path.clone(),
+                sql: m.up.sql.clone(),
+                lock_timeout_ms: m
+                    .lock_timeout
+                    .unwrap_or(self.settings.lock_timeout)
+                    .as_millis() as u64,
+            })
+            .collect();
+        Ok(Plan { steps, held_back })
+    }
+
+    /// Applies pending migrations (expand only; see [`Migrator::up_with`] for contract).
+    pub async fn up(&self, db: &mut Database) -> Result<RunReport, Error> {
+        self.up_with(db, &UpOptions::default(), &mut no_events)
+            .await
+    }
+
+    /// Applies pending migrations with options, reporting progress to `events`.
+    pub async fn up_with(
+        &self,
+        db: &mut Database,
+        opts: &UpOptions,
+        events: &mut (dyn FnMut(Event<'_>) + Send),
+    ) -> Result<RunReport, Error> {
+        db.driver.lock().await?;
+        let result = self.up_locked(db, opts, events).await;
+        let unlocked = db.driver.unlock().await;
+        let report = result?;
+        unlocked?;
+        Ok(report)
+    }
+
+    async fn up_locked(
+        &self,
+        db: &mut Database,
+        opts: &UpOptions,
+        events: &mut (dyn FnMut(Event<'_>) + Send),
+    ) -> Result<RunReport, Error> {
+        db.driver.ensure_schema().await?;
+        let history = db.driver.history().await?;
+        let (todo, held_back) = self.pending(&history, opts)?;
+        let mut report = RunReport {
+            held_back,
+            ..RunReport::default()
+        };
+        for m in todo {
+            self.run(db, m, Direction::Up, None, &mut report, events)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    /// Refuses dirty, drifted and out-of-order states; returns the migrations
+    /// `up` runs and the contract migration it stops before.
+    fn pending<'s>(
+        &'s self,
+        history: &[AppliedRow],
+        opts: &UpOptions,
+    ) -> Result<(Vec<&'s Migration>, Option<HeldBack>), Error> {
+        let entries = compare(&self.set, history);
+        check_clean(&entries)?;
+        let newest_applied = entries
+            .iter()
+            .filter(|e| e.state != State::Pending)
+            .map(|e| e.version)
+            .max();
+        let mut todo = Vec::new();
+        let mut held_back = None;
+        for e in entries.iter().filter(|e| e.state == State::Pending) {
+            if let Some(newest) = newest_applied.filter(|n| *n > e.version) {
+                let applied = entries
+                    .iter()
+                    .find(|x| x.version == newest)
+                    .map(Entry::label)
+                    .unwrap_or_default();
+                return Err(Error::OutOfOrder {
+                    pending: e.label(),
+                    pending_file: e
+                        .file
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    applied,
+                });
+            }
+            if opts.to.is_some_and(|to| e.version > to) {
+                break;
+            }
+            let m = self
+                .set
+                .get(e.version)
+                .ok_or(Error::UnknownVersion(e.version))?;
+            if m.phase == Phase::Contract && !opts.allow_contract {
+                held_back = Some(HeldBack {
+                    version: m.version,
+                    name: m.name.clone(),
+                    reason: format!(
+                        "{} is a contract migration: it removes or changes something an older binary may still use. Apply it once no running instance needs what it removes, with --allow-contract",
+                        m.label()
+                    ),
+                });
+                break;
+            }
+            todo.push(m);
+        }
+        Ok((todo, held_back))
+    }
+
+    async fn run(
+        &self,
+        db: &mut Database,
+        m: &Migration,
+        direction: Direction,
+        note: Option<&str>,
+        report: &mut RunReport,
+        events: &mut (dyn FnMut(Event<'_>) + Send),
+    ) -> Result<(), Error> {
+        let section = match direction {
+            Direction::Up => &m.up,
+            Direction::Down => m
+                .down
+                .as_ref()
+                .ok_or_else(|| Error::NoDown(vec![format!("{}: no down section", m.label())]))?,
+        };
+        let statements = section
+            .statements(db.driver.dialect())
+            .map_err(|e| SourceError::Sql {
+                path: m.path.clone(),
+                line: section.first_line + e.line_offset,
+                message: format!("{} is never closed", e.what),
+            })?;
+        events(Event::Start {
+            migration: m,
+            direction,
+        });
+        let mut job = Job {
+            migration: m,
+            direction,
+            section,
+            statements: &statements,
+            transactional: !m.no_transaction,
+            resume_from: 0,
+            lock_timeout: m.lock_timeout.unwrap_or(self.settings.lock_timeout),
+            statement_timeout: m
+                .statement_timeout
+                .unwrap_or(self.settings.statement_timeout),
+            identity: &self.identity,
+            note,
+        };
+        let line_of = |f: &ExecFailure| -> Option<usize> {
+            let base = section.first_line;
+            match (f.line_offset, f.statement) {
+                (Some(l), _) => Some(base + l),
+                (None, Some(i)) => statements.get(i).map(|s| base + s.line_offset),
+                _ => None,
+            }
+        };
+        let mut attempt = 1;
+        loop {
+            match db.driver.execute(&job).await {
+                Ok(outcome) => {
+                    for n in &outcome.notices {
+                        let line = n
+                            .statement
+                            .and_then(|i| statements.get(i))
+                            .map(|s| section.first_line + s.line_offset);
+                        events(Event::Notice {
+                            migration: m,
+                            notice: n,
+                            line,
+                        });
+                    }
+                    events(Event::Done {
+                        migration: m,
+                        direction,
+                        duration: outcome.duration,
+                        done_here: outcome.done_here,
+                    });
+                    if outcome.done_here {
+                        report.ran.push(Ran {
+                            version: m.version,
+                            name: m.name.clone(),
+                            direction,
+                            duration_ms: outcome.duration.as_millis() as u64,
+                        });
+                    } else {
+                        report.done_by_other_runner.push(m.version);
+                    }
+                    return Ok(());
+                }
+                Err(f) if f.kind.retryable() && attempt <= self.settings.lock_retries => {
+                    let wait = self
+                        .settings
+                        .retry_backoff
+                        .saturating_mul(1 << (attempt - 1).min(16))
+                        .min(self.settings.retry_backoff_max);
+                    events(Event::Retry {
+                        migration: m,
+                        attempt,
+                        wait,
+                        message: &f.message,
+                    });
+                    if !job.transactional {
+                        job.resume_from = f.statement.unwrap_or(job.resume_from);
+                    }
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(f) => {
+                    for n in &f.notices {
+                        let line = n
+                            .statement
+                            .and_then(|i| statements.get(i))
+                            .map(|s| section.first_line + s.line_offset);
+                        events(Event::Notice {
+                            migration: m,
+                            notice: n,
+                            line,
+                        });
+                    }
+                    return Err(Error::Failed(Box::new(MigrationFailure {
+                        label: m.label(),
+                        file: m.path.clone(),
+                        line: line_of(&f),
+                        direction,
+                        attempts: attempt,
+                        no_transaction: m.no_transaction,
+                        failure: f,
+                        report: std::mem::take(report),
+                    })));
+                }
+            }
+        }
+    }
+
+    /// Rolls back applied migrations newer than `to` (default: the newest one),
+    /// newest first. Refuses before touching anything if one has no down section.
+    pub async fn down(
+        &self,
+        db: &mut Database,
+        to: Option<u64>,
+        events: &mut (dyn FnMut(Event<'_>) + Send),
+    ) -> Result<RunReport, Error> {
+        db.driver.lock().await?;
+        let result = self.down_locked(db, to, events).await;
+        let unlocked = db.driver.unlock().await;
+        let report = result?;
+        unlocked?;
+        Ok(report)
+    }
+
+    async fn down_locked(
+        &self,
+        db: &mut Database,
+        to: Option<u64>,
+        events: &mut (dyn FnMut(Event<'_>) + Send),
+    ) -> Result<RunReport, Error> {
+        let history = db.driver.history().await?;
+        let entries = compare(&self.set, &history);
+        check_clean(&entries)?;
+        let applied: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| matches!(e.state, State::Applied | State::Ahead))
+            .collect();
+        let Some(newest) = applied.last() else {
+            return Ok(RunReport::default());
+        };
+        let to = to.unwrap_or(newest.version.saturating_sub(1));
+        let targets: Vec<&Entry> = applied
+            .iter()
+            .rev()
+            .filter(|e| e.version > to)
+            .copied()
+            .collect();
+        let mut problems = Vec::new();
+        for e in &targets {
+            match e.state {
+                State::Ahead => problems.push(format!(
+                    "{}: applied but not in this migration directory (an older directory or binary?)",
+                    e.label()
+                )),
+                _ => {
+                    let m = self.set.get(e.version).ok_or(Error::UnknownVersion(e.version))?;
+                    if m.down.is_none() {
+                        problems.push(format!("{}: no `-- capstan:down` section", e.label()));
+                    }
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::NoDown(problems));
+        }
+        let mut report = RunReport::default();
+        for e in targets {
+            let m = self
+                .set
+                .get(e.version)
+                .ok_or(Error::UnknownVersion(e.version))?;
+            self.run(db, m, Direction::Down, None, &mut report, events)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    /// Records migrations up to `version` as applied without running them, to
+    /// adopt a database whose schema already matches them.
+    pub async fn baseline(&self, db: &mut Database, version: u64) -> Result<Vec<u64>, Error> {
+        if self.set.get(version).is_none() {
+            return Err(Error::UnknownVersion(version));
+        }
+        db.driver.lock().await?;
+        let result = async {
+            db.driver.ensure_schema().await?;
+            let history = db.driver.history().await?;
+            if !history.is_empty() {
+                return Err(Error::AlreadyRecorded(
+                    history
+                        .iter()
+                        .map(|r| format!("{:04}_{}", r.version, r.name))
+                        .collect(),
+                ));
+            }
+            let migrations: Vec<&Migration> = self
+                .set
+                .migrations()
+                .iter()
+                .filter(|m| m.version <= version)
+                .collect();
+            let versions = migrations.iter().map(|m| m.version).collect();
+            db.driver
+                .record(Record::MarkApplied {
+                    migrations,
+                    identity: &self.identity,
+                    action: "baseline",
+                })
+                .await?;
+            Ok(versions)
+        }
+        .await;
+        let unlocked = db.driver.unlock().await;
+        let versions = result?;
+        unlocked?;
+        Ok(versions)
+    }
+
+    /// The dirty migrations, explained. Changes nothing.
+    pub async fn dirty(&self, db: &mut Database) -> Result<Vec<DirtyInfo>, Error> {
+        let history = db.driver.history().await?;
+        Ok(dirty_of(&history))
+    }
+
+    /// Resolves a dirty migration as the operator says.
+    pub async fn repair(&self, db: &mut Database, action: RepairAction) -> Result<(), Error> {
+        db.driver.lock().await?;
+        let result = async {
+            let history = db.driver.history().await?;
+            let version = match action {
+                RepairAction::MarkApplied(v) | RepairAction::MarkRolledBack(v) => v,
+            };
+            let row = history
+                .iter()
+                .find(|r| r.version == version && r.is_dirty())
+                .ok_or(Error::NotDirty(version))?;
+            match action {
+                RepairAction::MarkApplied(_) => {
+                    let m = self
+                        .set
+                        .get(version)
+                        .ok_or(Error::UnknownVersion(version))?;
+                    db.driver
+                        .record(Record::MarkApplied {
+                            migrations: vec![m],
+                            identity: &self.identity,
+                            action: "repair: marked applied",
+                        })
+                        .await?;
+                }
+                RepairAction::MarkRolledBack(_) => {
+                    db.driver
+                        .record(Record::Forget {
+                            version,
+                            name: &row.name,
+                            identity: &self.identity,
+                            action: "repair: marked rolled back",
+                        })
+                        .await?;
+                }
+            }
+            Ok::<(), Error>(())
+        }
+        .await;
+        let unlocked = db.driver.unlock().await;
+        result?;
+        unlocked?;
+        Ok(())
+    }
+
+    /// On a scratch database next to `db`: applies every migration and checks
+    /// that each down section restores the schema and that up runs again.
+    pub async fn verify(
+        &self,
+        db: &mut Database,
+        events: &mut (dyn FnMut(Event<'_>) + Send),
+    ) -> Result<VerifyReport, Error> {
+        let scratch = db.driver.create_scratch().await?;
+        let mut scratch = Database { driver: scratch };
+        let result = self.verify_on(&mut scratch, events).await;
+        let dropped = db.driver.drop_scratch(scratch.driver).await;
+        let report = result?;
+        dropped?;
+        Ok(report)
+    }
+
+    async fn verify_on(
+        &self,
+        db: &mut Database,
+        events: &mut (dyn FnMut(Event<'_>) + Send),
+    ) -> Result<VerifyReport, Error> {
+        db.driver.ensure_schema().await?;
+        let mut steps = Vec::new();
+        let mut report = RunReport::default();
+        for m in self.set.migrations() {
+            let before = db.driver.snapshot().await?;
+            self.run(db, m, Direction::Up, None, &mut report, events)
+                .await?;
+            let after = db.driver.snapshot().await?;
+            let mut differences = Vec::new();
+            if m.down.is_some() {
+                let mut stop = false;
+                match self
+                    .run(db, m, Direction::Down, None, &mut report, events)
+                    .await
+                {
+                    Err(Error::Failed(f)) => {
+                        differences.push(format!("the down section fails: {f}"));
+                        stop = true;
+                    }
+                    other => other?,
+                }
+                if !stop {
+                    let undone = db.driver.snapshot().await?;
+                    differences.extend(
+                        before
+                            .diff(&undone)
+                            .into_iter()
+                            .map(|d| format!("after down, {d}")),
+                    );
+                    match self
+                        .run(db, m, Direction::Up, None, &mut report, events)
+                        .await
+                    {
+                        Err(Error::Failed(f)) => {
+                            differences.push(format!("up fails when run again after down: {f}"));
+                            stop = true;
+                        }
+                        other => other?,
+                    }
+                }
+                if !stop {
+                    let redone = db.driver.snapshot().await?;
+                    differences.extend(
+                        after
+                            .diff(&redone)
+                            .into_iter()
+                            .map(|d| format!("after down and up again, {d}")),
+                    );
+                }
+                if stop {
+                    steps.push(VerifyStep {
+                        version: m.version,
+                        name: m.name.clone(),
+                        down_checked: true,
+                        differences,
+                    });
+                    break;
+                }
+            }
+            steps.push(VerifyStep {
+                version: m.version,
+                name: m.name.clone(),
+                down_checked: m.down.is_some(),
+                differences,
+            });
+        }
+        Ok(VerifyReport { steps })
+    }
+}
+
+fn dirty_of(history: &[AppliedRow]) -> Vec<DirtyInfo> {
+    history
+        .iter()
+        .filter(|r| r.is_dirty())
+        .map(|r| DirtyInfo {
+            version: r.version,
+            name: r.name.clone(),
+            error: r.error.clone(),
+            started_at: r.applied_at.clone(),
+            applied_by: r.applied_by.clone(),
+        })
+        .collect()
+}
+
+/// Refuses dirty and drifted states.
+fn check_clean(entries: &[Entry]) -> Result<(), Error> {
+    let dirty: Vec<DirtyInfo> = entries
+        .iter()
+        .filter(|e| e.state == State::Dirty)
+        .filter_map(|e| e.applied.as_ref())
+        .map(|r| dirty_of(std::slice::from_ref(r)).remove(0))
+        .collect();
+    if !dirty.is_empty() {
+        return Err(Error::Dirty(dirty));
+    }
+    let drifted: Vec<String> = entries
+        .iter()
+        .filter(|e| e.state == State::Drifted)
+        .map(|e| {
+            e.file
+                .as_ref()
+                .map_or_else(|| e.label(), |p| p.display().to_string())
+        })
+        .collect();
+    if !drifted.is_empty() {
+        return Err(Error::Drift(drifted));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::parse_migration;
+    use std::path::Path;
+
+    fn set(n: u64) -> MigrationSet {
+        MigrationSet::new(
+            (1..=n)
+                .map(|v| {
+                    parse_migration(
+                        Path::new(&format!("{v:04}_m{v}.sql")),
+                        format!("-- capstan:up\nSELECT {v};").as_bytes(),
+                    )
+                    .unwrap()
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    fn row(m: &Migration, state: &str) -> AppliedRow {
+        AppliedRow {
+            version: m.version,
+            name: m.name.clone(),
+            checksum: m.checksum.clone(),
+            phase: "expand".into(),
+            state: state.into(),
+            applied_at: String::new(),
+            applied_by: String::new(),
+            binary_version: String::new(),
+            duration_ms: 0,
+            no_transaction: false,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn compare_classifies_every_state() {
+        let s = set(4);
+        let ms = s.migrations();
+        let mut drifted = row(&ms[1], "applied");
+        drifted.checksum = "x".into();
+        let mut ahead = row(&ms[0], "applied");
+        ahead.version = 9;
+        let history = vec![row(&ms[0], "applied"), drifted, row(&ms[2], "dirty"), ahead];
+        let states: Vec<(u64, State)> = compare(&s, &history)
+            .iter()
+            .map(|e| (e.version, e.state))
+            .collect();
+        assert_eq!(
+            states,
+            vec![
+                (1, State::Applied),
+                (2, State::Drifted),
+                (3, State::Dirty),
+                (4, State::Pending),
+                (9, State::Ahead)
+            ]
+        );
+    }
+
+    #[test]
+    fn pending_refuses_out_of_order_and_holds_back_contract() {
+        let s = set(3);
+        let m = Migrator::new(s.clone());
+        let history = vec![row(&s.migrations()[2], "applied")];
+        assert!(matches!(
+            m.pending(&history, &UpOptions::default()),
+            Err(Error::OutOfOrder { .. })
+        ));
+        let (todo, held) = m
+            .pending(
+                &[],
+                &UpOptions {
+                    to: Some(2),
+                    allow_contract: false,
+                },
+            )
+            .unwrap();
+        assert_eq!(todo.len(), 2);
+        assert!(held.is_none());
+    }
+}

@@ -1,0 +1,669 @@
+//! The Postgres driver (`tokio-postgres`, simple-query protocol).
+//!
+//! A transactional migration is sent as one simple query,
+//! `BEGIN; SET LOCAL …; <up section>; <history row>; COMMIT;`, so the
+//! migration and its history row commit together and the whole job costs one
+//! round trip. Counting the `CommandComplete` messages before an error tells
+//! which statement failed.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_postgres::error::{DbError as PgDbError, ErrorPosition, SqlState};
+use tokio_postgres::{AsyncMessage, Client, Config, NoTls, SimpleQueryMessage};
+
+use crate::driver::{
+    AppliedRow, DbError, Direction, Driver, ExecFailure, ExecOutcome, FailureKind, Job, Notice,
+    Record, Snapshot,
+};
+use crate::split::Dialect;
+
+/// Advisory lock key of the runner lock: "capstan" in ASCII.
+const LOCK_KEY: i64 = 0x0063_6170_7374_616e;
+
+/// A connection to a Postgres database.
+pub struct PgDriver {
+    client: Client,
+    config: Config,
+    shown: String,
+    notices: mpsc::UnboundedReceiver<Notice>,
+    /// Name of the scratch database this driver made, if it is one.
+    scratch_name: Option<String>,
+}
+
+/// Connects to `raw` (a `postgres://` URL); `shown` is its redacted form for messages.
+pub async fn connect(raw: &str, shown: &str) -> Result<PgDriver, DbError> {
+    let mut config: Config = raw.parse().map_err(|e: tokio_postgres::Error| {
+        DbError::new(
+            FailureKind::Connection,
+            format!("bad database URL {shown}: {}", error_text(&e)),
+        )
+    })?;
+    if config.get_application_name().is_none() {
+        config.application_name("capstan");
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    connect_config(config, shown.to_string(), None).await
+}
+
+async fn connect_config(
+    config: Config,
+    shown: String,
+    scratch_name: Option<String>,
+) -> Result<PgDriver, DbError> {
+    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| {
+        let kind = match e.code() {
+            Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => FailureKind::PermissionDenied,
+            _ => FailureKind::Connection,
+        };
+        DbError::new(
+            kind,
+            format!("cannot connect to {shown}: {}", error_text(&e)),
+        )
+    })?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(m) = messages.next().await {
+            match m {
+                Ok(AsyncMessage::Notice(n)) => {
+                    let _ = tx.send(Notice {
+                        severity: n.severity().to_string(),
+                        message: n.message().to_string(),
+                        statement: None,
+                    });
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    let driver = PgDriver {
+        client,
+        config,
+        shown,
+        notices: rx,
+        scratch_name,
+    };
+    driver
+        .client
+        .batch_execute("SET standard_conforming_strings = on; SET client_min_messages = notice")
+        .await
+        .map_err(|e| db_err(&e))?;
+    Ok(driver)
+}
+
+/// The message of a client error, with its server detail.
+fn error_text(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+fn kind_of(db: Option<&PgDbError>, closed: bool) -> FailureKind {
+    if closed {
+        return FailureKind::Connection;
+    }
+    match db.map(PgDbError::code) {
+        Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE => FailureKind::LockTimeout,
+        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED => FailureKind::Deadlock,
+        Some(c) if *c == SqlState::QUERY_CANCELED => FailureKind::StatementTimeout,
+        Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => FailureKind::PermissionDenied,
+        Some(_) => FailureKind::Sql,
+        None => FailureKind::Connection,
+    }
+}
+
+fn db_err(e: &tokio_postgres::Error) -> DbError {
+    let mut err = DbError::new(kind_of(e.as_db_error(), e.is_closed()), error_text(e));
+    if err.kind == FailureKind::PermissionDenied {
+        err.message.push_str(
+            " (capstan keeps its history in the `capstan` schema: the role needs CREATE on the database, or an administrator can run `CREATE SCHEMA capstan AUTHORIZATION <role>`)",
+        );
+    }
+    err
+}
+
+/// Quotes a string literal (standard_conforming_strings is on for our session).
+fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn opt_lit(s: Option<&str>) -> String {
+    s.map_or_else(|| "NULL".to_string(), lit)
+}
+
+fn ms(d: Duration) -> u128 {
+    d.as_millis()
+}
+
+impl PgDriver {
+    fn drain_notices(&mut self) -> Vec<Notice> {
+        let mut out = Vec::new();
+        while let Ok(n) = self.notices.try_recv() {
+            out.push(n);
+        }
+        out
+    }
+
+    fn failure(&mut self, e: &tokio_postgres::Error) -> ExecFailure {
+        let db = e.as_db_error();
+        ExecFailure {
+            kind: kind_of(db, e.is_closed()),
+            message: db.map_or_else(|| error_text(e), |d| d.message().to_string()),
+            code: db.map(|d| d.code().code().to_string()),
+            detail: db.and_then(|d| d.detail().map(str::to_string)),
+            hint: db.and_then(|d| d.hint().map(str::to_string)),
+            statement: None,
+            line_offset: None,
+            notices: self.drain_notices(),
+        }
+    }
+
+    fn log_sql(job: &Job<'_>, action: &str, duration: &str) -> String {
+        let m = job.migration;
+        format!(
+            "INSERT INTO capstan.log (version, name, action, applied_by, binary_version, duration_ms, detail) VALUES ({}, {}, {}, {}, {}, {duration}, {})",
+            m.version,
+            lit(&m.name),
+            lit(action),
+            lit(&job.identity.applied_by),
+            lit(&job.identity.binary_version),
+            opt_lit(job.note),
+        )
+    }
+
+    fn history_sql(job: &Job<'_>, state: &str, duration: &str) -> String {
+        let m = job.migration;
+        match job.direction {
+            Direction::Up => format!(
+                "INSERT INTO capstan.migrations (version, name, checksum, phase, state, no_transaction, applied_at, applied_by, binary_version, duration_ms, error) \
+                 VALUES ({}, {}, {}, {}, {}, {}, now(), {}, {}, {duration}, {}) \
+                 ON CONFLICT (version) DO UPDATE SET state = EXCLUDED.state, duration_ms = EXCLUDED.duration_ms, applied_at = now(), error = EXCLUDED.error;\n{}",
+                m.version,
+                lit(&m.name),
+                lit(&m.checksum),
+                lit(m.phase.as_str()),
+                lit(state),
+                !job.transactional,
+                lit(&job.identity.applied_by),
+                lit(&job.identity.binary_version),
+                opt_lit(job.note),
+                Self::log_sql(job, "up", duration),
+            ),
+            Direction::Down => format!(
+                "DELETE FROM capstan.migrations WHERE version = {};\n{}",
+                m.version,
+                Self::log_sql(job, "down", duration)
+            ),
+        }
+    }
+
+    async fn execute_transactional(&mut self, job: &Job<'_>) -> Result<ExecOutcome, ExecFailure> {
+        const ELAPSED: &str = "(extract(epoch from clock_timestamp() - now()) * 1000)::bigint";
+        let prefix = format!(
+            "BEGIN;\nSET LOCAL lock_timeout = '{}ms';\nSET LOCAL statement_timeout = '{}ms';\n",
+            ms(job.lock_timeout),
+            ms(job.statement_timeout)
+        );
+        const PREFIX_STATEMENTS: usize = 3;
+        let body = &job.section.sql;
+        let query = format!(
+            "{prefix}{body}\n;\n{};\nCOMMIT;",
+            Self::history_sql(job, "applied", ELAPSED)
+        );
+        let started = Instant::now();
+        let mut completed = 0usize;
+        let result = async {
+            let mut stream = Box::pin(self.client.simple_query_raw(&query).await?);
+            while let Some(msg) = stream.next().await {
+                if let SimpleQueryMessage::CommandComplete(_) = msg? {
+                    completed += 1;
+                }
+            }
+            Ok::<_, tokio_postgres::Error>(())
+        }
+        .await;
+        match result {
+            Ok(()) => Ok(ExecOutcome {
+                done_here: true,
+                duration: started.elapsed(),
+                notices: self.drain_notices(),
+            }),
+            Err(e) => {
+                let mut failure = self.failure(&e);
+                if !e.is_closed() {
+                    // Leaves the aborted transaction; a warning if none was open.
+                    let _ = self.client.batch_execute("ROLLBACK").await;
+                }
+                let body_start = prefix.chars().count();
+                let body_chars = body.chars().count();
+                if let Some(ErrorPosition::Original(pos)) =
+                    e.as_db_error().and_then(PgDbError::position)
+                {
+                    let pos = *pos as usize; // 1-based, in characters
+                    if pos > body_start && pos <= body_start + body_chars {
+                        let upto: String = body.chars().take(pos - body_start - 1).collect();
+                        let line_offset = upto.matches('\n').count();
+                        failure.line_offset = Some(line_offset);
+                        failure.statement = job
+                            .statements
+                            .iter()
+                            .rposition(|s| s.line_offset <= line_offset);
+                    }
+                }
+                if failure.statement.is_none() {
+                    let idx = completed.checked_sub(PREFIX_STATEMENTS);
+                    failure.statement = idx.filter(|i| *i < job.statements.len());
+                }
+                Err(failure)
+            }
+        }
+    }
+
+    async fn execute_statements(&mut self, job: &Job<'_>) -> Result<ExecOutcome, ExecFailure> {
+        let m = job.migration;
+        let started = Instant::now();
+        if job.resume_from == 0 {
+            let mark = match job.direction {
+                Direction::Up => Self::history_sql(job, "dirty", "0")
+                    .split(";\n")
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                Direction::Down => format!(
+                    "UPDATE capstan.migrations SET state = 'dirty', error = 'rolling back' WHERE version = {}",
+                    m.version
+                ),
+            };
+            if let Err(e) = self.client.batch_execute(&mark).await {
+                return Err(self.failure(&e));
+            }
+        }
+        let timeouts = format!(
+            "SET lock_timeout = '{}ms'; SET statement_timeout = '{}ms'",
+            ms(job.lock_timeout),
+            ms(job.statement_timeout)
+        );
+        if let Err(e) = self.client.batch_execute(&timeouts).await {
+            return Err(self.failure(&e));
+        }
+        let mut notices = Vec::new();
+        for (i, stmt) in job.statements.iter().enumerate().skip(job.resume_from) {
+            let text = &job.section.sql[stmt.range.clone()];
+            if let Err(e) = self.client.batch_execute(text).await {
+                let mut failure = self.failure(&e);
+                failure.statement = Some(i);
+                failure.notices.splice(0..0, notices);
+                if !e.is_closed() {
+                    let record = format!(
+                        "RESET lock_timeout; RESET statement_timeout; UPDATE capstan.migrations SET error = {} WHERE version = {}",
+                        lit(&format!("statement {} failed: {}", i + 1, failure.message)),
+                        m.version
+                    );
+                    let _ = self.client.batch_execute(&record).await;
+                }
+                return Err(failure);
+            }
+            notices.extend(self.drain_notices().into_iter().map(|mut n| {
+                n.statement = Some(i);
+                n
+            }));
+        }
+        let duration = started.elapsed();
+        let finish = match job.direction {
+            Direction::Up => format!(
+                "RESET lock_timeout; RESET statement_timeout; BEGIN; UPDATE capstan.migrations SET state = 'applied', error = NULL, duration_ms = {d}, applied_at = now() WHERE version = {v}; {log}; COMMIT",
+                d = duration.as_millis(),
+                v = m.version,
+                log = Self::log_sql(job, "up", &duration.as_millis().to_string()),
+            ),
+            Direction::Down => format!(
+                "RESET lock_timeout; RESET statement_timeout; BEGIN; {}; COMMIT",
+                Self::history_sql(job, "", &duration.as_millis().to_string())
+            ),
+        };
+        if let Err(e) = self.client.batch_execute(&finish).await {
+            return Err(self.failure(&e));
+        }
+        notices.extend(self.drain_notices());
+        Ok(ExecOutcome {
+            done_here: true,
+            duration,
+            notices,
+        })
+    }
+}
+
+const SCHEMA_SQL: &str = "
+CREATE SCHEMA IF NOT EXISTS capstan;
+CREATE TABLE IF NOT EXISTS capstan.migrations (
+    version        bigint PRIMARY KEY,
+    name           text NOT NULL,
+    checksum       text NOT NULL,
+    phase          text NOT NULL,
+    state          text NOT NULL CHECK (state IN ('applied', 'dirty')),
+    no_transaction boolean NOT NULL DEFAULT false,
+    applied_at     timestamptz NOT NULL DEFAULT now(),
+    applied_by     text NOT NULL,
+    binary_version text NOT NULL,
+    duration_ms    bigint NOT NULL DEFAULT 0,
+    error          text
+);
+CREATE TABLE IF NOT EXISTS capstan.log (
+    id             bigserial PRIMARY KEY,
+    version        bigint NOT NULL,
+    name           text NOT NULL,
+    action         text NOT NULL,
+    at             timestamptz NOT NULL DEFAULT now(),
+    applied_by     text NOT NULL,
+    binary_version text NOT NULL,
+    duration_ms    bigint NOT NULL DEFAULT 0,
+    detail         text
+);
+";
+
+const SNAPSHOT_SQL: &str = r#"
+WITH ns AS (
+    SELECT oid, nspname FROM pg_namespace
+    WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'capstan', 'capstan_archive')
+      AND nspname NOT LIKE 'pg\_toast%' AND nspname NOT LIKE 'pg\_temp%'
+), ext AS (
+    SELECT objid FROM pg_depend WHERE deptype = 'e'
+)
+SELECT 'schema ' || nspname, '' FROM ns
+UNION ALL
+SELECT 'extension ' || extname, extversion FROM pg_extension
+UNION ALL
+SELECT 'relation ' || ns.nspname || '.' || c.relname,
+       CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'partitioned table' WHEN 'v' THEN 'view'
+            WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table'
+            ELSE c.relkind::text END
+FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND c.oid NOT IN (SELECT objid FROM ext)
+UNION ALL
+SELECT 'column ' || ns.nspname || '.' || c.relname || '.' || a.attname,
+       format_type(a.atttypid, a.atttypmod)
+       || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE ' NULL' END
+       || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '')
+       || CASE WHEN a.attidentity <> '' THEN ' IDENTITY ' || a.attidentity::text ELSE '' END
+       || CASE WHEN a.attgenerated <> '' THEN ' GENERATED' ELSE '' END
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN ns ON ns.oid = c.relnamespace
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  AND c.oid NOT IN (SELECT objid FROM ext)
+UNION ALL
+SELECT 'constraint ' || ns.nspname || '.' || c.relname || '.' || con.conname,
+       pg_get_constraintdef(con.oid) || CASE WHEN con.convalidated THEN '' ELSE ' (not validated)' END
+FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN ns ON ns.oid = c.relnamespace
+UNION ALL
+SELECT 'index ' || ns.nspname || '.' || ci.relname,
+       pg_get_indexdef(i.indexrelid) || CASE WHEN i.indisvalid THEN '' ELSE ' (invalid)' END
+FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid JOIN ns ON ns.oid = ci.relnamespace
+WHERE ci.oid NOT IN (SELECT objid FROM ext)
+UNION ALL
+SELECT 'view ' || ns.nspname || '.' || c.relname, pg_get_viewdef(c.oid)
+FROM pg_class c JOIN ns ON ns.oid = c.relnamespace WHERE c.relkind IN ('v', 'm')
+  AND c.oid NOT IN (SELECT objid FROM ext)
+UNION ALL
+SELECT 'sequence ' || ns.nspname || '.' || c.relname,
+       format_type(s.seqtypid, NULL) || ' start ' || s.seqstart || ' increment ' || s.seqincrement
+       || ' min ' || s.seqmin || ' max ' || s.seqmax || CASE WHEN s.seqcycle THEN ' cycle' ELSE '' END
+FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN ns ON ns.oid = c.relnamespace
+WHERE c.oid NOT IN (SELECT objid FROM ext)
+UNION ALL
+SELECT 'type ' || ns.nspname || '.' || t.typname,
+       CASE t.typtype
+         WHEN 'e' THEN 'enum (' || coalesce((SELECT string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder)
+                                            FROM pg_enum e WHERE e.enumtypid = t.oid), '') || ')'
+         WHEN 'd' THEN 'domain ' || format_type(t.typbasetype, t.typtypmod)
+                       || CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END
+                       || coalesce(' DEFAULT ' || t.typdefault, '')
+                       || coalesce((SELECT ' ' || string_agg(pg_get_constraintdef(dc.oid), ' ' ORDER BY dc.conname)
+                                    FROM pg_constraint dc WHERE dc.contypid = t.oid), '')
+         WHEN 'r' THEN 'range'
+         ELSE 'composite (' || coalesce((SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum)
+                                        FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped), '') || ')'
+       END
+FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
+WHERE (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))
+  AND t.oid NOT IN (SELECT objid FROM ext)
+UNION ALL
+SELECT 'function ' || ns.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+       p.prokind::text || ' returns ' || coalesce(pg_get_function_result(p.oid), 'void') || ' language ' || l.lanname
+       || ' ' || md5(coalesce(p.prosrc, '')) || ' ' || p.provolatile::text
+FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
+WHERE p.oid NOT IN (SELECT objid FROM ext)
+UNION ALL
+SELECT 'trigger ' || ns.nspname || '.' || c.relname || '.' || t.tgname, pg_get_triggerdef(t.oid)
+FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN ns ON ns.oid = c.relnamespace
+WHERE NOT t.tgisinternal
+"#;
+
+#[async_trait]
+impl Driver for PgDriver {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
+
+    async fn lock(&mut self) -> Result<(), DbError> {
+        let row = self
+            .client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
+            .await
+            .map_err(|e| db_err(&e))?;
+        if row.get::<_, bool>(0) {
+            return Ok(());
+        }
+        tracing::info!("another capstan runner holds the migration lock; waiting for it");
+        self.client
+            .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+            .await
+            .map_err(|e| db_err(&e))?;
+        Ok(())
+    }
+
+    async fn unlock(&mut self) -> Result<(), DbError> {
+        self.client
+            .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+            .await
+            .map_err(|e| db_err(&e))?;
+        Ok(())
+    }
+
+    async fn ensure_schema(&mut self) -> Result<(), DbError> {
+        let exists = self
+            .client
+            .query_one(
+                "SELECT to_regclass('capstan.migrations') IS NOT NULL AND to_regclass('capstan.log') IS NOT NULL",
+                &[],
+            )
+            .await
+            .map_err(|e| db_err(&e))?;
+        if exists.get::<_, bool>(0) {
+            return Ok(());
+        }
+        self.client
+            .batch_execute(SCHEMA_SQL)
+            .await
+            .map_err(|e| db_err(&e))
+    }
+
+    async fn history(&mut self) -> Result<Vec<AppliedRow>, DbError> {
+        let exists = self
+            .client
+            .query_one("SELECT to_regclass('capstan.migrations') IS NOT NULL", &[])
+            .await
+            .map_err(|e| db_err(&e))?;
+        if !exists.get::<_, bool>(0) {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .client
+            .query(
+                "SELECT version, name, checksum, phase, state, \
+                        to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
+                        applied_by, binary_version, duration_ms, no_transaction, error \
+                 FROM capstan.migrations ORDER BY version",
+                &[],
+            )
+            .await
+            .map_err(|e| db_err(&e))?;
+        Ok(rows
+            .iter()
+            .map(|r| AppliedRow {
+                version: r.get::<_, i64>(0) as u64,
+                name: r.get(1),
+                checksum: r.get(2),
+                phase: r.get(3),
+                state: r.get(4),
+                applied_at: r.get(5),
+                applied_by: r.get(6),
+                binary_version: r.get(7),
+                duration_ms: r.get(8),
+                no_transaction: r.get(9),
+                error: r.get(10),
+            })
+            .collect())
+    }
+
+    async fn execute(&mut self, job: &Job<'_>) -> Result<ExecOutcome, ExecFailure> {
+        self.drain_notices();
+        if job.transactional {
+            self.execute_transactional(job).await
+        } else {
+            self.execute_statements(job).await
+        }
+    }
+
+    async fn record(&mut self, change: Record<'_>) -> Result<(), DbError> {
+        let mut sql = String::from("BEGIN;\n");
+        match change {
+            Record::MarkApplied {
+                migrations,
+                identity,
+                action,
+            } => {
+                for m in migrations {
+                    sql.push_str(&format!(
+                        "INSERT INTO capstan.migrations (version, name, checksum, phase, state, no_transaction, applied_by, binary_version, duration_ms) \
+                         VALUES ({v}, {n}, {c}, {p}, 'applied', {nt}, {by}, {bin}, 0) \
+                         ON CONFLICT (version) DO UPDATE SET state = 'applied', error = NULL;\n\
+                         INSERT INTO capstan.log (version, name, action, applied_by, binary_version) VALUES ({v}, {n}, {a}, {by}, {bin});\n",
+                        v = m.version,
+                        n = lit(&m.name),
+                        c = lit(&m.checksum),
+                        p = lit(m.phase.as_str()),
+                        nt = m.no_transaction,
+                        by = lit(&identity.applied_by),
+                        bin = lit(&identity.binary_version),
+                        a = lit(action),
+                    ));
+                }
+            }
+            Record::Forget {
+                version,
+                name,
+                identity,
+                action,
+            } => sql.push_str(&format!(
+                "DELETE FROM capstan.migrations WHERE version = {version};\n\
+                 INSERT INTO capstan.log (version, name, action, applied_by, binary_version) VALUES ({version}, {}, {}, {}, {});\n",
+                lit(name),
+                lit(action),
+                lit(&identity.applied_by),
+                lit(&identity.binary_version),
+            )),
+        }
+        sql.push_str("COMMIT;");
+        let result = self.client.batch_execute(&sql).await;
+        if result.is_err() {
+            let _ = self.client.batch_execute("ROLLBACK").await;
+        }
+        result.map_err(|e| db_err(&e))
+    }
+
+    async fn snapshot(&mut self) -> Result<Snapshot, DbError> {
+        let rows = self
+            .client
+            .simple_query(SNAPSHOT_SQL)
+            .await
+            .map_err(|e| db_err(&e))?;
+        let mut snap = Snapshot::default();
+        for m in rows {
+            if let SimpleQueryMessage::Row(r) = m {
+                let k = r.get(0).unwrap_or_default().to_string();
+                let v = r.get(1).unwrap_or_default().to_string();
+                snap.0.insert(k, v);
+            }
+        }
+        Ok(snap)
+    }
+
+    async fn create_scratch(&mut self) -> Result<Box<dyn Driver>, DbError> {
+        let name = format!(
+            "capstan_verify_{}_{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        self.client
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .map_err(|e| {
+                let mut err = db_err(&e);
+                err.message = format!(
+                    "cannot create the scratch database {name} for verify: {} (the role needs CREATEDB)",
+                    err.message
+                );
+                err
+            })?;
+        let mut config = self.config.clone();
+        config.dbname(&name);
+        let shown = format!("scratch database {name} on {}", self.shown);
+        let driver = connect_config(config, shown, Some(name.clone())).await;
+        match driver {
+            Ok(d) => Ok(Box::new(d)),
+            Err(e) => {
+                let _ = self
+                    .client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\""))
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn drop_scratch(&mut self, scratch: Box<dyn Driver>) -> Result<(), DbError> {
+        let name = scratch.scratch_name();
+        drop(scratch);
+        if let Some(name) = name {
+            self.client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await
+                .map_err(|e| db_err(&e))?;
+        }
+        Ok(())
+    }
+
+    fn scratch_name(&self) -> Option<String> {
+        self.scratch_name.clone()
+    }
+}

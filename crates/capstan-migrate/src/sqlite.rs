@@ -1,0 +1,558 @@
+//! The SQLite driver (`rusqlite`, bundled SQLite).
+//!
+//! SQLite has no advisory lock; its write lock does the job. Each migration
+//! runs in `BEGIN IMMEDIATE` (the reserved lock: one writer at a time) and
+//! checks history again under that lock, so concurrent runners apply each
+//! migration exactly once.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, ErrorCode, OpenFlags};
+
+use crate::driver::{
+    AppliedRow, DbError, Direction, Driver, ExecFailure, ExecOutcome, FailureKind, Job, Record,
+    Snapshot,
+};
+use crate::split::Dialect;
+
+/// A connection to a SQLite file.
+pub struct SqliteDriver {
+    conn: Connection,
+    path: PathBuf,
+    /// Keeps a scratch database's directory alive; removed on drop.
+    scratch: Option<tempfile::TempDir>,
+}
+
+/// Opens the SQLite file at `path`. With `create` false and no file there,
+/// opens an empty in-memory database instead, so read-only commands report
+/// "nothing applied" without creating a file.
+pub fn connect(path: &Path, create: bool) -> Result<SqliteDriver, DbError> {
+    let shown = format!("sqlite://{}", path.display());
+    let conn = if !create && !path.exists() {
+        Connection::open_in_memory()
+    } else {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.is_dir() {
+                return Err(DbError::new(
+                    FailureKind::Connection,
+                    format!(
+                        "cannot open {shown}: directory {} does not exist",
+                        parent.display()
+                    ),
+                ));
+            }
+        }
+        Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+    }
+    .map_err(|e| DbError::new(kind_of(&e), format!("cannot open {shown}: {e}")))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(|e| DbError::new(kind_of(&e), e.to_string()))?;
+    Ok(SqliteDriver {
+        conn,
+        path: path.to_path_buf(),
+        scratch: None,
+    })
+}
+
+fn kind_of(e: &rusqlite::Error) -> FailureKind {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => FailureKind::LockTimeout,
+        Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::CannotOpen) => {
+            FailureKind::PermissionDenied
+        }
+        Some(ErrorCode::OperationInterrupted) => FailureKind::StatementTimeout,
+        _ => FailureKind::Sql,
+    }
+}
+
+fn db_err(e: &rusqlite::Error) -> DbError {
+    DbError::new(kind_of(e), e.to_string())
+}
+
+fn failure(e: &rusqlite::Error, statement: Option<usize>) -> ExecFailure {
+    let mut f = ExecFailure::new(kind_of(e), e.to_string());
+    f.code = e
+        .sqlite_error()
+        .map(|c| format!("SQLITE_{:?}", c.code).to_uppercase());
+    f.statement = statement;
+    if let rusqlite::Error::SqlInputError { offset, sql, .. } = e {
+        if *offset >= 0 {
+            let off = (*offset as usize).min(sql.len());
+            f.line_offset = Some(sql[..off].matches('\n').count());
+        }
+    }
+    f
+}
+
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+impl SqliteDriver {
+    fn has_history(&self) -> Result<bool, DbError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'capstan_migrations'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(|e| db_err(&e))
+    }
+
+    fn log(&self, job: &Job<'_>, action: &str, duration: Duration) -> rusqlite::Result<usize> {
+        let m = job.migration;
+        self.conn.execute(
+            &format!(
+                "INSERT INTO capstan_log (version, name, action, at, applied_by, binary_version, duration_ms, detail) VALUES (?1, ?2, ?3, {NOW}, ?4, ?5, ?6, ?7)"
+            ),
+            params![
+                m.version as i64,
+                m.name,
+                action,
+                job.identity.applied_by,
+                job.identity.binary_version,
+                duration.as_millis() as i64,
+                job.note
+            ],
+        )
+    }
+
+    fn write_row(&self, job: &Job<'_>, state: &str, duration: Duration) -> rusqlite::Result<usize> {
+        let m = job.migration;
+        self.conn.execute(
+            &format!(
+                "INSERT INTO capstan_migrations (version, name, checksum, phase, state, no_transaction, applied_at, applied_by, binary_version, duration_ms, error) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, {NOW}, ?7, ?8, ?9, ?10) \
+                 ON CONFLICT (version) DO UPDATE SET state = excluded.state, duration_ms = excluded.duration_ms, applied_at = excluded.applied_at, error = excluded.error"
+            ),
+            params![
+                m.version as i64,
+                m.name,
+                m.checksum,
+                m.phase.as_str(),
+                state,
+                !job.transactional,
+                job.identity.applied_by,
+                job.identity.binary_version,
+                duration.as_millis() as i64,
+                job.note
+            ],
+        )
+    }
+
+    fn row_exists(&self, version: u64) -> rusqlite::Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM capstan_migrations WHERE version = ?1",
+                [version as i64],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+    }
+
+    fn run_statements(&self, job: &Job<'_>) -> Result<(), ExecFailure> {
+        for (i, stmt) in job.statements.iter().enumerate().skip(job.resume_from) {
+            let text = &job.section.sql[stmt.range.clone()];
+            self.conn.execute_batch(text).map_err(|e| {
+                let mut f = failure(&e, Some(i));
+                f.line_offset = f.line_offset.map(|l| l + stmt.line_offset);
+                f
+            })?;
+        }
+        Ok(())
+    }
+
+    fn execute_transactional(&mut self, job: &Job<'_>) -> Result<ExecOutcome, ExecFailure> {
+        let started = Instant::now();
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| failure(&e, None))?;
+        let result = (|| {
+            let exists = self
+                .row_exists(job.migration.version)
+                .map_err(|e| failure(&e, None))?;
+            let already = match job.direction {
+                Direction::Up => exists,
+                Direction::Down => !exists,
+            };
+            if already {
+                return Ok(false);
+            }
+            self.run_statements(job)?;
+            let duration = started.elapsed();
+            match job.direction {
+                Direction::Up => self.write_row(job, "applied", duration),
+                Direction::Down => self.conn.execute(
+                    "DELETE FROM capstan_migrations WHERE version = ?1",
+                    [job.migration.version as i64],
+                ),
+            }
+            .and_then(|_| {
+                self.log(
+                    job,
+                    match job.direction {
+                        Direction::Up => "up",
+                        Direction::Down => "down",
+                    },
+                    duration,
+                )
+            })
+            .map_err(|e| failure(&e, None))?;
+            Ok(true)
+        })();
+        match result {
+            Ok(true) => {
+                self.conn
+                    .execute_batch("COMMIT")
+                    .map_err(|e| failure(&e, None))?;
+                Ok(ExecOutcome {
+                    done_here: true,
+                    duration: started.elapsed(),
+                    notices: Vec::new(),
+                })
+            }
+            Ok(false) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Ok(ExecOutcome::default())
+            }
+            Err(f) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(f)
+            }
+        }
+    }
+
+    fn execute_statements(&mut self, job: &Job<'_>) -> Result<ExecOutcome, ExecFailure> {
+        let started = Instant::now();
+        let m = job.migration;
+        if job.resume_from == 0 {
+            let marked = match job.direction {
+                Direction::Up => self.write_row(job, "dirty", Duration::ZERO),
+                Direction::Down => self.conn.execute(
+                    "UPDATE capstan_migrations SET state = 'dirty', error = 'rolling back' WHERE version = ?1",
+                    [m.version as i64],
+                ),
+            };
+            marked.map_err(|e| failure(&e, None))?;
+        }
+        if let Err(f) = self.run_statements(job) {
+            let _ = self.conn.execute(
+                "UPDATE capstan_migrations SET error = ?1 WHERE version = ?2",
+                params![
+                    format!(
+                        "statement {} failed: {}",
+                        f.statement.unwrap_or(0) + 1,
+                        f.message
+                    ),
+                    m.version as i64
+                ],
+            );
+            return Err(f);
+        }
+        let duration = started.elapsed();
+        let finish = (|| {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            match job.direction {
+                Direction::Up => {
+                    self.write_row(job, "applied", duration)?;
+                    self.log(job, "up", duration)?;
+                }
+                Direction::Down => {
+                    self.conn.execute(
+                        "DELETE FROM capstan_migrations WHERE version = ?1",
+                        [m.version as i64],
+                    )?;
+                    self.log(job, "down", duration)?;
+                }
+            }
+            self.conn.execute_batch("COMMIT")
+        })();
+        if let Err(e) = finish {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(failure(&e, None));
+        }
+        Ok(ExecOutcome {
+            done_here: true,
+            duration,
+            notices: Vec::new(),
+        })
+    }
+}
+
+const SCHEMA_SQL: &str = "
+CREATE TABLE IF NOT EXISTS capstan_migrations (
+    version        INTEGER PRIMARY KEY,
+    name           TEXT NOT NULL,
+    checksum       TEXT NOT NULL,
+    phase          TEXT NOT NULL,
+    state          TEXT NOT NULL CHECK (state IN ('applied', 'dirty')),
+    no_transaction INTEGER NOT NULL DEFAULT 0,
+    applied_at     TEXT NOT NULL,
+    applied_by     TEXT NOT NULL,
+    binary_version TEXT NOT NULL,
+    duration_ms    INTEGER NOT NULL DEFAULT 0,
+    error          TEXT
+);
+CREATE TABLE IF NOT EXISTS capstan_log (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    version        INTEGER NOT NULL,
+    name           TEXT NOT NULL,
+    action         TEXT NOT NULL,
+    at             TEXT NOT NULL,
+    applied_by     TEXT NOT NULL,
+    binary_version TEXT NOT NULL,
+    duration_ms    INTEGER NOT NULL DEFAULT 0,
+    detail         TEXT
+);
+";
+
+/// Collapses whitespace so formatting does not count as a schema difference.
+fn normalize(sql: &str) -> String {
+    sql.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[async_trait]
+impl Driver for SqliteDriver {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn describe(&self) -> String {
+        format!("sqlite://{}", self.path.display())
+    }
+
+    async fn lock(&mut self) -> Result<(), DbError> {
+        Ok(())
+    }
+
+    async fn unlock(&mut self) -> Result<(), DbError> {
+        Ok(())
+    }
+
+    async fn ensure_schema(&mut self) -> Result<(), DbError> {
+        if self.has_history()? {
+            return Ok(());
+        }
+        self.conn.execute_batch(SCHEMA_SQL).map_err(|e| {
+            let mut err = db_err(&e);
+            if err.kind == FailureKind::PermissionDenied {
+                err.message = format!(
+                    "cannot write {}: {} (check the file's and its directory's permissions)",
+                    self.describe(),
+                    err.message
+                );
+            }
+            err
+        })
+    }
+
+    async fn history(&mut self) -> Result<Vec<AppliedRow>, DbError> {
+        if !self.has_history()? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT version, name, checksum, phase, state, applied_at, applied_by, binary_version, duration_ms, no_transaction, error \
+                 FROM capstan_migrations ORDER BY version",
+            )
+            .map_err(|e| db_err(&e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(AppliedRow {
+                    version: r.get::<_, i64>(0)? as u64,
+                    name: r.get(1)?,
+                    checksum: r.get(2)?,
+                    phase: r.get(3)?,
+                    state: r.get(4)?,
+                    applied_at: r.get(5)?,
+                    applied_by: r.get(6)?,
+                    binary_version: r.get(7)?,
+                    duration_ms: r.get(8)?,
+                    no_transaction: r.get(9)?,
+                    error: r.get(10)?,
+                })
+            })
+            .map_err(|e| db_err(&e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| db_err(&e))
+    }
+
+    async fn execute(&mut self, job: &Job<'_>) -> Result<ExecOutcome, ExecFailure> {
+        let wait = if job.lock_timeout.is_zero() {
+            Duration::from_secs(3600)
+        } else {
+            job.lock_timeout
+        };
+        self.conn
+            .busy_timeout(wait)
+            .map_err(|e| failure(&e, None))?;
+        if job.transactional {
+            self.execute_transactional(job)
+        } else {
+            self.execute_statements(job)
+        }
+    }
+
+    async fn record(&mut self, change: Record<'_>) -> Result<(), DbError> {
+        let tx = self.conn.transaction().map_err(|e| db_err(&e))?;
+        match change {
+            Record::MarkApplied {
+                migrations,
+                identity,
+                action,
+            } => {
+                for m in migrations {
+                    tx.execute(
+                        &format!(
+                            "INSERT INTO capstan_migrations (version, name, checksum, phase, state, no_transaction, applied_at, applied_by, binary_version, duration_ms) \
+                             VALUES (?1, ?2, ?3, ?4, 'applied', ?5, {NOW}, ?6, ?7, 0) \
+                             ON CONFLICT (version) DO UPDATE SET state = 'applied', error = NULL"
+                        ),
+                        params![
+                            m.version as i64,
+                            m.name,
+                            m.checksum,
+                            m.phase.as_str(),
+                            m.no_transaction,
+                            identity.applied_by,
+                            identity.binary_version
+                        ],
+                    )
+                    .map_err(|e| db_err(&e))?;
+                    tx.execute(
+                        &format!("INSERT INTO capstan_log (version, name, action, at, applied_by, binary_version) VALUES (?1, ?2, ?3, {NOW}, ?4, ?5)"),
+                        params![m.version as i64, m.name, action, identity.applied_by, identity.binary_version],
+                    )
+                    .map_err(|e| db_err(&e))?;
+                }
+            }
+            Record::Forget {
+                version,
+                name,
+                identity,
+                action,
+            } => {
+                tx.execute(
+                    "DELETE FROM capstan_migrations WHERE version = ?1",
+                    [version as i64],
+                )
+                .map_err(|e| db_err(&e))?;
+                tx.execute(
+                    &format!("INSERT INTO capstan_log (version, name, action, at, applied_by, binary_version) VALUES (?1, ?2, ?3, {NOW}, ?4, ?5)"),
+                    params![version as i64, name, action, identity.applied_by, identity.binary_version],
+                )
+                .map_err(|e| db_err(&e))?;
+            }
+        }
+        tx.commit().map_err(|e| db_err(&e))
+    }
+
+    async fn snapshot(&mut self) -> Result<Snapshot, DbError> {
+        let mut snap = Snapshot::default();
+        let objects: Vec<(String, String, String, Option<String>)> = {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT type, name, tbl_name, sql FROM sqlite_master \
+                     WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE 'capstan\\_%' ESCAPE '\\' \
+                     ORDER BY type, name",
+                )
+                .map_err(|e| db_err(&e))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .map_err(|e| db_err(&e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| db_err(&e))?
+        };
+        for (kind, name, table, sql) in objects {
+            if kind == "table" {
+                snap.0.insert(format!("table {name}"), String::new());
+                let mut stmt = self
+                    .conn
+                    .prepare("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_xinfo(?1) ORDER BY cid")
+                    .map_err(|e| db_err(&e))?;
+                let cols = stmt
+                    .query_map([&name], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, bool>(2)?,
+                            r.get::<_, Option<String>>(3)?,
+                            r.get::<_, i64>(4)?,
+                        ))
+                    })
+                    .map_err(|e| db_err(&e))?;
+                for c in cols {
+                    let (col, ty, notnull, default, pk) = c.map_err(|e| db_err(&e))?;
+                    let mut def = ty;
+                    def.push_str(if notnull { " NOT NULL" } else { " NULL" });
+                    if let Some(d) = default {
+                        def.push_str(&format!(" DEFAULT {d}"));
+                    }
+                    if pk > 0 {
+                        def.push_str(&format!(" PRIMARY KEY ({pk})"));
+                    }
+                    snap.0.insert(format!("column {name}.{col}"), def);
+                }
+                let mut stmt = self
+                    .conn
+                    .prepare("SELECT id, seq, \"table\", \"from\", \"to\", on_update, on_delete FROM pragma_foreign_key_list(?1) ORDER BY id, seq")
+                    .map_err(|e| db_err(&e))?;
+                let fks = stmt
+                    .query_map([&name], |r| {
+                        Ok(format!(
+                            "{}: {} -> {}.{} on update {} on delete {}",
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                            r.get::<_, String>(5)?,
+                            r.get::<_, String>(6)?
+                        ))
+                    })
+                    .map_err(|e| db_err(&e))?;
+                for (i, fk) in fks.enumerate() {
+                    snap.0.insert(
+                        format!("foreign key {name}.{i}"),
+                        fk.map_err(|e| db_err(&e))?,
+                    );
+                }
+            } else {
+                let def = sql
+                    .map(|s| normalize(&s))
+                    .unwrap_or_else(|| "(automatic)".into());
+                snap.0.insert(format!("{kind} {name} on {table}"), def);
+            }
+        }
+        Ok(snap)
+    }
+
+    async fn create_scratch(&mut self) -> Result<Box<dyn Driver>, DbError> {
+        let dir = tempfile::tempdir().map_err(|e| {
+            DbError::new(
+                FailureKind::Connection,
+                format!("cannot create a scratch directory for verify: {e}"),
+            )
+        })?;
+        let mut driver = connect(&dir.path().join("verify.db"), true)?;
+        driver.scratch = Some(dir);
+        Ok(Box::new(driver))
+    }
+
+    async fn drop_scratch(&mut self, scratch: Box<dyn Driver>) -> Result<(), DbError> {
+        drop(scratch);
+        Ok(())
+    }
+
+    fn scratch_name(&self) -> Option<String> {
+        self.scratch
+            .as_ref()
+            .map(|_| self.path.display().to_string())
+    }
+}
