@@ -582,12 +582,13 @@ async fn run_inner(args: MigrateArgs, source: MigrationSource) -> Result<i32, Fa
 }
 
 fn import(cx: &Context, tool: &str, source: &Path, json: bool) -> Result<i32, Failure> {
-    let _ = (cx, tool, source, json);
-    Err(Failure::new(
-        EXIT_USAGE,
-        "usage",
-        "import is not available in this build",
-    ))
+    let tool: crate::import::Tool = tool.parse().map_err(|e: crate::import::UnknownTool| {
+        Failure::new(EXIT_USAGE, "usage", e.to_string())
+    })?;
+    let report = crate::import::import(tool, source, &cx.dir)
+        .map_err(|e| Failure::new(EXIT_BAD_INPUT, "bad-input", e.to_string()))?;
+    emit(json, &report, || report.to_string());
+    Ok(EXIT_OK)
 }
 
 /// Prints what was done before a failure, then turns the error into a Failure.

@@ -1,0 +1,232 @@
+//! Shared helpers for the end-to-end tests: real binaries, a real Postgres
+//! (a fresh database per test on the server named by `CAPSTAN_TEST_PG`, which
+//! `scripts/test.sh` starts) and real SQLite files.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The backends every engine test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+pub const BACKENDS: [Backend; 2] = [Backend::Postgres, Backend::Sqlite];
+
+/// A scratch project: a temp dir with `migrations/` and a database.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    pub backend: Backend,
+    pub url: String,
+    pg_db: Option<String>,
+}
+
+/// The superuser URL of the test server. Fails loudly when unset: these tests
+/// need a real Postgres (run `scripts/test.sh`).
+pub fn pg_admin_url() -> String {
+    std::env::var("CAPSTAN_TEST_PG").unwrap_or_else(|_| {
+        panic!("CAPSTAN_TEST_PG is not set: run the tests with scripts/test.sh, which starts a throwaway Postgres")
+    })
+}
+
+/// `postgres://…/postgres` → `postgres://…/db`.
+pub fn pg_url_for(db: &str) -> String {
+    let admin = pg_admin_url();
+    let (base, _) = admin.rsplit_once('/').expect("URL has a database");
+    format!("{base}/{db}")
+}
+
+/// Runs SQL on the test server with psql-free means: the capstan binary is not
+/// used, so tests can set up and inspect state independently.
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([url, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql failed: {sql}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Runs SQL on a SQLite file with rusqlite's bundled SQLite via the `sqlite3`
+/// shell if present, else through a tiny query helper.
+pub fn sqlite_query(path: &Path, sql: &str) -> String {
+    let conn = rusqlite::Connection::open(path).expect("open sqlite");
+    let mut out = Vec::new();
+    let mut stmt = conn.prepare(sql).expect("prepare");
+    let cols = stmt.column_count();
+    let mut rows = stmt.query([]).expect("query");
+    while let Some(row) = rows.next().expect("row") {
+        let vals: Vec<String> = (0..cols)
+            .map(|i| match row.get_ref(i).expect("col") {
+                rusqlite::types::ValueRef::Null => String::new(),
+                rusqlite::types::ValueRef::Integer(n) => n.to_string(),
+                rusqlite::types::ValueRef::Real(f) => f.to_string(),
+                rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                rusqlite::types::ValueRef::Blob(_) => "<blob>".into(),
+            })
+            .collect();
+        out.push(vals.join("|"));
+    }
+    out.join("\n")
+}
+
+impl Project {
+    /// A fresh project on `backend` (a new database on the test server, or a new file).
+    pub fn new(backend: Backend) -> Project {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("migrations")).expect("mkdir migrations");
+        match backend {
+            Backend::Postgres => {
+                let db = format!(
+                    "t_{}_{:x}",
+                    std::process::id(),
+                    rand_suffix()
+                );
+                psql(&pg_admin_url(), &format!("CREATE DATABASE {db}"));
+                Project {
+                    url: pg_url_for(&db),
+                    dir,
+                    backend,
+                    pg_db: Some(db),
+                }
+            }
+            Backend::Sqlite => {
+                let url = format!("sqlite://{}", dir.path().join("app.db").display());
+                Project {
+                    dir,
+                    backend,
+                    url,
+                    pg_db: None,
+                }
+            }
+        }
+    }
+
+    pub fn migrations(&self) -> PathBuf {
+        self.dir.path().join("migrations")
+    }
+
+    /// Writes a migration file (no sum update; call `hash`).
+    pub fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.migrations().join(name), text).expect("write migration");
+    }
+
+    /// Writes a migration file and rewrites the sum.
+    pub fn add(&self, name: &str, text: &str) {
+        self.write(name, text);
+        self.hash();
+    }
+
+    pub fn hash(&self) {
+        let out = self.capstan(&["migrate", "hash"]);
+        assert!(out.status.success(), "hash failed: {}", stderr(&out));
+    }
+
+    /// A `capstan` command with `--database` and `--dir` set, run in the project dir.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_capstan"));
+        c.args(args)
+            .arg("--database")
+            .arg(&self.url)
+            .arg("--dir")
+            .arg(self.migrations())
+            .current_dir(self.dir.path())
+            .env_remove("DATABASE_URL")
+            .env("USER", "tester");
+        c
+    }
+
+    pub fn capstan(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run capstan")
+    }
+
+    /// Runs a query on the project's database; rows as `a|b` lines.
+    pub fn query(&self, sql: &str) -> String {
+        match self.backend {
+            Backend::Postgres => psql(&self.url, sql),
+            Backend::Sqlite => sqlite_query(&self.dir.path().join("app.db"), sql),
+        }
+    }
+
+    /// The history table's name for the backend.
+    pub fn history_table(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => "capstan.migrations",
+            Backend::Sqlite => "capstan_migrations",
+        }
+    }
+
+    /// `status --json` parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.capstan(&["migrate", "status", "--json"]);
+        assert!(out.status.success(), "status failed: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).expect("status JSON")
+    }
+
+    /// `(version, state)` of every migration, from `status --json`.
+    pub fn states(&self) -> Vec<(u64, String)> {
+        self.status()["migrations"]
+            .as_array()
+            .expect("migrations array")
+            .iter()
+            .map(|m| {
+                (
+                    m["version"].as_u64().expect("version"),
+                    m["state"].as_str().expect("state").to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        if let Some(db) = &self.pg_db {
+            let _ = Command::new("psql")
+                .args([
+                    pg_admin_url().as_str(),
+                    "-X",
+                    "-q",
+                    "-c",
+                    &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+                ])
+                .output();
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    (t << 8) ^ n
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts the exit code, printing both streams on mismatch.
+pub fn assert_code(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
+        stdout(o),
+        stderr(o)
+    );
+}
