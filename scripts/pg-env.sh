@@ -69,21 +69,23 @@ pgenv_install_missing() {
     pgenv_as_root "${apt[@]}" install -y -qq --no-install-recommends "$@"
 }
 
-# The directory holding initdb and pg_ctl: PATH first, then the newest
-# /usr/lib/postgresql/*/bin. Prints nothing and fails when there is none.
+# The directory holding initdb, pg_ctl and postgres: the one initdb on PATH
+# comes from, else the newest /usr/lib/postgresql/*/bin. Fails when none has all.
 pgenv_find_bin() {
     local initdb dir
-    if initdb=$(command -v initdb 2>/dev/null) && command -v pg_ctl >/dev/null 2>&1; then
-        dirname "$(readlink -f "$initdb")"
-        return 0
-    fi
-    dir=$(
-        for d in /usr/lib/postgresql/*/bin; do
-            [[ -x $d/initdb && -x $d/pg_ctl ]] && printf '%s\n' "$d"
-        done | sort -V | tail -n 1
-    )
-    [[ -n $dir ]] || return 1
-    printf '%s\n' "$dir"
+    {
+        if initdb=$(command -v initdb 2>/dev/null); then
+            dirname "$(readlink -f "$initdb")"
+        fi
+        for dir in /usr/lib/postgresql/*/bin; do
+            printf '%s\n' "$dir"
+        done | sort -V -r
+    } | while read -r dir; do
+        if [[ -x $dir/initdb && -x $dir/pg_ctl && -x $dir/postgres ]]; then
+            printf '%s\n' "$dir"
+            break
+        fi
+    done | grep .
 }
 
 pgenv_ensure_postgres() {
@@ -130,7 +132,12 @@ pgenv_start() {
         useradd --system --no-create-home --shell /usr/sbin/nologin postgres
     fi
 
-    PGENV_DIR=$(mktemp -d "${TMPDIR:-/tmp}/capstan-pg.XXXXXX")
+    # As root, the server runs as `postgres`, which must reach the directory.
+    local base=${TMPDIR:-/tmp}
+    if pgenv_is_root && ! runuser -u postgres -- test -x "$base"; then
+        base=/tmp
+    fi
+    PGENV_DIR=$(mktemp -d "$base/capstan-pg.XXXXXX")
     if pgenv_is_root; then
         chown postgres: "$PGENV_DIR"
     fi

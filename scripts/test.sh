@@ -22,10 +22,12 @@ section() {
     printf '\n==== %s ====\n' "$*"
 }
 
+logs=$(mktemp -d "${TMPDIR:-/tmp}/capstan-test-logs.XXXXXX")
 cleanup() {
     local status=$?
     trap - EXIT INT TERM HUP
     pgenv_stop || true
+    rm -rf "$logs"
     exit "$status"
 }
 trap cleanup EXIT
@@ -84,15 +86,26 @@ if [[ $setup_only == 1 ]]; then
 fi
 
 failed=()
+# step NAME [--log FILE] COMMAND...: runs one check, records a failure.
 step() {
-    local name=$1
+    local name=$1 log=
     shift
+    if [[ $1 == --log ]]; then
+        log=$2
+        shift 2
+    fi
     section "$name"
     echo "+ $*"
-    if "$@"; then
+    local status=0
+    if [[ -n $log ]]; then
+        "$@" 2>&1 | tee "$log" || status=$?
+    else
+        "$@" || status=$?
+    fi
+    if ((status == 0)); then
         echo "---- $name: ok"
     else
-        echo "---- $name: FAILED (exit $?)"
+        echo "---- $name: FAILED (exit $status)"
         failed+=("$name")
     fi
 }
@@ -100,12 +113,33 @@ step() {
 # Keep going after a failure so one run shows every problem.
 step "format" cargo fmt --all --check
 step "clippy" cargo clippy --workspace --all-targets -- -D warnings
-step "tests" cargo nextest run --workspace --no-fail-fast
-step "doc tests" cargo test --workspace --doc
+step "tests" --log "$logs/nextest" cargo nextest run --workspace --no-fail-fast
+step "doc tests" --log "$logs/doctest" cargo test --workspace --doc
+
+# Add up nextest's summary ("N tests run: P passed, F failed, ...") and the doc
+# tests' "test result: ok. P passed; F failed; ..." lines into one count.
+counts=$(awk '
+    / tests? run: / && /Summary/ {
+        if (match($0, /[0-9]+ passed/)) passed += substr($0, RSTART, RLENGTH - 7)
+        if (match($0, /[0-9]+ failed/)) failed += substr($0, RSTART, RLENGTH - 7)
+        if (match($0, /[0-9]+ timed out/)) failed += substr($0, RSTART, RLENGTH - 10)
+    }
+    /^test result: / {
+        if (match($0, /[0-9]+ passed/)) passed += substr($0, RSTART, RLENGTH - 7)
+        if (match($0, /[0-9]+ failed/)) failed += substr($0, RSTART, RLENGTH - 7)
+    }
+    END { printf "%d passed, %d failed\n", passed, failed }
+' "$logs/nextest" "$logs/doctest" 2>/dev/null || echo "0 passed, 0 failed")
+
+# Stop the cluster now, so the count below is the last line of the output.
+section "teardown"
+pgenv_stop
 
 section "summary"
 if ((${#failed[@]} > 0)); then
     echo "failed: ${failed[*]}"
+    echo "tests: $counts"
     exit 1
 fi
 echo "all checks passed"
+echo "tests: $counts"
