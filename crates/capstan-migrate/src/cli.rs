@@ -157,7 +157,8 @@ pub enum MigrateCommand {
     /// Adopt an existing database: record 1..=VERSION as applied without running them.
     Baseline {
         /// The newest migration the database already matches.
-        version: u64,
+        #[arg(value_name = "VERSION")]
+        target: u64,
     },
     /// Convert another tool's migration directory into capstan's format.
     Import {
@@ -566,7 +567,7 @@ async fn run_inner(args: MigrateArgs, source: MigrationSource) -> Result<i32, Fa
             );
             Ok(EXIT_OK)
         }
-        MigrateCommand::Baseline { version } => {
+        MigrateCommand::Baseline { target: version } => {
             let m = cx.migrator()?;
             let mut db = Database::connect(&cx.url()?).await?;
             let versions = m.baseline(&mut db, version).await?;

@@ -572,8 +572,10 @@ impl MigrationSet {
     /// Reads and validates a migration directory, including its `capstan.sum`.
     pub fn from_dir(dir: &Path) -> Result<Self, SourceError> {
         let files = read_dir_files(dir)?;
+        // Files first: a duplicate version explains a conflicted sum better than the sum does.
+        let set = Self::from_files(&files)?;
         sum::verify(dir, &files)?;
-        Self::from_files(&files)
+        Ok(set)
     }
 
     /// Reads a directory without checking `capstan.sum` (for `hash`, `new`, `rebase`).

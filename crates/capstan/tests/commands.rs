@@ -1,0 +1,565 @@
+//! End-to-end tests of the `capstan migrate` commands and of bad input, on real
+//! Postgres and real SQLite. Every bad input must leave the database untouched.
+
+mod common;
+
+use common::{assert_code, stderr, stdout, Backend, Project, BACKENDS};
+
+const CREATE_USERS: &str = "-- capstan:up\nCREATE TABLE users (id integer PRIMARY KEY, name text);\n-- capstan:down\nDROP TABLE users;\n";
+const ADD_EMAIL: &str =
+    "-- capstan:up\nALTER TABLE users ADD COLUMN email text;\n-- capstan:down\nALTER TABLE users DROP COLUMN email;\n";
+const DROP_NAME: &str = "-- capstan:phase contract\n-- capstan:up\nALTER TABLE users DROP COLUMN name;\n-- capstan:down\nALTER TABLE users ADD COLUMN name text;\n";
+
+/// True when capstan has recorded nothing and created no user table.
+fn untouched(p: &Project) -> bool {
+    let tables = match p.backend {
+        Backend::Postgres => p.query(
+            "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema', 'capstan')",
+        ),
+        Backend::Sqlite => {
+            if !p.dir.path().join("app.db").exists() {
+                return true;
+            }
+            p.query("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'capstan%' AND name NOT LIKE 'sqlite%'")
+        }
+    };
+    let recorded = match p.backend {
+        Backend::Postgres => {
+            if p.query("SELECT to_regclass('capstan.migrations') IS NULL") == "t" {
+                "0".into()
+            } else {
+                p.query("SELECT count(*) FROM capstan.migrations")
+            }
+        }
+        Backend::Sqlite => {
+            let has =
+                p.query("SELECT count(*) FROM sqlite_master WHERE name = 'capstan_migrations'");
+            if has == "0" {
+                "0".into()
+            } else {
+                p.query("SELECT count(*) FROM capstan_migrations")
+            }
+        }
+    };
+    tables == "0" && recorded == "0"
+}
+
+#[test]
+fn up_status_down_round_trip_on_both_backends() {
+    for b in BACKENDS {
+        let p = Project::new(b);
+        p.write("0001_create_users.sql", CREATE_USERS);
+        p.add("0002_add_email.sql", ADD_EMAIL);
+        assert_eq!(
+            p.states(),
+            vec![(1, "pending".into()), (2, "pending".into())]
+        );
+
+        let out = p.capstan(&["migrate", "up"]);
+        assert_code(&out, 0);
+        assert!(
+            stdout(&out).contains("applied 2 migrations"),
+            "{}",
+            stdout(&out)
+        );
+        assert_eq!(
+            p.states(),
+            vec![(1, "applied".into()), (2, "applied".into())]
+        );
+        p.query("INSERT INTO users (id, name, email) VALUES (1, 'a', 'a@example.com')");
+
+        let out = p.capstan(&["migrate", "down"]);
+        assert_code(&out, 0);
+        assert_eq!(
+            p.states(),
+            vec![(1, "applied".into()), (2, "pending".into())]
+        );
+        let out = p.capstan(&["migrate", "down", "--to", "0"]);
+        assert_code(&out, 0);
+        assert!(untouched(&p), "{b:?}: down --to 0 leaves nothing");
+    }
+}
+
+#[test]
+fn status_json_has_the_documented_shape() {
+    for b in BACKENDS {
+        let p = Project::new(b);
+        p.add("0001_create_users.sql", CREATE_USERS);
+        assert_code(&p.capstan(&["migrate", "up"]), 0);
+        let s = p.status();
+        let m = &s["migrations"][0];
+        for key in ["version", "name", "phase", "state"] {
+            assert!(!m[key].is_null(), "{b:?}: missing {key} in {s}");
+        }
+        let applied = &m["applied"];
+        for key in [
+            "applied_at",
+            "applied_by",
+            "binary_version",
+            "duration_ms",
+            "checksum",
+        ] {
+            assert!(
+                !applied[key].is_null(),
+                "{b:?}: missing applied.{key} in {s}"
+            );
+        }
+        assert_eq!(
+            applied["applied_by"].as_str().unwrap().split('@').next(),
+            Some("tester")
+        );
+    }
+}
+
+#[test]
+fn contract_migrations_wait_for_allow_contract() {
+    for b in BACKENDS {
+        let p = Project::new(b);
+        p.write("0001_create_users.sql", CREATE_USERS);
+        p.write("0002_drop_name.sql", DROP_NAME);
+        p.add("0003_add_email.sql", ADD_EMAIL);
+        let out = p.capstan(&["migrate", "up"]);
+        assert_code(&out, 6);
+        assert!(
+            stdout(&out).contains("stopped before 0002_drop_name"),
+            "{}",
+            stdout(&out)
+        );
+        assert_eq!(
+            p.states(),
+            vec![
+                (1, "applied".into()),
+                (2, "pending".into()),
+                (3, "pending".into())
+            ]
+        );
+        let out = p.capstan(&["migrate", "up", "--allow-contract"]);
+        assert_code(&out, 0);
+        assert_eq!(p.states().iter().filter(|(_, s)| s == "applied").count(), 3);
+    }
+}
+
+#[test]
+fn plan_shows_sql_and_changes_nothing() {
+    for b in BACKENDS {
+        let p = Project::new(b);
+        p.write("0001_create_users.sql", CREATE_USERS);
+        p.add("0002_drop_name.sql", DROP_NAME);
+        let out = p.capstan(&["migrate", "plan"]);
+        assert_code(&out, 0);
+        let text = stdout(&out);
+        assert!(text.contains("CREATE TABLE users"), "{text}");
+        assert!(text.contains("stops before"), "{text}");
+        assert!(!text.contains("DROP COLUMN"), "{text}");
+        let out = p.capstan(&["migrate", "plan", "--json", "--allow-contract"]);
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(plan["steps"].as_array().unwrap().len(), 2);
+        assert!(untouched(&p), "{b:?}: plan must not change the database");
+    }
+}
+
+#[test]
+fn down_refuses_before_touching_anything_when_a_down_section_is_missing() {
+    for b in BACKENDS {
+        let p = Project::new(b);
+        p.write("0001_create_users.sql", CREATE_USERS);
+        p.write(
+            "0002_no_down.sql",
+            "-- capstan:up\nCREATE TABLE audit (id int);\n",
+        );
+        p.add("0003_add_email.sql", ADD_EMAIL);
+        assert_code(&p.capstan(&["migrate", "up"]), 0);
+        let out = p.capstan(&["migrate", "down", "--to", "0"]);
+        assert_code(&out, 5);
+        assert!(
+            stderr(&out).contains("0002_no_down: no `-- capstan:down` section"),
+            "{}",
+            stderr(&out)
+        );
+        // 0003 has a down section but must not have been rolled back.
+        assert!(p.states().iter().all(|(_, s)| s == "applied"), "{b:?}");
+    }
+}
+
+#[test]
+fn verify_passes_a_sound_set_and_names_what_a_bad_down_leaves_behind() {
+    for b in BACKENDS {
+        let p = Project::new(b);
+        p.write("0001_create_users.sql", CREATE_USERS);
+        p.write("0002_add_email.sql", ADD_EMAIL);
+        p.add("0003_drop_name.sql", DROP_NAME);
+        let out = p.capstan(&["migrate", "verify"]);
+        assert_code(&out, 0);
+        assert!(stdout(&out).contains("verify passed"), "{}", stdout(&out));
+
+        p.add(
+            "0004_bad_down.sql",
+            "-- capstan:up\nCREATE TABLE audit (id int);\nCREATE INDEX audit_id ON audit (id);\n-- capstan:down\nDROP INDEX audit_id;\n",
+        );
+        let out = p.capstan(&["migrate", "verify", "--json"]);
+        assert_code(&out, 1);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let step = &report["steps"][3];
+        let diffs = step["differences"].to_string();
+        assert!(diffs.contains("audit"), "{b:?}: {diffs}");
+        assert!(untouched(&p), "{b:?}: verify runs on a scratch database");
+        if b == Backend::Postgres {
+            let left = common::psql(
+                &common::pg_admin_url(),
+                "SELECT count(*) FROM pg_database WHERE datname LIKE 'capstan_verify_%'",
+            );
+            assert_eq!(left, "0", "scratch databases are dropped");
+        }
+    }
+}
+
+#[test]
+fn rebase_renumbers_my_migration_after_a_merge() {
+    let p = Project::new(Backend::Sqlite);
+    p.write("0001_create_users.sql", CREATE_USERS);
+    p.add("0002_add_email.sql", ADD_EMAIL);
+    assert_code(&p.capstan(&["migrate", "up"]), 0);
+    // After the merge, both branches' 0002 exist and the sum conflicts.
+    p.write(
+        "0002_add_bio.sql",
+        "-- capstan:up\nALTER TABLE users ADD COLUMN bio text;\n",
+    );
+    let out = p.capstan(&["migrate", "status"]);
+    assert_code(&out, 3);
+    assert!(stderr(&out).contains("used twice"), "{}", stderr(&out));
+    // Moving the applied one is refused.
+    let out = p.capstan(&["migrate", "rebase", "0002_add_email.sql"]);
+    assert_code(&out, 5);
+    let out = p.capstan(&["migrate", "rebase", "0002_add_bio.sql"]);
+    assert_code(&out, 0);
+    assert!(
+        stdout(&out).contains("0003_add_bio.sql"),
+        "{}",
+        stdout(&out)
+    );
+    assert_code(&p.capstan(&["migrate", "up"]), 0);
+    assert_eq!(p.states().len(), 3);
+}
+
+#[test]
+fn baseline_adopts_an_existing_database() {
+    for b in BACKENDS {
+        let p = Project::new(b);
+        p.write("0001_create_users.sql", CREATE_USERS);
+        p.write("0002_add_email.sql", ADD_EMAIL);
+        p.add(
+            "0003_add_bio.sql",
+            "-- capstan:up\nALTER TABLE users ADD COLUMN bio text;\n",
+        );
+        p.query("CREATE TABLE users (id integer PRIMARY KEY, name text, email text)");
+        let out = p.capstan(&["migrate", "baseline", "2"]);
+        assert_code(&out, 0);
+        assert_code(&p.capstan(&["migrate", "up"]), 0);
+        assert!(p.states().iter().all(|(_, s)| s == "applied"));
+        let out = p.capstan(&["migrate", "baseline", "2"]);
+        assert_code(&out, 5);
+    }
+}
+
+#[test]
+fn import_from_goose_then_apply() {
+    let fixtures = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../capstan-migrate/tests/fixtures/import/dbmate/source"
+    );
+    for b in BACKENDS {
+        let p = Project::new(b);
+        std::fs::remove_dir(p.migrations()).unwrap();
+        let out = p.capstan(&["migrate", "import", "--from", "dbmate", fixtures]);
+        assert_code(&out, 0);
+        let out = p.capstan(&["migrate", "up"]);
+        if b == Backend::Sqlite {
+            // The fixtures are Postgres SQL; SQLite may reject some of it, but
+            // the import itself must produce a valid directory.
+            assert_code(&p.capstan(&["migrate", "status"]), 0);
+            continue;
+        }
+        assert_code(&out, 0);
+        assert!(p.states().iter().all(|(_, s)| s == "applied"));
+    }
+}
+
+#[test]
+fn the_embedded_default_is_sqlite_capstan_db_in_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_capstan"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    assert_code(&run(&["migrate", "new", "create users"]), 0);
+    std::fs::write(
+        dir.path().join("migrations/0001_create_users.sql"),
+        CREATE_USERS,
+    )
+    .unwrap();
+    assert_code(&run(&["migrate", "hash"]), 0);
+    let out = run(&["migrate", "status"]);
+    assert_code(&out, 0);
+    assert!(
+        !dir.path().join("capstan.db").exists(),
+        "status creates nothing"
+    );
+    assert_code(&run(&["migrate", "up"]), 0);
+    assert!(dir.path().join("capstan.db").exists());
+}
+
+#[test]
+fn flags_win_over_environment_which_wins_over_capstan_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("m")).unwrap();
+    std::fs::write(dir.path().join("m/0001_create_users.sql"), CREATE_USERS).unwrap();
+    std::fs::write(
+        dir.path().join("capstan.toml"),
+        "database_url = \"sqlite://from_file.db\"\nmigrations_dir = \"m\"\n",
+    )
+    .unwrap();
+    let run = |env: Option<&str>, flag: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_capstan"));
+        c.args(["migrate", "hash"]).current_dir(dir.path());
+        assert_code(&c.output().unwrap(), 0);
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_capstan"));
+        c.args(["migrate", "up"])
+            .current_dir(dir.path())
+            .env_remove("DATABASE_URL");
+        if let Some(e) = env {
+            c.env("DATABASE_URL", e);
+        }
+        if let Some(f) = flag {
+            c.args(["--database", f]);
+        }
+        assert_code(&c.output().unwrap(), 0);
+    };
+    run(None, None);
+    assert!(dir.path().join("from_file.db").exists());
+    run(Some("sqlite://from_env.db"), None);
+    assert!(dir.path().join("from_env.db").exists());
+    run(Some("sqlite://from_env2.db"), Some("sqlite://from_flag.db"));
+    assert!(dir.path().join("from_flag.db").exists());
+    assert!(!dir.path().join("from_env2.db").exists());
+}
+
+/// Each bad migration directory: exit 3, the message names the file (and line),
+/// and nothing is applied — not even the valid migrations before it.
+#[test]
+fn bad_migration_files_are_refused_with_file_and_line_and_nothing_is_applied() {
+    let cases: &[(&str, &[u8], &str)] = &[
+        (
+            "0002_x.sql",
+            b"-- capstan:phase sideways\n-- capstan:up\nSELECT 1;\n",
+            "0002_x.sql:1: unknown phase",
+        ),
+        (
+            "0002_x.sql",
+            b"-- capstan:up\nSELECT 1;\n-- capstan:frobnicate\n",
+            "0002_x.sql:3: unknown directive",
+        ),
+        (
+            "0002_x.sql",
+            b"CREATE TABLE t (id int);\n",
+            "0002_x.sql:1: SQL before",
+        ),
+        (
+            "0002_x.sql",
+            b"-- capstan:up\n-- nothing here\n",
+            "0002_x.sql: the up section holds no SQL",
+        ),
+        ("0002_x.sql", b"", "0002_x.sql: the file is empty"),
+        (
+            "0002_x.sql",
+            b"-- capstan:up\nSELECT '\xff\xfe';\n",
+            "0002_x.sql:2: not valid UTF-8",
+        ),
+        (
+            "0002_X-y.sql",
+            b"-- capstan:up\nSELECT 1;\n",
+            "0002_X-y.sql: file name must look like",
+        ),
+        (
+            "0001_dup.sql",
+            b"-- capstan:up\nSELECT 1;\n",
+            "version 0001 is used twice",
+        ),
+        (
+            "0003_gap.sql",
+            b"-- capstan:up\nSELECT 1;\n",
+            "migration 0002 is missing",
+        ),
+        (
+            "0002_x.sql",
+            b"-- capstan:up\nSELECT 'unterminated;\n",
+            "0002_x.sql:2: string literal is never closed",
+        ),
+        (
+            "0002_x.sql",
+            b"-- capstan:up\nBEGIN;\nSELECT 1;\nCOMMIT;\n",
+            "0002_x.sql:2: `BEGIN`",
+        ),
+    ];
+    for b in BACKENDS {
+        for (name, text, needle) in cases {
+            let p = Project::new(b);
+            p.write("0001_create_users.sql", CREATE_USERS);
+            std::fs::write(p.migrations().join(name), text).unwrap();
+            // Write the sum without validation, so the file itself is what fails.
+            let files: Vec<_> = std::fs::read_dir(p.migrations())
+                .unwrap()
+                .map(|e| {
+                    let path = e.unwrap().path();
+                    let bytes = std::fs::read(&path).unwrap();
+                    (path, bytes)
+                })
+                .collect();
+            capstan_migrate::sum::write(&p.migrations(), &files).unwrap();
+            let out = p.capstan(&["migrate", "up"]);
+            assert_code(&out, 3);
+            assert!(
+                stderr(&out).contains(needle),
+                "{b:?} {name}: expected `{needle}` in\n{}",
+                stderr(&out)
+            );
+            assert!(untouched(&p), "{b:?} {name}: nothing may be applied");
+        }
+    }
+}
+
+#[test]
+fn a_huge_file_is_refused() {
+    let p = Project::new(Backend::Sqlite);
+    let mut text = b"-- capstan:up\n".to_vec();
+    text.resize(17 * 1024 * 1024, b' ');
+    p.write("0001_huge.sql", std::str::from_utf8(&text).unwrap());
+    let out = p.capstan(&["migrate", "up"]);
+    assert_code(&out, 3);
+    assert!(stderr(&out).contains("0001_huge.sql"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("limit"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_missing_or_stale_sum_is_refused_and_nothing_is_applied() {
+    for b in BACKENDS {
+        let p = Project::new(b);
+        p.write("0001_create_users.sql", CREATE_USERS);
+        let out = p.capstan(&["migrate", "up"]);
+        assert_code(&out, 3);
+        assert!(
+            stderr(&out).contains("capstan.sum: missing"),
+            "{}",
+            stderr(&out)
+        );
+        p.hash();
+        p.write("0002_add_email.sql", ADD_EMAIL);
+        let out = p.capstan(&["migrate", "up"]);
+        assert_code(&out, 3);
+        assert!(
+            stderr(&out).contains("not in the sum 0002_add_email.sql"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(untouched(&p), "{b:?}");
+    }
+}
+
+#[test]
+fn bad_config_names_the_key() {
+    let p = Project::new(Backend::Sqlite);
+    p.add("0001_create_users.sql", CREATE_USERS);
+    std::fs::write(
+        p.dir.path().join("capstan.toml"),
+        "[migrate]\nlock_timeuot = \"1s\"\n",
+    )
+    .unwrap();
+    let out = p.capstan(&["migrate", "up"]);
+    assert_code(&out, 3);
+    assert!(stderr(&out).contains("lock_timeuot"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("line 2"), "{}", stderr(&out));
+    assert!(untouched(&p));
+}
+
+#[test]
+fn unreachable_database_and_bad_urls_never_print_the_password() {
+    let p = Project::new(Backend::Sqlite);
+    p.add("0001_create_users.sql", CREATE_USERS);
+    for (url, code) in [
+        ("postgres://app:hunter2@127.0.0.1:1/app", 4),
+        ("postgres://app:hunter2@/app", 3),
+        ("mysql://app:hunter2@localhost/app", 3),
+        (
+            "postgres://app:hunter2@127.0.0.1:5432/app?sslmode=verify-full",
+            3,
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_capstan"))
+            .args(["migrate", "up", "--dir"])
+            .arg(p.migrations())
+            .env("DATABASE_URL", url)
+            .output()
+            .unwrap();
+        assert_code(&out, code);
+        let all = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            !all.contains("hunter2"),
+            "password printed for {url}: {all}"
+        );
+        assert!(all.contains("***") || code == 3, "{all}");
+    }
+    let out = p.capstan(&["migrate", "--help"]);
+    assert!(!stdout(&out).contains("hunter2"));
+}
+
+#[test]
+fn permission_denied_is_explained_and_changes_nothing() {
+    let p = Project::new(Backend::Postgres);
+    p.add("0001_create_users.sql", CREATE_USERS);
+    let role = format!("weak_{}", std::process::id());
+    p.query(&format!(
+        "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN"
+    ));
+    p.query(&format!(
+        "REVOKE CREATE ON DATABASE {} FROM PUBLIC",
+        p.url.rsplit('/').next().unwrap()
+    ));
+    p.query("REVOKE CREATE ON SCHEMA public FROM PUBLIC");
+    let weak_url = p.url.replacen("postgres@", &format!("{role}@"), 1);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_capstan"))
+        .args(["migrate", "up", "--database", &weak_url, "--dir"])
+        .arg(p.migrations())
+        .output()
+        .unwrap();
+    assert_code(&out, 4);
+    assert!(
+        stderr(&out).contains("permission denied"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("CREATE"), "{}", stderr(&out));
+    assert!(untouched(&p));
+    p.query(&format!("DROP OWNED BY {role}; DROP ROLE {role}"));
+}
+
+#[test]
+fn a_sqlite_file_in_a_missing_directory_is_refused_cleanly() {
+    let p = Project::new(Backend::Sqlite);
+    p.add("0001_create_users.sql", CREATE_USERS);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_capstan"))
+        .args([
+            "migrate",
+            "up",
+            "--database",
+            "sqlite:///nonexistent-dir/x.db",
+            "--dir",
+        ])
+        .arg(p.migrations())
+        .output()
+        .unwrap();
+    assert_code(&out, 4);
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+}
