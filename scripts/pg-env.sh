@@ -72,20 +72,22 @@ pgenv_install_missing() {
 # The directory holding initdb, pg_ctl and postgres: the one initdb on PATH
 # comes from, else the newest /usr/lib/postgresql/*/bin. Fails when none has all.
 pgenv_find_bin() {
-    local initdb dir
-    {
-        if initdb=$(command -v initdb 2>/dev/null); then
-            dirname "$(readlink -f "$initdb")"
-        fi
-        for dir in /usr/lib/postgresql/*/bin; do
-            printf '%s\n' "$dir"
-        done | sort -V -r
-    } | while read -r dir; do
+    local initdb dir candidates=()
+    if initdb=$(command -v initdb 2>/dev/null); then
+        candidates+=("$(dirname "$(readlink -f "$initdb")")")
+    fi
+    if compgen -G '/usr/lib/postgresql/*/bin' >/dev/null; then
+        mapfile -t -O "${#candidates[@]}" candidates < <(
+            printf '%s\n' /usr/lib/postgresql/*/bin | sort -V -r
+        )
+    fi
+    for dir in "${candidates[@]}"; do
         if [[ -x $dir/initdb && -x $dir/pg_ctl && -x $dir/postgres ]]; then
             printf '%s\n' "$dir"
-            break
+            return 0
         fi
-    done | grep .
+    done
+    return 1
 }
 
 pgenv_ensure_postgres() {
