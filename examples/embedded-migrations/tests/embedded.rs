@@ -1,0 +1,86 @@
+//! The embedded set runs through the mounted `migrate` subcommand and through
+//! the library API, on SQLite and on Postgres, with no capstan binary.
+
+use std::process::Command;
+
+fn notes(args: &[&str], url: &str, cwd: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_embedded-migrations"))
+        .args(args)
+        .env("DATABASE_URL", url)
+        .current_dir(cwd)
+        .output()
+        .expect("run notes")
+}
+
+fn check(url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = notes(&["migrate", "status", "--json"], url, dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["migrations"].as_array().unwrap().len(), 2);
+    assert_eq!(v["migrations"][0]["state"], "pending");
+
+    let out = notes(&["migrate", "up", "--to", "1"], url, dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = notes(&["run"], url, dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("applied 1 migrations"));
+
+    let out = notes(&["migrate", "status", "--json"], url, dir.path());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for m in v["migrations"].as_array().unwrap() {
+        assert_eq!(m["state"], "applied");
+        assert!(m["applied"]["binary_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("notes "));
+    }
+    // Editing commands need a source tree.
+    let out = notes(&["migrate", "new", "x"], url, dir.path());
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn embedded_set_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    check(&format!(
+        "sqlite://{}",
+        dir.path().join("notes.db").display()
+    ));
+}
+
+#[test]
+fn embedded_set_on_postgres() {
+    let admin = std::env::var("CAPSTAN_TEST_PG").expect(
+        "CAPSTAN_TEST_PG is not set: run the tests with scripts/test.sh, which starts a throwaway Postgres",
+    );
+    let db = format!("notes_{}", std::process::id());
+    let psql = |url: &str, sql: &str| {
+        let out = Command::new("psql")
+            .args([url, "-X", "-q", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    psql(&admin, &format!("DROP DATABASE IF EXISTS {db}"));
+    psql(&admin, &format!("CREATE DATABASE {db}"));
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    check(&format!("{base}/{db}"));
+    psql(&admin, &format!("DROP DATABASE {db} WITH (FORCE)"));
+}
