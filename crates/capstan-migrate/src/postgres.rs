@@ -1,10 +1,9 @@
 //! The Postgres driver (`tokio-postgres`, simple-query protocol).
 //!
-//! A transactional migration is sent as one simple query,
-//! `BEGIN; SET LOCAL …; <up section>; <history row>; COMMIT;`, so the
-//! migration and its history row commit together and the whole job costs one
-//! round trip. Counting the `CommandComplete` messages before an error tells
-//! which statement failed.
+//! A transactional migration runs as `BEGIN; SET LOCAL …`, then each
+//! statement in its own simple query (as psql does, so every notice and error
+//! belongs to a known statement and line), then the history row and `COMMIT`
+//! in one query: the migration and its row commit together.
 
 use std::time::{Duration, Instant};
 
@@ -136,6 +135,17 @@ fn db_err(e: &tokio_postgres::Error) -> DbError {
     err
 }
 
+/// The 0-based line within `text` of the error position the server reported.
+fn position_line(e: &tokio_postgres::Error, text: &str) -> Option<usize> {
+    match e.as_db_error()?.position()? {
+        ErrorPosition::Original(pos) => {
+            let upto: String = text.chars().take((*pos as usize).saturating_sub(1)).collect();
+            Some(upto.matches('\n').count())
+        }
+        ErrorPosition::Internal { .. } => None,
+    }
+}
+
 /// Quotes a string literal (standard_conforming_strings is on for our session).
 fn lit(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
@@ -213,63 +223,56 @@ impl PgDriver {
 
     async fn execute_transactional(&mut self, job: &Job<'_>) -> Result<ExecOutcome, ExecFailure> {
         const ELAPSED: &str = "(extract(epoch from clock_timestamp() - now()) * 1000)::bigint";
-        let prefix = format!(
-            "BEGIN;\nSET LOCAL lock_timeout = '{}ms';\nSET LOCAL statement_timeout = '{}ms';\n",
+        let started = Instant::now();
+        let begin = format!(
+            "BEGIN; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
             ms(job.lock_timeout),
             ms(job.statement_timeout)
         );
-        const PREFIX_STATEMENTS: usize = 3;
-        let body = &job.section.sql;
-        let query = format!(
-            "{prefix}{body}\n;\n{};\nCOMMIT;",
-            Self::history_sql(job, "applied", ELAPSED)
-        );
-        let started = Instant::now();
-        let mut completed = 0usize;
-        let result = async {
-            let mut stream = Box::pin(self.client.simple_query_raw(&query).await?);
-            while let Some(msg) = stream.next().await {
-                if let SimpleQueryMessage::CommandComplete(_) = msg? {
-                    completed += 1;
-                }
-            }
-            Ok::<_, tokio_postgres::Error>(())
+        if let Err(e) = self.client.batch_execute(&begin).await {
+            let failure = self.failure(&e);
+            self.rollback(&e).await;
+            return Err(failure);
         }
-        .await;
-        match result {
-            Ok(()) => Ok(ExecOutcome {
-                done_here: true,
-                duration: started.elapsed(),
-                notices: self.drain_notices(),
-            }),
-            Err(e) => {
+        // One statement per round trip, as psql does: a notice or an error is
+        // then known to belong to exactly this statement.
+        let mut notices = Vec::new();
+        for (i, stmt) in job.statements.iter().enumerate() {
+            let text = &job.section.sql[stmt.range.clone()];
+            let result = self.client.batch_execute(text).await;
+            notices.extend(self.drain_notices().into_iter().map(|mut n| {
+                n.statement = Some(i);
+                n
+            }));
+            if let Err(e) = result {
                 let mut failure = self.failure(&e);
-                if !e.is_closed() {
-                    // Leaves the aborted transaction; a warning if none was open.
-                    let _ = self.client.batch_execute("ROLLBACK").await;
-                }
-                let body_start = prefix.chars().count();
-                let body_chars = body.chars().count();
-                if let Some(ErrorPosition::Original(pos)) =
-                    e.as_db_error().and_then(PgDbError::position)
-                {
-                    let pos = *pos as usize; // 1-based, in characters
-                    if pos > body_start && pos <= body_start + body_chars {
-                        let upto: String = body.chars().take(pos - body_start - 1).collect();
-                        let line_offset = upto.matches('\n').count();
-                        failure.line_offset = Some(line_offset);
-                        failure.statement = job
-                            .statements
-                            .iter()
-                            .rposition(|s| s.line_offset <= line_offset);
-                    }
-                }
-                if failure.statement.is_none() {
-                    let idx = completed.checked_sub(PREFIX_STATEMENTS);
-                    failure.statement = idx.filter(|i| *i < job.statements.len());
-                }
-                Err(failure)
+                failure.statement = Some(i);
+                failure.line_offset = position_line(&e, text).map(|l| stmt.line_offset + l);
+                failure.notices.splice(0..0, notices);
+                self.rollback(&e).await;
+                return Err(failure);
             }
+        }
+        let finish = format!("{}; COMMIT", Self::history_sql(job, "applied", ELAPSED));
+        if let Err(e) = self.client.batch_execute(&finish).await {
+            let mut failure = self.failure(&e);
+            failure.notices.splice(0..0, notices);
+            self.rollback(&e).await;
+            return Err(failure);
+        }
+        notices.extend(self.drain_notices());
+        Ok(ExecOutcome {
+            done_here: true,
+            duration: started.elapsed(),
+            notices,
+        })
+    }
+
+    /// Ends an aborted transaction (a warning if none is open).
+    async fn rollback(&mut self, e: &tokio_postgres::Error) {
+        if !e.is_closed() {
+            let _ = self.client.batch_execute("ROLLBACK").await;
+            self.drain_notices();
         }
     }
 
@@ -306,6 +309,7 @@ impl PgDriver {
             if let Err(e) = self.client.batch_execute(text).await {
                 let mut failure = self.failure(&e);
                 failure.statement = Some(i);
+                failure.line_offset = position_line(&e, text).map(|l| stmt.line_offset + l);
                 failure.notices.splice(0..0, notices);
                 if !e.is_closed() {
                     let record = format!(
