@@ -39,7 +39,8 @@ use serde::Serialize;
 use crate::config::{Config, ConfigError, CONFIG_FILE};
 use crate::driver::{Direction, FailureKind};
 use crate::migrator::{
-    Database, Error, Event, Migrator, RepairAction, RunReport, Settings, State, UpOptions,
+    ContractPolicy, Database, Error, Event, Migrator, RepairAction, RunReport, Settings, State,
+    UpOptions,
 };
 use crate::source::{parse_duration, MigrationSet, Phase, SourceError};
 use crate::url::{DatabaseUrl, DEFAULT_URL};
@@ -61,10 +62,12 @@ pub const EXIT_REFUSED: i32 = 5;
 pub const EXIT_CONTRACT_HELD: i32 = 6;
 /// Exit code: a lock was not granted after every retry.
 pub const EXIT_LOCK_TIMEOUT: i32 = 7;
+/// Exit code: `gate` found the migration set incompatible with the database.
+pub const EXIT_GATE: i32 = 8;
 
-/// Options shared by every `migrate` subcommand.
+/// Options shared by every command that reads migrations and a database.
 #[derive(Debug, Clone, Args)]
-pub struct MigrateArgs {
+pub struct ConnArgs {
     /// Database URL (postgres://… or sqlite://file.db). Default: DATABASE_URL, then
     /// capstan.toml, then sqlite://capstan.db.
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
@@ -87,9 +90,36 @@ pub struct MigrateArgs {
     /// Statement timeout, like 5m; 0 for none (overrides capstan.toml).
     #[arg(long, global = true, value_name = "DURATION")]
     pub statement_timeout: Option<String>,
+}
+
+/// `migrate`: options and subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// Database, directory and run options.
+    #[command(flatten)]
+    pub conn: ConnArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: MigrateCommand,
+}
+
+/// `gate`: is this migration set compatible with the database?
+#[derive(Debug, Clone, Args)]
+pub struct GateArgs {
+    /// Database, directory and run options.
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The application name used in advice (`run \`APP migrate up\``).
+    #[arg(long, default_value = "capstan")]
+    pub app: String,
+}
+
+/// `fleet`: the instances registered in the fleet registry.
+#[derive(Debug, Clone, Args)]
+pub struct FleetArgs {
+    /// Database, directory and run options.
+    #[command(flatten)]
+    pub conn: ConnArgs,
 }
 
 /// The `migrate` subcommands.
@@ -113,18 +143,24 @@ pub enum MigrateCommand {
         /// Stop after this version.
         #[arg(long, value_name = "VERSION")]
         to: Option<u64>,
-        /// Include contract migrations.
+        /// Show contract migrations even if live instances block them.
         #[arg(long)]
-        allow_contract: bool,
+        force_contract: bool,
     },
-    /// Apply pending migrations (expand; contract only with --allow-contract).
+    /// Apply pending migrations; a contract migration only once no live instance needs what it removes.
     Up {
         /// Stop after this version.
         #[arg(long, value_name = "VERSION")]
         to: Option<u64>,
-        /// Also apply contract migrations. Only once no running binary needs what they remove.
+        /// Wait for the live instances that block a contract migration to leave.
         #[arg(long)]
-        allow_contract: bool,
+        wait: bool,
+        /// How long --wait waits (default 10m).
+        #[arg(long, value_name = "DURATION", requires = "wait")]
+        timeout: Option<String>,
+        /// Apply contract migrations even though live instances still need what they remove (recorded in history).
+        #[arg(long, conflicts_with = "wait")]
+        force_contract: bool,
     },
     /// Roll back with down sections, newest first (default: the newest one).
     Down {
@@ -256,7 +292,7 @@ impl From<WorkdirError> for Failure {
 
 /// Everything a command needs, resolved from flags, environment and config.
 struct Context {
-    args: MigrateArgs,
+    args: ConnArgs,
     source: MigrationSource,
     config: Config,
     config_path: PathBuf,
@@ -335,8 +371,105 @@ impl Context {
 /// Runs a `migrate` command and returns its exit code. Results go to stdout,
 /// progress and errors to stderr.
 pub async fn run(args: MigrateArgs, source: MigrationSource) -> i32 {
-    let json = args.json;
-    match run_inner(args, source).await {
+    let json = args.conn.json;
+    let command = args.command.clone();
+    report_exit(json, async {
+        let cx = Context::new(args.conn, source)?;
+        migrate(&cx, command).await
+    })
+    .await
+}
+
+/// Runs `gate`: exit 0 when compatible, 8 when not (with the reasons).
+pub async fn run_gate(args: GateArgs, source: MigrationSource) -> i32 {
+    let json = args.conn.json;
+    report_exit(json, async {
+        let cx = Context::new(args.conn, source)?;
+        let set = cx.set()?;
+        let mut db = Database::connect_read_only(&cx.url()?).await?;
+        let version = match &cx.source {
+            MigrationSource::Embedded { binary_version, .. } => binary_version.clone(),
+            MigrationSource::Dir => format!("{} (migrations in {})", args.app, cx.dir.display()),
+        };
+        let compat = crate::gate::check_database(&mut db, &set).await?;
+        let messages = compat.messages(&args.app, &version);
+        emit(json, &compat, || {
+            if compat.is_compatible() {
+                let mut s =
+                    "compatible: this migration set can run against the database".to_string();
+                for m in &messages {
+                    s.push_str(&format!("\n  {m}"));
+                }
+                s
+            } else {
+                let mut s = "incompatible:".to_string();
+                for m in &messages {
+                    s.push_str(&format!("\n  {m}"));
+                }
+                s
+            }
+        });
+        Ok(if compat.is_compatible() {
+            EXIT_OK
+        } else {
+            EXIT_GATE
+        })
+    })
+    .await
+}
+
+/// Runs `fleet`: lists live and recently departed instances.
+pub async fn run_fleet(args: FleetArgs) -> i32 {
+    let json = args.conn.json;
+    report_exit(json, async {
+        let cx = Context::new(args.conn, MigrationSource::Dir)?;
+        let settings = cx.settings()?;
+        let mut db = Database::connect_read_only(&cx.url()?).await?;
+        let rows = db.driver().fleet_list().await.map_err(Error::from)?;
+        #[derive(Serialize)]
+        struct Row<'a> {
+            #[serde(flatten)]
+            row: &'a crate::fleet::InstanceRow,
+            live: bool,
+        }
+        let out: Vec<Row<'_>> = rows
+            .iter()
+            .map(|row| Row {
+                row,
+                live: row.is_live(settings.fleet_ttl),
+            })
+            .collect();
+        emit(json, &serde_json::json!({ "instances": out }), || {
+            if rows.is_empty() {
+                return "no instance has registered".to_string();
+            }
+            let mut s = String::new();
+            for r in &out {
+                let state = if r.live {
+                    "live"
+                } else if r.row.departed_at.is_some() {
+                    "departed"
+                } else {
+                    "expired"
+                };
+                let versions = r.row.instance.versions.iter().max().map_or_else(|| "none".to_string(), |v| format!("{v:04}"));
+                s.push_str(&format!(
+                    "{state:<9} {:<12} {:<10} {}  embeds up to {versions}  started {}  seen {:.0}s ago\n",
+                    r.row.instance.app, r.row.instance.version, r.row.instance.instance_id, r.row.started_at, r.row.age_secs
+                ));
+            }
+            s.trim_end().to_string()
+        });
+        Ok(EXIT_OK)
+    })
+    .await
+}
+
+async fn report_exit(
+    json: bool,
+    work: impl std::future::Future<Output = Result<i32, Failure>>,
+) -> i32 {
+    match work.await {
         Ok(code) => code,
         Err(f) => {
             if json {
@@ -349,26 +482,31 @@ pub async fn run(args: MigrateArgs, source: MigrationSource) -> i32 {
     }
 }
 
-async fn run_inner(args: MigrateArgs, source: MigrationSource) -> Result<i32, Failure> {
-    let (config_path, required) = match &args.config {
-        Some(p) => (p.clone(), true),
-        None => (PathBuf::from(CONFIG_FILE), false),
-    };
-    let config = Config::load(&config_path, required)?;
-    let dir = args
-        .dir
-        .clone()
-        .or_else(|| config.migrations_dir.clone())
-        .unwrap_or_else(|| PathBuf::from("migrations"));
-    let cx = Context {
-        args,
-        source,
-        config,
-        config_path,
-        dir,
-    };
+impl Context {
+    fn new(args: ConnArgs, source: MigrationSource) -> Result<Context, Failure> {
+        let (config_path, required) = match &args.config {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from(CONFIG_FILE), false),
+        };
+        let config = Config::load(&config_path, required)?;
+        let dir = args
+            .dir
+            .clone()
+            .or_else(|| config.migrations_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("migrations"));
+        Ok(Context {
+            args,
+            source,
+            config,
+            config_path,
+            dir,
+        })
+    }
+}
+
+async fn migrate(cx: &Context, command: MigrateCommand) -> Result<i32, Failure> {
     let json = cx.args.json;
-    match cx.args.command.clone() {
+    match command {
         MigrateCommand::New {
             name,
             phase,
@@ -413,7 +551,7 @@ async fn run_inner(args: MigrateArgs, source: MigrationSource) -> Result<i32, Fa
         }
         MigrateCommand::Import { tool, source } => {
             cx.needs_dir("import")?;
-            import(&cx, &tool, &source, json)
+            import(cx, &tool, &source, json)
         }
         MigrateCommand::Status => {
             let m = cx.migrator()?;
@@ -422,10 +560,15 @@ async fn run_inner(args: MigrateArgs, source: MigrationSource) -> Result<i32, Fa
             emit(json, &status, || render_status(&status, &db.describe()));
             Ok(EXIT_OK)
         }
-        MigrateCommand::Plan { to, allow_contract } => {
+        MigrateCommand::Plan { to, force_contract } => {
+            let contract = if force_contract {
+                ContractPolicy::Force
+            } else {
+                ContractPolicy::Fleet
+            };
             let m = cx.migrator()?;
             let mut db = Database::connect_read_only(&cx.url()?).await?;
-            let plan = m.plan(&mut db, &UpOptions { to, allow_contract }).await?;
+            let plan = m.plan(&mut db, &UpOptions { to, contract }).await?;
             emit(json, &plan, || {
                 let mut s = String::new();
                 if plan.steps.is_empty() {
@@ -454,12 +597,27 @@ async fn run_inner(args: MigrateArgs, source: MigrationSource) -> Result<i32, Fa
             });
             Ok(EXIT_OK)
         }
-        MigrateCommand::Up { to, allow_contract } => {
+        MigrateCommand::Up {
+            to,
+            wait,
+            timeout,
+            force_contract,
+        } => {
+            let contract = match (wait, force_contract) {
+                (_, true) => ContractPolicy::Force,
+                (true, _) => ContractPolicy::Wait(match timeout {
+                    Some(t) => parse_duration(&t).map_err(|e| {
+                        Failure::new(EXIT_BAD_INPUT, "bad-input", format!("--timeout: {e}"))
+                    })?,
+                    None => Duration::from_secs(600),
+                }),
+                _ => ContractPolicy::Fleet,
+            };
             let m = cx.migrator()?;
             let mut db = Database::connect(&cx.url()?).await?;
             let mut progress = Progress::new(json);
             let result = m
-                .up_with(&mut db, &UpOptions { to, allow_contract }, &mut |e| {
+                .up_with(&mut db, &UpOptions { to, contract }, &mut |e| {
                     progress.event(e)
                 })
                 .await;
@@ -765,6 +923,28 @@ impl Progress {
                     notice.severity,
                     notice.message
                 ));
+            }
+            Event::Waiting {
+                migration,
+                blockers,
+            } => self.line(format!(
+                "waiting before contract migration {}: live instances still need what it removes: {}",
+                migration.label(),
+                blockers.iter().map(|b| b.describe()).collect::<Vec<_>>().join(", ")
+            )),
+            Event::Forced {
+                migration,
+                blockers,
+            } => {
+                let msg = format!(
+                    "WARNING: forcing contract migration {} although live instances do not embed it: {}. They may fail on the changed schema. This is recorded in history.",
+                    migration.label(),
+                    blockers.iter().map(|b| b.describe()).collect::<Vec<_>>().join(", ")
+                );
+                match &self.bar {
+                    Some(b) => b.println(msg),
+                    None => eprintln!("{msg}"),
+                }
             }
             Event::Done {
                 migration,

@@ -34,8 +34,9 @@ pub struct Config {
     pub migrate: MigrateConfig,
     /// `[lint]`: read by `capstan lint`.
     pub lint: Option<toml::Table>,
-    /// `[fleet]`: read by the fleet registry.
-    pub fleet: Option<toml::Table>,
+    /// `[fleet]`: the fleet registry.
+    #[serde(default)]
+    pub fleet: FleetConfig,
     /// `[archive]`: read by the archive.
     pub archive: Option<toml::Table>,
     /// `[slo]`: read by the SLO commands.
@@ -52,6 +53,14 @@ pub struct MigrateConfig {
     pub lock_retries: Option<u32>,
     /// Default statement timeout, like `5m` (`0`: none).
     pub statement_timeout: Option<String>,
+}
+
+/// The `[fleet]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetConfig {
+    /// An instance not seen for this long is no longer live, like `30s`.
+    pub ttl: Option<String>,
 }
 
 /// A config file that cannot be used.
@@ -111,6 +120,12 @@ impl Config {
         }
         if let Some(v) = &self.migrate.statement_timeout {
             s.statement_timeout = parse_duration(v).map_err(|e| bad("statement_timeout", e))?;
+        }
+        if let Some(v) = &self.fleet.ttl {
+            s.fleet_ttl = parse_duration(v).map_err(|e| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: format!("[fleet] ttl: {e}"),
+            })?;
         }
         if let Some(n) = self.migrate.lock_retries {
             s.lock_retries = n;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Serialize;
 
+use crate::fleet::{Instance, InstanceRow};
 use crate::source::{Migration, Section};
 use crate::split::{Dialect, Statement};
 
@@ -298,6 +299,13 @@ pub trait Driver: Send {
     async fn create_scratch(&mut self) -> Result<Box<dyn Driver>, DbError>;
     /// Drops the scratch database made by `create_scratch` (after it is closed).
     async fn drop_scratch(&mut self, scratch: Box<dyn Driver>) -> Result<(), DbError>;
+    /// Registers or refreshes an instance in the fleet registry (creates
+    /// capstan's tables if missing).
+    async fn fleet_register(&mut self, instance: &Instance) -> Result<(), DbError>;
+    /// Marks an instance departed (clean shutdown).
+    async fn fleet_depart(&mut self, instance_id: &str) -> Result<(), DbError>;
+    /// Every registry row, live or not, with its age by the database's clock.
+    async fn fleet_list(&mut self) -> Result<Vec<InstanceRow>, DbError>;
     /// For a scratch database: its name (Postgres) or file (SQLite).
     fn scratch_name(&self) -> Option<String> {
         None

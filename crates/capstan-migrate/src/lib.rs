@@ -22,6 +22,8 @@ pub mod cli;
 #[cfg(feature = "cli")]
 pub mod config;
 pub mod embed;
+pub mod fleet;
+pub mod gate;
 pub mod migrator;
 pub mod workdir;
 

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::driver::{
     AppliedRow, DbError, Direction, Driver, ExecFailure, FailureKind, Identity, Job, Notice, Record,
 };
+use crate::fleet::{blockers, InstanceRow};
 use crate::source::{Migration, MigrationSet, Phase, SourceError};
 use crate::url::{DatabaseUrl, UrlError};
 
@@ -26,6 +27,8 @@ pub struct Settings {
     pub retry_backoff_max: Duration,
     /// `statement_timeout` unless a migration says otherwise (zero: none).
     pub statement_timeout: Duration,
+    /// An instance not seen for this long no longer counts as live in the fleet.
+    pub fleet_ttl: Duration,
 }
 
 impl Default for Settings {
@@ -36,6 +39,7 @@ impl Default for Settings {
             retry_backoff: Duration::from_millis(500),
             retry_backoff_max: Duration::from_secs(10),
             statement_timeout: Duration::ZERO,
+            fleet_ttl: crate::fleet::DEFAULT_TTL,
         }
     }
 }
@@ -67,6 +71,13 @@ impl State {
             State::Dirty => "dirty",
         }
     }
+}
+
+/// The outcome of the fleet check for one contract migration.
+enum Gate {
+    Clear,
+    Forced(Vec<InstanceRow>),
+    Held(HeldBack),
 }
 
 /// One line of `status`.
@@ -200,6 +211,20 @@ pub enum Event<'a> {
         /// The file line of the statement that raised it, when known.
         line: Option<usize>,
     },
+    /// Live instances block a contract migration; `up` waits for them to leave.
+    Waiting {
+        /// The contract migration.
+        migration: &'a Migration,
+        /// The instances whose binary does not embed it.
+        blockers: &'a [InstanceRow],
+    },
+    /// A contract migration runs although live instances do not embed it.
+    Forced {
+        /// The contract migration.
+        migration: &'a Migration,
+        /// The instances overridden.
+        blockers: &'a [InstanceRow],
+    },
     /// A migration section finished.
     Done {
         /// The migration.
@@ -227,7 +252,7 @@ pub struct Ran {
 }
 
 /// A contract migration `up` stopped before.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HeldBack {
     /// Version.
     pub version: u64,
@@ -235,10 +260,12 @@ pub struct HeldBack {
     pub name: String,
     /// Why it did not run.
     pub reason: String,
+    /// The live instances whose binary does not embed it.
+    pub blockers: Vec<InstanceRow>,
 }
 
 /// What `up` or `down` did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RunReport {
     /// Migrations run, in order.
     pub ran: Vec<Ran>,
@@ -248,13 +275,25 @@ pub struct RunReport {
     pub held_back: Option<HeldBack>,
 }
 
+/// What `up` does with a contract migration that live instances still need.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ContractPolicy {
+    /// Apply it only when no live instance blocks it; otherwise stop before it.
+    #[default]
+    Fleet,
+    /// Wait up to this long for the blocking instances to leave, then stop.
+    Wait(Duration),
+    /// Apply it anyway; recorded in history with the instances it overrode.
+    Force,
+}
+
 /// Options of `up`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpOptions {
     /// Apply up to and including this version.
     pub to: Option<u64>,
-    /// Apply contract migrations too.
-    pub allow_contract: bool,
+    /// Contract migrations and the fleet.
+    pub contract: ContractPolicy,
 }
 
 /// One step of `plan`.
@@ -277,11 +316,11 @@ pub struct PlanStep {
 }
 
 /// What `up` would do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
     /// Steps `up` would run, in order.
     pub steps: Vec<PlanStep>,
-    /// The contract migration `up` would stop before.
+    /// The contract migration `up` would stop before (if the fleet stays as it is).
     pub held_back: Option<HeldBack>,
 }
 
@@ -546,6 +585,11 @@ impl Migrator {
         &self.settings
     }
 
+    /// The fleet registry, live and departed instances. Changes nothing.
+    pub async fn fleet(&self, db: &mut Database) -> Result<Vec<InstanceRow>, Error> {
+        Ok(db.driver.fleet_list().await?)
+    }
+
     /// Every migration's state. Changes nothing.
     pub async fn status(&self, db: &mut Database) -> Result<Status, Error> {
         let history = db.driver.history().await?;
@@ -557,7 +601,17 @@ impl Migrator {
     /// What `up` would run, with its SQL. Changes nothing.
     pub async fn plan(&self, db: &mut Database, opts: &UpOptions) -> Result<Plan, Error> {
         let history = db.driver.history().await?;
-        let (todo, held_back) = self.pending(&history, opts)?;
+        let mut todo = self.pending(&history, opts)?;
+        let fleet = db.driver.fleet_list().await?;
+        let mut held_back = None;
+        if let Some(i) = todo.iter().position(|m| {
+            m.phase == Phase::Contract && !blockers(&fleet, m, self.settings.fleet_ttl).is_empty()
+        }) {
+            if opts.contract != ContractPolicy::Force {
+                held_back = Some(self.held_back(todo[i], &fleet));
+                todo.truncate(i);
+            }
+        }
         let steps = todo
             .into_iter()
             .map(|m| PlanStep {
@@ -605,25 +659,103 @@ impl Migrator {
     ) -> Result<RunReport, Error> {
         db.driver.ensure_schema().await?;
         let history = db.driver.history().await?;
-        let (todo, held_back) = self.pending(&history, opts)?;
-        let mut report = RunReport {
-            held_back,
-            ..RunReport::default()
-        };
+        let todo = self.pending(&history, opts)?;
+        let mut report = RunReport::default();
         for m in todo {
-            self.run(db, m, Direction::Up, None, &mut report, events)
+            let mut note = None;
+            if m.phase == Phase::Contract {
+                match self.contract_gate(db, m, opts.contract, events).await? {
+                    Gate::Clear => {}
+                    Gate::Forced(over) => {
+                        note = Some(format!(
+                            "forced past live instances that do not embed it: {}",
+                            over.iter()
+                                .map(InstanceRow::describe)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
+                    Gate::Held(h) => {
+                        report.held_back = Some(h);
+                        break;
+                    }
+                }
+            }
+            self.run(db, m, Direction::Up, note.as_deref(), &mut report, events)
                 .await?;
         }
         Ok(report)
     }
 
+    /// Decides whether contract migration `m` may run now, waiting if asked.
+    async fn contract_gate(
+        &self,
+        db: &mut Database,
+        m: &Migration,
+        policy: ContractPolicy,
+        events: &mut (dyn FnMut(Event<'_>) + Send),
+    ) -> Result<Gate, Error> {
+        let deadline = match policy {
+            ContractPolicy::Wait(d) => Some(tokio::time::Instant::now() + d),
+            _ => None,
+        };
+        let mut announced = false;
+        loop {
+            let fleet = db.driver.fleet_list().await?;
+            let blocking = blockers(&fleet, m, self.settings.fleet_ttl);
+            if blocking.is_empty() {
+                return Ok(Gate::Clear);
+            }
+            let owned: Vec<InstanceRow> = blocking.into_iter().cloned().collect();
+            match (policy, deadline) {
+                (ContractPolicy::Force, _) => {
+                    events(Event::Forced {
+                        migration: m,
+                        blockers: &owned,
+                    });
+                    return Ok(Gate::Forced(owned));
+                }
+                (_, Some(deadline)) if tokio::time::Instant::now() < deadline => {
+                    if !announced {
+                        events(Event::Waiting {
+                            migration: m,
+                            blockers: &owned,
+                        });
+                        announced = true;
+                    }
+                    let poll = (self.settings.fleet_ttl / 10)
+                        .clamp(Duration::from_millis(100), Duration::from_secs(1));
+                    tokio::time::sleep(poll).await;
+                }
+                _ => return Ok(Gate::Held(self.held_back(m, &fleet))),
+            }
+        }
+    }
+
+    fn held_back(&self, m: &Migration, fleet: &[InstanceRow]) -> HeldBack {
+        let blocking: Vec<InstanceRow> = blockers(fleet, m, self.settings.fleet_ttl)
+            .into_iter()
+            .cloned()
+            .collect();
+        HeldBack {
+            version: m.version,
+            name: m.name.clone(),
+            reason: format!(
+                "contract migration {} removes or changes something that running instances still use: {}. It runs once they are gone (deploy the new release first); use --wait to wait for them, or --force-contract to override",
+                m.label(),
+                blocking.iter().map(InstanceRow::describe).collect::<Vec<_>>().join(", ")
+            ),
+            blockers: blocking,
+        }
+    }
+
     /// Refuses dirty, drifted and out-of-order states; returns the migrations
-    /// `up` runs and the contract migration it stops before.
+    /// `up` would run, in order (contract ones are gated later, by the fleet).
     fn pending<'s>(
         &'s self,
         history: &[AppliedRow],
         opts: &UpOptions,
-    ) -> Result<(Vec<&'s Migration>, Option<HeldBack>), Error> {
+    ) -> Result<Vec<&'s Migration>, Error> {
         let entries = compare(&self.set, history);
         check_clean(&entries)?;
         let newest_applied = entries
@@ -632,7 +764,6 @@ impl Migrator {
             .map(|e| e.version)
             .max();
         let mut todo = Vec::new();
-        let mut held_back = None;
         for e in entries.iter().filter(|e| e.state == State::Pending) {
             if let Some(newest) = newest_applied.filter(|n| *n > e.version) {
                 let applied = entries
@@ -657,20 +788,9 @@ impl Migrator {
                 .set
                 .get(e.version)
                 .ok_or(Error::UnknownVersion(e.version))?;
-            if m.phase == Phase::Contract && !opts.allow_contract {
-                held_back = Some(HeldBack {
-                    version: m.version,
-                    name: m.name.clone(),
-                    reason: format!(
-                        "{} is a contract migration: it removes or changes something an older binary may still use. Apply it once no running instance needs what it removes, with --allow-contract",
-                        m.label()
-                    ),
-                });
-                break;
-            }
             todo.push(m);
         }
-        Ok((todo, held_back))
+        Ok(todo)
     }
 
     async fn run(
@@ -1164,16 +1284,15 @@ mod tests {
             m.pending(&history, &UpOptions::default()),
             Err(Error::OutOfOrder { .. })
         ));
-        let (todo, held) = m
+        let todo = m
             .pending(
                 &[],
                 &UpOptions {
                     to: Some(2),
-                    allow_contract: false,
+                    ..UpOptions::default()
                 },
             )
             .unwrap();
         assert_eq!(todo.len(), 2);
-        assert!(held.is_none());
     }
 }

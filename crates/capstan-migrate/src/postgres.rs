@@ -17,6 +17,7 @@ use crate::driver::{
     AppliedRow, DbError, Direction, Driver, ExecFailure, ExecOutcome, FailureKind, Job, Notice,
     Record, Snapshot,
 };
+use crate::fleet::{Instance, InstanceRow};
 use crate::split::Dialect;
 
 /// Advisory lock key of the runner lock: "capstan" in ASCII.
@@ -139,7 +140,10 @@ fn db_err(e: &tokio_postgres::Error) -> DbError {
 fn position_line(e: &tokio_postgres::Error, text: &str) -> Option<usize> {
     match e.as_db_error()?.position()? {
         ErrorPosition::Original(pos) => {
-            let upto: String = text.chars().take((*pos as usize).saturating_sub(1)).collect();
+            let upto: String = text
+                .chars()
+                .take((*pos as usize).saturating_sub(1))
+                .collect();
             Some(upto.matches('\n').count())
         }
         ErrorPosition::Internal { .. } => None,
@@ -351,6 +355,10 @@ impl PgDriver {
     }
 }
 
+/// Serialises schema creation between runners and registering instances
+/// (a transaction-level lock, separate from the runner lock).
+const SCHEMA_LOCK_KEY: i64 = LOCK_KEY + 1;
+
 const SCHEMA_SQL: &str = "
 CREATE SCHEMA IF NOT EXISTS capstan;
 CREATE TABLE IF NOT EXISTS capstan.migrations (
@@ -365,6 +373,16 @@ CREATE TABLE IF NOT EXISTS capstan.migrations (
     binary_version text NOT NULL,
     duration_ms    bigint NOT NULL DEFAULT 0,
     error          text
+);
+CREATE TABLE IF NOT EXISTS capstan.fleet (
+    instance_id    text PRIMARY KEY,
+    app            text NOT NULL,
+    version        text NOT NULL,
+    set_hash       text NOT NULL,
+    versions       bigint[] NOT NULL,
+    started_at     timestamptz NOT NULL DEFAULT now(),
+    last_seen      timestamptz NOT NULL DEFAULT now(),
+    departed_at    timestamptz
 );
 CREATE TABLE IF NOT EXISTS capstan.log (
     id             bigserial PRIMARY KEY,
@@ -497,7 +515,7 @@ impl Driver for PgDriver {
         let exists = self
             .client
             .query_one(
-                "SELECT to_regclass('capstan.migrations') IS NOT NULL AND to_regclass('capstan.log') IS NOT NULL",
+                "SELECT to_regclass('capstan.migrations') IS NOT NULL AND to_regclass('capstan.log') IS NOT NULL AND to_regclass('capstan.fleet') IS NOT NULL",
                 &[],
             )
             .await
@@ -505,10 +523,14 @@ impl Driver for PgDriver {
         if exists.get::<_, bool>(0) {
             return Ok(());
         }
-        self.client
-            .batch_execute(SCHEMA_SQL)
-            .await
-            .map_err(|e| db_err(&e))
+        let sql =
+            format!("BEGIN; SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY}); {SCHEMA_SQL}; COMMIT");
+        let result = self.client.batch_execute(&sql).await;
+        if let Err(e) = &result {
+            let _ = self.client.batch_execute("ROLLBACK").await;
+            return Err(db_err(e));
+        }
+        Ok(())
     }
 
     async fn history(&mut self) -> Result<Vec<AppliedRow>, DbError> {
@@ -669,5 +691,83 @@ impl Driver for PgDriver {
 
     fn scratch_name(&self) -> Option<String> {
         self.scratch_name.clone()
+    }
+
+    async fn fleet_register(&mut self, i: &Instance) -> Result<(), DbError> {
+        self.ensure_schema().await?;
+        let versions: Vec<i64> = i.versions.iter().map(|v| *v as i64).collect();
+        self.client
+            .execute(
+                "INSERT INTO capstan.fleet (instance_id, app, version, set_hash, versions) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (instance_id) DO UPDATE SET last_seen = now(), departed_at = NULL, \
+                 app = EXCLUDED.app, version = EXCLUDED.version, set_hash = EXCLUDED.set_hash, versions = EXCLUDED.versions",
+                &[&i.instance_id, &i.app, &i.version, &i.set_hash, &versions],
+            )
+            .await
+            .map_err(|e| db_err(&e))?;
+        self.client
+            .execute(
+                "DELETE FROM capstan.fleet WHERE coalesce(departed_at, last_seen) < now() - interval '1 day'",
+                &[],
+            )
+            .await
+            .map_err(|e| db_err(&e))?;
+        Ok(())
+    }
+
+    async fn fleet_depart(&mut self, instance_id: &str) -> Result<(), DbError> {
+        self.client
+            .execute(
+                "UPDATE capstan.fleet SET departed_at = now() WHERE instance_id = $1",
+                &[&instance_id],
+            )
+            .await
+            .map_err(|e| db_err(&e))?;
+        Ok(())
+    }
+
+    async fn fleet_list(&mut self) -> Result<Vec<InstanceRow>, DbError> {
+        let exists = self
+            .client
+            .query_one("SELECT to_regclass('capstan.fleet') IS NOT NULL", &[])
+            .await
+            .map_err(|e| db_err(&e))?;
+        if !exists.get::<_, bool>(0) {
+            return Ok(Vec::new());
+        }
+        const TS: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'";
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT instance_id, app, version, set_hash, versions, \
+                            to_char(started_at AT TIME ZONE 'UTC', {TS}), to_char(last_seen AT TIME ZONE 'UTC', {TS}), \
+                            extract(epoch from now() - last_seen)::float8, to_char(departed_at AT TIME ZONE 'UTC', {TS}) \
+                     FROM capstan.fleet ORDER BY started_at, instance_id"
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| db_err(&e))?;
+        Ok(rows
+            .iter()
+            .map(|r| InstanceRow {
+                instance: Instance {
+                    instance_id: r.get(0),
+                    app: r.get(1),
+                    version: r.get(2),
+                    set_hash: r.get(3),
+                    versions: r
+                        .get::<_, Vec<i64>>(4)
+                        .into_iter()
+                        .map(|v| v as u64)
+                        .collect(),
+                },
+                started_at: r.get(5),
+                last_seen: r.get(6),
+                age_secs: r.get(7),
+                departed_at: r.get(8),
+            })
+            .collect())
     }
 }

@@ -15,6 +15,7 @@ use crate::driver::{
     AppliedRow, DbError, Direction, Driver, ExecFailure, ExecOutcome, FailureKind, Job, Record,
     Snapshot,
 };
+use crate::fleet::{Instance, InstanceRow};
 use crate::split::Dialect;
 
 /// A connection to a SQLite file.
@@ -98,8 +99,19 @@ impl SqliteDriver {
     fn has_history(&self) -> Result<bool, DbError> {
         self.conn
             .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'capstan_migrations'",
+                "SELECT count(*) = 3 FROM sqlite_master WHERE type = 'table' AND name IN ('capstan_migrations', 'capstan_log', 'capstan_fleet')",
                 [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(|e| db_err(&e))
+    }
+
+    fn has_table(&self, name: &str) -> Result<bool, DbError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [name],
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n > 0)
@@ -300,6 +312,16 @@ CREATE TABLE IF NOT EXISTS capstan_migrations (
     duration_ms    INTEGER NOT NULL DEFAULT 0,
     error          TEXT
 );
+CREATE TABLE IF NOT EXISTS capstan_fleet (
+    instance_id    TEXT PRIMARY KEY,
+    app            TEXT NOT NULL,
+    version        TEXT NOT NULL,
+    set_hash       TEXT NOT NULL,
+    versions       TEXT NOT NULL,
+    started_at     TEXT NOT NULL,
+    last_seen      TEXT NOT NULL,
+    departed_at    TEXT
+);
 CREATE TABLE IF NOT EXISTS capstan_log (
     id             INTEGER PRIMARY KEY AUTOINCREMENT,
     version        INTEGER NOT NULL,
@@ -354,7 +376,7 @@ impl Driver for SqliteDriver {
     }
 
     async fn history(&mut self) -> Result<Vec<AppliedRow>, DbError> {
-        if !self.has_history()? {
+        if !self.has_table("capstan_migrations")? {
             return Ok(Vec::new());
         }
         let mut stmt = self
@@ -554,5 +576,76 @@ impl Driver for SqliteDriver {
         self.scratch
             .as_ref()
             .map(|_| self.path.display().to_string())
+    }
+
+    async fn fleet_register(&mut self, i: &Instance) -> Result<(), DbError> {
+        self.ensure_schema().await?;
+        let versions = i
+            .versions
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        self.conn
+            .execute(
+                &format!(
+                    "INSERT INTO capstan_fleet (instance_id, app, version, set_hash, versions, started_at, last_seen) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, {NOW}, {NOW}) \
+                     ON CONFLICT (instance_id) DO UPDATE SET last_seen = {NOW}, departed_at = NULL, \
+                     app = excluded.app, version = excluded.version, set_hash = excluded.set_hash, versions = excluded.versions"
+                ),
+                params![i.instance_id, i.app, i.version, i.set_hash, versions],
+            )
+            .map_err(|e| db_err(&e))?;
+        self.conn
+            .execute(
+                "DELETE FROM capstan_fleet WHERE julianday('now') - julianday(coalesce(departed_at, last_seen)) > 1",
+                [],
+            )
+            .map_err(|e| db_err(&e))?;
+        Ok(())
+    }
+
+    async fn fleet_depart(&mut self, instance_id: &str) -> Result<(), DbError> {
+        self.conn
+            .execute(
+                &format!("UPDATE capstan_fleet SET departed_at = {NOW} WHERE instance_id = ?1"),
+                [instance_id],
+            )
+            .map_err(|e| db_err(&e))?;
+        Ok(())
+    }
+
+    async fn fleet_list(&mut self) -> Result<Vec<InstanceRow>, DbError> {
+        if !self.has_table("capstan_fleet")? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT instance_id, app, version, set_hash, versions, started_at, last_seen, \
+                        (julianday('now') - julianday(last_seen)) * 86400.0, departed_at \
+                 FROM capstan_fleet ORDER BY started_at, instance_id",
+            )
+            .map_err(|e| db_err(&e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let versions: String = r.get(4)?;
+                Ok(InstanceRow {
+                    instance: Instance {
+                        instance_id: r.get(0)?,
+                        app: r.get(1)?,
+                        version: r.get(2)?,
+                        set_hash: r.get(3)?,
+                        versions: versions.split(',').filter_map(|v| v.parse().ok()).collect(),
+                    },
+                    started_at: r.get(5)?,
+                    last_seen: r.get(6)?,
+                    age_secs: r.get(7)?,
+                    departed_at: r.get(8)?,
+                })
+            })
+            .map_err(|e| db_err(&e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| db_err(&e))
     }
 }

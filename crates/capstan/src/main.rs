@@ -15,6 +15,10 @@ struct Cli {
 enum Command {
     /// Write, check and run schema migrations (Postgres or SQLite).
     Migrate(capstan_migrate::cli::MigrateArgs),
+    /// Check that a migration set can run against the database (pending, ahead, drift).
+    Gate(capstan_migrate::cli::GateArgs),
+    /// List the instances in the fleet registry: live, departed, expired.
+    Fleet(capstan_migrate::cli::FleetArgs),
 }
 
 fn main() {
@@ -41,6 +45,11 @@ fn main() {
             Command::Migrate(args) => {
                 capstan_migrate::cli::run(args, capstan_migrate::cli::MigrationSource::Dir).await
             }
+            Command::Gate(args) => {
+                capstan_migrate::cli::run_gate(args, capstan_migrate::cli::MigrationSource::Dir)
+                    .await
+            }
+            Command::Fleet(args) => capstan_migrate::cli::run_fleet(args).await,
         }
     });
     std::process::exit(code);

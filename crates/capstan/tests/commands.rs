@@ -111,19 +111,40 @@ fn status_json_has_the_documented_shape() {
     }
 }
 
+/// Registers a live instance that embeds only `versions`, as a running binary would.
+fn register(p: &Project, id: &str, version: &str, versions: &[u64]) {
+    let list = versions
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    // Create capstan's tables first (a no-op `up --to 0`).
+    assert_code(&p.capstan(&["migrate", "up", "--to", "0"]), 0);
+    match p.backend {
+        Backend::Postgres => p.query(&format!(
+            "INSERT INTO capstan.fleet (instance_id, app, version, set_hash, versions) VALUES ('{id}', 'chirpy', '{version}', 'h', '{{{list}}}')"
+        )),
+        Backend::Sqlite => p.query(&format!(
+            "INSERT INTO capstan_fleet (instance_id, app, version, set_hash, versions, started_at, last_seen) VALUES ('{id}', 'chirpy', '{version}', 'h', '{list}', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
+        )),
+    };
+}
+
 #[test]
-fn contract_migrations_wait_for_allow_contract() {
+fn contract_migrations_wait_until_no_live_instance_needs_them() {
     for b in BACKENDS {
         let p = Project::new(b);
         p.write("0001_create_users.sql", CREATE_USERS);
         p.write("0002_drop_name.sql", DROP_NAME);
         p.add("0003_add_email.sql", ADD_EMAIL);
+        register(&p, "v1-pod-a", "1.0.0", &[1]);
         let out = p.capstan(&["migrate", "up"]);
         assert_code(&out, 6);
+        let text = stdout(&out);
+        assert!(text.contains("stopped before 0002_drop_name"), "{text}");
         assert!(
-            stdout(&out).contains("stopped before 0002_drop_name"),
-            "{}",
-            stdout(&out)
+            text.contains("chirpy 1.0.0 (v1-pod-a"),
+            "{b:?}: names the blocking instance: {text}"
         );
         assert_eq!(
             p.states(),
@@ -133,9 +154,85 @@ fn contract_migrations_wait_for_allow_contract() {
                 (3, "pending".into())
             ]
         );
-        let out = p.capstan(&["migrate", "up", "--allow-contract"]);
+        let fleet = p.capstan(&["fleet", "--json"]);
+        assert_code(&fleet, 0);
+        assert!(
+            stdout(&fleet).contains("\"live\":true"),
+            "{}",
+            stdout(&fleet)
+        );
+
+        // --wait returns as soon as the instance departs.
+        let waiting = p
+            .command(&["migrate", "up", "--wait", "--timeout", "60s"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let history = p.history_table();
+        let depart = match b {
+            Backend::Postgres => "UPDATE capstan.fleet SET departed_at = now()",
+            Backend::Sqlite => {
+                "UPDATE capstan_fleet SET departed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+            }
+        };
+        p.query(depart);
+        let out = waiting.wait_with_output().unwrap();
         assert_code(&out, 0);
-        assert_eq!(p.states().iter().filter(|(_, s)| s == "applied").count(), 3);
+        let count = p.query(&format!("SELECT count(*) FROM {history}"));
+        assert_eq!(count, "3", "{b:?}");
+    }
+}
+
+#[test]
+fn force_contract_overrides_the_fleet_loudly_and_is_recorded() {
+    for b in BACKENDS {
+        let p = Project::new(b);
+        p.write("0001_create_users.sql", CREATE_USERS);
+        p.add("0002_drop_name.sql", DROP_NAME);
+        register(&p, "v1-pod-b", "1.0.0", &[1]);
+        let out = p.capstan(&["migrate", "up", "--force-contract"]);
+        assert_code(&out, 0);
+        assert!(
+            stderr(&out).contains("WARNING: forcing contract migration 0002_drop_name"),
+            "{}",
+            stderr(&out)
+        );
+        let note = p.query(&format!(
+            "SELECT error FROM {} WHERE version = 2",
+            p.history_table()
+        ));
+        assert!(
+            note.contains("forced past live instances") && note.contains("v1-pod-b"),
+            "{b:?}: {note}"
+        );
+    }
+}
+
+#[test]
+fn gate_reports_pending_and_contract_ahead() {
+    for b in BACKENDS {
+        let p = Project::new(b);
+        p.write("0001_create_users.sql", CREATE_USERS);
+        p.add("0002_add_email.sql", ADD_EMAIL);
+        let out = p.capstan(&["gate", "--app", "chirpy"]);
+        assert_code(&out, 8);
+        assert!(
+            stdout(&out).contains("run `chirpy migrate up`"),
+            "{}",
+            stdout(&out)
+        );
+        assert_code(&p.capstan(&["migrate", "up"]), 0);
+        assert_code(&p.capstan(&["gate"]), 0);
+        // A newer set applied a contract migration; the old directory is now too old.
+        p.add("0003_drop_name.sql", DROP_NAME);
+        assert_code(&p.capstan(&["migrate", "up"]), 0);
+        std::fs::remove_file(p.migrations().join("0003_drop_name.sql")).unwrap();
+        p.hash();
+        let out = p.capstan(&["gate", "--json"]);
+        assert_code(&out, 8);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["ahead_contract"][0]["label"], "0003_drop_name", "{v}");
     }
 }
 
@@ -149,9 +246,11 @@ fn plan_shows_sql_and_changes_nothing() {
         assert_code(&out, 0);
         let text = stdout(&out);
         assert!(text.contains("CREATE TABLE users"), "{text}");
-        assert!(text.contains("stops before"), "{text}");
-        assert!(!text.contains("DROP COLUMN"), "{text}");
-        let out = p.capstan(&["migrate", "plan", "--json", "--allow-contract"]);
+        assert!(
+            text.contains("DROP COLUMN"),
+            "no live instance blocks it: {text}"
+        );
+        let out = p.capstan(&["migrate", "plan", "--json"]);
         let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(plan["steps"].as_array().unwrap().len(), 2);
         assert!(untouched(&p), "{b:?}: plan must not change the database");

@@ -42,7 +42,17 @@ pub fn pg_url_for(db: &str) -> String {
 /// used, so tests can set up and inspect state independently.
 pub fn psql(url: &str, sql: &str) -> String {
     let out = Command::new("psql")
-        .args([url, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .args([
+            url,
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
         .output()
         .expect("run psql");
     assert!(
@@ -83,11 +93,7 @@ impl Project {
         std::fs::create_dir(dir.path().join("migrations")).expect("mkdir migrations");
         match backend {
             Backend::Postgres => {
-                let db = format!(
-                    "t_{}_{:x}",
-                    std::process::id(),
-                    rand_suffix()
-                );
+                let db = format!("t_{}_{:x}", std::process::id(), rand_suffix());
                 psql(&pg_admin_url(), &format!("CREATE DATABASE {db}"));
                 Project {
                     url: pg_url_for(&db),

@@ -1,0 +1,163 @@
+//! The fleet registry: every running instance heartbeats a row saying which
+//! migrations its binary embeds, so a contract migration runs only once no live
+//! instance still needs what it removes.
+//!
+//! Liveness is judged by the database's clock (`last_seen` within the TTL), so
+//! instances with skewed clocks still agree. A clean shutdown marks the row
+//! departed; departed and expired rows are kept for a day for `capstan fleet`.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::source::{Migration, MigrationSet};
+
+/// Default time after which an instance that stopped heartbeating is no longer live.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
+
+/// Default heartbeat interval (a third of the TTL).
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// What an instance registers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Instance {
+    /// Unique per process (host, pid and a random suffix by default).
+    pub instance_id: String,
+    /// Application name (`chirpy`).
+    pub app: String,
+    /// Application version (`2.0.0`).
+    pub version: String,
+    /// Hash of the embedded migration set.
+    pub set_hash: String,
+    /// Versions of the embedded migrations.
+    pub versions: Vec<u64>,
+}
+
+impl Instance {
+    /// An instance of `app` `version` embedding `set`, with a fresh id.
+    pub fn new(app: &str, version: &str, set: &MigrationSet) -> Self {
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        Instance {
+            instance_id: format!(
+                "{host}-{}-{:06x}",
+                std::process::id(),
+                rand::random::<u32>() & 0xff_ffff
+            ),
+            app: app.to_string(),
+            version: version.to_string(),
+            set_hash: set.set_hash(),
+            versions: set.migrations().iter().map(|m| m.version).collect(),
+        }
+    }
+}
+
+/// A registry row as read back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstanceRow {
+    /// The registered instance.
+    #[serde(flatten)]
+    pub instance: Instance,
+    /// When it registered (UTC, RFC 3339).
+    pub started_at: String,
+    /// Its last heartbeat (UTC, RFC 3339).
+    pub last_seen: String,
+    /// Seconds since the last heartbeat, by the database's clock.
+    pub age_secs: f64,
+    /// When it shut down cleanly, if it did.
+    pub departed_at: Option<String>,
+}
+
+impl InstanceRow {
+    /// Live: not departed and seen within `ttl`.
+    pub fn is_live(&self, ttl: Duration) -> bool {
+        self.departed_at.is_none() && self.age_secs <= ttl.as_secs_f64()
+    }
+
+    /// `chirpy 1.0.0 (host-123-abc, seen 3s ago)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {} ({}, seen {:.0}s ago)",
+            self.instance.app, self.instance.version, self.instance.instance_id, self.age_secs
+        )
+    }
+}
+
+/// Live instances whose binary does not embed `migration`: they block it.
+pub fn blockers<'a>(
+    rows: &'a [InstanceRow],
+    migration: &Migration,
+    ttl: Duration,
+) -> Vec<&'a InstanceRow> {
+    rows.iter()
+        .filter(|r| r.is_live(ttl) && !r.instance.versions.contains(&migration.version))
+        .collect()
+}
+
+/// The lowest application version seen (live or not) that embeds `version`,
+/// to tell an operator which release to deploy.
+pub fn first_version_embedding(rows: &[InstanceRow], version: u64) -> Option<String> {
+    rows.iter()
+        .filter(|r| r.instance.versions.contains(&version))
+        .map(|r| format!("{} {}", r.instance.app, r.instance.version))
+        .min_by(|a, b| version_key(a).cmp(&version_key(b)))
+}
+
+/// Orders `app 1.10.0` after `app 1.9.0`.
+fn version_key(s: &str) -> Vec<u64> {
+    s.rsplit(' ')
+        .next()
+        .unwrap_or("")
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, versions: &[u64], age: f64, departed: bool) -> InstanceRow {
+        InstanceRow {
+            instance: Instance {
+                instance_id: id.into(),
+                app: "chirpy".into(),
+                version: format!("{}.0.0", versions.len()),
+                set_hash: String::new(),
+                versions: versions.to_vec(),
+            },
+            started_at: String::new(),
+            last_seen: String::new(),
+            age_secs: age,
+            departed_at: departed.then(String::new),
+        }
+    }
+
+    #[test]
+    fn only_live_instances_without_the_migration_block_it() {
+        let m = crate::source::parse_migration(
+            std::path::Path::new("0003_drop_name.sql"),
+            b"-- capstan:phase contract\n-- capstan:up\nALTER TABLE users DROP COLUMN name;",
+        )
+        .unwrap();
+        let rows = vec![
+            row("v1-live", &[1], 1.0, false),
+            row("v1-expired", &[1], 120.0, false),
+            row("v1-departed", &[1], 1.0, true),
+            row("v3-live", &[1, 2, 3], 1.0, false),
+        ];
+        let b: Vec<&str> = blockers(&rows, &m, DEFAULT_TTL)
+            .iter()
+            .map(|r| r.instance.instance_id.as_str())
+            .collect();
+        assert_eq!(b, vec!["v1-live"]);
+        assert_eq!(
+            first_version_embedding(&rows, 3).as_deref(),
+            Some("chirpy 3.0.0")
+        );
+    }
+
+    #[test]
+    fn versions_compare_numerically() {
+        assert!(version_key("a 1.10.0") > version_key("a 1.9.0"));
+    }
+}

@@ -1,0 +1,256 @@
+//! The startup gate: may a binary with this embedded migration set run
+//! against this database?
+//!
+//! - a migration the binary has and the database lacks is *pending*: the binary
+//!   needs it, so the gate refuses (or waits);
+//! - a migration the database has and the binary lacks is *ahead*: all-expand
+//!   ahead is fine (a binary rollback); any contract ahead means the binary is
+//!   too old for the schema;
+//! - a migration both have with different checksums is *drift*; a dirty one is
+//!   half-applied: both refuse.
+
+use serde::Serialize;
+
+use crate::driver::AppliedRow;
+use crate::fleet::{first_version_embedding, InstanceRow};
+use crate::migrator::{compare, Database, Entry, Error, State};
+use crate::source::MigrationSet;
+
+/// A migration named by the gate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GateItem {
+    /// Version.
+    pub version: u64,
+    /// `0003_drop_name`.
+    pub label: String,
+    /// For a contract migration ahead: the first release known to embed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<String>,
+}
+
+/// The gate's verdict, with every migration that decided it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Compatibility {
+    /// True when the binary may run.
+    pub compatible: bool,
+    /// In the binary, not applied: the binary needs them.
+    pub pending: Vec<GateItem>,
+    /// Applied contract migrations the binary does not know: it is too old.
+    pub ahead_contract: Vec<GateItem>,
+    /// Applied expand migrations the binary does not know: fine (a rollback).
+    pub ahead_expand: Vec<GateItem>,
+    /// Applied with a different checksum than the binary's.
+    pub drifted: Vec<GateItem>,
+    /// Failed part-way (no-transaction); needs `repair`.
+    pub dirty: Vec<GateItem>,
+}
+
+impl Compatibility {
+    /// True when the binary may run.
+    pub fn is_compatible(&self) -> bool {
+        self.compatible
+    }
+
+    /// One sentence per finding, saying what to do. `app` names the binary's
+    /// command (`chirpy`), `version` the binary (`chirpy 1.0.0`).
+    pub fn messages(&self, app: &str, version: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.pending.is_empty() {
+            out.push(format!(
+                "the database lacks migration{} {} that this binary needs: run `{app} migrate up`",
+                plural(self.pending.len()),
+                labels(&self.pending)
+            ));
+        }
+        for c in &self.ahead_contract {
+            out.push(format!(
+                "this binary ({version}) is older than contract migration {}, which removed or changed what it uses; deploy {} or later",
+                c.label,
+                c.deploy.as_deref().unwrap_or("the release that added it")
+            ));
+        }
+        if !self.drifted.is_empty() {
+            out.push(format!(
+                "migration{} {} in this binary differ{} from what was applied (checksum): it was built from edited migrations",
+                plural(self.drifted.len()),
+                labels(&self.drifted),
+                if self.drifted.len() == 1 { "s" } else { "" }
+            ));
+        }
+        if !self.dirty.is_empty() {
+            out.push(format!(
+                "migration{} {} failed part-way: run `{app} migrate repair`",
+                plural(self.dirty.len()),
+                labels(&self.dirty)
+            ));
+        }
+        if !self.ahead_expand.is_empty() {
+            out.push(format!(
+                "the database has newer expand migration{} {}; this binary works with them (a binary rollback)",
+                plural(self.ahead_expand.len()),
+                labels(&self.ahead_expand)
+            ));
+        }
+        out
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn labels(items: &[GateItem]) -> String {
+    items
+        .iter()
+        .map(|i| i.label.clone())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The pure gate: the binary's set against history (and the fleet, for advice).
+pub fn check(set: &MigrationSet, history: &[AppliedRow], fleet: &[InstanceRow]) -> Compatibility {
+    let item = |e: &Entry| GateItem {
+        version: e.version,
+        label: e.label(),
+        deploy: None,
+    };
+    let mut c = Compatibility {
+        compatible: false,
+        pending: Vec::new(),
+        ahead_contract: Vec::new(),
+        ahead_expand: Vec::new(),
+        drifted: Vec::new(),
+        dirty: Vec::new(),
+    };
+    for e in compare(set, history) {
+        match e.state {
+            State::Applied => {}
+            State::Pending => c.pending.push(item(&e)),
+            State::Drifted => c.drifted.push(item(&e)),
+            State::Dirty => c.dirty.push(item(&e)),
+            State::Ahead if e.phase == "contract" => {
+                let deploy = first_version_embedding(fleet, e.version).or_else(|| {
+                    e.applied
+                        .as_ref()
+                        .map(|a| a.binary_version.clone())
+                        .filter(|b| !b.starts_with("capstan "))
+                });
+                c.ahead_contract.push(GateItem { deploy, ..item(&e) });
+            }
+            State::Ahead => c.ahead_expand.push(item(&e)),
+        }
+    }
+    c.compatible = c.pending.is_empty()
+        && c.ahead_contract.is_empty()
+        && c.drifted.is_empty()
+        && c.dirty.is_empty();
+    c
+}
+
+/// Reads history and the fleet from `db` and runs [`check`]. Changes nothing.
+pub async fn check_database(db: &mut Database, set: &MigrationSet) -> Result<Compatibility, Error> {
+    let history = db.driver().history().await?;
+    let fleet = db.driver().fleet_list().await?;
+    Ok(check(set, &history, &fleet))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::parse_migration;
+    use std::path::Path;
+
+    fn set(files: &[(&str, &str)]) -> MigrationSet {
+        MigrationSet::new(
+            files
+                .iter()
+                .map(|(n, t)| parse_migration(Path::new(n), t.as_bytes()).unwrap())
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    fn applied(m: &crate::source::Migration, by: &str) -> AppliedRow {
+        AppliedRow {
+            version: m.version,
+            name: m.name.clone(),
+            checksum: m.checksum.clone(),
+            phase: m.phase.to_string(),
+            state: "applied".into(),
+            applied_at: String::new(),
+            applied_by: String::new(),
+            binary_version: by.into(),
+            duration_ms: 0,
+            no_transaction: false,
+            error: None,
+        }
+    }
+
+    const V1: (&str, &str) = (
+        "0001_users.sql",
+        "-- capstan:up\nCREATE TABLE users (id int, name text);",
+    );
+    const V2: (&str, &str) = (
+        "0002_handle.sql",
+        "-- capstan:up\nALTER TABLE users ADD COLUMN handle text;",
+    );
+    const V3: (&str, &str) = (
+        "0003_drop_name.sql",
+        "-- capstan:phase contract\n-- capstan:up\nALTER TABLE users DROP COLUMN name;",
+    );
+
+    #[test]
+    fn pending_refuses_and_says_to_migrate() {
+        let v2 = set(&[V1, V2]);
+        let history = vec![applied(&v2.migrations()[0], "chirpy 1.0.0")];
+        let c = check(&v2, &history, &[]);
+        assert!(!c.is_compatible());
+        let msg = c.messages("chirpy", "chirpy 2.0.0").join("\n");
+        assert!(msg.contains("0002_handle"), "{msg}");
+        assert!(msg.contains("run `chirpy migrate up`"), "{msg}");
+    }
+
+    #[test]
+    fn expand_ahead_is_a_rollback_and_compatible() {
+        let v3 = set(&[V1, V2, V3]);
+        let v1 = set(&[V1]);
+        let history: Vec<_> = v3.migrations()[..2]
+            .iter()
+            .map(|m| applied(m, "chirpy 2.0.0"))
+            .collect();
+        let c = check(&v1, &history, &[]);
+        assert!(c.is_compatible(), "{c:?}");
+        assert_eq!(c.ahead_expand.len(), 1);
+    }
+
+    #[test]
+    fn contract_ahead_refuses_and_names_the_release() {
+        let v3 = set(&[V1, V2, V3]);
+        let v1 = set(&[V1]);
+        let history: Vec<_> = v3
+            .migrations()
+            .iter()
+            .map(|m| applied(m, "chirpy 3.0.0"))
+            .collect();
+        let c = check(&v1, &history, &[]);
+        assert!(!c.is_compatible());
+        let msg = c.messages("chirpy", "chirpy 1.0.0").join("\n");
+        assert!(
+            msg.contains("older than contract migration 0003_drop_name"),
+            "{msg}"
+        );
+        assert!(msg.contains("deploy chirpy 3.0.0 or later"), "{msg}");
+    }
+
+    #[test]
+    fn drift_refuses() {
+        let v1 = set(&[V1]);
+        let mut row = applied(&v1.migrations()[0], "x");
+        row.checksum = "other".into();
+        assert!(!check(&v1, &[row], &[]).is_compatible());
+    }
+}
