@@ -924,6 +924,9 @@ impl Progress {
                     notice.message
                 ));
             }
+            Event::LockWait => self.line(
+                "another runner holds the migration lock; waiting for it to finish".to_string(),
+            ),
             Event::Waiting {
                 migration,
                 blockers,

@@ -281,6 +281,8 @@ pub trait Driver: Send {
     fn dialect(&self) -> Dialect;
     /// The target, for messages (password redacted).
     fn describe(&self) -> String;
+    /// Takes the runner lock if it is free; false when another runner holds it.
+    async fn try_lock(&mut self) -> Result<bool, DbError>;
     /// Takes the runner lock, waiting for another runner to finish.
     async fn lock(&mut self) -> Result<(), DbError>;
     /// Releases the runner lock.

@@ -161,3 +161,77 @@ mod tests {
         assert!(version_key("a 1.10.0") > version_key("a 1.9.0"));
     }
 }
+
+/// A registered instance heartbeating in the background on its own connection.
+///
+/// ```no_run
+/// # async fn demo(set: capstan_migrate::MigrationSet, url: capstan_migrate::DatabaseUrl) -> Result<(), capstan_migrate::Error> {
+/// use capstan_migrate::fleet::{Heartbeat, Instance, DEFAULT_HEARTBEAT};
+/// let hb = Heartbeat::start(&url, Instance::new("chirpy", "2.0.0", &set), DEFAULT_HEARTBEAT).await?;
+/// // … serve …
+/// hb.depart().await?; // clean shutdown: the instance leaves the fleet
+/// # Ok(()) }
+/// ```
+pub struct Heartbeat {
+    instance: Instance,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<crate::migrator::Database>,
+}
+
+impl Heartbeat {
+    /// Registers `instance` now (failing if the database refuses) and keeps
+    /// refreshing its row every `interval`. A failed heartbeat is logged and
+    /// retried at the next tick; the instance simply ages meanwhile.
+    pub async fn start(
+        url: &crate::url::DatabaseUrl,
+        instance: Instance,
+        interval: Duration,
+    ) -> Result<Heartbeat, crate::migrator::Error> {
+        let mut db = crate::migrator::Database::connect(url).await?;
+        db.driver().fleet_register(&instance).await?;
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let me = instance.clone();
+        let url = url.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return db,
+                    _ = tick.tick() => {
+                        if let Err(e) = db.driver().fleet_register(&me).await {
+                            tracing::warn!(error = %e, "fleet heartbeat failed; reconnecting");
+                            if let Ok(fresh) = crate::migrator::Database::connect(&url).await {
+                                db = fresh;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Heartbeat {
+            instance,
+            stop,
+            task,
+        })
+    }
+
+    /// The registered instance.
+    pub fn instance(&self) -> &Instance {
+        &self.instance
+    }
+
+    /// Stops heartbeating and marks the instance departed.
+    pub async fn depart(self) -> Result<(), crate::migrator::Error> {
+        let _ = self.stop.send(());
+        let mut db = self.task.await.map_err(|e| {
+            crate::migrator::Error::Db(crate::driver::DbError::new(
+                crate::driver::FailureKind::Connection,
+                format!("fleet heartbeat task failed: {e}"),
+            ))
+        })?;
+        db.driver().fleet_depart(&self.instance.instance_id).await?;
+        Ok(())
+    }
+}

@@ -184,6 +184,8 @@ impl Status {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Event<'a> {
+    /// Another runner holds the migration lock; this one waits for it.
+    LockWait,
     /// A migration section starts.
     Start {
         /// The migration.
@@ -643,7 +645,7 @@ impl Migrator {
         opts: &UpOptions,
         events: &mut (dyn FnMut(Event<'_>) + Send),
     ) -> Result<RunReport, Error> {
-        db.driver.lock().await?;
+        lock(db, events).await?;
         let result = self.up_locked(db, opts, events).await;
         let unlocked = db.driver.unlock().await;
         let report = result?;
@@ -928,7 +930,7 @@ impl Migrator {
         to: Option<u64>,
         events: &mut (dyn FnMut(Event<'_>) + Send),
     ) -> Result<RunReport, Error> {
-        db.driver.lock().await?;
+        lock(db, events).await?;
         let result = self.down_locked(db, to, events).await;
         let unlocked = db.driver.unlock().await;
         let report = result?;
@@ -1171,6 +1173,15 @@ impl Migrator {
         }
         Ok(VerifyReport { steps })
     }
+}
+
+/// Takes the runner lock, announcing a wait when another runner holds it.
+async fn lock(db: &mut Database, events: &mut (dyn FnMut(Event<'_>) + Send)) -> Result<(), Error> {
+    if !db.driver.try_lock().await? {
+        events(Event::LockWait);
+        db.driver.lock().await?;
+    }
+    Ok(())
 }
 
 fn dirty_of(history: &[AppliedRow]) -> Vec<DirtyInfo> {

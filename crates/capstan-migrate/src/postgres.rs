@@ -486,16 +486,16 @@ impl Driver for PgDriver {
         self.shown.clone()
     }
 
-    async fn lock(&mut self) -> Result<(), DbError> {
+    async fn try_lock(&mut self) -> Result<bool, DbError> {
         let row = self
             .client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
             .await
             .map_err(|e| db_err(&e))?;
-        if row.get::<_, bool>(0) {
-            return Ok(());
-        }
-        tracing::info!("another capstan runner holds the migration lock; waiting for it");
+        Ok(row.get::<_, bool>(0))
+    }
+
+    async fn lock(&mut self) -> Result<(), DbError> {
         self.client
             .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
             .await

@@ -350,6 +350,10 @@ impl Driver for SqliteDriver {
         format!("sqlite://{}", self.path.display())
     }
 
+    async fn try_lock(&mut self) -> Result<bool, DbError> {
+        Ok(true)
+    }
+
     async fn lock(&mut self) -> Result<(), DbError> {
         Ok(())
     }
