@@ -112,56 +112,6 @@ fn version_key(s: &str) -> Vec<u64> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(id: &str, versions: &[u64], age: f64, departed: bool) -> InstanceRow {
-        InstanceRow {
-            instance: Instance {
-                instance_id: id.into(),
-                app: "chirpy".into(),
-                version: format!("{}.0.0", versions.len()),
-                set_hash: String::new(),
-                versions: versions.to_vec(),
-            },
-            started_at: String::new(),
-            last_seen: String::new(),
-            age_secs: age,
-            departed_at: departed.then(String::new),
-        }
-    }
-
-    #[test]
-    fn only_live_instances_without_the_migration_block_it() {
-        let m = crate::source::parse_migration(
-            std::path::Path::new("0003_drop_name.sql"),
-            b"-- capstan:phase contract\n-- capstan:up\nALTER TABLE users DROP COLUMN name;",
-        )
-        .unwrap();
-        let rows = vec![
-            row("v1-live", &[1], 1.0, false),
-            row("v1-expired", &[1], 120.0, false),
-            row("v1-departed", &[1], 1.0, true),
-            row("v3-live", &[1, 2, 3], 1.0, false),
-        ];
-        let b: Vec<&str> = blockers(&rows, &m, DEFAULT_TTL)
-            .iter()
-            .map(|r| r.instance.instance_id.as_str())
-            .collect();
-        assert_eq!(b, vec!["v1-live"]);
-        assert_eq!(
-            first_version_embedding(&rows, 3).as_deref(),
-            Some("chirpy 3.0.0")
-        );
-    }
-
-    #[test]
-    fn versions_compare_numerically() {
-        assert!(version_key("a 1.10.0") > version_key("a 1.9.0"));
-    }
-}
-
 /// A registered instance heartbeating in the background on its own connection.
 ///
 /// ```no_run
@@ -233,5 +183,55 @@ impl Heartbeat {
         })?;
         db.driver().fleet_depart(&self.instance.instance_id).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, versions: &[u64], age: f64, departed: bool) -> InstanceRow {
+        InstanceRow {
+            instance: Instance {
+                instance_id: id.into(),
+                app: "chirpy".into(),
+                version: format!("{}.0.0", versions.len()),
+                set_hash: String::new(),
+                versions: versions.to_vec(),
+            },
+            started_at: String::new(),
+            last_seen: String::new(),
+            age_secs: age,
+            departed_at: departed.then(String::new),
+        }
+    }
+
+    #[test]
+    fn only_live_instances_without_the_migration_block_it() {
+        let m = crate::source::parse_migration(
+            std::path::Path::new("0003_drop_name.sql"),
+            b"-- capstan:phase contract\n-- capstan:up\nALTER TABLE users DROP COLUMN name;",
+        )
+        .unwrap();
+        let rows = vec![
+            row("v1-live", &[1], 1.0, false),
+            row("v1-expired", &[1], 120.0, false),
+            row("v1-departed", &[1], 1.0, true),
+            row("v3-live", &[1, 2, 3], 1.0, false),
+        ];
+        let b: Vec<&str> = blockers(&rows, &m, DEFAULT_TTL)
+            .iter()
+            .map(|r| r.instance.instance_id.as_str())
+            .collect();
+        assert_eq!(b, vec!["v1-live"]);
+        assert_eq!(
+            first_version_embedding(&rows, 3).as_deref(),
+            Some("chirpy 3.0.0")
+        );
+    }
+
+    #[test]
+    fn versions_compare_numerically() {
+        assert!(version_key("a 1.10.0") > version_key("a 1.9.0"));
     }
 }
