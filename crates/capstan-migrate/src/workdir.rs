@@ -89,8 +89,14 @@ pub fn new_migration(
     let name = snake_name(name)?;
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let files = source::read_dir_files(dir)?;
-    let set = MigrationSet::from_files(&files)?;
-    let version = set.latest().map_or(1, |v| v + 1);
+    // Only the numbers matter here: a file still being written must not stop
+    // the next one from being created.
+    let latest = files
+        .iter()
+        .filter_map(|(p, _)| source::parse_file_name(&p.file_name()?.to_string_lossy()))
+        .map(|(v, _)| v)
+        .max();
+    let version = latest.map_or(1, |v| v + 1);
     let path = dir.join(format!("{version:04}_{name}.sql"));
     let text = template(phase, no_transaction);
     std::fs::write(&path, &text).map_err(io(&path))?;
