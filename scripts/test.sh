@@ -72,7 +72,7 @@ if [[ $setup_only != 1 ]]; then
         cargo install cargo-nextest --locked
     fi
     cargo --version
-    cargo nextest --version | head -n 1
+    cargo nextest --version | sed -n 1p
 fi
 
 section "setup: throwaway Postgres"
