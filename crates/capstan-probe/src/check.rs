@@ -154,6 +154,14 @@ pub struct CheckConfig {
     pub success_threshold: u32,
 }
 
+impl Default for CheckConfig {
+    /// A private dependency with an empty id (set one: an empty id is refused), so
+    /// `CheckConfig { id: "db".into(), ..Default::default() }` works.
+    fn default() -> Self {
+        Self::new("", DependencyKind::Private)
+    }
+}
+
 impl CheckConfig {
     /// Settings for a dependency of the given kind, with the defaults above.
     pub fn new(id: impl Into<String>, kind: DependencyKind) -> Self {

@@ -82,8 +82,8 @@
 mod check;
 #[cfg(feature = "cli")]
 mod cli;
+mod endpoints;
 mod health;
-mod http;
 mod metrics;
 mod probe;
 mod report;
@@ -93,8 +93,8 @@ mod state;
 pub use check::{check_fn, Check, CheckConfig, CheckFn, DependencyKind, Observation};
 #[cfg(feature = "cli")]
 pub use cli::{run_probe, ProbeArgs};
+pub use endpoints::{Details, ProbeResponse};
 pub use health::{GateStatus, Health, HealthBuilder};
-pub use http::{Details, ProbeResponse};
 pub use metrics::OPENMETRICS_TEXT;
 pub use probe::{probe, ProbeOutcome};
 pub use report::{CheckResult, HealthReport, Status, HEALTH_JSON};

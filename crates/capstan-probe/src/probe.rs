@@ -4,7 +4,7 @@ use std::error::Error as _;
 use std::fmt;
 use std::time::Duration;
 
-use crate::http::parse_report;
+use crate::endpoints::parse_report;
 use crate::report::Status;
 
 /// What a probe endpoint answered.

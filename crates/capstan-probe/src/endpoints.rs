@@ -12,11 +12,12 @@ use crate::metrics::OPENMETRICS_TEXT;
 use crate::report::{HealthReport, Status, HEALTH_JSON};
 
 /// How much a probe endpoint tells.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// There is no default: choose per listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Details {
     /// Every check with its output, the service's identity, and `/metrics`: for an
     /// internal listener (the orchestrator, the operators).
-    #[default]
     Full,
     /// Only `{"status": ...}`, and no `/metrics`: for a listener the public reaches.
     Status,
