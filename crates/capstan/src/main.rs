@@ -1,6 +1,7 @@
 //! The `capstan` command line: parses, dispatches, maps failures to exit codes.
 //! The work is done in the library crates.
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 /// capstan: make the 3 a.m. deploy of a database-backed service boring.
@@ -19,27 +20,24 @@ enum Command {
     Gate(capstan_migrate::cli::GateArgs),
     /// List the instances in the fleet registry: live, departed, expired.
     Fleet(capstan_migrate::cli::FleetArgs),
+    /// Query a health endpoint for exec probes: exit 0 for pass/warn, 1 for fail or no answer.
+    Probe(capstan_probe::ProbeArgs),
 }
 
-fn main() {
+fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(1);
-        }
-    };
+        .context("cannot start the async runtime")?;
     let code = runtime.block_on(async {
         match cli.command {
             Command::Migrate(args) => {
@@ -50,6 +48,7 @@ fn main() {
                     .await
             }
             Command::Fleet(args) => capstan_migrate::cli::run_fleet(args).await,
+            Command::Probe(args) => capstan_probe::run_probe(args).await,
         }
     });
     std::process::exit(code);

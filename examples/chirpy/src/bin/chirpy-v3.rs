@@ -1,0 +1,4 @@
+//! chirpy 3.0.0: see the crate docs for what this release reads and writes.
+fn main() {
+    chirpy::main(chirpy::Release::V3);
+}

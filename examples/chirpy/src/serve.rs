@@ -1,0 +1,204 @@
+//! Start-up, probes and shutdown: the gate, the fleet heartbeat, the health
+//! checks and the graceful drain, in the order an operator expects.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use capstan_migrate::fleet::{Heartbeat, Instance};
+use capstan_migrate::{gate, Database, DatabaseUrl};
+use capstan_probe::{
+    check_fn, CheckConfig, Details, GateStatus, Health, Observation, ShutdownConfig,
+};
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+
+use crate::store::Store;
+use crate::{app, env_duration, AppState, Release, ServeError};
+
+/// How the gate treats an incompatible schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GateMode {
+    /// Exit with the reasons (the default).
+    Refuse,
+    /// Keep `/startupz` failing and re-check until compatible or the deadline.
+    Wait,
+}
+
+/// Serves `release` until SIGTERM, then drains and exits cleanly.
+pub async fn serve(release: Release) -> Result<(), ServeError> {
+    let raw_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://chirpy.db".into());
+    let url = DatabaseUrl::parse(&raw_url).map_err(|e| ServeError::Config(e.to_string()))?;
+    let addr = std::env::var("CHIRPY_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let mode = match std::env::var("CHIRPY_GATE").as_deref() {
+        Ok("wait") => GateMode::Wait,
+        Ok("refuse") | Err(_) => GateMode::Refuse,
+        Ok(other) => {
+            return Err(ServeError::Config(format!(
+                "CHIRPY_GATE={other}: use refuse or wait"
+            )))
+        }
+    };
+    let deadline = env_duration("CHIRPY_GATE_DEADLINE", Duration::from_secs(300));
+    let drain = env_duration("CHIRPY_DRAIN", Duration::from_secs(5));
+    let heartbeat_every = env_duration("CHIRPY_FLEET_HEARTBEAT", Duration::from_secs(10));
+    let db_interval = env_duration("CHIRPY_DB_CHECK_INTERVAL", Duration::from_secs(1));
+    let set = release.set();
+    let version = format!("chirpy {}", release.version());
+
+    // Refuse mode: check before listening, and exit with the reasons.
+    let mut gate_db = Database::connect_read_only(&url).await?;
+    let first = gate::check_database(&mut gate_db, &set).await?;
+    if !first.is_compatible() && mode == GateMode::Refuse {
+        return Err(ServeError::Gate(
+            first.messages(release.binary(), &version).join("; "),
+        ));
+    }
+
+    let store = Store::open(&raw_url).map_err(|e| ServeError::Config(e.to_string()))?;
+    let health = Health::builder()
+        .service_id("chirpy")
+        .version(release.version())
+        .build();
+    let db_store = store.clone();
+    health
+        .add_check(
+            CheckConfig::private("database")
+                .component_type("datastore")
+                .interval(db_interval)
+                .timeout(Duration::from_secs(1))
+                .thresholds(2, 1),
+            check_fn(move || {
+                let store = db_store.clone();
+                async move {
+                    let started = std::time::Instant::now();
+                    store.ping().await.map_err(|e| e.to_string())?;
+                    Ok(Observation::value(
+                        started.elapsed().as_secs_f64() * 1000.0,
+                        "ms",
+                    ))
+                }
+            }),
+        )
+        .map_err(|e| ServeError::Config(e.to_string()))?;
+    if let Ok(shared) = std::env::var("CHIRPY_SHARED_DEP") {
+        health
+            .add_check(
+                CheckConfig::shared("shared-service")
+                    .component_type("system")
+                    .interval(db_interval)
+                    .timeout(Duration::from_secs(1))
+                    .thresholds(2, 1),
+                check_fn(move || {
+                    let target = shared.clone();
+                    async move {
+                        tokio::net::TcpStream::connect(&target)
+                            .await
+                            .map_err(|e| format!("{target}: {e}"))?;
+                        Ok(Observation::ok())
+                    }
+                }),
+            )
+            .map_err(|e| ServeError::Config(e.to_string()))?;
+    }
+
+    let listener = TcpListener::bind(&addr).await?;
+    eprintln!(
+        "{} {} listening on {}",
+        release.binary(),
+        release.version(),
+        listener.local_addr()?
+    );
+
+    // The gate (re-checked in wait mode), then the fleet heartbeat and warm-up.
+    let heartbeat: Arc<Mutex<Option<Heartbeat>>> = Arc::new(Mutex::new(None));
+    let gate_failed = Arc::new(tokio::sync::Notify::new());
+    {
+        let health = health.clone();
+        let heartbeat = heartbeat.clone();
+        let gate_failed = gate_failed.clone();
+        let url = url.clone();
+        let store = store.clone();
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let mut compat = first;
+            loop {
+                if compat.is_compatible() {
+                    break;
+                }
+                let why = compat.messages(release.binary(), &version).join("; ");
+                if started.elapsed() >= deadline {
+                    eprintln!("{}: gate deadline passed: {why}", release.binary());
+                    health.set_gate(GateStatus::Refused(why));
+                    gate_failed.notify_one();
+                    return;
+                }
+                health.set_gate(GateStatus::Waiting(why));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                match gate::check_database(&mut gate_db, &set).await {
+                    Ok(c) => compat = c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "gate check failed; retrying");
+                        if let Ok(db) = Database::connect_read_only(&url).await {
+                            gate_db = db;
+                        }
+                    }
+                }
+            }
+            health.set_gate(GateStatus::Compatible);
+            let instance = Instance::new("chirpy", release.version(), &set);
+            loop {
+                match Heartbeat::start(&url, instance.clone(), heartbeat_every).await {
+                    Ok(hb) => {
+                        *heartbeat.lock().await = Some(hb);
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot register in the fleet registry; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+            // Warm-up: the first query opens the connection.
+            let _ = store.ping().await;
+            health.set_warmed_up();
+        });
+    }
+
+    let router = app(AppState { release, store }).merge(health.router(Details::Full));
+    let signal = {
+        let gate_failed = gate_failed.clone();
+        async move {
+            tokio::select! {
+                () = capstan_probe::shutdown_signal() => {}
+                () = gate_failed.notified() => {}
+            }
+        }
+    };
+    let on_shutdown = {
+        let heartbeat = heartbeat.clone();
+        async move {
+            if let Some(hb) = heartbeat.lock().await.take() {
+                if let Err(e) = hb.depart().await {
+                    tracing::warn!(error = %e, "could not leave the fleet registry");
+                }
+            }
+        }
+    };
+    capstan_probe::serve_with_shutdown(
+        listener,
+        router,
+        health.clone(),
+        ShutdownConfig {
+            drain,
+            grace: Duration::from_secs(20),
+        },
+        signal,
+        on_shutdown,
+    )
+    .await
+    .map_err(|e| ServeError::Config(e.to_string()))?;
+    if let GateStatus::Refused(why) = health.gate() {
+        return Err(ServeError::Gate(why));
+    }
+    Ok(())
+}
