@@ -67,6 +67,9 @@ pub fn psql(url: &str, sql: &str) -> String {
 /// shell if present, else through a tiny query helper.
 pub fn sqlite_query(path: &Path, sql: &str) -> String {
     let conn = rusqlite::Connection::open(path).expect("open sqlite");
+    // A runner may hold the write lock for a moment; wait for it like a client would.
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .expect("busy timeout");
     let mut out = Vec::new();
     let mut stmt = conn.prepare(sql).expect("prepare");
     let cols = stmt.column_count();
@@ -235,4 +238,108 @@ pub fn assert_code(o: &Output, code: i32) {
         stdout(o),
         stderr(o)
     );
+}
+
+impl Project {
+    /// The SQLite file of a SQLite project.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.dir.path().join("app.db")
+    }
+
+    /// The Postgres database name of a Postgres project.
+    pub fn pg_db(&self) -> Option<&str> {
+        self.pg_db.as_deref()
+    }
+
+    /// The log table's name for the backend.
+    pub fn log_table(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => "capstan.log",
+            Backend::Sqlite => "capstan_log",
+        }
+    }
+
+    /// Runs a query whose single result is an integer.
+    pub fn count(&self, sql: &str) -> i64 {
+        let out = self.query(sql);
+        out.parse()
+            .unwrap_or_else(|_| panic!("`{sql}` returned `{out}`, not an integer"))
+    }
+
+    /// True when the user table `name` exists (public schema on Postgres).
+    pub fn has_table(&self, name: &str) -> bool {
+        match self.backend {
+            Backend::Postgres => {
+                self.query(&format!("SELECT to_regclass('public.{name}') IS NOT NULL")) == "t"
+            }
+            Backend::Sqlite => {
+                self.sqlite_path().exists()
+                    && self.count(&format!(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '{name}'"
+                )) == 1
+            }
+        }
+    }
+
+    /// True when `table` has a column `column`.
+    pub fn has_column(&self, table: &str, column: &str) -> bool {
+        let sql = match self.backend {
+            Backend::Postgres => format!(
+                "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' AND table_name = '{table}' AND column_name = '{column}'"
+            ),
+            Backend::Sqlite => {
+                format!("SELECT count(*) FROM pragma_table_info('{table}') WHERE name = '{column}'")
+            }
+        };
+        self.count(&sql) == 1
+    }
+
+    /// Versions recorded in the history table (empty before capstan created it).
+    pub fn recorded_versions(&self) -> Vec<u64> {
+        let exists = match self.backend {
+            Backend::Postgres => self.query("SELECT to_regclass('capstan.migrations') IS NOT NULL") == "t",
+            Backend::Sqlite => {
+                self.sqlite_path().exists()
+                    && self.count(
+                        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'capstan_migrations'",
+                    ) == 1
+            }
+        };
+        if !exists {
+            return Vec::new();
+        }
+        self.query(&format!(
+            "SELECT version FROM {} ORDER BY version",
+            self.history_table()
+        ))
+        .lines()
+        .map(|l| l.parse().expect("version"))
+        .collect()
+    }
+
+    /// A `capstan` child process with stdout and stderr piped.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn capstan")
+    }
+}
+
+/// Polls `ready` every few milliseconds until it returns true; panics naming
+/// `what` if it has not within `limit`.
+pub fn wait_until(what: &str, limit: std::time::Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if ready() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
