@@ -50,6 +50,8 @@ pub(crate) struct Ctx<'a> {
     pub not_valid_in_tx: &'a [(String, String)],
     /// Enum labels added earlier in the current transaction: (type, label).
     pub enum_values_in_tx: &'a [(String, String)],
+    /// The statements after this one in the same section.
+    pub rest: &'a [&'a NodeEnum],
 }
 
 impl Ctx<'_> {
@@ -480,11 +482,19 @@ impl Linter {
         let mut last_begin = sec.start;
         let mut out = Hits { list: Vec::new() };
         let mut saw_contract = false;
+        let all_nodes: Vec<&NodeEnum> = parsed
+            .chunks
+            .iter()
+            .flat_map(|(_, tree, _)| tree.stmts.iter())
+            .filter_map(|raw| raw.stmt.as_ref().and_then(|n| n.node.as_ref()))
+            .collect();
+        let mut position = 0;
         for (base, tree, chunk_end) in &parsed.chunks {
             for raw in &tree.stmts {
                 let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
                     continue;
                 };
+                position += 1;
                 let loc = base + raw.stmt_location.max(0) as usize;
                 let start = skip_trivia(text, loc).min(*chunk_end);
                 let end = if raw.stmt_len > 0 {
@@ -510,6 +520,7 @@ impl Linter {
                     section_has_ddl,
                     not_valid_in_tx: &not_valid,
                     enum_values_in_tx: &enum_added,
+                    rest: &all_nodes[position..],
                 };
                 let idx = starts.len();
                 starts.push(start);
@@ -518,6 +529,14 @@ impl Linter {
                         continue;
                     }
                     (rule.check)(&stmt, &ctx, &mut out);
+                }
+                if out
+                    .list
+                    .iter()
+                    .any(|h| rules::wrong_phase::SUPERSEDED_BY.contains(&h.rule.name))
+                {
+                    out.list
+                        .retain(|h| h.rule.name != rules::wrong_phase::RULE.name);
                 }
                 if is_up && crate::phase::classify(&stmt, &ctx).0 == crate::phase::Class::Contract {
                     saw_contract = true;

@@ -100,6 +100,13 @@ pub(crate) fn split(text: &str) -> MigrationSource {
         let Some(directive) = rest.trim_start().strip_prefix("capstan:") else {
             continue;
         };
+        if directive.starts_with(char::is_whitespace) || directive.is_empty() {
+            src.problems.push(FormatProblem {
+                offset: line_start,
+                message: "a `-- capstan:` directive must follow the colon without a space, e.g. `-- capstan:no-transaction`".into(),
+            });
+            continue;
+        }
         let mut words = directive.split_whitespace();
         let name = words.next().unwrap_or("");
         let arg = words.next();
