@@ -64,7 +64,7 @@ pub(crate) fn classify(stmt: &Stmt<'_>, ctx: &Ctx<'_>) -> (Class, String) {
                 return (Neutral, String::new());
             }
             contract(format!(
-                "DROP {} {}",
+                "drops {} {}",
                 crate::rules::object_kind_name(kind),
                 names.join(", ")
             ))
@@ -96,12 +96,12 @@ pub(crate) fn classify(stmt: &Stmt<'_>, ctx: &Ctx<'_>) -> (Class, String) {
             "renames enum value '{}' to '{}'",
             e.old_val, e.new_val
         )),
-        NodeEnum::TruncateStmt(_) => contract("TRUNCATE removes every row".into()),
+        NodeEnum::TruncateStmt(_) => contract("empties tables (TRUNCATE)".into()),
         NodeEnum::IndexStmt(i) => {
             let table = opt_rv_name(i.relation.as_ref());
             if i.unique && !ctx.is_new(&table) {
                 contract(format!(
-                    "a unique index on {table} (a new write restriction)"
+                    "creates a unique index on {table} (a new write restriction)"
                 ))
             } else {
                 (Expand, String::new())

@@ -72,7 +72,7 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
     out.push(
         &RULE,
         stmt.start,
-        format!("this statement {why}: a contract change, but the migration is expand (the default), so it runs while older binaries still depend on the old shape; split it into a `-- capstan:phase contract` migration.{note}"),
+        format!("this statement {why}: a contract change in an expand migration, which runs while older binaries still depend on the old shape; split it into its own `-- capstan:phase contract` migration.{note}"),
     );
 }
 
