@@ -19,6 +19,8 @@ pub(crate) struct Stmt<'a> {
     pub start: usize,
     /// File offset just past the statement.
     pub end: usize,
+    /// The statement's text.
+    pub sql: &'a str,
 }
 
 impl Stmt<'_> {
@@ -507,6 +509,7 @@ impl Linter {
                     base: *base,
                     start,
                     end,
+                    sql: text.get(start..end.max(start)).unwrap_or(""),
                 };
                 let in_tx = !src.no_transaction || depth > 0;
                 let ctx = Ctx {

@@ -590,11 +590,6 @@ impl Schema {
     }
 }
 
-/// The length limit of `varchar(n)` as declared (`None` when unlimited).
-pub(crate) fn first_mod(t: &ColType) -> Option<i64> {
-    t.mods.first().copied()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

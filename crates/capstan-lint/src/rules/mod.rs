@@ -222,6 +222,48 @@ pub(crate) fn added_constraints<'a>(
     out
 }
 
+/// The schema most rule examples start from.
+pub(crate) const STD_SETUP: &str = "\
+CREATE TABLE users (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, email text, name varchar(20), age integer, created_at timestamptz);
+CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, user_id bigint, total numeric(10,2), status text);
+CREATE INDEX orders_status_idx ON orders (status);
+";
+
+/// Every column definition a statement declares (new tables, added columns) with its
+/// table, plus the new types of `ALTER COLUMN ... TYPE` (as `ColumnDef`s without name).
+pub(crate) fn declared_columns<'a>(stmt: &Stmt<'a>) -> Vec<(String, &'a ColumnDef)> {
+    match stmt.node {
+        NodeEnum::CreateStmt(c) => {
+            let table = crate::ast::opt_rv_name(c.relation.as_ref());
+            c.table_elts
+                .iter()
+                .filter_map(|e| match e.node.as_ref() {
+                    Some(NodeEnum::ColumnDef(d)) => Some((table.clone(), d.as_ref())),
+                    _ => None,
+                })
+                .collect()
+        }
+        NodeEnum::AlterTableStmt(_) => {
+            let Some((table, _, cmds)) = alter_table(stmt) else {
+                return vec![];
+            };
+            cmds.into_iter()
+                .filter(|c| {
+                    matches!(
+                        subtype(c),
+                        AlterTableType::AtAddColumn | AlterTableType::AtAlterColumnType
+                    )
+                })
+                .filter_map(|c| match c.def.as_ref().and_then(|d| d.node.as_ref()) {
+                    Some(NodeEnum::ColumnDef(d)) => Some((table.clone(), d.as_ref())),
+                    _ => None,
+                })
+                .collect()
+        }
+        _ => vec![],
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     //! Helpers for the rule tests.
@@ -295,10 +337,3 @@ pub(crate) mod testing {
         c
     }
 }
-
-/// The schema most rule examples start from.
-pub(crate) const STD_SETUP: &str = "\
-CREATE TABLE users (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, email text, name varchar(20), age integer, created_at timestamptz);
-CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, user_id bigint, total numeric(10,2), status text);
-CREATE INDEX orders_status_idx ON orders (status);
-";
