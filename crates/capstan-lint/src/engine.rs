@@ -545,7 +545,11 @@ impl Linter {
                     saw_contract = true;
                 }
                 hits.extend(out.list.drain(..).map(|mut h| {
-                    h.end = stmt.end;
+                    h.end = if h.at == stmt.start {
+                        stmt.end
+                    } else {
+                        token_end(text, h.at)
+                    };
                     (h, Some((sec.kind, idx)))
                 }));
                 // Transaction bookkeeping.
@@ -631,6 +635,22 @@ impl Linter {
         }
         starts
     }
+}
+
+/// End of the token (or parenthesised type like `varchar(20)`) starting at `at`.
+fn token_end(text: &str, at: usize) -> usize {
+    let mut depth = 0i32;
+    for (i, c) in text[at.min(text.len())..].char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' if depth > 0 => depth -= 1,
+            ')' | ',' | ';' => return at + i,
+            c if c.is_whitespace() && depth == 0 => return at + i,
+            '\n' => return at + i,
+            _ => {}
+        }
+    }
+    text.len()
 }
 
 fn statement_end(text: &str, at: usize) -> usize {

@@ -131,7 +131,28 @@ pub(crate) fn classify(stmt: &Stmt<'_>, ctx: &Ctx<'_>) -> (Class, String) {
                         Some(format!("drops column {table}.{}", cmd.name))
                     }
                     AlterTableType::AtAlterColumnType => {
-                        Some(format!("changes the type of {table}.{}", cmd.name))
+                        let old = ctx
+                            .schema
+                            .table(&table)
+                            .and_then(|t| t.column(&cmd.name))
+                            .map(|c| &c.ty);
+                        let new = match def {
+                            Some(NodeEnum::ColumnDef(d)) if d.raw_default.is_none() => {
+                                d.type_name.as_ref().map(crate::ast::ColType::of)
+                            }
+                            _ => None,
+                        };
+                        match (old, new) {
+                            (Some(old), Some(new))
+                                if crate::rules::changing_column_type::compatible(old, &new) =>
+                            {
+                                if class == Neutral {
+                                    class = Expand;
+                                }
+                                None
+                            }
+                            _ => Some(format!("changes the type of {table}.{}", cmd.name)),
+                        }
                     }
                     AlterTableType::AtSetNotNull => Some(format!(
                         "sets {table}.{} NOT NULL (a new write restriction)",

@@ -37,6 +37,12 @@ enum Verdict {
     Rewrite,
 }
 
+/// Whether changing a column from `old` to `new` needs neither a rewrite nor a scan
+/// (and so keeps every value, and the running binary, working).
+pub(crate) fn compatible(old: &ColType, new: &ColType) -> bool {
+    matches!(verdict(old, new), Verdict::Free)
+}
+
 fn verdict(old: &ColType, new: &ColType) -> Verdict {
     use Verdict::*;
     if old == new {

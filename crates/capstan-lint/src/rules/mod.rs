@@ -229,16 +229,18 @@ CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, user_id
 CREATE INDEX orders_status_idx ON orders (status);
 ";
 
-/// Every column definition a statement declares (new tables, added columns) with its
-/// table, plus the new types of `ALTER COLUMN ... TYPE` (as `ColumnDef`s without name).
-pub(crate) fn declared_columns<'a>(stmt: &Stmt<'a>) -> Vec<(String, &'a ColumnDef)> {
+/// Every column definition a statement declares (new tables, added columns, and the
+/// new type of `ALTER COLUMN ... TYPE`), with its table and column name.
+pub(crate) fn declared_columns<'a>(stmt: &Stmt<'a>) -> Vec<(String, String, &'a ColumnDef)> {
     match stmt.node {
         NodeEnum::CreateStmt(c) => {
             let table = crate::ast::opt_rv_name(c.relation.as_ref());
             c.table_elts
                 .iter()
                 .filter_map(|e| match e.node.as_ref() {
-                    Some(NodeEnum::ColumnDef(d)) => Some((table.clone(), d.as_ref())),
+                    Some(NodeEnum::ColumnDef(d)) => {
+                        Some((table.clone(), d.colname.clone(), d.as_ref()))
+                    }
                     _ => None,
                 })
                 .collect()
@@ -255,7 +257,14 @@ pub(crate) fn declared_columns<'a>(stmt: &Stmt<'a>) -> Vec<(String, &'a ColumnDe
                     )
                 })
                 .filter_map(|c| match c.def.as_ref().and_then(|d| d.node.as_ref()) {
-                    Some(NodeEnum::ColumnDef(d)) => Some((table.clone(), d.as_ref())),
+                    Some(NodeEnum::ColumnDef(d)) => {
+                        let name = if d.colname.is_empty() {
+                            c.name.clone()
+                        } else {
+                            d.colname.clone()
+                        };
+                        Some((table.clone(), name, d.as_ref()))
+                    }
                     _ => None,
                 })
                 .collect()

@@ -23,7 +23,7 @@ primary key): a small counter can stay an integer.",
 };
 
 fn check(stmt: &Stmt<'_>, _ctx: &Ctx<'_>, out: &mut Hits) {
-    for (table, def) in declared_columns(stmt) {
+    for (table, colname, def) in declared_columns(stmt) {
         let Some(tn) = def.type_name.as_ref() else {
             continue;
         };
@@ -31,17 +31,17 @@ fn check(stmt: &Stmt<'_>, _ctx: &Ctx<'_>, out: &mut Hits) {
         if ty.array || !matches!(ty.name.as_str(), "int4" | "int2" | "serial" | "smallserial") {
             continue;
         }
-        let keyish = def.colname == "id"
-            || def.colname.ends_with("_id")
+        let keyish = colname == "id"
+            || colname.ends_with("_id")
             || ty.name.ends_with("serial")
             || column_constraints(def).any(|c| matches!(contype(c), ConstrType::ConstrIdentity | ConstrType::ConstrPrimary));
-        if !keyish || def.colname.is_empty() {
+        if !keyish || colname.is_empty() {
             continue;
         }
         out.push(
             &RULE,
             stmt.at(tn.location),
-            format!("{table}.{} is a 32-bit (or smaller) key: it can run out, and widening it later rewrites the table; use bigint", def.colname),
+            format!("{table}.{} is a 32-bit (or smaller) key: it can run out, and widening it later rewrites the table; use bigint", colname),
         );
     }
 }

@@ -22,16 +22,16 @@ ALWAYS AS IDENTITY) ties the sequence to the column and rejects accidental expli
 };
 
 fn check(stmt: &Stmt<'_>, _ctx: &Ctx<'_>, out: &mut Hits) {
-    for (table, def) in declared_columns(stmt) {
+    for (table, colname, def) in declared_columns(stmt) {
         let Some(tn) = def.type_name.as_ref() else {
             continue;
         };
         let ty = crate::ast::ColType::of(tn);
-        if ty.name.ends_with("serial") && !def.colname.is_empty() {
+        if ty.name.ends_with("serial") && !colname.is_empty() {
             out.push(
                 &RULE,
                 stmt.at(tn.location),
-                format!("{table}.{} is {}: prefer an identity column (bigint GENERATED ALWAYS AS IDENTITY)", def.colname, ty.name),
+                format!("{table}.{} is {}: prefer an identity column (bigint GENERATED ALWAYS AS IDENTITY)", colname, ty.name),
             );
         }
     }

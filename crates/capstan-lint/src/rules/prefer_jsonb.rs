@@ -22,12 +22,12 @@ later rewrites the table, so choose jsonb now.",
 };
 
 fn check(stmt: &Stmt<'_>, _ctx: &Ctx<'_>, out: &mut Hits) {
-    for (table, def) in declared_columns(stmt) {
+    for (table, colname, def) in declared_columns(stmt) {
         let Some(tn) = def.type_name.as_ref() else {
             continue;
         };
         if crate::ast::ColType::of(tn).name == "json" {
-            let col = if def.colname.is_empty() { String::new() } else { format!(".{}", def.colname) };
+            let col = format!(".{colname}");
             out.push(&RULE, stmt.at(tn.location), format!("{table}{col} is json: prefer jsonb (comparable, indexable, parsed once)"));
         }
     }

@@ -22,7 +22,7 @@ wastes space. Use text, with a CHECK (length(col) <= n) where a limit matters.",
 };
 
 fn check(stmt: &Stmt<'_>, _ctx: &Ctx<'_>, out: &mut Hits) {
-    for (table, def) in declared_columns(stmt) {
+    for (table, colname, def) in declared_columns(stmt) {
         let Some(tn) = def.type_name.as_ref() else {
             continue;
         };
@@ -33,7 +33,7 @@ fn check(stmt: &Stmt<'_>, _ctx: &Ctx<'_>, out: &mut Hits) {
             _ => false,
         };
         if flagged {
-            let col = if def.colname.is_empty() { String::new() } else { format!(".{}", def.colname) };
+            let col = format!(".{colname}");
             out.push(&RULE, stmt.at(tn.location), format!("{table}{col} is {}: prefer text (with a CHECK on its length if needed)", ty.display().replace("bpchar", "char")));
         }
     }

@@ -22,12 +22,12 @@ rewrites the table (unless the session time zone is UTC, on Postgres 12+).",
 };
 
 fn check(stmt: &Stmt<'_>, _ctx: &Ctx<'_>, out: &mut Hits) {
-    for (table, def) in declared_columns(stmt) {
+    for (table, colname, def) in declared_columns(stmt) {
         let Some(tn) = def.type_name.as_ref() else {
             continue;
         };
         if crate::ast::ColType::of(tn).name == "timestamp" {
-            let col = if def.colname.is_empty() { String::new() } else { format!(".{}", def.colname) };
+            let col = format!(".{colname}");
             out.push(&RULE, stmt.at(tn.location), format!("{table}{col} is timestamp without time zone: prefer timestamptz"));
         }
     }
