@@ -12,7 +12,7 @@ pub(crate) static RULE: Rule = Rule {
 here would fail at deploy time exactly the same way. The other statements of the file are still linted. (Only \
 the grammar is checked here: a statement that parses may still fail against the real schema.)",
     help: "fix the statement; the position points at the token Postgres complains about",
-    setup: "",
+    setup: "CREATE TABLE users (id bigint);\n",
     bad: "ALTER TABLE users ADD COLUMN;\n",
     safe: "ALTER TABLE users ADD COLUMN bio text;\n",
     up_only: false,
