@@ -35,6 +35,21 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
         return;
     }
     let what = if i.unique { "CREATE UNIQUE INDEX" } else { "CREATE INDEX" };
+    let only = i.relation.as_ref().is_some_and(|r| !r.inh);
+    if ctx.schema.table(&table).is_some_and(|t| t.partitioned) {
+        if only {
+            // ON ONLY the parent: an instant, invalid index, completed by attaching
+            // concurrently built partition indexes.
+            return;
+        }
+        out.push_help(
+            &RULE,
+            stmt.start,
+            format!("{what} on partitioned table {table} builds the index on every partition while blocking their writes (CONCURRENTLY is not supported on partitioned tables)"),
+            "CREATE INDEX ... ON ONLY the parent (instant), CREATE INDEX CONCURRENTLY on each partition, then ALTER INDEX <parent index> ATTACH PARTITION <partition index> for each",
+        );
+        return;
+    }
     let name = if i.idxname.is_empty() { String::new() } else { format!(" {}", i.idxname) };
     out.push(
         &RULE,
@@ -46,7 +61,18 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
 #[cfg(test)]
 mod tests {
     use super::RULE;
-    use crate::rules::testing::check;
+    use crate::rules::testing::{check, run};
+    use crate::Config;
+
+    #[test]
+    fn partitioned_tables_get_the_on_only_recipe() {
+        let setup = "CREATE TABLE ev (at date) PARTITION BY RANGE (at);";
+        let f = run(&Config::default(), setup, "CREATE INDEX ev_at ON ev (at);");
+        assert_eq!(f[0].rule, RULE.name);
+        assert!(f[0].help.as_deref().unwrap().contains("ON ONLY"));
+        let f = run(&Config::default(), setup, "CREATE INDEX ev_at ON ONLY ev (at);");
+        assert!(f.iter().all(|f| f.rule != RULE.name), "{f:#?}");
+    }
 
     #[test]
     fn cases() {
