@@ -52,8 +52,8 @@ pub(crate) struct Ctx<'a> {
     pub not_valid_in_tx: &'a [(String, String)],
     /// Enum labels added earlier in the current transaction: (type, label).
     pub enum_values_in_tx: &'a [(String, String)],
-    /// The statements after this one in the same section.
-    pub rest: &'a [&'a NodeEnum],
+    /// The text of the section after this statement.
+    pub rest_sql: &'a str,
 }
 
 impl Ctx<'_> {
@@ -443,6 +443,11 @@ impl Linter {
     }
 
     /// Lints one section; returns the start offsets of its statements.
+    ///
+    /// Small sections are parsed whole. A section above [`STREAM_THRESHOLD`] is split
+    /// with the Postgres scanner and parsed statement by statement on worker threads,
+    /// in order, so memory stays bounded by a few batches of statements whatever the
+    /// file size.
     fn lint_section(
         &mut self,
         text: &str,
@@ -451,167 +456,131 @@ impl Linter {
         is_up: bool,
         hits: &mut Vec<(Hit, Option<(SectionKind, usize)>)>,
     ) -> Vec<usize> {
-        let parsed = parse_section(text, sec);
-        for (at, msg) in &parsed.errors {
+        let sql = &text[sec.start..sec.end];
+        let mut walk = Walk {
+            enabled: rules::ALL
+                .iter()
+                .copied()
+                .filter(|r| self.config.enabled(r.name) && (is_up || !r.up_only))
+                .collect(),
+            section_has_ddl: false,
+            starts: Vec::new(),
+            depth: 0,
+            not_valid: Vec::new(),
+            enum_added: Vec::new(),
+            last_begin: sec.start,
+            out: Hits { list: Vec::new() },
+            saw_contract: false,
+            errors: 0,
+        };
+        let syntax = |hits: &mut Vec<(Hit, Option<(SectionKind, usize)>)>, at: usize, msg: &str| {
             hits.push((
                 Hit {
                     rule: &rules::syntax_error::RULE,
-                    at: *at,
+                    at,
                     message: format!("Postgres rejects this SQL: {msg}"),
                     help: None,
                     end: 0,
                 },
                 Some((sec.kind, usize::MAX)),
             ));
-        }
-        let enabled: Vec<&'static Rule> = rules::ALL
-            .iter()
-            .copied()
-            .filter(|r| self.config.enabled(r.name))
-            .collect();
-        let section_has_ddl = parsed.chunks.iter().any(|(_, tree, _)| {
-            tree.stmts.iter().any(|s| {
-                s.stmt
-                    .as_ref()
-                    .and_then(|n| n.node.as_ref())
-                    .is_some_and(is_ddl)
-            })
-        });
-        let mut starts = Vec::new();
-        let mut depth: u32 = 0;
-        let mut not_valid: Vec<(String, String)> = Vec::new();
-        let mut enum_added: Vec<(String, String)> = Vec::new();
-        let mut last_begin = sec.start;
-        let mut out = Hits { list: Vec::new() };
-        let mut saw_contract = false;
-        let all_nodes: Vec<&NodeEnum> = parsed
-            .chunks
-            .iter()
-            .flat_map(|(_, tree, _)| tree.stmts.iter())
-            .filter_map(|raw| raw.stmt.as_ref().and_then(|n| n.node.as_ref()))
-            .collect();
-        let mut position = 0;
-        for (base, tree, chunk_end) in &parsed.chunks {
-            for raw in &tree.stmts {
-                let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
-                    continue;
-                };
-                position += 1;
-                let loc = base + raw.stmt_location.max(0) as usize;
-                let start = skip_trivia(text, loc).min(*chunk_end);
-                let end = if raw.stmt_len > 0 {
-                    loc + raw.stmt_len as usize
-                } else {
-                    *chunk_end
-                };
-                let stmt = Stmt {
-                    node,
-                    base: *base,
-                    start,
-                    end,
-                    sql: text.get(start..end.max(start)).unwrap_or(""),
-                };
-                let in_tx = !src.no_transaction || depth > 0;
-                let ctx = Ctx {
-                    schema: &self.schema,
-                    pg: self.config.pg_version,
-                    in_transaction: in_tx,
-                    no_transaction: src.no_transaction,
-                    explicit_depth: depth,
-                    section: sec.kind,
-                    phase: src.phase,
-                    section_has_ddl,
-                    not_valid_in_tx: &not_valid,
-                    enum_values_in_tx: &enum_added,
-                    rest: &all_nodes[position..],
-                };
-                let idx = starts.len();
-                starts.push(start);
-                for rule in &enabled {
-                    if !is_up && rule.up_only {
-                        continue;
-                    }
-                    (rule.check)(&stmt, &ctx, &mut out);
+        };
+        if sql.len() < STREAM_THRESHOLD {
+            let parsed = parse_section(text, sec);
+            walk.errors = parsed.errors.len();
+            for (at, msg) in &parsed.errors {
+                syntax(hits, *at, msg);
+            }
+            walk.section_has_ddl = parsed.chunks.iter().any(|(_, tree, _)| {
+                tree.stmts.iter().any(|s| {
+                    s.stmt
+                        .as_ref()
+                        .and_then(|n| n.node.as_ref())
+                        .is_some_and(is_ddl)
+                })
+            });
+            for (base, tree, chunk_end) in &parsed.chunks {
+                for raw in &tree.stmts {
+                    self.visit(
+                        &mut walk, text, src, sec, is_up, *base, *chunk_end, raw, hits,
+                    );
                 }
-                if out
-                    .list
-                    .iter()
-                    .any(|h| rules::wrong_phase::SUPERSEDED_BY.contains(&h.rule.name))
-                {
-                    out.list
-                        .retain(|h| h.rule.name != rules::wrong_phase::RULE.name);
-                }
-                if is_up && crate::phase::classify(&stmt, &ctx).0 == crate::phase::Class::Contract {
-                    saw_contract = true;
-                }
-                hits.extend(out.list.drain(..).map(|mut h| {
-                    h.end = if h.at == stmt.start {
-                        stmt.end
-                    } else {
-                        token_end(text, h.at)
-                    };
-                    (h, Some((sec.kind, idx)))
-                }));
-                // Transaction bookkeeping.
-                let mut tx_ended = !in_tx;
-                match node {
-                    NodeEnum::TransactionStmt(t) => match TransactionStmtKind::try_from(t.kind) {
-                        Ok(
-                            TransactionStmtKind::TransStmtBegin
-                            | TransactionStmtKind::TransStmtStart,
-                        ) => {
-                            depth += 1;
-                            last_begin = start;
-                            tx_ended = false;
+            }
+        } else {
+            let pieces = pg_query::split_with_scanner(sql).unwrap_or_else(|_| vec![sql]);
+            walk.section_has_ddl = pieces.iter().any(|p| starts_with_ddl_keyword(p));
+            let offset = |p: &str| sec.start + (p.as_ptr() as usize - sql.as_ptr() as usize);
+            let batches: Vec<&[&str]> = pieces.chunks(256).collect();
+            let workers = std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .clamp(1, 4);
+            std::thread::scope(|scope| {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<(
+                    usize,
+                    Vec<Result<pg_query::protobuf::ParseResult, String>>,
+                )>(workers * 2);
+                for w in 0..workers {
+                    let tx = tx.clone();
+                    let batches = &batches;
+                    scope.spawn(move || {
+                        for (i, batch) in batches.iter().enumerate().skip(w).step_by(workers) {
+                            let parsed = batch
+                                .iter()
+                                .map(|p| {
+                                    pg_query::parse(p, 0)
+                                        .map(|r| r.protobuf)
+                                        .map_err(error_text)
+                                })
+                                .collect();
+                            if tx.send((i, parsed)).is_err() {
+                                return;
+                            }
                         }
-                        Ok(
-                            TransactionStmtKind::TransStmtCommit
-                            | TransactionStmtKind::TransStmtRollback,
-                        ) => {
-                            depth = depth.saturating_sub(1);
-                            tx_ended = true;
-                        }
-                        _ => {}
-                    },
-                    NodeEnum::AlterTableStmt(a) => {
-                        let table = crate::ast::opt_rv_name(a.relation.as_ref());
-                        for cmd in &a.cmds {
-                            if let Some(NodeEnum::AlterTableCmd(cmd)) = cmd.node.as_ref() {
-                                if let Some(NodeEnum::Constraint(c)) =
-                                    cmd.def.as_ref().and_then(|d| d.node.as_ref())
-                                {
-                                    if c.skip_validation {
-                                        let name = if c.conname.is_empty() {
-                                            String::new()
-                                        } else {
-                                            c.conname.clone()
-                                        };
-                                        not_valid.push((table.clone(), name));
+                    });
+                }
+                drop(tx);
+                let mut pending = std::collections::BTreeMap::new();
+                let mut next = 0;
+                for (i, batch) in rx {
+                    pending.insert(i, batch);
+                    while let Some(batch) = pending.remove(&next) {
+                        for (piece, result) in batches[next].iter().zip(batch) {
+                            let base = offset(piece);
+                            match result {
+                                Ok(tree) => {
+                                    for raw in &tree.stmts {
+                                        self.visit(
+                                            &mut walk,
+                                            text,
+                                            src,
+                                            sec,
+                                            is_up,
+                                            base,
+                                            base + piece.len(),
+                                            raw,
+                                            hits,
+                                        );
                                     }
+                                }
+                                Err(msg) => {
+                                    walk.errors += 1;
+                                    syntax(hits, base + error_offset(piece, &msg), &msg);
                                 }
                             }
                         }
+                        next += 1;
                     }
-                    NodeEnum::AlterEnumStmt(e) if e.old_val.is_empty() => {
-                        enum_added.push((crate::ast::list_name(&e.type_name), e.new_val.clone()));
-                    }
-                    _ => {}
                 }
-                if tx_ended {
-                    not_valid.clear();
-                    enum_added.clear();
-                }
-                self.schema.apply(node);
-            }
+            });
         }
         if src.no_transaction
-            && depth > 0
+            && walk.depth > 0
             && self.config.enabled(rules::transaction_nesting::RULE.name)
         {
             hits.push((
                 Hit {
                     rule: &rules::transaction_nesting::RULE,
-                    at: last_begin,
+                    at: walk.last_begin,
                     message: "this BEGIN is never committed: the rest of the migration runs in a transaction that is left open (or rolled back when the session ends)".into(),
                     help: Some("end the block with COMMIT; before the end of the section".into()),
                     end: 0,
@@ -619,7 +588,7 @@ impl Linter {
                 None,
             ));
         }
-        if is_up && src.phase == Phase::Contract && !saw_contract && parsed.errors.is_empty() {
+        if is_up && src.phase == Phase::Contract && !walk.saw_contract && walk.errors == 0 {
             if let Some(at) = src.phase_offset {
                 hits.push((
                     Hit {
@@ -633,8 +602,176 @@ impl Linter {
                 ));
             }
         }
-        starts
+        walk.starts
     }
+
+    /// Checks one statement with every rule, then updates the transaction state and
+    /// the schema model.
+    #[allow(clippy::too_many_arguments)]
+    fn visit(
+        &mut self,
+        walk: &mut Walk,
+        text: &str,
+        src: &MigrationSource,
+        sec: Section,
+        is_up: bool,
+        base: usize,
+        chunk_end: usize,
+        raw: &pg_query::protobuf::RawStmt,
+        hits: &mut Vec<(Hit, Option<(SectionKind, usize)>)>,
+    ) {
+        let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
+            return;
+        };
+        let loc = base + raw.stmt_location.max(0) as usize;
+        let start = skip_trivia(text, loc).min(chunk_end);
+        let end = if raw.stmt_len > 0 {
+            loc + raw.stmt_len as usize
+        } else {
+            chunk_end
+        };
+        let stmt = Stmt {
+            node,
+            base,
+            start,
+            end,
+            sql: text.get(start..end.max(start)).unwrap_or(""),
+        };
+        let in_tx = !src.no_transaction || walk.depth > 0;
+        let ctx = Ctx {
+            schema: &self.schema,
+            pg: self.config.pg_version,
+            in_transaction: in_tx,
+            no_transaction: src.no_transaction,
+            explicit_depth: walk.depth,
+            section: sec.kind,
+            phase: src.phase,
+            section_has_ddl: walk.section_has_ddl,
+            not_valid_in_tx: &walk.not_valid,
+            enum_values_in_tx: &walk.enum_added,
+            rest_sql: text.get(end..sec.end).unwrap_or(""),
+        };
+        let idx = walk.starts.len();
+        walk.starts.push(start);
+        for rule in &walk.enabled {
+            (rule.check)(&stmt, &ctx, &mut walk.out);
+        }
+        if walk
+            .out
+            .list
+            .iter()
+            .any(|h| rules::wrong_phase::SUPERSEDED_BY.contains(&h.rule.name))
+        {
+            walk.out
+                .list
+                .retain(|h| h.rule.name != rules::wrong_phase::RULE.name);
+        }
+        if is_up
+            && src.phase == Phase::Contract
+            && !walk.saw_contract
+            && crate::phase::classify(&stmt, &ctx).0 == crate::phase::Class::Contract
+        {
+            walk.saw_contract = true;
+        }
+        hits.extend(walk.out.list.drain(..).map(|mut h| {
+            h.end = if h.at == stmt.start {
+                stmt.end
+            } else {
+                token_end(text, h.at)
+            };
+            (h, Some((sec.kind, idx)))
+        }));
+        // Transaction bookkeeping.
+        let mut tx_ended = !in_tx;
+        match node {
+            NodeEnum::TransactionStmt(t) => match TransactionStmtKind::try_from(t.kind) {
+                Ok(TransactionStmtKind::TransStmtBegin | TransactionStmtKind::TransStmtStart) => {
+                    walk.depth += 1;
+                    walk.last_begin = start;
+                    tx_ended = false;
+                }
+                Ok(
+                    TransactionStmtKind::TransStmtCommit | TransactionStmtKind::TransStmtRollback,
+                ) => {
+                    walk.depth = walk.depth.saturating_sub(1);
+                    tx_ended = true;
+                }
+                _ => {}
+            },
+            NodeEnum::AlterTableStmt(a) => {
+                let table = crate::ast::opt_rv_name(a.relation.as_ref());
+                for cmd in &a.cmds {
+                    if let Some(NodeEnum::AlterTableCmd(cmd)) = cmd.node.as_ref() {
+                        if let Some(NodeEnum::Constraint(c)) =
+                            cmd.def.as_ref().and_then(|d| d.node.as_ref())
+                        {
+                            if c.skip_validation {
+                                walk.not_valid.push((table.clone(), c.conname.clone()));
+                            }
+                        }
+                    }
+                }
+            }
+            NodeEnum::AlterEnumStmt(e) if e.old_val.is_empty() => {
+                walk.enum_added
+                    .push((crate::ast::list_name(&e.type_name), e.new_val.clone()));
+            }
+            _ => {}
+        }
+        if tx_ended {
+            walk.not_valid.clear();
+            walk.enum_added.clear();
+        }
+        self.schema.apply(node);
+    }
+}
+
+/// Sections larger than this are parsed statement by statement, in parallel.
+const STREAM_THRESHOLD: usize = 1 << 20;
+
+/// State of the walk through one section.
+struct Walk {
+    enabled: Vec<&'static Rule>,
+    section_has_ddl: bool,
+    starts: Vec<usize>,
+    depth: u32,
+    not_valid: Vec<(String, String)>,
+    enum_added: Vec<(String, String)>,
+    last_begin: usize,
+    out: Hits,
+    saw_contract: bool,
+    errors: usize,
+}
+
+fn error_text(e: pg_query::Error) -> String {
+    match e {
+        pg_query::Error::Parse(m) => m,
+        pg_query::Error::Conversion(_) => "the SQL contains a NUL byte".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether a statement's first keyword makes it DDL (used where the section is not
+/// parsed as a whole).
+fn starts_with_ddl_keyword(piece: &str) -> bool {
+    let start = skip_trivia(piece, 0);
+    let word: String = piece[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    matches!(
+        word.as_str(),
+        "CREATE"
+            | "ALTER"
+            | "DROP"
+            | "TRUNCATE"
+            | "REINDEX"
+            | "CLUSTER"
+            | "REFRESH"
+            | "IMPORT"
+            | "SECURITY"
+    )
 }
 
 /// End of the token (or parenthesised type like `varchar(20)`) starting at `at`.
@@ -688,4 +825,57 @@ pub fn lint(input: Input<'_>, config: &Config) -> Vec<Finding> {
 /// Whether any finding is at or above `level`.
 pub fn fails(findings: &[Finding], level: Severity) -> bool {
     findings.iter().any(|f| f.severity >= level)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A section above the streaming threshold gives the same findings, at the same
+    /// positions, as small sections do.
+    #[test]
+    fn large_sections_stream_with_the_same_findings() {
+        let mut sql = String::from("CREATE TABLE users (id bigint, email text);\n");
+        let mut n = 0;
+        while sql.len() < STREAM_THRESHOLD + 1000 {
+            sql.push_str(&format!(
+                "INSERT INTO users (id, email) VALUES ({n}, 'u{n}@example.com; not a split');\n"
+            ));
+            n += 1;
+        }
+        sql.push_str("CREATE TABEL oops (a int);\n");
+        sql.push_str("CREATE INDEX users_email_idx ON users (email);\n");
+        sql.push_str(
+            "ALTER TABLE users RENAME TO accounts;\nCREATE VIEW users AS SELECT * FROM accounts;\n",
+        );
+        assert!(sql.len() > STREAM_THRESHOLD);
+        let mut linter = Linter::new(Config::default());
+        linter.replay(Input {
+            file: "0001.sql",
+            source: "CREATE TABLE users (id bigint, email text);",
+        });
+        let f = linter.lint(Input {
+            file: "0002.sql",
+            source: &sql[sql.find('\n').unwrap() + 1..],
+        });
+        let got: Vec<(&str, usize)> = f.iter().map(|f| (f.rule.as_str(), f.line)).collect();
+        let lines = n + 1;
+        assert_eq!(
+            got,
+            vec![
+                ("syntax-error", lines),
+                ("require-concurrent-index-creation", lines + 1)
+            ],
+            "{f:#?}"
+        );
+        assert_eq!(f[0].column, 8);
+    }
+
+    #[test]
+    fn line_index_counts_characters() {
+        let idx = LineIndex::new("ab\nçé x\n");
+        assert_eq!(idx.pos(0), (1, 1));
+        assert_eq!(idx.pos(3), (2, 1));
+        assert_eq!(idx.pos(8), (2, 4));
+    }
 }

@@ -75,6 +75,14 @@ pub(crate) fn classify(stmt: &Stmt<'_>, ctx: &Ctx<'_>) -> (Class, String) {
                 return (Expand, String::new());
             }
             let kind = ObjectType::try_from(r.rename_type).unwrap_or(ObjectType::Undefined);
+            if kind == ObjectType::ObjectTable
+                && r.relation.as_ref().is_some_and(|rel| {
+                    crate::rules::renaming_table::view_created_later(ctx.rest_sql, rel)
+                })
+            {
+                // The old name lives on as a view: compatible with the running binary.
+                return (Expand, String::new());
+            }
             if matches!(
                 kind,
                 ObjectType::ObjectIndex

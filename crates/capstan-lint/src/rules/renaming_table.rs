@@ -38,10 +38,7 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
     if ctx.is_new(&table) {
         return;
     }
-    let covered = ctx.rest.iter().any(|n| match n {
-        NodeEnum::ViewStmt(v) => v.view.as_ref().is_some_and(|v| crate::ast::rv_name(v) == table),
-        _ => false,
-    });
+    let covered = view_created_later(ctx.rest_sql, rel);
     if covered {
         return;
     }
@@ -50,6 +47,26 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
         stmt.start,
         format!("renaming table {table} to {} breaks every running binary that uses the old name", r.newname),
     );
+}
+
+/// Whether the rest of the section creates a view named like the renamed table.
+pub(crate) fn view_created_later(rest: &str, rel: &pg_query::protobuf::RangeVar) -> bool {
+    let rest = rest.to_ascii_lowercase();
+    let names = [rel.relname.to_ascii_lowercase(), crate::ast::rv_name(rel).to_ascii_lowercase(), format!("public.{}", rel.relname.to_ascii_lowercase())];
+    let mut from = 0;
+    while let Some(i) = rest[from..].find("view") {
+        let after = &rest[from + i + 4..];
+        let trimmed = after.trim_start();
+        if after.len() != trimmed.len() {
+            let name: String = trimmed.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.' || *c == '"').collect();
+            let name = name.replace('"', "");
+            if names.contains(&name) {
+                return true;
+            }
+        }
+        from += i + 4;
+    }
+    false
 }
 
 #[cfg(test)]
