@@ -1,0 +1,405 @@
+//! The `capstan lint` command: arguments, file discovery, rendering (human, JSON,
+//! SARIF, GitHub annotations) and exit codes. The `capstan` binary mounts it with
+//! `Lint(capstan_lint::cli::LintArgs)` and calls [`run`].
+//!
+//! Exit codes: 0 clean, 1 findings at or above `--fail-on`, 2 usage error or SQL
+//! Postgres rejects, 3 bad input (unreadable path, invalid UTF-8, bad config,
+//! unreachable `--schema-from` database).
+
+mod live;
+mod render;
+
+use crate::config::{Config, ConfigError};
+use crate::engine::{Input, Linter};
+use crate::finding::{Finding, Severity};
+use crate::rules;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Exit code: no finding at or above `--fail-on`.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: findings at or above `--fail-on`.
+pub const EXIT_FINDINGS: i32 = 1;
+/// Exit code: usage error, or SQL that Postgres rejects.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code: bad input (unreadable file, invalid UTF-8, bad configuration, unreachable database).
+pub const EXIT_BAD_INPUT: i32 = 3;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// For people: each finding with its source lines, like rustc.
+    Human,
+    /// `{"findings":[...],"summary":{...}}`, a stable, versioned shape.
+    Json,
+    /// SARIF 2.1.0, for code-scanning tools.
+    Sarif,
+    /// GitHub Actions workflow commands (`::error file=...`), which annotate pull requests.
+    Github,
+}
+
+/// A severity threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Level {
+    /// Fail on any finding.
+    Info,
+    /// Fail on warnings and errors.
+    Warning,
+    /// Fail on errors only (the default).
+    Error,
+}
+
+impl From<Level> for Severity {
+    fn from(l: Level) -> Severity {
+        match l {
+            Level::Info => Severity::Info,
+            Level::Warning => Severity::Warning,
+            Level::Error => Severity::Error,
+        }
+    }
+}
+
+/// Lint migrations for dangerous locks, breaking changes and phase mistakes.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LintArgs {
+    /// Migration directories or files to lint; `-` reads one file from standard input.
+    /// Default: `migrations`.
+    #[arg(value_name = "PATHS")]
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Option<Format>,
+    /// Exit 1 when a finding is at or above this severity (default: error, or the config's `fail_on`).
+    #[arg(long, value_enum)]
+    pub fail_on: Option<Level>,
+    /// Same as `--fail-on warning`.
+    #[arg(long)]
+    pub deny_warnings: bool,
+    /// Target Postgres major version (default: the config's `pg_version`, else 15).
+    #[arg(long, value_name = "MAJOR")]
+    pub pg_version: Option<u32>,
+    /// Configuration file (default: `capstan.toml` in the current directory, if present).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Read the schema model from a live database instead of replaying earlier migrations.
+    #[arg(long, value_name = "DATABASE_URL")]
+    pub schema_from: Option<String>,
+    /// Switch a rule off for this run (repeatable).
+    #[arg(long, value_name = "RULE")]
+    pub disable: Vec<String>,
+    /// Do not lint `-- capstan:down` sections.
+    #[arg(long)]
+    pub no_down: bool,
+    /// Print the full documentation of a rule and exit.
+    #[arg(long, value_name = "RULE")]
+    pub explain: Option<String>,
+    /// List every rule and exit.
+    #[arg(long)]
+    pub list_rules: bool,
+}
+
+/// A failure that stops the run before findings: (exit code, message).
+struct Stop(i32, String);
+
+fn bad(msg: impl Into<String>) -> Stop {
+    Stop(EXIT_BAD_INPUT, msg.into())
+}
+
+/// Runs `capstan lint`; returns the exit code.
+pub fn run(args: &LintArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> i32 {
+    match run_inner(args, stdout) {
+        Ok(code) => code,
+        Err(Stop(code, msg)) => {
+            let _ = writeln!(stderr, "error: {msg}");
+            code
+        }
+    }
+}
+
+fn run_inner(args: &LintArgs, out: &mut dyn Write) -> Result<i32, Stop> {
+    let io = |e: std::io::Error| Stop(EXIT_BAD_INPUT, format!("cannot write output: {e}"));
+    if let Some(name) = &args.explain {
+        let rule = rules::find(name).ok_or_else(|| {
+            Stop(
+                EXIT_USAGE,
+                format!("unknown rule `{name}` (see `capstan lint --list-rules`)"),
+            )
+        })?;
+        write!(out, "{}", crate::docs::render_rule(rule)).map_err(io)?;
+        return Ok(EXIT_OK);
+    }
+    if args.list_rules {
+        for r in rules::ALL {
+            writeln!(
+                out,
+                "{:<36} {:<8} {}",
+                r.name,
+                r.severity.as_str(),
+                r.summary
+            )
+            .map_err(io)?;
+        }
+        return Ok(EXIT_OK);
+    }
+    let config = load_config(args)?;
+    let sources = collect(args)?;
+    let schema = match &args.schema_from {
+        Some(url) => Some(live::read_schema(url).map_err(bad)?),
+        None => None,
+    };
+    let mut findings: Vec<Finding> = Vec::new();
+    let mut linted = 0usize;
+    for group in &sources {
+        let mut linter = match &schema {
+            Some(s) => Linter::with_schema(config.clone(), s.clone()),
+            None => Linter::new(config.clone()),
+        };
+        for f in &group.files {
+            let input = Input {
+                file: &f.display,
+                source: &f.text,
+            };
+            if f.lint {
+                linted += 1;
+                findings.extend(linter.lint(input));
+            } else if schema.is_none() {
+                linter.replay(input);
+            }
+        }
+    }
+    let texts: BTreeMap<&str, &str> = sources
+        .iter()
+        .flat_map(|g| g.files.iter())
+        .filter(|f| f.lint)
+        .map(|f| (f.display.as_str(), f.text.as_str()))
+        .collect();
+    let summary = render::Summary::new(&findings, linted, config.fail_on);
+    let format = args.format.unwrap_or(Format::Human);
+    match format {
+        Format::Human => render::human(out, &findings, &texts, &summary),
+        Format::Json => render::json(out, &findings, &summary),
+        Format::Sarif => render::sarif(out, &findings),
+        Format::Github => render::github(out, &findings, &summary),
+    }
+    .map_err(io)?;
+    if findings
+        .iter()
+        .any(|f| f.rule == rules::syntax_error::RULE.name && config.enabled(&f.rule))
+    {
+        return Ok(EXIT_USAGE);
+    }
+    Ok(if summary.failed {
+        EXIT_FINDINGS
+    } else {
+        EXIT_OK
+    })
+}
+
+fn load_config(args: &LintArgs) -> Result<Config, Stop> {
+    let path = match &args.config {
+        Some(p) => Some(p.clone()),
+        None => Some(PathBuf::from("capstan.toml")).filter(|p| p.is_file()),
+    };
+    let mut config = match path {
+        Some(p) => {
+            let text =
+                std::fs::read(&p).map_err(|e| bad(format!("{}: cannot read: {e}", p.display())))?;
+            let text = String::from_utf8(text).map_err(|e| {
+                bad(format!(
+                    "{}: invalid UTF-8 at byte {}",
+                    p.display(),
+                    e.utf8_error().valid_up_to()
+                ))
+            })?;
+            Config::from_toml(&text, &p.display().to_string())
+                .map_err(|e: ConfigError| bad(e.to_string()))?
+        }
+        None => Config::default(),
+    };
+    if let Some(v) = args.pg_version {
+        config.set_pg_version(v).map_err(|()| {
+            Stop(
+                EXIT_USAGE,
+                format!("--pg-version {v}: give a Postgres major version from 9 to 18"),
+            )
+        })?;
+    }
+    if let Some(level) = args.fail_on {
+        config.fail_on = level.into();
+    }
+    if args.deny_warnings {
+        config.fail_on = config.fail_on.min(Severity::Warning);
+    }
+    for rule in &args.disable {
+        if rules::find(rule).is_none() {
+            return Err(Stop(
+                EXIT_USAGE,
+                format!("--disable {rule}: unknown rule (see `capstan lint --list-rules`)"),
+            ));
+        }
+        config.disabled.push(rule.clone());
+    }
+    if args.no_down {
+        config.lint_down = false;
+    }
+    Ok(config)
+}
+
+/// One file to read: linted, or replayed to build the schema model.
+struct SourceFile {
+    display: String,
+    text: String,
+    lint: bool,
+}
+
+/// Files sharing one schema history (one migration directory), in order.
+struct Group {
+    files: Vec<SourceFile>,
+}
+
+fn read_text(path: &Path) -> Result<String, Stop> {
+    let bytes =
+        std::fs::read(path).map_err(|e| bad(format!("{}: cannot read: {e}", path.display())))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let text = String::from_utf8_lossy(&e.into_bytes()[..at]).into_owned();
+        let line = text.matches('\n').count() + 1;
+        bad(format!(
+            "{}:{line}: invalid UTF-8 (byte {at}); migrations must be UTF-8",
+            path.display()
+        ))
+    })
+}
+
+/// The versioned migration files of a directory, sorted by version.
+fn migration_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Stop> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| bad(format!("{}: cannot read directory: {e}", dir.display())))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| bad(format!("{}: {e}", dir.display())))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(v) = crate::source::version_of(&name) {
+            if path.is_file() {
+                files.push((v, path));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn collect(args: &LintArgs) -> Result<Vec<Group>, Stop> {
+    let paths = if args.paths.is_empty() {
+        let default = PathBuf::from("migrations");
+        if !default.is_dir() {
+            return Err(Stop(
+                EXIT_USAGE,
+                "no `migrations` directory here: pass the migration directory or files to lint"
+                    .into(),
+            ));
+        }
+        vec![default]
+    } else {
+        args.paths.clone()
+    };
+    let mut groups: Vec<Group> = Vec::new();
+    // Explicit files, by directory, so that earlier migrations are replayed once.
+    let mut by_dir: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
+    for path in &paths {
+        if path.as_os_str() == "-" {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .map_err(|e| bad(format!("<stdin>: cannot read: {e}")))?;
+            let text = String::from_utf8(bytes).map_err(|e| {
+                bad(format!(
+                    "<stdin>: invalid UTF-8 (byte {})",
+                    e.utf8_error().valid_up_to()
+                ))
+            })?;
+            groups.push(Group {
+                files: vec![SourceFile {
+                    display: "<stdin>".into(),
+                    text,
+                    lint: true,
+                }],
+            });
+        } else if path.is_dir() {
+            let mut files = Vec::new();
+            for (_, p) in migration_files(path)? {
+                files.push(SourceFile {
+                    display: display(&p),
+                    text: read_text(&p)?,
+                    lint: true,
+                });
+            }
+            groups.push(Group { files });
+        } else if path.exists() {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if crate::source::version_of(&name).is_some() {
+                let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                by_dir.entry(dir).or_default().push(path.clone());
+            } else {
+                groups.push(Group {
+                    files: vec![SourceFile {
+                        display: display(path),
+                        text: read_text(path)?,
+                        lint: true,
+                    }],
+                });
+            }
+        } else {
+            return Err(bad(format!(
+                "{}: no such file or directory",
+                path.display()
+            )));
+        }
+    }
+    for (dir, targets) in by_dir {
+        let list_dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir.clone()
+        };
+        let all = migration_files(&list_dir)?;
+        let names: Vec<_> = targets
+            .iter()
+            .map(|t| t.file_name().map(|n| n.to_os_string()))
+            .collect();
+        let last = all
+            .iter()
+            .filter(|(_, p)| names.contains(&p.file_name().map(|n| n.to_os_string())))
+            .map(|(v, _)| *v)
+            .max()
+            .unwrap_or(0);
+        let mut files = Vec::new();
+        for (v, p) in all {
+            let target = targets.iter().find(|t| t.file_name() == p.file_name());
+            if let Some(t) = target {
+                files.push(SourceFile {
+                    display: display(t),
+                    text: read_text(t)?,
+                    lint: true,
+                });
+            } else if v < last {
+                files.push(SourceFile {
+                    display: display(&p),
+                    text: read_text(&p)?,
+                    lint: false,
+                });
+            }
+        }
+        groups.push(Group { files });
+    }
+    Ok(groups)
+}

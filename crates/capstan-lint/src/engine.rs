@@ -1,0 +1,881 @@
+//! The linting engine: parses each section, walks its statements with the schema
+//! model and transaction state, runs the rules and turns their hits into findings.
+
+use crate::config::Config;
+use crate::finding::{Finding, SectionKind, Severity};
+use crate::rules::{self, Rule};
+use crate::schema::Schema;
+use crate::source::{self, MigrationSource, Phase, Section};
+use crate::suppress::{self, Ignore};
+use pg_query::protobuf::{ObjectType, TransactionStmtKind};
+use pg_query::NodeEnum;
+
+/// One statement being checked.
+pub(crate) struct Stmt<'a> {
+    pub node: &'a NodeEnum,
+    /// File offset that node locations are relative to.
+    pub base: usize,
+    /// File offset of the statement's first token.
+    pub start: usize,
+    /// File offset just past the statement.
+    pub end: usize,
+    /// The statement's text.
+    pub sql: &'a str,
+}
+
+impl Stmt<'_> {
+    /// File offset of a node location (`-1` means unknown: the statement start).
+    pub fn at(&self, location: i32) -> usize {
+        if location >= 0 {
+            self.base + location as usize
+        } else {
+            self.start
+        }
+    }
+}
+
+/// What a rule knows besides the statement.
+pub(crate) struct Ctx<'a> {
+    pub schema: &'a Schema,
+    pub pg: u32,
+    /// The statement runs inside a transaction block.
+    pub in_transaction: bool,
+    /// The file carries `-- capstan:no-transaction`.
+    pub no_transaction: bool,
+    /// Explicit `BEGIN`s open before this statement.
+    pub explicit_depth: u32,
+    pub section: SectionKind,
+    pub phase: Phase,
+    /// The section contains schema changes (DDL).
+    pub section_has_ddl: bool,
+    /// Constraints added `NOT VALID` earlier in the current transaction: (table, name).
+    pub not_valid_in_tx: &'a [(String, String)],
+    /// Enum labels added earlier in the current transaction: (type, label).
+    pub enum_values_in_tx: &'a [(String, String)],
+    /// The text of the section after this statement.
+    pub rest_sql: &'a str,
+}
+
+impl Ctx<'_> {
+    /// Whether the table was created by the migration being linted (nobody uses it yet).
+    pub fn is_new(&self, table: &str) -> bool {
+        self.schema.table(table).is_some_and(|t| t.new)
+    }
+}
+
+/// A rule's report before positions and configuration are applied.
+pub(crate) struct Hit {
+    pub rule: &'static Rule,
+    pub at: usize,
+    pub message: String,
+    pub help: Option<String>,
+    /// File offset where the statement ends (set by the engine).
+    pub end: usize,
+}
+
+/// Collects hits for one statement.
+pub(crate) struct Hits {
+    pub(crate) list: Vec<Hit>,
+}
+
+impl Hits {
+    pub fn push(&mut self, rule: &'static Rule, at: usize, message: impl Into<String>) {
+        self.list.push(Hit {
+            rule,
+            at,
+            message: message.into(),
+            help: None,
+            end: 0,
+        });
+    }
+    pub fn push_help(
+        &mut self,
+        rule: &'static Rule,
+        at: usize,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        self.list.push(Hit {
+            rule,
+            at,
+            message: message.into(),
+            help: Some(help.into()),
+            end: 0,
+        });
+    }
+}
+
+/// Maps byte offsets to 1-based line and character column.
+pub(crate) struct LineIndex<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    pub fn new(text: &'a str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { text, starts }
+    }
+    pub fn pos(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = self.starts.partition_point(|&s| s <= offset) - 1;
+        let start = self.starts[line];
+        let col = self
+            .text
+            .get(start..offset)
+            .map_or(offset - start, |s| s.chars().count());
+        (line + 1, col + 1)
+    }
+}
+
+/// Skips whitespace and comments from `offset`.
+pub(crate) fn skip_trivia(text: &str, mut i: usize) -> usize {
+    let b = text.as_bytes();
+    loop {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if b[i..].starts_with(b"--") {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+        } else if b[i..].starts_with(b"/*") {
+            let mut depth = 0;
+            while i < b.len() {
+                if b[i..].starts_with(b"/*") {
+                    depth += 1;
+                    i += 2;
+                } else if b[i..].starts_with(b"*/") {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+        } else {
+            return i;
+        }
+    }
+}
+
+/// Whether a statement changes the schema (as opposed to data or session state).
+pub(crate) fn is_ddl(node: &NodeEnum) -> bool {
+    !matches!(
+        node,
+        NodeEnum::InsertStmt(_)
+            | NodeEnum::UpdateStmt(_)
+            | NodeEnum::DeleteStmt(_)
+            | NodeEnum::SelectStmt(_)
+            | NodeEnum::MergeStmt(_)
+            | NodeEnum::TransactionStmt(_)
+            | NodeEnum::VariableSetStmt(_)
+            | NodeEnum::VariableShowStmt(_)
+            | NodeEnum::CopyStmt(_)
+            | NodeEnum::CallStmt(_)
+            | NodeEnum::DoStmt(_)
+            | NodeEnum::ExplainStmt(_)
+            | NodeEnum::NotifyStmt(_)
+            | NodeEnum::CommentStmt(_)
+            | NodeEnum::GrantStmt(_)
+            | NodeEnum::GrantRoleStmt(_)
+            | NodeEnum::VacuumStmt(_)
+            | NodeEnum::LockStmt(_)
+    )
+}
+
+struct Parsed {
+    /// (file offset of the parsed text, its parse tree)
+    chunks: Vec<(usize, pg_query::protobuf::ParseResult, usize)>,
+    errors: Vec<(usize, String)>,
+}
+
+/// Parses a section; when the whole does not parse, parses statement by statement so
+/// one bad statement does not hide the others.
+fn parse_section(text: &str, sec: Section) -> Parsed {
+    let sql = &text[sec.start..sec.end];
+    match pg_query::parse(sql, 0) {
+        Ok(r) => Parsed {
+            chunks: vec![(sec.start, r.protobuf, sec.end)],
+            errors: vec![],
+        },
+        Err(e) => {
+            let mut parsed = Parsed {
+                chunks: vec![],
+                errors: vec![],
+            };
+            let pieces = pg_query::split_with_scanner(sql).unwrap_or_else(|_| vec![sql]);
+            for piece in pieces {
+                let off = sec.start + (piece.as_ptr() as usize - sql.as_ptr() as usize);
+                match pg_query::parse(piece, 0) {
+                    Ok(r) => parsed.chunks.push((off, r.protobuf, off + piece.len())),
+                    Err(err) => {
+                        let msg = match err {
+                            pg_query::Error::Parse(m) => m,
+                            pg_query::Error::Conversion(_) => {
+                                "the SQL contains a NUL byte".to_string()
+                            }
+                            other => other.to_string(),
+                        };
+                        parsed.errors.push((off + error_offset(piece, &msg), msg));
+                    }
+                }
+            }
+            if parsed.errors.is_empty() {
+                // The scanner split differently from the parser; report the original error.
+                let msg = match e {
+                    pg_query::Error::Parse(m) => m,
+                    other => other.to_string(),
+                };
+                parsed
+                    .errors
+                    .push((sec.start + error_offset(sql, &msg), msg));
+            }
+            parsed
+        }
+    }
+}
+
+/// Best-effort position of a parse error: the token named in `at or near "X"`.
+fn error_offset(piece: &str, msg: &str) -> usize {
+    let start = skip_trivia(piece, 0);
+    if let Some(rest) = msg.split("at or near \"").nth(1) {
+        if let Some(tok) = rest.strip_suffix('"') {
+            if let Some(i) = piece[start..].find(tok) {
+                return start + i;
+            }
+        }
+    }
+    if msg.contains("at end of input") {
+        return piece.trim_end().len();
+    }
+    start
+}
+
+/// The linter, holding the schema model between files.
+#[derive(Debug, Clone)]
+pub struct Linter {
+    config: Config,
+    schema: Schema,
+    release: bool,
+}
+
+/// One migration file to lint: its display name and its text.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    /// The file name as it should appear in findings.
+    pub file: &'a str,
+    /// The file's contents.
+    pub source: &'a str,
+}
+
+impl Linter {
+    /// A linter starting from an empty schema.
+    pub fn new(config: Config) -> Linter {
+        Linter {
+            config,
+            schema: Schema::default(),
+            release: false,
+        }
+    }
+
+    /// A linter starting from a known schema (e.g. read from a live database). Tables
+    /// created by the files linted after it count as new for the whole run: they are
+    /// part of the release being deployed.
+    pub fn with_schema(config: Config, schema: Schema) -> Linter {
+        Linter {
+            config,
+            schema,
+            release: true,
+        }
+    }
+
+    /// The schema model as it stands.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Applies a migration's up section to the model without linting it (an earlier
+    /// migration of the directory).
+    pub fn replay(&mut self, input: Input<'_>) {
+        let src = source::split(input.source);
+        let parsed = parse_section(input.source, src.up);
+        for (_, tree, _) in &parsed.chunks {
+            for raw in &tree.stmts {
+                if let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) {
+                    self.schema.apply(node);
+                }
+            }
+        }
+        self.schema.settle();
+    }
+
+    /// Lints one migration file against the model, then applies its up section.
+    pub fn lint(&mut self, input: Input<'_>) -> Vec<Finding> {
+        if !self.release {
+            self.schema.settle();
+        }
+        let text = input.source;
+        let src = source::split(text);
+        let lines = LineIndex::new(text);
+        let mut hits: Vec<(Hit, Option<(SectionKind, usize)>)> = Vec::new();
+        for p in &src.problems {
+            hits.push((
+                Hit {
+                    rule: &rules::migration_format::RULE,
+                    at: p.offset,
+                    message: p.message.clone(),
+                    help: None,
+                    end: 0,
+                },
+                None,
+            ));
+        }
+        let mut starts: Vec<(SectionKind, Vec<usize>, usize)> = Vec::new();
+        let up_starts = self.lint_section(text, &src, src.up, true, &mut hits);
+        starts.push((SectionKind::Up, up_starts, src.up.end));
+        if let (Some(down), true) = (src.down, self.config.lint_down) {
+            let saved = self.schema.clone();
+            let down_starts = self.lint_section(text, &src, down, false, &mut hits);
+            starts.push((SectionKind::Down, down_starts, down.end));
+            self.schema = saved;
+        }
+        let ignores = suppress::collect(text, &src);
+        self.finish(input.file, text, &lines, &src, hits, &starts, ignores)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        file: &str,
+        text: &str,
+        lines: &LineIndex<'_>,
+        src: &MigrationSource,
+        hits: Vec<(Hit, Option<(SectionKind, usize)>)>,
+        starts: &[(SectionKind, Vec<usize>, usize)],
+        mut ignores: Vec<Ignore>,
+    ) -> Vec<Finding> {
+        // Which statement each statement-scoped ignore belongs to.
+        for ig in ignores.iter_mut().filter(|i| !i.file_wide) {
+            ig.target = starts.iter().find_map(|(kind, list, end)| {
+                let idx = list.partition_point(|&s| s <= ig.offset);
+                (idx < list.len() && ig.offset < *end && list[idx] < *end).then_some((*kind, idx))
+            });
+        }
+        let mut out = Vec::new();
+        for (hit, stmt) in hits {
+            let name = hit.rule.name;
+            if !self.config.enabled(name) {
+                continue;
+            }
+            let mut suppressed = false;
+            for ig in ignores.iter_mut() {
+                let applies = ig.file_wide || (stmt.is_some() && ig.target == stmt);
+                if applies && ig.covers(name) {
+                    ig.used = true;
+                    suppressed = true;
+                }
+            }
+            if suppressed {
+                continue;
+            }
+            out.push(self.finding(file, text, lines, &hit, stmt.map(|s| s.0), None));
+        }
+        if self.config.enabled(rules::unused_ignore::RULE.name) {
+            for ig in &ignores {
+                for problem in ig.problems(&ignores) {
+                    let hit = Hit {
+                        rule: &rules::unused_ignore::RULE,
+                        at: ig.offset,
+                        message: problem,
+                        help: None,
+                        end: 0,
+                    };
+                    out.push(self.finding(file, text, lines, &hit, None, Some(ig.offset)));
+                }
+            }
+        }
+        let _ = src;
+        out.sort_by(|a, b| (a.line, a.column, &a.rule).cmp(&(b.line, b.column, &b.rule)));
+        out
+    }
+
+    fn finding(
+        &self,
+        file: &str,
+        text: &str,
+        lines: &LineIndex<'_>,
+        hit: &Hit,
+        section: Option<SectionKind>,
+        _ignore: Option<usize>,
+    ) -> Finding {
+        let (line, column) = lines.pos(hit.at);
+        // The end of the statement (or of the line) containing the hit.
+        let end = if hit.end > hit.at {
+            hit.end
+        } else {
+            statement_end(text, hit.at)
+        };
+        let (end_line, end_column) = lines.pos(end);
+        Finding {
+            rule: hit.rule.name.to_string(),
+            severity: self.config.severity_of(hit.rule.name, hit.rule.severity),
+            file: file.to_string(),
+            line,
+            column,
+            end_line,
+            end_column,
+            message: hit.message.clone(),
+            help: hit
+                .help
+                .clone()
+                .or_else(|| (!hit.rule.help.is_empty()).then(|| hit.rule.help.to_string())),
+            section: section.unwrap_or(SectionKind::Up),
+        }
+    }
+
+    /// Lints one section; returns the start offsets of its statements.
+    ///
+    /// Small sections are parsed whole. A section above [`STREAM_THRESHOLD`] is split
+    /// with the Postgres scanner and parsed statement by statement on worker threads,
+    /// in order, so memory stays bounded by a few batches of statements whatever the
+    /// file size.
+    fn lint_section(
+        &mut self,
+        text: &str,
+        src: &MigrationSource,
+        sec: Section,
+        is_up: bool,
+        hits: &mut Vec<(Hit, Option<(SectionKind, usize)>)>,
+    ) -> Vec<usize> {
+        let sql = &text[sec.start..sec.end];
+        let mut walk = Walk {
+            enabled: rules::ALL
+                .iter()
+                .copied()
+                .filter(|r| self.config.enabled(r.name) && (is_up || !r.up_only))
+                .collect(),
+            section_has_ddl: false,
+            starts: Vec::new(),
+            depth: 0,
+            not_valid: Vec::new(),
+            enum_added: Vec::new(),
+            last_begin: sec.start,
+            out: Hits { list: Vec::new() },
+            saw_contract: false,
+            errors: 0,
+        };
+        let syntax = |hits: &mut Vec<(Hit, Option<(SectionKind, usize)>)>, at: usize, msg: &str| {
+            hits.push((
+                Hit {
+                    rule: &rules::syntax_error::RULE,
+                    at,
+                    message: format!("Postgres rejects this SQL: {msg}"),
+                    help: None,
+                    end: 0,
+                },
+                Some((sec.kind, usize::MAX)),
+            ));
+        };
+        if sql.len() < STREAM_THRESHOLD {
+            let parsed = parse_section(text, sec);
+            walk.errors = parsed.errors.len();
+            for (at, msg) in &parsed.errors {
+                syntax(hits, *at, msg);
+            }
+            walk.section_has_ddl = parsed.chunks.iter().any(|(_, tree, _)| {
+                tree.stmts.iter().any(|s| {
+                    s.stmt
+                        .as_ref()
+                        .and_then(|n| n.node.as_ref())
+                        .is_some_and(is_ddl)
+                })
+            });
+            for (base, tree, chunk_end) in &parsed.chunks {
+                for raw in &tree.stmts {
+                    self.visit(
+                        &mut walk, text, src, sec, is_up, *base, *chunk_end, raw, hits,
+                    );
+                }
+            }
+        } else {
+            let pieces = pg_query::split_with_scanner(sql).unwrap_or_else(|_| vec![sql]);
+            walk.section_has_ddl = pieces.iter().any(|p| starts_with_ddl_keyword(p));
+            let offset = |p: &str| sec.start + (p.as_ptr() as usize - sql.as_ptr() as usize);
+            let batches: Vec<&[&str]> = pieces.chunks(256).collect();
+            let workers = std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .clamp(1, 4);
+            std::thread::scope(|scope| {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<(
+                    usize,
+                    Vec<Result<pg_query::protobuf::ParseResult, String>>,
+                )>(workers * 2);
+                for w in 0..workers {
+                    let tx = tx.clone();
+                    let batches = &batches;
+                    scope.spawn(move || {
+                        for (i, batch) in batches.iter().enumerate().skip(w).step_by(workers) {
+                            let parsed = batch
+                                .iter()
+                                .map(|p| {
+                                    pg_query::parse(p, 0)
+                                        .map(|r| r.protobuf)
+                                        .map_err(error_text)
+                                })
+                                .collect();
+                            if tx.send((i, parsed)).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+                drop(tx);
+                let mut pending = std::collections::BTreeMap::new();
+                let mut next = 0;
+                for (i, batch) in rx {
+                    pending.insert(i, batch);
+                    while let Some(batch) = pending.remove(&next) {
+                        for (piece, result) in batches[next].iter().zip(batch) {
+                            let base = offset(piece);
+                            match result {
+                                Ok(tree) => {
+                                    for raw in &tree.stmts {
+                                        self.visit(
+                                            &mut walk,
+                                            text,
+                                            src,
+                                            sec,
+                                            is_up,
+                                            base,
+                                            base + piece.len(),
+                                            raw,
+                                            hits,
+                                        );
+                                    }
+                                }
+                                Err(msg) => {
+                                    walk.errors += 1;
+                                    syntax(hits, base + error_offset(piece, &msg), &msg);
+                                }
+                            }
+                        }
+                        next += 1;
+                    }
+                }
+            });
+        }
+        if src.no_transaction
+            && walk.depth > 0
+            && self.config.enabled(rules::transaction_nesting::RULE.name)
+        {
+            hits.push((
+                Hit {
+                    rule: &rules::transaction_nesting::RULE,
+                    at: walk.last_begin,
+                    message: "this BEGIN is never committed: the rest of the migration runs in a transaction that is left open (or rolled back when the session ends)".into(),
+                    help: Some("end the block with COMMIT; before the end of the section".into()),
+                    end: 0,
+                },
+                None,
+            ));
+        }
+        if is_up && src.phase == Phase::Contract && !walk.saw_contract && walk.errors == 0 {
+            if let Some(at) = src.phase_offset {
+                hits.push((
+                    Hit {
+                        rule: &rules::wrong_phase::RULE,
+                        at,
+                        message: "this migration is declared `contract` but contains no contract statement: it will wait for every running instance to be upgraded for nothing".into(),
+                        help: Some("declare it `-- capstan:phase expand` (or remove the directive: expand is the default)".into()),
+                        end: 0,
+                    },
+                    None,
+                ));
+            }
+        }
+        walk.starts
+    }
+
+    /// Checks one statement with every rule, then updates the transaction state and
+    /// the schema model.
+    #[allow(clippy::too_many_arguments)]
+    fn visit(
+        &mut self,
+        walk: &mut Walk,
+        text: &str,
+        src: &MigrationSource,
+        sec: Section,
+        is_up: bool,
+        base: usize,
+        chunk_end: usize,
+        raw: &pg_query::protobuf::RawStmt,
+        hits: &mut Vec<(Hit, Option<(SectionKind, usize)>)>,
+    ) {
+        let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
+            return;
+        };
+        let loc = base + raw.stmt_location.max(0) as usize;
+        let start = skip_trivia(text, loc).min(chunk_end);
+        let end = if raw.stmt_len > 0 {
+            loc + raw.stmt_len as usize
+        } else {
+            chunk_end
+        };
+        let stmt = Stmt {
+            node,
+            base,
+            start,
+            end,
+            sql: text.get(start..end.max(start)).unwrap_or(""),
+        };
+        let in_tx = !src.no_transaction || walk.depth > 0;
+        let ctx = Ctx {
+            schema: &self.schema,
+            pg: self.config.pg_version,
+            in_transaction: in_tx,
+            no_transaction: src.no_transaction,
+            explicit_depth: walk.depth,
+            section: sec.kind,
+            phase: src.phase,
+            section_has_ddl: walk.section_has_ddl,
+            not_valid_in_tx: &walk.not_valid,
+            enum_values_in_tx: &walk.enum_added,
+            rest_sql: text.get(end..sec.end).unwrap_or(""),
+        };
+        let idx = walk.starts.len();
+        walk.starts.push(start);
+        for rule in &walk.enabled {
+            (rule.check)(&stmt, &ctx, &mut walk.out);
+        }
+        if walk
+            .out
+            .list
+            .iter()
+            .any(|h| rules::wrong_phase::SUPERSEDED_BY.contains(&h.rule.name))
+        {
+            walk.out
+                .list
+                .retain(|h| h.rule.name != rules::wrong_phase::RULE.name);
+        }
+        if is_up
+            && src.phase == Phase::Contract
+            && !walk.saw_contract
+            && crate::phase::classify(&stmt, &ctx).0 == crate::phase::Class::Contract
+        {
+            walk.saw_contract = true;
+        }
+        hits.extend(walk.out.list.drain(..).map(|mut h| {
+            h.end = if h.at == stmt.start {
+                stmt.end
+            } else {
+                token_end(text, h.at)
+            };
+            (h, Some((sec.kind, idx)))
+        }));
+        // Transaction bookkeeping.
+        let mut tx_ended = !in_tx;
+        match node {
+            NodeEnum::TransactionStmt(t) => match TransactionStmtKind::try_from(t.kind) {
+                Ok(TransactionStmtKind::TransStmtBegin | TransactionStmtKind::TransStmtStart) => {
+                    walk.depth += 1;
+                    walk.last_begin = start;
+                    tx_ended = false;
+                }
+                Ok(
+                    TransactionStmtKind::TransStmtCommit | TransactionStmtKind::TransStmtRollback,
+                ) => {
+                    walk.depth = walk.depth.saturating_sub(1);
+                    tx_ended = true;
+                }
+                _ => {}
+            },
+            NodeEnum::AlterTableStmt(a) => {
+                let table = crate::ast::opt_rv_name(a.relation.as_ref());
+                for cmd in &a.cmds {
+                    if let Some(NodeEnum::AlterTableCmd(cmd)) = cmd.node.as_ref() {
+                        if let Some(NodeEnum::Constraint(c)) =
+                            cmd.def.as_ref().and_then(|d| d.node.as_ref())
+                        {
+                            if c.skip_validation {
+                                walk.not_valid.push((table.clone(), c.conname.clone()));
+                            }
+                        }
+                    }
+                }
+            }
+            NodeEnum::AlterEnumStmt(e) if e.old_val.is_empty() => {
+                walk.enum_added
+                    .push((crate::ast::list_name(&e.type_name), e.new_val.clone()));
+            }
+            _ => {}
+        }
+        if tx_ended {
+            walk.not_valid.clear();
+            walk.enum_added.clear();
+        }
+        self.schema.apply(node);
+    }
+}
+
+/// Sections larger than this are parsed statement by statement, in parallel.
+const STREAM_THRESHOLD: usize = 1 << 20;
+
+/// State of the walk through one section.
+struct Walk {
+    enabled: Vec<&'static Rule>,
+    section_has_ddl: bool,
+    starts: Vec<usize>,
+    depth: u32,
+    not_valid: Vec<(String, String)>,
+    enum_added: Vec<(String, String)>,
+    last_begin: usize,
+    out: Hits,
+    saw_contract: bool,
+    errors: usize,
+}
+
+fn error_text(e: pg_query::Error) -> String {
+    match e {
+        pg_query::Error::Parse(m) => m,
+        pg_query::Error::Conversion(_) => "the SQL contains a NUL byte".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether a statement's first keyword makes it DDL (used where the section is not
+/// parsed as a whole).
+fn starts_with_ddl_keyword(piece: &str) -> bool {
+    let start = skip_trivia(piece, 0);
+    let word: String = piece[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    matches!(
+        word.as_str(),
+        "CREATE"
+            | "ALTER"
+            | "DROP"
+            | "TRUNCATE"
+            | "REINDEX"
+            | "CLUSTER"
+            | "REFRESH"
+            | "IMPORT"
+            | "SECURITY"
+    )
+}
+
+/// End of the token (or parenthesised type like `varchar(20)`) starting at `at`.
+fn token_end(text: &str, at: usize) -> usize {
+    let mut depth = 0i32;
+    for (i, c) in text[at.min(text.len())..].char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' if depth > 0 => depth -= 1,
+            ')' | ',' | ';' => return at + i,
+            c if c.is_whitespace() && depth == 0 => return at + i,
+            '\n' => return at + i,
+            _ => {}
+        }
+    }
+    text.len()
+}
+
+fn statement_end(text: &str, at: usize) -> usize {
+    let rest = &text[at.min(text.len())..];
+    match rest.find(';') {
+        Some(i) => at + i + 1,
+        None => at + rest.trim_end().len(),
+    }
+}
+
+/// Whether an object type is a relation-like object whose drop loses data.
+#[allow(dead_code)]
+pub(crate) fn holds_data(kind: ObjectType) -> bool {
+    matches!(
+        kind,
+        ObjectType::ObjectTable | ObjectType::ObjectMatview | ObjectType::ObjectSchema
+    )
+}
+
+/// Lints one file on its own, against an empty schema.
+///
+/// ```
+/// use capstan_lint::{lint, Config, Input};
+/// let findings = lint(
+///     Input { file: "0002_idx.sql", source: "CREATE INDEX users_email ON users (email);" },
+///     &Config::default(),
+/// );
+/// assert_eq!(findings[0].rule, "require-concurrent-index-creation");
+/// assert_eq!((findings[0].line, findings[0].column), (1, 1));
+/// ```
+pub fn lint(input: Input<'_>, config: &Config) -> Vec<Finding> {
+    Linter::new(config.clone()).lint(input)
+}
+
+/// Whether any finding is at or above `level`.
+pub fn fails(findings: &[Finding], level: Severity) -> bool {
+    findings.iter().any(|f| f.severity >= level)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A section above the streaming threshold gives the same findings, at the same
+    /// positions, as small sections do.
+    #[test]
+    fn large_sections_stream_with_the_same_findings() {
+        let mut sql = String::from("CREATE TABLE users (id bigint, email text);\n");
+        let mut n = 0;
+        while sql.len() < STREAM_THRESHOLD + 1000 {
+            sql.push_str(&format!(
+                "INSERT INTO users (id, email) VALUES ({n}, 'u{n}@example.com; not a split');\n"
+            ));
+            n += 1;
+        }
+        sql.push_str("CREATE TABEL oops (a int);\n");
+        sql.push_str("CREATE INDEX users_email_idx ON users (email);\n");
+        sql.push_str(
+            "ALTER TABLE users RENAME TO accounts;\nCREATE VIEW users AS SELECT * FROM accounts;\n",
+        );
+        assert!(sql.len() > STREAM_THRESHOLD);
+        let mut linter = Linter::new(Config::default());
+        linter.replay(Input {
+            file: "0001.sql",
+            source: "CREATE TABLE users (id bigint, email text);",
+        });
+        let f = linter.lint(Input {
+            file: "0002.sql",
+            source: &sql[sql.find('\n').unwrap() + 1..],
+        });
+        let got: Vec<(&str, usize)> = f.iter().map(|f| (f.rule.as_str(), f.line)).collect();
+        let lines = n + 1;
+        assert_eq!(
+            got,
+            vec![
+                ("syntax-error", lines),
+                ("require-concurrent-index-creation", lines + 1)
+            ],
+            "{f:#?}"
+        );
+        assert_eq!(f[0].column, 8);
+    }
+
+    #[test]
+    fn line_index_counts_characters() {
+        let idx = LineIndex::new("ab\nçé x\n");
+        assert_eq!(idx.pos(0), (1, 1));
+        assert_eq!(idx.pos(3), (2, 1));
+        assert_eq!(idx.pos(8), (2, 4));
+    }
+}

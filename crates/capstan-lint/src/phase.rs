@@ -1,0 +1,255 @@
+//! Phase classification: is a statement an expand change (the running binary keeps
+//! working), a contract change (something an older binary may still use is removed or
+//! restricted), or neutral (data and maintenance)?
+
+use crate::ast::{object_name, opt_rv_name};
+use crate::engine::{Ctx, Stmt};
+use pg_query::protobuf::{AlterTableType, ConstrType, ObjectType};
+use pg_query::NodeEnum;
+
+/// The class of one statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    Expand,
+    Contract,
+    Neutral,
+}
+
+/// What capstan's archive does with the data a statement drops.
+pub(crate) fn archive_note(kind: &str) -> &'static str {
+    match kind {
+        "column" | "table" | "truncate" => {
+            "capstan archives the dropped data first, so `capstan archive restore` can bring it back"
+        }
+        "schema" => "capstan archives the tables it knows in this schema; objects it cannot see are not archived",
+        "type" => "the archive keeps the values of the columns that used the type as text only",
+        _ => "no table data is lost",
+    }
+}
+
+fn constraint_restricts(c: &pg_query::protobuf::Constraint) -> Option<&'static str> {
+    Some(match ConstrType::try_from(c.contype).ok()? {
+        ConstrType::ConstrCheck => "adds a CHECK constraint (a new write restriction)",
+        ConstrType::ConstrForeign => "adds a FOREIGN KEY (a new write restriction)",
+        ConstrType::ConstrUnique => "adds a UNIQUE constraint (a new write restriction)",
+        ConstrType::ConstrPrimary => "adds a PRIMARY KEY (a new write restriction)",
+        ConstrType::ConstrExclusion => "adds an EXCLUDE constraint (a new write restriction)",
+        ConstrType::ConstrNotnull => "adds a NOT NULL constraint (a new write restriction)",
+        _ => return None,
+    })
+}
+
+/// Classifies a statement, with the reason when it is a contract change.
+pub(crate) fn classify(stmt: &Stmt<'_>, ctx: &Ctx<'_>) -> (Class, String) {
+    use Class::*;
+    let contract = |why: String| (Contract, why);
+    match stmt.node {
+        NodeEnum::DropStmt(d) => {
+            let kind = ObjectType::try_from(d.remove_type).unwrap_or(ObjectType::Undefined);
+            let names: Vec<String> = d.objects.iter().map(object_name).collect();
+            let all_new = names.iter().all(|n| match kind {
+                ObjectType::ObjectTable | ObjectType::ObjectMatview => ctx.is_new(n),
+                ObjectType::ObjectIndex => ctx.schema.indexes.get(n).is_some_and(|i| i.new),
+                ObjectType::ObjectView => ctx.schema.views.get(n).copied().unwrap_or(false),
+                _ => false,
+            });
+            if all_new {
+                return (Neutral, String::new());
+            }
+            if kind == ObjectType::ObjectIndex
+                && names
+                    .iter()
+                    .all(|n| ctx.schema.indexes.get(n).is_some_and(|i| !i.unique))
+            {
+                return (Neutral, String::new());
+            }
+            contract(format!(
+                "drops {} {}",
+                crate::rules::object_kind_name(kind),
+                names.join(", ")
+            ))
+        }
+        NodeEnum::RenameStmt(r) => {
+            let rel = opt_rv_name(r.relation.as_ref());
+            if !rel.is_empty() && ctx.is_new(&rel) {
+                return (Expand, String::new());
+            }
+            let kind = ObjectType::try_from(r.rename_type).unwrap_or(ObjectType::Undefined);
+            if kind == ObjectType::ObjectTable
+                && r.relation.as_ref().is_some_and(|rel| {
+                    crate::rules::renaming_table::view_created_later(ctx.rest_sql, rel)
+                })
+            {
+                // The old name lives on as a view: compatible with the running binary.
+                return (Expand, String::new());
+            }
+            if matches!(
+                kind,
+                ObjectType::ObjectIndex
+                    | ObjectType::ObjectTabconstraint
+                    | ObjectType::ObjectTrigger
+            ) {
+                return (Neutral, String::new());
+            }
+            contract(format!(
+                "renames {} to {}",
+                crate::rules::object_kind_name(kind),
+                r.newname
+            ))
+        }
+        NodeEnum::AlterObjectSchemaStmt(_) => {
+            contract("moves an object to another schema (SET SCHEMA)".into())
+        }
+        NodeEnum::AlterEnumStmt(e) if !e.old_val.is_empty() => contract(format!(
+            "renames enum value '{}' to '{}'",
+            e.old_val, e.new_val
+        )),
+        NodeEnum::TruncateStmt(_) => contract("empties tables (TRUNCATE)".into()),
+        NodeEnum::IndexStmt(i) => {
+            let table = opt_rv_name(i.relation.as_ref());
+            if i.unique && !ctx.is_new(&table) {
+                contract(format!(
+                    "creates a unique index on {table} (a new write restriction)"
+                ))
+            } else {
+                (Expand, String::new())
+            }
+        }
+        NodeEnum::AlterDomainStmt(d) => match d.subtype.as_str() {
+            "C" | "O" => contract("adds a domain constraint (a new write restriction)".into()),
+            "X" => contract("drops a domain constraint".into()),
+            "N" => contract("drops NOT NULL from a domain".into()),
+            _ => (Neutral, String::new()),
+        },
+        NodeEnum::AlterTableStmt(a) => {
+            let table = opt_rv_name(a.relation.as_ref());
+            if ctx.is_new(&table) {
+                return (Expand, String::new());
+            }
+            let mut class = Neutral;
+            for cmd in &a.cmds {
+                let Some(NodeEnum::AlterTableCmd(cmd)) = cmd.node.as_ref() else {
+                    continue;
+                };
+                let def = cmd.def.as_ref().and_then(|d| d.node.as_ref());
+                let why = match AlterTableType::try_from(cmd.subtype)
+                    .unwrap_or(AlterTableType::Undefined)
+                {
+                    AlterTableType::AtDropColumn => {
+                        Some(format!("drops column {table}.{}", cmd.name))
+                    }
+                    AlterTableType::AtAlterColumnType => {
+                        let old = ctx
+                            .schema
+                            .table(&table)
+                            .and_then(|t| t.column(&cmd.name))
+                            .map(|c| &c.ty);
+                        let new = match def {
+                            Some(NodeEnum::ColumnDef(d)) if d.raw_default.is_none() => {
+                                d.type_name.as_ref().map(crate::ast::ColType::of)
+                            }
+                            _ => None,
+                        };
+                        match (old, new) {
+                            (Some(old), Some(new))
+                                if crate::rules::changing_column_type::compatible(old, &new) =>
+                            {
+                                if class == Neutral {
+                                    class = Expand;
+                                }
+                                None
+                            }
+                            _ => Some(format!("changes the type of {table}.{}", cmd.name)),
+                        }
+                    }
+                    AlterTableType::AtSetNotNull => Some(format!(
+                        "sets {table}.{} NOT NULL (a new write restriction)",
+                        cmd.name
+                    )),
+                    AlterTableType::AtDropNotNull => Some(format!(
+                        "drops NOT NULL from {table}.{} (older binaries may not expect NULLs)",
+                        cmd.name
+                    )),
+                    AlterTableType::AtColumnDefault if def.is_none() => Some(format!(
+                        "drops the default of {table}.{} (older binaries may rely on it)",
+                        cmd.name
+                    )),
+                    AlterTableType::AtDropConstraint => {
+                        Some(format!("drops constraint {} on {table}", cmd.name))
+                    }
+                    AlterTableType::AtDetachPartition => {
+                        Some(format!("detaches a partition from {table}"))
+                    }
+                    AlterTableType::AtDropIdentity | AlterTableType::AtDropExpression => {
+                        Some(format!("drops the generation of {table}.{}", cmd.name))
+                    }
+                    AlterTableType::AtAddConstraint => match def {
+                        Some(NodeEnum::Constraint(c)) => {
+                            constraint_restricts(c).map(|w| format!("{w} on {table}"))
+                        }
+                        _ => None,
+                    },
+                    AlterTableType::AtAddColumn => match def {
+                        Some(NodeEnum::ColumnDef(c)) => {
+                            let mut not_null = c.is_not_null;
+                            let mut default = c.raw_default.is_some();
+                            let mut restricts = None;
+                            for k in &c.constraints {
+                                if let Some(NodeEnum::Constraint(k)) = k.node.as_ref() {
+                                    match ConstrType::try_from(k.contype) {
+                                        Ok(ConstrType::ConstrNotnull) => not_null = true,
+                                        Ok(ConstrType::ConstrDefault | ConstrType::ConstrIdentity | ConstrType::ConstrGenerated) => default = true,
+                                        Ok(ConstrType::ConstrCheck | ConstrType::ConstrUnique | ConstrType::ConstrPrimary | ConstrType::ConstrForeign) => {
+                                            restricts = Some(format!("adds column {table}.{} with a constraint (a new write restriction)", c.colname))
+                                        }
+                                        _ => {}
+                                    }
+                                }
+                            }
+                            if c.type_name.as_ref().is_some_and(|t| {
+                                crate::ast::ColType::of(t).name.ends_with("serial")
+                            }) {
+                                default = true;
+                            }
+                            if not_null && !default {
+                                Some(format!(
+                                    "adds NOT NULL column {table}.{} without a default (older binaries' INSERTs fail)",
+                                    c.colname
+                                ))
+                            } else {
+                                if class == Neutral {
+                                    class = Expand;
+                                }
+                                restricts
+                            }
+                        }
+                        _ => None,
+                    },
+                    AlterTableType::AtColumnDefault => {
+                        if class == Neutral {
+                            class = Expand;
+                        }
+                        None
+                    }
+                    _ => None,
+                };
+                if let Some(why) = why {
+                    return contract(why);
+                }
+            }
+            (class, String::new())
+        }
+        NodeEnum::CreateStmt(_)
+        | NodeEnum::ViewStmt(_)
+        | NodeEnum::CreateEnumStmt(_)
+        | NodeEnum::AlterEnumStmt(_)
+        | NodeEnum::CreateSeqStmt(_)
+        | NodeEnum::CreateExtensionStmt(_)
+        | NodeEnum::CreateSchemaStmt(_)
+        | NodeEnum::CreateDomainStmt(_)
+        | NodeEnum::CreateFunctionStmt(_)
+        | NodeEnum::CompositeTypeStmt(_)
+        | NodeEnum::CreateTableAsStmt(_) => (Expand, String::new()),
+        _ => (Neutral, String::new()),
+    }
+}

@@ -1,0 +1,175 @@
+//! `changing-column-type`: `ALTER COLUMN ... TYPE` that rewrites or rescans the table.
+//!
+//! Schema-aware: the old type comes from the model, so widening a `varchar`, turning
+//! `varchar` into `text`, raising a `numeric` precision and the other binary-coercible
+//! changes Postgres does without a rewrite are not flagged.
+
+use super::{alter_table, subtype, Rule, STD_SETUP};
+use crate::ast::ColType;
+use crate::engine::{Ctx, Hits, Stmt};
+use crate::finding::Severity;
+use pg_query::protobuf::AlterTableType;
+use pg_query::NodeEnum;
+
+pub(crate) static RULE: Rule = Rule {
+    name: "changing-column-type",
+    severity: Severity::Error,
+    summary: "ALTER COLUMN ... TYPE that rewrites the table (or rescans it)",
+    lock: "ACCESS EXCLUSIVE on the table for the rewrite of the table and all its indexes: blocks every read and write",
+    why: "Most type changes rewrite the whole table and rebuild every index under an ACCESS EXCLUSIVE lock, and \
+the running binary may not understand the new type either. Postgres skips the rewrite only for \
+binary-compatible changes: varchar(n) to a larger varchar(m), varchar to text, text to unlimited varchar, a \
+larger numeric precision with the same scale, a larger timestamp/time/interval precision, cidr to inet. \
+Shrinking a limit (or adding one) needs no rewrite but scans every row under the same lock. Instead add a new \
+column of the new type, keep both written, backfill in batches, switch reads, and drop the old column in a \
+contract migration.",
+    help: "add a new column of the new type, backfill it in batches, switch the application, then drop the old one in a contract migration",
+    setup: STD_SETUP,
+    bad: "-- capstan:phase contract\n-- capstan:up\nALTER TABLE users ALTER COLUMN age TYPE bigint;\n",
+    safe: "-- capstan:up\n-- Step 1 (expand): a column of the new type, written by the new binary alongside `age`.\nALTER TABLE users ADD COLUMN age_big bigint;\n-- Step 2: backfill in batches from a job, e.g.\n-- UPDATE users SET age_big = age WHERE id BETWEEN 1 AND 10000 AND age_big IS NULL;\n-- Step 3 (contract, once no binary reads `age`): drop `age`.\n",
+    up_only: false,
+    check,
+};
+
+enum Verdict {
+    Free,
+    Scan,
+    Rewrite,
+}
+
+/// Whether changing a column from `old` to `new` needs neither a rewrite nor a scan
+/// (and so keeps every value, and the running binary, working).
+pub(crate) fn compatible(old: &ColType, new: &ColType) -> bool {
+    matches!(verdict(old, new), Verdict::Free)
+}
+
+fn verdict(old: &ColType, new: &ColType) -> Verdict {
+    use Verdict::*;
+    if old == new {
+        return Free;
+    }
+    if old.array != new.array {
+        return Rewrite;
+    }
+    let limit = |t: &ColType| t.mods.first().copied();
+    match (old.name.as_str(), new.name.as_str()) {
+        ("varchar", "varchar") | ("varbit", "varbit") => match (limit(old), limit(new)) {
+            (_, None) => Free,
+            (Some(a), Some(b)) if b >= a => Free,
+            _ => Scan,
+        },
+        ("varchar", "text") | ("text", "text") | ("cidr", "inet") => Free,
+        ("text", "varchar") => {
+            if limit(new).is_none() {
+                Free
+            } else {
+                Scan
+            }
+        }
+        ("numeric", "numeric") => match (old.mods.as_slice(), new.mods.as_slice()) {
+            (_, []) => Free,
+            ([p1], [p2]) if p2 >= p1 => Free,
+            ([p1, s1], [p2, s2]) if s1 == s2 && p2 >= p1 => Free,
+            ([p1], [p2, 0]) if p2 >= p1 => Free,
+            _ => Rewrite,
+        },
+        (a, b) if a == b && matches!(a, "timestamp" | "timestamptz" | "time" | "timetz" | "interval") => {
+            match (limit(old), limit(new)) {
+                (_, None) => Free,
+                (Some(x), Some(y)) if y >= x => Free,
+                _ => Rewrite,
+            }
+        }
+        _ => Rewrite,
+    }
+}
+
+fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
+    let Some((table, _, cmds)) = alter_table(stmt) else {
+        return;
+    };
+    if ctx.is_new(&table) {
+        return;
+    }
+    for cmd in cmds {
+        if subtype(cmd) != AlterTableType::AtAlterColumnType {
+            continue;
+        }
+        let Some(NodeEnum::ColumnDef(def)) = cmd.def.as_ref().and_then(|d| d.node.as_ref()) else {
+            continue;
+        };
+        let Some(new) = def.type_name.as_ref().map(ColType::of) else {
+            continue;
+        };
+        let col = &cmd.name;
+        let at = stmt.at(def.location);
+        let old = ctx.schema.table(&table).and_then(|t| t.column(col)).map(|c| c.ty.clone());
+        if def.raw_default.is_some() {
+            out.push(
+                &RULE,
+                at,
+                format!("changing {table}.{col} to {} with USING rewrites the whole table under an ACCESS EXCLUSIVE lock", new.display()),
+            );
+            continue;
+        }
+        match old {
+            None => out.push(
+                &RULE,
+                at,
+                format!(
+                    "changing {table}.{col} to {} rewrites the table under an ACCESS EXCLUSIVE lock unless the change is binary-compatible, and capstan cannot see the column's current type (lint the whole migration directory, or use --schema-from)",
+                    new.display()
+                ),
+            ),
+            Some(old) => match verdict(&old, &new) {
+                Verdict::Free => {}
+                Verdict::Scan => out.push(
+                    &RULE,
+                    at,
+                    format!(
+                        "changing {table}.{col} from {} to {} scans every row under an ACCESS EXCLUSIVE lock (and fails if a value does not fit)",
+                        old.display(),
+                        new.display()
+                    ),
+                ),
+                Verdict::Rewrite => out.push(
+                    &RULE,
+                    at,
+                    format!(
+                        "changing {table}.{col} from {} to {} rewrites the whole table and its indexes under an ACCESS EXCLUSIVE lock",
+                        old.display(),
+                        new.display()
+                    ),
+                ),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RULE;
+    use crate::rules::testing::check;
+
+    #[test]
+    fn cases() {
+        insta::assert_snapshot!(check(
+            &RULE,
+            &[
+                "ALTER TABLE users ALTER COLUMN name TYPE varchar(10);",
+                "ALTER TABLE orders ALTER COLUMN total TYPE numeric(12,4);",
+                "ALTER TABLE users ALTER COLUMN email TYPE citext;",
+                "ALTER TABLE users ALTER COLUMN age TYPE text USING age::text;",
+                "ALTER TABLE legacy ALTER COLUMN a TYPE bigint;",
+                "ALTER TABLE users ALTER COLUMN created_at TYPE timestamp;",
+            ],
+            &[
+                "ALTER TABLE users ALTER COLUMN name TYPE varchar(50);",
+                "ALTER TABLE users ALTER COLUMN name TYPE text;",
+                "ALTER TABLE orders ALTER COLUMN total TYPE numeric(14,2);",
+                "ALTER TABLE orders ALTER COLUMN total TYPE numeric;",
+                "CREATE TABLE t (a int);\nALTER TABLE t ALTER COLUMN a TYPE bigint;",
+            ],
+        ));
+    }
+}

@@ -1,0 +1,88 @@
+//! `dropping-object`: dropping a schema, view, function, type, sequence, domain,
+//! extension, trigger or other object outside a contract migration.
+
+use super::{object_kind_name, Rule};
+use crate::ast::object_name;
+use crate::engine::{Ctx, Hits, Stmt};
+use crate::finding::Severity;
+use crate::phase::archive_note;
+use crate::source::Phase;
+use pg_query::protobuf::ObjectType;
+use pg_query::NodeEnum;
+
+pub(crate) static RULE: Rule = Rule {
+    name: "dropping-object",
+    severity: Severity::Error,
+    summary: "DROP SCHEMA/VIEW/FUNCTION/TYPE/SEQUENCE/DOMAIN/EXTENSION/TRIGGER/... in an expand migration",
+    lock: "ACCESS EXCLUSIVE on the object (a DROP TRIGGER also locks its table), waiting for running queries that use it",
+    why: "The running binary may still call the function, select from the view, cast to the type or rely on the \
+trigger; it breaks the moment the drop commits (and CASCADE may remove more than the statement names). Stop \
+using the object first, then drop it in a `-- capstan:phase contract` migration, which capstan applies only once \
+every running instance embeds it. DROP SCHEMA ... CASCADE also drops tables: capstan archives the tables it \
+knows before dropping them. Tables and indexes have their own rules.",
+    help: "stop using it, then drop it in a `-- capstan:phase contract` migration",
+    setup: "CREATE VIEW active_users AS SELECT 1 AS id;\nCREATE FUNCTION add_one(i int) RETURNS int LANGUAGE sql AS 'SELECT i + 1';\n",
+    bad: "DROP VIEW active_users;\n",
+    safe: "-- capstan:phase contract\n-- capstan:up\nDROP VIEW IF EXISTS active_users;\n",
+    up_only: true,
+    check,
+};
+
+fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
+    if ctx.phase == Phase::Contract {
+        return;
+    }
+    let NodeEnum::DropStmt(d) = stmt.node else {
+        return;
+    };
+    let kind = ObjectType::try_from(d.remove_type).unwrap_or(ObjectType::Undefined);
+    // Tables, indexes and constraints have their own rules.
+    if matches!(kind, ObjectType::ObjectTable | ObjectType::ObjectIndex | ObjectType::ObjectTabconstraint) {
+        return;
+    }
+    for obj in &d.objects {
+        let name = object_name(obj);
+        let new = match kind {
+            ObjectType::ObjectView => ctx.schema.views.get(&name).copied().unwrap_or(false),
+            ObjectType::ObjectMatview => ctx.is_new(&name),
+            _ => false,
+        };
+        if new {
+            continue;
+        }
+        let what = object_kind_name(kind);
+        let note = if kind == ObjectType::ObjectSchema { archive_note("schema") } else { archive_note("") };
+        out.push(
+            &RULE,
+            stmt.start,
+            format!("dropping {what} {name} breaks the running binary if it still uses it; drop it in a contract migration ({note})"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RULE;
+    use crate::rules::testing::check;
+
+    #[test]
+    fn cases() {
+        insta::assert_snapshot!(check(
+            &RULE,
+            &[
+                "DROP FUNCTION add_one(int);",
+                "DROP SCHEMA reporting CASCADE;",
+                "DROP TYPE mood;",
+                "DROP SEQUENCE IF EXISTS s;",
+                "DROP EXTENSION pg_trgm;",
+                "DROP TRIGGER t ON users;",
+                "DROP DOMAIN email_address;",
+            ],
+            &[
+                "CREATE VIEW v AS SELECT 1;\nDROP VIEW v;",
+                "-- capstan:phase contract\n-- capstan:up\nDROP FUNCTION add_one(int);",
+                "DROP INDEX CONCURRENTLY IF EXISTS i;",
+            ],
+        ));
+    }
+}

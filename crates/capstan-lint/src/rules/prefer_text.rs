@@ -1,0 +1,55 @@
+//! `prefer-text`: a `varchar(n)` or `char(n)` column.
+
+use super::{declared_columns, Rule};
+use crate::engine::{Ctx, Hits, Stmt};
+use crate::finding::Severity;
+
+pub(crate) static RULE: Rule = Rule {
+    name: "prefer-text",
+    severity: Severity::Warning,
+    summary: "a column of type varchar(n) or char(n)",
+    lock: "",
+    why: "In Postgres, varchar(n) is text with a length check and no performance benefit; lowering the limit \
+later scans the table under an ACCESS EXCLUSIVE lock, and the limit usually encodes a business rule better \
+expressed (and changed online) as a CHECK constraint. char(n) pads with spaces, which surprises comparisons and \
+wastes space. Use text, with a CHECK (length(col) <= n) where a limit matters.",
+    help: "use text, with a CHECK (length(col) <= n) constraint if a limit matters",
+    setup: "",
+    bad: "CREATE TABLE users (id bigint, email varchar(255));\n",
+    safe: "CREATE TABLE users (id bigint, email text CHECK (length(email) <= 255));\n",
+    up_only: true,
+    check,
+};
+
+fn check(stmt: &Stmt<'_>, _ctx: &Ctx<'_>, out: &mut Hits) {
+    for (table, colname, def) in declared_columns(stmt) {
+        let Some(tn) = def.type_name.as_ref() else {
+            continue;
+        };
+        let ty = crate::ast::ColType::of(tn);
+        let flagged = match ty.name.as_str() {
+            "varchar" => !ty.mods.is_empty(),
+            "bpchar" => true,
+            _ => false,
+        };
+        if flagged {
+            let col = format!(".{colname}");
+            out.push(&RULE, stmt.at(tn.location), format!("{table}{col} is {}: prefer text (with a CHECK on its length if needed)", ty.display().replace("bpchar", "char")));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RULE;
+    use crate::rules::testing::check;
+
+    #[test]
+    fn cases() {
+        insta::assert_snapshot!(check(
+            &RULE,
+            &["CREATE TABLE t (a varchar(10));", "CREATE TABLE t (a char(2));", "CREATE TABLE t (a text);\nALTER TABLE t ADD COLUMN b character varying(40);"],
+            &["CREATE TABLE t (a text);", "CREATE TABLE t (a varchar);", "CREATE TABLE t (a citext);"],
+        ));
+    }
+}

@@ -1,0 +1,53 @@
+//! `prefer-timestamptz`: a `timestamp` (without time zone) column.
+
+use super::{declared_columns, Rule};
+use crate::engine::{Ctx, Hits, Stmt};
+use crate::finding::Severity;
+
+pub(crate) static RULE: Rule = Rule {
+    name: "prefer-timestamptz",
+    severity: Severity::Warning,
+    summary: "a column of type timestamp (without time zone)",
+    lock: "",
+    why: "`timestamp` stores a wall-clock reading with no zone: the same value means different instants to \
+clients in different zones, and comparisons with now() depend on the session's TimeZone. `timestamptz` stores \
+an instant (in UTC) and converts on output, which is what almost every application means. Converting later \
+rewrites the table (unless the session time zone is UTC, on Postgres 12+).",
+    help: "use timestamptz",
+    setup: "",
+    bad: "CREATE TABLE events (id bigint, happened_at timestamp);\n",
+    safe: "CREATE TABLE events (id bigint, happened_at timestamptz);\n",
+    up_only: true,
+    check,
+};
+
+fn check(stmt: &Stmt<'_>, _ctx: &Ctx<'_>, out: &mut Hits) {
+    for (table, colname, def) in declared_columns(stmt) {
+        let Some(tn) = def.type_name.as_ref() else {
+            continue;
+        };
+        if crate::ast::ColType::of(tn).name == "timestamp" {
+            let col = format!(".{colname}");
+            out.push(&RULE, stmt.at(tn.location), format!("{table}{col} is timestamp without time zone: prefer timestamptz"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RULE;
+    use crate::rules::testing::check;
+
+    #[test]
+    fn cases() {
+        insta::assert_snapshot!(check(
+            &RULE,
+            &[
+                "CREATE TABLE t (at timestamp(3));",
+                "CREATE TABLE t (at timestamp without time zone);",
+                "CREATE TABLE t (at timestamptz);\nALTER TABLE t ALTER COLUMN at TYPE timestamp;",
+            ],
+            &["CREATE TABLE t (at timestamptz);", "CREATE TABLE t (at timestamp with time zone);", "CREATE TABLE t (d date);"],
+        ));
+    }
+}
