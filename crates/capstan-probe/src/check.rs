@@ -52,6 +52,28 @@ impl Observation {
 /// A check should do the cheapest thing that proves the dependency answers (for a
 /// database, `SELECT 1` on a pooled connection): it runs every
 /// [`interval`](CheckConfig::interval), whatever the probe traffic.
+///
+/// For a one-off closure, [`check_fn`] is shorter. A type implements it with the
+/// re-exported [`async_trait`](crate::async_trait) attribute:
+///
+/// ```
+/// use capstan_probe::{async_trait, Check, Observation};
+///
+/// struct Pool; // the application's connection pool
+/// impl Pool {
+///     async fn ping(&self) -> Result<u32, std::io::Error> { Ok(4) }
+/// }
+///
+/// struct Database(Pool);
+///
+/// #[async_trait]
+/// impl Check for Database {
+///     async fn check(&self) -> Result<Observation, String> {
+///         let open = self.0.ping().await.map_err(|e| e.to_string())?;
+///         Ok(Observation::value(f64::from(open), "connections"))
+///     }
+/// }
+/// ```
 #[async_trait]
 pub trait Check: Send + Sync + 'static {
     /// Runs the check once.

@@ -109,7 +109,7 @@ impl Health {
         }
     }
 
-    /// The answer for a request path (`/livez`, `/readyz`, `/startupz`, and
+    /// The answer for a request path, without its query (`/livez`, `/readyz`, `/startupz`, and
     /// `/metrics` with [`Details::Full`]), or `None` for any other path: the whole
     /// routing a plain hyper service needs.
     pub fn respond(&self, path: &str, details: Details) -> Option<ProbeResponse> {

@@ -65,6 +65,11 @@
 //! }
 //! ```
 //!
+//! To keep check outputs off the public listener, serve the public router with
+//! [`Details::Status`] through [`serve`], and spawn a second, internal listener with
+//! `axum::serve(internal, health.router(Details::Full))`: it serves until the process
+//! exits, through the drain.
+//!
 //! Without axum, send [`Health::respond`]'s answer from any server:
 //!
 //! ```
