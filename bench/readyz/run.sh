@@ -229,8 +229,9 @@ if [[ $part == all ]]; then
     section "the hung dependency"
     # A listener that never accepts, its one-slot accept queue filled by a
     # connection of its own: the kernel then drops every further SYN, so a TCP
-    # connect to it hangs (on loopback nothing else makes a connect hang; a
-    # listener that accepts and stays silent would let a connect-only check pass).
+    # connect to it hangs until the client gives up. (A listener that accepts
+    # and stays silent would let a connect-only check pass at once.) It exits
+    # by itself after an hour if this script is killed before its cleanup.
     python3 -u - >"$tmp/hung.port" 2>"$tmp/hung.log" <<'EOF' &
 import socket, time
 listener = socket.socket()
@@ -247,7 +248,7 @@ for _ in range(3):
         pass
     fillers.append(s)
 print(port)
-time.sleep(3 * 3600)
+time.sleep(3600)
 EOF
     started_pids+=($!)
     for _ in $(seq 1 50); do
