@@ -20,6 +20,8 @@ enum Command {
     Gate(capstan_migrate::cli::GateArgs),
     /// List the instances in the fleet registry: live, departed, expired.
     Fleet(capstan_migrate::cli::FleetArgs),
+    /// Lint migrations: locks, rewrites and breaking changes, before review.
+    Lint(capstan_lint::cli::LintArgs),
     /// Query a health endpoint for exec probes: exit 0 for pass/warn, 1 for fail or no answer.
     Probe(capstan_probe::ProbeArgs),
 }
@@ -34,6 +36,11 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    // The linter is synchronous (it starts its own runtime for --schema-from).
+    if let Command::Lint(args) = &cli.command {
+        let code = capstan_lint::cli::run(args, &mut std::io::stdout(), &mut std::io::stderr());
+        std::process::exit(code);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -49,6 +56,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Fleet(args) => capstan_migrate::cli::run_fleet(args).await,
             Command::Probe(args) => capstan_probe::run_probe(args).await,
+            Command::Lint(_) => unreachable!("handled before the runtime starts"),
         }
     });
     std::process::exit(code);
