@@ -592,7 +592,7 @@ impl Driver for PgDriver {
                     sql.push_str(&format!(
                         "INSERT INTO capstan.migrations (version, name, checksum, phase, state, no_transaction, applied_by, binary_version, duration_ms) \
                          VALUES ({v}, {n}, {c}, {p}, 'applied', {nt}, {by}, {bin}, 0) \
-                         ON CONFLICT (version) DO UPDATE SET state = 'applied', error = NULL;\n\
+                         ON CONFLICT (version) DO UPDATE SET state = 'applied', error = NULL, checksum = EXCLUDED.checksum;\n\
                          INSERT INTO capstan.log (version, name, action, applied_by, binary_version) VALUES ({v}, {n}, {a}, {by}, {bin});\n",
                         v = m.version,
                         n = lit(&m.name),

@@ -172,9 +172,25 @@ impl SqliteDriver {
     fn run_statements(&self, job: &Job<'_>) -> Result<(), ExecFailure> {
         for (i, stmt) in job.statements.iter().enumerate().skip(job.resume_from) {
             let text = &job.section.sql[stmt.range.clone()];
-            self.conn.execute_batch(text).map_err(|e| {
+            // statement_timeout: SQLite has none, so interrupt from the progress handler.
+            if !job.statement_timeout.is_zero() {
+                let deadline = Instant::now() + job.statement_timeout;
+                self.conn
+                    .progress_handler(1000, Some(move || Instant::now() > deadline));
+            }
+            let result = self.conn.execute_batch(text);
+            if !job.statement_timeout.is_zero() {
+                self.conn.progress_handler(0, None::<fn() -> bool>);
+            }
+            result.map_err(|e| {
                 let mut f = failure(&e, Some(i));
                 f.line_offset = f.line_offset.map(|l| l + stmt.line_offset);
+                if f.kind == FailureKind::StatementTimeout {
+                    f.message = format!(
+                        "canceling statement due to statement timeout ({} ms)",
+                        job.statement_timeout.as_millis()
+                    );
+                }
                 f
             })?;
         }
@@ -439,7 +455,7 @@ impl Driver for SqliteDriver {
                         &format!(
                             "INSERT INTO capstan_migrations (version, name, checksum, phase, state, no_transaction, applied_at, applied_by, binary_version, duration_ms) \
                              VALUES (?1, ?2, ?3, ?4, 'applied', ?5, {NOW}, ?6, ?7, 0) \
-                             ON CONFLICT (version) DO UPDATE SET state = 'applied', error = NULL"
+                             ON CONFLICT (version) DO UPDATE SET state = 'applied', error = NULL, checksum = excluded.checksum"
                         ),
                         params![
                             m.version as i64,

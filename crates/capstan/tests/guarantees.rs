@@ -900,7 +900,6 @@ fn statement_timeout_flag_and_directive_cancel_a_slow_migration_postgres() {
 const SQLITE_SLOW: &str = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5000000) SELECT count(*) FROM c;";
 
 #[test]
-#[ignore = "bug: SQLite ignores statement_timeout — `--statement-timeout 100ms` (and the `-- capstan:statement-timeout` directive) never interrupt a long statement; the SQLite driver installs no progress handler / interrupt, so the migration runs to completion and exits 0"]
 fn statement_timeout_cancels_a_slow_migration_sqlite() {
     let p = Project::new(Backend::Sqlite);
     p.add(
