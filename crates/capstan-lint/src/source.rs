@@ -132,7 +132,9 @@ pub(crate) fn split(text: &str) -> MigrationSource {
                     down_at = Some((line_start, offset));
                 }
             }
-            "phase" | "no-transaction" | "lock-timeout" if !in_header || down_at.is_some() => {
+            "phase" | "no-transaction" | "lock-timeout" | "statement-timeout"
+                if !in_header || down_at.is_some() =>
+            {
                 src.problems.push(problem(format!(
                     "`-- capstan:{name}` must come before `-- capstan:up`"
                 )));
@@ -159,10 +161,18 @@ pub(crate) fn split(text: &str) -> MigrationSource {
                     arg.unwrap_or("")
                 ))),
             },
+            "statement-timeout" => {
+                if arg.and_then(parse_duration).is_none() {
+                    src.problems.push(problem(format!(
+                        "`-- capstan:statement-timeout` needs a duration like `5m` or `30s`, not `{}`",
+                        arg.unwrap_or("")
+                    )));
+                }
+            }
             // Suppression comments are read by the suppression module.
             "ignore" | "lint-ignore" | "ignore-file" => {}
             other => src.problems.push(problem(format!(
-                "unknown directive `-- capstan:{other}` (known: phase, no-transaction, lock-timeout, up, down, ignore)"
+                "unknown directive `-- capstan:{other}` (known: phase, no-transaction, lock-timeout, statement-timeout, up, down, ignore)"
             ))),
         }
     }

@@ -434,13 +434,15 @@ pub fn parse_migration(path: &Path, bytes: &[u8]) -> Result<Migration, SourceErr
                     ));
                 }
             }
+            // Read by `capstan lint` (suppressions).
+            "ignore" | "ignore-file" => {}
             other if other.starts_with("lint-") => {}
             other => {
                 return Err(SourceError::directive(
                     path,
                     line_no,
                     format!(
-                        "unknown directive `-- capstan:{other}`; known: up, down, phase, no-transaction, lock-timeout, statement-timeout"
+                        "unknown directive `-- capstan:{other}`; known: up, down, phase, no-transaction, lock-timeout, statement-timeout, ignore"
                     ),
                 ));
             }
