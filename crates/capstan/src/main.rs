@@ -24,6 +24,8 @@ enum Command {
     Lint(capstan_lint::cli::LintArgs),
     /// Query a health endpoint for exec probes: exit 0 for pass/warn, 1 for fail or no answer.
     Probe(capstan_probe::ProbeArgs),
+    /// Rehearse a deploy: old and new binaries against every schema step, forward and back.
+    Rehearse(capstan_rehearse::cli::RehearseArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,6 +58,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Fleet(args) => capstan_migrate::cli::run_fleet(args).await,
             Command::Probe(args) => capstan_probe::run_probe(args).await,
+            Command::Rehearse(args) => capstan_rehearse::cli::run(args).await,
             Command::Lint(_) => unreachable!("handled before the runtime starts"),
         }
     });

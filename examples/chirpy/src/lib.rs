@@ -19,6 +19,17 @@
 //! (default `5s`), `CHIRPY_FLEET_HEARTBEAT` (default `10s`),
 //! `CHIRPY_DB_CHECK_INTERVAL` (default `1s`), `CHIRPY_SHARED_DEP` (optional
 //! `host:port` of a shared dependency, checked by TCP connect).
+//!
+//! Development and rehearsal overrides (never set them in production):
+//!
+//! - `CHIRPY_MIGRATIONS_DIR=DIR`: use the migration set read from `DIR`
+//!   (validated with its `capstan.sum`) instead of the embedded one, for the
+//!   gate, the fleet registry and `chirpy-vN migrate`. `capstan rehearse` sets
+//!   it for a release whose migrations come from a directory, so the binary
+//!   and the schema it is rehearsed on agree. A bad directory exits 3.
+//! - `CHIRPY_FAULT=skip-name-write`: a deliberate bug for rehearsal fixtures:
+//!   2.0.0 writes an empty `users.name` (only `handle` gets the name), so a
+//!   1.0.0 instance rolled back onto the same data reads empty names.
 
 pub mod store;
 
@@ -80,10 +91,34 @@ impl Release {
         &MIGRATIONS[..n]
     }
 
-    /// The embedded set, parsed.
+    /// The migration set this binary runs with: the `CHIRPY_MIGRATIONS_DIR`
+    /// override when [`main`] loaded one, otherwise the embedded set.
     pub fn set(self) -> MigrationSet {
+        if let Some(set) = MIGRATIONS_OVERRIDE.get() {
+            return set.clone();
+        }
         MigrationSet::from_embedded(self.migrations())
             .expect("embedded migrations were validated at build time")
+    }
+}
+
+/// The set read from `CHIRPY_MIGRATIONS_DIR`, loaded once by [`main`].
+static MIGRATIONS_OVERRIDE: std::sync::OnceLock<MigrationSet> = std::sync::OnceLock::new();
+
+/// A deliberate bug switched on by `CHIRPY_FAULT`, for rehearsal fixtures only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `skip-name-write`: 2.0.0 writes an empty `users.name`.
+    SkipNameWrite,
+}
+
+impl Fault {
+    /// The fault named by `CHIRPY_FAULT`, if any.
+    pub fn from_env() -> Option<Fault> {
+        match std::env::var("CHIRPY_FAULT").as_deref() {
+            Ok("skip-name-write") => Some(Fault::SkipNameWrite),
+            _ => None,
+        }
     }
 }
 
@@ -124,6 +159,9 @@ impl IntoResponse for ApiError {
             StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             StoreError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
+        if status.is_server_error() {
+            tracing::warn!(error = %self.0, "request failed");
+        }
         (
             status,
             Json(serde_json::json!({"error": self.0.to_string()})),
@@ -217,8 +255,24 @@ pub fn main(release: Release) {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    let dir = std::env::var_os("CHIRPY_MIGRATIONS_DIR").map(std::path::PathBuf::from);
+    if let Some(dir) = &dir {
+        match MigrationSet::from_dir(dir) {
+            Ok(set) => {
+                let _ = MIGRATIONS_OVERRIDE.set(set);
+            }
+            Err(e) => {
+                eprintln!("{}: CHIRPY_MIGRATIONS_DIR: {e}", release.binary());
+                std::process::exit(capstan_migrate::cli::EXIT_BAD_INPUT);
+            }
+        }
+    }
     let code = runtime.block_on(async move {
         match cli {
+            Cli::Migrate(mut args) if dir.is_some() => {
+                args.conn.dir = dir;
+                capstan_migrate::cli::run(args, MigrationSource::Dir).await
+            }
             Cli::Migrate(args) => {
                 capstan_migrate::cli::run(
                     args,

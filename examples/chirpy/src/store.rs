@@ -84,10 +84,9 @@ impl PgStore {
 }
 
 fn pg_err(e: tokio_postgres::Error) -> StoreError {
-    if e.is_closed() || e.as_db_error().is_none() {
-        StoreError::Unavailable(e.to_string())
-    } else {
-        StoreError::Db(e.to_string())
+    match e.as_db_error() {
+        Some(db) if !e.is_closed() => StoreError::Db(db.message().to_string()),
+        _ => StoreError::Unavailable(e.to_string()),
     }
 }
 
@@ -145,6 +144,9 @@ impl Store {
         let id = new_id();
         let sql = match release {
             Release::V1 => "INSERT INTO users (id, name) VALUES ($1, $2)",
+            Release::V2 if crate::Fault::from_env() == Some(crate::Fault::SkipNameWrite) => {
+                "INSERT INTO users (id, name, handle) VALUES ($1, '', $2)"
+            }
             Release::V2 => "INSERT INTO users (id, name, handle) VALUES ($1, $2, $2)",
             Release::V3 => "INSERT INTO users (id, handle) VALUES ($1, $2)",
         };

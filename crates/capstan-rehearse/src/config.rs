@@ -1,0 +1,366 @@
+//! `rehearse.toml`: the releases, in deploy order, and how to run each one.
+//!
+//! ```toml
+//! seed = "seed.sql"                       # optional, loaded once N's schema exists
+//! smoke = "smoke.toml"                    # default smoke test of every release
+//! env = { CHIRPY_DRAIN = "0s" }           # default environment of every release
+//! ready_timeout = "30s"
+//!
+//! [[release]]
+//! name = "1.0.0"
+//! migrations = "embedded"                 # or a directory, relative to this file
+//! command = ["chirpy-v1"]                 # PATH lookup; `./x` is relative to this file
+//! env = { CHIRPY_ADDR = "127.0.0.1:${PORT}" }
+//! ready = "/readyz"
+//! ```
+//!
+//! Relative paths are relative to the file. `${NAME}` in `command`, `env` and
+//! `ready` expands to a built-in (`PORT`, `DATABASE_URL`, `MIGRATIONS_DIR`,
+//! `REHEARSE_DIR`) or, failing that, to the environment of `capstan rehearse`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::smoke::SmokeFile;
+use crate::Error;
+
+/// The built-in `${…}` variables.
+pub const BUILTINS: &[&str] = &["PORT", "DATABASE_URL", "MIGRATIONS_DIR", "REHEARSE_DIR"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    database: Option<String>,
+    seed: Option<PathBuf>,
+    smoke: Option<SmokeSpec>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    ready_timeout: Option<String>,
+    #[serde(default, rename = "release")]
+    releases: Vec<ReleaseFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseFile {
+    name: String,
+    migrations: String,
+    command: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    port: Option<u16>,
+    ready: Option<String>,
+    smoke: Option<SmokeSpec>,
+    seed: Option<PathBuf>,
+    database_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum SmokeSpec {
+    File(PathBuf),
+    Table(SmokeTable),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SmokeTable {
+    requests: Option<PathBuf>,
+    command: Option<Vec<String>>,
+}
+
+/// A rehearsal plan: releases in deploy order.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The directory of `rehearse.toml`; relative paths start here.
+    pub base_dir: PathBuf,
+    /// The releases, oldest first.
+    pub releases: Vec<Release>,
+    /// The database (`postgres://…` server to create scratch databases on, or
+    /// `sqlite`), unless the command line names one.
+    pub database: Option<String>,
+    /// How long a binary may take to become ready.
+    pub ready_timeout: Duration,
+}
+
+/// Where a release's migrations come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Migrations {
+    /// The binary's own embedded set, through its `migrate` subcommand.
+    Embedded,
+    /// A migration directory (with `capstan.sum`), run by capstan's engine.
+    Dir(PathBuf),
+}
+
+/// How a release is smoke-tested.
+#[derive(Debug, Clone)]
+pub enum Smoke {
+    /// No smoke test: starting and becoming ready is the test.
+    None,
+    /// HTTP requests with expected statuses and JSON fields.
+    Requests {
+        /// The file.
+        path: PathBuf,
+        /// Its requests.
+        file: SmokeFile,
+    },
+    /// A command that must exit 0 (env: `BASE_URL`, `DATABASE_URL`,
+    /// `REHEARSE_RELEASE`, `REHEARSE_CELL`).
+    Command(Vec<String>),
+}
+
+/// One release of the service.
+#[derive(Debug, Clone)]
+pub struct Release {
+    /// Its name, like `1.0.0`.
+    pub name: String,
+    /// Its migration set.
+    pub migrations: Migrations,
+    /// Program and arguments (before `${…}` expansion).
+    pub command: Vec<String>,
+    /// Environment (before `${…}` expansion); the file's `env`, then the release's.
+    pub env: Vec<(String, String)>,
+    /// A fixed port, or a free one per start when `None`.
+    pub port: Option<u16>,
+    /// The readiness URL, or a path on `http://127.0.0.1:${PORT}`.
+    pub ready: String,
+    /// The smoke test.
+    pub smoke: Smoke,
+    /// SQL loaded on the fresh database once this release's schema exists, at
+    /// the start of the step from this release.
+    pub seed: Option<PathBuf>,
+    /// The variable that carries the database URL (default `DATABASE_URL`).
+    pub database_env: String,
+}
+
+fn bad(file: &Path, message: impl Into<String>) -> Error {
+    Error::Config {
+        file: file.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Reads and checks `rehearse.toml`, its smoke files and its migration directories.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| bad(path, e.to_string()))?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| bad(path, e.to_string()))?;
+        let base_dir = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    p.to_path_buf()
+                }
+            })
+            .unwrap_or_else(|| PathBuf::from("."));
+        let base_dir = std::fs::canonicalize(&base_dir).unwrap_or(base_dir);
+        if file.releases.len() < 2 {
+            return Err(bad(
+                path,
+                format!(
+                    "{} [[release]] table(s): a rehearsal needs at least two releases, oldest first",
+                    file.releases.len()
+                ),
+            ));
+        }
+        let ready_timeout = match &file.ready_timeout {
+            Some(s) => capstan_migrate::source::parse_duration(s)
+                .map_err(|e| bad(path, format!("ready_timeout: {e}")))?,
+            None => Duration::from_secs(30),
+        };
+        let default_smoke = file
+            .smoke
+            .as_ref()
+            .map(|s| load_smoke(path, &base_dir, s, "smoke"))
+            .transpose()?;
+        let mut releases = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for (i, r) in file.releases.into_iter().enumerate() {
+            let at = format!("release {} (`{}`)", i + 1, r.name);
+            if !names.insert(r.name.clone()) {
+                return Err(bad(path, format!("{at}: the name is used twice")));
+            }
+            if r.command.is_empty() {
+                return Err(bad(path, format!("{at}: `command` is empty")));
+            }
+            let migrations = if r.migrations == "embedded" {
+                Migrations::Embedded
+            } else {
+                let dir = base_dir.join(&r.migrations);
+                capstan_migrate::MigrationSet::from_dir(&dir)
+                    .map_err(|e| bad(path, format!("{at}: migrations: {e}")))?;
+                Migrations::Dir(std::fs::canonicalize(&dir).unwrap_or(dir))
+            };
+            let smoke = match &r.smoke {
+                Some(s) => load_smoke(path, &base_dir, s, &format!("{at}: smoke"))?,
+                None => default_smoke.clone().unwrap_or(Smoke::None),
+            };
+            let mut env: Vec<(String, String)> = file
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            for (k, v) in r.env {
+                env.retain(|(old, _)| *old != k);
+                env.push((k, v));
+            }
+            let seed = r
+                .seed
+                .as_ref()
+                .or(file.seed.as_ref())
+                .map(|s| base_dir.join(s));
+            if let Some(s) = &seed {
+                if !s.is_file() {
+                    return Err(bad(path, format!("{at}: seed {} not found", s.display())));
+                }
+            }
+            let release = Release {
+                name: r.name,
+                migrations,
+                command: r.command,
+                env,
+                port: r.port,
+                ready: r.ready.unwrap_or_else(|| "/readyz".into()),
+                smoke,
+                seed,
+                database_env: r.database_env.unwrap_or_else(|| "DATABASE_URL".into()),
+            };
+            // Every `${NAME}` that is not a built-in must be set now.
+            let check = |s: &str, field: &str| -> Result<(), Error> {
+                expand(s, &|_| Some(String::new()))
+                    .map(|_| ())
+                    .map_err(|e| bad(path, format!("{at}: {field}: {e}")))
+            };
+            for c in &release.command {
+                check(c, "command")?;
+            }
+            for (k, v) in &release.env {
+                check(v, &format!("env.{k}"))?;
+            }
+            check(&release.ready, "ready")?;
+            releases.push(release);
+        }
+        Ok(Config {
+            base_dir,
+            releases,
+            database: file.database,
+            ready_timeout,
+        })
+    }
+}
+
+fn load_smoke(path: &Path, base: &Path, spec: &SmokeSpec, at: &str) -> Result<Smoke, Error> {
+    let file = match spec {
+        SmokeSpec::File(f) => f.clone(),
+        SmokeSpec::Table(SmokeTable {
+            requests: Some(f),
+            command: None,
+        }) => f.clone(),
+        SmokeSpec::Table(SmokeTable {
+            requests: None,
+            command: Some(c),
+        }) => {
+            if c.is_empty() {
+                return Err(bad(path, format!("{at}: `command` is empty")));
+            }
+            return Ok(Smoke::Command(c.clone()));
+        }
+        SmokeSpec::Table(_) => {
+            return Err(bad(
+                path,
+                format!("{at}: give either `requests = \"FILE\"` or `command = [\"PROGRAM\", …]`"),
+            ))
+        }
+    };
+    let full = base.join(file);
+    let parsed = SmokeFile::load(&full)?;
+    Ok(Smoke::Requests {
+        path: full,
+        file: parsed,
+    })
+}
+
+/// Expands `${NAME}` with `lookup`, then the process environment. `$$` is a `$`.
+pub fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body
+                .find('}')
+                .ok_or_else(|| format!("unclosed `${{` in `{s}`"))?;
+            let name = &body[..end];
+            let value = if BUILTINS.contains(&name) {
+                lookup(name)
+            } else {
+                std::env::var(name).ok()
+            };
+            let value = value.ok_or_else(|| {
+                format!(
+                    "`${{{name}}}` is not set (built-ins: {}; anything else comes from the environment)",
+                    BUILTINS.join(", ")
+                )
+            })?;
+            out.push_str(&value);
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_builtins_and_environment() {
+        let got = expand("127.0.0.1:${PORT}/$${x}", &|n| {
+            (n == "PORT").then(|| "80".into())
+        })
+        .unwrap();
+        assert_eq!(got, "127.0.0.1:80/${x}");
+        let err = expand("${CAPSTAN_REHEARSE_SURELY_UNSET}", &|_| None).unwrap_err();
+        assert!(err.contains("CAPSTAN_REHEARSE_SURELY_UNSET"), "{err}");
+    }
+
+    #[test]
+    fn a_single_release_is_refused_naming_the_file() {
+        let err = Config::parse(
+            Path::new("/tmp/r.toml"),
+            "[[release]]\nname = \"1\"\nmigrations = \"embedded\"\ncommand = [\"x\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("/tmp/r.toml") && err.contains("at least two"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Config::parse(Path::new("r.toml"), "sede = \"x.sql\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sede"), "{err}");
+    }
+}

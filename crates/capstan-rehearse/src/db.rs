@@ -1,0 +1,252 @@
+//! Scratch databases: a SQLite file in a temporary directory, or a database
+//! created on a Postgres server and dropped afterwards (also when dropped
+//! early, on failure or Ctrl-C).
+
+use std::path::Path;
+
+use capstan_migrate::url::redact;
+
+use crate::Error;
+
+/// Where scratch databases are made.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// A SQLite file per step, in a temporary directory.
+    Sqlite,
+    /// A database per step on this server (the URL of any database there; the
+    /// role needs CREATEDB).
+    Postgres(String),
+}
+
+impl Backend {
+    /// `sqlite` (or an empty string) or a `postgres://` URL.
+    pub fn parse(s: &str) -> Result<Backend, String> {
+        if s.is_empty() || s == "sqlite" || s.starts_with("sqlite:") {
+            return Ok(Backend::Sqlite);
+        }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            capstan_migrate::DatabaseUrl::parse(s).map_err(|e| e.to_string())?;
+            return Ok(Backend::Postgres(s.to_string()));
+        }
+        Err(format!(
+            "`{}`: use sqlite or a postgres:// URL of the server to create scratch databases on",
+            redact(s)
+        ))
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// For messages: where the scratch databases live (password hidden).
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Sqlite => "SQLite files in a temporary directory".into(),
+            Backend::Postgres(u) => format!("databases created and dropped on {}", redact(u)),
+        }
+    }
+}
+
+/// One fresh database.
+pub struct Scratch {
+    /// Its URL (holds the password; display with [`redact`]).
+    pub url: String,
+    pg: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn db_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Database(format!("{what}: {}", redact(&e.to_string())))
+}
+
+fn pg_message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), |d| d.message().to_string())
+}
+
+async fn pg_connect(url: &str) -> Result<tokio_postgres::Client, Error> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| db_err(&format!("cannot connect to {}", redact(url)), e))?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+impl Scratch {
+    /// Creates a fresh database called `tag` (a SQLite file `tag.db`).
+    pub async fn create(backend: &Backend, tag: &str) -> Result<Scratch, Error> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::Builder::new()
+                    .prefix("capstan-rehearse-")
+                    .tempdir()
+                    .map_err(|e| db_err("cannot create a temporary directory", e))?;
+                let url = format!(
+                    "sqlite://{}",
+                    dir.path().join(format!("{tag}.db")).display()
+                );
+                Ok(Scratch {
+                    url,
+                    pg: None,
+                    _dir: Some(dir),
+                })
+            }
+            Backend::Postgres(admin) => {
+                let name = tag.to_string();
+                let client = pg_connect(admin).await?;
+                // Two queries: neither may run inside a (multi-statement) transaction.
+                for sql in [
+                    format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                    format!("CREATE DATABASE {name}"),
+                ] {
+                    client.batch_execute(&sql).await.map_err(|e| {
+                        db_err(
+                            &format!("cannot create the scratch database {name} (the role needs CREATEDB)"),
+                            pg_message(&e),
+                        )
+                    })?;
+                }
+                let mut u = url::Url::parse(admin).map_err(|e| db_err("bad URL", e))?;
+                u.set_path(&format!("/{name}"));
+                Ok(Scratch {
+                    url: u.to_string(),
+                    pg: Some((admin.clone(), name)),
+                    _dir: None,
+                })
+            }
+        }
+    }
+
+    /// Runs the SQL of `file` (several statements) on the scratch database.
+    pub async fn seed(&self, file: &Path) -> Result<(), Error> {
+        let sql = std::fs::read_to_string(file)
+            .map_err(|e| db_err(&format!("seed {}", file.display()), e))?;
+        let what = format!("seed {}", file.display());
+        if self.pg.is_some() {
+            let client = pg_connect(&self.url).await?;
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| db_err(&what, pg_message(&e)))?;
+        } else {
+            let path = self.url.trim_start_matches("sqlite://").to_string();
+            tokio::task::spawn_blocking(move || {
+                let c = rusqlite::Connection::open(path)?;
+                c.execute_batch(&sql)
+            })
+            .await
+            .map_err(|e| db_err(&what, e))?
+            .map_err(|e| db_err(&what, e))?;
+        }
+        Ok(())
+    }
+
+    /// Drops the database (Postgres; the SQLite directory goes with `self`).
+    pub async fn drop_now(mut self) -> Result<(), Error> {
+        if let Some((admin, name)) = self.pg.take() {
+            let client = pg_connect(&admin).await?;
+            client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await
+                .map_err(|e| db_err(&format!("cannot drop {name}"), pg_message(&e)))?;
+        }
+        Ok(())
+    }
+}
+
+/// A unique scratch database name: `PREFIX_<pid>_<n>_<tag>`.
+pub fn scratch_name(prefix: &str, tag: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}_{}_{n}_{tag}", std::process::id())
+}
+
+/// Database work running in the background (creating the next step's
+/// database, dropping the last one's). Dropped before it is waited for, it
+/// stops the work and drops the database by name.
+pub struct Background<T> {
+    handle: Option<tokio::task::JoinHandle<Result<T, Error>>>,
+    pg: Option<(String, String)>,
+}
+
+impl<T: Send + 'static> Background<T> {
+    /// Waits for the work.
+    pub async fn wait(mut self) -> Result<T, Error> {
+        let handle = self.handle.take().expect("waited once");
+        self.pg = None;
+        handle
+            .await
+            .map_err(|e| Error::Database(format!("database task failed: {e}")))?
+    }
+}
+
+impl<T> Drop for Background<T> {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.abort();
+            if let Some((admin, name)) = self.pg.take() {
+                drop_blocking(admin, name);
+            }
+        }
+    }
+}
+
+impl Scratch {
+    /// Starts creating a fresh database called `tag` in the background.
+    pub fn create_in_background(backend: &Backend, tag: &str) -> Background<Scratch> {
+        let pg = match backend {
+            Backend::Postgres(admin) => Some((admin.clone(), tag.to_string())),
+            Backend::Sqlite => None,
+        };
+        let (backend, tag) = (backend.clone(), tag.to_string());
+        Background {
+            handle: Some(tokio::spawn(async move {
+                Scratch::create(&backend, &tag).await
+            })),
+            pg,
+        }
+    }
+
+    /// Starts dropping the database in the background.
+    pub fn drop_in_background(self) -> Background<()> {
+        let pg = self.pg.clone();
+        Background {
+            handle: Some(tokio::spawn(self.drop_now())),
+            pg,
+        }
+    }
+}
+
+/// Drops a Postgres database from a thread with a runtime of its own (for
+/// `Drop`, which cannot await).
+fn drop_blocking(admin: String, name: String) {
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            if let Ok(c) = pg_connect(&admin).await {
+                let _ = c
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+            }
+        });
+    })
+    .join();
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // Not dropped the orderly way (failure, Ctrl-C).
+        if let Some((admin, name)) = self.pg.take() {
+            drop_blocking(admin, name);
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! `capstan rehearse`: prove a release is safe to roll forward and back before
+//! it ships.
+//!
+//! Given the releases of a service in deploy order ([`config::Config`], read
+//! from `rehearse.toml`), rehearse walks every step from release N to N+1 on a
+//! fresh database (a SQLite file, or a database it creates and drops on a
+//! Postgres server) and records one [`report::Cell`] per (binary, schema state):
+//!
+//! 1. schema at N, binary N: smoke passes (the baseline);
+//! 2. N+1's expand migrations applied while binary N serves; N still passes;
+//! 3. binary N+1 starts (passes the gate) and passes the smoke test;
+//! 4. binary rolled back: N restarted on this schema passes;
+//! 5. N+1's contract migrations applied with N stopped: N+1 passes, and N is
+//!    refused by the gate — the expected result, shown as such;
+//! 6. if the migrations have down sections: down to N's schema, N passes.
+//!
+//! Each smoke run can read what the previous binary wrote (`{{prev.…}}` in a
+//! [`smoke`] file), which is how a release that stops writing a column is
+//! caught when the older binary reads its rows. With a load generator
+//! ([`Options::load`]) requests keep flowing through every step and each cell
+//! reports requests, errors, latency and the longest stall.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), capstan_rehearse::Error> {
+//! use capstan_rehearse::{config::Config, db::Backend, rehearse, Options};
+//! let config = Config::load("rehearse.toml".as_ref())?;
+//! let report = rehearse(&config, &Options::new(Backend::Sqlite)).await?;
+//! println!("{}", report.to_text());
+//! # Ok(()) }
+//! ```
+//!
+//! Processes are started in their own process groups and killed (the whole
+//! group) when dropped, so a failure, a panic or Ctrl-C (see [`cli`]) leaves
+//! nothing running; scratch Postgres databases are dropped the same way.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod load;
+pub mod migrations;
+pub mod process;
+pub mod report;
+mod run;
+pub mod smoke;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use run::rehearse;
+
+/// Why a rehearsal could not run at all. Unexpected cells are not errors:
+/// they are in the [`report::Report`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `rehearse.toml`, a smoke file or a migration directory is invalid.
+    #[error("{}: {message}", file.display())]
+    Config {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong (names the field).
+        message: String,
+    },
+    /// The database server could not be used (password hidden).
+    #[error("{0}")]
+    Database(String),
+}
+
+/// How to rehearse.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where the scratch databases are made.
+    pub backend: db::Backend,
+    /// Keep requests flowing through every step.
+    pub load: bool,
+    /// Concurrent load workers.
+    pub load_workers: usize,
+    /// With `load`: a longer stall makes the cell an unexpected failure.
+    pub max_stall: Duration,
+    /// Rehearse only the step from the release at this index (0-based).
+    pub only_step: Option<usize>,
+    /// Scratch databases are named `PREFIX_<pid>_<n>_s<step>`.
+    pub scratch_prefix: String,
+}
+
+impl Options {
+    /// Defaults: no load; 4 workers and a 1 s stall limit when load is on.
+    pub fn new(backend: db::Backend) -> Options {
+        Options {
+            backend,
+            load: false,
+            load_workers: 4,
+            max_stall: Duration::from_secs(1),
+            only_step: None,
+            scratch_prefix: "capstan_rehearse".into(),
+        }
+    }
+}
