@@ -15,6 +15,9 @@
 #   BENCH_PART=all          all | apply | status
 #   CAPSTAN_BIN=PATH        use this capstan binary instead of building
 #                           target/release/capstan
+#   BENCH_NICE=-10          run the server and every contender at this niceness
+#                           (all alike), so a busy shared machine sways the
+#                           figures less; negative values need root
 #   PGENV_KEEP=1            keep the cluster's directory (and log) afterwards
 set -euo pipefail
 
@@ -30,6 +33,11 @@ part=${BENCH_PART:-all}
 out=$root/bench/out/migrate
 if ((rounds < 5)); then
     echo "BENCH_ROUNDS must be at least 5 (the median of five or more runs is reported)" >&2
+    exit 2
+fi
+niceness=${BENCH_NICE:-}
+if [[ -n $niceness ]] && ! [[ $niceness =~ ^-?[0-9]+$ ]]; then
+    echo "BENCH_NICE must be a number, like -10" >&2
     exit 2
 fi
 case $part in all | apply | status) ;; *)
@@ -94,6 +102,11 @@ if [[ $part != apply ]]; then
 fi
 
 section "Postgres"
+if [[ -n $niceness ]]; then
+    # Everything started from here on (the server, the contenders) inherits it.
+    renice -n "$niceness" -p $$ >/dev/null
+    echo "running at nice $niceness"
+fi
 pgenv_start
 base="postgres://postgres@127.0.0.1:$PGENV_PORT"
 server_version=$(psql -X -At "$PGENV_URL" -c 'show server_version')
@@ -204,11 +217,11 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
 section "summary"
 python3 - "$results" "$status_json" "$out/status-rss" "$count" "$status_count" "$rounds" \
-    "$server_version" "$load_start" "$load_end" <<'EOF' | tee "$out/summary.txt"
+    "$server_version" "$load_start" "$load_end" "${niceness:-0}" <<'EOF' | tee "$out/summary.txt"
 import json, os, statistics, sys
 
 (results, status_json, status_rss, count, status_count, rounds, server,
- load_start, load_end) = sys.argv[1:]
+ load_start, load_end, niceness) = sys.argv[1:]
 runs = {}
 with open(results) as f:
     for line in f:
@@ -221,7 +234,7 @@ def verdict(ok):
 
 print(f"capstan migration benchmark: Postgres {server}, fsync off, same server for all")
 print(f"load average (1/5/15 min) at start {load_start}, at end {load_end};"
-      f" {os.cpu_count()} CPUs")
+      f" {os.cpu_count()} CPUs" + (f"; all at nice {niceness}" if niceness != "0" else ""))
 if runs:
     med = {t: statistics.median(s for s, _ in r) for t, r in runs.items()}
     peak = {t: max(m for _, m in r) for t, r in runs.items()}
