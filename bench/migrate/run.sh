@@ -21,6 +21,9 @@
 #   PGENV_KEEP=1            keep the cluster's directory (and log) afterwards
 set -euo pipefail
 
+if [[ -n ${CAPSTAN_BIN:-} && $CAPSTAN_BIN != /* ]]; then
+    CAPSTAN_BIN=$PWD/$CAPSTAN_BIN
+fi
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 root=$PWD
 # shellcheck source=scripts/pg-env.sh
