@@ -19,7 +19,8 @@
 #   BENCH_NGINX_WORKERS=2     nginx worker_processes (2 = one per core here)
 #   BENCH_PART=all            all | nginx (nginx alone, e.g. without chirpy built)
 #   CHIRPY_BIN=PATH           use this chirpy-v3 binary instead of building
-#                             target/release/chirpy-v3
+#                             target/release/chirpy-v3 (CARGO_TARGET_DIR is
+#                             honoured)
 #   BENCH_NICE=-10            run nginx, chirpy and wrk at this niceness (all
 #                             three alike), so a busy shared machine sways the
 #                             figures less; negative values need root
@@ -220,7 +221,7 @@ if [[ $part == all ]]; then
         chirpy=$CHIRPY_BIN
     else
         cargo build --release -p chirpy
-        chirpy=$root/target/release/chirpy-v3
+        chirpy=${CARGO_TARGET_DIR:-$root/target}/release/chirpy-v3
     fi
     [[ -x $chirpy ]] || die "no chirpy binary at $chirpy"
 fi
