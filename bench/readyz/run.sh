@@ -304,19 +304,20 @@ EOF
     wait_status "$chirpy_url/startupz" 200 60 "$tmp/startupz.json" "$chirpy_pid" ||
         die "chirpy did not start; its log: $(tail -n 20 "$out/chirpy.log")"
     echo "chirpy (pid $chirpy_pid, $(cat "/proc/$chirpy_pid/comm")) started on $chirpy_url"
-    # Wait for the shared check to have failed its threshold (its metric says
-    # down) and /readyz to answer 200 warn: the state the load runs against.
-    state='' down=''
+    # Wait until the shared check has timed out at least once and counts as
+    # down, with /readyz at 200 warn: the state the load runs against.
+    state='' down='' failed=0
     for _ in $(seq 1 150); do
         code=$(http_get "$chirpy_url/readyz" "$tmp/readyz.json")
         state=$(shared_state "$tmp/readyz.json")
         http_get "$chirpy_url/metrics" "$tmp/metrics-before.txt" >/dev/null
         down=$(shared_down "$tmp/metrics-before.txt")
-        [[ $code == 200 && $state == "warn warn "* && $down == yes ]] && break
+        failed=$(shared_failures "$tmp/metrics-before.txt")
+        [[ $code == 200 && $state == "warn warn "* && $down == yes && $failed -gt 0 ]] && break
         sleep 0.2
     done
-    [[ $code == 200 && $state == "warn warn "* && $down == yes ]] ||
-        die "chirpy's shared check did not go down with /readyz at 200 warn within 30 s (HTTP $code: $state; down: $down)"
+    [[ $code == 200 && $state == "warn warn "* && $down == yes && $failed -gt 0 ]] ||
+        die "chirpy's shared check did not time out with /readyz at 200 warn within 30 s (HTTP $code: $state; down: $down, failures: $failed)"
     echo "/readyz: HTTP $code, $state"
     cp "$tmp/readyz.json" "$tmp/www/readyz"
     cp "$tmp/readyz.json" "$out/readyz-before.json"
