@@ -1113,65 +1113,70 @@ impl Migrator {
             self.run(db, m, Direction::Up, None, &mut report, events)
                 .await?;
             let after = db.driver.snapshot().await?;
-            let mut differences = Vec::new();
-            if m.down.is_some() {
-                let mut stop = false;
-                match self
-                    .run(db, m, Direction::Down, None, &mut report, events)
-                    .await
-                {
-                    Err(Error::Failed(f)) => {
-                        differences.push(format!("the down section fails: {f}"));
-                        stop = true;
-                    }
-                    other => other?,
-                }
-                if !stop {
-                    let undone = db.driver.snapshot().await?;
-                    differences.extend(
-                        before
-                            .diff(&undone)
-                            .into_iter()
-                            .map(|d| format!("after down, {d}")),
-                    );
-                    match self
-                        .run(db, m, Direction::Up, None, &mut report, events)
-                        .await
-                    {
-                        Err(Error::Failed(f)) => {
-                            differences.push(format!("up fails when run again after down: {f}"));
-                            stop = true;
-                        }
-                        other => other?,
-                    }
-                }
-                if !stop {
-                    let redone = db.driver.snapshot().await?;
-                    differences.extend(
-                        after
-                            .diff(&redone)
-                            .into_iter()
-                            .map(|d| format!("after down and up again, {d}")),
-                    );
-                }
-                if stop {
-                    steps.push(VerifyStep {
-                        version: m.version,
-                        name: m.name.clone(),
-                        down_checked: true,
-                        differences,
-                    });
-                    break;
-                }
-            }
+            let (differences, stop) = if m.down.is_some() {
+                self.round_trip(db, m, &before, &after, &mut report, events)
+                    .await?
+            } else {
+                (Vec::new(), false)
+            };
             steps.push(VerifyStep {
                 version: m.version,
                 name: m.name.clone(),
                 down_checked: m.down.is_some(),
                 differences,
             });
+            if stop {
+                // The schema is in an unknown state: later steps would mislead.
+                break;
+            }
         }
         Ok(VerifyReport { steps })
+    }
+
+    /// Runs `m`'s down section, compares with `before`, runs up again and
+    /// compares with `after`. Returns the differences, and true when a section
+    /// failed (the scratch schema is then in an unknown state).
+    async fn round_trip(
+        &self,
+        db: &mut Database,
+        m: &Migration,
+        before: &crate::driver::Snapshot,
+        after: &crate::driver::Snapshot,
+        report: &mut RunReport,
+        events: &mut (dyn FnMut(Event<'_>) + Send),
+    ) -> Result<(Vec<String>, bool), Error> {
+        let mut differences = Vec::new();
+        let legs = [
+            (
+                Direction::Down,
+                before,
+                "the down section fails",
+                "after down",
+            ),
+            (
+                Direction::Up,
+                after,
+                "up fails when run again after down",
+                "after down and up again",
+            ),
+        ];
+        for (direction, expected, failed, context) in legs {
+            match self.run(db, m, direction, None, report, events).await {
+                Err(Error::Failed(f)) => {
+                    differences.push(format!("{failed}: {f}"));
+                    return Ok((differences, true));
+                }
+                other => other?,
+            }
+            let now = db.driver.snapshot().await?;
+            differences.extend(
+                expected
+                    .diff(&now)
+                    .into_iter()
+                    .map(|d| format!("{context}, {d}")),
+            );
+        }
+        Ok((differences, false))
     }
 }
 
