@@ -186,6 +186,8 @@ struct Step<'s> {
     db: Scratch,
     cells: Vec<Cell>,
     prev: BTreeMap<String, String>,
+    /// Who saved the latest `prev` values: `2.0.0 in cell 3`.
+    prev_from: String,
     stopping: Vec<Proc>,
     windows: Vec<(String, Instant, Instant)>,
     load: Option<Load>,
@@ -332,13 +334,21 @@ impl Context<'_> {
                 vars.current.insert("release".into(), release.name.clone());
                 vars.current.insert("cell".into(), cell.to_string());
                 let r = smoke::run(&self.client, &proc.base_url, file, &mut vars).await;
+                let prev_from = std::mem::replace(
+                    &mut step.prev_from,
+                    format!("{} in cell {cell}", release.name),
+                );
                 for (k, v) in vars.current {
                     if !matches!(k.as_str(), "run" | "release" | "cell") {
                         step.prev.insert(k, v);
                     }
                 }
                 r.map(|_| ()).map_err(|f| Failure {
-                    summary: format!("{}: {}", f.what, f.message),
+                    summary: if f.reads_prev {
+                        format!("{}: {} (reading what {prev_from} wrote)", f.what, f.message)
+                    } else {
+                        format!("{}: {}", f.what, f.message)
+                    },
                     what: f.what,
                     output: f.output,
                     log: Vec::new(),
@@ -550,6 +560,7 @@ impl Context<'_> {
             db,
             cells: Vec::new(),
             prev: BTreeMap::new(),
+            prev_from: String::new(),
             stopping: Vec::new(),
             windows: Vec::new(),
             load: None,

@@ -196,6 +196,8 @@ pub struct RequestFailure {
     pub message: String,
     /// The response (status and body), if any.
     pub output: String,
+    /// The request reads values an earlier run saved (`{{prev.…}}`).
+    pub reads_prev: bool,
 }
 
 /// Runs every request of `file` against `base`, filling `vars`; stops at the
@@ -220,14 +222,21 @@ pub async fn run(
                     what: r.describe(index, &r.path),
                     message: format!("`{{{{{name}}}}}` is not set by an earlier request"),
                     output: String::new(),
+                    reads_prev: false,
                 })
             }
         };
         let what = r.describe(index, &path);
+        let reads_prev = r.path.contains("{{prev.")
+            || r.json
+                .as_ref()
+                .is_some_and(|j| j.to_string().contains("{{prev."))
+            || r.expect.values().any(|v| v.to_string().contains("{{prev."));
         let fail = |message: String, output: String| RequestFailure {
             what: what.clone(),
             message,
             output,
+            reads_prev,
         };
         let body = match r.json.as_ref().map(|j| vars.fill_json(j)).transpose() {
             Ok(b) => b,

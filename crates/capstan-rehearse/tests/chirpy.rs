@@ -225,9 +225,10 @@ async fn a_release_that_stops_writing_name_is_caught_when_the_old_binary_reads_i
     ));
     let f = failure(cell(&r, 0, 4, "1.0.0"));
     assert!(
-        f.summary.contains("the previous binary wrote")
+        f.summary
+            .contains("field `0.author` is \"\", expected \"smoke 2.0.0-no-name-c3\"")
             && f.summary
-                .contains("is \"\", expected \"smoke 2.0.0-no-name-c3\""),
+                .contains("reading what 2.0.0-no-name in cell 3 wrote"),
         "{}",
         f.summary
     );
