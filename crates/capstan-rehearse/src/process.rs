@@ -55,12 +55,13 @@ pub enum Started {
 }
 
 /// Sends `signal` to the process group `pid` (which leads its own group).
-fn signal_group(pid: u32, signal: &str) {
-    let _ = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), "--", &format!("-{pid}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+fn signal_group(pid: u32, signal: rustix::process::Signal) {
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process_group(pid, signal);
+    }
 }
 
 fn capture(
@@ -163,7 +164,7 @@ impl Proc {
                     log: self.lines_since(None),
                 };
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -196,7 +197,7 @@ impl Proc {
     /// Asks the process group to stop (SIGTERM); see [`Proc::wait`].
     pub fn terminate(&self) {
         if let (Some(pid), Some(_)) = (self.pid, self.child.as_ref()) {
-            signal_group(pid, "TERM");
+            signal_group(pid, rustix::process::Signal::TERM);
         }
     }
 
@@ -224,7 +225,7 @@ impl Proc {
     fn kill(&mut self) {
         if let Some(pid) = self.pid {
             if self.child.is_some() {
-                signal_group(pid, "KILL");
+                signal_group(pid, rustix::process::Signal::KILL);
             }
         }
         if let Some(mut c) = self.child.take() {
