@@ -65,6 +65,7 @@ mod phase;
 pub mod rules;
 pub mod schema;
 mod source;
+mod split;
 mod suppress;
 
 #[cfg(feature = "cli")]

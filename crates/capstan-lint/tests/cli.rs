@@ -129,7 +129,7 @@ fn sql_postgres_rejects_exits_two_and_still_lints_the_rest() {
     assert_eq!(code, 2);
     assert!(
         out.contains(
-            "error[syntax-error]: Postgres rejects this SQL: syntax error at end of input"
+            "error[syntax-error]: Postgres rejects this SQL: syntax error at or near \";\""
         ),
         "{out}"
     );
