@@ -901,3 +901,64 @@ mod tests {
         assert_eq!(idx.pos(8), (2, 4));
     }
 }
+
+#[cfg(test)]
+mod section_tests {
+    use super::*;
+
+    #[test]
+    fn down_sections_are_linted_as_their_own_unit_with_file_lines() {
+        let mut linter = Linter::new(Config::default());
+        linter.replay(Input {
+            file: "0001.sql",
+            source: "CREATE TABLE users (id bigint, email text);\nCREATE INDEX users_email_idx ON users (email);",
+        });
+        let src = "-- capstan:no-transaction\n-- capstan:up\nDROP INDEX CONCURRENTLY IF EXISTS users_email_idx;\n-- capstan:down\nCREATE INDEX users_email_idx ON users (email);\n";
+        let f = linter.lint(Input {
+            file: "0002.sql",
+            source: src,
+        });
+        let got: Vec<(&str, usize, SectionKind)> = f
+            .iter()
+            .map(|f| (f.rule.as_str(), f.line, f.section))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("non-idempotent-no-transaction", 5, SectionKind::Down),
+                ("require-concurrent-index-creation", 5, SectionKind::Down),
+            ]
+        );
+        // The down section does not change the model: the index stays dropped.
+        assert!(!linter.schema().indexes.contains_key("users_email_idx"));
+        let mut cfg = Config::default();
+        cfg.lint_down = false;
+        let mut linter = Linter::new(cfg);
+        linter.replay(Input {
+            file: "0001.sql",
+            source: "CREATE TABLE users (id bigint, email text);",
+        });
+        assert!(linter
+            .lint(Input {
+                file: "0002.sql",
+                source: src
+            })
+            .is_empty());
+    }
+
+    #[test]
+    fn tables_created_by_earlier_files_are_not_new() {
+        let mut linter = Linter::new(Config::default());
+        assert!(linter
+            .lint(Input {
+                file: "0001.sql",
+                source: "CREATE TABLE t (a int);\nCREATE INDEX t_a ON t (a);"
+            })
+            .is_empty());
+        let f = linter.lint(Input {
+            file: "0002.sql",
+            source: "CREATE INDEX t_a2 ON t (a);",
+        });
+        assert_eq!(f[0].rule, "require-concurrent-index-creation");
+    }
+}
