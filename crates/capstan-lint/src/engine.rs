@@ -936,14 +936,13 @@ mod section_tests {
         let mut linter = Linter::new(cfg);
         linter.replay(Input {
             file: "0001.sql",
-            source: "CREATE TABLE users (id bigint, email text);",
+            source: "CREATE TABLE users (id bigint, email text);\nCREATE INDEX users_email_idx ON users (email);",
         });
-        assert!(linter
-            .lint(Input {
-                file: "0002.sql",
-                source: src
-            })
-            .is_empty());
+        let f = linter.lint(Input {
+            file: "0002.sql",
+            source: src,
+        });
+        assert!(f.is_empty(), "{f:#?}");
     }
 
     #[test]
