@@ -45,6 +45,22 @@ fn sarif_output() {
     assert_eq!(code, 1);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     check_sarif_shape(&v);
+    // The typed SARIF 2.1.0 model (generated from the official schema) accepts it.
+    let typed: serde_sarif::sarif::Sarif = serde_json::from_str(&out).expect("valid SARIF 2.1.0");
+    assert_eq!(
+        typed.runs[0].results.as_ref().map(Vec::len),
+        v["runs"][0]["results"].as_array().map(Vec::len)
+    );
+    // ...and it is strict enough to matter: a bad level or a missing message is rejected.
+    for bad in [
+        r#"{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"x"}},"results":[{"message":{"text":"m"},"level":"loud"}]}]}"#,
+        r#"{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"x"}},"results":[{"level":"error"}]}]}"#,
+    ] {
+        assert!(
+            serde_json::from_str::<serde_sarif::sarif::Sarif>(bad).is_err(),
+            "{bad}"
+        );
+    }
     // The rule catalogue is large and generated; snapshot the results.
     insta::assert_snapshot!(serde_json::to_string_pretty(&v["runs"][0]["results"]).unwrap());
 }
