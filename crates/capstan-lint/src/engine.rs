@@ -931,8 +931,10 @@ mod section_tests {
         );
         // The down section does not change the model: the index stays dropped.
         assert!(!linter.schema().indexes.contains_key("users_email_idx"));
-        let mut cfg = Config::default();
-        cfg.lint_down = false;
+        let cfg = Config {
+            lint_down: false,
+            ..Config::default()
+        };
         let mut linter = Linter::new(cfg);
         linter.replay(Input {
             file: "0001.sql",
