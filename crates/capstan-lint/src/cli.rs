@@ -39,6 +39,15 @@ pub enum Format {
     Github,
 }
 
+/// The database the migrations target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DialectArg {
+    /// Postgres: every rule.
+    Postgres,
+    /// SQLite: phase and compatibility rules; Postgres lock rules do not apply.
+    Sqlite,
+}
+
 /// A severity threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Level {
@@ -88,6 +97,9 @@ pub struct LintArgs {
     /// Switch a rule off for this run (repeatable).
     #[arg(long, value_name = "RULE")]
     pub disable: Vec<String>,
+    /// The database the migrations target (default: the config's `dialect`, else postgres).
+    #[arg(long, value_enum)]
+    pub dialect: Option<DialectArg>,
     /// Do not lint `-- capstan:down` sections.
     #[arg(long)]
     pub no_down: bool,
@@ -185,7 +197,7 @@ fn run_inner(args: &LintArgs, out: &mut dyn Write) -> Result<i32, Stop> {
     .map_err(io)?;
     if findings
         .iter()
-        .any(|f| f.rule == rules::syntax_error::RULE.name && config.enabled(&f.rule))
+        .any(|f| f.rule == rules::syntax_error::RULE.name && f.severity == Severity::Error)
     {
         return Ok(EXIT_USAGE);
     }
@@ -242,6 +254,11 @@ fn load_config(args: &LintArgs) -> Result<Config, Stop> {
     }
     if args.no_down {
         config.lint_down = false;
+    }
+    match args.dialect {
+        Some(DialectArg::Postgres) => config.dialect = crate::config::Dialect::Postgres,
+        Some(DialectArg::Sqlite) => config.dialect = crate::config::Dialect::Sqlite,
+        None => {}
     }
     Ok(config)
 }

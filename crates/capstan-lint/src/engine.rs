@@ -963,3 +963,43 @@ mod section_tests {
         assert_eq!(f[0].rule, "require-concurrent-index-creation");
     }
 }
+
+#[cfg(test)]
+mod sqlite_tests {
+    use super::*;
+    use crate::config::Dialect;
+
+    #[test]
+    fn sqlite_keeps_compatibility_rules_and_drops_postgres_lock_rules() {
+        let cfg = Config {
+            dialect: Dialect::Sqlite,
+            ..Config::default()
+        };
+        let mut linter = Linter::new(cfg);
+        linter.replay(Input {
+            file: "0001.sql",
+            source: "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT);",
+        });
+        let f = linter.lint(Input {
+            file: "0002.sql",
+            source: "CREATE INDEX users_email ON users (email);\n\
+                     ALTER TABLE users RENAME COLUMN email TO mail;\n\
+                     CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT);\n\
+                     ALTER TABLE users ADD COLUMN plan TEXT NOT NULL;\n",
+        });
+        let got: Vec<(&str, usize, Severity)> = f
+            .iter()
+            .map(|f| (f.rule.as_str(), f.line, f.severity))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("renaming-column", 2, Severity::Error),
+                ("syntax-error", 3, Severity::Info),
+                ("wrong-phase", 4, Severity::Error),
+                ("adding-required-column", 4, Severity::Error),
+            ],
+            "{f:#?}"
+        );
+    }
+}

@@ -223,3 +223,27 @@ fn pg_version_changes_verdicts() {
     assert!(out.contains("adding-volatile-default"), "{out}");
     assert_eq!(lint(&["--pg-version", "42", path]).0, 2);
 }
+
+#[test]
+fn sqlite_dialect_reports_unreadable_sqlite_syntax_as_info() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("0001_t.sql"),
+        "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, a TEXT);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("0002_t.sql"),
+        "CREATE INDEX t_a ON t (a);\n",
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap();
+    // Postgres: AUTOINCREMENT is a syntax error (exit 2).
+    assert_eq!(lint(&[path]).0, 2);
+    // SQLite: unchecked (info), and no Postgres lock rule on the index.
+    let (code, out, _) = lint(&["--dialect", "sqlite", "--format", "json", path]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["summary"]["infos"], 1);
+    assert_eq!(v["summary"]["errors"], 0);
+}

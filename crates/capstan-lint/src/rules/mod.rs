@@ -103,6 +103,30 @@ rules! {
     unused_ignore,
 }
 
+/// The rules that apply to SQLite migrations (`dialect = "sqlite"`): phase
+/// classification, compatibility of drops, renames and new required columns,
+/// transaction structure and backfills. SQLite has no concurrent DDL, NOT VALID
+/// constraints or lock modes, so the Postgres locking rules do not apply.
+pub static SQLITE: &[&str] = &[
+    "wrong-phase",
+    "dropping-column",
+    "dropping-table",
+    "dropping-object",
+    "dropping-constraint",
+    "dropping-default",
+    "dropping-not-null",
+    "renaming-column",
+    "renaming-table",
+    "renaming-object",
+    "adding-required-column",
+    "transaction-nesting",
+    "non-idempotent-no-transaction",
+    "unbounded-backfill",
+    "syntax-error",
+    "migration-format",
+    "unused-ignore",
+];
+
 /// Finds a rule by name.
 pub fn find(name: &str) -> Option<&'static Rule> {
     ALL.iter().copied().find(|r| r.name == name)
