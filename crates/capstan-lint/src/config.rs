@@ -177,17 +177,18 @@ impl Config {
             config.lint_down = down;
         }
         if let Some(d) = table.dialect {
-            config.dialect =
-                match d.as_str() {
-                    "postgres" | "postgresql" => Dialect::Postgres,
-                    "sqlite" => Dialect::Sqlite,
-                    _ => return Err(ConfigError::Invalid {
+            config.dialect = match d.as_str() {
+                "postgres" | "postgresql" => Dialect::Postgres,
+                "sqlite" => Dialect::Sqlite,
+                _ => {
+                    return Err(ConfigError::Invalid {
                         origin: origin.to_string(),
                         message: format!(
                             "[lint].dialect: unknown dialect `{d}` (expected postgres or sqlite)"
                         ),
-                    }),
-                };
+                    })
+                }
+            };
         }
         Ok(config)
     }

@@ -370,3 +370,26 @@ pub(crate) mod testing {
         c
     }
 }
+
+#[cfg(test)]
+mod catalogue_tests {
+    use super::ALL;
+    use crate::finding::Severity;
+
+    /// The documented safe alternative is clean under every rule, not just its own: the
+    /// advice must not trade one finding for another.
+    #[test]
+    fn safe_alternatives_are_clean_under_every_rule() {
+        let mut dirty = Vec::new();
+        for rule in ALL {
+            if rule.safe.is_empty() {
+                continue;
+            }
+            let f = super::testing::run(&crate::Config::default(), rule.setup, rule.safe);
+            for f in f.iter().filter(|f| f.severity >= Severity::Warning) {
+                dirty.push(format!("{}: {} {}", rule.name, f.rule, f.message));
+            }
+        }
+        assert!(dirty.is_empty(), "{}", dirty.join("\n"));
+    }
+}

@@ -18,7 +18,7 @@ in a quiet window with a short lock_timeout.",
     help: "use DETACH PARTITION ... CONCURRENTLY (Postgres 14+) in a `-- capstan:no-transaction` migration",
     setup: "CREATE TABLE events (id bigint, at date NOT NULL) PARTITION BY RANGE (at);\nCREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');\n",
     bad: "ALTER TABLE events DETACH PARTITION events_2024;\n",
-    safe: "-- capstan:no-transaction\n-- capstan:up\nALTER TABLE events DETACH PARTITION events_2024 CONCURRENTLY;\n",
+    safe: "-- capstan:phase contract\n-- capstan:no-transaction\n-- capstan:up\nALTER TABLE events DETACH PARTITION events_2024 CONCURRENTLY;\n",
     up_only: false,
     check,
 };
