@@ -315,7 +315,19 @@ impl Linter {
                 }
             }
         }
-        self.schema.settle();
+        if !self.release {
+            self.schema.settle();
+        }
+    }
+
+    /// Starts the release being deployed: from now on, objects created by the
+    /// migrations replayed or linted stay "new" (exempt from locking rules) for the
+    /// rest of the run, since no running binary uses them yet.
+    pub fn begin_release(&mut self) {
+        if !self.release {
+            self.schema.settle();
+            self.release = true;
+        }
     }
 
     /// Lints one migration file against the model, then applies its up section.

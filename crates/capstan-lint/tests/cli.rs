@@ -247,3 +247,47 @@ fn sqlite_dialect_reports_unreadable_sqlite_syntax_as_info() {
     assert_eq!(v["summary"]["infos"], 1);
     assert_eq!(v["summary"]["errors"], 0);
 }
+
+#[test]
+fn release_from_keeps_tables_of_the_release_new() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("0001_old.sql"),
+        "CREATE TABLE old (id bigint, a text);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("0002_new.sql"),
+        "CREATE TABLE fresh (id bigint, a text);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("0003_idx.sql"),
+        "CREATE INDEX fresh_a ON fresh (a);\nCREATE INDEX old_a ON old (a);\n",
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap();
+    let rules_of = |out: &str| -> Vec<(String, u64)> {
+        let v: serde_json::Value = serde_json::from_str(out).unwrap();
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["rule"].as_str().unwrap().to_string(),
+                    f["line"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    // Without a release boundary, 0002's table is an existing table in 0003.
+    let (_, out, _) = lint(&["--format", "json", path]);
+    assert_eq!(rules_of(&out).len(), 2);
+    // With the release starting at 0002, only the index on the old table is flagged.
+    let (_, out, _) = lint(&["--format", "json", "--release-from", "2", path]);
+    assert_eq!(
+        rules_of(&out),
+        [("require-concurrent-index-creation".to_string(), 2)]
+    );
+}
