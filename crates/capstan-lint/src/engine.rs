@@ -7,7 +7,7 @@ use crate::rules::{self, Rule};
 use crate::schema::Schema;
 use crate::source::{self, MigrationSource, Phase, Section};
 use crate::suppress::{self, Ignore};
-use pg_query::protobuf::{ObjectType, TransactionStmtKind};
+use pg_query::protobuf::TransactionStmtKind;
 use pg_query::NodeEnum;
 
 /// One statement being checked.
@@ -361,16 +361,14 @@ impl Linter {
             self.schema = saved;
         }
         let ignores = suppress::collect(text, &src);
-        self.finish(input.file, text, &lines, &src, hits, &starts, ignores)
+        self.finish(input.file, text, &lines, hits, &starts, ignores)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
         file: &str,
         text: &str,
         lines: &LineIndex<'_>,
-        src: &MigrationSource,
         hits: Vec<(Hit, Option<(SectionKind, usize)>)>,
         starts: &[(SectionKind, Vec<usize>, usize)],
         mut ignores: Vec<Ignore>,
@@ -399,11 +397,11 @@ impl Linter {
             if suppressed {
                 continue;
             }
-            out.push(self.finding(file, text, lines, &hit, stmt.map(|s| s.0), None));
+            out.push(self.finding(file, text, lines, &hit, stmt.map(|s| s.0)));
         }
         if self.config.enabled(rules::unused_ignore::RULE.name) {
             for ig in &ignores {
-                for problem in ig.problems(&ignores) {
+                for problem in ig.problems() {
                     let hit = Hit {
                         rule: &rules::unused_ignore::RULE,
                         at: ig.offset,
@@ -411,11 +409,10 @@ impl Linter {
                         help: None,
                         end: 0,
                     };
-                    out.push(self.finding(file, text, lines, &hit, None, Some(ig.offset)));
+                    out.push(self.finding(file, text, lines, &hit, None));
                 }
             }
         }
-        let _ = src;
         out.sort_by(|a, b| (a.line, a.column, &a.rule).cmp(&(b.line, b.column, &b.rule)));
         out
     }
@@ -427,7 +424,6 @@ impl Linter {
         lines: &LineIndex<'_>,
         hit: &Hit,
         section: Option<SectionKind>,
-        _ignore: Option<usize>,
     ) -> Finding {
         let (line, column) = lines.pos(hit.at);
         // The end of the statement (or of the line) containing the hit.
@@ -830,15 +826,6 @@ fn statement_end(text: &str, at: usize) -> usize {
         Some(i) => at + i + 1,
         None => at + rest.trim_end().len(),
     }
-}
-
-/// Whether an object type is a relation-like object whose drop loses data.
-#[allow(dead_code)]
-pub(crate) fn holds_data(kind: ObjectType) -> bool {
-    matches!(
-        kind,
-        ObjectType::ObjectTable | ObjectType::ObjectMatview | ObjectType::ObjectSchema
-    )
 }
 
 /// Lints one file on its own, against an empty schema.
