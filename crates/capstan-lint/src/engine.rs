@@ -32,6 +32,66 @@ impl Stmt<'_> {
             self.start
         }
     }
+
+    /// File offset of the `nth` (0-based) occurrence of a clause such as
+    /// `SET NOT NULL` in the statement (words matched case-insensitively, any
+    /// whitespace between them), for commands the parser gives no location; the
+    /// statement start when it is not found.
+    pub fn clause(&self, phrase: &str, nth: usize) -> usize {
+        self.find_clause(phrase, nth).unwrap_or(self.start)
+    }
+
+    /// The first of `phrases` found in the statement (see [`Stmt::clause`]).
+    pub fn clause_any(&self, phrases: &[String]) -> usize {
+        phrases
+            .iter()
+            .find_map(|p| self.find_clause(p, 0))
+            .unwrap_or(self.start)
+    }
+
+    fn find_clause(&self, phrase: &str, nth: usize) -> Option<usize> {
+        let words: Vec<&str> = phrase.split_whitespace().collect();
+        let sql = self.sql;
+        let b = sql.as_bytes();
+        let is_word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+        let mut found = 0;
+        let mut i = 0;
+        while i < b.len() {
+            if (i == 0 || !is_word(b[i - 1])) && matches_words(sql, i, &words) {
+                if found == nth {
+                    return Some(self.start + i);
+                }
+                found += 1;
+            }
+            i += 1;
+        }
+        None
+    }
+}
+
+/// Whether `words` follow each other at `at` (case-insensitive, whitespace between).
+fn matches_words(sql: &str, mut at: usize, words: &[&str]) -> bool {
+    let b = sql.as_bytes();
+    for (k, w) in words.iter().enumerate() {
+        if k > 0 {
+            let before = at;
+            while at < b.len() && b[at].is_ascii_whitespace() {
+                at += 1;
+            }
+            if at == before {
+                return false;
+            }
+        }
+        let end = at + w.len();
+        if end > b.len() || !sql.is_char_boundary(end) || !sql[at..end].eq_ignore_ascii_case(w) {
+            return false;
+        }
+        if end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
+            return false;
+        }
+        at = end;
+    }
+    true
 }
 
 /// What a rule knows besides the statement.
@@ -430,7 +490,7 @@ impl Linter {
         let end = if hit.end > hit.at {
             hit.end
         } else {
-            statement_end(text, hit.at)
+            line_end(text, hit.at)
         };
         let (end_line, end_column) = lines.pos(end);
         Finding {
@@ -678,7 +738,7 @@ impl Linter {
             h.end = if h.at == stmt.start {
                 stmt.end
             } else {
-                token_end(text, h.at)
+                clause_end(text, h.at, stmt.end)
             };
             (h, Some((sec.kind, idx)))
         }));
@@ -804,6 +864,36 @@ fn starts_with_ddl_keyword(piece: &str) -> bool {
     )
 }
 
+/// End of what a hit inside a statement points at: a clause led by a keyword (`SET NOT
+/// NULL`, `DROP COLUMN x`, `ADD CONSTRAINT ...`) runs to the end of its line (or of the
+/// statement); anything else (a type, a name) is one token.
+fn clause_end(text: &str, at: usize, stmt_end: usize) -> usize {
+    const LEADS: [&str; 9] = [
+        "SET",
+        "DROP",
+        "ALTER",
+        "ATTACH",
+        "DETACH",
+        "VALIDATE",
+        "ADD",
+        "RENAME",
+        "CONSTRAINT",
+    ];
+    let rest = &text[at.min(text.len())..];
+    let word: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect();
+    if LEADS.iter().any(|l| l.eq_ignore_ascii_case(&word)) {
+        let line_end = rest.find('\n').map_or(text.len(), |i| at + i);
+        let end = line_end.min(stmt_end.max(at + word.len()));
+        // Trim trailing spaces and a trailing comma.
+        let trimmed = text[at..end].trim_end().trim_end_matches(',').trim_end();
+        return at + trimmed.len();
+    }
+    token_end(text, at)
+}
+
 /// End of the token (or parenthesised type like `varchar(20)`) starting at `at`.
 fn token_end(text: &str, at: usize) -> usize {
     let mut depth = 0i32;
@@ -820,12 +910,11 @@ fn token_end(text: &str, at: usize) -> usize {
     text.len()
 }
 
-fn statement_end(text: &str, at: usize) -> usize {
+/// End of the line containing `at` (trailing whitespace excluded).
+fn line_end(text: &str, at: usize) -> usize {
     let rest = &text[at.min(text.len())..];
-    match rest.find(';') {
-        Some(i) => at + i + 1,
-        None => at + rest.trim_end().len(),
-    }
+    let line = rest.split('\n').next().unwrap_or("");
+    at + line.trim_end().len()
 }
 
 /// Lints one file on its own, against an empty schema.

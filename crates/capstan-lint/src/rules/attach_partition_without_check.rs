@@ -48,7 +48,7 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
         if !proven {
             out.push(
                 &RULE,
-                stmt.start,
+                stmt.clause("ATTACH PARTITION", 0),
                 format!("attaching {part} to {table} scans all of {part} under a lock that blocks it: no validated CHECK constraint proves its rows fit the bounds"),
             );
         }

@@ -38,12 +38,13 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
             continue;
         }
         let part = crate::ast::opt_rv_name(p.name.as_ref());
+        let at = stmt.clause("DETACH PARTITION", 0);
         if ctx.pg >= 14 {
-            out.push(&RULE, stmt.start, format!("DETACH PARTITION {part} without CONCURRENTLY locks all of {table} against reads and writes"));
+            out.push(&RULE, at, format!("DETACH PARTITION {part} without CONCURRENTLY locks all of {table} against reads and writes"));
         } else {
             out.push_help(
                 &RULE,
-                stmt.start,
+                at,
                 format!("DETACH PARTITION {part} locks all of {table} against reads and writes, and Postgres {} has no concurrent detach", ctx.pg),
                 "run it in a quiet window with a short `-- capstan:lock-timeout`, or upgrade to Postgres 14+ for DETACH ... CONCURRENTLY",
             );
