@@ -538,7 +538,7 @@ impl Linter {
             enum_added: Vec::new(),
             last_begin: sec.start,
             out: Hits { list: Vec::new() },
-            saw_contract: false,
+            justifies_contract: false,
             errors: 0,
         };
         let syntax = |hits: &mut Vec<(Hit, Option<(SectionKind, usize)>)>, at: usize, msg: &str| {
@@ -649,7 +649,7 @@ impl Linter {
                 None,
             ));
         }
-        if is_up && src.phase == Phase::Contract && !walk.saw_contract && walk.errors == 0 {
+        if is_up && src.phase == Phase::Contract && !walk.justifies_contract && walk.errors == 0 {
             if let Some(at) = src.phase_offset {
                 hits.push((
                     Hit {
@@ -727,12 +727,22 @@ impl Linter {
                 .list
                 .retain(|h| h.rule.name != rules::wrong_phase::RULE.name);
         }
-        if is_up
-            && src.phase == Phase::Contract
-            && !walk.saw_contract
-            && crate::phase::classify(&stmt, &ctx).0 == crate::phase::Class::Contract
-        {
-            walk.saw_contract = true;
+        if is_up && src.phase == Phase::Contract && !walk.justifies_contract {
+            // A contract migration is "wrong" only when everything in it is plainly
+            // expand: a neutral statement (data, maintenance, an index the model does
+            // not know) may be why it waits for the fleet.
+            match crate::phase::classify(&stmt, &ctx).0 {
+                crate::phase::Class::Contract => walk.justifies_contract = true,
+                crate::phase::Class::Neutral
+                    if !matches!(
+                        node,
+                        NodeEnum::TransactionStmt(_) | NodeEnum::VariableSetStmt(_)
+                    ) =>
+                {
+                    walk.justifies_contract = true
+                }
+                _ => {}
+            }
         }
         hits.extend(walk.out.list.drain(..).map(|mut h| {
             h.end = if h.at == stmt.start {
@@ -800,7 +810,7 @@ struct Walk {
     enum_added: Vec<(String, String)>,
     last_begin: usize,
     out: Hits,
-    saw_contract: bool,
+    justifies_contract: bool,
     errors: usize,
 }
 
