@@ -366,8 +366,9 @@ impl Linter {
     /// Applies a migration's up section to the model without linting it (an earlier
     /// migration of the directory).
     pub fn replay(&mut self, input: Input<'_>) {
-        let src = source::split(input.source);
-        let parsed = parse_section(input.source, src.up);
+        let text = without_bom(input.source);
+        let src = source::split(&text);
+        let parsed = parse_section(&text, src.up);
         for (_, tree, _) in &parsed.chunks {
             for raw in &tree.stmts {
                 if let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) {
@@ -395,9 +396,10 @@ impl Linter {
         if !self.release {
             self.schema.settle();
         }
-        let text = input.source;
+        let cleaned = without_bom(input.source);
+        let text: &str = &cleaned;
         let src = source::split(text);
-        let lines = LineIndex::new(text);
+        let lines = LineIndex::new(input.source);
         let mut hits: Vec<(Hit, Option<(SectionKind, usize)>)> = Vec::new();
         for p in &src.problems {
             hits.push((
@@ -797,6 +799,15 @@ impl Linter {
     }
 }
 
+/// The text with a leading UTF-8 byte order mark blanked (same byte offsets), which
+/// editors on Windows add and the Postgres grammar rejects.
+fn without_bom(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.strip_prefix('\u{feff}') {
+        Some(rest) => std::borrow::Cow::Owned(format!("   {rest}")),
+        None => std::borrow::Cow::Borrowed(text),
+    }
+}
+
 /// Sections larger than this are parsed statement by statement, in parallel.
 const STREAM_THRESHOLD: usize = 1 << 20;
 
@@ -1043,6 +1054,20 @@ mod section_tests {
             source: src,
         });
         assert!(f.is_empty(), "{f:#?}");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_a_syntax_error() {
+        let mut linter = Linter::new(Config::default());
+        let f = linter.lint(Input {
+            file: "0001.sql",
+            source: "\u{feff}CREATE TABLE t (a int);\nCREATE INDEX i ON t2 (a);\n",
+        });
+        let got: Vec<(&str, usize, usize)> = f
+            .iter()
+            .map(|f| (f.rule.as_str(), f.line, f.column))
+            .collect();
+        assert_eq!(got, vec![("require-concurrent-index-creation", 2, 1)]);
     }
 
     #[test]
