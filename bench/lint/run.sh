@@ -35,7 +35,8 @@ bench() { # name, peer command, capstan command
         hyperfine --runs 1 --ignore-failure --style none --export-json "$WORK/h.json" "$ours" >/dev/null 2>&1
         python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["mean"])' "$WORK/h.json" >>"$WORK/ours.times"
     done
-    rss() { /usr/bin/time -v bash -c "$1" 2>&1 >/dev/null | awk -F': ' '/Maximum resident set size/ {print $2}'; }
+    # Both tools exit non-zero when they find something: that is not a failure here.
+    rss() { { /usr/bin/time -v bash -c "$1" 2>&1 >/dev/null || true; } | awk -F': ' '/Maximum resident set size/ {print $2}'; }
     local peer_rss ours_rss
     peer_rss="$(rss "$peer")"; ours_rss="$(rss "$ours")"
     python3 - "$name" "$WORK/peer.times" "$WORK/ours.times" "$peer_rss" "$ours_rss" "$RUNS" <<'PY'

@@ -39,6 +39,15 @@ pub enum Format {
     Github,
 }
 
+/// The database the migrations target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DialectArg {
+    /// Postgres: every rule.
+    Postgres,
+    /// SQLite: phase and compatibility rules; Postgres lock rules do not apply.
+    Sqlite,
+}
+
 /// A severity threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Level {
@@ -85,9 +94,17 @@ pub struct LintArgs {
     /// Read the schema model from a live database instead of replaying earlier migrations.
     #[arg(long, value_name = "DATABASE_URL")]
     pub schema_from: Option<String>,
+    /// The first migration version of the release being deployed: tables created by
+    /// migrations from this version on stay exempt from locking rules in the later
+    /// migrations of the release (nobody uses them yet). `--schema-from` implies it.
+    #[arg(long, value_name = "VERSION")]
+    pub release_from: Option<u64>,
     /// Switch a rule off for this run (repeatable).
     #[arg(long, value_name = "RULE")]
     pub disable: Vec<String>,
+    /// The database the migrations target (default: the config's `dialect`, else postgres).
+    #[arg(long, value_enum)]
+    pub dialect: Option<DialectArg>,
     /// Do not lint `-- capstan:down` sections.
     #[arg(long)]
     pub no_down: bool,
@@ -99,32 +116,93 @@ pub struct LintArgs {
     pub list_rules: bool,
 }
 
-/// A failure that stops the run before findings: (exit code, message).
-struct Stop(i32, String);
+/// Why `capstan lint` stopped before reporting findings. Each variant names the file,
+/// key or flag at fault, and maps to a documented exit code ([`CliError::exit_code`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    /// A flag with a bad value (unknown rule, unsupported version, no path to lint).
+    #[error("{0}")]
+    Usage(String),
+    /// A path that cannot be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The path.
+        path: String,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// A path that does not exist.
+    #[error("{path}: no such file or directory")]
+    Missing {
+        /// The path.
+        path: String,
+    },
+    /// A file that is not UTF-8.
+    #[error("{path}:{line}: invalid UTF-8 (byte {byte}); migrations must be UTF-8")]
+    InvalidUtf8 {
+        /// The file.
+        path: String,
+        /// The line of the first invalid byte.
+        line: usize,
+        /// Its byte offset.
+        byte: usize,
+    },
+    /// A bad `capstan.toml`.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `--schema-from` could not read the database (the URL is never included).
+    #[error("{0}")]
+    SchemaFrom(String),
+    /// The output could not be written.
+    #[error("cannot write output: {0}")]
+    Output(std::io::Error),
+}
 
-fn bad(msg: impl Into<String>) -> Stop {
-    Stop(EXIT_BAD_INPUT, msg.into())
+impl CliError {
+    /// The documented exit code: 2 for usage errors, 3 for bad input.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Usage(_) => EXIT_USAGE,
+            _ => EXIT_BAD_INPUT,
+        }
+    }
+}
+
+fn read_error(path: &Path, source: std::io::Error) -> CliError {
+    CliError::Read {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn utf8_error(path: &str, bytes: &[u8], byte: usize) -> CliError {
+    let line = bytes[..byte].iter().filter(|&&b| b == b'\n').count() + 1;
+    CliError::InvalidUtf8 {
+        path: path.to_string(),
+        line,
+        byte,
+    }
 }
 
 /// Runs `capstan lint`; returns the exit code.
 pub fn run(args: &LintArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> i32 {
     match run_inner(args, stdout) {
         Ok(code) => code,
-        Err(Stop(code, msg)) => {
-            let _ = writeln!(stderr, "error: {msg}");
-            code
+        Err(e) => {
+            let _ = writeln!(stderr, "error: {e}");
+            e.exit_code()
         }
     }
 }
 
-fn run_inner(args: &LintArgs, out: &mut dyn Write) -> Result<i32, Stop> {
-    let io = |e: std::io::Error| Stop(EXIT_BAD_INPUT, format!("cannot write output: {e}"));
+fn run_inner(args: &LintArgs, out: &mut dyn Write) -> Result<i32, CliError> {
+    let io = CliError::Output;
     if let Some(name) = &args.explain {
         let rule = rules::find(name).ok_or_else(|| {
-            Stop(
-                EXIT_USAGE,
-                format!("unknown rule `{name}` (see `capstan lint --list-rules`)"),
-            )
+            CliError::Usage(format!(
+                "unknown rule `{name}` (see `capstan lint --list-rules`)"
+            ))
         })?;
         write!(out, "{}", crate::docs::render_rule(rule)).map_err(io)?;
         return Ok(EXIT_OK);
@@ -145,7 +223,7 @@ fn run_inner(args: &LintArgs, out: &mut dyn Write) -> Result<i32, Stop> {
     let config = load_config(args)?;
     let sources = collect(args)?;
     let schema = match &args.schema_from {
-        Some(url) => Some(live::read_schema(url).map_err(bad)?),
+        Some(url) => Some(live::read_schema(url).map_err(CliError::SchemaFrom)?),
         None => None,
     };
     let mut findings: Vec<Finding> = Vec::new();
@@ -156,6 +234,11 @@ fn run_inner(args: &LintArgs, out: &mut dyn Write) -> Result<i32, Stop> {
             None => Linter::new(config.clone()),
         };
         for f in &group.files {
+            if let (Some(from), Some(v)) = (args.release_from, f.version) {
+                if v >= from {
+                    linter.begin_release();
+                }
+            }
             let input = Input {
                 file: &f.display,
                 source: &f.text,
@@ -185,7 +268,7 @@ fn run_inner(args: &LintArgs, out: &mut dyn Write) -> Result<i32, Stop> {
     .map_err(io)?;
     if findings
         .iter()
-        .any(|f| f.rule == rules::syntax_error::RULE.name && config.enabled(&f.rule))
+        .any(|f| f.rule == rules::syntax_error::RULE.name && f.severity == Severity::Error)
     {
         return Ok(EXIT_USAGE);
     }
@@ -196,33 +279,27 @@ fn run_inner(args: &LintArgs, out: &mut dyn Write) -> Result<i32, Stop> {
     })
 }
 
-fn load_config(args: &LintArgs) -> Result<Config, Stop> {
+fn load_config(args: &LintArgs) -> Result<Config, CliError> {
     let path = match &args.config {
         Some(p) => Some(p.clone()),
         None => Some(PathBuf::from("capstan.toml")).filter(|p| p.is_file()),
     };
     let mut config = match path {
         Some(p) => {
-            let text =
-                std::fs::read(&p).map_err(|e| bad(format!("{}: cannot read: {e}", p.display())))?;
-            let text = String::from_utf8(text).map_err(|e| {
-                bad(format!(
-                    "{}: invalid UTF-8 at byte {}",
-                    p.display(),
-                    e.utf8_error().valid_up_to()
-                ))
+            let bytes = std::fs::read(&p).map_err(|e| read_error(&p, e))?;
+            let text = String::from_utf8(bytes).map_err(|e| {
+                let byte = e.utf8_error().valid_up_to();
+                utf8_error(&p.display().to_string(), e.as_bytes(), byte)
             })?;
-            Config::from_toml(&text, &p.display().to_string())
-                .map_err(|e: ConfigError| bad(e.to_string()))?
+            Config::from_toml(&text, &p.display().to_string())?
         }
         None => Config::default(),
     };
     if let Some(v) = args.pg_version {
         config.set_pg_version(v).map_err(|()| {
-            Stop(
-                EXIT_USAGE,
-                format!("--pg-version {v}: give a Postgres major version from 9 to 18"),
-            )
+            CliError::Usage(format!(
+                "--pg-version {v}: give a Postgres major version from 9 to 18"
+            ))
         })?;
     }
     if let Some(level) = args.fail_on {
@@ -233,15 +310,19 @@ fn load_config(args: &LintArgs) -> Result<Config, Stop> {
     }
     for rule in &args.disable {
         if rules::find(rule).is_none() {
-            return Err(Stop(
-                EXIT_USAGE,
-                format!("--disable {rule}: unknown rule (see `capstan lint --list-rules`)"),
-            ));
+            return Err(CliError::Usage(format!(
+                "--disable {rule}: unknown rule (see `capstan lint --list-rules`)"
+            )));
         }
         config.disabled.push(rule.clone());
     }
     if args.no_down {
         config.lint_down = false;
+    }
+    match args.dialect {
+        Some(DialectArg::Postgres) => config.dialect = crate::config::Dialect::Postgres,
+        Some(DialectArg::Sqlite) => config.dialect = crate::config::Dialect::Sqlite,
+        None => {}
     }
     Ok(config)
 }
@@ -251,6 +332,7 @@ struct SourceFile {
     display: String,
     text: String,
     lint: bool,
+    version: Option<u64>,
 }
 
 /// Files sharing one schema history (one migration directory), in order.
@@ -258,27 +340,20 @@ struct Group {
     files: Vec<SourceFile>,
 }
 
-fn read_text(path: &Path) -> Result<String, Stop> {
-    let bytes =
-        std::fs::read(path).map_err(|e| bad(format!("{}: cannot read: {e}", path.display())))?;
+fn read_text(path: &Path) -> Result<String, CliError> {
+    let bytes = std::fs::read(path).map_err(|e| read_error(path, e))?;
     String::from_utf8(bytes).map_err(|e| {
-        let at = e.utf8_error().valid_up_to();
-        let text = String::from_utf8_lossy(&e.into_bytes()[..at]).into_owned();
-        let line = text.matches('\n').count() + 1;
-        bad(format!(
-            "{}:{line}: invalid UTF-8 (byte {at}); migrations must be UTF-8",
-            path.display()
-        ))
+        let byte = e.utf8_error().valid_up_to();
+        utf8_error(&path.display().to_string(), e.as_bytes(), byte)
     })
 }
 
 /// The versioned migration files of a directory, sorted by version.
-fn migration_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Stop> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| bad(format!("{}: cannot read directory: {e}", dir.display())))?;
+fn migration_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, CliError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| read_error(dir, e))?;
     let mut files = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| bad(format!("{}: {e}", dir.display())))?;
+        let entry = entry.map_err(|e| read_error(dir, e))?;
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Some(v) = crate::source::version_of(&name) {
@@ -295,12 +370,11 @@ fn display(path: &Path) -> String {
     path.display().to_string()
 }
 
-fn collect(args: &LintArgs) -> Result<Vec<Group>, Stop> {
+fn collect(args: &LintArgs) -> Result<Vec<Group>, CliError> {
     let paths = if args.paths.is_empty() {
         let default = PathBuf::from("migrations");
         if !default.is_dir() {
-            return Err(Stop(
-                EXIT_USAGE,
+            return Err(CliError::Usage(
                 "no `migrations` directory here: pass the migration directory or files to lint"
                     .into(),
             ));
@@ -317,27 +391,27 @@ fn collect(args: &LintArgs) -> Result<Vec<Group>, Stop> {
             let mut bytes = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut bytes)
-                .map_err(|e| bad(format!("<stdin>: cannot read: {e}")))?;
+                .map_err(|e| read_error(Path::new("<stdin>"), e))?;
             let text = String::from_utf8(bytes).map_err(|e| {
-                bad(format!(
-                    "<stdin>: invalid UTF-8 (byte {})",
-                    e.utf8_error().valid_up_to()
-                ))
+                let byte = e.utf8_error().valid_up_to();
+                utf8_error("<stdin>", e.as_bytes(), byte)
             })?;
             groups.push(Group {
                 files: vec![SourceFile {
                     display: "<stdin>".into(),
                     text,
                     lint: true,
+                    version: None,
                 }],
             });
         } else if path.is_dir() {
             let mut files = Vec::new();
-            for (_, p) in migration_files(path)? {
+            for (v, p) in migration_files(path)? {
                 files.push(SourceFile {
                     display: display(&p),
                     text: read_text(&p)?,
                     lint: true,
+                    version: Some(v),
                 });
             }
             groups.push(Group { files });
@@ -355,14 +429,14 @@ fn collect(args: &LintArgs) -> Result<Vec<Group>, Stop> {
                         display: display(path),
                         text: read_text(path)?,
                         lint: true,
+                        version: None,
                     }],
                 });
             }
         } else {
-            return Err(bad(format!(
-                "{}: no such file or directory",
-                path.display()
-            )));
+            return Err(CliError::Missing {
+                path: path.display().to_string(),
+            });
         }
     }
     for (dir, targets) in by_dir {
@@ -390,12 +464,14 @@ fn collect(args: &LintArgs) -> Result<Vec<Group>, Stop> {
                     display: display(t),
                     text: read_text(t)?,
                     lint: true,
+                    version: Some(v),
                 });
             } else if v < last {
                 files.push(SourceFile {
                     display: display(&p),
                     text: read_text(&p)?,
                     lint: false,
+                    version: Some(v),
                 });
             }
         }

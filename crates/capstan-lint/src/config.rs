@@ -21,6 +21,20 @@ pub struct Config {
     pub fail_on: Severity,
     /// Whether `-- capstan:down` sections are linted too (they also run in production).
     pub lint_down: bool,
+    /// The database the migrations are written for.
+    pub dialect: Dialect,
+}
+
+/// The database a migration directory targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    /// Postgres (the default): every rule.
+    #[default]
+    Postgres,
+    /// SQLite: phase classification and the rules about compatibility, transactions
+    /// and backfills; none of the Postgres lock rules. SQLite-only syntax the Postgres
+    /// grammar cannot read is reported as `info` and left unchecked.
+    Sqlite,
 }
 
 impl Default for Config {
@@ -31,6 +45,7 @@ impl Default for Config {
             severity: BTreeMap::new(),
             fail_on: Severity::Error,
             lint_down: true,
+            dialect: Dialect::Postgres,
         }
     }
 }
@@ -89,6 +104,7 @@ struct LintTable {
     severity: BTreeMap<String, String>,
     fail_on: Option<String>,
     lint_down: Option<bool>,
+    dialect: Option<String>,
 }
 
 impl Config {
@@ -160,6 +176,20 @@ impl Config {
         if let Some(down) = table.lint_down {
             config.lint_down = down;
         }
+        if let Some(d) = table.dialect {
+            config.dialect = match d.as_str() {
+                "postgres" | "postgresql" => Dialect::Postgres,
+                "sqlite" => Dialect::Sqlite,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        origin: origin.to_string(),
+                        message: format!(
+                            "[lint].dialect: unknown dialect `{d}` (expected postgres or sqlite)"
+                        ),
+                    })
+                }
+            };
+        }
         Ok(config)
     }
 
@@ -177,11 +207,19 @@ impl Config {
     /// Whether a rule is switched on.
     pub fn enabled(&self, rule: &str) -> bool {
         !self.disabled.iter().any(|d| d == rule)
+            && (self.dialect == Dialect::Postgres || crate::rules::SQLITE.contains(&rule))
     }
 
     /// The severity a rule reports with, after overrides.
     pub fn severity_of(&self, rule: &str, default: Severity) -> Severity {
-        self.severity.get(rule).copied().unwrap_or(default)
+        if let Some(s) = self.severity.get(rule) {
+            return *s;
+        }
+        if self.dialect == Dialect::Sqlite && rule == crate::rules::syntax_error::RULE.name {
+            // SQLite syntax the Postgres grammar does not know: unchecked, not wrong.
+            return Severity::Info;
+        }
+        default
     }
 }
 
@@ -213,6 +251,18 @@ mod tests {
             cfg.severity_of("prefer-text", Severity::Info),
             Severity::Error
         );
+    }
+
+    #[test]
+    fn dialect() {
+        let cfg = Config::from_toml("[lint]\ndialect = \"sqlite\"\n", "c").unwrap();
+        assert_eq!(cfg.dialect, Dialect::Sqlite);
+        assert!(!cfg.enabled("require-concurrent-index-creation"));
+        assert!(cfg.enabled("renaming-column"));
+        assert!(Config::from_toml("[lint]\ndialect = \"mysql\"\n", "c")
+            .unwrap_err()
+            .to_string()
+            .contains("mysql"));
     }
 
     #[test]

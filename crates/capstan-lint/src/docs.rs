@@ -9,6 +9,12 @@ pub fn render_rule(rule: &Rule) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# `{}`\n", rule.name);
     let _ = writeln!(s, "**Severity:** {} · {}\n", rule.severity, rule.summary);
+    let sqlite = if crate::rules::SQLITE.contains(&rule.name) {
+        "yes"
+    } else {
+        "no (Postgres only)"
+    };
+    let _ = writeln!(s, "**Applies to SQLite migrations:** {sqlite}\n");
     if !rule.lock.is_empty() {
         let _ = writeln!(s, "**Lock:** {}\n", rule.lock);
     }

@@ -7,7 +7,7 @@ use crate::rules::{self, Rule};
 use crate::schema::Schema;
 use crate::source::{self, MigrationSource, Phase, Section};
 use crate::suppress::{self, Ignore};
-use pg_query::protobuf::{ObjectType, TransactionStmtKind};
+use pg_query::protobuf::TransactionStmtKind;
 use pg_query::NodeEnum;
 
 /// One statement being checked.
@@ -32,6 +32,66 @@ impl Stmt<'_> {
             self.start
         }
     }
+
+    /// File offset of the `nth` (0-based) occurrence of a clause such as
+    /// `SET NOT NULL` in the statement (words matched case-insensitively, any
+    /// whitespace between them), for commands the parser gives no location; the
+    /// statement start when it is not found.
+    pub fn clause(&self, phrase: &str, nth: usize) -> usize {
+        self.find_clause(phrase, nth).unwrap_or(self.start)
+    }
+
+    /// The first of `phrases` found in the statement (see [`Stmt::clause`]).
+    pub fn clause_any(&self, phrases: &[String]) -> usize {
+        phrases
+            .iter()
+            .find_map(|p| self.find_clause(p, 0))
+            .unwrap_or(self.start)
+    }
+
+    fn find_clause(&self, phrase: &str, nth: usize) -> Option<usize> {
+        let words: Vec<&str> = phrase.split_whitespace().collect();
+        let sql = self.sql;
+        let b = sql.as_bytes();
+        let is_word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+        let mut found = 0;
+        let mut i = 0;
+        while i < b.len() {
+            if (i == 0 || !is_word(b[i - 1])) && matches_words(sql, i, &words) {
+                if found == nth {
+                    return Some(self.start + i);
+                }
+                found += 1;
+            }
+            i += 1;
+        }
+        None
+    }
+}
+
+/// Whether `words` follow each other at `at` (case-insensitive, whitespace between).
+fn matches_words(sql: &str, mut at: usize, words: &[&str]) -> bool {
+    let b = sql.as_bytes();
+    for (k, w) in words.iter().enumerate() {
+        if k > 0 {
+            let before = at;
+            while at < b.len() && b[at].is_ascii_whitespace() {
+                at += 1;
+            }
+            if at == before {
+                return false;
+            }
+        }
+        let end = at + w.len();
+        if end > b.len() || !sql.is_char_boundary(end) || !sql[at..end].eq_ignore_ascii_case(w) {
+            return false;
+        }
+        if end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
+            return false;
+        }
+        at = end;
+    }
+    true
 }
 
 /// What a rule knows besides the statement.
@@ -207,7 +267,7 @@ fn parse_section(text: &str, sec: Section) -> Parsed {
                 chunks: vec![],
                 errors: vec![],
             };
-            let pieces = pg_query::split_with_scanner(sql).unwrap_or_else(|_| vec![sql]);
+            let pieces = crate::split::split(sql);
             for piece in pieces {
                 let off = sec.start + (piece.as_ptr() as usize - sql.as_ptr() as usize);
                 match pg_query::parse(piece, 0) {
@@ -306,8 +366,9 @@ impl Linter {
     /// Applies a migration's up section to the model without linting it (an earlier
     /// migration of the directory).
     pub fn replay(&mut self, input: Input<'_>) {
-        let src = source::split(input.source);
-        let parsed = parse_section(input.source, src.up);
+        let text = without_bom(input.source);
+        let src = source::split(&text);
+        let parsed = parse_section(&text, src.up);
         for (_, tree, _) in &parsed.chunks {
             for raw in &tree.stmts {
                 if let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) {
@@ -315,7 +376,19 @@ impl Linter {
                 }
             }
         }
-        self.schema.settle();
+        if !self.release {
+            self.schema.settle();
+        }
+    }
+
+    /// Starts the release being deployed: from now on, objects created by the
+    /// migrations replayed or linted stay "new" (exempt from locking rules) for the
+    /// rest of the run, since no running binary uses them yet.
+    pub fn begin_release(&mut self) {
+        if !self.release {
+            self.schema.settle();
+            self.release = true;
+        }
     }
 
     /// Lints one migration file against the model, then applies its up section.
@@ -323,9 +396,10 @@ impl Linter {
         if !self.release {
             self.schema.settle();
         }
-        let text = input.source;
+        let cleaned = without_bom(input.source);
+        let text: &str = &cleaned;
         let src = source::split(text);
-        let lines = LineIndex::new(text);
+        let lines = LineIndex::new(input.source);
         let mut hits: Vec<(Hit, Option<(SectionKind, usize)>)> = Vec::new();
         for p in &src.problems {
             hits.push((
@@ -349,16 +423,14 @@ impl Linter {
             self.schema = saved;
         }
         let ignores = suppress::collect(text, &src);
-        self.finish(input.file, text, &lines, &src, hits, &starts, ignores)
+        self.finish(input.file, text, &lines, hits, &starts, ignores)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
         file: &str,
         text: &str,
         lines: &LineIndex<'_>,
-        src: &MigrationSource,
         hits: Vec<(Hit, Option<(SectionKind, usize)>)>,
         starts: &[(SectionKind, Vec<usize>, usize)],
         mut ignores: Vec<Ignore>,
@@ -387,11 +459,11 @@ impl Linter {
             if suppressed {
                 continue;
             }
-            out.push(self.finding(file, text, lines, &hit, stmt.map(|s| s.0), None));
+            out.push(self.finding(file, text, lines, &hit, stmt.map(|s| s.0)));
         }
         if self.config.enabled(rules::unused_ignore::RULE.name) {
             for ig in &ignores {
-                for problem in ig.problems(&ignores) {
+                for problem in ig.problems() {
                     let hit = Hit {
                         rule: &rules::unused_ignore::RULE,
                         at: ig.offset,
@@ -399,11 +471,10 @@ impl Linter {
                         help: None,
                         end: 0,
                     };
-                    out.push(self.finding(file, text, lines, &hit, None, Some(ig.offset)));
+                    out.push(self.finding(file, text, lines, &hit, None));
                 }
             }
         }
-        let _ = src;
         out.sort_by(|a, b| (a.line, a.column, &a.rule).cmp(&(b.line, b.column, &b.rule)));
         out
     }
@@ -415,14 +486,13 @@ impl Linter {
         lines: &LineIndex<'_>,
         hit: &Hit,
         section: Option<SectionKind>,
-        _ignore: Option<usize>,
     ) -> Finding {
         let (line, column) = lines.pos(hit.at);
         // The end of the statement (or of the line) containing the hit.
         let end = if hit.end > hit.at {
             hit.end
         } else {
-            statement_end(text, hit.at)
+            line_end(text, hit.at)
         };
         let (end_line, end_column) = lines.pos(end);
         Finding {
@@ -470,7 +540,7 @@ impl Linter {
             enum_added: Vec::new(),
             last_begin: sec.start,
             out: Hits { list: Vec::new() },
-            saw_contract: false,
+            justifies_contract: false,
             errors: 0,
         };
         let syntax = |hits: &mut Vec<(Hit, Option<(SectionKind, usize)>)>, at: usize, msg: &str| {
@@ -507,7 +577,7 @@ impl Linter {
                 }
             }
         } else {
-            let pieces = pg_query::split_with_scanner(sql).unwrap_or_else(|_| vec![sql]);
+            let pieces = crate::split::split(sql);
             walk.section_has_ddl = pieces.iter().any(|p| starts_with_ddl_keyword(p));
             let offset = |p: &str| sec.start + (p.as_ptr() as usize - sql.as_ptr() as usize);
             let batches: Vec<&[&str]> = pieces.chunks(256).collect();
@@ -524,14 +594,7 @@ impl Linter {
                     let batches = &batches;
                     scope.spawn(move || {
                         for (i, batch) in batches.iter().enumerate().skip(w).step_by(workers) {
-                            let parsed = batch
-                                .iter()
-                                .map(|p| {
-                                    pg_query::parse(p, 0)
-                                        .map(|r| r.protobuf)
-                                        .map_err(error_text)
-                                })
-                                .collect();
+                            let parsed = batch.iter().map(|p| parse_piece(p)).collect();
                             if tx.send((i, parsed)).is_err() {
                                 return;
                             }
@@ -588,7 +651,7 @@ impl Linter {
                 None,
             ));
         }
-        if is_up && src.phase == Phase::Contract && !walk.saw_contract && walk.errors == 0 {
+        if is_up && src.phase == Phase::Contract && !walk.justifies_contract && walk.errors == 0 {
             if let Some(at) = src.phase_offset {
                 hits.push((
                     Hit {
@@ -666,18 +729,28 @@ impl Linter {
                 .list
                 .retain(|h| h.rule.name != rules::wrong_phase::RULE.name);
         }
-        if is_up
-            && src.phase == Phase::Contract
-            && !walk.saw_contract
-            && crate::phase::classify(&stmt, &ctx).0 == crate::phase::Class::Contract
-        {
-            walk.saw_contract = true;
+        if is_up && src.phase == Phase::Contract && !walk.justifies_contract {
+            // A contract migration is "wrong" only when everything in it is plainly
+            // expand: a neutral statement (data, maintenance, an index the model does
+            // not know) may be why it waits for the fleet.
+            match crate::phase::classify(&stmt, &ctx).0 {
+                crate::phase::Class::Contract => walk.justifies_contract = true,
+                crate::phase::Class::Neutral
+                    if !matches!(
+                        node,
+                        NodeEnum::TransactionStmt(_) | NodeEnum::VariableSetStmt(_)
+                    ) =>
+                {
+                    walk.justifies_contract = true
+                }
+                _ => {}
+            }
         }
         hits.extend(walk.out.list.drain(..).map(|mut h| {
             h.end = if h.at == stmt.start {
                 stmt.end
             } else {
-                token_end(text, h.at)
+                clause_end(text, h.at, stmt.end)
             };
             (h, Some((sec.kind, idx)))
         }));
@@ -726,6 +799,15 @@ impl Linter {
     }
 }
 
+/// The text with a leading UTF-8 byte order mark blanked (same byte offsets), which
+/// editors on Windows add and the Postgres grammar rejects.
+fn without_bom(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.strip_prefix('\u{feff}') {
+        Some(rest) => std::borrow::Cow::Owned(format!("   {rest}")),
+        None => std::borrow::Cow::Borrowed(text),
+    }
+}
+
 /// Sections larger than this are parsed statement by statement, in parallel.
 const STREAM_THRESHOLD: usize = 1 << 20;
 
@@ -739,8 +821,37 @@ struct Walk {
     enum_added: Vec<(String, String)>,
     last_begin: usize,
     out: Hits,
-    saw_contract: bool,
+    justifies_contract: bool,
     errors: usize,
+}
+
+/// Parses one statement of a large section. Plain `INSERT`s — the bulk of big files —
+/// are checked by the Postgres parser without building their tree (no rule needs it),
+/// and stand in the walk as an empty `InsertStmt` with their real location.
+fn parse_piece(piece: &str) -> Result<pg_query::protobuf::ParseResult, String> {
+    let start = skip_trivia(piece, 0);
+    let is_insert =
+        piece.len() >= start + 6 && piece[start..start + 6].eq_ignore_ascii_case("insert");
+    if !is_insert {
+        return pg_query::parse(piece, 0)
+            .map(|r| r.protobuf)
+            .map_err(error_text);
+    }
+    let stmts = pg_query::split_with_parser(piece).map_err(|e| match e {
+        pg_query::Error::Split(m) => m,
+        other => error_text(other),
+    })?;
+    let stmts = stmts
+        .into_iter()
+        .map(|s| pg_query::protobuf::RawStmt {
+            stmt: Some(Box::new(pg_query::protobuf::Node {
+                node: Some(NodeEnum::InsertStmt(Box::default())),
+            })),
+            stmt_location: (s.as_ptr() as usize - piece.as_ptr() as usize) as i32,
+            stmt_len: s.len() as i32,
+        })
+        .collect();
+    Ok(pg_query::protobuf::ParseResult { version: 0, stmts })
 }
 
 fn error_text(e: pg_query::Error) -> String {
@@ -774,6 +885,36 @@ fn starts_with_ddl_keyword(piece: &str) -> bool {
     )
 }
 
+/// End of what a hit inside a statement points at: a clause led by a keyword (`SET NOT
+/// NULL`, `DROP COLUMN x`, `ADD CONSTRAINT ...`) runs to the end of its line (or of the
+/// statement); anything else (a type, a name) is one token.
+fn clause_end(text: &str, at: usize, stmt_end: usize) -> usize {
+    const LEADS: [&str; 9] = [
+        "SET",
+        "DROP",
+        "ALTER",
+        "ATTACH",
+        "DETACH",
+        "VALIDATE",
+        "ADD",
+        "RENAME",
+        "CONSTRAINT",
+    ];
+    let rest = &text[at.min(text.len())..];
+    let word: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect();
+    if LEADS.iter().any(|l| l.eq_ignore_ascii_case(&word)) {
+        let line_end = rest.find('\n').map_or(text.len(), |i| at + i);
+        let end = line_end.min(stmt_end.max(at + word.len()));
+        // Trim trailing spaces and a trailing comma.
+        let trimmed = text[at..end].trim_end().trim_end_matches(',').trim_end();
+        return at + trimmed.len();
+    }
+    token_end(text, at)
+}
+
 /// End of the token (or parenthesised type like `varchar(20)`) starting at `at`.
 fn token_end(text: &str, at: usize) -> usize {
     let mut depth = 0i32;
@@ -790,21 +931,11 @@ fn token_end(text: &str, at: usize) -> usize {
     text.len()
 }
 
-fn statement_end(text: &str, at: usize) -> usize {
+/// End of the line containing `at` (trailing whitespace excluded).
+fn line_end(text: &str, at: usize) -> usize {
     let rest = &text[at.min(text.len())..];
-    match rest.find(';') {
-        Some(i) => at + i + 1,
-        None => at + rest.trim_end().len(),
-    }
-}
-
-/// Whether an object type is a relation-like object whose drop loses data.
-#[allow(dead_code)]
-pub(crate) fn holds_data(kind: ObjectType) -> bool {
-    matches!(
-        kind,
-        ObjectType::ObjectTable | ObjectType::ObjectMatview | ObjectType::ObjectSchema
-    )
+    let line = rest.split('\n').next().unwrap_or("");
+    at + line.trim_end().len()
 }
 
 /// Lints one file on its own, against an empty schema.
@@ -877,5 +1008,121 @@ mod tests {
         assert_eq!(idx.pos(0), (1, 1));
         assert_eq!(idx.pos(3), (2, 1));
         assert_eq!(idx.pos(8), (2, 4));
+    }
+}
+
+#[cfg(test)]
+mod section_tests {
+    use super::*;
+
+    #[test]
+    fn down_sections_are_linted_as_their_own_unit_with_file_lines() {
+        let mut linter = Linter::new(Config::default());
+        linter.replay(Input {
+            file: "0001.sql",
+            source: "CREATE TABLE users (id bigint, email text);\nCREATE INDEX users_email_idx ON users (email);",
+        });
+        let src = "-- capstan:no-transaction\n-- capstan:up\nDROP INDEX CONCURRENTLY IF EXISTS users_email_idx;\n-- capstan:down\nCREATE INDEX users_email_idx ON users (email);\n";
+        let f = linter.lint(Input {
+            file: "0002.sql",
+            source: src,
+        });
+        let got: Vec<(&str, usize, SectionKind)> = f
+            .iter()
+            .map(|f| (f.rule.as_str(), f.line, f.section))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("non-idempotent-no-transaction", 5, SectionKind::Down),
+                ("require-concurrent-index-creation", 5, SectionKind::Down),
+            ]
+        );
+        // The down section does not change the model: the index stays dropped.
+        assert!(!linter.schema().indexes.contains_key("users_email_idx"));
+        let cfg = Config {
+            lint_down: false,
+            ..Config::default()
+        };
+        let mut linter = Linter::new(cfg);
+        linter.replay(Input {
+            file: "0001.sql",
+            source: "CREATE TABLE users (id bigint, email text);\nCREATE INDEX users_email_idx ON users (email);",
+        });
+        let f = linter.lint(Input {
+            file: "0002.sql",
+            source: src,
+        });
+        assert!(f.is_empty(), "{f:#?}");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_a_syntax_error() {
+        let mut linter = Linter::new(Config::default());
+        let f = linter.lint(Input {
+            file: "0001.sql",
+            source: "\u{feff}CREATE TABLE t (a int);\nCREATE INDEX i ON t2 (a);\n",
+        });
+        let got: Vec<(&str, usize, usize)> = f
+            .iter()
+            .map(|f| (f.rule.as_str(), f.line, f.column))
+            .collect();
+        assert_eq!(got, vec![("require-concurrent-index-creation", 2, 1)]);
+    }
+
+    #[test]
+    fn tables_created_by_earlier_files_are_not_new() {
+        let mut linter = Linter::new(Config::default());
+        assert!(linter
+            .lint(Input {
+                file: "0001.sql",
+                source: "CREATE TABLE t (a int);\nCREATE INDEX t_a ON t (a);"
+            })
+            .is_empty());
+        let f = linter.lint(Input {
+            file: "0002.sql",
+            source: "CREATE INDEX t_a2 ON t (a);",
+        });
+        assert_eq!(f[0].rule, "require-concurrent-index-creation");
+    }
+}
+
+#[cfg(test)]
+mod sqlite_tests {
+    use super::*;
+    use crate::config::Dialect;
+
+    #[test]
+    fn sqlite_keeps_compatibility_rules_and_drops_postgres_lock_rules() {
+        let cfg = Config {
+            dialect: Dialect::Sqlite,
+            ..Config::default()
+        };
+        let mut linter = Linter::new(cfg);
+        linter.replay(Input {
+            file: "0001.sql",
+            source: "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT);",
+        });
+        let f = linter.lint(Input {
+            file: "0002.sql",
+            source: "CREATE INDEX users_email ON users (email);\n\
+                     ALTER TABLE users RENAME COLUMN email TO mail;\n\
+                     CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT);\n\
+                     ALTER TABLE users ADD COLUMN plan TEXT NOT NULL;\n",
+        });
+        let got: Vec<(&str, usize, Severity)> = f
+            .iter()
+            .map(|f| (f.rule.as_str(), f.line, f.severity))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("renaming-column", 2, Severity::Error),
+                ("syntax-error", 3, Severity::Info),
+                ("wrong-phase", 4, Severity::Error),
+                ("adding-required-column", 4, Severity::Error),
+            ],
+            "{f:#?}"
+        );
     }
 }

@@ -50,6 +50,7 @@
 //! disable = ["prefer-text"]    # rules switched off
 //! fail_on = "error"            # info | warning | error
 //! lint_down = true             # lint -- capstan:down sections too
+//! dialect = "postgres"         # or "sqlite": phase and compatibility rules only
 //! [lint.severity]
 //! prefer-bigint = "error"      # re-level a rule
 //! ```
@@ -65,13 +66,14 @@ mod phase;
 pub mod rules;
 pub mod schema;
 mod source;
+mod split;
 mod suppress;
 
 #[cfg(feature = "cli")]
 pub mod cli;
 
 pub use ast::ColType;
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, Dialect};
 pub use engine::{fails, lint, Input, Linter};
 pub use finding::{Finding, SectionKind, Severity};
 pub use rules::Rule;

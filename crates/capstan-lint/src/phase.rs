@@ -59,7 +59,10 @@ pub(crate) fn classify(stmt: &Stmt<'_>, ctx: &Ctx<'_>) -> (Class, String) {
             if kind == ObjectType::ObjectIndex
                 && names
                     .iter()
-                    .all(|n| ctx.schema.indexes.get(n).is_some_and(|i| !i.unique))
+                    // An index the model does not know gets the benefit of the doubt: most
+                    // are not unique, and a unique one backing ON CONFLICT is usually a
+                    // constraint, which has its own rule.
+                    .all(|n| ctx.schema.indexes.get(n).is_none_or(|i| !i.unique))
             {
                 return (Neutral, String::new());
             }
@@ -175,7 +178,13 @@ pub(crate) fn classify(stmt: &Stmt<'_>, ctx: &Ctx<'_>) -> (Class, String) {
                         cmd.name
                     )),
                     AlterTableType::AtDropConstraint => {
-                        Some(format!("drops constraint {} on {table}", cmd.name))
+                        let check = ctx
+                            .schema
+                            .table(&table)
+                            .and_then(|t| t.constraint(&cmd.name))
+                            .is_some_and(|c| c.kind == crate::schema::ConstraintKind::Check);
+                        // Dropping a CHECK only relaxes writes.
+                        (!check).then(|| format!("drops constraint {} on {table}", cmd.name))
                     }
                     AlterTableType::AtDetachPartition => {
                         Some(format!("detaches a partition from {table}"))

@@ -295,10 +295,13 @@ impl Schema {
                 if c.if_not_exists && self.tables.contains_key(&name) {
                     return;
                 }
+                // A table that already exists (read from a live database) can only be
+                // "created" again by a migration that was already applied: it is not new.
+                let existed = self.tables.get(&name).is_some_and(|t| !t.new);
                 self.tables.insert(
                     name.clone(),
                     Table {
-                        new: true,
+                        new: !existed,
                         partitioned: c.partspec.is_some(),
                         ..Table::default()
                     },

@@ -25,7 +25,7 @@ impl Ignore {
     }
 
     /// What is wrong with this ignore, once every finding has been matched.
-    pub fn problems(&self, _all: &[Ignore]) -> Vec<String> {
+    pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         let unknown: Vec<&String> = self
             .rules

@@ -45,6 +45,22 @@ fn sarif_output() {
     assert_eq!(code, 1);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     check_sarif_shape(&v);
+    // The typed SARIF 2.1.0 model (generated from the official schema) accepts it.
+    let typed: serde_sarif::sarif::Sarif = serde_json::from_str(&out).expect("valid SARIF 2.1.0");
+    assert_eq!(
+        typed.runs[0].results.as_ref().map(Vec::len),
+        v["runs"][0]["results"].as_array().map(Vec::len)
+    );
+    // ...and it is strict enough to matter: a bad level or a missing message is rejected.
+    for bad in [
+        r#"{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"x"}},"results":[{"message":{"text":"m"},"level":"loud"}]}]}"#,
+        r#"{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"x"}},"results":[{"level":"error"}]}]}"#,
+    ] {
+        assert!(
+            serde_json::from_str::<serde_sarif::sarif::Sarif>(bad).is_err(),
+            "{bad}"
+        );
+    }
     // The rule catalogue is large and generated; snapshot the results.
     insta::assert_snapshot!(serde_json::to_string_pretty(&v["runs"][0]["results"]).unwrap());
 }
@@ -129,7 +145,7 @@ fn sql_postgres_rejects_exits_two_and_still_lints_the_rest() {
     assert_eq!(code, 2);
     assert!(
         out.contains(
-            "error[syntax-error]: Postgres rejects this SQL: syntax error at end of input"
+            "error[syntax-error]: Postgres rejects this SQL: syntax error at or near \";\""
         ),
         "{out}"
     );
@@ -206,4 +222,72 @@ fn pg_version_changes_verdicts() {
     assert_eq!(code, 1);
     assert!(out.contains("adding-volatile-default"), "{out}");
     assert_eq!(lint(&["--pg-version", "42", path]).0, 2);
+}
+
+#[test]
+fn sqlite_dialect_reports_unreadable_sqlite_syntax_as_info() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("0001_t.sql"),
+        "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, a TEXT);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("0002_t.sql"),
+        "CREATE INDEX t_a ON t (a);\n",
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap();
+    // Postgres: AUTOINCREMENT is a syntax error (exit 2).
+    assert_eq!(lint(&[path]).0, 2);
+    // SQLite: unchecked (info), and no Postgres lock rule on the index.
+    let (code, out, _) = lint(&["--dialect", "sqlite", "--format", "json", path]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["summary"]["infos"], 1);
+    assert_eq!(v["summary"]["errors"], 0);
+}
+
+#[test]
+fn release_from_keeps_tables_of_the_release_new() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("0001_old.sql"),
+        "CREATE TABLE old (id bigint, a text);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("0002_new.sql"),
+        "CREATE TABLE fresh (id bigint, a text);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("0003_idx.sql"),
+        "CREATE INDEX fresh_a ON fresh (a);\nCREATE INDEX old_a ON old (a);\n",
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap();
+    let rules_of = |out: &str| -> Vec<(String, u64)> {
+        let v: serde_json::Value = serde_json::from_str(out).unwrap();
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["rule"].as_str().unwrap().to_string(),
+                    f["line"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    // Without a release boundary, 0002's table is an existing table in 0003.
+    let (_, out, _) = lint(&["--format", "json", path]);
+    assert_eq!(rules_of(&out).len(), 2);
+    // With the release starting at 0002, only the index on the old table is flagged.
+    let (_, out, _) = lint(&["--format", "json", "--release-from", "2", path]);
+    assert_eq!(
+        rules_of(&out),
+        [("require-concurrent-index-creation".to_string(), 2)]
+    );
 }

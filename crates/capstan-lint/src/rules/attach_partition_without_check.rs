@@ -21,7 +21,7 @@ cannot prove that it matches the bounds.",
     help: "add a CHECK matching the bounds NOT VALID, VALIDATE it separately, then ATTACH and drop the CHECK",
     setup: "CREATE TABLE events (id bigint, at date NOT NULL) PARTITION BY RANGE (at);\nCREATE TABLE events_2025 (id bigint, at date NOT NULL);\n",
     bad: "ALTER TABLE events ATTACH PARTITION events_2025 FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');\n",
-    safe: "-- capstan:phase contract\n-- capstan:no-transaction\n-- capstan:up\nALTER TABLE events_2025 ADD CONSTRAINT events_2025_bounds CHECK (at >= '2025-01-01' AND at < '2026-01-01') NOT VALID;\nALTER TABLE events_2025 VALIDATE CONSTRAINT events_2025_bounds;\nALTER TABLE events ATTACH PARTITION events_2025 FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');\nALTER TABLE events_2025 DROP CONSTRAINT events_2025_bounds;\n",
+    safe: "-- capstan:phase contract\n-- capstan:no-transaction\n-- capstan:up\nALTER TABLE events_2025 ADD CONSTRAINT events_2025_bounds CHECK (at >= '2025-01-01' AND at < '2026-01-01') NOT VALID;\nALTER TABLE events_2025 VALIDATE CONSTRAINT events_2025_bounds;\nALTER TABLE events ATTACH PARTITION events_2025 FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');\nALTER TABLE events_2025 DROP CONSTRAINT IF EXISTS events_2025_bounds;\n",
     up_only: false,
     check,
 };
@@ -48,7 +48,7 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
         if !proven {
             out.push(
                 &RULE,
-                stmt.start,
+                stmt.clause("ATTACH PARTITION", 0),
                 format!("attaching {part} to {table} scans all of {part} under a lock that blocks it: no validated CHECK constraint proves its rows fit the bounds"),
             );
         }

@@ -37,9 +37,11 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
     }
     for cmd in cmds {
         if subtype(cmd) == AlterTableType::AtDropColumn {
+            let n = &cmd.name;
+            let at = stmt.clause_any(&[format!("DROP COLUMN IF EXISTS {n}"), format!("DROP COLUMN {n}"), format!("DROP {n}")]);
             out.push(
                 &RULE,
-                stmt.start,
+                at,
                 format!(
                     "dropping column {table}.{} breaks the running binary if it still reads or writes it; drop it in a contract migration ({})",
                     cmd.name,

@@ -48,9 +48,11 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
             Some(ConstraintKind::Exclusion) => "exclusion constraint",
             None => "constraint",
         };
+        let n = &cmd.name;
+        let at = stmt.clause_any(&[format!("DROP CONSTRAINT IF EXISTS {n}"), format!("DROP CONSTRAINT {n}")]);
         out.push(
             &RULE,
-            stmt.start,
+            at,
             format!("dropping {what} {} on {table} can break running binaries that rely on it (ON CONFLICT, cascades, replication); drop it in a contract migration", cmd.name),
         );
     }

@@ -36,9 +36,11 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
         if subtype(cmd) == AlterTableType::AtColumnDefault && cmd.def.is_none() {
             let not_null = ctx.schema.table(&table).and_then(|t| t.column(&cmd.name)).is_some_and(|c| c.not_null);
             let effect = if not_null { "fail (the column is NOT NULL)" } else { "store NULL" };
+            let n = &cmd.name;
+            let at = stmt.clause_any(&[format!("ALTER COLUMN {n} DROP DEFAULT"), format!("ALTER {n} DROP DEFAULT")]);
             out.push(
                 &RULE,
-                stmt.start,
+                at,
                 format!("dropping the default of {table}.{}: INSERTs of the running binary that omit the column will {effect}", cmd.name),
             );
         }

@@ -34,9 +34,11 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
     }
     for cmd in cmds {
         if subtype(cmd) == AlterTableType::AtDropNotNull {
+            let n = &cmd.name;
+            let at = stmt.clause_any(&[format!("ALTER COLUMN {n} DROP NOT NULL"), format!("ALTER {n} DROP NOT NULL")]);
             out.push(
                 &RULE,
-                stmt.start,
+                at,
                 format!("dropping NOT NULL from {table}.{} lets NULLs reach binaries that assume there are none; do it in a contract migration", cmd.name),
             );
         }

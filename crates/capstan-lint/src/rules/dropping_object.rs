@@ -19,7 +19,8 @@ pub(crate) static RULE: Rule = Rule {
 trigger; it breaks the moment the drop commits (and CASCADE may remove more than the statement names). Stop \
 using the object first, then drop it in a `-- capstan:phase contract` migration, which capstan applies only once \
 every running instance embeds it. DROP SCHEMA ... CASCADE also drops tables: capstan archives the tables it \
-knows before dropping them. Tables and indexes have their own rules.",
+knows before dropping them. Tables and indexes have their own rules. DROP DATABASE is \
+flagged in every phase: it never belongs in a migration.",
     help: "stop using it, then drop it in a `-- capstan:phase contract` migration",
     setup: "CREATE VIEW active_users AS SELECT 1 AS id;\nCREATE FUNCTION add_one(i int) RETURNS int LANGUAGE sql AS 'SELECT i + 1';\n",
     bad: "DROP VIEW active_users;\n",
@@ -29,6 +30,15 @@ knows before dropping them. Tables and indexes have their own rules.",
 };
 
 fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
+    if let NodeEnum::DropdbStmt(d) = stmt.node {
+        // Never part of a migration, whatever the phase.
+        out.push(
+            &RULE,
+            stmt.start,
+            format!("DROP DATABASE {} in a migration destroys every table at once; no archive can follow it", d.dbname),
+        );
+        return;
+    }
     if ctx.phase == Phase::Contract {
         return;
     }
@@ -77,6 +87,7 @@ mod tests {
                 "DROP EXTENSION pg_trgm;",
                 "DROP TRIGGER t ON users;",
                 "DROP DOMAIN email_address;",
+                "-- capstan:phase contract\n-- capstan:up\nDROP DATABASE IF EXISTS app;",
             ],
             &[
                 "CREATE VIEW v AS SELECT 1;\nDROP VIEW v;",

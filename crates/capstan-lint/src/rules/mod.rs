@@ -103,6 +103,30 @@ rules! {
     unused_ignore,
 }
 
+/// The rules that apply to SQLite migrations (`dialect = "sqlite"`): phase
+/// classification, compatibility of drops, renames and new required columns,
+/// transaction structure and backfills. SQLite has no concurrent DDL, NOT VALID
+/// constraints or lock modes, so the Postgres locking rules do not apply.
+pub static SQLITE: &[&str] = &[
+    "wrong-phase",
+    "dropping-column",
+    "dropping-table",
+    "dropping-object",
+    "dropping-constraint",
+    "dropping-default",
+    "dropping-not-null",
+    "renaming-column",
+    "renaming-table",
+    "renaming-object",
+    "adding-required-column",
+    "transaction-nesting",
+    "non-idempotent-no-transaction",
+    "unbounded-backfill",
+    "syntax-error",
+    "migration-format",
+    "unused-ignore",
+];
+
 /// Finds a rule by name.
 pub fn find(name: &str) -> Option<&'static Rule> {
     ALL.iter().copied().find(|r| r.name == name)
@@ -344,5 +368,28 @@ pub(crate) mod testing {
         let mut c = Config::default();
         c.set_pg_version(version).unwrap();
         c
+    }
+}
+
+#[cfg(test)]
+mod catalogue_tests {
+    use super::ALL;
+    use crate::finding::Severity;
+
+    /// The documented safe alternative is clean under every rule, not just its own: the
+    /// advice must not trade one finding for another.
+    #[test]
+    fn safe_alternatives_are_clean_under_every_rule() {
+        let mut dirty = Vec::new();
+        for rule in ALL {
+            if rule.safe.is_empty() {
+                continue;
+            }
+            let f = super::testing::run(&crate::Config::default(), rule.setup, rule.safe);
+            for f in f.iter().filter(|f| f.severity >= Severity::Warning) {
+                dirty.push(format!("{}: {} {}", rule.name, f.rule, f.message));
+            }
+        }
+        assert!(dirty.is_empty(), "{}", dirty.join("\n"));
     }
 }

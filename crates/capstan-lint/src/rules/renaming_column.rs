@@ -18,7 +18,7 @@ switch reads, and drop the old column in a contract migration. Tables created in
     help: "add a new column, dual-write and backfill, switch reads, then drop the old column in a contract migration",
     setup: STD_SETUP,
     bad: "ALTER TABLE users RENAME COLUMN name TO full_name;\n",
-    safe: "-- capstan:up\nALTER TABLE users ADD COLUMN full_name varchar(20);\n-- Backfill in batches from a job, e.g.\n-- UPDATE users SET full_name = name WHERE id BETWEEN 1 AND 10000 AND full_name IS NULL;\n-- then drop `name` in a contract migration once no binary reads it.\n",
+    safe: "-- capstan:up\nALTER TABLE users ADD COLUMN full_name text;\n-- Backfill in batches from a job, e.g.\n-- UPDATE users SET full_name = name WHERE id BETWEEN 1 AND 10000 AND full_name IS NULL;\n-- then drop `name` in a contract migration once no binary reads it.\n",
     up_only: false,
     check,
 };

@@ -18,7 +18,7 @@ in a quiet window with a short lock_timeout.",
     help: "use DETACH PARTITION ... CONCURRENTLY (Postgres 14+) in a `-- capstan:no-transaction` migration",
     setup: "CREATE TABLE events (id bigint, at date NOT NULL) PARTITION BY RANGE (at);\nCREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');\n",
     bad: "ALTER TABLE events DETACH PARTITION events_2024;\n",
-    safe: "-- capstan:no-transaction\n-- capstan:up\nALTER TABLE events DETACH PARTITION events_2024 CONCURRENTLY;\n",
+    safe: "-- capstan:phase contract\n-- capstan:no-transaction\n-- capstan:up\nALTER TABLE events DETACH PARTITION events_2024 CONCURRENTLY;\n",
     up_only: false,
     check,
 };
@@ -38,12 +38,13 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
             continue;
         }
         let part = crate::ast::opt_rv_name(p.name.as_ref());
+        let at = stmt.clause("DETACH PARTITION", 0);
         if ctx.pg >= 14 {
-            out.push(&RULE, stmt.start, format!("DETACH PARTITION {part} without CONCURRENTLY locks all of {table} against reads and writes"));
+            out.push(&RULE, at, format!("DETACH PARTITION {part} without CONCURRENTLY locks all of {table} against reads and writes"));
         } else {
             out.push_help(
                 &RULE,
-                stmt.start,
+                at,
                 format!("DETACH PARTITION {part} locks all of {table} against reads and writes, and Postgres {} has no concurrent detach", ctx.pg),
                 "run it in a quiet window with a short `-- capstan:lock-timeout`, or upgrade to Postgres 14+ for DETACH ... CONCURRENTLY",
             );

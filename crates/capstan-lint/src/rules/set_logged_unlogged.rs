@@ -35,7 +35,7 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
             AlterTableType::AtSetUnLogged => "SET UNLOGGED",
             _ => continue,
         };
-        out.push(&RULE, stmt.start, format!("{what} rewrites all of {table} under an ACCESS EXCLUSIVE lock"));
+        out.push(&RULE, stmt.clause(what, 0), format!("{what} rewrites all of {table} under an ACCESS EXCLUSIVE lock"));
     }
 }
 

@@ -20,7 +20,7 @@ restriction: an older binary that writes NULLs starts failing, so it belongs in 
     help: "add CHECK (col IS NOT NULL) NOT VALID, VALIDATE it separately, then SET NOT NULL and drop the CHECK (Postgres 12+)",
     setup: STD_SETUP,
     bad: "-- capstan:phase contract\n-- capstan:up\nALTER TABLE users ALTER COLUMN email SET NOT NULL;\n",
-    safe: "-- capstan:phase contract\n-- capstan:no-transaction\n-- capstan:up\nALTER TABLE users ADD CONSTRAINT users_email_not_null CHECK (email IS NOT NULL) NOT VALID;\nALTER TABLE users VALIDATE CONSTRAINT users_email_not_null;\nALTER TABLE users ALTER COLUMN email SET NOT NULL;\nALTER TABLE users DROP CONSTRAINT users_email_not_null;\n",
+    safe: "-- capstan:phase contract\n-- capstan:no-transaction\n-- capstan:up\nALTER TABLE users ADD CONSTRAINT users_email_not_null CHECK (email IS NOT NULL) NOT VALID;\nALTER TABLE users VALIDATE CONSTRAINT users_email_not_null;\nALTER TABLE users ALTER COLUMN email SET NOT NULL;\nALTER TABLE users DROP CONSTRAINT IF EXISTS users_email_not_null;\n",
     up_only: false,
     check,
 };
@@ -53,7 +53,8 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
             columns.extend(c.keys.iter().filter_map(crate::ast::str_of).map(str::to_string));
         }
     }
-    for col in columns {
+    for (nth, col) in columns.into_iter().enumerate() {
+        let at = stmt.clause("SET NOT NULL", nth);
         if t.is_some_and(|t| t.column(&col).is_some_and(|c| c.not_null)) {
             continue;
         }
@@ -64,14 +65,14 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
         if backed {
             out.push_help(
                 &RULE,
-                stmt.start,
+                at,
                 format!("SET NOT NULL on {table}.{col} scans the whole table under an ACCESS EXCLUSIVE lock: Postgres {} ignores the CHECK constraint that proves it (12+ uses it)", ctx.pg),
                 "keep the validated CHECK (col IS NOT NULL) constraint instead of SET NOT NULL until you run Postgres 12+",
             );
         } else {
             out.push(
                 &RULE,
-                stmt.start,
+                at,
                 format!("SET NOT NULL on {table}.{col} scans the whole table under an ACCESS EXCLUSIVE lock (no validated CHECK ({col} IS NOT NULL) backs it)"),
             );
         }

@@ -38,7 +38,7 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
         if ctx.not_valid_in_tx.iter().any(|(t, c)| *t == table && *c == cmd.name) {
             out.push(
                 &RULE,
-                stmt.start,
+                stmt.clause_any(&[format!("VALIDATE CONSTRAINT {}", cmd.name)]),
                 format!(
                     "constraint {} was added NOT VALID in this same transaction: its strong lock on {table} is still held while VALIDATE scans the table",
                     cmd.name
