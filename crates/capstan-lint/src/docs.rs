@@ -1,5 +1,5 @@
-//! Rule documentation, generated from the rules themselves: `docs/lint/<rule>.md`,
-//! `docs/lint/README.md`, and `capstan lint --explain RULE`.
+//! Rule documentation, generated from the rules themselves: `docs/rules/<rule>.md`,
+//! `docs/rules/README.md`, and `capstan lint --explain RULE`.
 
 use crate::rules::{Rule, ALL};
 use std::fmt::Write;
@@ -77,7 +77,7 @@ pub fn render_index() -> String {
     s
 }
 
-/// Every generated file: (file name under `docs/lint/`, contents).
+/// Every generated file: (file name under `docs/rules/`, contents).
 pub fn generate() -> Vec<(String, String)> {
     let mut out = vec![("README.md".to_string(), render_index())];
     for r in ALL {

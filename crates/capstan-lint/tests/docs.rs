@@ -1,11 +1,11 @@
-//! The rule pages under `docs/lint/` are generated from the code; this test fails when
+//! The rule pages under `docs/rules/` are generated from the code; this test fails when
 //! they drift. Regenerate with `CAPSTAN_BLESS_DOCS=1 cargo test -p capstan-lint --test docs`.
 
 use std::path::PathBuf;
 
 #[test]
 fn generated_rule_docs_are_up_to_date() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/lint");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/rules");
     let bless = std::env::var_os("CAPSTAN_BLESS_DOCS").is_some();
     let files = capstan_lint::docs::generate();
     if bless {
@@ -35,7 +35,7 @@ fn generated_rule_docs_are_up_to_date() {
     }
     assert!(
         stale.is_empty(),
-        "docs/lint is out of date: {stale:?}\nregenerate with: CAPSTAN_BLESS_DOCS=1 cargo test -p capstan-lint --test docs"
+        "docs/rules is out of date: {stale:?}\nregenerate with: CAPSTAN_BLESS_DOCS=1 cargo test -p capstan-lint --test docs"
     );
 }
 

@@ -195,7 +195,7 @@ pub(crate) fn sarif(out: &mut dyn Write, findings: &[Finding]) -> io::Result<()>
                 "driver": {
                     "name": "capstan-lint",
                     "version": env!("CARGO_PKG_VERSION"),
-                    "informationUri": "https://example.invalid/capstan/docs/lint",
+                    "informationUri": "https://example.invalid/capstan/docs/rules",
                     "rules": rule_list,
                 }
             },

@@ -1,5 +1,5 @@
 //! The rules. One rule, one file: each file holds the rule's documentation (the fields
-//! of its [`Rule`]), its check and its tests. [`ALL`] lists them; `docs/lint/` is
+//! of its [`Rule`]), its check and its tests. [`ALL`] lists them; `docs/rules/` is
 //! generated from these fields.
 
 use crate::engine::{Ctx, Hits, Stmt};
