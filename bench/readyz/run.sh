@@ -21,12 +21,15 @@
 #   CHIRPY_BIN=PATH           use this chirpy-v3 binary instead of building
 #                             target/release/chirpy-v3 (CARGO_TARGET_DIR is
 #                             honoured)
-#   BENCH_NICE=-10            run nginx, chirpy and wrk at this niceness (all
-#                             three alike), so a busy shared machine sways the
-#                             figures less; negative values need root
+#   BENCH_NICE=N              run nginx, chirpy and wrk at niceness N (all three
+#                             alike; unset: as started), so a busy shared machine
+#                             sways the figures less; -10 and the like need root
 #   BENCH_KEEP=1              keep the temp dir (configs, database, logs)
 set -euo pipefail
 
+if [[ -n ${CHIRPY_BIN:-} && $CHIRPY_BIN != /* ]]; then
+    CHIRPY_BIN=$PWD/$CHIRPY_BIN
+fi
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 root=$PWD
 # shellcheck source=scripts/pg-env.sh
