@@ -2,9 +2,10 @@
 //! broken variants kept under `examples/chirpy/rehearse/`.
 //!
 //! The chirpy binaries belong to another package, so `CARGO_BIN_EXE_…` does
-//! not name them: the tests build them once with `cargo build -p chirpy` into
-//! the target directory the tests themselves were built in (found from the
-//! test executable's path, `<target>/debug/deps/…`), then point each
+//! not name them: the tests look for them in the target directory the tests
+//! themselves were built in (found from the test executable's path,
+//! `<target>/debug/deps/…`), build them there with `cargo build -p chirpy`
+//! when they are missing or older than chirpy's sources, then point each
 //! release's command at `<target>/debug/chirpy-vN`.
 //!
 //! Postgres tests read the server from `CAPSTAN_TEST_PG` (the test script
@@ -38,6 +39,27 @@ fn bin_dir() -> &'static Path {
             .expect("target layout")
             .to_path_buf();
         let target = profile_dir.parent().expect("target dir");
+        // Built already (a workspace test run builds every package's
+        // binaries) and newer than chirpy's sources: use them, rather than
+        // relink binaries other tests may be running.
+        let chirpy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/chirpy");
+        let newest_source = ["src", "src/bin", "migrations"]
+            .iter()
+            .flat_map(|d| {
+                std::fs::read_dir(chirpy.join(d))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+            })
+            .filter_map(|e| e.metadata().ok()?.modified().ok())
+            .max();
+        let fresh = ["chirpy-v1", "chirpy-v2", "chirpy-v3"].iter().all(|v| {
+            let built = std::fs::metadata(profile_dir.join(v)).and_then(|m| m.modified());
+            matches!((built, newest_source), (Ok(b), Some(s)) if b > s)
+        });
+        if fresh {
+            return profile_dir;
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = std::process::Command::new(cargo)
             .args(["build", "--quiet", "-p", "chirpy", "--bins"])
