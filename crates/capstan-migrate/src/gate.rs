@@ -2,7 +2,9 @@
 //! against this database?
 //!
 //! - a migration the binary has and the database lacks is *pending*: the binary
-//!   needs it, so the gate refuses (or waits);
+//!   needs it, so the gate refuses (or waits). A pending *contract* migration is
+//!   the exception: it runs only once every live instance embeds it, so the
+//!   binary that carries it must start first, and must work before and after it;
 //! - a migration the database has and the binary lacks is *ahead*: all-expand
 //!   ahead is fine (a binary rollback); any contract ahead means the binary is
 //!   too old for the schema;
@@ -35,6 +37,9 @@ pub struct Compatibility {
     pub compatible: bool,
     /// In the binary, not applied: the binary needs them.
     pub pending: Vec<GateItem>,
+    /// Contract migrations in the binary, not applied yet: fine, they run once
+    /// the fleet allows (this binary works before and after them).
+    pub pending_contract: Vec<GateItem>,
     /// Applied contract migrations the binary does not know: it is too old.
     pub ahead_contract: Vec<GateItem>,
     /// Applied expand migrations the binary does not know: fine (a rollback).
@@ -84,6 +89,17 @@ impl Compatibility {
                 labels(&self.dirty)
             ));
         }
+        if !self.pending_contract.is_empty() {
+            out.push(format!(
+                "contract migration{} {} {} not applied yet; this binary works before and after {}, and `migrate up` applies {} once no live instance lacks {}",
+                plural(self.pending_contract.len()),
+                labels(&self.pending_contract),
+                if self.pending_contract.len() == 1 { "is" } else { "are" },
+                if self.pending_contract.len() == 1 { "it" } else { "them" },
+                if self.pending_contract.len() == 1 { "it" } else { "them" },
+                if self.pending_contract.len() == 1 { "it" } else { "them" },
+            ));
+        }
         if !self.ahead_expand.is_empty() {
             out.push(format!(
                 "the database has newer expand migration{} {}; this binary works with them (a binary rollback)",
@@ -121,6 +137,7 @@ pub fn check(set: &MigrationSet, history: &[AppliedRow], fleet: &[InstanceRow]) 
     let mut c = Compatibility {
         compatible: false,
         pending: Vec::new(),
+        pending_contract: Vec::new(),
         ahead_contract: Vec::new(),
         ahead_expand: Vec::new(),
         drifted: Vec::new(),
@@ -129,6 +146,9 @@ pub fn check(set: &MigrationSet, history: &[AppliedRow], fleet: &[InstanceRow]) 
     for e in compare(set, history) {
         match e.state {
             State::Applied => {}
+            // A pending contract migration that nothing pending follows:
+            // the binary carries it so that the fleet can let it run.
+            State::Pending if e.phase == "contract" => c.pending_contract.push(item(&e)),
             State::Pending => c.pending.push(item(&e)),
             State::Drifted => c.drifted.push(item(&e)),
             State::Dirty => c.dirty.push(item(&e)),
@@ -143,6 +163,17 @@ pub fn check(set: &MigrationSet, history: &[AppliedRow], fleet: &[InstanceRow]) 
             }
             State::Ahead => c.ahead_expand.push(item(&e)),
         }
+    }
+    // An expand migration after a pending contract one cannot be applied
+    // before it, and the binary needs it: the contract one blocks too.
+    if let Some(first_needed) = c.pending.first().map(|p| p.version) {
+        let (later, blocking): (Vec<_>, Vec<_>) = c
+            .pending_contract
+            .drain(..)
+            .partition(|p| p.version > first_needed);
+        c.pending_contract = later;
+        c.pending.extend(blocking);
+        c.pending.sort_by_key(|p| p.version);
     }
     c.compatible = c.pending.is_empty()
         && c.ahead_contract.is_empty()
@@ -244,6 +275,37 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("deploy chirpy 3.0.0 or later"), "{msg}");
+    }
+
+    #[test]
+    fn a_pending_contract_migration_lets_the_binary_start() {
+        let v3 = set(&[V1, V2, V3]);
+        let history: Vec<_> = v3.migrations()[..2]
+            .iter()
+            .map(|m| applied(m, "chirpy 2.0.0"))
+            .collect();
+        let c = check(&v3, &history, &[]);
+        assert!(c.is_compatible(), "{c:?}");
+        assert_eq!(c.pending_contract.len(), 1);
+        let msg = c.messages("chirpy", "chirpy 3.0.0").join("\n");
+        assert!(msg.contains("0003_drop_name is not applied yet"), "{msg}");
+    }
+
+    #[test]
+    fn an_expand_after_a_pending_contract_still_refuses() {
+        const V4: (&str, &str) = (
+            "0004_bio.sql",
+            "-- capstan:up\nALTER TABLE users ADD COLUMN bio text;",
+        );
+        let v4 = set(&[V1, V2, V3, V4]);
+        let history: Vec<_> = v4.migrations()[..2]
+            .iter()
+            .map(|m| applied(m, "chirpy 2.0.0"))
+            .collect();
+        let c = check(&v4, &history, &[]);
+        assert!(!c.is_compatible(), "{c:?}");
+        let pending: Vec<u64> = c.pending.iter().map(|p| p.version).collect();
+        assert_eq!(pending, vec![3, 4]);
     }
 
     #[test]

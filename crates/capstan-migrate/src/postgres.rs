@@ -1,9 +1,10 @@
 //! The Postgres driver (`tokio-postgres`, simple-query protocol).
 //!
-//! A transactional migration runs as `BEGIN; SET LOCAL …`, then each
-//! statement in its own simple query (as psql does, so every notice and error
-//! belongs to a known statement and line), then the history row and `COMMIT`
-//! in one query: the migration and its row commit together.
+//! A transactional migration runs each statement in its own simple query (as
+//! psql does, so every notice and error belongs to a known statement and
+//! line), inside one transaction: `BEGIN; SET LOCAL …` rides with the first
+//! statement, the history row and `COMMIT` with the last, so the migration and
+//! its row commit together and a one-statement migration is one round trip.
 
 use std::time::{Duration, Instant};
 
@@ -136,14 +137,16 @@ fn db_err(e: &tokio_postgres::Error) -> DbError {
     err
 }
 
-/// The 0-based line within `text` of the error position the server reported.
-fn position_line(e: &tokio_postgres::Error, text: &str) -> Option<usize> {
+/// The 0-based line within `text` of the error position the server reported,
+/// for a query that had `before` characters ahead of `text`.
+fn position_line(e: &tokio_postgres::Error, text: &str, before: usize) -> Option<usize> {
     match e.as_db_error()?.position()? {
         ErrorPosition::Original(pos) => {
-            let upto: String = text
-                .chars()
-                .take((*pos as usize).saturating_sub(1))
-                .collect();
+            let pos = (*pos as usize).checked_sub(before + 1)?;
+            if pos > text.chars().count() {
+                return None;
+            }
+            let upto: String = text.chars().take(pos).collect();
             Some(upto.matches('\n').count())
         }
         ErrorPosition::Internal { .. } => None,
@@ -229,21 +232,34 @@ impl PgDriver {
         const ELAPSED: &str = "(extract(epoch from clock_timestamp() - now()) * 1000)::bigint";
         let started = Instant::now();
         let begin = format!(
-            "BEGIN; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
+            "BEGIN; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms';\n",
             ms(job.lock_timeout),
             ms(job.statement_timeout)
         );
-        if let Err(e) = self.client.batch_execute(&begin).await {
-            let failure = self.failure(&e);
-            self.rollback(&e).await;
-            return Err(failure);
-        }
-        // One statement per round trip, as psql does: a notice or an error is
-        // then known to belong to exactly this statement.
+        let finish = format!(
+            "\n;\n{}; COMMIT",
+            Self::history_sql(job, "applied", ELAPSED)
+        );
+        // One statement per round trip, as psql does, so that a notice or an
+        // error belongs to exactly one statement; BEGIN rides with the first
+        // and the history row and COMMIT with the last (they raise no notices).
         let mut notices = Vec::new();
+        let last = job.statements.len().saturating_sub(1);
+        if job.statements.is_empty() {
+            if let Err(e) = self.client.batch_execute(&format!("{begin}{finish}")).await {
+                let failure = self.failure(&e);
+                self.rollback(&e).await;
+                return Err(failure);
+            }
+        }
         for (i, stmt) in job.statements.iter().enumerate() {
             let text = &job.section.sql[stmt.range.clone()];
-            let result = self.client.batch_execute(text).await;
+            let head = if i == 0 { begin.as_str() } else { "" };
+            let tail = if i == last { finish.as_str() } else { "" };
+            let result = self
+                .client
+                .batch_execute(&format!("{head}{text}{tail}"))
+                .await;
             notices.extend(self.drain_notices().into_iter().map(|mut n| {
                 n.statement = Some(i);
                 n
@@ -251,20 +267,13 @@ impl PgDriver {
             if let Err(e) = result {
                 let mut failure = self.failure(&e);
                 failure.statement = Some(i);
-                failure.line_offset = position_line(&e, text).map(|l| stmt.line_offset + l);
+                failure.line_offset =
+                    position_line(&e, text, head.chars().count()).map(|l| stmt.line_offset + l);
                 failure.notices.splice(0..0, notices);
                 self.rollback(&e).await;
                 return Err(failure);
             }
         }
-        let finish = format!("{}; COMMIT", Self::history_sql(job, "applied", ELAPSED));
-        if let Err(e) = self.client.batch_execute(&finish).await {
-            let mut failure = self.failure(&e);
-            failure.notices.splice(0..0, notices);
-            self.rollback(&e).await;
-            return Err(failure);
-        }
-        notices.extend(self.drain_notices());
         Ok(ExecOutcome {
             done_here: true,
             duration: started.elapsed(),
@@ -313,7 +322,7 @@ impl PgDriver {
             if let Err(e) = self.client.batch_execute(text).await {
                 let mut failure = self.failure(&e);
                 failure.statement = Some(i);
-                failure.line_offset = position_line(&e, text).map(|l| stmt.line_offset + l);
+                failure.line_offset = position_line(&e, text, 0).map(|l| stmt.line_offset + l);
                 failure.notices.splice(0..0, notices);
                 if !e.is_closed() {
                     let record = format!(

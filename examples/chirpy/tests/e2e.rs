@@ -335,6 +335,13 @@ async fn contract_waits_for_live_v1_then_v1_is_refused_naming_the_release() {
         "SELECT instance_id FROM capstan.fleet WHERE version = '1.0.0'",
     );
 
+    // v3 carries the contract migration and starts before it runs: the fleet
+    // only lets it run once every live instance embeds it.
+    let early_v3 = Chirpy::start(V3, &db.url, &[]);
+    early_v3.ready().await;
+    let dee = post(early_v3.url("/users"), serde_json::json!({"name": "dee"})).await;
+    let dee_id = dee["id"].as_i64().unwrap();
+    drop(early_v3);
     let out = migrate(V3, &db.url, &["up"]);
     assert_eq!(
         out.status.code(),
@@ -376,6 +383,10 @@ async fn contract_waits_for_live_v1_then_v1_is_refused_naming_the_release() {
 
     let v3 = Chirpy::start(V3, &db.url, &[]);
     v3.ready().await;
+    assert_eq!(
+        get_json(v3.url(&format!("/users/{dee_id}"))).await["name"],
+        "dee"
+    );
 }
 
 /// A Postgres cluster of this test's own, so it can be stopped.
