@@ -232,10 +232,30 @@ fn drop_blocking(admin: String, name: String) {
             return;
         };
         rt.block_on(async move {
-            if let Ok(c) = pg_connect(&admin).await {
+            let Ok(c) = pg_connect(&admin).await else {
+                return;
+            };
+            // An abandoned CREATE or DROP of it may still run on the server:
+            // drop again until none does (for up to 5 s).
+            for _ in 0..100 {
                 let _ = c
                     .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .await;
+                let busy = c
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() AND query ILIKE '%DATABASE%' || $1::text || '%'",
+                        &[&name],
+                    )
+                    .await
+                    .map(|r| r.get::<_, i64>(0))
+                    .unwrap_or(0);
+                if busy == 0 {
+                    let _ = c
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         });
     })

@@ -29,7 +29,7 @@ pub async fn rehearse(config: &Config, options: &Options) -> Result<Report, Erro
             .pool_max_idle_per_host(4)
             .build()
             .map_err(|e| Error::Database(format!("cannot build an HTTP client: {e}")))?,
-        timings: Timings::default(),
+        spent: Spent::default(),
         sets: HashMap::new(),
     };
     let indices: Vec<usize> = (0..config.releases.len() - 1)
@@ -62,7 +62,7 @@ pub async fn rehearse(config: &Config, options: &Options) -> Result<Report, Erro
     for (k, &i) in indices.iter().enumerate() {
         let t = Instant::now();
         let db = next.take().expect("created ahead").wait().await?;
-        cx.timings.database_ms += ms(t.elapsed());
+        cx.spent.database += t.elapsed();
         next = indices
             .get(k + 1)
             .map(|&j| Scratch::create_in_background(&options.backend, &tag(j)));
@@ -91,27 +91,48 @@ pub async fn rehearse(config: &Config, options: &Options) -> Result<Report, Erro
     for d in drops {
         let t = Instant::now();
         d.wait().await?;
-        cx.timings.database_ms += ms(t.elapsed());
+        cx.spent.database += t.elapsed();
     }
-    cx.timings.total_ms = ms(started.elapsed());
-    cx.timings.finish();
+    let s = &cx.spent;
+    let mut timings = Timings {
+        total_ms: ms(started.elapsed()),
+        migrations_ms: ms(s.migrations),
+        seed_ms: ms(s.seed),
+        startup_ms: ms(s.startup),
+        smoke_ms: ms(s.smoke),
+        shutdown_ms: ms(s.shutdown),
+        database_ms: ms(s.database),
+        overhead_pct: 0.0,
+    };
+    timings.finish();
     let mut report = Report {
         format_version: crate::report::FORMAT_VERSION,
         backend: options.backend.kind().to_string(),
         releases: config.releases.iter().map(|r| r.name.clone()).collect(),
         steps,
-        timings: cx.timings,
+        timings,
         ok: true,
     };
     report.ok = report.failures() == 0;
     Ok(report)
 }
 
+/// Time spent per kind of work, summed exactly (rounded once, at the end).
+#[derive(Default)]
+struct Spent {
+    migrations: Duration,
+    seed: Duration,
+    startup: Duration,
+    smoke: Duration,
+    shutdown: Duration,
+    database: Duration,
+}
+
 struct Context<'a> {
     config: &'a Config,
     options: &'a Options,
     client: reqwest::Client,
-    timings: Timings,
+    spent: Spent,
     sets: HashMap<String, Vec<MigrationInfo>>,
 }
 
@@ -250,7 +271,7 @@ impl Context<'_> {
                 duration: Duration::ZERO,
             })?;
         let set = Runner::new(release, argv, env, url).describe().await;
-        self.timings.migrations_ms += ms(started.elapsed());
+        self.spent.migrations += started.elapsed();
         let set = set?;
         self.sets.insert(release.name.clone(), set.clone());
         Ok(set)
@@ -284,7 +305,7 @@ impl Context<'_> {
         let result = proc
             .wait_ready(&self.client, &ready, self.config.ready_timeout)
             .await;
-        self.timings.startup_ms += ms(started.elapsed());
+        self.spent.startup += started.elapsed();
         Ok(match result {
             Started::Ready(p) => Start::Ready(*p),
             Started::Exited { code, log } => Start::Refused { code, log },
@@ -387,7 +408,7 @@ impl Context<'_> {
                 }
             }
         };
-        self.timings.smoke_ms += ms(started.elapsed());
+        self.spent.smoke += started.elapsed();
         match result {
             Ok(()) => Ok(()),
             Err(mut f) => {
@@ -433,7 +454,7 @@ impl Context<'_> {
     ) -> Result<Applied, Failure> {
         match r {
             Ok(a) => {
-                self.timings.migrations_ms += ms(a.duration);
+                self.spent.migrations += a.duration;
                 let label = if a.ran.is_empty() {
                     "migrations".to_string()
                 } else {
@@ -447,7 +468,7 @@ impl Context<'_> {
                 output,
                 duration,
             }) => {
-                self.timings.migrations_ms += ms(duration);
+                self.spent.migrations += duration;
                 let first = output
                     .lines()
                     .find(|l| !l.trim().is_empty() && !l.starts_with("exit "))
@@ -483,7 +504,7 @@ impl Context<'_> {
         for mut p in step.stopping.drain(..) {
             p.wait(Duration::from_secs(10)).await;
         }
-        self.timings.shutdown_ms += ms(started.elapsed());
+        self.spent.shutdown += started.elapsed();
     }
 
     fn serve(&self, step: &Step<'_>, proc: &Proc) {
@@ -603,7 +624,7 @@ impl Context<'_> {
         if let Some(seed) = &n.seed {
             let t = Instant::now();
             let r = step.db.seed(seed).await;
-            self.timings.seed_ms += ms(t.elapsed());
+            self.spent.seed += t.elapsed();
             if let Err(e) = r {
                 return Ok(Some(Failure {
                     summary: e.to_string(),

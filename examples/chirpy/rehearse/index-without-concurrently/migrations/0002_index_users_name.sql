@@ -1,5 +1,5 @@
--- A 1.1.0 that indexes users.name for a search feature, kept as a rehearsal
--- fixture: CREATE INDEX without CONCURRENTLY holds a SHARE lock on users for
+-- A rehearsal fixture: a 1.1.0 that indexes users.name for a search
+-- feature. CREATE INDEX without CONCURRENTLY holds a SHARE lock on users for
 -- the whole build, so every write to users waits (and chirpy's pipelined
 -- connection with it). On the seeded table that is a stall `--load` reports
 -- in cell 2. The fix: `-- capstan:no-transaction` and CREATE INDEX CONCURRENTLY.
