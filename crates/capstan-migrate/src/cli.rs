@@ -64,6 +64,32 @@ pub const EXIT_CONTRACT_HELD: i32 = 6;
 pub const EXIT_LOCK_TIMEOUT: i32 = 7;
 /// Exit code: `gate` found the migration set incompatible with the database.
 pub const EXIT_GATE: i32 = 8;
+/// Exit code: `plan`/`up` refused pending migrations with lint errors (see `--unsafe-ok`).
+pub const EXIT_LINT: i32 = 9;
+
+/// A finding that stops `plan` and `up` (an error-level lint finding).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PreflightFinding {
+    /// The migration it is in.
+    pub version: u64,
+    /// `file:line:column: rule: message`.
+    pub text: String,
+}
+
+/// Checks pending migrations before `plan` and `up` run them. The `capstan`
+/// binary plugs its linter in here; an application that embeds its migrations
+/// passes none (its migrations were linted before it was built).
+pub trait Preflight: Send + Sync {
+    /// The findings that refuse the run, for the `pending` migrations of `set`,
+    /// written for `dialect`; `config` is the `capstan.toml` in effect, if any.
+    fn check(
+        &self,
+        set: &MigrationSet,
+        pending: &[u64],
+        dialect: crate::split::Dialect,
+        config: Option<&Path>,
+    ) -> Result<Vec<PreflightFinding>, String>;
+}
 
 /// Options shared by every command that reads migrations and a database.
 #[derive(Debug, Clone, Args)]
@@ -143,6 +169,9 @@ pub enum MigrateCommand {
         /// Stop after this version.
         #[arg(long, value_name = "VERSION")]
         to: Option<u64>,
+        /// Do not refuse pending migrations with lint errors.
+        #[arg(long)]
+        unsafe_ok: bool,
         /// Show contract migrations even if live instances block them.
         #[arg(long)]
         force_contract: bool,
@@ -161,6 +190,9 @@ pub enum MigrateCommand {
         /// Apply contract migrations even though live instances still need what they remove (recorded in history).
         #[arg(long, conflicts_with = "wait")]
         force_contract: bool,
+        /// Apply pending migrations despite lint errors (recorded in history).
+        #[arg(long)]
+        unsafe_ok: bool,
     },
     /// Roll back with down sections, newest first (default: the newest one).
     Down {
@@ -291,7 +323,8 @@ impl From<WorkdirError> for Failure {
 }
 
 /// Everything a command needs, resolved from flags, environment and config.
-struct Context {
+struct Context<'p> {
+    preflight: Option<&'p dyn Preflight>,
     args: ConnArgs,
     source: MigrationSource,
     config: Config,
@@ -299,7 +332,7 @@ struct Context {
     dir: PathBuf,
 }
 
-impl Context {
+impl Context<'_> {
     fn url(&self) -> Result<DatabaseUrl, Failure> {
         let raw = self
             .args
@@ -356,6 +389,65 @@ impl Context {
         Ok(m)
     }
 
+    fn run_preflight(
+        &self,
+        preflight: &dyn Preflight,
+        m: &Migrator,
+        db: &mut Database,
+        pending: &[u64],
+    ) -> Result<Vec<PreflightFinding>, Failure> {
+        let config = self.config_path.exists().then_some(self.config_path.as_path());
+        preflight
+            .check(m.set(), pending, db.driver().dialect(), config)
+            .map_err(|e| Failure::new(EXIT_BAD_INPUT, "bad-input", e))
+    }
+
+    /// Runs the preflight on `pending` and prints what it found. Returns `None`
+    /// when the findings refuse the run (no `--unsafe-ok`), else the findings
+    /// overridden (empty when there were none).
+    async fn lint_pending(
+        &self,
+        m: &Migrator,
+        db: &mut Database,
+        pending: &[u64],
+        unsafe_ok: bool,
+    ) -> Result<Option<Vec<PreflightFinding>>, Failure> {
+        let Some(preflight) = self.preflight else {
+            return Ok(Some(Vec::new()));
+        };
+        // A database where nothing is applied yet serves no binary and holds no
+        // data: the lock and phase rules protect a live schema, so they wait
+        // for the first deploy after this one.
+        if db.history().await?.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let found = self.run_preflight(preflight, m, db, pending)?;
+        if found.is_empty() {
+            return Ok(Some(found));
+        }
+        for f in &found {
+            eprintln!("{}", f.text);
+        }
+        if unsafe_ok {
+            eprintln!(
+                "WARNING: {} lint error(s) in pending migrations; going ahead because of --unsafe-ok (recorded in history)",
+                found.len()
+            );
+            return Ok(Some(found));
+        }
+        eprintln!(
+            "error: {} lint error(s) in pending migrations; nothing was run. Fix them, suppress one with `-- capstan:ignore RULE reason` on the line before the statement, or pass --unsafe-ok (recorded in history); details: `capstan lint`",
+            found.len()
+        );
+        if self.args.json {
+            println!(
+                "{}",
+                serde_json::json!({"error": {"kind": "lint", "message": "lint errors in pending migrations", "exit_code": EXIT_LINT, "findings": found}})
+            );
+        }
+        Ok(None)
+    }
+
     fn needs_dir(&self, what: &str) -> Result<(), Failure> {
         match self.source {
             MigrationSource::Dir => Ok(()),
@@ -371,10 +463,20 @@ impl Context {
 /// Runs a `migrate` command and returns its exit code. Results go to stdout,
 /// progress and errors to stderr.
 pub async fn run(args: MigrateArgs, source: MigrationSource) -> i32 {
+    run_with(args, source, None).await
+}
+
+/// [`run`], with a [`Preflight`] that `plan` and `up` consult first.
+pub async fn run_with(
+    args: MigrateArgs,
+    source: MigrationSource,
+    preflight: Option<&dyn Preflight>,
+) -> i32 {
     let json = args.conn.json;
     let command = args.command.clone();
     report_exit(json, async {
-        let cx = Context::new(args.conn, source)?;
+        let mut cx = Context::new(args.conn, source)?;
+        cx.preflight = preflight;
         migrate(&cx, command).await
     })
     .await
@@ -482,8 +584,8 @@ async fn report_exit(
     }
 }
 
-impl Context {
-    fn new(args: ConnArgs, source: MigrationSource) -> Result<Context, Failure> {
+impl Context<'_> {
+    fn new(args: ConnArgs, source: MigrationSource) -> Result<Context<'static>, Failure> {
         let (config_path, required) = match &args.config {
             Some(p) => (p.clone(), true),
             None => (PathBuf::from(CONFIG_FILE), false),
@@ -495,6 +597,7 @@ impl Context {
             .or_else(|| config.migrations_dir.clone())
             .unwrap_or_else(|| PathBuf::from("migrations"));
         Ok(Context {
+            preflight: None,
             args,
             source,
             config,
@@ -504,7 +607,7 @@ impl Context {
     }
 }
 
-async fn migrate(cx: &Context, command: MigrateCommand) -> Result<i32, Failure> {
+async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failure> {
     let json = cx.args.json;
     match command {
         MigrateCommand::New {
@@ -560,7 +663,11 @@ async fn migrate(cx: &Context, command: MigrateCommand) -> Result<i32, Failure> 
             emit(json, &status, || render_status(&status, &db.describe()));
             Ok(EXIT_OK)
         }
-        MigrateCommand::Plan { to, force_contract } => {
+        MigrateCommand::Plan {
+            to,
+            force_contract,
+            unsafe_ok,
+        } => {
             let contract = if force_contract {
                 ContractPolicy::Force
             } else {
@@ -568,7 +675,17 @@ async fn migrate(cx: &Context, command: MigrateCommand) -> Result<i32, Failure> 
             };
             let m = cx.migrator()?;
             let mut db = Database::connect_read_only(&cx.url()?).await?;
-            let plan = m.plan(&mut db, &UpOptions { to, contract }).await?;
+            let opts = UpOptions {
+                to,
+                contract,
+                ..UpOptions::default()
+            };
+            let plan = m.plan(&mut db, &opts).await?;
+            let pending: Vec<u64> = plan.steps.iter().map(|s| s.version).collect();
+            let refused = cx
+                .lint_pending(&m, &mut db, &pending, unsafe_ok)
+                .await?
+                .is_none();
             emit(json, &plan, || {
                 let mut s = String::new();
                 if plan.steps.is_empty() {
@@ -595,13 +712,14 @@ async fn migrate(cx: &Context, command: MigrateCommand) -> Result<i32, Failure> 
                 }
                 s.trim_end().to_string()
             });
-            Ok(EXIT_OK)
+            Ok(if refused { EXIT_LINT } else { EXIT_OK })
         }
         MigrateCommand::Up {
             to,
             wait,
             timeout,
             force_contract,
+            unsafe_ok,
         } => {
             let contract = match (wait, force_contract) {
                 (_, true) => ContractPolicy::Force,
@@ -615,9 +733,39 @@ async fn migrate(cx: &Context, command: MigrateCommand) -> Result<i32, Failure> 
             };
             let m = cx.migrator()?;
             let mut db = Database::connect(&cx.url()?).await?;
+            let mut opts = UpOptions {
+                to,
+                contract,
+                ..UpOptions::default()
+            };
+            if cx.preflight.is_some() {
+                let plan = m
+                    .plan(
+                        &mut db,
+                        &UpOptions {
+                            contract: ContractPolicy::Force,
+                            ..opts.clone()
+                        },
+                    )
+                    .await?;
+                let pending: Vec<u64> = plan.steps.iter().map(|s| s.version).collect();
+                let Some(overridden) = cx.lint_pending(&m, &mut db, &pending, unsafe_ok).await?
+                else {
+                    return Ok(EXIT_LINT);
+                };
+                {
+                    for f in overridden {
+                        let note = opts.notes.entry(f.version).or_insert_with(|| {
+                            "unsafe-ok: applied despite lint errors:".to_string()
+                        });
+                        note.push(' ');
+                        note.push_str(&f.text);
+                    }
+                }
+            }
             let mut progress = Progress::new(json);
             let result = m
-                .up_with(&mut db, &UpOptions { to, contract }, &mut |e| {
+                .up_with(&mut db, &opts, &mut |e| {
                     progress.event(e)
                 })
                 .await;
@@ -740,7 +888,7 @@ async fn migrate(cx: &Context, command: MigrateCommand) -> Result<i32, Failure> 
     }
 }
 
-fn import(cx: &Context, tool: &str, source: &Path, json: bool) -> Result<i32, Failure> {
+fn import(cx: &Context<'_>, tool: &str, source: &Path, json: bool) -> Result<i32, Failure> {
     let tool: crate::import::Tool = tool.parse().map_err(|e: crate::import::UnknownTool| {
         Failure::new(EXIT_USAGE, "usage", e.to_string())
     })?;

@@ -296,6 +296,8 @@ pub struct UpOptions {
     pub to: Option<u64>,
     /// Contract migrations and the fleet.
     pub contract: ContractPolicy,
+    /// Notes recorded in history with these versions (e.g. lint errors overridden).
+    pub notes: std::collections::BTreeMap<u64, String>,
 }
 
 /// One step of `plan`.
@@ -683,6 +685,10 @@ impl Migrator {
                     }
                 }
             }
+            let note = match (note, opts.notes.get(&m.version)) {
+                (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+                (a, b) => a.or_else(|| b.cloned()),
+            };
             self.run(db, m, Direction::Up, note.as_deref(), &mut report, events)
                 .await?;
         }

@@ -104,6 +104,8 @@ pub struct Migration {
     pub down: Option<Section>,
     /// SHA-256 of the file's bytes, lower-case hex.
     pub checksum: String,
+    /// The whole file, as read.
+    pub text: String,
 }
 
 impl Migration {
@@ -476,6 +478,7 @@ pub fn parse_migration(path: &Path, bytes: &[u8]) -> Result<Migration, SourceErr
         up,
         down,
         checksum: checksum(bytes),
+        text: text.to_string(),
     };
     check_sql(&migration)?;
     Ok(migration)

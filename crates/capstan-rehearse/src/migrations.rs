@@ -198,6 +198,7 @@ impl<'a> Runner<'a> {
                             &UpOptions {
                                 to,
                                 contract: ContractPolicy::Fleet,
+                                ..UpOptions::default()
                             },
                             &mut |_| {},
                         )

@@ -1,6 +1,8 @@
 //! The `capstan` command line: parses, dispatches, maps failures to exit codes.
 //! The work is done in the library crates.
 
+mod preflight;
+
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
@@ -50,7 +52,12 @@ fn main() -> anyhow::Result<()> {
     let code = runtime.block_on(async {
         match cli.command {
             Command::Migrate(args) => {
-                capstan_migrate::cli::run(args, capstan_migrate::cli::MigrationSource::Dir).await
+                capstan_migrate::cli::run_with(
+                    args,
+                    capstan_migrate::cli::MigrationSource::Dir,
+                    Some(&preflight::LintPreflight),
+                )
+                .await
             }
             Command::Gate(args) => {
                 capstan_migrate::cli::run_gate(args, capstan_migrate::cli::MigrationSource::Dir)

@@ -662,3 +662,46 @@ fn a_sqlite_file_in_a_missing_directory_is_refused_cleanly() {
     assert_code(&out, 4);
     assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
 }
+
+#[test]
+fn plan_and_up_refuse_pending_migrations_with_lint_errors_unless_unsafe_ok() {
+    let p = Project::new(Backend::Postgres);
+    p.add("0001_create_users.sql", CREATE_USERS);
+    assert_code(&p.capstan(&["migrate", "up"]), 0);
+    // An index built without CONCURRENTLY on a table that already serves traffic.
+    p.add(
+        "0002_index_name.sql",
+        "-- capstan:up\nCREATE INDEX users_name ON users (name);\n-- capstan:down\nDROP INDEX users_name;\n",
+    );
+    let out = p.capstan(&["migrate", "plan"]);
+    assert_code(&out, 9);
+    assert!(
+        stderr(&out).contains("0002_index_name.sql:2:1: require-concurrent-index-creation"),
+        "{}",
+        stderr(&out)
+    );
+    let out = p.capstan(&["migrate", "up"]);
+    assert_code(&out, 9);
+    assert_eq!(p.states()[1], (2, "pending".to_string()), "nothing was run");
+
+    // A suppression with a reason is honoured.
+    p.add(
+        "0002_index_name.sql",
+        "-- capstan:up\n-- capstan:ignore require-concurrent-index-creation users has ten rows\nCREATE INDEX users_name ON users (name);\n-- capstan:down\nDROP INDEX users_name;\n",
+    );
+    assert_code(&p.capstan(&["migrate", "plan"]), 0);
+
+    // --unsafe-ok goes ahead and says so in history.
+    p.add(
+        "0002_index_name.sql",
+        "-- capstan:up\nCREATE INDEX users_name ON users (name);\n-- capstan:down\nDROP INDEX users_name;\n",
+    );
+    let out = p.capstan(&["migrate", "up", "--unsafe-ok"]);
+    assert_code(&out, 0);
+    assert!(stderr(&out).contains("--unsafe-ok"), "{}", stderr(&out));
+    let note = p.query("SELECT error FROM capstan.migrations WHERE version = 2");
+    assert!(
+        note.contains("unsafe-ok") && note.contains("require-concurrent-index-creation"),
+        "{note}"
+    );
+}
