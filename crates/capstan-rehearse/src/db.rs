@@ -235,24 +235,24 @@ fn drop_blocking(admin: String, name: String) {
             let Ok(c) = pg_connect(&admin).await else {
                 return;
             };
-            // An abandoned CREATE or DROP of it may still run on the server:
-            // drop again until none does (for up to 5 s).
+            // An abandoned CREATE or DROP of it may still be on its way to the
+            // server or running there: drop until it has been gone, with no
+            // statement naming it running, for 200 ms (at most 5 s in all).
+            let mut quiet = 0;
             for _ in 0..100 {
                 let _ = c
                     .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .await;
                 let busy = c
                     .query_one(
-                        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() AND query ILIKE '%DATABASE%' || $1::text || '%'",
+                        "SELECT (SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND state = 'active' AND query ILIKE '%' || $1::text || '%') + (SELECT count(*) FROM pg_database WHERE datname = $1::text)",
                         &[&name],
                     )
                     .await
                     .map(|r| r.get::<_, i64>(0))
                     .unwrap_or(0);
-                if busy == 0 {
-                    let _ = c
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
+                quiet = if busy == 0 { quiet + 1 } else { 0 };
+                if quiet >= 4 {
                     return;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
