@@ -40,19 +40,25 @@ fn bin_dir() -> &'static Path {
             .to_path_buf();
         let target = profile_dir.parent().expect("target dir");
         // Built already (a workspace test run builds every package's
-        // binaries) and newer than chirpy's sources: use them, rather than
+        // binaries) and newer than the sources they are built from: use them, rather than
         // relink binaries other tests may be running.
-        let chirpy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/chirpy");
-        let newest_source = ["src", "src/bin", "migrations"]
-            .iter()
-            .flat_map(|d| {
-                std::fs::read_dir(chirpy.join(d))
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-            })
-            .filter_map(|e| e.metadata().ok()?.modified().ok())
-            .max();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let newest_source = [
+            "examples/chirpy/src",
+            "examples/chirpy/src/bin",
+            "examples/chirpy/migrations",
+            "crates/capstan-migrate/src",
+            "crates/capstan-probe/src",
+        ]
+        .iter()
+        .flat_map(|d| {
+            std::fs::read_dir(root.join(d))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .max();
         let fresh = ["chirpy-v1", "chirpy-v2", "chirpy-v3"].iter().all(|v| {
             let built = std::fs::metadata(profile_dir.join(v)).and_then(|m| m.modified());
             matches!((built, newest_source), (Ok(b), Some(s)) if b > s)
