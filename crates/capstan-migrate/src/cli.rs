@@ -396,7 +396,10 @@ impl Context<'_> {
         db: &mut Database,
         pending: &[u64],
     ) -> Result<Vec<PreflightFinding>, Failure> {
-        let config = self.config_path.exists().then_some(self.config_path.as_path());
+        let config = self
+            .config_path
+            .exists()
+            .then_some(self.config_path.as_path());
         preflight
             .check(m.set(), pending, db.driver().dialect(), config)
             .map_err(|e| Failure::new(EXIT_BAD_INPUT, "bad-input", e))
@@ -764,11 +767,7 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
                 }
             }
             let mut progress = Progress::new(json);
-            let result = m
-                .up_with(&mut db, &opts, &mut |e| {
-                    progress.event(e)
-                })
-                .await;
+            let result = m.up_with(&mut db, &opts, &mut |e| progress.event(e)).await;
             progress.finish();
             let report = result.map_err(|e| report_partial(json, e))?;
             emit(json, &report, || render_report(&report, "up"));
