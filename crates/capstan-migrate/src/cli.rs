@@ -31,7 +31,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
@@ -1001,7 +1001,6 @@ fn render_report(report: &RunReport, what: &str) -> String {
 struct Progress {
     quiet: bool,
     bar: Option<indicatif::ProgressBar>,
-    started: Instant,
 }
 
 impl Progress {
@@ -1012,11 +1011,7 @@ impl Progress {
             b.enable_steady_tick(Duration::from_millis(100));
             b
         });
-        Progress {
-            quiet: json,
-            bar,
-            started: Instant::now(),
-        }
+        Progress { quiet: json, bar }
     }
 
     fn line(&self, s: String) {
@@ -1033,7 +1028,6 @@ impl Progress {
                 migration,
                 direction,
             } => {
-                self.started = Instant::now();
                 if let Some(b) = &self.bar {
                     let verb = if direction == Direction::Up {
                         "applying"
@@ -1107,7 +1101,6 @@ impl Progress {
                     (Direction::Up, true) => "applied",
                     (Direction::Down, true) => "rolled back",
                 };
-                let _ = self.started;
                 self.line(format!(
                     "{verb} {} ({} ms)",
                     migration.label(),

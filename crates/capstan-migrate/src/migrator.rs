@@ -1199,14 +1199,20 @@ fn dirty_of(history: &[AppliedRow]) -> Vec<DirtyInfo> {
     history
         .iter()
         .filter(|r| r.is_dirty())
-        .map(|r| DirtyInfo {
+        .map(DirtyInfo::from)
+        .collect()
+}
+
+impl From<&AppliedRow> for DirtyInfo {
+    fn from(r: &AppliedRow) -> Self {
+        DirtyInfo {
             version: r.version,
             name: r.name.clone(),
             error: r.error.clone(),
             started_at: r.applied_at.clone(),
             applied_by: r.applied_by.clone(),
-        })
-        .collect()
+        }
+    }
 }
 
 /// Refuses dirty and drifted states.
@@ -1215,7 +1221,7 @@ fn check_clean(entries: &[Entry]) -> Result<(), Error> {
         .iter()
         .filter(|e| e.state == State::Dirty)
         .filter_map(|e| e.applied.as_ref())
-        .map(|r| dirty_of(std::slice::from_ref(r)).remove(0))
+        .map(DirtyInfo::from)
         .collect();
     if !dirty.is_empty() {
         return Err(Error::Dirty(dirty));

@@ -202,13 +202,14 @@ impl PgDriver {
         )
     }
 
-    fn history_sql(job: &Job<'_>, state: &str, duration: &str) -> String {
+    /// The change to `capstan.migrations`: upsert the row (up) or delete it (down).
+    fn row_sql(job: &Job<'_>, state: &str, duration: &str) -> String {
         let m = job.migration;
         match job.direction {
             Direction::Up => format!(
                 "INSERT INTO capstan.migrations (version, name, checksum, phase, state, no_transaction, applied_at, applied_by, binary_version, duration_ms, error) \
                  VALUES ({}, {}, {}, {}, {}, {}, now(), {}, {}, {duration}, {}) \
-                 ON CONFLICT (version) DO UPDATE SET state = EXCLUDED.state, duration_ms = EXCLUDED.duration_ms, applied_at = now(), error = EXCLUDED.error;\n{}",
+                 ON CONFLICT (version) DO UPDATE SET state = EXCLUDED.state, duration_ms = EXCLUDED.duration_ms, applied_at = now(), error = EXCLUDED.error",
                 m.version,
                 lit(&m.name),
                 lit(&m.checksum),
@@ -218,14 +219,22 @@ impl PgDriver {
                 lit(&job.identity.applied_by),
                 lit(&job.identity.binary_version),
                 opt_lit(job.note),
-                Self::log_sql(job, "up", duration),
             ),
-            Direction::Down => format!(
-                "DELETE FROM capstan.migrations WHERE version = {};\n{}",
-                m.version,
-                Self::log_sql(job, "down", duration)
-            ),
+            Direction::Down => format!("DELETE FROM capstan.migrations WHERE version = {}", m.version),
         }
+    }
+
+    /// The row change and its log entry.
+    fn history_sql(job: &Job<'_>, state: &str, duration: &str) -> String {
+        let action = match job.direction {
+            Direction::Up => "up",
+            Direction::Down => "down",
+        };
+        format!(
+            "{};\n{}",
+            Self::row_sql(job, state, duration),
+            Self::log_sql(job, action, duration)
+        )
     }
 
     async fn execute_transactional(&mut self, job: &Job<'_>) -> Result<ExecOutcome, ExecFailure> {
@@ -294,11 +303,7 @@ impl PgDriver {
         let started = Instant::now();
         if job.resume_from == 0 {
             let mark = match job.direction {
-                Direction::Up => Self::history_sql(job, "dirty", "0")
-                    .split(";\n")
-                    .next()
-                    .unwrap_or_default()
-                    .to_string(),
+                Direction::Up => Self::row_sql(job, "dirty", "0"),
                 Direction::Down => format!(
                     "UPDATE capstan.migrations SET state = 'dirty', error = 'rolling back' WHERE version = {}",
                     m.version
@@ -349,7 +354,7 @@ impl PgDriver {
             ),
             Direction::Down => format!(
                 "RESET lock_timeout; RESET statement_timeout; BEGIN; {}; COMMIT",
-                Self::history_sql(job, "", &duration.as_millis().to_string())
+                Self::history_sql(job, "applied", &duration.as_millis().to_string())
             ),
         };
         if let Err(e) = self.client.batch_execute(&finish).await {
