@@ -21,11 +21,7 @@ use capstan_rehearse::db::Backend;
 use capstan_rehearse::report::{Outcome, Report};
 use capstan_rehearse::{rehearse, Options};
 
-fn admin_url() -> String {
-    std::env::var("CAPSTAN_TEST_PG").unwrap_or_else(|_| {
-        panic!("CAPSTAN_TEST_PG is not set: run the tests with scripts/test.sh, which starts a throwaway Postgres")
-    })
-}
+use capstan_testkit::pg_admin_url as admin_url;
 
 /// `<target>/debug`, with the chirpy binaries built in it.
 fn bin_dir() -> &'static Path {

@@ -11,78 +11,11 @@ const V2: &str = env!("CARGO_BIN_EXE_chirpy-v2");
 const V3: &str = env!("CARGO_BIN_EXE_chirpy-v3");
 const CAPSTAN_PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 
-fn admin_url() -> String {
-    std::env::var("CAPSTAN_TEST_PG").unwrap_or_else(|_| {
-        panic!("CAPSTAN_TEST_PG is not set: run the tests with scripts/test.sh, which starts a throwaway Postgres")
-    })
-}
+use capstan_testkit::{free_port, psql, TestDb};
 
-fn psql(url: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([
-            url,
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            sql,
-        ])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A fresh database, dropped at the end.
-struct Db {
-    name: String,
-    url: String,
-}
-
-impl Db {
-    fn new(tag: &str) -> Db {
-        let name = format!("chirpy_{tag}_{}", std::process::id());
-        psql(
-            &admin_url(),
-            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        );
-        psql(&admin_url(), &format!("CREATE DATABASE {name}"));
-        let admin = admin_url();
-        let (base, _) = admin.rsplit_once('/').unwrap();
-        Db {
-            url: format!("{base}/{name}"),
-            name,
-        }
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args([
-                admin_url().as_str(),
-                "-X",
-                "-q",
-                "-c",
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-            ])
-            .output();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A fresh database for one test, dropped at the end.
+fn fresh_db(tag: &str) -> TestDb {
+    TestDb::new(&format!("chirpy_{tag}"))
 }
 
 fn migrate(bin: &str, url: &str, args: &[&str]) -> Output {
@@ -219,7 +152,7 @@ async fn get_json(url: String) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v2_on_a_v1_schema_is_refused_or_waits_then_becomes_ready_after_migrate_up() {
-    let db = Db::new("gate");
+    let db = fresh_db("gate");
     assert!(migrate(V1, &db.url, &["up"]).status.success());
 
     // Refuse mode (the default): exits non-zero naming the missing migration.
@@ -264,7 +197,7 @@ async fn v2_on_a_v1_schema_is_refused_or_waits_then_becomes_ready_after_migrate_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v1_keeps_serving_on_the_v2_schema_and_restarts_there() {
-    let db = Db::new("rollback");
+    let db = fresh_db("rollback");
     assert!(migrate(V1, &db.url, &["up"]).status.success());
     let v1 = Chirpy::start(V1, &db.url, &[]);
     v1.ready().await;
@@ -313,7 +246,7 @@ async fn v1_keeps_serving_on_the_v2_schema_and_restarts_there() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contract_waits_for_live_v1_then_v1_is_refused_naming_the_release() {
-    let db = Db::new("contract");
+    let db = fresh_db("contract");
     assert!(migrate(V2, &db.url, &["up"]).status.success());
     let mut v1 = Chirpy::start(V1, &db.url, &[]);
     v1.ready().await;
@@ -603,7 +536,7 @@ async fn readiness_follows_a_private_outage_and_shared_outages_only_warn() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_drops_no_request_and_leaves_the_fleet() {
-    let db = Db::new("drain");
+    let db = fresh_db("drain");
     assert!(migrate(V3, &db.url, &["up"]).status.success());
     let mut chirpy = Chirpy::start(V3, &db.url, &[]);
     chirpy.ready().await;

@@ -63,24 +63,6 @@ fn embedded_set_on_sqlite() {
 
 #[test]
 fn embedded_set_on_postgres() {
-    let admin = std::env::var("CAPSTAN_TEST_PG").expect(
-        "CAPSTAN_TEST_PG is not set: run the tests with scripts/test.sh, which starts a throwaway Postgres",
-    );
-    let db = format!("notes_{}", std::process::id());
-    let psql = |url: &str, sql: &str| {
-        let out = Command::new("psql")
-            .args([url, "-X", "-q", "-c", sql])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    psql(&admin, &format!("DROP DATABASE IF EXISTS {db}"));
-    psql(&admin, &format!("CREATE DATABASE {db}"));
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    check(&format!("{base}/{db}"));
-    psql(&admin, &format!("DROP DATABASE {db} WITH (FORCE)"));
+    let db = capstan_testkit::TestDb::new("notes");
+    check(&db.url);
 }

@@ -20,48 +20,10 @@ pub struct Project {
     pub dir: tempfile::TempDir,
     pub backend: Backend,
     pub url: String,
-    pg_db: Option<String>,
+    pg_db: Option<capstan_testkit::TestDb>,
 }
 
-/// The superuser URL of the test server. Fails loudly when unset: these tests
-/// need a real Postgres (run `scripts/test.sh`).
-pub fn pg_admin_url() -> String {
-    std::env::var("CAPSTAN_TEST_PG").unwrap_or_else(|_| {
-        panic!("CAPSTAN_TEST_PG is not set: run the tests with scripts/test.sh, which starts a throwaway Postgres")
-    })
-}
-
-/// `postgres://…/postgres` → `postgres://…/db`.
-pub fn pg_url_for(db: &str) -> String {
-    let admin = pg_admin_url();
-    let (base, _) = admin.rsplit_once('/').expect("URL has a database");
-    format!("{base}/{db}")
-}
-
-/// Runs SQL on the test server with psql-free means: the capstan binary is not
-/// used, so tests can set up and inspect state independently.
-pub fn psql(url: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([
-            url,
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            sql,
-        ])
-        .output()
-        .expect("run psql");
-    assert!(
-        out.status.success(),
-        "psql failed: {sql}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+pub use capstan_testkit::{pg_admin_url, psql};
 
 /// Runs SQL on a SQLite file with rusqlite's bundled SQLite via the `sqlite3`
 /// shell if present, else through a tiny query helper.
@@ -96,10 +58,9 @@ impl Project {
         std::fs::create_dir(dir.path().join("migrations")).expect("mkdir migrations");
         match backend {
             Backend::Postgres => {
-                let db = format!("t_{}_{:x}", std::process::id(), rand_suffix());
-                psql(&pg_admin_url(), &format!("CREATE DATABASE {db}"));
+                let db = capstan_testkit::TestDb::new("t");
                 Project {
-                    url: pg_url_for(&db),
+                    url: db.url.clone(),
                     dir,
                     backend,
                     pg_db: Some(db),
@@ -194,33 +155,6 @@ impl Project {
     }
 }
 
-impl Drop for Project {
-    fn drop(&mut self) {
-        if let Some(db) = &self.pg_db {
-            let _ = Command::new("psql")
-                .args([
-                    pg_admin_url().as_str(),
-                    "-X",
-                    "-q",
-                    "-c",
-                    &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-                ])
-                .output();
-        }
-    }
-}
-
-fn rand_suffix() -> u64 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(0);
-    (t << 8) ^ n
-}
-
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -248,7 +182,7 @@ impl Project {
 
     /// The Postgres database name of a Postgres project.
     pub fn pg_db(&self) -> Option<&str> {
-        self.pg_db.as_deref()
+        self.pg_db.as_ref().map(|db| db.name.as_str())
     }
 
     /// The log table's name for the backend.
