@@ -253,6 +253,30 @@ CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, user_id
 CREATE INDEX orders_status_idx ON orders (status);
 ";
 
+/// For the hygiene rules that flag one column type: reports every column the
+/// statement declares with type `type_name`, as `TABLE.COLUMN is ADVICE`, at the
+/// type.
+pub(crate) fn flag_column_type(
+    rule: &'static Rule,
+    stmt: &Stmt<'_>,
+    out: &mut Hits,
+    type_name: &str,
+    advice: &str,
+) {
+    for (table, colname, def) in declared_columns(stmt) {
+        let Some(tn) = def.type_name.as_ref() else {
+            continue;
+        };
+        if crate::ast::ColType::of(tn).name == type_name {
+            out.push(
+                rule,
+                stmt.at(tn.location),
+                format!("{table}.{colname} is {advice}"),
+            );
+        }
+    }
+}
+
 /// Every column definition a statement declares (new tables, added columns, and the
 /// new type of `ALTER COLUMN ... TYPE`), with its table and column name.
 pub(crate) fn declared_columns<'a>(stmt: &Stmt<'a>) -> Vec<(String, String, &'a ColumnDef)> {

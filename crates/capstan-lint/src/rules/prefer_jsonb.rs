@@ -1,6 +1,6 @@
 //! `prefer-jsonb`: a `json` column.
 
-use super::{declared_columns, Rule};
+use super::{flag_column_type, Rule};
 use crate::engine::{Ctx, Hits, Stmt};
 use crate::finding::Severity;
 
@@ -22,15 +22,7 @@ later rewrites the table, so choose jsonb now.",
 };
 
 fn check(stmt: &Stmt<'_>, _ctx: &Ctx<'_>, out: &mut Hits) {
-    for (table, colname, def) in declared_columns(stmt) {
-        let Some(tn) = def.type_name.as_ref() else {
-            continue;
-        };
-        if crate::ast::ColType::of(tn).name == "json" {
-            let col = format!(".{colname}");
-            out.push(&RULE, stmt.at(tn.location), format!("{table}{col} is json: prefer jsonb (comparable, indexable, parsed once)"));
-        }
-    }
+    flag_column_type(&RULE, stmt, out, "json", "json: prefer jsonb (comparable, indexable, parsed once)");
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! `prefer-timestamptz`: a `timestamp` (without time zone) column.
 
-use super::{declared_columns, Rule};
+use super::{flag_column_type, Rule};
 use crate::engine::{Ctx, Hits, Stmt};
 use crate::finding::Severity;
 
@@ -22,15 +22,7 @@ rewrites the table (unless the session time zone is UTC, on Postgres 12+).",
 };
 
 fn check(stmt: &Stmt<'_>, _ctx: &Ctx<'_>, out: &mut Hits) {
-    for (table, colname, def) in declared_columns(stmt) {
-        let Some(tn) = def.type_name.as_ref() else {
-            continue;
-        };
-        if crate::ast::ColType::of(tn).name == "timestamp" {
-            let col = format!(".{colname}");
-            out.push(&RULE, stmt.at(tn.location), format!("{table}{col} is timestamp without time zone: prefer timestamptz"));
-        }
-    }
+    flag_column_type(&RULE, stmt, out, "timestamp", "timestamp without time zone: prefer timestamptz");
 }
 
 #[cfg(test)]
