@@ -31,11 +31,13 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
+use crate::archive::{self, ArchiveError, Detector};
 use crate::config::{Config, ConfigError, CONFIG_FILE};
 use crate::driver::{Direction, FailureKind};
 use crate::migrator::{
@@ -66,6 +68,18 @@ pub const EXIT_LOCK_TIMEOUT: i32 = 7;
 pub const EXIT_GATE: i32 = 8;
 /// Exit code: `plan`/`up` refused pending migrations with lint errors (see `--unsafe-ok`).
 pub const EXIT_LINT: i32 = 9;
+
+/// What the `capstan` binary plugs into the engine: the linter as the
+/// preflight of `plan`/`up`, and the detector of data-destroying statements
+/// the archive needs. An application that embeds its migrations may pass
+/// `capstan_lint::hooks` too, or nothing.
+#[derive(Clone, Copy, Default)]
+pub struct Hooks<'a> {
+    /// Checks pending migrations before `plan` and `up`.
+    pub preflight: Option<&'a dyn Preflight>,
+    /// Finds the statements whose data `up` and `down` archive first.
+    pub detector: Option<&'a Arc<dyn Detector>>,
+}
 
 /// A finding that stops `plan` and `up` (an error-level lint finding).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -148,6 +162,208 @@ pub struct FleetArgs {
     pub conn: ConnArgs,
 }
 
+/// `archive`: what migrations copied before destroying it.
+#[derive(Debug, Clone, Args)]
+pub struct ArchiveArgs {
+    /// Database, directory and run options.
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ArchiveCommand,
+}
+
+/// The `archive` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ArchiveCommand {
+    /// Every archive entry: migration, statement, object, rows, size, age.
+    List,
+    /// One entry, with its first rows.
+    Show {
+        /// The entry id (from `archive list`).
+        id: i64,
+    },
+    /// Put an entry's data back, in one transaction; refuses when today's schema makes a faithful restore impossible.
+    Restore {
+        /// The entry id (from `archive list`).
+        id: i64,
+    },
+    /// Drop entries older than --older-than (default: `retention` in capstan.toml), listing each one.
+    Purge {
+        /// Purge entries archived at least this long ago, like 30d.
+        #[arg(long, value_name = "DURATION")]
+        older_than: Option<String>,
+    },
+}
+
+/// Runs an `archive` command and returns its exit code.
+pub async fn run_archive(args: ArchiveArgs) -> i32 {
+    let json = args.conn.json;
+    report_exit(json, async {
+        let cx = Context::new(args.conn, MigrationSource::Dir)?;
+        let settings = cx.settings()?;
+        let identity = crate::driver::Identity::current(concat!(
+            "capstan ",
+            env!("CARGO_PKG_VERSION")
+        ));
+        let url = cx.url()?;
+        match args.command {
+            ArchiveCommand::List => {
+                let mut db = Database::connect_read_only(&url).await?;
+                let entries = archive::list(db.driver()).await.map_err(Error::from)?;
+                emit(json, &serde_json::json!({ "entries": entries }), || {
+                    render_entries(&entries)
+                });
+            }
+            ArchiveCommand::Show { id } => {
+                let mut db = Database::connect_read_only(&url).await?;
+                let entry = archive::get(db.driver(), id)
+                    .await
+                    .map_err(Error::from)?
+                    .ok_or(Error::Archive(ArchiveError::NotFound(id)))?;
+                let (names, rows) = archive::preview(db.driver(), &entry, 10)
+                    .await
+                    .map_err(Error::from)?;
+                emit(
+                    json,
+                    &serde_json::json!({ "entry": entry, "preview": { "columns": names, "rows": rows } }),
+                    || render_entry(&entry, &names, &rows),
+                );
+            }
+            ArchiveCommand::Restore { id } => {
+                let mut db = Database::connect(&url).await?;
+                db.driver().lock().await.map_err(Error::from)?;
+                let result = archive::restore(db.driver(), id, &identity).await;
+                let unlocked = db.driver().unlock().await;
+                let report = result.map_err(Error::from)?;
+                unlocked.map_err(Error::from)?;
+                emit(json, &report, || {
+                    let mut s = format!("restored entry {} ({}):", report.id, report.object);
+                    if report.table_created {
+                        s.push_str(" re-created the table (columns, types and primary key; other constraints, indexes and defaults are not part of the archive);");
+                    }
+                    if !report.columns_added.is_empty() {
+                        s.push_str(&format!(" re-added {};", report.columns_added.join(", ")));
+                    }
+                    s.push_str(&format!(" {} rows written back", report.rows_restored));
+                    if report.rows_not_restored > 0 {
+                        s.push_str(&format!(
+                            "; {} archived rows not written back (their key no longer exists, or a row with it exists again and was kept)",
+                            report.rows_not_restored
+                        ));
+                    }
+                    s
+                });
+            }
+            ArchiveCommand::Purge { older_than } => {
+                let age = match older_than {
+                    Some(d) => parse_duration(&d).map_err(|e| {
+                        Failure::new(EXIT_BAD_INPUT, "bad-input", format!("--older-than: {e}"))
+                    })?,
+                    None => settings
+                        .archive_retention
+                        .ok_or(Error::Archive(ArchiveError::NoRetention))?,
+                };
+                let mut db = Database::connect(&url).await?;
+                db.driver().lock().await.map_err(Error::from)?;
+                let result = archive::purge(db.driver(), age).await;
+                let unlocked = db.driver().unlock().await;
+                let purged = result.map_err(Error::from)?;
+                unlocked.map_err(Error::from)?;
+                emit(json, &serde_json::json!({ "purged": purged }), || {
+                    if purged.is_empty() {
+                        return format!(
+                            "nothing archived {} ago or earlier; nothing purged",
+                            humantime::format_duration(age)
+                        );
+                    }
+                    let mut s = String::new();
+                    for e in &purged {
+                        s.push_str(&format!(
+                            "purged entry {} ({} from {}, {} rows, archived {})\n",
+                            e.id,
+                            e.object(),
+                            e.label(),
+                            e.row_count,
+                            e.archived_at
+                        ));
+                    }
+                    s.push_str(&format!("purged {} entries", purged.len()));
+                    s
+                });
+            }
+        }
+        Ok(EXIT_OK)
+    })
+    .await
+}
+
+fn render_entries(entries: &[archive::ArchiveEntry]) -> String {
+    if entries.is_empty() {
+        return "the archive is empty".to_string();
+    }
+    let mut s = String::new();
+    for e in entries {
+        s.push_str(&format!(
+            "{:>4}  {}  {:<11} {:<24} {:>8} rows {:>10}  {} {}{}\n",
+            e.id,
+            e.archived_at,
+            e.kind,
+            e.object(),
+            e.row_count,
+            archive::human_bytes(e.size_bytes),
+            e.label(),
+            e.direction,
+            e.restored_at
+                .as_deref()
+                .map(|r| format!("  (restored {r})"))
+                .unwrap_or_default()
+        ));
+    }
+    s.push_str(&format!(
+        "{} entries; `capstan archive show ID` for one, `capstan archive restore ID` to put it back",
+        entries.len()
+    ));
+    s
+}
+
+fn render_entry(
+    e: &archive::ArchiveEntry,
+    names: &[String],
+    rows: &[Vec<Option<String>>],
+) -> String {
+    let mut s = format!(
+        "entry {}: {} of {}\n  migration  {} ({}), line {}\n  statement  {}\n  archived   {} by {} ({})\n  copy       {} ({} rows, {}, scope {}; primary key {})\n",
+        e.id,
+        e.kind,
+        e.object(),
+        e.label(),
+        e.direction,
+        e.line.unwrap_or(0),
+        e.statement,
+        e.archived_at,
+        e.archived_by,
+        e.binary_version,
+        e.archive_table,
+        e.row_count,
+        archive::human_bytes(e.size_bytes),
+        e.scope,
+        if e.primary_key.is_empty() { "none".to_string() } else { e.primary_key.join(", ") },
+    );
+    if let Some(r) = &e.restored_at {
+        s.push_str(&format!(
+            "  restored   {r} by {}\n",
+            e.restored_by.as_deref().unwrap_or("?")
+        ));
+    }
+    s.push_str(&format!("  first rows ({}):\n", names.join(", ")));
+    for r in rows {
+        let cells: Vec<&str> = r.iter().map(|v| v.as_deref().unwrap_or("NULL")).collect();
+        s.push_str(&format!("    {}\n", cells.join(" | ")));
+    }
+    s.trim_end().to_string()
+}
+
 /// The `migrate` subcommands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum MigrateCommand {
@@ -175,6 +391,9 @@ pub enum MigrateCommand {
         /// Show contract migrations even if live instances block them.
         #[arg(long)]
         force_contract: bool,
+        /// As `up --no-archive OBJECT` would: show this object as not archived.
+        #[arg(long, value_name = "OBJECT")]
+        no_archive: Vec<String>,
     },
     /// Apply pending migrations; a contract migration only once no live instance needs what it removes.
     Up {
@@ -193,12 +412,18 @@ pub enum MigrateCommand {
         /// Apply pending migrations despite lint errors (recorded in history).
         #[arg(long)]
         unsafe_ok: bool,
+        /// Destroy this object (`users.name`, `users`) without an archive copy (recorded in history); repeatable.
+        #[arg(long, value_name = "OBJECT")]
+        no_archive: Vec<String>,
     },
     /// Roll back with down sections, newest first (default: the newest one).
     Down {
         /// Roll back every migration newer than this version (0: all).
         #[arg(long, value_name = "VERSION")]
         to: Option<u64>,
+        /// Destroy this object (`users.name`, `users`) without an archive copy (recorded in history); repeatable.
+        #[arg(long, value_name = "OBJECT")]
+        no_archive: Vec<String>,
     },
     /// On a scratch database: apply all, then check each down restores the schema.
     Verify,
@@ -295,6 +520,13 @@ impl From<Error> for Failure {
                 (EXIT_DATABASE, "permission-denied")
             }
             Error::Failed(_) => (EXIT_FAILED, "migration-failed"),
+            Error::Archive(a) => match a {
+                ArchiveError::NotFound(_) => (EXIT_BAD_INPUT, "not-found"),
+                ArchiveError::Refused { .. } => (EXIT_REFUSED, "restore-refused"),
+                ArchiveError::NoRetention => (EXIT_USAGE, "usage"),
+                ArchiveError::Detector(_) => (EXIT_BAD_INPUT, "bad-input"),
+                ArchiveError::Db(_) => (EXIT_DATABASE, "database"),
+            },
         };
         Failure::new(code, kind, message)
     }
@@ -325,6 +557,7 @@ impl From<WorkdirError> for Failure {
 /// Everything a command needs, resolved from flags, environment and config.
 struct Context<'p> {
     preflight: Option<&'p dyn Preflight>,
+    detector: Option<Arc<dyn Detector>>,
     args: ConnArgs,
     source: MigrationSource,
     config: Config,
@@ -385,6 +618,9 @@ impl Context<'_> {
         let mut m = Migrator::new(self.set()?).with_settings(self.settings()?);
         if let MigrationSource::Embedded { binary_version, .. } = &self.source {
             m = m.with_binary_version(binary_version.clone());
+        }
+        if let Some(d) = &self.detector {
+            m = m.with_detector(d.clone());
         }
         Ok(m)
     }
@@ -475,11 +711,25 @@ pub async fn run_with(
     source: MigrationSource,
     preflight: Option<&dyn Preflight>,
 ) -> i32 {
+    run_with_hooks(
+        args,
+        source,
+        Hooks {
+            preflight,
+            detector: None,
+        },
+    )
+    .await
+}
+
+/// [`run`], with the linter's preflight and the archive's detector.
+pub async fn run_with_hooks(args: MigrateArgs, source: MigrationSource, hooks: Hooks<'_>) -> i32 {
     let json = args.conn.json;
     let command = args.command.clone();
     report_exit(json, async {
         let mut cx = Context::new(args.conn, source)?;
-        cx.preflight = preflight;
+        cx.preflight = hooks.preflight;
+        cx.detector = hooks.detector.cloned();
         migrate(&cx, command).await
     })
     .await
@@ -601,6 +851,7 @@ impl Context<'_> {
             .unwrap_or_else(|| PathBuf::from("migrations"));
         Ok(Context {
             preflight: None,
+            detector: None,
             args,
             source,
             config,
@@ -670,6 +921,7 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
             to,
             force_contract,
             unsafe_ok,
+            no_archive,
         } => {
             let contract = if force_contract {
                 ContractPolicy::Force
@@ -681,6 +933,7 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
             let opts = UpOptions {
                 to,
                 contract,
+                no_archive,
                 ..UpOptions::default()
             };
             let plan = m.plan(&mut db, &opts).await?;
@@ -709,6 +962,9 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
                         step.file.display(),
                         step.sql.trim_end()
                     ));
+                    for a in &step.archive {
+                        s.push_str(&render_planned_archive(a, &m));
+                    }
                 }
                 if let Some(h) = &plan.held_back {
                     s.push_str(&format!("-- stops before: {}\n", h.reason));
@@ -723,6 +979,7 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
             timeout,
             force_contract,
             unsafe_ok,
+            no_archive,
         } => {
             let contract = match (wait, force_contract) {
                 (_, true) => ContractPolicy::Force,
@@ -739,6 +996,7 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
             let mut opts = UpOptions {
                 to,
                 contract,
+                no_archive,
                 ..UpOptions::default()
             };
             if cx.preflight.is_some() {
@@ -777,11 +1035,13 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
                 EXIT_OK
             })
         }
-        MigrateCommand::Down { to } => {
+        MigrateCommand::Down { to, no_archive } => {
             let m = cx.migrator()?;
             let mut db = Database::connect(&cx.url()?).await?;
             let mut progress = Progress::new(json);
-            let result = m.down(&mut db, to, &mut |e| progress.event(e)).await;
+            let result = m
+                .down_with(&mut db, to, &no_archive, &mut |e| progress.event(e))
+                .await;
             progress.finish();
             let report = result.map_err(|e| report_partial(json, e))?;
             emit(json, &report, || render_report(&report, "down"));
@@ -994,7 +1254,40 @@ fn render_report(report: &RunReport, what: &str) -> String {
             h.version, h.name, h.reason
         ));
     }
+    if !report.archived.is_empty() {
+        let rows: u64 = report.archived.iter().map(|e| e.row_count).sum();
+        s.push_str(&format!(
+            "\narchived {} objects ({rows} rows) before destroying them: `capstan archive list`",
+            report.archived.len()
+        ));
+    }
     s
+}
+
+fn render_planned_archive(a: &archive::PlannedArchive, m: &Migrator) -> String {
+    let what = if a.skipped {
+        "not archived (--no-archive)".to_string()
+    } else {
+        match (a.rows, a.bytes) {
+            (Some(r), Some(b)) => format!(
+                "archives {r} rows, about {}{}",
+                archive::human_bytes(b),
+                if a.over_limit {
+                    format!(
+                        " — over the limit of {}: `up` refuses unless --no-archive {}",
+                        m.settings()
+                            .archive_max_bytes
+                            .map_or_else(|| "none".into(), archive::human_bytes),
+                        a.object
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+            _ => "archives it (the table does not exist yet; sized when it runs)".to_string(),
+        }
+    };
+    format!("--   line {}: {} {} — {what}\n", a.line, a.kind, a.object)
 }
 
 /// Progress on stderr: a live line on a terminal, plain lines otherwise.
@@ -1090,6 +1383,18 @@ impl Progress {
                     None => eprintln!("{msg}"),
                 }
             }
+            Event::Archived { migration, entry } => self.line(format!(
+                "{}:{}: archived {} before {}: {} rows ({}) in {} (entry {}; `capstan archive restore {}` puts it back)",
+                migration.path.display(),
+                entry.line.unwrap_or(0),
+                entry.object(),
+                entry.kind,
+                entry.row_count,
+                archive::human_bytes(entry.size_bytes),
+                entry.archive_table,
+                entry.id,
+                entry.id
+            )),
             Event::Done {
                 migration,
                 direction,

@@ -9,6 +9,11 @@
 //! lock_timeout = "3s"
 //! lock_retries = 10
 //! statement_timeout = "0"
+//!
+//! [archive]
+//! enabled = true          # copy what a migration destroys before it runs
+//! max_size = "1GiB"       # per object; a bigger copy refuses the migration
+//! retention = "30d"       # what `capstan archive purge` removes
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -37,8 +42,9 @@ pub struct Config {
     /// `[fleet]`: the fleet registry.
     #[serde(default)]
     pub fleet: FleetConfig,
-    /// `[archive]`: read by the archive.
-    pub archive: Option<toml::Table>,
+    /// `[archive]`: what migrations keep before destroying data.
+    #[serde(default)]
+    pub archive: ArchiveConfig,
     /// `[slo]`: read by the SLO commands.
     pub slo: Option<toml::Table>,
 }
@@ -61,6 +67,18 @@ pub struct MigrateConfig {
 pub struct FleetConfig {
     /// An instance not seen for this long is no longer live, like `30s`.
     pub ttl: Option<String>,
+}
+
+/// The `[archive]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// Archive before destroying (default true).
+    pub enabled: Option<bool>,
+    /// Largest copy of one object, like `1GiB` (`0`: no limit; default 1 GiB).
+    pub max_size: Option<String>,
+    /// How long entries are kept before `archive purge` removes them, like `30d`.
+    pub retention: Option<String>,
 }
 
 /// A config file that cannot be used.
@@ -129,6 +147,20 @@ impl Config {
         }
         if let Some(n) = self.migrate.lock_retries {
             s.lock_retries = n;
+        }
+        let bad_archive = |key: &str, e: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: format!("[archive] {key}: {e}"),
+        };
+        if let Some(on) = self.archive.enabled {
+            s.archive = on;
+        }
+        if let Some(v) = &self.archive.max_size {
+            let n = crate::archive::parse_size(v).map_err(|e| bad_archive("max_size", e))?;
+            s.archive_max_bytes = (n > 0).then_some(n);
+        }
+        if let Some(v) = &self.archive.retention {
+            s.archive_retention = Some(parse_duration(v).map_err(|e| bad_archive("retention", e))?);
         }
         Ok(s)
     }

@@ -87,7 +87,7 @@ fn user_from_passwd() -> Option<String> {
 }
 
 /// Up or down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// Run the up section and record the migration.
@@ -308,6 +308,12 @@ pub trait Driver: Send {
     async fn fleet_depart(&mut self, instance_id: &str) -> Result<(), DbError>;
     /// Every registry row, live or not, with its age by the database's clock.
     async fn fleet_list(&mut self) -> Result<Vec<InstanceRow>, DbError>;
+    /// Runs one query and returns its rows, every value as text (NULL as `None`).
+    /// Used for catalog reads and the archive; it never runs migration SQL.
+    async fn query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, DbError>;
+    /// Runs `statements` in one transaction (all or nothing) and returns how many
+    /// rows each one changed. Used by `archive restore` and `archive purge`.
+    async fn transact(&mut self, statements: &[String]) -> Result<Vec<u64>, DbError>;
     /// For a scratch database: its name (Postgres) or file (SQLite).
     fn scratch_name(&self) -> Option<String> {
         None

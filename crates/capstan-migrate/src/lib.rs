@@ -5,6 +5,7 @@
 //! default, or `contract`) and a `capstan.sum`. The same engine runs from the
 //! `capstan` CLI and from an application that embeds its migrations.
 
+pub mod archive;
 pub mod driver;
 pub mod import;
 #[cfg(feature = "postgres")]

@@ -3,10 +3,12 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::archive::{self, ArchiveEntry, ArchiveError, Destruction, Detected, Detector};
 use crate::driver::{
     AppliedRow, DbError, Direction, Driver, ExecFailure, FailureKind, Identity, Job, Notice, Record,
 };
@@ -29,6 +31,13 @@ pub struct Settings {
     pub statement_timeout: Duration,
     /// An instance not seen for this long no longer counts as live in the fleet.
     pub fleet_ttl: Duration,
+    /// Archive what a migration destroys before it runs (needs a [`Detector`]).
+    pub archive: bool,
+    /// Largest archive copy of one object; a bigger one refuses the migration
+    /// unless `--no-archive` names the object (`None`: no limit).
+    pub archive_max_bytes: Option<u64>,
+    /// How long archive entries are kept before `archive purge` removes them.
+    pub archive_retention: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -40,6 +49,9 @@ impl Default for Settings {
             retry_backoff_max: Duration::from_secs(10),
             statement_timeout: Duration::ZERO,
             fleet_ttl: crate::fleet::DEFAULT_TTL,
+            archive: true,
+            archive_max_bytes: Some(archive::DEFAULT_MAX_BYTES),
+            archive_retention: None,
         }
     }
 }
@@ -227,6 +239,14 @@ pub enum Event<'a> {
         /// The instances overridden.
         blockers: &'a [InstanceRow],
     },
+    /// What a statement is about to destroy was copied into the archive
+    /// (reported once the migration committed).
+    Archived {
+        /// The migration.
+        migration: &'a Migration,
+        /// The archive entry.
+        entry: &'a ArchiveEntry,
+    },
     /// A migration section finished.
     Done {
         /// The migration.
@@ -275,6 +295,8 @@ pub struct RunReport {
     pub done_by_other_runner: Vec<u64>,
     /// The contract migration `up` stopped before, if it did.
     pub held_back: Option<HeldBack>,
+    /// What the migrations destroyed and capstan archived first.
+    pub archived: Vec<ArchiveEntry>,
 }
 
 /// What `up` does with a contract migration that live instances still need.
@@ -298,6 +320,9 @@ pub struct UpOptions {
     pub contract: ContractPolicy,
     /// Notes recorded in history with these versions (e.g. lint errors overridden).
     pub notes: std::collections::BTreeMap<u64, String>,
+    /// Objects (`users.name`, `users`) destroyed without an archive copy
+    /// (recorded in history).
+    pub no_archive: Vec<String>,
 }
 
 /// One step of `plan`.
@@ -317,6 +342,8 @@ pub struct PlanStep {
     pub sql: String,
     /// Lock timeout that would apply, in milliseconds.
     pub lock_timeout_ms: u64,
+    /// What it would archive before destroying it.
+    pub archive: Vec<archive::PlannedArchive>,
 }
 
 /// What `up` would do.
@@ -485,6 +512,9 @@ pub enum Error {
     /// A migration failed while running.
     #[error("{0}")]
     Failed(Box<MigrationFailure>),
+    /// An archive operation refused or failed.
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
 }
 
 /// An open database connection (Postgres or SQLite).
@@ -553,6 +583,7 @@ pub struct Migrator {
     set: MigrationSet,
     settings: Settings,
     identity: Identity,
+    detector: Option<Arc<dyn Detector>>,
 }
 
 fn no_events(_: Event<'_>) {}
@@ -564,7 +595,42 @@ impl Migrator {
             set,
             settings: Settings::default(),
             identity: Identity::current(concat!("capstan ", env!("CARGO_PKG_VERSION"))),
+            detector: None,
         }
+    }
+
+    /// Finds data-destroying statements with `detector`, so `up` and `down`
+    /// archive what they destroy (see [`crate::archive`]).
+    pub fn with_detector(mut self, detector: Arc<dyn Detector>) -> Self {
+        self.detector = Some(detector);
+        self
+    }
+
+    /// Who runs migrations, as recorded in history.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The destroying statements of `todo` in `direction`, when archiving
+    /// applies: a detector is set, archiving is on, and the database holds
+    /// data (something is applied).
+    fn detect(
+        &self,
+        history: &[AppliedRow],
+        todo: &[&Migration],
+        direction: Direction,
+        dialect: crate::split::Dialect,
+    ) -> Result<Detected, Error> {
+        let Some(detector) = self.detector.as_ref() else {
+            return Ok(Detected::new());
+        };
+        if !self.settings.archive || history.is_empty() || todo.is_empty() {
+            return Ok(Detected::new());
+        }
+        let wanted: Vec<(u64, Direction)> = todo.iter().map(|m| (m.version, direction)).collect();
+        detector
+            .detect(&self.set, dialect, &wanted)
+            .map_err(|e| Error::Archive(ArchiveError::Detector(e)))
     }
 
     /// Sets how migrations run.
@@ -616,9 +682,28 @@ impl Migrator {
                 todo.truncate(i);
             }
         }
-        let steps = todo
-            .into_iter()
-            .map(|m| PlanStep {
+        let detected = self.detect(&history, &todo, Direction::Up, db.driver.dialect())?;
+        let mut steps = Vec::new();
+        for m in todo {
+            let mut planned = Vec::new();
+            if let Some(found) = detected.get(&(m.version, Direction::Up)) {
+                let statements = m.up.statements(db.driver.dialect()).unwrap_or_default();
+                for d in found {
+                    let line =
+                        m.up.first_line + statements.get(d.statement).map_or(0, |s| s.line_offset);
+                    planned.push(
+                        archive::estimate(
+                            db.driver.as_mut(),
+                            d,
+                            line,
+                            self.settings.archive_max_bytes,
+                            &opts.no_archive,
+                        )
+                        .await?,
+                    );
+                }
+            }
+            steps.push(PlanStep {
                 version: m.version,
                 name: m.name.clone(),
                 phase: m.phase,
@@ -629,8 +714,9 @@ impl Migrator {
                     .lock_timeout
                     .unwrap_or(self.settings.lock_timeout)
                     .as_millis() as u64,
-            })
-            .collect();
+                archive: planned,
+            });
+        }
         Ok(Plan { steps, held_back })
     }
 
@@ -664,6 +750,7 @@ impl Migrator {
         db.driver.ensure_schema().await?;
         let history = db.driver.history().await?;
         let todo = self.pending(&history, opts)?;
+        let detected = self.detect(&history, &todo, Direction::Up, db.driver.dialect())?;
         let mut report = RunReport::default();
         for m in todo {
             let mut note = None;
@@ -689,8 +776,19 @@ impl Migrator {
                 (Some(a), Some(b)) => Some(format!("{a}; {b}")),
                 (a, b) => a.or_else(|| b.cloned()),
             };
-            self.run(db, m, Direction::Up, note.as_deref(), &mut report, events)
-                .await?;
+            let archive = detected
+                .get(&(m.version, Direction::Up))
+                .map(|found| (found.as_slice(), opts.no_archive.as_slice()));
+            self.run(
+                db,
+                m,
+                Direction::Up,
+                note.as_deref(),
+                archive,
+                &mut report,
+                events,
+            )
+            .await?;
         }
         Ok(report)
     }
@@ -801,12 +899,16 @@ impl Migrator {
         Ok(todo)
     }
 
+    /// Runs one section. `archive` holds its destroying statements and the
+    /// objects the operator excluded from archiving.
+    #[allow(clippy::too_many_arguments)]
     async fn run(
         &self,
         db: &mut Database,
         m: &Migration,
         direction: Direction,
         note: Option<&str>,
+        archive: Option<(&[Destruction], &[String])>,
         report: &mut RunReport,
         events: &mut (dyn FnMut(Event<'_>) + Send),
     ) -> Result<(), Error> {
@@ -828,6 +930,31 @@ impl Migrator {
             migration: m,
             direction,
         });
+        // Archive copies go right before the statements they protect, in the
+        // same transaction; the catalog is read now, under the runner lock.
+        let mut prepared = Vec::new();
+        let mut notes: Vec<String> = note.map(str::to_string).into_iter().collect();
+        if let Some((found, skip)) = archive.filter(|(f, _)| !f.is_empty()) {
+            let cx = archive::PrepareContext {
+                version: m.version,
+                name: &m.name,
+                direction,
+                section,
+                statements: &statements,
+                identity: &self.identity,
+                max_bytes: self.settings.archive_max_bytes,
+                skip,
+            };
+            let (copies, skipped) = archive::prepare(db.driver.as_mut(), &cx, found).await?;
+            prepared = copies;
+            notes.extend(skipped);
+        }
+        let note = (!notes.is_empty()).then(|| notes.join("; "));
+        let note = note.as_deref();
+        let spliced = archive::splice(section, &statements, &prepared);
+        let origin = spliced.origin;
+        let section = &spliced.section;
+        let statements = spliced.statements;
         let mut job = Job {
             migration: m,
             direction,
@@ -865,6 +992,17 @@ impl Migrator {
                             line,
                         });
                     }
+                    if outcome.done_here {
+                        for p in &prepared {
+                            if let Some(entry) = archive::get(db.driver.as_mut(), p.id).await? {
+                                events(Event::Archived {
+                                    migration: m,
+                                    entry: &entry,
+                                });
+                                report.archived.push(entry);
+                            }
+                        }
+                    }
                     events(Event::Done {
                         migration: m,
                         direction,
@@ -901,7 +1039,29 @@ impl Migrator {
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
-                Err(f) => {
+                Err(mut f) => {
+                    if let Some(p) = f
+                        .statement
+                        .and_then(|i| origin.get(i).copied().flatten())
+                        .and_then(|i| prepared.get(i))
+                    {
+                        f.message = if f.message.contains(archive::SIZE_CONSTRAINT) {
+                            format!(
+                                "the archive copy of {} is larger than the archive limit ({}); the statement here would destroy it without a copy. Rerun with `--no-archive {}` to go ahead without one (recorded in history), or raise `max_size` in the [archive] table of capstan.toml",
+                                p.object,
+                                self.settings
+                                    .archive_max_bytes
+                                    .map_or_else(|| "none".into(), archive::human_bytes),
+                                p.object
+                            )
+                        } else {
+                            format!(
+                                "archiving {} before this statement failed: {}",
+                                p.object, f.message
+                            )
+                        };
+                        f.line_offset = None;
+                    }
                     for n in &f.notices {
                         let line = n
                             .statement
@@ -936,8 +1096,20 @@ impl Migrator {
         to: Option<u64>,
         events: &mut (dyn FnMut(Event<'_>) + Send),
     ) -> Result<RunReport, Error> {
+        self.down_with(db, to, &[], events).await
+    }
+
+    /// [`Migrator::down`], destroying the objects named in `no_archive`
+    /// without an archive copy (recorded in history).
+    pub async fn down_with(
+        &self,
+        db: &mut Database,
+        to: Option<u64>,
+        no_archive: &[String],
+        events: &mut (dyn FnMut(Event<'_>) + Send),
+    ) -> Result<RunReport, Error> {
         lock(db, events).await?;
-        let result = self.down_locked(db, to, events).await;
+        let result = self.down_locked(db, to, no_archive, events).await;
         let unlocked = db.driver.unlock().await;
         let report = result?;
         unlocked?;
@@ -948,6 +1120,7 @@ impl Migrator {
         &self,
         db: &mut Database,
         to: Option<u64>,
+        no_archive: &[String],
         events: &mut (dyn FnMut(Event<'_>) + Send),
     ) -> Result<RunReport, Error> {
         let history = db.driver.history().await?;
@@ -985,13 +1158,24 @@ impl Migrator {
         if !problems.is_empty() {
             return Err(Error::NoDown(problems));
         }
+        let todo: Vec<&Migration> = targets
+            .iter()
+            .map(|e| {
+                self.set
+                    .get(e.version)
+                    .ok_or(Error::UnknownVersion(e.version))
+            })
+            .collect::<Result<_, _>>()?;
+        let detected = self.detect(&history, &todo, Direction::Down, db.driver.dialect())?;
+        if !detected.values().all(Vec::is_empty) {
+            db.driver.ensure_schema().await?;
+        }
         let mut report = RunReport::default();
-        for e in targets {
-            let m = self
-                .set
-                .get(e.version)
-                .ok_or(Error::UnknownVersion(e.version))?;
-            self.run(db, m, Direction::Down, None, &mut report, events)
+        for m in todo {
+            let archive = detected
+                .get(&(m.version, Direction::Down))
+                .map(|found| (found.as_slice(), no_archive));
+            self.run(db, m, Direction::Down, None, archive, &mut report, events)
                 .await?;
         }
         Ok(report)
@@ -1116,7 +1300,7 @@ impl Migrator {
         let mut report = RunReport::default();
         for m in self.set.migrations() {
             let before = db.driver.snapshot().await?;
-            self.run(db, m, Direction::Up, None, &mut report, events)
+            self.run(db, m, Direction::Up, None, None, &mut report, events)
                 .await?;
             let after = db.driver.snapshot().await?;
             let (differences, stop) = if m.down.is_some() {
@@ -1167,7 +1351,7 @@ impl Migrator {
             ),
         ];
         for (direction, expected, failed, context) in legs {
-            match self.run(db, m, direction, None, report, events).await {
+            match self.run(db, m, direction, None, None, report, events).await {
                 Err(Error::Failed(f)) => {
                     differences.push(format!("{failed}: {f}"));
                     return Ok((differences, true));

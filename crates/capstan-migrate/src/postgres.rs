@@ -409,6 +409,31 @@ CREATE TABLE IF NOT EXISTS capstan.log (
     duration_ms    bigint NOT NULL DEFAULT 0,
     detail         text
 );
+CREATE SEQUENCE IF NOT EXISTS capstan.archive_ids;
+CREATE TABLE IF NOT EXISTS capstan.archive (
+    id             bigint PRIMARY KEY,
+    version        bigint NOT NULL,
+    migration      text NOT NULL,
+    direction      text NOT NULL,
+    line           bigint,
+    statement      text NOT NULL,
+    kind           text NOT NULL,
+    scope          text NOT NULL,
+    table_schema   text NOT NULL,
+    table_name     text NOT NULL,
+    columns        text NOT NULL,
+    primary_key    text NOT NULL,
+    archive_table  text NOT NULL,
+    row_count      bigint NOT NULL,
+    size_bytes     bigint NOT NULL,
+    max_bytes      bigint,
+    archived_at    timestamptz NOT NULL DEFAULT now(),
+    archived_by    text NOT NULL,
+    binary_version text NOT NULL,
+    restored_at    timestamptz,
+    restored_by    text,
+    CONSTRAINT archive_within_max_size CHECK (max_bytes IS NULL OR size_bytes <= max_bytes)
+);
 ";
 
 const SNAPSHOT_SQL: &str = r#"
@@ -529,7 +554,7 @@ impl Driver for PgDriver {
         let exists = self
             .client
             .query_one(
-                "SELECT to_regclass('capstan.migrations') IS NOT NULL AND to_regclass('capstan.log') IS NOT NULL AND to_regclass('capstan.fleet') IS NOT NULL",
+                "SELECT to_regclass('capstan.migrations') IS NOT NULL AND to_regclass('capstan.log') IS NOT NULL AND to_regclass('capstan.fleet') IS NOT NULL AND to_regclass('capstan.archive') IS NOT NULL",
                 &[],
             )
             .await
@@ -701,6 +726,54 @@ impl Driver for PgDriver {
                 .map_err(|e| db_err(&e))?;
         }
         Ok(())
+    }
+
+    async fn query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, DbError> {
+        let messages = self
+            .client
+            .simple_query(sql)
+            .await
+            .map_err(|e| db_err(&e))?;
+        Ok(messages
+            .iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn transact(&mut self, statements: &[String]) -> Result<Vec<u64>, DbError> {
+        self.client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(|e| db_err(&e))?;
+        let mut counts = Vec::with_capacity(statements.len());
+        for sql in statements {
+            match self.client.simple_query(sql).await {
+                Ok(messages) => counts.push(
+                    messages
+                        .iter()
+                        .find_map(|m| match m {
+                            SimpleQueryMessage::CommandComplete(n) => Some(*n),
+                            _ => None,
+                        })
+                        .unwrap_or(0),
+                ),
+                Err(e) => {
+                    self.rollback(&e).await;
+                    return Err(db_err(&e));
+                }
+            }
+        }
+        if let Err(e) = self.client.batch_execute("COMMIT").await {
+            self.rollback(&e).await;
+            return Err(db_err(&e));
+        }
+        self.drain_notices();
+        Ok(counts)
     }
 
     fn scratch_name(&self) -> Option<String> {

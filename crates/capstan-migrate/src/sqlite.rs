@@ -349,6 +349,30 @@ CREATE TABLE IF NOT EXISTS capstan_log (
     duration_ms    INTEGER NOT NULL DEFAULT 0,
     detail         TEXT
 );
+CREATE TABLE IF NOT EXISTS capstan_archives (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    version        INTEGER NOT NULL,
+    migration      TEXT NOT NULL,
+    direction      TEXT NOT NULL,
+    line           INTEGER,
+    statement      TEXT NOT NULL,
+    kind           TEXT NOT NULL,
+    scope          TEXT NOT NULL,
+    table_schema   TEXT NOT NULL,
+    table_name     TEXT NOT NULL,
+    columns        TEXT NOT NULL,
+    primary_key    TEXT NOT NULL,
+    archive_table  TEXT NOT NULL,
+    row_count      INTEGER NOT NULL,
+    size_bytes     INTEGER NOT NULL,
+    max_bytes      INTEGER,
+    archived_at    TEXT NOT NULL,
+    archived_by    TEXT NOT NULL,
+    binary_version TEXT NOT NULL,
+    restored_at    TEXT,
+    restored_by    TEXT,
+    CONSTRAINT archive_within_max_size CHECK (max_bytes IS NULL OR size_bytes <= max_bytes)
+);
 ";
 
 /// Collapses whitespace so formatting does not count as a schema difference.
@@ -379,7 +403,7 @@ impl Driver for SqliteDriver {
     }
 
     async fn ensure_schema(&mut self) -> Result<(), DbError> {
-        if self.has_history()? {
+        if self.has_history()? && self.has_table("capstan_archives")? {
             return Ok(());
         }
         self.conn.execute_batch(SCHEMA_SQL).map_err(|e| {
@@ -590,6 +614,49 @@ impl Driver for SqliteDriver {
     async fn drop_scratch(&mut self, scratch: Box<dyn Driver>) -> Result<(), DbError> {
         drop(scratch);
         Ok(())
+    }
+
+    async fn query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, DbError> {
+        use rusqlite::types::ValueRef;
+        let mut stmt = self.conn.prepare(sql).map_err(|e| db_err(&e))?;
+        let width = stmt.column_count();
+        let rows = stmt
+            .query_map([], |r| {
+                (0..width)
+                    .map(|i| {
+                        Ok(match r.get_ref(i)? {
+                            ValueRef::Null => None,
+                            ValueRef::Integer(n) => Some(n.to_string()),
+                            ValueRef::Real(f) => Some(f.to_string()),
+                            ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+                            ValueRef::Blob(b) => Some(String::from_utf8_lossy(b).into_owned()),
+                        })
+                    })
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(|e| db_err(&e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| db_err(&e))
+    }
+
+    async fn transact(&mut self, statements: &[String]) -> Result<Vec<u64>, DbError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| db_err(&e))?;
+        let mut counts = Vec::with_capacity(statements.len());
+        for sql in statements {
+            match self.conn.execute(sql, []) {
+                Ok(n) => counts.push(n as u64),
+                Err(e) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    return Err(db_err(&e));
+                }
+            }
+        }
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(db_err(&e));
+        }
+        Ok(counts)
     }
 
     fn scratch_name(&self) -> Option<String> {

@@ -1,0 +1,1318 @@
+//! Archive before destroying: a migration that drops a column or a table,
+//! truncates, deletes or updates every row, or changes a column's type in a
+//! way that can lose information first copies what it destroys into capstan's
+//! archive, in the same transaction, so `capstan archive restore` can put it
+//! back.
+//!
+//! The engine does not parse SQL: a [`Detector`] (the linter's parser and
+//! schema model, see `capstan_lint::hooks`) says which statements destroy
+//! what. This module reads the live catalog for the table's columns and
+//! primary key, writes the copy (Postgres: a table in the `capstan_archive`
+//! schema; SQLite: a `capstan_archive_*` table), records an entry
+//! (`capstan.archive` / `capstan_archives`: migration, statement, object, rows,
+//! size, time), and restores and purges entries.
+//!
+//! Two scopes: **columns** (a dropped, retyped or updated column of a table
+//! with a primary key: the key and the column are copied, restored by key) and
+//! **rows** (a dropped, truncated or emptied table, or any table without a
+//! primary key: every column of every row, restored whole).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::driver::{DbError, Direction, Driver, FailureKind, Identity};
+use crate::source::{MigrationSet, Section};
+use crate::split::{Dialect, Statement};
+
+/// Default per-object size limit: 1 GiB.
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+
+/// The constraint that enforces the size limit on an archive entry.
+pub(crate) const SIZE_CONSTRAINT: &str = "archive_within_max_size";
+
+/// What a statement does to data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// `ALTER TABLE … DROP COLUMN`.
+    DropColumn,
+    /// `DROP TABLE`.
+    DropTable,
+    /// `TRUNCATE`.
+    Truncate,
+    /// `DELETE` without `WHERE`.
+    Delete,
+    /// `UPDATE` without `WHERE`.
+    Update,
+    /// `ALTER COLUMN … TYPE` to a type that may not hold every old value.
+    AlterType,
+}
+
+impl Kind {
+    /// The stable name (`drop-column`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::DropColumn => "drop-column",
+            Kind::DropTable => "drop-table",
+            Kind::Truncate => "truncate",
+            Kind::Delete => "delete",
+            Kind::Update => "update",
+            Kind::AlterType => "alter-type",
+        }
+    }
+
+    /// True when the statement destroys some columns of every row, not rows.
+    pub fn destroys_columns(self) -> bool {
+        matches!(self, Kind::DropColumn | Kind::Update | Kind::AlterType)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One statement that destroys data, as a [`Detector`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Destruction {
+    /// Index of the statement in its section (as split for the dialect).
+    pub statement: usize,
+    /// What it does.
+    pub kind: Kind,
+    /// The table's schema, when the statement names one.
+    pub schema: Option<String>,
+    /// The table.
+    pub table: String,
+    /// The columns it destroys (empty for whole rows).
+    pub columns: Vec<String>,
+}
+
+impl Destruction {
+    /// `users.name`, `users.a,b` or `users` (schema-qualified when the statement is).
+    pub fn object(&self) -> String {
+        let table = match &self.schema {
+            Some(s) => format!("{s}.{}", self.table),
+            None => self.table.clone(),
+        };
+        if self.columns.is_empty() {
+            table
+        } else {
+            format!("{table}.{}", self.columns.join(","))
+        }
+    }
+
+    /// True when `--no-archive NAME` names this object: the table (`users`,
+    /// `public.users`) or one of its destroyed columns (`users.name`).
+    pub fn named_by(&self, name: &str) -> bool {
+        let tables = [
+            self.table.clone(),
+            format!(
+                "{}.{}",
+                self.schema.as_deref().unwrap_or("public"),
+                self.table
+            ),
+        ];
+        tables
+            .iter()
+            .any(|t| name == t || self.columns.iter().any(|c| name == format!("{t}.{c}")))
+    }
+}
+
+/// The destroying statements of a migration set, by migration and direction.
+pub type Detected = BTreeMap<(u64, Direction), Vec<Destruction>>;
+
+/// Finds the statements that destroy data. The engine has no SQL parser; the
+/// `capstan` binary plugs the linter's in (`capstan_lint::hooks::Archivist`).
+pub trait Detector: Send + Sync + fmt::Debug {
+    /// The destroying statements of the sections `wanted` of `set`, with
+    /// statement indices as `Section::statements(dialect)` splits them.
+    fn detect(
+        &self,
+        set: &MigrationSet,
+        dialect: Dialect,
+        wanted: &[(u64, Direction)],
+    ) -> Result<Detected, String>;
+}
+
+/// A column as the live catalog describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnInfo {
+    /// Name.
+    pub name: String,
+    /// Type as the database spells it (`text`, `numeric(10,2)`, `INTEGER`).
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// Declared NOT NULL.
+    pub not_null: bool,
+}
+
+/// A table as the live catalog describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableInfo {
+    /// Its schema (`main` on SQLite).
+    pub schema: String,
+    /// Its name.
+    pub name: String,
+    /// Columns in order.
+    pub columns: Vec<ColumnInfo>,
+    /// Primary key columns in key order (empty: none).
+    pub primary_key: Vec<String>,
+}
+
+impl TableInfo {
+    fn column(&self, name: &str) -> Option<&ColumnInfo> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+/// Quotes an identifier (both dialects).
+pub(crate) fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Quotes a string literal (both dialects; standard_conforming_strings on).
+pub(crate) fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn opt_lit(s: Option<&str>) -> String {
+    s.map_or_else(|| "NULL".into(), lit)
+}
+
+fn table_ref(dialect: Dialect, schema: &str, name: &str) -> String {
+    match dialect {
+        Dialect::Postgres => format!("{}.{}", ident(schema), ident(name)),
+        Dialect::Sqlite => ident(name),
+    }
+}
+
+/// Where the archive entries live.
+fn entries_table(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Postgres => "capstan.archive",
+        Dialect::Sqlite => "capstan_archives",
+    }
+}
+
+fn now_sql(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Postgres => "now()",
+        Dialect::Sqlite => "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')",
+    }
+}
+
+/// The archive table of entry `id` (unquoted name, and how to refer to it).
+fn archive_table(dialect: Dialect, id: i64, d: &Destruction) -> (String, String) {
+    let mut base: String = format!("a{id}_{}_{}", d.table, d.columns.join("_"))
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    base = base.trim_end_matches('_').to_string();
+    base.truncate(48);
+    match dialect {
+        Dialect::Postgres => (base.clone(), format!("capstan_archive.{}", ident(&base))),
+        Dialect::Sqlite => {
+            let name = format!("capstan_archive_{base}");
+            (name.clone(), ident(&name))
+        }
+    }
+}
+
+fn archive_ref(dialect: Dialect, stored: &str) -> String {
+    match dialect {
+        Dialect::Postgres => format!("capstan_archive.{}", ident(stored)),
+        Dialect::Sqlite => ident(stored),
+    }
+}
+
+/// Reads a table's columns and primary key from the live catalog; `None`
+/// when there is no such table.
+pub async fn table_info(
+    driver: &mut dyn Driver,
+    schema: Option<&str>,
+    table: &str,
+) -> Result<Option<TableInfo>, DbError> {
+    match driver.dialect() {
+        Dialect::Postgres => {
+            let name = match schema {
+                Some(s) => format!("{}.{}", ident(s), ident(table)),
+                None => ident(table),
+            };
+            let rows = driver
+                .query(&format!(
+                    "SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, \
+                       (SELECT k.ord FROM pg_index i, unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
+                         WHERE i.indrelid = c.oid AND i.indisprimary AND k.attnum = a.attnum) \
+                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_attribute a ON a.attrelid = c.oid \
+                     WHERE c.oid = to_regclass({}) AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped \
+                     ORDER BY a.attnum",
+                    lit(&name)
+                ))
+                .await?;
+            Ok(info_from_rows(rows, |r| {
+                (
+                    r[0].clone().unwrap_or_default(),
+                    r[1].clone().unwrap_or_default(),
+                    ColumnInfo {
+                        name: r[2].clone().unwrap_or_default(),
+                        ty: r[3].clone().unwrap_or_default(),
+                        not_null: r[4].as_deref() == Some("t"),
+                    },
+                    r[5].as_deref().and_then(|k| k.parse().ok()),
+                )
+            }))
+        }
+        Dialect::Sqlite => {
+            let kind = driver
+                .query(&format!(
+                    "SELECT type FROM sqlite_master WHERE name = {}",
+                    lit(table)
+                ))
+                .await?;
+            if kind.first().and_then(|r| r[0].as_deref()) != Some("table") {
+                return Ok(None);
+            }
+            let rows = driver
+                .query(&format!(
+                    "SELECT name, type, \"notnull\", pk FROM pragma_table_info({}) ORDER BY cid",
+                    lit(table)
+                ))
+                .await?;
+            Ok(info_from_rows(rows, |r| {
+                (
+                    "main".to_string(),
+                    table.to_string(),
+                    ColumnInfo {
+                        name: r[0].clone().unwrap_or_default(),
+                        ty: r[1].clone().unwrap_or_default(),
+                        not_null: r[2].as_deref() == Some("1"),
+                    },
+                    r[3].as_deref()
+                        .and_then(|k| k.parse::<i64>().ok())
+                        .filter(|k| *k > 0),
+                )
+            }))
+        }
+    }
+}
+
+type CatalogRow = (String, String, ColumnInfo, Option<i64>);
+
+fn info_from_rows(
+    rows: Vec<Vec<Option<String>>>,
+    read: impl Fn(&[Option<String>]) -> CatalogRow,
+) -> Option<TableInfo> {
+    let mut info: Option<TableInfo> = None;
+    let mut keys = Vec::new();
+    for r in &rows {
+        let (schema, name, col, key) = read(r);
+        if let Some(k) = key {
+            keys.push((k, col.name.clone()));
+        }
+        info.get_or_insert_with(|| TableInfo {
+            schema,
+            name,
+            columns: Vec::new(),
+            primary_key: Vec::new(),
+        })
+        .columns
+        .push(col);
+    }
+    keys.sort();
+    if let Some(i) = info.as_mut() {
+        i.primary_key = keys.into_iter().map(|(_, n)| n).collect();
+    }
+    info
+}
+
+/// What gets copied for one destruction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Copy {
+    scope: &'static str,
+    /// Archived columns besides the key (columns scope) or every column (rows).
+    columns: Vec<ColumnInfo>,
+    /// The columns the copy selects.
+    select: Vec<String>,
+    primary_key: Vec<String>,
+}
+
+/// Decides what to copy; `None` when nothing the statement names exists.
+fn copy_of(d: &Destruction, info: &TableInfo) -> Option<Copy> {
+    let destroyed: Vec<ColumnInfo> = d
+        .columns
+        .iter()
+        .filter_map(|c| info.column(c).cloned())
+        .collect();
+    let by_key = d.kind.destroys_columns()
+        && !info.primary_key.is_empty()
+        && !destroyed.iter().any(|c| info.primary_key.contains(&c.name));
+    if d.kind.destroys_columns() && destroyed.is_empty() {
+        return None;
+    }
+    if by_key {
+        let mut select = info.primary_key.clone();
+        select.extend(destroyed.iter().map(|c| c.name.clone()));
+        Some(Copy {
+            scope: "columns",
+            columns: destroyed,
+            select,
+            primary_key: info.primary_key.clone(),
+        })
+    } else {
+        Some(Copy {
+            scope: "rows",
+            columns: info.columns.clone(),
+            select: info.columns.iter().map(|c| c.name.clone()).collect(),
+            primary_key: info.primary_key.clone(),
+        })
+    }
+}
+
+/// The expression that sizes an archive table's contents.
+fn size_sql(dialect: Dialect, table: &str, columns: &[String]) -> String {
+    match dialect {
+        Dialect::Postgres => format!("pg_total_relation_size({})", lit(table)),
+        Dialect::Sqlite => {
+            let parts: Vec<String> = columns
+                .iter()
+                .map(|c| format!("coalesce(length(CAST({} AS BLOB)), 0)", ident(c)))
+                .collect();
+            format!(
+                "(SELECT coalesce(sum({}), 0) FROM {table})",
+                if parts.is_empty() {
+                    "0".into()
+                } else {
+                    parts.join(" + ")
+                }
+            )
+        }
+    }
+}
+
+/// One archive copy spliced into a migration, before the statement it protects.
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared {
+    /// Index of the destroying statement in the section.
+    pub statement: usize,
+    /// `users.name`.
+    pub object: String,
+    /// The entry id.
+    pub id: i64,
+    /// The SQL, run in order right before the statement.
+    pub sql: Vec<String>,
+}
+
+/// Everything [`prepare`] needs to know about the migration.
+pub(crate) struct PrepareContext<'a> {
+    pub version: u64,
+    pub name: &'a str,
+    pub direction: Direction,
+    pub section: &'a Section,
+    pub statements: &'a [Statement],
+    pub identity: &'a Identity,
+    pub max_bytes: Option<u64>,
+    pub skip: &'a [String],
+}
+
+/// Reads the catalog and writes the archive SQL for `found`. Returns the
+/// copies and, for objects the operator excluded with `--no-archive`, the
+/// notes to record in history.
+pub(crate) async fn prepare(
+    driver: &mut dyn Driver,
+    cx: &PrepareContext<'_>,
+    found: &[Destruction],
+) -> Result<(Vec<Prepared>, Vec<String>), DbError> {
+    let dialect = driver.dialect();
+    let mut out = Vec::new();
+    let mut notes = Vec::new();
+    let mut last_id = None;
+    for d in found {
+        let Some(stmt) = cx.statements.get(d.statement) else {
+            continue;
+        };
+        let line = cx.section.first_line + stmt.line_offset;
+        if let Some(name) = cx.skip.iter().find(|n| d.named_by(n)) {
+            notes.push(format!(
+                "not archived (--no-archive {name}): {} of {} at line {line}",
+                d.kind,
+                d.object()
+            ));
+            continue;
+        }
+        let Some(info) = table_info(driver, d.schema.as_deref(), &d.table).await? else {
+            continue;
+        };
+        let Some(copy) = copy_of(d, &info) else {
+            continue;
+        };
+        let id = next_id(driver, dialect, last_id).await?;
+        last_id = Some(id);
+        let (stored, archive) = archive_table(dialect, id, d);
+        let source = table_ref(dialect, &info.schema, &info.name);
+        let select: Vec<String> = copy.select.iter().map(|c| ident(c)).collect();
+        let mut sql = Vec::new();
+        if dialect == Dialect::Postgres {
+            sql.push("CREATE SCHEMA IF NOT EXISTS capstan_archive".to_string());
+        }
+        sql.push(format!(
+            "CREATE TABLE {archive} AS SELECT {} FROM {source}",
+            select.join(", ")
+        ));
+        let text = cx.section.sql[stmt.range.clone()].trim();
+        let text: String = text.chars().take(2000).collect();
+        let columns = serde_json::to_string(&copy.columns).expect("columns serialize");
+        let key = serde_json::to_string(&copy.primary_key).expect("key serializes");
+        sql.push(format!(
+            "INSERT INTO {entries} (id, version, migration, direction, line, statement, kind, scope, table_schema, table_name, columns, primary_key, archive_table, row_count, size_bytes, max_bytes, archived_at, archived_by, binary_version) \
+             SELECT {id}, {version}, {name}, {direction}, {line}, {text}, {kind}, {scope}, {schema}, {table}, {columns}, {key}, {stored}, (SELECT count(*) FROM {archive}), {size}, {max}, {now}, {by}, {binary}",
+            entries = entries_table(dialect),
+            version = cx.version,
+            name = lit(cx.name),
+            direction = lit(match cx.direction {
+                Direction::Up => "up",
+                Direction::Down => "down",
+            }),
+            text = lit(&text),
+            kind = lit(d.kind.as_str()),
+            scope = lit(copy.scope),
+            schema = lit(&info.schema),
+            table = lit(&info.name),
+            columns = lit(&columns),
+            key = lit(&key),
+            stored = lit(&stored),
+            size = size_sql(dialect, &archive, &copy.select),
+            max = cx.max_bytes.map_or_else(|| "NULL".into(), |m| m.to_string()),
+            now = now_sql(dialect),
+            by = lit(&cx.identity.applied_by),
+            binary = lit(&cx.identity.binary_version),
+        ));
+        out.push(Prepared {
+            statement: d.statement,
+            object: d.object(),
+            id,
+            sql,
+        });
+    }
+    Ok((out, notes))
+}
+
+/// The next entry id: a sequence on Postgres; on SQLite, after the highest
+/// id ever used (the runner holds the write lock, so no other runner races).
+async fn next_id(
+    driver: &mut dyn Driver,
+    dialect: Dialect,
+    previous: Option<i64>,
+) -> Result<i64, DbError> {
+    let sql = match (dialect, previous) {
+        (Dialect::Sqlite, Some(p)) => return Ok(p + 1),
+        (Dialect::Postgres, _) => "SELECT nextval('capstan.archive_ids')",
+        (Dialect::Sqlite, None) => "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'capstan_archives'), 0), coalesce((SELECT max(id) FROM capstan_archives), 0)) + 1",
+    };
+    driver
+        .query(sql)
+        .await?
+        .first()
+        .and_then(|r| r[0].as_deref())
+        .and_then(|v| v.parse::<i64>().ok())
+        .ok_or_else(|| DbError::new(FailureKind::Sql, "cannot allocate an archive entry id"))
+}
+
+/// A migration section with its archive copies spliced in before the
+/// statements they protect. `origin[i]` is the copy that augmented statement
+/// `i` belongs to, `None` for the migration's own statements.
+pub(crate) struct Spliced {
+    pub section: Section,
+    pub statements: Vec<Statement>,
+    pub origin: Vec<Option<usize>>,
+}
+
+/// Splices `prepared` into `section`: the copy's SQL is appended to the text
+/// (so ranges stay valid) and its statements are listed before the one they
+/// protect, carrying that statement's line.
+pub(crate) fn splice(
+    section: &Section,
+    statements: &[Statement],
+    prepared: &[Prepared],
+) -> Spliced {
+    let mut sql = section.sql.clone();
+    let mut out = Vec::new();
+    let mut origin = Vec::new();
+    for (i, stmt) in statements.iter().enumerate() {
+        for (p_index, p) in prepared
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.statement == i)
+        {
+            for text in &p.sql {
+                sql.push('\n');
+                let start = sql.len();
+                sql.push_str(text);
+                out.push(Statement {
+                    range: start..sql.len(),
+                    line_offset: stmt.line_offset,
+                    column: stmt.column,
+                    keyword: text.split_whitespace().next().unwrap_or("").to_uppercase(),
+                });
+                origin.push(Some(p_index));
+            }
+        }
+        out.push(stmt.clone());
+        origin.push(None);
+    }
+    Spliced {
+        section: Section {
+            sql,
+            first_line: section.first_line,
+        },
+        statements: out,
+        origin,
+    }
+}
+
+/// An archive entry: what was copied, from where, when, and whether it was restored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArchiveEntry {
+    /// Its id (`capstan archive show ID`).
+    pub id: i64,
+    /// The migration that destroyed the data.
+    pub version: u64,
+    /// Its name.
+    pub migration: String,
+    /// `up` or `down`.
+    pub direction: String,
+    /// The file line of the destroying statement.
+    pub line: Option<u64>,
+    /// The destroying statement.
+    pub statement: String,
+    /// What it did (`drop-column`, …).
+    pub kind: String,
+    /// `columns` (key and columns, restored by key) or `rows` (whole rows).
+    pub scope: String,
+    /// The table's schema.
+    pub table_schema: String,
+    /// The table.
+    pub table_name: String,
+    /// Archived columns besides the key (columns scope), or every column (rows).
+    pub columns: Vec<ColumnInfo>,
+    /// The primary key then (empty: none).
+    pub primary_key: Vec<String>,
+    /// Where the copy is (`capstan_archive.a1_users_name`).
+    pub archive_table: String,
+    /// Rows copied.
+    pub row_count: u64,
+    /// Size of the copy in bytes.
+    pub size_bytes: u64,
+    /// When (UTC, RFC 3339).
+    pub archived_at: String,
+    /// Who ran the migration.
+    pub archived_by: String,
+    /// Which binary.
+    pub binary_version: String,
+    /// When it was last restored.
+    pub restored_at: Option<String>,
+    /// Who restored it.
+    pub restored_by: Option<String>,
+    /// Seconds since it was archived, by the database's clock.
+    pub age_secs: f64,
+    #[serde(skip)]
+    stored_table: String,
+}
+
+impl ArchiveEntry {
+    /// `users.name` (columns scope) or `users`.
+    pub fn object(&self) -> String {
+        let table = if self.table_schema == "public" || self.table_schema == "main" {
+            self.table_name.clone()
+        } else {
+            format!("{}.{}", self.table_schema, self.table_name)
+        };
+        if self.scope == "columns" {
+            let cols: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
+            format!("{table}.{}", cols.join(","))
+        } else {
+            table
+        }
+    }
+
+    /// `0003_drop_users_name`.
+    pub fn label(&self) -> String {
+        format!("{:04}_{}", self.version, self.migration)
+    }
+}
+
+async fn has_entries_table(driver: &mut dyn Driver) -> Result<bool, DbError> {
+    let sql = match driver.dialect() {
+        Dialect::Postgres => "SELECT to_regclass('capstan.archive') IS NOT NULL",
+        Dialect::Sqlite => {
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'capstan_archives'"
+        }
+    };
+    let rows = driver.query(sql).await?;
+    Ok(matches!(
+        rows.first().and_then(|r| r[0].as_deref()),
+        Some("t") | Some("1")
+    ))
+}
+
+/// Every archive entry, oldest first (empty when capstan never archived here).
+pub async fn list(driver: &mut dyn Driver) -> Result<Vec<ArchiveEntry>, DbError> {
+    list_where(driver, "").await
+}
+
+/// One entry.
+pub async fn get(driver: &mut dyn Driver, id: i64) -> Result<Option<ArchiveEntry>, DbError> {
+    Ok(list_where(driver, &format!("WHERE id = {id}"))
+        .await?
+        .into_iter()
+        .next())
+}
+
+async fn list_where(driver: &mut dyn Driver, filter: &str) -> Result<Vec<ArchiveEntry>, DbError> {
+    if !has_entries_table(driver).await? {
+        return Ok(Vec::new());
+    }
+    let dialect = driver.dialect();
+    let sql = match dialect {
+        Dialect::Postgres => format!(
+            "SELECT id, version, migration, direction, line, statement, kind, scope, table_schema, table_name, columns, primary_key, archive_table, row_count, size_bytes, \
+               to_char(archived_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), archived_by, binary_version, \
+               to_char(restored_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), restored_by, extract(epoch FROM now() - archived_at) \
+             FROM capstan.archive {filter} ORDER BY id"
+        ),
+        Dialect::Sqlite => format!(
+            "SELECT id, version, migration, direction, line, statement, kind, scope, table_schema, table_name, columns, primary_key, archive_table, row_count, size_bytes, \
+               archived_at, archived_by, binary_version, restored_at, restored_by, (julianday('now') - julianday(archived_at)) * 86400.0 \
+             FROM capstan_archives {filter} ORDER BY id"
+        ),
+    };
+    let rows = driver.query(&sql).await?;
+    let text = |r: &[Option<String>], i: usize| r[i].clone().unwrap_or_default();
+    let num = |r: &[Option<String>], i: usize| r[i].as_deref().and_then(|v| v.parse::<u64>().ok());
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let stored = text(r, 12);
+            ArchiveEntry {
+                id: r[0]
+                    .as_deref()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_default(),
+                version: num(r, 1).unwrap_or_default(),
+                migration: text(r, 2),
+                direction: text(r, 3),
+                line: num(r, 4),
+                statement: text(r, 5),
+                kind: text(r, 6),
+                scope: text(r, 7),
+                table_schema: text(r, 8),
+                table_name: text(r, 9),
+                columns: serde_json::from_str(&text(r, 10)).unwrap_or_default(),
+                primary_key: serde_json::from_str(&text(r, 11)).unwrap_or_default(),
+                archive_table: match dialect {
+                    Dialect::Postgres => format!("capstan_archive.{stored}"),
+                    Dialect::Sqlite => stored.clone(),
+                },
+                row_count: num(r, 13).unwrap_or_default(),
+                size_bytes: num(r, 14).unwrap_or_default(),
+                archived_at: text(r, 15),
+                archived_by: text(r, 16),
+                binary_version: text(r, 17),
+                restored_at: r[18].clone(),
+                restored_by: r[19].clone(),
+                age_secs: r[20].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0.0),
+                stored_table: stored,
+            }
+        })
+        .collect())
+}
+
+/// The first rows of an entry's copy (column names, then rows), for `show`.
+pub async fn preview(
+    driver: &mut dyn Driver,
+    entry: &ArchiveEntry,
+    limit: usize,
+) -> Result<(Vec<String>, Vec<Vec<Option<String>>>), DbError> {
+    let dialect = driver.dialect();
+    let mut names = entry.primary_key.clone();
+    if entry.scope == "columns" {
+        names.extend(entry.columns.iter().map(|c| c.name.clone()));
+    } else {
+        names = entry.columns.iter().map(|c| c.name.clone()).collect();
+    }
+    let cols: Vec<String> = names
+        .iter()
+        .map(|c| match dialect {
+            Dialect::Postgres => format!("{}::text", ident(c)),
+            Dialect::Sqlite => ident(c),
+        })
+        .collect();
+    if cols.is_empty() {
+        return Ok((names, Vec::new()));
+    }
+    let order = if entry.primary_key.is_empty() {
+        String::new()
+    } else {
+        let key: Vec<String> = entry.primary_key.iter().map(|k| ident(k)).collect();
+        format!(" ORDER BY {}", key.join(", "))
+    };
+    let rows = driver
+        .query(&format!(
+            "SELECT {} FROM {}{order} LIMIT {limit}",
+            cols.join(", "),
+            archive_ref(dialect, &entry.stored_table)
+        ))
+        .await?;
+    Ok((names, rows))
+}
+
+/// Why an archive operation did nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArchiveError {
+    /// No entry has this id.
+    #[error("archive entry {0} does not exist (see `capstan archive list`)")]
+    NotFound(i64),
+    /// A faithful restore is impossible; nothing was changed.
+    #[error("cannot restore archive entry {id} ({object}): {reason}; nothing was changed")]
+    Refused {
+        /// The entry.
+        id: i64,
+        /// Its object.
+        object: String,
+        /// Why.
+        reason: String,
+    },
+    /// The detector could not read the migrations.
+    #[error("cannot find the statements that destroy data: {0}")]
+    Detector(String),
+    /// `purge` was given no age and no retention is configured.
+    #[error("purge needs --older-than DURATION, or `retention` in the [archive] table of capstan.toml; nothing was purged")]
+    NoRetention,
+    /// The database failed.
+    #[error("{0}")]
+    Db(#[from] DbError),
+}
+
+/// What `restore` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestoreReport {
+    /// The entry.
+    pub id: i64,
+    /// Its object.
+    pub object: String,
+    /// The table was re-created (it had been dropped).
+    pub table_created: bool,
+    /// Columns re-added (they had been dropped).
+    pub columns_added: Vec<String>,
+    /// Rows written back.
+    pub rows_restored: u64,
+    /// Archived rows not written back: their key is gone (columns), or a row
+    /// with their key exists again and was kept (rows).
+    pub rows_not_restored: u64,
+}
+
+fn same_type(dialect: Dialect, a: &str, b: &str) -> bool {
+    match dialect {
+        Dialect::Postgres => a == b,
+        Dialect::Sqlite => a.eq_ignore_ascii_case(b),
+    }
+}
+
+fn key_match(key: &[String], left: &str, right: &str) -> String {
+    key.iter()
+        .map(|k| format!("{left}.{} = {right}.{}", ident(k), ident(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// The restore of `entry` into the table as it is now (`current`), as SQL for
+/// one transaction, or why it would not be faithful. Pure.
+fn restore_plan(
+    dialect: Dialect,
+    entry: &ArchiveEntry,
+    current: Option<&TableInfo>,
+) -> Result<(Vec<String>, RestoreReport), String> {
+    let target = table_ref(dialect, &entry.table_schema, &entry.table_name);
+    let archive = archive_ref(dialect, &entry.stored_table);
+    let mut report = RestoreReport {
+        id: entry.id,
+        object: entry.object(),
+        table_created: false,
+        columns_added: Vec::new(),
+        rows_restored: 0,
+        rows_not_restored: 0,
+    };
+    let mut sql = Vec::new();
+    let add_column = |c: &ColumnInfo| {
+        format!(
+            "ALTER TABLE {target} ADD COLUMN {} {}",
+            ident(&c.name),
+            c.ty
+        )
+    };
+    let check_key = |t: &TableInfo| -> Result<(), String> {
+        if t.primary_key != entry.primary_key {
+            return Err(format!(
+                "the primary key of {} is ({}) now but was ({}) when archived, so archived rows cannot be matched to today's",
+                entry.table_name,
+                t.primary_key.join(", "),
+                entry.primary_key.join(", ")
+            ));
+        }
+        Ok(())
+    };
+    let check_type = |t: &TableInfo, c: &ColumnInfo| -> Result<bool, String> {
+        match t.column(&c.name) {
+            None => Ok(false),
+            Some(now) if same_type(dialect, &now.ty, &c.ty) => Ok(true),
+            Some(now) => Err(format!(
+                "{}.{} is {} now but held {} values when archived; change its type back first (e.g. `capstan migrate down` of the migration that changed it), then restore",
+                entry.table_name, c.name, now.ty, c.ty
+            )),
+        }
+    };
+    let names =
+        |cols: &[ColumnInfo]| -> Vec<String> { cols.iter().map(|c| ident(&c.name)).collect() };
+    match (entry.scope.as_str(), current) {
+        ("columns", None) => {
+            return Err(format!(
+                "table {} does not exist; re-create it first (e.g. `capstan migrate down`), then restore",
+                entry.table_name
+            ))
+        }
+        ("columns", Some(t)) => {
+            check_key(t)?;
+            for c in &entry.columns {
+                if !check_type(t, c)? {
+                    sql.push(add_column(c));
+                    report.columns_added.push(c.name.clone());
+                }
+            }
+            let set: Vec<String> = entry
+                .columns
+                .iter()
+                .map(|c| format!("{} = a.{}", ident(&c.name), ident(&c.name)))
+                .collect();
+            sql.push(format!(
+                "UPDATE {target} AS t SET {} FROM {archive} AS a WHERE {}",
+                set.join(", "),
+                key_match(&entry.primary_key, "t", "a")
+            ));
+        }
+        (_, None) => {
+            let mut defs: Vec<String> = entry
+                .columns
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} {}{}",
+                        ident(&c.name),
+                        c.ty,
+                        if c.not_null { " NOT NULL" } else { "" }
+                    )
+                })
+                .collect();
+            if !entry.primary_key.is_empty() {
+                let key: Vec<String> = entry.primary_key.iter().map(|k| ident(k)).collect();
+                defs.push(format!("PRIMARY KEY ({})", key.join(", ")));
+            }
+            sql.push(format!("CREATE TABLE {target} ({})", defs.join(", ")));
+            report.table_created = true;
+            let cols = names(&entry.columns);
+            sql.push(format!(
+                "INSERT INTO {target} ({}) SELECT {} FROM {archive}",
+                cols.join(", "),
+                cols.join(", ")
+            ));
+        }
+        (_, Some(t)) => {
+            check_key(t)?;
+            let mut missing = Vec::new();
+            for c in &entry.columns {
+                if !check_type(t, c)? {
+                    missing.push(c);
+                }
+            }
+            let cols = names(&entry.columns);
+            let kind_destroyed_columns = matches!(
+                entry.kind.as_str(),
+                "drop-column" | "update" | "alter-type"
+            );
+            if kind_destroyed_columns {
+                // A table without a primary key, archived whole for a column
+                // change: put every row back as it was, if no row came or went.
+                for c in &missing {
+                    sql.push(add_column(c));
+                    report.columns_added.push(c.name.clone());
+                }
+                sql.push(format!("DELETE FROM {target}"));
+                sql.push(format!(
+                    "INSERT INTO {target} ({}) SELECT {} FROM {archive}",
+                    cols.join(", "),
+                    cols.join(", ")
+                ));
+            } else {
+                if let Some(c) = missing.first() {
+                    return Err(format!(
+                        "{}.{} no longer exists; add it back first, then restore",
+                        entry.table_name, c.name
+                    ));
+                }
+                let filter = if entry.primary_key.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " WHERE NOT EXISTS (SELECT 1 FROM {target} AS x WHERE {})",
+                        key_match(&entry.primary_key, "x", "a")
+                    )
+                };
+                let select: Vec<String> = entry
+                    .columns
+                    .iter()
+                    .map(|c| format!("a.{}", ident(&c.name)))
+                    .collect();
+                sql.push(format!(
+                    "INSERT INTO {target} ({}) SELECT {} FROM {archive} AS a{filter}",
+                    cols.join(", "),
+                    select.join(", ")
+                ));
+            }
+        }
+    }
+    Ok((sql, report))
+}
+
+/// Puts entry `id` back, in one transaction, and marks it restored. Refuses,
+/// changing nothing, when today's schema makes a faithful restore impossible.
+pub async fn restore(
+    driver: &mut dyn Driver,
+    id: i64,
+    identity: &Identity,
+) -> Result<RestoreReport, ArchiveError> {
+    let dialect = driver.dialect();
+    let entry = get(driver, id).await?.ok_or(ArchiveError::NotFound(id))?;
+    let refuse = |reason: String| ArchiveError::Refused {
+        id,
+        object: entry.object(),
+        reason,
+    };
+    let current = table_info(driver, Some(&entry.table_schema), &entry.table_name).await?;
+    let whole_for_columns = entry.scope == "rows"
+        && current.is_some()
+        && matches!(entry.kind.as_str(), "drop-column" | "update" | "alter-type");
+    if whole_for_columns {
+        let target = table_ref(dialect, &entry.table_schema, &entry.table_name);
+        let rows = driver
+            .query(&format!("SELECT count(*) FROM {target}"))
+            .await?;
+        let now: u64 = rows
+            .first()
+            .and_then(|r| r[0].as_deref())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if now != entry.row_count {
+            return Err(refuse(format!(
+                "{} had no primary key, so it was archived whole ({} rows) and can only be restored whole; it has {now} rows now, so rows came or went since and would be lost. The copy is in {}",
+                entry.table_name, entry.row_count, entry.archive_table
+            )));
+        }
+    }
+    let (mut sql, mut report) = restore_plan(dialect, &entry, current.as_ref()).map_err(refuse)?;
+    let write = sql.len() - 1;
+    sql.push(format!(
+        "UPDATE {} SET restored_at = {}, restored_by = {} WHERE id = {id}",
+        entries_table(dialect),
+        now_sql(dialect),
+        opt_lit(Some(&identity.applied_by)),
+    ));
+    let counts = driver.transact(&sql).await?;
+    report.rows_restored = counts.get(write).copied().unwrap_or(0);
+    report.rows_not_restored = entry.row_count.saturating_sub(report.rows_restored);
+    Ok(report)
+}
+
+/// Drops the entries archived at least `older_than` ago, in one transaction;
+/// returns them.
+pub async fn purge(
+    driver: &mut dyn Driver,
+    older_than: std::time::Duration,
+) -> Result<Vec<ArchiveEntry>, ArchiveError> {
+    let dialect = driver.dialect();
+    let old: Vec<ArchiveEntry> = list(driver)
+        .await?
+        .into_iter()
+        .filter(|e| e.age_secs >= older_than.as_secs_f64())
+        .collect();
+    if old.is_empty() {
+        return Ok(old);
+    }
+    let mut sql = Vec::new();
+    for e in &old {
+        sql.push(format!(
+            "DROP TABLE IF EXISTS {}",
+            archive_ref(dialect, &e.stored_table)
+        ));
+        sql.push(format!(
+            "DELETE FROM {} WHERE id = {}",
+            entries_table(dialect),
+            e.id
+        ));
+    }
+    driver.transact(&sql).await?;
+    Ok(old)
+}
+
+/// What `plan` says a pending migration would archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedArchive {
+    /// The file line of the destroying statement.
+    pub line: usize,
+    /// What it does.
+    pub kind: Kind,
+    /// `users.name` or `users`.
+    pub object: String,
+    /// `columns` or `rows`; `None` when the table does not exist yet.
+    pub scope: Option<String>,
+    /// Rows that would be copied, as of now (`None`: the table does not exist yet).
+    pub rows: Option<u64>,
+    /// Estimated size of the copy in bytes, as of now.
+    pub bytes: Option<u64>,
+    /// Excluded with `--no-archive`.
+    pub skipped: bool,
+    /// Over the size limit: `up` would refuse unless `--no-archive` names it.
+    pub over_limit: bool,
+}
+
+/// Sizes what `d` would archive on the database as it is now.
+pub(crate) async fn estimate(
+    driver: &mut dyn Driver,
+    d: &Destruction,
+    line: usize,
+    max_bytes: Option<u64>,
+    skip: &[String],
+) -> Result<PlannedArchive, DbError> {
+    let dialect = driver.dialect();
+    let mut planned = PlannedArchive {
+        line,
+        kind: d.kind,
+        object: d.object(),
+        scope: None,
+        rows: None,
+        bytes: None,
+        skipped: skip.iter().any(|n| d.named_by(n)),
+        over_limit: false,
+    };
+    let Some(info) = table_info(driver, d.schema.as_deref(), &d.table).await? else {
+        return Ok(planned);
+    };
+    let Some(copy) = copy_of(d, &info) else {
+        return Ok(planned);
+    };
+    let source = table_ref(dialect, &info.schema, &info.name);
+    let size = match dialect {
+        Dialect::Postgres if copy.scope == "rows" => {
+            format!("pg_total_relation_size({})", lit(&source))
+        }
+        Dialect::Postgres => {
+            let parts: Vec<String> = copy
+                .select
+                .iter()
+                .map(|c| format!("coalesce(pg_column_size({}), 0)", ident(c)))
+                .collect();
+            format!("coalesce(sum({} + 24), 0)", parts.join(" + "))
+        }
+        Dialect::Sqlite => {
+            let parts: Vec<String> = copy
+                .select
+                .iter()
+                .map(|c| format!("coalesce(length(CAST({} AS BLOB)), 0)", ident(c)))
+                .collect();
+            format!("coalesce(sum({}), 0)", parts.join(" + "))
+        }
+    };
+    let rows = driver
+        .query(&format!("SELECT count(*), {size} FROM {source}"))
+        .await?;
+    let num = |i: usize| {
+        rows.first()
+            .and_then(|r| r[i].as_deref())
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|f| f as u64)
+    };
+    planned.scope = Some(copy.scope.to_string());
+    planned.rows = num(0);
+    planned.bytes = num(1);
+    planned.over_limit =
+        !planned.skipped && matches!((planned.bytes, max_bytes), (Some(b), Some(m)) if b > m);
+    Ok(planned)
+}
+
+/// `1.5 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    bytesize::ByteSize::b(n).display().iec().to_string()
+}
+
+/// Parses `1GiB`, `500 MB`, `1048576`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("`{s}` is not a size ({e}); write it like 1GiB, 500MB or 1048576"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(scope: &str, kind: &str, columns: Vec<ColumnInfo>, key: &[&str]) -> ArchiveEntry {
+        ArchiveEntry {
+            id: 1,
+            version: 3,
+            migration: "drop_name".into(),
+            direction: "up".into(),
+            line: Some(7),
+            statement: "ALTER TABLE users DROP COLUMN name".into(),
+            kind: kind.into(),
+            scope: scope.into(),
+            table_schema: "public".into(),
+            table_name: "users".into(),
+            columns,
+            primary_key: key.iter().map(|k| k.to_string()).collect(),
+            archive_table: "capstan_archive.a1_users_name".into(),
+            row_count: 3,
+            size_bytes: 100,
+            archived_at: String::new(),
+            archived_by: String::new(),
+            binary_version: String::new(),
+            restored_at: None,
+            restored_by: None,
+            age_secs: 0.0,
+            stored_table: "a1_users_name".into(),
+        }
+    }
+
+    fn col(name: &str, ty: &str) -> ColumnInfo {
+        ColumnInfo {
+            name: name.into(),
+            ty: ty.into(),
+            not_null: false,
+        }
+    }
+
+    fn table(columns: Vec<ColumnInfo>, key: &[&str]) -> TableInfo {
+        TableInfo {
+            schema: "public".into(),
+            name: "users".into(),
+            columns,
+            primary_key: key.iter().map(|k| k.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_dropped_column_is_re_added_and_refilled_by_key() {
+        let e = entry("columns", "drop-column", vec![col("name", "text")], &["id"]);
+        let now = table(vec![col("id", "bigint")], &["id"]);
+        let (sql, report) = restore_plan(Dialect::Postgres, &e, Some(&now)).unwrap();
+        assert_eq!(report.columns_added, vec!["name"]);
+        assert_eq!(
+            sql,
+            vec![
+                r#"ALTER TABLE "public"."users" ADD COLUMN "name" text"#,
+                r#"UPDATE "public"."users" AS t SET "name" = a."name" FROM capstan_archive."a1_users_name" AS a WHERE t."id" = a."id""#,
+            ]
+        );
+    }
+
+    #[test]
+    fn a_changed_primary_key_refuses() {
+        let e = entry("columns", "drop-column", vec![col("name", "text")], &["id"]);
+        let now = table(vec![col("id", "bigint"), col("uuid", "uuid")], &["uuid"]);
+        let err = restore_plan(Dialect::Postgres, &e, Some(&now)).unwrap_err();
+        assert!(
+            err.contains("primary key of users is (uuid) now but was (id)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_retyped_column_refuses_until_its_type_is_back() {
+        let e = entry(
+            "columns",
+            "alter-type",
+            vec![col("age", "numeric(10,2)")],
+            &["id"],
+        );
+        let now = table(vec![col("id", "bigint"), col("age", "integer")], &["id"]);
+        let err = restore_plan(Dialect::Postgres, &e, Some(&now)).unwrap_err();
+        assert!(err.contains("users.age is integer now"), "{err}");
+    }
+
+    #[test]
+    fn a_dropped_table_is_re_created_with_its_key() {
+        let e = entry(
+            "rows",
+            "drop-table",
+            vec![col("id", "INTEGER"), col("name", "TEXT")],
+            &["id"],
+        );
+        let (sql, report) = restore_plan(Dialect::Sqlite, &e, None).unwrap();
+        assert!(report.table_created);
+        assert_eq!(
+            sql[0],
+            r#"CREATE TABLE "users" ("id" INTEGER, "name" TEXT, PRIMARY KEY ("id"))"#
+        );
+    }
+
+    #[test]
+    fn truncated_rows_go_back_where_their_key_is_free() {
+        let e = entry(
+            "rows",
+            "truncate",
+            vec![col("id", "bigint"), col("name", "text")],
+            &["id"],
+        );
+        let now = table(vec![col("id", "bigint"), col("name", "text")], &["id"]);
+        let (sql, _) = restore_plan(Dialect::Postgres, &e, Some(&now)).unwrap();
+        assert!(
+            sql[0].ends_with(
+                r#"WHERE NOT EXISTS (SELECT 1 FROM "public"."users" AS x WHERE x."id" = a."id")"#
+            ),
+            "{}",
+            sql[0]
+        );
+    }
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("500 MB").unwrap(), 500_000_000);
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn no_archive_names_the_table_or_a_column() {
+        let d = Destruction {
+            statement: 0,
+            kind: Kind::DropColumn,
+            schema: None,
+            table: "users".into(),
+            columns: vec!["name".into()],
+        };
+        assert!(d.named_by("users.name"));
+        assert!(d.named_by("users"));
+        assert!(d.named_by("public.users.name"));
+        assert!(!d.named_by("users.email"));
+        assert!(!d.named_by("chirps"));
+    }
+}
