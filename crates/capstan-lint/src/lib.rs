@@ -59,6 +59,7 @@
 
 pub(crate) mod ast;
 pub mod config;
+pub mod destroy;
 pub mod docs;
 mod engine;
 pub mod finding;
@@ -71,6 +72,8 @@ mod suppress;
 
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "migrate")]
+pub mod hooks;
 
 pub use ast::ColType;
 pub use config::{Config, ConfigError, Dialect};

@@ -1,0 +1,92 @@
+//! The linter plugged into the migration engine (feature `migrate`): the
+//! [`Archivist`] finds the statements whose data `capstan migrate up` and
+//! `down` archive first.
+//!
+//! An application that embeds its migrations gets the same archive by passing
+//! it to the engine:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! # fn demo(set: capstan_migrate::MigrationSet) {
+//! let migrator = capstan_migrate::Migrator::new(set)
+//!     .with_detector(Arc::new(capstan_lint::hooks::Archivist));
+//! # }
+//! ```
+
+use capstan_migrate::archive::{self, Detected, Detector};
+use capstan_migrate::split::Dialect;
+use capstan_migrate::{Direction, MigrationSet, Section};
+
+use crate::destroy::{Kind, Tracker};
+use crate::{Config, Input, Linter};
+
+/// Finds data-destroying statements with the Postgres parser and the schema
+/// model replayed from the migration set (SQLite migrations are read with the
+/// same grammar; a statement it cannot parse is not archived).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Archivist;
+
+fn convert(kind: Kind) -> archive::Kind {
+    match kind {
+        Kind::DropColumn => archive::Kind::DropColumn,
+        Kind::DropTable => archive::Kind::DropTable,
+        Kind::Truncate => archive::Kind::Truncate,
+        Kind::Delete => archive::Kind::Delete,
+        Kind::Update => archive::Kind::Update,
+        Kind::AlterType => archive::Kind::AlterType,
+    }
+}
+
+fn scan(
+    tracker: &mut Tracker,
+    section: &Section,
+    dialect: Dialect,
+) -> Result<Vec<archive::Destruction>, String> {
+    let statements = section
+        .statements(dialect)
+        .map_err(|e| format!("{} is never closed", e.what))?;
+    let mut out = Vec::new();
+    for (i, s) in statements.iter().enumerate() {
+        for d in tracker.statement(&section.sql[s.range.clone()]) {
+            out.push(archive::Destruction {
+                statement: i,
+                kind: convert(d.kind),
+                schema: d.schema,
+                table: d.table,
+                columns: d.columns,
+            });
+        }
+    }
+    Ok(out)
+}
+
+impl Detector for Archivist {
+    fn detect(
+        &self,
+        set: &MigrationSet,
+        dialect: Dialect,
+        wanted: &[(u64, Direction)],
+    ) -> Result<Detected, String> {
+        let mut linter = Linter::new(Config::default());
+        let mut out = Detected::new();
+        let last = wanted.iter().map(|(v, _)| *v).max().unwrap_or(0);
+        for m in set.migrations().iter().take_while(|m| m.version <= last) {
+            let file = m.path.display().to_string();
+            if wanted.contains(&(m.version, Direction::Up)) {
+                let mut t = Tracker::new(linter.schema().clone());
+                let found = scan(&mut t, &m.up, dialect).map_err(|e| format!("{file}: {e}"))?;
+                out.insert((m.version, Direction::Up), found);
+            }
+            linter.replay(Input {
+                file: &file,
+                source: &m.text,
+            });
+            if let (true, Some(down)) = (wanted.contains(&(m.version, Direction::Down)), &m.down) {
+                let mut t = Tracker::new(linter.schema().clone());
+                let found = scan(&mut t, down, dialect).map_err(|e| format!("{file}: {e}"))?;
+                out.insert((m.version, Direction::Down), found);
+            }
+        }
+        Ok(out)
+    }
+}
