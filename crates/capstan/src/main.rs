@@ -28,6 +28,8 @@ enum Command {
     Probe(capstan_probe::ProbeArgs),
     /// Rehearse a deploy: old and new binaries against every schema step, forward and back.
     Rehearse(capstan_rehearse::cli::RehearseArgs),
+    /// What migrations copied before destroying it: list, show, restore, purge.
+    Archive(capstan_migrate::cli::ArchiveArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,13 +54,19 @@ fn main() -> anyhow::Result<()> {
     let code = runtime.block_on(async {
         match cli.command {
             Command::Migrate(args) => {
-                capstan_migrate::cli::run_with(
+                let detector: std::sync::Arc<dyn capstan_migrate::archive::Detector> =
+                    std::sync::Arc::new(capstan_lint::hooks::Archivist);
+                capstan_migrate::cli::run_with_hooks(
                     args,
                     capstan_migrate::cli::MigrationSource::Dir,
-                    Some(&preflight::LintPreflight),
+                    capstan_migrate::cli::Hooks {
+                        preflight: Some(&preflight::LintPreflight),
+                        detector: Some(&detector),
+                    },
                 )
                 .await
             }
+            Command::Archive(args) => capstan_migrate::cli::run_archive(args).await,
             Command::Gate(args) => {
                 capstan_migrate::cli::run_gate(args, capstan_migrate::cli::MigrationSource::Dir)
                     .await
