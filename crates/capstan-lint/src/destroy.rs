@@ -173,19 +173,20 @@ impl Tracker {
                             out.extend(self.on(rv, Kind::DropColumn, vec![cmd.name.clone()]));
                         }
                         Ok(AlterTableType::AtAlterColumnType) => {
-                            let new = match cmd.def.as_ref().and_then(|d| d.node.as_ref()) {
-                                Some(NodeEnum::ColumnDef(d)) => {
-                                    d.type_name.as_ref().map(ColType::of)
-                                }
+                            let def = match cmd.def.as_ref().and_then(|d| d.node.as_ref()) {
+                                Some(NodeEnum::ColumnDef(d)) => Some(d.as_ref()),
                                 _ => None,
                             };
+                            // `USING expr` can compute anything from the old value.
+                            let using = def.is_some_and(|d| d.raw_default.is_some());
+                            let new = def.and_then(|d| d.type_name.as_ref()).map(ColType::of);
                             let old = self
                                 .schema
                                 .table(&table)
                                 .and_then(|t| t.column(&cmd.name))
                                 .map(|c| c.ty.clone());
-                            let keeps_values =
-                                matches!((&old, &new), (Some(o), Some(n)) if lossless(o, n));
+                            let keeps_values = !using
+                                && matches!((&old, &new), (Some(o), Some(n)) if lossless(o, n));
                             if !keeps_values {
                                 out.extend(self.on(rv, Kind::AlterType, vec![cmd.name.clone()]));
                             }
@@ -246,9 +247,12 @@ fn kind_destroys_columns(kind: Kind) -> bool {
     matches!(kind, Kind::DropColumn | Kind::Update | Kind::AlterType)
 }
 
-/// Whether every value of type `old` survives a change to `new` unchanged:
-/// the binary-compatible changes, and widening to a larger integer, a float
-/// of more precision, an unconstrained numeric, or text.
+/// Whether a type change without `USING` keeps every old value or fails:
+/// the binary-compatible changes, widening (a larger integer, a float of more
+/// precision, an unconstrained numeric, text), and the casts Postgres refuses
+/// rather than truncates (a shorter `varchar`/`char` limit, a smaller integer).
+/// Rounding casts (to an integer from numeric or float, a smaller numeric
+/// scale, a date from a timestamp, a lower time precision) lose values.
 pub fn lossless(old: &ColType, new: &ColType) -> bool {
     if crate::rules::changing_column_type::compatible(old, new) {
         return true;
@@ -256,9 +260,13 @@ pub fn lossless(old: &ColType, new: &ColType) -> bool {
     if old.array != new.array {
         return false;
     }
+    let ints = ["int2", "int4", "int8"];
+    let texts = ["text", "varchar", "bpchar"];
     let unbounded_numeric = new.name == "numeric" && new.mods.is_empty();
     match (old.name.as_str(), new.name.as_str()) {
-        ("int2", "int4" | "int8") | ("int4", "int8") | ("float4", "float8") => true,
+        (a, b) if ints.contains(&a) && ints.contains(&b) => true,
+        (a, b) if texts.contains(&a) && texts.contains(&b) => true,
+        ("float4", "float8") => true,
         ("int2" | "int4" | "int8" | "numeric", "numeric") => unbounded_numeric,
         (_, "text") => true,
         _ => false,
@@ -317,6 +325,8 @@ mod tests {
         assert!(kinds("ALTER TABLE users ALTER COLUMN code TYPE varchar(20)").is_empty());
         assert!(kinds("ALTER TABLE users ALTER COLUMN code TYPE text").is_empty());
         assert!(kinds("ALTER TABLE users ALTER COLUMN id TYPE numeric").is_empty());
+        assert!(kinds("ALTER TABLE users ALTER COLUMN name TYPE varchar(5)").is_empty());
+        assert!(kinds("ALTER TABLE users ALTER COLUMN id TYPE integer").is_empty());
         assert!(kinds("ALTER TABLE users ADD COLUMN email text").is_empty());
         assert!(kinds("SELECT 1").is_empty());
     }

@@ -23,6 +23,7 @@ pub struct Project {
     pg_db: Option<capstan_testkit::TestDb>,
 }
 
+#[allow(unused_imports)]
 pub use capstan_testkit::{pg_admin_url, psql};
 
 /// Runs SQL on a SQLite file with rusqlite's bundled SQLite via the `sqlite3`

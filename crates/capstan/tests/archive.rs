@@ -1,0 +1,437 @@
+//! Archive before destroying, end to end: the real `capstan` binary against a
+//! fresh Postgres database and a fresh SQLite file per test. Each destroying
+//! statement kind is archived in its migration's transaction and restored by
+//! `capstan archive restore`; refusals change nothing.
+
+mod common;
+
+use common::{assert_code, stderr, stdout, Backend, Project};
+
+/// One test per backend.
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+            #[test]
+            fn postgres() {
+                super::$name(Backend::Postgres);
+            }
+            #[test]
+            fn sqlite() {
+                super::$name(Backend::Sqlite);
+            }
+        }
+    };
+}
+
+const USERS: &str = "-- capstan:up
+CREATE TABLE users (id bigint PRIMARY KEY, name text, age numeric(10,2));
+INSERT INTO users VALUES (1, 'ann', 31.5), (2, 'bob', NULL), (3, 'cy', 7.25);
+-- capstan:down
+DROP TABLE users;
+";
+
+const SEED: &str = "1|ann|31.5\n2|bob|\n3|cy|7.25";
+
+/// A project with `users` (3 rows) applied.
+fn seeded(b: Backend) -> Project {
+    let p = Project::new(b);
+    p.add("0001_users.sql", USERS);
+    let out = p.capstan(&["migrate", "up"]);
+    assert_code(&out, 0);
+    p
+}
+
+fn up(p: &Project, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["migrate", "up", "--unsafe-ok", "--force-contract"];
+    args.extend_from_slice(extra);
+    p.capstan(&args)
+}
+
+fn contract(body: &str) -> String {
+    format!("-- capstan:phase contract\n-- capstan:up\n{body}\n")
+}
+
+fn entries(p: &Project) -> Vec<serde_json::Value> {
+    let out = p.capstan(&["archive", "list", "--json"]);
+    assert_code(&out, 0);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("archive list JSON");
+    v["entries"].as_array().expect("entries").clone()
+}
+
+fn restore(p: &Project, id: i64) -> serde_json::Value {
+    let out = p.capstan(&["archive", "restore", &id.to_string(), "--json"]);
+    assert_code(&out, 0);
+    serde_json::from_slice(&out.stdout).expect("restore JSON")
+}
+
+fn users(p: &Project) -> String {
+    let age = match p.backend {
+        Backend::Postgres => "age::float8",
+        Backend::Sqlite => "age",
+    };
+    p.query(&format!("SELECT id, name, {age} FROM users ORDER BY id"))
+}
+
+fn archive_tables(p: &Project) -> i64 {
+    match p.backend {
+        Backend::Postgres => p.count(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'capstan_archive'",
+        ),
+        Backend::Sqlite => p.count(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name LIKE 'capstan\\_archive\\_%' ESCAPE '\\'",
+        ),
+    }
+}
+
+fn dropped_column_comes_back_with_every_value(b: Backend) {
+    let p = seeded(b);
+    p.add(
+        "0002_drop_name.sql",
+        &contract("ALTER TABLE users DROP COLUMN name;"),
+    );
+    let out = up(&p, &[]);
+    assert_code(&out, 0);
+    assert!(
+        stderr(&out)
+            .contains("0002_drop_name.sql:3: archived users.name before drop-column: 3 rows"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!p.has_column("users", "name"));
+    let e = entries(&p);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0]["kind"], "drop-column");
+    assert_eq!(e[0]["scope"], "columns");
+    assert_eq!(e[0]["row_count"], 3);
+    assert_eq!(e[0]["version"], 2);
+    assert_eq!(e[0]["line"], 3);
+    assert_eq!(e[0]["primary_key"], serde_json::json!(["id"]));
+    let r = restore(&p, e[0]["id"].as_i64().unwrap());
+    assert_eq!(r["columns_added"], serde_json::json!(["name"]));
+    assert_eq!(r["rows_restored"], 3);
+    assert_eq!(users(&p), SEED);
+    assert!(entries(&p)[0]["restored_at"].is_string());
+}
+both!(dropped_column_comes_back_with_every_value);
+
+fn dropped_table_is_re_created_and_refilled(b: Backend) {
+    let p = seeded(b);
+    p.add("0002_drop_users.sql", &contract("DROP TABLE users;"));
+    assert_code(&up(&p, &[]), 0);
+    assert!(!p.has_table("users"));
+    let e = entries(&p);
+    assert_eq!(
+        (e[0]["kind"].as_str(), e[0]["scope"].as_str()),
+        (Some("drop-table"), Some("rows"))
+    );
+    let r = restore(&p, e[0]["id"].as_i64().unwrap());
+    assert_eq!(r["table_created"], true);
+    assert_eq!(r["rows_restored"], 3);
+    assert_eq!(users(&p), SEED);
+}
+both!(dropped_table_is_re_created_and_refilled);
+
+fn emptied_table_is_refilled(b: Backend) {
+    // SQLite has no TRUNCATE; DELETE without WHERE is its spelling.
+    let (stmt, kind) = match b {
+        Backend::Postgres => ("TRUNCATE users;", "truncate"),
+        Backend::Sqlite => ("DELETE FROM users;", "delete"),
+    };
+    let p = seeded(b);
+    p.add("0002_empty.sql", &contract(stmt));
+    assert_code(&up(&p, &[]), 0);
+    assert_eq!(p.count("SELECT count(*) FROM users"), 0);
+    let e = entries(&p);
+    assert_eq!(e[0]["kind"], kind);
+    restore(&p, e[0]["id"].as_i64().unwrap());
+    assert_eq!(users(&p), SEED);
+}
+both!(emptied_table_is_refilled);
+
+fn unbounded_update_is_reverted_row_by_row(b: Backend) {
+    let p = seeded(b);
+    p.add(
+        "0002_blank.sql",
+        &contract("UPDATE users SET name = 'x', age = 0;\nDELETE FROM users WHERE id = 3;"),
+    );
+    assert_code(&up(&p, &[]), 0);
+    let e = entries(&p);
+    assert_eq!(e.len(), 1, "a bounded DELETE is not archived: {e:?}");
+    assert_eq!(e[0]["kind"], "update");
+    let r = restore(&p, e[0]["id"].as_i64().unwrap());
+    assert_eq!(r["rows_restored"], 2);
+    assert_eq!(
+        r["rows_not_restored"], 1,
+        "row 3 is gone: its key no longer exists"
+    );
+    assert_eq!(users(&p), "1|ann|31.5\n2|bob|");
+}
+both!(unbounded_update_is_reverted_row_by_row);
+
+#[test]
+fn lossy_type_change_is_archived_and_restored_once_the_type_is_back_postgres() {
+    let p = seeded(Backend::Postgres);
+    p.add(
+        "0002_int_age.sql",
+        &contract("ALTER TABLE users ALTER COLUMN age TYPE integer USING age::integer;\nALTER TABLE users ALTER COLUMN name TYPE varchar(100);"),
+    );
+    assert_code(&up(&p, &[]), 0);
+    let e = entries(&p);
+    assert_eq!(
+        e.len(),
+        1,
+        "text -> varchar(100) keeps every value or fails: {e:?}"
+    );
+    assert_eq!(e[0]["kind"], "alter-type");
+    let id = e[0]["id"].as_i64().unwrap().to_string();
+    let refused = p.capstan(&["archive", "restore", &id]);
+    assert_code(&refused, 5);
+    assert!(
+        stderr(&refused).contains("users.age is integer now but held numeric(10,2) values"),
+        "{}",
+        stderr(&refused)
+    );
+    common::psql(
+        &p.url,
+        "ALTER TABLE users ALTER COLUMN age TYPE numeric(10,2)",
+    );
+    assert_code(&p.capstan(&["archive", "restore", &id]), 0);
+    assert_eq!(users(&p), SEED);
+}
+
+fn failing_migration_rolls_its_archive_back(b: Backend) {
+    let p = seeded(b);
+    p.add(
+        "0002_broken.sql",
+        &contract("ALTER TABLE users DROP COLUMN name;\nINSERT INTO no_such_table VALUES (1);"),
+    );
+    let out = up(&p, &[]);
+    assert_code(&out, 1);
+    assert!(p.has_column("users", "name"), "the drop rolled back");
+    assert!(
+        entries(&p).is_empty(),
+        "the archive entry rolled back with it"
+    );
+    assert_eq!(
+        archive_tables(&p),
+        0,
+        "the archive copy rolled back with it"
+    );
+    assert_eq!(users(&p), SEED);
+}
+both!(failing_migration_rolls_its_archive_back);
+
+fn restore_into_a_table_that_gained_rows_keeps_them(b: Backend) {
+    let p = seeded(b);
+    p.add("0002_clear.sql", &contract("DELETE FROM users;"));
+    assert_code(&up(&p, &[]), 0);
+    p.query("INSERT INTO users (id, name) VALUES (1, 'new ann'), (4, 'dee')");
+    let e = entries(&p);
+    let r = restore(&p, e[0]["id"].as_i64().unwrap());
+    assert_eq!(r["rows_restored"], 2);
+    assert_eq!(r["rows_not_restored"], 1, "row 1 exists again and is kept");
+    assert_eq!(
+        p.query("SELECT id, name FROM users ORDER BY id"),
+        "1|new ann\n2|bob\n3|cy\n4|dee"
+    );
+}
+both!(restore_into_a_table_that_gained_rows_keeps_them);
+
+fn restore_refuses_when_it_cannot_be_faithful(b: Backend) {
+    let p = seeded(b);
+    p.add(
+        "0002_drop_name.sql",
+        &contract("ALTER TABLE users DROP COLUMN name;"),
+    );
+    assert_code(&up(&p, &[]), 0);
+    let id = entries(&p)[0]["id"].as_i64().unwrap().to_string();
+
+    // The table is gone: nothing to put the column back into.
+    p.query("ALTER TABLE users RENAME TO users_old");
+    let out = p.capstan(&["archive", "restore", &id]);
+    assert_code(&out, 5);
+    assert!(
+        stderr(&out).contains("table users does not exist"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The primary key changed: archived rows cannot be matched.
+    p.query("CREATE TABLE users (uid bigint PRIMARY KEY, id bigint)");
+    p.query("INSERT INTO users VALUES (10, 1)");
+    let out = p.capstan(&["archive", "restore", &id, "--json"]);
+    assert_code(&out, 5);
+    let err: serde_json::Value = serde_json::from_slice(&out.stdout).expect("error JSON");
+    assert_eq!(err["error"]["kind"], "restore-refused");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("primary key of users is (uid) now but was (id)"),
+        "{err}"
+    );
+    assert!(
+        !p.has_column("users", "name"),
+        "a refused restore changes nothing"
+    );
+    assert!(entries(&p)[0]["restored_at"].is_null());
+
+    let out = p.capstan(&["archive", "restore", "99"]);
+    assert_code(&out, 3);
+    assert!(stderr(&out).contains("archive entry 99 does not exist"));
+}
+both!(restore_refuses_when_it_cannot_be_faithful);
+
+fn over_the_size_limit_refuses_unless_no_archive_names_it(b: Backend) {
+    let p = seeded(b);
+    std::fs::write(
+        p.dir.path().join("capstan.toml"),
+        "[archive]\nmax_size = \"1B\"\n",
+    )
+    .unwrap();
+    p.add(
+        "0002_drop_name.sql",
+        &contract("ALTER TABLE users DROP COLUMN name;"),
+    );
+    let plan = p.capstan(&["migrate", "plan", "--unsafe-ok", "--force-contract"]);
+    assert!(
+        stdout(&plan)
+            .contains("over the limit of 1 B: `up` refuses unless --no-archive users.name"),
+        "{}",
+        stdout(&plan)
+    );
+    let out = up(&p, &[]);
+    assert_code(&out, 1);
+    assert!(
+        stderr(&out).contains("0002_drop_name.sql:3: the archive copy of users.name is larger than the archive limit (1 B)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("--no-archive users.name"));
+    assert!(p.has_column("users", "name"), "nothing changed");
+    assert_eq!(archive_tables(&p), 0);
+
+    let out = up(&p, &["--no-archive", "users.name"]);
+    assert_code(&out, 0);
+    assert!(!p.has_column("users", "name"));
+    assert!(entries(&p).is_empty());
+    let note = p.query(&format!(
+        "SELECT error FROM {} WHERE version = 2",
+        p.history_table()
+    ));
+    assert!(
+        note.contains(
+            "not archived (--no-archive users.name): drop-column of users.name at line 3"
+        ),
+        "history records the override: {note}"
+    );
+}
+both!(over_the_size_limit_refuses_unless_no_archive_names_it);
+
+fn plan_shows_what_will_be_archived_and_its_size(b: Backend) {
+    let p = seeded(b);
+    p.add(
+        "0002_drop_name.sql",
+        &contract("ALTER TABLE users DROP COLUMN name;"),
+    );
+    let out = p.capstan(&[
+        "migrate",
+        "plan",
+        "--json",
+        "--unsafe-ok",
+        "--force-contract",
+    ]);
+    assert_code(&out, 0);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let a = &plan["steps"][0]["archive"][0];
+    assert_eq!(a["object"], "users.name");
+    assert_eq!(a["kind"], "drop-column");
+    assert_eq!(a["rows"], 3);
+    assert!(a["bytes"].as_u64().unwrap() > 0);
+    assert_eq!(a["line"], 3);
+    let human = p.capstan(&["migrate", "plan", "--unsafe-ok", "--force-contract"]);
+    assert!(
+        stdout(&human).contains("--   line 3: drop-column users.name — archives 3 rows, about"),
+        "{}",
+        stdout(&human)
+    );
+    assert!(p.has_column("users", "name"), "plan changes nothing");
+    assert!(entries(&p).is_empty());
+}
+both!(plan_shows_what_will_be_archived_and_its_size);
+
+fn down_archives_a_created_table_before_dropping_it(b: Backend) {
+    let p = seeded(b);
+    let out = p.capstan(&["migrate", "down", "--to", "0"]);
+    assert_code(&out, 0);
+    assert!(!p.has_table("users"));
+    let e = entries(&p);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0]["direction"], "down");
+    assert_eq!(e[0]["kind"], "drop-table");
+    assert_eq!(e[0]["row_count"], 3);
+    restore(&p, e[0]["id"].as_i64().unwrap());
+    assert_eq!(users(&p), SEED);
+}
+both!(down_archives_a_created_table_before_dropping_it);
+
+fn purge_honours_retention_and_names_what_it_removes(b: Backend) {
+    let p = seeded(b);
+    p.add(
+        "0002_drop_name.sql",
+        &contract("ALTER TABLE users DROP COLUMN name;"),
+    );
+    assert_code(&up(&p, &[]), 0);
+    let out = p.capstan(&["archive", "purge"]);
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("purge needs --older-than DURATION, or `retention`"));
+    std::fs::write(
+        p.dir.path().join("capstan.toml"),
+        "[archive]\nretention = \"1h\"\n",
+    )
+    .unwrap();
+    let out = p.capstan(&["archive", "purge"]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains("nothing purged"), "{}", stdout(&out));
+    assert_eq!(entries(&p).len(), 1);
+    let out = p.capstan(&["archive", "purge", "--older-than", "0s"]);
+    assert_code(&out, 0);
+    assert!(
+        stdout(&out).contains("purged entry 1 (users.name from 0002_drop_name, 3 rows"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(entries(&p).is_empty());
+    assert_eq!(archive_tables(&p), 0);
+}
+both!(purge_honours_retention_and_names_what_it_removes);
+
+fn bad_archive_config_names_the_key(b: Backend) {
+    let p = seeded(b);
+    std::fs::write(
+        p.dir.path().join("capstan.toml"),
+        "[archive]\nmax_size = \"lots\"\n",
+    )
+    .unwrap();
+    let out = p.capstan(&["migrate", "status"]);
+    assert_code(&out, 3);
+    assert!(
+        stderr(&out).contains("[archive] max_size"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(
+        p.dir.path().join("capstan.toml"),
+        "[archive]\nmax_sise = \"1GiB\"\n",
+    )
+    .unwrap();
+    let out = p.capstan(&["archive", "list"]);
+    assert_code(&out, 3);
+    assert!(
+        stderr(&out).contains("line 2") && stderr(&out).contains("max_sise"),
+        "{}",
+        stderr(&out)
+    );
+}
+both!(bad_archive_config_names_the_key);
