@@ -129,6 +129,8 @@ enum Cli {
     Serve,
     /// Manage the database schema with the migrations this release embeds.
     Migrate(MigrateArgs),
+    /// What migrations copied before destroying it: list, show, restore, purge.
+    Archive(capstan_migrate::cli::ArchiveArgs),
 }
 
 /// Shared state of the HTTP handlers.
@@ -267,22 +269,31 @@ pub fn main(release: Release) {
             }
         }
     }
+    // Migrations archive what they destroy, found by the linter's parser.
+    let detector: std::sync::Arc<dyn capstan_migrate::archive::Detector> =
+        std::sync::Arc::new(capstan_lint::hooks::Archivist);
+    let hooks = capstan_migrate::cli::Hooks {
+        preflight: None,
+        detector: Some(&detector),
+    };
     let code = runtime.block_on(async move {
         match cli {
             Cli::Migrate(mut args) if dir.is_some() => {
                 args.conn.dir = dir;
-                capstan_migrate::cli::run(args, MigrationSource::Dir).await
+                capstan_migrate::cli::run_with_hooks(args, MigrationSource::Dir, hooks).await
             }
             Cli::Migrate(args) => {
-                capstan_migrate::cli::run(
+                capstan_migrate::cli::run_with_hooks(
                     args,
                     MigrationSource::Embedded {
                         files: release.migrations(),
                         binary_version: format!("chirpy {}", release.version()),
                     },
+                    hooks,
                 )
                 .await
             }
+            Cli::Archive(args) => capstan_migrate::cli::run_archive(args).await,
             Cli::Serve => match serve(release).await {
                 Ok(()) => 0,
                 Err(e) => {

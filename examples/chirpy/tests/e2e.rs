@@ -245,6 +245,83 @@ async fn v1_keeps_serving_on_the_v2_schema_and_restarts_there() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_archives_users_name_and_restore_lets_v2_run_again() {
+    let db = fresh_db("archive");
+    assert!(migrate(V2, &db.url, &["up"]).status.success());
+    let v2 = Chirpy::start(V2, &db.url, &[]);
+    v2.ready().await;
+    let mut users = Vec::new();
+    for name in ["ana", "bo", "cy", "dee"] {
+        let u = post(v2.url("/users"), serde_json::json!({"name": name})).await;
+        users.push((u["id"].as_i64().unwrap(), name));
+    }
+    let before = psql(&db.url, "SELECT id, name FROM users ORDER BY id");
+    // A clean shutdown leaves the fleet, so the contract may run.
+    let mut v2 = v2;
+    v2.sigterm();
+    assert_eq!(v2.wait_exit(Duration::from_secs(30)), Some(0));
+
+    // v3's contract migration drops users.name, archiving it first.
+    let up = migrate(V3, &db.url, &["up"]);
+    let log = String::from_utf8_lossy(&up.stderr).into_owned();
+    assert!(
+        up.status.success(),
+        "{log}{}",
+        String::from_utf8_lossy(&up.stdout)
+    );
+    assert!(
+        log.contains("archived users.name before drop-column: 4 rows"),
+        "{log}"
+    );
+    let v3 = Chirpy::start(V3, &db.url, &[]);
+    v3.ready().await;
+    let eve = post(v3.url("/users"), serde_json::json!({"name": "eve"})).await;
+    let mut v3 = v3;
+    v3.sigterm();
+    assert_eq!(v3.wait_exit(Duration::from_secs(30)), Some(0));
+
+    // Roll the schema back to 2.0.0's, and put the archived names back.
+    assert!(migrate(V3, &db.url, &["down", "--to", "2"])
+        .status
+        .success());
+    let out = Command::new(V3)
+        .args(["archive", "restore", "1", "--json"])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["object"], "users.name");
+    assert_eq!(
+        report["rows_restored"], 4,
+        "every archived value is written back"
+    );
+    assert_eq!(report["rows_not_restored"], 0);
+    let after = psql(
+        &db.url,
+        &format!(
+            "SELECT id, name FROM users WHERE id <> {} ORDER BY id",
+            eve["id"]
+        ),
+    );
+    assert_eq!(after, before, "row by row, every name is back");
+
+    // 2.0.0 passes the gate on the restored schema and reads the names.
+    let v2_again = Chirpy::start(V2, &db.url, &[]);
+    v2_again.ready().await;
+    for (id, name) in &users {
+        assert_eq!(
+            get_json(v2_again.url(&format!("/users/{id}"))).await["name"],
+            *name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contract_waits_for_live_v1_then_v1_is_refused_naming_the_release() {
     let db = fresh_db("contract");
     assert!(migrate(V2, &db.url, &["up"]).status.success());
