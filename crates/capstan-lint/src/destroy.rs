@@ -195,21 +195,21 @@ impl Tracker {
                     }
                 }
             }
-            NodeEnum::DropStmt(d) => {
-                if ObjectType::try_from(d.remove_type) == Ok(ObjectType::ObjectTable) {
-                    for obj in &d.objects {
-                        let name = object_name(obj);
-                        let (schema, table) = match name.rsplit_once('.') {
-                            Some((s, t)) => (s.to_string(), t.to_string()),
-                            None => (String::new(), name.clone()),
-                        };
-                        let rv = RangeVar {
-                            schemaname: schema,
-                            relname: table,
-                            ..RangeVar::default()
-                        };
-                        out.extend(self.on(&rv, Kind::DropTable, Vec::new()));
-                    }
+            NodeEnum::DropStmt(d)
+                if ObjectType::try_from(d.remove_type) == Ok(ObjectType::ObjectTable) =>
+            {
+                for obj in &d.objects {
+                    let name = object_name(obj);
+                    let (schema, table) = match name.rsplit_once('.') {
+                        Some((s, t)) => (s.to_string(), t.to_string()),
+                        None => (String::new(), name.clone()),
+                    };
+                    let rv = RangeVar {
+                        schemaname: schema,
+                        relname: table,
+                        ..RangeVar::default()
+                    };
+                    out.extend(self.on(&rv, Kind::DropTable, Vec::new()));
                 }
             }
             NodeEnum::TruncateStmt(t) => {
