@@ -14,7 +14,8 @@ const DROP_NAME: &str = "-- capstan:phase contract\n-- capstan:up\nALTER TABLE u
 fn untouched(p: &Project) -> bool {
     let tables = match p.backend {
         Backend::Postgres => p.query(
-            "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema', 'capstan')",
+            // capstan_archive holds what `down` archived before dropping it.
+            "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema', 'capstan', 'capstan_archive')",
         ),
         Backend::Sqlite => {
             if !p.dir.path().join("app.db").exists() {
