@@ -23,7 +23,7 @@
 
 use std::collections::BTreeSet;
 
-use pg_query::protobuf::{AlterTableType, ObjectType, RangeVar};
+use pg_query::protobuf::{AlterTableType, DropBehavior, ObjectType, RangeVar};
 use pg_query::NodeEnum;
 
 use crate::ast::{object_name, rv_name, ColType};
@@ -57,6 +57,8 @@ pub struct Destruction {
     pub table: String,
     /// The columns it destroys (empty: whole rows).
     pub columns: Vec<String>,
+    /// `TRUNCATE … CASCADE`: tables referencing it by foreign key are emptied too.
+    pub cascade: bool,
 }
 
 /// Walks a section statement by statement, keeping the schema model current.
@@ -150,6 +152,7 @@ impl Tracker {
             schema: (!rv.schemaname.is_empty()).then(|| rv.schemaname.clone()),
             table: rv.relname.clone(),
             columns,
+            cascade: false,
         })
     }
 
@@ -213,9 +216,13 @@ impl Tracker {
                 }
             }
             NodeEnum::TruncateStmt(t) => {
+                let cascade = DropBehavior::try_from(t.behavior) == Ok(DropBehavior::DropCascade);
                 for r in &t.relations {
                     if let Some(NodeEnum::RangeVar(rv)) = r.node.as_ref() {
-                        out.extend(self.on(rv, Kind::Truncate, Vec::new()));
+                        out.extend(self.on(rv, Kind::Truncate, Vec::new()).map(|mut d| {
+                            d.cascade = cascade;
+                            d
+                        }));
                     }
                 }
             }
@@ -303,6 +310,8 @@ mod tests {
         );
         assert_eq!(kinds("DROP TABLE users, logs").len(), 2);
         assert_eq!(kinds("TRUNCATE logs")[0].0, Kind::Truncate);
+        assert!(!tracker().statement("TRUNCATE logs")[0].cascade);
+        assert!(tracker().statement("TRUNCATE logs CASCADE")[0].cascade);
         assert_eq!(kinds("DELETE FROM logs")[0].0, Kind::Delete);
         assert_eq!(
             kinds("UPDATE users SET name = upper(name), age = 0"),

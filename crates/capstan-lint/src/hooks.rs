@@ -54,6 +54,7 @@ fn scan(
                 schema: d.schema,
                 table: d.table,
                 columns: d.columns,
+                cascade: d.cascade,
             });
         }
     }

@@ -88,14 +88,16 @@ pub struct Destruction {
     pub table: String,
     /// The columns it destroys (empty for whole rows).
     pub columns: Vec<String>,
+    /// `TRUNCATE … CASCADE`: tables referencing it by foreign key are emptied too.
+    pub cascade: bool,
 }
 
 impl Destruction {
-    /// `users.name`, `users.a,b` or `users` (schema-qualified when the statement is).
+    /// `users.name`, `users.a,b` or `users` (schema-qualified outside `public`).
     pub fn object(&self) -> String {
         let table = match &self.schema {
-            Some(s) => format!("{s}.{}", self.table),
-            None => self.table.clone(),
+            Some(s) if s != "public" => format!("{s}.{}", self.table),
+            _ => self.table.clone(),
         };
         if self.columns.is_empty() {
             table
@@ -334,6 +336,87 @@ fn info_from_rows(
     info
 }
 
+/// The data a statement destroys in *other* tables through foreign keys
+/// (Postgres): `TRUNCATE … CASCADE` empties every referencing table; an
+/// unbounded `DELETE` deletes the referencing rows of `ON DELETE CASCADE`
+/// keys and rewrites the key columns of `ON DELETE SET NULL / SET DEFAULT`
+/// ones. Followed transitively; each becomes a destruction of its own.
+/// (SQLite enforces foreign keys only with `PRAGMA foreign_keys`, which
+/// capstan's connection leaves off, so nothing cascades there.)
+async fn dependents(
+    driver: &mut dyn Driver,
+    d: &Destruction,
+    info: &TableInfo,
+) -> Result<Vec<Destruction>, DbError> {
+    let truncate = d.kind == Kind::Truncate && d.cascade;
+    if driver.dialect() != Dialect::Postgres || !(truncate || d.kind == Kind::Delete) {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    let mut seen = vec![(info.schema.clone(), info.name.clone())];
+    let mut queue = vec![(info.schema.clone(), info.name.clone())];
+    while let Some((schema, table)) = queue.pop() {
+        let rows = driver
+            .query(&format!(
+                "SELECT n.nspname, c.relname, con.confdeltype, \
+                   (SELECT json_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a \
+                     WHERE a.attrelid = con.conrelid AND a.attnum = ANY (con.conkey))::text \
+                 FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid \
+                   JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE con.contype = 'f' AND con.confrelid = to_regclass({}) \
+                 ORDER BY n.nspname, c.relname",
+                lit(&table_ref(Dialect::Postgres, &schema, &table))
+            ))
+            .await?;
+        for r in rows {
+            let child = (
+                r[0].clone().unwrap_or_default(),
+                r[1].clone().unwrap_or_default(),
+            );
+            let action = r[2].as_deref().unwrap_or("");
+            let (kind, columns) = match (truncate, action) {
+                (true, _) | (false, "c") => (d.kind, Vec::new()),
+                (false, "n" | "d") => (
+                    Kind::Update,
+                    serde_json::from_str(r[3].as_deref().unwrap_or("[]")).unwrap_or_default(),
+                ),
+                _ => continue,
+            };
+            if seen.contains(&child) {
+                continue;
+            }
+            seen.push(child.clone());
+            if kind != Kind::Update {
+                queue.push(child.clone());
+            }
+            out.push(Destruction {
+                statement: d.statement,
+                kind,
+                schema: Some(child.0),
+                table: child.1,
+                columns,
+                cascade: false,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `found`, each followed by what it destroys through foreign keys.
+pub(crate) async fn with_dependents(
+    driver: &mut dyn Driver,
+    found: &[Destruction],
+) -> Result<Vec<Destruction>, DbError> {
+    let mut work = Vec::new();
+    for d in found {
+        work.push(d.clone());
+        if let Some(info) = table_info(driver, d.schema.as_deref(), &d.table).await? {
+            work.extend(dependents(driver, d, &info).await?);
+        }
+    }
+    Ok(work)
+}
+
 /// What gets copied for one destruction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Copy {
@@ -435,7 +518,7 @@ pub(crate) async fn prepare(
     let mut out = Vec::new();
     let mut notes = Vec::new();
     let mut last_id = None;
-    for d in found {
+    for d in &with_dependents(driver, found).await? {
         let Some(stmt) = cx.statements.get(d.statement) else {
             continue;
         };
@@ -1308,6 +1391,7 @@ mod tests {
             schema: None,
             table: "users".into(),
             columns: vec!["name".into()],
+            cascade: false,
         };
         assert!(d.named_by("users.name"));
         assert!(d.named_by("users"));

@@ -688,7 +688,7 @@ impl Migrator {
             let mut planned = Vec::new();
             if let Some(found) = detected.get(&(m.version, Direction::Up)) {
                 let statements = m.up.statements(db.driver.dialect()).unwrap_or_default();
-                for d in found {
+                for d in &archive::with_dependents(db.driver.as_mut(), found).await? {
                     let line =
                         m.up.first_line + statements.get(d.statement).map_or(0, |s| s.line_offset);
                     planned.push(

@@ -435,3 +435,76 @@ fn bad_archive_config_names_the_key(b: Backend) {
     );
 }
 both!(bad_archive_config_names_the_key);
+
+#[test]
+fn rows_taken_by_foreign_key_cascades_are_archived_too_postgres() {
+    let p = Project::new(Backend::Postgres);
+    p.add(
+        "0001_tree.sql",
+        "-- capstan:up
+CREATE TABLE teams (id bigint PRIMARY KEY, name text);
+CREATE TABLE players (id bigint PRIMARY KEY, team_id bigint REFERENCES teams ON DELETE CASCADE, name text);
+CREATE TABLE scores (id bigint PRIMARY KEY, player_id bigint REFERENCES players ON DELETE CASCADE, points int);
+CREATE TABLE fans (id bigint PRIMARY KEY, team_id bigint REFERENCES teams ON DELETE SET NULL);
+INSERT INTO teams VALUES (1, 'red'), (2, 'blue');
+INSERT INTO players VALUES (10, 1, 'ann'), (20, 2, 'bob');
+INSERT INTO scores VALUES (100, 10, 7), (200, 20, 9);
+INSERT INTO fans VALUES (5, 1), (6, 2);
+",
+    );
+    assert_code(&p.capstan(&["migrate", "up"]), 0);
+    p.add("0002_clear.sql", &contract("DELETE FROM teams;"));
+    let plan = p.capstan(&[
+        "migrate",
+        "plan",
+        "--json",
+        "--unsafe-ok",
+        "--force-contract",
+    ]);
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let planned: Vec<&str> = plan["steps"][0]["archive"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["object"].as_str().unwrap())
+        .collect();
+    assert_eq!(planned, ["teams", "fans.team_id", "players", "scores"]);
+    assert_code(&up(&p, &[]), 0);
+    assert_eq!(p.count("SELECT count(*) FROM scores"), 0, "the cascade ran");
+    let e = entries(&p);
+    let objects: Vec<String> = e
+        .iter()
+        .map(|x| x["kind"].as_str().unwrap().to_string() + " " + x["table_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        objects,
+        [
+            "delete teams",
+            "update fans",
+            "delete players",
+            "delete scores"
+        ]
+    );
+    // Parents first, then what referenced them.
+    for x in &e {
+        restore(&p, x["id"].as_i64().unwrap());
+    }
+    assert_eq!(
+        p.query("SELECT id, team_id FROM fans ORDER BY id"),
+        "5|1\n6|2"
+    );
+    assert_eq!(p.count("SELECT count(*) FROM scores"), 2);
+    assert_eq!(p.count("SELECT count(*) FROM players"), 2);
+
+    p.add("0003_truncate.sql", &contract("TRUNCATE teams CASCADE;"));
+    assert_code(&up(&p, &[]), 0);
+    let kinds: Vec<String> = entries(&p)[4..]
+        .iter()
+        .map(|x| x["table_name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["teams", "fans", "players", "scores"],
+        "TRUNCATE … CASCADE empties every referencing table"
+    );
+}
