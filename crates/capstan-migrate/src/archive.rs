@@ -504,6 +504,8 @@ pub(crate) struct PrepareContext<'a> {
     pub identity: &'a Identity,
     pub max_bytes: Option<u64>,
     pub skip: &'a [String],
+    /// The migration runs in one transaction (so a table lock holds until it ends).
+    pub transactional: bool,
 }
 
 /// Reads the catalog and writes the archive SQL for `found`. Returns the
@@ -545,6 +547,12 @@ pub(crate) async fn prepare(
         let mut sql = Vec::new();
         if dialect == Dialect::Postgres {
             sql.push("CREATE SCHEMA IF NOT EXISTS capstan_archive".to_string());
+            // No write may slip in between the copy and the statement that
+            // destroys what was copied (reads go on). SQLite's migration
+            // transaction already holds the database's write lock.
+            if cx.transactional {
+                sql.push(format!("LOCK TABLE {source} IN SHARE MODE"));
+            }
         }
         sql.push(format!(
             "CREATE TABLE {archive} AS SELECT {} FROM {source}",

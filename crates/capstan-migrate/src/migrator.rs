@@ -944,6 +944,7 @@ impl Migrator {
                 identity: &self.identity,
                 max_bytes: self.settings.archive_max_bytes,
                 skip,
+                transactional: !m.no_transaction,
             };
             let (copies, skipped) = archive::prepare(db.driver.as_mut(), &cx, found).await?;
             prepared = copies;

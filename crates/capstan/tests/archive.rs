@@ -508,3 +508,18 @@ INSERT INTO fans VALUES (5, 1), (6, 2);
         "TRUNCATE … CASCADE empties every referencing table"
     );
 }
+
+fn no_transaction_migration_archives_before_its_statement(b: Backend) {
+    let p = seeded(b);
+    p.add(
+        "0002_drop_name.sql",
+        "-- capstan:phase contract\n-- capstan:no-transaction\n-- capstan:up\nALTER TABLE users DROP COLUMN name;\n",
+    );
+    assert_code(&up(&p, &[]), 0);
+    let e = entries(&p);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0]["line"], 4);
+    restore(&p, e[0]["id"].as_i64().unwrap());
+    assert_eq!(users(&p), SEED);
+}
+both!(no_transaction_migration_archives_before_its_statement);
