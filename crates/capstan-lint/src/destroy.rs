@@ -1,5 +1,6 @@
 //! Statements that destroy data, found with the real parser and the schema
-//! model: what `capstan migrate` archives before running them.
+//! model: what `capstan migrate` archives before running them (feature
+//! `migrate`; the findings are the engine's `archive::Destruction`).
 //!
 //! A statement destroys data when it drops a column or a table, truncates a
 //! table, deletes or updates every row (no `WHERE`), or changes a column's type
@@ -29,37 +30,7 @@ use pg_query::NodeEnum;
 use crate::ast::{object_name, rv_name, ColType};
 use crate::schema::Schema;
 
-/// What a statement does to data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// `ALTER TABLE … DROP COLUMN`.
-    DropColumn,
-    /// `DROP TABLE`.
-    DropTable,
-    /// `TRUNCATE`.
-    Truncate,
-    /// `DELETE` without `WHERE`.
-    Delete,
-    /// `UPDATE` without `WHERE`.
-    Update,
-    /// `ALTER COLUMN … TYPE` to a type that may not hold every old value.
-    AlterType,
-}
-
-/// One destroying statement.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Destruction {
-    /// What it does.
-    pub kind: Kind,
-    /// The schema the statement names, if any.
-    pub schema: Option<String>,
-    /// The table.
-    pub table: String,
-    /// The columns it destroys (empty: whole rows).
-    pub columns: Vec<String>,
-    /// `TRUNCATE … CASCADE`: tables referencing it by foreign key are emptied too.
-    pub cascade: bool,
-}
+pub use capstan_migrate::archive::{Destruction, Kind};
 
 /// Walks a section statement by statement, keeping the schema model current.
 #[derive(Debug, Clone)]
@@ -79,7 +50,8 @@ impl Tracker {
         }
     }
 
-    /// The destroying effects of `sql` (one statement, or several), then
+    /// The destroying effects of `sql` (one statement, or several; each
+    /// destruction's `statement` is left 0 for the caller to set), then
     /// applies it to the model. SQL the parser rejects destroys nothing it
     /// can see.
     pub fn statement(&mut self, sql: &str) -> Vec<Destruction> {
@@ -144,10 +116,11 @@ impl Tracker {
             .into_iter()
             .filter(|c| !self.added.contains(&(name.clone(), c.clone())))
             .collect();
-        if kind_destroys_columns(kind) && columns.is_empty() {
+        if kind.destroys_columns() && columns.is_empty() {
             return None;
         }
         Some(Destruction {
+            statement: 0,
             kind,
             schema: (!rv.schemaname.is_empty()).then(|| rv.schemaname.clone()),
             table: rv.relname.clone(),
@@ -248,10 +221,6 @@ impl Tracker {
         }
         out
     }
-}
-
-fn kind_destroys_columns(kind: Kind) -> bool {
-    matches!(kind, Kind::DropColumn | Kind::Update | Kind::AlterType)
 }
 
 /// Whether a type change without `USING` keeps every old value or fails:

@@ -17,7 +17,7 @@ use capstan_migrate::archive::{self, Detected, Detector};
 use capstan_migrate::split::Dialect;
 use capstan_migrate::{Direction, MigrationSet, Section};
 
-use crate::destroy::{Kind, Tracker};
+use crate::destroy::Tracker;
 use crate::{Config, Input, Linter};
 
 /// Finds data-destroying statements with the Postgres parser and the schema
@@ -25,17 +25,6 @@ use crate::{Config, Input, Linter};
 /// same grammar; a statement it cannot parse is not archived).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Archivist;
-
-fn convert(kind: Kind) -> archive::Kind {
-    match kind {
-        Kind::DropColumn => archive::Kind::DropColumn,
-        Kind::DropTable => archive::Kind::DropTable,
-        Kind::Truncate => archive::Kind::Truncate,
-        Kind::Delete => archive::Kind::Delete,
-        Kind::Update => archive::Kind::Update,
-        Kind::AlterType => archive::Kind::AlterType,
-    }
-}
 
 fn scan(
     tracker: &mut Tracker,
@@ -47,15 +36,9 @@ fn scan(
         .map_err(|e| format!("{} is never closed", e.what))?;
     let mut out = Vec::new();
     for (i, s) in statements.iter().enumerate() {
-        for d in tracker.statement(&section.sql[s.range.clone()]) {
-            out.push(archive::Destruction {
-                statement: i,
-                kind: convert(d.kind),
-                schema: d.schema,
-                table: d.table,
-                columns: d.columns,
-                cascade: d.cascade,
-            });
+        for mut d in tracker.statement(&section.sql[s.range.clone()]) {
+            d.statement = i;
+            out.push(d);
         }
     }
     Ok(out)

@@ -59,6 +59,7 @@
 
 pub(crate) mod ast;
 pub mod config;
+#[cfg(feature = "migrate")]
 pub mod destroy;
 pub mod docs;
 mod engine;
