@@ -882,6 +882,14 @@ pub enum ArchiveError {
         /// Why.
         reason: String,
     },
+    /// `--no-archive` names nothing the run destroys.
+    #[error("--no-archive {name}: nothing this run destroys is called that (it destroys: {}); nothing was run", if known.is_empty() { "nothing".to_string() } else { known.join(", ") })]
+    UnknownObject {
+        /// The name given.
+        name: String,
+        /// What the run destroys.
+        known: Vec<String>,
+    },
     /// The detector could not read the migrations.
     #[error("cannot find the statements that destroy data: {0}")]
     Detector(String),

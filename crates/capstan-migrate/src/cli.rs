@@ -524,7 +524,9 @@ impl From<Error> for Failure {
                 ArchiveError::NotFound(_) => (EXIT_BAD_INPUT, "not-found"),
                 ArchiveError::Refused { .. } => (EXIT_REFUSED, "restore-refused"),
                 ArchiveError::NoRetention => (EXIT_USAGE, "usage"),
-                ArchiveError::Detector(_) => (EXIT_BAD_INPUT, "bad-input"),
+                ArchiveError::Detector(_) | ArchiveError::UnknownObject { .. } => {
+                    (EXIT_BAD_INPUT, "bad-input")
+                }
                 ArchiveError::Db(_) => (EXIT_DATABASE, "database"),
             },
         };

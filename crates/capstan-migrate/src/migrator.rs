@@ -611,6 +611,40 @@ impl Migrator {
         &self.identity
     }
 
+    /// Refuses `--no-archive` names that match nothing this run would
+    /// archive (a typo would otherwise go unnoticed until the size limit
+    /// refuses again). Only checked when archiving applies.
+    async fn check_no_archive(
+        &self,
+        db: &mut Database,
+        history: &[AppliedRow],
+        detected: &Detected,
+        names: &[String],
+    ) -> Result<(), Error> {
+        if names.is_empty()
+            || self.detector.is_none()
+            || !self.settings.archive
+            || history.is_empty()
+        {
+            return Ok(());
+        }
+        let mut all = Vec::new();
+        for found in detected.values() {
+            all.extend(archive::with_dependents(db.driver.as_mut(), found).await?);
+        }
+        for name in names {
+            if !all.iter().any(|d| d.named_by(name)) {
+                let mut known: Vec<String> = all.iter().map(Destruction::object).collect();
+                known.dedup();
+                return Err(Error::Archive(ArchiveError::UnknownObject {
+                    name: name.clone(),
+                    known,
+                }));
+            }
+        }
+        Ok(())
+    }
+
     /// The destroying statements of `todo` in `direction`, when archiving
     /// applies: a detector is set, archiving is on, and the database holds
     /// data (something is applied).
@@ -751,6 +785,8 @@ impl Migrator {
         let history = db.driver.history().await?;
         let todo = self.pending(&history, opts)?;
         let detected = self.detect(&history, &todo, Direction::Up, db.driver.dialect())?;
+        self.check_no_archive(db, &history, &detected, &opts.no_archive)
+            .await?;
         let mut report = RunReport::default();
         for m in todo {
             let mut note = None;
@@ -1168,6 +1204,8 @@ impl Migrator {
             })
             .collect::<Result<_, _>>()?;
         let detected = self.detect(&history, &todo, Direction::Down, db.driver.dialect())?;
+        self.check_no_archive(db, &history, &detected, no_archive)
+            .await?;
         if !detected.values().all(Vec::is_empty) {
             db.driver.ensure_schema().await?;
         }

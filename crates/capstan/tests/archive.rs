@@ -312,6 +312,14 @@ fn over_the_size_limit_refuses_unless_no_archive_names_it(b: Backend) {
     assert!(p.has_column("users", "name"), "nothing changed");
     assert_eq!(archive_tables(&p), 0);
 
+    let out = up(&p, &["--no-archive", "user.name"]);
+    assert_code(&out, 3);
+    assert!(
+        stderr(&out).contains("--no-archive user.name: nothing this run destroys is called that (it destroys: users.name)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(p.has_column("users", "name"), "a typo changes nothing");
     let out = up(&p, &["--no-archive", "users.name"]);
     assert_code(&out, 0);
     assert!(!p.has_column("users", "name"));
