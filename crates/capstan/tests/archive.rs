@@ -531,3 +531,43 @@ fn no_transaction_migration_archives_before_its_statement(b: Backend) {
     assert_eq!(users(&p), SEED);
 }
 both!(no_transaction_migration_archives_before_its_statement);
+
+fn a_table_without_primary_key_is_archived_and_restored_whole(b: Backend) {
+    let p = Project::new(b);
+    p.add(
+        "0001_logs.sql",
+        "-- capstan:up\nCREATE TABLE logs (line text, level int);\nINSERT INTO logs VALUES ('a', 1), ('b', 2), ('b', 2);\n",
+    );
+    assert_code(&p.capstan(&["migrate", "up"]), 0);
+    p.add(
+        "0002_drop_level.sql",
+        &contract("ALTER TABLE logs DROP COLUMN level;"),
+    );
+    assert_code(&up(&p, &[]), 0);
+    let e = entries(&p);
+    assert_eq!(
+        e[0]["scope"], "rows",
+        "no key to match rows by: every column is kept"
+    );
+    assert_eq!(e[0]["primary_key"], serde_json::json!([]));
+    let id = e[0]["id"].as_i64().unwrap().to_string();
+
+    // A row came since: restoring whole would lose it, so restore refuses.
+    p.query("INSERT INTO logs VALUES ('c')");
+    let out = p.capstan(&["archive", "restore", &id]);
+    assert_code(&out, 5);
+    assert!(
+        stderr(&out).contains("can only be restored whole; it has 4 rows now"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!p.has_column("logs", "level"));
+
+    p.query("DELETE FROM logs WHERE line = 'c'");
+    assert_code(&p.capstan(&["archive", "restore", &id]), 0);
+    assert_eq!(
+        p.query("SELECT line, level FROM logs ORDER BY line, level"),
+        "a|1\nb|2\nb|2"
+    );
+}
+both!(a_table_without_primary_key_is_archived_and_restored_whole);
