@@ -3,6 +3,7 @@
 //! early, on failure or Ctrl-C).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use capstan_migrate::url::redact;
 
@@ -55,7 +56,7 @@ impl Backend {
 pub struct Scratch {
     /// Its URL (holds the password; display with [`redact`]).
     pub url: String,
-    pg: Option<(String, String)>,
+    pg: Option<(Server, String)>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -76,11 +77,92 @@ async fn pg_connect(url: &str) -> Result<tokio_postgres::Client, Error> {
     Ok(client)
 }
 
-impl Scratch {
+/// The server scratch databases are created on, through one connection that
+/// the first create opens and every later create and drop reuses.
+#[derive(Clone)]
+struct Server {
+    admin: String,
+    conn: Arc<tokio::sync::Mutex<Option<Arc<Admin>>>>,
+}
+
+/// The open admin connection.
+struct Admin {
+    client: tokio_postgres::Client,
+}
+
+impl Server {
+    /// The server of `admin` (the URL of any database there); connects on first use.
+    fn new(admin: &str) -> Server {
+        Server {
+            admin: admin.to_string(),
+            conn: Arc::default(),
+        }
+    }
+
+    /// The connection, opened (again, if the server closed it) when needed.
+    async fn admin(&self) -> Result<Arc<Admin>, Error> {
+        let mut slot = self.conn.lock().await;
+        if let Some(a) = slot.as_ref().filter(|a| !a.client.is_closed()) {
+            return Ok(a.clone());
+        }
+        let a = Arc::new(Admin {
+            client: pg_connect(&self.admin).await?,
+        });
+        *slot = Some(a.clone());
+        Ok(a)
+    }
+
+    async fn create(&self, name: &str) -> Result<(), Error> {
+        let a = self.admin().await?;
+        let failed = |e: tokio_postgres::Error| {
+            db_err(
+                &format!("cannot create the scratch database {name} (the role needs CREATEDB)"),
+                pg_message(&e),
+            )
+        };
+        // Two queries (neither may run inside a multi-statement transaction),
+        // sent together: the drop clears a leftover of the same name.
+        let drop_sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+        let create_sql = format!("CREATE DATABASE {name}");
+        let (dropped, created) = tokio::join!(
+            a.client.batch_execute(&drop_sql),
+            a.client.batch_execute(&create_sql)
+        );
+        dropped.map_err(failed)?;
+        created.map_err(failed)
+    }
+
+    async fn drop_database(&self, name: &str) -> Result<(), Error> {
+        self.admin()
+            .await?
+            .client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .map_err(|e| db_err(&format!("cannot drop {name}"), pg_message(&e)))
+    }
+}
+
+/// Makes the scratch databases of one rehearsal.
+#[derive(Clone)]
+pub struct Scratches {
+    server: Option<Server>,
+}
+
+impl Scratches {
+    /// For `backend`; nothing is connected yet.
+    pub fn new(backend: &Backend) -> Scratches {
+        Scratches {
+            server: match backend {
+                Backend::Postgres(admin) => Some(Server::new(admin)),
+                Backend::Sqlite => None,
+            },
+        }
+    }
+
     /// Creates a fresh database called `tag` (a SQLite file `tag.db`).
-    pub async fn create(backend: &Backend, tag: &str) -> Result<Scratch, Error> {
-        match backend {
-            Backend::Sqlite => {
+    pub async fn create(&self, tag: &str) -> Result<Scratch, Error> {
+        match &self.server {
+            None => {
                 let dir = tempfile::Builder::new()
                     .prefix("capstan-rehearse-")
                     .tempdir()
@@ -95,32 +177,35 @@ impl Scratch {
                     _dir: Some(dir),
                 })
             }
-            Backend::Postgres(admin) => {
+            Some(server) => {
                 let name = tag.to_string();
-                let client = pg_connect(admin).await?;
-                // Two queries: neither may run inside a (multi-statement) transaction.
-                for sql in [
-                    format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                    format!("CREATE DATABASE {name}"),
-                ] {
-                    client.batch_execute(&sql).await.map_err(|e| {
-                        db_err(
-                            &format!("cannot create the scratch database {name} (the role needs CREATEDB)"),
-                            pg_message(&e),
-                        )
-                    })?;
-                }
-                let mut u = url::Url::parse(admin).map_err(|e| db_err("bad URL", e))?;
+                let mut u = url::Url::parse(&server.admin).map_err(|e| db_err("bad URL", e))?;
                 u.set_path(&format!("/{name}"));
+                server.create(&name).await?;
                 Ok(Scratch {
                     url: u.to_string(),
-                    pg: Some((admin.clone(), name)),
+                    pg: Some((server.clone(), name)),
                     _dir: None,
                 })
             }
         }
     }
 
+    /// Starts creating a fresh database called `tag` in the background.
+    pub fn create_in_background(&self, tag: &str) -> Background<Scratch> {
+        let pg = self
+            .server
+            .as_ref()
+            .map(|s| (s.admin.clone(), tag.to_string()));
+        let (this, tag) = (self.clone(), tag.to_string());
+        Background {
+            handle: Some(tokio::spawn(async move { this.create(&tag).await })),
+            pg,
+        }
+    }
+}
+
+impl Scratch {
     /// Runs the SQL of `file` (several statements) on the scratch database.
     pub async fn seed(&self, file: &Path) -> Result<(), Error> {
         let sql = std::fs::read_to_string(file)
@@ -147,12 +232,12 @@ impl Scratch {
 
     /// Drops the database (Postgres; the SQLite directory goes with `self`).
     pub async fn drop_now(mut self) -> Result<(), Error> {
-        if let Some((admin, name)) = self.pg.take() {
-            let client = pg_connect(&admin).await?;
-            client
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await
-                .map_err(|e| db_err(&format!("cannot drop {name}"), pg_message(&e)))?;
+        if let Some((server, name)) = self.pg.take() {
+            if let Err(e) = server.drop_database(&name).await {
+                // Still ours: `Drop` tries again on a connection of its own.
+                self.pg = Some((server, name));
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -196,24 +281,9 @@ impl<T> Drop for Background<T> {
 }
 
 impl Scratch {
-    /// Starts creating a fresh database called `tag` in the background.
-    pub fn create_in_background(backend: &Backend, tag: &str) -> Background<Scratch> {
-        let pg = match backend {
-            Backend::Postgres(admin) => Some((admin.clone(), tag.to_string())),
-            Backend::Sqlite => None,
-        };
-        let (backend, tag) = (backend.clone(), tag.to_string());
-        Background {
-            handle: Some(tokio::spawn(async move {
-                Scratch::create(&backend, &tag).await
-            })),
-            pg,
-        }
-    }
-
     /// Starts dropping the database in the background.
     pub fn drop_in_background(self) -> Background<()> {
-        let pg = self.pg.clone();
+        let pg = self.pg.as_ref().map(|(s, n)| (s.admin.clone(), n.clone()));
         Background {
             handle: Some(tokio::spawn(self.drop_now())),
             pg,
@@ -265,8 +335,8 @@ fn drop_blocking(admin: String, name: String) {
 impl Drop for Scratch {
     fn drop(&mut self) {
         // Not dropped the orderly way (failure, Ctrl-C).
-        if let Some((admin, name)) = self.pg.take() {
-            drop_blocking(admin, name);
+        if let Some((server, name)) = self.pg.take() {
+            drop_blocking(server.admin, name);
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use capstan_migrate::Phase;
 
 use crate::config::{expand, Config, Migrations, Release, Smoke};
-use crate::db::Scratch;
+use crate::db::{Scratch, Scratches};
 use crate::load::Load;
 use crate::migrations::{Applied, MigrationError, MigrationInfo, Runner};
 use crate::process::{free_port, Proc, Started};
@@ -22,6 +22,17 @@ fn ms(d: Duration) -> u64 {
 /// Rehearses every step of `config` and reports every cell.
 pub async fn rehearse(config: &Config, options: &Options) -> Result<Report, Error> {
     let started = Instant::now();
+    let indices: Vec<usize> = (0..config.releases.len() - 1)
+        .filter(|i| options.only_step.is_none_or(|s| s == *i))
+        .collect();
+    let tag = |i: usize| crate::db::scratch_name(&options.scratch_prefix, &format!("s{}", i + 1));
+    // The first step's database is made while the releases' migration sets
+    // are read, each later one while the step before it runs; each is
+    // dropped while the next step runs.
+    let scratches = Scratches::new(&options.backend);
+    let mut next = indices
+        .first()
+        .map(|&i| scratches.create_in_background(&tag(i)));
     let mut cx = Context {
         config,
         options,
@@ -32,16 +43,7 @@ pub async fn rehearse(config: &Config, options: &Options) -> Result<Report, Erro
         spent: Spent::default(),
         sets: HashMap::new(),
     };
-    let indices: Vec<usize> = (0..config.releases.len() - 1)
-        .filter(|i| options.only_step.is_none_or(|s| s == *i))
-        .collect();
-    let tag = |i: usize| crate::db::scratch_name(&options.scratch_prefix, &format!("s{}", i + 1));
-    // The next step's database is made while this step runs, and each one is
-    // dropped while the next runs.
-    let mut next = indices
-        .first()
-        .map(|&i| Scratch::create_in_background(&options.backend, &tag(i)));
-    // Read every release's migration set meanwhile (read-only, on any database).
+    // Read every release's migration set (read-only, on any database).
     let describe_dir = tempfile::tempdir()
         .map_err(|e| Error::Database(format!("cannot create a temporary directory: {e}")))?;
     let describe_url = match &options.backend {
@@ -65,7 +67,7 @@ pub async fn rehearse(config: &Config, options: &Options) -> Result<Report, Erro
         cx.spent.database += t.elapsed();
         next = indices
             .get(k + 1)
-            .map(|&j| Scratch::create_in_background(&options.backend, &tag(j)));
+            .map(|&j| scratches.create_in_background(&tag(j)));
         let (n, m) = (&config.releases[i], &config.releases[i + 1]);
         let broken = describe_errors
             .get(&n.name)
