@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use capstan_migrate::url::redact;
 
@@ -140,10 +141,28 @@ impl Server {
         created.map_err(failed)
     }
 
+    /// Drops `name`, also while sessions of the binaries that used it are
+    /// still open. `DROP DATABASE … WITH (FORCE)` would end them too, but it
+    /// looks again whether they are gone only every 100 ms; so the database
+    /// first takes no new sessions, its sessions are ended here and watched
+    /// closely until gone, and then it is dropped.
     async fn drop_database(&self, name: &str) -> Result<(), Error> {
-        self.admin()
-            .await?
-            .client
+        let a = self.admin().await?;
+        let end_sessions = "SELECT count(pg_terminate_backend(s.pid)) FROM pg_stat_get_activity(NULL) s \
+             WHERE s.datid = (SELECT oid FROM pg_database WHERE datname = $1::text) AND s.pid <> pg_backend_pid()";
+        let lock_out = format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false");
+        // A failure here (it may be gone already) leaves it to the drop.
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&name];
+        let (_, mut sessions) = tokio::join!(
+            a.client.batch_execute(&lock_out),
+            a.client.query_one(end_sessions, &params)
+        );
+        let until = Instant::now() + std::time::Duration::from_secs(5);
+        while sessions.as_ref().is_ok_and(|r| r.get::<_, i64>(0) > 0) && Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            sessions = a.client.query_one(end_sessions, &params).await;
+        }
+        a.client
             .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .await
             .map_err(|e| db_err(&format!("cannot drop {name}"), pg_message(&e)))
