@@ -329,11 +329,29 @@ impl<T> Drop for Background<T> {
 }
 
 impl Scratch {
-    /// Starts dropping the database in the background.
-    pub fn drop_in_background(self) -> Background<()> {
+    /// Drops the database in the background while `stopping` (the step's
+    /// binaries exiting) runs: on Postgres at the same time (their sessions
+    /// are ended first), a SQLite file once they have exited. Waited for, it
+    /// tells when the drop started and ended.
+    pub fn drop_while_stopping(
+        self,
+        stopping: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Background<(Instant, Instant)> {
         let pg = self.pg.as_ref().map(|(s, n)| (s.admin.clone(), n.clone()));
+        let on_server = pg.is_some();
         Background {
-            handle: Some(tokio::spawn(self.drop_now())),
+            handle: Some(tokio::spawn(async move {
+                let dropping = async {
+                    let started = Instant::now();
+                    self.drop_now().await.map(|()| (started, Instant::now()))
+                };
+                if on_server {
+                    tokio::join!(stopping, dropping).1
+                } else {
+                    stopping.await;
+                    dropping.await
+                }
+            })),
             pg,
         }
     }

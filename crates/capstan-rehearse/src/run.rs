@@ -72,7 +72,7 @@ pub async fn rehearse(config: &Config, options: &Options) -> Result<Report, Erro
         let broken = describe_errors
             .get(&n.name)
             .or_else(|| describe_errors.get(&m.name));
-        let (report, db) = match broken {
+        let (report, db, stopping) = match broken {
             Some(e) => {
                 let failure = cx.applied_failure(e.clone());
                 (
@@ -83,17 +83,31 @@ pub async fn rehearse(config: &Config, options: &Options) -> Result<Report, Erro
                         setup_error: Some(failure),
                     },
                     db,
+                    Vec::new(),
                 )
             }
             None => cx.step(n, m, db).await?,
         };
         steps.push(report);
-        drops.push(db.drop_in_background());
+        // The step's binaries have been sent SIGTERM; nothing later needs
+        // them gone, so they exit (and the database goes) in the background.
+        drops.push(db.drop_while_stopping(async move {
+            for mut p in stopping {
+                p.wait(Duration::from_secs(10)).await;
+            }
+        }));
     }
+    // The last step's binaries stop while its database is dropped: time
+    // waited while a drop still ran is the database's, the rest shutdowns.
     for d in drops {
         let t = Instant::now();
-        d.wait().await?;
-        cx.spent.database += t.elapsed();
+        let (drop_started, drop_ended) = d.wait().await?;
+        let waited = t.elapsed();
+        let on_drop = drop_ended
+            .saturating_duration_since(t.max(drop_started))
+            .min(waited);
+        cx.spent.database += on_drop;
+        cx.spent.shutdown += waited - on_drop;
     }
     let s = &cx.spent;
     let mut timings = Timings {
@@ -576,7 +590,7 @@ impl Context<'_> {
         n: &Release,
         m: &Release,
         db: Scratch,
-    ) -> Result<(StepReport, Scratch), Error> {
+    ) -> Result<(StepReport, Scratch, Vec<Proc>), Error> {
         let mut step = Step {
             n,
             m,
@@ -589,12 +603,17 @@ impl Context<'_> {
             load: None,
         };
         let setup_error = self.walk(&mut step).await?;
-        // Stop what still runs; the caller drops the database.
+        // Stop the load; the caller waits for the binaries still stopping
+        // and drops the database.
         if let Some(l) = step.load.take() {
             l.stop().await;
         }
-        self.wait_stopped(&mut step).await;
-        let Step { db, cells, .. } = step;
+        let Step {
+            db,
+            cells,
+            stopping,
+            ..
+        } = step;
         Ok((
             StepReport {
                 from: n.name.clone(),
@@ -603,6 +622,7 @@ impl Context<'_> {
                 setup_error,
             },
             db,
+            stopping,
         ))
     }
 

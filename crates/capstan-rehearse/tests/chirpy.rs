@@ -434,6 +434,32 @@ async fn an_interrupted_rehearsal_leaves_no_process_and_no_database() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_rehearsal_has_stopped_every_binary_and_dropped_every_database() {
+    // Each step's binaries stop, and its database is dropped, in the
+    // background; rehearse returns only once all of that is done.
+    let mut options = Options::new(postgres());
+    options.scratch_prefix = "capstan_rehearse_done".into();
+    let r = run(&fixture("rehearse.toml"), options).await;
+    assert_chirpy_passes(&r);
+    assert_eq!(
+        chirpy_children("capstan_rehearse_done_"),
+        Vec::<(String, String)>::new()
+    );
+    let (client, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let left = client
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE $1",
+            &[&format!("capstan_rehearse_done_{}_%", std::process::id())],
+        )
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "scratch databases left: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_line_writes_json_and_exits_by_the_contract() {
     use capstan_rehearse::cli::{run as cli_run, Format, RehearseArgs};
     let dir = tempfile::tempdir().unwrap();
