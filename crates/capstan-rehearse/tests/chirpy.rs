@@ -329,7 +329,10 @@ async fn a_contract_whose_down_does_not_restore_name_fails_in_cell_6() {
 async fn an_index_built_without_concurrently_on_a_big_table_is_a_stall_in_cell_2() {
     let mut options = Options::new(postgres());
     options.load = true;
-    options.max_stall = Duration::from_millis(300);
+    // The index on 400,000 rows holds requests for ~200 ms on a quiet
+    // machine (a limit of 300 ms failed this test half the time); the other
+    // cells' stalls stay around 10 ms.
+    options.max_stall = Duration::from_millis(100);
     let r = run(
         &fixture("index-without-concurrently/rehearse.toml"),
         options,
@@ -337,7 +340,7 @@ async fn an_index_built_without_concurrently_on_a_big_table_is_a_stall_in_cell_2
     .await;
     let c2 = r.steps[0].cells.iter().find(|c| c.number == 2).unwrap();
     let load = c2.load.as_ref().unwrap();
-    assert!(load.stall_ms >= 300.0, "{load:?}");
+    assert!(load.stall_ms >= 100.0, "{load:?}");
     assert_eq!(load.stall_during, vec!["0002_index_users_name".to_string()]);
     let f = failure(&c2.outcome);
     assert!(
