@@ -1002,16 +1002,7 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
                 ..UpOptions::default()
             };
             if cx.preflight.is_some() {
-                let plan = m
-                    .plan(
-                        &mut db,
-                        &UpOptions {
-                            contract: ContractPolicy::Force,
-                            ..opts.clone()
-                        },
-                    )
-                    .await?;
-                let pending: Vec<u64> = plan.steps.iter().map(|s| s.version).collect();
+                let pending = m.pending_versions(&mut db, &opts).await?;
                 let Some(overridden) = cx.lint_pending(&m, &mut db, &pending, unsafe_ok).await?
                 else {
                     return Ok(EXIT_LINT);

@@ -704,6 +704,32 @@ impl Migrator {
 
     /// What `up` would run, with its SQL. Changes nothing.
     pub async fn plan(&self, db: &mut Database, opts: &UpOptions) -> Result<Plan, Error> {
+        self.plan_with(db, opts, true).await
+    }
+
+    /// The versions `up` would run (contract migrations included whatever the
+    /// fleet says), without sizing archive copies. Changes nothing.
+    pub async fn pending_versions(
+        &self,
+        db: &mut Database,
+        opts: &UpOptions,
+    ) -> Result<Vec<u64>, Error> {
+        let opts = UpOptions {
+            contract: ContractPolicy::Force,
+            ..opts.clone()
+        };
+        let plan = self.plan_with(db, &opts, false).await?;
+        Ok(plan.steps.iter().map(|s| s.version).collect())
+    }
+
+    /// [`Migrator::plan`]; `size_archive` false skips reading the tables
+    /// whose data the steps would archive.
+    async fn plan_with(
+        &self,
+        db: &mut Database,
+        opts: &UpOptions,
+        size_archive: bool,
+    ) -> Result<Plan, Error> {
         let history = db.driver.history().await?;
         let mut todo = self.pending(&history, opts)?;
         let fleet = db.driver.fleet_list().await?;
@@ -716,7 +742,11 @@ impl Migrator {
                 todo.truncate(i);
             }
         }
-        let detected = self.detect(&history, &todo, Direction::Up, db.driver.dialect())?;
+        let detected = if size_archive {
+            self.detect(&history, &todo, Direction::Up, db.driver.dialect())?
+        } else {
+            Detected::new()
+        };
         let mut steps = Vec::new();
         for m in todo {
             let mut planned = Vec::new();
