@@ -554,38 +554,53 @@ pub(crate) async fn prepare(
                 sql.push(format!("LOCK TABLE {source} IN SHARE MODE"));
             }
         }
-        sql.push(format!(
+        let copy_sql = format!(
             "CREATE TABLE {archive} AS SELECT {} FROM {source}",
             select.join(", ")
-        ));
+        );
         let text = cx.section.sql[stmt.range.clone()].trim();
         let text: String = text.chars().take(2000).collect();
         let columns = serde_json::to_string(&copy.columns).expect("columns serialize");
         let key = serde_json::to_string(&copy.primary_key).expect("key serializes");
-        sql.push(format!(
-            "INSERT INTO {entries} (id, version, migration, direction, line, statement, kind, scope, table_schema, table_name, columns, primary_key, archive_table, row_count, size_bytes, max_bytes, archived_at, archived_by, binary_version) \
-             SELECT {id}, {version}, {name}, {direction}, {line}, {text}, {kind}, {scope}, {schema}, {table}, {columns}, {key}, {stored}, (SELECT count(*) FROM {archive}), {size}, {max}, {now}, {by}, {binary}",
-            entries = entries_table(dialect),
-            version = cx.version,
-            name = lit(cx.name),
-            direction = lit(match cx.direction {
-                Direction::Up => "up",
-                Direction::Down => "down",
-            }),
-            text = lit(&text),
-            kind = lit(d.kind.as_str()),
-            scope = lit(copy.scope),
-            schema = lit(&info.schema),
-            table = lit(&info.name),
-            columns = lit(&columns),
-            key = lit(&key),
-            stored = lit(&stored),
-            size = size_sql(dialect, &archive, &copy.select),
-            max = cx.max_bytes.map_or_else(|| "NULL".into(), |m| m.to_string()),
-            now = now_sql(dialect),
-            by = lit(&cx.identity.applied_by),
-            binary = lit(&cx.identity.binary_version),
-        ));
+        let entry = |rows: &str| {
+            format!(
+                "INSERT INTO {entries} (id, version, migration, direction, line, statement, kind, scope, table_schema, table_name, columns, primary_key, archive_table, row_count, size_bytes, max_bytes, archived_at, archived_by, binary_version) \
+                 SELECT {id}, {version}, {name}, {direction}, {line}, {text}, {kind}, {scope}, {schema}, {table}, {columns}, {key}, {stored}, {rows}, {size}, {max}, {now}, {by}, {binary}",
+                entries = entries_table(dialect),
+                version = cx.version,
+                name = lit(cx.name),
+                direction = lit(match cx.direction {
+                    Direction::Up => "up",
+                    Direction::Down => "down",
+                }),
+                text = lit(&text),
+                kind = lit(d.kind.as_str()),
+                scope = lit(copy.scope),
+                schema = lit(&info.schema),
+                table = lit(&info.name),
+                columns = lit(&columns),
+                key = lit(&key),
+                stored = lit(&stored),
+                size = size_sql(dialect, &archive, &copy.select),
+                max = cx.max_bytes.map_or_else(|| "NULL".into(), |m| m.to_string()),
+                now = now_sql(dialect),
+                by = lit(&cx.identity.applied_by),
+                binary = lit(&cx.identity.binary_version),
+            )
+        };
+        // On Postgres the copy reports its own row count (GET DIAGNOSTICS),
+        // so the entry needs no second scan of the copy.
+        const TAG: &str = "$capstan_archive$";
+        let body = format!(
+            "DECLARE copied bigint; BEGIN {copy_sql}; GET DIAGNOSTICS copied = ROW_COUNT; {}; END",
+            entry("copied")
+        );
+        if dialect == Dialect::Postgres && !body.contains(TAG) {
+            sql.push(format!("DO {TAG} {body} {TAG}"));
+        } else {
+            sql.push(copy_sql);
+            sql.push(entry(&format!("(SELECT count(*) FROM {archive})")));
+        }
         out.push(Prepared {
             statement: d.statement,
             object: d.object(),
