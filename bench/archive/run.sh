@@ -250,12 +250,14 @@ EOF
 }
 
 # Server-side durations (ms) in a slice of the server log: the size estimate
-# scan, the copy (CREATE TABLE … AS) and the archive entry row; - when absent.
+# scan, the copy (CREATE TABLE … AS; on Postgres one DO block with the entry
+# row) and the archive entry row; - when absent.
 server_times() {
     awk '
         function dur(line) { match(line, /duration: [0-9.]+ ms/); return substr(line, RSTART + 10, RLENGTH - 13) }
         /ms  statement: SELECT count\(\*\), coalesce\(sum\(/ { est = dur($0) }
         /ms  statement: CREATE TABLE (capstan_archive\.|arch AS)/ { copy = dur($0) }
+        /ms  statement: DO \$capstan_archive\$/ { copy = dur($0) }
         /ms  statement: INSERT INTO capstan\.archive / { entry = dur($0) }
         END { printf "%s %s %s\n", est == "" ? "-" : est, copy == "" ? "-" : copy, entry == "" ? "-" : entry }
     '
@@ -376,7 +378,7 @@ def server(tool, key):
     return f"{med(xs):7.1f} ms" if xs else "    n/a   "
 print()
 print("server side, from the Postgres log (median; statements over 10 ms):")
-print(f"  {'A: copy, CREATE TABLE capstan_archive.… AS':46} {server('A', 'copy')}")
+print(f"  {'A: copy (DO block: CREATE TABLE … AS + entry)':46} {server('A', 'copy')}")
 print(f"  {'A: entry row, count(*) of the copy + size':46} {server('A', 'entry')}")
 print(f"  {'A: size estimate scan (plan, before lint)':46} {server('A', 'est')}")
 print(f"  {'B: size estimate scan (plan, before lint)':46} {server('B', 'est')}")
