@@ -9,6 +9,8 @@
 #                                 puts PGENV_BIN first on PATH
 #   pgenv_stop                    stop the cluster and remove its directory
 #                                 (safe to call twice, or before pgenv_start)
+#   pgenv_stop_on_exit            trap EXIT (and INT, TERM, HUP: exit 130, 143,
+#                                 129) to run pgenv_stop, keeping the exit status
 #
 # The cluster: its own temp dir, trust auth, superuser `postgres`, listening on
 # 127.0.0.1 only, unix socket inside the temp dir, fsync/full_page_writes/
@@ -197,6 +199,20 @@ EOF
     PGENV_URL="postgres://postgres@127.0.0.1:$PGENV_PORT/postgres"
     export PGENV_DIR PGENV_PORT PGENV_URL PGENV_BIN
     pgenv_log "Postgres $(pg_ctl --version | awk '{print $3}') ready on 127.0.0.1:$PGENV_PORT ($PGENV_DIR)"
+}
+
+pgenv_stop_on_exit() {
+    trap _pgenv_exit EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    trap 'exit 129' HUP
+}
+
+_pgenv_exit() {
+    local status=$?
+    trap - EXIT INT TERM HUP
+    pgenv_stop || true
+    exit "$status"
 }
 
 pgenv_stop() {

@@ -53,16 +53,7 @@ section() {
     printf '\n==== %s ====\n' "$*"
 }
 
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM HUP
-    pgenv_stop || true
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+pgenv_stop_on_exit
 
 section "setup"
 mkdir -p "$out"

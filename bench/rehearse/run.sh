@@ -42,16 +42,7 @@ if ((rounds < 5)); then
     exit 2
 fi
 
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM HUP
-    pgenv_stop || true
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+pgenv_stop_on_exit
 
 mkdir -p "$out"
 missing=()
