@@ -362,6 +362,23 @@ async fn an_index_built_without_concurrently_on_a_big_table_is_a_stall_in_cell_2
     }
 }
 
+/// Fails if a scratch database made by this test process with `prefix` is
+/// still on the server.
+async fn assert_no_scratch_left(prefix: &str) {
+    let (client, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let left = client
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE $1",
+            &[&format!("{prefix}_{}_%", std::process::id())],
+        )
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "scratch databases left: {left:?}");
+}
+
 /// The `chirpy-v*` processes whose parent is this test process and whose
 /// environment names a database called `tag…`: `(name, pid)`.
 fn chirpy_children(tag: &str) -> Vec<(String, String)> {
@@ -422,18 +439,7 @@ async fn an_interrupted_rehearsal_leaves_no_process_and_no_database() {
         chirpy_children("capstan_rehearse_cut_"),
         Vec::<(String, String)>::new()
     );
-    let (client, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let left = client
-        .query(
-            "SELECT datname FROM pg_database WHERE datname LIKE $1",
-            &[&format!("capstan_rehearse_cut_{}_%", std::process::id())],
-        )
-        .await
-        .unwrap();
-    assert!(left.is_empty(), "scratch databases left: {left:?}");
+    assert_no_scratch_left("capstan_rehearse_cut").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -448,18 +454,7 @@ async fn a_finished_rehearsal_has_stopped_every_binary_and_dropped_every_databas
         chirpy_children("capstan_rehearse_done_"),
         Vec::<(String, String)>::new()
     );
-    let (client, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let left = client
-        .query(
-            "SELECT datname FROM pg_database WHERE datname LIKE $1",
-            &[&format!("capstan_rehearse_done_{}_%", std::process::id())],
-        )
-        .await
-        .unwrap();
-    assert!(left.is_empty(), "scratch databases left: {left:?}");
+    assert_no_scratch_left("capstan_rehearse_done").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
