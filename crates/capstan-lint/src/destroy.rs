@@ -27,7 +27,7 @@ use std::collections::BTreeSet;
 use pg_query::protobuf::{AlterTableType, DropBehavior, ObjectType, RangeVar};
 use pg_query::NodeEnum;
 
-use crate::ast::{object_name, rv_name, ColType};
+use crate::ast::{object_name, rv_name, str_of, ColType};
 use crate::schema::Schema;
 
 pub use capstan_migrate::archive::{Destruction, Kind};
@@ -175,10 +175,18 @@ impl Tracker {
                 if ObjectType::try_from(d.remove_type) == Ok(ObjectType::ObjectTable) =>
             {
                 for obj in &d.objects {
-                    let name = object_name(obj);
-                    let (schema, table) = match name.rsplit_once('.') {
-                        Some((s, t)) => (s.to_string(), t.to_string()),
-                        None => (String::new(), name.clone()),
+                    // The name's parts as the parser gives them: a quoted
+                    // name may itself contain a dot (`"odd.name"`), and an
+                    // explicit `public.` must stay (it may not be first on
+                    // the search path).
+                    let parts: Vec<&str> = match obj.node.as_ref() {
+                        Some(NodeEnum::List(l)) => l.items.iter().filter_map(str_of).collect(),
+                        _ => Vec::new(),
+                    };
+                    let (schema, table) = match parts.as_slice() {
+                        [.., s, t] => (s.to_string(), t.to_string()),
+                        [t] => (String::new(), t.to_string()),
+                        [] => (String::new(), object_name(obj)),
                     };
                     let rv = RangeVar {
                         schemaname: schema,
@@ -329,6 +337,19 @@ mod tests {
         let found = tracker().statement("DROP TABLE audit.events");
         assert_eq!(found[0].schema.as_deref(), Some("audit"));
         assert_eq!(found[0].table, "events");
+    }
+
+    #[test]
+    fn a_dropped_table_keeps_its_name_as_written() {
+        let found = tracker().statement(r#"DROP TABLE "odd.name", public.logs"#);
+        assert_eq!(
+            (found[0].schema.as_deref(), found[0].table.as_str()),
+            (None, "odd.name")
+        );
+        assert_eq!(
+            (found[1].schema.as_deref(), found[1].table.as_str()),
+            (Some("public"), "logs")
+        );
     }
 
     #[test]
