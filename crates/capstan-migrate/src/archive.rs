@@ -162,11 +162,26 @@ pub struct TableInfo {
     pub columns: Vec<ColumnInfo>,
     /// Primary key columns in key order (empty: none).
     pub primary_key: Vec<String>,
+    /// Columns the database computes (`GENERATED ALWAYS AS (…) STORED`):
+    /// copied like any other, but never written back.
+    pub generated: Vec<String>,
 }
 
 impl TableInfo {
+    /// The column called `name`; failing an exact match, the one column
+    /// whose name differs only in case (SQLite compares identifiers without
+    /// case, and the parser folds unquoted ones to lower case).
     fn column(&self, name: &str) -> Option<&ColumnInfo> {
-        self.columns.iter().find(|c| c.name == name)
+        self.columns.iter().find(|c| c.name == name).or_else(|| {
+            let mut like = self
+                .columns
+                .iter()
+                .filter(|c| c.name.eq_ignore_ascii_case(name));
+            match (like.next(), like.next()) {
+                (Some(c), None) => Some(c),
+                _ => None,
+            }
+        })
     }
 }
 
@@ -253,7 +268,8 @@ pub async fn table_info(
                 .query(&format!(
                     "SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, \
                        (SELECT k.ord FROM pg_index i, unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
-                         WHERE i.indrelid = c.oid AND i.indisprimary AND k.attnum = a.attnum) \
+                         WHERE i.indrelid = c.oid AND i.indisprimary AND k.attnum = a.attnum), \
+                       a.attgenerated <> '' \
                      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_attribute a ON a.attrelid = c.oid \
                      WHERE c.oid = to_regclass({}) AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped \
                      ORDER BY a.attnum",
@@ -270,29 +286,36 @@ pub async fn table_info(
                         not_null: r[4].as_deref() == Some("t"),
                     },
                     r[5].as_deref().and_then(|k| k.parse().ok()),
+                    r[6].as_deref() == Some("t"),
                 )
             }))
         }
         Dialect::Sqlite => {
+            // SQLite compares table names without case: `DROP TABLE users`
+            // drops `Users`, and the catalog's spelling is the one to keep.
             let kind = driver
                 .query(&format!(
-                    "SELECT type FROM sqlite_master WHERE name = {}",
+                    "SELECT type, name FROM sqlite_master WHERE name = {} COLLATE NOCASE",
                     lit(table)
                 ))
                 .await?;
-            if kind.first().and_then(|r| r[0].as_deref()) != Some("table") {
+            let Some(stored) = kind
+                .first()
+                .filter(|r| r[0].as_deref() == Some("table"))
+                .and_then(|r| r[1].clone())
+            else {
                 return Ok(None);
-            }
+            };
             let rows = driver
                 .query(&format!(
                     "SELECT name, type, \"notnull\", pk FROM pragma_table_info({}) ORDER BY cid",
-                    lit(table)
+                    lit(&stored)
                 ))
                 .await?;
             Ok(info_from_rows(rows, |r| {
                 (
                     "main".to_string(),
-                    table.to_string(),
+                    stored.clone(),
                     ColumnInfo {
                         name: r[0].clone().unwrap_or_default(),
                         ty: r[1].clone().unwrap_or_default(),
@@ -301,13 +324,14 @@ pub async fn table_info(
                     r[3].as_deref()
                         .and_then(|k| k.parse::<i64>().ok())
                         .filter(|k| *k > 0),
+                    false,
                 )
             }))
         }
     }
 }
 
-type CatalogRow = (String, String, ColumnInfo, Option<i64>);
+type CatalogRow = (String, String, ColumnInfo, Option<i64>, bool);
 
 fn info_from_rows(
     rows: Vec<Vec<Option<String>>>,
@@ -316,18 +340,21 @@ fn info_from_rows(
     let mut info: Option<TableInfo> = None;
     let mut keys = Vec::new();
     for r in &rows {
-        let (schema, name, col, key) = read(r);
+        let (schema, name, col, key, generated) = read(r);
         if let Some(k) = key {
             keys.push((k, col.name.clone()));
         }
-        info.get_or_insert_with(|| TableInfo {
+        let table = info.get_or_insert_with(|| TableInfo {
             schema,
             name,
             columns: Vec::new(),
             primary_key: Vec::new(),
-        })
-        .columns
-        .push(col);
+            generated: Vec::new(),
+        });
+        if generated {
+            table.generated.push(col.name.clone());
+        }
+        table.columns.push(col);
     }
     keys.sort();
     if let Some(i) = info.as_mut() {
@@ -589,10 +616,12 @@ pub(crate) async fn prepare(
             )
         };
         // On Postgres the copy reports its own row count (GET DIAGNOSTICS),
-        // so the entry needs no second scan of the copy.
+        // so the entry needs no second scan of the copy. `use_column`: a
+        // column called `copied` is the table's, not the row-count variable
+        // (PL/pgSQL would otherwise call the copy's reference ambiguous).
         const TAG: &str = "$capstan_archive$";
         let body = format!(
-            "DECLARE copied bigint; BEGIN {copy_sql}; GET DIAGNOSTICS copied = ROW_COUNT; {}; END",
+            "#variable_conflict use_column DECLARE copied bigint; BEGIN {copy_sql}; GET DIAGNOSTICS copied = ROW_COUNT; {}; END",
             entry("copied")
         );
         if dialect == Dialect::Postgres && !body.contains(TAG) {
@@ -994,8 +1023,33 @@ fn restore_plan(
             )),
         }
     };
-    let names =
-        |cols: &[ColumnInfo]| -> Vec<String> { cols.iter().map(|c| ident(&c.name)).collect() };
+    // Rows go back with their archived identity values (`OVERRIDING SYSTEM
+    // VALUE`, or a `GENERATED ALWAYS AS IDENTITY` key refuses them), and
+    // without the columns the table computes now.
+    let overriding = match dialect {
+        Dialect::Postgres => " OVERRIDING SYSTEM VALUE",
+        Dialect::Sqlite => "",
+    };
+    let writable = |t: Option<&TableInfo>| -> Vec<&ColumnInfo> {
+        entry
+            .columns
+            .iter()
+            .filter(|c| t.is_none_or(|t| !t.generated.iter().any(|g| g == &c.name)))
+            .collect()
+    };
+    let insert = |t: Option<&TableInfo>, from: &str, filter: &str| -> String {
+        let cols: Vec<&ColumnInfo> = writable(t);
+        let into: Vec<String> = cols.iter().map(|c| ident(&c.name)).collect();
+        let select: Vec<String> = cols
+            .iter()
+            .map(|c| format!("a.{}", ident(&c.name)))
+            .collect();
+        format!(
+            "INSERT INTO {target} ({}){overriding} SELECT {} FROM {from} AS a{filter}",
+            into.join(", "),
+            select.join(", ")
+        )
+    };
     match (entry.scope.as_str(), current) {
         ("columns", None) => {
             return Err(format!(
@@ -1041,12 +1095,7 @@ fn restore_plan(
             }
             sql.push(format!("CREATE TABLE {target} ({})", defs.join(", ")));
             report.table_created = true;
-            let cols = names(&entry.columns);
-            sql.push(format!(
-                "INSERT INTO {target} ({}) SELECT {} FROM {archive}",
-                cols.join(", "),
-                cols.join(", ")
-            ));
+            sql.push(insert(None, &archive, ""));
         }
         (_, Some(t)) => {
             check_key(t)?;
@@ -1056,7 +1105,6 @@ fn restore_plan(
                     missing.push(c);
                 }
             }
-            let cols = names(&entry.columns);
             let kind_destroyed_columns = matches!(
                 entry.kind.as_str(),
                 "drop-column" | "update" | "alter-type"
@@ -1064,22 +1112,36 @@ fn restore_plan(
             if kind_destroyed_columns {
                 // A table without a primary key, archived whole for a column
                 // change: put every row back as it was, if no row came or went.
+                // A column added since holds values the copy does not have.
+                if let Some(extra) = t.columns.iter().find(|now| {
+                    !t.generated.contains(&now.name)
+                        && !entry.columns.iter().any(|c| c.name == now.name)
+                }) {
+                    return Err(format!(
+                        "{} had no primary key, so it can only be restored whole, and {}.{} came since: its values would be lost. The copy is in {}",
+                        entry.table_name, entry.table_name, extra.name, entry.archive_table
+                    ));
+                }
                 for c in &missing {
                     sql.push(add_column(c));
                     report.columns_added.push(c.name.clone());
                 }
                 sql.push(format!("DELETE FROM {target}"));
-                sql.push(format!(
-                    "INSERT INTO {target} ({}) SELECT {} FROM {archive}",
-                    cols.join(", "),
-                    cols.join(", ")
-                ));
+                sql.push(insert(Some(t), &archive, ""));
             } else {
                 if let Some(c) = missing.first() {
                     return Err(format!(
                         "{}.{} no longer exists; add it back first, then restore",
                         entry.table_name, c.name
                     ));
+                }
+                if entry.primary_key.is_empty() {
+                    if let Some(at) = &entry.restored_at {
+                        return Err(format!(
+                            "it was restored already ({at}), and {} has no primary key to tell its rows from the archived ones, so restoring again would insert every row a second time",
+                            entry.table_name
+                        ));
+                    }
                 }
                 let filter = if entry.primary_key.is_empty() {
                     String::new()
@@ -1089,16 +1151,7 @@ fn restore_plan(
                         key_match(&entry.primary_key, "x", "a")
                     )
                 };
-                let select: Vec<String> = entry
-                    .columns
-                    .iter()
-                    .map(|c| format!("a.{}", ident(&c.name)))
-                    .collect();
-                sql.push(format!(
-                    "INSERT INTO {target} ({}) SELECT {} FROM {archive} AS a{filter}",
-                    cols.join(", "),
-                    select.join(", ")
-                ));
+                sql.push(insert(Some(t), &archive, &filter));
             }
         }
     }
@@ -1328,6 +1381,7 @@ mod tests {
             name: "users".into(),
             columns,
             primary_key: key.iter().map(|k| k.to_string()).collect(),
+            generated: Vec::new(),
         }
     }
 
@@ -1403,6 +1457,61 @@ mod tests {
             "{}",
             sql[0]
         );
+    }
+
+    #[test]
+    fn identity_keys_are_overridden_and_generated_columns_left_to_the_table() {
+        let e = entry(
+            "rows",
+            "truncate",
+            vec![col("id", "bigint"), col("name", "text"), col("up", "text")],
+            &["id"],
+        );
+        let mut now = table(
+            vec![col("id", "bigint"), col("name", "text"), col("up", "text")],
+            &["id"],
+        );
+        now.generated = vec!["up".into()];
+        let (sql, _) = restore_plan(Dialect::Postgres, &e, Some(&now)).unwrap();
+        assert!(
+            sql[0].starts_with(
+                r#"INSERT INTO "public"."users" ("id", "name") OVERRIDING SYSTEM VALUE SELECT a."id", a."name" FROM"#
+            ),
+            "{}",
+            sql[0]
+        );
+    }
+
+    #[test]
+    fn rows_without_a_key_are_not_restored_twice() {
+        let mut e = entry("rows", "delete", vec![col("line", "text")], &[]);
+        let now = table(vec![col("line", "text")], &[]);
+        assert!(restore_plan(Dialect::Sqlite, &e, Some(&now)).is_ok());
+        e.restored_at = Some("2024-01-01T00:00:00Z".into());
+        let err = restore_plan(Dialect::Sqlite, &e, Some(&now)).unwrap_err();
+        assert!(err.contains("restored already"), "{err}");
+    }
+
+    #[test]
+    fn a_whole_restore_refuses_when_a_column_came_since() {
+        let e = entry(
+            "rows",
+            "drop-column",
+            vec![col("line", "text"), col("level", "int")],
+            &[],
+        );
+        let now = table(vec![col("line", "text"), col("source", "text")], &[]);
+        let err = restore_plan(Dialect::Postgres, &e, Some(&now)).unwrap_err();
+        assert!(err.contains("users.source came since"), "{err}");
+    }
+
+    #[test]
+    fn columns_match_without_case_when_only_case_differs() {
+        let t = table(vec![col("id", "INTEGER"), col("Name", "TEXT")], &["id"]);
+        assert_eq!(t.column("name").map(|c| c.name.as_str()), Some("Name"));
+        let both = table(vec![col("name", "TEXT"), col("Name", "TEXT")], &[]);
+        assert_eq!(both.column("NAME"), None);
+        assert_eq!(both.column("Name").map(|c| c.name.as_str()), Some("Name"));
     }
 
     #[test]

@@ -571,3 +571,108 @@ fn a_table_without_primary_key_is_archived_and_restored_whole(b: Backend) {
     );
 }
 both!(a_table_without_primary_key_is_archived_and_restored_whole);
+
+fn an_unquoted_mixed_case_name_is_archived_as_the_catalog_spells_it(b: Backend) {
+    // SQLite keeps `Users` and `Name` as written; the parser folds them.
+    let p = Project::new(b);
+    p.add(
+        "0001_t.sql",
+        "-- capstan:up\nCREATE TABLE Users (id bigint PRIMARY KEY, Name text);\nINSERT INTO Users VALUES (1, 'ann'), (2, 'bob');\n",
+    );
+    assert_code(&p.capstan(&["migrate", "up"]), 0);
+    p.add(
+        "0002_drop.sql",
+        &contract("ALTER TABLE Users DROP COLUMN Name;"),
+    );
+    assert_code(&up(&p, &[]), 0);
+    let e = entries(&p);
+    assert_eq!(e.len(), 1, "the dropped column is archived");
+    restore(&p, e[0]["id"].as_i64().unwrap());
+    assert_eq!(
+        p.query("SELECT id, name FROM users ORDER BY id"),
+        "1|ann\n2|bob"
+    );
+}
+both!(an_unquoted_mixed_case_name_is_archived_as_the_catalog_spells_it);
+
+fn a_quoted_table_name_with_a_dot_is_archived(b: Backend) {
+    let p = Project::new(b);
+    p.add(
+        "0001_t.sql",
+        "-- capstan:up\nCREATE TABLE \"odd.name\" (id bigint PRIMARY KEY, \"select\" text);\nINSERT INTO \"odd.name\" VALUES (1, 'ann'), (2, 'bob');\n",
+    );
+    assert_code(&p.capstan(&["migrate", "up"]), 0);
+    p.add("0002_drop.sql", &contract("DROP TABLE \"odd.name\";"));
+    assert_code(&up(&p, &[]), 0);
+    let e = entries(&p);
+    assert_eq!(e.len(), 1, "the dropped table is archived");
+    restore(&p, e[0]["id"].as_i64().unwrap());
+    assert_eq!(
+        p.query("SELECT id, \"select\" FROM \"odd.name\" ORDER BY id"),
+        "1|ann\n2|bob"
+    );
+}
+both!(a_quoted_table_name_with_a_dot_is_archived);
+
+fn a_column_named_copied_is_archived(b: Backend) {
+    // `copied` is also the name of the Postgres copy's row counter.
+    let p = Project::new(b);
+    p.add(
+        "0001_t.sql",
+        "-- capstan:up\nCREATE TABLE t (id bigint PRIMARY KEY, copied text);\nINSERT INTO t VALUES (1, 'ann'), (2, 'bob');\n",
+    );
+    assert_code(&p.capstan(&["migrate", "up"]), 0);
+    p.add("0002_drop.sql", &contract("DROP TABLE t;"));
+    assert_code(&up(&p, &[]), 0);
+    let e = entries(&p);
+    assert_eq!(e[0]["row_count"], 2);
+    restore(&p, e[0]["id"].as_i64().unwrap());
+    assert_eq!(
+        p.query("SELECT id, copied FROM t ORDER BY id"),
+        "1|ann\n2|bob"
+    );
+}
+both!(a_column_named_copied_is_archived);
+
+#[test]
+fn restore_writes_identity_keys_back_and_leaves_generated_columns_to_the_table_postgres() {
+    let p = Project::new(Backend::Postgres);
+    p.add(
+        "0001_t.sql",
+        "-- capstan:up\nCREATE TABLE t (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text, up text GENERATED ALWAYS AS (upper(name)) STORED);\nINSERT INTO t (name) VALUES ('ann'), ('bob');\n",
+    );
+    assert_code(&p.capstan(&["migrate", "up"]), 0);
+    p.add("0002_truncate.sql", &contract("TRUNCATE t;"));
+    assert_code(&up(&p, &[]), 0);
+    let r = restore(&p, entries(&p)[0]["id"].as_i64().unwrap());
+    assert_eq!(r["rows_restored"], 2);
+    assert_eq!(
+        p.query("SELECT id, name, up FROM t ORDER BY id"),
+        "1|ann|ANN\n2|bob|BOB"
+    );
+}
+
+fn rows_without_a_key_are_restored_once(b: Backend) {
+    let p = Project::new(b);
+    p.add(
+        "0001_logs.sql",
+        "-- capstan:up\nCREATE TABLE logs (line text, level int);\nINSERT INTO logs VALUES ('a', 1), ('b', 2);\n",
+    );
+    assert_code(&p.capstan(&["migrate", "up"]), 0);
+    p.add("0002_delete.sql", &contract("DELETE FROM logs;"));
+    assert_code(&up(&p, &[]), 0);
+    let id = entries(&p)[0]["id"].as_i64().unwrap();
+    restore(&p, id);
+    let out = p.capstan(&["archive", "restore", &id.to_string()]);
+    assert_code(&out, 5);
+    assert!(
+        stderr(&out).contains("restored already"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        p.query("SELECT line, level FROM logs ORDER BY line"),
+        "a|1\nb|2"
+    );
+}
+both!(rows_without_a_key_are_restored_once);
