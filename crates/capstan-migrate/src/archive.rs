@@ -29,6 +29,9 @@ use crate::split::{Dialect, Statement};
 /// Default per-object size limit: 1 GiB.
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 
+/// The constraint that stops a whole-table restore when rows came or went.
+const RESTORE_GUARD: &str = "rows_unchanged_since_archive";
+
 /// The constraint that enforces the size limit on an archive entry.
 pub(crate) const SIZE_CONSTRAINT: &str = "archive_within_max_size";
 
@@ -1193,7 +1196,34 @@ pub async fn restore(
             )));
         }
     }
-    let (mut sql, mut report) = restore_plan(dialect, &entry, current.as_ref()).map_err(refuse)?;
+    let (plan, mut report) = restore_plan(dialect, &entry, current.as_ref()).map_err(refuse)?;
+    // A whole restore replaces the table's rows: inside the transaction, hold
+    // off writers and check again that no row came or went since the count
+    // above (a CHECK on a temporary table turns a mismatch into an error).
+    let mut sql = Vec::new();
+    if whole_for_columns {
+        let target = table_ref(dialect, &entry.table_schema, &entry.table_name);
+        let guard = format!(
+            "(rows bigint CONSTRAINT {RESTORE_GUARD} CHECK (rows = {}))",
+            entry.row_count
+        );
+        match dialect {
+            Dialect::Postgres => {
+                sql.push(format!("LOCK TABLE {target} IN EXCLUSIVE MODE"));
+                sql.push(format!(
+                    "CREATE TEMP TABLE capstan_restore_guard {guard} ON COMMIT DROP"
+                ));
+            }
+            Dialect::Sqlite => {
+                sql.push("DROP TABLE IF EXISTS temp.capstan_restore_guard".to_string());
+                sql.push(format!("CREATE TEMP TABLE capstan_restore_guard {guard}"));
+            }
+        }
+        sql.push(format!(
+            "INSERT INTO capstan_restore_guard SELECT count(*) FROM {target}"
+        ));
+    }
+    sql.extend(plan);
     let write = sql.len() - 1;
     sql.push(format!(
         "UPDATE {} SET restored_at = {}, restored_by = {} WHERE id = {id}",
@@ -1201,7 +1231,19 @@ pub async fn restore(
         now_sql(dialect),
         opt_lit(Some(&identity.applied_by)),
     ));
-    let counts = driver.transact(&sql).await?;
+    if whole_for_columns && dialect == Dialect::Sqlite {
+        sql.push("DROP TABLE temp.capstan_restore_guard".to_string());
+    }
+    let counts = match driver.transact(&sql).await {
+        Ok(c) => c,
+        Err(e) if e.message.contains(RESTORE_GUARD) => {
+            return Err(refuse(format!(
+                "{} had no primary key, so it was archived whole ({} rows) and can only be restored whole; rows came or went while the restore started, and would be lost",
+                entry.table_name, entry.row_count
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
     report.rows_restored = counts.get(write).copied().unwrap_or(0);
     report.rows_not_restored = entry.row_count.saturating_sub(report.rows_restored);
     Ok(report)

@@ -635,6 +635,7 @@ impl Migrator {
         for name in names {
             if !all.iter().any(|d| d.named_by(name)) {
                 let mut known: Vec<String> = all.iter().map(Destruction::object).collect();
+                known.sort();
                 known.dedup();
                 return Err(Error::Archive(ArchiveError::UnknownObject {
                     name: name.clone(),
