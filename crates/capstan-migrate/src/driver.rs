@@ -105,8 +105,12 @@ pub struct Job<'a> {
     pub direction: Direction,
     /// The section to run.
     pub section: &'a Section,
-    /// Its statements, split for the driver's dialect.
+    /// Its statements, split for the driver's dialect (archive copies
+    /// included, see [`crate::archive`]).
     pub statements: &'a [Statement],
+    /// Length of the migration's own SQL at the start of `section.sql`;
+    /// statements starting after it are archive copies.
+    pub own_len: usize,
     /// Run in one transaction with the history change.
     pub transactional: bool,
     /// For a no-transaction job resumed after a lock timeout: the first statement to run.
@@ -119,6 +123,22 @@ pub struct Job<'a> {
     pub identity: &'a Identity,
     /// A note recorded in history with the row (e.g. a forced contract).
     pub note: Option<&'a str>,
+}
+
+/// The file line of statement `i` of a job.
+pub fn statement_line(job: &Job<'_>, i: usize) -> usize {
+    job.section.first_line + job.statements.get(i).map_or(0, |s| s.line_offset)
+}
+
+/// The 1-based number of statement `i` among the section's own statements,
+/// not counting the archive copies spliced in before some of them (those
+/// carry the line of the statement they protect, and that statement follows).
+pub fn own_number(job: &Job<'_>, i: usize) -> usize {
+    let copies = job.statements[..i.min(job.statements.len())]
+        .iter()
+        .filter(|s| s.range.start >= job.own_len)
+        .count();
+    i + 1 - copies
 }
 
 /// A message the server sent while a job ran (Postgres `NOTICE`, `WARNING`).

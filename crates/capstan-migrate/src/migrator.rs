@@ -1019,6 +1019,7 @@ impl Migrator {
         }
         let note = (!notes.is_empty()).then(|| notes.join("; "));
         let note = note.as_deref();
+        let own_len = section.sql.len();
         let spliced = archive::splice(section, &statements, &prepared);
         let origin = spliced.origin;
         let section = &spliced.section;
@@ -1028,6 +1029,7 @@ impl Migrator {
             direction,
             section,
             statements: &statements,
+            own_len,
             transactional: !m.no_transaction,
             resume_from: 0,
             lock_timeout: m.lock_timeout.unwrap_or(self.settings.lock_timeout),

@@ -15,8 +15,8 @@ use tokio_postgres::error::{DbError as PgDbError, ErrorPosition, SqlState};
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls, SimpleQueryMessage};
 
 use crate::driver::{
-    AppliedRow, DbError, Direction, Driver, ExecFailure, ExecOutcome, FailureKind, Job, Notice,
-    Record, Snapshot,
+    own_number, statement_line, AppliedRow, DbError, Direction, Driver, ExecFailure, ExecOutcome,
+    FailureKind, Job, Notice, Record, Snapshot,
 };
 use crate::fleet::{Instance, InstanceRow};
 use crate::split::Dialect;
@@ -332,7 +332,12 @@ impl PgDriver {
                 if !e.is_closed() {
                     let record = format!(
                         "RESET lock_timeout; RESET statement_timeout; UPDATE capstan.migrations SET error = {} WHERE version = {}",
-                        lit(&format!("statement {} failed: {}", i + 1, failure.message)),
+                        lit(&format!(
+                            "statement {} (line {}) failed: {}",
+                            own_number(job, i),
+                            statement_line(job, i),
+                            failure.message
+                        )),
                         m.version
                     );
                     let _ = self.client.batch_execute(&record).await;

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags};
 
 use crate::driver::{
-    AppliedRow, DbError, Direction, Driver, ExecFailure, ExecOutcome, FailureKind, Job, Record,
-    Snapshot,
+    own_number, statement_line, AppliedRow, DbError, Direction, Driver, ExecFailure, ExecOutcome,
+    FailureKind, Job, Record, Snapshot,
 };
 use crate::fleet::{Instance, InstanceRow};
 use crate::split::Dialect;
@@ -275,8 +275,9 @@ impl SqliteDriver {
                 "UPDATE capstan_migrations SET error = ?1 WHERE version = ?2",
                 params![
                     format!(
-                        "statement {} failed: {}",
-                        f.statement.unwrap_or(0) + 1,
+                        "statement {} (line {}) failed: {}",
+                        own_number(job, f.statement.unwrap_or(0)),
+                        statement_line(job, f.statement.unwrap_or(0)),
                         f.message
                     ),
                     m.version as i64

@@ -676,3 +676,20 @@ fn rows_without_a_key_are_restored_once(b: Backend) {
     );
 }
 both!(rows_without_a_key_are_restored_once);
+
+fn a_dirty_migration_names_its_own_statement_not_the_archive_copy(b: Backend) {
+    let p = seeded(b);
+    p.add(
+        "0002_half.sql",
+        "-- capstan:phase contract\n-- capstan:no-transaction\n-- capstan:up\nALTER TABLE users DROP COLUMN name;\nINSERT INTO nowhere VALUES (1);\n",
+    );
+    assert_code(&up(&p, &[]), 1);
+    assert_eq!(entries(&p).len(), 1, "the copy ran before the drop");
+    let out = p.capstan(&["migrate", "repair"]);
+    assert!(
+        stdout(&out).contains("statement 2 (line 5) failed"),
+        "{}",
+        stdout(&out)
+    );
+}
+both!(a_dirty_migration_names_its_own_statement_not_the_archive_copy);

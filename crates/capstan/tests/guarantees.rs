@@ -383,7 +383,7 @@ fn dirty_project(b: Backend) -> Project {
     let text = stdout(&out);
     for needle in [
         "0002_archive_users is dirty",
-        "statement 2 failed",
+        "statement 2 (line 4) failed",
         "nickname",
         "started ",
         "by tester@",
