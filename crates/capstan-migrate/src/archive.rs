@@ -592,7 +592,7 @@ pub(crate) async fn prepare(
         let text: String = text.chars().take(2000).collect();
         let columns = serde_json::to_string(&copy.columns).expect("columns serialize");
         let key = serde_json::to_string(&copy.primary_key).expect("key serializes");
-        let entry = |rows: &str| {
+        let entry = |rows: &str, sized: &str| {
             format!(
                 "INSERT INTO {entries} (id, version, migration, direction, line, statement, kind, scope, table_schema, table_name, columns, primary_key, archive_table, row_count, size_bytes, max_bytes, archived_at, archived_by, binary_version) \
                  SELECT {id}, {version}, {name}, {direction}, {line}, {text}, {kind}, {scope}, {schema}, {table}, {columns}, {key}, {stored}, {rows}, {size}, {max}, {now}, {by}, {binary}",
@@ -611,7 +611,7 @@ pub(crate) async fn prepare(
                 columns = lit(&columns),
                 key = lit(&key),
                 stored = lit(&stored),
-                size = size_sql(dialect, &archive, &copy.select),
+                size = size_sql(dialect, sized, &copy.select),
                 max = cx.max_bytes.map_or_else(|| "NULL".into(), |m| m.to_string()),
                 now = now_sql(dialect),
                 by = lit(&cx.identity.applied_by),
@@ -625,13 +625,28 @@ pub(crate) async fn prepare(
         const TAG: &str = "$capstan_archive$";
         let body = format!(
             "#variable_conflict use_column DECLARE copied bigint; BEGIN {copy_sql}; GET DIAGNOSTICS copied = ROW_COUNT; {}; END",
-            entry("copied")
+            entry("copied", &archive)
         );
-        if dialect == Dialect::Postgres && !body.contains(TAG) {
-            sql.push(format!("DO {TAG} {body} {TAG}"));
-        } else {
-            sql.push(copy_sql);
-            sql.push(entry(&format!("(SELECT count(*) FROM {archive})")));
+        match dialect {
+            Dialect::Postgres if !body.contains(TAG) => {
+                sql.push(format!("DO {TAG} {body} {TAG}"));
+            }
+            Dialect::Postgres => {
+                sql.push(copy_sql);
+                sql.push(entry(
+                    &format!("(SELECT count(*) FROM {archive})"),
+                    &archive,
+                ));
+            }
+            Dialect::Sqlite => {
+                // The entry first, counted and sized on the source (the same
+                // rows: nothing else writes while the migration holds the
+                // write lock), so a copy over the limit is refused before it
+                // exists, also in a no-transaction migration where the two
+                // statements do not roll back together.
+                sql.push(entry(&format!("(SELECT count(*) FROM {source})"), &source));
+                sql.push(copy_sql);
+            }
         }
         out.push(Prepared {
             statement: d.statement,

@@ -693,3 +693,27 @@ fn a_dirty_migration_names_its_own_statement_not_the_archive_copy(b: Backend) {
     );
 }
 both!(a_dirty_migration_names_its_own_statement_not_the_archive_copy);
+
+fn an_over_limit_copy_in_a_no_transaction_migration_leaves_nothing_behind(b: Backend) {
+    let p = seeded(b);
+    std::fs::write(
+        p.dir.path().join("capstan.toml"),
+        "[archive]\nmax_size = \"1B\"\n",
+    )
+    .unwrap();
+    p.add(
+        "0002_drop_name.sql",
+        "-- capstan:phase contract\n-- capstan:no-transaction\n-- capstan:up\nALTER TABLE users DROP COLUMN name;\n",
+    );
+    let out = up(&p, &[]);
+    assert_code(&out, 1);
+    assert!(
+        stderr(&out).contains("larger than the archive limit"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(p.has_column("users", "name"), "the drop did not run");
+    assert!(entries(&p).is_empty());
+    assert_eq!(archive_tables(&p), 0, "no copy without an entry");
+}
+both!(an_over_limit_copy_in_a_no_transaction_migration_leaves_nothing_behind);
