@@ -572,64 +572,52 @@ fn a_table_without_primary_key_is_archived_and_restored_whole(b: Backend) {
 }
 both!(a_table_without_primary_key_is_archived_and_restored_whole);
 
-fn an_unquoted_mixed_case_name_is_archived_as_the_catalog_spells_it(b: Backend) {
-    // SQLite keeps `Users` and `Name` as written; the parser folds them.
+/// Applies `setup` (creating and filling a table), then `destroy` as a
+/// contract migration; expects one archive entry and, after restoring it,
+/// `expected` from `check`.
+fn archived_and_restored(b: Backend, setup: &str, destroy: &str, check: &str, expected: &str) {
     let p = Project::new(b);
-    p.add(
-        "0001_t.sql",
-        "-- capstan:up\nCREATE TABLE Users (id bigint PRIMARY KEY, Name text);\nINSERT INTO Users VALUES (1, 'ann'), (2, 'bob');\n",
-    );
+    p.add("0001_t.sql", &format!("-- capstan:up\n{setup}\n"));
     assert_code(&p.capstan(&["migrate", "up"]), 0);
-    p.add(
-        "0002_drop.sql",
-        &contract("ALTER TABLE Users DROP COLUMN Name;"),
-    );
+    p.add("0002_destroy.sql", &contract(destroy));
     assert_code(&up(&p, &[]), 0);
     let e = entries(&p);
-    assert_eq!(e.len(), 1, "the dropped column is archived");
+    assert_eq!(e.len(), 1, "{b:?}: {destroy} is archived");
     restore(&p, e[0]["id"].as_i64().unwrap());
-    assert_eq!(
-        p.query("SELECT id, name FROM users ORDER BY id"),
-        "1|ann\n2|bob"
+    assert_eq!(p.query(check), expected, "{b:?}: {destroy} restored");
+}
+
+fn an_unquoted_mixed_case_name_is_archived_as_the_catalog_spells_it(b: Backend) {
+    // SQLite keeps `Users` and `Name` as written; the parser folds them.
+    archived_and_restored(
+        b,
+        "CREATE TABLE Users (id bigint PRIMARY KEY, Name text);\nINSERT INTO Users VALUES (1, 'ann'), (2, 'bob');",
+        "ALTER TABLE Users DROP COLUMN Name;",
+        "SELECT id, name FROM users ORDER BY id",
+        "1|ann\n2|bob",
     );
 }
 both!(an_unquoted_mixed_case_name_is_archived_as_the_catalog_spells_it);
 
 fn a_quoted_table_name_with_a_dot_is_archived(b: Backend) {
-    let p = Project::new(b);
-    p.add(
-        "0001_t.sql",
-        "-- capstan:up\nCREATE TABLE \"odd.name\" (id bigint PRIMARY KEY, \"select\" text);\nINSERT INTO \"odd.name\" VALUES (1, 'ann'), (2, 'bob');\n",
-    );
-    assert_code(&p.capstan(&["migrate", "up"]), 0);
-    p.add("0002_drop.sql", &contract("DROP TABLE \"odd.name\";"));
-    assert_code(&up(&p, &[]), 0);
-    let e = entries(&p);
-    assert_eq!(e.len(), 1, "the dropped table is archived");
-    restore(&p, e[0]["id"].as_i64().unwrap());
-    assert_eq!(
-        p.query("SELECT id, \"select\" FROM \"odd.name\" ORDER BY id"),
-        "1|ann\n2|bob"
+    archived_and_restored(
+        b,
+        "CREATE TABLE \"odd.name\" (id bigint PRIMARY KEY, \"select\" text);\nINSERT INTO \"odd.name\" VALUES (1, 'ann'), (2, 'bob');",
+        "DROP TABLE \"odd.name\";",
+        "SELECT id, \"select\" FROM \"odd.name\" ORDER BY id",
+        "1|ann\n2|bob",
     );
 }
 both!(a_quoted_table_name_with_a_dot_is_archived);
 
 fn a_column_named_copied_is_archived(b: Backend) {
     // `copied` is also the name of the Postgres copy's row counter.
-    let p = Project::new(b);
-    p.add(
-        "0001_t.sql",
-        "-- capstan:up\nCREATE TABLE t (id bigint PRIMARY KEY, copied text);\nINSERT INTO t VALUES (1, 'ann'), (2, 'bob');\n",
-    );
-    assert_code(&p.capstan(&["migrate", "up"]), 0);
-    p.add("0002_drop.sql", &contract("DROP TABLE t;"));
-    assert_code(&up(&p, &[]), 0);
-    let e = entries(&p);
-    assert_eq!(e[0]["row_count"], 2);
-    restore(&p, e[0]["id"].as_i64().unwrap());
-    assert_eq!(
-        p.query("SELECT id, copied FROM t ORDER BY id"),
-        "1|ann\n2|bob"
+    archived_and_restored(
+        b,
+        "CREATE TABLE t (id bigint PRIMARY KEY, copied text);\nINSERT INTO t VALUES (1, 'ann'), (2, 'bob');",
+        "DROP TABLE t;",
+        "SELECT id, copied FROM t ORDER BY id",
+        "1|ann\n2|bob",
     );
 }
 both!(a_column_named_copied_is_archived);
