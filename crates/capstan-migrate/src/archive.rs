@@ -432,16 +432,23 @@ async fn dependents(
     Ok(out)
 }
 
-/// `found`, each followed by what it destroys through foreign keys.
-pub(crate) async fn with_dependents(
+/// `found`, each followed by what it destroys through foreign keys, with
+/// its table as the live catalog has it now (`None`: no such table yet).
+pub(crate) async fn resolve(
     driver: &mut dyn Driver,
     found: &[Destruction],
-) -> Result<Vec<Destruction>, DbError> {
+) -> Result<Vec<(Destruction, Option<TableInfo>)>, DbError> {
     let mut work = Vec::new();
     for d in found {
-        work.push(d.clone());
-        if let Some(info) = table_info(driver, d.schema.as_deref(), &d.table).await? {
-            work.extend(dependents(driver, d, &info).await?);
+        let info = table_info(driver, d.schema.as_deref(), &d.table).await?;
+        let children = match &info {
+            Some(info) => dependents(driver, d, info).await?,
+            None => Vec::new(),
+        };
+        work.push((d.clone(), info));
+        for child in children {
+            let info = table_info(driver, child.schema.as_deref(), &child.table).await?;
+            work.push((child, info));
         }
     }
     Ok(work)
@@ -455,7 +462,6 @@ struct Copy {
     columns: Vec<ColumnInfo>,
     /// The columns the copy selects.
     select: Vec<String>,
-    primary_key: Vec<String>,
 }
 
 /// Decides what to copy; `None` when nothing the statement names exists.
@@ -478,36 +484,33 @@ fn copy_of(d: &Destruction, info: &TableInfo) -> Option<Copy> {
             scope: "columns",
             columns: destroyed,
             select,
-            primary_key: info.primary_key.clone(),
         })
     } else {
         Some(Copy {
             scope: "rows",
             columns: info.columns.clone(),
             select: info.columns.iter().map(|c| c.name.clone()).collect(),
-            primary_key: info.primary_key.clone(),
         })
     }
+}
+
+/// SQLite: the bytes of `columns` summed over a table's rows (an aggregate).
+fn sqlite_payload(columns: &[String]) -> String {
+    let mut parts: Vec<String> = columns
+        .iter()
+        .map(|c| format!("coalesce(length(CAST({} AS BLOB)), 0)", ident(c)))
+        .collect();
+    if parts.is_empty() {
+        parts.push("0".into());
+    }
+    format!("coalesce(sum({}), 0)", parts.join(" + "))
 }
 
 /// The expression that sizes an archive table's contents.
 fn size_sql(dialect: Dialect, table: &str, columns: &[String]) -> String {
     match dialect {
         Dialect::Postgres => format!("pg_total_relation_size({})", lit(table)),
-        Dialect::Sqlite => {
-            let parts: Vec<String> = columns
-                .iter()
-                .map(|c| format!("coalesce(length(CAST({} AS BLOB)), 0)", ident(c)))
-                .collect();
-            format!(
-                "(SELECT coalesce(sum({}), 0) FROM {table})",
-                if parts.is_empty() {
-                    "0".into()
-                } else {
-                    parts.join(" + ")
-                }
-            )
-        }
+        Dialect::Sqlite => format!("(SELECT {} FROM {table})", sqlite_payload(columns)),
     }
 }
 
@@ -550,7 +553,7 @@ pub(crate) async fn prepare(
     let mut out = Vec::new();
     let mut notes = Vec::new();
     let mut last_id = None;
-    for d in &with_dependents(driver, found).await? {
+    for (d, info) in &resolve(driver, found).await? {
         let Some(stmt) = cx.statements.get(d.statement) else {
             continue;
         };
@@ -563,10 +566,7 @@ pub(crate) async fn prepare(
             ));
             continue;
         }
-        let Some(info) = table_info(driver, d.schema.as_deref(), &d.table).await? else {
-            continue;
-        };
-        let Some(copy) = copy_of(d, &info) else {
+        let Some((info, copy)) = info.as_ref().and_then(|i| Some((i, copy_of(d, i)?))) else {
             continue;
         };
         let id = next_id(driver, dialect, last_id).await?;
@@ -591,7 +591,7 @@ pub(crate) async fn prepare(
         let text = cx.section.sql[stmt.range.clone()].trim();
         let text: String = text.chars().take(2000).collect();
         let columns = serde_json::to_string(&copy.columns).expect("columns serialize");
-        let key = serde_json::to_string(&copy.primary_key).expect("key serializes");
+        let key = serde_json::to_string(&info.primary_key).expect("key serializes");
         let entry = |rows: &str, sized: &str| {
             format!(
                 "INSERT INTO {entries} (id, version, migration, direction, line, statement, kind, scope, table_schema, table_name, columns, primary_key, archive_table, row_count, size_bytes, max_bytes, archived_at, archived_by, binary_version) \
@@ -1316,10 +1316,11 @@ pub struct PlannedArchive {
     pub over_limit: bool,
 }
 
-/// Sizes what `d` would archive on the database as it is now.
+/// Sizes what `d` would archive from its table `info` as it is now.
 pub(crate) async fn estimate(
     driver: &mut dyn Driver,
     d: &Destruction,
+    info: Option<&TableInfo>,
     line: usize,
     max_bytes: Option<u64>,
     skip: &[String],
@@ -1335,10 +1336,7 @@ pub(crate) async fn estimate(
         skipped: skip.iter().any(|n| d.named_by(n)),
         over_limit: false,
     };
-    let Some(info) = table_info(driver, d.schema.as_deref(), &d.table).await? else {
-        return Ok(planned);
-    };
-    let Some(copy) = copy_of(d, &info) else {
+    let Some((info, copy)) = info.and_then(|i| Some((i, copy_of(d, i)?))) else {
         return Ok(planned);
     };
     let source = table_ref(dialect, &info.schema, &info.name);
@@ -1354,14 +1352,8 @@ pub(crate) async fn estimate(
                 .collect();
             format!("coalesce(sum({} + 24), 0)", parts.join(" + "))
         }
-        Dialect::Sqlite => {
-            let parts: Vec<String> = copy
-                .select
-                .iter()
-                .map(|c| format!("coalesce(length(CAST({} AS BLOB)), 0)", ident(c)))
-                .collect();
-            format!("coalesce(sum({}), 0)", parts.join(" + "))
-        }
+        // What `up` will measure, summed in the same scan as the count.
+        Dialect::Sqlite => sqlite_payload(&copy.select),
     };
     let rows = driver
         .query(&format!("SELECT count(*), {size} FROM {source}"))

@@ -630,7 +630,12 @@ impl Migrator {
         }
         let mut all = Vec::new();
         for found in detected.values() {
-            all.extend(archive::with_dependents(db.driver.as_mut(), found).await?);
+            all.extend(
+                archive::resolve(db.driver.as_mut(), found)
+                    .await?
+                    .into_iter()
+                    .map(|(d, _)| d),
+            );
         }
         for name in names {
             if !all.iter().any(|d| d.named_by(name)) {
@@ -753,13 +758,14 @@ impl Migrator {
             let mut planned = Vec::new();
             if let Some(found) = detected.get(&(m.version, Direction::Up)) {
                 let statements = m.up.statements(db.driver.dialect()).unwrap_or_default();
-                for d in &archive::with_dependents(db.driver.as_mut(), found).await? {
+                for (d, info) in &archive::resolve(db.driver.as_mut(), found).await? {
                     let line =
                         m.up.first_line + statements.get(d.statement).map_or(0, |s| s.line_offset);
                     planned.push(
                         archive::estimate(
                             db.driver.as_mut(),
                             d,
+                            info.as_ref(),
                             line,
                             self.settings.archive_max_bytes,
                             &opts.no_archive,
