@@ -70,11 +70,39 @@ impl Kind {
     pub fn destroys_columns(self) -> bool {
         matches!(self, Kind::DropColumn | Kind::Update | Kind::AlterType)
     }
+
+    /// The kind called `name` (`drop-column`, …).
+    pub fn parse(name: &str) -> Option<Kind> {
+        [
+            Kind::DropColumn,
+            Kind::DropTable,
+            Kind::Truncate,
+            Kind::Delete,
+            Kind::Update,
+            Kind::AlterType,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
+    }
 }
 
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
+    }
+}
+
+/// `users.name`, `users.a,b`, `users`, or `audit.events` outside the default
+/// schema (`public`, SQLite's `main`).
+fn object_label(schema: Option<&str>, table: &str, columns: &[&str]) -> String {
+    let table = match schema {
+        Some(s) if s != "public" && s != "main" => format!("{s}.{table}"),
+        _ => table.to_string(),
+    };
+    if columns.is_empty() {
+        table
+    } else {
+        format!("{table}.{}", columns.join(","))
     }
 }
 
@@ -98,15 +126,8 @@ pub struct Destruction {
 impl Destruction {
     /// `users.name`, `users.a,b` or `users` (schema-qualified outside `public`).
     pub fn object(&self) -> String {
-        let table = match &self.schema {
-            Some(s) if s != "public" => format!("{s}.{}", self.table),
-            _ => self.table.clone(),
-        };
-        if self.columns.is_empty() {
-            table
-        } else {
-            format!("{table}.{}", self.columns.join(","))
-        }
+        let columns: Vec<&str> = self.columns.iter().map(String::as_str).collect();
+        object_label(self.schema.as_deref(), &self.table, &columns)
     }
 
     /// True when `--no-archive NAME` names this object: the table (`users`,
@@ -783,17 +804,27 @@ pub struct ArchiveEntry {
 impl ArchiveEntry {
     /// `users.name` (columns scope) or `users`.
     pub fn object(&self) -> String {
-        let table = if self.table_schema == "public" || self.table_schema == "main" {
-            self.table_name.clone()
-        } else {
-            format!("{}.{}", self.table_schema, self.table_name)
+        let columns: Vec<&str> = match self.scope.as_str() {
+            "columns" => self.columns.iter().map(|c| c.name.as_str()).collect(),
+            _ => Vec::new(),
         };
-        if self.scope == "columns" {
-            let cols: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
-            format!("{table}.{}", cols.join(","))
-        } else {
-            table
-        }
+        object_label(Some(&self.table_schema), &self.table_name, &columns)
+    }
+
+    /// A table without a primary key archived whole for a column change: it
+    /// can only go back whole, replacing the table's rows.
+    fn whole_for_columns(&self) -> bool {
+        self.scope == "rows" && Kind::parse(&self.kind).is_some_and(Kind::destroys_columns)
+    }
+
+    /// The columns of the copy, in its order.
+    fn copied_columns(&self) -> Vec<String> {
+        let mut names = match self.scope.as_str() {
+            "columns" => self.primary_key.clone(),
+            _ => Vec::new(),
+        };
+        names.extend(self.columns.iter().map(|c| c.name.clone()));
+        names
     }
 
     /// `0003_drop_users_name`.
@@ -895,12 +926,7 @@ pub async fn preview(
     limit: usize,
 ) -> Result<(Vec<String>, Vec<Vec<Option<String>>>), DbError> {
     let dialect = driver.dialect();
-    let mut names = entry.primary_key.clone();
-    if entry.scope == "columns" {
-        names.extend(entry.columns.iter().map(|c| c.name.clone()));
-    } else {
-        names = entry.columns.iter().map(|c| c.name.clone()).collect();
-    }
+    let names = entry.copied_columns();
     let cols: Vec<String> = names
         .iter()
         .map(|c| match dialect {
@@ -1123,11 +1149,7 @@ fn restore_plan(
                     missing.push(c);
                 }
             }
-            let kind_destroyed_columns = matches!(
-                entry.kind.as_str(),
-                "drop-column" | "update" | "alter-type"
-            );
-            if kind_destroyed_columns {
+            if entry.whole_for_columns() {
                 // A table without a primary key, archived whole for a column
                 // change: put every row back as it was, if no row came or went.
                 // A column added since holds values the copy does not have.
@@ -1191,30 +1213,11 @@ pub async fn restore(
         reason,
     };
     let current = table_info(driver, Some(&entry.table_schema), &entry.table_name).await?;
-    let whole_for_columns = entry.scope == "rows"
-        && current.is_some()
-        && matches!(entry.kind.as_str(), "drop-column" | "update" | "alter-type");
-    if whole_for_columns {
-        let target = table_ref(dialect, &entry.table_schema, &entry.table_name);
-        let rows = driver
-            .query(&format!("SELECT count(*) FROM {target}"))
-            .await?;
-        let now: u64 = rows
-            .first()
-            .and_then(|r| r[0].as_deref())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        if now != entry.row_count {
-            return Err(refuse(format!(
-                "{} had no primary key, so it was archived whole ({} rows) and can only be restored whole; it has {now} rows now, so rows came or went since and would be lost. The copy is in {}",
-                entry.table_name, entry.row_count, entry.archive_table
-            )));
-        }
-    }
+    let whole_for_columns = current.is_some() && entry.whole_for_columns();
     let (plan, mut report) = restore_plan(dialect, &entry, current.as_ref()).map_err(refuse)?;
     // A whole restore replaces the table's rows: inside the transaction, hold
-    // off writers and check again that no row came or went since the count
-    // above (a CHECK on a temporary table turns a mismatch into an error).
+    // off writers and check that no row came or went since the archive (a
+    // CHECK on a temporary table turns a mismatch into an error).
     let mut sql = Vec::new();
     if whole_for_columns {
         let target = table_ref(dialect, &entry.table_schema, &entry.table_name);
@@ -1252,10 +1255,15 @@ pub async fn restore(
     let counts = match driver.transact(&sql).await {
         Ok(c) => c,
         Err(e) if e.message.contains(RESTORE_GUARD) => {
+            let target = table_ref(dialect, &entry.table_schema, &entry.table_name);
+            let rows = driver
+                .query(&format!("SELECT count(*) FROM {target}"))
+                .await?;
+            let now = rows.first().and_then(|r| r[0].as_deref()).unwrap_or("?");
             return Err(refuse(format!(
-                "{} had no primary key, so it was archived whole ({} rows) and can only be restored whole; rows came or went while the restore started, and would be lost",
-                entry.table_name, entry.row_count
-            )))
+                "{} had no primary key, so it was archived whole ({} rows) and can only be restored whole; it has {now} rows now, so rows came or went since and would be lost. The copy is in {}",
+                entry.table_name, entry.row_count, entry.archive_table
+            )));
         }
         Err(e) => return Err(e.into()),
     };
