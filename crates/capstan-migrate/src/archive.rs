@@ -596,14 +596,11 @@ pub(crate) async fn prepare(
         let source = table_ref(dialect, &info.schema, &info.name);
         let select: Vec<String> = copy.select.iter().map(|c| ident(c)).collect();
         let mut sql = Vec::new();
-        if dialect == Dialect::Postgres {
-            sql.push("CREATE SCHEMA IF NOT EXISTS capstan_archive".to_string());
-            // No write may slip in between the copy and the statement that
-            // destroys what was copied (reads go on). SQLite's migration
-            // transaction already holds the database's write lock.
-            if cx.transactional {
-                sql.push(format!("LOCK TABLE {source} IN SHARE MODE"));
-            }
+        // No write may slip in between the copy and the statement that
+        // destroys what was copied (reads go on). SQLite's migration
+        // transaction already holds the database's write lock.
+        if dialect == Dialect::Postgres && cx.transactional {
+            sql.push(format!("LOCK TABLE {source} IN SHARE MODE"));
         }
         let copy_sql = format!(
             "CREATE TABLE {archive} AS SELECT {} FROM {source}",

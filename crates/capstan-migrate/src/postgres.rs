@@ -414,6 +414,7 @@ CREATE TABLE IF NOT EXISTS capstan.log (
     duration_ms    bigint NOT NULL DEFAULT 0,
     detail         text
 );
+CREATE SCHEMA IF NOT EXISTS capstan_archive;
 CREATE SEQUENCE IF NOT EXISTS capstan.archive_ids;
 CREATE TABLE IF NOT EXISTS capstan.archive (
     id             bigint PRIMARY KEY,
@@ -559,7 +560,7 @@ impl Driver for PgDriver {
         let exists = self
             .client
             .query_one(
-                "SELECT to_regclass('capstan.migrations') IS NOT NULL AND to_regclass('capstan.log') IS NOT NULL AND to_regclass('capstan.fleet') IS NOT NULL AND to_regclass('capstan.archive') IS NOT NULL",
+                "SELECT to_regclass('capstan.migrations') IS NOT NULL AND to_regclass('capstan.log') IS NOT NULL AND to_regclass('capstan.fleet') IS NOT NULL AND to_regclass('capstan.archive') IS NOT NULL AND to_regnamespace('capstan_archive') IS NOT NULL",
                 &[],
             )
             .await
