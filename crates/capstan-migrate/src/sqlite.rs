@@ -96,10 +96,11 @@ fn failure(e: &rusqlite::Error, statement: Option<usize>) -> ExecFailure {
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
 impl SqliteDriver {
-    fn has_history(&self) -> Result<bool, DbError> {
+    /// True when every table of capstan's schema exists.
+    fn has_schema(&self) -> Result<bool, DbError> {
         self.conn
             .query_row(
-                "SELECT count(*) = 3 FROM sqlite_master WHERE type = 'table' AND name IN ('capstan_migrations', 'capstan_log', 'capstan_fleet')",
+                "SELECT count(*) = 4 FROM sqlite_master WHERE type = 'table' AND name IN ('capstan_migrations', 'capstan_log', 'capstan_fleet', 'capstan_archives')",
                 [],
                 |r| r.get::<_, i64>(0),
             )
@@ -404,7 +405,7 @@ impl Driver for SqliteDriver {
     }
 
     async fn ensure_schema(&mut self) -> Result<(), DbError> {
-        if self.has_history()? && self.has_table("capstan_archives")? {
+        if self.has_schema()? {
             return Ok(());
         }
         self.conn.execute_batch(SCHEMA_SQL).map_err(|e| {
