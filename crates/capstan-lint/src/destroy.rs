@@ -32,20 +32,21 @@ use crate::schema::Schema;
 
 pub use capstan_migrate::archive::{Destruction, Kind};
 
-/// Walks a section statement by statement, keeping the schema model current.
+/// Walks a section statement by statement, keeping the schema model current
+/// (which also marks the tables the section creates as new).
 #[derive(Debug, Clone)]
 pub struct Tracker {
     schema: Schema,
-    created: BTreeSet<String>,
     added: BTreeSet<(String, String)>,
 }
 
 impl Tracker {
-    /// Starts from the schema as it is before the section.
-    pub fn new(schema: Schema) -> Tracker {
+    /// Starts from the schema as it is before the section (settled: no
+    /// table in it counts as new).
+    pub fn new(mut schema: Schema) -> Tracker {
+        schema.settle();
         Tracker {
             schema,
-            created: BTreeSet::new(),
             added: BTreeSet::new(),
         }
     }
@@ -70,40 +71,27 @@ impl Tracker {
         out
     }
 
+    /// Created by this section (the model marks it new until it settles).
     fn is_created(&self, table: &str) -> bool {
-        self.created.contains(table)
+        self.schema.table(table).is_some_and(|t| t.new)
     }
 
+    /// Columns the section adds (the model keeps no such mark for columns).
     fn remember(&mut self, node: &NodeEnum) {
-        match node {
-            NodeEnum::CreateStmt(c) => {
-                if let Some(rv) = c.relation.as_ref() {
-                    if !(c.if_not_exists && self.schema.table(&rv_name(rv)).is_some()) {
-                        self.created.insert(rv_name(rv));
-                    }
+        let NodeEnum::AlterTableStmt(a) = node else {
+            return;
+        };
+        let table = a.relation.as_ref().map(rv_name).unwrap_or_default();
+        for cmd in &a.cmds {
+            let Some(NodeEnum::AlterTableCmd(cmd)) = cmd.node.as_ref() else {
+                continue;
+            };
+            if AlterTableType::try_from(cmd.subtype) == Ok(AlterTableType::AtAddColumn) {
+                if let Some(NodeEnum::ColumnDef(d)) = cmd.def.as_ref().and_then(|d| d.node.as_ref())
+                {
+                    self.added.insert((table.clone(), d.colname.clone()));
                 }
             }
-            NodeEnum::CreateTableAsStmt(c) => {
-                if let Some(rv) = c.into.as_ref().and_then(|i| i.rel.as_ref()) {
-                    self.created.insert(rv_name(rv));
-                }
-            }
-            NodeEnum::AlterTableStmt(a) => {
-                let table = a.relation.as_ref().map(rv_name).unwrap_or_default();
-                for cmd in &a.cmds {
-                    let Some(NodeEnum::AlterTableCmd(cmd)) = cmd.node.as_ref() else {
-                        continue;
-                    };
-                    if AlterTableType::try_from(cmd.subtype) == Ok(AlterTableType::AtAddColumn) {
-                        if let Some(NodeEnum::ColumnDef(d)) =
-                            cmd.def.as_ref().and_then(|d| d.node.as_ref())
-                        {
-                            self.added.insert((table.clone(), d.colname.clone()));
-                        }
-                    }
-                }
-            }
-            _ => {}
         }
     }
 
