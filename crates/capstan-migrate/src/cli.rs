@@ -73,12 +73,12 @@ pub const EXIT_LINT: i32 = 9;
 /// preflight of `plan`/`up`, and the detector of data-destroying statements
 /// the archive needs. An application that embeds its migrations may pass
 /// `capstan_lint::hooks` too, or nothing.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub struct Hooks<'a> {
     /// Checks pending migrations before `plan` and `up`.
     pub preflight: Option<&'a dyn Preflight>,
     /// Finds the statements whose data `up` and `down` archive first.
-    pub detector: Option<&'a Arc<dyn Detector>>,
+    pub detector: Option<Arc<dyn Detector>>,
 }
 
 /// A finding that stops `plan` and `up` (an error-level lint finding).
@@ -731,7 +731,7 @@ pub async fn run_with_hooks(args: MigrateArgs, source: MigrationSource, hooks: H
     report_exit(json, async {
         let mut cx = Context::new(args.conn, source)?;
         cx.preflight = hooks.preflight;
-        cx.detector = hooks.detector.cloned();
+        cx.detector = hooks.detector;
         migrate(&cx, command).await
     })
     .await

@@ -606,11 +606,6 @@ impl Migrator {
         self
     }
 
-    /// Who runs migrations, as recorded in history.
-    pub fn identity(&self) -> &Identity {
-        &self.identity
-    }
-
     /// Refuses `--no-archive` names that match nothing this run would
     /// archive (a typo would otherwise go unnoticed until the size limit
     /// refuses again). Only checked when archiving applies.
@@ -621,11 +616,7 @@ impl Migrator {
         detected: &Detected,
         names: &[String],
     ) -> Result<(), Error> {
-        if names.is_empty()
-            || self.detector.is_none()
-            || !self.settings.archive
-            || history.is_empty()
-        {
+        if names.is_empty() || !self.archives(history) {
             return Ok(());
         }
         let mut all = Vec::new();
@@ -651,9 +642,14 @@ impl Migrator {
         Ok(())
     }
 
-    /// The destroying statements of `todo` in `direction`, when archiving
-    /// applies: a detector is set, archiving is on, and the database holds
-    /// data (something is applied).
+    /// Whether this run archives: a detector is set, archiving is on, and
+    /// the database holds data (something is applied).
+    fn archives(&self, history: &[AppliedRow]) -> bool {
+        self.detector.is_some() && self.settings.archive && !history.is_empty()
+    }
+
+    /// The destroying statements of `todo` in `direction`, when this run
+    /// [archives](Migrator::archives).
     fn detect(
         &self,
         history: &[AppliedRow],
@@ -661,10 +657,10 @@ impl Migrator {
         direction: Direction,
         dialect: crate::split::Dialect,
     ) -> Result<Detected, Error> {
-        let Some(detector) = self.detector.as_ref() else {
+        let Some(detector) = self.detector.as_ref().filter(|_| self.archives(history)) else {
             return Ok(Detected::new());
         };
-        if !self.settings.archive || history.is_empty() || todo.is_empty() {
+        if todo.is_empty() {
             return Ok(Detected::new());
         }
         let wanted: Vec<(u64, Direction)> = todo.iter().map(|m| (m.version, direction)).collect();

@@ -54,14 +54,12 @@ fn main() -> anyhow::Result<()> {
     let code = runtime.block_on(async {
         match cli.command {
             Command::Migrate(args) => {
-                let detector: std::sync::Arc<dyn capstan_migrate::archive::Detector> =
-                    std::sync::Arc::new(capstan_lint::hooks::Archivist);
                 capstan_migrate::cli::run_with_hooks(
                     args,
                     capstan_migrate::cli::MigrationSource::Dir,
                     capstan_migrate::cli::Hooks {
                         preflight: Some(&preflight::LintPreflight),
-                        detector: Some(&detector),
+                        detector: Some(std::sync::Arc::new(capstan_lint::hooks::Archivist)),
                     },
                 )
                 .await

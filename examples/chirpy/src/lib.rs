@@ -270,11 +270,9 @@ pub fn main(release: Release) {
         }
     }
     // Migrations archive what they destroy, found by the linter's parser.
-    let detector: std::sync::Arc<dyn capstan_migrate::archive::Detector> =
-        std::sync::Arc::new(capstan_lint::hooks::Archivist);
     let hooks = capstan_migrate::cli::Hooks {
         preflight: None,
-        detector: Some(&detector),
+        detector: Some(std::sync::Arc::new(capstan_lint::hooks::Archivist)),
     };
     let code = runtime.block_on(async move {
         match cli {
