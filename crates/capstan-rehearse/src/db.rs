@@ -71,11 +71,18 @@ fn pg_message(e: &tokio_postgres::Error) -> String {
 }
 
 async fn pg_connect(url: &str) -> Result<tokio_postgres::Client, Error> {
+    Ok(pg_connect_versioned(url).await?.0)
+}
+
+/// [`pg_connect`], and the server's major version (from the startup
+/// parameters, so no extra query; 0 if unreadable).
+async fn pg_connect_versioned(url: &str) -> Result<(tokio_postgres::Client, u32), Error> {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .map_err(|e| db_err(&format!("cannot connect to {}", redact(url)), e))?;
+    let major = conn.parameter("server_version").map_or(0, major_version);
     tokio::spawn(conn);
-    Ok(client)
+    Ok((client, major))
 }
 
 /// The server scratch databases are created on, through one connection that
@@ -108,11 +115,7 @@ impl Server {
         if let Some(a) = slot.as_ref().filter(|a| !a.client.is_closed()) {
             return Ok(a.clone());
         }
-        let (client, conn) = tokio_postgres::connect(&self.admin, tokio_postgres::NoTls)
-            .await
-            .map_err(|e| db_err(&format!("cannot connect to {}", redact(&self.admin)), e))?;
-        let major = conn.parameter("server_version").map_or(0, major_version);
-        tokio::spawn(conn);
+        let (client, major) = pg_connect_versioned(&self.admin).await?;
         let a = Arc::new(Admin {
             client,
             create_with: create_options(major),
