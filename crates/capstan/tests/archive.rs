@@ -42,6 +42,14 @@ fn seeded(b: Backend) -> Project {
     p
 }
 
+/// [`seeded`], then `body` applied as contract migration `file` (it must succeed).
+fn seeded_then(b: Backend, file: &str, body: &str) -> Project {
+    let p = seeded(b);
+    p.add(file, &contract(body));
+    assert_code(&up(&p, &[]), 0);
+    p
+}
+
 fn up(p: &Project, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["migrate", "up", "--unsafe-ok", "--force-contract"];
     args.extend_from_slice(extra);
@@ -116,9 +124,7 @@ fn dropped_column_comes_back_with_every_value(b: Backend) {
 both!(dropped_column_comes_back_with_every_value);
 
 fn dropped_table_is_re_created_and_refilled(b: Backend) {
-    let p = seeded(b);
-    p.add("0002_drop_users.sql", &contract("DROP TABLE users;"));
-    assert_code(&up(&p, &[]), 0);
+    let p = seeded_then(b, "0002_drop_users.sql", "DROP TABLE users;");
     assert!(!p.has_table("users"));
     let e = entries(&p);
     assert_eq!(
@@ -138,9 +144,7 @@ fn emptied_table_is_refilled(b: Backend) {
         Backend::Postgres => ("TRUNCATE users;", "truncate"),
         Backend::Sqlite => ("DELETE FROM users;", "delete"),
     };
-    let p = seeded(b);
-    p.add("0002_empty.sql", &contract(stmt));
-    assert_code(&up(&p, &[]), 0);
+    let p = seeded_then(b, "0002_empty.sql", stmt);
     assert_eq!(p.count("SELECT count(*) FROM users"), 0);
     let e = entries(&p);
     assert_eq!(e[0]["kind"], kind);
@@ -150,12 +154,11 @@ fn emptied_table_is_refilled(b: Backend) {
 both!(emptied_table_is_refilled);
 
 fn unbounded_update_is_reverted_row_by_row(b: Backend) {
-    let p = seeded(b);
-    p.add(
+    let p = seeded_then(
+        b,
         "0002_blank.sql",
-        &contract("UPDATE users SET name = 'x', age = 0;\nDELETE FROM users WHERE id = 3;"),
+        "UPDATE users SET name = 'x', age = 0;\nDELETE FROM users WHERE id = 3;",
     );
-    assert_code(&up(&p, &[]), 0);
     let e = entries(&p);
     assert_eq!(e.len(), 1, "a bounded DELETE is not archived: {e:?}");
     assert_eq!(e[0]["kind"], "update");
@@ -171,12 +174,7 @@ both!(unbounded_update_is_reverted_row_by_row);
 
 #[test]
 fn lossy_type_change_is_archived_and_restored_once_the_type_is_back_postgres() {
-    let p = seeded(Backend::Postgres);
-    p.add(
-        "0002_int_age.sql",
-        &contract("ALTER TABLE users ALTER COLUMN age TYPE integer USING age::integer;\nALTER TABLE users ALTER COLUMN name TYPE varchar(100);"),
-    );
-    assert_code(&up(&p, &[]), 0);
+    let p = seeded_then(Backend::Postgres, "0002_int_age.sql", "ALTER TABLE users ALTER COLUMN age TYPE integer USING age::integer;\nALTER TABLE users ALTER COLUMN name TYPE varchar(100);");
     let e = entries(&p);
     assert_eq!(
         e.len(),
@@ -223,9 +221,7 @@ fn failing_migration_rolls_its_archive_back(b: Backend) {
 both!(failing_migration_rolls_its_archive_back);
 
 fn restore_into_a_table_that_gained_rows_keeps_them(b: Backend) {
-    let p = seeded(b);
-    p.add("0002_clear.sql", &contract("DELETE FROM users;"));
-    assert_code(&up(&p, &[]), 0);
+    let p = seeded_then(b, "0002_clear.sql", "DELETE FROM users;");
     p.query("INSERT INTO users (id, name) VALUES (1, 'new ann'), (4, 'dee')");
     let e = entries(&p);
     let r = restore(&p, e[0]["id"].as_i64().unwrap());
@@ -239,12 +235,11 @@ fn restore_into_a_table_that_gained_rows_keeps_them(b: Backend) {
 both!(restore_into_a_table_that_gained_rows_keeps_them);
 
 fn restore_refuses_when_it_cannot_be_faithful(b: Backend) {
-    let p = seeded(b);
-    p.add(
+    let p = seeded_then(
+        b,
         "0002_drop_name.sql",
-        &contract("ALTER TABLE users DROP COLUMN name;"),
+        "ALTER TABLE users DROP COLUMN name;",
     );
-    assert_code(&up(&p, &[]), 0);
     let id = entries(&p)[0]["id"].as_i64().unwrap().to_string();
 
     // The table is gone: nothing to put the column back into.
@@ -385,12 +380,11 @@ fn down_archives_a_created_table_before_dropping_it(b: Backend) {
 both!(down_archives_a_created_table_before_dropping_it);
 
 fn purge_honours_retention_and_names_what_it_removes(b: Backend) {
-    let p = seeded(b);
-    p.add(
+    let p = seeded_then(
+        b,
         "0002_drop_name.sql",
-        &contract("ALTER TABLE users DROP COLUMN name;"),
+        "ALTER TABLE users DROP COLUMN name;",
     );
-    assert_code(&up(&p, &[]), 0);
     let out = p.capstan(&["archive", "purge"]);
     assert_code(&out, 2);
     assert!(stderr(&out).contains("purge needs --older-than DURATION, or `retention`"));
