@@ -50,6 +50,11 @@ fn seeded_then(b: Backend, file: &str, body: &str) -> Project {
     p
 }
 
+/// Writes the project's `capstan.toml`.
+fn write_config(p: &Project, toml: &str) {
+    std::fs::write(p.dir.path().join("capstan.toml"), toml).unwrap();
+}
+
 fn up(p: &Project, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["migrate", "up", "--unsafe-ok", "--force-contract"];
     args.extend_from_slice(extra);
@@ -280,11 +285,7 @@ both!(restore_refuses_when_it_cannot_be_faithful);
 
 fn over_the_size_limit_refuses_unless_no_archive_names_it(b: Backend) {
     let p = seeded(b);
-    std::fs::write(
-        p.dir.path().join("capstan.toml"),
-        "[archive]\nmax_size = \"1B\"\n",
-    )
-    .unwrap();
+    write_config(&p, "[archive]\nmax_size = \"1B\"\n");
     p.add(
         "0002_drop_name.sql",
         &contract("ALTER TABLE users DROP COLUMN name;"),
@@ -388,11 +389,7 @@ fn purge_honours_retention_and_names_what_it_removes(b: Backend) {
     let out = p.capstan(&["archive", "purge"]);
     assert_code(&out, 2);
     assert!(stderr(&out).contains("purge needs --older-than DURATION, or `retention`"));
-    std::fs::write(
-        p.dir.path().join("capstan.toml"),
-        "[archive]\nretention = \"1h\"\n",
-    )
-    .unwrap();
+    write_config(&p, "[archive]\nretention = \"1h\"\n");
     let out = p.capstan(&["archive", "purge"]);
     assert_code(&out, 0);
     assert!(stdout(&out).contains("nothing purged"), "{}", stdout(&out));
@@ -411,11 +408,7 @@ both!(purge_honours_retention_and_names_what_it_removes);
 
 fn bad_archive_config_names_the_key(b: Backend) {
     let p = seeded(b);
-    std::fs::write(
-        p.dir.path().join("capstan.toml"),
-        "[archive]\nmax_size = \"lots\"\n",
-    )
-    .unwrap();
+    write_config(&p, "[archive]\nmax_size = \"lots\"\n");
     let out = p.capstan(&["migrate", "status"]);
     assert_code(&out, 3);
     assert!(
@@ -423,11 +416,7 @@ fn bad_archive_config_names_the_key(b: Backend) {
         "{}",
         stderr(&out)
     );
-    std::fs::write(
-        p.dir.path().join("capstan.toml"),
-        "[archive]\nmax_sise = \"1GiB\"\n",
-    )
-    .unwrap();
+    write_config(&p, "[archive]\nmax_sise = \"1GiB\"\n");
     let out = p.capstan(&["archive", "list"]);
     assert_code(&out, 3);
     assert!(
@@ -678,11 +667,7 @@ both!(a_dirty_migration_names_its_own_statement_not_the_archive_copy);
 
 fn an_over_limit_copy_in_a_no_transaction_migration_leaves_nothing_behind(b: Backend) {
     let p = seeded(b);
-    std::fs::write(
-        p.dir.path().join("capstan.toml"),
-        "[archive]\nmax_size = \"1B\"\n",
-    )
-    .unwrap();
+    write_config(&p, "[archive]\nmax_size = \"1B\"\n");
     p.add(
         "0002_drop_name.sql",
         "-- capstan:phase contract\n-- capstan:no-transaction\n-- capstan:up\nALTER TABLE users DROP COLUMN name;\n",
