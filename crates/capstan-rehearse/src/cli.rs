@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use crate::config::Config;
+use crate::config::{Config, Flags};
 use crate::db::Backend;
 use crate::{rehearse, Error, Options};
 
@@ -42,9 +42,13 @@ pub struct RehearseArgs {
         long,
         short = 'c',
         default_value = "rehearse.toml",
-        value_name = "FILE"
+        value_name = "FILE",
+        conflicts_with = "releases"
     )]
     pub config: PathBuf,
+    /// The plan on the command line instead of in a file.
+    #[command(flatten)]
+    pub plan: Flags,
     /// Where scratch databases are made: `sqlite` (the default) or the
     /// postgres:// URL of a server (the role needs CREATEDB). Overrides the
     /// file's `database`.
@@ -78,7 +82,12 @@ pub struct RehearseArgs {
 
 /// Runs the rehearsal and returns the exit code.
 pub async fn run(args: RehearseArgs) -> i32 {
-    let config = match Config::load(&args.config) {
+    let config = if args.plan.releases.is_empty() {
+        Config::load(&args.config)
+    } else {
+        Config::from_flags(&args.plan)
+    };
+    let config = match config {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -190,5 +199,47 @@ async fn interrupted() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: RehearseArgs,
+    }
+
+    #[test]
+    fn the_plan_comes_from_a_file_or_from_flags_not_both() {
+        let flags = Cli::try_parse_from([
+            "r",
+            "--release",
+            "1=a",
+            "--release",
+            "2=b",
+            "--smoke",
+            "s.toml",
+        ])
+        .unwrap()
+        .args;
+        assert_eq!(flags.plan.releases, ["1=a", "2=b"]);
+        let both = Cli::try_parse_from(["r", "-c", "x.toml", "--release", "1=a"]);
+        assert!(both.is_err_and(|e| e.to_string().contains("cannot be used with")));
+        let orphan = Cli::try_parse_from(["r", "--smoke", "s.toml"]);
+        assert!(orphan.is_err_and(|e| e.to_string().contains("--release")));
+        let two_smokes = Cli::try_parse_from([
+            "r",
+            "--release",
+            "1=a",
+            "--smoke",
+            "s",
+            "--smoke-command",
+            "c",
+        ]);
+        assert!(two_smokes.is_err_and(|e| e.to_string().contains("cannot be used with")));
     }
 }

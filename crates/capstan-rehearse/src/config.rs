@@ -136,6 +136,47 @@ pub struct Release {
     pub database_env: String,
 }
 
+/// A rehearsal plan on the command line: `capstan rehearse --release
+/// 1.0.0=app-v1 --release 2.0.0=app-v2 --smoke smoke.toml`. Every release
+/// gets the same environment, readiness path and smoke test; relative paths
+/// start at the current directory.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Flags {
+    /// A release, oldest first, at least two: NAME=COMMAND, like
+    /// `1.0.0=./bin/app-v1` (split into words like a shell does; its
+    /// migrations are the binary's own, through its `migrate` subcommand).
+    /// Replaces rehearse.toml.
+    #[arg(long = "release", value_name = "NAME=COMMAND")]
+    pub releases: Vec<String>,
+    /// NAME=DIR: that release's migrations come from DIR (with capstan.sum).
+    #[arg(long, value_name = "NAME=DIR", requires = "releases")]
+    pub migrations: Vec<String>,
+    /// KEY=VALUE in every release's environment; `${PORT}` and
+    /// `${DATABASE_URL}` expand as in rehearse.toml.
+    #[arg(long, value_name = "KEY=VALUE", requires = "releases")]
+    pub env: Vec<String>,
+    /// Smoke file (HTTP requests) of every release.
+    #[arg(long, value_name = "FILE", requires = "releases")]
+    pub smoke: Option<PathBuf>,
+    /// Smoke command of every release: must exit 0.
+    #[arg(
+        long,
+        value_name = "COMMAND",
+        requires = "releases",
+        conflicts_with = "smoke"
+    )]
+    pub smoke_command: Option<String>,
+    /// Seed SQL, loaded once the first release's schema exists.
+    #[arg(long, value_name = "FILE", requires = "releases")]
+    pub seed: Option<PathBuf>,
+    /// Readiness path or URL of every release [default: /readyz].
+    #[arg(long, value_name = "PATH", requires = "releases")]
+    pub ready: Option<String>,
+    /// How long a binary may take to become ready [default: 30s].
+    #[arg(long, value_name = "DURATION", requires = "releases")]
+    pub ready_timeout: Option<String>,
+}
+
 fn bad(file: &Path, message: impl Into<String>) -> Error {
     Error::Config {
         file: file.to_path_buf(),
@@ -163,12 +204,97 @@ impl Config {
                 }
             })
             .unwrap_or_else(|| PathBuf::from("."));
+        Self::check(path, base_dir, file)
+    }
+
+    /// The plan given on the command line instead of in a file. Relative
+    /// paths are relative to the current directory; errors name the flag.
+    pub fn from_flags(flags: &Flags) -> Result<Config, Error> {
+        let flag = |name: &str, message: String| bad(Path::new(name), message);
+        let pair = |name: &str, value: &str, what: &str| -> Result<(String, String), Error> {
+            match value.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+                _ => Err(flag(name, format!("`{value}`: expected {what}"))),
+            }
+        };
+        let words = |name: &str, line: &str| -> Result<Vec<String>, Error> {
+            match shlex::split(line) {
+                Some(w) if !w.is_empty() => Ok(w),
+                Some(_) => Err(flag(name, format!("`{line}`: the command is empty"))),
+                None => Err(flag(
+                    name,
+                    format!("`{line}`: unbalanced quotes or a trailing `\\`"),
+                )),
+            }
+        };
+        let mut releases = Vec::new();
+        for r in &flags.releases {
+            let (name, command) = pair("--release", r, "NAME=COMMAND, like 1.0.0=./bin/app-v1")?;
+            releases.push(ReleaseFile {
+                command: words(&format!("--release {name}"), &command)?,
+                name,
+                migrations: "embedded".into(),
+                env: BTreeMap::new(),
+                port: None,
+                ready: flags.ready.clone(),
+                smoke: None,
+                seed: None,
+                database_env: None,
+            });
+        }
+        for m in &flags.migrations {
+            let (name, dir) = pair("--migrations", m, "NAME=DIR, like 2.0.0=migrations")?;
+            match releases.iter_mut().find(|r| r.name == name) {
+                Some(r) => r.migrations = dir,
+                None => {
+                    let known: Vec<&str> = releases.iter().map(|r| r.name.as_str()).collect();
+                    return Err(flag(
+                        "--migrations",
+                        format!(
+                            "`{m}`: no --release is named `{name}` (releases: {})",
+                            known.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        let mut env = BTreeMap::new();
+        for e in &flags.env {
+            let (k, v) = pair("--env", e, "KEY=VALUE")?;
+            env.insert(k, v);
+        }
+        let smoke = match (&flags.smoke, &flags.smoke_command) {
+            (Some(f), _) => Some(SmokeSpec::File(f.clone())),
+            (None, Some(c)) => Some(SmokeSpec::Table(SmokeTable {
+                requests: None,
+                command: Some(words("--smoke-command", c)?),
+            })),
+            (None, None) => None,
+        };
+        let file = FileConfig {
+            database: None,
+            seed: flags.seed.clone(),
+            smoke,
+            env,
+            ready_timeout: flags.ready_timeout.clone(),
+            releases,
+        };
+        Self::check(Path::new("--release"), PathBuf::from("."), file)
+    }
+
+    /// Checks a parsed plan: `path` names where it came from in errors.
+    fn check(path: &Path, base_dir: PathBuf, file: FileConfig) -> Result<Config, Error> {
         let base_dir = std::fs::canonicalize(&base_dir).unwrap_or(base_dir);
         if file.releases.len() < 2 {
+            let given = if path == Path::new("--release") {
+                "release(s) given"
+            } else {
+                "[[release]] table(s)"
+            };
             return Err(bad(
                 path,
                 format!(
-                    "{} [[release]] table(s): a rehearsal needs at least two releases, oldest first",
+                    "{} {given}: a rehearsal needs at least two releases, oldest first",
                     file.releases.len()
                 ),
             ));
@@ -354,6 +480,110 @@ mod tests {
             err.contains("/tmp/r.toml") && err.contains("at least two"),
             "{err}"
         );
+    }
+
+    fn flags(releases: &[&str]) -> Flags {
+        Flags {
+            releases: releases.iter().map(|r| r.to_string()).collect(),
+            ..Flags::default()
+        }
+    }
+
+    fn flag_error(f: Flags) -> String {
+        Config::from_flags(&f).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn flags_make_the_same_plan_a_file_would() {
+        let migrations =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/chirpy/migrations");
+        let f = Flags {
+            migrations: vec![format!("2.0.0={}", migrations.display())],
+            env: vec!["ADDR=127.0.0.1:${PORT}".into(), "MODE=a=b".into()],
+            smoke_command: Some("./smoke.sh 'two words'".into()),
+            ready: Some("/healthz".into()),
+            ready_timeout: Some("5s".into()),
+            ..flags(&["1.0.0=app --flag 'a b'", "2.0.0 = ./bin/app-v2"])
+        };
+        let c = Config::from_flags(&f).unwrap();
+        assert_eq!(c.ready_timeout, Duration::from_secs(5));
+        let (one, two) = (&c.releases[0], &c.releases[1]);
+        assert_eq!((one.name.as_str(), two.name.as_str()), ("1.0.0", "2.0.0"));
+        assert_eq!(one.command, ["app", "--flag", "a b"]);
+        assert_eq!(two.command, ["./bin/app-v2"]);
+        assert_eq!(one.migrations, Migrations::Embedded);
+        assert!(matches!(&two.migrations, Migrations::Dir(d) if d.ends_with("chirpy/migrations")));
+        for r in [one, two] {
+            assert_eq!(r.ready, "/healthz");
+            assert_eq!(
+                r.env,
+                [
+                    ("ADDR".to_string(), "127.0.0.1:${PORT}".to_string()),
+                    ("MODE".to_string(), "a=b".to_string())
+                ]
+            );
+            assert!(matches!(&r.smoke, Smoke::Command(c) if c == &["./smoke.sh", "two words"]));
+            assert_eq!(r.database_env, "DATABASE_URL");
+        }
+    }
+
+    #[test]
+    fn bad_flags_are_refused_naming_the_flag() {
+        let cases = [
+            (flags(&["1.0.0=app"]), "--release: 1 release(s) given"),
+            (
+                flags(&["1.0.0=app", "2.0.0"]),
+                "--release: `2.0.0`: expected NAME=COMMAND",
+            ),
+            (
+                flags(&["1.0.0=app", "=app"]),
+                "--release: `=app`: expected NAME=COMMAND",
+            ),
+            (
+                flags(&["1.0.0=app", "2.0.0="]),
+                "--release 2.0.0: ``: the command is empty",
+            ),
+            (
+                flags(&["1.0.0=app", "2.0.0=app 'x"]),
+                "--release 2.0.0: `app 'x`: unbalanced quotes",
+            ),
+            (
+                flags(&["1=app", "1=app"]),
+                "release 2 (`1`): the name is used twice",
+            ),
+            (
+                Flags {
+                    migrations: vec!["3=m".into()],
+                    ..flags(&["1=a", "2=b"])
+                },
+                "--migrations: `3=m`: no --release is named `3` (releases: 1, 2)",
+            ),
+            (
+                Flags {
+                    env: vec!["NOEQUALS".into()],
+                    ..flags(&["1=a", "2=b"])
+                },
+                "--env: `NOEQUALS`: expected KEY=VALUE",
+            ),
+            (
+                Flags {
+                    env: vec!["X=${CAPSTAN_REHEARSE_SURELY_UNSET}".into()],
+                    ..flags(&["1=a", "2=b"])
+                },
+                "env.X: `${CAPSTAN_REHEARSE_SURELY_UNSET}` is not set",
+            ),
+            (
+                Flags {
+                    ready_timeout: Some("soon".into()),
+                    ..flags(&["1=a", "2=b"])
+                },
+                "--release: ready_timeout:",
+            ),
+        ];
+        for (f, want) in cases {
+            let got = flag_error(f);
+            assert!(got.contains(want), "{got}\nwanted: {want}");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use capstan_rehearse::config::{Config, Migrations};
+use capstan_rehearse::config::{Config, Flags, Migrations};
 use capstan_rehearse::db::Backend;
 use capstan_rehearse::report::{Outcome, Report};
 use capstan_rehearse::{rehearse, Options};
@@ -225,6 +225,59 @@ fn assert_chirpy_passes(r: &Report) {
 async fn chirpy_v1_v2_v3_passes_on_sqlite_with_the_expected_refusal() {
     let r = run(&fixture("rehearse.toml"), Options::new(Backend::Sqlite)).await;
     assert_eq!(r.backend, "sqlite");
+    assert_chirpy_passes(&r);
+}
+
+/// `--release 1.0.0=chirpy-v1 … --smoke smoke.toml --env …` is the plan of
+/// chirpy's rehearse.toml, and rehearses the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_given_as_flags_is_the_files_and_passes() {
+    let file = fixture("rehearse.toml");
+    let flags = Flags {
+        releases: (1..=3)
+            .map(|v| {
+                format!(
+                    "{v}.0.0='{}'",
+                    bin_dir().join(format!("chirpy-v{v}")).display()
+                )
+            })
+            .collect(),
+        smoke: Some(file.base_dir.join("smoke.toml")),
+        env: [
+            "CHIRPY_ADDR=127.0.0.1:${PORT}",
+            "CHIRPY_DRAIN=0s",
+            "CHIRPY_FLEET_HEARTBEAT=1s",
+            "CHIRPY_DB_CHECK_INTERVAL=100ms",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ready_timeout: Some("30s".into()),
+        ..Flags::default()
+    };
+    let config = Config::from_flags(&flags).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.ready_timeout, file.ready_timeout);
+    assert_eq!(config.releases.len(), file.releases.len());
+    for (a, b) in config.releases.iter().zip(&file.releases) {
+        assert_eq!(
+            (
+                &a.name,
+                &a.command,
+                &a.env,
+                &a.ready,
+                &a.migrations,
+                &a.port
+            ),
+            (
+                &b.name,
+                &b.command,
+                &b.env,
+                &b.ready,
+                &b.migrations,
+                &b.port
+            )
+        );
+    }
+    let r = run(&config, Options::new(Backend::Sqlite)).await;
     assert_chirpy_passes(&r);
 }
 
@@ -466,6 +519,7 @@ async fn the_command_line_writes_json_and_exits_by_the_contract() {
     std::fs::write(&bad, "smoke_test = \"x\"\n").unwrap();
     let args = |config: PathBuf, output: PathBuf| RehearseArgs {
         config,
+        plan: Flags::default(),
         database: Some("sqlite".into()),
         load: false,
         load_workers: 4,
