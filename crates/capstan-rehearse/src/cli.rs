@@ -43,7 +43,7 @@ pub struct RehearseArgs {
         short = 'c',
         default_value = "rehearse.toml",
         value_name = "FILE",
-        conflicts_with = "releases"
+        conflicts_with = "plan"
     )]
     pub config: PathBuf,
     /// The plan on the command line instead of in a file.
@@ -229,6 +229,19 @@ mod tests {
         assert_eq!(flags.plan.releases, ["1=a", "2=b"]);
         let both = Cli::try_parse_from(["r", "-c", "x.toml", "--release", "1=a"]);
         assert!(both.is_err_and(|e| e.to_string().contains("cannot be used with")));
+        // Any plan flag next to -c, not just --release: none is ignored.
+        for flag in [
+            ["--smoke", "s"],
+            ["--env", "X=1"],
+            ["--seed", "x.sql"],
+            ["--migrations", "1=m"],
+        ] {
+            let with_file = Cli::try_parse_from(["r", "-c", "x.toml", flag[0], flag[1]]);
+            assert!(
+                with_file.is_err_and(|e| e.to_string().contains("cannot be used with")),
+                "{flag:?}"
+            );
+        }
         let orphan = Cli::try_parse_from(["r", "--smoke", "s.toml"]);
         assert!(orphan.is_err_and(|e| e.to_string().contains("--release")));
         let two_smokes = Cli::try_parse_from([

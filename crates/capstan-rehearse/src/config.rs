@@ -84,6 +84,57 @@ pub struct Config {
     pub database: Option<String>,
     /// How long a binary may take to become ready.
     pub ready_timeout: Duration,
+    /// Where the plan came from, for errors found while it runs.
+    pub origin: Origin,
+}
+
+/// Where a plan came from: its errors name the file and key, or the flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// `rehearse.toml` (or another file given with `-c`).
+    File(PathBuf),
+    /// The `--release` flags.
+    Flags,
+}
+
+impl Origin {
+    /// An error about `key` (rehearse.toml's name for it; empty for the
+    /// release itself) of `release` (its index and name), or of the whole
+    /// plan when `release` is `None`.
+    pub fn error(
+        &self,
+        release: Option<(usize, &str)>,
+        key: &str,
+        message: impl std::fmt::Display,
+    ) -> Error {
+        match self {
+            Origin::File(path) => {
+                let mut m = String::new();
+                if let Some((i, name)) = release {
+                    m.push_str(&format!("release {} (`{name}`): ", i + 1));
+                }
+                if !key.is_empty() {
+                    m.push_str(key);
+                    m.push_str(": ");
+                }
+                bad(path, format!("{m}{message}"))
+            }
+            Origin::Flags => {
+                let name = release.map_or("", |(_, n)| n);
+                let flag = match key {
+                    "ready_timeout" => "--ready-timeout".to_string(),
+                    "seed" => "--seed".into(),
+                    "smoke" => "--smoke-command".into(),
+                    "ready" => "--ready".into(),
+                    "migrations" => format!("--migrations {name}"),
+                    k if k.starts_with("env.") => format!("--env {}", &k["env.".len()..]),
+                    _ if name.is_empty() => "--release".into(),
+                    _ => format!("--release {name}"),
+                };
+                bad(Path::new(&flag), message.to_string())
+            }
+        }
+    }
 }
 
 /// Where a release's migrations come from.
@@ -141,6 +192,7 @@ pub struct Release {
 /// gets the same environment, readiness path and smoke test; relative paths
 /// start at the current directory.
 #[derive(Debug, Clone, Default, clap::Args)]
+#[group(id = "plan", multiple = true)]
 pub struct Flags {
     /// A release, oldest first, at least two: NAME=COMMAND, like
     /// `1.0.0=./bin/app-v1` (split into words like a shell does; its
@@ -166,7 +218,8 @@ pub struct Flags {
         conflicts_with = "smoke"
     )]
     pub smoke_command: Option<String>,
-    /// Seed SQL, loaded once the first release's schema exists.
+    /// Seed SQL, loaded at the start of every step once the older release's
+    /// schema exists.
     #[arg(long, value_name = "FILE", requires = "releases")]
     pub seed: Option<PathBuf>,
     /// Readiness path or URL of every release [default: /readyz].
@@ -204,7 +257,7 @@ impl Config {
                 }
             })
             .unwrap_or_else(|| PathBuf::from("."));
-        Self::check(path, base_dir, file)
+        Self::check(Origin::File(path.to_path_buf()), base_dir, file)
     }
 
     /// The plan given on the command line instead of in a file. Relative
@@ -244,8 +297,15 @@ impl Config {
         }
         for m in &flags.migrations {
             let (name, dir) = pair("--migrations", m, "NAME=DIR, like 2.0.0=migrations")?;
+            let dir = dir.trim();
             match releases.iter_mut().find(|r| r.name == name) {
-                Some(r) => r.migrations = dir,
+                Some(r) if r.migrations != "embedded" => {
+                    return Err(flag(
+                        "--migrations",
+                        format!("`{m}`: release `{name}` has a --migrations already"),
+                    ))
+                }
+                Some(r) => r.migrations = dir.to_string(),
                 None => {
                     let known: Vec<&str> = releases.iter().map(|r| r.name.as_str()).collect();
                     return Err(flag(
@@ -279,20 +339,20 @@ impl Config {
             ready_timeout: flags.ready_timeout.clone(),
             releases,
         };
-        Self::check(Path::new("--release"), PathBuf::from("."), file)
+        Self::check(Origin::Flags, PathBuf::from("."), file)
     }
 
-    /// Checks a parsed plan: `path` names where it came from in errors.
-    fn check(path: &Path, base_dir: PathBuf, file: FileConfig) -> Result<Config, Error> {
+    /// Checks a parsed plan; errors name the key (or flag) by `origin`.
+    fn check(origin: Origin, base_dir: PathBuf, file: FileConfig) -> Result<Config, Error> {
         let base_dir = std::fs::canonicalize(&base_dir).unwrap_or(base_dir);
         if file.releases.len() < 2 {
-            let given = if path == Path::new("--release") {
-                "release(s) given"
-            } else {
-                "[[release]] table(s)"
+            let given = match origin {
+                Origin::Flags => "release(s) given",
+                Origin::File(_) => "[[release]] table(s)",
             };
-            return Err(bad(
-                path,
+            return Err(origin.error(
+                None,
+                "",
                 format!(
                     "{} {given}: a rehearsal needs at least two releases, oldest first",
                     file.releases.len()
@@ -301,34 +361,35 @@ impl Config {
         }
         let ready_timeout = match &file.ready_timeout {
             Some(s) => capstan_migrate::source::parse_duration(s)
-                .map_err(|e| bad(path, format!("ready_timeout: {e}")))?,
+                .map_err(|e| origin.error(None, "ready_timeout", e))?,
             None => Duration::from_secs(30),
         };
         let default_smoke = file
             .smoke
             .as_ref()
-            .map(|s| load_smoke(path, &base_dir, s, "smoke"))
+            .map(|s| load_smoke(&origin, None, &base_dir, s))
             .transpose()?;
         let mut releases = Vec::new();
         let mut names = std::collections::HashSet::new();
         for (i, r) in file.releases.into_iter().enumerate() {
-            let at = format!("release {} (`{}`)", i + 1, r.name);
+            let name = r.name.clone();
+            let at = Some((i, name.as_str()));
             if !names.insert(r.name.clone()) {
-                return Err(bad(path, format!("{at}: the name is used twice")));
+                return Err(origin.error(at, "", "the name is used twice"));
             }
             if r.command.is_empty() {
-                return Err(bad(path, format!("{at}: `command` is empty")));
+                return Err(origin.error(at, "", "`command` is empty"));
             }
             let migrations = if r.migrations == "embedded" {
                 Migrations::Embedded
             } else {
                 let dir = base_dir.join(&r.migrations);
                 capstan_migrate::MigrationSet::from_dir(&dir)
-                    .map_err(|e| bad(path, format!("{at}: migrations: {e}")))?;
+                    .map_err(|e| origin.error(at, "migrations", e))?;
                 Migrations::Dir(std::fs::canonicalize(&dir).unwrap_or(dir))
             };
             let smoke = match &r.smoke {
-                Some(s) => load_smoke(path, &base_dir, s, &format!("{at}: smoke"))?,
+                Some(s) => load_smoke(&origin, at, &base_dir, s)?,
                 None => default_smoke.clone().unwrap_or(Smoke::None),
             };
             let mut env: Vec<(String, String)> = file
@@ -347,7 +408,7 @@ impl Config {
                 .map(|s| base_dir.join(s));
             if let Some(s) = &seed {
                 if !s.is_file() {
-                    return Err(bad(path, format!("{at}: seed {} not found", s.display())));
+                    return Err(origin.error(at, "seed", format!("{} not found", s.display())));
                 }
             }
             let release = Release {
@@ -365,7 +426,7 @@ impl Config {
             let check = |s: &str, field: &str| -> Result<(), Error> {
                 expand(s, &|_| Some(String::new()))
                     .map(|_| ())
-                    .map_err(|e| bad(path, format!("{at}: {field}: {e}")))
+                    .map_err(|e| origin.error(at, field, e))
             };
             for c in &release.command {
                 check(c, "command")?;
@@ -381,11 +442,17 @@ impl Config {
             releases,
             database: file.database,
             ready_timeout,
+            origin,
         })
     }
 }
 
-fn load_smoke(path: &Path, base: &Path, spec: &SmokeSpec, at: &str) -> Result<Smoke, Error> {
+fn load_smoke(
+    origin: &Origin,
+    release: Option<(usize, &str)>,
+    base: &Path,
+    spec: &SmokeSpec,
+) -> Result<Smoke, Error> {
     let file = match spec {
         SmokeSpec::File(f) => f.clone(),
         SmokeSpec::Table(SmokeTable {
@@ -397,14 +464,15 @@ fn load_smoke(path: &Path, base: &Path, spec: &SmokeSpec, at: &str) -> Result<Sm
             command: Some(c),
         }) => {
             if c.is_empty() {
-                return Err(bad(path, format!("{at}: `command` is empty")));
+                return Err(origin.error(release, "smoke", "`command` is empty"));
             }
             return Ok(Smoke::Command(c.clone()));
         }
         SmokeSpec::Table(_) => {
-            return Err(bad(
-                path,
-                format!("{at}: give either `requests = \"FILE\"` or `command = [\"PROGRAM\", …]`"),
+            return Err(origin.error(
+                release,
+                "smoke",
+                "give either `requests = \"FILE\"` or `command = [\"PROGRAM\", …]`",
             ))
         }
     };
@@ -549,7 +617,7 @@ mod tests {
             ),
             (
                 flags(&["1=app", "1=app"]),
-                "release 2 (`1`): the name is used twice",
+                "--release 1: the name is used twice",
             ),
             (
                 Flags {
@@ -567,17 +635,49 @@ mod tests {
             ),
             (
                 Flags {
+                    migrations: vec!["2=m".into(), "2=n".into()],
+                    ..flags(&["1=a", "2=b"])
+                },
+                "--migrations: `2=n`: release `2` has a --migrations already",
+            ),
+            (
+                Flags {
+                    migrations: vec!["2 = surely-no-such-dir".into()],
+                    ..flags(&["1=a", "2=b"])
+                },
+                "--migrations 2: cannot read migration directory",
+            ),
+            (
+                Flags {
                     env: vec!["X=${CAPSTAN_REHEARSE_SURELY_UNSET}".into()],
                     ..flags(&["1=a", "2=b"])
                 },
-                "env.X: `${CAPSTAN_REHEARSE_SURELY_UNSET}` is not set",
+                "--env X: `${CAPSTAN_REHEARSE_SURELY_UNSET}` is not set",
+            ),
+            (
+                flags(&["1=a", "2=b ${CAPSTAN_REHEARSE_SURELY_UNSET}"]),
+                "--release 2: `${CAPSTAN_REHEARSE_SURELY_UNSET}` is not set",
+            ),
+            (
+                Flags {
+                    ready: Some("${CAPSTAN_REHEARSE_SURELY_UNSET}".into()),
+                    ..flags(&["1=a", "2=b"])
+                },
+                "--ready: `${CAPSTAN_REHEARSE_SURELY_UNSET}` is not set",
             ),
             (
                 Flags {
                     ready_timeout: Some("soon".into()),
                     ..flags(&["1=a", "2=b"])
                 },
-                "--release: ready_timeout:",
+                "--ready-timeout: ",
+            ),
+            (
+                Flags {
+                    seed: Some("surely-no-such-seed.sql".into()),
+                    ..flags(&["1=a", "2=b"])
+                },
+                "--seed: ",
             ),
         ];
         for (f, want) in cases {

@@ -155,6 +155,49 @@ struct Context<'a> {
 /// A program with its arguments, and its environment.
 type ProgramEnv = (Vec<String>, Vec<(String, String)>);
 
+/// The built-in `${…}` values of one start of `release`.
+fn builtins(
+    config: &Config,
+    release: &Release,
+    port: u16,
+    url: &str,
+) -> [(&'static str, String); 4] {
+    let dir = match &release.migrations {
+        Migrations::Dir(d) => d.display().to_string(),
+        Migrations::Embedded => String::new(),
+    };
+    [
+        ("PORT", port.to_string()),
+        ("DATABASE_URL", url.to_string()),
+        ("MIGRATIONS_DIR", dir),
+        ("REHEARSE_DIR", config.base_dir.display().to_string()),
+    ]
+}
+
+/// Expands `s`, the `key` of `release`, for one start of it.
+fn expand_for(
+    config: &Config,
+    release: &Release,
+    values: &[(&'static str, String)],
+    key: &str,
+    s: &str,
+) -> Result<String, Error> {
+    let lookup = |name: &str| {
+        values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+    };
+    expand(s, &lookup).map_err(|m| {
+        let index = config
+            .releases
+            .iter()
+            .position(|r| r.name == release.name)
+            .unwrap_or(0);
+        config.origin.error(Some((index, &release.name)), key, m)
+    })
+}
+
 /// Program and environment of `release`, `${…}` expanded.
 fn command_of(
     config: &Config,
@@ -162,53 +205,32 @@ fn command_of(
     port: u16,
     url: &str,
 ) -> Result<ProgramEnv, Error> {
-    let dir = match &release.migrations {
-        Migrations::Dir(d) => d.display().to_string(),
-        Migrations::Embedded => String::new(),
-    };
-    let base = config.base_dir.display().to_string();
-    let lookup = |name: &str| -> Option<String> {
-        Some(match name {
-            "PORT" => port.to_string(),
-            "DATABASE_URL" => url.to_string(),
-            "MIGRATIONS_DIR" => dir.clone(),
-            "REHEARSE_DIR" => base.clone(),
-            _ => return None,
-        })
-    };
-    let bad = |m: String| Error::Config {
-        file: config.base_dir.join("rehearse.toml"),
-        message: format!("release `{}`: {m}", release.name),
-    };
+    let values = builtins(config, release, port, url);
     let mut argv = release
         .command
         .iter()
-        .map(|c| expand(c, &lookup))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(bad)?;
+        .map(|c| expand_for(config, release, &values, "command", c))
+        .collect::<Result<Vec<_>, _>>()?;
     if argv[0].contains('/') && Path::new(&argv[0]).is_relative() {
         argv[0] = config.base_dir.join(&argv[0]).display().to_string();
     }
     let mut env = release
         .env
         .iter()
-        .map(|(k, v)| Ok((k.clone(), expand(v, &lookup)?)))
-        .collect::<Result<Vec<_>, String>>()
-        .map_err(bad)?;
+        .map(|(k, v)| {
+            Ok((
+                k.clone(),
+                expand_for(config, release, &values, &format!("env.{k}"), v)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
     env.push((release.database_env.clone(), url.to_string()));
     Ok((argv, env))
 }
 
 fn ready_url(config: &Config, release: &Release, port: u16, url: &str) -> Result<String, Error> {
-    let lookup = |name: &str| match name {
-        "PORT" => Some(port.to_string()),
-        "DATABASE_URL" => Some(url.to_string()),
-        _ => None,
-    };
-    let r = expand(&release.ready, &lookup).map_err(|m| Error::Config {
-        file: config.base_dir.join("rehearse.toml"),
-        message: format!("release `{}`: ready: {m}", release.name),
-    })?;
+    let values = builtins(config, release, port, url);
+    let r = expand_for(config, release, &values, "ready", &release.ready)?;
     Ok(if r.starts_with('/') {
         format!("http://127.0.0.1:{port}{r}")
     } else {
