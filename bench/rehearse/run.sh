@@ -20,9 +20,11 @@
 #                         work on a shared machine disturb the figures less
 #   TMPDIR=DIR            where rehearse's SQLite files (and by default the
 #                         first Postgres cluster) live
-#   BENCH_PG_DIRS="D1 D2" one Postgres cluster in each of these directories, one
+#   BENCH_PG_DIRS="D1 D2" one Postgres cluster in each of these directories
+#                         (separated by spaces, so none may contain one), one
 #                         after the other (default: $TMPDIR or /tmp, and
-#                         /dev/shm when it is a tmpfs); the script prints each
+#                         /dev/shm when it is a tmpfs with 1 GiB free); the
+#                         script prints each
 #                         one's file system, how fast it creates files, and
 #                         what one CREATE DATABASE costs in psql there
 #   BENCH_PAUSE=SECONDS   sleep this long before each round (default 0), so
@@ -92,10 +94,15 @@ PY
 # has a journal (without one, ext4 passes over recently deleted inodes when
 # it allocates one, so creating files gets slow after many deletions).
 fs_of() {
-    local src type
-    read -r type src < <({ findmnt -no FSTYPE,SOURCE --target "$1" 2>/dev/null || echo "? ?"; } | head -n 1)
+    local src type majmin dev
+    read -r type src majmin < <({ findmnt -no FSTYPE,SOURCE,MAJ:MIN --target "$1" 2>/dev/null || echo "? ? ?"; } | head -n 1)
     if [[ $type == ext4 ]]; then
-        if compgen -G "/proc/fs/jbd2/$(basename "$src")-*" >/dev/null; then
+        # jbd2 names a journal after the kernel's name of the device
+        # (vda, dm-0, loop0), which /sys/dev/block has by number.
+        dev=$(basename "$(readlink -f "/sys/dev/block/$majmin" 2>/dev/null)")
+        if [[ -z $dev || $dev == "$majmin" ]]; then
+            type="ext4 (journal unknown)"
+        elif compgen -G "/proc/fs/jbd2/$dev-*" >/dev/null; then
             type="ext4 with journal"
         else
             type="ext4 without journal"
@@ -104,12 +111,16 @@ fs_of() {
     echo "$type on $src"
 }
 # The server's own cost of one scratch database: a CREATE DATABASE as
-# rehearse issues it, timed by psql, in ms.
+# rehearse issues it (FILE_COPY from Postgres 15 on), timed by psql, in ms.
 create_database_ms() {
-    psql -X -q "$PGENV_URL" <<'SQL' | awk '/^Time:/ { print $2; exit }'
-\timing on
-CREATE DATABASE bench_create_probe STRATEGY FILE_COPY;
-\timing off
+    local with=""
+    if (($(psql -X -At "$PGENV_URL" -c 'show server_version_num') >= 150000)); then
+        with=" STRATEGY FILE_COPY"
+    fi
+    psql -X -q -v ON_ERROR_STOP=1 "$PGENV_URL" <<SQL | awk '/^Time:/ { print $2; exit }'
+\\timing on
+CREATE DATABASE bench_create_probe$with;
+\\timing off
 DROP DATABASE bench_create_probe;
 SQL
 }
@@ -128,11 +139,13 @@ run_rounds() {
 }
 
 # Postgres runs on one cluster per directory in BENCH_PG_DIRS: by default
-# the temp directory and, where /dev/shm is a tmpfs, one there too.
+# the temp directory and, where /dev/shm is a tmpfs with 1 GiB free, one
+# there too.
 pg_dirs=${BENCH_PG_DIRS:-}
 if [[ -z $pg_dirs ]]; then
     pg_dirs=${TMPDIR:-/tmp}
-    if [[ $(stat -f -c %T /dev/shm 2>/dev/null) == tmpfs ]]; then
+    if [[ $(stat -f -c %T /dev/shm 2>/dev/null) == tmpfs ]] &&
+        (($(df -Pk /dev/shm | awk 'NR == 2 { print $4 }') >= 1048576)); then
         pg_dirs+=" /dev/shm"
     fi
 fi
@@ -147,14 +160,14 @@ k=0
 for dir in $pg_dirs; do
     k=$((k + 1))
     TMPDIR=$dir pgenv_start
-    echo "postgres $(psql -X -At "$PGENV_URL" -c 'show server_version') in $PGENV_DIR ($(fs_of "$dir"))"
+    echo "postgres $(psql -X -At "$PGENV_URL" -c 'show server_version') in $PGENV_DIR ($(fs_of "$PGENV_DIR"))"
     before=$(file_creation "$PGENV_DIR")
     create_before=$(create_database_ms)
     run_rounds "postgres-$k" "$PGENV_URL"
     after=$(file_creation "$PGENV_DIR")
     create_after=$(create_database_ms)
     printf 'postgres-%s\tPostgres\t%s: %s; file creation %s -> %s us; psql CREATE DATABASE %s -> %s ms\t%s\n' \
-        "$k" "$dir" "$(fs_of "$dir")" "$before" "$after" "$create_before" "$create_after" \
+        "$k" "$PGENV_DIR" "$(fs_of "$PGENV_DIR")" "$before" "$after" "$create_before" "$create_after" \
         "$(awk -v a="$create_before" -v b="$create_after" 'BEGIN { print (a + b) / 2 }')" >>"$out/runs.tsv"
     pgenv_stop
 done
@@ -183,10 +196,11 @@ for label, name, where, create in runs_of:
     print(f"{'':11} total / work = {med('total_ms') / work:.3f} (median of {rounds}; overhead per run: "
           + ", ".join(f"{r['overhead_pct']:.1f}%" for r in runs) + ")")
     rest = statistics.median(
-        (r["total_ms"] - r["migrations_ms"] - r["seed_ms"] - r["startup_ms"] - r["smoke_ms"] - r["database_ms"]) * 100 / r["total_ms"]
+        (r["total_ms"] - r["migrations_ms"] - r["seed_ms"] - r["startup_ms"] - r["smoke_ms"] - r["database_ms"]
+         - r["shutdown_ms"]) * 100 / r["total_ms"]
         for r in runs)
     print(f"{'':11} of which creating/dropping the scratch databases: {med('database_ms') * 100 / med('total_ms'):.1f}% of total; "
-          f"everything else: {rest:.1f}%")
+          f"shutdowns: {med('shutdown_ms') * 100 / med('total_ms'):.1f}%; everything else: {rest:.1f}%")
     if float(create) > 0:
         # A fresh database per step means the server creates at least one
         # before the first cell; how long one takes here, from psql.
