@@ -132,8 +132,24 @@ const KILL_RUN: u64 = 150;
 const SQLITE_ROWS: u64 = 3000;
 
 /// Migration `v` of the long run: creates `t_v`, fills it, spends a moment
-/// inside the transaction, then adds one last row.
+/// inside the transaction, then adds one last row. The last one spends
+/// about a second more, so a runner cannot finish the run while the test
+/// (on a busy machine) is slow to see how far it got and kill it.
 fn long_run_migration(b: Backend, v: u64) -> String {
+    let mut sql = long_run_step(b, v);
+    if v == KILL_RUN {
+        sql.push_str(match b {
+            Backend::Postgres => "SELECT pg_sleep(1);\n",
+            Backend::Sqlite => {
+                "CREATE TABLE slow AS WITH RECURSIVE c(x) AS \
+                 (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5000000) SELECT count(*) AS n FROM c;\n"
+            }
+        });
+    }
+    sql
+}
+
+fn long_run_step(b: Backend, v: u64) -> String {
     match b {
         Backend::Postgres => format!(
             "-- capstan:up\nCREATE TABLE t_{v} (id integer PRIMARY KEY, v text);\n\
