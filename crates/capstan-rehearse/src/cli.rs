@@ -1,6 +1,6 @@
 //! `capstan rehearse`: the clap arguments, the rendering choice and the exit
 //! codes (0: every cell as expected; 1: an unexpected cell; 3: bad
-//! `rehearse.toml`, smoke file or migration directory; 4: the database server
+//! `rehearse.toml` or plan flag, smoke file or migration directory; 4: the database server
 //! cannot be used; 130: interrupted — every process and scratch database it
 //! made is gone by then).
 

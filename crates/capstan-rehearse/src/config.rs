@@ -75,7 +75,8 @@ struct SmokeTable {
 /// A rehearsal plan: releases in deploy order.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The directory of `rehearse.toml`; relative paths start here.
+    /// The directory of `rehearse.toml` (with flags, the current one);
+    /// relative paths start here.
     pub base_dir: PathBuf,
     /// The releases, oldest first.
     pub releases: Vec<Release>,
@@ -557,6 +558,13 @@ mod tests {
         }
     }
 
+    /// Two good releases, then `change`.
+    fn two(change: impl FnOnce(&mut Flags)) -> Flags {
+        let mut f = flags(&["1=a", "2=b"]);
+        change(&mut f);
+        f
+    }
+
     fn flag_error(f: Flags) -> String {
         Config::from_flags(&f).unwrap_err().to_string()
     }
@@ -620,38 +628,23 @@ mod tests {
                 "--release 1: the name is used twice",
             ),
             (
-                Flags {
-                    migrations: vec!["3=m".into()],
-                    ..flags(&["1=a", "2=b"])
-                },
+                two(|f| f.migrations = vec!["3=m".into()]),
                 "--migrations: `3=m`: no --release is named `3` (releases: 1, 2)",
             ),
             (
-                Flags {
-                    env: vec!["NOEQUALS".into()],
-                    ..flags(&["1=a", "2=b"])
-                },
+                two(|f| f.env = vec!["NOEQUALS".into()]),
                 "--env: `NOEQUALS`: expected KEY=VALUE",
             ),
             (
-                Flags {
-                    migrations: vec!["2=m".into(), "2=n".into()],
-                    ..flags(&["1=a", "2=b"])
-                },
+                two(|f| f.migrations = vec!["2=m".into(), "2=n".into()]),
                 "--migrations: `2=n`: release `2` has a --migrations already",
             ),
             (
-                Flags {
-                    migrations: vec!["2 = surely-no-such-dir".into()],
-                    ..flags(&["1=a", "2=b"])
-                },
+                two(|f| f.migrations = vec!["2 = surely-no-such-dir".into()]),
                 "--migrations 2: cannot read migration directory",
             ),
             (
-                Flags {
-                    env: vec!["X=${CAPSTAN_REHEARSE_SURELY_UNSET}".into()],
-                    ..flags(&["1=a", "2=b"])
-                },
+                two(|f| f.env = vec!["X=${CAPSTAN_REHEARSE_SURELY_UNSET}".into()]),
                 "--env X: `${CAPSTAN_REHEARSE_SURELY_UNSET}` is not set",
             ),
             (
@@ -659,24 +652,15 @@ mod tests {
                 "--release 2: `${CAPSTAN_REHEARSE_SURELY_UNSET}` is not set",
             ),
             (
-                Flags {
-                    ready: Some("${CAPSTAN_REHEARSE_SURELY_UNSET}".into()),
-                    ..flags(&["1=a", "2=b"])
-                },
+                two(|f| f.ready = Some("${CAPSTAN_REHEARSE_SURELY_UNSET}".into())),
                 "--ready: `${CAPSTAN_REHEARSE_SURELY_UNSET}` is not set",
             ),
             (
-                Flags {
-                    ready_timeout: Some("soon".into()),
-                    ..flags(&["1=a", "2=b"])
-                },
+                two(|f| f.ready_timeout = Some("soon".into())),
                 "--ready-timeout: ",
             ),
             (
-                Flags {
-                    seed: Some("surely-no-such-seed.sql".into()),
-                    ..flags(&["1=a", "2=b"])
-                },
+                two(|f| f.seed = Some("surely-no-such-seed.sql".into())),
                 "--seed: ",
             ),
         ];

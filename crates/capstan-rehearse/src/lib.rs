@@ -2,7 +2,7 @@
 //! it ships.
 //!
 //! Given the releases of a service in deploy order ([`config::Config`], read
-//! from `rehearse.toml`), rehearse walks every step from release N to N+1 on a
+//! from `rehearse.toml` or built from `--release` flags), rehearse walks every step from release N to N+1 on a
 //! fresh database (a SQLite file, or a database it creates and drops on a
 //! Postgres server) and records one [`report::Cell`] per (binary, schema state):
 //!
@@ -53,10 +53,11 @@ pub use run::rehearse;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// `rehearse.toml`, a smoke file or a migration directory is invalid.
+    /// `rehearse.toml` (or a `--release` flag), a smoke file or a migration
+    /// directory is invalid.
     #[error("{}: {message}", file.display())]
     Config {
-        /// The file.
+        /// The file, or the flag (`--env X`) when the plan came from flags.
         file: PathBuf,
         /// What is wrong (names the field).
         message: String,
