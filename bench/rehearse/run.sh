@@ -177,6 +177,9 @@ python3 - "$out" "$rounds" <<'PY'
 import json, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
 runs_of = [line.rstrip("\n").split("\t") for line in open(f"{out}/runs.tsv")]
+def work_of(r):
+    """What a rehearsal cannot avoid: migrations, seeds, start-ups, smoke tests."""
+    return r["migrations_ms"] + r["seed_ms"] + r["startup_ms"] + r["smoke_ms"]
 print()
 for label, name, where, _ in runs_of:
     print(f"{label:11} {name} in {where}")
@@ -187,7 +190,7 @@ for label, name, where, create in runs_of:
     runs = [json.load(open(f"{out}/{label}-{i}.json"))["timings"] for i in range(1, rounds + 1)]
     def med(k):
         return statistics.median(r[k] for r in runs)
-    work = statistics.median(r["migrations_ms"] + r["seed_ms"] + r["startup_ms"] + r["smoke_ms"] for r in runs)
+    work = statistics.median(work_of(r) for r in runs)
     overhead = statistics.median(r["overhead_pct"] for r in runs)
     verdicts.append((label, overhead))
     print(f"{label:11} {med('total_ms'):>6.0f}ms {med('migrations_ms'):>6.0f}ms {med('startup_ms'):>6.0f}ms "
@@ -196,8 +199,7 @@ for label, name, where, create in runs_of:
     print(f"{'':11} total / work = {med('total_ms') / work:.3f} (median of {rounds}; overhead per run: "
           + ", ".join(f"{r['overhead_pct']:.1f}%" for r in runs) + ")")
     rest = statistics.median(
-        (r["total_ms"] - r["migrations_ms"] - r["seed_ms"] - r["startup_ms"] - r["smoke_ms"] - r["database_ms"]
-         - r["shutdown_ms"]) * 100 / r["total_ms"]
+        (r["total_ms"] - work_of(r) - r["database_ms"] - r["shutdown_ms"]) * 100 / r["total_ms"]
         for r in runs)
     print(f"{'':11} of which creating/dropping the scratch databases: {med('database_ms') * 100 / med('total_ms'):.1f}% of total; "
           f"shutdowns: {med('shutdown_ms') * 100 / med('total_ms'):.1f}%; everything else: {rest:.1f}%")
