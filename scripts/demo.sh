@@ -4,6 +4,10 @@
 #
 # Installs the one build dependency a fresh Debian machine lacks: libclang-dev,
 # which the linter's Postgres parser (pg_query) needs at build time.
+#
+# Environment:
+#   CAPSTAN_DEMO_PROFILE  cargo profile to build with (default: release);
+#                         scripts/test.sh uses `dev` to reuse its build
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -11,12 +15,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/pg-env.sh
 
 missing=()
-if ! pgenv_have_pkg libclang-dev && ! compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null; then
+if ! pgenv_have_pkg libclang-dev && ! pgenv_have_libclang; then
     missing+=(libclang-dev)
 fi
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 pgenv_install_missing "${missing[@]}"
 
 dir=examples/embedded-migrations/migrations
-cargo run -q --release -p capstan -- migrate up --dir "$dir" "$@"
-cargo run -q --release -p capstan -- migrate status --dir "$dir" "$@"
+profile=${CAPSTAN_DEMO_PROFILE:-release}
+cargo run -q --profile "$profile" -p capstan -- migrate up --dir "$dir" "$@"
+cargo run -q --profile "$profile" -p capstan -- migrate status --dir "$dir" "$@"

@@ -3,6 +3,7 @@
 # defines functions only and changes nothing by itself.
 #
 #   pgenv_install_missing PKG...  apt-get install packages (apt-get update once)
+#   pgenv_have_libclang           true when bindgen can load a libclang
 #   pgenv_ensure_postgres         install `postgresql` unless initdb/pg_ctl exist
 #   pgenv_start                   initdb + start a cluster on a free port; sets
 #                                 PGENV_DIR, PGENV_PORT, PGENV_URL, PGENV_BIN and
@@ -52,6 +53,24 @@ pgenv_as_root() {
 pgenv_have_pkg() {
     command -v dpkg-query >/dev/null 2>&1 || return 1
     [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]
+}
+
+# True when there is a libclang that bindgen (clang-sys) loads: libclang.so,
+# libclang.so.N, libclang-N.so or libclang-N.so.M in $LIBCLANG_PATH or the
+# directories clang-sys searches. libclang-cpp.so is a different library (the C++
+# API) that many images carry without libclang; it does not count.
+pgenv_have_libclang() {
+    local dir file
+    local dirs=(${LIBCLANG_PATH:+"$LIBCLANG_PATH"} /usr/lib/llvm-*/lib /usr/lib/*-linux-gnu
+        /usr/lib64 /usr/lib /usr/local/lib)
+    for dir in "${dirs[@]}"; do
+        [[ -d $dir ]] || continue
+        for file in "$dir"/libclang.so "$dir"/libclang.so.* "$dir"/libclang-[0-9]*.so \
+            "$dir"/libclang-[0-9]*.so.*; do
+            [[ -e $file ]] && return 0
+        done
+    done
+    return 1
 }
 
 # Install the given Debian packages, running `apt-get update` at most once.

@@ -42,7 +42,7 @@ missing=()
 pgenv_find_bin >/dev/null || missing+=(postgresql)
 if [[ $setup_only != 1 ]]; then
     # libclang-dev for bindgen (pg_query builds libpg_query), clang and a C compiler.
-    if ! pgenv_have_pkg libclang-dev && ! compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null; then
+    if ! pgenv_have_pkg libclang-dev && ! pgenv_have_libclang; then
         missing+=(libclang-dev)
     fi
     command -v clang >/dev/null 2>&1 || missing+=(clang)
@@ -115,6 +115,24 @@ step "format" cargo fmt --all --check
 step "clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "tests" --log "$logs/nextest" cargo nextest run --workspace --no-fail-fast
 step "doc tests" --log "$logs/doctest" cargo test --workspace --doc
+
+# The README's first command, as a new user runs it: in a copy of the tree (so
+# ./capstan.db lands there, not here), reusing this run's target dir and build.
+demo_first_command() {
+    local copy status=0
+    copy=$(mktemp -d "${TMPDIR:-/tmp}/capstan-demo.XXXXXX")
+    git ls-files -z --cached --others --exclude-standard |
+        tar --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -xf - -C "$copy"
+    CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target} CAPSTAN_DEMO_PROFILE=dev \
+        "$copy/scripts/demo.sh" || status=$?
+    if ((status == 0)) && [[ ! -f $copy/capstan.db ]]; then
+        echo "scripts/demo.sh exited 0 but left no capstan.db" >&2
+        status=1
+    fi
+    rm -rf "$copy"
+    return "$status"
+}
+step "first command (scripts/demo.sh)" demo_first_command
 
 # Add up nextest's summary ("N tests run: P passed, F failed, ...") and the doc
 # tests' "test result: ok. P passed; F failed; ..." lines into one count.
