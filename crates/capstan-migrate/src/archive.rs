@@ -640,9 +640,13 @@ pub(crate) async fn prepare(
         // so the entry needs no second scan of the copy. `use_column`: a
         // column called `copied` is the table's, not the row-count variable
         // (PL/pgSQL would otherwise call the copy's reference ambiguous).
+        // The copy is readable by its owner alone, whatever default
+        // privileges the archive schema's tables would get, and in the same
+        // transaction as the copy (see `private_sql`).
         const TAG: &str = "$capstan_archive$";
         let body = format!(
-            "#variable_conflict use_column DECLARE copied bigint; BEGIN {copy_sql}; GET DIAGNOSTICS copied = ROW_COUNT; {}; END",
+            "#variable_conflict use_column DECLARE copied bigint; capstan_grantee oid; BEGIN {copy_sql}; GET DIAGNOSTICS copied = ROW_COUNT; {}; {}; END",
+            private_sql(&archive),
             entry("copied", &archive)
         );
         match dialect {
@@ -651,6 +655,10 @@ pub(crate) async fn prepare(
             }
             Dialect::Postgres => {
                 sql.push(copy_sql);
+                sql.push(format!(
+                    "DO $$ DECLARE capstan_grantee oid; BEGIN {}; END $$",
+                    private_sql(&archive)
+                ));
                 sql.push(entry(
                     &format!("(SELECT count(*) FROM {archive})"),
                     &archive,
@@ -674,6 +682,22 @@ pub(crate) async fn prepare(
         });
     }
     Ok((out, notes))
+}
+
+/// PL/pgSQL (with `capstan_grantee oid` declared) that revokes every privilege on the Postgres table `table`
+/// (an archive copy, named by capstan: no `$` or quote in it) from every
+/// role but its owner, PUBLIC included: `CREATE TABLE … AS` gives a new table
+/// the schema's default privileges, not the source table's grants or its
+/// row-level security, so a reader could otherwise see a dropped column or
+/// rows a policy hid from it.
+pub(crate) fn private_sql(table: &str) -> String {
+    format!(
+        "FOR capstan_grantee IN SELECT DISTINCT a.grantee FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a \
+           WHERE c.oid = '{table}'::regclass AND a.grantee <> c.relowner LOOP \
+           IF capstan_grantee = 0 THEN EXECUTE 'REVOKE ALL ON {table} FROM PUBLIC'; \
+           ELSE EXECUTE format('REVOKE ALL ON {table} FROM %I', pg_catalog.pg_get_userbyid(capstan_grantee)); END IF; \
+         END LOOP"
+    )
 }
 
 /// The next entry id: a sequence on Postgres; on SQLite, after the highest

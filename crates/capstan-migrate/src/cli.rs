@@ -504,10 +504,7 @@ impl From<Error> for Failure {
         let message = e.to_string();
         let (code, kind) = match &e {
             Error::Source(_) | Error::Url(_) => (EXIT_BAD_INPUT, "bad-input"),
-            Error::Db(d) => match d.kind {
-                FailureKind::PermissionDenied => (EXIT_DATABASE, "permission-denied"),
-                _ => (EXIT_DATABASE, "database"),
-            },
+            Error::Db(d) => db_exit(d.kind),
             Error::Dirty(_) => (EXIT_REFUSED, "dirty"),
             Error::Drift(_) => (EXIT_REFUSED, "drift"),
             Error::OutOfOrder { .. } => (EXIT_REFUSED, "out-of-order"),
@@ -516,8 +513,15 @@ impl From<Error> for Failure {
             Error::UnknownVersion(_) => (EXIT_REFUSED, "unknown-version"),
             Error::NotDirty(_) => (EXIT_REFUSED, "not-dirty"),
             Error::Failed(f) if f.failure.kind.retryable() => (EXIT_LOCK_TIMEOUT, "lock-timeout"),
-            Error::Failed(f) if f.failure.kind == FailureKind::PermissionDenied => {
-                (EXIT_DATABASE, "permission-denied")
+            Error::Failed(f)
+                if matches!(
+                    f.failure.kind,
+                    FailureKind::PermissionDenied
+                        | FailureKind::Untrusted
+                        | FailureKind::BadHistory
+                ) =>
+            {
+                db_exit(f.failure.kind)
             }
             Error::Failed(_) => (EXIT_FAILED, "migration-failed"),
             Error::Archive(a) => match a {
@@ -527,10 +531,20 @@ impl From<Error> for Failure {
                 ArchiveError::Detector(_) | ArchiveError::UnknownObject { .. } => {
                     (EXIT_BAD_INPUT, "bad-input")
                 }
-                ArchiveError::Db(_) => (EXIT_DATABASE, "database"),
+                ArchiveError::Db(d) => db_exit(d.kind),
             },
         };
         Failure::new(code, kind, message)
+    }
+}
+
+/// The exit code and JSON `kind` of a database error outside a migration.
+fn db_exit(kind: FailureKind) -> (i32, &'static str) {
+    match kind {
+        FailureKind::PermissionDenied => (EXIT_DATABASE, "permission-denied"),
+        FailureKind::Untrusted => (EXIT_REFUSED, "untrusted-schema"),
+        FailureKind::BadHistory => (EXIT_REFUSED, "bad-history"),
+        _ => (EXIT_DATABASE, "database"),
     }
 }
 

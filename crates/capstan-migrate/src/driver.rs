@@ -47,6 +47,141 @@ impl AppliedRow {
     }
 }
 
+/// The columns of capstan's history table, in the order drivers read them,
+/// with the type each has on Postgres.
+pub(crate) const HISTORY_COLUMNS: [(&str, &str); 11] = [
+    ("version", "bigint"),
+    ("name", "text"),
+    ("checksum", "text"),
+    ("phase", "text"),
+    ("state", "text"),
+    ("applied_at", "timestamp with time zone"),
+    ("applied_by", "text"),
+    ("binary_version", "text"),
+    ("duration_ms", "bigint"),
+    ("no_transaction", "boolean"),
+    ("error", "text"),
+];
+
+/// A value of the history table as a driver read it, before any check.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Cell {
+    Null,
+    Int(i64),
+    Text(String),
+    Bool(bool),
+    /// A value of a type capstan never writes there (named).
+    Other(&'static str),
+}
+
+/// An error about capstan's history table `table`: `what` names the column
+/// and the row.
+pub(crate) fn bad_history(table: &str, what: impl std::fmt::Display) -> DbError {
+    DbError::new(
+        FailureKind::BadHistory,
+        format!(
+            "capstan's history table {table} holds something capstan never writes: {what}. Nothing was run. \
+             Someone edited the table by hand; restore it from a backup, or fix the row (its file's name, checksum and phase are in the migration directory)"
+        ),
+    )
+}
+
+/// Builds history row `n` (1-based, in version order) from its cells in
+/// [`HISTORY_COLUMNS`] order, refusing NULLs, negative numbers, unknown
+/// phases and states, and values of the wrong type.
+pub(crate) fn history_row(table: &str, n: usize, cells: Vec<Cell>) -> Result<AppliedRow, DbError> {
+    let version = match cells.first() {
+        Some(Cell::Int(v)) => Some(*v),
+        _ => None,
+    };
+    let at = |column: &str| match version {
+        Some(v) => format!("column {column} of row {n} (version {v})"),
+        None => format!("column {column} of row {n}"),
+    };
+    let mut text = Vec::new();
+    let mut ints = Vec::new();
+    let mut no_transaction = false;
+    let mut error = None;
+    for ((column, _), cell) in HISTORY_COLUMNS.iter().zip(cells) {
+        match (*column, cell) {
+            ("error", Cell::Null) => {}
+            ("error", Cell::Text(t)) => error = Some(t),
+            (_, Cell::Null) => return Err(bad_history(table, format!("{} is NULL", at(column)))),
+            ("version" | "duration_ms", Cell::Int(i)) if i < 0 => {
+                return Err(bad_history(
+                    table,
+                    format!("{} is negative ({i})", at(column)),
+                ))
+            }
+            ("version" | "duration_ms", Cell::Int(i)) => ints.push(i),
+            ("no_transaction", Cell::Bool(b)) => no_transaction = b,
+            ("no_transaction", Cell::Int(i @ (0 | 1))) => no_transaction = i == 1,
+            ("version" | "duration_ms" | "no_transaction" | "error", other)
+            | (_, other @ (Cell::Int(_) | Cell::Bool(_) | Cell::Other(_))) => {
+                let found = match other {
+                    Cell::Int(i) => format!("the number {i}"),
+                    Cell::Text(t) => format!("the text {t:?}"),
+                    Cell::Bool(b) => format!("the boolean {b}"),
+                    Cell::Other(kind) => format!("a {kind}"),
+                    Cell::Null => "NULL".into(),
+                };
+                let want = match *column {
+                    "version" | "duration_ms" => "a whole number",
+                    "no_transaction" => "a boolean",
+                    _ => "text",
+                };
+                return Err(bad_history(
+                    table,
+                    format!("{} is {found}, not {want}", at(column)),
+                ));
+            }
+            (_, Cell::Text(t)) => text.push(t),
+        }
+    }
+    let [name, checksum, phase, state, applied_at, applied_by, binary_version]: [String; 7] = text
+        .try_into()
+        .map_err(|_| bad_history(table, format!("row {n} has missing columns")))?;
+    let [version, duration_ms]: [i64; 2] = ints
+        .try_into()
+        .map_err(|_| bad_history(table, format!("row {n} has missing columns")))?;
+    if crate::source::Phase::parse(&phase).is_none() {
+        return Err(bad_history(
+            table,
+            format!("{} is {phase:?}, not expand or contract", at("phase")),
+        ));
+    }
+    if !matches!(state.as_str(), "applied" | "dirty") {
+        return Err(bad_history(
+            table,
+            format!("{} is {state:?}, not applied or dirty", at("state")),
+        ));
+    }
+    Ok(AppliedRow {
+        version: version as u64,
+        name,
+        checksum,
+        phase,
+        state,
+        applied_at,
+        applied_by,
+        binary_version,
+        duration_ms,
+        no_transaction,
+        error,
+    })
+}
+
+/// Refuses a version recorded twice (rows in version order).
+pub(crate) fn check_unique(table: &str, rows: &[AppliedRow]) -> Result<(), DbError> {
+    match rows.windows(2).find(|w| w[0].version == w[1].version) {
+        Some(w) => Err(bad_history(
+            table,
+            format!("version {} is recorded more than once", w[0].version),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Who runs migrations, recorded in history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -179,6 +314,14 @@ pub enum FailureKind {
     Connection,
     /// Any other SQL error.
     Sql,
+    /// capstan's schema holds something another role controls (an owner
+    /// capstan's role is not a member of, a trigger, rule or policy capstan
+    /// did not create): using it could run that role's code with capstan's
+    /// privileges, so nothing is used.
+    Untrusted,
+    /// capstan's history table holds a row capstan cannot have written (a
+    /// NULL, a negative version, an unknown phase or state, a retyped column).
+    BadHistory,
 }
 
 impl FailureKind {

@@ -14,12 +14,16 @@ use tokio::sync::mpsc;
 use tokio_postgres::error::{DbError as PgDbError, ErrorPosition, SqlState};
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls, SimpleQueryMessage};
 
+use crate::driver::{bad_history, check_unique, history_row, Cell, HISTORY_COLUMNS};
 use crate::driver::{
     own_number, statement_line, AppliedRow, DbError, Direction, Driver, ExecFailure, ExecOutcome,
     FailureKind, Job, Notice, Record, Snapshot,
 };
 use crate::fleet::{Instance, InstanceRow};
 use crate::split::Dialect;
+
+/// capstan's history table, for messages.
+const HISTORY_TABLE: &str = "capstan.migrations";
 
 /// Advisory lock key of the runner lock: "capstan" in ASCII.
 const LOCK_KEY: i64 = 0x0063_6170_7374_616e;
@@ -32,6 +36,8 @@ pub struct PgDriver {
     notices: mpsc::UnboundedReceiver<Notice>,
     /// Name of the scratch database this driver made, if it is one.
     scratch_name: Option<String>,
+    /// capstan's schemas were found to be safe to use on this connection.
+    trusted: bool,
 }
 
 /// Connects to `raw` (a `postgres://` URL); `shown` is its redacted form for messages.
@@ -89,6 +95,7 @@ async fn connect_config(
         shown,
         notices: rx,
         scratch_name,
+        trusted: false,
     };
     driver
         .client
@@ -298,6 +305,61 @@ impl PgDriver {
         }
     }
 
+    /// Refuses capstan's schemas when another role controls anything in
+    /// them (see [`TRUST_SQL`]). Checked once per connection, before the
+    /// first read or write of capstan's tables: once every object there is
+    /// owned by this role (or one of its roles), no other role can add a
+    /// trigger, rule or policy to it.
+    async fn check_trust(&mut self) -> Result<(), DbError> {
+        if self.trusted {
+            return Ok(());
+        }
+        let found = self.untrusted().await?;
+        if !found.is_empty() {
+            return Err(self.untrusted_error(&found).await);
+        }
+        let exists = self
+            .client
+            .query_one("SELECT to_regnamespace('capstan') IS NOT NULL", &[])
+            .await
+            .map_err(|e| db_err(&e))?;
+        // Nothing to trust yet until capstan's schema exists.
+        self.trusted = exists.get::<_, bool>(0);
+        Ok(())
+    }
+
+    /// The findings of [`TRUST_SQL`].
+    async fn untrusted(&mut self) -> Result<Vec<String>, DbError> {
+        let rows = self
+            .client
+            .query(TRUST_SQL, &[])
+            .await
+            .map_err(|e| db_err(&e))?;
+        Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+    }
+
+    async fn untrusted_error(&mut self, found: &[String]) -> DbError {
+        let role = match self
+            .client
+            .query_one("SELECT current_user::text", &[])
+            .await
+        {
+            Ok(r) => r.get::<_, String>(0),
+            Err(_) => "the role capstan runs as".into(),
+        };
+        DbError::new(
+            FailureKind::Untrusted,
+            format!(
+                "refusing to use capstan's schemas on {}: another role controls objects in them: {}. \
+                 Code in them would run with the privileges of {role}, who runs capstan; capstan uses its schemas only when {role} \
+                 (or a role it is a member of) owns every object in them and they carry no trigger, rule or policy (capstan creates none). \
+                 Nothing was run. Find out who made them and why, then drop them or give them to {role} (ALTER SCHEMA capstan OWNER TO {role}; ALTER TABLE ... OWNER TO {role})",
+                self.shown,
+                found.join("; ")
+            ),
+        )
+    }
+
     async fn execute_statements(&mut self, job: &Job<'_>) -> Result<ExecOutcome, ExecFailure> {
         let m = job.migration;
         let started = Instant::now();
@@ -374,6 +436,57 @@ impl PgDriver {
     }
 }
 
+/// Everything in capstan's schemas that the role running capstan does not
+/// control: an owner that is neither that role nor a role it is a member of
+/// (by `pg_auth_members`, not `pg_has_role`, which makes a superuser a member
+/// of every role), and any trigger, rule or policy (capstan creates none).
+/// Such an object runs its creator's code with the privileges of whoever runs
+/// capstan. One line per finding; no rows when all is well.
+const TRUST_SQL: &str = r#"
+WITH RECURSIVE mine(oid) AS (
+    SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user
+    UNION
+    SELECT m.roleid FROM pg_catalog.pg_auth_members m JOIN mine ON m.member = mine.oid
+),
+ns AS (
+    SELECT oid, nspname, nspowner FROM pg_catalog.pg_namespace
+    WHERE nspname IN ('capstan', 'capstan_archive')
+),
+rel AS (
+    SELECT c.oid, c.relowner, c.relkind,
+           quote_ident(ns.nspname) || '.' || quote_ident(c.relname) AS name
+    FROM pg_catalog.pg_class c JOIN ns ON ns.oid = c.relnamespace
+)
+SELECT 'schema ' || quote_ident(nspname) || ' is owned by role ' || quote_ident(pg_catalog.pg_get_userbyid(nspowner))
+FROM ns WHERE nspowner NOT IN (SELECT oid FROM mine)
+UNION ALL
+SELECT CASE relkind WHEN 'S' THEN 'sequence ' WHEN 'v' THEN 'view ' WHEN 'm' THEN 'materialized view '
+                    WHEN 'i' THEN 'index ' WHEN 'I' THEN 'index ' WHEN 'f' THEN 'foreign table '
+                    WHEN 'c' THEN 'type ' ELSE 'table ' END
+       || name || ' is owned by role ' || quote_ident(pg_catalog.pg_get_userbyid(relowner))
+FROM rel WHERE relowner NOT IN (SELECT oid FROM mine)
+UNION ALL
+SELECT 'function ' || p.oid::pg_catalog.regprocedure::text || ' is owned by role '
+       || quote_ident(pg_catalog.pg_get_userbyid(p.proowner))
+FROM pg_catalog.pg_proc p JOIN ns ON ns.oid = p.pronamespace
+WHERE p.proowner NOT IN (SELECT oid FROM mine)
+UNION ALL
+SELECT 'trigger ' || quote_ident(t.tgname) || ' on ' || rel.name || ' (runs '
+       || t.tgfoid::pg_catalog.regprocedure::text || ', owned by role '
+       || quote_ident(pg_catalog.pg_get_userbyid(f.proowner)) || ')'
+FROM pg_catalog.pg_trigger t JOIN rel ON rel.oid = t.tgrelid
+JOIN pg_catalog.pg_proc f ON f.oid = t.tgfoid
+WHERE NOT t.tgisinternal
+UNION ALL
+SELECT 'rule ' || quote_ident(r.rulename) || ' on ' || rel.name
+FROM pg_catalog.pg_rewrite r JOIN rel ON rel.oid = r.ev_class
+WHERE r.rulename <> '_RETURN'
+UNION ALL
+SELECT 'policy ' || quote_ident(p.polname) || ' on ' || rel.name
+FROM pg_catalog.pg_policy p JOIN rel ON rel.oid = p.polrelid
+ORDER BY 1
+"#;
+
 /// Serialises schema creation between runners and registering instances
 /// (a transaction-level lock, separate from the runner lock).
 const SCHEMA_LOCK_KEY: i64 = LOCK_KEY + 1;
@@ -415,6 +528,14 @@ CREATE TABLE IF NOT EXISTS capstan.log (
     detail         text
 );
 CREATE SCHEMA IF NOT EXISTS capstan_archive;
+DO $capstan$ DECLARE g oid; BEGIN
+    FOR g IN SELECT DISTINCT a.grantee FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
+             WHERE n.nspname = 'capstan_archive' AND a.grantee <> n.nspowner LOOP
+        IF g = 0 THEN REVOKE ALL ON SCHEMA capstan_archive FROM PUBLIC;
+        ELSE EXECUTE format('REVOKE ALL ON SCHEMA capstan_archive FROM %I', pg_catalog.pg_get_userbyid(g));
+        END IF;
+    END LOOP;
+END $capstan$;
 CREATE SEQUENCE IF NOT EXISTS capstan.archive_ids;
 CREATE TABLE IF NOT EXISTS capstan.archive (
     id             bigint PRIMARY KEY,
@@ -566,15 +687,32 @@ impl Driver for PgDriver {
             .await
             .map_err(|e| db_err(&e))?;
         if exists.get::<_, bool>(0) {
-            return Ok(());
+            return self.check_trust().await;
         }
-        let sql =
-            format!("BEGIN; SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY}); {SCHEMA_SQL}; COMMIT");
-        let result = self.client.batch_execute(&sql).await;
-        if let Err(e) = &result {
+        // The schema may have been made by another role in the meantime:
+        // `IF NOT EXISTS` would adopt it, so it is checked before COMMIT.
+        let sql = format!("BEGIN; SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY}); {SCHEMA_SQL}");
+        if let Err(e) = self.client.batch_execute(&sql).await {
             let _ = self.client.batch_execute("ROLLBACK").await;
-            return Err(db_err(e));
+            return Err(db_err(&e));
         }
+        let found = match self.untrusted().await {
+            Ok(found) => found,
+            Err(e) => {
+                let _ = self.client.batch_execute("ROLLBACK").await;
+                return Err(e);
+            }
+        };
+        if !found.is_empty() {
+            let err = self.untrusted_error(&found).await;
+            let _ = self.client.batch_execute("ROLLBACK").await;
+            return Err(err);
+        }
+        if let Err(e) = self.client.batch_execute("COMMIT").await {
+            let _ = self.client.batch_execute("ROLLBACK").await;
+            return Err(db_err(&e));
+        }
+        self.trusted = true;
         Ok(())
     }
 
@@ -587,6 +725,37 @@ impl Driver for PgDriver {
         if !exists.get::<_, bool>(0) {
             return Ok(Vec::new());
         }
+        self.check_trust().await?;
+        // The columns' types first: a retyped column is named, not a panic.
+        let types = self
+            .client
+            .query(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+                 WHERE a.attrelid = 'capstan.migrations'::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+                &[],
+            )
+            .await
+            .map_err(|e| db_err(&e))?;
+        for (column, want) in HISTORY_COLUMNS {
+            match types.iter().find(|r| r.get::<_, String>(0) == column) {
+                None => {
+                    return Err(bad_history(
+                        HISTORY_TABLE,
+                        format!("it has no column {column}"),
+                    ))
+                }
+                Some(r) if r.get::<_, String>(1) != want => {
+                    return Err(bad_history(
+                        HISTORY_TABLE,
+                        format!(
+                            "column {column} has type {}, capstan made it {want}",
+                            r.get::<_, String>(1)
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
         let rows = self
             .client
             .query(
@@ -598,25 +767,32 @@ impl Driver for PgDriver {
             )
             .await
             .map_err(|e| db_err(&e))?;
-        Ok(rows
-            .iter()
-            .map(|r| AppliedRow {
-                version: r.get::<_, i64>(0) as u64,
-                name: r.get(1),
-                checksum: r.get(2),
-                phase: r.get(3),
-                state: r.get(4),
-                applied_at: r.get(5),
-                applied_by: r.get(6),
-                binary_version: r.get(7),
-                duration_ms: r.get(8),
-                no_transaction: r.get(9),
-                error: r.get(10),
-            })
-            .collect())
+        let mut out = Vec::with_capacity(rows.len());
+        for (n, r) in rows.iter().enumerate() {
+            let cells = HISTORY_COLUMNS
+                .iter()
+                .enumerate()
+                .map(|(i, (_, ty))| {
+                    let cell = match *ty {
+                        "bigint" => r.try_get::<_, Option<i64>>(i).map(|v| v.map(Cell::Int)),
+                        "boolean" => r.try_get::<_, Option<bool>>(i).map(|v| v.map(Cell::Bool)),
+                        _ => r.try_get::<_, Option<String>>(i).map(|v| v.map(Cell::Text)),
+                    };
+                    cell.map_or(Cell::Other("value of another type"), |c| {
+                        c.unwrap_or(Cell::Null)
+                    })
+                })
+                .collect();
+            out.push(history_row(HISTORY_TABLE, n + 1, cells)?);
+        }
+        check_unique(HISTORY_TABLE, &out)?;
+        Ok(out)
     }
 
     async fn execute(&mut self, job: &Job<'_>) -> Result<ExecOutcome, ExecFailure> {
+        if let Err(e) = self.check_trust().await {
+            return Err(ExecFailure::new(e.kind, e.message));
+        }
         self.drain_notices();
         if job.transactional {
             self.execute_transactional(job).await
@@ -626,6 +802,7 @@ impl Driver for PgDriver {
     }
 
     async fn record(&mut self, change: Record<'_>) -> Result<(), DbError> {
+        self.check_trust().await?;
         let mut sql = String::from("BEGIN;\n");
         match change {
             Record::MarkApplied {
@@ -735,6 +912,7 @@ impl Driver for PgDriver {
     }
 
     async fn query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, DbError> {
+        self.check_trust().await?;
         let messages = self
             .client
             .simple_query(sql)
@@ -752,6 +930,7 @@ impl Driver for PgDriver {
     }
 
     async fn transact(&mut self, statements: &[String]) -> Result<Vec<u64>, DbError> {
+        self.check_trust().await?;
         self.client
             .batch_execute("BEGIN")
             .await
@@ -809,6 +988,7 @@ impl Driver for PgDriver {
     }
 
     async fn fleet_depart(&mut self, instance_id: &str) -> Result<(), DbError> {
+        self.check_trust().await?;
         self.client
             .execute(
                 "UPDATE capstan.fleet SET departed_at = now() WHERE instance_id = $1",
@@ -828,6 +1008,7 @@ impl Driver for PgDriver {
         if !exists.get::<_, bool>(0) {
             return Ok(Vec::new());
         }
+        self.check_trust().await?;
         const TS: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'";
         let rows = self
             .client

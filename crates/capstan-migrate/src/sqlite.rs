@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags};
 
+use crate::driver::{check_unique, history_row, Cell, HISTORY_COLUMNS};
 use crate::driver::{
     own_number, statement_line, AppliedRow, DbError, Direction, Driver, ExecFailure, ExecOutcome,
     FailureKind, Job, Record, Snapshot,
@@ -432,24 +433,29 @@ impl Driver for SqliteDriver {
                  FROM capstan_migrations ORDER BY version",
             )
             .map_err(|e| db_err(&e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(AppliedRow {
-                    version: r.get::<_, i64>(0)? as u64,
-                    name: r.get(1)?,
-                    checksum: r.get(2)?,
-                    phase: r.get(3)?,
-                    state: r.get(4)?,
-                    applied_at: r.get(5)?,
-                    applied_by: r.get(6)?,
-                    binary_version: r.get(7)?,
-                    duration_ms: r.get(8)?,
-                    no_transaction: r.get(9)?,
-                    error: r.get(10)?,
-                })
-            })
-            .map_err(|e| db_err(&e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| db_err(&e))
+        // Every value is checked by hand: SQLite stores any type in any
+        // column, and a hand-edited row must be named, not a panic.
+        let mut rows = stmt.query([]).map_err(|e| db_err(&e))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(|e| db_err(&e))? {
+            let mut cells = Vec::with_capacity(HISTORY_COLUMNS.len());
+            for i in 0..HISTORY_COLUMNS.len() {
+                use rusqlite::types::ValueRef;
+                cells.push(match r.get_ref(i).map_err(|e| db_err(&e))? {
+                    ValueRef::Null => Cell::Null,
+                    ValueRef::Integer(n) => Cell::Int(n),
+                    ValueRef::Real(_) => Cell::Other("real number"),
+                    ValueRef::Text(t) => match std::str::from_utf8(t) {
+                        Ok(t) => Cell::Text(t.to_string()),
+                        Err(_) => Cell::Other("text that is not UTF-8"),
+                    },
+                    ValueRef::Blob(_) => Cell::Other("blob"),
+                });
+            }
+            out.push(history_row("capstan_migrations", out.len() + 1, cells)?);
+        }
+        check_unique("capstan_migrations", &out)?;
+        Ok(out)
     }
 
     async fn execute(&mut self, job: &Job<'_>) -> Result<ExecOutcome, ExecFailure> {
