@@ -6,8 +6,11 @@
 //! `capstan` CLI and from an application that embeds its migrations.
 
 pub mod archive;
+pub mod connstr;
 pub mod driver;
 pub mod import;
+#[cfg(feature = "postgres")]
+pub mod pgconn;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod source;

@@ -9,11 +9,11 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::error::{DbError as PgDbError, ErrorPosition, SqlState};
-use tokio_postgres::{AsyncMessage, Client, Config, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, SimpleQueryMessage};
 
+use crate::connstr::ConnSpec;
 use crate::driver::{bad_history, check_unique, history_row, Cell, HISTORY_COLUMNS};
 use crate::driver::{
     own_number, statement_line, AppliedRow, DbError, Direction, Driver, ExecFailure, ExecOutcome,
@@ -31,94 +31,65 @@ const LOCK_KEY: i64 = 0x0063_6170_7374_616e;
 /// A connection to a Postgres database.
 pub struct PgDriver {
     client: Client,
-    config: Config,
+    spec: ConnSpec,
     shown: String,
-    notices: mpsc::UnboundedReceiver<Notice>,
+    notices: mpsc::UnboundedReceiver<PgDbError>,
     /// Name of the scratch database this driver made, if it is one.
     scratch_name: Option<String>,
     /// capstan's schemas were found to be safe to use on this connection.
     trusted: bool,
 }
 
-/// Connects to `raw` (a `postgres://` URL); `shown` is its redacted form for messages.
+/// Connects to `raw` (a `postgres://` URL or a `key=value` string, with the
+/// `PG*` variables and the password file, see [`crate::connstr`]); `shown`
+/// is its redacted form for messages.
 pub async fn connect(raw: &str, shown: &str) -> Result<PgDriver, DbError> {
-    let mut config: Config = raw.parse().map_err(|e: tokio_postgres::Error| {
-        DbError::new(
-            FailureKind::Connection,
-            format!("bad database URL {shown}: {}", error_text(&e)),
-        )
-    })?;
-    if config.get_application_name().is_none() {
-        config.application_name("capstan");
-    }
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(10));
-    }
-    connect_config(config, shown.to_string(), None).await
+    let spec =
+        ConnSpec::parse(raw).map_err(|e| DbError::new(FailureKind::Connection, e.to_string()))?;
+    connect_spec(spec, shown.to_string(), None).await
 }
 
-async fn connect_config(
-    config: Config,
+async fn connect_spec(
+    spec: ConnSpec,
     shown: String,
     scratch_name: Option<String>,
 ) -> Result<PgDriver, DbError> {
-    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| {
-        let kind = match e.code() {
+    let connected = crate::pgconn::connect(&spec).await.map_err(|e| {
+        let kind = match &e.code {
             Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => FailureKind::PermissionDenied,
             _ => FailureKind::Connection,
         };
-        DbError::new(
-            kind,
-            format!("cannot connect to {shown}: {}", error_text(&e)),
-        )
+        DbError::new(kind, e.message)
     })?;
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(m) = messages.next().await {
-            match m {
-                Ok(AsyncMessage::Notice(n)) => {
-                    let _ = tx.send(Notice {
-                        severity: n.severity().to_string(),
-                        message: n.message().to_string(),
-                        statement: None,
-                    });
-                }
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-    });
+    let timeout = spec.connect_timeout;
     let driver = PgDriver {
-        client,
-        config,
+        client: connected.client,
+        spec,
         shown,
-        notices: rx,
+        notices: connected.notices,
         scratch_name,
         trusted: false,
     };
-    driver
+    let setup = driver
         .client
-        .batch_execute("SET standard_conforming_strings = on; SET client_min_messages = notice")
-        .await
-        .map_err(|e| db_err(&e))?;
+        .batch_execute("SET standard_conforming_strings = on; SET client_min_messages = notice");
+    match tokio::time::timeout(timeout, setup).await {
+        Ok(r) => r.map_err(|e| db_err(&e))?,
+        Err(_) => {
+            return Err(DbError::new(
+                FailureKind::Connection,
+                format!(
+                    "{}: connected, but the server did not answer the session setup within {}s (connect_timeout)",
+                    driver.shown,
+                    timeout.as_secs()
+                ),
+            ))
+        }
+    }
     Ok(driver)
 }
 
-/// The message of a client error, with its server detail.
-fn error_text(e: &tokio_postgres::Error) -> String {
-    if let Some(db) = e.as_db_error() {
-        return format!("{}: {}", db.severity(), db.message());
-    }
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
+use crate::pgconn::error_text;
 
 fn kind_of(db: Option<&PgDbError>, closed: bool) -> FailureKind {
     if closed {
@@ -177,7 +148,11 @@ impl PgDriver {
     fn drain_notices(&mut self) -> Vec<Notice> {
         let mut out = Vec::new();
         while let Ok(n) = self.notices.try_recv() {
-            out.push(n);
+            out.push(Notice {
+                severity: n.severity().to_string(),
+                message: n.message().to_string(),
+                statement: None,
+            });
         }
         out
     }
@@ -883,10 +858,9 @@ impl Driver for PgDriver {
                 );
                 err
             })?;
-        let mut config = self.config.clone();
-        config.dbname(&name);
+        let spec = self.spec.with_dbname(&name);
         let shown = format!("scratch database {name} on {}", self.shown);
-        let driver = connect_config(config, shown, Some(name.clone())).await;
+        let driver = connect_spec(spec, shown, Some(name.clone())).await;
         match driver {
             Ok(d) => Ok(Box::new(d)),
             Err(e) => {

@@ -32,27 +32,23 @@ pub struct UrlError {
 }
 
 impl DatabaseUrl {
-    /// Parses `postgres://`, `postgresql://`, `sqlite://PATH`, `sqlite:PATH`.
+    /// Parses `postgres://`/`postgresql://` URLs (several hosts, Unix-socket
+    /// directories), libpq `key=value` strings (`host=… dbname=…`),
+    /// `sqlite://PATH` and `sqlite:PATH`. A Postgres string is checked as
+    /// [`crate::connstr::ConnSpec`] resolves it (with the `PG*` variables), so
+    /// a bad `sslmode` or `connect_timeout` is an error here.
     pub fn parse(s: &str) -> Result<Self, UrlError> {
         let err = |reason: &str| UrlError {
             shown: redact(s),
             reason: reason.to_string(),
         };
-        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-            let u = url::Url::parse(s).map_err(|e| err(&e.to_string()))?;
-            if u.host_str().is_none_or(str::is_empty) && !u.query_pairs().any(|(k, _)| k == "host")
-            {
-                return Err(err(
-                    "no host; write postgres://user:password@host:5432/dbname",
-                ));
-            }
-            for (k, v) in u.query_pairs() {
-                if k == "sslmode" && !matches!(v.as_ref(), "disable" | "prefer" | "allow") {
-                    return Err(err(&format!(
-                        "sslmode={v} is not supported yet; capstan connects without TLS (use sslmode=disable or prefer, or a local proxy)"
-                    )));
-                }
-            }
+        if s.trim().is_empty() {
+            return Err(err(
+                "empty; write postgres://user:password@host:5432/dbname or sqlite://capstan.db",
+            ));
+        }
+        if crate::connstr::is_pg_url(s) || crate::connstr::is_key_value(s) {
+            crate::connstr::ConnSpec::parse(s)?;
             return Ok(DatabaseUrl::Postgres { raw: s.to_string() });
         }
         if let Some(rest) = s.strip_prefix("sqlite:") {
@@ -73,7 +69,7 @@ impl DatabaseUrl {
             });
         }
         Err(err(
-            "unknown scheme; use postgres://user@host/db or sqlite://file.db",
+            "unknown scheme; use postgres://user@host/db, host=… dbname=…, or sqlite://file.db",
         ))
     }
 
@@ -98,31 +94,106 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
-/// Replaces the password of a URL (and a `password=` parameter) with `***`.
+/// Replaces every password in a connection string with `***`, working on
+/// the raw text so that a string capstan cannot parse is hidden as well: the
+/// `user:password@` part of a URL (up to its last `@`, so `@ / ? #` in a
+/// password are hidden too), and every `password=` value (quoted or not, in
+/// a URL query or a `key=value` string).
 pub fn redact(s: &str) -> String {
-    let mut out = s.to_string();
-    if let Some(scheme_end) = out.find("://") {
-        let rest_start = scheme_end + 3;
-        let authority_end = out[rest_start..]
-            .find(['/', '?', '#'])
-            .map_or(out.len(), |i| rest_start + i);
-        if let Some(at) = out[rest_start..authority_end].rfind('@') {
-            let at = rest_start + at;
-            if let Some(colon) = out[rest_start..at].find(':') {
-                out.replace_range(rest_start + colon + 1..at, "***");
-            }
+    let out = if let Some(p) = s.find("://") {
+        let rest = &s[p + 3..];
+        match crate::connstr::userinfo_end(rest) {
+            Some(at) => match rest[..at].find(':') {
+                Some(c) => format!("{}{}:***{}", &s[..p + 3], &rest[..c], &rest[at..]),
+                None => s.to_string(),
+            },
+            None => s.to_string(),
         }
+    } else if crate::connstr::is_key_value(s) {
+        s.to_string()
+    } else {
+        // Not a form capstan knows (a typo'd scheme, say): hide everything
+        // between the first `:` and the last `@`.
+        match (s.find(':'), s.rfind('@')) {
+            (Some(c), Some(a)) if c < a => format!("{}:***{}", &s[..c], &s[a..]),
+            _ => s.to_string(),
+        }
+    };
+    redact_password_params(&out, crate::connstr::is_key_value(s))
+}
+
+/// Hides every `password = value` (also `sslpassword=`), case-insensitive.
+/// An unquoted value ends at white space, and also at `&` outside a
+/// `key=value` string; a quoted one at its closing quote (or the end).
+fn redact_password_params(s: &str, key_value: bool) -> String {
+    const KEY: &str = "password";
+    let lower = s.to_ascii_lowercase();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while let Some(found) = lower[i..].find(KEY) {
+        let key_end = i + found + KEY.len();
+        let mut j = key_end;
+        let bytes = s.as_bytes();
+        while j < s.len() && bytes[j].is_ascii_whitespace() {
+            j += 1;
+        }
+        if j >= s.len() || bytes[j] != b'=' {
+            out.push_str(&s[i..key_end]);
+            i = key_end;
+            continue;
+        }
+        j += 1;
+        while j < s.len() && bytes[j].is_ascii_whitespace() {
+            j += 1;
+        }
+        out.push_str(&s[i..j]);
+        let end = if bytes.get(j) == Some(&b'\'') {
+            let mut k = j + 1;
+            loop {
+                match bytes.get(k) {
+                    None => break s.len(),
+                    Some(b'\\') => k += 2,
+                    Some(b'\'') => break k + 1,
+                    Some(_) => k += 1,
+                }
+            }
+            .min(s.len())
+        } else {
+            s[j..]
+                .find(|c: char| c.is_whitespace() || (!key_value && c == '&'))
+                .map_or(s.len(), |e| j + e)
+        };
+        out.push_str("***");
+        i = end;
     }
-    // password=... in a query string or key/value form
-    let lower = out.to_ascii_lowercase();
-    if let Some(p) = lower.find("password=") {
-        let start = p + "password=".len();
-        let end = out[start..]
-            .find(['&', ' '])
-            .map_or(out.len(), |i| start + i);
-        out.replace_range(start..end, "***");
-    }
+    out.push_str(&s[i..]);
     out
+}
+
+/// [`redact`] applied to free text (an error message that may quote a
+/// connection string, a config file's line): every `scheme://…` word, and
+/// every `password=` value.
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (n, line) in text.split('\n').enumerate() {
+        if n > 0 {
+            out.push('\n');
+        }
+        let mut rest = line;
+        while let Some(p) = rest.find("://") {
+            let start = rest[..p]
+                .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '+' || c == '.' || c == '-'))
+                .map_or(0, |i| i + 1);
+            let end = rest[p..]
+                .find(|c: char| c.is_whitespace() || c == '"' || c == '`' || c == '\'')
+                .map_or(rest.len(), |e| p + e);
+            out.push_str(&rest[..start]);
+            out.push_str(&redact(&rest[start..end]));
+            rest = &rest[end..];
+        }
+        out.push_str(rest);
+    }
+    redact_password_params(&out, false)
 }
 
 #[cfg(test)]
@@ -137,8 +208,24 @@ mod tests {
             redact("postgres://u@h/db?password=hunter2&x=1"),
             "postgres://u@h/db?password=***&x=1"
         );
-        let e = DatabaseUrl::parse("postgres://app:hunter2@/db").unwrap_err();
+        let e = DatabaseUrl::parse("postgres://app:hunter2@h/db?sslmode=maybe").unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert_eq!(
+            redact("postgres://app:p/a?s#s@w@db/app?x=1"),
+            "postgres://app:***@db/app?x=1"
+        );
+        assert_eq!(
+            redact("host=db password='a b\\' c' dbname=x"),
+            "host=db password=*** dbname=x"
+        );
+        assert_eq!(
+            redact("host=db PASSWORD = s3 user=u"),
+            "host=db PASSWORD = *** user=u"
+        );
+        assert_eq!(
+            redact_text("line 1: database_url = postgres://u:pw@h/d\nother"),
+            "line 1: database_url = postgres://u:***@h/d\nother"
+        );
         let e = DatabaseUrl::parse("mysql://app:hunter2@h/db").unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
         assert!(e.to_string().contains("unknown scheme"));

@@ -2,6 +2,8 @@
 //! server the test script starts (`CAPSTAN_TEST_PG`, a superuser URL) and
 //! databases created on it for one test.
 
+pub mod cluster;
+
 use std::process::Command;
 
 /// The superuser URL of the test server. Panics with advice when it is unset:
