@@ -130,6 +130,10 @@ pub struct ConnArgs {
     /// Statement timeout, like 5m; 0 for none (overrides capstan.toml).
     #[arg(long, global = true, value_name = "DURATION")]
     pub statement_timeout: Option<String>,
+    /// How long to wait for another runner to release the migration lock,
+    /// like 10m (default); 0 to give up at once (overrides capstan.toml).
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub runner_lock_timeout: Option<String>,
 }
 
 /// `migrate`: options and subcommand.
@@ -232,7 +236,10 @@ pub async fn run_archive(args: ArchiveArgs) -> i32 {
             }
             ArchiveCommand::Restore { id } => {
                 let mut db = Database::connect(&url).await?;
-                db.driver().lock().await.map_err(Error::from)?;
+                db.driver()
+                    .lock(settings.runner_lock_timeout)
+                    .await
+                    .map_err(Error::from)?;
                 let result = archive::restore(db.driver(), id, &identity).await;
                 let unlocked = db.driver().unlock().await;
                 let report = result.map_err(Error::from)?;
@@ -265,7 +272,10 @@ pub async fn run_archive(args: ArchiveArgs) -> i32 {
                         .ok_or(Error::Archive(ArchiveError::NoRetention))?,
                 };
                 let mut db = Database::connect(&url).await?;
-                db.driver().lock().await.map_err(Error::from)?;
+                db.driver()
+                    .lock(settings.runner_lock_timeout)
+                    .await
+                    .map_err(Error::from)?;
                 let result = archive::purge(db.driver(), age).await;
                 let unlocked = db.driver().unlock().await;
                 let purged = result.map_err(Error::from)?;
@@ -542,6 +552,8 @@ impl From<Error> for Failure {
 fn db_exit(kind: FailureKind) -> (i32, &'static str) {
     match kind {
         FailureKind::PermissionDenied => (EXIT_DATABASE, "permission-denied"),
+        // Another runner held the runner lock past --runner-lock-timeout.
+        FailureKind::LockTimeout => (EXIT_LOCK_TIMEOUT, "lock-timeout"),
         FailureKind::Untrusted => (EXIT_REFUSED, "untrusted-schema"),
         FailureKind::BadHistory => (EXIT_REFUSED, "bad-history"),
         _ => (EXIT_DATABASE, "database"),
@@ -607,6 +619,10 @@ impl Context<'_> {
         }
         if let Some(n) = self.args.lock_retries {
             s.lock_retries = n;
+        }
+        if let Some(v) = &self.args.runner_lock_timeout {
+            s.runner_lock_timeout =
+                parse_duration(v).map_err(|e| bad("runner-lock-timeout", e))?;
         }
         Ok(s)
     }
@@ -1015,13 +1031,19 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
                 no_archive,
                 ..UpOptions::default()
             };
-            if cx.preflight.is_some() {
-                let pending = m.pending_versions(&mut db, &opts).await?;
-                let Some(overridden) = cx.lint_pending(&m, &mut db, &pending, unsafe_ok).await?
-                else {
-                    return Ok(EXIT_LINT);
-                };
-                {
+            let mut progress = Progress::new(json);
+            // Everything is decided under the runner lock: what another runner
+            // did while this one waited (or is doing, outside a transaction)
+            // is seen as done, not as pending or dirty.
+            m.lock(&mut db, &mut |e| progress.event(e)).await?;
+            let result = async {
+                if cx.preflight.is_some() {
+                    let pending = m.pending_versions(&mut db, &opts).await?;
+                    let Some(overridden) =
+                        cx.lint_pending(&m, &mut db, &pending, unsafe_ok).await?
+                    else {
+                        return Ok(None);
+                    };
                     for f in overridden {
                         let note = opts.notes.entry(f.version).or_insert_with(|| {
                             "unsafe-ok: applied despite lint errors:".to_string()
@@ -1030,9 +1052,19 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
                         note.push_str(&f.text);
                     }
                 }
+                Ok::<_, Failure>(Some(
+                    m.up_holding_lock(&mut db, &opts, &mut |e| progress.event(e))
+                        .await,
+                ))
             }
-            let mut progress = Progress::new(json);
-            let result = m.up_with(&mut db, &opts, &mut |e| progress.event(e)).await;
+            .await;
+            let unlocked = m.unlock(&mut db).await;
+            let Some(result) = result? else {
+                return Ok(EXIT_LINT);
+            };
+            if result.is_ok() {
+                unlocked?;
+            }
             progress.finish();
             let report = result.map_err(|e| report_partial(json, e))?;
             emit(json, &report, || render_report(&report, "up"));
@@ -1212,6 +1244,9 @@ fn render_status(status: &crate::migrator::Status, target: &str) -> String {
             State::Drifted => line.push_str("  <- file changed after it was applied"),
             State::Ahead => line.push_str("  <- in the database, not in this directory"),
             State::Dirty => line.push_str("  <- failed part-way; see `capstan migrate repair`"),
+            State::InProgress => {
+                line.push_str("  <- a runner is applying it now (it holds the migration lock)")
+            }
             _ => {}
         }
         s.push_str(line.trim_end());
@@ -1226,6 +1261,9 @@ fn render_status(status: &crate::migrator::Status, target: &str) -> String {
         count(State::Drifted),
         count(State::Dirty)
     ));
+    if count(State::InProgress) > 0 {
+        s.push_str(&format!(", {} in progress", count(State::InProgress)));
+    }
     s
 }
 

@@ -9,6 +9,7 @@
 //! lock_timeout = "3s"
 //! lock_retries = 10
 //! statement_timeout = "0"
+//! runner_lock_timeout = "10m"  # wait for another runner at most this long
 //!
 //! [archive]
 //! enabled = true          # copy what a migration destroys before it runs
@@ -59,6 +60,9 @@ pub struct MigrateConfig {
     pub lock_retries: Option<u32>,
     /// Default statement timeout, like `5m` (`0`: none).
     pub statement_timeout: Option<String>,
+    /// How long a runner waits for another one to release the runner lock,
+    /// like `10m` (`0`: do not wait).
+    pub runner_lock_timeout: Option<String>,
 }
 
 /// The `[fleet]` table.
@@ -147,6 +151,10 @@ impl Config {
         }
         if let Some(n) = self.migrate.lock_retries {
             s.lock_retries = n;
+        }
+        if let Some(v) = &self.migrate.runner_lock_timeout {
+            s.runner_lock_timeout =
+                parse_duration(v).map_err(|e| bad("runner_lock_timeout", e))?;
         }
         let bad_archive = |key: &str, e: String| ConfigError::Invalid {
             path: path.to_path_buf(),

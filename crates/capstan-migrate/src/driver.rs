@@ -250,6 +250,9 @@ pub struct Job<'a> {
     pub transactional: bool,
     /// For a no-transaction job resumed after a lock timeout: the first statement to run.
     pub resume_from: usize,
+    /// For a no-transaction job tried again: history already marks it
+    /// dirty, on this runner's behalf.
+    pub resumed: bool,
     /// `lock_timeout` for the DDL (zero: none).
     pub lock_timeout: Duration,
     /// `statement_timeout` (zero: none).
@@ -388,6 +391,48 @@ impl DbError {
     }
 }
 
+/// Who holds the runner lock, as far as the database can tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LockHolder {
+    /// The holder's process: the server backend on Postgres, the runner's
+    /// process on SQLite.
+    pub pid: Option<i64>,
+    /// Its `application_name` (Postgres) or `capstan` (SQLite).
+    pub application_name: Option<String>,
+    /// Its client address and user (`app@10.0.0.7`), when known.
+    pub client: Option<String>,
+    /// Since when it holds the lock, or at least since when its session
+    /// exists (UTC, RFC 3339).
+    pub since: Option<String>,
+}
+
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(pid) = self.pid {
+            parts.push(format!("pid {pid}"));
+        }
+        if let Some(a) = self.application_name.as_deref().filter(|a| !a.is_empty()) {
+            parts.push(format!("application_name {a:?}"));
+        }
+        if let Some(c) = &self.client {
+            parts.push(format!("client {c}"));
+        }
+        if let Some(s) = &self.since {
+            parts.push(format!("since {s}"));
+        }
+        if parts.is_empty() {
+            return write!(f, "an unknown runner");
+        }
+        write!(f, "{}", parts.join(", "))
+    }
+}
+
+/// The first wait between two attempts at the runner lock.
+const LOCK_POLL_FIRST: Duration = Duration::from_millis(10);
+/// The longest wait between two attempts at the runner lock.
+const LOCK_POLL_MAX: Duration = Duration::from_millis(250);
+
 /// A change to history that runs no migration SQL.
 #[derive(Debug, Clone)]
 pub enum Record<'a> {
@@ -446,8 +491,42 @@ pub trait Driver: Send {
     fn describe(&self) -> String;
     /// Takes the runner lock if it is free; false when another runner holds it.
     async fn try_lock(&mut self) -> Result<bool, DbError>;
-    /// Takes the runner lock, waiting for another runner to finish.
-    async fn lock(&mut self) -> Result<(), DbError>;
+    /// Takes the runner lock, waiting up to `timeout` for another runner to
+    /// finish. The wait polls [`Driver::try_lock`] with backoff from an idle
+    /// session, so a waiting runner holds no snapshot (a `CREATE INDEX
+    /// CONCURRENTLY` run by the holder would otherwise wait for it). On
+    /// timeout the error names the holder.
+    async fn lock(&mut self, timeout: Duration) -> Result<(), DbError> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut wait = LOCK_POLL_FIRST;
+        loop {
+            if self.try_lock().await? {
+                return Ok(());
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                let holder = self.lock_holder().await.ok().flatten();
+                return Err(DbError::new(
+                    FailureKind::LockTimeout,
+                    format!(
+                        "another runner held the migration lock on {} for longer than the runner lock timeout ({}): {}; nothing was run. Wait for it to finish, or raise --runner-lock-timeout",
+                        self.describe(),
+                        humantime::format_duration(timeout),
+                        holder.map_or_else(|| "it has gone since".to_string(), |h| h.to_string())
+                    ),
+                ));
+            }
+            // A little jitter, so that waiting runners do not poll in step.
+            let jitter = Duration::from_millis(rand::random::<u64>() % 10);
+            tokio::time::sleep((wait + jitter).min(deadline - now)).await;
+            wait = (wait * 2).min(LOCK_POLL_MAX);
+        }
+    }
+    /// Which other runner holds the runner lock now (`None`: nobody else,
+    /// or unknown).
+    async fn lock_holder(&mut self) -> Result<Option<LockHolder>, DbError> {
+        Ok(None)
+    }
     /// Releases the runner lock.
     async fn unlock(&mut self) -> Result<(), DbError>;
     /// Creates capstan's history tables if missing (call under the lock).

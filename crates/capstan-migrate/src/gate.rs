@@ -152,6 +152,8 @@ pub fn check(set: &MigrationSet, history: &[AppliedRow], fleet: &[InstanceRow]) 
             State::Pending => c.pending.push(item(&e)),
             State::Drifted => c.drifted.push(item(&e)),
             State::Dirty => c.dirty.push(item(&e)),
+            // Never from `compare`; a runner is applying it: the binary waits.
+            State::InProgress => c.pending.push(item(&e)),
             State::Ahead if e.phase == "contract" => {
                 let deploy = first_version_embedding(fleet, e.version).or_else(|| {
                     e.applied

@@ -38,7 +38,13 @@ pub struct Settings {
     pub archive_max_bytes: Option<u64>,
     /// How long archive entries are kept before `archive purge` removes them.
     pub archive_retention: Option<Duration>,
+    /// How long a runner waits for another runner to release the runner
+    /// lock before giving up (zero: try once).
+    pub runner_lock_timeout: Duration,
 }
+
+/// The default [`Settings::runner_lock_timeout`].
+pub const DEFAULT_RUNNER_LOCK_TIMEOUT: Duration = Duration::from_secs(600);
 
 impl Default for Settings {
     fn default() -> Self {
@@ -52,6 +58,7 @@ impl Default for Settings {
             archive: true,
             archive_max_bytes: Some(archive::DEFAULT_MAX_BYTES),
             archive_retention: None,
+            runner_lock_timeout: DEFAULT_RUNNER_LOCK_TIMEOUT,
         }
     }
 }
@@ -70,6 +77,10 @@ pub enum State {
     Drifted,
     /// A no-transaction migration failed part-way; see `repair`.
     Dirty,
+    /// A no-transaction migration a live runner is running now (its row is
+    /// marked dirty until it finishes, and that runner holds the lock).
+    #[serde(rename = "in-progress")]
+    InProgress,
 }
 
 impl State {
@@ -81,6 +92,7 @@ impl State {
             State::Ahead => "ahead",
             State::Drifted => "drifted",
             State::Dirty => "dirty",
+            State::InProgress => "in-progress",
         }
     }
 }
@@ -699,9 +711,9 @@ impl Migrator {
     /// Every migration's state. Changes nothing.
     pub async fn status(&self, db: &mut Database) -> Result<Status, Error> {
         let history = db.driver.history().await?;
-        Ok(Status {
-            migrations: compare(&self.set, &history),
-        })
+        let mut migrations = compare(&self.set, &history);
+        mark_in_progress(db, &mut migrations).await?;
+        Ok(Status { migrations })
     }
 
     /// What `up` would run, with its SQL. Changes nothing.
@@ -800,15 +812,38 @@ impl Migrator {
         opts: &UpOptions,
         events: &mut (dyn FnMut(Event<'_>) + Send),
     ) -> Result<RunReport, Error> {
-        lock(db, events).await?;
-        let result = self.up_locked(db, opts, events).await;
+        self.lock(db, events).await?;
+        let result = self.up_holding_lock(db, opts, events).await;
         let unlocked = db.driver.unlock().await;
         let report = result?;
         unlocked?;
         Ok(report)
     }
 
-    async fn up_locked(
+    /// Takes the runner lock, waiting up to [`Settings::runner_lock_timeout`]
+    /// for another runner (announced with [`Event::LockWait`]). Pair with
+    /// [`Migrator::unlock`].
+    pub async fn lock(
+        &self,
+        db: &mut Database,
+        events: &mut (dyn FnMut(Event<'_>) + Send),
+    ) -> Result<(), Error> {
+        if !db.driver.try_lock().await? {
+            events(Event::LockWait);
+            db.driver.lock(self.settings.runner_lock_timeout).await?;
+        }
+        Ok(())
+    }
+
+    /// Releases the runner lock taken by [`Migrator::lock`].
+    pub async fn unlock(&self, db: &mut Database) -> Result<(), Error> {
+        Ok(db.driver.unlock().await?)
+    }
+
+    /// [`Migrator::up_with`] for a caller that holds the runner lock (taken
+    /// with [`Migrator::lock`]), so that what it checked first under the lock
+    /// (e.g. the pending migrations it linted) is what runs.
+    pub async fn up_holding_lock(
         &self,
         db: &mut Database,
         opts: &UpOptions,
@@ -1034,6 +1069,7 @@ impl Migrator {
             own_len,
             transactional: !m.no_transaction,
             resume_from: 0,
+            resumed: false,
             lock_timeout: m.lock_timeout.unwrap_or(self.settings.lock_timeout),
             statement_timeout: m
                 .statement_timeout
@@ -1107,6 +1143,8 @@ impl Migrator {
                     });
                     if !job.transactional {
                         job.resume_from = f.statement.unwrap_or(job.resume_from);
+                        // A failure with no statement came before the history mark.
+                        job.resumed |= f.statement.is_some();
                     }
                     tokio::time::sleep(wait).await;
                     attempt += 1;
@@ -1180,7 +1218,7 @@ impl Migrator {
         no_archive: &[String],
         events: &mut (dyn FnMut(Event<'_>) + Send),
     ) -> Result<RunReport, Error> {
-        lock(db, events).await?;
+        self.lock(db, events).await?;
         let result = self.down_locked(db, to, no_archive, events).await;
         let unlocked = db.driver.unlock().await;
         let report = result?;
@@ -1261,7 +1299,7 @@ impl Migrator {
         if self.set.get(version).is_none() {
             return Err(Error::UnknownVersion(version));
         }
-        db.driver.lock().await?;
+        db.driver.lock(self.settings.runner_lock_timeout).await?;
         let result = async {
             db.driver.ensure_schema().await?;
             let history = db.driver.history().await?;
@@ -1304,7 +1342,7 @@ impl Migrator {
 
     /// Resolves a dirty migration as the operator says.
     pub async fn repair(&self, db: &mut Database, action: RepairAction) -> Result<(), Error> {
-        db.driver.lock().await?;
+        db.driver.lock(self.settings.runner_lock_timeout).await?;
         let result = async {
             let history = db.driver.history().await?;
             let version = match action {
@@ -1444,11 +1482,17 @@ impl Migrator {
     }
 }
 
-/// Takes the runner lock, announcing a wait when another runner holds it.
-async fn lock(db: &mut Database, events: &mut (dyn FnMut(Event<'_>) + Send)) -> Result<(), Error> {
-    if !db.driver.try_lock().await? {
-        events(Event::LockWait);
-        db.driver.lock().await?;
+/// Reports a dirty migration as in progress while another runner holds the
+/// runner lock: its row says dirty only until that runner finishes it.
+/// (A runner that died released the lock, so its dirty row stays dirty.)
+pub async fn mark_in_progress(db: &mut Database, entries: &mut [Entry]) -> Result<(), Error> {
+    if !entries.iter().any(|e| e.state == State::Dirty) {
+        return Ok(());
+    }
+    if db.driver.lock_holder().await?.is_some() {
+        for e in entries.iter_mut().filter(|e| e.state == State::Dirty) {
+            e.state = State::InProgress;
+        }
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ use crate::connstr::ConnSpec;
 use crate::driver::{bad_history, check_unique, history_row, Cell, HISTORY_COLUMNS};
 use crate::driver::{
     own_number, statement_line, AppliedRow, DbError, Direction, Driver, ExecFailure, ExecOutcome,
-    FailureKind, Job, Notice, Record, Snapshot,
+    FailureKind, Job, LockHolder, Notice, Record, Snapshot,
 };
 use crate::fleet::{Instance, InstanceRow};
 use crate::split::Dialect;
@@ -129,6 +129,14 @@ fn position_line(e: &tokio_postgres::Error, text: &str, before: usize) -> Option
         }
         ErrorPosition::Internal { .. } => None,
     }
+}
+
+/// The first column of the first row of a simple query's result.
+fn first_value(messages: &[SimpleQueryMessage]) -> Option<String> {
+    messages.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    })
 }
 
 /// Quotes a string literal (standard_conforming_strings is on for our session).
@@ -338,16 +346,33 @@ impl PgDriver {
     async fn execute_statements(&mut self, job: &Job<'_>) -> Result<ExecOutcome, ExecFailure> {
         let m = job.migration;
         let started = Instant::now();
-        if job.resume_from == 0 {
+        if !job.resumed {
+            // Only a row this runner inserts (or an applied row it turns
+            // dirty, going down) is its own: a row another runner wrote is
+            // never overwritten.
             let mark = match job.direction {
-                Direction::Up => Self::row_sql(job, "dirty", "0"),
+                Direction::Up => {
+                    let upsert = Self::row_sql(job, "dirty", "0");
+                    let insert = upsert
+                        .split_once(" ON CONFLICT")
+                        .map_or(upsert.as_str(), |(head, _)| head);
+                    format!("{insert} ON CONFLICT (version) DO NOTHING")
+                }
                 Direction::Down => format!(
-                    "UPDATE capstan.migrations SET state = 'dirty', error = 'rolling back' WHERE version = {}",
+                    "UPDATE capstan.migrations SET state = 'dirty', error = 'rolling back' WHERE version = {} AND state = 'applied'",
                     m.version
                 ),
             };
-            if let Err(e) = self.client.batch_execute(&mark).await {
-                return Err(self.failure(&e));
+            match self.client.simple_query(&mark).await {
+                Ok(messages) => {
+                    let changed = messages
+                        .iter()
+                        .any(|msg| matches!(msg, SimpleQueryMessage::CommandComplete(n) if *n > 0));
+                    if !changed {
+                        return Ok(ExecOutcome::default());
+                    }
+                }
+                Err(e) => return Err(self.failure(&e)),
             }
         }
         let timeouts = format!(
@@ -628,28 +653,53 @@ impl Driver for PgDriver {
     }
 
     async fn try_lock(&mut self) -> Result<bool, DbError> {
-        let row = self
+        // One short statement (simple protocol, no prepared statement): a
+        // waiting runner polls this from an idle session, so it never holds
+        // a snapshot that a `CREATE INDEX CONCURRENTLY` run by the holder
+        // would have to wait for (`pg_advisory_lock` would, and deadlock).
+        let rows = self
             .client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
+            .simple_query(&format!("SELECT pg_try_advisory_lock({LOCK_KEY})"))
             .await
             .map_err(|e| db_err(&e))?;
-        Ok(row.get::<_, bool>(0))
-    }
-
-    async fn lock(&mut self) -> Result<(), DbError> {
-        self.client
-            .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
-            .await
-            .map_err(|e| db_err(&e))?;
-        Ok(())
+        Ok(first_value(&rows).as_deref() == Some("t"))
     }
 
     async fn unlock(&mut self) -> Result<(), DbError> {
         self.client
-            .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+            .simple_query(&format!("SELECT pg_advisory_unlock({LOCK_KEY})"))
             .await
             .map_err(|e| db_err(&e))?;
+        self.drain_notices();
         Ok(())
+    }
+
+    async fn lock_holder(&mut self) -> Result<Option<LockHolder>, DbError> {
+        let sql = format!(
+            "SELECT a.pid, a.application_name, a.usename::text || '@' || coalesce(host(a.client_addr), 'local socket'), \
+                    to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+             FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND l.classid = {hi} AND l.objid = {lo} AND l.pid <> pg_backend_pid() \
+             LIMIT 1",
+            hi = (LOCK_KEY as u64) >> 32,
+            lo = (LOCK_KEY as u64) & 0xffff_ffff,
+        );
+        let rows = self
+            .client
+            .simple_query(&sql)
+            .await
+            .map_err(|e| db_err(&e))?;
+        Ok(rows.iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(LockHolder {
+                pid: r.get(0).and_then(|p| p.parse().ok()),
+                application_name: r.get(1).map(str::to_string),
+                client: r.get(2).map(str::to_string),
+                since: r.get(3).map(|s| format!("{s} (its session's start)")),
+            }),
+            _ => None,
+        }))
     }
 
     async fn ensure_schema(&mut self) -> Result<(), DbError> {

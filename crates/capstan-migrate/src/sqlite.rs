@@ -1,10 +1,15 @@
 //! The SQLite driver (`rusqlite`, bundled SQLite).
 //!
-//! SQLite has no advisory lock; its write lock does the job. Each migration
-//! runs in `BEGIN IMMEDIATE` (the reserved lock: one writer at a time) and
-//! checks history again under that lock, so concurrent runners apply each
+//! SQLite has no advisory lock, and its write lock cannot be held across a
+//! no-transaction migration, so the runner lock is an exclusive `flock` on a
+//! file next to the database (`app.db-capstan-lock`), held for the whole
+//! run and released by the kernel when the runner dies. The file also says
+//! who holds it. Each migration still runs in `BEGIN IMMEDIATE` and checks
+//! history again under that lock, so concurrent runners apply each
 //! migration exactly once.
 
+use std::fs::File;
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -14,7 +19,7 @@ use rusqlite::{params, Connection, ErrorCode, OpenFlags};
 use crate::driver::{check_unique, history_row, Cell, HISTORY_COLUMNS};
 use crate::driver::{
     own_number, statement_line, AppliedRow, DbError, Direction, Driver, ExecFailure, ExecOutcome,
-    FailureKind, Job, Record, Snapshot,
+    FailureKind, Job, LockHolder, Record, Snapshot,
 };
 use crate::fleet::{Instance, InstanceRow};
 use crate::split::Dialect;
@@ -25,6 +30,17 @@ pub struct SqliteDriver {
     path: PathBuf,
     /// Keeps a scratch database's directory alive; removed on drop.
     scratch: Option<tempfile::TempDir>,
+    /// The runner lock file, `None` for an in-memory database.
+    lock_path: Option<PathBuf>,
+    /// The open lock file while this driver holds the runner lock.
+    lock_file: Option<File>,
+}
+
+/// The runner lock file of the database at `path`.
+pub fn lock_file_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push("-capstan-lock");
+    PathBuf::from(name)
 }
 
 /// Opens the SQLite file at `path`. With `create` false and no file there,
@@ -32,7 +48,8 @@ pub struct SqliteDriver {
 /// "nothing applied" without creating a file.
 pub fn connect(path: &Path, create: bool) -> Result<SqliteDriver, DbError> {
     let shown = format!("sqlite://{}", path.display());
-    let conn = if !create && !path.exists() {
+    let in_memory = !create && !path.exists();
+    let conn = if in_memory {
         Connection::open_in_memory()
     } else {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -61,6 +78,8 @@ pub fn connect(path: &Path, create: bool) -> Result<SqliteDriver, DbError> {
         conn,
         path: path.to_path_buf(),
         scratch: None,
+        lock_path: (!in_memory).then(|| lock_file_path(path)),
+        lock_file: None,
     })
 }
 
@@ -262,15 +281,36 @@ impl SqliteDriver {
     fn execute_statements(&mut self, job: &Job<'_>) -> Result<ExecOutcome, ExecFailure> {
         let started = Instant::now();
         let m = job.migration;
-        if job.resume_from == 0 {
-            let marked = match job.direction {
-                Direction::Up => self.write_row(job, "dirty", Duration::ZERO),
-                Direction::Down => self.conn.execute(
-                    "UPDATE capstan_migrations SET state = 'dirty', error = 'rolling back' WHERE version = ?1",
-                    [m.version as i64],
-                ),
-            };
-            marked.map_err(|e| failure(&e, None))?;
+        if !job.resumed {
+            // Check history and mark the row dirty in one write transaction:
+            // a row another runner wrote is never overwritten.
+            let marked = (|| {
+                self.conn.execute_batch("BEGIN IMMEDIATE")?;
+                let exists = self.row_exists(m.version)?;
+                let mine = match job.direction {
+                    Direction::Up if !exists => {
+                        self.write_row(job, "dirty", Duration::ZERO)?;
+                        true
+                    }
+                    Direction::Down if exists => {
+                        self.conn.execute(
+                            "UPDATE capstan_migrations SET state = 'dirty', error = 'rolling back' WHERE version = ?1 AND state = 'applied'",
+                            [m.version as i64],
+                        )? == 1
+                    }
+                    _ => false,
+                };
+                self.conn.execute_batch("COMMIT")?;
+                Ok::<bool, rusqlite::Error>(mine)
+            })();
+            match marked {
+                Ok(true) => {}
+                Ok(false) => return Ok(ExecOutcome::default()),
+                Err(e) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    return Err(failure(&e, None));
+                }
+            }
         }
         if let Err(f) = self.run_statements(job) {
             let _ = self.conn.execute(
@@ -394,15 +434,87 @@ impl Driver for SqliteDriver {
     }
 
     async fn try_lock(&mut self) -> Result<bool, DbError> {
+        let Some(lock_path) = &self.lock_path else {
+            return Ok(true);
+        };
+        if self.lock_file.is_some() {
+            return Ok(true);
+        }
+        let lock_err = |e: std::io::Error| {
+            DbError::new(
+                FailureKind::PermissionDenied,
+                format!(
+                    "cannot use the runner lock file {}: {e} (capstan needs to create and lock it next to the database)",
+                    lock_path.display()
+                ),
+            )
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(lock_path)
+            .map_err(lock_err)?;
+        match fs4::FileExt::try_lock(&file) {
+            Ok(()) => {}
+            Err(fs4::TryLockError::WouldBlock) => return Ok(false),
+            Err(fs4::TryLockError::Error(e)) => return Err(lock_err(e)),
+        }
+        // Say who holds it, for a runner that gives up waiting.
+        let since: String = self
+            .conn
+            .query_row(&format!("SELECT {NOW}"), [], |r| r.get(0))
+            .unwrap_or_default();
+        let note = format!("{}\n{since}\ncapstan\n", std::process::id());
+        let written = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(note.as_bytes()));
+        if let Err(e) = written {
+            let _ = fs4::FileExt::unlock(&file);
+            return Err(lock_err(e));
+        }
+        self.lock_file = Some(file);
         Ok(true)
     }
 
-    async fn lock(&mut self) -> Result<(), DbError> {
+    async fn unlock(&mut self) -> Result<(), DbError> {
+        if let Some(file) = self.lock_file.take() {
+            let _ = file.set_len(0);
+            fs4::FileExt::unlock(&file).map_err(|e| {
+                DbError::new(
+                    FailureKind::Connection,
+                    format!("cannot release the runner lock: {e}"),
+                )
+            })?;
+        }
         Ok(())
     }
 
-    async fn unlock(&mut self) -> Result<(), DbError> {
-        Ok(())
+    async fn lock_holder(&mut self) -> Result<Option<LockHolder>, DbError> {
+        let Some(lock_path) = &self.lock_path else {
+            return Ok(None);
+        };
+        if self.lock_file.is_some() {
+            return Ok(None);
+        }
+        let Ok(mut file) = File::open(lock_path) else {
+            return Ok(None);
+        };
+        if fs4::FileExt::try_lock_shared(&file).is_ok() {
+            let _ = fs4::FileExt::unlock(&file);
+            return Ok(None);
+        }
+        let mut text = String::new();
+        let _ = file.read_to_string(&mut text);
+        let mut lines = text.lines();
+        Ok(Some(LockHolder {
+            pid: lines.next().and_then(|l| l.parse().ok()),
+            since: lines.next().filter(|l| !l.is_empty()).map(str::to_string),
+            application_name: lines.next().map(str::to_string),
+            client: None,
+        }))
     }
 
     async fn ensure_schema(&mut self) -> Result<(), DbError> {

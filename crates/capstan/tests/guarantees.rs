@@ -125,6 +125,197 @@ fn ten_concurrent_runners_apply_each_migration_once_sqlite() {
     ten_concurrent_runners_apply_each_migration_once(Backend::Sqlite);
 }
 
+/// A set mixing transactional and no-transaction migrations (a `CREATE
+/// INDEX CONCURRENTLY` on Postgres, backfills on both), each of which
+/// inserts its version into `counter`, so a second run shows as a duplicate.
+fn mixed_set(p: &Project) {
+    let fill = match p.backend {
+        Backend::Postgres => "INSERT INTO items SELECT g, 0 FROM generate_series(1, 2000) g;",
+        Backend::Sqlite => {
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000) INSERT INTO items SELECT x, 0 FROM c;"
+        }
+    };
+    let pause = match p.backend {
+        Backend::Postgres => "SELECT pg_sleep(0.05);\n",
+        Backend::Sqlite => "",
+    };
+    let index = match p.backend {
+        Backend::Postgres => "CREATE INDEX CONCURRENTLY items_v_idx ON items (v);",
+        Backend::Sqlite => "CREATE INDEX items_v_idx ON items (v);",
+    };
+    let unique = match p.backend {
+        Backend::Postgres => "CREATE UNIQUE INDEX CONCURRENTLY items_id_v_idx ON items (id, v);",
+        Backend::Sqlite => "CREATE UNIQUE INDEX items_id_v_idx ON items (id, v);",
+    };
+    const NO_TX: &str = "-- capstan:no-transaction\n-- capstan:up\n";
+    p.write(
+        "0001_create.sql",
+        &format!("-- capstan:up\nCREATE TABLE counter (v integer NOT NULL);\nCREATE TABLE items (id integer PRIMARY KEY, v integer NOT NULL);\n{fill}\nINSERT INTO counter VALUES (1);\n"),
+    );
+    p.write(
+        "0002_count.sql",
+        &format!("-- capstan:up\nINSERT INTO counter VALUES (2);\n{pause}"),
+    );
+    p.write(
+        "0003_index.sql",
+        &format!("{NO_TX}{index}\nINSERT INTO counter VALUES (3);\n"),
+    );
+    p.write(
+        "0004_backfill.sql",
+        &format!("{NO_TX}UPDATE items SET v = v + 1;\nINSERT INTO counter VALUES (4);\n{pause}"),
+    );
+    p.write(
+        "0005_count.sql",
+        "-- capstan:up\nINSERT INTO counter VALUES (5);\n",
+    );
+    p.write(
+        "0006_backfill_again.sql",
+        &format!(
+            "{NO_TX}UPDATE items SET v = v + 10;\n{unique}\nINSERT INTO counter VALUES (6);\n"
+        ),
+    );
+    p.hash();
+}
+
+/// `n` runners at once on [`mixed_set`]: every one exits 0, each migration
+/// runs exactly once (by the reports, the counter, the backfilled values
+/// and the log), nothing is dirty and every index is valid.
+fn concurrent_runners_with_no_transaction_migrations(b: Backend, n: usize) {
+    let p = Project::new(b);
+    mixed_set(&p);
+    let runners: Vec<Child> = (0..n)
+        .map(|_| p.spawn(&["migrate", "up", "--json"]))
+        .collect();
+    let outputs: Vec<Output> = runners
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("wait for runner"))
+        .collect();
+    let mut ran_here = Vec::new();
+    for o in &outputs {
+        assert_code(o, 0);
+        let report: serde_json::Value =
+            serde_json::from_slice(&o.stdout).expect("up --json report");
+        for r in report["ran"].as_array().expect("ran array") {
+            ran_here.push(r["version"].as_u64().expect("version"));
+        }
+    }
+    ran_here.sort_unstable();
+    assert_eq!(
+        ran_here,
+        (1..=6).collect::<Vec<_>>(),
+        "{b:?}: the runners' reports together must name each migration exactly once"
+    );
+    assert_eq!(
+        p.query("SELECT v, count(*) FROM counter GROUP BY v ORDER BY v"),
+        once_each(1..=6),
+        "{b:?}: each migration must have run exactly once"
+    );
+    assert_eq!(
+        p.query("SELECT v, count(*) FROM items GROUP BY v"),
+        "11|2000",
+        "{b:?}: each backfill must have run exactly once"
+    );
+    assert_eq!(ups_in_log(&p), once_each(1..=6), "{b:?}: log");
+    assert_eq!(
+        p.count(&format!(
+            "SELECT count(*) FROM {} WHERE state <> 'applied'",
+            p.history_table()
+        )),
+        0,
+        "{b:?}: nothing may be left dirty"
+    );
+    if b == Backend::Postgres {
+        assert_eq!(
+            p.count("SELECT count(*) FROM pg_index WHERE NOT indisvalid"),
+            0,
+            "no index may be left invalid"
+        );
+    }
+}
+
+#[test]
+fn concurrent_runners_apply_no_transaction_migrations_once_postgres() {
+    concurrent_runners_with_no_transaction_migrations(Backend::Postgres, 16);
+}
+
+#[test]
+fn concurrent_runners_apply_no_transaction_migrations_once_sqlite() {
+    concurrent_runners_with_no_transaction_migrations(Backend::Sqlite, 16);
+}
+
+/// While a runner is inside a long no-transaction migration, `status` says
+/// it is in progress (not dirty), a runner that may wait only briefly gives
+/// up with exit 7 naming the holder, and one that waits exits 0 without
+/// running anything again.
+fn a_runner_inside_a_no_transaction_migration_is_in_progress(b: Backend) {
+    let p = Project::new(b);
+    let slow = match b {
+        Backend::Postgres => "SELECT pg_sleep(3);",
+        Backend::Sqlite => {
+            "CREATE TABLE slow AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 8000000) SELECT count(*) AS n FROM c;"
+        }
+    };
+    p.write(
+        "0001_create.sql",
+        "-- capstan:up\nCREATE TABLE counter (v integer NOT NULL);\n",
+    );
+    p.add(
+        "0002_slow.sql",
+        &format!(
+            "-- capstan:no-transaction\n-- capstan:up\nINSERT INTO counter VALUES (2);\n{slow}\n"
+        ),
+    );
+    let first = p.spawn(&["migrate", "up"]);
+    wait_until(
+        "the first runner inside 0002",
+        Duration::from_secs(20),
+        || history_count(&p) == 2,
+    );
+    let states = p.states();
+    assert_eq!(
+        states,
+        st(&[(1, "applied"), (2, "in-progress")]),
+        "{b:?}: a migration a live runner is running is in progress"
+    );
+    let out = p.capstan(&["migrate", "status"]);
+    assert!(
+        stdout(&out).contains("1 in progress"),
+        "{b:?}: {}",
+        stdout(&out)
+    );
+
+    let impatient = p.capstan(&["migrate", "up", "--runner-lock-timeout", "200ms"]);
+    assert_code(&impatient, 7);
+    let err = stderr(&impatient);
+    assert!(
+        err.contains("another runner held the migration lock")
+            && err.contains("pid ")
+            && err.contains("application_name \"capstan\"")
+            && err.contains("since "),
+        "{b:?}: the error names the holder: {err}"
+    );
+
+    let patient = p.spawn(&["migrate", "up", "--json"]);
+    let first = first.wait_with_output().expect("first runner");
+    let patient = patient.wait_with_output().expect("second runner");
+    assert_code(&first, 0);
+    assert_code(&patient, 0);
+    let report: serde_json::Value = serde_json::from_slice(&patient.stdout).expect("report");
+    assert_eq!(report["ran"], serde_json::json!([]), "{b:?}: {report}");
+    assert_eq!(p.count("SELECT count(*) FROM counter"), 1, "{b:?}");
+    assert_eq!(p.states(), st(&[(1, "applied"), (2, "applied")]));
+}
+
+#[test]
+fn a_runner_inside_a_no_transaction_migration_is_in_progress_not_dirty_postgres() {
+    a_runner_inside_a_no_transaction_migration_is_in_progress(Backend::Postgres);
+}
+
+#[test]
+fn a_runner_inside_a_no_transaction_migration_is_in_progress_not_dirty_sqlite() {
+    a_runner_inside_a_no_transaction_migration_is_in_progress(Backend::Sqlite);
+}
+
 // ---------------------------------------------------------------------------
 // 2. Kill -9 at random points of a long run.
 
