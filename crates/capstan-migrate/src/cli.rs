@@ -37,6 +37,9 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
+mod fleet;
+pub use fleet::{FleetCommand, Who};
+
 use crate::archive::{self, ArchiveError, Detector};
 use crate::config::{Config, ConfigError, CONFIG_FILE};
 use crate::driver::{Direction, FailureKind};
@@ -88,6 +91,25 @@ pub struct PreflightFinding {
     pub version: u64,
     /// `file:line:column: rule: message`.
     pub text: String,
+    /// The finding as `capstan lint --format json` prints it (an object with
+    /// `rule`, `severity`, `file`, `line`, …), when the preflight has one.
+    pub detail: Option<serde_json::Value>,
+}
+
+/// Findings for JSON output: each in the shape of `capstan lint --format
+/// json`'s findings, plus the `version` of the migration it is in.
+fn findings_json(found: &[PreflightFinding]) -> Vec<serde_json::Value> {
+    found
+        .iter()
+        .map(|f| match &f.detail {
+            Some(serde_json::Value::Object(o)) => {
+                let mut o = o.clone();
+                o.insert("version".into(), f.version.into());
+                serde_json::Value::Object(o)
+            }
+            _ => serde_json::json!({"version": f.version, "message": f.text}),
+        })
+        .collect()
 }
 
 /// Checks pending migrations before `plan` and `up` run them. The `capstan`
@@ -121,6 +143,16 @@ pub struct ConnArgs {
     /// Print machine-readable JSON on stdout (see docs/json.md).
     #[arg(long, global = true)]
     pub json: bool,
+    /// How long to wait for another runner to release the migration lock,
+    /// like 10m (default); 0 to give up at once (overrides capstan.toml).
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub runner_lock_timeout: Option<String>,
+}
+
+/// The timeouts of the commands that run migrations (`migrate …`); `gate`,
+/// `fleet` and `archive` run none, so they take none.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TimeoutArgs {
     /// Lock timeout for DDL, like 3s (overrides capstan.toml).
     #[arg(long, global = true, value_name = "DURATION")]
     pub lock_timeout: Option<String>,
@@ -130,10 +162,6 @@ pub struct ConnArgs {
     /// Statement timeout, like 5m; 0 for none (overrides capstan.toml).
     #[arg(long, global = true, value_name = "DURATION")]
     pub statement_timeout: Option<String>,
-    /// How long to wait for another runner to release the migration lock,
-    /// like 10m (default); 0 to give up at once (overrides capstan.toml).
-    #[arg(long, global = true, value_name = "DURATION")]
-    pub runner_lock_timeout: Option<String>,
 }
 
 /// `migrate`: options and subcommand.
@@ -142,6 +170,9 @@ pub struct MigrateArgs {
     /// Database, directory and run options.
     #[command(flatten)]
     pub conn: ConnArgs,
+    /// Lock and statement timeouts.
+    #[command(flatten)]
+    pub timeouts: TimeoutArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: MigrateCommand,
@@ -164,6 +195,9 @@ pub struct FleetArgs {
     /// Database, directory and run options.
     #[command(flatten)]
     pub conn: ConnArgs,
+    /// What to do (default: list).
+    #[command(subcommand)]
+    pub command: Option<FleetCommand>,
 }
 
 /// `archive`: what migrations copied before destroying it.
@@ -181,18 +215,28 @@ pub struct ArchiveArgs {
 #[derive(Debug, Clone, Subcommand)]
 pub enum ArchiveCommand {
     /// Every archive entry: migration, statement, object, rows, size, age.
+    #[command(after_help = "Examples:
+  capstan archive list
+  capstan archive list --json")]
     List,
     /// One entry, with its first rows.
+    #[command(after_help = "Examples:
+  capstan archive show 3")]
     Show {
         /// The entry id (from `archive list`).
         id: i64,
     },
     /// Put an entry's data back, in one transaction; refuses when today's schema makes a faithful restore impossible.
+    #[command(after_help = "Examples:
+  capstan archive restore 3")]
     Restore {
         /// The entry id (from `archive list`).
         id: i64,
     },
     /// Drop entries older than --older-than (default: `retention` in capstan.toml), listing each one.
+    #[command(after_help = "Examples:
+  capstan archive purge
+  capstan archive purge --older-than 30d")]
     Purge {
         /// Purge entries archived at least this long ago, like 30d.
         #[arg(long, value_name = "DURATION")]
@@ -298,7 +342,7 @@ pub async fn run_archive(args: ArchiveArgs) -> i32 {
                             e.archived_at
                         ));
                     }
-                    s.push_str(&format!("purged {} entries", purged.len()));
+                    s.push_str(&format!("purged {}", plural(purged.len(), "entry", "entries")));
                     s
                 });
             }
@@ -331,8 +375,8 @@ fn render_entries(entries: &[archive::ArchiveEntry]) -> String {
         ));
     }
     s.push_str(&format!(
-        "{} entries; `capstan archive show ID` for one, `capstan archive restore ID` to put it back",
-        entries.len()
+        "{}; `capstan archive show ID` for one, `capstan archive restore ID` to put it back",
+        plural(entries.len(), "entry", "entries")
     ));
     s
 }
@@ -378,6 +422,10 @@ fn render_entry(
 #[derive(Debug, Clone, Subcommand)]
 pub enum MigrateCommand {
     /// Write the next numbered migration file from a template and update capstan.sum.
+    #[command(after_help = "Examples:
+  capstan migrate new \"add user email\"
+  capstan migrate new \"drop user name\" --phase contract
+  capstan migrate new \"index users email\" --no-transaction")]
     New {
         /// What the migration does, e.g. "add user email".
         name: String,
@@ -389,8 +437,15 @@ pub enum MigrateCommand {
         no_transaction: bool,
     },
     /// Show every migration: applied, pending, ahead, drifted or dirty.
+    #[command(after_help = "Examples:
+  capstan migrate status
+  capstan migrate status --database postgres://app@db/app --json")]
     Status,
     /// Show what `up` would run, with the SQL. Changes nothing.
+    #[command(after_help = "Examples:
+  capstan migrate plan
+  capstan migrate plan --to 7
+  capstan migrate plan --json   # one document: the steps and the lint findings")]
     Plan {
         /// Stop after this version.
         #[arg(long, value_name = "VERSION")]
@@ -406,6 +461,11 @@ pub enum MigrateCommand {
         no_archive: Vec<String>,
     },
     /// Apply pending migrations; a contract migration only once no live instance needs what it removes.
+    #[command(after_help = "Examples:
+  capstan migrate up
+  capstan migrate up --to 7
+  capstan migrate up --wait --timeout 15m      # wait for old instances to leave
+  capstan migrate up --lock-timeout 2s --lock-retries 5")]
     Up {
         /// Stop after this version.
         #[arg(long, value_name = "VERSION")]
@@ -427,6 +487,9 @@ pub enum MigrateCommand {
         no_archive: Vec<String>,
     },
     /// Roll back with down sections, newest first (default: the newest one).
+    #[command(after_help = "Examples:
+  capstan migrate down            # the newest migration
+  capstan migrate down --to 5     # everything newer than 0005")]
     Down {
         /// Roll back every migration newer than this version (0: all).
         #[arg(long, value_name = "VERSION")]
@@ -436,10 +499,18 @@ pub enum MigrateCommand {
         no_archive: Vec<String>,
     },
     /// On a scratch database: apply all, then check each down restores the schema.
+    #[command(after_help = "Examples:
+  capstan migrate verify
+  capstan migrate verify --database postgres://postgres@localhost/postgres")]
     Verify,
     /// Rewrite capstan.sum after an intended edit.
+    #[command(after_help = "Examples:
+  capstan migrate hash")]
     Hash,
     /// Renumber not-yet-applied migrations after the newest one (after a merge).
+    #[command(after_help = "Examples:
+  capstan migrate rebase migrations/0007_add_email.sql
+  capstan migrate rebase --offline migrations/0007_*.sql")]
     Rebase {
         /// The migration files to move.
         #[arg(required = true)]
@@ -449,6 +520,10 @@ pub enum MigrateCommand {
         offline: bool,
     },
     /// Explain a dirty migration, and record how it was resolved.
+    #[command(after_help = "Examples:
+  capstan migrate repair                       # what is dirty, and how to resolve it
+  capstan migrate repair --mark-applied 7
+  capstan migrate repair --mark-rolled-back 7")]
     Repair {
         /// The failed migration was completed by hand: record it as applied.
         #[arg(long, value_name = "VERSION", conflicts_with = "mark_rolled_back")]
@@ -458,12 +533,17 @@ pub enum MigrateCommand {
         mark_rolled_back: Option<u64>,
     },
     /// Adopt an existing database: record 1..=VERSION as applied without running them.
+    #[command(after_help = "Examples:
+  capstan migrate baseline 12")]
     Baseline {
         /// The newest migration the database already matches.
         #[arg(value_name = "VERSION")]
         target: u64,
     },
     /// Convert another tool's migration directory into capstan's format.
+    #[command(after_help = "Examples:
+  capstan migrate import --from diesel ./diesel-migrations
+  capstan migrate import --from goose db/migrations --dir migrations")]
     Import {
         /// diesel, sqlx, goose, dbmate or golang-migrate.
         #[arg(long = "from", value_name = "TOOL")]
@@ -587,6 +667,7 @@ struct Context<'p> {
     preflight: Option<&'p dyn Preflight>,
     detector: Option<Arc<dyn Detector>>,
     args: ConnArgs,
+    timeouts: TimeoutArgs,
     source: MigrationSource,
     config: Config,
     config_path: PathBuf,
@@ -611,18 +692,17 @@ impl Context<'_> {
         let bad = |flag: &str, e: String| {
             Failure::new(EXIT_BAD_INPUT, "bad-input", format!("--{flag}: {e}"))
         };
-        if let Some(v) = &self.args.lock_timeout {
+        if let Some(v) = &self.timeouts.lock_timeout {
             s.lock_timeout = parse_duration(v).map_err(|e| bad("lock-timeout", e))?;
         }
-        if let Some(v) = &self.args.statement_timeout {
+        if let Some(v) = &self.timeouts.statement_timeout {
             s.statement_timeout = parse_duration(v).map_err(|e| bad("statement-timeout", e))?;
         }
-        if let Some(n) = self.args.lock_retries {
+        if let Some(n) = self.timeouts.lock_retries {
             s.lock_retries = n;
         }
         if let Some(v) = &self.args.runner_lock_timeout {
-            s.runner_lock_timeout =
-                parse_duration(v).map_err(|e| bad("runner-lock-timeout", e))?;
+            s.runner_lock_timeout = parse_duration(v).map_err(|e| bad("runner-lock-timeout", e))?;
         }
         Ok(s)
     }
@@ -683,40 +763,56 @@ impl Context<'_> {
         pending: &[u64],
         unsafe_ok: bool,
     ) -> Result<Option<Vec<PreflightFinding>>, Failure> {
+        let (found, refused) = self.lint_findings(m, db, pending, unsafe_ok).await?;
+        if !refused {
+            return Ok(Some(found));
+        }
+        if self.args.json {
+            println!(
+                "{}",
+                serde_json::json!({"error": {"kind": "lint", "message": "lint errors in pending migrations", "exit_code": EXIT_LINT, "findings": findings_json(&found)}})
+            );
+        }
+        Ok(None)
+    }
+
+    /// [`Self::lint_pending`] without the JSON error: the findings (printed on
+    /// stderr) and whether they refuse the run.
+    async fn lint_findings(
+        &self,
+        m: &Migrator,
+        db: &mut Database,
+        pending: &[u64],
+        unsafe_ok: bool,
+    ) -> Result<(Vec<PreflightFinding>, bool), Failure> {
         let Some(preflight) = self.preflight else {
-            return Ok(Some(Vec::new()));
+            return Ok((Vec::new(), false));
         };
         // A database where nothing is applied yet serves no binary and holds no
         // data: the lock and phase rules protect a live schema, so they wait
         // for the first deploy after this one.
         if db.history().await?.is_empty() {
-            return Ok(Some(Vec::new()));
+            return Ok((Vec::new(), false));
         }
         let found = self.run_preflight(preflight, m, db, pending)?;
         if found.is_empty() {
-            return Ok(Some(found));
+            return Ok((found, false));
         }
         for f in &found {
             eprintln!("{}", f.text);
         }
         if unsafe_ok {
             eprintln!(
-                "WARNING: {} lint error(s) in pending migrations; going ahead because of --unsafe-ok (recorded in history)",
-                found.len()
+                "WARNING: {} in pending migrations; going ahead because of --unsafe-ok (recorded in history)",
+                plural(found.len(), "lint error", "lint errors")
             );
-            return Ok(Some(found));
+            return Ok((found, false));
         }
         eprintln!(
-            "error: {} lint error(s) in pending migrations; nothing was run. Fix them, suppress one with `-- capstan:ignore RULE reason` on the line before the statement, or pass --unsafe-ok (recorded in history); details: `capstan lint`",
-            found.len()
+            "error: {} in pending migrations; nothing was run. Fix them, suppress one with `-- capstan:ignore RULE reason` on the line before the statement, or pass --unsafe-ok (recorded in history); details: `capstan lint`",
+            plural(found.len(), "lint error", "lint errors")
         );
-        if self.args.json {
-            println!(
-                "{}",
-                serde_json::json!({"error": {"kind": "lint", "message": "lint errors in pending migrations", "exit_code": EXIT_LINT, "findings": found}})
-            );
-        }
-        Ok(None)
+        Ok((found, true))
     }
 
     fn needs_dir(&self, what: &str) -> Result<(), Failure> {
@@ -760,6 +856,7 @@ pub async fn run_with_hooks(args: MigrateArgs, source: MigrationSource, hooks: H
     let command = args.command.clone();
     report_exit(json, async {
         let mut cx = Context::new(args.conn, source)?;
+        cx.timeouts = args.timeouts;
         cx.preflight = hooks.preflight;
         cx.detector = hooks.detector;
         migrate(&cx, command).await
@@ -810,6 +907,10 @@ pub async fn run_fleet(args: FleetArgs) -> i32 {
     let json = args.conn.json;
     report_exit(json, async {
         let cx = Context::new(args.conn, MigrationSource::Dir)?;
+        match args.command {
+            None | Some(FleetCommand::List) => {}
+            Some(command) => return fleet::run(&cx, command).await,
+        }
         let settings = cx.settings()?;
         let mut db = Database::connect_read_only(&cx.url()?).await?;
         let rows = db.driver().fleet_list().await.map_err(Error::from)?;
@@ -885,6 +986,7 @@ impl Context<'_> {
             preflight: None,
             detector: None,
             args,
+            timeouts: TimeoutArgs::default(),
             source,
             config,
             config_path,
@@ -913,7 +1015,11 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
             let n = workdir::rehash(&cx.dir)?;
             let sum = cx.dir.join(crate::sum::SUM_FILE);
             emit(json, &serde_json::json!({"sum": sum, "files": n}), || {
-                format!("wrote {} ({n} migrations)", sum.display())
+                format!(
+                    "wrote {} ({})",
+                    sum.display(),
+                    plural(n, "migration", "migrations")
+                )
             });
             Ok(EXIT_OK)
         }
@@ -970,11 +1076,16 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
             };
             let plan = m.plan(&mut db, &opts).await?;
             let pending: Vec<u64> = plan.steps.iter().map(|s| s.version).collect();
-            let refused = cx
-                .lint_pending(&m, &mut db, &pending, unsafe_ok)
-                .await?
-                .is_none();
-            emit(json, &plan, || {
+            let (found, refused) = cx.lint_findings(&m, &mut db, &pending, unsafe_ok).await?;
+            // One document, also when lint refuses: the plan and its findings.
+            let mut doc = serde_json::to_value(&plan).unwrap_or_default();
+            if let serde_json::Value::Object(o) = &mut doc {
+                o.insert(
+                    "lint".into(),
+                    serde_json::json!({"refused": refused, "findings": findings_json(&found)}),
+                );
+            }
+            emit(json, &doc, || {
                 let mut s = String::new();
                 if plan.steps.is_empty() {
                     s.push_str("nothing to apply\n");
@@ -1177,8 +1288,8 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
             let versions = m.baseline(&mut db, version).await?;
             emit(json, &serde_json::json!({"baselined": versions}), || {
                 format!(
-                    "recorded {} migrations (up to {version:04}) as applied without running them",
-                    versions.len()
+                    "recorded {} (up to {version:04}) as applied without running them",
+                    plural(versions.len(), "migration", "migrations")
                 )
             });
             Ok(EXIT_OK)
@@ -1204,6 +1315,11 @@ fn report_partial(json: bool, e: Error) -> Failure {
         }
     }
     Failure::from(e)
+}
+
+/// `1 migration`, `2 migrations`.
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn emit<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) {
@@ -1283,14 +1399,17 @@ fn render_report(report: &RunReport, what: &str) -> String {
             "rolled back"
         };
         s.push_str(&format!(
-            "{verb} {} migrations in {total} ms",
-            report.ran.len()
+            "{verb} {} in {total} ms",
+            plural(report.ran.len(), "migration", "migrations")
         ));
     }
     if !report.done_by_other_runner.is_empty() {
         s.push_str(&format!(
-            "\n{} migrations were applied by another runner at the same time",
-            report.done_by_other_runner.len()
+            "\n{} applied by another runner at the same time",
+            match report.done_by_other_runner.len() {
+                1 => "1 migration was".to_string(),
+                n => format!("{n} migrations were"),
+            }
         ));
     }
     if let Some(h) = &report.held_back {
@@ -1302,8 +1421,9 @@ fn render_report(report: &RunReport, what: &str) -> String {
     if !report.archived.is_empty() {
         let rows: u64 = report.archived.iter().map(|e| e.row_count).sum();
         s.push_str(&format!(
-            "\narchived {} objects ({rows} rows) before destroying them: `capstan archive list`",
-            report.archived.len()
+            "\narchived {} ({}) before destroying them: `capstan archive list`",
+            plural(report.archived.len(), "object", "objects"),
+            plural(rows as usize, "row", "rows")
         ));
     }
     s
@@ -1335,21 +1455,69 @@ fn render_planned_archive(a: &archive::PlannedArchive, m: &Migrator) -> String {
     format!("--   line {}: {} {} — {what}\n", a.line, a.kind, a.object)
 }
 
-/// Progress on stderr: a live line on a terminal, plain lines otherwise.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `-q`: print no progress on stderr (what runs, how long it takes, waits and
+/// retries); results, warnings and errors still print. For the whole process.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn quiet() -> bool {
+    QUIET.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// How often a running migration reports its elapsed time when stderr is not
+/// a terminal: `CAPSTAN_PROGRESS_INTERVAL` (a duration like `5s`), default 5 s.
+fn progress_interval() -> Duration {
+    std::env::var("CAPSTAN_PROGRESS_INTERVAL")
+        .ok()
+        .and_then(|v| parse_duration(&v).ok())
+        .filter(|d| !d.is_zero())
+        .unwrap_or(Duration::from_secs(5))
+}
+
+/// Prints "still applying X (12 s)" every interval while a migration runs.
+/// The thread ends when the sender is dropped.
+fn spawn_ticker(interval: Duration) -> std::sync::mpsc::Sender<Option<String>> {
+    let (tx, rx) = std::sync::mpsc::channel::<Option<String>>();
+    std::thread::spawn(move || {
+        let mut running: Option<(String, std::time::Instant)> = None;
+        loop {
+            match rx.recv_timeout(interval) {
+                Ok(next) => running = next.map(|what| (what, std::time::Instant::now())),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some((what, since)) = &running {
+                        eprintln!("still {what} ({} s)", since.elapsed().as_secs());
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    });
+    tx
+}
+
+/// Progress on stderr: an "applying …" line before each migration, and then a
+/// live spinner on a terminal, or a "still applying …" line every few seconds
+/// otherwise.
 struct Progress {
     quiet: bool,
     bar: Option<indicatif::ProgressBar>,
+    ticker: Option<std::sync::mpsc::Sender<Option<String>>>,
 }
 
 impl Progress {
     fn new(json: bool) -> Self {
+        let quiet = json || quiet();
         let tty = std::io::stderr().is_terminal();
-        let bar = (tty && !json).then(|| {
+        let bar = (tty && !quiet).then(|| {
             let b = indicatif::ProgressBar::new_spinner();
             b.enable_steady_tick(Duration::from_millis(100));
             b
         });
-        Progress { quiet: json, bar }
+        let ticker = (!tty && !quiet).then(|| spawn_ticker(progress_interval()));
+        Progress { quiet, bar, ticker }
     }
 
     fn line(&self, s: String) {
@@ -1366,13 +1534,18 @@ impl Progress {
                 migration,
                 direction,
             } => {
+                let verb = if direction == Direction::Up {
+                    "applying"
+                } else {
+                    "rolling back"
+                };
+                let what = format!("{verb} {}", migration.label());
+                self.line(format!("{what} …"));
+                if let Some(t) = &self.ticker {
+                    let _ = t.send(Some(what.clone()));
+                }
                 if let Some(b) = &self.bar {
-                    let verb = if direction == Direction::Up {
-                        "applying"
-                    } else {
-                        "rolling back"
-                    };
-                    b.set_message(format!("{verb} {}", migration.label()));
+                    b.set_message(what);
                     b.set_style(
                         indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
                             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
@@ -1446,6 +1619,9 @@ impl Progress {
                 duration,
                 done_here,
             } => {
+                if let Some(t) = &self.ticker {
+                    let _ = t.send(None);
+                }
                 let verb = match (direction, done_here) {
                     (_, false) => "done by another runner",
                     (Direction::Up, true) => "applied",
@@ -1460,7 +1636,8 @@ impl Progress {
         }
     }
 
-    fn finish(&self) {
+    fn finish(&mut self) {
+        self.ticker = None;
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }

@@ -752,7 +752,7 @@ impl Migrator {
             m.phase == Phase::Contract && !blockers(&fleet, m, self.settings.fleet_ttl).is_empty()
         }) {
             if opts.contract != ContractPolicy::Force {
-                held_back = Some(self.held_back(todo[i], &fleet));
+                held_back = Some(self.held_back(todo[i], &fleet, None));
                 todo.truncate(i);
             }
         }
@@ -937,12 +937,24 @@ impl Migrator {
                         .clamp(Duration::from_millis(100), Duration::from_secs(1));
                     tokio::time::sleep(poll).await;
                 }
-                _ => return Ok(Gate::Held(self.held_back(m, &fleet))),
+                _ => {
+                    let waited = match policy {
+                        ContractPolicy::Wait(d) => Some(d),
+                        _ => None,
+                    };
+                    return Ok(Gate::Held(self.held_back(m, &fleet, waited)));
+                }
             }
         }
     }
 
-    fn held_back(&self, m: &Migration, fleet: &[InstanceRow]) -> HeldBack {
+    /// Why `m` does not run now; `waited` is how long `--wait` waited, if it did.
+    fn held_back(
+        &self,
+        m: &Migration,
+        fleet: &[InstanceRow],
+        waited: Option<Duration>,
+    ) -> HeldBack {
         let blocking: Vec<InstanceRow> = blockers(fleet, m, self.settings.fleet_ttl)
             .into_iter()
             .cloned()
@@ -951,9 +963,16 @@ impl Migrator {
             version: m.version,
             name: m.name.clone(),
             reason: format!(
-                "contract migration {} removes or changes something that running instances still use: {}. It runs once they are gone (deploy the new release first); use --wait to wait for them, or --force-contract to override",
+                "contract migration {} removes or changes something that running instances still use: {}. {}",
                 m.label(),
-                blocking.iter().map(InstanceRow::describe).collect::<Vec<_>>().join(", ")
+                blocking.iter().map(InstanceRow::describe).collect::<Vec<_>>().join(", "),
+                match waited {
+                    Some(d) => format!(
+                        "They were still live after waiting {}; it runs once they are gone (deploy the new release first, or wait longer with --timeout), or use --force-contract to override",
+                        humantime::format_duration(d)
+                    ),
+                    None => "It runs once they are gone (deploy the new release first); use --wait to wait for them, or --force-contract to override".to_string(),
+                }
             ),
             blockers: blocking,
         }

@@ -4,12 +4,31 @@
 mod preflight;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 
 /// capstan: make the 3 a.m. deploy of a database-backed service boring.
 #[derive(Debug, Parser)]
-#[command(name = "capstan", version, about, propagate_version = true)]
+#[command(
+    name = "capstan",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "Examples:
+  capstan migrate new \"create users\"     # migrations/0001_create_users.sql
+  capstan migrate up                     # apply pending migrations
+  capstan lint                           # lint ./migrations before review
+  capstan -q migrate up --json           # JSON on stdout, no progress on stderr
+
+Log output: -v (info), -vv (debug), -vvv (trace), or CAPSTAN_LOG=FILTER
+(e.g. CAPSTAN_LOG=capstan_migrate=debug), which wins over -v and -q."
+)]
 struct Cli {
+    /// Print no progress on stderr (results, warnings and errors still print).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// More log output on stderr: -v info, -vv debug, -vvv trace (CAPSTAN_LOG wins).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -17,31 +36,83 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Write, check and run schema migrations (Postgres or SQLite).
+    #[command(after_help = "Examples:
+  capstan migrate new \"add user email\"
+  capstan migrate plan
+  capstan migrate up --database postgres://app@db/app
+  capstan migrate status --json")]
     Migrate(capstan_migrate::cli::MigrateArgs),
     /// Check that a migration set can run against the database (pending, ahead, drift).
+    #[command(after_help = "Examples:
+  capstan gate --app chirpy --dir migrations   # exit 0: compatible, 8: not
+  capstan gate --json")]
     Gate(capstan_migrate::cli::GateArgs),
-    /// List the instances in the fleet registry: live, departed, expired.
+    /// The fleet registry: list instances, or run any program as a registered instance.
+    #[command(after_help = "Examples:
+  capstan fleet                                   # live, departed and expired instances
+  capstan fleet run --app api --version 2.3.0 -- ./api --port 8080
+  id=$(capstan fleet join --app api --version 2.3.0); capstan fleet leave \"$id\"")]
     Fleet(capstan_migrate::cli::FleetArgs),
     /// Lint migrations: locks, rewrites and breaking changes, before review.
+    #[command(after_help = "Examples:
+  capstan lint                                  # ./migrations (or capstan.toml's migrations_dir)
+  capstan lint migrations/0007_add_index.sql
+  capstan lint --format sarif > lint.sarif
+  capstan lint --explain require-concurrent-index-creation")]
     Lint(capstan_lint::cli::LintArgs),
     /// Query a health endpoint for exec probes: exit 0 for pass/warn, 1 for fail or no answer.
+    #[command(after_help = "Examples:
+  capstan probe http://127.0.0.1:8080/readyz
+  capstan probe http://127.0.0.1:8080/livez --timeout 2s -q")]
     Probe(capstan_probe::ProbeArgs),
     /// Rehearse a deploy: old and new binaries against every schema step, forward and back.
+    #[command(after_help = "Examples:
+  capstan rehearse -c rehearse.toml
+  capstan rehearse -c rehearse.toml --load --format markdown -o rehearsal.md")]
     Rehearse(capstan_rehearse::cli::RehearseArgs),
     /// What migrations copied before destroying it: list, show, restore, purge.
+    #[command(after_help = "Examples:
+  capstan archive list
+  capstan archive show 3
+  capstan archive restore 3
+  capstan archive purge --older-than 30d")]
     Archive(capstan_migrate::cli::ArchiveArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Examples:
+  capstan completions bash > /etc/bash_completion.d/capstan
+  capstan completions zsh > \"${fpath[1]}/_capstan\"
+  capstan completions fish > ~/.config/fish/completions/capstan.fish")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        (_, 2) => "debug",
+        _ => "trace",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
+    capstan_migrate::cli::set_quiet(cli.quiet);
+    if let Command::Completions { shell } = &cli.command {
+        let mut script = Vec::new();
+        clap_complete::generate(*shell, &mut Cli::command(), "capstan", &mut script);
+        // A closed pipe (`| head`) is not an error worth a panic.
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+        return Ok(());
+    }
     // The linter is synchronous (it starts its own runtime for --schema-from).
     if let Command::Lint(args) = &cli.command {
         let code = capstan_lint::cli::run(args, &mut std::io::stdout(), &mut std::io::stderr());
@@ -70,9 +141,14 @@ fn main() -> anyhow::Result<()> {
                     .await
             }
             Command::Fleet(args) => capstan_migrate::cli::run_fleet(args).await,
-            Command::Probe(args) => capstan_probe::run_probe(args).await,
+            Command::Probe(mut args) => {
+                args.quiet |= cli.quiet;
+                capstan_probe::run_probe(args).await
+            }
             Command::Rehearse(args) => capstan_rehearse::cli::run(args).await,
-            Command::Lint(_) => unreachable!("handled before the runtime starts"),
+            Command::Lint(_) | Command::Completions { .. } => {
+                unreachable!("handled before the runtime starts")
+            }
         }
     });
     std::process::exit(code);

@@ -63,6 +63,7 @@ impl Preflight for LintPreflight {
                             "{}:{}:{}: {}: {}",
                             f.file, f.line, f.column, f.rule, f.message
                         ),
+                        detail: serde_json::to_value(&f).ok(),
                     });
                 }
             }

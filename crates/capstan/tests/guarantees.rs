@@ -663,7 +663,7 @@ fn failed_no_transaction_migration_is_dirty_until_marked_applied(b: Backend) {
     let out = p.capstan(&["migrate", "up"]);
     assert_code(&out, 0);
     assert!(
-        stdout(&out).contains("applied 1 migrations"),
+        stdout(&out).contains("applied 1 migration in"),
         "{b:?}: only 0003 runs: {}",
         stdout(&out)
     );
