@@ -71,6 +71,9 @@ pub const EXIT_LOCK_TIMEOUT: i32 = 7;
 pub const EXIT_GATE: i32 = 8;
 /// Exit code: `plan`/`up` refused pending migrations with lint errors (see `--unsafe-ok`).
 pub const EXIT_LINT: i32 = 9;
+/// Exit code: SIGINT or SIGTERM stopped `up` or `down` (what ran is reported;
+/// see `capstan_migrate::interrupt`).
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// What the `capstan` binary plugs into the engine: the linter as the
 /// preflight of `plan`/`up`, and the detector of data-destroying statements
@@ -603,6 +606,10 @@ impl From<Error> for Failure {
             Error::UnknownVersion(_) => (EXIT_REFUSED, "unknown-version"),
             Error::NotDirty(_) => (EXIT_REFUSED, "not-dirty"),
             Error::Failed(f) if f.failure.kind.retryable() => (EXIT_LOCK_TIMEOUT, "lock-timeout"),
+            Error::Failed(f) if f.failure.kind == FailureKind::Interrupted => {
+                (EXIT_INTERRUPTED, "interrupted")
+            }
+            Error::Interrupted { .. } => (EXIT_INTERRUPTED, "interrupted"),
             Error::Failed(f)
                 if matches!(
                     f.failure.kind,
@@ -634,6 +641,7 @@ fn db_exit(kind: FailureKind) -> (i32, &'static str) {
         FailureKind::PermissionDenied => (EXIT_DATABASE, "permission-denied"),
         // Another runner held the runner lock past --runner-lock-timeout.
         FailureKind::LockTimeout => (EXIT_LOCK_TIMEOUT, "lock-timeout"),
+        FailureKind::Interrupted => (EXIT_INTERRUPTED, "interrupted"),
         FailureKind::Untrusted => (EXIT_REFUSED, "untrusted-schema"),
         FailureKind::BadHistory => (EXIT_REFUSED, "bad-history"),
         _ => (EXIT_DATABASE, "database"),
@@ -1146,6 +1154,7 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
             // Everything is decided under the runner lock: what another runner
             // did while this one waited (or is doing, outside a transaction)
             // is seen as done, not as pending or dirty.
+            crate::interrupt::install();
             m.lock(&mut db, &mut |e| progress.event(e)).await?;
             let result = async {
                 if cx.preflight.is_some() {
@@ -1189,6 +1198,7 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
             let m = cx.migrator()?;
             let mut db = Database::connect(&cx.url()?).await?;
             let mut progress = Progress::new(json);
+            crate::interrupt::install();
             let result = m
                 .down_with(&mut db, to, &no_archive, &mut |e| progress.event(e))
                 .await;
@@ -1229,8 +1239,11 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
                         ));
                     }
                 }
+                s.push_str(&render_invalid_indexes(&report.invalid_indexes));
                 s.push_str(if report.ok() {
                     "verify passed"
+                } else if report.steps.iter().all(|s| s.differences.is_empty()) {
+                    "verify failed: the database has invalid indexes"
                 } else {
                     "verify failed: a down section does not undo its up section"
                 });
@@ -1264,6 +1277,19 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
                             "  Statements before the failing one are applied; the rest are not. Look at the database, then either\n  - finish the migration by hand and run `capstan migrate repair --mark-applied {v}`, or\n  - undo what it did and run `capstan migrate repair --mark-rolled-back {v}` so that `up` runs it again.\n",
                             v = d.version
                         ));
+                        if !d.invalid_indexes.is_empty() {
+                            s.push_str("  It left invalid indexes (unused, enforcing nothing; `IF NOT EXISTS` would keep them). Drop them before it runs again:
+");
+                            for x in &d.invalid_indexes {
+                                s.push_str(&format!(
+                                    "    {}   -- on {}: {}
+",
+                                    x.drop_sql(),
+                                    x.table,
+                                    x.definition
+                                ));
+                            }
+                        }
                     }
                     s.trim_end().to_string()
                 });
@@ -1309,10 +1335,13 @@ fn import(cx: &Context<'_>, tool: &str, source: &Path, json: bool) -> Result<i32
 
 /// Prints what was done before a failure, then turns the error into a Failure.
 fn report_partial(json: bool, e: Error) -> Failure {
-    if let Error::Failed(f) = &e {
-        if !json && !f.report.ran.is_empty() {
-            eprintln!("{}", render_report(&f.report, "up"));
-        }
+    let report = match &e {
+        Error::Failed(f) => Some(&f.report),
+        Error::Interrupted { report, .. } => Some(&**report),
+        _ => None,
+    };
+    if let Some(report) = report.filter(|r| !json && !r.ran.is_empty()) {
+        eprintln!("{}", render_report(report, "up"));
     }
     Failure::from(e)
 }
@@ -1380,7 +1409,26 @@ fn render_status(status: &crate::migrator::Status, target: &str) -> String {
     if count(State::InProgress) > 0 {
         s.push_str(&format!(", {} in progress", count(State::InProgress)));
     }
+    if !status.invalid_indexes.is_empty() {
+        s.push('\n');
+        s.push_str(render_invalid_indexes(&status.invalid_indexes).trim_end());
+    }
     s
+}
+
+/// One warning line per invalid index, saying how to drop it.
+fn render_invalid_indexes(invalid: &[crate::indexes::InvalidIndex]) -> String {
+    invalid
+        .iter()
+        .map(|x| {
+            format!(
+                "WARNING: index {} on {} is INVALID (a CREATE INDEX CONCURRENTLY failed): it is not used and enforces nothing; drop it with `{}` and build it again\n",
+                x.qualified(),
+                x.table,
+                x.drop_sql()
+            )
+        })
+        .collect()
 }
 
 fn render_report(report: &RunReport, what: &str) -> String {

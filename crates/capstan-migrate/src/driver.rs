@@ -317,6 +317,8 @@ pub enum FailureKind {
     Connection,
     /// Any other SQL error.
     Sql,
+    /// SIGINT or SIGTERM stopped the run (see [`crate::interrupt`]).
+    Interrupted,
     /// capstan's schema holds something another role controls (an owner
     /// capstan's role is not a member of, a trigger, rule or policy capstan
     /// did not create): using it could run that role's code with capstan's
@@ -503,6 +505,15 @@ pub trait Driver: Send {
             if self.try_lock().await? {
                 return Ok(());
             }
+            if crate::interrupt::stop_between_migrations() {
+                return Err(DbError::new(
+                    FailureKind::Interrupted,
+                    format!(
+                        "stopped by {} while waiting for the migration lock; nothing was run",
+                        crate::interrupt::signal_name().unwrap_or("a signal")
+                    ),
+                ));
+            }
             let now = std::time::Instant::now();
             if now >= deadline {
                 let holder = self.lock_holder().await.ok().flatten();
@@ -521,6 +532,11 @@ pub trait Driver: Send {
             tokio::time::sleep((wait + jitter).min(deadline - now)).await;
             wait = (wait * 2).min(LOCK_POLL_MAX);
         }
+    }
+    /// Every index the database marks invalid on the application's tables
+    /// (a failed `CREATE INDEX CONCURRENTLY` leaves one); none on SQLite.
+    async fn invalid_indexes(&mut self) -> Result<Vec<crate::indexes::InvalidIndex>, DbError> {
+        Ok(Vec::new())
     }
     /// Which other runner holds the runner lock now (`None`: nobody else,
     /// or unknown).

@@ -48,6 +48,10 @@ pub struct Compatibility {
     pub drifted: Vec<GateItem>,
     /// Failed part-way (no-transaction); needs `repair`.
     pub dirty: Vec<GateItem>,
+    /// Indexes Postgres marks invalid on the application's tables: a failed
+    /// `CREATE INDEX CONCURRENTLY` left them, and a unique one enforces
+    /// nothing, so the binary may not run.
+    pub invalid_indexes: Vec<crate::indexes::InvalidIndex>,
 }
 
 impl Compatibility {
@@ -87,6 +91,14 @@ impl Compatibility {
                 "migration{} {} failed part-way: run `{app} migrate repair`",
                 plural(self.dirty.len()),
                 labels(&self.dirty)
+            ));
+        }
+        for x in &self.invalid_indexes {
+            out.push(format!(
+                "index {} on {} is INVALID (a CREATE INDEX CONCURRENTLY failed): it is not used and enforces nothing; drop it with `{}` and build it again (run the migration that creates it)",
+                x.qualified(),
+                x.table,
+                x.drop_sql()
             ));
         }
         if !self.pending_contract.is_empty() {
@@ -142,6 +154,7 @@ pub fn check(set: &MigrationSet, history: &[AppliedRow], fleet: &[InstanceRow]) 
         ahead_expand: Vec::new(),
         drifted: Vec::new(),
         dirty: Vec::new(),
+        invalid_indexes: Vec::new(),
     };
     for e in compare(set, history) {
         match e.state {
@@ -188,7 +201,10 @@ pub fn check(set: &MigrationSet, history: &[AppliedRow], fleet: &[InstanceRow]) 
 pub async fn check_database(db: &mut Database, set: &MigrationSet) -> Result<Compatibility, Error> {
     let history = db.driver().history().await?;
     let fleet = db.driver().fleet_list().await?;
-    Ok(check(set, &history, &fleet))
+    let mut c = check(set, &history, &fleet);
+    c.invalid_indexes = db.driver().invalid_indexes().await?;
+    c.compatible &= c.invalid_indexes.is_empty();
+    Ok(c)
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ pub mod archive;
 pub mod connstr;
 pub mod driver;
 pub mod import;
+pub mod indexes;
+pub mod interrupt;
 #[cfg(feature = "postgres")]
 pub mod pgconn;
 #[cfg(feature = "postgres")]

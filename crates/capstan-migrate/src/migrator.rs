@@ -13,6 +13,7 @@ use crate::driver::{
     AppliedRow, DbError, Direction, Driver, ExecFailure, FailureKind, Identity, Job, Notice, Record,
 };
 use crate::fleet::{blockers, InstanceRow};
+use crate::indexes::InvalidIndex;
 use crate::source::{Migration, MigrationSet, Phase, SourceError};
 use crate::url::{DatabaseUrl, UrlError};
 
@@ -195,6 +196,9 @@ pub fn compare(set: &MigrationSet, history: &[AppliedRow]) -> Vec<Entry> {
 pub struct Status {
     /// Every migration known to the set or the database, by version.
     pub migrations: Vec<Entry>,
+    /// Indexes Postgres marks invalid on the application's tables (a failed
+    /// `CREATE INDEX CONCURRENTLY` left them: unused, enforcing nothing).
+    pub invalid_indexes: Vec<InvalidIndex>,
 }
 
 impl Status {
@@ -380,6 +384,9 @@ pub struct DirtyInfo {
     pub started_at: String,
     /// Who ran it.
     pub applied_by: String,
+    /// Invalid indexes the migration creates (its failed `CREATE INDEX
+    /// CONCURRENTLY` left them); drop each before running it again.
+    pub invalid_indexes: Vec<InvalidIndex>,
 }
 
 /// What the operator says happened to a dirty migration.
@@ -409,12 +416,15 @@ pub struct VerifyStep {
 pub struct VerifyReport {
     /// Steps, in order.
     pub steps: Vec<VerifyStep>,
+    /// Invalid indexes on the application's tables in the database `verify`
+    /// was pointed at (not the scratch one): each fails `verify`.
+    pub invalid_indexes: Vec<InvalidIndex>,
 }
 
 impl VerifyReport {
-    /// True when no step found a difference.
+    /// True when no step found a difference and no index is invalid.
     pub fn ok(&self) -> bool {
-        self.steps.iter().all(|s| s.differences.is_empty())
+        self.steps.iter().all(|s| s.differences.is_empty()) && self.invalid_indexes.is_empty()
     }
 }
 
@@ -527,6 +537,17 @@ pub enum Error {
     /// An archive operation refused or failed.
     #[error(transparent)]
     Archive(#[from] ArchiveError),
+    /// SIGINT or SIGTERM stopped the run between two migrations; every
+    /// migration it ran is complete, nothing is dirty.
+    #[error("stopped by {signal} before {next}: the migrations before it are applied, nothing is half-applied; run `up` again to continue")]
+    Interrupted {
+        /// `SIGTERM` or `SIGINT`.
+        signal: &'static str,
+        /// The migration that did not start.
+        next: String,
+        /// What had been done.
+        report: Box<RunReport>,
+    },
 }
 
 /// An open database connection (Postgres or SQLite).
@@ -713,7 +734,11 @@ impl Migrator {
         let history = db.driver.history().await?;
         let mut migrations = compare(&self.set, &history);
         mark_in_progress(db, &mut migrations).await?;
-        Ok(Status { migrations })
+        let invalid_indexes = db.driver.invalid_indexes().await?;
+        Ok(Status {
+            migrations,
+            invalid_indexes,
+        })
     }
 
     /// What `up` would run, with its SQL. Changes nothing.
@@ -857,6 +882,7 @@ impl Migrator {
             .await?;
         let mut report = RunReport::default();
         for m in todo {
+            stop_if_asked(m, &mut report)?;
             let mut note = None;
             if m.phase == Phase::Contract {
                 match self.contract_gate(db, m, opts.contract, events).await? {
@@ -1303,6 +1329,7 @@ impl Migrator {
         }
         let mut report = RunReport::default();
         for m in todo {
+            stop_if_asked(m, &mut report)?;
             let archive = detected
                 .get(&(m.version, Direction::Down))
                 .map(|found| (found.as_slice(), no_archive));
@@ -1356,7 +1383,25 @@ impl Migrator {
     /// The dirty migrations, explained. Changes nothing.
     pub async fn dirty(&self, db: &mut Database) -> Result<Vec<DirtyInfo>, Error> {
         let history = db.driver.history().await?;
-        Ok(dirty_of(&history))
+        let mut dirty = dirty_of(&history);
+        if !dirty.is_empty() {
+            let invalid = db.driver.invalid_indexes().await?;
+            for d in &mut dirty {
+                let Some(m) = self.set.get(d.version) else {
+                    continue;
+                };
+                let statements = m.up.statements(db.driver.dialect()).unwrap_or_default();
+                let names = crate::indexes::created_index_names(
+                    statements.iter().map(|s| &m.up.sql[s.range.clone()]),
+                );
+                d.invalid_indexes = invalid
+                    .iter()
+                    .filter(|x| names.iter().any(|n| x.named_by(n)))
+                    .cloned()
+                    .collect();
+            }
+        }
+        Ok(dirty)
     }
 
     /// Resolves a dirty migration as the operator says.
@@ -1416,8 +1461,9 @@ impl Migrator {
         let mut scratch = Database { driver: scratch };
         let result = self.verify_on(&mut scratch, events).await;
         let dropped = db.driver.drop_scratch(scratch.driver).await;
-        let report = result?;
+        let mut report = result?;
         dropped?;
+        report.invalid_indexes = db.driver.invalid_indexes().await?;
         Ok(report)
     }
 
@@ -1451,7 +1497,10 @@ impl Migrator {
                 break;
             }
         }
-        Ok(VerifyReport { steps })
+        Ok(VerifyReport {
+            steps,
+            invalid_indexes: Vec::new(),
+        })
     }
 
     /// Runs `m`'s down section, compares with `before`, runs up again and
@@ -1501,6 +1550,18 @@ impl Migrator {
     }
 }
 
+/// Stops before `next` once SIGINT or SIGTERM asked to (see [`crate::interrupt`]).
+fn stop_if_asked(next: &Migration, report: &mut RunReport) -> Result<(), Error> {
+    if crate::interrupt::stop_between_migrations() {
+        return Err(Error::Interrupted {
+            signal: crate::interrupt::signal_name().unwrap_or("a signal"),
+            next: next.label(),
+            report: Box::new(std::mem::take(report)),
+        });
+    }
+    Ok(())
+}
+
 /// Reports a dirty migration as in progress while another runner holds the
 /// runner lock: its row says dirty only until that runner finishes it.
 /// (A runner that died released the lock, so its dirty row stays dirty.)
@@ -1532,6 +1593,7 @@ impl From<&AppliedRow> for DirtyInfo {
             error: r.error.clone(),
             started_at: r.applied_at.clone(),
             applied_by: r.applied_by.clone(),
+            invalid_indexes: Vec::new(),
         }
     }
 }

@@ -20,6 +20,7 @@ use crate::driver::{
     FailureKind, Job, LockHolder, Notice, Record, Snapshot,
 };
 use crate::fleet::{Instance, InstanceRow};
+use crate::indexes::{created_index_name, created_index_names, InvalidIndex};
 use crate::split::Dialect;
 
 /// capstan's history table, for messages.
@@ -343,6 +344,26 @@ impl PgDriver {
         )
     }
 
+    /// Records why no-transaction `job` stopped at statement `i` in its
+    /// history row (the server's DETAIL included: it names a duplicate key).
+    async fn record_failure(&mut self, job: &Job<'_>, i: usize, failure: &ExecFailure) {
+        let mut why = format!(
+            "statement {} (line {}) failed: {}",
+            own_number(job, i),
+            statement_line(job, i),
+            failure.message
+        );
+        if let Some(d) = &failure.detail {
+            why.push_str(&format!(" ({d})"));
+        }
+        let record = format!(
+            "RESET lock_timeout; RESET statement_timeout; UPDATE capstan.migrations SET error = {} WHERE version = {}",
+            lit(&why),
+            job.migration.version
+        );
+        let _ = self.client.batch_execute(&record).await;
+    }
+
     async fn execute_statements(&mut self, job: &Job<'_>) -> Result<ExecOutcome, ExecFailure> {
         let m = job.migration;
         let started = Instant::now();
@@ -383,26 +404,66 @@ impl PgDriver {
         if let Err(e) = self.client.batch_execute(&timeouts).await {
             return Err(self.failure(&e));
         }
+        let texts: Vec<&str> = job
+            .statements
+            .iter()
+            .map(|s| &job.section.sql[s.range.clone()])
+            .collect();
+        let indexes = created_index_names(texts.iter().copied());
+        let invalid_before = if indexes.is_empty() {
+            Vec::new()
+        } else {
+            self.invalid_indexes()
+                .await
+                .map_err(|e| ExecFailure::new(e.kind, e.message))?
+        };
         let mut notices = Vec::new();
         for (i, stmt) in job.statements.iter().enumerate().skip(job.resume_from) {
-            let text = &job.section.sql[stmt.range.clone()];
+            let text = texts[i];
+            if crate::interrupt::stop_between_statements() {
+                let mut failure = ExecFailure::new(
+                    FailureKind::Interrupted,
+                    format!(
+                        "stopped by {} before this statement; the statements before it are applied",
+                        crate::interrupt::signal_name().unwrap_or("a signal")
+                    ),
+                );
+                failure.statement = Some(i);
+                failure.notices = notices;
+                self.record_failure(job, i, &failure).await;
+                return Err(failure);
+            }
+            // An index build first drops the invalid index of that name a
+            // failed attempt left (unused, enforcing nothing), which `IF NOT
+            // EXISTS` would otherwise keep and report as done.
+            {
+                if let Some(name) = created_index_name(text) {
+                    let stale: Vec<InvalidIndex> = invalid_before
+                        .iter()
+                        .filter(|x| x.named_by(&name))
+                        .cloned()
+                        .collect();
+                    for x in stale {
+                        if let Err(e) = self.client.batch_execute(&x.drop_sql()).await {
+                            let mut failure = self.failure(&e);
+                            failure.statement = Some(i);
+                            failure.message = format!(
+                                "cannot drop the invalid index {} the failed attempt left: {}",
+                                x.qualified(),
+                                failure.message
+                            );
+                            return Err(failure);
+                        }
+                    }
+                }
+            }
             if let Err(e) = self.client.batch_execute(text).await {
                 let mut failure = self.failure(&e);
                 failure.statement = Some(i);
                 failure.line_offset = position_line(&e, text, 0).map(|l| stmt.line_offset + l);
                 failure.notices.splice(0..0, notices);
                 if !e.is_closed() {
-                    let record = format!(
-                        "RESET lock_timeout; RESET statement_timeout; UPDATE capstan.migrations SET error = {} WHERE version = {}",
-                        lit(&format!(
-                            "statement {} (line {}) failed: {}",
-                            own_number(job, i),
-                            statement_line(job, i),
-                            failure.message
-                        )),
-                        m.version
-                    );
-                    let _ = self.client.batch_execute(&record).await;
+                    self.record_failure(job, i, &failure).await;
                 }
                 return Err(failure);
             }
@@ -410,6 +471,35 @@ impl PgDriver {
                 n.statement = Some(i);
                 n
             }));
+        }
+        // An index the migration names, or one it left, must be valid:
+        // `IF NOT EXISTS` skips an invalid one left by an earlier attempt.
+        if !indexes.is_empty() {
+            let now = self
+                .invalid_indexes()
+                .await
+                .map_err(|e| ExecFailure::new(e.kind, e.message))?;
+            if let Some(bad) = now
+                .iter()
+                .find(|x| indexes.iter().any(|n| x.named_by(n)) || !invalid_before.contains(x))
+            {
+                let i = texts
+                    .iter()
+                    .position(|t| created_index_name(t).is_some_and(|n| bad.named_by(&n)))
+                    .unwrap_or(job.statements.len().saturating_sub(1));
+                let mut failure = ExecFailure::new(
+                    FailureKind::Sql,
+                    format!(
+                        "index {} is INVALID (an earlier CREATE INDEX CONCURRENTLY failed, and IF NOT EXISTS kept its remains): it is not used and enforces nothing. Drop it with `{}` and run the migration again",
+                        bad.qualified(),
+                        bad.drop_sql()
+                    ),
+                );
+                failure.statement = Some(i);
+                failure.notices = notices;
+                self.record_failure(job, i, &failure).await;
+                return Err(failure);
+            }
         }
         let duration = started.elapsed();
         let finish = match job.direction {
@@ -672,6 +762,33 @@ impl Driver for PgDriver {
             .map_err(|e| db_err(&e))?;
         self.drain_notices();
         Ok(())
+    }
+
+    async fn invalid_indexes(&mut self) -> Result<Vec<InvalidIndex>, DbError> {
+        let rows = self
+            .client
+            .simple_query(
+                "SELECT n.nspname, c.relname, t.relname, pg_get_indexdef(c.oid) \
+                 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE NOT i.indisvalid AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'capstan', 'capstan_archive') \
+                   AND n.nspname NOT LIKE 'pg\\_toast%' \
+                 ORDER BY 1, 2",
+            )
+            .await
+            .map_err(|e| db_err(&e))?;
+        Ok(rows
+            .iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(r) => Some(InvalidIndex {
+                    schema: r.get(0).unwrap_or_default().to_string(),
+                    name: r.get(1).unwrap_or_default().to_string(),
+                    table: r.get(2).unwrap_or_default().to_string(),
+                    definition: r.get(3).unwrap_or_default().to_string(),
+                }),
+                _ => None,
+            })
+            .collect())
     }
 
     async fn lock_holder(&mut self) -> Result<Option<LockHolder>, DbError> {

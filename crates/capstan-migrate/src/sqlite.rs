@@ -193,6 +193,17 @@ impl SqliteDriver {
     fn run_statements(&self, job: &Job<'_>) -> Result<(), ExecFailure> {
         for (i, stmt) in job.statements.iter().enumerate().skip(job.resume_from) {
             let text = &job.section.sql[stmt.range.clone()];
+            if crate::interrupt::stop_between_statements() {
+                let mut f = ExecFailure::new(
+                    FailureKind::Interrupted,
+                    format!(
+                        "stopped by {} before this statement; the statements before it are applied",
+                        crate::interrupt::signal_name().unwrap_or("a signal")
+                    ),
+                );
+                f.statement = Some(i);
+                return Err(f);
+            }
             // statement_timeout: SQLite has none, so interrupt from the progress handler.
             if !job.statement_timeout.is_zero() {
                 let deadline = Instant::now() + job.statement_timeout;

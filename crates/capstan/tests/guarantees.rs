@@ -701,6 +701,134 @@ fn failed_no_transaction_migration_is_dirty_until_marked_applied_sqlite() {
 }
 
 // ---------------------------------------------------------------------------
+// 3b. A failed CREATE INDEX CONCURRENTLY leaves an invalid index: capstan
+// says so everywhere, keeps the duplicate key, and never records it applied.
+
+const UNIQUE_EMAIL: &str = "-- capstan:phase contract\n-- capstan:no-transaction\n-- capstan:up\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS users_email ON users (email);\n";
+
+fn invalid_count(p: &Project) -> i64 {
+    p.count("SELECT count(*) FROM pg_index WHERE NOT indisvalid")
+}
+
+#[test]
+fn a_failed_concurrent_index_is_reported_until_rebuilt_and_never_recorded_applied_postgres() {
+    let p = Project::new(Backend::Postgres);
+    p.add(
+        "0001_users.sql",
+        "-- capstan:up\nCREATE TABLE users (id integer PRIMARY KEY, email text);\n",
+    );
+    assert_code(&p.capstan(&["migrate", "up"]), 0);
+    p.query("INSERT INTO users VALUES (1, 'a@x'), (2, 'a@x'), (3, 'b@x')");
+    p.add("0002_unique_email.sql", UNIQUE_EMAIL);
+    let out = p.capstan(&["migrate", "up"]);
+    assert_code(&out, 1);
+    assert_eq!(
+        invalid_count(&p),
+        1,
+        "the failed build leaves an invalid index"
+    );
+    assert_eq!(p.states(), st(&[(1, "applied"), (2, "dirty")]));
+
+    let out = p.capstan(&["migrate", "repair"]);
+    assert_code(&out, 0);
+    let text = stdout(&out);
+    assert!(
+        text.contains("Key (email)=(a@x) is duplicated")
+            && text.contains("DROP INDEX CONCURRENTLY IF EXISTS public.users_email;"),
+        "repair keeps the duplicate key and says how to drop the invalid index:\n{text}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&p.capstan(&["migrate", "repair", "--json"]).stdout).expect("json");
+    assert_eq!(
+        v["dirty"][0]["invalid_indexes"][0]["name"], "users_email",
+        "{v}"
+    );
+
+    let out = p.capstan(&["migrate", "status"]);
+    assert!(
+        stdout(&out).contains("index public.users_email on users is INVALID"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(p.status()["invalid_indexes"][0]["name"], "users_email");
+    let gate = p.capstan(&["gate"]);
+    assert_code(&gate, 8);
+    let verify = p.capstan(&["migrate", "verify"]);
+    assert_code(&verify, 1);
+    assert!(
+        stdout(&verify).contains("users_email") && stdout(&verify).contains("INVALID"),
+        "{}",
+        stdout(&verify)
+    );
+
+    // The operator removes the duplicate and says the migration is undone,
+    // but forgets the index: the re-run drops the invalid one and builds it.
+    p.query("DELETE FROM users WHERE id = 2");
+    assert_code(
+        &p.capstan(&["migrate", "repair", "--mark-rolled-back", "2"]),
+        0,
+    );
+    let out = p.capstan(&["migrate", "up"]);
+    assert_code(&out, 0);
+    assert_eq!(invalid_count(&p), 0, "the index is valid now");
+    assert_eq!(p.states(), st(&[(1, "applied"), (2, "applied")]));
+    assert_eq!(p.status()["invalid_indexes"], serde_json::json!([]));
+    assert_code(&p.capstan(&["gate"]), 0);
+    let dup = Command::new("psql")
+        .args([p.url.as_str(), "-X", "-v", "ON_ERROR_STOP=1", "-c"])
+        .arg("INSERT INTO users VALUES (4, 'b@x')")
+        .output()
+        .expect("psql");
+    assert!(
+        !dup.status.success() && stderr(&dup).contains("duplicate key"),
+        "uniqueness is enforced: {}",
+        stderr(&dup)
+    );
+}
+
+#[test]
+fn a_concurrent_index_retried_after_a_lock_timeout_drops_the_invalid_one_first_postgres() {
+    let p = Project::new(Backend::Postgres);
+    p.add(
+        "0001_users.sql",
+        "-- capstan:up\nCREATE TABLE users (id integer PRIMARY KEY, email text);\nINSERT INTO users VALUES (1, 'a@x');\n",
+    );
+    assert_code(&p.capstan(&["migrate", "up"]), 0);
+    p.add("0002_unique_email.sql", UNIQUE_EMAIL);
+    // An open writing transaction: the index build waits for it after it
+    // has made its (invalid) index, and gives up at the lock timeout.
+    let mut writer = Session::open(&p.url, "writer", "");
+    writer.send("BEGIN;\nINSERT INTO users VALUES (2, 'b@x');\n");
+    wait_until("the writer's lock", Duration::from_secs(10), || {
+        p.count("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE a.application_name = 'writer' AND l.relation = 'public.users'::regclass") >= 1
+    });
+    let mut up = p.spawn(&[
+        "migrate",
+        "up",
+        "--lock-timeout",
+        "200ms",
+        "--lock-retries",
+        "50",
+    ]);
+    let (lines, err_thread) = collect_lines(up.stderr.take().expect("stderr"));
+    wait_until("a lock-timeout retry", Duration::from_secs(20), || {
+        retries_seen(&lines) >= 1
+    });
+    writer.send("COMMIT;\n");
+    writer.close();
+    let status = up.wait().expect("wait for up");
+    err_thread.join().expect("stderr thread");
+    let err = lines.lock().expect("lines").join("\n");
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert_eq!(invalid_count(&p), 0, "the retried build is valid: {err}");
+    assert_eq!(p.states(), st(&[(1, "applied"), (2, "applied")]));
+    assert_eq!(
+        p.count("SELECT count(*) FROM pg_indexes WHERE indexname = 'users_email'"),
+        1
+    );
+}
+
+// ---------------------------------------------------------------------------
 // 4. Drift refuses the whole run before anything runs.
 
 fn drift_refuses_the_whole_run_and_names_the_file(b: Backend) {
