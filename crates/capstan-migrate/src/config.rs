@@ -4,6 +4,7 @@
 //! ```toml
 //! database_url = "postgres://app@db.internal/app"
 //! migrations_dir = "migrations"
+//! schema_file = "schema.sql"   # rewritten after every up and down
 //!
 //! [migrate]
 //! lock_timeout = "3s"
@@ -35,6 +36,9 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Migration directory used when `--dir` is not given.
     pub migrations_dir: Option<PathBuf>,
+    /// Rewritten with the application's schema after every `up` and `down`
+    /// (`capstan schema dump -o FILE`), like `schema.sql`.
+    pub schema_file: Option<PathBuf>,
     /// `[migrate]`: how migrations run.
     #[serde(default)]
     pub migrate: MigrateConfig,
@@ -153,8 +157,7 @@ impl Config {
             s.lock_retries = n;
         }
         if let Some(v) = &self.migrate.runner_lock_timeout {
-            s.runner_lock_timeout =
-                parse_duration(v).map_err(|e| bad("runner_lock_timeout", e))?;
+            s.runner_lock_timeout = parse_duration(v).map_err(|e| bad("runner_lock_timeout", e))?;
         }
         let bad_archive = |key: &str, e: String| ConfigError::Invalid {
             path: path.to_path_buf(),

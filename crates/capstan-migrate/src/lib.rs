@@ -31,6 +31,7 @@ pub mod embed;
 pub mod fleet;
 pub mod gate;
 pub mod migrator;
+pub mod schema_dump;
 pub mod workdir;
 
 pub use driver::{AppliedRow, Direction, Driver, Identity};

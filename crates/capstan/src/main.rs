@@ -77,6 +77,11 @@ enum Command {
   capstan archive restore 3
   capstan archive purge --older-than 30d")]
     Archive(capstan_migrate::cli::ArchiveArgs),
+    /// The application's schema as SQL (for sqlc and friends), without capstan's tables.
+    #[command(after_help = "Examples:
+  capstan schema dump -o schema.sql
+  capstan schema dump --database postgres://app@db/app > schema.sql")]
+    Schema(capstan_migrate::cli::SchemaArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(after_help = "Examples:
   capstan completions bash > /etc/bash_completion.d/capstan
@@ -141,6 +146,7 @@ fn main() -> anyhow::Result<()> {
                     .await
             }
             Command::Fleet(args) => capstan_migrate::cli::run_fleet(args).await,
+            Command::Schema(args) => capstan_migrate::cli::run_schema(args).await,
             Command::Probe(mut args) => {
                 args.quiet |= cli.quiet;
                 capstan_probe::run_probe(args).await
