@@ -594,6 +594,38 @@ impl ConnSpec {
     }
 }
 
+/// The connection string `s` with its database replaced by `dbname`, every
+/// other part (servers, password, parameters) kept as written: for a URL the
+/// path is replaced, a `key=value` string gets a `dbname=` at the end.
+pub fn with_dbname(s: &str, dbname: &str) -> Result<String, UrlError> {
+    if is_key_value(s) || s.trim().is_empty() {
+        let quoted = dbname.replace('\\', "\\\\").replace('\'', "\\'");
+        return Ok(format!("{s} dbname='{quoted}'"));
+    }
+    if !is_pg_url(s) {
+        return Err(UrlError {
+            shown: redact(s),
+            reason: "not a postgres:// URL or a key=value connection string".into(),
+        });
+    }
+    let scheme_end = s.find("://").map_or(0, |i| i + 3);
+    let rest = &s[scheme_end..];
+    let hosts_start = userinfo_end(rest).map_or(0, |i| i + 1);
+    let after = &rest[hosts_start..];
+    let host_end = after.find(['/', '?']).unwrap_or(after.len());
+    let tail = &after[host_end..];
+    let query = tail.find('?').map_or("", |q| &tail[q..]);
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'_')
+        .remove(b'-')
+        .remove(b'.');
+    let encoded = percent_encoding::utf8_percent_encode(dbname, KEEP);
+    Ok(format!(
+        "{}/{encoded}{query}",
+        &s[..scheme_end + hosts_start + host_end]
+    ))
+}
+
 /// Parses `connect_timeout`: whole seconds, 1 to [`MAX_CONNECT_TIMEOUT_SECS`].
 /// (libpq reads 0 as "wait forever"; capstan never waits forever.)
 pub fn parse_connect_timeout(v: &str) -> Result<Duration, String> {
@@ -887,6 +919,28 @@ mod tests {
             let e = ConnSpec::parse_with_env(bad, &env_of(&[])).unwrap_err();
             assert!(!e.to_string().contains("hunter2"), "{e}");
         }
+    }
+
+    #[test]
+    fn another_database_on_the_same_servers() {
+        let env: &[(&str, &str)] = &[];
+        for (s, want) in [
+            (
+                "postgres://u:p/a?s@h:1,g/app?sslmode=require",
+                "postgres://u:p/a?s@h:1,g/scratch_1?sslmode=require",
+            ),
+            ("postgres://h", "postgres://h/scratch_1"),
+            ("postgresql://u@h/app", "postgresql://u@h/scratch_1"),
+        ] {
+            let got = with_dbname(s, "scratch_1").unwrap();
+            assert_eq!(got, want);
+            let spec = parse(&got, env);
+            assert_eq!(spec.dbname, "scratch_1");
+        }
+        let kv = with_dbname("host=h dbname=app password='x y'", "o'k").unwrap();
+        let spec = parse(&kv, env);
+        assert_eq!(spec.dbname, "o'k");
+        assert_eq!(spec.password.as_deref(), Some("x y"));
     }
 
     #[test]

@@ -26,7 +26,7 @@ impl Backend {
         if s.is_empty() || s == "sqlite" || s.starts_with("sqlite:") {
             return Ok(Backend::Sqlite);
         }
-        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+        if capstan_migrate::connstr::is_pg_url(s) || capstan_migrate::connstr::is_key_value(s) {
             capstan_migrate::DatabaseUrl::parse(s).map_err(|e| e.to_string())?;
             return Ok(Backend::Postgres(s.to_string()));
         }
@@ -62,7 +62,10 @@ pub struct Scratch {
 }
 
 fn db_err(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Database(format!("{what}: {}", redact(&e.to_string())))
+    Error::Database(format!(
+        "{what}: {}",
+        capstan_migrate::url::redact_text(&e.to_string())
+    ))
 }
 
 fn pg_message(e: &tokio_postgres::Error) -> String {
@@ -77,12 +80,13 @@ async fn pg_connect(url: &str) -> Result<tokio_postgres::Client, Error> {
 /// [`pg_connect`], and the server's major version (from the startup
 /// parameters, so no extra query; 0 if unreadable).
 async fn pg_connect_versioned(url: &str) -> Result<(tokio_postgres::Client, u32), Error> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    // TLS, the PG* variables, the password file and connect_timeout, as
+    // every capstan connection (the error names the server, not the password).
+    let c = capstan_migrate::pgconn::connect_str(url)
         .await
-        .map_err(|e| db_err(&format!("cannot connect to {}", redact(url)), e))?;
-    let major = conn.parameter("server_version").map_or(0, major_version);
-    tokio::spawn(conn);
-    Ok((client, major))
+        .map_err(|e| db_err("database", e))?;
+    let major = c.server_version.as_deref().map_or(0, major_version);
+    Ok((c.client, major))
 }
 
 /// The server scratch databases are created on, through one connection that
@@ -230,11 +234,11 @@ impl Scratches {
             }
             Some(server) => {
                 let name = tag.to_string();
-                let mut u = url::Url::parse(&server.admin).map_err(|e| db_err("bad URL", e))?;
-                u.set_path(&format!("/{name}"));
+                let url = capstan_migrate::connstr::with_dbname(&server.admin, &name)
+                    .map_err(|e| db_err("bad URL", e))?;
                 server.create(&name).await?;
                 Ok(Scratch {
-                    url: u.to_string(),
+                    url,
                     pg: Some((server.clone(), name)),
                     _dir: None,
                 })

@@ -58,7 +58,7 @@ pub enum Store {
 
 /// The Postgres side of [`Store`].
 pub struct PgStore {
-    config: tokio_postgres::Config,
+    spec: capstan_migrate::connstr::ConnSpec,
     client: RwLock<Option<Arc<tokio_postgres::Client>>>,
 }
 
@@ -71,13 +71,12 @@ impl PgStore {
         if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
             return Ok(c.clone());
         }
-        let connect = self.config.connect(tokio_postgres::NoTls);
-        let (client, connection) = tokio::time::timeout(Duration::from_secs(2), connect)
+        // capstan's connector: TLS, the PG* variables, the password file; the
+        // whole startup bounded by connect_timeout (here at most 2 s).
+        let connected = capstan_migrate::pgconn::connect(&self.spec)
             .await
-            .map_err(|_| StoreError::Unavailable("connect timed out".into()))?
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        tokio::spawn(connection);
-        let client = Arc::new(client);
+            .map_err(|e| StoreError::Unavailable(e.message))?;
+        let client = Arc::new(connected.client);
         *slot = Some(client.clone());
         Ok(client)
     }
@@ -112,11 +111,11 @@ impl Store {
                 .map_err(sqlite_err)?;
             return Ok(Store::Sqlite(Arc::new(Mutex::new(conn))));
         }
-        let config = url
-            .parse::<tokio_postgres::Config>()
-            .map_err(|e| StoreError::Unavailable(format!("bad DATABASE_URL: {e}")))?;
+        let mut spec = capstan_migrate::connstr::ConnSpec::parse(url)
+            .map_err(|e| StoreError::Unavailable(format!("DATABASE_URL: {e}")))?;
+        spec.connect_timeout = spec.connect_timeout.min(Duration::from_secs(2));
         Ok(Store::Postgres(Arc::new(PgStore {
-            config,
+            spec,
             client: RwLock::new(None),
         })))
     }

@@ -2,7 +2,6 @@
 
 use crate::ast::{qualify, ColType};
 use crate::schema::{Column, Constraint, ConstraintKind, Index, Schema, Table};
-use tokio_postgres::NoTls;
 
 const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'";
 
@@ -17,10 +16,12 @@ pub(crate) fn read_schema(url: &str) -> Result<Schema, String> {
 }
 
 async fn read(url: &str) -> Result<Schema, String> {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
+    // TLS, the PG* variables, the password file and connect_timeout, as every
+    // capstan connection; the message names the server, never the password.
+    let client = capstan_migrate::pgconn::connect_str(url)
         .await
-        .map_err(|e| format!("--schema-from: cannot connect to the database: {e}"))?;
-    let conn = tokio::spawn(conn);
+        .map_err(|e| format!("--schema-from: {e}"))?
+        .client;
     let q = |e: tokio_postgres::Error| format!("--schema-from: cannot read the catalog: {e}");
     let mut schema = Schema::default();
     let rels = client
@@ -150,7 +151,6 @@ async fn read(url: &str) -> Result<Schema, String> {
             .push(row.get(2));
     }
     drop(client);
-    let _ = conn.await;
     Ok(schema)
 }
 
