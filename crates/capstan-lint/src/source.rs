@@ -55,6 +55,15 @@ pub(crate) fn version_of(file_name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// The text after `-- capstan:` on a comment line (`capstan:` in any case,
+/// like `capstan_migrate::source`), `None` for any other line.
+pub(crate) fn directive_of(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("--")?.trim_start();
+    rest.get(..8)?
+        .eq_ignore_ascii_case("capstan:")
+        .then(|| &rest[8..])
+}
+
 fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -80,7 +89,7 @@ pub(crate) fn split(text: &str) -> MigrationSource {
         lock_timeout: None,
         up: Section {
             kind: SectionKind::Up,
-            start: 0,
+            start: if text.starts_with('\u{feff}') { 3 } else { 0 },
             end: text.len(),
         },
         down: None,
@@ -93,11 +102,14 @@ pub(crate) fn split(text: &str) -> MigrationSource {
     for raw in text.split_inclusive('\n') {
         let line_start = offset;
         offset += raw.len();
-        let line = raw.trim();
-        let Some(rest) = line.strip_prefix("--") else {
-            continue;
-        };
-        let Some(directive) = rest.trim_start().strip_prefix("capstan:") else {
+        // A byte-order mark before the first line is not part of it.
+        let line = if line_start == 0 {
+            raw.trim_start_matches('\u{feff}')
+        } else {
+            raw
+        }
+        .trim();
+        let Some(directive) = directive_of(line) else {
             continue;
         };
         if directive.starts_with(char::is_whitespace) || directive.is_empty() {
@@ -108,7 +120,9 @@ pub(crate) fn split(text: &str) -> MigrationSource {
             continue;
         }
         let mut words = directive.split_whitespace();
-        let name = words.next().unwrap_or("");
+        // Case-insensitive, as the engine reads them.
+        let name = words.next().unwrap_or("").to_ascii_lowercase();
+        let name = name.as_str();
         let arg = words.next();
         let in_header = up_at.is_none();
         let problem = |message: String| FormatProblem {
@@ -139,7 +153,7 @@ pub(crate) fn split(text: &str) -> MigrationSource {
                     "`-- capstan:{name}` must come before `-- capstan:up`"
                 )));
             }
-            "phase" => match arg {
+            "phase" => match arg.map(str::to_ascii_lowercase).as_deref() {
                 Some("expand") => {
                     src.phase = Phase::Expand;
                     src.phase_offset = Some(line_start);
@@ -234,6 +248,86 @@ mod tests {
         let src = split("-- capstan:phase sideways\n-- capstan:no-transation\n-- capstan:up\nSELECT 1;\n-- capstan:phase expand\n");
         assert_eq!(src.problems.len(), 3, "{:?}", src.problems);
         assert!(src.problems[1].message.contains("no-transation"));
+    }
+
+    #[test]
+    fn directives_are_case_insensitive_and_a_bom_is_not_a_line() {
+        let src = split("\u{feff}-- CAPSTAN:Phase CONTRACT\n-- Capstan:NO-TRANSACTION\n-- capstan:UP\nSELECT 1;\n");
+        assert!(src.problems.is_empty(), "{:?}", src.problems);
+        assert_eq!(src.phase, Phase::Contract);
+        assert!(src.no_transaction);
+        assert_eq!(src.header_end, src.up.start);
+        assert!(
+            split("-- CAPSTAN:no-transation\n-- capstan:up\nSELECT 1;\n").problems[0]
+                .message
+                .contains("no-transation")
+        );
+    }
+
+    /// The engine (`capstan_migrate::source`) owns the format; the linter's
+    /// copy must read every form the same way: the same directives take
+    /// effect, and a file one of them refuses the other refuses too.
+    #[cfg(feature = "migrate")]
+    #[test]
+    fn directives_read_as_the_engine_reads_them() {
+        let headers = [
+            "-- capstan:no-transaction\n",
+            "-- CAPSTAN:no-transaction\n",
+            "-- Capstan:No-Transaction\n",
+            "--capstan:NO-TRANSACTION\n",
+            "--   CaPsTaN:no-transaction\n",
+            "-- capstan:no-transation\n",
+            "-- CAPSTAN:NO-TRANSATION\n",
+            "-- capstan:phase contract\n",
+            "-- CAPSTAN:PHASE CONTRACT\n",
+            "-- capstan:phase Expand\n",
+            "-- capstan:phase sideways\n",
+            "-- capstan:Phase\n",
+            "-- capstan: no-transaction\n",
+            "-- capstan:lock-timeout 2s\n",
+            "-- CAPSTAN:LOCK-TIMEOUT 500ms\n",
+            "-- capstan:lock-timeout soon\n",
+            "-- capstan:frobnicate\n",
+            "-- capstanx:no-transaction\n",
+            "-- not capstan:no-transaction\n",
+            "\u{feff}-- capstan:no-transaction\n",
+            "\u{feff}-- CAPSTAN:PHASE contract\n",
+        ];
+        let markers = [
+            ("-- capstan:up\n", "-- capstan:down\n"),
+            ("-- CAPSTAN:UP\n", "-- Capstan:Down\n"),
+        ];
+        for header in headers {
+            for (up, down) in markers {
+                let text = format!("{header}{up}SELECT 1;\n{down}SELECT 2;\n");
+                let engine = capstan_migrate::source::parse_migration(
+                    std::path::Path::new("0001_x.sql"),
+                    text.as_bytes(),
+                )
+                .map(|m| {
+                    (
+                        m.no_transaction,
+                        m.phase == capstan_migrate::source::Phase::Contract,
+                        m.down.is_some(),
+                    )
+                });
+                let lint = split(&text);
+                let linted = if lint.problems.is_empty() {
+                    Ok((
+                        lint.no_transaction,
+                        lint.phase == Phase::Contract,
+                        lint.down.is_some(),
+                    ))
+                } else {
+                    Err(lint.problems)
+                };
+                match (&engine, &linted) {
+                    (Ok(a), Ok(b)) => assert_eq!(a, b, "{text:?}"),
+                    (Err(_), Err(_)) => {}
+                    _ => panic!("{text:?}: the engine reads {engine:?}, the linter {linted:?}"),
+                }
+            }
+        }
     }
 
     #[test]

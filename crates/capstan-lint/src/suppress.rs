@@ -63,7 +63,12 @@ pub(crate) fn collect(text: &str, src: &MigrationSource) -> Vec<Ignore> {
     for raw in text.split_inclusive('\n') {
         let line_start = offset;
         offset += raw.len();
-        let line = raw.trim();
+        let line = if line_start == 0 {
+            raw.trim_start_matches('\u{feff}')
+        } else {
+            raw
+        }
+        .trim();
         if line.is_empty() {
             if only_comments_so_far && !has_header {
                 // A blank line after the top comments makes them file-wide.
@@ -75,17 +80,17 @@ pub(crate) fn collect(text: &str, src: &MigrationSource) -> Vec<Ignore> {
             }
             continue;
         }
-        let Some(rest) = line.strip_prefix("--") else {
+        if !line.starts_with("--") {
             only_comments_so_far = false;
             continue;
-        };
-        let Some(directive) = rest.trim_start().strip_prefix("capstan:") else {
+        }
+        let Some(directive) = crate::source::directive_of(line) else {
             continue;
         };
         let (name, args) = directive
             .split_once(char::is_whitespace)
             .unwrap_or((directive, ""));
-        let file_wide = match name {
+        let file_wide = match name.to_ascii_lowercase().as_str() {
             "ignore" | "lint-ignore" => has_header && line_start < src.header_end,
             "ignore-file" => true,
             _ => continue,

@@ -47,7 +47,7 @@ use crate::migrator::{
     ContractPolicy, Database, Error, Event, Migrator, RepairAction, RunReport, Settings, State,
     UpOptions,
 };
-use crate::source::{parse_duration, MigrationSet, Phase, SourceError};
+use crate::source::{parse_duration, parse_timeout, MigrationSet, Phase, SourceError};
 use crate::url::{DatabaseUrl, DEFAULT_URL};
 use crate::workdir::{self, WorkdirError};
 
@@ -156,7 +156,8 @@ pub struct ConnArgs {
 /// `fleet` and `archive` run none, so they take none.
 #[derive(Debug, Clone, Default, Args)]
 pub struct TimeoutArgs {
-    /// Lock timeout for DDL, like 3s (overrides capstan.toml).
+    /// Lock timeout for DDL, like 3s: whole milliseconds, at most about 24
+    /// days; 0 waits for locks as long as it takes (overrides capstan.toml).
     #[arg(long, global = true, value_name = "DURATION")]
     pub lock_timeout: Option<String>,
     /// Retries after a lock timeout (overrides capstan.toml).
@@ -768,13 +769,40 @@ struct Context<'p> {
 
 impl Context<'_> {
     fn url(&self) -> Result<DatabaseUrl, Failure> {
-        let raw = self
-            .args
-            .database
-            .clone()
-            .filter(|s| !s.is_empty())
-            .or_else(|| self.config.database_url.clone())
-            .unwrap_or_else(|| DEFAULT_URL.to_string());
+        // An empty URL is a mistake (an unset CI secret, a typo), never a
+        // request for the default SQLite file.
+        let empty = |whence: &str| {
+            Failure::new(
+                EXIT_BAD_INPUT,
+                "bad-input",
+                format!("the database URL from {whence} is empty; give a postgres:// or sqlite:// URL (without one, capstan uses capstan.toml's database_url, then {DEFAULT_URL})"),
+            )
+        };
+        let raw = match &self.args.database {
+            Some(s) if s.trim().is_empty() => {
+                return Err(empty(
+                    if std::env::var("DATABASE_URL").as_deref() == Ok(s) {
+                        "--database or DATABASE_URL"
+                    } else {
+                        "--database"
+                    },
+                ))
+            }
+            Some(s) => s.clone(),
+            None if std::env::var_os("DATABASE_URL").is_some_and(|v| v.is_empty()) => {
+                return Err(empty("DATABASE_URL"))
+            }
+            None => match &self.config.database_url {
+                Some(s) if s.trim().is_empty() => {
+                    return Err(empty(&format!(
+                        "{} (database_url)",
+                        self.config_path.display()
+                    )))
+                }
+                Some(s) => s.clone(),
+                None => DEFAULT_URL.to_string(),
+            },
+        };
         DatabaseUrl::parse(&raw)
             .map_err(|e| Failure::new(EXIT_BAD_INPUT, "bad-input", e.to_string()))
     }
@@ -785,10 +813,10 @@ impl Context<'_> {
             Failure::new(EXIT_BAD_INPUT, "bad-input", format!("--{flag}: {e}"))
         };
         if let Some(v) = &self.timeouts.lock_timeout {
-            s.lock_timeout = parse_duration(v).map_err(|e| bad("lock-timeout", e))?;
+            s.lock_timeout = parse_timeout(v).map_err(|e| bad("lock-timeout", e))?;
         }
         if let Some(v) = &self.timeouts.statement_timeout {
-            s.statement_timeout = parse_duration(v).map_err(|e| bad("statement-timeout", e))?;
+            s.statement_timeout = parse_timeout(v).map_err(|e| bad("statement-timeout", e))?;
         }
         if let Some(n) = self.timeouts.lock_retries {
             s.lock_retries = n;
@@ -802,6 +830,16 @@ impl Context<'_> {
     fn set(&self) -> Result<MigrationSet, Failure> {
         match &self.source {
             MigrationSource::Dir => {
+                if self.dir.exists() && !self.dir.is_dir() {
+                    return Err(Failure::new(
+                        EXIT_BAD_INPUT,
+                        "bad-input",
+                        format!(
+                            "migration directory {} is not a directory (--dir names the directory that holds the .sql files)",
+                            self.dir.display()
+                        ),
+                    ));
+                }
                 if !self.dir.is_dir() {
                     return Err(Failure::new(
                         EXIT_BAD_INPUT,

@@ -7,9 +7,9 @@
 //! schema_file = "schema.sql"   # rewritten after every up and down
 //!
 //! [migrate]
-//! lock_timeout = "3s"
+//! lock_timeout = "3s"          # whole ms, at most ~24 days; "0" waits forever
 //! lock_retries = 10
-//! statement_timeout = "0"
+//! statement_timeout = "0"       # "0": no statement timeout
 //! runner_lock_timeout = "10m"  # wait for another runner at most this long
 //!
 //! [archive]
@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::migrator::Settings;
-use crate::source::parse_duration;
+use crate::source::{parse_duration, parse_timeout};
 
 /// The default config file name, looked up in the working directory.
 pub const CONFIG_FILE: &str = "capstan.toml";
@@ -142,10 +142,10 @@ impl Config {
             message: format!("[migrate] {key}: {e}"),
         };
         if let Some(v) = &self.migrate.lock_timeout {
-            s.lock_timeout = parse_duration(v).map_err(|e| bad("lock_timeout", e))?;
+            s.lock_timeout = parse_timeout(v).map_err(|e| bad("lock_timeout", e))?;
         }
         if let Some(v) = &self.migrate.statement_timeout {
-            s.statement_timeout = parse_duration(v).map_err(|e| bad("statement_timeout", e))?;
+            s.statement_timeout = parse_timeout(v).map_err(|e| bad("statement_timeout", e))?;
         }
         if let Some(v) = &self.fleet.ttl {
             s.fleet_ttl = parse_duration(v).map_err(|e| ConfigError::Invalid {

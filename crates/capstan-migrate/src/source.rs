@@ -104,7 +104,7 @@ pub struct Migration {
     pub down: Option<Section>,
     /// SHA-256 of the file's bytes, lower-case hex.
     pub checksum: String,
-    /// The whole file, as read.
+    /// The whole file, as read (without a leading byte-order mark).
     pub text: String,
 }
 
@@ -135,6 +135,16 @@ pub enum SourceError {
         path: PathBuf,
         /// The IO error.
         source: std::io::Error,
+    },
+    /// A `*.sql` entry of the migration directory that is not a readable
+    /// regular file (a directory, a dangling link, a link loop, a FIFO), or
+    /// a migration file whose extension is not lower-case `.sql`.
+    #[error("{}: {what}; nothing was run (a migration is a regular file named like 0001_snake_name.sql, or a symbolic link to one)", path.display())]
+    NotAMigrationFile {
+        /// The entry.
+        path: PathBuf,
+        /// What it is instead.
+        what: String,
     },
     /// A `.sql` file whose name is not `NNNN_snake_name.sql`.
     #[error("{}: file name must look like 0001_snake_name.sql (digits, underscore, lower-case letters, digits and underscores, .sql)", path.display())]
@@ -282,6 +292,8 @@ pub fn parse_migration(path: &Path, bytes: &[u8]) -> Result<Migration, SourceErr
             offset,
         }
     })?;
+    // A byte-order mark some editors write is not SQL before the up section.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim().is_empty() {
         return Err(SourceError::Empty {
             path: path.to_path_buf(),
@@ -316,8 +328,18 @@ pub fn parse_migration(path: &Path, bytes: &[u8]) -> Result<Migration, SourceErr
             }
             continue;
         };
+        if rest.is_empty() || rest.starts_with(char::is_whitespace) {
+            return Err(SourceError::directive(
+                path,
+                line_no,
+                "a `-- capstan:` directive follows the colon without a space, like `-- capstan:no-transaction`",
+            ));
+        }
         let mut parts = rest.split_whitespace();
-        let key = parts.next().unwrap_or("");
+        // Directives are case-insensitive, like SQL keywords: `-- CAPSTAN:UP`
+        // is `-- capstan:up`, never a comment that silently does nothing.
+        let key = parts.next().unwrap_or("").to_ascii_lowercase();
+        let key = key.as_str();
         let args: Vec<&str> = parts.collect();
         let no_args = |what: &str| -> Result<(), SourceError> {
             if args.is_empty() {
@@ -391,7 +413,7 @@ pub fn parse_migration(path: &Path, bytes: &[u8]) -> Result<Migration, SourceErr
                         "`-- capstan:phase` needs one value: expand or contract",
                     ));
                 };
-                phase = Some(Phase::parse(value).ok_or_else(|| {
+                phase = Some(Phase::parse(&value.to_ascii_lowercase()).ok_or_else(|| {
                     SourceError::directive(
                         path,
                         line_no,
@@ -420,7 +442,7 @@ pub fn parse_migration(path: &Path, bytes: &[u8]) -> Result<Migration, SourceErr
                         format!("`-- capstan:{key}` needs one duration, like 2s or 500ms"),
                     ));
                 };
-                let d = parse_duration(value).map_err(|e| {
+                let d = parse_timeout(value).map_err(|e| {
                     SourceError::directive(path, line_no, format!("{key} `{value}`: {e}"))
                 })?;
                 let slot = if key == "lock-timeout" {
@@ -484,10 +506,39 @@ pub fn parse_migration(path: &Path, bytes: &[u8]) -> Result<Migration, SourceErr
     Ok(migration)
 }
 
-/// `-- capstan:KEY ARGS` → `KEY ARGS`.
+/// `-- capstan:KEY ARGS` → `KEY ARGS` (`capstan:` in any case).
 fn directive_body(line: &str) -> Option<&str> {
     let rest = line.strip_prefix("--")?.trim_start();
-    rest.strip_prefix("capstan:")
+    let prefix = rest.get(..8)?;
+    prefix.eq_ignore_ascii_case("capstan:").then(|| &rest[8..])
+}
+
+/// The longest timeout Postgres accepts: `lock_timeout` and
+/// `statement_timeout` are whole milliseconds in a 32-bit integer.
+pub const MAX_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// Parses a lock or statement timeout: a duration such as `2s`, `500ms` or
+/// `1m`, in whole milliseconds, at most [`MAX_TIMEOUT`] (about 24 days).
+/// `0` turns the timeout off (wait as long as it takes). A value the database
+/// would round to 0 (`500us`) or refuse (`999999999s`) is refused here, so a
+/// typo never turns the timeout off or fails only when the migration runs.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Ok(d);
+    }
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        return Err(format!(
+            "`{s}` is not a whole number of milliseconds; timeouts are counted in milliseconds (0 turns the timeout off)"
+        ));
+    }
+    if d > MAX_TIMEOUT {
+        return Err(format!(
+            "`{s}` is longer than the longest timeout Postgres accepts ({}); 0 turns the timeout off",
+            humantime::format_duration(MAX_TIMEOUT)
+        ));
+    }
+    Ok(d)
 }
 
 /// Parses a duration such as `2s`, `500ms`, `1m`; `0` disables the timeout.
@@ -642,9 +693,70 @@ fn checksum_hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Why the directory entry `path`, named like a migration, cannot be one;
+/// `None` for a regular file (or a link to one) named `*.sql`.
+fn not_a_migration(path: &Path) -> Option<String> {
+    let ext = path.extension()?.to_str()?;
+    if !ext.eq_ignore_ascii_case("sql") {
+        return None;
+    }
+    if ext != "sql" {
+        return Some(format!(
+            "the extension is `.{ext}`; migration files end in lower-case `.sql` (rename it)"
+        ));
+    }
+    let link = std::fs::read_link(path).ok();
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && link.is_some() => {
+            return Some(format!(
+                "a symbolic link to {}, which does not exist",
+                link.unwrap_or_default().display()
+            ))
+        }
+        // ELOOP: the link leads back to itself.
+        Err(e) if link.is_some() && e.raw_os_error() == Some(40) => {
+            return Some("a symbolic link loop".into())
+        }
+        Err(e) => return Some(format!("cannot be read: {e}")),
+    };
+    let ft = meta.file_type();
+    if ft.is_file() {
+        return None;
+    }
+    let kind = if ft.is_dir() {
+        "a directory"
+    } else {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            if ft.is_fifo() {
+                "a FIFO (named pipe)"
+            } else if ft.is_socket() {
+                "a socket"
+            } else if ft.is_block_device() || ft.is_char_device() {
+                "a device"
+            } else {
+                "not a regular file"
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            "not a regular file"
+        }
+    };
+    Some(match link {
+        Some(target) => format!("a symbolic link to {}, which is {kind}", target.display()),
+        None => format!("{kind}, not a file"),
+    })
+}
+
 /// Reads every `*.sql` file of `dir` (sorted by name) as `(path, bytes)`.
 /// Other files are ignored, except that a `.sql` name not matching the pattern
-/// is refused later by the parser.
+/// is refused later by the parser, and an entry named like a migration that
+/// is no regular file (`*.SQL`, a directory, a dangling link, a link loop, a
+/// FIFO) is refused here, so no command (`hash` included) silently leaves it
+/// out of the set.
 pub fn read_dir_files(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>, SourceError> {
     let entries = std::fs::read_dir(dir).map_err(|source| SourceError::Dir {
         path: dir.to_path_buf(),
@@ -657,7 +769,10 @@ pub fn read_dir_files(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>, SourceError
             source,
         })?;
         let path = e.path();
-        if path.extension().is_some_and(|x| x == "sql") && path.is_file() {
+        if let Some(what) = not_a_migration(&path) {
+            return Err(SourceError::NotAMigrationFile { path, what });
+        }
+        if path.extension().is_some_and(|x| x == "sql") {
             paths.push(path);
         }
     }
@@ -857,5 +972,106 @@ mod tests {
         let ok = MigrationSet::new(vec![m("0002_b.sql"), m("0001_a.sql")]).unwrap();
         assert_eq!(ok.get(2).unwrap().name, "b");
         assert_eq!(ok.latest(), Some(2));
+    }
+
+    #[test]
+    fn directives_are_case_insensitive_and_a_bom_is_stripped() {
+        let m = parse(
+            "0001_a.sql",
+            "\u{feff}-- CAPSTAN:NO-TRANSACTION\n-- Capstan:Phase CONTRACT\n-- capstan:UP\nSELECT 1;\n-- CAPSTAN:down\nSELECT 2;\n",
+        )
+        .unwrap();
+        assert!(m.no_transaction);
+        assert_eq!(m.phase, Phase::Contract);
+        assert_eq!(m.up.sql, "SELECT 1;\n");
+        assert!(m.down.is_some());
+        assert!(!m.text.starts_with('\u{feff}'));
+        let err = parse(
+            "0001_a.sql",
+            "-- CAPSTAN:no-transation\n-- capstan:up\nSELECT 1;\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("unknown directive `-- capstan:no-transation`"),
+            "{err}"
+        );
+        let err = parse("0001_a.sql", "-- capstan: up\nSELECT 1;\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("without a space"), "{err}");
+    }
+
+    #[test]
+    fn timeouts_are_whole_milliseconds_within_postgres_range() {
+        assert_eq!(parse_timeout("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_timeout("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_timeout("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_timeout("24days"), Ok(Duration::from_secs(24 * 86400)));
+        for bad in ["500us", "1500us", "999999999s", "25days", "soon"] {
+            let err = parse_timeout(bad).unwrap_err();
+            assert!(err.contains(bad) || bad == "soon", "{bad}: {err}");
+        }
+        assert!(parse_timeout("500us")
+            .unwrap_err()
+            .contains("0 turns the timeout off"));
+        let err = parse(
+            "0001_a.sql",
+            "-- capstan:lock-timeout 500us\n-- capstan:up\nSELECT 1;\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("0001_a.sql:1:") && err.contains("milliseconds"),
+            "{err}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn entries_named_like_migrations_that_are_no_files_are_refused() {
+        let refused = |setup: &dyn Fn(&Path), needle: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("0001_a.sql"), "-- capstan:up\nSELECT 1;\n").unwrap();
+            setup(dir.path());
+            let err = read_dir_files(dir.path()).unwrap_err().to_string();
+            assert!(err.contains(needle), "{needle}: {err}");
+        };
+        use std::os::unix::fs::symlink;
+        refused(
+            &|d| std::fs::write(d.join("0002_b.SQL"), "-- capstan:up\nSELECT 1;\n").unwrap(),
+            "0002_b.SQL: the extension is `.SQL`",
+        );
+        refused(
+            &|d| symlink(d.join("gone.sql"), d.join("0002_b.sql")).unwrap(),
+            "0002_b.sql: a symbolic link to",
+        );
+        refused(
+            &|d| {
+                symlink(d.join("0003_c.sql"), d.join("0002_b.sql")).unwrap();
+                symlink(d.join("0002_b.sql"), d.join("0003_c.sql")).unwrap();
+            },
+            "a symbolic link loop",
+        );
+        refused(
+            &|d| std::fs::create_dir(d.join("0002_b.sql")).unwrap(),
+            "0002_b.sql: a directory, not a file",
+        );
+        refused(
+            &|d| {
+                let ok = std::process::Command::new("mkfifo")
+                    .arg(d.join("0002_b.sql"))
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok, "mkfifo failed");
+            },
+            "0002_b.sql: a FIFO (named pipe), not a file",
+        );
+        // A link to a regular file is a migration like any other.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("real"), "-- capstan:up\nSELECT 1;\n").unwrap();
+        symlink(dir.path().join("real"), dir.path().join("0001_a.sql")).unwrap();
+        assert_eq!(read_dir_files(dir.path()).unwrap().len(), 1);
     }
 }

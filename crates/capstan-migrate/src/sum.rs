@@ -36,6 +36,14 @@ pub enum SumError {
         /// First marker line.
         line: usize,
     },
+    /// The sum file exists but cannot be read (permissions, not UTF-8, a directory).
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The sum file.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
     /// A line that is not `NAME h1:HASH`.
     #[error("{}:{line}: malformed line; expected `0001_name.sql h1:HASH` (run `capstan migrate hash` to rewrite it)", path.display())]
     Malformed {
@@ -124,8 +132,10 @@ pub fn verify(dir: &Path, files: &[(PathBuf, Vec<u8>)]) -> Result<(), SumError> 
             }
             return Err(SumError::Missing { path });
         }
-        Err(_) => return Err(SumError::Malformed { path, line: 1 }),
+        Err(source) => return Err(SumError::Read { path, source }),
     };
+    // A checkout with CRLF line endings (git's autocrlf) holds the same sum.
+    let text = text.replace("\r\n", "\n");
     if text == render(files) {
         return Ok(());
     }
@@ -183,6 +193,27 @@ mod tests {
                 b"-- capstan:up\nSELECT 2;".to_vec(),
             ),
         ]
+    }
+
+    #[test]
+    fn a_crlf_sum_is_the_same_sum_and_an_unreadable_one_is_not_malformed() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = files();
+        let path = dir.path().join(SUM_FILE);
+        std::fs::write(&path, render(&f).replace('\n', "\r\n")).unwrap();
+        verify(dir.path(), &f).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let err = verify(dir.path(), &f).unwrap_err().to_string();
+        assert!(err.starts_with("cannot read "), "{err}");
+        assert!(!err.contains("malformed"), "{err}");
+        std::fs::remove_dir(&path).unwrap();
+        std::fs::write(&path, b"\xff\xfe").unwrap();
+        let err = verify(dir.path(), &f).unwrap_err().to_string();
+        assert!(
+            err.contains("cannot read") && err.contains("UTF-8"),
+            "{err}"
+        );
     }
 
     #[test]
