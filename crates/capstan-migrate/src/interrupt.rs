@@ -43,32 +43,57 @@ pub fn signal_name() -> Option<&'static str> {
 }
 
 /// Installs SIGINT and SIGTERM handlers that call [`request`] (call once,
-/// inside a Tokio runtime, before a run starts).
+/// before a run starts). They run on a thread of their own, so a statement
+/// that keeps the caller's thread busy (SQLite runs on it) does not delay
+/// them.
 pub fn install() {
-    use tokio::signal::unix::{signal, SignalKind};
-    for (kind, number) in [
-        (SignalKind::interrupt(), 2u8),
-        (SignalKind::terminate(), 15u8),
-    ] {
-        if let Ok(mut stream) = signal(kind) {
-            tokio::spawn(async move {
-                while stream.recv().await.is_some() {
-                    request(number);
-                    if SIGNALS.load(Ordering::SeqCst) >= 3 {
-                        eprintln!("capstan: third signal: exiting now, as if killed");
-                        std::process::exit(130);
-                    }
-                    let message = if stop_between_statements() {
-                        "stopping at the next statement boundary; a no-transaction migration will be left dirty (recorded)"
-                    } else {
-                        "stopping after the current migration (signal again to stop at the next statement boundary)"
-                    };
-                    eprintln!(
-                        "capstan: {} received: {message}",
-                        signal_name().unwrap_or("signal")
-                    );
-                }
+    use std::sync::Once;
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        let spawned = std::thread::Builder::new()
+            .name("capstan-signals".into())
+            .spawn(|| {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(listen());
             });
+        if let Err(e) = spawned {
+            eprintln!("capstan: cannot watch for SIGINT/SIGTERM: {e}");
         }
+    });
+}
+
+async fn listen() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        eprintln!("capstan: cannot watch for SIGINT/SIGTERM");
+        return;
+    };
+    loop {
+        let number = tokio::select! {
+            _ = int.recv() => 2u8,
+            _ = term.recv() => 15u8,
+        };
+        request(number);
+        if SIGNALS.load(Ordering::SeqCst) >= 3 {
+            eprintln!("capstan: third signal: exiting now, as if killed");
+            std::process::exit(130);
+        }
+        let message = if stop_between_statements() {
+            "stopping at the next statement boundary; a no-transaction migration will be left dirty (recorded)"
+        } else {
+            "stopping after the current migration (signal again to stop at the next statement boundary)"
+        };
+        eprintln!(
+            "capstan: {} received: {message}",
+            signal_name().unwrap_or("signal")
+        );
     }
 }

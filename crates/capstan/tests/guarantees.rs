@@ -316,6 +316,94 @@ fn a_runner_inside_a_no_transaction_migration_is_in_progress_not_dirty_sqlite() 
     a_runner_inside_a_no_transaction_migration_is_in_progress(Backend::Sqlite);
 }
 
+/// SIGTERM while `up` is inside a no-transaction migration: once, it
+/// finishes that migration and stops before the next (nothing dirty); twice,
+/// it stops at the next statement boundary and records why. Exit 130 both
+/// times, saying so.
+fn sigterm_during_up_stops_cleanly(b: Backend) {
+    let slow = match b {
+        Backend::Postgres => "SELECT pg_sleep(1.5);",
+        Backend::Sqlite => {
+            "CREATE TABLE slow AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 4000000) SELECT count(*) AS n FROM c;"
+        }
+    };
+    for signals in [1, 2] {
+        let p = Project::new(b);
+        p.write(
+            "0001_create.sql",
+            "-- capstan:up\nCREATE TABLE counter (v integer NOT NULL);\n",
+        );
+        p.write(
+            "0002_slow.sql",
+            &format!("-- capstan:no-transaction\n-- capstan:up\nINSERT INTO counter VALUES (2);\n{slow}\nINSERT INTO counter VALUES (20);\n"),
+        );
+        p.add(
+            "0003_after.sql",
+            "-- capstan:up\nINSERT INTO counter VALUES (3);\n",
+        );
+        let child = p.spawn(&["migrate", "up"]);
+        wait_until("the runner inside 0002", Duration::from_secs(20), || {
+            history_count(&p) == 2
+        });
+        for _ in 0..signals {
+            let sent = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .expect("kill -TERM");
+            assert!(sent.success());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = child.wait_with_output().expect("runner");
+        assert_code(&out, 130);
+        let err = stderr(&out);
+        let case = format!("{b:?} with {signals} SIGTERM");
+        assert!(err.contains("SIGTERM received"), "{case}: {err}");
+        if signals == 1 {
+            assert!(
+                err.contains("stopped by SIGTERM before 0003_after"),
+                "{case}: {err}"
+            );
+            assert_eq!(
+                p.states(),
+                st(&[(1, "applied"), (2, "applied"), (3, "pending")]),
+                "{case}"
+            );
+            assert_eq!(p.count("SELECT count(*) FROM counter"), 2, "{case}");
+            assert_code(&p.capstan(&["migrate", "up"]), 0);
+            assert_eq!(p.count("SELECT count(*) FROM counter"), 3, "{case}");
+        } else {
+            assert!(
+                err.contains("stopped by SIGTERM before this statement")
+                    && err.contains("is now dirty"),
+                "{case}: {err}"
+            );
+            assert_eq!(
+                p.states(),
+                st(&[(1, "applied"), (2, "dirty"), (3, "pending")]),
+                "{case}"
+            );
+            let repair = p.capstan(&["migrate", "repair"]);
+            assert!(
+                stdout(&repair).contains(
+                    "statement 3 (line 5) failed: stopped by SIGTERM before this statement"
+                ),
+                "{case}: {}",
+                stdout(&repair)
+            );
+        }
+    }
+}
+
+#[test]
+fn sigterm_during_up_finishes_or_stops_at_a_statement_boundary_and_says_so_postgres() {
+    sigterm_during_up_stops_cleanly(Backend::Postgres);
+}
+
+#[test]
+fn sigterm_during_up_finishes_or_stops_at_a_statement_boundary_and_says_so_sqlite() {
+    sigterm_during_up_stops_cleanly(Backend::Sqlite);
+}
+
 // ---------------------------------------------------------------------------
 // 2. Kill -9 at random points of a long run.
 
