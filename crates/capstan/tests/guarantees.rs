@@ -623,6 +623,139 @@ fn kill_9_mid_run_never_leaves_a_half_applied_migration_and_up_finishes_sqlite()
     kill_9_mid_run_never_leaves_a_half_applied_migration(Backend::Sqlite, 0x5eed_0009);
 }
 
+/// A kill -9 run on a set where every fourth migration runs outside a
+/// transaction (re-runnable: `IF NOT EXISTS`, conflicts ignored).
+const MIXED_KILL_RUN: u64 = 60;
+
+fn mixed_kill_migration(b: Backend, v: u64) -> String {
+    let no_tx = v % 4 == 0;
+    let (create, fill, last, pause) = match b {
+        Backend::Postgres => (
+            format!("CREATE TABLE IF NOT EXISTS t_{v} (id integer PRIMARY KEY, v text);"),
+            format!("INSERT INTO t_{v} SELECT g, 'row ' || g FROM generate_series(1, {v}) g ON CONFLICT DO NOTHING;"),
+            format!("INSERT INTO t_{v} VALUES (0, 'last') ON CONFLICT DO NOTHING;"),
+            "SELECT pg_sleep(0.02);".to_string(),
+        ),
+        Backend::Sqlite => (
+            format!("CREATE TABLE IF NOT EXISTS t_{v} (id integer PRIMARY KEY, v text);"),
+            format!(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {})\nINSERT OR IGNORE INTO t_{v} SELECT x, 'row ' || x FROM c;",
+                SQLITE_ROWS + v
+            ),
+            format!("INSERT OR IGNORE INTO t_{v} VALUES (0, 'last');"),
+            String::new(),
+        ),
+    };
+    let header = if no_tx {
+        "-- capstan:no-transaction\n-- capstan:up\n"
+    } else {
+        "-- capstan:up\n"
+    };
+    format!("{header}{create}\n{fill}\n{pause}\n{last}\n")
+}
+
+/// kill -9 at random points of a run mixing transactional and
+/// no-transaction migrations: a transactional migration is never half
+/// applied; a no-transaction one the kill interrupted is dirty (not "in
+/// progress": its runner is gone) and nothing else; after `repair` and `up`
+/// every migration is applied exactly once, with all its rows.
+fn kill_9_on_a_mixed_set(b: Backend, seed: u64) {
+    let p = Project::new(b);
+    for v in 1..=MIXED_KILL_RUN {
+        p.write(&format!("{v:04}_t_{v}.sql"), &mixed_kill_migration(b, v));
+    }
+    p.hash();
+    let mut rng = XorShift(seed);
+    for round in 1..=5u64 {
+        let target = (history_count(&p) + 2 + rng.below(6)).min(MIXED_KILL_RUN - 10);
+        let mut child = p
+            .command(&["migrate", "up"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn up");
+        wait_until("the run to progress", Duration::from_secs(30), || {
+            history_count(&p) >= target
+        });
+        std::thread::sleep(Duration::from_millis(rng.below(30)));
+        child.kill().expect("kill -9");
+        let status = child.wait().expect("reap");
+        assert_eq!(status.signal(), Some(9), "{b:?} round {round}");
+        if let Some(db) = p.pg_db() {
+            let admin = common::pg_admin_url();
+            wait_until("the killed session to end", Duration::from_secs(20), || {
+                common::psql(
+                    &admin,
+                    &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND application_name = 'capstan'"),
+                ) == "0"
+            });
+        }
+        let states = p.states();
+        let recorded = p.recorded_versions();
+        let k = recorded.len() as u64;
+        assert_eq!(
+            recorded,
+            (1..=k).collect::<Vec<_>>(),
+            "{b:?} round {round}: a prefix"
+        );
+        for (v, state) in &states {
+            let expect = if *v < k {
+                "applied"
+            } else if *v == k && state == "dirty" {
+                assert!(v % 4 == 0, "{b:?} round {round}: transactional {v} dirty");
+                "dirty"
+            } else if *v == k {
+                "applied"
+            } else {
+                "pending"
+            };
+            assert_eq!(state, expect, "{b:?} round {round}: {states:?}");
+        }
+        if states.iter().any(|(_, s)| s == "dirty") {
+            assert_code(
+                &p.capstan(&["migrate", "repair", "--mark-rolled-back", &k.to_string()]),
+                0,
+            );
+        }
+    }
+    let out = p.capstan(&["migrate", "up"]);
+    assert_code(&out, 0);
+    assert_eq!(
+        p.recorded_versions(),
+        (1..=MIXED_KILL_RUN).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        p.count(&format!(
+            "SELECT count(*) FROM {} WHERE state <> 'applied'",
+            p.history_table()
+        )),
+        0
+    );
+    for v in 1..=MIXED_KILL_RUN {
+        assert_eq!(
+            p.count(&format!("SELECT count(*) FROM t_{v}")) as u64,
+            expected_rows(b, v),
+            "{b:?}: t_{v} has all its rows"
+        );
+    }
+    assert_eq!(
+        ups_in_log(&p),
+        once_each(1..=MIXED_KILL_RUN),
+        "{b:?}: each migration completed exactly once"
+    );
+}
+
+#[test]
+fn kill_9_on_a_set_with_no_transaction_migrations_leaves_only_a_recorded_dirty_one_postgres() {
+    kill_9_on_a_mixed_set(Backend::Postgres, 0x00ab_cdef);
+}
+
+#[test]
+fn kill_9_on_a_set_with_no_transaction_migrations_leaves_only_a_recorded_dirty_one_sqlite() {
+    kill_9_on_a_mixed_set(Backend::Sqlite, 0x0012_3457);
+}
+
 // ---------------------------------------------------------------------------
 // 3. A failed no-transaction migration is dirty until repaired.
 
