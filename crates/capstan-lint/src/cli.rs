@@ -114,6 +114,16 @@ pub struct LintArgs {
     /// List every rule and exit.
     #[arg(long)]
     pub list_rules: bool,
+    /// A migration directory to lint (as a PATH). Default, with no PATHS: the
+    /// `migrations_dir` of capstan.toml, else `migrations`.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Lint only the migrations added or changed since this git ref (the
+    /// merge base of REF and HEAD, to the working tree, untracked files
+    /// included): the files a pull request touches. Earlier migrations are
+    /// still replayed into the schema model.
+    #[arg(long, value_name = "GIT_REF")]
+    pub changed_since: Option<String>,
 }
 
 /// Why `capstan lint` stopped before reporting findings. Each variant names the file,
@@ -221,7 +231,10 @@ fn run_inner(args: &LintArgs, out: &mut dyn Write) -> Result<i32, CliError> {
         return Ok(EXIT_OK);
     }
     let config = load_config(args)?;
-    let sources = collect(args)?;
+    let mut sources = collect(args)?;
+    if let Some(git_ref) = &args.changed_since {
+        keep_changed(&mut sources, git_ref)?;
+    }
     let schema = match &args.schema_from {
         Some(url) => Some(live::read_schema(url).map_err(CliError::SchemaFrom)?),
         None => None,
@@ -280,10 +293,7 @@ fn run_inner(args: &LintArgs, out: &mut dyn Write) -> Result<i32, CliError> {
 }
 
 fn load_config(args: &LintArgs) -> Result<Config, CliError> {
-    let path = match &args.config {
-        Some(p) => Some(p.clone()),
-        None => Some(PathBuf::from("capstan.toml")).filter(|p| p.is_file()),
-    };
+    let path = config_path(args);
     let mut config = match path {
         Some(p) => {
             let bytes = std::fs::read(&p).map_err(|e| read_error(&p, e))?;
@@ -370,19 +380,49 @@ fn display(path: &Path) -> String {
     path.display().to_string()
 }
 
-fn collect(args: &LintArgs) -> Result<Vec<Group>, CliError> {
-    let paths = if args.paths.is_empty() {
-        let default = PathBuf::from("migrations");
-        if !default.is_dir() {
-            return Err(CliError::Usage(
-                "no `migrations` directory here: pass the migration directory or files to lint"
-                    .into(),
-            ));
-        }
-        vec![default]
-    } else {
-        args.paths.clone()
+/// The config file `capstan lint` reads: `--config`, else `./capstan.toml` if present.
+fn config_path(args: &LintArgs) -> Option<PathBuf> {
+    match &args.config {
+        Some(p) => Some(p.clone()),
+        None => Some(PathBuf::from("capstan.toml")).filter(|p| p.is_file()),
+    }
+}
+
+/// `migrations_dir` from the config file, as the other commands read it.
+fn configured_dir(args: &LintArgs) -> Result<Option<PathBuf>, CliError> {
+    let Some(path) = config_path(args) else {
+        return Ok(None);
     };
+    let text = read_text(&path)?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        CliError::Usage(format!("{}: {}", path.display(), e.message()))
+    })?;
+    match table.get("migrations_dir") {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(PathBuf::from(s))),
+        Some(_) => Err(CliError::Usage(format!(
+            "{}: migrations_dir must be a string (a directory)",
+            path.display()
+        ))),
+    }
+}
+
+fn collect(args: &LintArgs) -> Result<Vec<Group>, CliError> {
+    let mut paths = args.paths.clone();
+    paths.extend(args.dir.clone());
+    if paths.is_empty() {
+        let (default, whence) = match configured_dir(args)? {
+            Some(d) => (d, "the migrations_dir of capstan.toml"),
+            None => (PathBuf::from("migrations"), "the default"),
+        };
+        if !default.is_dir() {
+            return Err(CliError::Usage(format!(
+                "no migration directory `{}` ({whence}): pass --dir DIR or the files to lint",
+                default.display()
+            )));
+        }
+        paths.push(default);
+    }
     let mut groups: Vec<Group> = Vec::new();
     // Explicit files, by directory, so that earlier migrations are replayed once.
     let mut by_dir: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
@@ -478,4 +518,106 @@ fn collect(args: &LintArgs) -> Result<Vec<Group>, CliError> {
         groups.push(Group { files });
     }
     Ok(groups)
+}
+
+/// Runs git; its stdout, or a usage error with git's own message.
+fn git(dir: &Path, args: &[&str]) -> Result<String, CliError> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| CliError::Usage(format!("--changed-since needs git: {e}")))?;
+    if !out.status.success() {
+        return Err(CliError::Usage(format!(
+            "--changed-since: git {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Files (canonical paths) added or changed in `dir`'s repository since the
+/// merge base of `git_ref` and HEAD, including uncommitted and untracked ones.
+fn changed_files(
+    dir: &Path,
+    git_ref: &str,
+) -> Result<std::collections::BTreeSet<PathBuf>, CliError> {
+    let top = PathBuf::from(git(dir, &["rev-parse", "--show-toplevel"])?.trim());
+    // Resolve the ref first, so a typo is named as such.
+    git(
+        dir,
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("{git_ref}^{{commit}}"),
+        ],
+    )
+    .map_err(|_| CliError::Usage(format!("--changed-since {git_ref}: no such git ref")))?;
+    let base = git(dir, &["merge-base", git_ref, "HEAD"])
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| git_ref.to_string());
+    let mut names = git(
+        dir,
+        &[
+            "diff",
+            "--name-only",
+            "--diff-filter=ACMR",
+            &base,
+            "--",
+            ".",
+        ],
+    )?;
+    names.push_str(&git(
+        dir,
+        &[
+            "ls-files",
+            "--others",
+            "--exclude-standard",
+            "--full-name",
+            "--",
+            ".",
+        ],
+    )?);
+    Ok(names
+        .lines()
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| top.join(l).canonicalize().ok())
+        .collect())
+}
+
+/// `--changed-since`: lint only the changed files; keep the earlier ones of
+/// each directory for replay, drop the later ones.
+fn keep_changed(groups: &mut [Group], git_ref: &str) -> Result<(), CliError> {
+    let mut cache: BTreeMap<PathBuf, std::collections::BTreeSet<PathBuf>> = BTreeMap::new();
+    for group in groups.iter_mut() {
+        for f in group.files.iter_mut() {
+            if f.display == "<stdin>" {
+                continue;
+            }
+            let path = Path::new(&f.display);
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            let dir = dir.canonicalize().map_err(|e| read_error(&dir, e))?;
+            if !cache.contains_key(&dir) {
+                cache.insert(dir.clone(), changed_files(&dir, git_ref)?);
+            }
+            let changed = path
+                .canonicalize()
+                .map(|p| cache[&dir].contains(&p))
+                .unwrap_or(false);
+            f.lint = f.lint && changed;
+        }
+        if let Some(last) = group.files.iter().rposition(|f| f.lint) {
+            group.files.truncate(last + 1);
+        } else {
+            group.files.clear();
+        }
+    }
+    Ok(())
 }

@@ -147,17 +147,22 @@ fn uri(file: &str) -> String {
 }
 
 pub(crate) fn sarif(out: &mut dyn Write, findings: &[Finding]) -> io::Result<()> {
+    let base = rules_base();
     let rule_list: Vec<_> = rules::ALL
         .iter()
         .map(|r| {
-            json!({
+            let mut rule = json!({
                 "id": r.name,
                 "name": r.name,
                 "shortDescription": { "text": r.summary },
                 "fullDescription": { "text": r.why },
                 "help": { "text": r.help, "markdown": crate::docs::render_rule(r) },
                 "defaultConfiguration": { "level": sarif_level(r.severity) },
-            })
+            });
+            if let Some(base) = &base {
+                rule["helpUri"] = json!(format!("{base}{}.md", r.name));
+            }
+            rule
         })
         .collect();
     let results: Vec<_> = findings
@@ -187,23 +192,44 @@ pub(crate) fn sarif(out: &mut dyn Write, findings: &[Finding]) -> io::Result<()>
             })
         })
         .collect();
+    let mut driver = json!({
+        "name": "capstan-lint",
+        "version": env!("CARGO_PKG_VERSION"),
+        "rules": rule_list,
+    });
+    if let Some(base) = &base {
+        driver["informationUri"] = json!(format!("{base}README.md"));
+    }
     let doc = json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
         "runs": [{
-            "tool": {
-                "driver": {
-                    "name": "capstan-lint",
-                    "version": env!("CARGO_PKG_VERSION"),
-                    "informationUri": "https://example.invalid/capstan/docs/rules",
-                    "rules": rule_list,
-                }
-            },
+            "tool": { "driver": driver },
             "results": results,
         }],
     });
     serde_json::to_writer_pretty(&mut *out, &doc)?;
     writeln!(out)
+}
+
+/// Where the rule documents (`NAME.md`) are, ending in `/`:
+/// `CAPSTAN_LINT_RULES_URL` when set, else `docs/rules/` of the repository in
+/// the crate's Cargo metadata, on its default branch. None while that is a
+/// placeholder (`example.invalid`): SARIF then carries each rule's full text
+/// (`help.markdown`) and no link.
+fn rules_base() -> Option<String> {
+    let with_slash = |b: &str| format!("{}/", b.trim_end_matches('/'));
+    if let Some(b) = std::env::var("CAPSTAN_LINT_RULES_URL")
+        .ok()
+        .filter(|b| !b.trim().is_empty())
+    {
+        return Some(with_slash(b.trim()));
+    }
+    let repo = env!("CARGO_PKG_REPOSITORY").trim_end_matches('/');
+    if repo.is_empty() || repo.contains(".invalid") {
+        return None;
+    }
+    Some(with_slash(&format!("{repo}/blob/HEAD/docs/rules")))
 }
 
 fn escape_data(s: &str) -> String {
