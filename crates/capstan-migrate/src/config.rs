@@ -11,6 +11,7 @@
 //! lock_retries = 10
 //! statement_timeout = "0"       # "0": no statement timeout
 //! runner_lock_timeout = "10m"  # wait for another runner at most this long
+//! pooler = "none"              # or "session"; "transaction" is refused
 //!
 //! [archive]
 //! enabled = true          # copy what a migration destroys before it runs
@@ -67,6 +68,10 @@ pub struct MigrateConfig {
     /// How long a runner waits for another one to release the runner lock,
     /// like `10m` (`0`: do not wait).
     pub runner_lock_timeout: Option<String>,
+    /// What the database URL leads to: `none` (Postgres itself), `session`
+    /// (a session-mode pool) or `transaction` (a transaction-mode pool,
+    /// which capstan refuses).
+    pub pooler: Option<String>,
 }
 
 /// The `[fleet]` table.
@@ -156,6 +161,18 @@ impl Config {
         if let Some(n) = self.migrate.lock_retries {
             s.lock_retries = n;
         }
+        if let Some(v) = &self.migrate.pooler {
+            s.transaction_pooler = match v.as_str() {
+                "none" | "session" => false,
+                "transaction" | "statement" => true,
+                other => {
+                    return Err(bad(
+                        "pooler",
+                        format!("{other:?} is not one of \"none\", \"session\", \"transaction\""),
+                    ))
+                }
+            };
+        }
         if let Some(v) = &self.migrate.runner_lock_timeout {
             s.runner_lock_timeout = parse_duration(v).map_err(|e| bad("runner_lock_timeout", e))?;
         }
@@ -178,7 +195,8 @@ impl Config {
 }
 
 fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
-    let msg = e.message().trim().to_string();
+    // A message may quote the value; a database_url may hold a password.
+    let msg = crate::url::redact_text(e.message().trim());
     match e.span() {
         Some(span) => {
             let line = text[..span.start.min(text.len())].matches('\n').count() + 1;

@@ -48,7 +48,23 @@ impl DatabaseUrl {
             ));
         }
         if crate::connstr::is_pg_url(s) || crate::connstr::is_key_value(s) {
-            crate::connstr::ConnSpec::parse(s)?;
+            let spec = crate::connstr::ConnSpec::parse(s)?;
+            // Files named in the string are input: a missing one is bad
+            // input now, not a connection failure later.
+            for (key, file) in [
+                ("sslrootcert", &spec.sslrootcert),
+                ("sslcert", &spec.sslcert),
+                ("sslkey", &spec.sslkey),
+            ] {
+                if let Some(f) = file.as_ref().filter(|f| f.as_os_str() != "system") {
+                    if !f.is_file() {
+                        return Err(err(&format!(
+                            "{key} {} is not a readable file",
+                            f.display()
+                        )));
+                    }
+                }
+            }
             return Ok(DatabaseUrl::Postgres { raw: s.to_string() });
         }
         if let Some(rest) = s.strip_prefix("sqlite:") {
@@ -171,8 +187,10 @@ fn redact_password_params(s: &str, key_value: bool) -> String {
 }
 
 /// [`redact`] applied to free text (an error message that may quote a
-/// connection string, a config file's line): every `scheme://…` word, and
-/// every `password=` value.
+/// connection string, a config file's line): every `scheme://…` (up to the
+/// last `@` on its line, so a raw password with spaces is covered), every
+/// word shaped `x:…@y` (a connection string with a typo in its scheme), and
+/// every `password=` value (to the next white space, or its closing quote).
 pub fn redact_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for (n, line) in text.split('\n').enumerate() {
@@ -184,16 +202,27 @@ pub fn redact_text(text: &str) -> String {
             let start = rest[..p]
                 .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '+' || c == '.' || c == '-'))
                 .map_or(0, |i| i + 1);
-            let end = rest[p..]
+            let after = &rest[p + 3..];
+            let word_from = crate::connstr::userinfo_end(after).map_or(0, |at| at);
+            let end = after[word_from..]
                 .find(|c: char| c.is_whitespace() || c == '"' || c == '`' || c == '\'')
-                .map_or(rest.len(), |e| p + e);
+                .map_or(rest.len(), |e| p + 3 + word_from + e);
             out.push_str(&rest[..start]);
             out.push_str(&redact(&rest[start..end]));
             rest = &rest[end..];
         }
-        out.push_str(rest);
+        let words: Vec<String> = rest
+            .split(' ')
+            .map(|w| match (w.find(':'), w.rfind('@')) {
+                (Some(c), Some(a)) if c < a && !w.contains("://") => {
+                    format!("{}:***{}", &w[..c], &w[a..])
+                }
+                _ => w.to_string(),
+            })
+            .collect();
+        out.push_str(&words.join(" "));
     }
-    redact_password_params(&out, false)
+    redact_password_params(&out, true)
 }
 
 #[cfg(test)]
