@@ -39,6 +39,11 @@ pub struct PgDriver {
     scratch_name: Option<String>,
     /// capstan's schemas were found to be safe to use on this connection.
     trusted: bool,
+    /// `capstan_archive` was made private on this connection.
+    archive_private: bool,
+    /// The server process behind this connection, once the runner lock was
+    /// first tried (and the connection found not to be a transaction pool).
+    backend_pid: Option<String>,
 }
 
 /// Connects to `raw` (a `postgres://` URL or a `key=value` string, with the
@@ -70,6 +75,8 @@ async fn connect_spec(
         notices: connected.notices,
         scratch_name,
         trusted: false,
+        archive_private: false,
+        backend_pid: None,
     };
     let setup = driver
         .client
@@ -344,6 +351,42 @@ impl PgDriver {
         )
     }
 
+    /// The server process of this connection, after checking that the URL
+    /// does not lead to a transaction-mode pool (PgBouncer `pool_mode =
+    /// transaction` or `statement`): a second connection is opened, and a
+    /// pool that hands it the server process the first one just released
+    /// (PgBouncer reuses the last released one first) shares server
+    /// sessions between clients, which a run cannot work with.
+    async fn refuse_transaction_pool(&mut self) -> Result<String, DbError> {
+        let pid_sql = "SELECT pg_backend_pid()";
+        let mine = self
+            .client
+            .simple_query(pid_sql)
+            .await
+            .map_err(|e| db_err(&e))?;
+        let mine = first_value(&mine).unwrap_or_default();
+        if let Ok(probe) = crate::pgconn::connect(&self.spec).await {
+            let theirs = probe.client.simple_query(pid_sql).await;
+            drop(probe);
+            if let Ok(theirs) = theirs {
+                if first_value(&theirs).as_deref() == Some(mine.as_str()) {
+                    return Err(self.transaction_pool_error());
+                }
+            }
+        }
+        Ok(mine)
+    }
+
+    fn transaction_pool_error(&self) -> DbError {
+        DbError::new(
+            FailureKind::Connection,
+            format!(
+                "{} leads to a transaction-mode connection pool (PgBouncer pool_mode = transaction or statement): two connections shared one server session. capstan needs one server session for a whole run (its runner lock is a session lock, and no-transaction migrations run statement by statement), so nothing was run. Use a direct URL to Postgres, or a session-mode pool (see \"Poolers\" in the README)",
+                self.shown
+            ),
+        )
+    }
+
     /// Records why no-transaction `job` stopped at statement `i` in its
     /// history row (the server's DETAIL included: it names a duplicate key).
     async fn record_failure(&mut self, job: &Job<'_>, i: usize, failure: &ExecFailure) {
@@ -577,6 +620,20 @@ FROM pg_catalog.pg_policy p JOIN rel ON rel.oid = p.polrelid
 ORDER BY 1
 "#;
 
+/// Makes `capstan_archive` private: every privilege on the schema that a
+/// role other than its owner holds (PUBLIC's, an `ALTER DEFAULT PRIVILEGES
+/// … ON SCHEMAS` grant, a hand-made one) is revoked, so no archive copy is
+/// reachable by anyone else, including copies made before they were private.
+const ARCHIVE_PRIVATE_SQL: &str = "
+DO $capstan$ DECLARE g oid; BEGIN
+    FOR g IN SELECT DISTINCT a.grantee FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
+             WHERE n.nspname = 'capstan_archive' AND a.grantee <> n.nspowner LOOP
+        IF g = 0 THEN REVOKE ALL ON SCHEMA capstan_archive FROM PUBLIC;
+        ELSE EXECUTE format('REVOKE ALL ON SCHEMA capstan_archive FROM %I', pg_catalog.pg_get_userbyid(g));
+        END IF;
+    END LOOP;
+END $capstan$";
+
 /// Serialises schema creation between runners and registering instances
 /// (a transaction-level lock, separate from the runner lock).
 const SCHEMA_LOCK_KEY: i64 = LOCK_KEY + 1;
@@ -618,14 +675,6 @@ CREATE TABLE IF NOT EXISTS capstan.log (
     detail         text
 );
 CREATE SCHEMA IF NOT EXISTS capstan_archive;
-DO $capstan$ DECLARE g oid; BEGIN
-    FOR g IN SELECT DISTINCT a.grantee FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
-             WHERE n.nspname = 'capstan_archive' AND a.grantee <> n.nspowner LOOP
-        IF g = 0 THEN REVOKE ALL ON SCHEMA capstan_archive FROM PUBLIC;
-        ELSE EXECUTE format('REVOKE ALL ON SCHEMA capstan_archive FROM %I', pg_catalog.pg_get_userbyid(g));
-        END IF;
-    END LOOP;
-END $capstan$;
 CREATE SEQUENCE IF NOT EXISTS capstan.archive_ids;
 CREATE TABLE IF NOT EXISTS capstan.archive (
     id             bigint PRIMARY KEY,
@@ -747,12 +796,29 @@ impl Driver for PgDriver {
         // waiting runner polls this from an idle session, so it never holds
         // a snapshot that a `CREATE INDEX CONCURRENTLY` run by the holder
         // would have to wait for (`pg_advisory_lock` would, and deadlock).
+        let pid = match &self.backend_pid {
+            Some(pid) => pid.clone(),
+            None => {
+                let pid = self.refuse_transaction_pool().await?;
+                self.backend_pid = Some(pid.clone());
+                pid
+            }
+        };
+        // Taken only on the server process this connection had: through a
+        // transaction pool the statement could land on another one, and the
+        // session lock would stay there, in the pool, for every later runner.
         let rows = self
             .client
-            .simple_query(&format!("SELECT pg_try_advisory_lock({LOCK_KEY})"))
+            .simple_query(&format!(
+                "SELECT CASE WHEN pg_backend_pid() = {pid} THEN pg_try_advisory_lock({LOCK_KEY})::text ELSE 'moved' END"
+            ))
             .await
             .map_err(|e| db_err(&e))?;
-        Ok(first_value(&rows).as_deref() == Some("t"))
+        match first_value(&rows).as_deref() {
+            Some("true") => Ok(true),
+            Some("moved") => Err(self.transaction_pool_error()),
+            _ => Ok(false),
+        }
     }
 
     async fn unlock(&mut self) -> Result<(), DbError> {
@@ -829,11 +895,21 @@ impl Driver for PgDriver {
             .await
             .map_err(|e| db_err(&e))?;
         if exists.get::<_, bool>(0) {
-            return self.check_trust().await;
+            self.check_trust().await?;
+            if !self.archive_private {
+                self.client
+                    .batch_execute(ARCHIVE_PRIVATE_SQL)
+                    .await
+                    .map_err(|e| db_err(&e))?;
+                self.archive_private = true;
+            }
+            return Ok(());
         }
         // The schema may have been made by another role in the meantime:
         // `IF NOT EXISTS` would adopt it, so it is checked before COMMIT.
-        let sql = format!("BEGIN; SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY}); {SCHEMA_SQL}");
+        let sql = format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY}); {SCHEMA_SQL}; {ARCHIVE_PRIVATE_SQL}"
+        );
         if let Err(e) = self.client.batch_execute(&sql).await {
             let _ = self.client.batch_execute("ROLLBACK").await;
             return Err(db_err(&e));
@@ -855,6 +931,7 @@ impl Driver for PgDriver {
             return Err(db_err(&e));
         }
         self.trusted = true;
+        self.archive_private = true;
         Ok(())
     }
 

@@ -401,6 +401,17 @@ fn default_privileges_do_not_open_the_archive_to_readers() {
     let out = p.capstan(&["archive", "restore", "1"]);
     assert_code(&out, 0);
     assert_eq!(p.query("SELECT ssn FROM users"), "078-05-1120");
+
+    // An archive schema opened by hand (or before copies were private) is
+    // closed again by the next run.
+    p.query(&format!(
+        "GRANT USAGE ON SCHEMA capstan_archive TO {}, PUBLIC",
+        reader.name
+    ));
+    assert_code(&p.capstan(&["migrate", "up"]), 0);
+    let (usage, _, read) = reader_access(&p, &reader);
+    assert!(!usage, "the archive schema stayed open");
+    assert!(read.is_err(), "reader read the archive: {read:?}");
 }
 
 #[test]
