@@ -42,6 +42,10 @@ pub struct Settings {
     /// How long a runner waits for another runner to release the runner
     /// lock before giving up (zero: try once).
     pub runner_lock_timeout: Duration,
+    /// The database URL leads to a transaction-mode pool (PgBouncer
+    /// `pool_mode = transaction`), as declared in `[migrate] pooler`: runs
+    /// are refused at once (capstan also detects such a pool by itself).
+    pub transaction_pooler: bool,
 }
 
 /// The default [`Settings::runner_lock_timeout`].
@@ -60,6 +64,7 @@ impl Default for Settings {
             archive_max_bytes: Some(archive::DEFAULT_MAX_BYTES),
             archive_retention: None,
             runner_lock_timeout: DEFAULT_RUNNER_LOCK_TIMEOUT,
+            transaction_pooler: false,
         }
     }
 }
@@ -853,6 +858,17 @@ impl Migrator {
         db: &mut Database,
         events: &mut (dyn FnMut(Event<'_>) + Send),
     ) -> Result<(), Error> {
+        if self.settings.transaction_pooler
+            && db.driver.dialect() == crate::split::Dialect::Postgres
+        {
+            return Err(Error::Db(DbError::new(
+                FailureKind::Connection,
+                format!(
+                    "capstan.toml says {} is a transaction-mode pool ([migrate] pooler = \"transaction\"): capstan needs one server session for a whole run, so nothing was run. Use a direct URL to Postgres, or a session-mode pool",
+                    db.describe()
+                ),
+            )));
+        }
         if !db.driver.try_lock().await? {
             events(Event::LockWait);
             db.driver.lock(self.settings.runner_lock_timeout).await?;
