@@ -47,6 +47,8 @@ if [[ $setup_only != 1 ]]; then
     fi
     command -v clang >/dev/null 2>&1 || missing+=(clang)
     command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+    # PgBouncer, which the pooler tests start in front of the test server.
+    [[ -x /usr/sbin/pgbouncer ]] || command -v pgbouncer >/dev/null 2>&1 || missing+=(pgbouncer)
 fi
 if ((${#missing[@]} > 0)); then
     pgenv_install_missing "${missing[@]}"
