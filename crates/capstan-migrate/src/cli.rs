@@ -768,7 +768,41 @@ struct Context<'p> {
 }
 
 impl Context<'_> {
+    /// The database URL in effect; says once, on stderr, which database
+    /// (password hidden) and where its URL came from.
     fn url(&self) -> Result<DatabaseUrl, Failure> {
+        let (url, whence) = self.url_and_source()?;
+        if !quiet() && !ANNOUNCED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            eprintln!("using database {url} (from {whence})");
+        }
+        Ok(url)
+    }
+
+    /// With no URL anywhere, `up` would create `./capstan.db`: refused when
+    /// the migrations are plainly written for Postgres.
+    fn check_default_fits(&self) -> Result<(), Failure> {
+        if self.url_and_source()?.1 != DEFAULT_WHENCE {
+            return Ok(());
+        }
+        for m in self.set()?.migrations() {
+            if let Some((line, what)) = crate::url::postgres_only(&m.up.sql) {
+                return Err(Failure::new(
+                    EXIT_BAD_INPUT,
+                    "bad-input",
+                    format!(
+                        "no database URL was given (--database, DATABASE_URL or database_url in capstan.toml), so capstan would use its embedded default {DEFAULT_URL}, but these migrations are written for Postgres: {} line {} uses {what}. Set DATABASE_URL or pass --database postgres://…; to use SQLite on purpose, pass --database {DEFAULT_URL}. Nothing was run",
+                        m.path.display(),
+                        m.up.first_line + line,
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The URL and where it came from: `--database`, `DATABASE_URL`,
+    /// capstan.toml, or [`DEFAULT_WHENCE`].
+    fn url_and_source(&self) -> Result<(DatabaseUrl, String), Failure> {
         // An empty URL is a mistake (an unset CI secret, a typo), never a
         // request for the default SQLite file.
         let empty = |whence: &str| {
@@ -788,7 +822,10 @@ impl Context<'_> {
                     },
                 ))
             }
-            Some(s) => s.clone(),
+            Some(s) if std::env::var("DATABASE_URL").as_deref() == Ok(s) => {
+                (s.clone(), "DATABASE_URL".to_string())
+            }
+            Some(s) => (s.clone(), "--database".to_string()),
             None if std::env::var_os("DATABASE_URL").is_some_and(|v| v.is_empty()) => {
                 return Err(empty("DATABASE_URL"))
             }
@@ -799,12 +836,17 @@ impl Context<'_> {
                         self.config_path.display()
                     )))
                 }
-                Some(s) => s.clone(),
-                None => DEFAULT_URL.to_string(),
+                Some(s) => (
+                    s.clone(),
+                    format!("{} (database_url)", self.config_path.display()),
+                ),
+                None => (DEFAULT_URL.to_string(), DEFAULT_WHENCE.to_string()),
             },
         };
-        DatabaseUrl::parse(&raw)
-            .map_err(|e| Failure::new(EXIT_BAD_INPUT, "bad-input", e.to_string()))
+        let (raw, whence) = raw;
+        let url = DatabaseUrl::parse(&raw)
+            .map_err(|e| Failure::new(EXIT_BAD_INPUT, "bad-input", format!("{whence}: {e}")))?;
+        Ok((url, whence))
     }
 
     fn settings(&self) -> Result<Settings, Failure> {
@@ -1291,6 +1333,7 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
                 _ => ContractPolicy::Fleet,
             };
             let m = cx.migrator()?;
+            cx.check_default_fits()?;
             let mut db = Database::connect(&cx.url()?).await?;
             let mut opts = UpOptions {
                 to,
@@ -1656,6 +1699,13 @@ fn render_planned_archive(a: &archive::PlannedArchive, m: &Migrator) -> String {
     };
     format!("--   line {}: {} {} — {what}\n", a.line, a.kind, a.object)
 }
+
+/// Where the URL came from when nothing names one.
+const DEFAULT_WHENCE: &str =
+    "the embedded default: no --database, DATABASE_URL or database_url in capstan.toml";
+
+/// The "using database" line was printed (once per process).
+static ANNOUNCED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 

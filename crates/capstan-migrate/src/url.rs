@@ -110,6 +110,54 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
+/// Postgres-only syntax in `sql`, at a glance (no parser): the 0-based line
+/// and what it is, for the first of `CONCURRENTLY`, a `$$` body, Postgres
+/// types (`jsonb`, `serial`, `timestamptz`…), `::` casts, `plpgsql`,
+/// extensions, schemas, `ALTER COLUMN`, GIN/GiST indexes. `--` comments are
+/// skipped.
+pub fn postgres_only(sql: &str) -> Option<(usize, &'static str)> {
+    const MARKERS: &[(&str, &str, bool)] = &[
+        (
+            "CONCURRENTLY",
+            "CONCURRENTLY (a Postgres index build)",
+            true,
+        ),
+        ("$$", "a dollar-quoted ($$) body", false),
+        ("JSONB", "the jsonb type", true),
+        ("BIGSERIAL", "the bigserial type", true),
+        ("SMALLSERIAL", "the smallserial type", true),
+        ("SERIAL", "the serial type", true),
+        ("TIMESTAMPTZ", "the timestamptz type", true),
+        ("PLPGSQL", "plpgsql", true),
+        ("CREATE EXTENSION", "CREATE EXTENSION", true),
+        ("CREATE SCHEMA", "CREATE SCHEMA", true),
+        ("ALTER COLUMN", "ALTER COLUMN", true),
+        ("USING GIN", "a GIN index", true),
+        ("USING GIST", "a GiST index", true),
+        ("::", "a :: cast", false),
+    ];
+    for (n, line) in sql.lines().enumerate() {
+        let code = line.split("--").next().unwrap_or("").to_ascii_uppercase();
+        for (needle, what, word) in MARKERS {
+            let mut from = 0;
+            while let Some(i) = code[from..].find(needle) {
+                let at = from + i;
+                let end = at + needle.len();
+                let boundary =
+                    |c: Option<char>| !c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !word
+                    || (boundary(code[..at].chars().next_back())
+                        && boundary(code[end..].chars().next()))
+                {
+                    return Some((n, what));
+                }
+                from = end;
+            }
+        }
+    }
+    None
+}
+
 /// Replaces every password in a connection string with `***`, working on
 /// the raw text so that a string capstan cannot parse is hidden as well: the
 /// `user:password@` part of a URL (up to its last `@`, so `@ / ? #` in a
@@ -258,6 +306,26 @@ mod tests {
         let e = DatabaseUrl::parse("mysql://app:hunter2@h/db").unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
         assert!(e.to_string().contains("unknown scheme"));
+    }
+
+    #[test]
+    fn postgres_only_syntax_is_seen() {
+        assert_eq!(
+            postgres_only("-- CONCURRENTLY in a comment\nCREATE INDEX CONCURRENTLY i ON t (a);"),
+            Some((1, "CONCURRENTLY (a Postgres index build)"))
+        );
+        assert_eq!(
+            postgres_only("CREATE TABLE t (id bigserial, doc JSONB)").map(|x| x.1),
+            Some("the jsonb type")
+        );
+        assert_eq!(
+            postgres_only("CREATE TABLE serials (x_serial int, y text)"),
+            None
+        );
+        assert_eq!(
+            postgres_only("CREATE TABLE t (id INTEGER PRIMARY KEY)"),
+            None
+        );
     }
 
     #[test]
