@@ -171,6 +171,18 @@ pub(crate) fn history_row(table: &str, n: usize, cells: Vec<Cell>) -> Result<App
     })
 }
 
+/// An error about capstan's fleet registry `table`: `what` names the row and
+/// the column.
+pub(crate) fn bad_fleet(table: &str, what: impl std::fmt::Display) -> DbError {
+    DbError::new(
+        FailureKind::BadHistory,
+        format!(
+            "capstan's fleet registry {table} holds something capstan never writes: {what}. Nothing was run. \
+             Someone edited the table by hand; delete the row (a live instance registers again on its next heartbeat)"
+        ),
+    )
+}
+
 /// Refuses a version recorded twice (rows in version order).
 pub(crate) fn check_unique(table: &str, rows: &[AppliedRow]) -> Result<(), DbError> {
     match rows.windows(2).find(|w| w[0].version == w[1].version) {

@@ -14,7 +14,7 @@ use tokio_postgres::error::{DbError as PgDbError, ErrorPosition, SqlState};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::connstr::ConnSpec;
-use crate::driver::{bad_history, check_unique, history_row, Cell, HISTORY_COLUMNS};
+use crate::driver::{bad_fleet, bad_history, check_unique, history_row, Cell, HISTORY_COLUMNS};
 use crate::driver::{
     own_number, statement_line, AppliedRow, DbError, Direction, Driver, ExecFailure, ExecOutcome,
     FailureKind, Job, LockHolder, Notice, Record, Snapshot,
@@ -1241,25 +1241,52 @@ impl Driver for PgDriver {
             )
             .await
             .map_err(|e| db_err(&e))?;
-        Ok(rows
-            .iter()
-            .map(|r| InstanceRow {
+        // Every value through `try_get`: a hand-edited row is named, not a panic.
+        let mut out = Vec::with_capacity(rows.len());
+        for (n, r) in rows.iter().enumerate() {
+            fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
+                r: &'a tokio_postgres::Row,
+                n: usize,
+                i: usize,
+            ) -> Result<T, DbError> {
+                r.try_get(i).map_err(|e| {
+                    let column = r.columns()[i].name();
+                    let why = std::error::Error::source(&e)
+                        .map_or_else(|| e.to_string(), |s| s.to_string());
+                    bad_fleet(
+                        "capstan.fleet",
+                        format!("column {column} of row {}: {why}", n + 1),
+                    )
+                })
+            }
+            let versions: Vec<Option<i64>> = get(r, n, 4)?;
+            let versions = versions
+                .into_iter()
+                .map(|v| v.filter(|v| *v >= 0).map(|v| v as u64))
+                .collect::<Option<Vec<u64>>>()
+                .ok_or_else(|| {
+                    bad_fleet(
+                        "capstan.fleet",
+                        format!(
+                            "column versions of row {} holds a NULL or a negative version",
+                            n + 1
+                        ),
+                    )
+                })?;
+            out.push(InstanceRow {
                 instance: Instance {
-                    instance_id: r.get(0),
-                    app: r.get(1),
-                    version: r.get(2),
-                    set_hash: r.get(3),
-                    versions: r
-                        .get::<_, Vec<i64>>(4)
-                        .into_iter()
-                        .map(|v| v as u64)
-                        .collect(),
+                    instance_id: get(r, n, 0)?,
+                    app: get(r, n, 1)?,
+                    version: get(r, n, 2)?,
+                    set_hash: get(r, n, 3)?,
+                    versions,
                 },
-                started_at: r.get(5),
-                last_seen: r.get(6),
-                age_secs: r.get(7),
-                departed_at: r.get(8),
-            })
-            .collect())
+                started_at: get(r, n, 5)?,
+                last_seen: get(r, n, 6)?,
+                age_secs: get(r, n, 7)?,
+                departed_at: get(r, n, 8)?,
+            });
+        }
+        Ok(out)
     }
 }

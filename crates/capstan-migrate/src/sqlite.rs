@@ -864,6 +864,13 @@ impl Driver for SqliteDriver {
                 })
             })
             .map_err(|e| db_err(&e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| db_err(&e))
+        // A value of the wrong type (a NULL) is a hand-edited row: named as such.
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| match e {
+            rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::FromSqlConversionFailure(..) => {
+                crate::driver::bad_fleet("capstan_fleet", e)
+            }
+            e => db_err(&e),
+        })
     }
 }

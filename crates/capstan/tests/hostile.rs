@@ -460,3 +460,43 @@ fn rows_hidden_by_row_level_security_stay_hidden_in_the_archive() {
         "the drop was archived"
     );
 }
+
+#[test]
+fn a_hand_edited_fleet_row_is_named_never_a_panic() {
+    for b in BACKENDS {
+        let p = Project::new(b);
+        p.add("0001_create_users.sql", CREATE_USERS);
+        assert_code(&p.capstan(&["migrate", "up"]), 0);
+        match b {
+            Backend::Postgres => p.query(
+                "ALTER TABLE capstan.fleet ALTER COLUMN app DROP NOT NULL;
+                 INSERT INTO capstan.fleet (instance_id, app, version, set_hash, versions) VALUES ('i-1', NULL, '1.0', 'h', '{1}')",
+            ),
+            Backend::Sqlite => {
+                rusqlite::Connection::open(p.sqlite_path())
+                    .and_then(|c| {
+                        c.execute_batch(
+                            "ALTER TABLE capstan_fleet RENAME TO old_fleet; \
+                             CREATE TABLE capstan_fleet AS SELECT * FROM old_fleet; DROP TABLE old_fleet; \
+                             INSERT INTO capstan_fleet (instance_id, app, version, set_hash, versions, started_at, last_seen) \
+                             VALUES ('i-1', NULL, '1.0', 'h', '1', datetime('now'), datetime('now'))",
+                        )
+                    })
+                    .expect("edit the fleet registry");
+                String::new()
+            }
+        };
+        p.add(
+            "0002_drop_name.sql",
+            "-- capstan:phase contract\n-- capstan:up\nALTER TABLE users DROP COLUMN name;\n",
+        );
+        for args in [&["fleet"][..], &["migrate", "up", "--unsafe-ok"][..]] {
+            let out = p.capstan(args);
+            assert_code(&out, 5);
+            let err = stderr(&out);
+            assert!(err.contains("fleet registry"), "{b:?} {args:?}: {err}");
+            assert!(err.contains("app"), "{b:?} {args:?}: {err}");
+        }
+        assert!(p.has_column("users", "name"), "{b:?}: the contract ran");
+    }
+}
