@@ -264,3 +264,30 @@ fn dir_naming_a_file_says_so() {
     assert!(err.contains("is not a directory"), "{err}");
     assert!(!err.contains("does not exist"), "{err}");
 }
+
+#[test]
+fn rehearse_shows_the_servers_reason_when_it_cannot_log_in() {
+    let admin = capstan_testkit::pg_admin_url();
+    let url = admin.replacen("postgres@", "no_such_role_capstan:s3cret-pw@", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_capstan"))
+        .args([
+            "rehearse",
+            "--release",
+            "1=true",
+            "--release",
+            "2=true",
+            "--database",
+            &url,
+        ])
+        .current_dir(dir.path())
+        .output()
+        .expect("run capstan rehearse");
+    assert_code(&out, 4);
+    let all = format!("{}{}", common::stdout(&out), stderr(&out));
+    assert!(
+        all.contains("role \"no_such_role_capstan\" does not exist"),
+        "{all}"
+    );
+    assert!(!all.contains("s3cret-pw"), "{all}");
+}
