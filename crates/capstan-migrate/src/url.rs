@@ -65,6 +65,20 @@ impl DatabaseUrl {
                     }
                 }
             }
+            if matches!(
+                spec.sslmode,
+                crate::connstr::SslMode::VerifyCa | crate::connstr::SslMode::VerifyFull
+            ) && spec.sslrootcert.is_none()
+                && !spec
+                    .home
+                    .as_ref()
+                    .is_some_and(|h| h.join(".postgresql/root.crt").is_file())
+            {
+                return Err(err(&format!(
+                    "sslmode={} checks the server's certificate against a CA: give sslrootcert=PATH (there is no ~/.postgresql/root.crt)",
+                    spec.sslmode.as_str()
+                )));
+            }
             return Ok(DatabaseUrl::Postgres { raw: s.to_string() });
         }
         if let Some(rest) = s.strip_prefix("sqlite:") {
