@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Lint benchmark: capstan lint vs squawk-cli (the peer, see shared BENCHMARKS.md) on
-#   1. a 300-file migration directory, and
-#   2. one 50,000-statement file,
-# both with JSON output to /dev/null. Reports the median wall time of >= 5 alternating
-# runs (peer, capstan, peer, ...) measured with hyperfine, the ratio, and peak RSS
-# (/usr/bin/time -v). capstan is schema-aware here (it replays the directory).
+#   1. a real corpus: the diesel migrations of a checkout given as CORPUS_DIR
+#      (e.g. LemmyNet/lemmy: 342 up.sql/down.sql pairs), converted for capstan with
+#      `capstan migrate import --from diesel`; squawk lints the same up.sql and
+#      down.sql files. capstan cold (no parse cache) and warm (cache filled);
+#   2. a generated 300-file migration directory, and
+#   3. one generated 50,000-statement file,
+# all with JSON output to /dev/null. Reports the best and the median wall time of
+# >= 5 alternating runs (peer, capstan, peer, ...) measured with hyperfine, the
+# ratio, and peak RSS (/usr/bin/time -v). capstan is schema-aware here (it replays
+# the directory).
 #
-# Usage: bench/lint/run.sh [RUNS]   (from the repository root; default 5 runs)
+# Usage: CORPUS_DIR=/path/to/lemmy bench/lint/run.sh [RUNS]
+#        (from the repository root; default 5 runs; without CORPUS_DIR the real
+#        corpus is left out, and the script says so)
 set -euo pipefail
 
 RUNS="${1:-5}"
@@ -18,10 +25,12 @@ command -v squawk >/dev/null || pip install --quiet squawk-cli
 command -v hyperfine >/dev/null || { apt-get update -qq && apt-get install -y -qq hyperfine; }
 [ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time; }
 
-# After the merge this becomes `capstan lint`; until then the crate's example binary
-# is the same cli::run behind the same arguments.
-cargo build --quiet --release -p capstan-lint --example lint --manifest-path "$ROOT/Cargo.toml"
-CAPSTAN="$ROOT/target/release/examples/lint"
+cargo build --quiet --release -p capstan --manifest-path "$ROOT/Cargo.toml"
+CAPSTAN_BIN="$ROOT/target/release/capstan"
+CAPSTAN="$CAPSTAN_BIN lint"
+# Cold: no parse cache. Warm: a cache filled by one run beforehand.
+export CAPSTAN_LINT_CACHE=off
+WARM="$WORK/cache"
 
 python3 "$ROOT/bench/lint/gen.py" dir "$WORK/migrations" 300
 python3 "$ROOT/bench/lint/gen.py" big "$WORK/big.sql" 50000
@@ -42,14 +51,32 @@ bench() { # name, peer command, capstan command
     python3 - "$name" "$WORK/peer.times" "$WORK/ours.times" "$peer_rss" "$ours_rss" "$RUNS" <<'PY'
 import statistics, sys
 name, pf, of, prss, orss, runs = sys.argv[1:]
-p = statistics.median(float(x) for x in open(pf))
-o = statistics.median(float(x) for x in open(of))
-print(f"{name}: squawk {p*1000:.1f} ms, capstan {o*1000:.1f} ms, ratio capstan/squawk {o/p:.2f}x "
-      f"(median of {runs} alternating runs); peak RSS squawk {int(prss)/1024:.1f} MiB, capstan {int(orss)/1024:.1f} MiB")
+ps = [float(x) for x in open(pf)]
+os_ = [float(x) for x in open(of)]
+p, o = statistics.median(ps), statistics.median(os_)
+print(f"{name}: squawk {p*1000:.1f} ms (best {min(ps)*1000:.1f}), capstan {o*1000:.1f} ms (best {min(os_)*1000:.1f}), "
+      f"ratio capstan/squawk {o/p:.2f}x median, {min(os_)/min(ps):.2f}x best "
+      f"({runs} alternating runs); peak RSS squawk {int(prss)/1024:.1f} MiB, capstan {int(orss)/1024:.1f} MiB")
 PY
 }
 
-echo "squawk $(squawk --version | awk '{print $2}') vs capstan-lint (release), $(nproc) cores"
+echo "squawk $(squawk --version | awk '{print $2}') vs capstan lint (release), $(nproc) cores"
+if [ -n "${CORPUS_DIR:-}" ]; then
+    [ -d "$CORPUS_DIR/migrations" ] || { echo "CORPUS_DIR=$CORPUS_DIR has no migrations/ directory" >&2; exit 2; }
+    cp -r "$CORPUS_DIR/migrations" "$WORK/corpus"
+    "$CAPSTAN_BIN" migrate import --from diesel "$WORK/corpus" --dir "$WORK/corpus-capstan" >/dev/null
+    n=$(find "$WORK/corpus-capstan" -name '*.sql' | wc -l)
+    echo "real corpus: $CORPUS_DIR ($n migrations, up and down sections)"
+    bench "real corpus, capstan cold (no cache)" \
+        "squawk --reporter json $WORK/corpus/*/up.sql $WORK/corpus/*/down.sql > /dev/null" \
+        "$CAPSTAN --format json $WORK/corpus-capstan > /dev/null"
+    CAPSTAN_LINT_CACHE="$WARM" $CAPSTAN --format json "$WORK/corpus-capstan" >/dev/null || true
+    bench "real corpus, capstan warm (parse cache)" \
+        "squawk --reporter json $WORK/corpus/*/up.sql $WORK/corpus/*/down.sql > /dev/null" \
+        "CAPSTAN_LINT_CACHE=$WARM $CAPSTAN --format json $WORK/corpus-capstan > /dev/null"
+else
+    echo "real corpus: left out (set CORPUS_DIR to a checkout with diesel migrations/, e.g. LemmyNet/lemmy)"
+fi
 bench "300-file directory" \
     "squawk --reporter json $WORK/migrations/*.sql > /dev/null" \
     "$CAPSTAN --format json $WORK/migrations > /dev/null"

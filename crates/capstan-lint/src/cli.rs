@@ -7,6 +7,7 @@
 //! unreachable `--schema-from` database).
 
 mod live;
+mod parse_cache;
 mod render;
 
 use crate::config::{Config, ConfigError};
@@ -124,6 +125,11 @@ pub struct LintArgs {
     /// still replayed into the schema model.
     #[arg(long, value_name = "GIT_REF")]
     pub changed_since: Option<String>,
+    /// Do not read or write the parse cache (`$CAPSTAN_LINT_CACHE`, else
+    /// `$XDG_CACHE_HOME/capstan`, else `~/.cache/capstan`; `CAPSTAN_LINT_CACHE=off`
+    /// disables it too).
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 /// Why `capstan lint` stopped before reporting findings. Each variant names the file,
@@ -239,13 +245,28 @@ fn run_inner(args: &LintArgs, out: &mut dyn Write) -> Result<i32, CliError> {
         Some(url) => Some(live::read_schema(url).map_err(CliError::SchemaFrom)?),
         None => None,
     };
+    // Parse every section ahead, on all cores (or read it from the cache).
+    let mut sections = Vec::new();
+    for f in sources.iter().flat_map(|g| g.files.iter()) {
+        if f.lint || schema.is_none() {
+            sections.extend(crate::engine::whole_sections(
+                &f.text,
+                f.lint,
+                config.lint_down,
+            ));
+        }
+    }
+    let cache = parse_cache::cache_file(args.no_cache);
+    let parsed: std::sync::Arc<dyn crate::engine::SectionParser> =
+        std::sync::Arc::new(parse_cache::prepare(sections, cache.as_deref()));
     let mut findings: Vec<Finding> = Vec::new();
     let mut linted = 0usize;
     for group in &sources {
-        let mut linter = match &schema {
+        let linter = match &schema {
             Some(s) => Linter::with_schema(config.clone(), s.clone()),
             None => Linter::new(config.clone()),
         };
+        let mut linter = linter.with_parser(parsed.clone());
         for f in &group.files {
             if let (Some(from), Some(v)) = (args.release_from, f.version) {
                 if v >= from {

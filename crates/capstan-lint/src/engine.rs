@@ -253,13 +253,66 @@ struct Parsed {
     errors: Vec<(usize, String)>,
 }
 
+/// Parses whole sections for the linter, instead of `pg_query::parse`: the
+/// command line hands the linter trees it parsed ahead, on several threads, or
+/// read from its cache. It must give what `pg_query::parse(sql)` would.
+pub trait SectionParser: Send + Sync {
+    /// The parse tree of `sql`, a whole section.
+    fn parse(&self, sql: &str) -> Result<pg_query::protobuf::ParseResult, pg_query::Error>;
+}
+
+/// `pg_query::parse`, the default [`SectionParser`].
+pub fn parse_protobuf(sql: &str) -> Result<pg_query::protobuf::ParseResult, pg_query::Error> {
+    pg_query::parse(sql, 0).map(|r| r.protobuf)
+}
+
+#[derive(Clone)]
+struct ParserHook(Option<std::sync::Arc<dyn SectionParser>>);
+
+impl std::fmt::Debug for ParserHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "SectionParser"
+        } else {
+            "pg_query"
+        })
+    }
+}
+
+impl ParserHook {
+    fn parse(&self, sql: &str) -> Result<pg_query::protobuf::ParseResult, pg_query::Error> {
+        match &self.0 {
+            Some(p) => p.parse(sql),
+            None => parse_protobuf(sql),
+        }
+    }
+}
+
+/// The sections of a migration file that [`Linter::lint`] (`lint = true`,
+/// with `lint_down`) or [`Linter::replay`] parse whole, as the exact text
+/// handed to the [`SectionParser`]. Large sections are parsed piecewise and
+/// are not listed.
+pub fn whole_sections(source: &str, lint: bool, lint_down: bool) -> Vec<String> {
+    let text = without_bom(source);
+    let src = source::split(&text);
+    let mut out = vec![src.up];
+    if let (Some(down), true) = (src.down, lint && lint_down) {
+        out.push(down);
+    }
+    out.into_iter()
+        .map(|sec| &text[sec.start..sec.end])
+        .filter(|sql| sql.len() < STREAM_THRESHOLD || !lint)
+        .map(str::to_string)
+        .collect()
+}
+
 /// Parses a section; when the whole does not parse, parses statement by statement so
 /// one bad statement does not hide the others.
-fn parse_section(text: &str, sec: Section) -> Parsed {
+fn parse_section(text: &str, sec: Section, parser: &ParserHook) -> Parsed {
     let sql = &text[sec.start..sec.end];
-    match pg_query::parse(sql, 0) {
+    match parser.parse(sql) {
         Ok(r) => Parsed {
-            chunks: vec![(sec.start, r.protobuf, sec.end)],
+            chunks: vec![(sec.start, r, sec.end)],
             errors: vec![],
         },
         Err(e) => {
@@ -321,6 +374,7 @@ pub struct Linter {
     config: Config,
     schema: Schema,
     release: bool,
+    parser: ParserHook,
 }
 
 /// One migration file to lint: its display name and its text.
@@ -339,7 +393,14 @@ impl Linter {
             config,
             schema: Schema::default(),
             release: false,
+            parser: ParserHook(None),
         }
+    }
+
+    /// Parses whole sections with `parser` instead of `pg_query::parse`.
+    pub fn with_parser(mut self, parser: std::sync::Arc<dyn SectionParser>) -> Linter {
+        self.parser = ParserHook(Some(parser));
+        self
     }
 
     /// A linter starting from a known schema (e.g. read from a live database). Tables
@@ -350,6 +411,7 @@ impl Linter {
             config,
             schema,
             release: true,
+            parser: ParserHook(None),
         }
     }
 
@@ -368,7 +430,7 @@ impl Linter {
     pub fn replay(&mut self, input: Input<'_>) {
         let text = without_bom(input.source);
         let src = source::split(&text);
-        let parsed = parse_section(&text, src.up);
+        let parsed = parse_section(&text, src.up, &self.parser);
         for (_, tree, _) in &parsed.chunks {
             for raw in &tree.stmts {
                 if let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) {
@@ -556,7 +618,7 @@ impl Linter {
             ));
         };
         if sql.len() < STREAM_THRESHOLD {
-            let parsed = parse_section(text, sec);
+            let parsed = parse_section(text, sec, &self.parser);
             walk.errors = parsed.errors.len();
             for (at, msg) in &parsed.errors {
                 syntax(hits, *at, msg);

@@ -78,7 +78,7 @@ pub mod hooks;
 
 pub use ast::ColType;
 pub use config::{Config, ConfigError, Dialect};
-pub use engine::{fails, lint, Input, Linter};
+pub use engine::{fails, lint, whole_sections, Input, Linter, SectionParser};
 pub use finding::{Finding, SectionKind, Severity};
 pub use rules::Rule;
 pub use schema::Schema;

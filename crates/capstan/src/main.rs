@@ -120,7 +120,12 @@ fn main() -> anyhow::Result<()> {
     }
     // The linter is synchronous (it starts its own runtime for --schema-from).
     if let Command::Lint(args) = &cli.command {
-        let code = capstan_lint::cli::run(args, &mut std::io::stdout(), &mut std::io::stderr());
+        // One write per buffer, not per line: a run over hundreds of files
+        // prints thousands of lines.
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+        let code = capstan_lint::cli::run(args, &mut out, &mut std::io::stderr());
+        let _ = std::io::Write::flush(&mut out);
+        drop(out);
         std::process::exit(code);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()

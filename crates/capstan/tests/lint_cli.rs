@@ -18,6 +18,7 @@ fn capstan(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .current_dir(dir)
         .env_remove("CAPSTAN_LINT_RULES_URL")
+        .env("CAPSTAN_LINT_CACHE", "off")
         .output()
         .expect("run capstan")
 }
@@ -189,4 +190,57 @@ fn sarif_links_rules_to_their_documents_never_to_a_placeholder() {
         let name = r["helpUri"].as_str().unwrap().rsplit('/').next().unwrap();
         assert!(docs.join(name).is_file(), "docs/rules/{name} is missing");
     }
+}
+
+#[test]
+fn the_parse_cache_gives_the_same_findings_and_a_bad_cache_is_only_a_miss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::create_dir(root.join("migrations")).unwrap();
+    std::fs::write(root.join("migrations/0001_users.sql"), USERS).unwrap();
+    std::fs::write(root.join("migrations/0002_index.sql"), INDEX).unwrap();
+    std::fs::write(root.join("migrations/0003_not_null.sql"), NOT_NULL).unwrap();
+    let cache = root.join("cache");
+    let lint = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_capstan"))
+            .args(["lint", "--format", "json"])
+            .args(extra)
+            .current_dir(root)
+            .env("CAPSTAN_LINT_CACHE", &cache)
+            .output()
+            .unwrap()
+    };
+    let no_cache = lint(&["--no-cache"]);
+    assert!(!cache.exists(), "--no-cache writes nothing");
+    let cold = lint(&[]);
+    let file = cache.join("lint-parse.bin");
+    assert!(file.is_file(), "the first run fills the cache");
+    let warm = lint(&[]);
+    assert_eq!(stdout(&cold), stdout(&no_cache));
+    assert_eq!(stdout(&warm), stdout(&cold));
+    assert_code(&warm, 1);
+
+    // A corrupt cache: the same findings, and the cache is rewritten.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let n = bytes.len();
+    for b in &mut bytes[n / 2..] {
+        *b = 0xff;
+    }
+    std::fs::write(&file, &bytes).unwrap();
+    assert_eq!(stdout(&lint(&[])), stdout(&cold));
+    std::fs::write(&file, b"not a cache").unwrap();
+    assert_eq!(stdout(&lint(&[])), stdout(&cold));
+    // An edited file is parsed again, not read from the cache.
+    std::fs::write(
+        root.join("migrations/0002_index.sql"),
+        INDEX
+            .replace("CREATE INDEX", "CREATE INDEX CONCURRENTLY")
+            .replace("-- capstan:up", "-- capstan:no-transaction\n-- capstan:up"),
+    )
+    .unwrap();
+    let edited = stdout(&lint(&[]));
+    assert!(
+        !edited.contains("require-concurrent-index-creation"),
+        "{edited}"
+    );
 }
