@@ -512,6 +512,8 @@ impl ConnSpec {
             .collect();
 
         let sslmode = match get("sslmode") {
+            // As libpq: the system's CAs are only meaningful with the name checked.
+            None if get("sslrootcert").as_deref() == Some("system") => SslMode::VerifyFull,
             None => SslMode::Prefer,
             Some(v) => SslMode::parse(&v).ok_or_else(|| {
                 err(format!(

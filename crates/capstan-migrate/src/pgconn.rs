@@ -433,11 +433,16 @@ fn load_roots(spec: &ConnSpec) -> Result<RootCertStore, String> {
             "sslmode={mode} needs the CA certificate that signed the server's: give sslrootcert=PATH"
         ));
     };
-    if path.as_os_str() == "system" {
-        return Err(
-            "sslrootcert=system is not supported; give the CA bundle's file (like /etc/ssl/certs/ca-certificates.crt)".into(),
-        );
-    }
+    let path = if path.as_os_str() == "system" {
+        system_roots().ok_or_else(|| {
+            format!(
+                "sslrootcert=system: no CA bundle found (SSL_CERT_FILE, {}); give the bundle's file as sslrootcert",
+                SYSTEM_BUNDLES.join(", ")
+            )
+        })?
+    } else {
+        path
+    };
     if !path.is_file() {
         return Err(format!(
             "root certificate file {} does not exist; sslmode={mode} needs the CA that signed the server's certificate: give sslrootcert=PATH, or use sslmode=require to encrypt without verifying",
@@ -460,6 +465,24 @@ fn load_roots(spec: &ConnSpec) -> Result<RootCertStore, String> {
         ));
     }
     Ok(roots)
+}
+
+/// Where operating systems keep the trusted CA bundle (Debian/Ubuntu/Alpine,
+/// Fedora/RHEL, openSUSE, macOS/BSD).
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// `sslrootcert=system`: `SSL_CERT_FILE`, else the first bundle that exists.
+fn system_roots() -> Option<PathBuf> {
+    std::env::var_os("SSL_CERT_FILE")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(SYSTEM_BUNDLES.iter().map(PathBuf::from))
+        .find(|p| p.is_file())
 }
 
 type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);

@@ -65,6 +65,16 @@ impl DatabaseUrl {
                     }
                 }
             }
+            // As libpq: the system's CAs vouch for any public name, so
+            // only a host-name check makes them mean something.
+            if spec.sslrootcert.as_deref() == Some(std::path::Path::new("system"))
+                && spec.sslmode != crate::connstr::SslMode::VerifyFull
+            {
+                return Err(err(&format!(
+                    "sslmode={} may not be used with sslrootcert=system; use sslmode=verify-full",
+                    spec.sslmode.as_str()
+                )));
+            }
             if matches!(
                 spec.sslmode,
                 crate::connstr::SslMode::VerifyCa | crate::connstr::SslMode::VerifyFull
@@ -320,6 +330,14 @@ mod tests {
         let e = DatabaseUrl::parse("mysql://app:hunter2@h/db").unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
         assert!(e.to_string().contains("unknown scheme"));
+    }
+
+    #[test]
+    fn system_roots_need_verify_full() {
+        let e =
+            DatabaseUrl::parse("postgres://u@h/d?sslmode=require&sslrootcert=system").unwrap_err();
+        assert!(e.to_string().contains("use sslmode=verify-full"), "{e}");
+        assert!(DatabaseUrl::parse("postgres://u@h/d?sslrootcert=system").is_ok());
     }
 
     #[test]

@@ -141,6 +141,9 @@ async fn every_sslmode_against_a_hostssl_only_server() {
         "not signed by a CA in",
     )
     .await;
+    // The system's CAs (sslrootcert=system, verify-full by default) do not
+    // know the test CA (or there is no system bundle): refused either way.
+    refused(&url("localhost", "sslrootcert=system"), &env, "system").await;
     // No root certificate anywhere: verify-* says where it looked.
     refused(
         &url("localhost", "sslmode=verify-full"),
