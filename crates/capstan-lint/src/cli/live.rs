@@ -5,8 +5,8 @@ use crate::schema::{Column, Constraint, ConstraintKind, Index, Schema, Table};
 
 const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'";
 
-/// Reads tables, columns, constraints, indexes, enums and views. Errors never contain
-/// the URL (it may hold a password).
+/// Reads tables, columns, constraints, indexes, enums and views. Says on
+/// stderr which database (password hidden); errors never hold the password.
 pub(crate) fn read_schema(url: &str) -> Result<Schema, String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -18,6 +18,10 @@ pub(crate) fn read_schema(url: &str) -> Result<Schema, String> {
 async fn read(url: &str) -> Result<Schema, String> {
     // TLS, the PG* variables, the password file and connect_timeout, as every
     // capstan connection; the message names the server, never the password.
+    eprintln!(
+        "using database {} (from --schema-from)",
+        capstan_migrate::url::redact(url)
+    );
     let client = capstan_migrate::pgconn::connect_str(url)
         .await
         .map_err(|e| format!("--schema-from: {e}"))?
