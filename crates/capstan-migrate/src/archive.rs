@@ -590,12 +590,44 @@ pub(crate) async fn prepare(
         let Some((info, copy)) = info.as_ref().and_then(|i| Some((i, copy_of(d, i)?))) else {
             continue;
         };
+        let columns = serde_json::to_string(&copy.columns).expect("columns serialize");
+        // A no-transaction migration that stopped between this copy and the
+        // statement it protects (a crash, then `repair`) made an entry that
+        // no completed run followed: the run again is the same run, so it
+        // keeps one entry, not two.
+        let mut supersede = Vec::new();
+        if !cx.transactional {
+            if let Some((old_id, old_table)) =
+                unfinished_copy(driver, dialect, cx, d, info, line, &columns).await?
+            {
+                if matches!(d.kind, Kind::Truncate | Kind::Delete | Kind::Update) {
+                    // The rows may already be gone: the first copy is the one
+                    // that holds them.
+                    notes.push(format!(
+                        "archive entry {old_id} (made by an earlier, unfinished run of this migration) kept as the copy of {} of {} at line {line}",
+                        d.kind,
+                        d.object()
+                    ));
+                    continue;
+                }
+                // The object still exists (the catalog named it), so the
+                // statement did not run: a fresh copy replaces the old one.
+                supersede.push(format!(
+                    "DROP TABLE IF EXISTS {}",
+                    archive_ref(dialect, &old_table)
+                ));
+                supersede.push(format!(
+                    "DELETE FROM {} WHERE id = {old_id}",
+                    entries_table(dialect)
+                ));
+            }
+        }
         let id = next_id(driver, dialect, last_id).await?;
         last_id = Some(id);
         let (stored, archive) = archive_table(dialect, id, d);
         let source = table_ref(dialect, &info.schema, &info.name);
         let select: Vec<String> = copy.select.iter().map(|c| ident(c)).collect();
-        let mut sql = Vec::new();
+        let mut sql = supersede;
         // No write may slip in between the copy and the statement that
         // destroys what was copied (reads go on). SQLite's migration
         // transaction already holds the database's write lock.
@@ -608,7 +640,6 @@ pub(crate) async fn prepare(
         );
         let text = cx.section.sql[stmt.range.clone()].trim();
         let text: String = text.chars().take(2000).collect();
-        let columns = serde_json::to_string(&copy.columns).expect("columns serialize");
         let key = serde_json::to_string(&info.primary_key).expect("key serializes");
         let entry = |rows: &str, sized: &str| {
             format!(
@@ -682,6 +713,54 @@ pub(crate) async fn prepare(
         });
     }
     Ok((out, notes))
+}
+
+/// The entry (id, stored archive table) an unfinished earlier run of this
+/// no-transaction migration made for the same statement and object: not
+/// restored, and made after the migration last completed in this direction.
+async fn unfinished_copy(
+    driver: &mut dyn Driver,
+    dialect: Dialect,
+    cx: &PrepareContext<'_>,
+    d: &Destruction,
+    info: &TableInfo,
+    line: usize,
+    columns: &str,
+) -> Result<Option<(i64, String)>, DbError> {
+    // SQLite's entries have whole seconds, its log milliseconds.
+    let (log, last, floor) = match dialect {
+        Dialect::Postgres => ("capstan.log", "max(at)", "'-infinity'::timestamptz"),
+        Dialect::Sqlite => (
+            "capstan_log",
+            "strftime('%Y-%m-%dT%H:%M:%SZ', max(at))",
+            "''",
+        ),
+    };
+    let direction = match cx.direction {
+        Direction::Up => "up",
+        Direction::Down => "down",
+    };
+    let rows = driver
+        .query(&format!(
+            "SELECT id, archive_table FROM {entries} WHERE version = {version} AND direction = {dir} AND line = {line} \
+             AND kind = {kind} AND table_schema = {schema} AND table_name = {table} AND columns = {columns} \
+             AND restored_at IS NULL \
+             AND archived_at > coalesce((SELECT {last} FROM {log} WHERE version = {version} AND action = {dir}), {floor}) \
+             ORDER BY id DESC LIMIT 1",
+            entries = entries_table(dialect),
+            version = cx.version,
+            dir = lit(direction),
+            kind = lit(d.kind.as_str()),
+            schema = lit(&info.schema),
+            table = lit(&info.name),
+            columns = lit(columns),
+        ))
+        .await?;
+    Ok(rows.first().and_then(|r| {
+        let id = r.first()?.as_deref()?.parse().ok()?;
+        let table = r.get(1)?.clone()?;
+        Some((id, table))
+    }))
 }
 
 /// PL/pgSQL (with `capstan_grantee oid` declared) that revokes every privilege on the Postgres table `table`

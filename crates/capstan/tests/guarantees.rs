@@ -1049,6 +1049,73 @@ fn a_concurrent_index_retried_after_a_lock_timeout_drops_the_invalid_one_first_p
     );
 }
 
+/// A no-transaction migration that stopped between its archive copy and the
+/// statement the copy protects, then was repaired and run again, keeps one
+/// archive entry, with the rows.
+fn archive_copy_is_not_duplicated_by_a_rerun(b: Backend) {
+    let p = Project::new(b);
+    p.add(
+        "0001_users.sql",
+        "-- capstan:up\nCREATE TABLE users (id integer PRIMARY KEY, name text);\nINSERT INTO users VALUES (1, 'ana'), (2, 'bo');\n",
+    );
+    assert_code(&p.capstan(&["migrate", "up"]), 0);
+    // Something the migration's author did not expect makes the DROP fail
+    // after the copy was made.
+    let (blocker, unblock) = match b {
+        Backend::Postgres => (
+            "CREATE VIEW user_names AS SELECT name FROM users",
+            "DROP VIEW user_names",
+        ),
+        Backend::Sqlite => (
+            "CREATE INDEX users_name ON users (name)",
+            "DROP INDEX users_name",
+        ),
+    };
+    p.query(blocker);
+    p.add(
+        "0002_drop_name.sql",
+        "-- capstan:phase contract\n-- capstan:no-transaction\n-- capstan:up\nALTER TABLE users DROP COLUMN name;\n",
+    );
+    let out = p.capstan(&["migrate", "up"]);
+    assert_code(&out, 1);
+    let entries = match b {
+        Backend::Postgres => "capstan.archive",
+        Backend::Sqlite => "capstan_archives",
+    };
+    assert_eq!(
+        p.count(&format!("SELECT count(*) FROM {entries}")),
+        1,
+        "{b:?}: the copy was made before the failing statement"
+    );
+    p.query(unblock);
+    assert_code(
+        &p.capstan(&["migrate", "repair", "--mark-rolled-back", "2"]),
+        0,
+    );
+    let out = p.capstan(&["migrate", "up"]);
+    assert_code(&out, 0);
+    assert!(!p.has_column("users", "name"), "{b:?}");
+    assert_eq!(
+        p.count(&format!("SELECT count(*) FROM {entries}")),
+        1,
+        "{b:?}: one run of the migration, one archive entry"
+    );
+    let list = p.capstan(&["archive", "list", "--json"]);
+    assert_code(&list, 0);
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).expect("archive list");
+    assert_eq!(v["entries"][0]["row_count"], 2, "{b:?}: {v}");
+}
+
+#[test]
+fn a_rerun_after_a_stop_between_copy_and_drop_keeps_one_archive_entry_postgres() {
+    archive_copy_is_not_duplicated_by_a_rerun(Backend::Postgres);
+}
+
+#[test]
+fn a_rerun_after_a_stop_between_copy_and_drop_keeps_one_archive_entry_sqlite() {
+    archive_copy_is_not_duplicated_by_a_rerun(Backend::Sqlite);
+}
+
 // ---------------------------------------------------------------------------
 // 4. Drift refuses the whole run before anything runs.
 
