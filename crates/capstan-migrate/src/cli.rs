@@ -146,10 +146,6 @@ pub struct ConnArgs {
     /// Print machine-readable JSON on stdout (see docs/json.md).
     #[arg(long, global = true)]
     pub json: bool,
-    /// How long to wait for another runner to release the migration lock,
-    /// like 10m (default); 0 to give up at once (overrides capstan.toml).
-    #[arg(long, global = true, value_name = "DURATION")]
-    pub runner_lock_timeout: Option<String>,
 }
 
 /// The timeouts of the commands that run migrations (`migrate …`); `gate`,
@@ -166,6 +162,10 @@ pub struct TimeoutArgs {
     /// Statement timeout, like 5m; 0 for none (overrides capstan.toml).
     #[arg(long, global = true, value_name = "DURATION")]
     pub statement_timeout: Option<String>,
+    /// How long to wait for another runner to release the migration lock,
+    /// like 10m (default); 0 to give up at once (overrides capstan.toml).
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub runner_lock_timeout: Option<String>,
 }
 
 /// `migrate`: options and subcommand.
@@ -863,7 +863,7 @@ impl Context<'_> {
         if let Some(n) = self.timeouts.lock_retries {
             s.lock_retries = n;
         }
-        if let Some(v) = &self.args.runner_lock_timeout {
+        if let Some(v) = &self.timeouts.runner_lock_timeout {
             s.runner_lock_timeout = parse_duration(v).map_err(|e| bad("runner-lock-timeout", e))?;
         }
         Ok(s)
