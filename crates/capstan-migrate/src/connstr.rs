@@ -137,6 +137,18 @@ pub struct ConnSpec {
     pub passfile: Option<PathBuf>,
     /// `target_session_attrs=read-write`: skip servers in read-only mode.
     pub read_write: bool,
+    /// `channel_binding`: `disable`, `prefer` (the default) or `require`.
+    pub channel_binding: Option<String>,
+    /// `load_balance_hosts=random`: try the hosts in a random order.
+    pub random_order: bool,
+    /// `sslnegotiation=direct`: TLS at once, without asking first (Postgres 17+).
+    pub direct_tls: bool,
+    /// `tcp_user_timeout`: how long sent data may stay unacknowledged.
+    pub tcp_user_timeout: Option<Duration>,
+    /// `ssl_min_protocol_version=TLSv1.3`.
+    pub tls13_only: bool,
+    /// `ssl_max_protocol_version` below TLSv1.3 (TLS 1.2, the oldest rustls speaks).
+    pub tls12_only: bool,
     /// The home directory (for `~/.pgpass` and `~/.postgresql/`), if known.
     pub home: Option<PathBuf>,
 }
@@ -195,6 +207,33 @@ const KEYS: &[&str] = &[
     "keepalives_idle",
     "keepalives_interval",
     "keepalives_count",
+    "channel_binding",
+    "load_balance_hosts",
+    "sslnegotiation",
+    "tcp_user_timeout",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "service",
+    "require_auth",
+    "sslcrl",
+    "sslcrldir",
+    "sslpassword",
+    "krbsrvname",
+    "gsslib",
+    "requirepeer",
+];
+
+/// Keys libpq knows that capstan refuses rather than ignore (ignoring them
+/// would weaken what the user asked for), with what to do instead.
+const REFUSED: &[(&str, &str)] = &[
+    ("service", "pg_service.conf is not read; write the parameters in the string"),
+    ("require_auth", "is not supported; the server's pg_hba.conf decides the method"),
+    ("sslcrl", "certificate revocation lists are not checked; remove it, or connect through psql"),
+    ("sslcrldir", "certificate revocation lists are not checked; remove it, or connect through psql"),
+    ("sslpassword", "encrypted private keys are not supported; decrypt the key (openssl pkey -in KEY -out KEY.plain) and keep it at 0600"),
+    ("krbsrvname", "Kerberos (GSSAPI) authentication is not supported"),
+    ("gsslib", "GSSAPI authentication is not supported"),
+    ("requirepeer", "is not supported"),
 ];
 
 /// The environment variable libpq reads for a key.
@@ -536,6 +575,56 @@ impl ConnSpec {
                 )))
             }
         };
+        for (key, why) in REFUSED {
+            if raw.params.contains_key(*key) {
+                return Err(err(format!("{key}: {why}")));
+            }
+        }
+        let choice = |key: &str, allowed: &[&str]| -> Result<Option<String>, UrlError> {
+            match get(key) {
+                None => Ok(None),
+                Some(v) if allowed.contains(&v.as_str()) => Ok(Some(v)),
+                Some(v) => Err(err(format!(
+                    "{key} `{}` is not one of {}",
+                    shown_key(&v.replace(['-', '.'], "_")),
+                    allowed.join(", ")
+                ))),
+            }
+        };
+        let channel_binding = choice("channel_binding", &["disable", "prefer", "require"])?;
+        let random_order =
+            choice("load_balance_hosts", &["disable", "random"])?.as_deref() == Some("random");
+        let direct_tls =
+            choice("sslnegotiation", &["postgres", "direct"])?.as_deref() == Some("direct");
+        if direct_tls && matches!(sslmode, SslMode::Disable | SslMode::Allow | SslMode::Prefer) {
+            return Err(err(format!(
+                "sslnegotiation=direct needs sslmode=require, verify-ca or verify-full (not {})",
+                sslmode.as_str()
+            )));
+        }
+        // rustls speaks TLS 1.2 and 1.3 only; older versions are never used.
+        let versions = ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
+        let tls13_only =
+            choice("ssl_min_protocol_version", &versions)?.as_deref() == Some("TLSv1.3");
+        let max = choice("ssl_max_protocol_version", &versions)?;
+        if max.as_deref().is_some_and(|m| m != "TLSv1.3") && tls13_only {
+            return Err(err(
+                "ssl_max_protocol_version is below ssl_min_protocol_version".into(),
+            ));
+        }
+        let tls12_only = max.as_deref().is_some_and(|m| m != "TLSv1.3");
+        let tcp_user_timeout = match get("tcp_user_timeout") {
+            None => None,
+            Some(v) => {
+                let ms: u64 = v.trim().parse().map_err(|_| {
+                    err(format!(
+                        "tcp_user_timeout `{}` is not a whole number of milliseconds",
+                        shown_key(v.trim())
+                    ))
+                })?;
+                (ms > 0).then(|| Duration::from_millis(ms))
+            }
+        };
         if let Some(g) = get("gssencmode") {
             if g == "require" {
                 return Err(err(
@@ -570,6 +659,12 @@ impl ConnSpec {
             options: get("options").filter(|o| !o.is_empty()),
             passfile: path("passfile"),
             read_write,
+            channel_binding,
+            random_order,
+            direct_tls,
+            tcp_user_timeout,
+            tls13_only,
+            tls12_only,
             home,
         })
     }
@@ -904,6 +999,30 @@ mod tests {
             ("u", Some("pw"), "d")
         );
         assert_eq!(s.sslmode, SslMode::Disable);
+    }
+
+    #[test]
+    fn more_libpq_parameters() {
+        let s = parse(
+            "postgres://u@a,b/d?channel_binding=require&load_balance_hosts=random&sslmode=require&sslnegotiation=direct&tcp_user_timeout=5000&ssl_min_protocol_version=TLSv1.3",
+            &[],
+        );
+        assert_eq!(s.channel_binding.as_deref(), Some("require"));
+        assert!(s.random_order && s.direct_tls && s.tls13_only && !s.tls12_only);
+        assert_eq!(s.tcp_user_timeout, Some(Duration::from_millis(5000)));
+        for refused in [
+            "postgres://u@h/d?service=prod",
+            "postgres://u@h/d?sslcrl=/crl.pem",
+            "postgres://u@h/d?sslpassword=x",
+            "postgres://u@h/d?channel_binding=maybe",
+            "postgres://u@h/d?sslnegotiation=direct",
+            "postgres://u@h/d?ssl_min_protocol_version=TLSv1.3&ssl_max_protocol_version=TLSv1.2",
+        ] {
+            assert!(
+                ConnSpec::parse_with_env(refused, &env_of(&[])).is_err(),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

@@ -23,7 +23,9 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 use tokio::sync::mpsc;
-use tokio_postgres::config::{SslMode as PgSslMode, TargetSessionAttrs};
+use tokio_postgres::config::{
+    ChannelBinding, SslMode as PgSslMode, SslNegotiation, TargetSessionAttrs,
+};
 use tokio_postgres::error::{DbError, SqlState};
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{AsyncMessage, Client, Config};
@@ -63,7 +65,12 @@ pub struct ConnectError {
 /// `spec.connect_timeout` for each.
 pub async fn connect(spec: &ConnSpec) -> Result<Connected, ConnectError> {
     let mut failures: Vec<(String, ConnectError)> = Vec::new();
-    for ep in &spec.endpoints {
+    let mut order: Vec<&Endpoint> = spec.endpoints.iter().collect();
+    if spec.random_order {
+        use rand::seq::SliceRandom;
+        order.shuffle(&mut rand::rng());
+    }
+    for ep in order {
         match connect_one(spec, ep).await {
             Ok(c) => return Ok(c),
             Err(e) => failures.push((ep.to_string(), e)),
@@ -172,6 +179,17 @@ async fn connect_one(spec: &ConnSpec, ep: &Endpoint) -> Result<Connected, Connec
     }
     if spec.read_write {
         config.target_session_attrs(TargetSessionAttrs::ReadWrite);
+    }
+    match spec.channel_binding.as_deref() {
+        Some("disable") => config.channel_binding(ChannelBinding::Disable),
+        Some("require") => config.channel_binding(ChannelBinding::Require),
+        _ => config.channel_binding(ChannelBinding::Prefer),
+    };
+    if spec.direct_tls {
+        config.ssl_negotiation(SslNegotiation::Direct);
+    }
+    if let Some(t) = spec.tcp_user_timeout {
+        config.tcp_user_timeout(t);
     }
     let plan = attempts(spec, ep);
     let mut last = None;
@@ -393,8 +411,15 @@ fn provider() -> Arc<CryptoProvider> {
 /// tokio-postgres wants one).
 fn tls_config(spec: &ConnSpec, attempt: Attempt) -> Result<ClientConfig, String> {
     let provider = provider();
+    let versions: &[&rustls::SupportedProtocolVersion] = if spec.tls13_only {
+        &[&rustls::version::TLS13]
+    } else if spec.tls12_only {
+        &[&rustls::version::TLS12]
+    } else {
+        rustls::DEFAULT_VERSIONS
+    };
     let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .map_err(|e| format!("TLS setup: {e}"))?;
     let verifier: Arc<dyn ServerCertVerifier> = match attempt {
         Attempt::Plain | Attempt::Prefer | Attempt::Require => {

@@ -267,6 +267,12 @@ async fn libpq_conventions() {
     // A password with every URL-special character, raw in the URL.
     let raw = format!("postgres://pwuser:{PW_PASSWORD}@localhost:{port}/postgres?sslmode=require");
     ok(&raw, &env).await;
+    // SCRAM bound to the TLS channel, TLS 1.3 only, hosts in random order.
+    ok(
+        &format!("{raw}&channel_binding=require&ssl_min_protocol_version=TLSv1.3&load_balance_hosts=random&host=localhost,localhost"),
+        &env,
+    )
+    .await;
     // The same in a key=value string, quoted.
     ok(
         &format!(
