@@ -46,19 +46,21 @@ pub(crate) fn cache_file(disabled: bool) -> Option<PathBuf> {
     Some(dir.join("lint-parse.bin"))
 }
 
-/// Trees parsed ahead, by the hash of their text.
+/// Trees parsed ahead, encoded (a few KiB each, where a decoded tree takes
+/// a hundred times that), by the hash of their text; decoded when the walk
+/// reaches them.
 pub(crate) struct Parsed {
-    trees: Mutex<HashMap<Key, ParseResult>>,
+    trees: Mutex<HashMap<Key, Vec<u8>>>,
 }
 
 impl SectionParser for Parsed {
     fn parse(&self, sql: &str) -> Result<ParseResult, pg_query::Error> {
-        let tree = self
+        let bytes = self
             .trees
             .lock()
             .map(|mut t| t.remove(&key(sql)))
             .unwrap_or(None);
-        match tree {
+        match bytes.and_then(|b| ParseResult::decode(b.as_slice()).ok()) {
             Some(t) => Ok(t),
             None => parse_protobuf(sql),
         }
@@ -129,8 +131,8 @@ pub(crate) fn prepare(sections: Vec<String>, cache: Option<&Path>) -> Parsed {
         .map_or(1, |n| n.get())
         .clamp(1, 8)
         .min(work.len().max(1));
-    // Each worker: (key, tree, newly encoded bytes for the cache).
-    type Done = Vec<(Key, ParseResult, Option<Vec<u8>>)>;
+    // Each worker: the sections it parsed (the cache lacked them), encoded.
+    type Done = Vec<(Key, Vec<u8>)>;
     let done: Vec<Done> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
@@ -138,14 +140,11 @@ pub(crate) fn prepare(sections: Vec<String>, cache: Option<&Path>) -> Parsed {
                 scope.spawn(move || {
                     let mut out: Done = Vec::new();
                     for (k, sql) in work.iter().skip(w).step_by(workers) {
-                        if let Some(tree) = cached
-                            .get(k)
-                            .and_then(|b| ParseResult::decode(b.as_slice()).ok())
-                        {
-                            out.push((*k, tree, None));
-                        } else if let Ok(tree) = parse_protobuf(sql) {
-                            let bytes = cache.is_some().then(|| tree.encode_to_vec());
-                            out.push((*k, tree, bytes));
+                        if cached.contains_key(k) {
+                            continue;
+                        }
+                        if let Ok(tree) = parse_protobuf(sql) {
+                            out.push((*k, tree.encode_to_vec()));
                         }
                     }
                     out
@@ -157,13 +156,20 @@ pub(crate) fn prepare(sections: Vec<String>, cache: Option<&Path>) -> Parsed {
             .map(|h| h.join().unwrap_or_default())
             .collect()
     });
-    let mut trees = HashMap::with_capacity(work.len());
+    let mut trees: HashMap<Key, Vec<u8>> = HashMap::with_capacity(work.len());
     let mut fresh: Vec<(Key, Vec<u8>)> = Vec::new();
-    for (k, tree, bytes) in done.into_iter().flatten() {
-        if let Some(b) = bytes {
-            fresh.push((k, b));
+    for (k, bytes) in done.into_iter().flatten() {
+        if cache.is_some() {
+            fresh.push((k, bytes.clone()));
         }
-        trees.insert(k, tree);
+        trees.insert(k, bytes);
+    }
+    for (k, _) in &work {
+        if !trees.contains_key(k) {
+            if let Some(b) = cached.get(k) {
+                trees.insert(*k, b.clone());
+            }
+        }
     }
     if let (Some(path), false) = (cache, fresh.is_empty()) {
         let mut entries = cached;
