@@ -1,0 +1,9 @@
+//! Canary analysis for progressive rollouts.
+//!
+//! [`judge`] compares a canary with its baseline over the same interval (Kayenta's
+//! model: the baseline is the old release serving at the same time), metric by
+//! metric, and combines the outcomes into a [`judge::Verdict`] with its evidence. It
+//! is pure: no IO, no async, time injected; too little data is inconclusive, never
+//! a pass.
+
+pub mod judge;
