@@ -7,3 +7,10 @@
 //! a pass.
 
 pub mod judge;
+
+pub mod config;
+pub mod prometheus;
+pub mod server;
+
+pub use config::JudgeConfig;
+pub use server::{judge_router, JudgeState};

@@ -105,6 +105,7 @@ fn a_a_comparisons_fail_at_most_five_percent() {
             _ => {}
         }
     }
+    eprintln!("A/A: {failed} of {trials} failed, {passed} passed");
     assert!(
         failed * 100 <= 5 * trials,
         "{failed} of {trials} A/A comparisons failed"
