@@ -14,3 +14,6 @@ pub mod server;
 
 pub use config::JudgeConfig;
 pub use server::{judge_router, JudgeState};
+
+#[cfg(feature = "cli")]
+pub mod cli;
