@@ -30,6 +30,8 @@ enum Command {
     Rehearse(capstan_rehearse::cli::RehearseArgs),
     /// What migrations copied before destroying it: list, show, restore, purge.
     Archive(capstan_migrate::cli::ArchiveArgs),
+    /// The canary judge for Argo Rollouts and Flagger: `judge serve`.
+    Judge(capstan_rollout::cli::JudgeArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -72,6 +74,7 @@ fn main() -> anyhow::Result<()> {
             Command::Fleet(args) => capstan_migrate::cli::run_fleet(args).await,
             Command::Probe(args) => capstan_probe::run_probe(args).await,
             Command::Rehearse(args) => capstan_rehearse::cli::run(args).await,
+            Command::Judge(args) => capstan_rollout::cli::run(args).await,
             Command::Lint(_) => unreachable!("handled before the runtime starts"),
         }
     });
