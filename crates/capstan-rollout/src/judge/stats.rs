@@ -329,6 +329,16 @@ pub fn hodges_lehmann(
     confidence: f64,
 ) -> HodgesLehmann {
     let binned = canary.values().len() > HL_EXACT_LIMIT || baseline.values().len() > HL_EXACT_LIMIT;
+    hodges_lehmann_by(canary, baseline, mw, confidence, binned)
+}
+
+fn hodges_lehmann_by(
+    canary: &Samples,
+    baseline: &Samples,
+    mw: &MannWhitney,
+    confidence: f64,
+    binned: bool,
+) -> HodgesLehmann {
     let (can, base, method) = if binned {
         (
             Points::binned(canary, HL_BINS),
@@ -417,6 +427,47 @@ mod tests {
         let c = Samples::from_values(vec![1.0, 2.0]).unwrap();
         let b = Samples::from_values(vec![2.0, 3.0]).unwrap();
         assert_eq!(mann_whitney(&c, &b).u, 0.5);
+    }
+
+    #[test]
+    fn binned_hodges_lehmann_stays_close_to_the_exact_one() {
+        // 60,000 lognormal samples a side (median 50, sigma 0.5), canary 3 % slower.
+        let mut seed = 11u64;
+        let mut uniform = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        let mut lognormal = |median: f64| {
+            let (u1, u2) = (uniform(), uniform());
+            let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+            median * (0.5 * z).exp()
+        };
+        let c: Vec<f64> = (0..60_000).map(|_| lognormal(51.5)).collect();
+        let b: Vec<f64> = (0..60_000).map(|_| lognormal(50.0)).collect();
+        let (c, b) = (
+            Samples::from_values(c).unwrap(),
+            Samples::from_values(b).unwrap(),
+        );
+        let mw = mann_whitney(&c, &b);
+        let exact = hodges_lehmann_by(&c, &b, &mw, 0.95, false);
+        let binned = hodges_lehmann(&c, &b, &mw, 0.95);
+        assert_eq!(
+            (exact.method, binned.method),
+            (HlMethod::Exact, HlMethod::Binned)
+        );
+        // Within 0.01 % of the median (0.005 ms here) for the shift and the interval;
+        // measured: 0.0002 ms at most.
+        for (e, a) in [
+            (exact.shift, binned.shift),
+            (exact.ci_low, binned.ci_low),
+            (exact.ci_high, binned.ci_high),
+        ] {
+            assert!((e - a).abs() < 50.0 * 0.0001, "exact {e} binned {a}");
+        }
+        // The 3 % slower canary is seen as slower.
+        assert!(exact.ci_low > 0.0, "{exact:?}");
     }
 
     #[test]
