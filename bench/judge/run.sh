@@ -9,6 +9,9 @@
 #   BENCH_ROUNDS=5        timed rounds of each (at least 3)
 #   BENCH_SAMPLES=1000000 samples a side
 #   BENCH_PEER=1          0 skips the SciPy peer (no Python venv)
+#   BENCH_NICE=N          run both contenders at niceness N (unset: as started),
+#                         so a busy shared machine sways the figures less; -10
+#                         and the like need root
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 root=$PWD
@@ -31,14 +34,19 @@ if [[ $peer == 1 ]]; then
     fi
 fi
 
+nice_cmd=()
+if [[ -n ${BENCH_NICE:-} ]]; then
+    nice_cmd=(nice -n "$BENCH_NICE")
+fi
+
 : >"$out/capstan.jsonl"
 : >"$out/peer.jsonl"
 # Alternate peer and capstan, one round each, so load on a shared machine hits both.
 for ((i = 0; i < rounds; i++)); do
     if [[ $peer == 1 ]]; then
-        "$out/venv/bin/python" bench/judge/peer.py "$samples" 1 >>"$out/peer.jsonl"
+        "${nice_cmd[@]}" "$out/venv/bin/python" bench/judge/peer.py "$samples" 1 >>"$out/peer.jsonl"
     fi
-    "$bin" "$samples" 1 >>"$out/capstan.jsonl"
+    "${nice_cmd[@]}" "$bin" "$samples" 1 >>"$out/capstan.jsonl"
 done
 
 python3 - "$out" "$peer" <<'PY'

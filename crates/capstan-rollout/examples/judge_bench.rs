@@ -2,8 +2,8 @@
 //! with N lognormal samples a side (default 1,000,000; canary 2 % slower), from the
 //! raw values to the report. Prints one JSON line per round:
 //! `{"samples":N,"sort_ms":..,"verdict_ms":..,"hl_method":".."}`, where `sort_ms`
-//! is the limit (sorting both sides with the same radix sort, which any rank test
-//! must do) and `verdict_ms`
+//! is the limit (sorting both sides with the same radix sort on two threads, as
+//! the judge's `Samples::pair_from_values` does; any rank test must sort) and `verdict_ms`
 //! the whole judgement including that sort.
 //!
 //! `cargo run --release -p capstan-rollout --example judge_bench -- [N] [ROUNDS]`
@@ -69,12 +69,15 @@ fn main() {
         let (c, b) = (canary.clone(), baseline.clone());
         let start = Instant::now();
         let (mut c2, mut b2) = (c.clone(), b.clone());
-        radsort::sort(&mut c2);
-        radsort::sort(&mut b2);
+        std::thread::scope(|s| {
+            s.spawn(|| radsort::sort(&mut b2));
+            radsort::sort(&mut c2);
+        });
         let sort_ms = start.elapsed().as_secs_f64() * 1e3;
         std::hint::black_box((c2, b2));
 
         let start = Instant::now();
+        let (canary_samples, baseline_samples) = Samples::pair_from_values(c, b).expect("finite");
         let observed = [
             Observed::Counts {
                 canary: Counts {
@@ -87,8 +90,8 @@ fn main() {
                 },
             },
             Observed::Samples {
-                canary: Samples::from_values(c).expect("finite"),
-                baseline: Samples::from_values(b).expect("finite"),
+                canary: canary_samples,
+                baseline: baseline_samples,
             },
         ];
         let report = judge(

@@ -33,27 +33,46 @@ impl Samples {
                 detail: format!("value {bad} is not a finite number"),
             });
         }
-        // Radix sort: about 3× faster than a comparison sort on a million values.
+        // Radix sort: faster than a comparison sort on a million values.
         radsort::sort(&mut values);
         let total = values.len() as u64;
-        let mut distinct = Vec::with_capacity(values.len());
+        // Group equal values in place: `values` keeps the distinct ones.
         let mut counts: Vec<u64> = Vec::with_capacity(values.len());
-        for v in values {
+        let mut kept = 0;
+        for i in 0..values.len() {
             // -0.0 and 0.0 are one value.
-            let v = if v == 0.0 { 0.0 } else { v };
-            match distinct.last() {
-                Some(&last) if last == v => *counts.last_mut().expect("parallel") += 1,
-                _ => {
-                    distinct.push(v);
-                    counts.push(1);
-                }
+            let v = if values[i] == 0.0 { 0.0 } else { values[i] };
+            if kept > 0 && values[kept - 1] == v {
+                counts[kept - 1] += 1;
+            } else {
+                values[kept] = v;
+                counts.push(1);
+                kept += 1;
             }
         }
+        values.truncate(kept);
+        let distinct = values;
         Ok(Samples {
             values: distinct,
             counts,
             total,
             histogram: false,
+        })
+    }
+
+    /// Both sides of a comparison from raw observations, sorted on two threads
+    /// (the sort is most of the work on large samples).
+    pub fn pair_from_values(
+        canary: Vec<f64>,
+        baseline: Vec<f64>,
+    ) -> Result<(Samples, Samples), JudgeError> {
+        std::thread::scope(|scope| {
+            let other = scope.spawn(move || Samples::from_values(baseline));
+            let canary = Samples::from_values(canary);
+            let baseline = other
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            Ok((canary?, baseline?))
         })
     }
 
