@@ -141,3 +141,100 @@ fn a_failure_that_missing_data_could_not_rescue_is_a_fail() {
     );
     assert_eq!(v, Verdict::Fail);
 }
+
+mod tolerances_and_directions {
+    use capstan_rollout::judge::{
+        judge_metric, Counts, Direction, MetricSpec, Observed, Outcome, Rule, Samples, Thresholds,
+    };
+
+    fn spec(rule: Rule) -> MetricSpec {
+        MetricSpec {
+            name: "m".into(),
+            group: "g".into(),
+            critical: false,
+            rule,
+        }
+    }
+
+    #[test]
+    fn a_significant_increase_inside_the_tolerance_passes() {
+        // 1.00 % against 1.10 % over a million requests a side: significant
+        // (Fisher p ≈ 1e-12) but 10 % more, inside the 20 % tolerance.
+        let observed = Observed::Counts {
+            canary: Counts {
+                errors: 11_000,
+                total: 1_000_000,
+            },
+            baseline: Counts {
+                errors: 10_000,
+                total: 1_000_000,
+            },
+        };
+        let r = judge_metric(
+            &spec(Rule::error_ratio()),
+            &observed,
+            &Thresholds::default(),
+        );
+        assert_eq!(r.outcome, Outcome::Pass, "{}", r.reason);
+        // With no tolerance it is high.
+        let strict = Rule::ErrorRatio {
+            direction: Direction::Increase,
+            min_requests: 500,
+            relative_tolerance: 0.0,
+            absolute_tolerance: 0.0,
+        };
+        let r = judge_metric(&spec(strict), &observed, &Thresholds::default());
+        assert_eq!(r.outcome, Outcome::High, "{}", r.reason);
+    }
+
+    #[test]
+    fn zero_errors_on_the_baseline_is_not_a_division_by_zero() {
+        let observed = Observed::Counts {
+            canary: Counts {
+                errors: 30,
+                total: 5_000,
+            },
+            baseline: Counts {
+                errors: 0,
+                total: 5_000,
+            },
+        };
+        let r = judge_metric(
+            &spec(Rule::error_ratio()),
+            &observed,
+            &Thresholds::default(),
+        );
+        assert_eq!(r.outcome, Outcome::High, "{}", r.reason);
+    }
+
+    #[test]
+    fn direction_decides_which_change_is_bad() {
+        let base: Vec<f64> = (0..200).map(|i| 100.0 + (i % 20) as f64).collect();
+        let lower: Vec<f64> = base.iter().map(|v| v * 0.7).collect();
+        let observed = Observed::Samples {
+            canary: Samples::from_values(lower).unwrap(),
+            baseline: Samples::from_values(base).unwrap(),
+        };
+        let t = Thresholds::default();
+        let outcome = |d| judge_metric(&spec(Rule::custom(d)), &observed, &t).outcome;
+        assert_eq!(
+            outcome(Direction::Increase),
+            Outcome::Pass,
+            "lower is fine when increase is bad"
+        );
+        assert_eq!(outcome(Direction::Decrease), Outcome::Low);
+        assert_eq!(outcome(Direction::Either), Outcome::Low);
+    }
+
+    #[test]
+    fn a_faster_canary_passes_latency() {
+        let base: Vec<f64> = (0..500).map(|i| 50.0 + (i % 50) as f64).collect();
+        let faster: Vec<f64> = base.iter().map(|v| v * 0.5).collect();
+        let observed = Observed::Samples {
+            canary: Samples::from_values(faster).unwrap(),
+            baseline: Samples::from_values(base).unwrap(),
+        };
+        let r = judge_metric(&spec(Rule::latency()), &observed, &Thresholds::default());
+        assert_eq!(r.outcome, Outcome::Pass, "{}", r.reason);
+    }
+}
