@@ -593,6 +593,51 @@ relative_tolerance = 0.1
         );
     }
 
+    fn error_of(text: &str) -> String {
+        JudgeConfig::parse(text, Path::new("judge.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let base = "[prometheus]\nurl = \"http://127.0.0.1:9090\"\n";
+        let metric = "[[metric]]\nname = \"e\"\nkind = \"error_ratio\"\ncanary_errors = \"a\"\ncanary_total = \"b\"\nbaseline_errors = \"c\"\nbaseline_total = \"d\"\n";
+        assert!(error_of(&format!(
+            "[judge]\nlookback = \"ten minutes\"\n{base}{metric}"
+        ))
+        .starts_with("judge.toml: judge.lookback: \"ten minutes\" is not a duration"));
+        assert_eq!(
+            error_of(&format!("[judge]\nalpha = 0.7\n{base}{metric}")),
+            "judge.toml: judge.alpha: must be between 0 and 0.5 (exclusive)"
+        );
+        assert_eq!(
+            error_of(&format!("{base}{metric}min_requests = 0\n")),
+            "judge.toml: metric.e.min_requests: must be at least 1"
+        );
+        assert_eq!(
+            error_of(&format!(
+                "{base}{}",
+                metric.replace("canary_total = \"b\"\n", "")
+            )),
+            "judge.toml: metric[0] (e).canary_total: is required for kind \"error_ratio\""
+        );
+        assert_eq!(
+            error_of(&format!(
+                "{base}{metric}[[gate]]\nname = \"g\"\nquery = \"q\"\n"
+            )),
+            "judge.toml: gate[0] (g).min: a gate needs min, max or both"
+        );
+        assert_eq!(
+            error_of(base),
+            "judge.toml: metric: at least one [[metric]] is required"
+        );
+        assert_eq!(
+            error_of(&format!("{base}{metric}{}", metric)),
+            "judge.toml: metric[1] (e).name: is used by an earlier metric"
+        );
+    }
+
     #[test]
     fn an_unknown_field_names_its_line() {
         let text = "[prometheus]\nurl = \"http://x\"\nbogus = 1\n";
