@@ -1,0 +1,47 @@
+//! Wide events: one record per request, stored in SQLite with per-minute rollups.
+//!
+//! The proxy builds an [`Event`] per request and hands it to a [`Recorder`], which
+//! never blocks: events go through a bounded channel to a task that writes them to the
+//! [`Store`] in batches, and when the channel is full they are dropped and counted.
+//! Readers select events with an [`Expr`] (`status >= 500 and release = "2.0.0"`).
+
+mod event;
+mod expr;
+mod recorder;
+mod store;
+
+pub use event::{Event, MirrorComparison};
+pub use expr::{Expr, ExprError};
+pub use recorder::{Recorder, RecorderTask};
+pub use store::{MinuteCount, Store, BUCKET_BOUNDS_MS};
+
+/// What can go wrong opening, writing or reading an event store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// SQLite refused an operation on the store.
+    #[error("event store {path}: {source}")]
+    Sqlite {
+        /// The store's file.
+        path: String,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The store was written by a newer capstan.
+    #[error("event store {path}: schema version {found} is newer than this capstan understands ({supported})")]
+    SchemaTooNew {
+        /// The store's file.
+        path: String,
+        /// The version found in the file.
+        found: i64,
+        /// The newest version this build understands.
+        supported: i64,
+    },
+    /// An expression could not be parsed.
+    #[error(transparent)]
+    Expr(#[from] ExprError),
+    /// The recorder task ended abnormally.
+    #[error("event recorder: {0}")]
+    Recorder(String),
+}
