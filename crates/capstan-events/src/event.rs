@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::expr::{Column, Field};
+
 /// One request as the proxy (or an OTLP root span) saw it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -56,4 +58,80 @@ pub struct MirrorComparison {
     pub shadow_status: u16,
     /// The shadow's total duration in milliseconds.
     pub shadow_ms: f64,
+}
+
+/// A field's value in one event, as expressions see it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Value<'a> {
+    /// A number column.
+    Num(f64),
+    /// A text column or a `fields` value.
+    Str(&'a str),
+    /// An unset optional column or an absent `fields` key.
+    Missing,
+}
+
+impl Value<'_> {
+    /// The value as text (numbers without a fraction print as integers).
+    pub(crate) fn as_text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Value::Num(n) => crate::expr::fmt_num(*n).into(),
+            Value::Str(s) => (*s).into(),
+            Value::Missing => "".into(),
+        }
+    }
+
+    /// The value as a number, when it is one or a `fields` value that parses as one.
+    pub(crate) fn as_num(&self) -> Option<f64> {
+        match self {
+            Value::Num(n) => Some(*n),
+            Value::Str(s) => s.trim().parse().ok(),
+            Value::Missing => None,
+        }
+    }
+}
+
+impl Event {
+    /// The value of `field` in this event.
+    pub(crate) fn value(&self, field: &Field) -> Value<'_> {
+        fn opt(o: &Option<String>) -> Value<'_> {
+            match o {
+                Some(s) => Value::Str(s.as_str()),
+                None => Value::Missing,
+            }
+        }
+        let mirror = |f: &dyn Fn(&MirrorComparison) -> Value<'static>| match &self.mirror {
+            Some(m) => f(m),
+            None => Value::Missing,
+        };
+        let b = |x: bool| Value::Str(if x { "true" } else { "false" });
+        match field {
+            Field::Custom(k) => match self.fields.get(k) {
+                Some(v) => Value::Str(v),
+                None => Value::Missing,
+            },
+            Field::Column(c) => match c {
+                Column::TimeMs => Value::Num(self.time_ms as f64),
+                Column::Service => Value::Str(&self.service),
+                Column::Method => Value::Str(&self.method),
+                Column::Route => Value::Str(&self.route),
+                Column::Path => Value::Str(&self.path),
+                Column::Status => Value::Num(f64::from(self.status)),
+                Column::DurationMs => Value::Num(self.duration_ms),
+                Column::UpstreamMs => self.upstream_ms.map_or(Value::Missing, Value::Num),
+                Column::BytesIn => Value::Num(self.bytes_in as f64),
+                Column::BytesOut => Value::Num(self.bytes_out as f64),
+                Column::Release => Value::Str(&self.release),
+                Column::Instance => Value::Str(&self.instance),
+                Column::Cohort => Value::Str(&self.cohort),
+                Column::User => opt(&self.user),
+                Column::TraceId => opt(&self.trace_id),
+                Column::Error => opt(&self.error),
+                Column::MirrorStatusClassEqual => mirror(&|m| b(m.status_class_equal)),
+                Column::MirrorBodyHashEqual => mirror(&|m| b(m.body_hash_equal)),
+                Column::MirrorShadowStatus => mirror(&|m| Value::Num(f64::from(m.shadow_status))),
+                Column::MirrorShadowMs => mirror(&|m| Value::Num(m.shadow_ms)),
+            },
+        }
+    }
 }

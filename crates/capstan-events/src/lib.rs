@@ -11,7 +11,7 @@ mod recorder;
 mod store;
 
 pub use event::{Event, MirrorComparison};
-pub use expr::{Expr, ExprError};
+pub use expr::{Column, Expr, ExprError, Field};
 pub use recorder::{Recorder, RecorderTask};
 pub use store::{MinuteCount, Store, BUCKET_BOUNDS_MS};
 

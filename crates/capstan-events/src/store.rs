@@ -8,7 +8,18 @@ use crate::{Error, Event, Expr};
 
 /// Upper bounds (ms) of the rollup latency histogram buckets; the last is +inf.
 pub const BUCKET_BOUNDS_MS: [f64; 13] = [
-    5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 300.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+    5.0,
+    10.0,
+    25.0,
+    50.0,
+    100.0,
+    250.0,
+    300.0,
+    500.0,
+    1000.0,
+    2500.0,
+    5000.0,
+    10000.0,
     f64::INFINITY,
 ];
 
