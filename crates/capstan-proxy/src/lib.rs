@@ -1,0 +1,11 @@
+//! capstan proxy: a reverse proxy in front of a service's releases. It routes
+//! each request by cohort, then by a sticky weighted split, optionally mirrors
+//! it to a shadow release, and records one wide event per request.
+//!
+//! The proxy knows nothing of SLOs or rollouts: it takes a [`RoutingTable`]
+//! through a `tokio::sync::watch` channel and emits events.
+
+pub mod config;
+pub mod routing;
+
+pub use routing::{route, Decision, RequestFacts, RoutingTable};
