@@ -5,7 +5,18 @@
 //! The proxy knows nothing of SLOs or rollouts: it takes a [`RoutingTable`]
 //! through a `tokio::sync::watch` channel and emits events.
 
+pub mod admin;
+pub mod cli;
 pub mod config;
+pub mod metrics;
+pub mod pool;
+pub mod proxy;
 pub mod routing;
+pub mod server;
 
 pub use routing::{route, Decision, RequestFacts, RoutingTable};
+pub use server::{run, Bound, ServeError};
+
+/// The pooled upstream client.
+pub type HttpClient =
+    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, proxy::UpstreamBody>;

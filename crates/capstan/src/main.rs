@@ -30,6 +30,8 @@ enum Command {
     Rehearse(capstan_rehearse::cli::RehearseArgs),
     /// What migrations copied before destroying it: list, show, restore, purge.
     Archive(capstan_migrate::cli::ArchiveArgs),
+    /// Reverse proxy: cohorts, sticky weighted splits, mirroring, one event per request.
+    Proxy(capstan_proxy::cli::ProxyArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -72,6 +74,7 @@ fn main() -> anyhow::Result<()> {
             Command::Fleet(args) => capstan_migrate::cli::run_fleet(args).await,
             Command::Probe(args) => capstan_probe::run_probe(args).await,
             Command::Rehearse(args) => capstan_rehearse::cli::run(args).await,
+            Command::Proxy(args) => capstan_proxy::cli::run(args).await,
             Command::Lint(_) => unreachable!("handled before the runtime starts"),
         }
     });
