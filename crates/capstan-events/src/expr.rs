@@ -611,10 +611,14 @@ impl Parser<'_> {
                 col,
             }) => {
                 if let Field::Column(c) = field {
-                    if c.is_numeric() && s.trim().parse::<f64>().is_err() {
-                        return Err(
-                            self.err(col, format!("{} is a number; \"{s}\" is not", c.name()))
-                        );
+                    if c.is_numeric() {
+                        return match s.trim().parse::<f64>() {
+                            Ok(n) if n.is_finite() => Ok(Lit::Num(n)),
+                            _ => {
+                                Err(self
+                                    .err(col, format!("{} is a number; \"{s}\" is not", c.name())))
+                            }
+                        };
                     }
                 }
                 Ok(Lit::Str(s))

@@ -13,7 +13,10 @@ mod store;
 pub use event::{Event, MirrorComparison};
 pub use expr::{Column, Expr, ExprError, Field};
 pub use recorder::{Recorder, RecorderTask};
-pub use store::{MinuteCount, Store, BUCKET_BOUNDS_MS};
+pub use store::{
+    bucket_index, minute_of, MinuteCount, PruneReport, Retention, Rollup, Store, StoredEvent,
+    BUCKET_BOUNDS_MS, SCHEMA_VERSION,
+};
 
 /// What can go wrong opening, writing or reading an event store.
 #[derive(Debug, thiserror::Error)]

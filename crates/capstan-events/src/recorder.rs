@@ -18,6 +18,8 @@ pub struct Recorder {
 pub(crate) struct Counters {
     pub(crate) recorded: AtomicU64,
     pub(crate) dropped: AtomicU64,
+    pub(crate) stored: AtomicU64,
+    pub(crate) failed: AtomicU64,
 }
 
 impl Recorder {
@@ -37,6 +39,37 @@ impl Recorder {
     /// Events accepted into the queue.
     pub fn recorded(&self) -> u64 {
         self.counters.recorded.load(Ordering::Relaxed)
+    }
+
+    /// Events written to the store.
+    pub fn stored(&self) -> u64 {
+        self.counters.stored.load(Ordering::Relaxed)
+    }
+
+    /// Events lost because the store refused their batch (logged as a warning).
+    pub fn failed(&self) -> u64 {
+        self.counters.failed.load(Ordering::Relaxed)
+    }
+
+    /// Queues all of `events` or none: false (nothing queued, nothing counted as
+    /// dropped) when the queue has no room for all of them.
+    pub fn try_record_all(&self, events: Vec<Event>) -> bool {
+        let n = events.len();
+        if n == 0 {
+            return true;
+        }
+        match self.tx.try_reserve_many(n) {
+            Ok(permits) => {
+                for (permit, e) in permits.zip(events) {
+                    permit.send(e);
+                }
+                self.counters
+                    .recorded
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                true
+            }
+            Err(_) => false,
+        }
     }
 }
 
