@@ -7,11 +7,16 @@
 
 mod event;
 mod expr;
+mod query;
 mod recorder;
 mod store;
 
 pub use event::{Event, MirrorComparison};
 pub use expr::{Column, Expr, ExprError, Field};
+pub use query::{
+    ks_statistic, percentile, Calc, CalcKind, Comparison, FieldDiff, Query, QueryResult, QueryRow,
+    Share, ValueShares,
+};
 pub use recorder::{Recorder, RecorderTask};
 pub use store::{
     bucket_index, minute_of, MinuteCount, PruneReport, Retention, Rollup, Store, StoredEvent,
