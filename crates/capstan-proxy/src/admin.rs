@@ -40,7 +40,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
-        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "pass"})) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "pass"})) }),
+        )
         .merge(protected)
         .with_state(state)
 }

@@ -18,5 +18,7 @@ pub use routing::{route, Decision, RequestFacts, RoutingTable};
 pub use server::{run, Bound, ServeError};
 
 /// The pooled upstream client.
-pub type HttpClient =
-    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, proxy::UpstreamBody>;
+pub type HttpClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    proxy::UpstreamBody,
+>;

@@ -115,7 +115,10 @@ fn is_upgrade(req: &Request<Incoming>) -> bool {
             .headers()
             .get(header::CONNECTION)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
 }
 
 fn is_idempotent(m: &Method) -> bool {
@@ -662,7 +665,9 @@ fn spawn_mirror(
             let mut req = Request::builder()
                 .method(method)
                 .uri(format!("http://{}{}", shadow.addr, path_and_query))
-                .body(http_body_util::Either::Left(http_body_util::Full::new(body)))
+                .body(http_body_util::Either::Left(http_body_util::Full::new(
+                    body,
+                )))
                 .ok()?;
             *req.headers_mut() = headers;
             let resp = proxy.client.request(req).await.ok()?;
@@ -705,7 +710,10 @@ mod tests {
     #[test]
     fn traceparent_is_parsed_strictly() {
         let t = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        assert_eq!(parse_traceparent(t), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(
+            parse_traceparent(t),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
         assert_eq!(parse_traceparent("00-xyz-00f067aa0ba902b7-01"), None);
         assert_eq!(
             parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
