@@ -4,6 +4,10 @@
 //! log ([`deploys`]), the error budget policy and gate ([`policy`]), and the
 //! `capstan slo` command ([`cli`]).
 
-pub mod math;
-pub mod spec;
+pub mod cli;
 pub mod deploys;
+pub mod math;
+pub mod policy;
+pub mod rules;
+pub mod source;
+pub mod spec;

@@ -32,6 +32,8 @@ enum Command {
     Archive(capstan_migrate::cli::ArchiveArgs),
     /// Reverse proxy: cohorts, sticky weighted splits, mirroring, one event per request.
     Proxy(capstan_proxy::cli::ProxyArgs),
+    /// SLOs and error budgets: check, status, rules, the budget gate, the deploy log.
+    Slo(capstan_slo::cli::SloArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -75,6 +77,7 @@ fn main() -> anyhow::Result<()> {
             Command::Probe(args) => capstan_probe::run_probe(args).await,
             Command::Rehearse(args) => capstan_rehearse::cli::run(args).await,
             Command::Proxy(args) => capstan_proxy::cli::run(args).await,
+            Command::Slo(args) => capstan_slo::cli::run(args).await,
             Command::Lint(_) => unreachable!("handled before the runtime starts"),
         }
     });
