@@ -7,12 +7,14 @@
 
 mod event;
 mod expr;
+mod otlp;
 mod query;
 mod recorder;
 mod store;
 
 pub use event::{Event, MirrorComparison};
 pub use expr::{Column, Expr, ExprError, Field};
+pub use otlp::{otlp_router, otlp_router_with_limit, root_span_events, DEFAULT_MAX_BODY};
 pub use query::{
     ks_statistic, percentile, Calc, CalcKind, Comparison, FieldDiff, Query, QueryResult, QueryRow,
     Share, ValueShares,
