@@ -25,6 +25,13 @@ pub fn rule_window_minutes(w: &TimeWindow) -> i64 {
     }
 }
 
+/// A number without float noise: `1 - 0.999` is `0.001`.
+fn num(x: f64) -> String {
+    let s = format!("{x:.10}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_string()
+}
+
 fn yaml_str(s: &str) -> String {
     serde_json::to_string(s).expect("a string serializes")
 }
@@ -164,7 +171,7 @@ pub fn render(slos: &[Slo]) -> (String, Vec<String>) {
                     .into_iter()
                     .filter(|c| c.severity == sev)
                     .map(|c| {
-                        let f = format!("({:.4} * {})", c.factor, budget);
+                        let f = format!("({} * {})", num(c.factor), num(budget));
                         format!(
                             "(\n  max(slo:sli_error:ratio_rate{}{sel} > {f}) without (sloth_window)\n  and\n  max(slo:sli_error:ratio_rate{}{sel} > {f}) without (sloth_window)\n)",
                             minutes_label(c.short_minutes),
