@@ -5,6 +5,7 @@
 //! [`Store`] in batches, and when the channel is full they are dropped and counted.
 //! Readers select events with an [`Expr`] (`status >= 500 and release = "2.0.0"`).
 
+pub mod cli;
 mod event;
 mod expr;
 mod otlp;

@@ -30,6 +30,8 @@ enum Command {
     Rehearse(capstan_rehearse::cli::RehearseArgs),
     /// What migrations copied before destroying it: list, show, restore, purge.
     Archive(capstan_migrate::cli::ArchiveArgs),
+    /// Wide events: tail, query and compare what the proxy recorded; receive OTLP traces.
+    Events(capstan_events::cli::EventsArgs),
     /// Reverse proxy: cohorts, sticky weighted splits, mirroring, one event per request.
     Proxy(capstan_proxy::cli::ProxyArgs),
     /// SLOs and error budgets: check, status, rules, the budget gate, the deploy log.
@@ -76,6 +78,7 @@ fn main() -> anyhow::Result<()> {
             Command::Fleet(args) => capstan_migrate::cli::run_fleet(args).await,
             Command::Probe(args) => capstan_probe::run_probe(args).await,
             Command::Rehearse(args) => capstan_rehearse::cli::run(args).await,
+            Command::Events(args) => capstan_events::cli::run(args).await,
             Command::Proxy(args) => capstan_proxy::cli::run(args).await,
             Command::Slo(args) => capstan_slo::cli::run(args).await,
             Command::Lint(_) => unreachable!("handled before the runtime starts"),
