@@ -129,7 +129,9 @@ fn rules_pass_promtool_and_use_sloth_names() {
         .arg("rules")
         .arg(&file)
         .output()
-        .expect("promtool must be installed (Debian package `prometheus`; scripts/test.sh installs it)");
+        .expect(
+            "promtool must be installed (Debian package `prometheus`; scripts/test.sh installs it)",
+        );
     assert!(
         out.status.success(),
         "promtool check rules failed:\n{}\n{}\n{text}",
