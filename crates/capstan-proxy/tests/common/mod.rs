@@ -22,6 +22,19 @@ pub fn bin_dir() -> &'static Path {
             .expect("target layout")
             .to_path_buf();
         let target = profile_dir.parent().expect("target dir");
+        // Built already and newer than every source they are built from: use
+        // them rather than wait for cargo's lock.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let newest_source = newest_mtime(&root.join("crates"))
+            .max(newest_mtime(&root.join("examples/chirpy/src")))
+            .max(newest_mtime(&root.join("examples/chirpy/migrations")));
+        let fresh = ["chirpy-v1", "chirpy-v2", "capstan"].iter().all(|b| {
+            let built = std::fs::metadata(profile_dir.join(b)).and_then(|m| m.modified());
+            matches!((built, newest_source), (Ok(b), Some(s)) if b > s)
+        });
+        if fresh {
+            return profile_dir;
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .args([
@@ -34,6 +47,29 @@ pub fn bin_dir() -> &'static Path {
         assert!(status.success(), "cargo build -p chirpy -p capstan failed");
         profile_dir
     })
+}
+
+/// The newest modification time of a source file (`.rs`, `.toml`, `.sql`) under `dir`.
+fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if !p.ends_with("target") && !p.ends_with("tests") && !p.ends_with("benches") {
+                    stack.push(p);
+                }
+            } else if p
+                .extension()
+                .is_some_and(|x| x == "rs" || x == "toml" || x == "sql")
+            {
+                let m = e.metadata().ok().and_then(|m| m.modified().ok());
+                newest = newest.max(m);
+            }
+        }
+    }
+    newest
 }
 
 /// A SQLite database with chirpy's schema at 2.0.0 (1.0.0 runs on it too).
