@@ -380,6 +380,10 @@ pub struct FieldDiff {
     pub kind: &'static str,
     /// 0 (same distribution) to 1 (no overlap).
     pub score: f64,
+    /// A categorical field with nearly one value per event (a path with ids, a
+    /// user): its score is close to 1 for any two sets and says little, so such
+    /// fields are ranked after all others.
+    pub high_cardinality: bool,
     /// The value whose share differs most between the sets.
     pub most_different: Option<ValueShares>,
     /// The most common values in set A (up to 5).
@@ -451,6 +455,7 @@ fn categorical_diff(
     let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
     keys.sort();
     keys.dedup();
+    let keys_len = keys.len();
     let mut tvd = 0.0;
     let mut most: Option<ValueShares> = None;
     for k in keys {
@@ -467,9 +472,11 @@ fn categorical_diff(
             });
         }
     }
+    let distinct = keys_len;
     FieldDiff {
         field,
         kind: "categorical",
+        high_cardinality: distinct > 50 && distinct as f64 > 0.5 * (na + nb) as f64,
         score: if na == 0 || nb == 0 {
             0.0
         } else {
@@ -535,6 +542,7 @@ fn numeric_diff(field: String, a: &mut [f64], b: &mut [f64]) -> FieldDiff {
     let (ha, hb) = (hist(a), hist(b));
     let mut d = categorical_diff(field, &ha, a.len() as u64, &hb, b.len() as u64);
     d.kind = "numeric";
+    d.high_cardinality = false;
     d.score = round9(ks_statistic(a, b));
     d
 }
@@ -609,8 +617,9 @@ fn compare_stats(mut a: FieldStats, mut b: FieldStats) -> Comparison {
         }
     }
     out.sort_by(|x, y| {
-        y.score
-            .total_cmp(&x.score)
+        x.high_cardinality
+            .cmp(&y.high_cardinality)
+            .then_with(|| y.score.total_cmp(&x.score))
             .then_with(|| x.field.cmp(&y.field))
     });
     Comparison {
