@@ -146,9 +146,13 @@ pub struct Prometheus {
     client: reqwest::Client,
 }
 
-/// A Prometheus range for `ms` milliseconds: whole minutes (`90m`), else seconds.
+/// A Prometheus range for `ms` milliseconds: `30d`, `6h`, `90m`, else seconds.
 pub fn prom_duration(ms: i64) -> String {
-    if ms % MINUTE_MS == 0 {
+    if ms % (1440 * MINUTE_MS) == 0 {
+        format!("{}d", ms / (1440 * MINUTE_MS))
+    } else if ms % (60 * MINUTE_MS) == 0 {
+        format!("{}h", ms / (60 * MINUTE_MS))
+    } else if ms % MINUTE_MS == 0 {
         format!("{}m", ms / MINUTE_MS)
     } else {
         format!("{}s", (ms / 1000).max(1))
