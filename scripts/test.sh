@@ -47,6 +47,8 @@ if [[ $setup_only != 1 ]]; then
     fi
     command -v clang >/dev/null 2>&1 || missing+=(clang)
     command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+    # Prometheus and promtool for the SLO tests (rules checks, backfilled queries).
+    { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
 fi
 if ((${#missing[@]} > 0)); then
     pgenv_install_missing "${missing[@]}"
