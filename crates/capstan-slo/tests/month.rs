@@ -127,7 +127,7 @@ fn fixture() -> Fixture {
     }
     let slo_file = dir.path().join("api.yaml");
     std::fs::write(&slo_file, SLO).unwrap();
-    let slos = spec::load_files(&[slo_file.clone()]).unwrap().slos;
+    let slos = spec::load_files(std::slice::from_ref(&slo_file)).unwrap().slos;
     Fixture {
         settings: Settings {
             slo_paths: vec![slo_file],
@@ -221,7 +221,7 @@ fn a_month_with_two_bad_deploys() {
     assert_eq!(e.deploys[0].until_ms, A + 60 * MIN);
     assert!(close(e.deploys[0].minutes.unwrap(), 43.2 * 90.0 / allowed));
     alert_states_through_the_month(&f);
-    let text = capstan_slo::cli::render_status(&[s.clone()]);
+    let text = capstan_slo::cli::render_status(std::slice::from_ref(&s));
     assert!(
         text.contains("alert: PAGE (14.4x over 1h and 5m)"),
         "{text}"
@@ -280,7 +280,7 @@ fn an_unknown_store_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let slo_file = dir.path().join("api.yaml");
     std::fs::write(&slo_file, SLO).unwrap();
-    let slos = spec::load_files(&[slo_file.clone()]).unwrap().slos;
+    let slos = spec::load_files(std::slice::from_ref(&slo_file)).unwrap().slos;
     let f = Fixture {
         settings: Settings {
             slo_paths: vec![slo_file],
