@@ -222,3 +222,80 @@ fn tokio_stream_from(
 ) -> impl futures_util::Stream<Item = Result<axum::body::Bytes, std::io::Error>> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+/// OTLP/JSON as the Go and Python SDKs write it: nanoseconds and ints as strings,
+/// older semantic conventions, a child span that must not become an event.
+#[tokio::test]
+async fn otlp_json_from_other_sdks_maps_to_events() {
+    let (_dir, store) = temp_store();
+    let (rec, task) = store.clone().spawn_recorder(100);
+    // A recent start (the writer prunes raw events older than 7 days).
+    let start_ms = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        / 1000
+        - 60)
+        * 1000;
+    let ns = |ms: i64, extra: i64| (ms as i128 * 1_000_000 + extra as i128).to_string();
+    let body = serde_json::json!({"resourceSpans": [{
+    "resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "billing"}},
+        {"key": "service.version", "value": {"stringValue": "3.1.0"}},
+        {"key": "host.name", "value": {"stringValue": "web-1"}}]},
+    "scopeSpans": [{"scope": {"name": "otelhttp"}, "spans": [
+        {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+         "name": "POST /invoices", "kind": 2,
+         "startTimeUnixNano": ns(start_ms, 0), "endTimeUnixNano": ns(start_ms, 250_000_000),
+         "attributes": [
+            {"key": "http.method", "value": {"stringValue": "POST"}},
+            {"key": "http.target", "value": {"stringValue": "/invoices?x=1"}},
+            {"key": "http.status_code", "value": {"intValue": "502"}},
+            {"key": "customer.tier", "value": {"stringValue": "gold"}},
+            {"key": "retries", "value": {"intValue": 2}}],
+         "status": {"code": 2, "message": "upstream failed"}},
+        {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b175",
+         "parentSpanId": "eee19b7ec3c1b174", "name": "SELECT",
+         "startTimeUnixNano": ns(start_ms, 10_000_000), "endTimeUnixNano": ns(start_ms, 20_000_000)}
+    ]}]}]});
+    let app = otlp_router(rec.clone());
+    let (s, msg) = post(
+        app.clone(),
+        "application/json; charset=utf-8",
+        body.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{msg}");
+    drop(app);
+    drop(rec);
+    task.shutdown().await.unwrap();
+    let got = store.events_after(0, 10).unwrap();
+    assert_eq!(got.len(), 1);
+    let e = &got[0].event;
+    assert_eq!(e.time_ms, start_ms);
+    assert_eq!(e.duration_ms, 250.0);
+    assert_eq!(
+        (e.service.as_str(), e.release.as_str(), e.instance.as_str()),
+        ("billing", "3.1.0", "web-1")
+    );
+    assert_eq!(
+        (e.method.as_str(), e.path.as_str(), e.route.as_str()),
+        ("POST", "/invoices?x=1", "/invoices?x=1")
+    );
+    assert_eq!(e.status, 502);
+    assert_eq!(e.error.as_deref(), Some("upstream failed"));
+    assert_eq!(
+        e.trace_id.as_deref(),
+        Some("5b8efff798038103d269b633813fc60c")
+    );
+    assert_eq!(
+        e.fields.get("customer.tier").map(String::as_str),
+        Some("gold")
+    );
+    assert_eq!(e.fields.get("retries").map(String::as_str), Some("2"));
+    assert_eq!(
+        e.fields.get("span.name").map(String::as_str),
+        Some("POST /invoices")
+    );
+    assert!(!e.fields.contains_key("http.status_code"));
+}
