@@ -12,7 +12,8 @@ use clap::{Args, Subcommand};
 
 use crate::expr::fmt_num;
 use crate::{
-    otlp_router, Calc, Comparison, Error, Event, Expr, ExprError, Field, Query, QueryResult, Store,
+    otlp_router, Calc, Comparison, Error, Event, Expr, ExprError, Field, Query, QueryResult,
+    Retention, Store,
 };
 
 /// Exit code: success.
@@ -132,6 +133,15 @@ pub struct ServeArgs {
     /// Events the queue to the store holds before a request is refused with 503.
     #[arg(long, default_value_t = 65_536)]
     pub queue: usize,
+    /// Delete raw events older than this.
+    #[arg(long, default_value = "7d", value_parser = parse_duration, value_name = "DURATION")]
+    pub keep_raw: Duration,
+    /// Delete rollup minutes older than this.
+    #[arg(long, default_value = "400d", value_parser = parse_duration, value_name = "DURATION")]
+    pub keep_rollups: Duration,
+    /// Delete the oldest raw events while the store holds more than this many MiB.
+    #[arg(long, default_value_t = 1024, value_name = "MIB")]
+    pub max_size_mib: u64,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -495,7 +505,14 @@ async fn tail(store: &Path, t: TailArgs) -> Result<(), Failure> {
 }
 
 async fn serve(store: &Path, s: ServeArgs) -> Result<(), Failure> {
-    let store = Store::open(store)?;
+    let store = Store::open_with(
+        store,
+        Retention {
+            raw_max_age: s.keep_raw,
+            max_bytes: s.max_size_mib.saturating_mul(1 << 20),
+            rollup_max_age: s.keep_rollups,
+        },
+    )?;
     let listener = tokio::net::TcpListener::bind(&s.listen)
         .await
         .map_err(|e| Failure::Store(format!("cannot listen on {}: {e}", s.listen)))?;
