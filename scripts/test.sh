@@ -47,7 +47,7 @@ if [[ $setup_only != 1 ]]; then
     fi
     command -v clang >/dev/null 2>&1 || missing+=(clang)
     command -v cc >/dev/null 2>&1 || missing+=(build-essential)
-    # Prometheus (with promtool) for the canary judge's source tests; python3-pip
+    # Prometheus (with promtool) for the SLO and canary judge tests; python3-pip
     # for kubernetes-validate, which checks the Kubernetes manifests.
     { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
     command -v kubernetes-validate >/dev/null 2>&1 || command -v pip3 >/dev/null 2>&1 || missing+=(python3-pip)

@@ -4,6 +4,8 @@
 
 use std::process::Command;
 
+pub mod prometheus;
+
 /// The superuser URL of the test server. Panics with advice when it is unset:
 /// these tests need a real Postgres (`scripts/test.sh` starts one).
 pub fn pg_admin_url() -> String {

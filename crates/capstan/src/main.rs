@@ -32,6 +32,12 @@ enum Command {
     Archive(capstan_migrate::cli::ArchiveArgs),
     /// The canary judge for Argo Rollouts and Flagger: `judge serve`.
     Judge(capstan_rollout::cli::JudgeArgs),
+    /// Wide events: tail, query and compare what the proxy recorded; receive OTLP traces.
+    Events(capstan_events::cli::EventsArgs),
+    /// Reverse proxy: cohorts, sticky weighted splits, mirroring, one event per request.
+    Proxy(capstan_proxy::cli::ProxyArgs),
+    /// SLOs and error budgets: check, status, rules, the budget gate, the deploy log.
+    Slo(capstan_slo::cli::SloArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -75,6 +81,9 @@ fn main() -> anyhow::Result<()> {
             Command::Probe(args) => capstan_probe::run_probe(args).await,
             Command::Rehearse(args) => capstan_rehearse::cli::run(args).await,
             Command::Judge(args) => capstan_rollout::cli::run(args).await,
+            Command::Events(args) => capstan_events::cli::run(args).await,
+            Command::Proxy(args) => capstan_proxy::cli::run(args).await,
+            Command::Slo(args) => capstan_slo::cli::run(args).await,
             Command::Lint(_) => unreachable!("handled before the runtime starts"),
         }
     });
