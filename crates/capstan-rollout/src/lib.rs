@@ -5,10 +5,14 @@
 //! metric, and combines the outcomes into a [`judge::Verdict`] with its evidence. It
 //! is pure: no IO, no async, time injected; too little data is inconclusive, never
 //! a pass.
+//!
+//! [`controller`] turns verdicts into traffic: a rollout's steps through the
+//! proxy's admin API, its state persisted so it survives a restart.
 
 pub mod judge;
 
 pub mod config;
+pub mod controller;
 pub mod prometheus;
 pub mod server;
 
@@ -17,3 +21,5 @@ pub use server::{judge_router, JudgeState};
 
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "cli")]
+pub mod rollout_cli;

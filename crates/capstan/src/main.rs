@@ -32,6 +32,8 @@ enum Command {
     Archive(capstan_migrate::cli::ArchiveArgs),
     /// The canary judge for Argo Rollouts and Flagger: `judge serve`.
     Judge(capstan_rollout::cli::JudgeArgs),
+    /// Progressive rollouts: steps, the judge, automatic rollback (`rollout start|status|pause|resume|promote|abort`).
+    Rollout(capstan_rollout::rollout_cli::RolloutArgs),
     /// Wide events: tail, query and compare what the proxy recorded; receive OTLP traces.
     Events(capstan_events::cli::EventsArgs),
     /// Reverse proxy: cohorts, sticky weighted splits, mirroring, one event per request.
@@ -81,6 +83,7 @@ fn main() -> anyhow::Result<()> {
             Command::Probe(args) => capstan_probe::run_probe(args).await,
             Command::Rehearse(args) => capstan_rehearse::cli::run(args).await,
             Command::Judge(args) => capstan_rollout::cli::run(args).await,
+            Command::Rollout(args) => capstan_rollout::rollout_cli::run(args).await,
             Command::Events(args) => capstan_events::cli::run(args).await,
             Command::Proxy(args) => capstan_proxy::cli::run(args).await,
             Command::Slo(args) => capstan_slo::cli::run(args).await,
