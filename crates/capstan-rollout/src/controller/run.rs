@@ -388,7 +388,15 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<Finished, RunError> {
     let now = now_ms();
     let existing = states
         .load(&plan.service)?
-        .filter(|s| !s.phase.is_terminal() && s.canary == plan.canary);
+        .filter(|s| !s.phase.is_terminal());
+    if let Some(other) = existing.as_ref().filter(|s| s.canary != plan.canary) {
+        return Err(RunError::Plan(format!(
+            "{} has an unfinished rollout of {} ({}); abort it first",
+            other.service,
+            other.canary,
+            other.phase.name()
+        )));
+    }
     let mut state = match existing {
         Some(s) => {
             let s = s.resumed(now);
@@ -443,12 +451,17 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<Finished, RunError> {
 
     let mut next_analysis = now + plan.steps[state.step].interval_ms as i64;
     loop {
-        if state.phase.is_terminal() || matches!(state.phase, Phase::NeedsHuman { .. }) {
+        if state.phase.is_terminal() {
             return Ok(Finished { state });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         let now = now_ms();
         let command = states.take_command(&state.service, now)?;
+        // Stopped for a human: a queued command (resume, promote, abort) goes on,
+        // otherwise the controller hands over.
+        if command.is_none() && matches!(state.phase, Phase::NeedsHuman { .. }) {
+            return Ok(Finished { state });
+        }
         let judged = if command.is_none() && state.phase == Phase::Running && now >= next_analysis {
             let step = plan.steps[state.step];
             next_analysis = now + step.interval_ms as i64;
