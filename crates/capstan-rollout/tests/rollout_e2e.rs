@@ -18,7 +18,7 @@ use e2e::{Chirpy, Db, Proxy, TOKEN};
 fn plan(dir: &Path, admin: &str, body: &str) -> Plan {
     let text = format!(
         "service = \"chirpy\"\ncanary = \"2.0.0\"\nevents = \"{}\"\nstate = \"{}\"\n{body}\n[proxy]\nadmin_url = \"{admin}\"\ntoken = \"{TOKEN}\"\ntimeout = \"5s\"\n\
-         [analysis]\nshift_tolerance = 0.5\np99_tolerance = 3.0\n",
+         [analysis]\nshift_tolerance = 5.0\np99_tolerance = 50.0\n",
         dir.join("events.db").display(),
         dir.join("rollout.db").display(),
     );
@@ -259,7 +259,7 @@ async fn a_controller_killed_mid_step_resumes_at_that_step_and_weights_never_jum
              [proxy]\nadmin_url = \"{}\"\n\
              [defaults]\ninterval = \"1s\"\nmin_duration = \"3s\"\nmin_requests = 100\n\
              [[step]]\nweight = 10\n[[step]]\nweight = 30\n[[step]]\nweight = 60\n[[step]]\nweight = 100\n\
-             [analysis]\nshift_tolerance = 0.5\np99_tolerance = 3.0\n",
+             [analysis]\nshift_tolerance = 5.0\np99_tolerance = 50.0\n",
             dir.join("events.db").display(),
             dir.join("rollout.db").display(),
             s.proxy.admin
