@@ -366,3 +366,74 @@ fn command(a: CommandArgs, c: Command) -> i32 {
     }
     0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start_args(plan: Option<PathBuf>) -> StartArgs {
+        StartArgs {
+            plan,
+            service: None,
+            release: None,
+            baseline: None,
+            proxy_admin: None,
+            proxy_token: None,
+            events: None,
+            state: None,
+            slo_config: None,
+            override_reason: None,
+            json: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_plan_is_exit_3_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = dir.path().join("rollout.toml");
+        std::fs::write(&plan, "service = \"s\"\n[[step]]\nweigth = 5\n").unwrap();
+        assert_eq!(start(start_args(Some(plan))).await, 3);
+        assert_eq!(
+            start(start_args(Some(dir.path().join("absent.toml")))).await,
+            3
+        );
+        // Flags only, missing the release.
+        let mut a = start_args(None);
+        a.service = Some("s".into());
+        a.state = Some(dir.path().join("state.db"));
+        assert_eq!(start(a).await, 3);
+        assert!(!dir.path().join("state.db").exists());
+    }
+
+    #[test]
+    fn commands_without_a_rollout_are_exit_4_and_queue_with_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("rollout.db");
+        let args = |json| CommandArgs {
+            service: "chirpy".into(),
+            state: state.clone(),
+            json,
+        };
+        assert_eq!(command(args(false), Command::Pause), 4);
+        let store = StateStore::open(&state).unwrap();
+        store
+            .save(&crate::controller::State::new(
+                "chirpy", "1.0.0", "2.0.0", 1,
+            ))
+            .unwrap();
+        assert_eq!(command(args(true), Command::Abort), 0);
+        assert_eq!(
+            store.take_command("chirpy", 2).unwrap(),
+            Some(Command::Abort)
+        );
+        assert_eq!(store.take_command("chirpy", 3).unwrap(), None);
+        let status_args = |service: Option<&str>| StatusArgs {
+            service: service.map(String::from),
+            state: state.clone(),
+            events: dir.path().join("events.db"),
+            json: true,
+        };
+        assert_eq!(status(status_args(Some("chirpy"))), 0);
+        assert_eq!(status(status_args(Some("other"))), 4);
+    }
+}
