@@ -347,3 +347,49 @@ async fn a_controller_killed_mid_step_resumes_at_that_step_and_weights_never_jum
     assert_eq!(weights, vec![0, 10, 30, 60, 100], "{labels:#?}");
     s.proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_release_100_ms_slower_is_rolled_back() {
+    let s = setup(Some("latency:100")).await;
+    let plan = plan(
+        s.db.dir.path(),
+        &s.proxy.admin,
+        "hold_limit = 30\n[defaults]\ninterval = \"1s\"\nmin_duration = \"3s\"\nmin_requests = 200\n\
+         [internal]\nmin_requests = 20\n\
+         [[step]]\nweight = 10\n[[step]]\nweight = 100\n",
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(e2e::load(
+        s.proxy.url.clone(),
+        6,
+        5000,
+        stop.clone(),
+        Duration::from_secs(60),
+    ));
+    let started = std::time::Instant::now();
+    let done = tokio::time::timeout(
+        Duration::from_secs(45),
+        run::run(&plan, &RunOptions::default()),
+    )
+    .await
+    .expect("rollout decided within 45s")
+    .expect("rollout ran");
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let seen = load.await.unwrap();
+    let log = decisions(&s);
+    assert!(
+        matches!(&done.state.phase, Phase::RolledBack { reason } if reason.contains("latency")),
+        "{:?}\n{log:#?}",
+        done.state
+    );
+    assert_eq!(canary_weight(&s.proxy.routing().await), 0);
+    assert_eq!(seen.failed, 0);
+    eprintln!(
+        "rolled back after {took:?} at step {}; {} of {} users saw 2.0.0\n{log:#?}",
+        done.state.step + 1,
+        seen.canary_users.len(),
+        seen.users.len()
+    );
+    s.proxy.stop().await;
+}
