@@ -785,12 +785,17 @@ pub fn render_status(statuses: &[ObjectiveStatus]) -> String {
             st.budgeting,
             st.source
         ));
-        s.push_str(&format!(
-            "  SLI: {}  ({} bad of {})\n",
-            e.sli.map(pct).unwrap_or_else(|| "no events".into()),
-            e.counts.bad,
-            e.counts.total
-        ));
+        let sli = e.sli.map(pct).unwrap_or_else(|| "no events".into());
+        let (bad, total) = (e.counts.bad, e.counts.total);
+        s.push_str(&match st.budgeting {
+            Budgeting::Occurrences => {
+                format!("  SLI: {sli}  ({bad:.0} bad of {total:.0} events)\n")
+            }
+            Budgeting::Timeslices => format!("  SLI: {sli}  ({bad:.0} bad of {total:.0} slices)\n"),
+            Budgeting::RatioTimeslices => {
+                format!("  SLI: {sli}  (mean over {total:.0} slices with events)\n")
+            }
+        });
         let minutes = match (e.budget.minutes_left, e.budget.minutes_total) {
             (Some(l), Some(t)) => format!(", {l:.1} of {t:.1} minutes of downtime left"),
             _ => String::new(),
