@@ -19,6 +19,7 @@
 #   BENCH_ROUNDS=5        timed rounds (at least 5)
 #   BENCH_SERVICES=20     services, one SLO each
 #   CAPSTAN_BIN=PATH      use this capstan binary instead of building target/release/capstan
+#   BENCH_NO_BUILD=1      use target/release/examples/slo_bench_data as built before
 set -euo pipefail
 
 if [[ -n ${CAPSTAN_BIN:-} && $CAPSTAN_BIN != /* ]]; then
@@ -49,7 +50,9 @@ if [[ -z ${CAPSTAN_BIN:-} ]]; then
     cargo build --release -q -p capstan
     CAPSTAN_BIN=${CARGO_TARGET_DIR:-$root/target}/release/capstan
 fi
-cargo build --release -q -p capstan-slo --example slo_bench_data
+if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
+    cargo build --release -q -p capstan-slo --example slo_bench_data
+fi
 gen=${CARGO_TARGET_DIR:-$root/target}/release/examples/slo_bench_data
 
 # 2026-11-30T12:00:00Z: the data ends here and every run evaluates at it.
