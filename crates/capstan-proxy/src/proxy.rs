@@ -60,6 +60,8 @@ pub struct Proxy {
     pub recorder: Option<Recorder>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Set on shutdown: HTTP/1 answers carry `Connection: close`.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Proxy {
