@@ -355,7 +355,11 @@ pub fn query_table(res: &QueryResult) -> String {
         .map(|r| {
             r.group
                 .iter()
-                .map(|g| g.clone().unwrap_or_else(|| "(none)".into()))
+                .map(|g| match g.as_deref() {
+                    None => "(none)".to_string(),
+                    Some("") => "\"\"".to_string(),
+                    Some(v) => v.to_string(),
+                })
                 .chain(r.values.iter().map(|v| fmt_value(*v)))
                 .collect()
         })
@@ -403,7 +407,10 @@ pub fn compare_text(cmp: &Comparison, a: &str, b: &str, top: usize) -> String {
     let shares = |v: &[crate::Share]| {
         v.iter()
             .take(3)
-            .map(|s| format!("{} {:.0}%", s.value, s.share * 100.0))
+            .map(|s| {
+                let v = if s.value.is_empty() { "\"\"" } else { &s.value };
+                format!("{v} {:.0}%", s.share * 100.0)
+            })
             .collect::<Vec<_>>()
             .join(", ")
     };

@@ -625,11 +625,10 @@ impl Parser<'_> {
             }
             Some(Token {
                 kind: Tok::Ident(w),
-                col,
+                ..
             }) if matches!(field, Field::Column(c) if matches!(c, Column::MirrorStatusClassEqual | Column::MirrorBodyHashEqual))
                 && (w == "true" || w == "false") =>
             {
-                let _ = col;
                 Ok(Lit::Str(w))
             }
             Some(Token {

@@ -30,7 +30,7 @@ pub const BUCKET_BOUNDS_MS: [f64; 13] = [
 ];
 
 /// The store schema this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const MINUTE_MS: i64 = 60_000;
 
@@ -146,7 +146,14 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
-const SCHEMA: &str = "
+/// Schema steps: step `i` takes a store from version `i` to `i + 1`.
+const MIGRATIONS: [&str; 2] = [
+    SCHEMA_V1,
+    // minute_counts for one service reads its dimensions' rows only.
+    "CREATE INDEX IF NOT EXISTS rollups_by_dim ON rollups (dim_id, minute_ms);",
+];
+
+const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
     time_ms INTEGER NOT NULL,
@@ -226,7 +233,9 @@ impl Store {
         }
         if version < SCHEMA_VERSION {
             let tx = writer.unchecked_transaction().map_err(sql)?;
-            tx.execute_batch(SCHEMA).map_err(sql)?;
+            for step in &MIGRATIONS[version.max(0) as usize..] {
+                tx.execute_batch(step).map_err(sql)?;
+            }
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(sql)?;
             tx.commit().map_err(sql)?;
@@ -640,7 +649,9 @@ impl Store {
         // One SQL sum: for each group of dimensions with the same matching buckets,
         // the sum of those buckets (ids and bucket names are generated, never user text).
         let mut case = String::from("CASE");
+        let mut all_ids: Vec<String> = Vec::new();
         for (mask, ids) in &by_mask {
+            all_ids.extend(ids.iter().map(i64::to_string));
             let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
             let sum = if mask.len() == BUCKET_BOUNDS_MS.len() {
                 "count".to_string()
@@ -654,8 +665,9 @@ impl Store {
         }
         case.push_str(" ELSE 0 END");
         let q = format!(
-            "SELECT minute_ms, SUM({case}) AS n FROM rollups WHERE minute_ms >= ?1 AND minute_ms < ?2 \
-             GROUP BY minute_ms HAVING n > 0 ORDER BY minute_ms"
+            "SELECT minute_ms, SUM({case}) AS n FROM rollups WHERE dim_id IN ({}) \
+             AND minute_ms >= ?1 AND minute_ms < ?2 GROUP BY minute_ms HAVING n > 0 ORDER BY minute_ms",
+            all_ids.join(",")
         );
         let mut stmt = conn.prepare(&q).map_err(&sql)?;
         let rows = stmt

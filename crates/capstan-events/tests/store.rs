@@ -247,3 +247,31 @@ fn a_store_from_a_newer_capstan_is_refused() {
     let err = Store::open(&path).unwrap_err().to_string();
     assert!(err.contains("schema version 99"), "{err}");
 }
+
+#[test]
+fn a_version_1_store_is_brought_up_to_date_keeping_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.db");
+    let store = Store::open(&path).unwrap();
+    store.insert_batch(&generate(10, 1, 4)).unwrap();
+    drop(store);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch("DROP INDEX rollups_by_dim; PRAGMA user_version = 1;")
+        .unwrap();
+    drop(c);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.count().unwrap(), 10);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let v: i64 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, capstan_events::SCHEMA_VERSION);
+    let idx: i64 = c
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'rollups_by_dim'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(idx, 1);
+}

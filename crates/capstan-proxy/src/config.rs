@@ -62,6 +62,10 @@ pub struct ProxyFile {
     pub timeout: Option<Duration>,
     /// Largest request or response body buffered for mirroring and retries.
     pub body_limit: Option<usize>,
+    /// After SIGTERM, how long open connections keep being answered (with
+    /// `Connection: close`) before idle ones are closed.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub drain: Option<Duration>,
     /// `[[release]]` sections.
     #[serde(default, rename = "release")]
     pub releases: Vec<Spanned<ReleaseSection>>,
@@ -188,6 +192,8 @@ pub struct Settings {
     pub default_timeout: Duration,
     /// Largest body buffered for mirroring, retries and response hashing.
     pub body_limit: usize,
+    /// After the signal, how long open connections are answered with `Connection: close`.
+    pub drain: Duration,
     /// Route templates, in file order.
     pub routes: Vec<Route>,
     /// The initial routing table (validated).
@@ -364,6 +370,7 @@ impl ProxyFile {
             service: self.service.unwrap_or_else(|| "service".into()),
             default_timeout,
             body_limit: self.body_limit.unwrap_or(1 << 20),
+            drain: self.drain.unwrap_or(Duration::from_secs(2)),
             routes,
             table,
             events_store: enabled.then(|| {

@@ -60,6 +60,8 @@ pub struct Proxy {
     pub recorder: Option<Recorder>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Set on shutdown: HTTP/1 answers carry `Connection: close`.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -152,7 +154,12 @@ pub fn hash_user(salt: &str, key: &str) -> String {
         .chain_update(salt.as_bytes())
         .chain_update(key.as_bytes())
         .finalize();
-    d[..8].iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(16);
+    for b in &d[..8] {
+        use std::fmt::Write as _;
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 /// What is known about a request when its response body ends.

@@ -127,6 +127,7 @@ pub async fn run(
         user_salt: settings.user_salt.clone(),
         recorder: recorder.clone(),
         metrics: metrics.clone(),
+        draining: std::sync::atomic::AtomicBool::new(false),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -172,7 +173,25 @@ pub async fn run(
                 };
                 let _ = stream.set_nodelay(true);
                 let proxy = proxy.clone();
-                let service = hyper::service::service_fn(move |req| proxy.clone().handle(req, peer));
+                let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let proxy = proxy.clone();
+                    async move {
+                        let h1 = req.version() < http::Version::HTTP_2;
+                        let mut resp = proxy.clone().handle(req, peer).await?;
+                        // Draining: the client learns from the answer that the
+                        // connection closes, so it never sends on a closing one.
+                        if h1
+                            && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS
+                            && proxy.draining.load(std::sync::atomic::Ordering::Relaxed)
+                        {
+                            resp.headers_mut().insert(
+                                http::header::CONNECTION,
+                                http::HeaderValue::from_static("close"),
+                            );
+                        }
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
                 let conn = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .into_owned();
@@ -186,9 +205,18 @@ pub async fn run(
             () = &mut shutdown => break,
         }
     }
-    // Stop accepting, let in-flight requests finish (bounded).
+    // Stop accepting; for up to `drain`, answer on open connections with
+    // `Connection: close` so clients leave them cleanly; then close the rest
+    // once their in-flight requests finish (bounded).
     drop(listener);
     tracing::info!("draining in-flight requests");
+    proxy
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let drain_started = tokio::time::Instant::now();
+    while graceful.count() > 0 && drain_started.elapsed() < settings.drain {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     if tokio::time::timeout(DRAIN_BOUND, graceful.shutdown())
         .await
         .is_err()

@@ -247,7 +247,8 @@ pub async fn evaluate_all(
         message: e.to_string(),
     })?;
     let mut out = Vec::new();
-    for slo in slos {
+    let mut prefetched = prefetch_store_series(settings, slos, service, now_ms);
+    for (i, slo) in slos.iter().enumerate() {
         if service.is_some_and(|s| s != slo.service) {
             continue;
         }
@@ -269,10 +270,11 @@ pub async fn evaluate_all(
             None => Vec::new(),
         };
         let loaded = match slo.indicator.source_kind() {
-            "capstan" => {
-                let from = period.start_ms.min(now_ms - 3 * 1440 * MINUTE_MS);
-                Loaded::Series(source::capstan_series(&settings.store, slo, from, now_ms)?)
-            }
+            "capstan" => Loaded::Series(
+                prefetched[i]
+                    .take()
+                    .expect("every capstan SLO was prefetched")?,
+            ),
             _ => {
                 let Some(url) = &settings.prometheus else {
                     return Err(SourceError::Unsupported(format!(
@@ -314,6 +316,65 @@ pub async fn evaluate_all(
         }
     }
     Ok(out)
+}
+
+/// The span of per-minute counts an SLO's evaluation reads: its period and
+/// the longest burn window, whichever starts first.
+fn store_span(slo: &Slo, now_ms: i64) -> i64 {
+    math::period(&slo.window, now_ms)
+        .start_ms
+        .min(now_ms - 3 * 1440 * MINUTE_MS)
+}
+
+/// Reads the event store for every capstan-sourced SLO, on as many threads as
+/// there are cores (each opens its own read connection).
+fn prefetch_store_series(
+    settings: &Settings,
+    slos: &[Slo],
+    service: Option<&str>,
+    now_ms: i64,
+) -> Vec<Option<Result<math::Series, SourceError>>> {
+    let wanted: Vec<usize> = (0..slos.len())
+        .filter(|&i| {
+            service.is_none_or(|s| s == slos[i].service)
+                && slos[i].indicator.source_kind() == "capstan"
+        })
+        .collect();
+    let mut out: Vec<Option<Result<math::Series, SourceError>>> =
+        (0..slos.len()).map(|_| None).collect();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    for chunk in wanted.chunks(threads) {
+        let results: Vec<(usize, Result<math::Series, SourceError>)> = std::thread::scope(|sc| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|&i| {
+                    let slo = &slos[i];
+                    sc.spawn(move || {
+                        (
+                            i,
+                            source::capstan_series(
+                                &settings.store,
+                                slo,
+                                store_span(slo, now_ms),
+                                now_ms,
+                            ),
+                        )
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a store reader panicked"))
+                .collect()
+        });
+        for (i, r) in results {
+            out[i] = Some(r);
+        }
+    }
+    out
 }
 
 /// Imports migrations applied and releases seen in the fleet registry of
@@ -785,12 +846,17 @@ pub fn render_status(statuses: &[ObjectiveStatus]) -> String {
             st.budgeting,
             st.source
         ));
-        s.push_str(&format!(
-            "  SLI: {}  ({} bad of {})\n",
-            e.sli.map(pct).unwrap_or_else(|| "no events".into()),
-            e.counts.bad,
-            e.counts.total
-        ));
+        let sli = e.sli.map(pct).unwrap_or_else(|| "no events".into());
+        let (bad, total) = (e.counts.bad, e.counts.total);
+        s.push_str(&match st.budgeting {
+            Budgeting::Occurrences => {
+                format!("  SLI: {sli}  ({bad:.0} bad of {total:.0} events)\n")
+            }
+            Budgeting::Timeslices => format!("  SLI: {sli}  ({bad:.0} bad of {total:.0} slices)\n"),
+            Budgeting::RatioTimeslices => {
+                format!("  SLI: {sli}  (mean over {total:.0} slices with events)\n")
+            }
+        });
         let minutes = match (e.budget.minutes_left, e.budget.minutes_total) {
             (Some(l), Some(t)) => format!(", {l:.1} of {t:.1} minutes of downtime left"),
             _ => String::new(),

@@ -21,6 +21,9 @@ pub enum SourceError {
         /// What failed.
         message: String,
     },
+    /// The event store refused (its message names the file).
+    #[error("{0}")]
+    Events(String),
     /// Prometheus did not answer in time or refused the connection.
     #[error("Prometheus at {url} is unreachable: {message}")]
     Unreachable {
@@ -115,7 +118,8 @@ pub fn capstan_series(
             "no such file (record events with the proxy first, or give --store)".into(),
         ));
     }
-    let store = capstan_events::Store::open(store_path).map_err(|e| err(e.to_string()))?;
+    let store =
+        capstan_events::Store::open(store_path).map_err(|e| SourceError::Events(e.to_string()))?;
     let read = |q: &Query| -> Result<Vec<(i64, u64)>, SourceError> {
         let Query::Capstan { expr, service } = q else {
             return Err(SourceError::Unsupported(
@@ -125,7 +129,7 @@ pub fn capstan_series(
         let e = capstan_events::Expr::parse(expr).map_err(|e| err(format!("`{expr}`: {e}")))?;
         Ok(store
             .minute_counts(Some(service), &e, from_ms, to_ms)
-            .map_err(|e| err(e.to_string()))?
+            .map_err(|e| SourceError::Events(e.to_string()))?
             .into_iter()
             .map(|m| (m.minute_ms, m.count))
             .collect())

@@ -48,6 +48,33 @@ spec:
   budgetingMethod: Occurrences
   objectives:
     - target: 0.999
+---
+apiVersion: openslo/v1
+kind: SLO
+metadata:
+  name: api-slices
+spec:
+  service: api
+  indicatorRef: api-ok
+  timeWindow:
+    - duration: 30d
+      isRolling: true
+  budgetingMethod: Timeslices
+  objectives:
+    - target: 0.99
+      timeSliceTarget: 0.9
+      timeSliceWindow: 5m
+---
+apiVersion: openslo/v1
+kind: SLI
+metadata:
+  name: api-ok
+spec:
+  ratioMetric:
+    good:
+      metricSource: {type: capstan, spec: {query: "status >= 100 and status < 500"}}
+    total:
+      metricSource: {type: capstan, spec: {query: "status >= 0"}}
 "#;
 
 /// How many of the minute's requests fail.
@@ -127,7 +154,9 @@ fn fixture() -> Fixture {
     }
     let slo_file = dir.path().join("api.yaml");
     std::fs::write(&slo_file, SLO).unwrap();
-    let slos = spec::load_files(std::slice::from_ref(&slo_file)).unwrap().slos;
+    let slos = spec::load_files(std::slice::from_ref(&slo_file))
+        .unwrap()
+        .slos;
     Fixture {
         settings: Settings {
             slo_paths: vec![slo_file],
@@ -142,16 +171,21 @@ fn fixture() -> Fixture {
     }
 }
 
-fn status_at(f: &Fixture, now: i64) -> ObjectiveStatus {
+fn statuses_at(f: &Fixture, now: i64) -> Vec<ObjectiveStatus> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let mut v = rt
+    let v = rt
         .block_on(evaluate_all(&f.settings, &f.slos, Some("api"), now))
         .unwrap();
-    assert_eq!(v.len(), 1);
-    v.remove(0)
+    assert_eq!(v.len(), 2);
+    v
+}
+
+/// The occurrences SLO's status.
+fn status_at(f: &Fixture, now: i64) -> ObjectiveStatus {
+    statuses_at(f, now).remove(0)
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -221,6 +255,7 @@ fn a_month_with_two_bad_deploys() {
     assert_eq!(e.deploys[0].until_ms, A + 60 * MIN);
     assert!(close(e.deploys[0].minutes.unwrap(), 43.2 * 90.0 / allowed));
     alert_states_through_the_month(&f);
+    timeslices(&f);
     let text = capstan_slo::cli::render_status(std::slice::from_ref(&s));
     assert!(
         text.contains("alert: PAGE (14.4x over 1h and 5m)"),
@@ -230,6 +265,26 @@ fn a_month_with_two_bad_deploys() {
         text.contains("release api 2.0.0: 41.67 % of the budget (18.0 min)"),
         "{text}"
     );
+}
+
+/// The same month judged in 5-minute slices: a slice is bad below 90 % good.
+fn timeslices(f: &Fixture) {
+    let s = statuses_at(f, NOW).remove(1);
+    assert_eq!(s.slo, "api-slices");
+    let e = &s.evaluation;
+    // A: 6 slices at 40 % good; B: 10 slices at 80 % good; of 8640 slices.
+    assert_eq!((e.counts.bad, e.counts.total), (16.0, 8640.0));
+    assert!(close(e.sli.unwrap(), 1.0 - 16.0 / 8640.0));
+    let consumed = 16.0 / 8640.0 / 0.01;
+    assert!(close(e.budget.consumed, consumed));
+    assert!(close(
+        e.budget.minutes_left.unwrap(),
+        432.0 * (1.0 - consumed)
+    ));
+    // The 5m burn: the last slice is bad, 1 of 1 → 100x.
+    assert!(close(e.burn_rates[0].rate, 100.0));
+    assert_eq!(e.deploys[0].bad, 6.0);
+    assert_eq!(e.deploys[2].bad, 10.0);
 }
 
 /// Alert states at other times of the same month.
@@ -280,7 +335,9 @@ fn an_unknown_store_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let slo_file = dir.path().join("api.yaml");
     std::fs::write(&slo_file, SLO).unwrap();
-    let slos = spec::load_files(std::slice::from_ref(&slo_file)).unwrap().slos;
+    let slos = spec::load_files(std::slice::from_ref(&slo_file))
+        .unwrap()
+        .slos;
     let f = Fixture {
         settings: Settings {
             slo_paths: vec![slo_file],

@@ -238,3 +238,84 @@ fn tail_follows_new_events_and_stops_at_the_limit() {
         .iter()
         .all(|l| l["status"] == 500 && l["path"].as_str().unwrap().starts_with("/fail/")));
 }
+
+fn http_post(addr: &str, ctype: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /v1/traces HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn serve_stores_otlp_root_spans_refuses_garbage_and_flushes_on_sigterm() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("otlp.db");
+    let mut child = capstan()
+        .args([
+            "events",
+            "--store",
+            path.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let body = serde_json::json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "chirpy"}}]},
+        "scopeSpans": [{"spans": [{
+            "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+            "name": "GET /", "startTimeUnixNano": now_ns.to_string(),
+            "endTimeUnixNano": (now_ns + 5_000_000).to_string(),
+            "attributes": [{"key": "http.response.status_code", "value": {"intValue": "204"}}]}]}]}]})
+    .to_string();
+    let ok = http_post(&addr, "application/json", &body);
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    let bad = http_post(&addr, "application/x-protobuf", "garbage!");
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not stop within 10 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "{exit:?}");
+    let store = Store::open(&path).unwrap();
+    let events = store.events_after(0, 10).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event.status, 204);
+    assert_eq!(events[0].event.service, "chirpy");
+}

@@ -186,3 +186,52 @@ fn without_a_policy_migrate_does_not_consult_the_budget() {
     assert_code(&out, 3);
     assert!(stderr(&out).contains("freeze_bellow"), "{}", stderr(&out));
 }
+
+#[test]
+fn slo_check_names_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("slos")).unwrap();
+    std::fs::write(dir.path().join("slos/api.yaml"), SLO).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_capstan"))
+            .arg("slo")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["check"]);
+    assert_code(&out, 0);
+    assert_eq!(stdout(&out), "ok: 1 SLO(s) and 0 SLI(s) in 1 file(s)\n");
+    std::fs::write(
+        dir.path().join("slos/api.yaml"),
+        SLO.replace("target: 0.999", "target: 99.9").replace(
+            "      isRolling: true",
+            "      isRolling: true\n      rolling: yes",
+        ),
+    )
+    .unwrap();
+    let out = run(&["check", "--json"]);
+    assert_code(&out, 3);
+    let err = stderr(&out);
+    assert!(
+        err.contains("slos/api.yaml:19: spec.timeWindow[0].rolling: unknown field `rolling`"),
+        "{err}"
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).lines().next().unwrap()).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["errors"][0]["line"], 19);
+    // A YAML syntax error names its line too.
+    std::fs::write(
+        dir.path().join("slos/api.yaml"),
+        "apiVersion: openslo/v1\nkind: SLO\nmetadata: [\n",
+    )
+    .unwrap();
+    let out = run(&["check"]);
+    assert_code(&out, 3);
+    assert!(
+        stderr(&out).starts_with("slos/api.yaml:"),
+        "{}",
+        stderr(&out)
+    );
+}
