@@ -49,11 +49,22 @@ if [[ $setup_only != 1 ]]; then
     command -v cc >/dev/null 2>&1 || missing+=(build-essential)
     # PgBouncer, which the pooler tests start in front of the test server.
     [[ -x /usr/sbin/pgbouncer ]] || command -v pgbouncer >/dev/null 2>&1 || missing+=(pgbouncer)
+    # Prometheus (with promtool) for the SLO and canary judge tests; python3-pip
+    # for kubernetes-validate, which checks the Kubernetes manifests.
+    { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
+    command -v kubernetes-validate >/dev/null 2>&1 || command -v pip3 >/dev/null 2>&1 || missing+=(python3-pip)
 fi
 if ((${#missing[@]} > 0)); then
     pgenv_install_missing "${missing[@]}"
 else
     echo "all present"
+fi
+
+if [[ $setup_only != 1 ]] && ! command -v kubernetes-validate >/dev/null 2>&1; then
+    section "setup: Python tools"
+    # Validates docs/kubernetes offline against the Kubernetes OpenAPI schemas.
+    pip3 install --quiet --break-system-packages kubernetes-validate ||
+        pip3 install --quiet kubernetes-validate
 fi
 
 if [[ $setup_only != 1 ]]; then

@@ -74,6 +74,8 @@ pub const EXIT_LINT: i32 = 9;
 /// Exit code: SIGINT or SIGTERM stopped `up` or `down` (what ran is reported;
 /// see `capstan_migrate::interrupt`).
 pub const EXIT_INTERRUPTED: i32 = 130;
+/// Exit code: `up` refused a contract migration: the error budget policy froze deploys.
+pub const EXIT_FROZEN: i32 = 10;
 
 /// What the `capstan` binary plugs into the engine: the linter as the
 /// preflight of `plan`/`up`, and the detector of data-destroying statements
@@ -128,6 +130,18 @@ pub trait Preflight: Send + Sync {
         dialect: crate::split::Dialect,
         config: Option<&Path>,
     ) -> Result<Vec<PreflightFinding>, String>;
+
+    /// Consulted before `up` applies the contract migrations `contracts`:
+    /// `Ok(Some(reason))` freezes the run (nothing is applied). The `capstan`
+    /// binary plugs the error budget gate in here; the default lets it run.
+    fn contract_gate(
+        &self,
+        contracts: &[u64],
+        config: Option<&Path>,
+    ) -> Result<Option<String>, String> {
+        let _ = (contracts, config);
+        Ok(None)
+    }
 }
 
 /// Options shared by every command that reads migrations and a database.
@@ -1361,6 +1375,26 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
                         });
                         note.push(' ');
                         note.push_str(&f.text);
+                    }
+                    let contracts: Vec<u64> = m
+                        .set()
+                        .migrations()
+                        .iter()
+                        .filter(|x| x.phase == Phase::Contract && pending.contains(&x.version))
+                        .map(|x| x.version)
+                        .collect();
+                    if let (Some(gate), false) = (cx.preflight, contracts.is_empty()) {
+                        let config = cx.config_path.exists().then_some(cx.config_path.as_path());
+                        if let Some(reason) = gate
+                            .contract_gate(&contracts, config)
+                            .map_err(|e| Failure::new(EXIT_BAD_INPUT, "bad-input", e))?
+                        {
+                            return Err(Failure::new(
+                                EXIT_FROZEN,
+                                "frozen",
+                                format!("contract migration {contracts:?} not run: {reason}"),
+                            ));
+                        }
                     }
                 }
                 Ok::<_, Failure>(Some(

@@ -51,8 +51,39 @@ pub struct Config {
     /// `[archive]`: what migrations keep before destroying data.
     #[serde(default)]
     pub archive: ArchiveConfig,
-    /// `[slo]`: read by the SLO commands.
-    pub slo: Option<toml::Table>,
+    /// `[slo]`: read by the SLO commands; `[slo.policy]` is the error budget gate.
+    #[serde(default)]
+    pub slo: SloConfig,
+}
+
+/// The `[slo]` table: where `capstan slo` reads SLOs and counts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SloConfig {
+    /// SLO files: a directory or a file (default `slos`).
+    pub dir: Option<PathBuf>,
+    /// The event store file (default `capstan-events.db`).
+    pub store: Option<PathBuf>,
+    /// Base URL of Prometheus, for Prometheus-sourced SLOs.
+    pub prometheus: Option<String>,
+    /// `[slo.policy]`: the error budget policy. When present, a contract
+    /// migration and every rollout step consult the gate.
+    pub policy: Option<SloPolicyConfig>,
+}
+
+/// The `[slo.policy]` table: when the error budget gate freezes deploys.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SloPolicyConfig {
+    /// Freeze when less than this share of a budget is left, from 0 to 1
+    /// (default 0: freeze once a budget is spent).
+    pub freeze_below: Option<f64>,
+    /// Freeze while a page alert fires (default true).
+    pub freeze_on_page: Option<bool>,
+    /// How long an override lets deploys through, like `1h` (the default).
+    pub override_for: Option<String>,
+    /// Services whose SLOs the gate reads (default: every SLO).
+    pub services: Option<Vec<String>>,
 }
 
 /// The `[migrate]` table.

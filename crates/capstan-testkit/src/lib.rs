@@ -6,6 +6,8 @@ pub mod cluster;
 
 use std::process::Command;
 
+pub mod prometheus;
+
 /// The superuser URL of the test server. Panics with advice when it is unset:
 /// these tests need a real Postgres (`scripts/test.sh` starts one).
 pub fn pg_admin_url() -> String {

@@ -91,6 +91,16 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// The canary judge for Argo Rollouts and Flagger: `judge serve`.
+    Judge(capstan_rollout::cli::JudgeArgs),
+    /// Progressive rollouts: steps, the judge, automatic rollback (`rollout start|status|pause|resume|promote|abort`).
+    Rollout(capstan_rollout::rollout_cli::RolloutArgs),
+    /// Wide events: tail, query and compare what the proxy recorded; receive OTLP traces.
+    Events(capstan_events::cli::EventsArgs),
+    /// Reverse proxy: cohorts, sticky weighted splits, mirroring, one event per request.
+    Proxy(capstan_proxy::cli::ProxyArgs),
+    /// SLOs and error budgets: check, status, rules, the budget gate, the deploy log.
+    Slo(capstan_slo::cli::SloArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -160,6 +170,11 @@ fn main() -> anyhow::Result<()> {
             Command::Lint(_) | Command::Completions { .. } => {
                 unreachable!("handled before the runtime starts")
             }
+            Command::Judge(args) => capstan_rollout::cli::run(args).await,
+            Command::Rollout(args) => capstan_rollout::rollout_cli::run(args).await,
+            Command::Events(args) => capstan_events::cli::run(args).await,
+            Command::Proxy(args) => capstan_proxy::cli::run(args).await,
+            Command::Slo(args) => capstan_slo::cli::run(args).await,
         }
     });
     std::process::exit(code);

@@ -2,6 +2,7 @@
 //! migrations with unsuppressed error findings are refused (unless
 //! `--unsafe-ok`). Applied migrations are replayed into the schema model first;
 //! tables created by the pending migrations count as this release's.
+//! It also carries the error budget gate a contract migration consults.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -69,5 +70,14 @@ impl Preflight for LintPreflight {
             }
         }
         Ok(found)
+    }
+
+    /// The error budget gate (`[slo.policy]`), before a contract migration.
+    fn contract_gate(
+        &self,
+        _contracts: &[u64],
+        config: Option<&Path>,
+    ) -> Result<Option<String>, String> {
+        capstan_slo::cli::contract_gate(config)
     }
 }

@@ -142,14 +142,25 @@ pub struct AppState {
     pub store: Store,
 }
 
-/// The API router (without probes).
+/// The API router (without probes). Every API answer carries an
+/// `x-capstan-release` header, which `capstan proxy` records as an event field.
 pub fn app(state: AppState) -> Router {
+    let release = state.release;
     Router::new()
         .route("/users", post(create_user))
         .route("/users/{id}", get(get_user))
         .route("/users/{id}/chirps", get(list_chirps).post(create_chirp))
         .route("/version", get(version))
         .with_state(Arc::new(state))
+        .layer(axum::middleware::map_response(
+            move |mut r: Response| async move {
+                r.headers_mut().insert(
+                    "x-capstan-release",
+                    axum::http::HeaderValue::from_static(release.version()),
+                );
+                r
+            },
+        ))
 }
 
 struct ApiError(StoreError);

@@ -42,6 +42,7 @@ pub async fn serve(release: Release) -> Result<(), ServeError> {
     let drain = env_duration("CHIRPY_DRAIN", Duration::from_secs(5));
     let heartbeat_every = env_duration("CHIRPY_FLEET_HEARTBEAT", Duration::from_secs(10));
     let db_interval = env_duration("CHIRPY_DB_CHECK_INTERVAL", Duration::from_secs(1));
+    let fault = Fault::from_env()?;
     let set = release.set();
     let version = format!("chirpy {}", release.version());
 
@@ -164,7 +165,14 @@ pub async fn serve(release: Release) -> Result<(), ServeError> {
         });
     }
 
-    let router = app(AppState { release, store }).merge(health.router(Details::Full));
+    let mut routes = app(AppState { release, store });
+    if let Some(fault) = fault {
+        eprintln!("{}: fault injected: {fault:?}", release.binary());
+        routes = routes.layer(axum::middleware::from_fn(move |req, next| {
+            inject(fault, req, next)
+        }));
+    }
+    let router = routes.merge(health.router(Details::Full));
     let signal = {
         let gate_failed = gate_failed.clone();
         async move {
@@ -201,4 +209,67 @@ pub async fn serve(release: Release) -> Result<(), ServeError> {
         return Err(ServeError::Gate(why));
     }
     Ok(())
+}
+
+/// A fault to inject into every application route (never the probes), for
+/// rehearsing a bad release: `CHIRPY_FAULT=error:3` answers 500 on 3 % of
+/// requests, `CHIRPY_FAULT=latency:100` adds 100 ms to each.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    /// Percentage of requests answered 500.
+    Error(f64),
+    /// Milliseconds added before answering.
+    Latency(u64),
+}
+
+impl Fault {
+    fn from_env() -> Result<Option<Fault>, ServeError> {
+        let Ok(raw) = std::env::var("CHIRPY_FAULT") else {
+            return Ok(None);
+        };
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        let bad = || {
+            ServeError::Config(format!(
+                "CHIRPY_FAULT={raw}: use error:PERCENT (0-100) or latency:MILLISECONDS"
+            ))
+        };
+        let (kind, value) = raw.split_once(':').ok_or_else(bad)?;
+        match kind {
+            "error" => {
+                let pct: f64 = value.parse().map_err(|_| bad())?;
+                if !(0.0..=100.0).contains(&pct) {
+                    return Err(bad());
+                }
+                Ok(Some(Fault::Error(pct)))
+            }
+            "latency" => Ok(Some(Fault::Latency(value.parse().map_err(|_| bad())?))),
+            _ => Err(bad()),
+        }
+    }
+}
+
+async fn inject(
+    fault: Fault,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match fault {
+        Fault::Error(pct) => {
+            if rand::random::<f64>() * 100.0 < pct {
+                return (
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "injected fault\n",
+                )
+                    .into_response();
+            }
+            next.run(req).await
+        }
+        Fault::Latency(ms) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            next.run(req).await
+        }
+    }
 }

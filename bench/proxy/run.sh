@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# The proxy benchmark: one tiny static upstream (nginx serving a 13-byte file)
+# reached directly (the limit), through capstan proxy (release build, events
+# on), through nginx proxy_pass with keepalive upstreams, and through haproxy
+# (the peers). wrk -t2 -c64 --latency loads each in alternating order, round
+# after round; the summary prints medians, throughput ratios and the latency
+# each proxy adds over direct at p50 and p99, capstan's peak RSS, and the events
+# capstan dropped while loaded at a bounded 20,000 requests/s. Loopback only.
+# See bench/proxy/README.md.
+#
+# Environment:
+#   BENCH_ROUNDS=5          timed rounds (at least 3; a short warm-up is not counted)
+#   BENCH_DURATION=5s       wrk -d of each timed run
+#   BENCH_RATE_SECONDS=10   length of the bounded-rate run
+#   CAPSTAN_BIN=PATH        use this capstan binary instead of building
+#                           target/release/capstan
+#   BENCH_KEEP=1            keep the temp dir (configs, logs, event store)
+set -euo pipefail
+
+if [[ -n ${CAPSTAN_BIN:-} && $CAPSTAN_BIN != /* ]]; then
+    CAPSTAN_BIN=$PWD/$CAPSTAN_BIN
+fi
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+root=$PWD
+here=$root/bench/proxy
+
+rounds=${BENCH_ROUNDS:-5}
+duration=${BENCH_DURATION:-5s}
+rate_seconds=${BENCH_RATE_SECONDS:-10}
+if ! [[ $rounds =~ ^[0-9]+$ ]] || ((rounds < 3)); then
+    echo "BENCH_ROUNDS must be a number, at least 3" >&2
+    exit 2
+fi
+
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v nginx >/dev/null || missing+=(nginx-light)
+command -v haproxy >/dev/null || missing+=(haproxy)
+if ((${#missing[@]})); then
+    echo "installing ${missing[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >/dev/null
+fi
+
+if [[ -z ${CAPSTAN_BIN:-} ]]; then
+    echo "building target/release/capstan" >&2
+    cargo build --release --quiet -p capstan --bin capstan
+    CAPSTAN_BIN=${CARGO_TARGET_DIR:-$root/target}/release/capstan
+fi
+
+tmp=$(mktemp -d /tmp/capstan-proxy-bench.XXXXXX)
+chmod 755 "$tmp"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    if [[ -z ${BENCH_KEEP:-} ]]; then rm -rf "$tmp"; else echo "kept $tmp" >&2; fi
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+wait_port() {
+    for _ in $(seq 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    echo "nothing listens on port $1" >&2
+    exit 1
+}
+
+up_port=$(free_port)
+ngx_port=$(free_port)
+hap_port=$(free_port)
+cap_port=$(free_port)
+adm_port=$(free_port)
+mkdir -p "$tmp/www" "$tmp/up" "$tmp/ngx"
+printf 'hello world\n' >"$tmp/www/index.html"
+
+nginx_conf() { # dir port body
+    cat >"$1/nginx.conf" <<CONF
+worker_processes $4;
+daemon off;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $1;
+    proxy_temp_path $1;
+    fastcgi_temp_path $1;
+    uwsgi_temp_path $1;
+    scgi_temp_path $1;
+    keepalive_requests 1000000;
+    $3
+    server {
+        listen 127.0.0.1:$2 reuseport;
+        $5
+    }
+}
+CONF
+}
+nginx_conf "$tmp/up" "$up_port" "" 1 "root $tmp/www; location / { index index.html; }"
+nginx_conf "$tmp/ngx" "$ngx_port" "upstream up { server 127.0.0.1:$up_port; keepalive 64; }" 2 \
+    "location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; }"
+cat >"$tmp/haproxy.cfg" <<CONF
+global
+    nbthread 2
+    maxconn 4000
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    http-reuse always
+frontend f
+    bind 127.0.0.1:$hap_port
+    default_backend b
+backend b
+    server s1 127.0.0.1:$up_port
+CONF
+cat >"$tmp/proxy.toml" <<CONF
+listen = "127.0.0.1:$cap_port"
+admin_listen = "127.0.0.1:$adm_port"
+admin_token = "bench"
+service = "bench"
+
+[[release]]
+name = "1.0.0"
+upstreams = ["127.0.0.1:$up_port"]
+
+[events]
+store = "$tmp/events.db"
+
+[health]
+path = "/index.html"
+CONF
+
+nginx -c "$tmp/up/nginx.conf" & pids+=($!)
+nginx -c "$tmp/ngx/nginx.conf" & pids+=($!)
+haproxy -f "$tmp/haproxy.cfg" -db >"$tmp/haproxy.log" 2>&1 & pids+=($!)
+"$CAPSTAN_BIN" proxy --config "$tmp/proxy.toml" 2>"$tmp/capstan.log" & cap_pid=$!
+pids+=($cap_pid)
+for p in $up_port $ngx_port $hap_port $cap_port $adm_port; do wait_port "$p"; done
+
+declare -A port=([direct]=$up_port [capstan]=$cap_port [nginx]=$ngx_port [haproxy]=$hap_port)
+names=(direct capstan nginx haproxy)
+results=$tmp/results
+: >"$results"
+
+run_wrk() { # name duration
+    wrk -t2 -c64 -d"$2" --latency -s "$here/report.lua" "http://127.0.0.1:${port[$1]}/index.html" |
+        awk -v n="$1" '/^WRK_RESULT/ { print n, $0 }'
+}
+
+echo "warm-up" >&2
+for n in "${names[@]}"; do run_wrk "$n" 1s >/dev/null; done
+for r in $(seq "$rounds"); do
+    # Rotate the order each round so no contender always runs first.
+    for i in 0 1 2 3; do
+        n=${names[$(((i + r) % 4))]}
+        line=$(run_wrk "$n" "$duration")
+        echo "round $r: $line" >&2
+        echo "$line" >>"$results"
+    done
+done
+
+rss_kb=$(awk '/VmHWM/ { print $2 }' "/proc/$cap_pid/status")
+
+metric() {
+    curl -s -H 'authorization: Bearer bench' "http://127.0.0.1:$adm_port/metrics" |
+        awk -v m="$1" '$1 == m { print $2 }'
+}
+dropped_before=$(metric capstan_proxy_events_dropped_total)
+recorded_before=$(metric capstan_proxy_events_recorded_total)
+# 400 connections, each waiting 20 ms between requests: at most 20,000 requests/s.
+rate_line=$(DELAY_MS=20 wrk -t2 -c400 -d"${rate_seconds}s" -s "$here/rate.lua" \
+    "http://127.0.0.1:$cap_port/index.html" | awk '/^WRK_RESULT/')
+dropped_after=$(metric capstan_proxy_events_dropped_total)
+recorded_after=$(metric capstan_proxy_events_recorded_total)
+
+python3 - "$results" "$rss_kb" "$rate_line" "$((dropped_after - dropped_before))" \
+    "$((recorded_after - recorded_before))" "$dropped_before" "$recorded_before" <<'PY'
+import statistics, sys
+results, rss_kb, rate_line, dropped, recorded, sat_dropped, sat_recorded = sys.argv[1:8]
+runs = {}
+for line in open(results):
+    parts = line.split()
+    kv = dict(p.split("=") for p in parts[2:])
+    rps = int(kv["requests"]) / (int(kv["duration_us"]) / 1e6)
+    runs.setdefault(parts[0], []).append((rps, int(kv["p50_us"]), int(kv["p99_us"]), int(kv["errors"]) + int(kv["non2xx"])))
+med = {n: tuple(statistics.median(x[i] for x in v) for i in range(4)) for n, v in runs.items()}
+d = med["direct"]
+print(f"\n{'':10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'+p99 ms':>8} {'errors':>6}")
+for n in ["direct", "capstan", "nginx", "haproxy"]:
+    rps, p50, p99, err = med[n]
+    add = "" if n == "direct" else f"{(p50 - d[1]) / 1000:8.3f} {(p99 - d[2]) / 1000:8.3f}"
+    print(f"{n:10} {rps:10.0f} {p50 / 1000:8.3f} {p99 / 1000:8.3f} {add:>17} {err:6.0f}")
+c, g = med["capstan"], med["nginx"]
+print(f"\nmedians of {len(runs['direct'])} alternating rounds")
+print(f"throughput capstan / nginx: {c[0] / g[0]:.2f} (target >= 1.00)")
+print(f"throughput capstan / haproxy: {c[0] / med['haproxy'][0]:.2f}")
+print(f"throughput capstan / direct: {c[0] / d[0]:.2f}")
+ac, an = c[2] - d[2], g[2] - d[2]
+print(f"added p99 capstan: {ac / 1000:.3f} ms, nginx: {an / 1000:.3f} ms (target: capstan <= nginx)")
+print(f"capstan peak RSS: {int(rss_kb) / 1024:.1f} MB (target < 50 MB)")
+print(f"events during the saturating rounds: recorded {sat_recorded}, dropped {sat_dropped}")
+kv = dict(p.split("=") for p in rate_line.split()[1:])
+rate = int(kv["requests"]) / (int(kv["duration_us"]) / 1e6)
+print(f"bounded-rate run: {rate:.0f} req/s, {kv['errors']} errors, events recorded {recorded}, dropped {dropped} (target 0 at 20,000 req/s)")
+PY

@@ -1,0 +1,557 @@
+//! `capstan events tail|query|compare|serve`: the clap arguments and `run`.
+//!
+//! Exit codes: 0 success; 2 usage (clap); 3 bad input (an expression, a
+//! calculation list, a time), nothing read or changed; 4 the store cannot be opened
+//! or read, or the listener cannot be bound.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Subcommand};
+
+use crate::expr::fmt_num;
+use crate::{
+    otlp_router, Calc, Comparison, Error, Event, Expr, ExprError, Field, Query, QueryResult,
+    Retention, Store,
+};
+
+/// Exit code: success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: bad input (expression, calculation list, time); nothing was read or changed.
+pub const EXIT_BAD_INPUT: i32 = 3;
+/// Exit code: the store cannot be opened or read, or the listener cannot be bound.
+pub const EXIT_STORE: i32 = 4;
+
+/// `capstan events`: read the wide events the proxy (or an OTLP exporter) recorded.
+#[derive(Debug, Clone, Args)]
+pub struct EventsArgs {
+    /// The event store (SQLite).
+    #[arg(
+        long,
+        global = true,
+        default_value = "capstan-events.db",
+        env = "CAPSTAN_EVENTS_STORE",
+        value_name = "PATH"
+    )]
+    pub store: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: EventsCommand,
+}
+
+/// The `capstan events` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum EventsCommand {
+    /// Print new events as they are stored, until Ctrl-C or --limit.
+    Tail(TailArgs),
+    /// Filter, group and calculate over raw events in a time range.
+    Query(QueryArgs),
+    /// Rank every field by how differently it is distributed in two sets of events.
+    Compare(CompareArgs),
+    /// Receive OTLP/HTTP traces (`POST /v1/traces`) and store root spans as events.
+    Serve(ServeArgs),
+}
+
+/// The time range of a query: `--since` (default 1h) or `--from`/`--to`.
+#[derive(Debug, Clone, Args)]
+pub struct TimeRange {
+    /// Events of the last DURATION (e.g. 15m, 1h, 7d).
+    #[arg(long, value_name = "DURATION", conflicts_with = "from")]
+    pub since: Option<String>,
+    /// Events from TIME (RFC 3339, e.g. 2026-12-01T10:00:00Z, or unix ms).
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Events before TIME (RFC 3339 or unix ms; default now).
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+}
+
+/// `capstan events tail`.
+#[derive(Debug, Clone, Args)]
+pub struct TailArgs {
+    /// Only events matching this expression.
+    #[arg(long = "where", value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// Stop after this many events.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// How often to look for new events.
+    #[arg(long, default_value = "250ms", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `capstan events query`.
+#[derive(Debug, Clone, Args)]
+pub struct QueryArgs {
+    /// Only events matching this expression.
+    #[arg(long = "where", value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// Fields to group by (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',', value_name = "FIELD")]
+    pub group_by: Vec<String>,
+    /// Calculations: count, error_rate, p50(f), p90(f), p95(f), p99(f), avg(f), min(f), max(f), sum(f).
+    #[arg(long, default_value = "count", value_name = "LIST")]
+    pub calc: String,
+    /// Time range.
+    #[command(flatten)]
+    pub range: TimeRange,
+    /// Print JSON (see docs/events.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `capstan events compare`.
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// Set A.
+    #[arg(long, value_name = "EXPR")]
+    pub a: String,
+    /// Set B (default: every event not in A).
+    #[arg(long, value_name = "EXPR")]
+    pub b: Option<String>,
+    /// Show this many fields (all with --json).
+    #[arg(long, default_value_t = 15)]
+    pub top: usize,
+    /// Time range.
+    #[command(flatten)]
+    pub range: TimeRange,
+    /// Print JSON (see docs/events.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `capstan events serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (OTLP/HTTP's usual port is 4318).
+    #[arg(long, default_value = "127.0.0.1:4318", value_name = "ADDR")]
+    pub listen: String,
+    /// Events the queue to the store holds before a request is refused with 503.
+    #[arg(long, default_value_t = 65_536)]
+    pub queue: usize,
+    /// Delete raw events older than this.
+    #[arg(long, default_value = "7d", value_parser = parse_duration, value_name = "DURATION")]
+    pub keep_raw: Duration,
+    /// Delete rollup minutes older than this.
+    #[arg(long, default_value = "400d", value_parser = parse_duration, value_name = "DURATION")]
+    pub keep_rollups: Duration,
+    /// Delete the oldest raw events while the store holds more than this many MiB.
+    #[arg(long, default_value_t = 1024, value_name = "MIB")]
+    pub max_size_mib: u64,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 250ms or 1s)"))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn parse_time(flag: &str, s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    humantime::parse_rfc3339_weak(s)
+        .map(|t| {
+            t.duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0)
+        })
+        .map_err(|e| {
+            format!("--{flag} {s:?}: {e} (write RFC 3339, e.g. 2026-12-01T10:00:00Z, or unix ms)")
+        })
+}
+
+impl TimeRange {
+    /// The range as `[from_ms, to_ms)` at `now_ms`.
+    pub fn resolve(&self, now_ms: i64) -> Result<(i64, i64), String> {
+        let to = match &self.to {
+            Some(t) => parse_time("to", t)?,
+            None => now_ms + 1,
+        };
+        let from = match (&self.from, &self.since) {
+            (Some(f), _) => parse_time("from", f)?,
+            (None, Some(s)) => {
+                let d = humantime::parse_duration(s)
+                    .map_err(|e| format!("--since {s:?}: {e} (write e.g. 15m, 1h or 7d)"))?;
+                to - d.as_millis() as i64
+            }
+            (None, None) => to - 3_600_000,
+        };
+        if from >= to {
+            return Err("--from must be before --to".into());
+        }
+        Ok((from, to))
+    }
+}
+
+enum Failure {
+    BadInput(String),
+    Store(String),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Store(e.to_string())
+    }
+}
+
+fn expr(flag: &str, s: &str) -> Result<Expr, Failure> {
+    Expr::parse(s).map_err(|e| bad_expr(flag, e))
+}
+
+fn bad_expr(flag: &str, e: ExprError) -> Failure {
+    Failure::BadInput(format!("--{flag}: {e}"))
+}
+
+fn open_existing(path: &Path) -> Result<Store, Failure> {
+    if !path.exists() {
+        return Err(Failure::Store(format!(
+            "no event store at {} (give --store PATH, or record events first)",
+            path.display()
+        )));
+    }
+    Ok(Store::open(path)?)
+}
+
+/// Runs `capstan events` and returns the exit code.
+pub async fn run(args: EventsArgs) -> i32 {
+    let res = match args.command {
+        EventsCommand::Tail(t) => tail(&args.store, t).await,
+        EventsCommand::Query(q) => query(&args.store, q),
+        EventsCommand::Compare(c) => compare(&args.store, c),
+        EventsCommand::Serve(s) => serve(&args.store, s).await,
+    };
+    match res {
+        Ok(()) => EXIT_OK,
+        Err(Failure::BadInput(m)) => {
+            eprintln!("error: {m}");
+            EXIT_BAD_INPUT
+        }
+        Err(Failure::Store(m)) => {
+            eprintln!("error: {m}");
+            EXIT_STORE
+        }
+    }
+}
+
+fn query(store: &Path, a: QueryArgs) -> Result<(), Failure> {
+    let filter = match &a.filter {
+        Some(s) => expr("where", s)?,
+        None => Expr::all(),
+    };
+    let calcs = Calc::parse_list(&a.calc).map_err(|e| bad_expr("calc", e))?;
+    let group_by: Vec<Field> = a
+        .group_by
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(Field::from_name)
+        .collect();
+    let (from_ms, to_ms) = a.range.resolve(now_ms()).map_err(Failure::BadInput)?;
+    let store = open_existing(store)?;
+    let res = store.query(&Query {
+        filter,
+        group_by,
+        calcs,
+        from_ms,
+        to_ms,
+    })?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        let _ = writeln!(out, "{}", query_json(&res, from_ms, to_ms));
+    } else {
+        let _ = write!(out, "{}", query_table(&res));
+    }
+    Ok(())
+}
+
+/// The JSON document `events query --json` prints.
+pub fn query_json(res: &QueryResult, from_ms: i64, to_ms: i64) -> serde_json::Value {
+    let rows: Vec<serde_json::Value> = res
+        .rows
+        .iter()
+        .map(|r| {
+            let group: serde_json::Map<String, serde_json::Value> = res
+                .group_by
+                .iter()
+                .zip(&r.group)
+                .map(|(k, v)| (k.clone(), serde_json::json!(v)))
+                .collect();
+            let values: serde_json::Map<String, serde_json::Value> = res
+                .calcs
+                .iter()
+                .zip(&r.values)
+                .map(|(k, v)| (k.clone(), serde_json::json!(v)))
+                .collect();
+            serde_json::json!({ "group": group, "values": values })
+        })
+        .collect();
+    serde_json::json!({
+        "from_ms": from_ms,
+        "to_ms": to_ms,
+        "group_by": res.group_by,
+        "calcs": res.calcs,
+        "rows": rows,
+    })
+}
+
+fn fmt_value(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(x) if x.fract() == 0.0 && x.abs() < 1e15 => fmt_num(x),
+        Some(x) => format!("{x:.3}"),
+    }
+}
+
+fn table(header: Vec<String>, rows: Vec<Vec<String>>, right_from: usize) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            let pad = widths[i] - c.chars().count();
+            if i >= right_from {
+                s.push_str(&" ".repeat(pad));
+                s.push_str(c);
+            } else {
+                s.push_str(c);
+                if i + 1 < cells.len() {
+                    s.push_str(&" ".repeat(pad));
+                }
+            }
+        }
+        s.push('\n');
+        s
+    };
+    let mut out = line(&header);
+    for r in &rows {
+        out.push_str(&line(r));
+    }
+    out
+}
+
+/// The text table `events query` prints.
+pub fn query_table(res: &QueryResult) -> String {
+    let header: Vec<String> = res.group_by.iter().chain(&res.calcs).cloned().collect();
+    let rows = res
+        .rows
+        .iter()
+        .map(|r| {
+            r.group
+                .iter()
+                .map(|g| match g.as_deref() {
+                    None => "(none)".to_string(),
+                    Some("") => "\"\"".to_string(),
+                    Some(v) => v.to_string(),
+                })
+                .chain(r.values.iter().map(|v| fmt_value(*v)))
+                .collect()
+        })
+        .collect();
+    if res.rows.is_empty() {
+        return "no matching events\n".into();
+    }
+    table(header, rows, res.group_by.len())
+}
+
+fn compare(store: &Path, c: CompareArgs) -> Result<(), Failure> {
+    let a = expr("a", &c.a)?;
+    let b = match &c.b {
+        Some(s) => Some(expr("b", s)?),
+        None => None,
+    };
+    let (from_ms, to_ms) = c.range.resolve(now_ms()).map_err(Failure::BadInput)?;
+    let store = open_existing(store)?;
+    let cmp = store.compare(&a, b.as_ref(), from_ms, to_ms)?;
+    let mut out = std::io::stdout().lock();
+    if c.json {
+        let doc = serde_json::json!({
+            "from_ms": from_ms,
+            "to_ms": to_ms,
+            "a": a.source(),
+            "b": b.as_ref().map(Expr::source),
+            "a_count": cmp.a_count,
+            "b_count": cmp.b_count,
+            "fields": cmp.fields,
+        });
+        let _ = writeln!(out, "{doc}");
+    } else {
+        let b_src = c.b.clone().unwrap_or_else(|| format!("not ({})", c.a));
+        let _ = write!(out, "{}", compare_text(&cmp, &c.a, &b_src, c.top));
+    }
+    Ok(())
+}
+
+/// The text `events compare` prints.
+pub fn compare_text(cmp: &Comparison, a: &str, b: &str, top: usize) -> String {
+    let mut out = format!(
+        "A: {} events  ({a})\nB: {} events  ({b})\n\n",
+        cmp.a_count, cmp.b_count
+    );
+    let shares = |v: &[crate::Share]| {
+        v.iter()
+            .take(3)
+            .map(|s| {
+                let v = if s.value.is_empty() { "\"\"" } else { &s.value };
+                format!("{v} {:.0}%", s.share * 100.0)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let rows = cmp
+        .fields
+        .iter()
+        .take(top)
+        .map(|f| {
+            vec![
+                f.field.clone(),
+                format!("{:.2}", f.score),
+                shares(&f.a_top),
+                shares(&f.b_top),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        vec![
+            "field".into(),
+            "score".into(),
+            "A top".into(),
+            "B top".into(),
+        ],
+        rows,
+        usize::MAX,
+    ));
+    out
+}
+
+/// One event as `tail` prints it in text.
+pub fn event_line(e: &Event) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(e.time_ms.max(0) as u64);
+    let mut s = format!(
+        "{} {} {} {} {} {}ms release={}",
+        humantime::format_rfc3339_millis(t),
+        e.service,
+        e.method,
+        e.path,
+        e.status,
+        fmt_num((e.duration_ms * 10.0).round() / 10.0),
+        e.release
+    );
+    if !e.cohort.is_empty() {
+        s.push_str(&format!(" cohort={}", e.cohort));
+    }
+    if let Some(err) = &e.error {
+        s.push_str(&format!(" error={err}"));
+    }
+    for (k, v) in &e.fields {
+        s.push_str(&format!(" {k}={v}"));
+    }
+    s
+}
+
+async fn tail(store: &Path, t: TailArgs) -> Result<(), Failure> {
+    let filter = match &t.filter {
+        Some(s) => Some(expr("where", s)?),
+        None => None,
+    };
+    let store = open_existing(store)?;
+    let mut last = store.last_id()?;
+    let mut shown = 0u64;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let batch = store.events_after(last, 1000)?;
+        let full = batch.len() == 1000;
+        {
+            let mut out = std::io::stdout().lock();
+            for se in batch {
+                last = se.id;
+                if filter.as_ref().is_some_and(|f| !f.matches(&se.event)) {
+                    continue;
+                }
+                let line = if t.json {
+                    serde_json::to_string(&se.event).unwrap_or_default()
+                } else {
+                    event_line(&se.event)
+                };
+                if writeln!(out, "{line}").is_err() {
+                    return Ok(()); // stdout closed (e.g. piped into head)
+                }
+                shown += 1;
+                if t.limit.is_some_and(|l| shown >= l) {
+                    let _ = out.flush();
+                    return Ok(());
+                }
+            }
+            let _ = out.flush();
+        }
+        if full {
+            continue;
+        }
+        tokio::select! {
+            _ = &mut ctrl_c => return Ok(()),
+            _ = tokio::time::sleep(t.interval) => {}
+        }
+    }
+}
+
+async fn serve(store: &Path, s: ServeArgs) -> Result<(), Failure> {
+    let store = Store::open_with(
+        store,
+        Retention {
+            raw_max_age: s.keep_raw,
+            max_bytes: s.max_size_mib.saturating_mul(1 << 20),
+            rollup_max_age: s.keep_rollups,
+        },
+    )?;
+    let listener = tokio::net::TcpListener::bind(&s.listen)
+        .await
+        .map_err(|e| Failure::Store(format!("cannot listen on {}: {e}", s.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| s.listen.clone());
+    let (recorder, task) = store.clone().spawn_recorder(s.queue);
+    eprintln!(
+        "receiving OTLP/HTTP traces on http://{addr}/v1/traces into {}",
+        store.path().display()
+    );
+    let app = otlp_router(recorder.clone());
+    let shutdown = async {
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    let (stored, dropped) = (recorder.recorded(), recorder.dropped());
+    drop(recorder);
+    task.shutdown().await?;
+    eprintln!("stopped: {stored} events queued, {dropped} dropped");
+    served.map_err(|e| Failure::Store(format!("serving {addr}: {e}")))
+}

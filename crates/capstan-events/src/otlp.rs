@@ -1,0 +1,292 @@
+//! OTLP/HTTP receiver: `POST /v1/traces` (protobuf or JSON) stores root spans as events.
+
+use std::collections::BTreeMap;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode as SpanStatus;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message as _;
+
+use crate::{Event, Recorder};
+
+/// The largest request body the receiver reads by default: 4 MiB.
+pub const DEFAULT_MAX_BODY: usize = 4 << 20;
+
+#[derive(Clone)]
+struct Receiver {
+    recorder: Recorder,
+    max_body: usize,
+}
+
+/// The OTLP/HTTP trace receiver as a router to mount or serve: `POST /v1/traces`
+/// with `application/x-protobuf` or `application/json`, bodies up to 4 MiB.
+pub fn otlp_router(recorder: Recorder) -> Router {
+    otlp_router_with_limit(recorder, DEFAULT_MAX_BODY)
+}
+
+/// [`otlp_router`] with another body size limit (bytes).
+pub fn otlp_router_with_limit(recorder: Recorder, max_body: usize) -> Router {
+    Router::new()
+        .route("/v1/traces", post(export))
+        .with_state(Receiver { recorder, max_body })
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+fn reject(status: StatusCode, enc: Encoding, message: String) -> Response {
+    // OTLP answers errors with a google.rpc.Status; for JSON that is {"code", "message"}.
+    // Protobuf clients get the message as text (they log it; nothing parses it).
+    let (ctype, body) = match enc {
+        Encoding::Json => (
+            "application/json",
+            serde_json::json!({ "code": grpc_code(status), "message": message }).to_string(),
+        ),
+        Encoding::Protobuf => ("text/plain; charset=utf-8", message),
+    };
+    let mut r = (status, body).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r
+}
+
+fn grpc_code(s: StatusCode) -> i32 {
+    match s {
+        StatusCode::BAD_REQUEST => 3,          // INVALID_ARGUMENT
+        StatusCode::PAYLOAD_TOO_LARGE => 8,    // RESOURCE_EXHAUSTED
+        StatusCode::SERVICE_UNAVAILABLE => 14, // UNAVAILABLE
+        _ => 12,                               // UNIMPLEMENTED
+    }
+}
+
+async fn export(State(rx): State<Receiver>, headers: HeaderMap, body: Body) -> Response {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let enc = match ctype.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Encoding::Protobuf,
+        "application/json" => Encoding::Json,
+        other => {
+            return reject(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Encoding::Json,
+                format!(
+                    "content-type {other:?} is not OTLP/HTTP: send application/x-protobuf or application/json"
+                ),
+            )
+        }
+    };
+    if let Some(ce) = headers.get(header::CONTENT_ENCODING) {
+        if ce.as_bytes() != b"identity" {
+            return reject(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                enc,
+                format!(
+                    "content-encoding {:?} is not supported: send uncompressed bodies",
+                    String::from_utf8_lossy(ce.as_bytes())
+                ),
+            );
+        }
+    }
+    let too_large = || {
+        reject(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            enc,
+            format!("request body is larger than {} bytes", rx.max_body),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > rx.max_body as u64) {
+        return too_large();
+    }
+    let bytes: Bytes = match axum::body::to_bytes(body, rx.max_body).await {
+        Ok(b) => b,
+        Err(e) => {
+            // to_bytes fails on the limit or on a broken connection.
+            let over_limit = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if over_limit {
+                return too_large();
+            }
+            return reject(
+                StatusCode::BAD_REQUEST,
+                enc,
+                format!("cannot read the request body: {e}"),
+            );
+        }
+    };
+    let req = match enc {
+        Encoding::Protobuf => ExportTraceServiceRequest::decode(bytes.as_ref())
+            .map_err(|e| format!("body is not an OTLP ExportTraceServiceRequest in protobuf: {e}")),
+        Encoding::Json => serde_json::from_slice::<ExportTraceServiceRequest>(&bytes)
+            .map_err(|e| format!("body is not an OTLP ExportTraceServiceRequest in JSON: {e}")),
+    };
+    let req = match req {
+        Ok(r) => r,
+        Err(message) => return reject(StatusCode::BAD_REQUEST, enc, message),
+    };
+    let events = root_span_events(&req);
+    if !rx.recorder.try_record_all(events) {
+        let mut r = reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            enc,
+            "the event queue is full; retry later".into(),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    }
+    let resp = ExportTraceServiceResponse {
+        partial_success: None,
+    };
+    match enc {
+        Encoding::Protobuf => (
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            resp.encode_to_vec(),
+        )
+            .into_response(),
+        Encoding::Json => (
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_vec(&resp).unwrap_or_else(|_| b"{}".to_vec()),
+        )
+            .into_response(),
+    }
+}
+
+fn any_to_string(v: &AnyValue) -> Option<String> {
+    Some(match v.value.as_ref()? {
+        Any::StringValue(s) => s.clone(),
+        Any::BoolValue(b) => b.to_string(),
+        Any::IntValue(i) => i.to_string(),
+        Any::DoubleValue(d) => crate::expr::fmt_num(*d),
+        Any::BytesValue(b) => b.iter().map(|x| format!("{x:02x}")).collect(),
+        Any::ArrayValue(a) => {
+            let items: Vec<String> = a.values.iter().filter_map(any_to_string).collect();
+            serde_json::to_string(&items).unwrap_or_default()
+        }
+        Any::KvlistValue(kv) => {
+            let m: BTreeMap<&str, String> = kv
+                .values
+                .iter()
+                .filter_map(|k| Some((k.key.as_str(), any_to_string(k.value.as_ref()?)?)))
+                .collect();
+            serde_json::to_string(&m).unwrap_or_default()
+        }
+        #[allow(unreachable_patterns)]
+        _ => return None,
+    })
+}
+
+fn attrs(kvs: &[KeyValue]) -> BTreeMap<String, String> {
+    kvs.iter()
+        .filter_map(|kv| Some((kv.key.clone(), any_to_string(kv.value.as_ref()?)?)))
+        .collect()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The events for the root spans (no parent span id) of an export request.
+pub fn root_span_events(req: &ExportTraceServiceRequest) -> Vec<Event> {
+    let mut out = Vec::new();
+    for rs in &req.resource_spans {
+        let res = rs
+            .resource
+            .as_ref()
+            .map(|r| attrs(&r.attributes))
+            .unwrap_or_default();
+        for ss in &rs.scope_spans {
+            for span in ss.spans.iter().filter(|s| s.parent_span_id.is_empty()) {
+                out.push(span_event(&res, span));
+            }
+        }
+    }
+    out
+}
+
+fn span_event(res: &BTreeMap<String, String>, span: &Span) -> Event {
+    let mut fields = attrs(&span.attributes);
+    let mut take = |keys: &[&str]| -> Option<String> {
+        let mut found = None;
+        for k in keys {
+            if let Some(v) = fields.remove(*k) {
+                found.get_or_insert(v);
+            }
+        }
+        found
+    };
+    let method = take(&["http.request.method", "http.method"]).unwrap_or_default();
+    let route = take(&["http.route"]);
+    let path = take(&["url.path", "http.target"]);
+    let status = take(&["http.response.status_code", "http.status_code"])
+        .and_then(|s| s.parse::<u16>().ok())
+        .unwrap_or(0);
+    let bytes_in = take(&["http.request.body.size", "http.request_content_length"])
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let bytes_out = take(&["http.response.body.size", "http.response_content_length"])
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let start = span.start_time_unix_nano;
+    let end = span.end_time_unix_nano.max(start);
+    let error = span.status.as_ref().and_then(|s| {
+        (s.code == SpanStatus::Error as i32).then(|| {
+            if s.message.is_empty() {
+                "span_error".to_string()
+            } else {
+                s.message.clone()
+            }
+        })
+    });
+    fields.insert("span.name".into(), span.name.clone());
+    let route = route
+        .or_else(|| path.clone())
+        .unwrap_or_else(|| span.name.clone());
+    Event {
+        time_ms: (start / 1_000_000) as i64,
+        service: res.get("service.name").cloned().unwrap_or_default(),
+        method,
+        path: path.unwrap_or_else(|| route.clone()),
+        route,
+        status,
+        duration_ms: (end - start) as f64 / 1e6,
+        upstream_ms: None,
+        bytes_in,
+        bytes_out,
+        release: res.get("service.version").cloned().unwrap_or_default(),
+        instance: res
+            .get("service.instance.id")
+            .or_else(|| res.get("host.name"))
+            .cloned()
+            .unwrap_or_default(),
+        cohort: String::new(),
+        user: None,
+        trace_id: (!span.trace_id.is_empty()).then(|| hex(&span.trace_id)),
+        error,
+        mirror: None,
+        fields,
+    }
+}

@@ -1,0 +1,89 @@
+//! The non-blocking recorder and its writer task.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::{Error, Event};
+
+/// Hands events to the writer task. Cheap to clone; [`Recorder::record`] never blocks.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    pub(crate) tx: mpsc::Sender<Event>,
+    pub(crate) counters: Arc<Counters>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) recorded: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) stored: AtomicU64,
+    pub(crate) failed: AtomicU64,
+}
+
+impl Recorder {
+    /// Queues an event for the store; when the queue is full the event is dropped and counted.
+    pub fn record(&self, e: Event) {
+        match self.tx.try_send(e) {
+            Ok(()) => self.counters.recorded.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.counters.dropped.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+
+    /// Events dropped because the queue was full (or the writer had stopped).
+    pub fn dropped(&self) -> u64 {
+        self.counters.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Events accepted into the queue.
+    pub fn recorded(&self) -> u64 {
+        self.counters.recorded.load(Ordering::Relaxed)
+    }
+
+    /// Events written to the store.
+    pub fn stored(&self) -> u64 {
+        self.counters.stored.load(Ordering::Relaxed)
+    }
+
+    /// Events lost because the store refused their batch (logged as a warning).
+    pub fn failed(&self) -> u64 {
+        self.counters.failed.load(Ordering::Relaxed)
+    }
+
+    /// Queues all of `events` or none: false (nothing queued, nothing counted as
+    /// dropped) when the queue has no room for all of them.
+    pub fn try_record_all(&self, events: Vec<Event>) -> bool {
+        let n = events.len();
+        if n == 0 {
+            return true;
+        }
+        match self.tx.try_reserve_many(n) {
+            Ok(permits) => {
+                for (permit, e) in permits.zip(events) {
+                    permit.send(e);
+                }
+                self.counters
+                    .recorded
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// The writer task; [`RecorderTask::shutdown`] writes what is queued and waits for it.
+#[derive(Debug)]
+pub struct RecorderTask {
+    pub(crate) handle: tokio::task::JoinHandle<Result<(), Error>>,
+}
+
+impl RecorderTask {
+    /// Waits until every [`Recorder`] clone is dropped and the queue is written.
+    pub async fn shutdown(self) -> Result<(), Error> {
+        self.handle
+            .await
+            .map_err(|e| Error::Recorder(e.to_string()))?
+    }
+}

@@ -1,0 +1,301 @@
+//! The OTLP/HTTP receiver: spans from the official Rust exporter are stored and
+//! queryable; garbage, oversized and mistyped bodies are refused and store nothing.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use capstan_events::{otlp_router, otlp_router_with_limit, Expr, Store};
+use common::temp_store;
+use http_body_util::BodyExt as _;
+use opentelemetry::trace::{Span as _, TraceContextExt as _, Tracer as _, TracerProvider as _};
+use opentelemetry::KeyValue;
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use tower::ServiceExt as _;
+
+/// Sends `n` requests' worth of spans (a root span with an HTTP status and a child)
+/// with the official exporter, from a plain thread as the SDK's blocking client wants.
+fn export_with_official_exporter(endpoint: String, protocol: Protocol, n: usize) {
+    std::thread::spawn(move || {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(protocol)
+            .with_endpoint(endpoint)
+            .with_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_simple_exporter(exporter)
+            .with_resource(
+                opentelemetry_sdk::Resource::builder()
+                    .with_service_name("chirpy")
+                    .with_attribute(KeyValue::new("service.version", "2.0.0"))
+                    .build(),
+            )
+            .build();
+        let tracer = provider.tracer("capstan-test");
+        for i in 0..n {
+            let mut root = tracer.start("GET /api/chirps/{id}");
+            root.set_attribute(KeyValue::new("http.request.method", "GET"));
+            root.set_attribute(KeyValue::new("http.route", "/api/chirps/{id}"));
+            root.set_attribute(KeyValue::new("url.path", format!("/api/chirps/{i}")));
+            root.set_attribute(KeyValue::new(
+                "http.response.status_code",
+                if i % 4 == 0 { 500 } else { 200 },
+            ));
+            root.set_attribute(KeyValue::new("plan", "pro"));
+            let cx = opentelemetry::Context::current_with_span(root);
+            let mut child = tracer.start_with_context("SELECT chirps", &cx);
+            child.set_attribute(KeyValue::new("db.system", "postgresql"));
+            child.end();
+            drop(cx);
+        }
+        provider.shutdown().unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
+async fn serve(store: &Store) -> (String, capstan_events::RecorderTask) {
+    let (rec, task) = store.clone().spawn_recorder(10_000);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, otlp_router(rec)).await });
+    (format!("http://{addr}/v1/traces"), task)
+}
+
+async fn wait_for_count(store: &Store, n: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while store.count().unwrap() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {n} events stored",
+            store.count().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn official_exporter_spans_are_stored_and_queryable(protocol: Protocol) {
+    let (_dir, store) = temp_store();
+    let (endpoint, _task) = serve(&store).await;
+    let before = std::time::SystemTime::now();
+    tokio::task::spawn_blocking(move || export_with_official_exporter(endpoint, protocol, 8))
+        .await
+        .unwrap();
+    wait_for_count(&store, 8).await;
+    // Only root spans become events.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.count().unwrap(), 8);
+    let events = store.events_after(0, 100).unwrap();
+    let e = &events[1].event;
+    assert_eq!(e.service, "chirpy");
+    assert_eq!(e.release, "2.0.0");
+    assert_eq!(e.method, "GET");
+    assert_eq!(e.route, "/api/chirps/{id}");
+    assert_eq!(e.path, "/api/chirps/1");
+    assert_eq!(e.status, 200);
+    assert_eq!(e.fields.get("plan").map(String::as_str), Some("pro"));
+    assert_eq!(e.trace_id.as_ref().map(String::len), Some(32));
+    assert!(e.duration_ms >= 0.0 && e.duration_ms < 10_000.0);
+    let since = before
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 1000;
+    assert!(e.time_ms >= since);
+    let q = capstan_events::Query {
+        filter: Expr::parse(r#"service = "chirpy" and status >= 500 and plan = "pro""#).unwrap(),
+        group_by: vec![],
+        calcs: capstan_events::Calc::parse_list("count").unwrap(),
+        from_ms: since,
+        to_ms: since + 3_600_000,
+    };
+    assert_eq!(store.query(&q).unwrap().rows[0].values[0], Some(2.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_exporter_protobuf_spans_are_stored_and_queryable() {
+    official_exporter_spans_are_stored_and_queryable(Protocol::HttpBinary).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_exporter_json_spans_are_stored_and_queryable() {
+    official_exporter_spans_are_stored_and_queryable(Protocol::HttpJson).await;
+}
+
+async fn post(app: axum::Router, ctype: &str, body: Vec<u8>) -> (StatusCode, String) {
+    let resp = app
+        .oneshot(
+            Request::post("/v1/traces")
+                .header("content-type", ctype)
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test]
+async fn garbage_oversized_and_mistyped_bodies_are_refused_and_store_nothing() {
+    let (_dir, store) = temp_store();
+    let (rec, task) = store.clone().spawn_recorder(100);
+    let app = otlp_router_with_limit(rec.clone(), 1024);
+
+    let (s, msg) = post(
+        app.clone(),
+        "application/x-protobuf",
+        vec![0xff, 0xff, 0xff, 0x01],
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        msg.contains("not an OTLP ExportTraceServiceRequest in protobuf"),
+        "{msg}"
+    );
+
+    let (s, msg) = post(
+        app.clone(),
+        "application/json",
+        b"{\"resourceSpans\": 7}".to_vec(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let v: serde_json::Value = serde_json::from_str(&msg).unwrap();
+    assert_eq!(v["code"], 3);
+    assert!(v["message"].as_str().unwrap().contains("in JSON"), "{msg}");
+
+    let (s, msg) = post(app.clone(), "application/json", vec![b' '; 2048]).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(msg.contains("larger than 1024 bytes"), "{msg}");
+
+    // Without a content-length (streamed), the limit still holds.
+    let stream = futures_stream(vec![vec![b' '; 700], vec![b' '; 700]]);
+    let resp = app
+        .clone()
+        .oneshot(
+            Request::post("/v1/traces")
+                .header("content-type", "application/x-protobuf")
+                .body(stream)
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    let (s, msg) = post(app.clone(), "text/plain", b"hello".to_vec()).await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(
+        msg.contains("application/x-protobuf or application/json"),
+        "{msg}"
+    );
+
+    // A valid empty request is accepted.
+    let (s, msg) = post(app.clone(), "application/json", b"{}".to_vec()).await;
+    assert_eq!(s, StatusCode::OK, "{msg}");
+
+    drop(app);
+    drop(rec);
+    task.shutdown().await.unwrap();
+    assert_eq!(store.count().unwrap(), 0);
+}
+
+fn futures_stream(chunks: Vec<Vec<u8>>) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(4);
+    tokio::spawn(async move {
+        for c in chunks {
+            if tx.send(Ok(c.into())).await.is_err() {
+                break;
+            }
+        }
+    });
+    Body::from_stream(tokio_stream_from(rx))
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<axum::body::Bytes, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<axum::body::Bytes, std::io::Error>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// OTLP/JSON as the Go and Python SDKs write it: nanoseconds and ints as strings,
+/// older semantic conventions, a child span that must not become an event.
+#[tokio::test]
+async fn otlp_json_from_other_sdks_maps_to_events() {
+    let (_dir, store) = temp_store();
+    let (rec, task) = store.clone().spawn_recorder(100);
+    // A recent start (the writer prunes raw events older than 7 days).
+    let start_ms = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        / 1000
+        - 60)
+        * 1000;
+    let ns = |ms: i64, extra: i64| (ms as i128 * 1_000_000 + extra as i128).to_string();
+    let body = serde_json::json!({"resourceSpans": [{
+    "resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "billing"}},
+        {"key": "service.version", "value": {"stringValue": "3.1.0"}},
+        {"key": "host.name", "value": {"stringValue": "web-1"}}]},
+    "scopeSpans": [{"scope": {"name": "otelhttp"}, "spans": [
+        {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+         "name": "POST /invoices", "kind": 2,
+         "startTimeUnixNano": ns(start_ms, 0), "endTimeUnixNano": ns(start_ms, 250_000_000),
+         "attributes": [
+            {"key": "http.method", "value": {"stringValue": "POST"}},
+            {"key": "http.target", "value": {"stringValue": "/invoices?x=1"}},
+            {"key": "http.status_code", "value": {"intValue": "502"}},
+            {"key": "customer.tier", "value": {"stringValue": "gold"}},
+            {"key": "retries", "value": {"intValue": 2}}],
+         "status": {"code": 2, "message": "upstream failed"}},
+        {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b175",
+         "parentSpanId": "eee19b7ec3c1b174", "name": "SELECT",
+         "startTimeUnixNano": ns(start_ms, 10_000_000), "endTimeUnixNano": ns(start_ms, 20_000_000)}
+    ]}]}]});
+    let app = otlp_router(rec.clone());
+    let (s, msg) = post(
+        app.clone(),
+        "application/json; charset=utf-8",
+        body.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{msg}");
+    drop(app);
+    drop(rec);
+    task.shutdown().await.unwrap();
+    let got = store.events_after(0, 10).unwrap();
+    assert_eq!(got.len(), 1);
+    let e = &got[0].event;
+    assert_eq!(e.time_ms, start_ms);
+    assert_eq!(e.duration_ms, 250.0);
+    assert_eq!(
+        (e.service.as_str(), e.release.as_str(), e.instance.as_str()),
+        ("billing", "3.1.0", "web-1")
+    );
+    assert_eq!(
+        (e.method.as_str(), e.path.as_str(), e.route.as_str()),
+        ("POST", "/invoices?x=1", "/invoices?x=1")
+    );
+    assert_eq!(e.status, 502);
+    assert_eq!(e.error.as_deref(), Some("upstream failed"));
+    assert_eq!(
+        e.trace_id.as_deref(),
+        Some("5b8efff798038103d269b633813fc60c")
+    );
+    assert_eq!(
+        e.fields.get("customer.tier").map(String::as_str),
+        Some("gold")
+    );
+    assert_eq!(e.fields.get("retries").map(String::as_str), Some("2"));
+    assert_eq!(
+        e.fields.get("span.name").map(String::as_str),
+        Some("POST /invoices")
+    );
+    assert!(!e.fields.contains_key("http.status_code"));
+}

@@ -1,0 +1,197 @@
+//! `query` and `compare` answers checked against numbers computed here from the
+//! same generated events.
+
+mod common;
+
+use std::collections::HashMap;
+
+use capstan_events::{Calc, Event, Expr, Field, Query};
+use common::{generate, temp_store, T0};
+
+fn nearest_rank(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.max(1) - 1]
+}
+
+#[test]
+fn query_groups_and_calculations_match_independent_numbers() {
+    let (_dir, store) = temp_store();
+    let events = generate(6000, 20, 11);
+    store.insert_batch(&events).unwrap();
+    let q = Query {
+        filter: Expr::parse(r#"service = "chirpy" and method = "GET""#).unwrap(),
+        group_by: vec![Field::from_name("route"), Field::from_name("plan")],
+        calcs: Calc::parse_list(
+            "count, p50(duration_ms), p99(duration_ms), avg(bytes_out), min(duration_ms), max(duration_ms), sum(bytes_in), error_rate",
+        )
+        .unwrap(),
+        from_ms: T0 + 60_000,
+        to_ms: T0 + 19 * 60_000,
+    };
+    let res = store.query(&q).unwrap();
+    assert_eq!(res.group_by, ["route", "plan"]);
+    let mut want: HashMap<(String, Option<String>), Vec<&Event>> = HashMap::new();
+    for e in &events {
+        if e.service == "chirpy"
+            && e.method == "GET"
+            && e.time_ms >= q.from_ms
+            && e.time_ms < q.to_ms
+        {
+            want.entry((e.route.clone(), e.fields.get("plan").cloned()))
+                .or_default()
+                .push(e);
+        }
+    }
+    assert_eq!(res.rows.len(), want.len());
+    let mut last_count = f64::MAX;
+    for row in &res.rows {
+        let key = (row.group[0].clone().unwrap(), row.group[1].clone());
+        let es = &want[&key];
+        let d: Vec<f64> = es.iter().map(|e| e.duration_ms).collect();
+        let n = es.len() as f64;
+        let v = |i: usize| row.values[i].unwrap();
+        assert_eq!(v(0), n, "{key:?}");
+        assert!(
+            v(0) <= last_count,
+            "rows are ordered by count, largest first"
+        );
+        last_count = v(0);
+        assert_eq!(v(1), nearest_rank(d.clone(), 50.0));
+        assert_eq!(v(2), nearest_rank(d.clone(), 99.0));
+        let avg_out = es.iter().map(|e| e.bytes_out as f64).sum::<f64>() / n;
+        assert!((v(3) - avg_out).abs() < 1e-9);
+        assert_eq!(v(4), d.iter().cloned().fold(f64::MAX, f64::min));
+        assert_eq!(v(5), d.iter().cloned().fold(f64::MIN, f64::max));
+        assert_eq!(v(6), es.iter().map(|e| e.bytes_in as f64).sum::<f64>());
+        let errors = es
+            .iter()
+            .filter(|e| e.status >= 500 || e.error.is_some())
+            .count() as f64;
+        assert!((v(7) - errors / n).abs() < 1e-12);
+    }
+}
+
+#[test]
+fn query_without_group_by_is_one_row() {
+    let (_dir, store) = temp_store();
+    let events = generate(1000, 5, 12);
+    store.insert_batch(&events).unwrap();
+    let q = Query {
+        filter: Expr::parse("status >= 500").unwrap(),
+        group_by: vec![],
+        calcs: Calc::parse_list("count").unwrap(),
+        from_ms: T0,
+        to_ms: T0 + 5 * 60_000,
+    };
+    let res = store.query(&q).unwrap();
+    let want = events.iter().filter(|e| e.status >= 500).count() as f64;
+    assert_eq!(res.rows.len(), 1);
+    assert_eq!(res.rows[0].values[0], Some(want));
+}
+
+fn share_map(events: &[&Event], f: impl Fn(&Event) -> String) -> HashMap<String, f64> {
+    let mut m = HashMap::new();
+    for e in events {
+        *m.entry(f(e)).or_insert(0.0) += 1.0 / events.len() as f64;
+    }
+    m
+}
+
+fn tvd(a: &HashMap<String, f64>, b: &HashMap<String, f64>) -> f64 {
+    let keys: std::collections::HashSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .map(|k| (a.get(k).unwrap_or(&0.0) - b.get(k).unwrap_or(&0.0)).abs())
+        .sum::<f64>()
+        / 2.0
+}
+
+#[test]
+fn compare_ranks_fields_by_how_differently_they_are_distributed() {
+    let (_dir, store) = temp_store();
+    let mut events = generate(4000, 10, 13);
+    // In set B (status >= 500), "plan" is mostly "team": compare must find it.
+    for (i, e) in events.iter_mut().enumerate() {
+        if e.status >= 500 && i % 5 != 0 {
+            e.fields.insert("plan".into(), "team".into());
+        }
+    }
+    store.insert_batch(&events).unwrap();
+    let a = Expr::parse("status < 500").unwrap();
+    let b = Expr::parse("status >= 500").unwrap();
+    let cmp = store.compare(&a, Some(&b), T0, T0 + 10 * 60_000).unwrap();
+    let sa: Vec<&Event> = events.iter().filter(|e| e.status < 500).collect();
+    let sb: Vec<&Event> = events.iter().filter(|e| e.status >= 500).collect();
+    assert_eq!(cmp.a_count, sa.len() as u64);
+    assert_eq!(cmp.b_count, sb.len() as u64);
+    let field = |name: &str| cmp.fields.iter().find(|f| f.field == name).unwrap();
+    // status and error separate the sets completely.
+    assert_eq!(field("status").score, 1.0);
+    assert_eq!(field("error").score, 1.0);
+    for (name, get) in [
+        (
+            "plan",
+            (|e: &Event| e.fields.get("plan").cloned().unwrap_or("(none)".into()))
+                as fn(&Event) -> String,
+        ),
+        ("route", |e: &Event| e.route.clone()),
+        ("release", |e: &Event| e.release.clone()),
+    ] {
+        let want = tvd(&share_map(&sa, get), &share_map(&sb, get));
+        assert!(
+            (field(name).score - want).abs() < 1e-9,
+            "{name}: {} vs {want}",
+            field(name).score
+        );
+    }
+    // plan is the most different field after the ones that define the sets.
+    let ranked: Vec<&str> = cmp.fields.iter().map(|f| f.field.as_str()).collect();
+    let plan_pos = ranked.iter().position(|f| *f == "plan").unwrap();
+    assert!(plan_pos <= 3, "{ranked:?}");
+    assert!(cmp
+        .fields
+        .windows(2)
+        .all(|w| (!w[0].high_cardinality && w[1].high_cardinality) || w[0].score >= w[1].score));
+    let plan = field("plan");
+    assert_eq!(plan.b_top[0].value, "team");
+    let team_b = sb
+        .iter()
+        .filter(|e| e.fields.get("plan").is_some_and(|p| p == "team"))
+        .count();
+    assert_eq!(plan.b_top[0].count, team_b as u64);
+    assert_eq!(plan.most_different.as_ref().unwrap().value, "team");
+    // Numeric: the KS statistic of durations, computed here.
+    let mut da: Vec<f64> = sa.iter().map(|e| e.duration_ms).collect();
+    let mut db: Vec<f64> = sb.iter().map(|e| e.duration_ms).collect();
+    da.sort_by(f64::total_cmp);
+    db.sort_by(f64::total_cmp);
+    let mut ks: f64 = 0.0;
+    for x in da.iter().chain(db.iter()) {
+        let fa = da.iter().filter(|v| *v <= x).count() as f64 / da.len() as f64;
+        let fb = db.iter().filter(|v| *v <= x).count() as f64 / db.len() as f64;
+        ks = ks.max((fa - fb).abs());
+    }
+    assert!((field("duration_ms").score - ks).abs() < 1e-9);
+    assert_eq!(field("duration_ms").kind, "numeric");
+}
+
+#[test]
+fn compare_without_b_takes_the_rest() {
+    let (_dir, store) = temp_store();
+    let events = generate(2000, 10, 14);
+    store.insert_batch(&events).unwrap();
+    let a = Expr::parse(r#"release = "2.0.0""#).unwrap();
+    let cmp = store.compare(&a, None, T0, T0 + 10 * 60_000).unwrap();
+    let na = events.iter().filter(|e| e.release == "2.0.0").count() as u64;
+    assert_eq!(cmp.a_count, na);
+    assert_eq!(cmp.b_count, 2000 - na);
+    assert_eq!(cmp.fields[0].field, "release");
+    assert_eq!(cmp.fields[0].score, 1.0);
+    // 2.0.0 is generated slower: durations differ, and markedly.
+    let d = cmp
+        .fields
+        .iter()
+        .find(|f| f.field == "duration_ms")
+        .unwrap();
+    assert!(d.score > 0.3, "{}", d.score);
+}

@@ -1,0 +1,277 @@
+//! The store: rollups agree with raw scans and with counts computed here; retention;
+//! the recorder writes everything it accepted and counts what it dropped.
+
+mod common;
+
+use std::time::Duration;
+
+use capstan_events::{minute_of, Event, Expr, Retention, Store};
+use common::{generate, temp_store, T0};
+
+fn independent(
+    events: &[Event],
+    service: Option<&str>,
+    pred: impl Fn(&Event) -> bool,
+) -> Vec<(i64, u64)> {
+    let mut m = std::collections::BTreeMap::new();
+    for e in events {
+        if service.is_none_or(|s| e.service == s) && pred(e) {
+            *m.entry(minute_of(e.time_ms)).or_insert(0u64) += 1;
+        }
+    }
+    m.into_iter().collect()
+}
+
+fn recent(mut events: Vec<Event>) -> Vec<Event> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for e in &mut events {
+        e.time_ms = e.time_ms - T0 + now - 600_000;
+    }
+    events
+}
+
+fn pairs(v: Vec<capstan_events::MinuteCount>) -> Vec<(i64, u64)> {
+    v.into_iter().map(|c| (c.minute_ms, c.count)).collect()
+}
+
+#[test]
+fn minute_counts_from_rollups_and_raw_agree_with_independent_counts() {
+    let (_dir, store) = temp_store();
+    let events = generate(8_000, 30, 7);
+    for chunk in events.chunks(3000) {
+        store.insert_batch(chunk).unwrap();
+    }
+    type Pred = fn(&Event) -> bool;
+    let cases: Vec<(&str, bool, Pred)> = vec![
+        ("status >= 500", true, |e| e.status >= 500),
+        ("status < 500", true, |e| e.status < 500),
+        ("duration_ms <= 300", true, |e| e.duration_ms <= 300.0),
+        ("status < 500 and duration_ms <= 300", true, |e| {
+            e.status < 500 && e.duration_ms <= 300.0
+        }),
+        (
+            r#"release = "2.0.0" and not (cohort = "internal") and duration_ms > 100"#,
+            true,
+            |e| e.release == "2.0.0" && e.cohort != "internal" && e.duration_ms > 100.0,
+        ),
+        (
+            r#"route in ("/api/chirps", "/api/users") or status >= 400 and status < 500"#,
+            true,
+            |e| {
+                e.route == "/api/chirps"
+                    || e.route == "/api/users"
+                    || (400..500).contains(&e.status)
+            },
+        ),
+        // Not answerable from rollups: raw scan.
+        ("status = 503", false, |e| e.status == 503),
+        ("duration_ms < 300", false, |e| e.duration_ms < 300.0),
+        (r#"plan = "pro""#, false, |e| {
+            e.fields.get("plan").is_some_and(|p| p == "pro")
+        }),
+        (r#"route ~ "chirps" and method = "GET""#, false, |e| {
+            e.route.contains("chirps") && e.method == "GET"
+        }),
+    ];
+    let (from, to) = (T0 + 5 * 60_000, T0 + 25 * 60_000);
+    for (src, rollup, pred) in cases {
+        let expr = Expr::parse(src).unwrap();
+        assert_eq!(Store::uses_rollups(&expr), rollup, "{src}");
+        for service in [None, Some("chirpy")] {
+            let windowed: Vec<Event> = events
+                .iter()
+                .filter(|e| e.time_ms >= from && e.time_ms < to)
+                .cloned()
+                .collect();
+            let want = independent(&windowed, service, pred);
+            assert!(!want.is_empty(), "{src}");
+            let got = pairs(store.minute_counts(service, &expr, from, to).unwrap());
+            assert_eq!(got, want, "{src} {service:?}");
+            let raw = pairs(store.minute_counts_raw(service, &expr, from, to).unwrap());
+            assert_eq!(raw, want, "raw {src} {service:?}");
+        }
+    }
+}
+
+#[test]
+fn rollup_rows_sum_to_the_events_and_their_durations() {
+    let (_dir, store) = temp_store();
+    let events = generate(5000, 10, 3);
+    store.insert_batch(&events).unwrap();
+    let rollups = store.rollups(None, T0, T0 + 10 * 60_000).unwrap();
+    let total: u64 = rollups.iter().map(|r| r.count).sum();
+    assert_eq!(total, 5000);
+    for r in &rollups {
+        assert_eq!(r.buckets.iter().sum::<u64>(), r.count);
+    }
+    let sum: f64 = rollups.iter().map(|r| r.sum_duration_ms).sum();
+    let want: f64 = events.iter().map(|e| e.duration_ms).sum();
+    assert!((sum - want).abs() < 1e-6 * want, "{sum} {want}");
+    assert_eq!(store.count().unwrap(), 5000);
+}
+
+#[test]
+fn events_round_trip_with_fields_and_mirror() {
+    let (_dir, store) = temp_store();
+    let mut e = generate(1, 1, 1).remove(0);
+    e.fields.insert("quote\"d".into(), "ü \\ x".into());
+    e.mirror = Some(capstan_events::MirrorComparison {
+        status_class_equal: true,
+        body_hash_equal: false,
+        shadow_status: 200,
+        shadow_ms: 1.5,
+    });
+    store.insert_batch(std::slice::from_ref(&e)).unwrap();
+    let got = store.events_after(0, 10).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].event, e);
+    assert!(
+        Expr::parse("mirror.body_hash_equal = false and mirror.shadow_status = 200")
+            .unwrap()
+            .matches(&got[0].event)
+    );
+}
+
+#[test]
+fn retention_prunes_old_raw_events_but_keeps_rollups_longer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        &dir.path().join("e.db"),
+        Retention {
+            raw_max_age: Duration::from_secs(3600),
+            max_bytes: 1 << 30,
+            rollup_max_age: Duration::from_secs(3 * 3600),
+        },
+    )
+    .unwrap();
+    let hour = 3_600_000;
+    let mut events = Vec::new();
+    for (i, age_h) in [0i64, 2, 5].iter().enumerate() {
+        for mut e in generate(100, 10, i as u64) {
+            e.time_ms = e.time_ms - T0 + (T0 - age_h * hour);
+            events.push(e);
+        }
+    }
+    store.insert_batch(&events).unwrap();
+    let report = store.prune(T0 + 10 * 60_000).unwrap();
+    assert_eq!(report.raw_by_age, 200);
+    assert_eq!(report.raw_by_size, 0);
+    assert!(report.rollups > 0);
+    assert_eq!(store.count().unwrap(), 100);
+    let all = Expr::parse("status >= 0").unwrap();
+    // The 2-hour-old minutes are still in the rollups, the 5-hour-old ones are gone.
+    let counts = store
+        .minute_counts(None, &all, T0 - 6 * hour, T0 + hour)
+        .unwrap();
+    let total: u64 = counts.iter().map(|c| c.count).sum();
+    assert_eq!(total, 200);
+    assert!(counts.iter().all(|c| c.minute_ms >= T0 - 2 * hour));
+}
+
+#[test]
+fn retention_by_size_deletes_the_oldest_raw_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.db");
+    let limit = 2 << 20;
+    let store = Store::open_with(
+        &path,
+        Retention {
+            raw_max_age: Duration::from_secs(86_400 * 365),
+            max_bytes: limit,
+            rollup_max_age: Duration::from_secs(86_400 * 365),
+        },
+    )
+    .unwrap();
+    let events = generate(30_000, 30, 9);
+    store.insert_batch(&events).unwrap();
+    assert!(store.live_bytes().unwrap() > limit);
+    let report = store.prune(T0).unwrap();
+    assert!(report.raw_by_size > 0);
+    assert!(
+        store.live_bytes().unwrap() <= limit,
+        "{}",
+        store.live_bytes().unwrap()
+    );
+    let left = store.count().unwrap();
+    assert_eq!(left + report.raw_by_size, 30_000);
+    // What is left is the newest: every kept id is above every deleted one.
+    let first = store.events_after(0, 1).unwrap();
+    assert_eq!(first[0].id, report.raw_by_size as i64 + 1);
+}
+
+#[tokio::test]
+async fn recorder_writes_everything_it_accepted_and_counts_drops() {
+    let (_dir, store) = temp_store();
+    let (rec, task) = store.clone().spawn_recorder(1000);
+    // No await in between: the writer cannot drain, so the queue fills at 1000.
+    // Recent events: the writer prunes by age (7 days by default) after a batch.
+    for e in recent(generate(1500, 5, 2)) {
+        rec.record(e);
+    }
+    assert_eq!(rec.recorded(), 1000);
+    assert_eq!(rec.dropped(), 500);
+    let rec2 = rec.clone();
+    drop(rec);
+    drop(rec2);
+    task.shutdown().await.unwrap();
+    assert_eq!(store.count().unwrap(), 1000);
+}
+
+#[tokio::test]
+async fn recorder_writes_within_a_bounded_time() {
+    let (_dir, store) = temp_store();
+    let (rec, _task) = store.clone().spawn_recorder(100);
+    rec.record(recent(generate(1, 1, 5)).remove(0));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while store.count().unwrap() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "event not written within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(rec.stored(), 1);
+}
+
+#[test]
+fn a_store_from_a_newer_capstan_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.db");
+    drop(Store::open(&path).unwrap());
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.pragma_update(None, "user_version", 99).unwrap();
+    drop(c);
+    let err = Store::open(&path).unwrap_err().to_string();
+    assert!(err.contains("schema version 99"), "{err}");
+}
+
+#[test]
+fn a_version_1_store_is_brought_up_to_date_keeping_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.db");
+    let store = Store::open(&path).unwrap();
+    store.insert_batch(&generate(10, 1, 4)).unwrap();
+    drop(store);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch("DROP INDEX rollups_by_dim; PRAGMA user_version = 1;")
+        .unwrap();
+    drop(c);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.count().unwrap(), 10);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let v: i64 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, capstan_events::SCHEMA_VERSION);
+    let idx: i64 = c
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'rollups_by_dim'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(idx, 1);
+}

@@ -1,0 +1,112 @@
+//! The admin API, on its own listener: read and replace the routing table,
+//! upstream health, Prometheus metrics and the proxy's own health. Every
+//! path but `/healthz` needs `Authorization: Bearer <token>`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+use crate::pool::{Registry, Snapshot};
+use crate::routing::RoutingTable;
+
+/// What the admin handlers share with the proxy.
+#[derive(Clone)]
+pub struct AdminState {
+    /// Publishes new tables to the request path.
+    pub tables: Arc<watch::Sender<Arc<Snapshot>>>,
+    /// Upstream health across tables.
+    pub registry: Arc<Registry>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The recorder, for its drop counts.
+    pub recorder: Option<capstan_events::Recorder>,
+    /// Bearer token.
+    pub token: Arc<str>,
+}
+
+/// The admin router.
+pub fn router(state: AdminState) -> Router {
+    let protected = Router::new()
+        .route("/routing", get(get_routing).put(put_routing))
+        .route("/upstreams", get(upstreams))
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "pass"})) }),
+        )
+        .merge(protected)
+        .with_state(state)
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": msg.into() }))).into_response()
+}
+
+async fn auth(State(s): State<AdminState>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let ok = given.is_some_and(|g| {
+        // Length and every byte, without an early exit.
+        g.len() == s.token.len()
+            && g.bytes()
+                .zip(s.token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if !ok {
+        let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
+    next.run(req).await
+}
+
+async fn get_routing(State(s): State<AdminState>) -> Json<RoutingTable> {
+    Json(s.tables.borrow().table.clone())
+}
+
+async fn put_routing(State(s): State<AdminState>, body: Bytes) -> Response {
+    let table: RoutingTable = match serde_json::from_slice(&body) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("routing table: {e}")),
+    };
+    if let Err(e) = table.validate() {
+        return error(StatusCode::BAD_REQUEST, format!("routing table: {e}"));
+    }
+    let snap = s.registry.snapshot(table.clone());
+    s.tables.send_replace(snap);
+    tracing::info!("routing table replaced");
+    Json(table).into_response()
+}
+
+async fn upstreams(State(s): State<AdminState>) -> Response {
+    let status = s.tables.borrow().status();
+    Json(serde_json::json!({ "upstreams": status })).into_response()
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(s.recorder.as_ref()),
+    )
+        .into_response()
+}

@@ -1,0 +1,24 @@
+//! capstan proxy: a reverse proxy in front of a service's releases. It routes
+//! each request by cohort, then by a sticky weighted split, optionally mirrors
+//! it to a shadow release, and records one wide event per request.
+//!
+//! The proxy knows nothing of SLOs or rollouts: it takes a [`RoutingTable`]
+//! through a `tokio::sync::watch` channel and emits events.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod metrics;
+pub mod pool;
+pub mod proxy;
+pub mod routing;
+pub mod server;
+
+pub use routing::{route, Decision, RequestFacts, RoutingTable};
+pub use server::{run, Bound, ServeError};
+
+/// The pooled upstream client.
+pub type HttpClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    proxy::UpstreamBody,
+>;

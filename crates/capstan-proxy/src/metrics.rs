@@ -1,0 +1,153 @@
+//! Prometheus metrics of the proxy (`GET /metrics` on the admin listener).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Labels of request counts.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Release that served (empty when none could).
+    pub release: String,
+    /// `internal` or `public`.
+    pub cohort: &'static str,
+    /// `2xx` … `5xx`, or `none` without a response.
+    pub status_class: &'static str,
+}
+
+/// Labels of errors.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// Release.
+    pub release: String,
+    /// Cohort.
+    pub cohort: &'static str,
+    /// `connect`, `timeout`, `upstream_5xx`, `no_upstream`, `upstream`.
+    pub kind: &'static str,
+}
+
+/// Labels of the latency histogram.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LatencyLabels {
+    /// Release.
+    pub release: String,
+    /// Cohort.
+    pub cohort: &'static str,
+}
+
+/// The proxy's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// `capstan_proxy_requests_total`.
+    pub requests: Family<RequestLabels, Counter>,
+    /// `capstan_proxy_errors_total`.
+    pub errors: Family<ErrorLabels, Counter>,
+    /// `capstan_proxy_request_duration_seconds`.
+    pub duration: Family<LatencyLabels, Histogram>,
+    /// `capstan_proxy_events_dropped_total` (synced from the recorder at scrape).
+    pub events_dropped: Counter,
+    /// `capstan_proxy_events_recorded_total` (synced from the recorder at scrape).
+    pub events_recorded: Counter,
+    /// `capstan_proxy_mirrored_total`.
+    pub mirrored: Counter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("capstan_proxy");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let duration = Family::<LatencyLabels, Histogram>::new_with_constructor(|| {
+            // The event store's rollup bounds, in seconds.
+            Histogram::new(
+                capstan_events::BUCKET_BOUNDS_MS
+                    .iter()
+                    .filter(|b| b.is_finite())
+                    .map(|ms| ms / 1000.0),
+            )
+        });
+        let events_dropped = Counter::default();
+        let events_recorded = Counter::default();
+        let mirrored = Counter::default();
+        registry.register(
+            "requests",
+            "Requests answered, by release, cohort and status class",
+            requests.clone(),
+        );
+        registry.register(
+            "errors",
+            "Requests that failed or got a 5xx, by release, cohort and kind",
+            errors.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to the end of the response body",
+            duration.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Events dropped because the recorder's queue was full",
+            events_dropped.clone(),
+        );
+        registry.register(
+            "events_recorded",
+            "Events handed to the recorder",
+            events_recorded.clone(),
+        );
+        registry.register(
+            "mirrored",
+            "Requests copied to a shadow release",
+            mirrored.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            errors,
+            duration,
+            events_dropped,
+            events_recorded,
+            mirrored,
+        }
+    }
+}
+
+impl Metrics {
+    /// The OpenMetrics text, after syncing the recorder's counters.
+    pub fn encode(&self, recorder: Option<&capstan_events::Recorder>) -> String {
+        if let Some(r) = recorder {
+            sync(&self.events_dropped, r.dropped());
+            sync(&self.events_recorded, r.recorded());
+        }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+fn sync(c: &Counter, to: u64) {
+    let now = c.get();
+    if to > now {
+        c.inc_by(to - now);
+    }
+}
+
+/// `2xx` for 200, `none` for 0.
+pub fn status_class(status: u16) -> &'static str {
+    match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        _ => "none",
+    }
+}

@@ -1,0 +1,750 @@
+//! The request path: route, pick an upstream, forward, stream the answer
+//! back, and record one event when the response body ends.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use capstan_events::{Event, MirrorComparison, Recorder};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use sha2::{Digest, Sha256};
+use tokio::sync::{oneshot, watch};
+
+use crate::config::Route;
+use crate::metrics::{status_class, ErrorLabels, LatencyLabels, Metrics, RequestLabels};
+use crate::pool::{Snapshot, Upstream};
+use crate::routing::{route, Cohort, RequestFacts};
+use crate::HttpClient;
+
+/// The body sent upstream: buffered bytes or the client's stream.
+pub type UpstreamBody = http_body_util::Either<http_body_util::Full<Bytes>, Incoming>;
+
+/// An empty upstream body.
+pub fn empty_body() -> UpstreamBody {
+    http_body_util::Either::Left(http_body_util::Full::new(Bytes::new()))
+}
+
+/// Prefix of response headers that become event fields (and never reach the client).
+pub const FIELD_HEADER_PREFIX: &str = "x-capstan-";
+
+/// How long a mirrored request may take before its comparison is recorded without it.
+const MIRROR_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything the request path shares.
+pub struct Proxy {
+    /// The current table and pools.
+    pub tables: watch::Receiver<Arc<Snapshot>>,
+    /// Pooled upstream client.
+    pub client: HttpClient,
+    /// Route templates.
+    pub routes: matchit::Router<usize>,
+    /// Route settings, by index.
+    pub route_list: Vec<Route>,
+    /// Timeout of requests matching no route.
+    pub default_timeout: Duration,
+    /// Largest body buffered (retries, mirroring, response hashing).
+    pub body_limit: usize,
+    /// Service name in events.
+    pub service: String,
+    /// Salt of user-key hashes.
+    pub user_salt: String,
+    /// Where events go (none: events off).
+    pub recorder: Option<Recorder>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Set on shutdown: HTTP/1 answers carry `Connection: close`.
+    pub draining: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("service", &self.service)
+            .finish()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1).
+fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    if let Some(listed) = h.get(header::CONNECTION).cloned() {
+        if let Ok(listed) = listed.to_str() {
+            for name in listed.split(',').map(str::trim) {
+                if keep_upgrade && name.eq_ignore_ascii_case("upgrade") {
+                    continue;
+                }
+                if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+                    h.remove(n);
+                }
+            }
+        }
+    }
+    for n in [
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+    ] {
+        h.remove(n);
+    }
+    if !keep_upgrade {
+        h.remove(header::CONNECTION);
+        h.remove(header::UPGRADE);
+    }
+}
+
+fn is_upgrade(req: &Request<Incoming>) -> bool {
+    req.version() == http::Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get(header::CONNECTION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    )
+}
+
+fn is_safe(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The trace id of an incoming W3C `traceparent`, if well-formed.
+pub fn parse_traceparent(v: &str) -> Option<&str> {
+    let mut parts = v.split('-');
+    let (ver, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex(ver, 2)
+        && ver != "ff"
+        && hex(trace, 32)
+        && trace != "00000000000000000000000000000000"
+        && hex(span, 16)
+        && hex(flags, 2))
+    .then_some(trace)
+}
+
+/// `sha256(salt + key)`, first 16 hex digits: the user key as events store it.
+pub fn hash_user(salt: &str, key: &str) -> String {
+    let d = Sha256::new()
+        .chain_update(salt.as_bytes())
+        .chain_update(key.as_bytes())
+        .finalize();
+    let mut out = String::with_capacity(16);
+    for b in &d[..8] {
+        use std::fmt::Write as _;
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// What is known about a request when its response body ends.
+struct Pending {
+    event: Event,
+    cohort: Cohort,
+    started: Instant,
+    proxy: Arc<Proxy>,
+    /// Mirrored: the event goes to the mirror task with the body hash.
+    mirror: Option<oneshot::Sender<(Event, Option<[u8; 32]>)>>,
+}
+
+impl Pending {
+    fn finish(mut self, bytes_out: u64, hash: Option<[u8; 32]>, body_error: bool) {
+        let e = &mut self.event;
+        e.bytes_out = bytes_out;
+        e.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        if body_error && e.error.is_none() {
+            e.error = Some("upstream_body".into());
+        }
+        let m = &self.proxy.metrics;
+        let cohort = self.cohort.as_str();
+        m.requests
+            .get_or_create(&RequestLabels {
+                release: e.release.clone(),
+                cohort,
+                status_class: status_class(e.status),
+            })
+            .inc();
+        m.duration
+            .get_or_create(&LatencyLabels {
+                release: e.release.clone(),
+                cohort,
+            })
+            .observe(e.duration_ms / 1000.0);
+        if let Some(kind) = e.error.as_deref() {
+            let kind = match kind {
+                "connect" => "connect",
+                "timeout" => "timeout",
+                "upstream_5xx" => "upstream_5xx",
+                "no_upstream" => "no_upstream",
+                _ => "upstream",
+            };
+            m.errors
+                .get_or_create(&ErrorLabels {
+                    release: e.release.clone(),
+                    cohort,
+                    kind,
+                })
+                .inc();
+        }
+        if let Some(tx) = self.mirror.take() {
+            let _ = tx.send((self.event, hash));
+        } else if let Some(r) = &self.proxy.recorder {
+            r.record(self.event);
+        }
+    }
+}
+
+/// The response body: the upstream's stream (or a fixed body) that counts,
+/// optionally hashes, and records the event when it ends or is dropped.
+pub struct Tracked {
+    upstream: Option<Incoming>,
+    fixed: Option<Bytes>,
+    bytes: u64,
+    hasher: Option<Sha256>,
+    limit: usize,
+    errored: bool,
+    pending: Option<Pending>,
+}
+
+impl Tracked {
+    fn done(&mut self) {
+        if let Some(p) = self.pending.take() {
+            let hash = self.hasher.take().map(|h| h.finalize().into());
+            p.finish(self.bytes, hash, self.errored);
+        }
+    }
+
+    fn count(&mut self, data: &Bytes) {
+        self.bytes += data.len() as u64;
+        if let Some(h) = &mut self.hasher {
+            if self.bytes > self.limit as u64 {
+                self.hasher = None;
+            } else {
+                h.update(data);
+            }
+        }
+    }
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        if let Some(b) = this.fixed.take() {
+            this.count(&b);
+            return Poll::Ready(Some(Ok(Frame::data(b))));
+        }
+        let Some(inner) = this.upstream.as_mut() else {
+            this.done();
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    this.count(d);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.errored = true;
+                this.done();
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.upstream = None;
+                this.done();
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.fixed.is_none() && self.upstream.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match (&self.fixed, &self.upstream) {
+            (Some(b), _) => SizeHint::with_exact(b.len() as u64),
+            (None, Some(i)) => i.size_hint(),
+            (None, None) => SizeHint::with_exact(0),
+        }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
+fn fixed(status: StatusCode, msg: String, pending: Pending) -> Response<Tracked> {
+    let mut r = Response::new(Tracked {
+        upstream: None,
+        fixed: (!msg.is_empty()).then(|| Bytes::from(msg)),
+        bytes: 0,
+        hasher: None,
+        limit: 0,
+        errored: false,
+        pending: Some(pending),
+    });
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error_json(kind: &str, message: &str) -> String {
+    serde_json::json!({ "error": kind, "message": message }).to_string()
+}
+
+impl Proxy {
+    /// Handles one client request.
+    pub async fn handle(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Result<Response<Tracked>, std::convert::Infallible> {
+        let started = Instant::now();
+        let time_ms = now_ms();
+        let snap = self.tables.borrow().clone();
+        let table = &snap.table;
+
+        // Trace context: forward the caller's trace, or start one.
+        let trace_id = req
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_traceparent)
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
+        let traceparent = format!("00-{trace_id}-{:016x}-01", rand::random::<u64>());
+
+        let path = req.uri().path().to_string();
+        let (route_name, timeout) = match self.routes.at(&path) {
+            Ok(m) => {
+                let r = &self.route_list[*m.value];
+                (r.template.clone(), r.timeout)
+            }
+            Err(_) => (path.clone(), self.default_timeout),
+        };
+
+        let mut new_uid = None;
+        let user_key = match table.user_key(req.headers()) {
+            Some(k) => Some(k.to_owned()),
+            None if table.sets_cookie() => {
+                let uid = format!("{:032x}", rand::random::<u128>());
+                new_uid = Some(uid.clone());
+                Some(uid)
+            }
+            None => None,
+        };
+        let decision = route(
+            table,
+            &RequestFacts {
+                client_ip: Some(client.ip()),
+                headers: req.headers(),
+                user_key: user_key.as_deref(),
+                request_key: &trace_id,
+            },
+        );
+        let pool = &snap.pools[decision.release];
+        let bytes_in_hint = req.body().size_hint().exact().unwrap_or(0);
+        let mut pending = Pending {
+            event: Event {
+                time_ms,
+                service: self.service.clone(),
+                method: req.method().to_string(),
+                route: route_name,
+                path: path.clone(),
+                release: pool.release.clone(),
+                cohort: decision.cohort.as_str().to_string(),
+                user: user_key.as_deref().map(|k| hash_user(&self.user_salt, k)),
+                trace_id: Some(trace_id.clone()),
+                bytes_in: bytes_in_hint,
+                ..Event::default()
+            },
+            cohort: decision.cohort,
+            started,
+            proxy: self.clone(),
+            mirror: None,
+        };
+
+        let Some(mut upstream) = pool.pick(None) else {
+            pending.event.status = 503;
+            pending.event.error = Some("no_upstream".into());
+            let msg = format!("no ready upstream in release {}", pool.release);
+            return Ok(fixed(
+                StatusCode::SERVICE_UNAVAILABLE,
+                error_json("no_upstream", &msg),
+                pending,
+            ));
+        };
+
+        let upgrade = is_upgrade(&req);
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        strip_hop_by_hop(&mut parts.headers, upgrade);
+        parts.headers.insert(
+            HeaderName::from_static("traceparent"),
+            HeaderValue::from_str(&traceparent).expect("ascii"),
+        );
+        append_forwarded_for(&mut parts.headers, client);
+        // Hyper's client speaks HTTP/1.1 upstream whatever the client spoke.
+        parts.version = http::Version::HTTP_11;
+        if parts.headers.get(header::HOST).is_none() {
+            if let Some(a) = parts.uri.authority() {
+                if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                    parts.headers.insert(header::HOST, v);
+                }
+            }
+        }
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+
+        // Buffer small bodies so a retry or a mirror can resend them.
+        let mirror_idx = decision
+            .mirror
+            .filter(|&m| m != decision.release && is_safe(&parts.method) && !upgrade);
+        let idempotent = is_idempotent(&parts.method);
+        let small = body
+            .size_hint()
+            .upper()
+            .is_some_and(|n| n <= self.body_limit as u64);
+        let (buffered, mut stream): (Option<Bytes>, Option<Incoming>) =
+            if upgrade || body.is_end_stream() {
+                (Some(Bytes::new()), None)
+            } else if (idempotent || mirror_idx.is_some()) && small {
+                match http_body_util::Limited::new(body, self.body_limit)
+                    .collect()
+                    .await
+                {
+                    Ok(c) => (Some(c.to_bytes()), None),
+                    Err(e) => {
+                        pending.event.status = 400;
+                        pending.event.error = Some("client_body".into());
+                        return Ok(fixed(
+                            StatusCode::BAD_REQUEST,
+                            error_json("client_body", &e.to_string()),
+                            pending,
+                        ));
+                    }
+                }
+            } else {
+                (None, Some(body))
+            };
+        if let Some(b) = &buffered {
+            pending.event.bytes_in = b.len() as u64;
+        }
+
+        // The mirror: a copy to the shadow pool on its own task.
+        if let (Some(m), Some(b)) = (mirror_idx, &buffered) {
+            if let Some(shadow) = snap.pools[m].pick(None) {
+                let (tx, rx) = oneshot::channel();
+                pending.mirror = Some(tx);
+                self.metrics.mirrored.inc();
+                let mut h = parts.headers.clone();
+                h.insert(
+                    HeaderName::from_static("x-capstan-mirror"),
+                    HeaderValue::from_static("1"),
+                );
+                spawn_mirror(
+                    self.clone(),
+                    shadow,
+                    parts.method.clone(),
+                    path_and_query.clone(),
+                    h,
+                    b.clone(),
+                    rx,
+                );
+            }
+        }
+
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut attempt = 0;
+        let upstream_started = Instant::now();
+        let resp = loop {
+            attempt += 1;
+            let body = match (&buffered, stream.take()) {
+                (Some(b), _) => http_body_util::Either::Left(http_body_util::Full::new(b.clone())),
+                (None, Some(s)) => http_body_util::Either::Right(s),
+                (None, None) => unreachable!("a streamed body is sent once"),
+            };
+            let mut out = Request::from_parts(parts.clone(), body);
+            *out.uri_mut() = match format!("http://{}{}", upstream.addr, path_and_query).parse() {
+                Ok(u) => u,
+                Err(e) => {
+                    pending.event.status = 400;
+                    pending.event.error = Some("bad_uri".into());
+                    return Ok(fixed(
+                        StatusCode::BAD_REQUEST,
+                        error_json("bad_uri", &e.to_string()),
+                        pending,
+                    ));
+                }
+            };
+            pending.event.instance = upstream.addr.clone();
+            match tokio::time::timeout_at(deadline, self.client.request(out)).await {
+                Ok(Ok(r)) => break r,
+                Ok(Err(e)) if e.is_connect() => {
+                    upstream.connect_failed(format!("{e:#}"));
+                    let retry = attempt == 1 && idempotent && buffered.is_some();
+                    if let Some(next) = retry.then(|| pool.pick(Some(&upstream))).flatten() {
+                        upstream = next;
+                        continue;
+                    }
+                    pending.event.status = 502;
+                    pending.event.error = Some("connect".into());
+                    pending.event.upstream_ms =
+                        Some(upstream_started.elapsed().as_secs_f64() * 1000.0);
+                    let msg = format!("cannot connect to {} ({e:#})", upstream.addr);
+                    return Ok(fixed(
+                        StatusCode::BAD_GATEWAY,
+                        error_json("connect", &msg),
+                        pending,
+                    ));
+                }
+                Ok(Err(e)) => {
+                    pending.event.status = 502;
+                    pending.event.error = Some("upstream".into());
+                    pending.event.upstream_ms =
+                        Some(upstream_started.elapsed().as_secs_f64() * 1000.0);
+                    let msg = format!("{} failed: {e:#}", upstream.addr);
+                    return Ok(fixed(
+                        StatusCode::BAD_GATEWAY,
+                        error_json("upstream", &msg),
+                        pending,
+                    ));
+                }
+                Err(_) => {
+                    pending.event.status = 504;
+                    pending.event.error = Some("timeout".into());
+                    pending.event.upstream_ms =
+                        Some(upstream_started.elapsed().as_secs_f64() * 1000.0);
+                    let msg = format!("{} did not answer within {timeout:?}", upstream.addr);
+                    return Ok(fixed(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        error_json("timeout", &msg),
+                        pending,
+                    ));
+                }
+            }
+        };
+        pending.event.upstream_ms = Some(upstream_started.elapsed().as_secs_f64() * 1000.0);
+
+        let (mut rparts, rbody) = resp.into_parts();
+        let status = rparts.status;
+        pending.event.status = status.as_u16();
+        if status.is_server_error() {
+            pending.event.error = Some("upstream_5xx".into());
+        }
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_upgrade) = client_upgrade {
+                let mut upstream_resp = Response::from_parts(rparts, rbody);
+                let upstream_upgrade = hyper::upgrade::on(&mut upstream_resp);
+                let (mut rparts, _) = upstream_resp.into_parts();
+                tokio::spawn(async move {
+                    match tokio::join!(client_upgrade, upstream_upgrade) {
+                        (Ok(c), Ok(u)) => {
+                            let _ = tokio::io::copy_bidirectional(
+                                &mut TokioIo::new(c),
+                                &mut TokioIo::new(u),
+                            )
+                            .await;
+                        }
+                        (c, u) => {
+                            tracing::debug!(client = ?c.err(), upstream = ?u.err(), "upgrade failed");
+                        }
+                    }
+                });
+                let mut r = fixed(StatusCode::SWITCHING_PROTOCOLS, String::new(), pending);
+                strip_hop_by_hop(&mut rparts.headers, true);
+                take_fields(&mut rparts.headers, &mut Default::default());
+                *r.headers_mut() = rparts.headers;
+                return Ok(r);
+            }
+        }
+        strip_hop_by_hop(&mut rparts.headers, false);
+        take_fields(&mut rparts.headers, &mut pending.event.fields);
+        if let Some(uid) = new_uid {
+            let cookie = format!(
+                "{}={uid}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax",
+                table.sticky_cookie()
+            );
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                rparts.headers.append(header::SET_COOKIE, v);
+            }
+        }
+        let hasher = pending.mirror.is_some().then(Sha256::new);
+        let body = Tracked {
+            upstream: Some(rbody),
+            fixed: None,
+            bytes: 0,
+            hasher,
+            limit: self.body_limit,
+            errored: false,
+            pending: Some(pending),
+        };
+        Ok(Response::from_parts(rparts, body))
+    }
+}
+
+fn append_forwarded_for(h: &mut HeaderMap, client: SocketAddr) {
+    let ip = client.ip().to_string();
+    let v = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&v) {
+        h.insert(HeaderName::from_static("x-forwarded-for"), v);
+    }
+}
+
+/// Moves `x-capstan-<name>` headers into `fields` (keyed by `<name>`).
+pub fn take_fields(h: &mut HeaderMap, fields: &mut std::collections::BTreeMap<String, String>) {
+    let names: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| k.as_str().starts_with(FIELD_HEADER_PREFIX))
+        .cloned()
+        .collect();
+    for n in names {
+        let key = n.as_str()[FIELD_HEADER_PREFIX.len()..].to_string();
+        let vals: Vec<String> = h
+            .get_all(&n)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        h.remove(&n);
+        if !key.is_empty() {
+            fields.insert(key, vals.join(", "));
+        }
+    }
+}
+
+fn spawn_mirror(
+    proxy: Arc<Proxy>,
+    shadow: Arc<Upstream>,
+    method: Method,
+    path_and_query: String,
+    headers: HeaderMap,
+    body: Bytes,
+    primary: oneshot::Receiver<(Event, Option<[u8; 32]>)>,
+) {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let limit = proxy.body_limit;
+        let shadow_result = async {
+            let mut req = Request::builder()
+                .method(method)
+                .uri(format!("http://{}{}", shadow.addr, path_and_query))
+                .body(http_body_util::Either::Left(http_body_util::Full::new(
+                    body,
+                )))
+                .ok()?;
+            *req.headers_mut() = headers;
+            let resp = proxy.client.request(req).await.ok()?;
+            let status = resp.status().as_u16();
+            Some((status, hash_body(resp, limit).await))
+        };
+        let (shadow_status, shadow_hash) = tokio::time::timeout(MIRROR_TIMEOUT, shadow_result)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or((0, None));
+        let shadow_ms = started.elapsed().as_secs_f64() * 1000.0;
+        // The user's event arrives when their response body has ended.
+        let Ok((mut event, user_hash)) = primary.await else {
+            return;
+        };
+        event.mirror = Some(MirrorComparison {
+            status_class_equal: shadow_status / 100 == event.status / 100,
+            body_hash_equal: matches!((user_hash, shadow_hash), (Some(a), Some(b)) if a == b),
+            shadow_status,
+            shadow_ms,
+        });
+        if let Some(r) = &proxy.recorder {
+            r.record(event);
+        }
+    });
+}
+
+/// SHA-256 of a response body, or none when it is larger than `limit` or fails.
+async fn hash_body(resp: Response<Incoming>, limit: usize) -> Option<[u8; 32]> {
+    let body = http_body_util::Limited::new(resp.into_body(), limit);
+    let c = body.collect().await.ok()?;
+    Some(Sha256::digest(c.to_bytes()).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_is_parsed_strictly() {
+        let t = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            parse_traceparent(t),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(parse_traceparent("00-xyz-00f067aa0ba902b7-01"), None);
+        assert_eq!(
+            parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            None
+        );
+    }
+
+    #[test]
+    fn capstan_headers_become_fields() {
+        let mut h = HeaderMap::new();
+        h.insert("x-capstan-plan", "pro".parse().unwrap());
+        h.insert("content-type", "text/plain".parse().unwrap());
+        let mut f = Default::default();
+        take_fields(&mut h, &mut f);
+        assert_eq!(f.get("plan").map(String::as_str), Some("pro"));
+        assert!(!h.contains_key("x-capstan-plan"));
+        assert!(h.contains_key("content-type"));
+    }
+
+    #[test]
+    fn user_hashes_hide_the_key() {
+        let h = hash_user("", "alice");
+        assert_eq!(h.len(), 16);
+        assert!(!h.contains("alice"));
+        assert_ne!(h, hash_user("salt", "alice"));
+    }
+}

@@ -1,0 +1,192 @@
+//! The admin API and the failure behaviour of the request path.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_table_is_refused_and_the_old_one_keeps_serving() {
+    let db = Db::new();
+    let (v1, v2) = (Chirpy::start(1, &db).await, Chirpy::start(2, &db).await);
+    let proxy = Proxy::start(settings(&config(
+        &[&v1.addr],
+        &[&v2.addr],
+        r#"weights = { "1.0.0" = 100 }"#,
+        &db.path("events.db"),
+    )))
+    .await;
+    let client = reqwest::Client::new();
+    let before = proxy.routing().await;
+
+    let r = client
+        .put(format!("{}/routing", proxy.admin))
+        .bearer_auth(TOKEN)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("routing table:"));
+
+    let mut bad = before.clone();
+    bad["weights"] = serde_json::json!({"1.0.0": 60, "2.0.0": 30});
+    let r = proxy.put_routing(&bad).await;
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        body["error"],
+        "routing table: weights: sum to 90, must be 100"
+    );
+
+    let mut bad = before.clone();
+    bad["releases"][1]["upstreams"] = before["releases"][0]["upstreams"].clone();
+    let r = proxy.put_routing(&bad).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("must not overlap"));
+
+    let mut bad = before.clone();
+    bad["colour"] = serde_json::json!("blue");
+    let r = proxy.put_routing(&bad).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("unknown field `colour`"));
+
+    let r = client
+        .put(format!("{}/routing", proxy.admin))
+        .json(&before)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client
+        .get(format!("{}/routing", proxy.admin))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    assert_eq!(proxy.routing().await, before, "the old table is kept");
+    let r = client
+        .get(format!("{}/version", proxy.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(version_of(r).await, "1.0.0");
+
+    // Health and metrics.
+    let r = client
+        .get(format!("{}/healthz", proxy.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let metrics = client
+        .get(format!("{}/metrics", proxy.admin))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        r#"capstan_proxy_requests_total{release="1.0.0",cohort="public",status_class="2xx"} 1"#,
+        r#"capstan_proxy_request_duration_seconds_count{release="1.0.0",cohort="public"} 1"#,
+        "capstan_proxy_events_dropped_total 0",
+    ] {
+        assert!(metrics.contains(needle), "`{needle}` not in:\n{metrics}");
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unready_pools_timeouts_and_refused_connections_answer_503_504_and_502() {
+    let db = Db::new();
+    let v1 = Chirpy::start(1, &db).await;
+    // An upstream that accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let text = config(
+        &[&v1.addr, &nobody],
+        &[&silent_addr],
+        r#"internal = "2.0.0"
+weights = { "1.0.0" = 100 }"#,
+        &db.path("events.db"),
+    )
+    .replace(
+        "service = \"chirpy\"",
+        "service = \"chirpy\"\ntimeout = \"1s\"",
+    )
+    .replace(
+        "template = \"/users/{id}\"",
+        "template = \"/users/{id}\"\ntimeout = \"300ms\"",
+    );
+    let proxy = Proxy::start(settings(&text)).await;
+    let client = reqwest::Client::new();
+
+    // A per-route timeout: 504 after about 300 ms.
+    let started = Instant::now();
+    let r = client
+        .get(format!("{}/users/1", proxy.url))
+        .header("x-internal", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("did not answer within 300ms"));
+
+    // GETs to 1.0.0 never fail: a refused connect is retried on the other instance.
+    for _ in 0..10 {
+        let r = client
+            .get(format!("{}/version", proxy.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+
+    // The silent upstream fails its checks: the whole 2.0.0 pool is unready.
+    let started = Instant::now();
+    loop {
+        let r = client
+            .get(format!("{}/version", proxy.url))
+            .header("x-internal", "1")
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 503 {
+            let body = r.text().await.unwrap();
+            assert!(
+                body.contains("no ready upstream in release 2.0.0"),
+                "{body}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still routed to a silent pool"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A POST is not retried: with the live 1.0.0 instance gone, the refused one answers 502.
+    drop(v1);
+    let r = client
+        .post(format!("{}/users", proxy.url))
+        .json(&serde_json::json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status() == 502 || r.status() == 503, "{}", r.status());
+    drop(silent);
+    proxy.stop().await;
+}

@@ -1,0 +1,383 @@
+//! Real chirpy processes on a SQLite file, and the proxy in this process.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use capstan_proxy::config::Settings;
+
+/// The target profile directory holding chirpy-v1/v2 and capstan, built once.
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable");
+        // <target>/debug/deps/<test> → <target>/debug
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target layout")
+            .to_path_buf();
+        let target = profile_dir.parent().expect("target dir");
+        // Built already and newer than every source they are built from: use
+        // them rather than wait for cargo's lock.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let newest_source = newest_mtime(&root.join("crates"))
+            .max(newest_mtime(&root.join("examples/chirpy/src")))
+            .max(newest_mtime(&root.join("examples/chirpy/migrations")));
+        let fresh = ["chirpy-v1", "chirpy-v2", "capstan"].iter().all(|b| {
+            let built = std::fs::metadata(profile_dir.join(b)).and_then(|m| m.modified());
+            matches!((built, newest_source), (Ok(b), Some(s)) if b > s)
+        });
+        if fresh {
+            return profile_dir;
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build", "--quiet", "-p", "chirpy", "--bins", "-p", "capstan", "--bin", "capstan",
+            ])
+            .env("CARGO_TARGET_DIR", target)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build -p chirpy -p capstan");
+        assert!(status.success(), "cargo build -p chirpy -p capstan failed");
+        profile_dir
+    })
+}
+
+/// The newest modification time of a source file (`.rs`, `.toml`, `.sql`) under `dir`.
+fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if !p.ends_with("target") && !p.ends_with("tests") && !p.ends_with("benches") {
+                    stack.push(p);
+                }
+            } else if p
+                .extension()
+                .is_some_and(|x| x == "rs" || x == "toml" || x == "sql")
+            {
+                let m = e.metadata().ok().and_then(|m| m.modified().ok());
+                newest = newest.max(m);
+            }
+        }
+    }
+    newest
+}
+
+/// A SQLite database with chirpy's schema at 2.0.0 (1.0.0 runs on it too).
+pub struct Db {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+}
+
+impl Db {
+    pub fn new() -> Db {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("chirpy.db").display());
+        let out = Command::new(bin_dir().join("chirpy-v2"))
+            .args(["migrate", "up"])
+            .env("DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "migrate up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Db { dir, url }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// A running chirpy instance, killed on drop.
+pub struct Chirpy {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub addr: String,
+    log: PathBuf,
+}
+
+impl Chirpy {
+    pub async fn start(version: u8, db: &Db) -> Chirpy {
+        let port = free_port();
+        let log = db.path(&format!("chirpy-{port}.log"));
+        let child = Command::new(bin_dir().join(format!("chirpy-v{version}")))
+            .env("DATABASE_URL", &db.url)
+            .env("CHIRPY_ADDR", format!("127.0.0.1:{port}"))
+            .env("CHIRPY_DRAIN", "0s")
+            .env("CHIRPY_FLEET_HEARTBEAT", "1s")
+            .env("CHIRPY_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start chirpy");
+        let c = Chirpy {
+            child: Some(child),
+            port,
+            addr: format!("127.0.0.1:{port}"),
+            log,
+        };
+        let started = Instant::now();
+        let client = reqwest::Client::new();
+        loop {
+            let r = client
+                .get(format!("http://{}/readyz", c.addr))
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await;
+            if r.is_ok_and(|r| r.status().is_success()) {
+                return c;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "chirpy-v{version} not ready in 20s: {}",
+                std::fs::read_to_string(&c.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Chirpy {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub const TOKEN: &str = "test-token";
+
+/// `proxy.toml` text with two releases and the given `[routing]` lines.
+pub fn config(v1: &[&str], v2: &[&str], routing: &str, events: &Path) -> String {
+    let list = |a: &[&str]| {
+        a.iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+admin_token = "{TOKEN}"
+service = "chirpy"
+
+[[release]]
+name = "1.0.0"
+upstreams = [{}]
+
+[[release]]
+name = "2.0.0"
+upstreams = [{}]
+
+[[route]]
+template = "/users/{{id}}"
+
+[[route]]
+template = "/users/{{id}}/chirps"
+
+[cohort]
+headers = [{{ name = "x-internal", value = "1" }}]
+
+[routing]
+{routing}
+
+[events]
+store = "{}"
+
+[health]
+interval = "200ms"
+"#,
+        list(v1),
+        list(v2),
+        events.display()
+    )
+}
+
+pub fn settings(text: &str) -> Settings {
+    capstan_proxy::config::parse(Path::new("proxy.toml"), text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The proxy running in this process.
+pub struct Proxy {
+    pub url: String,
+    pub admin: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Proxy {
+    pub async fn start(settings: Settings) -> Proxy {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            capstan_proxy::run(
+                settings,
+                async {
+                    let _ = stopped.await;
+                },
+                |b| {
+                    let _ = bound_tx.send(b);
+                },
+            )
+            .await
+            .unwrap();
+        });
+        let b = tokio::time::timeout(Duration::from_secs(10), bound_rx)
+            .await
+            .expect("proxy bound within 10s")
+            .expect("proxy started");
+        Proxy {
+            url: format!("http://{}", b.listen),
+            admin: format!("http://{}", b.admin.unwrap()),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops (as SIGTERM does) and waits for the drain and the event flush.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(30), self.task.take().unwrap())
+            .await
+            .expect("proxy stopped within 30s")
+            .unwrap();
+    }
+
+    pub async fn put_routing(&self, table: &serde_json::Value) -> reqwest::Response {
+        reqwest::Client::new()
+            .put(format!("{}/routing", self.admin))
+            .bearer_auth(TOKEN)
+            .json(table)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn routing(&self) -> serde_json::Value {
+        reqwest::Client::new()
+            .get(format!("{}/routing", self.admin))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+/// A trace id for request `n` of a test, so its event can be found.
+pub fn traceparent(n: u64) -> (String, String) {
+    let trace = format!("{:032x}", 0xabc0_0000_0000_0000_0000u128 + u128::from(n));
+    (format!("00-{trace}-00f067aa0ba902b7-01"), trace)
+}
+
+/// The release a `/version` answer names.
+pub async fn version_of(r: reqwest::Response) -> String {
+    let v: serde_json::Value = r.json().await.unwrap();
+    v["version"].as_str().unwrap().to_string()
+}
+
+/// Result of a load run.
+#[derive(Debug, Default)]
+pub struct LoadResult {
+    pub ok: u64,
+    pub failed: u64,
+    pub refused: u64,
+    pub first_error: Option<String>,
+}
+
+/// `workers` loops of GET `path` until `stop` is set; a connection refused
+/// (nothing listening) ends a worker and is counted apart from failures.
+pub async fn load(url: String, workers: usize, stop: Arc<AtomicBool>) -> LoadResult {
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let first = Arc::new(std::sync::Mutex::new(None));
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (url, stop, client) = (url.clone(), stop.clone(), client.clone());
+        let (ok, failed, refused, first) =
+            (ok.clone(), failed.clone(), refused.clone(), first.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let r = client
+                    .get(&url)
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status().is_success() => match r.bytes().await {
+                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                        Err(e) => {
+                            first.lock().unwrap().get_or_insert(format!("body: {e:?}"));
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    },
+                    Ok(r) => {
+                        let s = r.status();
+                        let b = r.text().await.unwrap_or_default();
+                        first.lock().unwrap().get_or_insert(format!("{s}: {b}"));
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                    Err(e) if e.is_connect() => {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(e) => {
+                        first.lock().unwrap().get_or_insert(format!("{e:?}"));
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let first_error = first.lock().unwrap().take();
+    LoadResult {
+        ok: ok.load(Ordering::Relaxed),
+        failed: failed.load(Ordering::Relaxed),
+        refused: refused.load(Ordering::Relaxed),
+        first_error,
+    }
+}
+
+/// Every event in the store.
+pub fn events(path: &Path) -> Vec<capstan_events::Event> {
+    let store = capstan_events::Store::open(path).unwrap();
+    store
+        .events_after(0, 1_000_000)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect()
+}

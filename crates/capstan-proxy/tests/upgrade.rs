@@ -1,0 +1,111 @@
+//! HTTP/1.1 upgrades (WebSocket) pass through the proxy in both directions.
+
+mod common;
+
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Reads one request or response head (up to the blank line).
+async fn read_head(r: &mut BufReader<TcpStream>) -> String {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            r.read_line(&mut line).await.unwrap() > 0,
+            "closed in head: {head}"
+        );
+        head.push_str(&line);
+        if line == "\r\n" {
+            return head;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_connection_carries_bytes_both_ways() {
+    // The upstream: answers its readiness path, and upgrades /ws to an echo.
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = upstream.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = upstream.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut r = BufReader::new(s);
+                loop {
+                    let head = read_head(&mut r).await;
+                    if head.starts_with("GET /ws ") {
+                        assert!(
+                            head.to_ascii_lowercase().contains("upgrade: websocket"),
+                            "{head}"
+                        );
+                        r.get_mut()
+                            .write_all(
+                                b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nx-capstan-ws: yes\r\n\r\n",
+                            )
+                            .await
+                            .unwrap();
+                        let mut buf = [0u8; 64];
+                        loop {
+                            let n = r.read(&mut buf).await.unwrap_or(0);
+                            if n == 0 {
+                                return;
+                            }
+                            r.get_mut().write_all(&buf[..n]).await.unwrap();
+                        }
+                    }
+                    r.get_mut()
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let text = format!(
+        r#"listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+admin_token = "t"
+[[release]]
+name = "1.0.0"
+upstreams = ["{up_addr}"]
+[events]
+enabled = false
+"#
+    );
+    let proxy = common::Proxy::start(common::settings(&text)).await;
+    let addr = proxy.url.trim_start_matches("http://").to_string();
+
+    let s = TcpStream::connect(&addr).await.unwrap();
+    let mut r = BufReader::new(s);
+    r.get_mut()
+        .write_all(
+            format!(
+                "GET /ws HTTP/1.1\r\nhost: {addr}\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut r))
+        .await
+        .expect("101 within 5s");
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: websocket"),
+        "{head}"
+    );
+    assert!(!head.contains("x-capstan-ws"), "{head}");
+    for msg in [&b"ping"[..], b"second frame"] {
+        r.get_mut().write_all(msg).await.unwrap();
+        let mut got = vec![0u8; msg.len()];
+        tokio::time::timeout(Duration::from_secs(5), r.read_exact(&mut got))
+            .await
+            .expect("echo within 5s")
+            .unwrap();
+        assert_eq!(got, msg);
+    }
+    drop(r);
+    proxy.stop().await;
+}

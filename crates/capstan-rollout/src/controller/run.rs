@@ -1,0 +1,574 @@
+//! The controller loop: gates, judge inputs from the event store, the judge,
+//! [`reconcile`], the proxy's admin API, the deploy log and the state file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use capstan_slo::deploys::{Deploy, DeployKind, DeployLog};
+use serde_json::{json, Value};
+
+use super::plan::Plan;
+use super::store::{StateStore, StoreError};
+use super::{reconcile, Action, Judged, LogEntry, LogKind, Observation, Phase, State, Target};
+use crate::judge::{self, Counts, Interval, MetricSpec, Observed, Rule, Samples, Thresholds};
+
+/// The loop could not go on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The state file failed.
+    #[error(transparent)]
+    State(#[from] StoreError),
+    /// The deploy log failed.
+    #[error(transparent)]
+    DeployLog(#[from] capstan_slo::deploys::DeployLogError),
+    /// The event store failed.
+    #[error("event store {}: {message}", path.display())]
+    Events {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// The proxy's admin API failed or refused.
+    #[error("proxy admin {url}: {message}")]
+    Proxy {
+        /// The URL.
+        url: String,
+        /// What failed.
+        message: String,
+    },
+    /// The SLO budget gate refused (or could not decide).
+    #[error("budget gate refused: {0}")]
+    GateRefused(String),
+    /// The plan does not fit the proxy's table.
+    #[error("{0}")]
+    Plan(String),
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The proxy's admin API.
+pub struct ProxyAdmin {
+    client: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+impl ProxyAdmin {
+    /// A client with `timeout` on every request.
+    pub fn new(url: &str, token: &str, timeout: Duration) -> Result<ProxyAdmin, RunError> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|e| RunError::Proxy {
+                url: url.into(),
+                message: e.to_string(),
+            })?;
+        Ok(ProxyAdmin {
+            client,
+            url: url.into(),
+            token: token.into(),
+        })
+    }
+
+    fn err(&self, message: String) -> RunError {
+        RunError::Proxy {
+            url: format!("{}/routing", self.url),
+            message,
+        }
+    }
+
+    /// `GET /routing`.
+    pub async fn routing(&self) -> Result<Value, RunError> {
+        let r = self
+            .client
+            .get(format!("{}/routing", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| self.err(e.to_string()))?;
+        let status = r.status();
+        let body = r.bytes().await.map_err(|e| self.err(e.to_string()))?;
+        if !status.is_success() {
+            return Err(self.err(format!("{status}: {}", String::from_utf8_lossy(&body))));
+        }
+        serde_json::from_slice(&body).map_err(|e| self.err(e.to_string()))
+    }
+
+    /// `PUT /routing`.
+    pub async fn put_routing(&self, table: &Value) -> Result<(), RunError> {
+        let r = self
+            .client
+            .put(format!("{}/routing", self.url))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(table).expect("json"))
+            .send()
+            .await
+            .map_err(|e| self.err(e.to_string()))?;
+        let status = r.status();
+        if !status.is_success() {
+            let body = r.text().await.unwrap_or_default();
+            return Err(self.err(format!("{status}: {body}")));
+        }
+        Ok(())
+    }
+
+    /// Routes as `target` says (None: rolled back; Some(100) promoted).
+    pub async fn apply(&self, state: &State, route: Route) -> Result<(), RunError> {
+        let mut table = self.routing().await?;
+        let (internal, canary_weight) = match route {
+            Route::Step(Target::Internal) => (Some(&state.canary), 0),
+            Route::Step(Target::Weight { percent }) => (Some(&state.canary), percent),
+            Route::RolledBack => (None, 0),
+            Route::Promoted => (None, 100),
+        };
+        let obj = table
+            .as_object_mut()
+            .ok_or_else(|| self.err("the routing table is not a JSON object".into()))?;
+        obj.insert("internal".into(), json!(internal));
+        let mut weights = serde_json::Map::new();
+        weights.insert(state.baseline.clone(), json!(100 - canary_weight));
+        weights.insert(state.canary.clone(), json!(canary_weight));
+        obj.insert("weights".into(), Value::Object(weights));
+        if route == Route::RolledBack {
+            // The shadow must not keep receiving copies of a rolled-back release's traffic.
+            if obj
+                .get("mirror")
+                .and_then(|m| m.get("release"))
+                .and_then(Value::as_str)
+                == Some(state.canary.as_str())
+            {
+                obj.insert("mirror".into(), Value::Null);
+            }
+        }
+        self.put_routing(&table).await
+    }
+}
+
+/// What routing to apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// A step's target.
+    Step(Target),
+    /// Canary at 0, internal cohort back on the baseline.
+    RolledBack,
+    /// Canary at 100.
+    Promoted,
+}
+
+/// How `run` ends.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The final state.
+    pub state: State,
+}
+
+/// Options of one run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Start despite a refusing budget gate, with this reason (recorded).
+    pub override_reason: Option<String>,
+    /// Print decisions to stderr.
+    pub verbose: bool,
+}
+
+/// The judge's inputs over `[from_ms, to_ms)` for `canary` against `baseline`.
+pub fn observe(
+    store: &capstan_events::Store,
+    service: &str,
+    baseline: &str,
+    canary: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<(Counts, Counts, Vec<f64>, Vec<f64>), capstan_events::Error> {
+    let mut c = Counts {
+        errors: 0,
+        total: 0,
+    };
+    let mut b = c;
+    let (mut cl, mut bl) = (Vec::new(), Vec::new());
+    store.scan(from_ms, to_ms, Some(service), |se| {
+        let e = se.event;
+        let (counts, lat) = if e.release == canary {
+            (&mut c, &mut cl)
+        } else if e.release == baseline {
+            (&mut b, &mut bl)
+        } else {
+            return true;
+        };
+        counts.total += 1;
+        if e.status >= 500 || e.error.is_some() {
+            counts.errors += 1;
+        }
+        if e.duration_ms.is_finite() && e.duration_ms >= 0.0 {
+            lat.push(e.duration_ms);
+        }
+        true
+    })?;
+    Ok((c, b, cl, bl))
+}
+
+/// Judges the canary against the baseline over `[from_ms, at_ms)` with the plan's
+/// tolerances and `min_requests` a side.
+pub fn judge_interval(
+    plan: &Plan,
+    state: &State,
+    events: &capstan_events::Store,
+    min_requests: u64,
+    from_ms: i64,
+    at_ms: i64,
+) -> Result<(Judged, judge::Report), RunError> {
+    let (c, b, cl, bl) = observe(
+        events,
+        &state.service,
+        &state.baseline,
+        &state.canary,
+        from_ms,
+        at_ms,
+    )
+    .map_err(|e| RunError::Events {
+        path: plan.events.clone(),
+        message: e.to_string(),
+    })?;
+    let a = &plan.analysis;
+    let specs = [
+        MetricSpec {
+            name: "errors".into(),
+            group: "availability".into(),
+            critical: true,
+            rule: Rule::ErrorRatio {
+                direction: judge::Direction::Increase,
+                min_requests: min_requests.max(1),
+                relative_tolerance: a.relative_tolerance,
+                absolute_tolerance: a.absolute_tolerance,
+            },
+        },
+        MetricSpec {
+            name: "latency".into(),
+            group: "latency".into(),
+            critical: true,
+            rule: Rule::Latency {
+                min_samples: min_requests.max(10),
+                shift_tolerance: a.shift_tolerance,
+                p99_tolerance: a.p99_tolerance,
+            },
+        },
+    ];
+    let latency = match (
+        Samples::from_values(cl.clone()),
+        Samples::from_values(bl.clone()),
+    ) {
+        (Ok(canary), Ok(baseline)) => Observed::Samples { canary, baseline },
+        (Err(e), _) | (_, Err(e)) => Observed::Missing {
+            reason: e.to_string(),
+        },
+    };
+    let observed = [
+        Observed::Counts {
+            canary: c,
+            baseline: b,
+        },
+        latency,
+    ];
+    let thresholds = Thresholds {
+        alpha: a.alpha,
+        ..Thresholds::default()
+    };
+    let report = judge::judge(
+        &specs,
+        &observed,
+        &BTreeMap::new(),
+        &thresholds,
+        Interval {
+            from_ms,
+            to_ms: at_ms,
+            at_ms,
+        },
+    );
+    let summary = format!(
+        "{} (score {:.0}): {}; canary {} requests, {} errors ({:.2} %); baseline {} requests, {} errors ({:.2} %)",
+        serde_json::to_value(report.verdict)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        report.score,
+        report.reason,
+        c.total,
+        c.errors,
+        c.ratio() * 100.0,
+        b.total,
+        b.errors,
+        b.ratio() * 100.0,
+    );
+    Ok((
+        Judged {
+            verdict: report.verdict,
+            from_ms,
+            at_ms,
+            canary_requests: c.total,
+            baseline_requests: b.total,
+            canary_errors: c.errors,
+            summary,
+        },
+        report,
+    ))
+}
+
+fn write_log(
+    log: &DeployLog,
+    state: &State,
+    entries: &[LogEntry],
+    now: i64,
+) -> Result<(), RunError> {
+    for e in entries {
+        let kind = match e.kind {
+            LogKind::Rollback => DeployKind::Rollback,
+            _ => DeployKind::Rollout,
+        };
+        let kind_word = serde_json::to_value(e.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        log.record(
+            &Deploy {
+                time_ms: now,
+                service: state.service.clone(),
+                kind,
+                subject: e.subject.clone(),
+                detail: format!("{kind_word}: {}", e.detail),
+            },
+            None,
+        )?;
+    }
+    Ok(())
+}
+
+/// The SLO budget gate from `capstan.toml`'s `[slo.policy]`; `Ok(None)` when open
+/// (or when no policy is configured), `Ok(Some(reasons))` when refused.
+async fn budget_gate(config: &std::path::Path, service: &str) -> Result<Option<String>, RunError> {
+    let settings = capstan_slo::cli::Settings::load(config).map_err(RunError::GateRefused)?;
+    let Some(policy) = settings.policy.clone() else {
+        return Ok(None);
+    };
+    let (verdict, _) = capstan_slo::cli::gate(&settings, &policy, Some(service), now_ms())
+        .await
+        .map_err(|e| RunError::GateRefused(format!("the gate could not decide: {e}")))?;
+    Ok(match verdict {
+        capstan_slo::policy::Verdict::Frozen { reasons } => Some(reasons.join("; ")),
+        _ => None,
+    })
+}
+
+/// Runs the rollout of `plan` until it is promoted, rolled back or needs a
+/// human. Resumes a rollout of the same canary left unfinished in the state file
+/// (at its step, data counted afresh).
+pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<Finished, RunError> {
+    let states = StateStore::open(&plan.state)?;
+    let log = DeployLog::open(&plan.events)?;
+    let events = capstan_events::Store::open(&plan.events).map_err(|e| RunError::Events {
+        path: plan.events.clone(),
+        message: e.to_string(),
+    })?;
+    let proxy = ProxyAdmin::new(&plan.admin_url, &plan.token, plan.timeout)?;
+    let say = |s: &str| {
+        if opts.verbose {
+            eprintln!("capstan rollout: {s}");
+        }
+    };
+
+    let now = now_ms();
+    let existing = states
+        .load(&plan.service)?
+        .filter(|s| !s.phase.is_terminal());
+    if let Some(other) = existing.as_ref().filter(|s| s.canary != plan.canary) {
+        return Err(RunError::Plan(format!(
+            "{} has an unfinished rollout of {} ({}); abort it first",
+            other.service,
+            other.canary,
+            other.phase.name()
+        )));
+    }
+    let mut state = match existing {
+        Some(s) => {
+            let s = s.resumed(now);
+            let entry = LogEntry {
+                kind: LogKind::Control,
+                subject: format!("{} step {}", s.canary, s.step + 1),
+                detail: "controller restarted: resuming the step, data counted afresh".into(),
+            };
+            write_log(&log, &s, &[entry], now)?;
+            say(&format!("resuming {} at step {}", s.canary, s.step + 1));
+            s
+        }
+        None => {
+            if let Some(config) = &plan.slo_config {
+                if let Some(reason) = &opts.override_reason {
+                    log.record(
+                        &Deploy {
+                            time_ms: now,
+                            service: plan.service.clone(),
+                            kind: DeployKind::Override,
+                            subject: plan.canary.clone(),
+                            detail: reason.clone(),
+                        },
+                        None,
+                    )?;
+                }
+                if let Some(refused) = budget_gate(config, &plan.service).await? {
+                    return Err(RunError::GateRefused(refused));
+                }
+            }
+            let baseline = match &plan.baseline {
+                Some(b) => b.clone(),
+                None => baseline_from(&proxy.routing().await?, &plan.canary)?,
+            };
+            states.clear_commands(&plan.service, now)?;
+            let s = State::new(&plan.service, &baseline, &plan.canary, now);
+            let entry = LogEntry {
+                kind: LogKind::Step,
+                subject: format!("{} step 1 ({})", s.canary, plan.steps[0].target.label()),
+                detail: format!("rollout started against {baseline}"),
+            };
+            write_log(&log, &s, &[entry], now)?;
+            s
+        }
+    };
+    states.save(&state)?;
+    if state.phase == Phase::Running {
+        proxy
+            .apply(&state, Route::Step(plan.steps[state.step].target))
+            .await?;
+    }
+
+    let mut next_analysis = now + plan.steps[state.step].interval_ms as i64;
+    loop {
+        if state.phase.is_terminal() {
+            return Ok(Finished { state });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = now_ms();
+        let command = states.take_command(&state.service, now)?;
+        // Stopped for a human: a queued command (resume, promote, abort) goes on,
+        // otherwise the controller hands over.
+        if command.is_none() && matches!(state.phase, Phase::NeedsHuman { .. }) {
+            return Ok(Finished { state });
+        }
+        let judged = if command.is_none() && state.phase == Phase::Running && now >= next_analysis {
+            let step = plan.steps[state.step];
+            next_analysis = now + step.interval_ms as i64;
+            let store = events.clone();
+            let p = plan.clone();
+            let s = state.clone();
+            let from = state.step_started_ms;
+            let (j, _report) = tokio::task::spawn_blocking(move || {
+                judge_interval(&p, &s, &store, step.min_requests, from, now)
+            })
+            .await
+            .map_err(|e| RunError::Plan(format!("judge task: {e}")))??;
+            say(&format!("step {}: {}", state.step + 1, j.summary));
+            Some(j)
+        } else {
+            None
+        };
+        if command.is_none() && judged.is_none() {
+            continue;
+        }
+        let obs = Observation { command, judged };
+        let d = reconcile(&state, &plan.steps, &plan.limits, &obs, now);
+        states.save(&d.state)?;
+        write_log(&log, &d.state, &d.log, now)?;
+        for e in &d.log {
+            say(&format!("{}: {}", e.subject, e.detail));
+        }
+        let moved = d.state.step != state.step;
+        state = d.state;
+        match d.action {
+            Action::None => {}
+            Action::Apply { step } => {
+                proxy
+                    .apply(&state, Route::Step(plan.steps[step].target))
+                    .await?;
+            }
+            Action::Promote => proxy.apply(&state, Route::Promoted).await?,
+            Action::Rollback => {
+                proxy.apply(&state, Route::RolledBack).await?;
+                if let Some(hook) = &plan.rollback_hook {
+                    run_hook(hook, &state, &log).await?;
+                }
+            }
+        }
+        if moved {
+            next_analysis = now + plan.steps[state.step].interval_ms as i64;
+        }
+    }
+}
+
+/// The first release in the proxy's table other than the canary.
+fn baseline_from(table: &Value, canary: &str) -> Result<String, RunError> {
+    let names: Vec<&str> = table
+        .get("releases")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r.get("name").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !names.contains(&canary) {
+        return Err(RunError::Plan(format!(
+            "release {canary} is not in the proxy's routing table (releases: {})",
+            names.join(", ")
+        )));
+    }
+    names
+        .into_iter()
+        .find(|n| *n != canary)
+        .map(String::from)
+        .ok_or_else(|| {
+            RunError::Plan("the proxy's routing table has no other release to compare with".into())
+        })
+}
+
+async fn run_hook(hook: &str, state: &State, log: &DeployLog) -> Result<(), RunError> {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(hook)
+            .env("CAPSTAN_ROLLOUT_SERVICE", &state.service)
+            .env("CAPSTAN_ROLLOUT_RELEASE", &state.canary)
+            .env("CAPSTAN_ROLLOUT_BASELINE", &state.baseline)
+            .output(),
+    )
+    .await;
+    let detail = match out {
+        Ok(Ok(o)) if o.status.success() => "rollback hook ran".to_string(),
+        Ok(Ok(o)) => format!(
+            "rollback hook failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Ok(Err(e)) => format!("rollback hook could not run: {e}"),
+        Err(_) => "rollback hook timed out after 60s".to_string(),
+    };
+    log.record(
+        &Deploy {
+            time_ms: now_ms(),
+            service: state.service.clone(),
+            kind: DeployKind::Rollback,
+            subject: format!("{} hook", state.canary),
+            detail,
+        },
+        None,
+    )?;
+    Ok(())
+}

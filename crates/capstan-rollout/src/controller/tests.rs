@@ -1,0 +1,278 @@
+use super::*;
+
+fn steps() -> Vec<Step> {
+    let s = |target| Step {
+        target,
+        min_duration_ms: 10_000,
+        min_requests: 100,
+        interval_ms: 1_000,
+    };
+    vec![
+        s(Target::Internal),
+        s(Target::Weight { percent: 1 }),
+        s(Target::Weight { percent: 50 }),
+        s(Target::Weight { percent: 100 }),
+    ]
+}
+
+const LIMITS: Limits = Limits {
+    hold_limit: 2,
+    page_burn: None,
+};
+
+fn judged(verdict: Verdict, from_ms: i64, at_ms: i64, n: u64) -> Observation {
+    Observation {
+        command: None,
+        judged: Some(Judged {
+            verdict,
+            from_ms,
+            at_ms,
+            canary_requests: n,
+            baseline_requests: n,
+            canary_errors: 0,
+            summary: "test".into(),
+        }),
+    }
+}
+
+fn start() -> State {
+    State::new("chirpy", "1.0.0", "2.0.0", 0)
+}
+
+#[test]
+fn a_pass_after_the_minimums_moves_exactly_one_step() {
+    let d = reconcile(
+        &start(),
+        &steps(),
+        &LIMITS,
+        &judged(Verdict::Pass, 0, 10_000, 100),
+        10_000,
+    );
+    assert_eq!(d.action, Action::Apply { step: 1 });
+    assert_eq!(d.state.step, 1);
+    assert_eq!(d.state.step_started_ms, 10_000);
+    assert_eq!(d.log.len(), 2, "a verdict line and a step line");
+}
+
+#[test]
+fn a_pass_before_the_minimums_does_not_move() {
+    let early = reconcile(
+        &start(),
+        &steps(),
+        &LIMITS,
+        &judged(Verdict::Pass, 0, 9_999, 500),
+        9_999,
+    );
+    assert_eq!(early.action, Action::None);
+    assert_eq!(early.state.step, 0);
+    let thin = reconcile(
+        &start(),
+        &steps(),
+        &LIMITS,
+        &judged(Verdict::Pass, 0, 20_000, 99),
+        20_000,
+    );
+    assert_eq!(thin.action, Action::None);
+}
+
+#[test]
+fn never_forward_without_a_fresh_verdict() {
+    let mut s = start();
+    // No verdict at all.
+    let d = reconcile(&s, &steps(), &LIMITS, &Observation::default(), 60_000);
+    assert_eq!(d.action, Action::None);
+    // A verdict over data from before the step started (a resumed controller).
+    s = s.resumed(30_000);
+    let d = reconcile(
+        &s,
+        &steps(),
+        &LIMITS,
+        &judged(Verdict::Pass, 0, 60_000, 1000),
+        60_000,
+    );
+    assert_eq!(d.action, Action::None);
+    assert_eq!(d.state.step, 0);
+    // The same verdict twice.
+    s.last_verdict_ms = Some(60_000);
+    let d = reconcile(
+        &s,
+        &steps(),
+        &LIMITS,
+        &judged(Verdict::Pass, 30_000, 60_000, 1000),
+        61_000,
+    );
+    assert_eq!(d.action, Action::None);
+    // A fresh one moves.
+    let d = reconcile(
+        &s,
+        &steps(),
+        &LIMITS,
+        &judged(Verdict::Pass, 30_000, 61_000, 1000),
+        61_000,
+    );
+    assert_eq!(d.action, Action::Apply { step: 1 });
+}
+
+#[test]
+fn fail_rolls_back_from_any_step() {
+    for step in 0..3 {
+        let mut s = start();
+        s.step = step;
+        let d = reconcile(
+            &s,
+            &steps(),
+            &LIMITS,
+            &judged(Verdict::Fail, 0, 1_000, 5),
+            1_000,
+        );
+        assert_eq!(d.action, Action::Rollback);
+        assert!(matches!(d.state.phase, Phase::RolledBack { .. }));
+        assert_eq!(d.log.last().unwrap().kind, LogKind::Rollback);
+        // Terminal: nothing afterwards, even a pass.
+        let after = reconcile(
+            &d.state,
+            &steps(),
+            &LIMITS,
+            &judged(Verdict::Pass, 0, 99_000, 1000),
+            99_000,
+        );
+        assert_eq!(after.action, Action::None);
+    }
+}
+
+#[test]
+fn holding_past_the_limit_stops_for_a_human() {
+    let mut s = start();
+    for i in 1..=3 {
+        let d = reconcile(
+            &s,
+            &steps(),
+            &LIMITS,
+            &judged(Verdict::Inconclusive, 0, i * 1_000, 0),
+            i * 1_000,
+        );
+        assert_eq!(d.action, Action::None);
+        s = d.state;
+    }
+    assert!(matches!(s.phase, Phase::NeedsHuman { .. }), "{s:?}");
+    // Stopped: even a pass does nothing until resumed.
+    let d = reconcile(
+        &s,
+        &steps(),
+        &LIMITS,
+        &judged(Verdict::Pass, 0, 50_000, 1000),
+        50_000,
+    );
+    assert_eq!(d.action, Action::None);
+    let resumed = reconcile(
+        &d.state,
+        &steps(),
+        &LIMITS,
+        &Observation {
+            command: Some(Command::Resume),
+            judged: None,
+        },
+        51_000,
+    );
+    assert_eq!(resumed.state.phase, Phase::Running);
+    assert_eq!(resumed.state.holds, 0);
+}
+
+#[test]
+fn page_rate_burn_aborts_whatever_the_judge_says() {
+    let limits = Limits {
+        hold_limit: 2,
+        page_burn: Some(PageBurn {
+            objective: 0.999,
+            rate: 14.4,
+            min_requests: 100,
+        }),
+    };
+    let mut obs = judged(Verdict::Pass, 0, 20_000, 1000);
+    if let Some(j) = obs.judged.as_mut() {
+        j.canary_errors = 20; // 2 % = 20× a 0.1 % budget
+    }
+    let d = reconcile(&start(), &steps(), &limits, &obs, 20_000);
+    assert_eq!(d.action, Action::Rollback);
+    // Below page rate: the pass stands.
+    if let Some(j) = obs.judged.as_mut() {
+        j.canary_errors = 10;
+    }
+    let d = reconcile(&start(), &steps(), &limits, &obs, 20_000);
+    assert_eq!(d.action, Action::Apply { step: 1 });
+}
+
+#[test]
+fn operator_commands() {
+    let s = start();
+    let paused = reconcile(
+        &s,
+        &steps(),
+        &LIMITS,
+        &Observation {
+            command: Some(Command::Pause),
+            judged: None,
+        },
+        1,
+    );
+    assert!(matches!(paused.state.phase, Phase::Paused { .. }));
+    let d = reconcile(
+        &paused.state,
+        &steps(),
+        &LIMITS,
+        &judged(Verdict::Pass, 0, 20_000, 1000),
+        20_000,
+    );
+    assert_eq!(d.action, Action::None, "paused: no movement");
+    let promoted = reconcile(
+        &s,
+        &steps(),
+        &LIMITS,
+        &Observation {
+            command: Some(Command::Promote),
+            judged: None,
+        },
+        2,
+    );
+    assert_eq!(promoted.action, Action::Apply { step: 1 }, "one step");
+    let aborted = reconcile(
+        &s,
+        &steps(),
+        &LIMITS,
+        &Observation {
+            command: Some(Command::Abort),
+            judged: None,
+        },
+        3,
+    );
+    assert_eq!(aborted.action, Action::Rollback);
+}
+
+#[test]
+fn passes_walk_every_step_then_promote() {
+    let steps = steps();
+    let mut s = start();
+    let mut weights = vec![];
+    let mut t = 0;
+    loop {
+        t += 10_000;
+        let d = reconcile(
+            &s,
+            &steps,
+            &LIMITS,
+            &judged(Verdict::Pass, s.step_started_ms, t, 1000),
+            t,
+        );
+        s = d.state;
+        match d.action {
+            Action::Apply { step } => weights.push(steps[step].target.weight()),
+            Action::Promote => {
+                weights.push(100);
+                break;
+            }
+            a => panic!("{a:?}"),
+        }
+    }
+    assert_eq!(weights, vec![1, 50, 100]);
+    assert_eq!(s.phase, Phase::Promoted);
+}

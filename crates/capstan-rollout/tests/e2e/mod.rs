@@ -1,0 +1,352 @@
+//! Real chirpy processes on a SQLite file, the proxy in this process, and a
+//! load generator with many distinct users.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The target profile directory holding chirpy-v1/v2 and capstan, built once.
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable");
+        // <target>/debug/deps/<test> → <target>/debug
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target layout")
+            .to_path_buf();
+        let target = profile_dir.parent().expect("target dir");
+        // Built already and newer than every source they are built from: use
+        // them rather than wait for cargo's lock.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let newest_source = newest_mtime(&root.join("crates"))
+            .max(newest_mtime(&root.join("examples/chirpy/src")))
+            .max(newest_mtime(&root.join("examples/chirpy/migrations")));
+        let fresh = ["chirpy-v1", "chirpy-v2", "capstan"].iter().all(|b| {
+            let built = std::fs::metadata(profile_dir.join(b)).and_then(|m| m.modified());
+            matches!((built, newest_source), (Ok(b), Some(s)) if b > s)
+        });
+        if fresh {
+            return profile_dir;
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build", "--quiet", "-p", "chirpy", "--bins", "-p", "capstan", "--bin", "capstan",
+            ])
+            .env("CARGO_TARGET_DIR", target)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build -p chirpy -p capstan");
+        assert!(status.success(), "cargo build -p chirpy -p capstan failed");
+        profile_dir
+    })
+}
+
+/// The newest modification time of a source file (`.rs`, `.toml`, `.sql`) under `dir`.
+fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if !p.ends_with("target") && !p.ends_with("tests") && !p.ends_with("benches") {
+                    stack.push(p);
+                }
+            } else if p
+                .extension()
+                .is_some_and(|x| x == "rs" || x == "toml" || x == "sql")
+            {
+                let m = e.metadata().ok().and_then(|m| m.modified().ok());
+                newest = newest.max(m);
+            }
+        }
+    }
+    newest
+}
+
+/// A SQLite database with chirpy's schema at 2.0.0 (1.0.0 runs on it too).
+pub struct Db {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+}
+
+impl Db {
+    pub fn new() -> Db {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("chirpy.db").display());
+        let out = Command::new(bin_dir().join("chirpy-v2"))
+            .args(["migrate", "up"])
+            .env("DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "migrate up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Db { dir, url }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// A running chirpy instance, killed on drop.
+pub struct Chirpy {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub addr: String,
+    log: PathBuf,
+}
+
+impl Chirpy {
+    pub async fn start(version: u8, db: &Db, fault: Option<&str>) -> Chirpy {
+        let port = free_port();
+        let log = db.path(&format!("chirpy-{port}.log"));
+        let child = Command::new(bin_dir().join(format!("chirpy-v{version}")))
+            .env("DATABASE_URL", &db.url)
+            .env("CHIRPY_ADDR", format!("127.0.0.1:{port}"))
+            .env("CHIRPY_DRAIN", "0s")
+            .env("CHIRPY_FLEET_HEARTBEAT", "1s")
+            .env("CHIRPY_LOG", "warn")
+            .env("CHIRPY_FAULT", fault.unwrap_or(""))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start chirpy");
+        let c = Chirpy {
+            child: Some(child),
+            port,
+            addr: format!("127.0.0.1:{port}"),
+            log,
+        };
+        let started = Instant::now();
+        let client = reqwest::Client::new();
+        loop {
+            let r = client
+                .get(format!("http://{}/readyz", c.addr))
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await;
+            if r.is_ok_and(|r| r.status().is_success()) {
+                return c;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "chirpy-v{version} not ready in 20s: {}",
+                std::fs::read_to_string(&c.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Chirpy {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub const TOKEN: &str = "test-token";
+
+/// The proxy in this process: 1.0.0 (stable) and 2.0.0 (canary, weight 0),
+/// sticky on `x-user`, `x-internal: 1` marks the internal cohort.
+pub struct Proxy {
+    pub url: String,
+    pub admin: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Proxy {
+    pub async fn start(v1: &str, v2: &str, events: &Path) -> Proxy {
+        let text = format!(
+            r#"
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+admin_token = "{TOKEN}"
+service = "chirpy"
+
+[[release]]
+name = "1.0.0"
+upstreams = ["{v1}"]
+
+[[release]]
+name = "2.0.0"
+upstreams = ["{v2}"]
+
+[cohort]
+headers = [{{ name = "x-internal", value = "1" }}]
+
+[routing]
+weights = {{ "1.0.0" = 100, "2.0.0" = 0 }}
+sticky = {{ header = "x-user" }}
+
+[events]
+store = "{}"
+
+[health]
+interval = "200ms"
+"#,
+            events.display()
+        );
+        let settings = capstan_proxy::config::parse(Path::new("proxy.toml"), &text)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            capstan_proxy::run(
+                settings,
+                async {
+                    let _ = stopped.await;
+                },
+                |b| {
+                    let _ = bound_tx.send(b);
+                },
+            )
+            .await
+            .unwrap();
+        });
+        let b = tokio::time::timeout(Duration::from_secs(10), bound_rx)
+            .await
+            .expect("proxy bound within 10s")
+            .expect("proxy started");
+        Proxy {
+            url: format!("http://{}", b.listen),
+            admin: format!("http://{}", b.admin.unwrap()),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(30), self.task.take().unwrap())
+            .await
+            .expect("proxy stopped within 30s")
+            .unwrap();
+    }
+
+    pub async fn routing(&self) -> serde_json::Value {
+        let r = reqwest::Client::new()
+            .get(format!("{}/routing", self.admin))
+            .bearer_auth(TOKEN)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .unwrap();
+        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
+    }
+}
+
+/// What users saw during a load run.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub requests: u64,
+    pub failed: u64,
+    pub users: std::collections::HashSet<u32>,
+    pub canary_users: std::collections::HashSet<u32>,
+    /// Milliseconds since the start of the load when an internal / a public
+    /// user first got the canary.
+    pub first_internal_canary_ms: Option<u64>,
+    pub first_public_canary_ms: Option<u64>,
+}
+
+/// Users `0..users`; every 20th is internal (`x-internal: 1`).
+pub fn is_internal(user: u32) -> bool {
+    user % 20 == 0
+}
+
+/// `workers` loops of `GET /version` with a different user each time, until
+/// `stop` is set (and at most `limit`, a bound on the run).
+pub async fn load(
+    url: String,
+    workers: u32,
+    users: u32,
+    stop: Arc<AtomicBool>,
+    limit: Duration,
+) -> Seen {
+    let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (url, stop, client, seen) = (url.clone(), stop.clone(), client.clone(), seen.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ u64::from(w);
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < limit {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let user = (x % u64::from(users)) as u32;
+                let mut req = client
+                    .get(format!("{url}/version"))
+                    .header("x-user", format!("user-{user}"))
+                    .timeout(Duration::from_secs(10));
+                if is_internal(user) {
+                    req = req.header("x-internal", "1");
+                }
+                let r = req.send().await;
+                let (failed, canary) = match r {
+                    Ok(r) => {
+                        let status = r.status();
+                        let body = r.text().await.unwrap_or_default();
+                        if status.is_server_error() {
+                            // Only the canary injects faults.
+                            (true, body.contains("injected fault"))
+                        } else {
+                            (false, body.contains("\"2.0.0\""))
+                        }
+                    }
+                    Err(_) => (true, false),
+                };
+                let mut s = seen.lock().unwrap();
+                s.requests += 1;
+                s.users.insert(user);
+                if failed {
+                    s.failed += 1;
+                }
+                if canary {
+                    s.canary_users.insert(user);
+                    let at = started.elapsed().as_millis() as u64;
+                    let slot = if is_internal(user) {
+                        &mut s.first_internal_canary_ms
+                    } else {
+                        &mut s.first_public_canary_ms
+                    };
+                    slot.get_or_insert(at);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    Arc::try_unwrap(seen)
+        .expect("every worker has ended")
+        .into_inner()
+        .unwrap()
+}
