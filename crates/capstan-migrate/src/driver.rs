@@ -47,6 +47,7 @@ impl AppliedRow {
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// The columns of capstan's history table, in the order drivers read them,
 /// with the type each has on Postgres.
 pub(crate) const HISTORY_COLUMNS: [(&str, &str); 11] = [
@@ -63,6 +64,7 @@ pub(crate) const HISTORY_COLUMNS: [(&str, &str); 11] = [
     ("error", "text"),
 ];
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// A value of the history table as a driver read it, before any check.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Cell {
@@ -74,6 +76,7 @@ pub(crate) enum Cell {
     Other(&'static str),
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// An error about capstan's history table `table`: `what` names the column
 /// and the row.
 pub(crate) fn bad_history(table: &str, what: impl std::fmt::Display) -> DbError {
@@ -86,6 +89,7 @@ pub(crate) fn bad_history(table: &str, what: impl std::fmt::Display) -> DbError 
     )
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// Builds history row `n` (1-based, in version order) from its cells in
 /// [`HISTORY_COLUMNS`] order, refusing NULLs, negative numbers, unknown
 /// phases and states, and values of the wrong type.
@@ -171,6 +175,7 @@ pub(crate) fn history_row(table: &str, n: usize, cells: Vec<Cell>) -> Result<App
     })
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// An error about capstan's fleet registry `table`: `what` names the row and
 /// the column.
 pub(crate) fn bad_fleet(table: &str, what: impl std::fmt::Display) -> DbError {
@@ -183,6 +188,7 @@ pub(crate) fn bad_fleet(table: &str, what: impl std::fmt::Display) -> DbError {
     )
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// Refuses a version recorded twice (rows in version order).
 pub(crate) fn check_unique(table: &str, rows: &[AppliedRow]) -> Result<(), DbError> {
     match rows.windows(2).find(|w| w[0].version == w[1].version) {
