@@ -14,8 +14,8 @@ static MIGRATIONS: &[(&str, &str)] = capstan_migrate::include_migrations!();
 #[derive(Debug, Parser)]
 #[command(name = "notes", version)]
 enum Cli {
-    /// Manage this service's schema.
-    Migrate(MigrateArgs),
+    /// Manage this service's schema (boxed: the arguments are large next to `Run`).
+    Migrate(Box<MigrateArgs>),
     /// Apply pending migrations, insert a note, and print how many there are.
     Run {
         /// Database URL.
@@ -29,7 +29,7 @@ async fn main() {
     let code = match Cli::parse() {
         Cli::Migrate(args) => {
             capstan_migrate::cli::run(
-                args,
+                *args,
                 MigrationSource::Embedded {
                     files: MIGRATIONS,
                     binary_version: concat!("notes ", env!("CARGO_PKG_VERSION")).into(),
