@@ -55,6 +55,8 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
         .with_binary_version(concat!("notes ", env!("CARGO_PKG_VERSION")))
         .up(&mut db)
         .await?;
-    println!("applied {} migrations at start-up", report.ran.len());
+    let n = report.ran.len();
+    let noun = if n == 1 { "migration" } else { "migrations" };
+    println!("applied {n} {noun} at start-up");
     Ok(())
 }

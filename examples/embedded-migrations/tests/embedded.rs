@@ -36,7 +36,7 @@ fn check(url: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("applied 1 migration in"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("applied 1 migration at start-up"));
 
     let out = notes(&["migrate", "status", "--json"], url, dir.path());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
