@@ -92,14 +92,36 @@ enum Command {
         shell: clap_complete::Shell,
     },
     /// The canary judge for Argo Rollouts and Flagger: `judge serve`.
+    #[command(after_help = "Examples:
+  capstan judge serve --config judge.toml --listen 0.0.0.0:8080
+  curl -s localhost:8080/api/v1/verdict | jq .verdict")]
     Judge(capstan_rollout::cli::JudgeArgs),
     /// Progressive rollouts: steps, the judge, automatic rollback (`rollout start|status|pause|resume|promote|abort`).
+    #[command(after_help = "Examples:
+  capstan rollout start --plan rollout.toml --service chirpy --release 2.0.0
+  capstan rollout status --json
+  capstan rollout pause; capstan rollout resume
+  capstan rollout abort")]
     Rollout(capstan_rollout::rollout_cli::RolloutArgs),
     /// Wide events: tail, query and compare what the proxy recorded; receive OTLP traces.
+    #[command(after_help = "Examples:
+  capstan events tail --where 'status >= 500'
+  capstan events query --where 'release = \"2.0.0\"' --group-by route --calc 'count, p99(duration_ms), error_rate' --since 1h
+  capstan events compare --a 'status >= 500' --since 1h
+  capstan events serve --listen 127.0.0.1:4318   # OTLP/HTTP receiver")]
     Events(capstan_events::cli::EventsArgs),
     /// Reverse proxy: cohorts, sticky weighted splits, mirroring, one event per request.
+    #[command(after_help = "Examples:
+  capstan proxy --config proxy.toml
+  capstan proxy --listen 127.0.0.1:8080 --release 1.0.0=127.0.0.1:8081 --release 2.0.0=127.0.0.1:8082 \\
+      --weight 1.0.0=90 --weight 2.0.0=10")]
     Proxy(capstan_proxy::cli::ProxyArgs),
     /// SLOs and error budgets: check, status, rules, the budget gate, the deploy log.
+    #[command(after_help = "Examples:
+  capstan slo check slos/
+  capstan slo status --service chirpy --json
+  capstan slo rules slos/ -o slo-rules.yaml && promtool check rules slo-rules.yaml
+  capstan slo gate || echo 'frozen: the error budget is spent'")]
     Slo(capstan_slo::cli::SloArgs),
 }
 
