@@ -100,8 +100,8 @@ enum Command {
     #[command(after_help = "Examples:
   capstan rollout start --plan rollout.toml --service chirpy --release 2.0.0
   capstan rollout status --json
-  capstan rollout pause; capstan rollout resume
-  capstan rollout abort")]
+  capstan rollout pause --service chirpy; capstan rollout resume --service chirpy
+  capstan rollout abort --service chirpy")]
     Rollout(capstan_rollout::rollout_cli::RolloutArgs),
     /// Wide events: tail, query and compare what the proxy recorded; receive OTLP traces.
     #[command(after_help = "Examples:
