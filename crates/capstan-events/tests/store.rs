@@ -248,30 +248,74 @@ fn a_store_from_a_newer_capstan_is_refused() {
     assert!(err.contains("schema version 99"), "{err}");
 }
 
+/// Turns a fresh store at `path` back into what schema `version` wrote.
+fn downgrade(path: &std::path::Path, version: i64) {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch("DROP INDEX rollups_by_dim_count;").unwrap();
+    if version >= 2 {
+        c.execute_batch("CREATE INDEX rollups_by_dim ON rollups (dim_id, minute_ms);")
+            .unwrap();
+    }
+    c.pragma_update(None, "user_version", version).unwrap();
+}
+
+fn indexes(path: &std::path::Path) -> Vec<String> {
+    let c = rusqlite::Connection::open(path).unwrap();
+    let mut stmt = c
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'rollups' AND sql IS NOT NULL ORDER BY name")
+        .unwrap();
+    let names = stmt.query_map([], |r| r.get(0)).unwrap();
+    names.collect::<Result<_, _>>().unwrap()
+}
+
 #[test]
-fn a_version_1_store_is_brought_up_to_date_keeping_its_events() {
+fn a_version_1_or_2_store_is_brought_up_to_date_keeping_its_events() {
+    for version in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.db");
+        let store = Store::open(&path).unwrap();
+        store.insert_batch(&generate(10, 1, 4)).unwrap();
+        drop(store);
+        downgrade(&path, version);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.count().unwrap(), 10);
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let v: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, capstan_events::SCHEMA_VERSION, "from version {version}");
+        assert_eq!(
+            indexes(&path),
+            ["rollups_by_dim_count"],
+            "from version {version}"
+        );
+    }
+}
+
+#[test]
+fn a_status_only_rollup_read_is_answered_from_the_covering_index() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("e.db");
     let store = Store::open(&path).unwrap();
     store.insert_batch(&generate(10, 1, 4)).unwrap();
     drop(store);
     let c = rusqlite::Connection::open(&path).unwrap();
-    c.execute_batch("DROP INDEX rollups_by_dim; PRAGMA user_version = 1;")
-        .unwrap();
-    drop(c);
-    let store = Store::open(&path).unwrap();
-    assert_eq!(store.count().unwrap(), 10);
-    let c = rusqlite::Connection::open(&path).unwrap();
-    let v: i64 = c
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
-    assert_eq!(v, capstan_events::SCHEMA_VERSION);
-    let idx: i64 = c
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'rollups_by_dim'",
-            [],
-            |r| r.get(0),
+    // The shape of the query minute_counts sends for `status < 500`.
+    let mut stmt = c
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT minute_ms, SUM(CASE WHEN dim_id IN (1,2) THEN count ELSE 0 END) AS n \
+             FROM rollups WHERE dim_id IN (1,2) AND minute_ms >= 0 AND minute_ms < 9999999999999 \
+             GROUP BY minute_ms HAVING n > 0 ORDER BY minute_ms",
         )
         .unwrap();
-    assert_eq!(idx, 1);
+    let plan: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter()
+            .any(|l| l.contains("USING COVERING INDEX rollups_by_dim_count")),
+        "{plan:?}"
+    );
 }
