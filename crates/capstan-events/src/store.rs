@@ -669,21 +669,35 @@ impl Store {
             case.push_str(&format!(" WHEN dim_id IN ({}) THEN {sum}", ids.join(",")));
         }
         case.push_str(" ELSE 0 END");
+        // The rows come straight off the (dim_id, minute_ms, count) index and are
+        // summed per minute here: a SQL `GROUP BY minute_ms` over several dimensions
+        // sorts every row through a temporary b-tree, which took most of a 30-day read.
         let q = format!(
-            "SELECT minute_ms, SUM({case}) AS n FROM rollups WHERE dim_id IN ({}) \
-             AND minute_ms >= ?1 AND minute_ms < ?2 GROUP BY minute_ms HAVING n > 0 ORDER BY minute_ms",
+            "SELECT minute_ms, {case} AS n FROM rollups WHERE dim_id IN ({}) \
+             AND minute_ms >= ?1 AND minute_ms < ?2",
             all_ids.join(",")
         );
         let mut stmt = conn.prepare(&q).map_err(&sql)?;
-        let rows = stmt
-            .query_map([from_ms, to_ms], |r| {
-                Ok(MinuteCount {
-                    minute_ms: r.get(0)?,
-                    count: r.get::<_, i64>(1)? as u64,
-                })
-            })
-            .map_err(&sql)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(&sql)
+        let mut rows = stmt.query([from_ms, to_ms]).map_err(&sql)?;
+        let mut all: Vec<(i64, u64)> = Vec::new();
+        while let Some(r) = rows.next().map_err(&sql)? {
+            let n: i64 = r.get(1).map_err(&sql)?;
+            if n > 0 {
+                all.push((r.get(0).map_err(&sql)?, n as u64));
+            }
+        }
+        all.sort_unstable_by_key(|&(minute_ms, _)| minute_ms);
+        let mut out: Vec<MinuteCount> = Vec::new();
+        for (minute_ms, n) in all {
+            match out.last_mut() {
+                Some(last) if last.minute_ms == minute_ms => last.count += n,
+                _ => out.push(MinuteCount {
+                    minute_ms,
+                    count: n,
+                }),
+            }
+        }
+        Ok(out)
     }
 
     /// Rollup rows for the minutes that start in `[from_ms, to_ms)`, optionally for one service.
