@@ -18,6 +18,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/pg-env.sh
 source scripts/pg-env.sh
 
+# One build per run: incremental compilation only costs disk here, and line
+# tables (not full debug info) keep the forty-odd test binaries several times
+# smaller while backtraces still name files and lines.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+export CARGO_PROFILE_DEV_DEBUG=${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}
+
 section() {
     printf '\n==== %s ====\n' "$*"
 }
