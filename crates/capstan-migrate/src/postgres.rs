@@ -139,6 +139,10 @@ fn position_line(e: &tokio_postgres::Error, text: &str, before: usize) -> Option
     }
 }
 
+/// How many times [`PgDriver::refuse_transaction_pool`] compares server
+/// processes before it trusts a connection to be a session of its own.
+const POOL_PROBE_ROUNDS: usize = 3;
+
 /// The first column of the first row of a simple query's result.
 fn first_value(messages: &[SimpleQueryMessage]) -> Option<String> {
     messages.iter().find_map(|m| match m {
@@ -353,10 +357,15 @@ impl PgDriver {
 
     /// The server process of this connection, after checking that the URL
     /// does not lead to a transaction-mode pool (PgBouncer `pool_mode =
-    /// transaction` or `statement`): a second connection is opened, and a
-    /// pool that hands it the server process the first one just released
-    /// (PgBouncer reuses the last released one first) shares server
-    /// sessions between clients, which a run cannot work with.
+    /// transaction` or `statement`). A client cannot ask the pool its mode,
+    /// so the check watches what a session promises: its server process
+    /// never changes, and no other client ever gets it. A second connection
+    /// is opened and, over [`POOL_PROBE_ROUNDS`] rounds, both ask for their
+    /// server process. A pool hands the probe the process this connection
+    /// just released (PgBouncer reuses the last released one first), or,
+    /// when other clients are busy in the same pool, hands this connection
+    /// another process in a later round: either is proof. One round alone
+    /// could miss it when several runners start through one pool at once.
     async fn refuse_transaction_pool(&mut self) -> Result<String, DbError> {
         let pid_sql = "SELECT pg_backend_pid()";
         let mine = self
@@ -365,16 +374,47 @@ impl PgDriver {
             .await
             .map_err(|e| db_err(&e))?;
         let mine = first_value(&mine).unwrap_or_default();
-        if let Ok(probe) = crate::pgconn::connect(&self.spec).await {
-            let theirs = probe.client.simple_query(pid_sql).await;
-            drop(probe);
-            if let Ok(theirs) = theirs {
-                if first_value(&theirs).as_deref() == Some(mine.as_str()) {
+        let Ok(probe) = crate::pgconn::connect(&self.spec).await else {
+            return Ok(mine);
+        };
+        for round in 0..POOL_PROBE_ROUNDS {
+            if round > 0 {
+                let again = self
+                    .client
+                    .simple_query(pid_sql)
+                    .await
+                    .map_err(|e| db_err(&e))?;
+                if first_value(&again).as_deref() != Some(mine.as_str()) {
                     return Err(self.transaction_pool_error());
                 }
             }
+            let Ok(theirs) = probe.client.simple_query(pid_sql).await else {
+                break;
+            };
+            if first_value(&theirs).as_deref() == Some(mine.as_str()) {
+                return Err(self.transaction_pool_error());
+            }
         }
         Ok(mine)
+    }
+
+    /// Stops a run whose statements no longer reach the server process it
+    /// started on: only a transaction-mode pool moves a session, and then
+    /// the runner lock is no longer where the run is.
+    async fn still_on_own_session(&mut self) -> Result<(), DbError> {
+        let Some(pid) = self.backend_pid.clone() else {
+            return Ok(());
+        };
+        let now = self
+            .client
+            .simple_query("SELECT pg_backend_pid()")
+            .await
+            .map_err(|e| db_err(&e))?;
+        if first_value(&now).as_deref() == Some(pid.as_str()) {
+            Ok(())
+        } else {
+            Err(self.transaction_pool_error())
+        }
     }
 
     fn transaction_pool_error(&self) -> DbError {
@@ -1010,6 +1050,9 @@ impl Driver for PgDriver {
 
     async fn execute(&mut self, job: &Job<'_>) -> Result<ExecOutcome, ExecFailure> {
         if let Err(e) = self.check_trust().await {
+            return Err(ExecFailure::new(e.kind, e.message));
+        }
+        if let Err(e) = self.still_on_own_session().await {
             return Err(ExecFailure::new(e.kind, e.message));
         }
         self.drain_notices();
