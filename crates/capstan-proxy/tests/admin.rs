@@ -9,7 +9,10 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_table_is_refused_and_the_old_one_keeps_serving() {
     let db = Db::new();
-    let (v1, v2) = (Chirpy::start(1, &db).await, Chirpy::start(2, &db).await);
+    let (v1, v2) = (
+        Chirpy::start(1, &db, None).await,
+        Chirpy::start(2, &db, None).await,
+    );
     let proxy = Proxy::start(settings(&config(
         &[&v1.addr],
         &[&v2.addr],
@@ -104,7 +107,7 @@ async fn a_bad_table_is_refused_and_the_old_one_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unready_pools_timeouts_and_refused_connections_answer_503_504_and_502() {
     let db = Db::new();
-    let v1 = Chirpy::start(1, &db).await;
+    let v1 = Chirpy::start(1, &db, None).await;
     // An upstream that accepts connections and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_addr = silent.local_addr().unwrap().to_string();

@@ -15,7 +15,10 @@ use futures_util::StreamExt;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_requests_reach_v2_only_and_a_90_10_split_lands_within_2_percent() {
     let db = Db::new();
-    let (v1, v2) = (Chirpy::start(1, &db).await, Chirpy::start(2, &db).await);
+    let (v1, v2) = (
+        Chirpy::start(1, &db, None).await,
+        Chirpy::start(2, &db, None).await,
+    );
     let events_db = db.path("events.db");
     let proxy = Proxy::start(settings(&config(
         &[&v1.addr],
@@ -100,7 +103,10 @@ sticky = { header = "x-user" }"#,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_on_the_canary_stays_there_while_its_weight_grows() {
     let db = Db::new();
-    let (v1, v2) = (Chirpy::start(1, &db).await, Chirpy::start(2, &db).await);
+    let (v1, v2) = (
+        Chirpy::start(1, &db, None).await,
+        Chirpy::start(2, &db, None).await,
+    );
     let proxy = Proxy::start(settings(&config(
         &[&v1.addr],
         &[&v2.addr],
@@ -152,7 +158,10 @@ sticky = { cookie = "uid" }"#,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mirrored_requests_leave_user_responses_byte_identical() {
     let db = Db::new();
-    let (v1, v2) = (Chirpy::start(1, &db).await, Chirpy::start(2, &db).await);
+    let (v1, v2) = (
+        Chirpy::start(1, &db, None).await,
+        Chirpy::start(2, &db, None).await,
+    );
     let events_db = db.path("events.db");
     let proxy = Proxy::start(settings(&config(
         &[&v1.addr],
@@ -249,7 +258,10 @@ mirror = { release = "2.0.0", percent = 100 }"#,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routing_changes_under_load_fail_no_request() {
     let db = Db::new();
-    let (v1, v2) = (Chirpy::start(1, &db).await, Chirpy::start(2, &db).await);
+    let (v1, v2) = (
+        Chirpy::start(1, &db, None).await,
+        Chirpy::start(2, &db, None).await,
+    );
     let proxy = Proxy::start(settings(&config(
         &[&v1.addr],
         &[&v2.addr],
@@ -276,8 +288,11 @@ async fn routing_changes_under_load_fail_no_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_upstream_costs_at_most_its_in_flight_requests() {
     let db = Db::new();
-    let (mut a, b) = (Chirpy::start(1, &db).await, Chirpy::start(1, &db).await);
-    let v2 = Chirpy::start(2, &db).await;
+    let (mut a, b) = (
+        Chirpy::start(1, &db, None).await,
+        Chirpy::start(1, &db, None).await,
+    );
+    let v2 = Chirpy::start(2, &db, None).await;
     let proxy = Proxy::start(settings(&config(
         &[&a.addr, &b.addr],
         &[&v2.addr],

@@ -16,7 +16,10 @@ fn capstan() -> Command {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_drains_every_accepted_request_and_flushes_events() {
     let db = Db::new();
-    let (v1, v2) = (Chirpy::start(1, &db).await, Chirpy::start(2, &db).await);
+    let (v1, v2) = (
+        Chirpy::start(1, &db, None).await,
+        Chirpy::start(2, &db, None).await,
+    );
     let events_db = db.path("events.db");
     let text = config(
         &[&v1.addr],

@@ -2,6 +2,7 @@
 //! server the test script starts (`CAPSTAN_TEST_PG`, a superuser URL) and
 //! databases created on it for one test.
 
+pub mod chirpy;
 pub mod cluster;
 
 use std::process::Command;
