@@ -592,9 +592,9 @@ impl Proxy {
                         }
                     }
                 });
-                let mut r = fixed(StatusCode::SWITCHING_PROTOCOLS, String::new(), pending);
                 strip_hop_by_hop(&mut rparts.headers, true);
-                take_fields(&mut rparts.headers, &mut Default::default());
+                take_fields(&mut rparts.headers, &mut pending.event.fields);
+                let mut r = fixed(StatusCode::SWITCHING_PROTOCOLS, String::new(), pending);
                 *r.headers_mut() = rparts.headers;
                 return Ok(r);
             }

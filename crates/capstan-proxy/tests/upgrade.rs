@@ -63,6 +63,8 @@ async fn an_upgraded_connection_carries_bytes_both_ways() {
             });
         }
     });
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.db");
     let text = format!(
         r#"listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
@@ -71,8 +73,9 @@ admin_token = "t"
 name = "1.0.0"
 upstreams = ["{up_addr}"]
 [events]
-enabled = false
-"#
+store = "{}"
+"#,
+        events.display()
     );
     let proxy = common::Proxy::start(common::settings(&text)).await;
     let addr = proxy.url.trim_start_matches("http://").to_string();
@@ -108,4 +111,15 @@ enabled = false
     }
     drop(r);
     proxy.stop().await;
+    // The upgrade is one event, and the upstream's x-capstan-* header is a
+    // field of it rather than a header the client sees.
+    let events = common::events(&events);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].status, 101);
+    assert_eq!(
+        events[0].fields.get("ws").map(String::as_str),
+        Some("yes"),
+        "{:?}",
+        events[0].fields
+    );
 }
