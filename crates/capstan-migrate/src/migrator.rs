@@ -2013,6 +2013,31 @@ mod tests {
     }
 
     #[test]
+    fn another_name_with_another_up_section_is_a_collision_and_old_rows_compare_whole_files() {
+        let s = set(2);
+        let ms = s.migrations();
+        let mut other = row(&ms[1], "applied");
+        other.name = "theirs".into();
+        other.up_checksum = Some("x".into());
+        assert_eq!(classify(&ms[1], &other), State::Collision);
+        // Renamed, same up section: the same migration.
+        other.up_checksum = Some(ms[1].up_checksum.clone());
+        assert_eq!(classify(&ms[1], &other), State::Applied);
+        // A row an older capstan wrote: the whole file decides.
+        let mut old = row(&ms[0], "applied");
+        old.up_checksum = None;
+        old.down_checksum = None;
+        assert_eq!(classify(&ms[0], &old), State::Applied);
+        old.checksum = "x".into();
+        assert_eq!(classify(&ms[0], &old), State::Drifted);
+        let e = compare(&s, &[old, row(&ms[1], "applied")]);
+        match check_clean(&e) {
+            Err(Error::Drift(d)) => assert!(d[0].contains("older capstan"), "{d:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn pending_refuses_out_of_order_and_holds_back_contract() {
         let s = set(3);
         let m = Migrator::new(s.clone());

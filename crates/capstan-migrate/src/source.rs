@@ -865,6 +865,37 @@ mod tests {
     }
 
     #[test]
+    fn section_hashes_ignore_line_endings_and_trailing_whitespace_only() {
+        let lf = parse(
+            "0001_a.sql",
+            "-- capstan:up\nCREATE TABLE a (id int);\n-- capstan:down\nDROP TABLE a;\n",
+        )
+        .unwrap();
+        let crlf = parse(
+            "0001_a.sql",
+            "-- capstan:up\r\n\r\nCREATE TABLE a (id int);  \t\r\n\r\n-- capstan:down\r\nDROP TABLE a;\r\n",
+        )
+        .unwrap();
+        assert_eq!(lf.up_checksum, crlf.up_checksum);
+        assert_eq!(lf.down_checksum, crlf.down_checksum);
+        assert_ne!(lf.checksum, crlf.checksum);
+        assert!(crlf.matches_file_checksum(&checksum(
+            "-- capstan:up\n\nCREATE TABLE a (id int);  \t\n\n-- capstan:down\nDROP TABLE a;\n"
+                .as_bytes()
+        )));
+        let edited_down = parse(
+            "0001_a.sql",
+            "-- capstan:up\nCREATE TABLE a (id int);\n-- capstan:down\nDROP TABLE IF EXISTS a;\n",
+        )
+        .unwrap();
+        assert_eq!(lf.up_checksum, edited_down.up_checksum);
+        assert_ne!(lf.down_checksum, edited_down.down_checksum);
+        let edited_up = parse("0001_a.sql", "-- capstan:up\nCREATE TABLE a (id  int);\n").unwrap();
+        assert_ne!(lf.up_checksum, edited_up.up_checksum, "inner spaces count");
+        assert_eq!(edited_up.down_checksum, None);
+    }
+
+    #[test]
     fn phase_defaults_to_expand() {
         let m = parse("0001_a.sql", "-- capstan:up\nCREATE TABLE a (id int);").unwrap();
         assert_eq!(m.phase, Phase::Expand);

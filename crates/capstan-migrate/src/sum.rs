@@ -300,6 +300,58 @@ mod tests {
     }
 
     #[test]
+    fn a_crlf_checkout_of_the_files_matches_and_update_blesses_only_what_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = files();
+        write(dir.path(), &f).unwrap();
+        let crlf: Vec<_> = f
+            .iter()
+            .map(|(p, b)| {
+                (
+                    p.clone(),
+                    String::from_utf8_lossy(b)
+                        .replace('\n', "\r\n")
+                        .into_bytes(),
+                )
+            })
+            .collect();
+        verify(dir.path(), &crlf).unwrap();
+        // A sum written by an older capstan from the CRLF bytes still holds.
+        let old: String = {
+            let mut lines: Vec<String> = crlf
+                .iter()
+                .map(|(p, b)| format!("{} {}", file_name(p), h1(b)))
+                .collect();
+            lines.sort();
+            render_lines(lines)
+        };
+        std::fs::write(dir.path().join(SUM_FILE), old).unwrap();
+        verify(dir.path(), &crlf).unwrap();
+
+        write(dir.path(), &f).unwrap();
+        f[0].1 = b"-- capstan:up\nSELECT 10;".to_vec();
+        f.push((
+            PathBuf::from("m/0003_c.sql"),
+            b"-- capstan:up\nSELECT 3;".to_vec(),
+        ));
+        update(dir.path(), &f, &["0003_c.sql".to_string()]).unwrap();
+        match verify(dir.path(), &f).unwrap_err() {
+            SumError::Stale {
+                changed,
+                added,
+                removed,
+                ..
+            } => {
+                assert_eq!(changed, vec!["0001_a.sql".to_string()]);
+                assert!(added.is_empty() && removed.is_empty());
+            }
+            e => panic!("{e}"),
+        }
+        update(dir.path(), &f, &["0001_a.sql".to_string()]).unwrap();
+        verify(dir.path(), &f).unwrap();
+    }
+
+    #[test]
     fn round_trips_and_names_what_changed() {
         let dir = tempfile::tempdir().unwrap();
         let mut f = files();

@@ -326,6 +326,32 @@ mod tests {
     }
 
     #[test]
+    fn rebase_moves_the_file_that_did_not_run_past_what_ran_under_its_number() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "0001_base.sql", "CREATE TABLE a (id int);");
+        write(dir.path(), "0002_mine.sql", "CREATE TABLE c (id int);");
+        let theirs = AppliedRow {
+            version: 2,
+            name: "theirs".into(),
+            checksum: "x".into(),
+            up_checksum: Some("y".into()),
+            down_checksum: None,
+            phase: "expand".into(),
+            state: "applied".into(),
+            applied_at: String::new(),
+            applied_by: String::new(),
+            binary_version: String::new(),
+            duration_ms: 0,
+            no_transaction: false,
+            error: None,
+        };
+        let done = rebase(dir.path(), &[PathBuf::from("0002_mine.sql")], &[theirs]).unwrap();
+        assert!(done.renamed[0].to.ends_with("0003_mine.sql"));
+        assert_eq!(done.not_in_directory, vec!["0002_theirs".to_string()]);
+        assert!(dir.path().join("0003_mine.sql").exists());
+    }
+
+    #[test]
     fn rebase_refuses_an_applied_migration_and_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "0001_base.sql", "CREATE TABLE a (id int);");
