@@ -144,11 +144,12 @@ pub fn render(files: &[(PathBuf, Vec<u8>)]) -> String {
     )
 }
 
-/// The `NAME -> h1:HASH` lines of the sum file at `path` (none when it does
-/// not exist), refusing conflict markers and malformed lines.
-fn read_recorded(
-    path: &Path,
-) -> Result<Option<(String, std::collections::BTreeMap<String, String>)>, SumError> {
+/// A sum file as read: its text (LF line endings) and its `NAME -> h1:HASH` lines.
+type Recorded = (String, std::collections::BTreeMap<String, String>);
+
+/// The sum file at `path` (none when it does not exist), refusing conflict
+/// markers and malformed lines.
+fn read_recorded(path: &Path) -> Result<Option<Recorded>, SumError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
