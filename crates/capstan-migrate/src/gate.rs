@@ -74,7 +74,7 @@ impl Compatibility {
         let mut out = Vec::new();
         for c in &self.collided {
             out.push(format!(
-                "this binary's migration {} is not what ran as {:04}: the database ran {} there, a different migration (two branches took the same number). Renumber this binary's after it with `{app} migrate rebase`, merge the other, and build again",
+                "this binary's migration {} is not what ran as {:04}: the database ran {} there, a different migration (two branches took the same number). Renumber this binary's after it with `capstan migrate rebase`, merge the other, and build again",
                 c.label,
                 c.version,
                 c.ran.as_deref().unwrap_or("another migration")
