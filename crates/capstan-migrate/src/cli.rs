@@ -1244,6 +1244,8 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
                 .get(version)
                 .map(|m| m.file_name.clone())
                 .ok_or(Error::UnknownVersion(version))?;
+            // Refuse a sum that cannot be updated before history changes.
+            crate::sum::check_updatable(&cx.dir).map_err(SourceError::from)?;
             let m = Migrator::new(set).with_settings(cx.settings()?);
             let mut db = Database::connect_read_only(&cx.url()?).await?;
             let accepted = m

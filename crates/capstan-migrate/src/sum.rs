@@ -196,6 +196,13 @@ fn read_recorded(path: &Path) -> Result<Option<Recorded>, SumError> {
     Ok(Some((text, recorded)))
 }
 
+/// Checks that `capstan.sum` in `dir`, if there is one, can be read and
+/// [`update`]d (readable, no conflict markers, no malformed line), so that a
+/// command can refuse before it changes anything else.
+pub fn check_updatable(dir: &Path) -> Result<(), SumError> {
+    read_recorded(&dir.join(SUM_FILE)).map(|_| ())
+}
+
 /// Rewrites `capstan.sum` in `dir` so that it records the current hash of
 /// the files named in `only` (added when new), and keeps every other line
 /// as it was: an edit to another file stays unblessed, and `verify` still
