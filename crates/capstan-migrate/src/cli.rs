@@ -605,10 +605,19 @@ pub enum MigrateCommand {
   capstan migrate verify
   capstan migrate verify --database postgres://postgres@localhost/postgres")]
     Verify,
-    /// Rewrite capstan.sum after an intended edit.
+    /// Rewrite capstan.sum after an intended edit; with --accept, record an intended edit of an applied migration.
     #[command(after_help = "Examples:
-  capstan migrate hash")]
-    Hash,
+  capstan migrate hash
+  capstan migrate hash --accept 5 --reason \"comment typo in the up section\"")]
+    Hash {
+        /// Record the current file of this applied migration as what ran
+        /// (who, when and why, in history), and update its line of capstan.sum only.
+        #[arg(long, value_name = "VERSION", requires = "reason")]
+        accept: Option<u64>,
+        /// Why the edit is intended (recorded in history; required with --accept).
+        #[arg(long, value_name = "TEXT", requires = "accept")]
+        reason: Option<String>,
+    },
     /// Renumber not-yet-applied migrations after the newest one (after a merge).
     #[command(after_help = "Examples:
   capstan migrate rebase migrations/0007_add_email.sql
@@ -699,6 +708,9 @@ impl From<Error> for Failure {
             Error::Db(d) => db_exit(d.kind),
             Error::Dirty(_) => (EXIT_REFUSED, "dirty"),
             Error::Drift(_) => (EXIT_REFUSED, "drift"),
+            Error::Collision(_) => (EXIT_REFUSED, "collision"),
+            Error::NotApplied(_) => (EXIT_REFUSED, "not-applied"),
+            Error::MissingReason => (EXIT_USAGE, "usage"),
             Error::OutOfOrder { .. } => (EXIT_REFUSED, "out-of-order"),
             Error::NoDown(_) => (EXIT_REFUSED, "no-down"),
             Error::AlreadyRecorded(_) => (EXIT_REFUSED, "already-recorded"),
@@ -1221,7 +1233,45 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
             });
             Ok(EXIT_OK)
         }
-        MigrateCommand::Hash => {
+        MigrateCommand::Hash {
+            accept: Some(version),
+            reason,
+        } => {
+            cx.needs_dir("hash")?;
+            // The file was edited, so the sum does not match it yet.
+            let set = MigrationSet::from_dir_unchecked(&cx.dir)?;
+            let file = set
+                .get(version)
+                .map(|m| m.file_name.clone())
+                .ok_or(Error::UnknownVersion(version))?;
+            // Refuse a sum that cannot be updated before history changes.
+            crate::sum::check_updatable(&cx.dir).map_err(SourceError::from)?;
+            let m = Migrator::new(set).with_settings(cx.settings()?);
+            let mut db = Database::connect_read_only(&cx.url()?).await?;
+            let accepted = m
+                .accept(&mut db, version, reason.as_deref().unwrap_or(""))
+                .await?;
+            let files = crate::source::read_dir_files(&cx.dir)?;
+            crate::sum::update(&cx.dir, &files, std::slice::from_ref(&file))
+                .map_err(SourceError::from)?;
+            emit(json, &accepted, || {
+                if accepted.recorded {
+                    format!(
+                        "accepted the edit of {version:04}_{}: recorded in history on {}, and its line of capstan.sum updated",
+                        accepted.name,
+                        db.describe()
+                    )
+                } else {
+                    format!(
+                        "{version:04}_{} already matches what {} recorded; nothing recorded (its line of capstan.sum updated)",
+                        accepted.name,
+                        db.describe()
+                    )
+                }
+            });
+            Ok(EXIT_OK)
+        }
+        MigrateCommand::Hash { .. } => {
             cx.needs_dir("hash")?;
             let n = workdir::rehash(&cx.dir)?;
             let sum = cx.dir.join(crate::sum::SUM_FILE);
@@ -1242,16 +1292,26 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
                 let mut db = Database::connect_read_only(&cx.url()?).await?;
                 db.history().await?
             };
-            let renamed = workdir::rebase(&cx.dir, &files, &history)?;
-            emit(json, &serde_json::json!({"renamed": renamed}), || {
-                if renamed.is_empty() {
-                    return "nothing to renumber: the files are already the newest".to_string();
-                }
-                renamed
+            let rebased = workdir::rebase(&cx.dir, &files, &history)?;
+            let renamed = &rebased.renamed;
+            emit(json, &rebased, || {
+                let mut lines: Vec<String> = renamed
                     .iter()
                     .map(|r| format!("renamed {} -> {}", r.from.display(), r.to.display()))
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                    .collect();
+                if renamed.is_empty() {
+                    lines.push("nothing to renumber: the files are already the newest".into());
+                }
+                if !rebased.not_in_directory.is_empty() {
+                    lines.push(format!(
+                        "the database ran {} but this directory lacks {}: bring {} in (merge the branch that added {}) before `up`",
+                        rebased.not_in_directory.join(", "),
+                        if rebased.not_in_directory.len() == 1 { "it" } else { "them" },
+                        if rebased.not_in_directory.len() == 1 { "its file" } else { "their files" },
+                        if rebased.not_in_directory.len() == 1 { "it" } else { "them" },
+                    ));
+                }
+                lines.join("\n")
             });
             Ok(EXIT_OK)
         }
@@ -1493,37 +1553,58 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
             let Some(action) = action else {
                 let mut db = Database::connect_read_only(&cx.url()?).await?;
                 let dirty = m.dirty(&mut db).await?;
-                emit(json, &serde_json::json!({"dirty": dirty}), || {
-                    if dirty.is_empty() {
-                        return "nothing is dirty".to_string();
-                    }
-                    let mut s = String::new();
-                    for d in &dirty {
-                        s.push_str(&format!(
-                            "{:04}_{} is dirty: it ran outside a transaction and failed part-way.\n  started {} by {}\n  error: {}\n",
+                let collisions = m.collisions(&mut db).await?;
+                emit(
+                    json,
+                    &serde_json::json!({"dirty": dirty, "collisions": collisions}),
+                    || {
+                        if dirty.is_empty() && collisions.is_empty() {
+                            return "nothing is dirty".to_string();
+                        }
+                        let mut s = String::new();
+                        for c in &collisions {
+                            s.push_str(&format!(
+                            "{:04} is a collision, not a dirty migration: {c}. There is nothing to repair in the database.\n",
+                            c.version
+                        ));
+                        }
+                        for d in &dirty {
+                            let (what, when) = match d.direction {
+                            Direction::Up => ("it ran outside a transaction and failed part-way", "started"),
+                            Direction::Down => ("its down section ran outside a transaction and failed part-way, so it is neither applied nor rolled back", "rollback started"),
+                        };
+                            s.push_str(&format!(
+                            "{:04}_{} is dirty: {what}.\n  {when} {} by {}\n  error: {}\n",
                             d.version, d.name, d.started_at, d.applied_by,
                             d.error.as_deref().unwrap_or("(the runner stopped before recording one; it may have been killed)")
                         ));
-                        s.push_str(&format!(
-                            "  Statements before the failing one are applied; the rest are not. Look at the database, then either\n  - finish the migration by hand and run `capstan migrate repair --mark-applied {v}`, or\n  - undo what it did and run `capstan migrate repair --mark-rolled-back {v}` so that `up` runs it again.\n",
-                            v = d.version
-                        ));
-                        if !d.invalid_indexes.is_empty() {
-                            s.push_str("  It left invalid indexes (unused, enforcing nothing; `IF NOT EXISTS` would keep them). Drop them before it runs again:
+                            match d.direction {
+                            Direction::Up => s.push_str(&format!(
+                                "  Statements before the failing one are applied; the rest are not. Look at the database, then either\n  - finish the migration by hand and run `capstan migrate repair --mark-applied {v}`, or\n  - undo what it did and run `capstan migrate repair --mark-rolled-back {v}` so that `up` runs it again.\n",
+                                v = d.version
+                            )),
+                            Direction::Down => s.push_str(&format!(
+                                "  Down statements before the failing one are done; the rest are not. Look at the database, then either\n  - finish the rollback by hand (the rest of the down section) and run `capstan migrate repair --mark-rolled-back {v}`: it is then pending, and `up` would run it again, or\n  - redo what the down section undid and run `capstan migrate repair --mark-applied {v}`: it stays applied, and `down` can be run again once its down section is fixed.\n",
+                                v = d.version
+                            )),
+                        }
+                            if !d.invalid_indexes.is_empty() {
+                                s.push_str("  It left invalid indexes (unused, enforcing nothing; `IF NOT EXISTS` would keep them). Drop them before it runs again:
 ");
-                            for x in &d.invalid_indexes {
-                                s.push_str(&format!(
-                                    "    {}   -- on {}: {}
+                                for x in &d.invalid_indexes {
+                                    s.push_str(&format!(
+                                        "    {}   -- on {}: {}
 ",
-                                    x.drop_sql(),
-                                    x.table,
-                                    x.definition
-                                ));
+                                        x.drop_sql(),
+                                        x.table,
+                                        x.definition
+                                    ));
+                                }
                             }
                         }
-                    }
-                    s.trim_end().to_string()
-                });
+                        s.trim_end().to_string()
+                    },
+                );
                 return Ok(EXIT_OK);
             };
             let mut db = Database::connect(&cx.url()?).await?;
@@ -1566,13 +1647,19 @@ fn import(cx: &Context<'_>, tool: &str, source: &Path, json: bool) -> Result<i32
 
 /// Prints what was done before a failure, then turns the error into a Failure.
 fn report_partial(json: bool, e: Error) -> Failure {
-    let report = match &e {
-        Error::Failed(f) => Some(&f.report),
-        Error::Interrupted { report, .. } => Some(&**report),
-        _ => None,
+    let (report, direction) = match &e {
+        Error::Failed(f) => (Some(&f.report), f.direction),
+        Error::Interrupted {
+            report, direction, ..
+        } => (Some(&**report), *direction),
+        _ => (None, Direction::Up),
     };
     if let Some(report) = report.filter(|r| !json && !r.ran.is_empty()) {
-        eprintln!("{}", render_report(report, "up"));
+        let what = match direction {
+            Direction::Up => "up",
+            Direction::Down => "down",
+        };
+        eprintln!("{}", render_report(report, what));
     }
     Failure::from(e)
 }
@@ -1617,7 +1704,20 @@ fn render_status(status: &crate::migrator::Status, target: &str) -> String {
             ));
         }
         match e.state {
-            State::Drifted => line.push_str("  <- file changed after it was applied"),
+            State::Drifted => line.push_str(
+                "  <- up section changed after it was applied (see `migrate hash --accept`)",
+            ),
+            State::Collision => {
+                if let Some(a) = &e.applied {
+                    line.push_str(&format!(
+                        "  <- the database ran {:04}_{} as {:04}: a different migration (rebase this file)",
+                        a.version, a.name, e.version
+                    ));
+                }
+            }
+            State::Applied if e.down_changed => line.push_str(
+                "  <- down section edited since it ran (allowed; recorded at the next up or down)",
+            ),
             State::Ahead => line.push_str("  <- in the database, not in this directory"),
             State::Dirty => line.push_str("  <- failed part-way; see `capstan migrate repair`"),
             State::InProgress => {
@@ -1639,6 +1739,17 @@ fn render_status(status: &crate::migrator::Status, target: &str) -> String {
     ));
     if count(State::InProgress) > 0 {
         s.push_str(&format!(", {} in progress", count(State::InProgress)));
+    }
+    if count(State::Collision) > 0 {
+        s.push_str(&format!(
+            ", {} {} (a different migration ran under the same number)",
+            count(State::Collision),
+            if count(State::Collision) == 1 {
+                "collision"
+            } else {
+                "collisions"
+            }
+        ));
     }
     if !status.invalid_indexes.is_empty() {
         s.push('\n');

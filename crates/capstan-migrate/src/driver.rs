@@ -20,8 +20,16 @@ pub struct AppliedRow {
     pub version: u64,
     /// Migration name.
     pub name: String,
-    /// Checksum of the file when it was applied.
+    /// Checksum of the whole file when it was applied (kept as it was, so
+    /// that a binary built with an older capstan still reads it).
     pub checksum: String,
+    /// Hash of the up section that ran ([`crate::source::section_checksum`]);
+    /// `None` in a row an older capstan wrote, until the next `up` or `down`
+    /// records it.
+    pub up_checksum: Option<String>,
+    /// Hash of the down section as last recorded (`None`: no down section,
+    /// or a row an older capstan wrote).
+    pub down_checksum: Option<String>,
     /// Phase when it was applied.
     pub phase: String,
     /// `applied` or `dirty`.
@@ -45,6 +53,63 @@ impl AppliedRow {
     pub fn is_dirty(&self) -> bool {
         self.state == "dirty"
     }
+
+    /// True when the row is dirty because a down section failed part-way
+    /// (its error starts with [`ROLLING_BACK`]).
+    pub fn is_dirty_going_down(&self) -> bool {
+        self.is_dirty()
+            && self
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with(ROLLING_BACK))
+    }
+}
+
+/// How the error of a history row that a no-transaction down section made
+/// dirty begins (followed by `: ` and the failure, once there is one).
+pub const ROLLING_BACK: &str = "rolling back";
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+/// Columns of capstan's history table newer than [`HISTORY_COLUMNS`]: a
+/// table an older capstan made lacks them until `ensure_schema` adds them,
+/// and they read as NULL until then.
+pub(crate) const SECTION_COLUMNS: [&str; 2] = ["up_checksum", "down_checksum"];
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+/// Checks the [`SECTION_COLUMNS`] cells of history row `n` and stores them.
+pub(crate) fn section_cells(
+    table: &str,
+    n: usize,
+    row: &mut AppliedRow,
+    cells: [Cell; 2],
+) -> Result<(), DbError> {
+    let [up, down] = cells;
+    let mut out = [None, None];
+    for (i, cell) in [up, down].into_iter().enumerate() {
+        out[i] = match cell {
+            Cell::Null => None,
+            Cell::Text(t) => Some(t),
+            other => {
+                let found = match other {
+                    Cell::Int(i) => format!("the number {i}"),
+                    Cell::Bool(b) => format!("the boolean {b}"),
+                    Cell::Other(kind) => format!("a {kind}"),
+                    _ => "something else".into(),
+                };
+                return Err(bad_history(
+                    table,
+                    format!(
+                        "column {} of row {n} (version {}) is {found}, not text",
+                        SECTION_COLUMNS[i], row.version
+                    ),
+                ));
+            }
+        };
+    }
+    let [up, down] = out;
+    row.up_checksum = up;
+    row.down_checksum = down;
+    Ok(())
 }
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
@@ -172,6 +237,8 @@ pub(crate) fn history_row(table: &str, n: usize, cells: Vec<Cell>) -> Result<App
         duration_ms,
         no_transaction,
         error,
+        up_checksum: None,
+        down_checksum: None,
     })
 }
 
@@ -465,6 +532,15 @@ pub enum Record<'a> {
         /// Why, recorded in the log.
         action: &'a str,
     },
+    /// Record the section hashes of applied migrations as they are in their
+    /// files now (each row's `checksum` too when `whole`), with a log entry
+    /// for each that has an `action`.
+    Sections {
+        /// The rows to change.
+        updates: Vec<SectionUpdate<'a>>,
+        /// Who.
+        identity: &'a Identity,
+    },
     /// Remove a history row (`repair --rolled-back`).
     Forget {
         /// The version.
@@ -476,6 +552,20 @@ pub enum Record<'a> {
         /// Why, recorded in the log.
         action: &'a str,
     },
+}
+
+/// One history row [`Record::Sections`] changes.
+#[derive(Debug, Clone)]
+pub struct SectionUpdate<'a> {
+    /// The migration, as its file is now.
+    pub migration: &'a Migration,
+    /// Also record the whole file's checksum (an accepted edit).
+    pub whole: bool,
+    /// The log entry's action (`down edited`, `accept`); `None` writes no
+    /// log entry (an older row given its section hashes).
+    pub action: Option<String>,
+    /// The log entry's detail.
+    pub detail: Option<String>,
 }
 
 /// A catalog snapshot: `object key → definition`, compared by `verify`.

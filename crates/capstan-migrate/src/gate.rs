@@ -8,8 +8,10 @@
 //! - a migration the database has and the binary lacks is *ahead*: all-expand
 //!   ahead is fine (a binary rollback); any contract ahead means the binary is
 //!   too old for the schema;
-//! - a migration both have with different checksums is *drift*; a dirty one is
-//!   half-applied: both refuse.
+//! - a migration both have whose up section differs from what ran is
+//!   *drift*; one the database ran under another name with another up section
+//!   is a *collision* (two branches took the same number); a dirty one is
+//!   half-applied: all three refuse.
 
 use serde::Serialize;
 
@@ -28,6 +30,9 @@ pub struct GateItem {
     /// For a contract migration ahead: the first release known to embed it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deploy: Option<String>,
+    /// For a collision: the migration the database ran under this version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ran: Option<String>,
 }
 
 /// The gate's verdict, with every migration that decided it.
@@ -44,8 +49,11 @@ pub struct Compatibility {
     pub ahead_contract: Vec<GateItem>,
     /// Applied expand migrations the binary does not know: fine (a rollback).
     pub ahead_expand: Vec<GateItem>,
-    /// Applied with a different checksum than the binary's.
+    /// Applied with a different up section than the binary's.
     pub drifted: Vec<GateItem>,
+    /// The database ran a different migration under this version (another
+    /// name, another up section): two branches took the same number.
+    pub collided: Vec<GateItem>,
     /// Failed part-way (no-transaction); needs `repair`.
     pub dirty: Vec<GateItem>,
     /// Indexes Postgres marks invalid on the application's tables: a failed
@@ -64,11 +72,24 @@ impl Compatibility {
     /// command (`chirpy`), `version` the binary (`chirpy 1.0.0`).
     pub fn messages(&self, app: &str, version: &str) -> Vec<String> {
         let mut out = Vec::new();
+        for c in &self.collided {
+            out.push(format!(
+                "this binary's migration {} is not what ran as {:04}: the database ran {} there, a different migration (two branches took the same number). Renumber this binary's after it with `capstan migrate rebase`, merge the other, and build again",
+                c.label,
+                c.version,
+                c.ran.as_deref().unwrap_or("another migration")
+            ));
+        }
         if !self.pending.is_empty() {
             out.push(format!(
-                "the database lacks migration{} {} that this binary needs: run `{app} migrate up`",
+                "the database lacks migration{} {} that this binary needs: {}",
                 plural(self.pending.len()),
-                labels(&self.pending)
+                labels(&self.pending),
+                if self.collided.is_empty() {
+                    format!("run `{app} migrate up`")
+                } else {
+                    "`up` runs them once the collision is resolved".to_string()
+                }
             ));
         }
         for c in &self.ahead_contract {
@@ -80,7 +101,7 @@ impl Compatibility {
         }
         if !self.drifted.is_empty() {
             out.push(format!(
-                "migration{} {} in this binary differ{} from what was applied (checksum): it was built from edited migrations",
+                "migration{} {} in this binary differ{} from what was applied (the up section): it was built from edited migrations; restore them, or record an intended edit with `capstan migrate hash --accept VERSION --reason`",
                 plural(self.drifted.len()),
                 labels(&self.drifted),
                 if self.drifted.len() == 1 { "s" } else { "" }
@@ -145,6 +166,7 @@ pub fn check(set: &MigrationSet, history: &[AppliedRow], fleet: &[InstanceRow]) 
         version: e.version,
         label: e.label(),
         deploy: None,
+        ran: None,
     };
     let mut c = Compatibility {
         compatible: false,
@@ -153,6 +175,7 @@ pub fn check(set: &MigrationSet, history: &[AppliedRow], fleet: &[InstanceRow]) 
         ahead_contract: Vec::new(),
         ahead_expand: Vec::new(),
         drifted: Vec::new(),
+        collided: Vec::new(),
         dirty: Vec::new(),
         invalid_indexes: Vec::new(),
     };
@@ -164,6 +187,13 @@ pub fn check(set: &MigrationSet, history: &[AppliedRow], fleet: &[InstanceRow]) 
             State::Pending if e.phase == "contract" => c.pending_contract.push(item(&e)),
             State::Pending => c.pending.push(item(&e)),
             State::Drifted => c.drifted.push(item(&e)),
+            State::Collision => c.collided.push(GateItem {
+                ran: e
+                    .applied
+                    .as_ref()
+                    .map(|a| format!("{:04}_{}", a.version, a.name)),
+                ..item(&e)
+            }),
             State::Dirty => c.dirty.push(item(&e)),
             // Never from `compare`; a runner is applying it: the binary waits.
             State::InProgress => c.pending.push(item(&e)),
@@ -193,6 +223,7 @@ pub fn check(set: &MigrationSet, history: &[AppliedRow], fleet: &[InstanceRow]) 
     c.compatible = c.pending.is_empty()
         && c.ahead_contract.is_empty()
         && c.drifted.is_empty()
+        && c.collided.is_empty()
         && c.dirty.is_empty();
     c
 }
@@ -228,6 +259,8 @@ mod tests {
             version: m.version,
             name: m.name.clone(),
             checksum: m.checksum.clone(),
+            up_checksum: Some(m.up_checksum.clone()),
+            down_checksum: m.down_checksum.clone(),
             phase: m.phase.to_string(),
             state: "applied".into(),
             applied_at: String::new(),
@@ -330,7 +363,7 @@ mod tests {
     fn drift_refuses() {
         let v1 = set(&[V1]);
         let mut row = applied(&v1.migrations()[0], "x");
-        row.checksum = "other".into();
+        row.up_checksum = Some("other".into());
         assert!(!check(&v1, &[row], &[]).is_compatible());
     }
 }

@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use crate::archive::{self, ArchiveEntry, ArchiveError, Destruction, Detected, Detector};
 use crate::driver::{
-    AppliedRow, DbError, Direction, Driver, ExecFailure, FailureKind, Identity, Job, Notice, Record,
+    AppliedRow, DbError, Direction, Driver, ExecFailure, FailureKind, Identity, Job, Notice,
+    Record, SectionUpdate,
 };
 use crate::fleet::{blockers, InstanceRow};
 use crate::indexes::InvalidIndex;
@@ -79,8 +80,11 @@ pub enum State {
     Pending,
     /// In the database, not in the set.
     Ahead,
-    /// In both, checksums differ.
+    /// In both, under the same name, but the up section differs from what ran.
     Drifted,
+    /// In both, but a different migration ran under this version: the
+    /// names and the up sections differ (two branches took the same number).
+    Collision,
     /// A no-transaction migration failed part-way; see `repair`.
     Dirty,
     /// A no-transaction migration a live runner is running now (its row is
@@ -97,6 +101,7 @@ impl State {
             State::Pending => "pending",
             State::Ahead => "ahead",
             State::Drifted => "drifted",
+            State::Collision => "collision",
             State::Dirty => "dirty",
             State::InProgress => "in-progress",
         }
@@ -127,12 +132,37 @@ pub struct Entry {
     /// The history row, when the database has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub applied: Option<AppliedRow>,
+    /// Applied, and the file's down section differs from the one recorded
+    /// (allowed: the next `up` or `down` records it, and `down` runs the file's).
+    pub down_changed: bool,
 }
 
 impl Entry {
     /// `0007_drop_name`.
     pub fn label(&self) -> String {
         format!("{:04}_{}", self.version, self.name)
+    }
+}
+
+/// How a history row compares with the file of the same version: the pure
+/// core of [`compare`]. A row holds the hash of the up section that ran;
+/// a row an older capstan wrote holds only the whole file's checksum, which
+/// is compared instead. A different up section under another name is
+/// another migration (a collision); under the same name, an edit (drift).
+pub fn classify(m: &Migration, row: &AppliedRow) -> State {
+    if row.is_dirty() {
+        return State::Dirty;
+    }
+    let same = match &row.up_checksum {
+        Some(up) => *up == m.up_checksum,
+        None => m.matches_file_checksum(&row.checksum),
+    };
+    if same {
+        State::Applied
+    } else if row.name != m.name {
+        State::Collision
+    } else {
+        State::Drifted
     }
 }
 
@@ -155,6 +185,7 @@ pub fn compare(set: &MigrationSet, history: &[AppliedRow]) -> Vec<Entry> {
                     state: State::Pending,
                     file: Some(m.path.clone()),
                     applied: None,
+                    down_changed: false,
                 });
             }
             (f, Some(r)) if f.is_none_or(|f| r < f) => {
@@ -170,18 +201,13 @@ pub fn compare(set: &MigrationSet, history: &[AppliedRow]) -> Vec<Entry> {
                     },
                     file: None,
                     applied: Some(row.clone()),
+                    down_changed: false,
                 });
             }
             _ => {
                 let m = files.next().expect("peeked");
                 let row = rows.next().expect("peeked");
-                let state = if row.is_dirty() {
-                    State::Dirty
-                } else if row.checksum != m.checksum {
-                    State::Drifted
-                } else {
-                    State::Applied
-                };
+                let state = classify(m, row);
                 out.push(Entry {
                     version: m.version,
                     name: m.name.clone(),
@@ -189,6 +215,9 @@ pub fn compare(set: &MigrationSet, history: &[AppliedRow]) -> Vec<Entry> {
                     state,
                     file: Some(m.path.clone()),
                     applied: Some(row.clone()),
+                    down_changed: state == State::Applied
+                        && row.up_checksum.is_some()
+                        && row.down_checksum != m.down_checksum,
                 });
             }
         }
@@ -385,6 +414,9 @@ pub struct DirtyInfo {
     pub name: String,
     /// The recorded error.
     pub error: Option<String>,
+    /// Which section failed part-way: `up`, or `down` (a rollback that
+    /// stopped: the migration is neither applied nor rolled back).
+    pub direction: Direction,
     /// When it started.
     pub started_at: String,
     /// Who ran it.
@@ -392,6 +424,73 @@ pub struct DirtyInfo {
     /// Invalid indexes the migration creates (its failed `CREATE INDEX
     /// CONCURRENTLY` left them); drop each before running it again.
     pub invalid_indexes: Vec<InvalidIndex>,
+}
+
+/// A version under which the database ran a different migration than the
+/// file of that number (two branches took the same number).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CollisionInfo {
+    /// The version both claim.
+    pub version: u64,
+    /// The file's migration, `0005_add_bio`: it did not run.
+    pub file_label: String,
+    /// The file.
+    pub file: PathBuf,
+    /// The migration that ran as this version, `0005_add_email` (from history).
+    pub applied_label: String,
+    /// When it ran.
+    pub applied_at: String,
+    /// Who ran it.
+    pub applied_by: String,
+    /// From which binary.
+    pub binary_version: String,
+}
+
+impl CollisionInfo {
+    fn of(e: &Entry) -> Option<CollisionInfo> {
+        let row = e.applied.as_ref()?;
+        Some(CollisionInfo {
+            version: e.version,
+            file_label: e.label(),
+            file: e.file.clone()?,
+            applied_label: format!("{:04}_{}", row.version, row.name),
+            applied_at: row.applied_at.clone(),
+            applied_by: row.applied_by.clone(),
+            binary_version: row.binary_version.clone(),
+        })
+    }
+}
+
+impl fmt::Display for CollisionInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{v:04} is {applied} in the database (applied {at} by {by}, {bin}), but {file} is {mine}: a different migration, never run (two branches took number {v:04}). Renumber yours after it with `capstan migrate rebase {file}`, and bring {applied}.sql into this directory (merge the branch that added it)",
+            v = self.version,
+            applied = self.applied_label,
+            at = self.applied_at,
+            by = self.applied_by,
+            bin = self.binary_version,
+            file = self.file.display(),
+            mine = self.file_label,
+        )
+    }
+}
+
+/// What `migrate hash --accept` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Accepted {
+    /// Version.
+    pub version: u64,
+    /// Name.
+    pub name: String,
+    /// False when history already matched the file: nothing was recorded.
+    pub recorded: bool,
+    /// The up section's hash before (from history; `None` in a row an
+    /// older capstan wrote).
+    pub previous_up_checksum: Option<String>,
+    /// The up section's hash now recorded.
+    pub up_checksum: String,
 }
 
 /// What the operator says happened to a dirty migration.
@@ -478,20 +577,28 @@ impl fmt::Display for MigrationFailure {
                 self.attempts
             )?;
         }
-        if self.no_transaction {
-            write!(
+        match (self.direction, self.no_transaction) {
+            (Direction::Up, true) => write!(
                 f,
                 "\n  {} ran outside a transaction and is now dirty: statements before the failing one stay applied; see `capstan migrate repair`",
                 self.label
-            )?;
-        } else {
-            write!(
+            ),
+            (Direction::Up, false) => write!(
                 f,
                 "\n  {} was rolled back: nothing of it is applied",
                 self.label
-            )?;
+            ),
+            (Direction::Down, true) => write!(
+                f,
+                "\n  the down section of {} ran outside a transaction and stopped part-way: the down statements before the failing one are done, the rest are not, so {} is now dirty (neither applied nor rolled back); see `capstan migrate repair`",
+                self.label, self.label
+            ),
+            (Direction::Down, false) => write!(
+                f,
+                "\n  the down section of {} was undone: {} is still applied, as before the rollback",
+                self.label, self.label
+            ),
         }
-        Ok(())
     }
 }
 
@@ -511,9 +618,18 @@ pub enum Error {
     /// Dirty migrations must be repaired first.
     #[error("{} is dirty (a no-transaction migration failed part-way{}); nothing was run. Inspect the database, then run `capstan migrate repair`", .0.iter().map(|d| format!("{:04}_{}", d.version, d.name)).collect::<Vec<_>>().join(", "), .0.first().and_then(|d| d.error.as_deref()).map(|e| format!(": {e}")).unwrap_or_default())]
     Dirty(Vec<DirtyInfo>),
-    /// Applied migrations whose files changed.
-    #[error("applied migrations were edited after they ran: {}; nothing was run. Restore the files (git checkout), or, if the edit is only cosmetic and intended, write a new migration instead", .0.join(", "))]
+    /// Applied migrations whose up sections changed.
+    #[error("applied migrations were edited after they ran: {}; nothing was run. Their up sections differ from what ran (an edited down section, line endings or trailing spaces would not count). Restore the files (git checkout), or, if the edit is intended, record it with `capstan migrate hash --accept VERSION --reason \"...\"`", .0.join(", "))]
     Drift(Vec<String>),
+    /// A different migration ran under a version than the file of that number.
+    #[error("{}; nothing was run", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Collision(Vec<CollisionInfo>),
+    /// `hash --accept` named a migration the database has not applied.
+    #[error("{0} is not applied to the database, so there is no applied edit to accept; nothing was changed (`capstan migrate hash` updates capstan.sum, and `up` runs it)")]
+    NotApplied(String),
+    /// `hash --accept` without a reason.
+    #[error("--accept needs --reason \"...\": why the edit of an applied migration is intended (recorded in history); nothing was changed")]
+    MissingReason,
     /// A pending migration is older than an applied one.
     #[error("{pending} is pending but the newer {applied} is already applied; nothing was run. Renumber it after the newest with `capstan migrate rebase {pending_file}`")]
     OutOfOrder {
@@ -544,8 +660,10 @@ pub enum Error {
     Archive(#[from] ArchiveError),
     /// SIGINT or SIGTERM stopped the run between two migrations; every
     /// migration it ran is complete, nothing is dirty.
-    #[error("stopped by {signal} before {next}: the migrations before it are applied, nothing is half-applied; run `up` again to continue")]
+    #[error("stopped by {signal} before {next}: {}", match direction { Direction::Up => "the migrations before it are applied, nothing is half-applied; run `up` again to continue", Direction::Down => "the migrations before it are rolled back, nothing is half-rolled-back; run `down` again to continue" })]
     Interrupted {
+        /// Up or down.
+        direction: Direction,
         /// `SIGTERM` or `SIGINT`.
         signal: &'static str,
         /// The migration that did not start.
@@ -893,12 +1011,13 @@ impl Migrator {
         db.driver.ensure_schema().await?;
         let history = db.driver.history().await?;
         let todo = self.pending(&history, opts)?;
+        self.record_sections(db, &history).await?;
         let detected = self.detect(&history, &todo, Direction::Up, db.driver.dialect())?;
         self.check_no_archive(db, &history, &detected, &opts.no_archive)
             .await?;
         let mut report = RunReport::default();
         for m in todo {
-            stop_if_asked(m, &mut report)?;
+            stop_if_asked(m, Direction::Up, &mut report)?;
             let mut note = None;
             if m.phase == Phase::Contract {
                 match self.contract_gate(db, m, opts.contract, events).await? {
@@ -1297,6 +1416,10 @@ impl Migrator {
         let history = db.driver.history().await?;
         let entries = compare(&self.set, &history);
         check_clean(&entries)?;
+        if self.sections_to_record(&history).next().is_some() {
+            db.driver.ensure_schema().await?;
+            self.record_sections(db, &history).await?;
+        }
         let applied: Vec<&Entry> = entries
             .iter()
             .filter(|e| matches!(e.state, State::Applied | State::Ahead))
@@ -1345,7 +1468,7 @@ impl Migrator {
         }
         let mut report = RunReport::default();
         for m in todo {
-            stop_if_asked(m, &mut report)?;
+            stop_if_asked(m, Direction::Down, &mut report)?;
             let archive = detected
                 .get(&(m.version, Direction::Down))
                 .map(|found| (found.as_slice(), no_archive));
@@ -1353,6 +1476,153 @@ impl Migrator {
                 .await?;
         }
         Ok(report)
+    }
+
+    /// The applied migrations whose history row lacks the section hashes of
+    /// its file (a row an older capstan wrote) or records another down
+    /// section (an edit, which is allowed), each with its log action.
+    fn sections_to_record<'a>(
+        &'a self,
+        history: &'a [AppliedRow],
+    ) -> impl Iterator<Item = SectionUpdate<'a>> + 'a {
+        history.iter().filter_map(move |row| {
+            let m = self.set.get(row.version)?;
+            if classify(m, row) != State::Applied {
+                return None;
+            }
+            match &row.up_checksum {
+                None => Some(SectionUpdate {
+                    migration: m,
+                    whole: false,
+                    action: None,
+                    detail: None,
+                }),
+                Some(_) if row.down_checksum != m.down_checksum => Some(SectionUpdate {
+                    migration: m,
+                    whole: false,
+                    action: Some("down edited".into()),
+                    detail: Some(format!(
+                        "the down section changed after the migration ran (sha256 {} -> {}); `down` runs the new one",
+                        row.down_checksum.as_deref().unwrap_or("none"),
+                        m.down_checksum.as_deref().unwrap_or("none")
+                    )),
+                }),
+                Some(_) => None,
+            }
+        })
+    }
+
+    /// Records [`Migrator::sections_to_record`] (call under the runner lock,
+    /// after `ensure_schema`), in one transaction.
+    async fn record_sections(
+        &self,
+        db: &mut Database,
+        history: &[AppliedRow],
+    ) -> Result<(), Error> {
+        let updates: Vec<SectionUpdate<'_>> = self.sections_to_record(history).collect();
+        if updates.is_empty() {
+            return Ok(());
+        }
+        db.driver
+            .record(Record::Sections {
+                updates,
+                identity: &self.identity,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Records an intended edit of applied migration `version`: history
+    /// takes the hashes of its file as it is now, and the log says who, when
+    /// and `reason`. Refuses an empty reason, a version with no file or no
+    /// history row, a dirty one, and a different migration that ran under
+    /// the same number, changing nothing.
+    pub async fn accept(
+        &self,
+        db: &mut Database,
+        version: u64,
+        reason: &str,
+    ) -> Result<Accepted, Error> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(Error::MissingReason);
+        }
+        let m = self
+            .set
+            .get(version)
+            .ok_or(Error::UnknownVersion(version))?;
+        db.driver.lock(self.settings.runner_lock_timeout).await?;
+        let result = async {
+            let history = db.driver.history().await?;
+            let row = history
+                .iter()
+                .find(|r| r.version == version)
+                .ok_or_else(|| Error::NotApplied(m.label()))?;
+            let entry = compare(&self.set, std::slice::from_ref(row))
+                .into_iter()
+                .find(|e| e.version == version)
+                .ok_or(Error::UnknownVersion(version))?;
+            match entry.state {
+                State::Dirty => return Err(Error::Dirty(vec![DirtyInfo::from(row)])),
+                State::Collision => {
+                    return Err(Error::Collision(
+                        CollisionInfo::of(&entry).into_iter().collect(),
+                    ))
+                }
+                _ => {}
+            }
+            let matches = row.up_checksum.as_deref() == Some(m.up_checksum.as_str())
+                && row.down_checksum == m.down_checksum
+                && row.checksum == m.checksum;
+            let accepted = Accepted {
+                version,
+                name: m.name.clone(),
+                recorded: !matches,
+                previous_up_checksum: row.up_checksum.clone(),
+                up_checksum: m.up_checksum.clone(),
+            };
+            if matches {
+                return Ok(accepted);
+            }
+            db.driver.ensure_schema().await?;
+            let detail = format!(
+                "reason: {reason}; up section sha256 {} -> {}; down section sha256 {} -> {}; file sha256 {} -> {}",
+                row.up_checksum.as_deref().unwrap_or("not recorded"),
+                m.up_checksum,
+                row.down_checksum.as_deref().unwrap_or("none"),
+                m.down_checksum.as_deref().unwrap_or("none"),
+                row.checksum,
+                m.checksum
+            );
+            db.driver
+                .record(Record::Sections {
+                    updates: vec![SectionUpdate {
+                        migration: m,
+                        whole: true,
+                        action: Some("accept".into()),
+                        detail: Some(detail),
+                    }],
+                    identity: &self.identity,
+                })
+                .await?;
+            Ok(accepted)
+        }
+        .await;
+        let unlocked = db.driver.unlock().await;
+        let accepted = result?;
+        unlocked?;
+        Ok(accepted)
+    }
+
+    /// The versions under which the database ran a different migration
+    /// than this set's file of that number. Changes nothing.
+    pub async fn collisions(&self, db: &mut Database) -> Result<Vec<CollisionInfo>, Error> {
+        let history = db.driver.history().await?;
+        Ok(compare(&self.set, &history)
+            .iter()
+            .filter(|e| e.state == State::Collision)
+            .filter_map(CollisionInfo::of)
+            .collect())
     }
 
     /// Records migrations up to `version` as applied without running them, to
@@ -1428,10 +1698,23 @@ impl Migrator {
             let version = match action {
                 RepairAction::MarkApplied(v) | RepairAction::MarkRolledBack(v) => v,
             };
-            let row = history
+            let Some(row) = history
                 .iter()
                 .find(|r| r.version == version && r.is_dirty())
-                .ok_or(Error::NotDirty(version))?;
+            else {
+                // Not dirty, but maybe what `repair` is asked about: a
+                // different migration that ran under this number.
+                let collisions: Vec<CollisionInfo> = compare(&self.set, &history)
+                    .iter()
+                    .filter(|e| e.version == version && e.state == State::Collision)
+                    .filter_map(CollisionInfo::of)
+                    .collect();
+                if !collisions.is_empty() {
+                    return Err(Error::Collision(collisions));
+                }
+                return Err(Error::NotDirty(version));
+            };
+            db.driver.ensure_schema().await?;
             match action {
                 RepairAction::MarkApplied(_) => {
                     let m = self
@@ -1567,9 +1850,14 @@ impl Migrator {
 }
 
 /// Stops before `next` once SIGINT or SIGTERM asked to (see [`crate::interrupt`]).
-fn stop_if_asked(next: &Migration, report: &mut RunReport) -> Result<(), Error> {
+fn stop_if_asked(
+    next: &Migration,
+    direction: Direction,
+    report: &mut RunReport,
+) -> Result<(), Error> {
     if crate::interrupt::stop_between_migrations() {
         return Err(Error::Interrupted {
+            direction,
             signal: crate::interrupt::signal_name().unwrap_or("a signal"),
             next: next.label(),
             report: Box::new(std::mem::take(report)),
@@ -1607,6 +1895,11 @@ impl From<&AppliedRow> for DirtyInfo {
             version: r.version,
             name: r.name.clone(),
             error: r.error.clone(),
+            direction: if r.is_dirty_going_down() {
+                Direction::Down
+            } else {
+                Direction::Up
+            },
             started_at: r.applied_at.clone(),
             applied_by: r.applied_by.clone(),
             invalid_indexes: Vec::new(),
@@ -1625,13 +1918,28 @@ fn check_clean(entries: &[Entry]) -> Result<(), Error> {
     if !dirty.is_empty() {
         return Err(Error::Dirty(dirty));
     }
+    let collisions: Vec<CollisionInfo> = entries
+        .iter()
+        .filter(|e| e.state == State::Collision)
+        .filter_map(CollisionInfo::of)
+        .collect();
+    if !collisions.is_empty() {
+        return Err(Error::Collision(collisions));
+    }
     let drifted: Vec<String> = entries
         .iter()
         .filter(|e| e.state == State::Drifted)
         .map(|e| {
-            e.file
+            let file = e
+                .file
                 .as_ref()
-                .map_or_else(|| e.label(), |p| p.display().to_string())
+                .map_or_else(|| e.label(), |p| p.display().to_string());
+            match e.applied.as_ref().filter(|a| a.up_checksum.is_none()) {
+                Some(_) => format!(
+                    "{file} (recorded by an older capstan as a whole-file checksum, so an edit of only its down section cannot be told apart)"
+                ),
+                None => file,
+            }
         })
         .collect();
     if !drifted.is_empty() {
@@ -1666,6 +1974,8 @@ mod tests {
             version: m.version,
             name: m.name.clone(),
             checksum: m.checksum.clone(),
+            up_checksum: Some(m.up_checksum.clone()),
+            down_checksum: m.down_checksum.clone(),
             phase: "expand".into(),
             state: state.into(),
             applied_at: String::new(),
@@ -1682,7 +1992,7 @@ mod tests {
         let s = set(4);
         let ms = s.migrations();
         let mut drifted = row(&ms[1], "applied");
-        drifted.checksum = "x".into();
+        drifted.up_checksum = Some("x".into());
         let mut ahead = row(&ms[0], "applied");
         ahead.version = 9;
         let history = vec![row(&ms[0], "applied"), drifted, row(&ms[2], "dirty"), ahead];
@@ -1700,6 +2010,31 @@ mod tests {
                 (9, State::Ahead)
             ]
         );
+    }
+
+    #[test]
+    fn another_name_with_another_up_section_is_a_collision_and_old_rows_compare_whole_files() {
+        let s = set(2);
+        let ms = s.migrations();
+        let mut other = row(&ms[1], "applied");
+        other.name = "theirs".into();
+        other.up_checksum = Some("x".into());
+        assert_eq!(classify(&ms[1], &other), State::Collision);
+        // Renamed, same up section: the same migration.
+        other.up_checksum = Some(ms[1].up_checksum.clone());
+        assert_eq!(classify(&ms[1], &other), State::Applied);
+        // A row an older capstan wrote: the whole file decides.
+        let mut old = row(&ms[0], "applied");
+        old.up_checksum = None;
+        old.down_checksum = None;
+        assert_eq!(classify(&ms[0], &old), State::Applied);
+        old.checksum = "x".into();
+        assert_eq!(classify(&ms[0], &old), State::Drifted);
+        let e = compare(&s, &[old, row(&ms[1], "applied")]);
+        match check_clean(&e) {
+            Err(Error::Drift(d)) => assert!(d[0].contains("older capstan"), "{d:?}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -14,7 +14,10 @@ use tokio_postgres::error::{DbError as PgDbError, ErrorPosition, SqlState};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::connstr::ConnSpec;
-use crate::driver::{bad_fleet, bad_history, check_unique, history_row, Cell, HISTORY_COLUMNS};
+use crate::driver::{
+    bad_fleet, bad_history, check_unique, history_row, section_cells, Cell, SectionUpdate,
+    HISTORY_COLUMNS, ROLLING_BACK, SECTION_COLUMNS,
+};
 use crate::driver::{
     own_number, statement_line, AppliedRow, DbError, Direction, Driver, ExecFailure, ExecOutcome,
     FailureKind, Job, LockHolder, Notice, Record, Snapshot,
@@ -209,8 +212,8 @@ impl PgDriver {
         let m = job.migration;
         match job.direction {
             Direction::Up => format!(
-                "INSERT INTO capstan.migrations (version, name, checksum, phase, state, no_transaction, applied_at, applied_by, binary_version, duration_ms, error) \
-                 VALUES ({}, {}, {}, {}, {}, {}, now(), {}, {}, {duration}, {}) \
+                "INSERT INTO capstan.migrations (version, name, checksum, phase, state, no_transaction, applied_at, applied_by, binary_version, duration_ms, error, up_checksum, down_checksum) \
+                 VALUES ({}, {}, {}, {}, {}, {}, now(), {}, {}, {duration}, {}, {}, {}) \
                  ON CONFLICT (version) DO UPDATE SET state = EXCLUDED.state, duration_ms = EXCLUDED.duration_ms, applied_at = now(), error = EXCLUDED.error",
                 m.version,
                 lit(&m.name),
@@ -221,6 +224,8 @@ impl PgDriver {
                 lit(&job.identity.applied_by),
                 lit(&job.identity.binary_version),
                 opt_lit(job.note),
+                lit(&m.up_checksum),
+                opt_lit(m.down_checksum.as_deref()),
             ),
             Direction::Down => format!("DELETE FROM capstan.migrations WHERE version = {}", m.version),
         }
@@ -290,6 +295,31 @@ impl PgDriver {
             duration: started.elapsed(),
             notices,
         })
+    }
+
+    /// Adds the section hash columns to a history table an older capstan
+    /// made (its rows keep their whole-file checksums, and get section
+    /// hashes at the next `up` or `down`). Call under the runner lock.
+    async fn add_section_columns(&mut self) -> Result<(), DbError> {
+        let have = self
+            .client
+            .query_one(
+                "SELECT count(*) FROM pg_attribute WHERE attrelid = 'capstan.migrations'::regclass \
+                 AND attname IN ('up_checksum', 'down_checksum') AND NOT attisdropped",
+                &[],
+            )
+            .await
+            .map_err(|e| db_err(&e))?;
+        if have.get::<_, i64>(0) == 2 {
+            return Ok(());
+        }
+        self.client
+            .batch_execute(
+                "ALTER TABLE capstan.migrations ADD COLUMN IF NOT EXISTS up_checksum text, \
+                 ADD COLUMN IF NOT EXISTS down_checksum text",
+            )
+            .await
+            .map_err(|e| db_err(&e))
     }
 
     /// Ends an aborted transaction (a warning if none is open).
@@ -431,7 +461,11 @@ impl PgDriver {
     /// history row (the server's DETAIL included: it names a duplicate key).
     async fn record_failure(&mut self, job: &Job<'_>, i: usize, failure: &ExecFailure) {
         let mut why = format!(
-            "statement {} (line {}) failed: {}",
+            "{}statement {} (line {}) failed: {}",
+            match job.direction {
+                Direction::Up => String::new(),
+                Direction::Down => format!("{ROLLING_BACK}: "),
+            },
             own_number(job, i),
             statement_line(job, i),
             failure.message
@@ -463,7 +497,8 @@ impl PgDriver {
                     format!("{insert} ON CONFLICT (version) DO NOTHING")
                 }
                 Direction::Down => format!(
-                    "UPDATE capstan.migrations SET state = 'dirty', error = 'rolling back' WHERE version = {} AND state = 'applied'",
+                    "UPDATE capstan.migrations SET state = 'dirty', error = {} WHERE version = {} AND state = 'applied'",
+                    lit(ROLLING_BACK),
                     m.version
                 ),
             };
@@ -691,7 +726,9 @@ CREATE TABLE IF NOT EXISTS capstan.migrations (
     applied_by     text NOT NULL,
     binary_version text NOT NULL,
     duration_ms    bigint NOT NULL DEFAULT 0,
-    error          text
+    error          text,
+    up_checksum    text,
+    down_checksum  text
 );
 CREATE TABLE IF NOT EXISTS capstan.fleet (
     instance_id    text PRIMARY KEY,
@@ -936,6 +973,7 @@ impl Driver for PgDriver {
             .map_err(|e| db_err(&e))?;
         if exists.get::<_, bool>(0) {
             self.check_trust().await?;
+            self.add_section_columns().await?;
             if !self.archive_private {
                 self.client
                     .batch_execute(ARCHIVE_PRIVATE_SQL)
@@ -972,7 +1010,8 @@ impl Driver for PgDriver {
         }
         self.trusted = true;
         self.archive_private = true;
-        Ok(())
+        // `IF NOT EXISTS` kept a history table an older capstan made.
+        self.add_section_columns().await
     }
 
     async fn history(&mut self) -> Result<Vec<AppliedRow>, DbError> {
@@ -1015,13 +1054,24 @@ impl Driver for PgDriver {
                 Some(_) => {}
             }
         }
+        // A table an older capstan made has no section hash columns yet.
+        let sections = if SECTION_COLUMNS
+            .iter()
+            .all(|c| types.iter().any(|r| r.get::<_, String>(0) == *c))
+        {
+            "up_checksum::text, down_checksum::text"
+        } else {
+            "NULL::text, NULL::text"
+        };
         let rows = self
             .client
             .query(
-                "SELECT version, name, checksum, phase, state, \
+                &format!(
+                    "SELECT version, name, checksum, phase, state, \
                         to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
-                        applied_by, binary_version, duration_ms, no_transaction, error \
-                 FROM capstan.migrations ORDER BY version",
+                        applied_by, binary_version, duration_ms, no_transaction, error, {sections} \
+                 FROM capstan.migrations ORDER BY version"
+                ),
                 &[],
             )
             .await
@@ -1042,7 +1092,15 @@ impl Driver for PgDriver {
                     })
                 })
                 .collect();
-            out.push(history_row(HISTORY_TABLE, n + 1, cells)?);
+            let extra = [HISTORY_COLUMNS.len(), HISTORY_COLUMNS.len() + 1].map(|i| {
+                r.try_get::<_, Option<String>>(i)
+                    .map_or(Cell::Other("value of another type"), |v| {
+                        v.map_or(Cell::Null, Cell::Text)
+                    })
+            });
+            let mut row = history_row(HISTORY_TABLE, n + 1, cells)?;
+            section_cells(HISTORY_TABLE, n + 1, &mut row, extra)?;
+            out.push(row);
         }
         check_unique(HISTORY_TABLE, &out)?;
         Ok(out)
@@ -1074,19 +1132,54 @@ impl Driver for PgDriver {
             } => {
                 for m in migrations {
                     sql.push_str(&format!(
-                        "INSERT INTO capstan.migrations (version, name, checksum, phase, state, no_transaction, applied_by, binary_version, duration_ms) \
-                         VALUES ({v}, {n}, {c}, {p}, 'applied', {nt}, {by}, {bin}, 0) \
-                         ON CONFLICT (version) DO UPDATE SET state = 'applied', error = NULL, checksum = EXCLUDED.checksum;\n\
+                        "INSERT INTO capstan.migrations (version, name, checksum, phase, state, no_transaction, applied_by, binary_version, duration_ms, up_checksum, down_checksum) \
+                         VALUES ({v}, {n}, {c}, {p}, 'applied', {nt}, {by}, {bin}, 0, {up}, {down}) \
+                         ON CONFLICT (version) DO UPDATE SET state = 'applied', error = NULL, checksum = EXCLUDED.checksum, \
+                         up_checksum = EXCLUDED.up_checksum, down_checksum = EXCLUDED.down_checksum;\n\
                          INSERT INTO capstan.log (version, name, action, applied_by, binary_version) VALUES ({v}, {n}, {a}, {by}, {bin});\n",
                         v = m.version,
                         n = lit(&m.name),
                         c = lit(&m.checksum),
+                        up = lit(&m.up_checksum),
+                        down = opt_lit(m.down_checksum.as_deref()),
                         p = lit(m.phase.as_str()),
                         nt = m.no_transaction,
                         by = lit(&identity.applied_by),
                         bin = lit(&identity.binary_version),
                         a = lit(action),
                     ));
+                }
+            }
+            Record::Sections { updates, identity } => {
+                for SectionUpdate {
+                    migration: m,
+                    whole,
+                    action,
+                    detail,
+                } in updates
+                {
+                    sql.push_str(&format!(
+                        "UPDATE capstan.migrations SET up_checksum = {}, down_checksum = {}{} WHERE version = {};\n",
+                        lit(&m.up_checksum),
+                        opt_lit(m.down_checksum.as_deref()),
+                        if whole {
+                            format!(", checksum = {}", lit(&m.checksum))
+                        } else {
+                            String::new()
+                        },
+                        m.version
+                    ));
+                    if let Some(action) = action {
+                        sql.push_str(&format!(
+                            "INSERT INTO capstan.log (version, name, action, applied_by, binary_version, detail) VALUES ({}, {}, {}, {}, {}, {});\n",
+                            m.version,
+                            lit(&m.name),
+                            lit(&action),
+                            lit(&identity.applied_by),
+                            lit(&identity.binary_version),
+                            opt_lit(detail.as_deref()),
+                        ));
+                    }
                 }
             }
             Record::Forget {

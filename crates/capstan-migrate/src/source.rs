@@ -104,6 +104,13 @@ pub struct Migration {
     pub down: Option<Section>,
     /// SHA-256 of the file's bytes, lower-case hex.
     pub checksum: String,
+    /// SHA-256 of the up section's SQL with line endings and trailing
+    /// whitespace normalised ([`section_checksum`]): what drift is about.
+    pub up_checksum: String,
+    /// The same hash of the down section, when the file has one. An edit
+    /// here is no drift: it is recorded, and the edited section is what
+    /// `down` runs.
+    pub down_checksum: Option<String>,
     /// The whole file, as read (without a leading byte-order mark).
     pub text: String,
 }
@@ -266,6 +273,36 @@ pub fn checksum(bytes: &[u8]) -> String {
         s.push_str(&format!("{b:02x}"));
     }
     s
+}
+
+/// The hash of a section as drift sees it: SHA-256 (lower-case hex) of its
+/// SQL with CRLF and CR line endings turned into LF, trailing whitespace cut
+/// from every line, and blank lines at the start and end dropped. An editor
+/// that rewrites line endings or trims spaces changes no hash.
+pub fn section_checksum(sql: &str) -> String {
+    let lines: Vec<&str> = sql
+        .split('\n')
+        .flat_map(|l| l.split('\r'))
+        .map(str::trim_end)
+        .collect();
+    let first = lines.iter().position(|l| !l.is_empty());
+    let last = lines.iter().rposition(|l| !l.is_empty());
+    let body = match (first, last) {
+        (Some(a), Some(b)) => lines[a..=b].join("\n"),
+        _ => String::new(),
+    };
+    checksum(body.as_bytes())
+}
+
+impl Migration {
+    /// True when `recorded`, a whole-file checksum in history, is this
+    /// file's: its bytes as they are, or with CRLF line endings made LF (a
+    /// checkout with git's autocrlf holds the same migration).
+    pub fn matches_file_checksum(&self, recorded: &str) -> bool {
+        recorded == self.checksum
+            || (self.text.contains('\r')
+                && recorded == checksum(self.text.replace("\r\n", "\n").as_bytes()))
+    }
 }
 
 /// Parses one migration file from its bytes. `path` is used in messages.
@@ -497,6 +534,8 @@ pub fn parse_migration(path: &Path, bytes: &[u8]) -> Result<Migration, SourceErr
         no_transaction,
         lock_timeout,
         statement_timeout,
+        up_checksum: section_checksum(&up.sql),
+        down_checksum: down.as_ref().map(|d| section_checksum(&d.sql)),
         up,
         down,
         checksum: checksum(bytes),
@@ -823,6 +862,37 @@ mod tests {
         let down = m.down.unwrap();
         assert_eq!(down.first_line, 6);
         assert!(!m.no_transaction);
+    }
+
+    #[test]
+    fn section_hashes_ignore_line_endings_and_trailing_whitespace_only() {
+        let lf = parse(
+            "0001_a.sql",
+            "-- capstan:up\nCREATE TABLE a (id int);\n-- capstan:down\nDROP TABLE a;\n",
+        )
+        .unwrap();
+        let crlf = parse(
+            "0001_a.sql",
+            "-- capstan:up\r\n\r\nCREATE TABLE a (id int);  \t\r\n\r\n-- capstan:down\r\nDROP TABLE a;\r\n",
+        )
+        .unwrap();
+        assert_eq!(lf.up_checksum, crlf.up_checksum);
+        assert_eq!(lf.down_checksum, crlf.down_checksum);
+        assert_ne!(lf.checksum, crlf.checksum);
+        assert!(crlf.matches_file_checksum(&checksum(
+            "-- capstan:up\n\nCREATE TABLE a (id int);  \t\n\n-- capstan:down\nDROP TABLE a;\n"
+                .as_bytes()
+        )));
+        let edited_down = parse(
+            "0001_a.sql",
+            "-- capstan:up\nCREATE TABLE a (id int);\n-- capstan:down\nDROP TABLE IF EXISTS a;\n",
+        )
+        .unwrap();
+        assert_eq!(lf.up_checksum, edited_down.up_checksum);
+        assert_ne!(lf.down_checksum, edited_down.down_checksum);
+        let edited_up = parse("0001_a.sql", "-- capstan:up\nCREATE TABLE a (id  int);\n").unwrap();
+        assert_ne!(lf.up_checksum, edited_up.up_checksum, "inner spaces count");
+        assert_eq!(edited_up.down_checksum, None);
     }
 
     #[test]

@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags};
 
-use crate::driver::{check_unique, history_row, Cell, HISTORY_COLUMNS};
+use crate::driver::{
+    check_unique, history_row, section_cells, Cell, SectionUpdate, HISTORY_COLUMNS, ROLLING_BACK,
+    SECTION_COLUMNS,
+};
 use crate::driver::{
     own_number, statement_line, AppliedRow, DbError, Direction, Driver, ExecFailure, ExecOutcome,
     FailureKind, Job, LockHolder, Record, Snapshot,
@@ -139,6 +142,19 @@ impl SqliteDriver {
             .map_err(|e| db_err(&e))
     }
 
+    /// True when the history table has the section hash columns (a table
+    /// an older capstan made lacks them until `ensure_schema`).
+    fn has_section_columns(&self) -> Result<bool, DbError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('capstan_migrations') WHERE name IN ('up_checksum', 'down_checksum')",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n == 2)
+            .map_err(|e| db_err(&e))
+    }
+
     fn log(&self, job: &Job<'_>, action: &str, duration: Duration) -> rusqlite::Result<usize> {
         let m = job.migration;
         self.conn.execute(
@@ -161,8 +177,8 @@ impl SqliteDriver {
         let m = job.migration;
         self.conn.execute(
             &format!(
-                "INSERT INTO capstan_migrations (version, name, checksum, phase, state, no_transaction, applied_at, applied_by, binary_version, duration_ms, error) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, {NOW}, ?7, ?8, ?9, ?10) \
+                "INSERT INTO capstan_migrations (version, name, checksum, phase, state, no_transaction, applied_at, applied_by, binary_version, duration_ms, error, up_checksum, down_checksum) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, {NOW}, ?7, ?8, ?9, ?10, ?11, ?12) \
                  ON CONFLICT (version) DO UPDATE SET state = excluded.state, duration_ms = excluded.duration_ms, applied_at = excluded.applied_at, error = excluded.error"
             ),
             params![
@@ -175,7 +191,9 @@ impl SqliteDriver {
                 job.identity.applied_by,
                 job.identity.binary_version,
                 duration.as_millis() as i64,
-                job.note
+                job.note,
+                m.up_checksum,
+                m.down_checksum
             ],
         )
     }
@@ -305,8 +323,8 @@ impl SqliteDriver {
                     }
                     Direction::Down if exists => {
                         self.conn.execute(
-                            "UPDATE capstan_migrations SET state = 'dirty', error = 'rolling back' WHERE version = ?1 AND state = 'applied'",
-                            [m.version as i64],
+                            "UPDATE capstan_migrations SET state = 'dirty', error = ?2 WHERE version = ?1 AND state = 'applied'",
+                            params![m.version as i64, ROLLING_BACK],
                         )? == 1
                     }
                     _ => false,
@@ -328,7 +346,11 @@ impl SqliteDriver {
                 "UPDATE capstan_migrations SET error = ?1 WHERE version = ?2",
                 params![
                     format!(
-                        "statement {} (line {}) failed: {}",
+                        "{}statement {} (line {}) failed: {}",
+                        match job.direction {
+                            Direction::Up => String::new(),
+                            Direction::Down => format!("{ROLLING_BACK}: "),
+                        },
                         own_number(job, f.statement.unwrap_or(0)),
                         statement_line(job, f.statement.unwrap_or(0)),
                         f.message
@@ -380,7 +402,9 @@ CREATE TABLE IF NOT EXISTS capstan_migrations (
     applied_by     TEXT NOT NULL,
     binary_version TEXT NOT NULL,
     duration_ms    INTEGER NOT NULL DEFAULT 0,
-    error          TEXT
+    error          TEXT,
+    up_checksum    TEXT,
+    down_checksum  TEXT
 );
 CREATE TABLE IF NOT EXISTS capstan_fleet (
     instance_id    TEXT PRIMARY KEY,
@@ -529,40 +553,60 @@ impl Driver for SqliteDriver {
     }
 
     async fn ensure_schema(&mut self) -> Result<(), DbError> {
-        if self.has_schema()? {
+        if !self.has_schema()? {
+            self.conn.execute_batch(SCHEMA_SQL).map_err(|e| {
+                let mut err = db_err(&e);
+                if err.kind == FailureKind::PermissionDenied {
+                    err.message = format!(
+                        "cannot write {}: {} (check the file's and its directory's permissions)",
+                        self.describe(),
+                        err.message
+                    );
+                }
+                err
+            })?;
+        }
+        if self.has_section_columns()? {
             return Ok(());
         }
-        self.conn.execute_batch(SCHEMA_SQL).map_err(|e| {
-            let mut err = db_err(&e);
-            if err.kind == FailureKind::PermissionDenied {
-                err.message = format!(
-                    "cannot write {}: {} (check the file's and its directory's permissions)",
-                    self.describe(),
-                    err.message
-                );
-            }
-            err
-        })
+        // A table an older capstan made: its rows keep their whole-file
+        // checksums, and get section hashes at the next `up` or `down`.
+        self.conn
+            .execute_batch(
+                "BEGIN IMMEDIATE; \
+                 ALTER TABLE capstan_migrations ADD COLUMN up_checksum TEXT; \
+                 ALTER TABLE capstan_migrations ADD COLUMN down_checksum TEXT; \
+                 COMMIT",
+            )
+            .map_err(|e| {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                db_err(&e)
+            })
     }
 
     async fn history(&mut self) -> Result<Vec<AppliedRow>, DbError> {
         if !self.has_table("capstan_migrations")? {
             return Ok(Vec::new());
         }
+        let sections = if self.has_section_columns()? {
+            SECTION_COLUMNS.join(", ")
+        } else {
+            "NULL, NULL".to_string()
+        };
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT version, name, checksum, phase, state, applied_at, applied_by, binary_version, duration_ms, no_transaction, error \
+            .prepare(&format!(
+                "SELECT version, name, checksum, phase, state, applied_at, applied_by, binary_version, duration_ms, no_transaction, error, {sections} \
                  FROM capstan_migrations ORDER BY version",
-            )
+            ))
             .map_err(|e| db_err(&e))?;
         // Every value is checked by hand: SQLite stores any type in any
         // column, and a hand-edited row must be named, not a panic.
         let mut rows = stmt.query([]).map_err(|e| db_err(&e))?;
         let mut out = Vec::new();
         while let Some(r) = rows.next().map_err(|e| db_err(&e))? {
-            let mut cells = Vec::with_capacity(HISTORY_COLUMNS.len());
-            for i in 0..HISTORY_COLUMNS.len() {
+            let mut cells = Vec::with_capacity(HISTORY_COLUMNS.len() + 2);
+            for i in 0..HISTORY_COLUMNS.len() + 2 {
                 use rusqlite::types::ValueRef;
                 cells.push(match r.get_ref(i).map_err(|e| db_err(&e))? {
                     ValueRef::Null => Cell::Null,
@@ -575,7 +619,14 @@ impl Driver for SqliteDriver {
                     ValueRef::Blob(_) => Cell::Other("blob"),
                 });
             }
-            out.push(history_row("capstan_migrations", out.len() + 1, cells)?);
+            let extra: [Cell; 2] = cells
+                .split_off(HISTORY_COLUMNS.len())
+                .try_into()
+                .map_err(|_| db_err(&rusqlite::Error::InvalidQuery))?;
+            let n = out.len() + 1;
+            let mut row = history_row("capstan_migrations", n, cells)?;
+            section_cells("capstan_migrations", n, &mut row, extra)?;
+            out.push(row);
         }
         check_unique("capstan_migrations", &out)?;
         Ok(out)
@@ -608,9 +659,10 @@ impl Driver for SqliteDriver {
                 for m in migrations {
                     tx.execute(
                         &format!(
-                            "INSERT INTO capstan_migrations (version, name, checksum, phase, state, no_transaction, applied_at, applied_by, binary_version, duration_ms) \
-                             VALUES (?1, ?2, ?3, ?4, 'applied', ?5, {NOW}, ?6, ?7, 0) \
-                             ON CONFLICT (version) DO UPDATE SET state = 'applied', error = NULL, checksum = excluded.checksum"
+                            "INSERT INTO capstan_migrations (version, name, checksum, phase, state, no_transaction, applied_at, applied_by, binary_version, duration_ms, up_checksum, down_checksum) \
+                             VALUES (?1, ?2, ?3, ?4, 'applied', ?5, {NOW}, ?6, ?7, 0, ?8, ?9) \
+                             ON CONFLICT (version) DO UPDATE SET state = 'applied', error = NULL, checksum = excluded.checksum, \
+                             up_checksum = excluded.up_checksum, down_checksum = excluded.down_checksum"
                         ),
                         params![
                             m.version as i64,
@@ -619,7 +671,9 @@ impl Driver for SqliteDriver {
                             m.phase.as_str(),
                             m.no_transaction,
                             identity.applied_by,
-                            identity.binary_version
+                            identity.binary_version,
+                            m.up_checksum,
+                            m.down_checksum
                         ],
                     )
                     .map_err(|e| db_err(&e))?;
@@ -628,6 +682,35 @@ impl Driver for SqliteDriver {
                         params![m.version as i64, m.name, action, identity.applied_by, identity.binary_version],
                     )
                     .map_err(|e| db_err(&e))?;
+                }
+            }
+            Record::Sections { updates, identity } => {
+                for SectionUpdate {
+                    migration: m,
+                    whole,
+                    action,
+                    detail,
+                } in updates
+                {
+                    tx.execute(
+                        "UPDATE capstan_migrations SET up_checksum = ?2, down_checksum = ?3, \
+                         checksum = CASE WHEN ?4 THEN ?5 ELSE checksum END WHERE version = ?1",
+                        params![
+                            m.version as i64,
+                            m.up_checksum,
+                            m.down_checksum,
+                            whole,
+                            m.checksum
+                        ],
+                    )
+                    .map_err(|e| db_err(&e))?;
+                    if let Some(action) = action {
+                        tx.execute(
+                            &format!("INSERT INTO capstan_log (version, name, action, at, applied_by, binary_version, detail) VALUES (?1, ?2, ?3, {NOW}, ?4, ?5, ?6)"),
+                            params![m.version as i64, m.name, action, identity.applied_by, identity.binary_version, detail],
+                        )
+                        .map_err(|e| db_err(&e))?;
+                    }
                 }
             }
             Record::Forget {

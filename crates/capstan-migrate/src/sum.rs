@@ -104,15 +104,126 @@ fn file_name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// The hash of a file in the sum: over its bytes with CRLF line endings made
+/// LF, so a checkout with git's autocrlf has the same sum. (A file without
+/// CR hashes as its bytes, as sums written before did.)
+fn file_h1(bytes: &[u8]) -> String {
+    if bytes.contains(&b'\r') {
+        let mut lf = Vec::with_capacity(bytes.len());
+        for (i, &c) in bytes.iter().enumerate() {
+            if !(c == b'\r' && bytes.get(i + 1) == Some(&b'\n')) {
+                lf.push(c);
+            }
+        }
+        h1(&lf)
+    } else {
+        h1(bytes)
+    }
+}
+
+/// True when `recorded` is the hash of `bytes`: as [`file_h1`] computes
+/// it, or over the raw bytes (a sum written from a CRLF checkout before).
+fn file_matches(recorded: &str, bytes: &[u8]) -> bool {
+    recorded == file_h1(bytes) || recorded == h1(bytes)
+}
+
+/// The sum text for `lines` (`NAME h1:HASH`, any order).
+fn render_lines(mut lines: Vec<String>) -> String {
+    lines.sort();
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    format!("{}\n{}", h1(body.as_bytes()), body)
+}
+
 /// The text of the sum file for these files (`(path, bytes)`, any order).
 pub fn render(files: &[(PathBuf, Vec<u8>)]) -> String {
-    let mut lines: Vec<String> = files
-        .iter()
-        .map(|(p, b)| format!("{} {}\n", file_name(p), h1(b)))
-        .collect();
-    lines.sort();
-    let body = lines.concat();
-    format!("{}\n{}", h1(body.as_bytes()), body)
+    render_lines(
+        files
+            .iter()
+            .map(|(p, b)| format!("{} {}", file_name(p), file_h1(b)))
+            .collect(),
+    )
+}
+
+/// A sum file as read: its text (LF line endings) and its `NAME -> h1:HASH` lines.
+type Recorded = (String, std::collections::BTreeMap<String, String>);
+
+/// The sum file at `path` (none when it does not exist), refusing conflict
+/// markers and malformed lines.
+fn read_recorded(path: &Path) -> Result<Option<Recorded>, SumError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(SumError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    // A checkout with CRLF line endings (git's autocrlf) holds the same sum.
+    let text = text.replace("\r\n", "\n");
+    let mut recorded = std::collections::BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.starts_with("<<<<<<<") || line.starts_with("=======") || line.starts_with(">>>>>>>")
+        {
+            return Err(SumError::Conflict {
+                path: path.to_path_buf(),
+                line: i + 1,
+            });
+        }
+        if i == 0 {
+            if !line.starts_with("h1:") {
+                return Err(SumError::Malformed {
+                    path: path.to_path_buf(),
+                    line: 1,
+                });
+            }
+            continue;
+        }
+        match line.split_once(' ') {
+            Some((name, hash)) if hash.starts_with("h1:") => {
+                recorded.insert(name.to_string(), hash.to_string());
+            }
+            _ if line.trim().is_empty() => {}
+            _ => {
+                return Err(SumError::Malformed {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                })
+            }
+        }
+    }
+    Ok(Some((text, recorded)))
+}
+
+/// Checks that `capstan.sum` in `dir`, if there is one, can be read and
+/// [`update`]d (readable, no conflict markers, no malformed line), so that a
+/// command can refuse before it changes anything else.
+pub fn check_updatable(dir: &Path) -> Result<(), SumError> {
+    read_recorded(&dir.join(SUM_FILE)).map(|_| ())
+}
+
+/// Rewrites `capstan.sum` in `dir` so that it records the current hash of
+/// the files named in `only` (added when new), and keeps every other line
+/// as it was: an edit to another file stays unblessed, and `verify` still
+/// names it. `files` is the directory's content; a line for a file no
+/// longer there is dropped only when `only` names it.
+pub fn update(dir: &Path, files: &[(PathBuf, Vec<u8>)], only: &[String]) -> Result<(), SumError> {
+    let path = dir.join(SUM_FILE);
+    let mut recorded = read_recorded(&path)?.map(|(_, r)| r).unwrap_or_default();
+    for name in only {
+        match files.iter().find(|(p, _)| &file_name(p) == name) {
+            Some((_, b)) => recorded.insert(name.clone(), file_h1(b)),
+            None => recorded.remove(name),
+        };
+    }
+    let text = render_lines(
+        recorded
+            .into_iter()
+            .map(|(n, h)| format!("{n} {h}"))
+            .collect(),
+    );
+    std::fs::write(&path, text).map_err(|source| SumError::Write { path, source })
 }
 
 /// Writes `capstan.sum` for `files` into `dir`.
@@ -124,52 +235,32 @@ pub fn write(dir: &Path, files: &[(PathBuf, Vec<u8>)]) -> Result<(), SumError> {
 /// Checks `capstan.sum` in `dir` against `files`.
 pub fn verify(dir: &Path, files: &[(PathBuf, Vec<u8>)]) -> Result<(), SumError> {
     let path = dir.join(SUM_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if files.is_empty() {
-                return Ok(());
-            }
-            return Err(SumError::Missing { path });
+    let Some((text, mut recorded)) = read_recorded(&path)? else {
+        if files.is_empty() {
+            return Ok(());
         }
-        Err(source) => return Err(SumError::Read { path, source }),
+        return Err(SumError::Missing { path });
     };
-    // A checkout with CRLF line endings (git's autocrlf) holds the same sum.
-    let text = text.replace("\r\n", "\n");
     if text == render(files) {
         return Ok(());
     }
-    let mut recorded = std::collections::BTreeMap::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.starts_with("<<<<<<<") || line.starts_with("=======") || line.starts_with(">>>>>>>")
-        {
-            return Err(SumError::Conflict { path, line: i + 1 });
-        }
-        if i == 0 {
-            if !line.starts_with("h1:") {
-                return Err(SumError::Malformed { path, line: 1 });
-            }
-            continue;
-        }
-        match line.split_once(' ') {
-            Some((name, hash)) if hash.starts_with("h1:") => {
-                recorded.insert(name.to_string(), hash.to_string());
-            }
-            _ if line.trim().is_empty() => {}
-            _ => return Err(SumError::Malformed { path, line: i + 1 }),
-        }
-    }
     let mut changed = Vec::new();
     let mut added = Vec::new();
+    let mut lines = Vec::new();
     for (p, b) in files {
         let name = file_name(p);
         match recorded.remove(&name) {
-            Some(h) if h == h1(b) => {}
+            Some(h) if file_matches(&h, b) => lines.push(format!("{name} {h}")),
             Some(_) => changed.push(name),
             None => added.push(name),
         }
     }
-    let removed = recorded.into_keys().collect();
+    let removed: Vec<String> = recorded.into_keys().collect();
+    // Every file matches its line (one hashed over CRLF bytes by an older
+    // capstan): the sum holds, if its first line is the hash of its lines.
+    if changed.is_empty() && added.is_empty() && removed.is_empty() && text == render_lines(lines) {
+        return Ok(());
+    }
     Err(SumError::Stale {
         path,
         changed,
@@ -214,6 +305,58 @@ mod tests {
             err.contains("cannot read") && err.contains("UTF-8"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_crlf_checkout_of_the_files_matches_and_update_blesses_only_what_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = files();
+        write(dir.path(), &f).unwrap();
+        let crlf: Vec<_> = f
+            .iter()
+            .map(|(p, b)| {
+                (
+                    p.clone(),
+                    String::from_utf8_lossy(b)
+                        .replace('\n', "\r\n")
+                        .into_bytes(),
+                )
+            })
+            .collect();
+        verify(dir.path(), &crlf).unwrap();
+        // A sum written by an older capstan from the CRLF bytes still holds.
+        let old: String = {
+            let mut lines: Vec<String> = crlf
+                .iter()
+                .map(|(p, b)| format!("{} {}", file_name(p), h1(b)))
+                .collect();
+            lines.sort();
+            render_lines(lines)
+        };
+        std::fs::write(dir.path().join(SUM_FILE), old).unwrap();
+        verify(dir.path(), &crlf).unwrap();
+
+        write(dir.path(), &f).unwrap();
+        f[0].1 = b"-- capstan:up\nSELECT 10;".to_vec();
+        f.push((
+            PathBuf::from("m/0003_c.sql"),
+            b"-- capstan:up\nSELECT 3;".to_vec(),
+        ));
+        update(dir.path(), &f, &["0003_c.sql".to_string()]).unwrap();
+        match verify(dir.path(), &f).unwrap_err() {
+            SumError::Stale {
+                changed,
+                added,
+                removed,
+                ..
+            } => {
+                assert_eq!(changed, vec!["0001_a.sql".to_string()]);
+                assert!(added.is_empty() && removed.is_empty());
+            }
+            e => panic!("{e}"),
+        }
+        update(dir.path(), &f, &["0001_a.sql".to_string()]).unwrap();
+        verify(dir.path(), &f).unwrap();
     }
 
     #[test]

@@ -79,7 +79,9 @@ pub fn template(phase: Phase, no_transaction: bool) -> String {
     t
 }
 
-/// Writes the next numbered migration from the template and updates the sum.
+/// Writes the next numbered migration from the template and adds its hash
+/// to the sum, leaving every other line of the sum as it was (an edited
+/// file stays unblessed until `hash` is run for it).
 pub fn new_migration(
     dir: &Path,
     name: &str,
@@ -102,7 +104,12 @@ pub fn new_migration(
     std::fs::write(&path, &text).map_err(io(&path))?;
     let mut all = files;
     all.push((path.clone(), text.into_bytes()));
-    sum::write(dir, &all)?;
+    let created = format!("{version:04}_{name}.sql");
+    if let Err(e) = sum::update(dir, &all, &[created]) {
+        // Nothing changed: the file goes with the sum it could not join.
+        let _ = std::fs::remove_file(&path);
+        return Err(e.into());
+    }
     Ok(path)
 }
 
@@ -123,14 +130,29 @@ pub struct Renamed {
     pub to: PathBuf,
 }
 
-/// Moves `files` (not yet applied) after the newest other migration, renumbering
-/// them in their current order, then rewrites the sum. `applied` is the
-/// database's history, used to refuse moving a migration that already ran.
+/// What `rebase` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Rebased {
+    /// The files renamed, in order.
+    pub renamed: Vec<Renamed>,
+    /// Migrations the database ran (`0005_add_email`) whose numbers the
+    /// directory skips now: another branch added them; its files belong here.
+    pub not_in_directory: Vec<String>,
+}
+
+/// Moves `files` (not yet applied) after the newest other migration and
+/// after the newest version the database recorded, renumbering them in
+/// their current order, then rewrites the sum. `applied` is the database's
+/// history: a file whose version the database ran as this very migration is
+/// refused; a file whose version it ran as a different migration (another
+/// name, another up section: two branches took the same number) is the one
+/// that did not run, and moves. Numbers left free for migrations the
+/// database ran but the directory lacks are reported, not an error.
 pub fn rebase(
     dir: &Path,
     files: &[PathBuf],
     applied: &[AppliedRow],
-) -> Result<Vec<Renamed>, WorkdirError> {
+) -> Result<Rebased, WorkdirError> {
     let all = source::read_dir_files(dir)?;
     let mut moving = Vec::new();
     for f in files {
@@ -145,10 +167,13 @@ pub fn rebase(
             });
         };
         let m = source::parse_migration(path, bytes)?;
-        if applied
-            .iter()
-            .any(|r| r.version == m.version && r.checksum == m.checksum)
-        {
+        if applied.iter().any(|r| {
+            r.version == m.version
+                && !matches!(
+                    crate::migrator::classify(&m, r),
+                    crate::migrator::State::Collision
+                )
+        }) {
             return Err(WorkdirError::AlreadyApplied(m.label()));
         }
         if !moving.iter().any(|(p, _): &(PathBuf, _)| p == path) {
@@ -160,9 +185,17 @@ pub fn rebase(
         .filter(|(p, _)| !moving.iter().any(|(q, _)| q == p))
         .cloned()
         .collect();
-    let base = MigrationSet::from_files(&others)?;
+    let base: Vec<source::Migration> = others
+        .iter()
+        .map(|(p, b)| source::parse_migration(p, b))
+        .collect::<Result<_, _>>()?;
     moving.sort_by(|a, b| a.1.version.cmp(&b.1.version).then(a.0.cmp(&b.0)));
-    let first = base.latest().map_or(1, |v| v + 1);
+    let newest = base
+        .iter()
+        .map(|m| m.version)
+        .chain(applied.iter().map(|r| r.version))
+        .max();
+    let first = newest.map_or(1, |v| v + 1);
     let mut renamed = Vec::new();
     for (next, (path, m)) in (first..).zip(&moving) {
         let to = dir.join(format!("{next:04}_{}.sql", m.name));
@@ -173,7 +206,8 @@ pub fn rebase(
             });
         }
     }
-    // Check the result before touching anything.
+    // Check the result before touching anything: no duplicate, and no gap
+    // but for versions the database ran (their files are on another branch).
     let mut result = others.clone();
     for (path, _) in &moving {
         let new_path = renamed
@@ -187,7 +221,7 @@ pub fn rebase(
             .unwrap_or_default();
         result.push((new_path, bytes));
     }
-    MigrationSet::from_files(&result)?;
+    let not_in_directory = check_rebased(&result, applied)?;
     // Two-step rename so that swapping numbers never overwrites a file.
     let staged: Vec<(PathBuf, &Renamed)> = renamed
         .iter()
@@ -200,7 +234,50 @@ pub fn rebase(
         std::fs::rename(tmp, &r.to).map_err(io(&r.to))?;
     }
     sum::write(dir, &result)?;
-    Ok(renamed)
+    Ok(Rebased {
+        renamed,
+        not_in_directory,
+    })
+}
+
+/// Validates the directory `rebase` would leave, as [`MigrationSet`] does,
+/// except that a missing version the database ran is no error: it is
+/// returned (`0005_add_email`).
+fn check_rebased(
+    files: &[(PathBuf, Vec<u8>)],
+    applied: &[AppliedRow],
+) -> Result<Vec<String>, WorkdirError> {
+    let mut migrations: Vec<source::Migration> = files
+        .iter()
+        .map(|(p, b)| source::parse_migration(p, b))
+        .collect::<Result<_, _>>()?;
+    migrations.sort_by(|a, b| a.version.cmp(&b.version).then(a.path.cmp(&b.path)));
+    let mut missing = Vec::new();
+    for w in migrations.windows(2) {
+        let (a, b) = (&w[0], &w[1]);
+        if a.version == b.version {
+            return Err(SourceError::DuplicateVersion {
+                version: a.version,
+                first: a.path.clone(),
+                second: b.path.clone(),
+            }
+            .into());
+        }
+        for v in a.version + 1..b.version {
+            match applied.iter().find(|r| r.version == v) {
+                Some(r) => missing.push(format!("{:04}_{}", r.version, r.name)),
+                None => {
+                    return Err(SourceError::Gap {
+                        missing: v,
+                        before: a.path.clone(),
+                        after: b.path.clone(),
+                    }
+                    .into())
+                }
+            }
+        }
+    }
+    Ok(missing)
 }
 
 #[cfg(test)]
@@ -239,11 +316,39 @@ mod tests {
         write(dir.path(), "0001_base.sql", "CREATE TABLE a (id int);");
         write(dir.path(), "0002_theirs.sql", "CREATE TABLE b (id int);");
         write(dir.path(), "0002_mine.sql", "CREATE TABLE c (id int);");
-        let renamed = rebase(dir.path(), &[PathBuf::from("0002_mine.sql")], &[]).unwrap();
+        let renamed = rebase(dir.path(), &[PathBuf::from("0002_mine.sql")], &[])
+            .unwrap()
+            .renamed;
         assert_eq!(renamed.len(), 1);
         assert!(renamed[0].to.ends_with("0003_mine.sql"));
         let set = MigrationSet::from_dir(dir.path()).unwrap();
         assert_eq!(set.latest(), Some(3));
+    }
+
+    #[test]
+    fn rebase_moves_the_file_that_did_not_run_past_what_ran_under_its_number() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "0001_base.sql", "CREATE TABLE a (id int);");
+        write(dir.path(), "0002_mine.sql", "CREATE TABLE c (id int);");
+        let theirs = AppliedRow {
+            version: 2,
+            name: "theirs".into(),
+            checksum: "x".into(),
+            up_checksum: Some("y".into()),
+            down_checksum: None,
+            phase: "expand".into(),
+            state: "applied".into(),
+            applied_at: String::new(),
+            applied_by: String::new(),
+            binary_version: String::new(),
+            duration_ms: 0,
+            no_transaction: false,
+            error: None,
+        };
+        let done = rebase(dir.path(), &[PathBuf::from("0002_mine.sql")], &[theirs]).unwrap();
+        assert!(done.renamed[0].to.ends_with("0003_mine.sql"));
+        assert_eq!(done.not_in_directory, vec!["0002_theirs".to_string()]);
+        assert!(dir.path().join("0003_mine.sql").exists());
     }
 
     #[test]
@@ -257,6 +362,8 @@ mod tests {
             version: 2,
             name: mine.name.clone(),
             checksum: mine.checksum.clone(),
+            up_checksum: Some(mine.up_checksum.clone()),
+            down_checksum: None,
             phase: "expand".into(),
             state: "applied".into(),
             applied_at: String::new(),
