@@ -139,6 +139,10 @@ proptest! {
         pw in password().prop_filter("no @ or space", |p| !p.contains(['@', ' '])),
         scheme in prop_oneof![Just("postgres:/"), Just("postgres:"), Just("postgress://"), Just("mysql://"), Just("")],
     ) {
+        // With no scheme before it, a password starting `//` makes the text
+        // the URL `app://user@host` with a user name and no password at all:
+        // nothing in it is secret.
+        prop_assume!(!(scheme.is_empty() && pw.starts_with("//")));
         assert_hidden(&format!("{scheme}app:{pw}@db.internal/app"), &pw)?;
     }
 }
