@@ -699,6 +699,69 @@ impl Store {
         Ok(dims.iter().all(|(_, m)| m[0] & !m[1] == 0))
     }
 
+    /// Per minute that starts in `[from_ms, to_ms)` and has events matching
+    /// `filter` (optionally of one service): their count, summed duration and
+    /// latency histogram, from the rollups. `None` when the rollups cannot
+    /// answer exactly: `filter` has a condition the rollups do not keep, or
+    /// splits a dimension's events by latency (`duration_ms` in a filter would
+    /// leave the summed duration of other buckets in). The rows of a minute are
+    /// merged: `service` is the one asked for (empty for all), the other
+    /// dimensions are empty.
+    pub fn minute_histograms(
+        &self,
+        service: Option<&str>,
+        filter: &Expr,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Option<Vec<Rollup>>, Error> {
+        if !rollup_answerable(&filter.node) {
+            return Ok(None);
+        }
+        const ALL: u16 = (1 << BUCKET_BOUNDS_MS.len()) - 1;
+        let sql = self.sql();
+        let conn = self.reader();
+        let dims = dim_buckets(&conn, service, &[filter]).map_err(&sql)?;
+        if dims.iter().any(|(_, m)| m[0] != 0 && m[0] != ALL) {
+            return Ok(None);
+        }
+        let ids: Vec<String> = dims
+            .iter()
+            .filter(|(_, m)| m[0] == ALL)
+            .map(|(id, _)| id.to_string())
+            .collect();
+        if ids.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let q = format!(
+            "SELECT minute_ms, count, sum_duration_ms, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, \
+             b10, b11, b12 FROM rollups WHERE dim_id IN ({}) AND minute_ms >= ?1 AND minute_ms < ?2",
+            ids.join(",")
+        );
+        let mut stmt = conn.prepare(&q).map_err(&sql)?;
+        let mut rows = stmt.query([from_ms, to_ms]).map_err(&sql)?;
+        let mut by_minute: std::collections::BTreeMap<i64, Rollup> = Default::default();
+        while let Some(r) = rows.next().map_err(&sql)? {
+            let minute_ms: i64 = r.get(0).map_err(&sql)?;
+            let m = by_minute.entry(minute_ms).or_insert_with(|| Rollup {
+                minute_ms,
+                service: service.unwrap_or_default().to_string(),
+                route: String::new(),
+                release: String::new(),
+                cohort: String::new(),
+                status_class: 0,
+                count: 0,
+                sum_duration_ms: 0.0,
+                buckets: [0; 13],
+            });
+            m.count += r.get::<_, i64>(1).map_err(&sql)?.max(0) as u64;
+            m.sum_duration_ms += r.get::<_, f64>(2).map_err(&sql)?;
+            for (i, b) in m.buckets.iter_mut().enumerate() {
+                *b += r.get::<_, i64>(3 + i).map_err(&sql)?.max(0) as u64;
+            }
+        }
+        Ok(Some(by_minute.into_values().filter(|m| m.count > 0).collect()))
+    }
+
     /// Whether [`Store::minute_counts`] answers `expr` from the rollups.
     pub fn uses_rollups(expr: &Expr) -> bool {
         rollup_answerable(&expr.node)

@@ -278,6 +278,10 @@ pub async fn evaluate_all(
         let Some((period, deploys)) = &plans[i] else {
             continue;
         };
+        if let Indicator::Threshold { metric } = &slo.indicator {
+            out.extend(evaluate_threshold(settings, slo, metric, period, deploys)?);
+            continue;
+        }
         let loaded = match slo.indicator.source_kind() {
             "capstan" => prefetched[i]
                 .take()
@@ -294,12 +298,6 @@ pub async fn evaluate_all(
                 Loaded::Spans(prom.spans(slo, &spans).await?)
             }
         };
-        if let Indicator::Threshold { .. } = slo.indicator {
-            return Err(SourceError::Unsupported(format!(
-                "SLO `{}`: thresholdMetric is not evaluated",
-                slo.name
-            )));
-        }
         for o in &slo.objectives {
             let evaluation = math::evaluate(
                 &loaded,
@@ -325,6 +323,63 @@ pub async fn evaluate_all(
     Ok(out)
 }
 
+/// Evaluates each objective of a `thresholdMetric` SLO: the metric's
+/// per-minute data points, good or bad against the objective's `op` and
+/// `value`, judged in time slices (see [`crate::threshold`]).
+fn evaluate_threshold(
+    settings: &Settings,
+    slo: &Slo,
+    metric: &spec::Query,
+    period: &math::Period,
+    deploys: &[DeployMark],
+) -> Result<Vec<ObjectiveStatus>, SourceError> {
+    let spec::Query::Capstan { expr, service } = metric else {
+        return Err(SourceError::Unsupported(format!(
+            "SLO `{}`: a thresholdMetric is evaluated from the capstan event store only",
+            slo.name
+        )));
+    };
+    let parsed = crate::threshold::parse(expr)
+        .map_err(|e| SourceError::Unsupported(format!("SLO `{}`: {e}", slo.name)))?;
+    let now_ms = period.now_ms;
+    let from = period
+        .start_ms
+        .min(now_ms - recent_minutes() * math::MINUTE_MS);
+    let mut out = Vec::new();
+    for o in &slo.objectives {
+        let (Some(op), Some(value)) = (o.op, o.value) else {
+            return Err(SourceError::Unsupported(format!(
+                "SLO `{}`: a thresholdMetric objective needs `op` and `value`",
+                slo.name
+            )));
+        };
+        crate::threshold::check_objective(&parsed, op, value)
+            .map_err(|e| SourceError::Unsupported(format!("SLO `{}`: {e}", slo.name)))?;
+        let points =
+            crate::threshold::series(&settings.store, service, &parsed, op, value, from, now_ms)?;
+        let evaluation = math::evaluate(
+            &points,
+            Method::of(slo.budgeting, o),
+            o.target,
+            &slo.window,
+            now_ms,
+            deploys,
+            false,
+        );
+        out.push(ObjectiveStatus {
+            slo: slo.name.clone(),
+            service: slo.service.clone(),
+            objective: o.display_name.clone(),
+            source: slo.indicator.source_kind(),
+            window: window_label(&slo.window),
+            budgeting: slo.budgeting,
+            availability: false,
+            evaluation,
+        });
+    }
+    Ok(out)
+}
+
 /// The longest burn window, in minutes: the event store is read per minute
 /// over this span before now; older spans are read as sums.
 fn recent_minutes() -> i64 {
@@ -343,7 +398,11 @@ fn prefetch_store_counts(
     plans: &[Option<(math::Period, Vec<DeployMark>)>],
 ) -> Vec<Option<Result<Loaded, SourceError>>> {
     let wanted: Vec<usize> = (0..slos.len())
-        .filter(|&i| plans[i].is_some() && slos[i].indicator.source_kind() == "capstan")
+        .filter(|&i| {
+            plans[i].is_some()
+                && slos[i].indicator.source_kind() == "capstan"
+                && matches!(slos[i].indicator, Indicator::Ratio { .. })
+        })
         .collect();
     let mut out: Vec<Option<Result<Loaded, SourceError>>> = (0..slos.len()).map(|_| None).collect();
     let threads = std::thread::available_parallelism()
