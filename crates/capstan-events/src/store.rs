@@ -759,7 +759,9 @@ impl Store {
                 *b += r.get::<_, i64>(3 + i).map_err(&sql)?.max(0) as u64;
             }
         }
-        Ok(Some(by_minute.into_values().filter(|m| m.count > 0).collect()))
+        Ok(Some(
+            by_minute.into_values().filter(|m| m.count > 0).collect(),
+        ))
     }
 
     /// Whether [`Store::minute_counts`] answers `expr` from the rollups.
