@@ -30,7 +30,7 @@ pub const BUCKET_BOUNDS_MS: [f64; 13] = [
 ];
 
 /// The store schema this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const MINUTE_MS: i64 = 60_000;
 
@@ -58,6 +58,15 @@ pub struct MinuteCount {
     pub minute_ms: i64,
     /// Matching events in the minute.
     pub count: u64,
+}
+
+/// Events in one minute, for each of several expressions.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MinuteCounts {
+    /// Start of the minute, unix ms.
+    pub minute_ms: i64,
+    /// Matching events in the minute, one count per expression asked.
+    pub counts: Vec<u64>,
 }
 
 /// How long and how much the store keeps.
@@ -147,7 +156,7 @@ pub struct Store {
 }
 
 /// Schema steps: step `i` takes a store from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     SCHEMA_V1,
     // minute_counts for one service reads its dimensions' rows only.
     "CREATE INDEX IF NOT EXISTS rollups_by_dim ON rollups (dim_id, minute_ms);",
@@ -156,6 +165,29 @@ const MIGRATIONS: [&str; 3] = [
     // replaces the step-2 index, which is its prefix.
     "CREATE INDEX IF NOT EXISTS rollups_by_dim_count ON rollups (dim_id, minute_ms, count);
      DROP INDEX IF EXISTS rollups_by_dim;",
+    // The rollups clustered by dimension, then minute: one service's minutes are
+    // contiguous in the table itself, so a read of any column (the latency
+    // buckets of `duration_ms <= 300` too) is a range scan with no lookup per
+    // row, and no second copy of the columns in an index. Pruning by age and
+    // time-ordered listing use the minute index.
+    "CREATE TABLE rollups_v4 (
+         minute_ms INTEGER NOT NULL,
+         dim_id INTEGER NOT NULL REFERENCES rollup_dims (id),
+         count INTEGER NOT NULL,
+         sum_duration_ms REAL NOT NULL,
+         b0 INTEGER NOT NULL, b1 INTEGER NOT NULL, b2 INTEGER NOT NULL, b3 INTEGER NOT NULL,
+         b4 INTEGER NOT NULL, b5 INTEGER NOT NULL, b6 INTEGER NOT NULL, b7 INTEGER NOT NULL,
+         b8 INTEGER NOT NULL, b9 INTEGER NOT NULL, b10 INTEGER NOT NULL, b11 INTEGER NOT NULL,
+         b12 INTEGER NOT NULL,
+         PRIMARY KEY (dim_id, minute_ms)
+     ) WITHOUT ROWID;
+     INSERT INTO rollups_v4 (minute_ms, dim_id, count, sum_duration_ms, b0, b1, b2, b3, b4, b5,
+         b6, b7, b8, b9, b10, b11, b12)
+       SELECT minute_ms, dim_id, count, sum_duration_ms, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9,
+         b10, b11, b12 FROM rollups ORDER BY dim_id, minute_ms;
+     DROP TABLE rollups;
+     ALTER TABLE rollups_v4 RENAME TO rollups;
+     CREATE INDEX rollups_by_minute ON rollups (minute_ms);",
 ];
 
 const SCHEMA_V1: &str = "
@@ -563,11 +595,173 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<MinuteCount>, Error> {
-        if rollup_answerable(&expr.node) {
-            self.minute_counts_rollup(service, expr, from_ms, to_ms)
-        } else {
-            self.minute_counts_raw(service, expr, from_ms, to_ms)
+        Ok(self
+            .minute_counts_many(service, &[expr], from_ms, to_ms)?
+            .into_iter()
+            .filter(|m| m.counts[0] > 0)
+            .map(|m| MinuteCount {
+                minute_ms: m.minute_ms,
+                count: m.counts[0],
+            })
+            .collect())
+    }
+
+    /// [`Store::minute_counts`] of several expressions in one pass over the
+    /// data: for each minute with an event matching any of them, the count of
+    /// each (in the order given). From the rollups when every expression can
+    /// be answered there, else from one scan of the raw events.
+    pub fn minute_counts_many(
+        &self,
+        service: Option<&str>,
+        exprs: &[&Expr],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<MinuteCounts>, Error> {
+        if exprs.iter().all(|e| rollup_answerable(&e.node)) {
+            return self.minute_counts_rollup(service, exprs, from_ms, to_ms);
         }
+        let mut counts: std::collections::BTreeMap<i64, Vec<u64>> = Default::default();
+        self.scan(ceil_minute(from_ms), ceil_minute(to_ms), service, |e| {
+            for (i, x) in exprs.iter().enumerate() {
+                if x.matches(&e.event) {
+                    counts
+                        .entry(minute_of(e.event.time_ms))
+                        .or_insert_with(|| vec![0; exprs.len()])[i] += 1;
+                }
+            }
+            true
+        })?;
+        Ok(counts
+            .into_iter()
+            .map(|(minute_ms, counts)| MinuteCounts { minute_ms, counts })
+            .collect())
+    }
+
+    /// The number of events matching each expression in the minutes that
+    /// start in `[from_ms, to_ms)`: the sums of [`Store::minute_counts_many`],
+    /// added up by SQLite without a row per minute (from the rollups when every
+    /// expression can be answered there).
+    pub fn sums(
+        &self,
+        service: Option<&str>,
+        exprs: &[&Expr],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<u64>, Error> {
+        if !exprs.iter().all(|e| rollup_answerable(&e.node)) {
+            let mut out = vec![0u64; exprs.len()];
+            for m in self.minute_counts_many(service, exprs, from_ms, to_ms)? {
+                for (o, n) in out.iter_mut().zip(m.counts) {
+                    *o += n;
+                }
+            }
+            return Ok(out);
+        }
+        let sql = self.sql();
+        let conn = self.reader();
+        let dims = dim_buckets(&conn, service, exprs).map_err(&sql)?;
+        let Some((cases, ids)) = rollup_cases(&dims, exprs.len()) else {
+            return Ok(vec![0; exprs.len()]);
+        };
+        let sums: Vec<String> = cases.iter().map(|c| format!("SUM({c})")).collect();
+        let q = format!(
+            "SELECT {} FROM rollups WHERE dim_id IN ({ids}) AND minute_ms >= ?1 AND minute_ms < ?2",
+            sums.join(", ")
+        );
+        let mut stmt = conn.prepare(&q).map_err(&sql)?;
+        let row = stmt
+            .query_row([from_ms, to_ms], |r| {
+                (0..exprs.len())
+                    .map(|i| Ok(r.get::<_, Option<i64>>(i)?.unwrap_or(0).max(0) as u64))
+                    .collect::<rusqlite::Result<Vec<u64>>>()
+            })
+            .map_err(&sql)?;
+        Ok(row)
+    }
+
+    /// Whether every event `inner` matches is also matched by `outer`, as the
+    /// rollups tell it: both are answered from the rollups and, in every
+    /// dimension (of `service`) and latency bucket, `inner` counts nothing
+    /// `outer` does not. Then `inner`'s count is at most `outer`'s in any
+    /// minute, and a difference of sums equals the sum of the per-minute
+    /// differences. False when it cannot be shown.
+    pub fn contained(
+        &self,
+        service: Option<&str>,
+        inner: &Expr,
+        outer: &Expr,
+    ) -> Result<bool, Error> {
+        if !rollup_answerable(&inner.node) || !rollup_answerable(&outer.node) {
+            return Ok(false);
+        }
+        let conn = self.reader();
+        let dims = dim_buckets(&conn, service, &[inner, outer]).map_err(self.sql())?;
+        Ok(dims.iter().all(|(_, m)| m[0] & !m[1] == 0))
+    }
+
+    /// Per minute that starts in `[from_ms, to_ms)` and has events matching
+    /// `filter` (optionally of one service): their count, summed duration and
+    /// latency histogram, from the rollups. `None` when the rollups cannot
+    /// answer exactly: `filter` has a condition the rollups do not keep, or
+    /// splits a dimension's events by latency (`duration_ms` in a filter would
+    /// leave the summed duration of other buckets in). The rows of a minute are
+    /// merged: `service` is the one asked for (empty for all), the other
+    /// dimensions are empty.
+    pub fn minute_histograms(
+        &self,
+        service: Option<&str>,
+        filter: &Expr,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Option<Vec<Rollup>>, Error> {
+        if !rollup_answerable(&filter.node) {
+            return Ok(None);
+        }
+        const ALL: u16 = (1 << BUCKET_BOUNDS_MS.len()) - 1;
+        let sql = self.sql();
+        let conn = self.reader();
+        let dims = dim_buckets(&conn, service, &[filter]).map_err(&sql)?;
+        if dims.iter().any(|(_, m)| m[0] != 0 && m[0] != ALL) {
+            return Ok(None);
+        }
+        let ids: Vec<String> = dims
+            .iter()
+            .filter(|(_, m)| m[0] == ALL)
+            .map(|(id, _)| id.to_string())
+            .collect();
+        if ids.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let q = format!(
+            "SELECT minute_ms, count, sum_duration_ms, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, \
+             b10, b11, b12 FROM rollups WHERE dim_id IN ({}) AND minute_ms >= ?1 AND minute_ms < ?2",
+            ids.join(",")
+        );
+        let mut stmt = conn.prepare(&q).map_err(&sql)?;
+        let mut rows = stmt.query([from_ms, to_ms]).map_err(&sql)?;
+        let mut by_minute: std::collections::BTreeMap<i64, Rollup> = Default::default();
+        while let Some(r) = rows.next().map_err(&sql)? {
+            let minute_ms: i64 = r.get(0).map_err(&sql)?;
+            let m = by_minute.entry(minute_ms).or_insert_with(|| Rollup {
+                minute_ms,
+                service: service.unwrap_or_default().to_string(),
+                route: String::new(),
+                release: String::new(),
+                cohort: String::new(),
+                status_class: 0,
+                count: 0,
+                sum_duration_ms: 0.0,
+                buckets: [0; 13],
+            });
+            m.count += r.get::<_, i64>(1).map_err(&sql)?.max(0) as u64;
+            m.sum_duration_ms += r.get::<_, f64>(2).map_err(&sql)?;
+            for (i, b) in m.buckets.iter_mut().enumerate() {
+                *b += r.get::<_, i64>(3 + i).map_err(&sql)?.max(0) as u64;
+            }
+        }
+        Ok(Some(
+            by_minute.into_values().filter(|m| m.count > 0).collect(),
+        ))
     }
 
     /// Whether [`Store::minute_counts`] answers `expr` from the rollups.
@@ -599,107 +793,62 @@ impl Store {
     fn minute_counts_rollup(
         &self,
         service: Option<&str>,
-        expr: &Expr,
+        exprs: &[&Expr],
         from_ms: i64,
         to_ms: i64,
-    ) -> Result<Vec<MinuteCount>, Error> {
+    ) -> Result<Vec<MinuteCounts>, Error> {
         let sql = self.sql();
         let conn = self.reader();
-        // Which buckets of which dimensions match: the expression is constant within
-        // a status class and a bucket, so one representative value of each decides.
-        let mut by_mask: HashMap<Vec<usize>, Vec<i64>> = HashMap::new();
-        {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT id, service, route, release, cohort, status_class FROM rollup_dims",
-                )
-                .map_err(&sql)?;
-            let mut rows = stmt.query([]).map_err(&sql)?;
-            while let Some(r) = rows.next().map_err(&sql)? {
-                let id: i64 = r.get(0).map_err(&sql)?;
-                let svc: String = r.get(1).map_err(&sql)?;
-                if service.is_some_and(|s| s != svc) {
-                    continue;
-                }
-                let route: String = r.get(2).map_err(&sql)?;
-                let release: String = r.get(3).map_err(&sql)?;
-                let cohort: String = r.get(4).map_err(&sql)?;
-                let class: u16 = r.get(5).map_err(&sql)?;
-                let mut mask = Vec::new();
-                for (i, bound) in BUCKET_BOUNDS_MS.iter().enumerate() {
-                    let duration = if bound.is_finite() { *bound } else { f64::MAX };
-                    let get = |f: &Field| -> Value<'_> {
-                        match f {
-                            Field::Column(Column::Service) => Value::Str(&svc),
-                            Field::Column(Column::Route) => Value::Str(&route),
-                            Field::Column(Column::Release) => Value::Str(&release),
-                            Field::Column(Column::Cohort) => Value::Str(&cohort),
-                            Field::Column(Column::Status) => Value::Num(f64::from(class) * 100.0),
-                            Field::Column(Column::DurationMs) => Value::Num(duration),
-                            _ => Value::Missing,
-                        }
-                    };
-                    if eval(&expr.node, &get) {
-                        mask.push(i);
-                    }
-                }
-                if !mask.is_empty() {
-                    by_mask.entry(mask).or_default().push(id);
-                }
-            }
-        }
-        if by_mask.is_empty() {
+        let dims = dim_buckets(&conn, service, exprs).map_err(&sql)?;
+        let Some((cases, ids)) = rollup_cases(&dims, exprs.len()) else {
             return Ok(Vec::new());
-        }
-        // One SQL sum: for each group of dimensions with the same matching buckets,
-        // the sum of those buckets (ids and bucket names are generated, never user text).
-        let mut case = String::from("CASE");
-        let mut all_ids: Vec<String> = Vec::new();
-        for (mask, ids) in &by_mask {
-            all_ids.extend(ids.iter().map(i64::to_string));
-            let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
-            let sum = if mask.len() == BUCKET_BOUNDS_MS.len() {
-                "count".to_string()
-            } else {
-                mask.iter()
-                    .map(|i| format!("b{i}"))
-                    .collect::<Vec<_>>()
-                    .join(" + ")
-            };
-            case.push_str(&format!(" WHEN dim_id IN ({}) THEN {sum}", ids.join(",")));
-        }
-        case.push_str(" ELSE 0 END");
-        // The rows come straight off the (dim_id, minute_ms, count) index and are
+        };
+        // The rows come straight off the table's (dim_id, minute_ms) key and are
         // summed per minute here: a SQL `GROUP BY minute_ms` over several dimensions
-        // sorts every row through a temporary b-tree, which took most of a 30-day read.
+        // sorts every row through a temporary b-tree.
         let q = format!(
-            "SELECT minute_ms, {case} AS n FROM rollups WHERE dim_id IN ({}) \
+            "SELECT minute_ms, {} FROM rollups WHERE dim_id IN ({ids}) \
              AND minute_ms >= ?1 AND minute_ms < ?2",
-            all_ids.join(",")
+            cases.join(", ")
         );
+        let k = exprs.len();
         let mut stmt = conn.prepare(&q).map_err(&sql)?;
         let mut rows = stmt.query([from_ms, to_ms]).map_err(&sql)?;
-        let mut all: Vec<(i64, u64)> = Vec::new();
+        // Flat: minute, then k counts per row.
+        let mut all: Vec<(i64, usize)> = Vec::new();
+        let mut flat: Vec<u64> = Vec::new();
         while let Some(r) = rows.next().map_err(&sql)? {
-            let n: i64 = r.get(1).map_err(&sql)?;
-            if n > 0 {
-                all.push((r.get(0).map_err(&sql)?, n as u64));
+            let start = flat.len();
+            let mut any = false;
+            for i in 0..k {
+                let n = r.get::<_, i64>(1 + i).map_err(&sql)?.max(0) as u64;
+                any |= n > 0;
+                flat.push(n);
+            }
+            if any {
+                all.push((r.get(0).map_err(&sql)?, start));
+            } else {
+                flat.truncate(start);
             }
         }
         all.sort_unstable_by_key(|&(minute_ms, _)| minute_ms);
-        let mut out: Vec<MinuteCount> = Vec::new();
-        for (minute_ms, n) in all {
+        let mut out: Vec<MinuteCounts> = Vec::new();
+        for (minute_ms, start) in all {
+            let row = &flat[start..start + k];
             match out.last_mut() {
-                Some(last) if last.minute_ms == minute_ms => last.count += n,
-                _ => out.push(MinuteCount {
+                Some(last) if last.minute_ms == minute_ms => {
+                    for (c, n) in last.counts.iter_mut().zip(row) {
+                        *c += n;
+                    }
+                }
+                _ => out.push(MinuteCounts {
                     minute_ms,
-                    count: n,
+                    counts: row.to_vec(),
                 }),
             }
         }
         Ok(out)
     }
-
     /// Rollup rows for the minutes that start in `[from_ms, to_ms)`, optionally for one service.
     pub fn rollups(
         &self,
@@ -856,6 +1005,105 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// For every rollup dimension (of `service`, when given), its id and, per
+/// expression, the latency buckets whose events it counts (bit `i`: bucket
+/// `i`). The expressions must be answerable from the rollups: within a status
+/// class and a bucket they are constant, so one representative value of each
+/// decides.
+fn dim_buckets(
+    conn: &Connection,
+    service: Option<&str>,
+    exprs: &[&Expr],
+) -> rusqlite::Result<Vec<(i64, Vec<u16>)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, service, route, release, cohort, status_class FROM rollup_dims",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        let svc: String = r.get(1)?;
+        if service.is_some_and(|s| s != svc) {
+            continue;
+        }
+        let route: String = r.get(2)?;
+        let release: String = r.get(3)?;
+        let cohort: String = r.get(4)?;
+        let class: u16 = r.get(5)?;
+        let masks = exprs
+            .iter()
+            .map(|expr| {
+                let mut mask = 0u16;
+                for (i, bound) in BUCKET_BOUNDS_MS.iter().enumerate() {
+                    let duration = if bound.is_finite() { *bound } else { f64::MAX };
+                    let get = |f: &Field| -> Value<'_> {
+                        match f {
+                            Field::Column(Column::Service) => Value::Str(&svc),
+                            Field::Column(Column::Route) => Value::Str(&route),
+                            Field::Column(Column::Release) => Value::Str(&release),
+                            Field::Column(Column::Cohort) => Value::Str(&cohort),
+                            Field::Column(Column::Status) => Value::Num(f64::from(class) * 100.0),
+                            Field::Column(Column::DurationMs) => Value::Num(duration),
+                            _ => Value::Missing,
+                        }
+                    };
+                    if eval(&expr.node, &get) {
+                        mask |= 1 << i;
+                    }
+                }
+                mask
+            })
+            .collect();
+        out.push((id, masks));
+    }
+    Ok(out)
+}
+
+/// One SQL `CASE` per expression summing, for each dimension, the buckets it
+/// counts (`count` for all of them), and the ids of the dimensions any of them
+/// reads; `None` when none does. Ids and column names are generated, never
+/// user text.
+fn rollup_cases(dims: &[(i64, Vec<u16>)], k: usize) -> Option<(Vec<String>, String)> {
+    const ALL: u16 = (1 << BUCKET_BOUNDS_MS.len()) - 1;
+    let ids: Vec<String> = dims
+        .iter()
+        .filter(|(_, m)| m.iter().any(|&b| b != 0))
+        .map(|(id, _)| id.to_string())
+        .collect();
+    if ids.is_empty() {
+        return None;
+    }
+    let cases = (0..k)
+        .map(|i| {
+            let mut by_mask: std::collections::BTreeMap<u16, Vec<String>> = Default::default();
+            for (id, m) in dims {
+                if m[i] != 0 {
+                    by_mask.entry(m[i]).or_default().push(id.to_string());
+                }
+            }
+            if by_mask.is_empty() {
+                return "0".to_string();
+            }
+            let mut case = String::from("CASE");
+            for (mask, ids) in &by_mask {
+                let sum = if *mask == ALL {
+                    "count".to_string()
+                } else {
+                    (0..BUCKET_BOUNDS_MS.len())
+                        .filter(|b| mask & (1 << b) != 0)
+                        .map(|b| format!("b{b}"))
+                        .collect::<Vec<_>>()
+                        .join(" + ")
+                };
+                case.push_str(&format!(" WHEN dim_id IN ({}) THEN {sum}", ids.join(",")));
+            }
+            case.push_str(" ELSE 0 END");
+            case
+        })
+        .collect();
+    Some((cases, ids.join(",")))
 }
 
 /// Whether every condition in `n` is decided by the rollup dimensions alone.

@@ -97,6 +97,56 @@ fn minute_counts_from_rollups_and_raw_agree_with_independent_counts() {
 }
 
 #[test]
+fn many_expressions_in_one_pass_agree_with_each_alone_and_their_sums_add_up() {
+    let (_dir, store) = temp_store();
+    let events = generate(6_000, 30, 11);
+    store.insert_batch(&events).unwrap();
+    let srcs = [
+        "status < 500",
+        "status >= 0",
+        "duration_ms <= 300",
+        "status >= 100 and status < 500",
+        "status = 503",
+    ];
+    let exprs: Vec<Expr> = srcs.iter().map(|s| Expr::parse(s).unwrap()).collect();
+    let (from, to) = (T0 + 3 * 60_000 + 1, T0 + 27 * 60_000);
+    for service in [None, Some("billing")] {
+        // Rollups only (the first four), and with a raw-only expression.
+        for k in [4, 5] {
+            let refs: Vec<&Expr> = exprs[..k].iter().collect();
+            let many = store.minute_counts_many(service, &refs, from, to).unwrap();
+            let sums = store.sums(service, &refs, from, to).unwrap();
+            for (i, e) in refs.iter().enumerate() {
+                let alone = pairs(store.minute_counts(service, e, from, to).unwrap());
+                let from_many: Vec<(i64, u64)> = many
+                    .iter()
+                    .filter(|m| m.counts[i] > 0)
+                    .map(|m| (m.minute_ms, m.counts[i]))
+                    .collect();
+                assert_eq!(from_many, alone, "{} {service:?} k={k}", srcs[i]);
+                let total: u64 = alone.iter().map(|p| p.1).sum();
+                assert!(total > 0, "{}", srcs[i]);
+                assert_eq!(sums[i], total, "{} {service:?} k={k}", srcs[i]);
+            }
+        }
+    }
+    // Containment, as the rollups can show it.
+    let contained = |a: usize, b: usize| {
+        store
+            .contained(Some("chirpy"), &exprs[a], &exprs[b])
+            .unwrap()
+    };
+    assert!(contained(0, 1), "status < 500 within status >= 0");
+    assert!(contained(2, 1), "duration_ms <= 300 within status >= 0");
+    assert!(contained(3, 0));
+    // Events without a response (status 0) are good for `status < 500` but
+    // outside `status >= 100`.
+    assert!(!contained(0, 3));
+    // Not answerable from the rollups: not shown.
+    assert!(!contained(4, 1));
+}
+
+#[test]
 fn rollup_rows_sum_to_the_events_and_their_durations() {
     let (_dir, store) = temp_store();
     let events = generate(5000, 10, 3);
@@ -248,13 +298,33 @@ fn a_store_from_a_newer_capstan_is_refused() {
     assert!(err.contains("schema version 99"), "{err}");
 }
 
-/// Turns a fresh store at `path` back into what schema `version` wrote.
+/// Turns a fresh store at `path` back into what schema `version` wrote: the
+/// rollups keyed by minute first, and the index of that version.
 fn downgrade(path: &std::path::Path, version: i64) {
     let c = rusqlite::Connection::open(path).unwrap();
-    c.execute_batch("DROP INDEX rollups_by_dim_count;").unwrap();
-    if version >= 2 {
-        c.execute_batch("CREATE INDEX rollups_by_dim ON rollups (dim_id, minute_ms);")
-            .unwrap();
+    c.execute_batch(
+        "CREATE TABLE old (minute_ms INTEGER NOT NULL, dim_id INTEGER NOT NULL REFERENCES rollup_dims (id),
+           count INTEGER NOT NULL, sum_duration_ms REAL NOT NULL,
+           b0 INTEGER NOT NULL, b1 INTEGER NOT NULL, b2 INTEGER NOT NULL, b3 INTEGER NOT NULL,
+           b4 INTEGER NOT NULL, b5 INTEGER NOT NULL, b6 INTEGER NOT NULL, b7 INTEGER NOT NULL,
+           b8 INTEGER NOT NULL, b9 INTEGER NOT NULL, b10 INTEGER NOT NULL, b11 INTEGER NOT NULL,
+           b12 INTEGER NOT NULL, PRIMARY KEY (minute_ms, dim_id)) WITHOUT ROWID;
+         INSERT INTO old SELECT minute_ms, dim_id, count, sum_duration_ms, b0, b1, b2, b3, b4, b5,
+           b6, b7, b8, b9, b10, b11, b12 FROM rollups;
+         DROP TABLE rollups;
+         ALTER TABLE old RENAME TO rollups;",
+    )
+    .unwrap();
+    match version {
+        2 => c
+            .execute_batch("CREATE INDEX rollups_by_dim ON rollups (dim_id, minute_ms);")
+            .unwrap(),
+        3 => c
+            .execute_batch(
+                "CREATE INDEX rollups_by_dim_count ON rollups (dim_id, minute_ms, count);",
+            )
+            .unwrap(),
+        _ => {}
     }
     c.pragma_update(None, "user_version", version).unwrap();
 }
@@ -268,17 +338,37 @@ fn indexes(path: &std::path::Path) -> Vec<String> {
     names.collect::<Result<_, _>>().unwrap()
 }
 
+fn primary_key(path: &std::path::Path) -> Vec<String> {
+    let c = rusqlite::Connection::open(path).unwrap();
+    let mut stmt = c
+        .prepare("SELECT name FROM pragma_table_info('rollups') WHERE pk > 0 ORDER BY pk")
+        .unwrap();
+    let names = stmt.query_map([], |r| r.get(0)).unwrap();
+    names.collect::<Result<_, _>>().unwrap()
+}
+
 #[test]
-fn a_version_1_or_2_store_is_brought_up_to_date_keeping_its_events() {
-    for version in [1, 2] {
+fn an_older_store_is_brought_up_to_date_keeping_its_events_and_rollups() {
+    for version in [1, 2, 3] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("e.db");
         let store = Store::open(&path).unwrap();
         store.insert_batch(&generate(10, 1, 4)).unwrap();
+        let before = store.rollups(None, 0, i64::MAX).unwrap();
         drop(store);
         downgrade(&path, version);
+        assert_eq!(primary_key(&path), ["minute_ms", "dim_id"]);
         let store = Store::open(&path).unwrap();
         assert_eq!(store.count().unwrap(), 10);
+        assert_eq!(store.rollups(None, 0, i64::MAX).unwrap(), before);
+        // The upgraded table takes new increments like a fresh one.
+        store.insert_batch(&generate(10, 1, 4)).unwrap();
+        let after = store.rollups(None, 0, i64::MAX).unwrap();
+        assert_eq!(after.len(), before.len(), "from version {version}");
+        for (a, b) in after.iter().zip(&before) {
+            assert_eq!(a.count, 2 * b.count, "from version {version}");
+        }
+        drop(store);
         let c = rusqlite::Connection::open(&path).unwrap();
         let v: i64 = c
             .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -286,37 +376,49 @@ fn a_version_1_or_2_store_is_brought_up_to_date_keeping_its_events() {
         assert_eq!(v, capstan_events::SCHEMA_VERSION, "from version {version}");
         assert_eq!(
             indexes(&path),
-            ["rollups_by_dim_count"],
+            ["rollups_by_minute"],
             "from version {version}"
         );
+        assert_eq!(primary_key(&path), ["dim_id", "minute_ms"]);
     }
 }
 
+fn plan(c: &rusqlite::Connection, query: &str) -> Vec<String> {
+    let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {query}")).unwrap();
+    stmt.query_map([], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
 #[test]
-fn a_status_only_rollup_read_is_answered_from_the_covering_index() {
+fn rollup_reads_are_range_scans_of_the_table_key_without_a_sort() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("e.db");
     let store = Store::open(&path).unwrap();
     store.insert_batch(&generate(10, 1, 4)).unwrap();
     drop(store);
     let c = rusqlite::Connection::open(&path).unwrap();
-    // The shape of the query minute_counts sends for `status < 500`.
-    let mut stmt = c
-        .prepare(
-            "EXPLAIN QUERY PLAN SELECT minute_ms, CASE WHEN dim_id IN (1,2) THEN count ELSE 0 END AS n \
-             FROM rollups WHERE dim_id IN (1,2) AND minute_ms >= 0 AND minute_ms < 9999999999999",
-        )
-        .unwrap();
-    let plan: Vec<String> = stmt
-        .query_map([], |r| r.get::<_, String>(3))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert!(
-        plan.iter()
-            .any(|l| l.contains("USING COVERING INDEX rollups_by_dim_count")),
-        "{plan:?}"
-    );
-    // No sort: the per-minute sum is done as the rows stream.
-    assert!(!plan.iter().any(|l| l.contains("TEMP B-TREE")), "{plan:?}");
+    // The shapes of the queries minute_counts_many and sums send for a ratio of
+    // `duration_ms <= 300` (bucket columns) over `status >= 0` (count).
+    let good = "CASE WHEN dim_id IN (1,2) THEN b0 + b1 + b2 + b3 + b4 + b5 + b6 ELSE 0 END";
+    let total = "CASE WHEN dim_id IN (1,2) THEN count ELSE 0 END";
+    let range =
+        "FROM rollups WHERE dim_id IN (1,2) AND minute_ms >= 0 AND minute_ms < 9999999999999";
+    for q in [
+        format!("SELECT minute_ms, {good}, {total} {range}"),
+        format!("SELECT SUM({good}), SUM({total}) {range}"),
+    ] {
+        let p = plan(&c, &q);
+        assert!(
+            p.iter().any(|l| l.contains(
+                "SEARCH rollups USING PRIMARY KEY (dim_id=? AND minute_ms>? AND minute_ms<?)"
+            )),
+            "{p:?}"
+        );
+        assert!(!p.iter().any(|l| l.contains("TEMP B-TREE")), "{p:?}");
+    }
+    // Pruning by age uses the minute index.
+    let p = plan(&c, "DELETE FROM rollups WHERE minute_ms < 5");
+    assert!(p.iter().any(|l| l.contains("rollups_by_minute")), "{p:?}");
 }

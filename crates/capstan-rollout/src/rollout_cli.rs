@@ -3,7 +3,7 @@
 //! Exit codes of `start`: 0 promoted; 1 the state file, event store or proxy
 //! failed; 2 usage; 3 bad plan or flags; 10 rolled back (failing verdict, page
 //! rate burn or `abort`); 11 stopped for a human (held past the limit); 12 the
-//! budget gate refused. `pause`, `resume`, `promote`, `abort`: 0 queued; 1 the
+//! gates refused (budget, schema or fleet). `pause`, `resume`, `promote`, `abort`: 0 queued; 1 the
 //! state file failed; 4 no unfinished rollout of the service. `status`: 0; 1; 4
 //! no rollout of the service.
 
@@ -72,6 +72,10 @@ pub struct StartArgs {
     /// `capstan.toml` with `[slo.policy]`: the budget gate.
     #[arg(long)]
     pub slo_config: Option<PathBuf>,
+    /// The application's database (`DATABASE_URL` form): the schema and fleet
+    /// gates read its migration history and fleet registry.
+    #[arg(long)]
+    pub database: Option<String>,
     /// Start even though the budget gate refuses; the reason is recorded.
     #[arg(long = "override", value_name = "REASON")]
     pub override_reason: Option<String>,
@@ -140,6 +144,7 @@ async fn start(a: StartArgs) -> i32 {
     file.events = a.events.or(file.events);
     file.state = a.state.or(file.state);
     file.slo_config = a.slo_config.or(file.slo_config);
+    file.database = a.database.or(file.database);
     file.proxy = ProxyFile {
         admin_url: a.proxy_admin.or(file.proxy.admin_url),
         token: a.proxy_token.or(file.proxy.token),
@@ -185,7 +190,7 @@ async fn start(a: StartArgs) -> i32 {
                     json!({"exit_code": 12, "error": "gate_refused", "message": why})
                 );
             }
-            eprintln!("error: budget gate refused: {why} (--override \"reason\" to start anyway)");
+            eprintln!("error: gate refused: {why} (--override \"reason\" starts anyway when the budget is the reason)");
             12
         }
         Err(e) => {
@@ -382,6 +387,7 @@ mod tests {
             events: None,
             state: None,
             slo_config: None,
+            database: None,
             override_reason: None,
             json: false,
         }

@@ -165,12 +165,15 @@ async fn a_release_with_3_percent_errors_is_rolled_back_before_most_users_see_it
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_healthy_release_is_promoted_with_a_verdict_per_step() {
     let s = setup(None).await;
+    // The schema and fleet gates read chirpy's own database (its migration
+    // history and the fleet registry both releases heartbeat into) before
+    // the start and with every pass.
     let plan = plan(
         s.db.dir.path(),
         &s.proxy.admin,
-        "hold_limit = 30\n[defaults]\ninterval = \"1s\"\nmin_duration = \"2s\"\nmin_requests = 100\n\
+        &(format!("database = \"{}\"\n", s.db.url) + "hold_limit = 30\n[defaults]\ninterval = \"1s\"\nmin_duration = \"2s\"\nmin_requests = 100\n\
          [internal]\nmin_requests = 20\n\
-         [[step]]\nweight = 20\n[[step]]\nweight = 50\n[[step]]\nweight = 100\n",
+         [[step]]\nweight = 20\n[[step]]\nweight = 50\n[[step]]\nweight = 100\n"),
     );
     let stop = Arc::new(AtomicBool::new(false));
     let load = tokio::spawn(e2e::load(
@@ -391,5 +394,164 @@ async fn a_release_100_ms_slower_is_rolled_back() {
         seen.canary_users.len(),
         seen.users.len()
     );
+    s.proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_canary_burning_budget_at_page_rate_is_rolled_back_and_the_hook_runs() {
+    // 30 % errors: 300× the budget of 99.9 %, far past the page rate. The judge
+    // is given a huge tolerance so that the page-burn rule, not its verdict,
+    // decides.
+    let s = setup(Some("error:30")).await;
+    let hook_out = s.db.path("hook.txt");
+    let plan = plan(
+        s.db.dir.path(),
+        &s.proxy.admin,
+        &format!(
+            "hold_limit = 30\nrollback_hook = \"echo $CAPSTAN_ROLLOUT_SERVICE $CAPSTAN_ROLLOUT_RELEASE $CAPSTAN_ROLLOUT_BASELINE > {}\"\n\
+             [page_burn]\nobjective = 0.999\nrate = 14.4\nmin_requests = 20\n\
+             [defaults]\ninterval = \"1s\"\nmin_duration = \"30s\"\nmin_requests = 200\n\
+             [internal]\nmin_requests = 20\n\
+             [[step]]\nweight = 10\n[[step]]\nweight = 100\n",
+            hook_out.display()
+        ),
+    );
+    let mut plan = plan;
+    plan.analysis.relative_tolerance = 1000.0;
+    plan.analysis.absolute_tolerance = 0.9;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(e2e::load(
+        s.proxy.url.clone(),
+        6,
+        5000,
+        stop.clone(),
+        Duration::from_secs(60),
+    ));
+    let done = tokio::time::timeout(
+        Duration::from_secs(45),
+        run::run(&plan, &RunOptions::default()),
+    )
+    .await
+    .expect("rollout decided within 45s")
+    .expect("rollout ran");
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    let log = decisions(&s);
+    assert!(
+        matches!(&done.state.phase, Phase::RolledBack { reason }
+            if reason.contains("canary burns error budget") && reason.contains("page at 14.4")),
+        "{:?}\n{log:#?}",
+        done.state
+    );
+    assert_eq!(canary_weight(&s.proxy.routing().await), 0);
+    // The hook ran once, after the rollback, with the rollout's names.
+    let hook = std::fs::read_to_string(&hook_out).expect("the rollback hook ran");
+    assert_eq!(hook.trim(), "chirpy 2.0.0 1.0.0");
+    let rollback = log
+        .iter()
+        .position(|l| l.starts_with("rollback 2.0.0 step"))
+        .unwrap_or_else(|| panic!("{log:#?}"));
+    let ran = log
+        .iter()
+        .position(|l| l.starts_with("rollback 2.0.0 hook"))
+        .unwrap_or_else(|| panic!("{log:#?}"));
+    assert!(rollback < ran, "{log:#?}");
+    let rows = DeployLog::open(&s.db.path("events.db"))
+        .unwrap()
+        .list(Some("chirpy"), 0, i64::MAX)
+        .unwrap();
+    assert!(
+        rows.iter().any(|d| d.detail == "rollback hook ran"),
+        "{rows:#?}"
+    );
+    s.proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_rollback_hook_is_recorded_and_the_rollback_stands() {
+    let s = setup(Some("error:30")).await;
+    let plan = plan(
+        s.db.dir.path(),
+        &s.proxy.admin,
+        "hold_limit = 30\nrollback_hook = \"echo no such unit >&2; exit 3\"\n\
+         [defaults]\ninterval = \"1s\"\nmin_duration = \"30s\"\nmin_requests = 200\n\
+         [internal]\nmin_requests = 20\n\
+         [[step]]\nweight = 10\n[[step]]\nweight = 100\n",
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(e2e::load(
+        s.proxy.url.clone(),
+        6,
+        5000,
+        stop.clone(),
+        Duration::from_secs(60),
+    ));
+    let done = tokio::time::timeout(
+        Duration::from_secs(45),
+        run::run(&plan, &RunOptions::default()),
+    )
+    .await
+    .expect("rollout decided within 45s")
+    .expect("rollout ran");
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    assert!(matches!(done.state.phase, Phase::RolledBack { .. }));
+    assert_eq!(canary_weight(&s.proxy.routing().await), 0);
+    let rows = DeployLog::open(&s.db.path("events.db"))
+        .unwrap()
+        .list(Some("chirpy"), 0, i64::MAX)
+        .unwrap();
+    assert!(
+        rows.iter()
+            .any(|d| d.detail.starts_with("rollback hook failed")
+                && d.detail.contains("no such unit")),
+        "{rows:#?}"
+    );
+    s.proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_schema_and_fleet_gates_refuse_a_start_on_a_half_applied_schema_or_an_absent_release() {
+    let s = setup(None).await;
+    let body = |app: &str| {
+        format!(
+            "database = \"{}\"\napp = \"{app}\"\n[defaults]\ninterval = \"1s\"\n[[step]]\nweight = 50\n[[step]]\nweight = 100\n",
+            s.db.url
+        )
+    };
+    // No instance of the application under that name: nothing would serve it.
+    let p = plan(s.db.dir.path(), &s.proxy.admin, &body("chirpy-nope"));
+    match run::run(&p, &RunOptions::default()).await {
+        Err(run::RunError::GateRefused(why)) => assert!(
+            why.contains("no live instance of chirpy-nope 2.0.0")
+                && why.contains("no live instance of chirpy-nope 1.0.0"),
+            "{why}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // Migration 2 marked failed part-way in chirpy's history.
+    let c = rusqlite::Connection::open(s.db.path("chirpy.db")).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        c.execute(
+            "UPDATE capstan_migrations SET state = 'dirty' WHERE version = 2",
+            []
+        )
+        .unwrap(),
+        1
+    );
+    let p = plan(s.db.dir.path(), &s.proxy.admin, &body("chirpy"));
+    match run::run(&p, &RunOptions::default()).await {
+        Err(run::RunError::GateRefused(why)) => {
+            assert!(
+                why.contains("migration 2") && why.contains("dirty"),
+                "{why}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nothing was routed and no rollout was recorded.
+    assert_eq!(canary_weight(&s.proxy.routing().await), 0);
+    assert!(decisions(&s).is_empty(), "{:?}", decisions(&s));
     s.proxy.stop().await;
 }

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use crate::deploys::{Deploy, DeployKind, DeployLog};
-use crate::math::{self, rfc3339, DeployMark, Evaluation, Method, Severity, MINUTE_MS};
+use crate::math::{self, rfc3339, DeployMark, Evaluation, Method, Severity};
 use crate::policy::{self, Policy, Verdict};
 use crate::source::{self, Loaded, Prometheus, SourceError};
 use crate::spec::{self, Budgeting, Indicator, Slo, SpecError, TimeWindow};
@@ -246,10 +246,11 @@ pub async fn evaluate_all(
         path: settings.store.clone(),
         message: e.to_string(),
     })?;
-    let mut out = Vec::new();
-    let mut prefetched = prefetch_store_series(settings, slos, service, now_ms);
-    for (i, slo) in slos.iter().enumerate() {
+    // Each SLO's period and the deploys in it (which spans attribution reads).
+    let mut plans: Vec<Option<(math::Period, Vec<DeployMark>)>> = Vec::new();
+    for slo in slos {
         if service.is_some_and(|s| s != slo.service) {
+            plans.push(None);
             continue;
         }
         let period = math::period(&slo.window, now_ms);
@@ -269,12 +270,22 @@ pub async fn evaluate_all(
                 .collect(),
             None => Vec::new(),
         };
+        plans.push(Some((period, deploys)));
+    }
+    let mut out = Vec::new();
+    let mut prefetched = prefetch_store_counts(settings, slos, &plans);
+    for (i, slo) in slos.iter().enumerate() {
+        let Some((period, deploys)) = &plans[i] else {
+            continue;
+        };
+        if let Indicator::Threshold { metric } = &slo.indicator {
+            out.extend(evaluate_threshold(settings, slo, metric, period, deploys)?);
+            continue;
+        }
         let loaded = match slo.indicator.source_kind() {
-            "capstan" => Loaded::Series(
-                prefetched[i]
-                    .take()
-                    .expect("every capstan SLO was prefetched")?,
-            ),
+            "capstan" => prefetched[i]
+                .take()
+                .expect("every capstan SLO was prefetched")?,
             _ => {
                 let Some(url) = &settings.prometheus else {
                     return Err(SourceError::Unsupported(format!(
@@ -283,16 +294,10 @@ pub async fn evaluate_all(
                     )));
                 };
                 let prom = Prometheus::new(url, settings.timeout)?;
-                let spans = math::required_windows(&period, &deploys);
+                let spans = math::required_windows(period, deploys);
                 Loaded::Spans(prom.spans(slo, &spans).await?)
             }
         };
-        if let Indicator::Threshold { .. } = slo.indicator {
-            return Err(SourceError::Unsupported(format!(
-                "SLO `{}`: thresholdMetric is not evaluated",
-                slo.name
-            )));
-        }
         for o in &slo.objectives {
             let evaluation = math::evaluate(
                 &loaded,
@@ -300,7 +305,7 @@ pub async fn evaluate_all(
                 o.target,
                 &slo.window,
                 now_ms,
-                &deploys,
+                deploys,
                 slo.is_availability(),
             );
             out.push(ObjectiveStatus {
@@ -318,48 +323,108 @@ pub async fn evaluate_all(
     Ok(out)
 }
 
-/// The span of per-minute counts an SLO's evaluation reads: its period and
-/// the longest burn window, whichever starts first.
-fn store_span(slo: &Slo, now_ms: i64) -> i64 {
-    math::period(&slo.window, now_ms)
+/// Evaluates each objective of a `thresholdMetric` SLO: the metric's
+/// per-minute data points, good or bad against the objective's `op` and
+/// `value`, judged in time slices (see [`crate::threshold`]).
+fn evaluate_threshold(
+    settings: &Settings,
+    slo: &Slo,
+    metric: &spec::Query,
+    period: &math::Period,
+    deploys: &[DeployMark],
+) -> Result<Vec<ObjectiveStatus>, SourceError> {
+    let spec::Query::Capstan { expr, service } = metric else {
+        return Err(SourceError::Unsupported(format!(
+            "SLO `{}`: a thresholdMetric is evaluated from the capstan event store only",
+            slo.name
+        )));
+    };
+    let parsed = crate::threshold::parse(expr)
+        .map_err(|e| SourceError::Unsupported(format!("SLO `{}`: {e}", slo.name)))?;
+    let now_ms = period.now_ms;
+    let from = period
         .start_ms
-        .min(now_ms - 3 * 1440 * MINUTE_MS)
+        .min(now_ms - recent_minutes() * math::MINUTE_MS);
+    let mut out = Vec::new();
+    for o in &slo.objectives {
+        let (Some(op), Some(value)) = (o.op, o.value) else {
+            return Err(SourceError::Unsupported(format!(
+                "SLO `{}`: a thresholdMetric objective needs `op` and `value`",
+                slo.name
+            )));
+        };
+        crate::threshold::check_objective(&parsed, op, value)
+            .map_err(|e| SourceError::Unsupported(format!("SLO `{}`: {e}", slo.name)))?;
+        let points =
+            crate::threshold::series(&settings.store, service, &parsed, op, value, from, now_ms)?;
+        let evaluation = math::evaluate(
+            &points,
+            Method::of(slo.budgeting, o),
+            o.target,
+            &slo.window,
+            now_ms,
+            deploys,
+            false,
+        );
+        out.push(ObjectiveStatus {
+            slo: slo.name.clone(),
+            service: slo.service.clone(),
+            objective: o.display_name.clone(),
+            source: slo.indicator.source_kind(),
+            window: window_label(&slo.window),
+            budgeting: slo.budgeting,
+            availability: false,
+            evaluation,
+        });
+    }
+    Ok(out)
 }
 
-/// Reads the event store for every capstan-sourced SLO, on as many threads as
-/// there are cores (each opens its own read connection).
-fn prefetch_store_series(
+/// The longest burn window, in minutes: the event store is read per minute
+/// over this span before now; older spans are read as sums.
+fn recent_minutes() -> i64 {
+    math::BURN_WINDOWS
+        .iter()
+        .map(|&(_, m)| m)
+        .max()
+        .unwrap_or(1440)
+}
+
+/// Reads the event store for every capstan-sourced SLO that has a plan, on as
+/// many threads as there are cores (each opens its own read connection).
+fn prefetch_store_counts(
     settings: &Settings,
     slos: &[Slo],
-    service: Option<&str>,
-    now_ms: i64,
-) -> Vec<Option<Result<math::Series, SourceError>>> {
+    plans: &[Option<(math::Period, Vec<DeployMark>)>],
+) -> Vec<Option<Result<Loaded, SourceError>>> {
     let wanted: Vec<usize> = (0..slos.len())
         .filter(|&i| {
-            service.is_none_or(|s| s == slos[i].service)
+            plans[i].is_some()
                 && slos[i].indicator.source_kind() == "capstan"
+                && matches!(slos[i].indicator, Indicator::Ratio { .. })
         })
         .collect();
-    let mut out: Vec<Option<Result<math::Series, SourceError>>> =
-        (0..slos.len()).map(|_| None).collect();
+    let mut out: Vec<Option<Result<Loaded, SourceError>>> = (0..slos.len()).map(|_| None).collect();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .clamp(1, 8);
     for chunk in wanted.chunks(threads) {
-        let results: Vec<(usize, Result<math::Series, SourceError>)> = std::thread::scope(|sc| {
+        let results: Vec<(usize, Result<Loaded, SourceError>)> = std::thread::scope(|sc| {
             let handles: Vec<_> = chunk
                 .iter()
                 .map(|&i| {
                     let slo = &slos[i];
+                    let (period, deploys) = plans[i].as_ref().expect("wanted SLOs have a plan");
                     sc.spawn(move || {
                         (
                             i,
-                            source::capstan_series(
+                            source::capstan_counts(
                                 &settings.store,
                                 slo,
-                                store_span(slo, now_ms),
-                                now_ms,
+                                period,
+                                deploys,
+                                recent_minutes(),
                             ),
                         )
                     })

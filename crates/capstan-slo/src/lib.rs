@@ -1,7 +1,8 @@
 //! Service level objectives for capstan: OpenSLO v1 files ([`spec`]), the
 //! pure SLO math ([`math`]), the sources counts come from ([`source`]: the
 //! capstan event store, Prometheus), Prometheus rules ([`rules`]), the deploy
-//! log ([`deploys`]), the error budget policy and gate ([`policy`]), and the
+//! log ([`deploys`]), `thresholdMetric` SLOs over the event store
+//! ([`threshold`]), the error budget policy and gate ([`policy`]), and the
 //! `capstan slo` command ([`cli`]).
 
 pub mod cli;
@@ -11,3 +12,4 @@ pub mod policy;
 pub mod rules;
 pub mod source;
 pub mod spec;
+pub mod threshold;

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::math::{Counts, Series, Windows, MINUTE_MS};
-use crate::spec::{Counted, Indicator, Query, Slo};
+use crate::math::{self, Counts, DeployMark, Period, Series, Windows, MINUTE_MS};
+use crate::spec::{Budgeting, Counted, Indicator, Query, Slo};
 
 /// A source could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -77,11 +77,45 @@ impl Windows for SpanCounts {
     }
 }
 
-/// Counts for one SLO: per-minute (capstan) or per-span (Prometheus).
+/// Counts of a capstan-sourced SLO read the cheap way: per minute for the
+/// recent minutes (every burn window lies in them), and one sum for each
+/// older span the evaluation reads (the period's older part, older deploys'
+/// hours), added up by SQLite.
+#[derive(Debug, Clone)]
+pub struct StoreCounts {
+    cut_ms: i64,
+    recent: Series,
+    old: HashMap<(i64, i64), Counts>,
+}
+
+impl Windows for StoreCounts {
+    fn counts(&self, from_ms: i64, to_ms: i64) -> Counts {
+        if from_ms >= self.cut_ms || to_ms <= from_ms {
+            return self.recent.counts(from_ms, to_ms);
+        }
+        let old = self.old.get(&(from_ms, to_ms.min(self.cut_ms)));
+        debug_assert!(
+            old.is_some(),
+            "span [{from_ms}, {to_ms}) was not read ahead"
+        );
+        let mut c = old.copied().unwrap_or_default();
+        if to_ms > self.cut_ms {
+            let r = self.recent.counts(self.cut_ms, to_ms);
+            c.bad += r.bad;
+            c.total += r.total;
+        }
+        c
+    }
+}
+
+/// Counts for one SLO: per-minute (capstan), per-minute and per-span
+/// (capstan, long windows), or per-span (Prometheus).
 #[derive(Debug, Clone)]
 pub enum Loaded {
     /// Per-minute series; any span can be read.
     Series(Series),
+    /// Recent minutes and the older spans asked for.
+    Store(StoreCounts),
     /// Only the spans asked for.
     Spans(SpanCounts),
 }
@@ -90,8 +124,93 @@ impl Windows for Loaded {
     fn counts(&self, from_ms: i64, to_ms: i64) -> Counts {
         match self {
             Loaded::Series(s) => s.counts(from_ms, to_ms),
+            Loaded::Store(s) => s.counts(from_ms, to_ms),
             Loaded::Spans(s) => s.counts(from_ms, to_ms),
         }
+    }
+}
+
+/// The numerator and total expressions of a capstan-sourced ratio SLO, and
+/// the store they read.
+struct StoreRatio {
+    store: capstan_events::Store,
+    /// The service of the numerator, and of the total when it differs.
+    service: String,
+    total_service: Option<String>,
+    num: capstan_events::Expr,
+    total: capstan_events::Expr,
+    num_is_good: bool,
+}
+
+impl StoreRatio {
+    fn open(store_path: &Path, slo: &Slo) -> Result<StoreRatio, SourceError> {
+        let Indicator::Ratio { counted, total } = &slo.indicator else {
+            return Err(SourceError::Unsupported(format!(
+                "SLO `{}`: a thresholdMetric is not read as a ratio",
+                slo.name
+            )));
+        };
+        let err = |message: String| SourceError::Store {
+            path: store_path.to_path_buf(),
+            message,
+        };
+        if !store_path.exists() {
+            return Err(err(
+                "no such file (record events with the proxy first, or give --store)".into(),
+            ));
+        }
+        let parse = |q: &Query| -> Result<(capstan_events::Expr, String), SourceError> {
+            let Query::Capstan { expr, service } = q else {
+                return Err(SourceError::Unsupported(
+                    "mixed sources in one SLO".to_string(),
+                ));
+            };
+            let e = capstan_events::Expr::parse(expr).map_err(|e| err(format!("`{expr}`: {e}")))?;
+            Ok((e, service.clone()))
+        };
+        let (num, service) = parse(counted.query())?;
+        let (total, total_service) = parse(total)?;
+        let store = capstan_events::Store::open(store_path)
+            .map_err(|e| SourceError::Events(e.to_string()))?;
+        Ok(StoreRatio {
+            store,
+            total_service: (total_service != service).then_some(total_service),
+            service,
+            num,
+            total,
+            num_is_good: matches!(counted, Counted::Good(_)),
+        })
+    }
+
+    fn events(e: capstan_events::Error) -> SourceError {
+        SourceError::Events(e.to_string())
+    }
+
+    /// Per-minute counts of `[from_ms, to_ms)`, both expressions in one pass.
+    fn series(&self, from_ms: i64, to_ms: i64) -> Result<Series, SourceError> {
+        if let Some(total_service) = &self.total_service {
+            let read = |service: &str, e: &capstan_events::Expr| {
+                self.store
+                    .minute_counts(Some(service), e, from_ms, to_ms)
+                    .map(|v| v.into_iter().map(|m| (m.minute_ms, m.count)).collect())
+                    .map_err(Self::events)
+            };
+            let num: Vec<(i64, u64)> = read(&self.service, &self.num)?;
+            let tot: Vec<(i64, u64)> = read(total_service, &self.total)?;
+            return Ok(Series::from_counts(&num, &tot, self.num_is_good));
+        }
+        let rows = self
+            .store
+            .minute_counts_many(
+                Some(&self.service),
+                &[&self.num, &self.total],
+                from_ms,
+                to_ms,
+            )
+            .map_err(Self::events)?;
+        let num: Vec<(i64, u64)> = rows.iter().map(|m| (m.minute_ms, m.counts[0])).collect();
+        let tot: Vec<(i64, u64)> = rows.iter().map(|m| (m.minute_ms, m.counts[1])).collect();
+        Ok(Series::from_counts(&num, &tot, self.num_is_good))
     }
 }
 
@@ -103,44 +222,99 @@ pub fn capstan_series(
     from_ms: i64,
     to_ms: i64,
 ) -> Result<Series, SourceError> {
-    let Indicator::Ratio { counted, total } = &slo.indicator else {
+    if let Indicator::Threshold { .. } = &slo.indicator {
         return Err(SourceError::Unsupported(format!(
-            "SLO `{}`: a thresholdMetric is not evaluated from the event store; write it as a ratioMetric (good: duration_ms <= 300, total: status >= 0)",
+            "SLO `{}`: a thresholdMetric has no per-minute good and total counts",
             slo.name
         )));
-    };
-    let err = |message: String| SourceError::Store {
-        path: store_path.to_path_buf(),
-        message,
-    };
-    if !store_path.exists() {
-        return Err(err(
-            "no such file (record events with the proxy first, or give --store)".into(),
-        ));
     }
-    let store =
-        capstan_events::Store::open(store_path).map_err(|e| SourceError::Events(e.to_string()))?;
-    let read = |q: &Query| -> Result<Vec<(i64, u64)>, SourceError> {
-        let Query::Capstan { expr, service } = q else {
-            return Err(SourceError::Unsupported(
-                "mixed sources in one SLO".to_string(),
-            ));
-        };
-        let e = capstan_events::Expr::parse(expr).map_err(|e| err(format!("`{expr}`: {e}")))?;
-        Ok(store
-            .minute_counts(Some(service), &e, from_ms, to_ms)
-            .map_err(|e| SourceError::Events(e.to_string()))?
-            .into_iter()
-            .map(|m| (m.minute_ms, m.count))
-            .collect())
-    };
-    let num = read(counted.query())?;
-    let tot = read(total)?;
-    Ok(Series::from_counts(
-        &num,
-        &tot,
-        matches!(counted, Counted::Good(_)),
-    ))
+    StoreRatio::open(store_path, slo)?.series(from_ms, to_ms)
+}
+
+/// Reads what [`crate::math::evaluate`] needs of a capstan-sourced ratio SLO
+/// at `period.now_ms`: with `Occurrences`, the per-minute counts of the last
+/// `recent_minutes` (the longest burn window) and one sum per older span of
+/// [`crate::math::required_windows`]; with time slices (every slice of the
+/// period counts), the per-minute counts of the whole period.
+///
+/// The numbers are those of the per-minute series: an older span's bad events
+/// are its total minus its good ones only when the store shows that every good
+/// event is also in the total (so no minute has more good than total events,
+/// which the per-minute series would clamp); otherwise the older spans are
+/// read per minute too.
+pub fn capstan_counts(
+    store_path: &Path,
+    slo: &Slo,
+    period: &Period,
+    deploys: &[DeployMark],
+    recent_minutes: i64,
+) -> Result<Loaded, SourceError> {
+    if let Indicator::Threshold { .. } = &slo.indicator {
+        return Err(SourceError::Unsupported(format!(
+            "SLO `{}`: a thresholdMetric has no good and total counts",
+            slo.name
+        )));
+    }
+    let r = StoreRatio::open(store_path, slo)?;
+    let now = period.now_ms;
+    let cut = now - recent_minutes * MINUTE_MS;
+    if slo.budgeting != Budgeting::Occurrences {
+        return Ok(Loaded::Series(r.series(period.start_ms.min(cut), now)?));
+    }
+    let recent = r.series(cut, now)?;
+    let spans: Vec<(i64, i64)> = math::required_windows(period, deploys)
+        .into_iter()
+        .filter(|&(a, b)| a < cut && b > a)
+        .map(|(a, b)| (a, b.min(cut)))
+        .collect();
+    let mut old = HashMap::new();
+    if spans.is_empty() {
+        return Ok(Loaded::Store(StoreCounts {
+            cut_ms: cut,
+            recent,
+            old,
+        }));
+    }
+    let service = Some(r.service.as_str());
+    let exact = r.total_service.is_none()
+        && r.store
+            .contained(service, &r.num, &r.total)
+            .map_err(StoreRatio::events)?;
+    if exact {
+        for (a, b) in spans {
+            if old.contains_key(&(a, b)) {
+                continue;
+            }
+            let s = r
+                .store
+                .sums(service, &[&r.num, &r.total], a, b)
+                .map_err(StoreRatio::events)?;
+            let (num, total) = (s[0], s[1]);
+            let bad = if r.num_is_good {
+                total.saturating_sub(num)
+            } else {
+                num
+            };
+            old.insert(
+                (a, b),
+                Counts {
+                    bad: bad as f64,
+                    total: total as f64,
+                },
+            );
+        }
+    } else {
+        let from = spans.iter().map(|s| s.0).min().unwrap_or(cut);
+        let series = r.series(from, cut)?;
+        for (a, b) in spans {
+            old.insert((a, b), series.counts(a, b));
+        }
+    }
+    Ok(Loaded::Store(StoreCounts {
+        cut_ms: cut,
+        recent,
+        old,
+    }))
 }
 
 /// A Prometheus server's HTTP API.

@@ -256,6 +256,7 @@ fn a_month_with_two_bad_deploys() {
     assert!(close(e.deploys[0].minutes.unwrap(), 43.2 * 90.0 / allowed));
     alert_states_through_the_month(&f);
     timeslices(&f);
+    sums_of_older_spans_equal_the_per_minute_series(&f);
     let text = capstan_slo::cli::render_status(std::slice::from_ref(&s));
     assert!(
         text.contains("alert: PAGE (14.4x over 1h and 5m)"),
@@ -285,6 +286,79 @@ fn timeslices(f: &Fixture) {
     assert!(close(e.burn_rates[0].rate, 100.0));
     assert_eq!(e.deploys[0].bad, 6.0);
     assert_eq!(e.deploys[2].bad, 10.0);
+}
+
+/// `slo status` reads the store per minute for the last 3 days only and sums
+/// the older spans; every number must be what the per-minute series of the
+/// whole window gives, also when good events fall outside the total (status 0
+/// is good for `status < 500` but not counted by `status >= 100`, so the
+/// per-minute clamp matters and the older spans are read per minute).
+fn sums_of_older_spans_equal_the_per_minute_series(f: &Fixture) {
+    let ratios = [
+        ("good", "status >= 100 and status < 500", "status >= 0"),
+        ("good", "status < 500", "status >= 100"),
+        ("bad", "status >= 500", "status >= 0"),
+        ("bad", "status >= 500 or status < 100", "status >= 100"),
+        ("good", "duration_ms <= 10", "status >= 0"),
+        ("good", "status < 500 and release = \"1\"", "status >= 0"),
+    ];
+    let deploys: Vec<capstan_slo::math::DeployMark> = [A, C, B]
+        .iter()
+        .map(|&t| capstan_slo::math::DeployMark {
+            time_ms: t,
+            label: format!("deploy at {t}"),
+        })
+        .collect();
+    for (kind, num, total) in ratios {
+        let yaml = format!(
+            "apiVersion: openslo/v1\nkind: SLO\nmetadata: {{name: x}}\nspec:\n  service: api\n  indicator:\n    metadata: {{name: x}}\n    spec:\n      ratioMetric:\n        {kind}: {{metricSource: {{type: capstan, spec: {{query: '{num}'}}}}}}\n        total: {{metricSource: {{type: capstan, spec: {{query: '{total}'}}}}}}\n  timeWindow: [{{duration: 30d, isRolling: true}}]\n  budgetingMethod: Occurrences\n  objectives: [{{target: 0.999}}]\n"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("x.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let slo = spec::load_files(std::slice::from_ref(&file))
+            .unwrap()
+            .slos
+            .remove(0);
+        for now in [
+            NOW,
+            B,
+            A + 20 * MIN,
+            A + 150 * MIN,
+            C + 3 * 1440 * MIN + 7 * MIN,
+        ] {
+            let period = capstan_slo::math::period(&slo.window, now);
+            let split = capstan_slo::source::capstan_counts(
+                &f.settings.store,
+                &slo,
+                &period,
+                &deploys,
+                3 * 1440,
+            )
+            .unwrap();
+            assert!(
+                matches!(split, capstan_slo::source::Loaded::Store(_)),
+                "{num}"
+            );
+            let full =
+                capstan_slo::source::capstan_series(&f.settings.store, &slo, period.start_ms, now)
+                    .unwrap();
+            let eval = |w: &dyn capstan_slo::math::Windows| {
+                capstan_slo::math::evaluate(
+                    w,
+                    capstan_slo::math::Method::Occurrences,
+                    0.999,
+                    &slo.window,
+                    now,
+                    &deploys,
+                    true,
+                )
+            };
+            let (a, b) = (eval(&split), eval(&full));
+            assert_eq!(a, b, "{kind}: {num} / {total} at {now}");
+            assert!(b.counts.total > 0.0);
+        }
+    }
 }
 
 /// Alert states at other times of the same month.

@@ -13,6 +13,7 @@
 //! burning error budget at page rate rolls back to weight 0; holding (marginal or
 //! inconclusive) more than the limit pauses the rollout for a human.
 
+pub mod gates;
 pub mod plan;
 pub mod run;
 pub mod store;
@@ -254,6 +255,10 @@ pub struct Observation {
     pub command: Option<Command>,
     /// A verdict judged this tick, if the interval came round.
     pub judged: Option<Judged>,
+    /// The gates (budget, schema, fleet) asked with this verdict: why they
+    /// are closed, `None` when open. A pass does not move the rollout
+    /// forward through a closed gate; it stops for a human instead.
+    pub gate_refused: Option<String>,
 }
 
 /// What the loop must do on the proxy.
@@ -451,6 +456,20 @@ pub fn reconcile(
             next.holds = 0;
             if waited && enough {
                 log.push(verdict_entry(format!("pass: {}", judged.summary)));
+                if let Some(refused) = &obs.gate_refused {
+                    let reason = format!("gate closed before the next step: {refused}");
+                    log.push(LogEntry {
+                        kind: LogKind::Control,
+                        subject: subject(&next, steps, next.step),
+                        detail: format!("needs a human: {reason}"),
+                    });
+                    next.phase = Phase::NeedsHuman { reason };
+                    return Decision {
+                        state: next,
+                        action: Action::None,
+                        log,
+                    };
+                }
                 advance(next, steps, log, now_ms, "verdict pass".into())
             } else {
                 Decision {

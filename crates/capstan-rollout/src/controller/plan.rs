@@ -118,6 +118,11 @@ pub struct PlanFile {
     pub state: Option<PathBuf>,
     /// `capstan.toml` with `[slo.policy]`: the budget gate before the rollout.
     pub slo_config: Option<PathBuf>,
+    /// The application's database URL: the schema and fleet gates read its
+    /// migration history and fleet registry.
+    pub database: Option<String>,
+    /// The application's name in the fleet registry (default: the service).
+    pub app: Option<String>,
     /// The proxy.
     #[serde(default)]
     pub proxy: ProxyFile,
@@ -157,6 +162,10 @@ pub struct Plan {
     pub state: PathBuf,
     /// SLO gate configuration.
     pub slo_config: Option<PathBuf>,
+    /// The application's database (schema and fleet gates).
+    pub database: Option<String>,
+    /// The application's name in the fleet registry.
+    pub app: String,
     /// Proxy admin URL.
     pub admin_url: String,
     /// Proxy admin token.
@@ -306,7 +315,10 @@ impl PlanFile {
         if self.baseline.as_deref() == Some(canary.as_str()) {
             return Err(bad("baseline", "must differ from the canary"));
         }
+        let app = self.app.clone().unwrap_or_else(|| service.clone());
         Ok(Plan {
+            database: self.database.filter(|d| !d.trim().is_empty()),
+            app,
             service,
             baseline: self.baseline,
             canary,

@@ -39,8 +39,8 @@ pub enum RunError {
         /// What failed.
         message: String,
     },
-    /// The SLO budget gate refused (or could not decide).
-    #[error("budget gate refused: {0}")]
+    /// A gate (the SLO budget, the schema, the fleet) refused, or could not decide.
+    #[error("gate refused: {0}")]
     GateRefused(String),
     /// The plan does not fit the proxy's table.
     #[error("{0}")]
@@ -352,20 +352,15 @@ fn write_log(
     Ok(())
 }
 
-/// The SLO budget gate from `capstan.toml`'s `[slo.policy]`; `Ok(None)` when open
-/// (or when no policy is configured), `Ok(Some(reasons))` when refused.
-async fn budget_gate(config: &std::path::Path, service: &str) -> Result<Option<String>, RunError> {
-    let settings = capstan_slo::cli::Settings::load(config).map_err(RunError::GateRefused)?;
-    let Some(policy) = settings.policy.clone() else {
-        return Ok(None);
+/// The gates of `plan` for `baseline` → canary: `None` when open, else why not.
+async fn ask_gates(plan: &Plan, baseline: &str) -> Option<String> {
+    let cfg = super::gates::GateConfig {
+        slo_config: plan.slo_config.clone(),
+        database: plan.database.clone(),
+        app: plan.app.clone(),
     };
-    let (verdict, _) = capstan_slo::cli::gate(&settings, &policy, Some(service), now_ms())
-        .await
-        .map_err(|e| RunError::GateRefused(format!("the gate could not decide: {e}")))?;
-    Ok(match verdict {
-        capstan_slo::policy::Verdict::Frozen { reasons } => Some(reasons.join("; ")),
-        _ => None,
-    })
+    let closed = super::gates::ask(&cfg, &plan.service, baseline, &plan.canary).await;
+    (!closed.is_empty()).then(|| closed.join("; "))
 }
 
 /// Runs the rollout of `plan` until it is promoted, rolled back or needs a
@@ -410,7 +405,11 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<Finished, RunError> {
             s
         }
         None => {
-            if let Some(config) = &plan.slo_config {
+            let baseline = match &plan.baseline {
+                Some(b) => b.clone(),
+                None => baseline_from(&proxy.routing().await?, &plan.canary)?,
+            };
+            if plan.slo_config.is_some() {
                 if let Some(reason) = &opts.override_reason {
                     log.record(
                         &Deploy {
@@ -423,14 +422,10 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<Finished, RunError> {
                         None,
                     )?;
                 }
-                if let Some(refused) = budget_gate(config, &plan.service).await? {
-                    return Err(RunError::GateRefused(refused));
-                }
             }
-            let baseline = match &plan.baseline {
-                Some(b) => b.clone(),
-                None => baseline_from(&proxy.routing().await?, &plan.canary)?,
-            };
+            if let Some(refused) = ask_gates(plan, &baseline).await {
+                return Err(RunError::GateRefused(refused));
+            }
             states.clear_commands(&plan.service, now)?;
             let s = State::new(&plan.service, &baseline, &plan.canary, now);
             let entry = LogEntry {
@@ -479,10 +474,21 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<Finished, RunError> {
         } else {
             None
         };
+        // Gates first: asked with every pass, which may move the rollout on.
+        let gate_refused = match &judged {
+            Some(j) if j.verdict == crate::judge::Verdict::Pass => {
+                ask_gates(plan, &state.baseline).await
+            }
+            _ => None,
+        };
         if command.is_none() && judged.is_none() {
             continue;
         }
-        let obs = Observation { command, judged };
+        let obs = Observation {
+            command,
+            judged,
+            gate_refused,
+        };
         let d = reconcile(&state, &plan.steps, &plan.limits, &obs, now);
         states.save(&d.state)?;
         write_log(&log, &d.state, &d.log, now)?;

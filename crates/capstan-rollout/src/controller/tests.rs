@@ -32,6 +32,7 @@ fn judged(verdict: Verdict, from_ms: i64, at_ms: i64, n: u64) -> Observation {
             canary_errors: 0,
             summary: "test".into(),
         }),
+        gate_refused: None,
     }
 }
 
@@ -171,6 +172,7 @@ fn holding_past_the_limit_stops_for_a_human() {
         &Observation {
             command: Some(Command::Resume),
             judged: None,
+            gate_refused: None,
         },
         51_000,
     );
@@ -212,6 +214,7 @@ fn operator_commands() {
         &Observation {
             command: Some(Command::Pause),
             judged: None,
+            gate_refused: None,
         },
         1,
     );
@@ -231,6 +234,7 @@ fn operator_commands() {
         &Observation {
             command: Some(Command::Promote),
             judged: None,
+            gate_refused: None,
         },
         2,
     );
@@ -242,6 +246,7 @@ fn operator_commands() {
         &Observation {
             command: Some(Command::Abort),
             judged: None,
+            gate_refused: None,
         },
         3,
     );
@@ -275,4 +280,37 @@ fn passes_walk_every_step_then_promote() {
     }
     assert_eq!(weights, vec![1, 50, 100]);
     assert_eq!(s.phase, Phase::Promoted);
+}
+
+#[test]
+fn a_pass_through_a_closed_gate_stops_for_a_human_and_does_not_move() {
+    let mut obs = judged(Verdict::Pass, 0, 10_000, 100);
+    obs.gate_refused = Some("budget: api-availability: budget spent".into());
+    let d = reconcile(&start(), &steps(), &LIMITS, &obs, 10_000);
+    assert_eq!(d.action, Action::None);
+    assert_eq!(d.state.step, 0);
+    assert!(
+        matches!(&d.state.phase, Phase::NeedsHuman { reason } if reason.contains("gate closed") && reason.contains("budget spent")),
+        "{:?}",
+        d.state.phase
+    );
+    assert!(d
+        .log
+        .iter()
+        .any(|l| l.detail.contains("needs a human: gate closed")));
+    // A closed gate does not stop a rollback: a fail still rolls back.
+    let mut fail = judged(Verdict::Fail, 0, 10_000, 100);
+    fail.gate_refused = Some("schema/fleet: x".into());
+    let d = reconcile(&start(), &steps(), &LIMITS, &fail, 10_000);
+    assert_eq!(d.action, Action::Rollback);
+    // Nor does it matter before the minimums are met: nothing moves anyway.
+    let mut early = judged(Verdict::Pass, 0, 5_000, 100);
+    early.gate_refused = Some("x".into());
+    let d = reconcile(&start(), &steps(), &LIMITS, &early, 5_000);
+    assert_eq!(d.state.phase, Phase::Running);
+    // Once the gate opens, the next pass moves one step.
+    let mut open = judged(Verdict::Pass, 0, 11_000, 100);
+    open.gate_refused = None;
+    let d = reconcile(&start(), &steps(), &LIMITS, &open, 11_000);
+    assert_eq!(d.action, Action::Apply { step: 1 });
 }

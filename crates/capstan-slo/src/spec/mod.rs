@@ -674,7 +674,7 @@ fn indicator<'b>(
         )),
         (None, None) => Err(doc.err(&at(&[]), "missing `ratioMetric` or `thresholdMetric`")),
         (None, Some(m)) => Ok(Indicator::Threshold {
-            metric: query(doc, &at(&[Seg::Key("thresholdMetric")]), m, service)?,
+            metric: query(doc, &at(&[Seg::Key("thresholdMetric")]), m, service, true)?,
         }),
         (Some(r), None) => {
             let rp = |f: &'static str| at(&[Seg::Key("ratioMetric"), Seg::Key(f)]);
@@ -696,13 +696,13 @@ fn indicator<'b>(
                         "missing `good` or `bad` (exactly one)",
                     ))
                 }
-                (Some(g), None) => Counted::Good(query(doc, &rp("good"), g, service)?),
-                (None, Some(b)) => Counted::Bad(query(doc, &rp("bad"), b, service)?),
+                (Some(g), None) => Counted::Good(query(doc, &rp("good"), g, service, false)?),
+                (None, Some(b)) => Counted::Bad(query(doc, &rp("bad"), b, service, false)?),
             };
             let Some(total) = &r.total else {
                 return Err(doc.err(&at(&[Seg::Key("ratioMetric")]), "missing `total`"));
             };
-            let total = query(doc, &rp("total"), total, service)?;
+            let total = query(doc, &rp("total"), total, service, false)?;
             if total.kind() != counted.query().kind() {
                 return Err(doc.err(
                     &rp("total"),
@@ -723,6 +723,7 @@ fn query<'b>(
     base: &[Seg<'b>],
     m: &RawMetric,
     service: &str,
+    threshold: bool,
 ) -> Result<Query, SpecError> {
     let mut p = base.to_vec();
     p.push(Seg::Key("metricSource"));
@@ -756,7 +757,11 @@ fn query<'b>(
     };
     match kind.to_ascii_lowercase().as_str() {
         "capstan" => {
-            if let Err(e) = capstan_events::Expr::parse(text) {
+            if threshold {
+                if let Err(e) = crate::threshold::parse(text) {
+                    return Err(doc.err(&spec_path("query"), e));
+                }
+            } else if let Err(e) = capstan_events::Expr::parse(text) {
                 return Err(doc.err(&spec_path("query"), format!("`{text}`: {e}")));
             }
             Ok(Query::Capstan {
@@ -937,6 +942,20 @@ fn objective(
             }
             if o.value.is_none() {
                 errors.push(doc.err(&item, "a thresholdMetric objective needs `value`"));
+            }
+            if let (
+                Some(Indicator::Threshold {
+                    metric: Query::Capstan { expr, .. },
+                }),
+                Some(op),
+                Some(value),
+            ) = (indicator, op, o.value)
+            {
+                if let Ok(m) = crate::threshold::parse(expr) {
+                    if let Err(e) = crate::threshold::check_objective(&m, op, value) {
+                        errors.push(doc.err(&p("value"), e));
+                    }
+                }
             }
         }
         Some(Indicator::Ratio { .. }) => {
