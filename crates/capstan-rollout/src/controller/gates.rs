@@ -156,6 +156,8 @@ mod tests {
             version,
             name: format!("m{version}"),
             checksum: String::new(),
+            up_checksum: None,
+            down_checksum: None,
             phase: phase.into(),
             state: state.into(),
             applied_at: "2026-01-01T00:00:00Z".into(),
