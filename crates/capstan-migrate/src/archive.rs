@@ -581,6 +581,15 @@ fn sqlite_payload(columns: &[String]) -> String {
     format!("coalesce(sum({}), 0)", parts.join(" + "))
 }
 
+/// SQLite: the bytes a whole table's rows take (their records' payload, as
+/// `dbstat` counts it), whatever its columns are called when it runs.
+fn sqlite_table_size(table: &str) -> String {
+    format!(
+        "(SELECT coalesce(sum(payload), 0) FROM dbstat WHERE name = {})",
+        lit(table)
+    )
+}
+
 /// The expression that sizes an archive table's contents.
 fn size_sql(dialect: Dialect, table: &str, columns: &[String]) -> String {
     match dialect {
@@ -716,11 +725,16 @@ pub(crate) async fn prepare(
                 // statements do not roll back together. A copy of no rows
                 // is dropped once the migration is done ([`finish`]).
                 let source = table_ref(dialect, &info.schema, &info.name);
-                let select: Vec<String> = copy.select.iter().map(|c| ident(c)).collect();
+                let select = match copy.scope {
+                    "rows" => "*".to_string(),
+                    _ => {
+                        let select: Vec<String> = copy.select.iter().map(|c| ident(c)).collect();
+                        select.join(", ")
+                    }
+                };
                 sql.push(sqlite_entry(&entry, info, copy, &stored, &source));
                 sql.push(format!(
-                    "CREATE TABLE {archive} AS SELECT {} FROM {source}",
-                    select.join(", ")
+                    "CREATE TABLE {archive} AS SELECT {select} FROM {source}"
                 ));
             }
             (Dialect::Sqlite, None) => continue,
@@ -810,8 +824,27 @@ fn sqlite_entry(
     stored: &str,
     source: &str,
 ) -> String {
-    let columns = serde_json::to_string(&copy.columns).expect("columns serialize");
-    let key = serde_json::to_string(&info.primary_key).expect("key serializes");
+    let (columns, key, size) = if copy.scope == "rows" {
+        // Every column, as the table is when the statement runs (an earlier
+        // statement of the migration may have renamed one): read then.
+        let table = lit(&info.name);
+        (
+            format!(
+                "(SELECT json_group_array(json_object('name', name, 'type', type, 'not_null', json(CASE WHEN \"notnull\" THEN 'true' ELSE 'false' END))) \
+                 FROM (SELECT * FROM pragma_table_info({table}) ORDER BY cid))"
+            ),
+            format!(
+                "(SELECT json_group_array(name) FROM (SELECT name FROM pragma_table_info({table}) WHERE pk > 0 ORDER BY pk))"
+            ),
+            sqlite_table_size(&info.name),
+        )
+    } else {
+        (
+            lit(&serde_json::to_string(&copy.columns).expect("columns serialize")),
+            lit(&serde_json::to_string(&info.primary_key).expect("key serializes")),
+            size_sql(Dialect::Sqlite, source, &copy.select),
+        )
+    };
     let template = format!(
         "INSERT INTO capstan_archives ({ENTRY_COLUMNS}) \
          SELECT @ID@, @VERSION@, @NAME@, @DIR@, @LINE@, @TEXT@, @KIND@, @SCOPE@, @SCHEMA@, @TABLE@, @COLUMNS@, @KEY@, @STORED@, \
@@ -824,11 +857,11 @@ fn sqlite_entry(
             ("@SCOPE@", lit(copy.scope)),
             ("@SCHEMA@", lit(&info.schema)),
             ("@TABLE@", lit(&info.name)),
-            ("@COLUMNS@", lit(&columns)),
-            ("@KEY@", lit(&key)),
+            ("@COLUMNS@", columns),
+            ("@KEY@", key),
             ("@STORED@", lit(stored)),
             ("@SOURCE@", source.to_string()),
-            ("@SIZE@", size_sql(Dialect::Sqlite, source, &copy.select)),
+            ("@SIZE@", size),
         ],
     )
 }
@@ -1889,7 +1922,8 @@ pub(crate) async fn estimate(
                 .collect();
             format!("coalesce(sum({} + 24), 0)", parts.join(" + "))
         }
-        // What `up` will measure, summed in the same scan as the count.
+        // What `up` will measure.
+        Dialect::Sqlite if copy.scope == "rows" => sqlite_table_size(&info.name),
         Dialect::Sqlite => sqlite_payload(&copy.select),
     };
     let rows = driver
