@@ -1794,7 +1794,9 @@ pub async fn restore(
         ));
     }
     sql.extend(plan);
-    let write = sql.len() - 1;
+    // The statement that writes the rows back, last of the plan (an entry
+    // of no rows has none).
+    let write = sql.len().checked_sub(1);
     sql.push(format!(
         "UPDATE {} SET restored_at = {}, restored_by = {} WHERE id = {id}",
         entries_table(dialect),
@@ -1825,7 +1827,7 @@ pub async fn restore(
         Err(e) => return Err(e.into()),
     };
     report.rows_restored = match entry.has_copy() {
-        true => counts.get(write).copied().unwrap_or(0),
+        true => write.and_then(|w| counts.get(w)).copied().unwrap_or(0),
         false => 0,
     };
     report.rows_not_restored = entry.row_count.saturating_sub(report.rows_restored);
