@@ -16,6 +16,12 @@
 //! with a primary key: the key and the column are copied, restored by key) and
 //! **rows** (a dropped, truncated or emptied table, or any table without a
 //! primary key: every column of every row, restored whole).
+//!
+//! A copy takes the table as its statement finds it, never the catalog from
+//! before the migration alone (an earlier statement may have dropped the key
+//! or renamed a column), holds values of the application's own types as
+//! text (so it depends on no object a migration may drop), and is not kept
+//! when it holds no rows. See `docs/archive.md`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -656,7 +662,31 @@ pub(crate) async fn prepare(
             ));
             continue;
         }
-        let copy = info.as_ref().and_then(|i| Some((i, copy_of(d, i)?)));
+        let copy = info.as_ref().and_then(|i| {
+            let copy = copy_of(d, i);
+            // SQLite: after an earlier `ALTER` of the same section (a
+            // rename, a rebuilt table renamed into place), the key or the
+            // column may not be called what the catalog said before the run:
+            // copy the table whole, as it is when the statement runs.
+            let altered_before = dialect == Dialect::Sqlite
+                && cx.statements[..d.statement.min(cx.statements.len())]
+                    .iter()
+                    .any(|s| s.keyword == "ALTER");
+            if altered_before
+                && d.kind.destroys_columns()
+                && copy.as_ref().is_none_or(|c| c.scope == "columns")
+            {
+                return Some((
+                    i,
+                    Copy {
+                        scope: "rows",
+                        columns: i.columns.clone(),
+                        select: i.columns.iter().map(|c| c.name.clone()).collect(),
+                    },
+                ));
+            }
+            Some((i, copy?))
+        });
         if dialect == Dialect::Sqlite && copy.is_none() {
             continue;
         }
@@ -727,14 +757,20 @@ pub(crate) async fn prepare(
                 let source = table_ref(dialect, &info.schema, &info.name);
                 let select = match copy.scope {
                     "rows" => "*".to_string(),
+                    // Qualified, so a name that does not resolve is an
+                    // error, never SQLite's fallback to a string literal.
                     _ => {
-                        let select: Vec<String> = copy.select.iter().map(|c| ident(c)).collect();
+                        let select: Vec<String> = copy
+                            .select
+                            .iter()
+                            .map(|c| format!("s.{}", ident(c)))
+                            .collect();
                         select.join(", ")
                     }
                 };
                 sql.push(sqlite_entry(&entry, info, copy, &stored, &source));
                 sql.push(format!(
-                    "CREATE TABLE {archive} AS SELECT {select} FROM {source}"
+                    "CREATE TABLE {archive} AS SELECT {select} FROM {source} AS s"
                 ));
             }
             (Dialect::Sqlite, None) => continue,

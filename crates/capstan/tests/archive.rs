@@ -905,3 +905,27 @@ fn nothing_is_copied_from_an_empty_table(b: Backend) {
     assert!(entries(&p).is_empty());
 }
 both!(nothing_is_copied_from_an_empty_table);
+
+const RENAMED: &str = "CREATE TABLE t (id bigint PRIMARY KEY, a text, b text);\nINSERT INTO t VALUES (1, 'x', 'y'), (2, 'p', NULL);";
+
+fn a_key_renamed_earlier_in_the_migration_is_followed(b: Backend) {
+    archived_and_restored(
+        b,
+        RENAMED,
+        "ALTER TABLE t RENAME COLUMN id TO uid;\nALTER TABLE t DROP COLUMN a;",
+        "SELECT uid, a, b FROM t ORDER BY uid",
+        "1|x|y\n2|p|",
+    );
+}
+both!(a_key_renamed_earlier_in_the_migration_is_followed);
+
+fn a_column_renamed_then_dropped_is_archived(b: Backend) {
+    archived_and_restored(
+        b,
+        RENAMED,
+        "ALTER TABLE t RENAME COLUMN a TO a2;\nALTER TABLE t DROP COLUMN a2;",
+        "SELECT id, a2, b FROM t ORDER BY id",
+        "1|x|y\n2|p|",
+    );
+}
+both!(a_column_renamed_then_dropped_is_archived);
