@@ -2174,6 +2174,82 @@ mod tests {
         assert_eq!(both.column("Name").map(|c| c.name.as_str()), Some("Name"));
     }
 
+    fn destruction(kind: Kind, columns: &[&str]) -> Destruction {
+        Destruction {
+            statement: 0,
+            kind,
+            schema: None,
+            table: "users".into(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            cascade: false,
+        }
+    }
+
+    #[test]
+    fn the_model_follows_earlier_drops_of_the_same_section() {
+        let info = table(
+            vec![
+                col("id", "bigint"),
+                col("name", "text"),
+                col("d", "timestamp"),
+            ],
+            &["id"],
+        );
+        let m = model(vec![
+            (destruction(Kind::DropColumn, &["id"]), Some(info.clone())),
+            (destruction(Kind::AlterType, &["d"]), Some(info.clone())),
+            (destruction(Kind::DropTable, &[]), Some(info.clone())),
+            (destruction(Kind::Truncate, &[]), Some(info.clone())),
+        ]);
+        assert_eq!(m[0].1.as_ref(), Some(&info));
+        let keyless = m[1].1.as_ref().expect("the table is still there");
+        assert!(
+            keyless.primary_key.is_empty(),
+            "the key went with its column"
+        );
+        let names: Vec<&str> = keyless.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["name", "d"]);
+        let copy = copy_of(&m[1].0, keyless).unwrap();
+        assert_eq!(copy.scope, "rows");
+        assert_eq!(copy.select, ["name", "d"]);
+        assert!(m[2].1.is_some());
+        assert_eq!(m[3].1, None, "nothing is left after the drop");
+    }
+
+    #[test]
+    fn a_placeholder_inside_a_value_is_not_expanded() {
+        let section = Section {
+            sql: String::new(),
+            first_line: 1,
+        };
+        let identity = Identity {
+            applied_by: "a@b".into(),
+            binary_version: "x 1".into(),
+        };
+        let cx = PrepareContext {
+            version: 2,
+            name: "n",
+            direction: Direction::Up,
+            section: &section,
+            statements: &[],
+            identity: &identity,
+            max_bytes: None,
+            skip: &[],
+            transactional: true,
+        };
+        let e = EntryValues {
+            id: 7,
+            cx: &cx,
+            line: 3,
+            text: "UPDATE t SET a = '@ID@ @X@'",
+            kind: Kind::Update,
+        };
+        assert_eq!(
+            e.fill("@TEXT@ @ID@ @X@ @BY@ a@b", vec![("@X@", "x@ID@".into())]),
+            "'UPDATE t SET a = ''@ID@ @X@''' 7 x@ID@ 'a@b' a@b"
+        );
+    }
+
     #[test]
     fn sizes_parse_with_units() {
         assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
