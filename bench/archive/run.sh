@@ -248,7 +248,9 @@ server_times() {
         function dur(line) { match(line, /duration: [0-9.]+ ms/); return substr(line, RSTART + 10, RLENGTH - 13) }
         /ms  statement: SELECT count\(\*\), coalesce\(sum\(/ { est = dur($0) }
         /ms  statement: CREATE TABLE (capstan_archive\.|arch AS)/ { copy = dur($0) }
-        /ms  statement: DO \$capstan_archive\$/ { copy = dur($0) }
+        /duration: [0-9.]+ ms/ { last = dur($0) }
+        # The copy block may ride behind BEGIN on its first line.
+        /DO \$capstan_archive\$/ { copy = last }
         /ms  statement: INSERT INTO capstan\.archive / { entry = dur($0) }
         END { printf "%s %s %s\n", est == "" ? "-" : est, copy == "" ? "-" : copy, entry == "" ? "-" : entry }
     '

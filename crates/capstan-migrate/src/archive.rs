@@ -16,6 +16,12 @@
 //! with a primary key: the key and the column are copied, restored by key) and
 //! **rows** (a dropped, truncated or emptied table, or any table without a
 //! primary key: every column of every row, restored whole).
+//!
+//! A copy takes the table as its statement finds it, never the catalog from
+//! before the migration alone (an earlier statement may have dropped the key
+//! or renamed a column), holds values of the application's own types as
+//! text (so it depends on no object a migration may drop), and is not kept
+//! when it holds no rows. See `docs/archive.md`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -173,6 +179,13 @@ pub struct ColumnInfo {
     pub ty: String,
     /// Declared NOT NULL.
     pub not_null: bool,
+    /// How the archive copy holds the values when not in `ty` itself:
+    /// `text` for a type of the application's own (an enum, a domain, a
+    /// composite, an extension's type, or an array of one), so the copy
+    /// depends on no object a later migration may drop. `show` and `restore`
+    /// cast the text back to `ty`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_as: Option<String>,
 }
 
 /// A table as the live catalog describes it.
@@ -308,6 +321,7 @@ pub async fn table_info(
                         name: r[2].clone().unwrap_or_default(),
                         ty: r[3].clone().unwrap_or_default(),
                         not_null: r[4].as_deref() == Some("t"),
+                        stored_as: None,
                     },
                     r[5].as_deref().and_then(|k| k.parse().ok()),
                     r[6].as_deref() == Some("t"),
@@ -344,6 +358,7 @@ pub async fn table_info(
                         name: r[0].clone().unwrap_or_default(),
                         ty: r[1].clone().unwrap_or_default(),
                         not_null: r[2].as_deref() == Some("1"),
+                        stored_as: None,
                     },
                     r[3].as_deref()
                         .and_then(|k| k.parse::<i64>().ok())
@@ -475,6 +490,51 @@ pub(crate) async fn resolve(
     Ok(work)
 }
 
+/// `work` (from [`resolve`], in statement order) with each table as it is
+/// right before its statement: the catalog as it was before the section,
+/// less what earlier destructions of the same section took away (a dropped
+/// column, and the primary key with it; a dropped table: `None`).
+pub(crate) fn model(
+    work: Vec<(Destruction, Option<TableInfo>)>,
+) -> Vec<(Destruction, Option<TableInfo>)> {
+    let mut now: Vec<((String, String), Option<TableInfo>)> = Vec::new();
+    work.into_iter()
+        .map(|(d, info)| {
+            let Some(info) = info else {
+                return (d, None);
+            };
+            let key = (info.schema.clone(), info.name.clone());
+            let current = match now.iter().find(|(k, _)| *k == key) {
+                Some((_, t)) => t.clone(),
+                None => Some(info),
+            };
+            let after = match (&current, d.kind) {
+                (Some(_), Kind::DropTable) => None,
+                (Some(t), Kind::DropColumn) => {
+                    let mut t = t.clone();
+                    let gone: Vec<String> = d
+                        .columns
+                        .iter()
+                        .filter_map(|c| t.column(c).map(|c| c.name.clone()))
+                        .collect();
+                    if t.primary_key.iter().any(|k| gone.contains(k)) {
+                        t.primary_key.clear();
+                    }
+                    t.columns.retain(|c| !gone.contains(&c.name));
+                    t.generated.retain(|g| !gone.contains(g));
+                    Some(t)
+                }
+                (t, _) => t.clone(),
+            };
+            match now.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = after,
+                None => now.push((key, after)),
+            }
+            (d, current)
+        })
+        .collect()
+}
+
 /// What gets copied for one destruction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Copy {
@@ -527,6 +587,15 @@ fn sqlite_payload(columns: &[String]) -> String {
     format!("coalesce(sum({}), 0)", parts.join(" + "))
 }
 
+/// SQLite: the bytes a whole table's rows take (their records' payload, as
+/// `dbstat` counts it), whatever its columns are called when it runs.
+fn sqlite_table_size(table: &str) -> String {
+    format!(
+        "(SELECT coalesce(sum(payload), 0) FROM dbstat WHERE name = {})",
+        lit(table)
+    )
+}
+
 /// The expression that sizes an archive table's contents.
 fn size_sql(dialect: Dialect, table: &str, columns: &[String]) -> String {
     match dialect {
@@ -565,6 +634,12 @@ pub(crate) struct PrepareContext<'a> {
 /// Reads the catalog and writes the archive SQL for `found`. Returns the
 /// copies and, for objects the operator excluded with `--no-archive`, the
 /// notes to record in history.
+///
+/// On Postgres each copy decides at run time, from the catalog as its
+/// statement finds it (earlier statements of the same migration may have
+/// dropped the key, renamed or dropped columns): see [`pg_copy`]. On SQLite
+/// the copy follows the catalog before the migration, less what earlier
+/// destroying statements of the same section removed ([`model`]).
 pub(crate) async fn prepare(
     driver: &mut dyn Driver,
     cx: &PrepareContext<'_>,
@@ -574,7 +649,7 @@ pub(crate) async fn prepare(
     let mut out = Vec::new();
     let mut notes = Vec::new();
     let mut last_id = None;
-    for (d, info) in &resolve(driver, found).await? {
+    for (d, info) in &model(resolve(driver, found).await?) {
         let Some(stmt) = cx.statements.get(d.statement) else {
             continue;
         };
@@ -587,18 +662,42 @@ pub(crate) async fn prepare(
             ));
             continue;
         }
-        let Some((info, copy)) = info.as_ref().and_then(|i| Some((i, copy_of(d, i)?))) else {
+        let copy = info.as_ref().and_then(|i| {
+            let copy = copy_of(d, i);
+            // SQLite: after an earlier `ALTER` of the same section (a
+            // rename, a rebuilt table renamed into place), the key or the
+            // column may not be called what the catalog said before the run:
+            // copy the table whole, as it is when the statement runs.
+            let altered_before = dialect == Dialect::Sqlite
+                && cx.statements[..d.statement.min(cx.statements.len())]
+                    .iter()
+                    .any(|s| s.keyword == "ALTER");
+            if altered_before
+                && d.kind.destroys_columns()
+                && copy.as_ref().is_none_or(|c| c.scope == "columns")
+            {
+                return Some((
+                    i,
+                    Copy {
+                        scope: "rows",
+                        columns: i.columns.clone(),
+                        select: i.columns.iter().map(|c| c.name.clone()).collect(),
+                    },
+                ));
+            }
+            Some((i, copy?))
+        });
+        if dialect == Dialect::Sqlite && copy.is_none() {
             continue;
-        };
-        let columns = serde_json::to_string(&copy.columns).expect("columns serialize");
+        }
         // A no-transaction migration that stopped between this copy and the
         // statement it protects (a crash, then `repair`) made an entry that
         // no completed run followed: the run again is the same run, so it
         // keeps one entry, not two.
         let mut supersede = Vec::new();
-        if !cx.transactional {
+        if let (false, Some((info, copy))) = (cx.transactional, &copy) {
             if let Some((old_id, old_table)) =
-                unfinished_copy(driver, dialect, cx, d, info, line, &columns).await?
+                unfinished_copy(driver, dialect, cx, d, info, line, &copy.columns).await?
             {
                 if matches!(d.kind, Kind::Truncate | Kind::Delete | Kind::Update) {
                     // The rows may already be gone: the first copy is the one
@@ -612,10 +711,12 @@ pub(crate) async fn prepare(
                 }
                 // The object still exists (the catalog named it), so the
                 // statement did not run: a fresh copy replaces the old one.
-                supersede.push(format!(
-                    "DROP TABLE IF EXISTS {}",
-                    archive_ref(dialect, &old_table)
-                ));
+                if !old_table.is_empty() {
+                    supersede.push(format!(
+                        "DROP TABLE IF EXISTS {}",
+                        archive_ref(dialect, &old_table)
+                    ));
+                }
                 supersede.push(format!(
                     "DELETE FROM {} WHERE id = {old_id}",
                     entries_table(dialect)
@@ -625,85 +726,54 @@ pub(crate) async fn prepare(
         let id = next_id(driver, dialect, last_id).await?;
         last_id = Some(id);
         let (stored, archive) = archive_table(dialect, id, d);
-        let source = table_ref(dialect, &info.schema, &info.name);
-        let select: Vec<String> = copy.select.iter().map(|c| ident(c)).collect();
-        let mut sql = supersede;
-        // No write may slip in between the copy and the statement that
-        // destroys what was copied (reads go on). SQLite's migration
-        // transaction already holds the database's write lock.
-        if dialect == Dialect::Postgres && cx.transactional {
-            sql.push(format!("LOCK TABLE {source} IN SHARE MODE"));
-        }
-        let copy_sql = format!(
-            "CREATE TABLE {archive} AS SELECT {} FROM {source}",
-            select.join(", ")
-        );
         let text = cx.section.sql[stmt.range.clone()].trim();
         let text: String = text.chars().take(2000).collect();
-        let key = serde_json::to_string(&info.primary_key).expect("key serializes");
-        let entry = |rows: &str, sized: &str| {
-            format!(
-                "INSERT INTO {entries} (id, version, migration, direction, line, statement, kind, scope, table_schema, table_name, columns, primary_key, archive_table, row_count, size_bytes, max_bytes, archived_at, archived_by, binary_version) \
-                 SELECT {id}, {version}, {name}, {direction}, {line}, {text}, {kind}, {scope}, {schema}, {table}, {columns}, {key}, {stored}, {rows}, {size}, {max}, {now}, {by}, {binary}",
-                entries = entries_table(dialect),
-                version = cx.version,
-                name = lit(cx.name),
-                direction = lit(match cx.direction {
-                    Direction::Up => "up",
-                    Direction::Down => "down",
-                }),
-                text = lit(&text),
-                kind = lit(d.kind.as_str()),
-                scope = lit(copy.scope),
-                schema = lit(&info.schema),
-                table = lit(&info.name),
-                columns = lit(&columns),
-                key = lit(&key),
-                stored = lit(&stored),
-                size = size_sql(dialect, sized, &copy.select),
-                max = cx.max_bytes.map_or_else(|| "NULL".into(), |m| m.to_string()),
-                now = now_sql(dialect),
-                by = lit(&cx.identity.applied_by),
-                binary = lit(&cx.identity.binary_version),
-            )
+        let entry = EntryValues {
+            id,
+            cx,
+            line,
+            text: &text,
+            kind: d.kind,
         };
-        // On Postgres the copy reports its own row count (GET DIAGNOSTICS),
-        // so the entry needs no second scan of the copy. `use_column`: a
-        // column called `copied` is the table's, not the row-count variable
-        // (PL/pgSQL would otherwise call the copy's reference ambiguous).
-        // The copy is readable by its owner alone, whatever default
-        // privileges the archive schema's tables would get, and in the same
-        // transaction as the copy (see `private_sql`).
-        const TAG: &str = "$capstan_archive$";
-        let body = format!(
-            "#variable_conflict use_column DECLARE copied bigint; capstan_grantee oid; BEGIN {copy_sql}; GET DIAGNOSTICS copied = ROW_COUNT; {}; {}; END",
-            private_sql(&archive),
-            entry("copied", &archive)
-        );
-        match dialect {
-            Dialect::Postgres if !body.contains(TAG) => {
-                sql.push(format!("DO {TAG} {body} {TAG}"));
+        let mut sql = supersede;
+        match (dialect, &copy) {
+            (Dialect::Postgres, _) => {
+                let target = match info {
+                    Some(i) => table_ref(dialect, &i.schema, &i.name),
+                    None => match &d.schema {
+                        Some(s) => format!("{}.{}", ident(s), ident(&d.table)),
+                        None => ident(&d.table),
+                    },
+                };
+                sql.push(pg_copy(&entry, d, &target, &stored, &archive));
             }
-            Dialect::Postgres => {
-                sql.push(copy_sql);
-                sql.push(format!(
-                    "DO $$ DECLARE capstan_grantee oid; BEGIN {}; END $$",
-                    private_sql(&archive)
-                ));
-                sql.push(entry(
-                    &format!("(SELECT count(*) FROM {archive})"),
-                    &archive,
-                ));
-            }
-            Dialect::Sqlite => {
+            (Dialect::Sqlite, Some((info, copy))) => {
                 // The entry first, counted and sized on the source (the same
                 // rows: nothing else writes while the migration holds the
                 // write lock), so a copy over the limit is refused before it
                 // exists, also in a no-transaction migration where the two
-                // statements do not roll back together.
-                sql.push(entry(&format!("(SELECT count(*) FROM {source})"), &source));
-                sql.push(copy_sql);
+                // statements do not roll back together. A copy of no rows
+                // is dropped once the migration is done ([`finish`]).
+                let source = table_ref(dialect, &info.schema, &info.name);
+                let select = match copy.scope {
+                    "rows" => "*".to_string(),
+                    // Qualified, so a name that does not resolve is an
+                    // error, never SQLite's fallback to a string literal.
+                    _ => {
+                        let select: Vec<String> = copy
+                            .select
+                            .iter()
+                            .map(|c| format!("s.{}", ident(c)))
+                            .collect();
+                        select.join(", ")
+                    }
+                };
+                sql.push(sqlite_entry(&entry, info, copy, &stored, &source));
+                sql.push(format!(
+                    "CREATE TABLE {archive} AS SELECT {select} FROM {source} AS s"
+                ));
             }
+            (Dialect::Sqlite, None) => continue,
         }
         out.push(Prepared {
             statement: d.statement,
@@ -713,6 +783,260 @@ pub(crate) async fn prepare(
         });
     }
     Ok((out, notes))
+}
+
+/// What an archive entry records about the migration and its statement.
+struct EntryValues<'a> {
+    id: i64,
+    cx: &'a PrepareContext<'a>,
+    line: usize,
+    text: &'a str,
+    kind: Kind,
+}
+
+impl EntryValues<'_> {
+    /// The literal values of the entry's columns, by placeholder.
+    fn literals(&self) -> Vec<(&'static str, String)> {
+        let cx = self.cx;
+        vec![
+            ("@ID@", self.id.to_string()),
+            ("@VERSION@", cx.version.to_string()),
+            ("@NAME@", lit(cx.name)),
+            (
+                "@DIR@",
+                lit(match cx.direction {
+                    Direction::Up => "up",
+                    Direction::Down => "down",
+                }),
+            ),
+            ("@LINE@", self.line.to_string()),
+            ("@TEXT@", lit(self.text)),
+            ("@KIND@", lit(self.kind.as_str())),
+            (
+                "@MAX@",
+                cx.max_bytes
+                    .map_or_else(|| "NULL".into(), |m| m.to_string()),
+            ),
+            ("@BY@", lit(&cx.identity.applied_by)),
+            ("@BINARY@", lit(&cx.identity.binary_version)),
+        ]
+    }
+
+    /// `template` with the entry's placeholders and `extra` filled in, in
+    /// one pass, so a value that holds a placeholder's text (the statement,
+    /// a column name) is never expanded.
+    fn fill(&self, template: &str, extra: Vec<(&'static str, String)>) -> String {
+        let mut values = self.literals();
+        values.extend(extra);
+        let mut out = String::new();
+        let mut rest = template;
+        while let Some(at) = rest.find('@') {
+            let hit = values.iter().find(|(k, _)| rest[at..].starts_with(k));
+            match hit {
+                Some((k, v)) => {
+                    out.push_str(&rest[..at]);
+                    out.push_str(v);
+                    rest = &rest[at + k.len()..];
+                }
+                None => {
+                    out.push_str(&rest[..=at]);
+                    rest = &rest[at + 1..];
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+const ENTRY_COLUMNS: &str = "id, version, migration, direction, line, statement, kind, scope, table_schema, table_name, columns, primary_key, archive_table, row_count, size_bytes, max_bytes, archived_at, archived_by, binary_version";
+
+/// The SQLite entry for a copy of `copy` from `info`, counted and sized on
+/// the source.
+fn sqlite_entry(
+    entry: &EntryValues<'_>,
+    info: &TableInfo,
+    copy: &Copy,
+    stored: &str,
+    source: &str,
+) -> String {
+    let (columns, key, size) = if copy.scope == "rows" {
+        // Every column, as the table is when the statement runs (an earlier
+        // statement of the migration may have renamed one): read then.
+        let table = lit(&info.name);
+        (
+            format!(
+                "(SELECT json_group_array(json_object('name', name, 'type', type, 'not_null', json(CASE WHEN \"notnull\" THEN 'true' ELSE 'false' END))) \
+                 FROM (SELECT * FROM pragma_table_info({table}) ORDER BY cid))"
+            ),
+            format!(
+                "(SELECT json_group_array(name) FROM (SELECT name FROM pragma_table_info({table}) WHERE pk > 0 ORDER BY pk))"
+            ),
+            sqlite_table_size(&info.name),
+        )
+    } else {
+        (
+            lit(&serde_json::to_string(&copy.columns).expect("columns serialize")),
+            lit(&serde_json::to_string(&info.primary_key).expect("key serializes")),
+            size_sql(Dialect::Sqlite, source, &copy.select),
+        )
+    };
+    let template = format!(
+        "INSERT INTO capstan_archives ({ENTRY_COLUMNS}) \
+         SELECT @ID@, @VERSION@, @NAME@, @DIR@, @LINE@, @TEXT@, @KIND@, @SCOPE@, @SCHEMA@, @TABLE@, @COLUMNS@, @KEY@, @STORED@, \
+           (SELECT count(*) FROM @SOURCE@), @SIZE@, @MAX@, {now}, @BY@, @BINARY@",
+        now = now_sql(Dialect::Sqlite),
+    );
+    entry.fill(
+        &template,
+        vec![
+            ("@SCOPE@", lit(copy.scope)),
+            ("@SCHEMA@", lit(&info.schema)),
+            ("@TABLE@", lit(&info.name)),
+            ("@COLUMNS@", columns),
+            ("@KEY@", key),
+            ("@STORED@", lit(stored)),
+            ("@SOURCE@", source.to_string()),
+            ("@SIZE@", size),
+        ],
+    )
+}
+
+/// The Postgres copy for `d`: one `DO` block that finds the table `target`
+/// as the statement will find it (`to_regclass` at run time), its primary
+/// key and columns *then*, decides the scope as [`copy_of`] does, holds off
+/// writers (`SHARE` lock, in a transactional migration), copies — values of
+/// the application's own types as text, so the copy depends on nothing a
+/// later migration may drop — makes the copy private, and records the
+/// entry. A copy of no rows is dropped again: the entry alone records it.
+/// A table that does not exist at that point, or none of whose named
+/// columns does, is not archived.
+fn pg_copy(
+    entry: &EntryValues<'_>,
+    d: &Destruction,
+    target: &str,
+    stored: &str,
+    archive: &str,
+) -> String {
+    let destroyed: Vec<String> = d.columns.iter().map(|c| lit(c)).collect();
+    let lock = if entry.cx.transactional {
+        "EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE MODE', capstan_src::regclass);"
+    } else {
+        ""
+    };
+    let template = r#"
+DECLARE
+  capstan_src oid; capstan_nsp text; capstan_rel text;
+  capstan_key text[]; capstan_all text[]; capstan_cols text[]; capstan_scope text;
+  capstan_destroyed text[] := ARRAY[@DESTROYED@]::text[];
+  capstan_info jsonb := '[]'; capstan_select text[] := '{}';
+  capstan_copied bigint; capstan_size bigint := 0; capstan_stored text := @STORED@;
+  capstan_grantee oid; capstan_c record;
+BEGIN
+  SELECT c.oid, n.nspname, c.relname INTO capstan_src, capstan_nsp, capstan_rel
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.oid = pg_catalog.to_regclass(@TARGET@) AND c.relkind IN ('r', 'p');
+  IF capstan_src IS NULL THEN RETURN; END IF;
+  @LOCK@
+  SELECT coalesce(array_agg(a.attname::text ORDER BY k.ord), '{}') INTO capstan_key
+    FROM pg_catalog.pg_index i CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+   WHERE i.indrelid = capstan_src AND i.indisprimary;
+  SELECT coalesce(array_agg(a.attname::text ORDER BY a.attnum), '{}') INTO capstan_all
+    FROM pg_catalog.pg_attribute a WHERE a.attrelid = capstan_src AND a.attnum > 0 AND NOT a.attisdropped;
+  IF @BY_COLUMNS@ THEN
+    SELECT coalesce(array_agg(u.name ORDER BY u.ord), '{}') INTO capstan_cols
+      FROM unnest(capstan_destroyed) WITH ORDINALITY AS u(name, ord) WHERE u.name = ANY (capstan_all);
+    IF cardinality(capstan_cols) = 0 THEN RETURN; END IF;
+  END IF;
+  IF @BY_COLUMNS@ AND cardinality(capstan_key) > 0 AND NOT capstan_key && capstan_cols THEN
+    capstan_scope := 'columns';
+  ELSE
+    capstan_scope := 'rows';
+    capstan_cols := capstan_all;
+  END IF;
+  FOR capstan_c IN
+    SELECT u.name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS ty, a.attnotnull AS nn,
+           t.typnamespace <> 'pg_catalog'::pg_catalog.regnamespace AS own, u.ord <= cardinality(capstan_key) AS is_key
+      FROM unnest(CASE WHEN capstan_scope = 'columns' THEN capstan_key || capstan_cols ELSE capstan_cols END)
+             WITH ORDINALITY AS u(name, ord)
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = capstan_src AND a.attname = u.name
+      JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+     ORDER BY u.ord
+  LOOP
+    capstan_select := capstan_select || CASE WHEN capstan_c.own
+      THEN pg_catalog.format('%I::text AS %I', capstan_c.name, capstan_c.name)
+      ELSE pg_catalog.format('%I', capstan_c.name) END;
+    IF capstan_scope = 'rows' OR NOT capstan_c.is_key THEN
+      capstan_info := capstan_info || jsonb_build_array(
+        jsonb_build_object('name', capstan_c.name, 'type', capstan_c.ty, 'not_null', capstan_c.nn)
+        || CASE WHEN capstan_c.own THEN '{"stored_as": "text"}'::jsonb ELSE '{}'::jsonb END);
+    END IF;
+  END LOOP;
+  EXECUTE pg_catalog.format('CREATE TABLE capstan_archive.%I AS SELECT %s FROM %s',
+    capstan_stored, array_to_string(capstan_select, ', '), capstan_src::regclass);
+  GET DIAGNOSTICS capstan_copied = ROW_COUNT;
+  IF capstan_copied = 0 THEN
+    EXECUTE pg_catalog.format('DROP TABLE capstan_archive.%I', capstan_stored);
+    capstan_stored := '';
+  ELSE
+    @PRIVATE@;
+    capstan_size := pg_catalog.pg_total_relation_size(@ARCHIVE@::regclass);
+  END IF;
+  INSERT INTO capstan.archive (@ENTRY_COLUMNS@)
+  VALUES (@ID@, @VERSION@, @NAME@, @DIR@, @LINE@, @TEXT@, @KIND@, capstan_scope, capstan_nsp, capstan_rel,
+          capstan_info::text, to_jsonb(capstan_key)::text, capstan_stored, capstan_copied, capstan_size,
+          @MAX@, now(), @BY@, @BINARY@);
+END"#;
+    let by_columns = if d.kind.destroys_columns() {
+        "true"
+    } else {
+        "false"
+    };
+    let body = entry.fill(
+        template,
+        vec![
+            ("@DESTROYED@", destroyed.join(", ")),
+            ("@STORED@", lit(stored)),
+            ("@TARGET@", lit(target)),
+            ("@LOCK@", lock.to_string()),
+            ("@BY_COLUMNS@", by_columns.to_string()),
+            ("@PRIVATE@", private_sql(archive)),
+            ("@ARCHIVE@", lit(archive)),
+            ("@ENTRY_COLUMNS@", ENTRY_COLUMNS.to_string()),
+        ],
+    );
+    // A dollar-quote tag the body does not contain.
+    let mut tag = "$capstan_archive$".to_string();
+    let mut n = 0;
+    while body.contains(&tag) {
+        n += 1;
+        tag = format!("$capstan_archive{n}$");
+    }
+    format!("DO {tag}{body}\n{tag}")
+}
+
+/// After a migration is done: drops the SQLite copy of entry `id` when it
+/// holds no rows (its entry alone records the destruction). Postgres drops
+/// such a copy in the block that made it.
+pub(crate) async fn finish(driver: &mut dyn Driver, id: i64) -> Result<(), DbError> {
+    if driver.dialect() != Dialect::Sqlite {
+        return Ok(());
+    }
+    let rows = driver
+        .query(&format!(
+            "SELECT archive_table FROM capstan_archives WHERE id = {id} AND row_count = 0 AND archive_table <> ''"
+        ))
+        .await?;
+    if let Some(stored) = rows.first().and_then(|r| r[0].clone()) {
+        driver
+            .transact(&[
+                format!("DROP TABLE IF EXISTS {}", ident(&stored)),
+                format!("UPDATE capstan_archives SET archive_table = '' WHERE id = {id}"),
+            ])
+            .await?;
+    }
+    Ok(())
 }
 
 /// The entry (id, stored archive table) an unfinished earlier run of this
@@ -725,7 +1049,7 @@ async fn unfinished_copy(
     d: &Destruction,
     info: &TableInfo,
     line: usize,
-    columns: &str,
+    columns: &[ColumnInfo],
 ) -> Result<Option<(i64, String)>, DbError> {
     // SQLite's entries have whole seconds, its log milliseconds.
     let (log, last, floor) = match dialect {
@@ -742,24 +1066,27 @@ async fn unfinished_copy(
     };
     let rows = driver
         .query(&format!(
-            "SELECT id, archive_table FROM {entries} WHERE version = {version} AND direction = {dir} AND line = {line} \
-             AND kind = {kind} AND table_schema = {schema} AND table_name = {table} AND columns = {columns} \
+            "SELECT id, archive_table, columns FROM {entries} WHERE version = {version} AND direction = {dir} AND line = {line} \
+             AND kind = {kind} AND table_schema = {schema} AND table_name = {table} \
              AND restored_at IS NULL \
              AND archived_at > coalesce((SELECT {last} FROM {log} WHERE version = {version} AND action = {dir}), {floor}) \
-             ORDER BY id DESC LIMIT 1",
+             ORDER BY id DESC",
             entries = entries_table(dialect),
             version = cx.version,
             dir = lit(direction),
             kind = lit(d.kind.as_str()),
             schema = lit(&info.schema),
             table = lit(&info.name),
-            columns = lit(columns),
         ))
         .await?;
-    Ok(rows.first().and_then(|r| {
+    // The same columns (by name: Postgres records the types it found at
+    // run time, and how it stored them).
+    let names = |c: &[ColumnInfo]| c.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+    Ok(rows.iter().find_map(|r| {
         let id = r.first()?.as_deref()?.parse().ok()?;
         let table = r.get(1)?.clone()?;
-        Some((id, table))
+        let had: Vec<ColumnInfo> = serde_json::from_str(r.get(2)?.as_deref()?).ok()?;
+        (names(&had) == names(columns)).then_some((id, table))
     }))
 }
 
@@ -879,8 +1206,9 @@ pub struct ArchiveEntry {
     pub columns: Vec<ColumnInfo>,
     /// The primary key then (empty: none).
     pub primary_key: Vec<String>,
-    /// Where the copy is (`capstan_archive.a1_users_name`).
-    pub archive_table: String,
+    /// Where the copy is (`capstan_archive.a1_users_name`); `None` when no
+    /// row was copied (the entry alone records the destruction).
+    pub archive_table: Option<String>,
     /// Rows copied.
     pub row_count: u64,
     /// Size of the copy in bytes.
@@ -925,6 +1253,16 @@ impl ArchiveEntry {
         };
         names.extend(self.columns.iter().map(|c| c.name.clone()));
         names
+    }
+
+    /// Whether a copy holds rows (an entry of no rows has none).
+    fn has_copy(&self) -> bool {
+        !self.stored_table.is_empty()
+    }
+
+    /// Where the copy is, for messages.
+    pub fn copy_name(&self) -> &str {
+        self.archive_table.as_deref().unwrap_or("no copy (no rows)")
     }
 
     /// `0003_drop_users_name`.
@@ -1002,8 +1340,9 @@ async fn list_where(driver: &mut dyn Driver, filter: &str) -> Result<Vec<Archive
                 columns: serde_json::from_str(&text(r, 10)).unwrap_or_default(),
                 primary_key: serde_json::from_str(&text(r, 11)).unwrap_or_default(),
                 archive_table: match dialect {
-                    Dialect::Postgres => format!("capstan_archive.{stored}"),
-                    Dialect::Sqlite => stored.clone(),
+                    _ if stored.is_empty() => None,
+                    Dialect::Postgres => Some(format!("capstan_archive.{stored}")),
+                    Dialect::Sqlite => Some(stored.clone()),
                 },
                 row_count: num(r, 13).unwrap_or_default(),
                 size_bytes: num(r, 14).unwrap_or_default(),
@@ -1019,24 +1358,36 @@ async fn list_where(driver: &mut dyn Driver, filter: &str) -> Result<Vec<Archive
         .collect())
 }
 
-/// The first rows of an entry's copy (column names, then rows), for `show`.
+/// The first rows of an entry's copy (column names, then rows), for `show`,
+/// with values stored as text cast back to their type. Refuses when the copy
+/// was damaged outside capstan or a type it needs no longer exists.
 pub async fn preview(
     driver: &mut dyn Driver,
     entry: &ArchiveEntry,
     limit: usize,
-) -> Result<(Vec<String>, Vec<Vec<Option<String>>>), DbError> {
+) -> Result<(Vec<String>, Vec<Vec<Option<String>>>), ArchiveError> {
     let dialect = driver.dialect();
     let names = entry.copied_columns();
+    if names.is_empty() || !entry.has_copy() {
+        return Ok((names, Vec::new()));
+    }
+    check_copy(driver, entry).await?;
+    let cast: Vec<&ColumnInfo> = entry
+        .columns
+        .iter()
+        .filter(|c| c.stored_as.is_some())
+        .collect();
+    check_types(driver, entry, &cast).await?;
     let cols: Vec<String> = names
         .iter()
         .map(|c| match dialect {
-            Dialect::Postgres => format!("{}::text", ident(c)),
+            Dialect::Postgres => match cast.iter().find(|k| &k.name == c) {
+                Some(k) => format!("({}::{})::text", ident(c), k.ty),
+                None => format!("{}::text", ident(c)),
+            },
             Dialect::Sqlite => ident(c),
         })
         .collect();
-    if cols.is_empty() {
-        return Ok((names, Vec::new()));
-    }
     let order = if entry.primary_key.is_empty() {
         String::new()
     } else {
@@ -1051,6 +1402,100 @@ pub async fn preview(
         ))
         .await?;
     Ok((names, rows))
+}
+
+/// The columns of an entry's copy as the catalog has them now (name, type),
+/// refusing when the copy, or one of the columns it should hold, is gone:
+/// something outside capstan dropped it (a `DROP TYPE … CASCADE` drops the
+/// columns of that type, in copies made before such values were stored as
+/// text).
+async fn check_copy(
+    driver: &mut dyn Driver,
+    entry: &ArchiveEntry,
+) -> Result<Vec<(String, String)>, ArchiveError> {
+    let refuse = |reason: String| ArchiveError::Refused {
+        id: entry.id,
+        object: entry.object(),
+        reason,
+    };
+    let rows = match driver.dialect() {
+        Dialect::Postgres => {
+            driver
+                .query(&format!(
+                    "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) \
+                     FROM (SELECT pg_catalog.to_regclass({}) AS r) c \
+                     LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.r AND a.attnum > 0 AND NOT a.attisdropped \
+                     WHERE c.r IS NOT NULL ORDER BY a.attnum",
+                    lit(&archive_ref(Dialect::Postgres, &entry.stored_table))
+                ))
+                .await?
+        }
+        Dialect::Sqlite => {
+            driver
+                .query(&format!(
+                    "SELECT name, type FROM pragma_table_info({}) ORDER BY cid",
+                    lit(&entry.stored_table)
+                ))
+                .await?
+        }
+    };
+    if rows.is_empty() {
+        return Err(refuse(format!(
+            "its copy {} no longer exists: something outside capstan dropped it",
+            entry.copy_name()
+        )));
+    }
+    let have: Vec<(String, String)> = rows
+        .into_iter()
+        .filter_map(|r| Some((r[0].clone()?, r[1].clone().unwrap_or_default())))
+        .collect();
+    if let Some(lost) = entry
+        .copied_columns()
+        .into_iter()
+        .find(|c| !have.iter().any(|(n, _)| n == c))
+    {
+        return Err(refuse(format!(
+            "its copy {} no longer has column {lost}: something outside capstan dropped it (`DROP TYPE … CASCADE` drops the columns of that type, also in copies made before capstan stored such values as text)",
+            entry.copy_name()
+        )));
+    }
+    Ok(have)
+}
+
+/// Refuses when the type of one of `columns` no longer exists (Postgres:
+/// the copy holds their values as text, and they cannot be cast back).
+async fn check_types(
+    driver: &mut dyn Driver,
+    entry: &ArchiveEntry,
+    columns: &[&ColumnInfo],
+) -> Result<(), ArchiveError> {
+    if driver.dialect() != Dialect::Postgres || columns.is_empty() {
+        return Ok(());
+    }
+    let types: Vec<String> = columns.iter().map(|c| lit(&c.ty)).collect();
+    let rows = driver
+        .query(&format!(
+            "SELECT t FROM unnest(ARRAY[{}]::text[]) AS t WHERE pg_catalog.to_regtype(t) IS NULL",
+            types.join(", ")
+        ))
+        .await?;
+    let Some(ty) = rows.first().and_then(|r| r[0].clone()) else {
+        return Ok(());
+    };
+    let cols: Vec<&str> = columns
+        .iter()
+        .filter(|c| c.ty == ty)
+        .map(|c| c.name.as_str())
+        .collect();
+    Err(ArchiveError::Refused {
+        id: entry.id,
+        object: entry.object(),
+        reason: format!(
+            "type {ty} (of {}) no longer exists, so the archived values cannot be cast back to it; create the type again (e.g. `capstan migrate down` of the migration that dropped it), then retry. The values are kept as text in {}",
+            cols.join(", "),
+            entry.copy_name()
+        ),
+    })
 }
 
 /// Why an archive operation did nothing.
@@ -1114,9 +1559,18 @@ fn same_type(dialect: Dialect, a: &str, b: &str) -> bool {
     }
 }
 
-fn key_match(key: &[String], left: &str, right: &str) -> String {
+/// The copy's value of column `name` (row alias `a`), cast back to its
+/// type when the copy holds it as text.
+fn copied(cast: &BTreeMap<String, String>, name: &str) -> String {
+    match cast.get(name) {
+        Some(ty) => format!("a.{}::{ty}", ident(name)),
+        None => format!("a.{}", ident(name)),
+    }
+}
+
+fn key_match(key: &[String], left: &str, cast: &BTreeMap<String, String>) -> String {
     key.iter()
-        .map(|k| format!("{left}.{} = {right}.{}", ident(k), ident(k)))
+        .map(|k| format!("{left}.{} = {}", ident(k), copied(cast, k)))
         .collect::<Vec<_>>()
         .join(" AND ")
 }
@@ -1127,7 +1581,10 @@ fn restore_plan(
     dialect: Dialect,
     entry: &ArchiveEntry,
     current: Option<&TableInfo>,
+    cast: &BTreeMap<String, String>,
 ) -> Result<(Vec<String>, RestoreReport), String> {
+    // An entry of no rows has no copy: the table or columns come back, empty.
+    let data = entry.has_copy();
     let target = table_ref(dialect, &entry.table_schema, &entry.table_name);
     let archive = archive_ref(dialect, &entry.stored_table);
     let mut report = RestoreReport {
@@ -1184,10 +1641,7 @@ fn restore_plan(
     let insert = |t: Option<&TableInfo>, from: &str, filter: &str| -> String {
         let cols: Vec<&ColumnInfo> = writable(t);
         let into: Vec<String> = cols.iter().map(|c| ident(&c.name)).collect();
-        let select: Vec<String> = cols
-            .iter()
-            .map(|c| format!("a.{}", ident(&c.name)))
-            .collect();
+        let select: Vec<String> = cols.iter().map(|c| copied(cast, &c.name)).collect();
         format!(
             "INSERT INTO {target} ({}){overriding} SELECT {} FROM {from} AS a{filter}",
             into.join(", "),
@@ -1212,13 +1666,15 @@ fn restore_plan(
             let set: Vec<String> = entry
                 .columns
                 .iter()
-                .map(|c| format!("{} = a.{}", ident(&c.name), ident(&c.name)))
+                .map(|c| format!("{} = {}", ident(&c.name), copied(cast, &c.name)))
                 .collect();
-            sql.push(format!(
-                "UPDATE {target} AS t SET {} FROM {archive} AS a WHERE {}",
-                set.join(", "),
-                key_match(&entry.primary_key, "t", "a")
-            ));
+            if data {
+                sql.push(format!(
+                    "UPDATE {target} AS t SET {} FROM {archive} AS a WHERE {}",
+                    set.join(", "),
+                    key_match(&entry.primary_key, "t", cast)
+                ));
+            }
         }
         (_, None) => {
             let mut defs: Vec<String> = entry
@@ -1239,7 +1695,9 @@ fn restore_plan(
             }
             sql.push(format!("CREATE TABLE {target} ({})", defs.join(", ")));
             report.table_created = true;
-            sql.push(insert(None, &archive, ""));
+            if data {
+                sql.push(insert(None, &archive, ""));
+            }
         }
         (_, Some(t)) => {
             check_key(t)?;
@@ -1259,7 +1717,7 @@ fn restore_plan(
                 }) {
                     return Err(format!(
                         "{} had no primary key, so it can only be restored whole, and {}.{} came since: its values would be lost. The copy is in {}",
-                        entry.table_name, entry.table_name, extra.name, entry.archive_table
+                        entry.table_name, entry.table_name, extra.name, entry.copy_name()
                     ));
                 }
                 for c in &missing {
@@ -1267,7 +1725,9 @@ fn restore_plan(
                     report.columns_added.push(c.name.clone());
                 }
                 sql.push(format!("DELETE FROM {target}"));
-                sql.push(insert(Some(t), &archive, ""));
+                if data {
+                    sql.push(insert(Some(t), &archive, ""));
+                }
             } else {
                 if let Some(c) = missing.first() {
                     return Err(format!(
@@ -1288,10 +1748,12 @@ fn restore_plan(
                 } else {
                     format!(
                         " WHERE NOT EXISTS (SELECT 1 FROM {target} AS x WHERE {})",
-                        key_match(&entry.primary_key, "x", "a")
+                        key_match(&entry.primary_key, "x", cast)
                     )
                 };
-                sql.push(insert(Some(t), &archive, &filter));
+                if data {
+                    sql.push(insert(Some(t), &archive, &filter));
+                }
             }
         }
     }
@@ -1314,7 +1776,33 @@ pub async fn restore(
     };
     let current = table_info(driver, Some(&entry.table_schema), &entry.table_name).await?;
     let whole_for_columns = current.is_some() && entry.whole_for_columns();
-    let (plan, mut report) = restore_plan(dialect, &entry, current.as_ref()).map_err(refuse)?;
+    // Values the copy holds as text go back cast to their type, which must
+    // exist (so must the type of a column or table re-created).
+    let have = if entry.has_copy() {
+        check_copy(driver, &entry).await?
+    } else {
+        Vec::new()
+    };
+    let all: Vec<&ColumnInfo> = entry.columns.iter().collect();
+    check_types(driver, &entry, &all).await?;
+    let mut cast: BTreeMap<String, String> = entry
+        .columns
+        .iter()
+        .filter(|c| c.stored_as.is_some())
+        .map(|c| (c.name.clone(), c.ty.clone()))
+        .collect();
+    if let (Dialect::Postgres, Some(t), "columns") = (dialect, &current, entry.scope.as_str()) {
+        for k in &entry.primary_key {
+            let stored = have.iter().find(|(n, _)| n == k).map(|(_, ty)| ty.as_str());
+            if let (Some("text"), Some(now)) = (stored, t.column(k)) {
+                if now.ty != "text" {
+                    cast.insert(k.clone(), now.ty.clone());
+                }
+            }
+        }
+    }
+    let (plan, mut report) =
+        restore_plan(dialect, &entry, current.as_ref(), &cast).map_err(refuse)?;
     // A whole restore replaces the table's rows: inside the transaction, hold
     // off writers and check that no row came or went since the archive (a
     // CHECK on a temporary table turns a mismatch into an error).
@@ -1342,7 +1830,9 @@ pub async fn restore(
         ));
     }
     sql.extend(plan);
-    let write = sql.len() - 1;
+    // The statement that writes the rows back, last of the plan (an entry
+    // of no rows has none).
+    let write = sql.len().checked_sub(1);
     sql.push(format!(
         "UPDATE {} SET restored_at = {}, restored_by = {} WHERE id = {id}",
         entries_table(dialect),
@@ -1362,12 +1852,20 @@ pub async fn restore(
             let now = rows.first().and_then(|r| r[0].as_deref()).unwrap_or("?");
             return Err(refuse(format!(
                 "{} had no primary key, so it was archived whole ({} rows) and can only be restored whole; it has {now} rows now, so rows came or went since and would be lost. The copy is in {}",
-                entry.table_name, entry.row_count, entry.archive_table
+                entry.table_name, entry.row_count, entry.copy_name()
             )));
+        }
+        // The database refused the restore (a constraint, a cast): nothing
+        // was changed, as for any other refusal.
+        Err(e) if e.kind == FailureKind::Sql => {
+            return Err(refuse(format!("the database refused it: {}", e.message)))
         }
         Err(e) => return Err(e.into()),
     };
-    report.rows_restored = counts.get(write).copied().unwrap_or(0);
+    report.rows_restored = match entry.has_copy() {
+        true => write.and_then(|w| counts.get(w)).copied().unwrap_or(0),
+        false => 0,
+    };
     report.rows_not_restored = entry.row_count.saturating_sub(report.rows_restored);
     Ok(report)
 }
@@ -1388,11 +1886,13 @@ pub async fn purge(
         return Ok(old);
     }
     let mut sql = Vec::new();
-    for e in &old {
+    for e in old.iter().filter(|e| e.has_copy()) {
         sql.push(format!(
             "DROP TABLE IF EXISTS {}",
             archive_ref(dialect, &e.stored_table)
         ));
+    }
+    for e in &old {
         sql.push(format!(
             "DELETE FROM {} WHERE id = {}",
             entries_table(dialect),
@@ -1460,7 +1960,8 @@ pub(crate) async fn estimate(
                 .collect();
             format!("coalesce(sum({} + 24), 0)", parts.join(" + "))
         }
-        // What `up` will measure, summed in the same scan as the count.
+        // What `up` will measure.
+        Dialect::Sqlite if copy.scope == "rows" => sqlite_table_size(&info.name),
         Dialect::Sqlite => sqlite_payload(&copy.select),
     };
     let rows = driver
@@ -1511,7 +2012,7 @@ mod tests {
             table_name: "users".into(),
             columns,
             primary_key: key.iter().map(|k| k.to_string()).collect(),
-            archive_table: "capstan_archive.a1_users_name".into(),
+            archive_table: Some("capstan_archive.a1_users_name".into()),
             row_count: 3,
             size_bytes: 100,
             archived_at: String::new(),
@@ -1529,6 +2030,7 @@ mod tests {
             name: name.into(),
             ty: ty.into(),
             not_null: false,
+            stored_as: None,
         }
     }
 
@@ -1546,7 +2048,8 @@ mod tests {
     fn a_dropped_column_is_re_added_and_refilled_by_key() {
         let e = entry("columns", "drop-column", vec![col("name", "text")], &["id"]);
         let now = table(vec![col("id", "bigint")], &["id"]);
-        let (sql, report) = restore_plan(Dialect::Postgres, &e, Some(&now)).unwrap();
+        let (sql, report) =
+            restore_plan(Dialect::Postgres, &e, Some(&now), &BTreeMap::new()).unwrap();
         assert_eq!(report.columns_added, vec!["name"]);
         assert_eq!(
             sql,
@@ -1561,7 +2064,7 @@ mod tests {
     fn a_changed_primary_key_refuses() {
         let e = entry("columns", "drop-column", vec![col("name", "text")], &["id"]);
         let now = table(vec![col("id", "bigint"), col("uuid", "uuid")], &["uuid"]);
-        let err = restore_plan(Dialect::Postgres, &e, Some(&now)).unwrap_err();
+        let err = restore_plan(Dialect::Postgres, &e, Some(&now), &BTreeMap::new()).unwrap_err();
         assert!(
             err.contains("primary key of users is (uuid) now but was (id)"),
             "{err}"
@@ -1577,7 +2080,7 @@ mod tests {
             &["id"],
         );
         let now = table(vec![col("id", "bigint"), col("age", "integer")], &["id"]);
-        let err = restore_plan(Dialect::Postgres, &e, Some(&now)).unwrap_err();
+        let err = restore_plan(Dialect::Postgres, &e, Some(&now), &BTreeMap::new()).unwrap_err();
         assert!(err.contains("users.age is integer now"), "{err}");
     }
 
@@ -1589,7 +2092,7 @@ mod tests {
             vec![col("id", "INTEGER"), col("name", "TEXT")],
             &["id"],
         );
-        let (sql, report) = restore_plan(Dialect::Sqlite, &e, None).unwrap();
+        let (sql, report) = restore_plan(Dialect::Sqlite, &e, None, &BTreeMap::new()).unwrap();
         assert!(report.table_created);
         assert_eq!(
             sql[0],
@@ -1606,7 +2109,7 @@ mod tests {
             &["id"],
         );
         let now = table(vec![col("id", "bigint"), col("name", "text")], &["id"]);
-        let (sql, _) = restore_plan(Dialect::Postgres, &e, Some(&now)).unwrap();
+        let (sql, _) = restore_plan(Dialect::Postgres, &e, Some(&now), &BTreeMap::new()).unwrap();
         assert!(
             sql[0].ends_with(
                 r#"WHERE NOT EXISTS (SELECT 1 FROM "public"."users" AS x WHERE x."id" = a."id")"#
@@ -1629,7 +2132,7 @@ mod tests {
             &["id"],
         );
         now.generated = vec!["up".into()];
-        let (sql, _) = restore_plan(Dialect::Postgres, &e, Some(&now)).unwrap();
+        let (sql, _) = restore_plan(Dialect::Postgres, &e, Some(&now), &BTreeMap::new()).unwrap();
         assert!(
             sql[0].starts_with(
                 r#"INSERT INTO "public"."users" ("id", "name") OVERRIDING SYSTEM VALUE SELECT a."id", a."name" FROM"#
@@ -1643,9 +2146,9 @@ mod tests {
     fn rows_without_a_key_are_not_restored_twice() {
         let mut e = entry("rows", "delete", vec![col("line", "text")], &[]);
         let now = table(vec![col("line", "text")], &[]);
-        assert!(restore_plan(Dialect::Sqlite, &e, Some(&now)).is_ok());
+        assert!(restore_plan(Dialect::Sqlite, &e, Some(&now), &BTreeMap::new()).is_ok());
         e.restored_at = Some("2024-01-01T00:00:00Z".into());
-        let err = restore_plan(Dialect::Sqlite, &e, Some(&now)).unwrap_err();
+        let err = restore_plan(Dialect::Sqlite, &e, Some(&now), &BTreeMap::new()).unwrap_err();
         assert!(err.contains("restored already"), "{err}");
     }
 
@@ -1658,7 +2161,7 @@ mod tests {
             &[],
         );
         let now = table(vec![col("line", "text"), col("source", "text")], &[]);
-        let err = restore_plan(Dialect::Postgres, &e, Some(&now)).unwrap_err();
+        let err = restore_plan(Dialect::Postgres, &e, Some(&now), &BTreeMap::new()).unwrap_err();
         assert!(err.contains("users.source came since"), "{err}");
     }
 
@@ -1669,6 +2172,82 @@ mod tests {
         let both = table(vec![col("name", "TEXT"), col("Name", "TEXT")], &[]);
         assert_eq!(both.column("NAME"), None);
         assert_eq!(both.column("Name").map(|c| c.name.as_str()), Some("Name"));
+    }
+
+    fn destruction(kind: Kind, columns: &[&str]) -> Destruction {
+        Destruction {
+            statement: 0,
+            kind,
+            schema: None,
+            table: "users".into(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            cascade: false,
+        }
+    }
+
+    #[test]
+    fn the_model_follows_earlier_drops_of_the_same_section() {
+        let info = table(
+            vec![
+                col("id", "bigint"),
+                col("name", "text"),
+                col("d", "timestamp"),
+            ],
+            &["id"],
+        );
+        let m = model(vec![
+            (destruction(Kind::DropColumn, &["id"]), Some(info.clone())),
+            (destruction(Kind::AlterType, &["d"]), Some(info.clone())),
+            (destruction(Kind::DropTable, &[]), Some(info.clone())),
+            (destruction(Kind::Truncate, &[]), Some(info.clone())),
+        ]);
+        assert_eq!(m[0].1.as_ref(), Some(&info));
+        let keyless = m[1].1.as_ref().expect("the table is still there");
+        assert!(
+            keyless.primary_key.is_empty(),
+            "the key went with its column"
+        );
+        let names: Vec<&str> = keyless.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["name", "d"]);
+        let copy = copy_of(&m[1].0, keyless).unwrap();
+        assert_eq!(copy.scope, "rows");
+        assert_eq!(copy.select, ["name", "d"]);
+        assert!(m[2].1.is_some());
+        assert_eq!(m[3].1, None, "nothing is left after the drop");
+    }
+
+    #[test]
+    fn a_placeholder_inside_a_value_is_not_expanded() {
+        let section = Section {
+            sql: String::new(),
+            first_line: 1,
+        };
+        let identity = Identity {
+            applied_by: "a@b".into(),
+            binary_version: "x 1".into(),
+        };
+        let cx = PrepareContext {
+            version: 2,
+            name: "n",
+            direction: Direction::Up,
+            section: &section,
+            statements: &[],
+            identity: &identity,
+            max_bytes: None,
+            skip: &[],
+            transactional: true,
+        };
+        let e = EntryValues {
+            id: 7,
+            cx: &cx,
+            line: 3,
+            text: "UPDATE t SET a = '@ID@ @X@'",
+            kind: Kind::Update,
+        };
+        assert_eq!(
+            e.fill("@TEXT@ @ID@ @X@ @BY@ a@b", vec![("@X@", "x@ID@".into())]),
+            "'UPDATE t SET a = ''@ID@ @X@''' 7 x@ID@ 'a@b' a@b"
+        );
     }
 
     #[test]

@@ -492,7 +492,7 @@ fn render_entry(
         e.archived_at,
         e.archived_by,
         e.binary_version,
-        e.archive_table,
+        e.copy_name(),
         e.row_count,
         archive::human_bytes(e.size_bytes),
         e.scope,
@@ -1998,6 +1998,16 @@ impl Progress {
                     None => eprintln!("{msg}"),
                 }
             }
+            Event::Archived { migration, entry } if entry.archive_table.is_none() => {
+                self.line(format!(
+                    "{}:{}: recorded {} before {}: no rows, so no copy (entry {})",
+                    migration.path.display(),
+                    entry.line.unwrap_or(0),
+                    entry.object(),
+                    entry.kind,
+                    entry.id
+                ))
+            }
             Event::Archived { migration, entry } => self.line(format!(
                 "{}:{}: archived {} before {}: {} rows ({}) in {} (entry {}; `capstan archive restore {}` puts it back)",
                 migration.path.display(),
@@ -2006,7 +2016,7 @@ impl Progress {
                 entry.kind,
                 entry.row_count,
                 archive::human_bytes(entry.size_bytes),
-                entry.archive_table,
+                entry.copy_name(),
                 entry.id,
                 entry.id
             )),

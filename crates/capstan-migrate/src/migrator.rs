@@ -914,7 +914,8 @@ impl Migrator {
             let mut planned = Vec::new();
             if let Some(found) = detected.get(&(m.version, Direction::Up)) {
                 let statements = m.up.statements(db.driver.dialect()).unwrap_or_default();
-                for (d, info) in &archive::resolve(db.driver.as_mut(), found).await? {
+                let work = archive::model(archive::resolve(db.driver.as_mut(), found).await?);
+                for (d, info) in &work {
                     let line =
                         m.up.first_line + statements.get(d.statement).map_or(0, |s| s.line_offset);
                     planned.push(
@@ -1282,6 +1283,7 @@ impl Migrator {
                     }
                     if outcome.done_here {
                         for p in &prepared {
+                            archive::finish(db.driver.as_mut(), p.id).await?;
                             if let Some(entry) = archive::get(db.driver.as_mut(), p.id).await? {
                                 events(Event::Archived {
                                     migration: m,

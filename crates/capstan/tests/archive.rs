@@ -684,3 +684,248 @@ fn an_over_limit_copy_in_a_no_transaction_migration_leaves_nothing_behind(b: Bac
     assert_eq!(archive_tables(&p), 0, "no copy without an entry");
 }
 both!(an_over_limit_copy_in_a_no_transaction_migration_leaves_nothing_behind);
+
+#[test]
+fn the_key_dropped_before_another_column_changes_is_archived_as_the_table_then_is_postgres() {
+    let p = Project::new(Backend::Postgres);
+    p.add(
+        "0001_t.sql",
+        "-- capstan:up\nCREATE TABLE t (id bigint PRIMARY KEY, d timestamp, n text);\nINSERT INTO t VALUES (1, '2024-01-02 03:04:05', 'a'), (2, NULL, 'b');\n",
+    );
+    assert_code(&p.capstan(&["migrate", "up"]), 0);
+    p.add(
+        "0002_drop_key.sql",
+        &contract("ALTER TABLE t DROP COLUMN id;\nALTER TABLE t ALTER COLUMN d TYPE date;"),
+    );
+    let out = up(&p, &[]);
+    assert_code(&out, 0);
+    let e = entries(&p);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert_eq!(
+        (&e[0]["kind"], &e[0]["scope"], &e[0]["row_count"]),
+        (&"drop-column".into(), &"rows".into(), &2.into())
+    );
+    // The second copy sees the table without its key: every column, whole.
+    assert_eq!(e[1]["kind"], "alter-type");
+    assert_eq!(e[1]["scope"], "rows");
+    assert_eq!(e[1]["primary_key"], serde_json::json!([]));
+    let names: Vec<&str> = e[1]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["d", "n"]);
+    assert_eq!(
+        p.query(&format!(
+            "SELECT d, n FROM {} ORDER BY n",
+            e[1]["archive_table"].as_str().unwrap()
+        )),
+        "2024-01-02 03:04:05|a\n|b"
+    );
+}
+
+const TYPES: &str = "-- capstan:up
+CREATE TYPE mood AS ENUM ('happy', 'sad');
+CREATE DOMAIN pos AS int CHECK (VALUE > 0);
+CREATE TYPE pair AS (a int, b text);
+CREATE TABLE f (id int PRIMARY KEY, m mood, p pos, c pair, ms mood[]);
+INSERT INTO f VALUES (1, 'happy', 3, '(1,one)', '{happy,sad}'), (2, NULL, NULL, NULL, NULL);
+";
+
+const RECREATE_TYPES: &str = "CREATE TYPE mood AS ENUM ('happy', 'sad'); CREATE DOMAIN pos AS int CHECK (VALUE > 0); CREATE TYPE pair AS (a int, b text)";
+
+#[test]
+fn values_of_the_applications_types_are_kept_as_text_so_the_types_can_go_postgres() {
+    let p = Project::new(Backend::Postgres);
+    p.add("0001_f.sql", TYPES);
+    assert_code(&p.capstan(&["migrate", "up"]), 0);
+    p.add(
+        "0002_drop.sql",
+        &contract("DROP TABLE f;\nDROP TYPE mood;\nDROP DOMAIN pos;\nDROP TYPE pair;"),
+    );
+    let out = up(&p, &[]);
+    assert_code(&out, 0);
+    let e = entries(&p);
+    assert_eq!(e.len(), 1);
+    let id = e[0]["id"].as_i64().unwrap().to_string();
+    let stored: Vec<(String, String)> = e[0]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["type"].as_str().unwrap().to_string(),
+                c["stored_as"].as_str().unwrap_or("-").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            ("integer".into(), "-".into()),
+            ("mood".into(), "text".into()),
+            ("pos".into(), "text".into()),
+            ("pair".into(), "text".into()),
+            ("mood[]".into(), "text".into()),
+        ]
+    );
+
+    // The types are gone: show and restore refuse, clearly, with exit 5.
+    for cmd in ["show", "restore"] {
+        let out = p.capstan(&["archive", cmd, &id, "--json"]);
+        assert_code(&out, 5);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["error"]["kind"], "restore-refused");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("type mood (of m) no longer exists")
+                && msg.contains("create the type again"),
+            "{msg}"
+        );
+    }
+    assert!(!p.has_table("f"), "a refused restore changes nothing");
+
+    p.query(RECREATE_TYPES);
+    let out = p.capstan(&["archive", "show", &id, "--json"]);
+    assert_code(&out, 0);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["preview"]["rows"][0],
+        serde_json::json!(["1", "happy", "3", "(1,one)", "{happy,sad}"])
+    );
+    let r = restore(&p, e[0]["id"].as_i64().unwrap());
+    assert_eq!(r["rows_restored"], 2);
+    assert_eq!(
+        p.query("SELECT id, m, p, c, ms, pg_typeof(m), pg_typeof(ms) FROM f ORDER BY id"),
+        "1|happy|3|(1,one)|{happy,sad}|mood|mood[]\n2|||||mood|mood[]"
+    );
+}
+
+#[test]
+fn drop_type_cascade_leaves_archived_values_alone_postgres() {
+    let p = Project::new(Backend::Postgres);
+    p.add("0001_f.sql", TYPES);
+    assert_code(&p.capstan(&["migrate", "up"]), 0);
+    p.add(
+        "0002_drop.sql",
+        &contract("ALTER TABLE f DROP COLUMN m;\nDROP TYPE mood CASCADE;"),
+    );
+    assert_code(&up(&p, &[]), 0);
+    let e = entries(&p);
+    assert_eq!(e.len(), 1);
+    assert_eq!(
+        p.query(&format!(
+            "SELECT id, m FROM {} ORDER BY id",
+            e[0]["archive_table"].as_str().unwrap()
+        )),
+        "1|happy\n2|",
+        "the copy keeps its column"
+    );
+    p.query("CREATE TYPE mood AS ENUM ('happy', 'sad')");
+    let r = restore(&p, e[0]["id"].as_i64().unwrap());
+    assert_eq!(r["columns_added"], serde_json::json!(["m"]));
+    assert_eq!(p.query("SELECT id, m FROM f ORDER BY id"), "1|happy\n2|");
+}
+
+fn a_copy_damaged_outside_capstan_is_refused_with_exit_5(b: Backend) {
+    let p = seeded_then(
+        b,
+        "0002_drop_name.sql",
+        "ALTER TABLE users DROP COLUMN name;",
+    );
+    let e = entries(&p);
+    let table = e[0]["archive_table"].as_str().unwrap().to_string();
+    let id = e[0]["id"].as_i64().unwrap().to_string();
+    p.query(&format!("ALTER TABLE {table} DROP COLUMN name"));
+    for cmd in ["show", "restore"] {
+        let out = p.capstan(&["archive", cmd, &id]);
+        assert_code(&out, 5);
+        assert!(
+            stderr(&out)
+                .contains("no longer has column name: something outside capstan dropped it"),
+            "{cmd}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(!p.has_column("users", "name"), "nothing changed");
+    p.query(&format!("DROP TABLE {table}"));
+    let out = p.capstan(&["archive", "restore", &id]);
+    assert_code(&out, 5);
+    assert!(
+        stderr(&out).contains("no longer exists: something outside capstan dropped it"),
+        "{}",
+        stderr(&out)
+    );
+}
+both!(a_copy_damaged_outside_capstan_is_refused_with_exit_5);
+
+fn nothing_is_copied_from_an_empty_table(b: Backend) {
+    let p = Project::new(b);
+    p.add(
+        "0001_e.sql",
+        "-- capstan:up\nCREATE TABLE e (id int PRIMARY KEY, x text);\nCREATE TABLE logs (line text);\n",
+    );
+    assert_code(&p.capstan(&["migrate", "up"]), 0);
+    p.add(
+        "0002_drop.sql",
+        &contract("ALTER TABLE e DROP COLUMN x;\nDROP TABLE e;\nDELETE FROM logs;"),
+    );
+    let out = up(&p, &[]);
+    assert_code(&out, 0);
+    assert!(
+        stderr(&out)
+            .contains("0002_drop.sql:3: recorded e.x before drop-column: no rows, so no copy"),
+        "{}",
+        stderr(&out)
+    );
+    let e = entries(&p);
+    assert_eq!(e.len(), 3, "each destruction is recorded: {e:?}");
+    for entry in &e {
+        assert_eq!(entry["row_count"], 0);
+        assert!(entry["archive_table"].is_null(), "{entry}");
+    }
+    assert_eq!(archive_tables(&p), 0, "no copy of no rows");
+    let out = p.capstan(&["archive", "show", &e[1]["id"].to_string(), "--json"]);
+    assert_code(&out, 0);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["preview"]["rows"], serde_json::json!([]));
+
+    let r = restore(&p, e[1]["id"].as_i64().unwrap());
+    assert_eq!(
+        (&r["table_created"], &r["rows_restored"]),
+        (&true.into(), &0.into())
+    );
+    assert!(p.has_table("e"));
+    let r = restore(&p, e[2]["id"].as_i64().unwrap());
+    assert_eq!(r["rows_restored"], 0);
+    assert_eq!(p.count("SELECT count(*) FROM logs"), 0);
+    let out = p.capstan(&["archive", "purge", "--older-than", "0s"]);
+    assert_code(&out, 0);
+    assert!(entries(&p).is_empty());
+}
+both!(nothing_is_copied_from_an_empty_table);
+
+const RENAMED: &str = "CREATE TABLE t (id bigint PRIMARY KEY, a text, b text);\nINSERT INTO t VALUES (1, 'x', 'y'), (2, 'p', NULL);";
+
+fn a_key_renamed_earlier_in_the_migration_is_followed(b: Backend) {
+    archived_and_restored(
+        b,
+        RENAMED,
+        "ALTER TABLE t RENAME COLUMN id TO uid;\nALTER TABLE t DROP COLUMN a;",
+        "SELECT uid, a, b FROM t ORDER BY uid",
+        "1|x|y\n2|p|",
+    );
+}
+both!(a_key_renamed_earlier_in_the_migration_is_followed);
+
+fn a_column_renamed_then_dropped_is_archived(b: Backend) {
+    archived_and_restored(
+        b,
+        RENAMED,
+        "ALTER TABLE t RENAME COLUMN a TO a2;\nALTER TABLE t DROP COLUMN a2;",
+        "SELECT id, a2, b FROM t ORDER BY id",
+        "1|x|y\n2|p|",
+    );
+}
+both!(a_column_renamed_then_dropped_is_archived);
