@@ -43,7 +43,10 @@ const UNINDEX: &str = "DROP INDEX users_id_idx;";
 /// Two migrations of `tool`: a table, then an index made without
 /// CONCURRENTLY (a finding in the up section) and dropped the same way in
 /// the down section. Returns the files and where the two statements are.
-fn layout(tool: &str) -> (Vec<(String, String)>, (String, usize), (String, usize)) {
+/// Files (path, text), then the up finding's and the down finding's (file, line).
+type Layout = (Vec<(String, String)>, (String, usize), (String, usize));
+
+fn layout(tool: &str) -> Layout {
     let f = |a: &str, b: String| (a.to_string(), b);
     match tool {
         "diesel" => (
