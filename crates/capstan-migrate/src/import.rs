@@ -2484,6 +2484,109 @@ mod tests {
         assert!(err.to_string().starts_with("m/metadata.toml:2: "), "{err}");
     }
 
+    fn imported(tool: Tool, versions: &[&str]) -> Vec<Imported> {
+        versions
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Imported {
+                version: i as u64 + 1,
+                file_name: format!("{:04}_m.sql", i + 1),
+                from: Some((tool, v.to_string())),
+            })
+            .collect()
+    }
+
+    fn rows(list: &[(&str, bool)]) -> Vec<ToolHistoryRow> {
+        list.iter()
+            .map(|(v, ok)| ToolHistoryRow {
+                version: v.to_string(),
+                ok: *ok,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn history_maps_to_the_applied_prefix_in_each_tools_terms() {
+        // goose: the latest row per version decides; version 0 is goose's own.
+        let goose = imported(Tool::Goose, &["1", "2", "3"]);
+        let h = rows(&[
+            ("0", true),
+            ("1", true),
+            ("2", true),
+            ("3", true),
+            ("3", false),
+        ]);
+        assert_eq!(map_history(Tool::Goose, &goose, &h), Ok(Some(2)));
+        assert_eq!(
+            map_history(Tool::Goose, &goose, &rows(&[("0", true)])),
+            Ok(None)
+        );
+        // golang-migrate: one row, everything up to it; dirty is refused.
+        let gm = imported(Tool::GolangMigrate, &["1", "5", "9"]);
+        assert_eq!(
+            map_history(Tool::GolangMigrate, &gm, &rows(&[("5", true)])),
+            Ok(Some(2))
+        );
+        let err = map_history(Tool::GolangMigrate, &gm, &rows(&[("5", false)])).unwrap_err();
+        assert!(err.contains("dirty"), "{err}");
+        let err = map_history(Tool::GolangMigrate, &gm, &rows(&[("4", true)])).unwrap_err();
+        assert!(err.contains("version 4, which no migration"), "{err}");
+        // sqlx: a failed row is refused.
+        let sqlx = imported(Tool::Sqlx, &["10", "20"]);
+        let err = map_history(Tool::Sqlx, &sqlx, &rows(&[("10", false)])).unwrap_err();
+        assert!(err.contains("as failed"), "{err}");
+        // dbmate compares strings: `01` is not `1`.
+        let dbmate = imported(Tool::Dbmate, &["01", "1"]);
+        assert_eq!(
+            map_history(Tool::Dbmate, &dbmate, &rows(&[("01", true)])),
+            Ok(Some(1))
+        );
+        // Not a prefix: refused, naming both.
+        let err = map_history(Tool::Sqlx, &sqlx, &rows(&[("20", true)])).unwrap_err();
+        assert!(
+            err.contains("applied version 20 (0002_m.sql) but not 0001_m.sql (sqlx version 10)"),
+            "{err}"
+        );
+        // A file imported from another tool is not one of this tool's.
+        let mut mixed = imported(Tool::Sqlx, &["10"]);
+        mixed.push(Imported {
+            version: 2,
+            file_name: "0002_new.sql".into(),
+            from: None,
+        });
+        assert_eq!(
+            map_history(Tool::Sqlx, &mixed, &rows(&[("10", true)])),
+            Ok(Some(1))
+        );
+    }
+
+    #[test]
+    fn the_first_line_names_tool_and_version() {
+        assert_eq!(
+            imported_from("-- imported from golang-migrate version 7: 7_a.up.sql\n-- capstan:up\n"),
+            Some((Tool::GolangMigrate, "7".into()))
+        );
+        assert_eq!(imported_from("-- imported from goose: 1_a.sql\n"), None);
+        assert_eq!(imported_from("-- capstan:up\nSELECT 1;"), None);
+    }
+
+    #[test]
+    fn goose_annotations_follow_goose() {
+        assert_eq!(goose_annotation("-- +goose up"), Ok(Goose::Up));
+        assert_eq!(
+            goose_annotation("--+goose NO TRANSACTION\r"),
+            Ok(Goose::NoTransaction)
+        );
+        assert_eq!(
+            goose_annotation("-- +goose envsub off"),
+            Ok(Goose::EnvsubOff)
+        );
+        assert!(goose_annotation("-- +goose ENVSUBST ON").is_err());
+        assert!(goose_annotation("  -- +goose Up").is_err());
+        assert!(goose_annotation("-- +goose NO  TRANSACTION").is_err());
+        assert!(goose_annotation("-- +goose").is_err());
+    }
+
     #[test]
     fn sections_are_trimmed_to_their_text() {
         assert_eq!(trim_section("\n \n  SELECT 1;\n\n"), "  SELECT 1;");
