@@ -130,6 +130,12 @@ pub struct LintArgs {
     /// disables it too).
     #[arg(long)]
     pub no_cache: bool,
+    /// Lint a directory written for another tool in place: diesel, sqlx,
+    /// goose, dbmate or golang-migrate. Detected when the directory holds no
+    /// capstan migration; name it when the layout is ambiguous (sqlx and
+    /// golang-migrate both use `.up.sql`/`.down.sql`).
+    #[arg(long = "from", value_name = "TOOL")]
+    pub from: Option<String>,
 }
 
 /// Why `capstan lint` stopped before reporting findings. Each variant names the file,
@@ -173,6 +179,10 @@ pub enum CliError {
     /// The output could not be written.
     #[error("cannot write output: {0}")]
     Output(std::io::Error),
+    /// A directory in another tool's layout that cannot be read as such (the
+    /// message names the file and line), or whose layout is not recognised.
+    #[error("{0}")]
+    Layout(String),
 }
 
 impl CliError {
@@ -279,18 +289,32 @@ fn run_inner(args: &LintArgs, out: &mut dyn Write) -> Result<i32, CliError> {
             };
             if f.lint {
                 linted += 1;
-                findings.extend(linter.lint(input));
+                let mut found = linter.lint(input);
+                if !f.origin.is_empty() {
+                    for finding in &mut found {
+                        remap(finding, &f.origin, &f.display);
+                    }
+                }
+                findings.extend(found);
             } else if schema.is_none() {
                 linter.replay(input);
             }
         }
     }
-    let texts: BTreeMap<&str, &str> = sources
+    let mut texts: BTreeMap<&str, &str> = BTreeMap::new();
+    for f in sources
         .iter()
         .flat_map(|g| g.files.iter())
         .filter(|f| f.lint)
-        .map(|f| (f.display.as_str(), f.text.as_str()))
-        .collect();
+    {
+        if f.origin.is_empty() {
+            texts.insert(f.display.as_str(), f.text.as_str());
+        } else {
+            for (name, text) in &f.originals {
+                texts.insert(name.as_str(), text.as_str());
+            }
+        }
+    }
     let summary = render::Summary::new(&findings, linted, config.fail_on);
     let format = args.format.unwrap_or(Format::Human);
     match format {
@@ -364,6 +388,12 @@ struct SourceFile {
     text: String,
     lint: bool,
     version: Option<u64>,
+    /// For a migration of another tool's layout, converted to capstan's
+    /// format: where each line of `text` came from, so findings name the
+    /// original file and line; empty for a capstan file.
+    origin: Vec<Option<(PathBuf, usize)>>,
+    /// The original files of such a migration: (display, text), for snippets.
+    originals: Vec<(String, String)>,
 }
 
 /// Files sharing one schema history (one migration directory), in order.
@@ -395,6 +425,147 @@ fn migration_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, CliError> {
     }
     files.sort();
     Ok(files)
+}
+
+/// Whether `dir` is a capstan directory: it has a `capstan.sum`, or one of
+/// its migration files carries a `-- capstan:` directive.
+fn is_capstan_dir(dir: &Path, files: &[(u64, PathBuf)]) -> Result<bool, CliError> {
+    if dir.join("capstan.sum").is_file() {
+        return Ok(true);
+    }
+    for (_, p) in files {
+        let text = std::fs::read(p).map_err(|e| read_error(p, e))?;
+        let text = String::from_utf8_lossy(&text);
+        if text
+            .lines()
+            .any(|l| crate::source::directive_of(l.trim()).is_some())
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The layout of a directory with no capstan migration: diesel (directories
+/// holding `up.sql`), goose (`-- +goose` annotations), dbmate (`--
+/// migrate:up`), sqlx (versioned `.sql` files), golang-migrate. `None` for a
+/// directory with no SQL at all; an error when there is SQL in no layout
+/// capstan knows, or when sqlx and golang-migrate cannot be told apart.
+fn detect_layout(dir: &Path) -> Result<Option<capstan_migrate::import::Tool>, CliError> {
+    use capstan_migrate::import::Tool;
+    let entries = std::fs::read_dir(dir).map_err(|e| read_error(dir, e))?;
+    let (mut diesel, mut goose, mut dbmate, mut paired, mut single, mut sql) =
+        (false, false, false, false, false, false);
+    let mut sqlx_marker = false;
+    for entry in entries {
+        let entry = entry.map_err(|e| read_error(dir, e))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.is_dir() {
+            diesel |= path.join("up.sql").is_file();
+            continue;
+        }
+        let Some(stem) = name.strip_suffix(".sql") else {
+            continue;
+        };
+        sql = true;
+        let versioned = name
+            .split_once('_')
+            .is_some_and(|(v, _)| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
+        let head = std::fs::read(&path)
+            .map(|b| String::from_utf8_lossy(&b).to_ascii_lowercase())
+            .unwrap_or_default();
+        sqlx_marker |= head.starts_with("-- no-transaction");
+        if head.contains("+goose") {
+            goose = true;
+        } else if head.contains("migrate:up") {
+            dbmate = true;
+        } else if versioned && (stem.ends_with(".up") || stem.ends_with(".down")) {
+            paired = true;
+        } else if versioned {
+            single = true;
+        }
+    }
+    Ok(match (diesel, goose, dbmate, paired, single) {
+        (true, ..) => Some(Tool::Diesel),
+        (_, true, ..) => Some(Tool::Goose),
+        (_, _, true, ..) => Some(Tool::Dbmate),
+        // Plain versioned files read the same as capstan files, unless
+        // sqlx's own marker is there to honour.
+        (_, _, _, _, true) => sqlx_marker.then_some(Tool::Sqlx),
+        (_, _, _, true, false) => {
+            return Err(CliError::Usage(format!(
+                "{}: no capstan migrations (NNNN_name.sql); its VERSION_name.up.sql/.down.sql files are sqlx's or golang-migrate's layout: pass --from sqlx or --from golang-migrate to lint them in place",
+                dir.display()
+            )))
+        }
+        _ if sql => {
+            return Err(CliError::Layout(format!(
+                "{}: no capstan migrations (NNNN_name.sql) and no diesel, sqlx, goose, dbmate or golang-migrate layout: nothing to lint (pass the files themselves to lint them as plain SQL)",
+                dir.display()
+            )))
+        }
+        _ => None,
+    })
+}
+
+/// The migrations of `dir`, in `tool`'s layout and order, converted as
+/// `capstan migrate import` converts them (up and down sections, the tool's
+/// no-transaction markers, phases, suppressions), without writing anything.
+fn foreign_group(tool: capstan_migrate::import::Tool, dir: &Path) -> Result<Group, CliError> {
+    let converted =
+        capstan_migrate::import::convert_with(tool, dir, Some(&crate::hooks::PhaseSorter))
+            .map_err(|e| {
+                CliError::Layout(format!(
+                    "{e} (linting {} as a {tool} directory)",
+                    dir.display()
+                ))
+            })?;
+    let mut files = Vec::new();
+    for (i, c) in converted.into_iter().enumerate() {
+        let mut originals = Vec::new();
+        for p in &c.source {
+            if p.extension().is_some_and(|x| x == "sql") {
+                originals.push((display(p), read_text(p)?));
+            }
+        }
+        files.push(SourceFile {
+            display: c.source.first().map(|p| display(p)).unwrap_or_default(),
+            text: c.text,
+            lint: true,
+            version: Some(i as u64 + 1),
+            origin: c.origin,
+            originals,
+        });
+    }
+    Ok(Group { files })
+}
+
+/// Puts a finding on a converted migration back on the original file and line.
+fn remap(f: &mut Finding, origin: &[Option<(PathBuf, usize)>], fallback: &str) {
+    let at = |line: usize| origin.get(line.wrapping_sub(1)).cloned().flatten();
+    match at(f.line) {
+        Some((path, line)) => {
+            let file = display(&path);
+            match at(f.end_line) {
+                Some((end_path, end_line)) if end_path == path => f.end_line = end_line,
+                _ => {
+                    f.end_line = line;
+                    f.end_column = f.column;
+                }
+            }
+            f.file = file;
+            f.line = line;
+        }
+        None => {
+            // A line the conversion wrote (its header): the migration's first file.
+            f.file = fallback.to_string();
+            f.line = 1;
+            f.column = 1;
+            f.end_line = 1;
+            f.end_column = 1;
+        }
+    }
 }
 
 fn display(path: &Path) -> String {
@@ -463,16 +634,33 @@ fn collect(args: &LintArgs) -> Result<Vec<Group>, CliError> {
                     text,
                     lint: true,
                     version: None,
+                    origin: Vec::new(),
+                    originals: Vec::new(),
                 }],
             });
         } else if path.is_dir() {
+            let capstan_files = migration_files(path)?;
+            let tool = match &args.from {
+                Some(t) => Some(
+                    t.parse::<capstan_migrate::import::Tool>()
+                        .map_err(|e| CliError::Usage(e.to_string()))?,
+                ),
+                None if !is_capstan_dir(path, &capstan_files)? => detect_layout(path)?,
+                None => None,
+            };
+            if let Some(tool) = tool {
+                groups.push(foreign_group(tool, path)?);
+                continue;
+            }
             let mut files = Vec::new();
-            for (v, p) in migration_files(path)? {
+            for (v, p) in capstan_files {
                 files.push(SourceFile {
                     display: display(&p),
                     text: read_text(&p)?,
                     lint: true,
                     version: Some(v),
+                    origin: Vec::new(),
+                    originals: Vec::new(),
                 });
             }
             groups.push(Group { files });
@@ -491,6 +679,8 @@ fn collect(args: &LintArgs) -> Result<Vec<Group>, CliError> {
                         text: read_text(path)?,
                         lint: true,
                         version: None,
+                        origin: Vec::new(),
+                        originals: Vec::new(),
                     }],
                 });
             }
@@ -526,6 +716,8 @@ fn collect(args: &LintArgs) -> Result<Vec<Group>, CliError> {
                     text: read_text(t)?,
                     lint: true,
                     version: Some(v),
+                    origin: Vec::new(),
+                    originals: Vec::new(),
                 });
             } else if v < last {
                 files.push(SourceFile {
@@ -533,6 +725,8 @@ fn collect(args: &LintArgs) -> Result<Vec<Group>, CliError> {
                     text: read_text(&p)?,
                     lint: false,
                     version: Some(v),
+                    origin: Vec::new(),
+                    originals: Vec::new(),
                 });
             }
         }

@@ -375,6 +375,8 @@ pub struct Linter {
     schema: Schema,
     release: bool,
     parser: ParserHook,
+    /// The first contract statement of the last up section linted (offset, why).
+    last_contract: Option<(usize, String)>,
 }
 
 /// One migration file to lint: its display name and its text.
@@ -394,6 +396,7 @@ impl Linter {
             schema: Schema::default(),
             release: false,
             parser: ParserHook(None),
+            last_contract: None,
         }
     }
 
@@ -412,6 +415,7 @@ impl Linter {
             schema,
             release: true,
             parser: ParserHook(None),
+            last_contract: None,
         }
     }
 
@@ -451,6 +455,23 @@ impl Linter {
             self.schema.settle();
             self.release = true;
         }
+    }
+
+    /// [`Linter::lint`], and the first statement of the up section that the
+    /// phase classifier calls a contract change (what `wrong-phase` reports
+    /// in an expand migration): its line and what it does (`drops column
+    /// users.name`). `None` when the migration is expand (or neutral).
+    pub fn lint_classified(&mut self, input: Input<'_>) -> (Vec<Finding>, Option<(usize, String)>) {
+        self.last_contract = None;
+        let findings = self.lint(input);
+        let contract = self.last_contract.take().map(|(offset, why)| {
+            let line = input.source[..offset.min(input.source.len())]
+                .matches('\n')
+                .count()
+                + 1;
+            (line, why)
+        });
+        (findings, contract)
     }
 
     /// Lints one migration file against the model, then applies its up section.
@@ -604,6 +625,7 @@ impl Linter {
             out: Hits { list: Vec::new() },
             justifies_contract: false,
             errors: 0,
+            first_contract: None,
         };
         let syntax = |hits: &mut Vec<(Hit, Option<(SectionKind, usize)>)>, at: usize, msg: &str| {
             hits.push((
@@ -727,6 +749,9 @@ impl Linter {
                 ));
             }
         }
+        if is_up {
+            self.last_contract = walk.first_contract;
+        }
         walk.starts
     }
 
@@ -790,6 +815,11 @@ impl Linter {
             walk.out
                 .list
                 .retain(|h| h.rule.name != rules::wrong_phase::RULE.name);
+        }
+        if is_up && walk.first_contract.is_none() {
+            if let (crate::phase::Class::Contract, why) = crate::phase::classify(&stmt, &ctx) {
+                walk.first_contract = Some((stmt.start, why));
+            }
         }
         if is_up && src.phase == Phase::Contract && !walk.justifies_contract {
             // A contract migration is "wrong" only when everything in it is plainly
@@ -885,6 +915,8 @@ struct Walk {
     out: Hits,
     justifies_contract: bool,
     errors: usize,
+    /// The first statement of an up section the phase classifier calls contract.
+    first_contract: Option<(usize, String)>,
 }
 
 /// Parses one statement of a large section. Plain `INSERT`s — the bulk of big files —

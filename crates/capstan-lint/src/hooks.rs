@@ -1,6 +1,7 @@
 //! The linter plugged into the migration engine (feature `migrate`): the
 //! [`Archivist`] finds the statements whose data `capstan migrate up` and
-//! `down` archive first.
+//! `down` archive first, and the [`PhaseSorter`] classifies the migrations
+//! `capstan migrate import` converts into expand and contract.
 //!
 //! An application that embeds its migrations gets the same archive by passing
 //! it to the engine:
@@ -72,5 +73,24 @@ impl Detector for Archivist {
             }
         }
         Ok(out)
+    }
+}
+
+/// Classifies imported migrations with the linter's phase classifier: a
+/// migration is contract when a statement of its up section drops, renames,
+/// retypes or newly restricts something that existed before it (the
+/// statements `wrong-phase` reports in an expand migration). Earlier files are
+/// replayed into the schema model, so a table created in the same file, or in
+/// the same run, is judged as the linter judges it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PhaseSorter;
+
+impl capstan_migrate::import::PhaseClassifier for PhaseSorter {
+    fn contract_statements(&self, files: &[(&str, &str)]) -> Vec<Option<(usize, String)>> {
+        let mut linter = Linter::new(Config::default());
+        files
+            .iter()
+            .map(|(file, text)| linter.lint_classified(Input { file, source: text }).1)
+            .collect()
     }
 }

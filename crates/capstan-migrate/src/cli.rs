@@ -142,6 +142,12 @@ pub trait Preflight: Send + Sync {
         let _ = (contracts, config);
         Ok(None)
     }
+
+    /// The phase classifier `migrate import` marks contract migrations
+    /// with; the default imports every migration as expand.
+    fn phase_classifier(&self) -> Option<&dyn crate::import::PhaseClassifier> {
+        None
+    }
 }
 
 /// Options shared by every command that reads migrations and a database.
@@ -645,11 +651,25 @@ pub enum MigrateCommand {
     },
     /// Adopt an existing database: record 1..=VERSION as applied without running them.
     #[command(after_help = "Examples:
-  capstan migrate baseline 12")]
+  capstan migrate baseline 12
+  capstan migrate baseline --from goose        # what goose_db_version says goose applied")]
     Baseline {
         /// The newest migration the database already matches.
-        #[arg(value_name = "VERSION")]
-        target: u64,
+        #[arg(
+            value_name = "VERSION",
+            required_unless_present = "tool",
+            conflicts_with = "tool"
+        )]
+        target: Option<u64>,
+        /// Read what another tool applied from its history table (diesel, sqlx,
+        /// goose, dbmate, golang-migrate) and record the migrations imported from it.
+        #[arg(long = "from", value_name = "TOOL")]
+        tool: Option<String>,
+        /// The old tool's history table, when not its default
+        /// (`__diesel_schema_migrations`, `_sqlx_migrations`, `goose_db_version`,
+        /// `schema_migrations`).
+        #[arg(long, value_name = "NAME", requires = "tool")]
+        table: Option<String>,
     },
     /// Convert another tool's migration directory into capstan's format.
     #[command(after_help = "Examples:
@@ -716,6 +736,7 @@ impl From<Error> for Failure {
             Error::AlreadyRecorded(_) => (EXIT_REFUSED, "already-recorded"),
             Error::UnknownVersion(_) => (EXIT_REFUSED, "unknown-version"),
             Error::NotDirty(_) => (EXIT_REFUSED, "not-dirty"),
+            Error::ToolHistory { .. } => (EXIT_REFUSED, "tool-history"),
             Error::Failed(f) if f.failure.kind.retryable() => (EXIT_LOCK_TIMEOUT, "lock-timeout"),
             Error::Failed(f) if f.failure.kind == FailureKind::Interrupted => {
                 (EXIT_INTERRUPTED, "interrupted")
@@ -1620,7 +1641,36 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
             );
             Ok(EXIT_OK)
         }
-        MigrateCommand::Baseline { target: version } => {
+        MigrateCommand::Baseline {
+            tool: Some(tool),
+            table,
+            ..
+        } => {
+            let tool: crate::import::Tool =
+                tool.parse().map_err(|e: crate::import::UnknownTool| {
+                    Failure::new(EXIT_USAGE, "usage", e.to_string())
+                })?;
+            let m = cx.migrator()?;
+            let mut db = Database::connect(&cx.url()?).await?;
+            let report = m.baseline_from(&mut db, tool, table.as_deref()).await?;
+            emit(json, &report, || {
+                match (report.baselined.first(), report.baselined.last()) {
+                (Some(_), Some(last)) => format!(
+                    "{tool} applied {} per {}: recorded {} (up to {last:04}) as applied without running them",
+                    plural(report.baselined.len(), "migration", "migrations"),
+                    report.table,
+                    plural(report.baselined.len(), "migration", "migrations"),
+                ),
+                _ => format!(
+                    "{} records no applied {tool} migration: nothing recorded; `capstan migrate up` runs them all",
+                    report.table
+                ),
+            }
+            });
+            Ok(EXIT_OK)
+        }
+        MigrateCommand::Baseline { target, .. } => {
+            let version = target.unwrap_or_default();
             let m = cx.migrator()?;
             let mut db = Database::connect(&cx.url()?).await?;
             let versions = m.baseline(&mut db, version).await?;
@@ -1639,8 +1689,10 @@ fn import(cx: &Context<'_>, tool: &str, source: &Path, json: bool) -> Result<i32
     let tool: crate::import::Tool = tool.parse().map_err(|e: crate::import::UnknownTool| {
         Failure::new(EXIT_USAGE, "usage", e.to_string())
     })?;
-    let report = crate::import::import(tool, source, &cx.dir)
+    let classifier = cx.preflight.and_then(|p| p.phase_classifier());
+    let report = crate::import::import_with(tool, source, &cx.dir, classifier)
         .map_err(|e| Failure::new(EXIT_BAD_INPUT, "bad-input", e.to_string()))?;
+
     emit(json, &report, || report.to_string());
     Ok(EXIT_OK)
 }

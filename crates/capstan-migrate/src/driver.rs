@@ -680,6 +680,15 @@ pub trait Driver: Send {
     /// Runs `statements` in one transaction (all or nothing) and returns how many
     /// rows each one changed. Used by `archive restore` and `archive purge`.
     async fn transact(&mut self, statements: &[String]) -> Result<Vec<u64>, DbError>;
+    /// The rows of another migration tool's history table `table` (a name
+    /// or `schema.name`, as the user wrote it), read with
+    /// [`Tool::history_query`](crate::import::Tool::history_query); `None`
+    /// when there is no such table. Read-only; used by `baseline --from`.
+    async fn tool_history(
+        &mut self,
+        tool: crate::import::Tool,
+        table: &str,
+    ) -> Result<Option<Vec<crate::import::ToolHistoryRow>>, DbError>;
     /// For a scratch database: its name (Postgres) or file (SQLite).
     fn scratch_name(&self) -> Option<String> {
         None

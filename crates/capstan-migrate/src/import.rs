@@ -20,8 +20,21 @@
 //! - golang-migrate runs files without a transaction: a file is imported as
 //!   transactional unless one of its statements cannot run inside a
 //!   transaction (`CREATE INDEX CONCURRENTLY`, `VACUUM`, …);
-//! - an empty down section is left out; an up section without a statement
-//!   becomes `SELECT 1;`, so the numbering still follows the source's history.
+//! - a down section with no statement (only comments) stays a down section
+//!   that does nothing, as the source tool runs it (diesel refuses a 0-byte
+//!   `down.sql`, so that one is left out); an up section without a statement
+//!   becomes `SELECT 1;`, so the numbering still follows the source's history;
+//! - squawk (`-- squawk-ignore`) and Atlas (`-- atlas:nolint`) suppressions
+//!   become `-- capstan:ignore` on the same line, their reason kept ([`SUPPRESSIONS`]).
+//!
+//! The order is the source tool's own: sqlx, goose and golang-migrate compare
+//! versions as integers, diesel compares version strings and dbmate file
+//! names byte by byte (so dbmate runs `10_x.sql` before `9_x.sql`). The first
+//! line records the tool and the version its history table holds
+//! (`-- imported from goose version 5: …`, read back by [`imported_from`]),
+//! which is how `capstan migrate baseline --from TOOL` maps a database the old
+//! tool migrated. goose annotations are read as goose reads them (any case);
+//! one goose refuses is a warning naming file and line, not a failed import.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -123,6 +136,17 @@ pub struct Converted {
     pub no_transaction: bool,
     /// What the conversion decided or dropped, one sentence each.
     pub notes: Vec<String>,
+    /// What the source tool itself would refuse and the conversion let
+    /// through (named `FILE:LINE`): review these before running the file.
+    pub warnings: Vec<String>,
+    /// The phase chosen: `contract` when the classifier found a statement
+    /// that removes or restricts something a running binary may use.
+    pub phase: crate::source::Phase,
+    /// For each line of `text`, the source file and line it came from
+    /// (`None` for the lines the conversion added), so findings on the
+    /// converted file can be reported on the original.
+    #[serde(skip)]
+    pub origin: Vec<Option<(PathBuf, usize)>>,
 }
 
 /// One line of an [`ImportReport`]: an original migration and the file it became.
@@ -138,6 +162,10 @@ pub struct ImportedMigration {
     pub no_transaction: bool,
     /// What the conversion decided or dropped.
     pub notes: Vec<String>,
+    /// What the source tool would refuse and the conversion let through.
+    pub warnings: Vec<String>,
+    /// The phase the file was given.
+    pub phase: crate::source::Phase,
 }
 
 /// What [`import`] wrote. `Display` renders it for a terminal; it serializes for `--json`.
@@ -173,10 +201,20 @@ impl fmt::Display for ImportReport {
                 .map(|p| relative(&self.source_dir, p))
                 .collect();
             write!(f, "  {} -> {}", sources.join(", "), m.file_name)?;
+            let mut marks = Vec::new();
+            if m.phase == crate::source::Phase::Contract {
+                marks.push("contract");
+            }
             if m.no_transaction {
-                f.write_str(" (no-transaction)")?;
+                marks.push("no-transaction");
+            }
+            if !marks.is_empty() {
+                write!(f, " ({})", marks.join(", "))?;
             }
             f.write_str("\n")?;
+            for warning in &m.warnings {
+                writeln!(f, "      warning: {warning}")?;
+            }
             for note in &m.notes {
                 writeln!(f, "      note: {note}")?;
             }
@@ -323,9 +361,77 @@ fn location(path: &Path, line: Option<usize>) -> String {
     }
 }
 
+/// Classifies converted migrations into expand and contract. The engine has
+/// no SQL parser: the `capstan` binary plugs the linter's phase classifier in
+/// (`capstan_lint::hooks::PhaseSorter`).
+pub trait PhaseClassifier {
+    /// For each file of `files` (capstan file name, whole text), oldest
+    /// first, the first statement of its up section that makes it a
+    /// contract migration: its line in the text, and what it does (`drops
+    /// column users.name`). `None` when the file is expand. Earlier files
+    /// are read as the schema the later ones change.
+    fn contract_statements(&self, files: &[(&str, &str)]) -> Vec<Option<(usize, String)>>;
+}
+
 /// Reads the migrations of `tool` in `src` and converts them, oldest first,
-/// numbered from 0001. Reads only; writes nothing.
+/// numbered from 0001. Reads only; writes nothing. Every migration is
+/// `expand`; [`convert_with`] classifies them.
 pub fn convert(tool: Tool, src: &Path) -> Result<Vec<Converted>, ImportError> {
+    convert_with(tool, src, None)
+}
+
+/// [`convert`], then marks `-- capstan:phase contract` each migration in
+/// which `classifier` finds a contract statement (saying which, in a note).
+pub fn convert_with(
+    tool: Tool,
+    src: &Path,
+    classifier: Option<&dyn PhaseClassifier>,
+) -> Result<Vec<Converted>, ImportError> {
+    let mut converted = convert_unclassified(tool, src)?;
+    if let Some(classifier) = classifier {
+        let files: Vec<(&str, &str)> = converted
+            .iter()
+            .map(|c| (c.file_name.as_str(), c.text.as_str()))
+            .collect();
+        let found = classifier.contract_statements(&files);
+        for (c, found) in converted.iter_mut().zip(found) {
+            if let Some((line, why)) = found {
+                mark_contract(c, line, &why);
+            }
+        }
+    }
+    Ok(converted)
+}
+
+/// Adds `-- capstan:phase contract` after the first line of `c`, with a note
+/// naming the statement (on the source file's line).
+fn mark_contract(c: &mut Converted, line: usize, why: &str) {
+    let at = match c.origin.get(line.saturating_sub(1)).cloned().flatten() {
+        Some((path, l)) => format!("{}:{l}", path.display()),
+        None => format!("{}:{line}", c.file_name),
+    };
+    let first_end = c.text.find('\n').map_or(c.text.len(), |i| i + 1);
+    c.text.insert_str(first_end, "-- capstan:phase contract\n");
+    c.origin.insert(1, None);
+    c.phase = crate::source::Phase::Contract;
+    c.notes.push(format!(
+        "{at}: this statement {why}: imported as a contract migration (it runs once no running instance still needs what it removes)"
+    ));
+}
+
+/// The tool and original version a capstan file was imported from, read
+/// from its first line (`-- imported from goose version 5: …`).
+pub fn imported_from(text: &str) -> Option<(Tool, String)> {
+    let first = text.trim_start_matches('\u{feff}').lines().next()?;
+    let rest = first.strip_prefix("-- imported from ")?;
+    let (tool, rest) = rest.split_once(' ')?;
+    let tool: Tool = tool.parse().ok()?;
+    let rest = rest.strip_prefix("version ")?;
+    let (version, _) = rest.split_once(':')?;
+    (!version.is_empty()).then(|| (tool, version.to_string()))
+}
+
+fn convert_unclassified(tool: Tool, src: &Path) -> Result<Vec<Converted>, ImportError> {
     let entries = list_dir(src)?;
     let drafts = match tool {
         Tool::Diesel => diesel(src, &entries)?,
@@ -354,7 +460,17 @@ pub fn convert(tool: Tool, src: &Path) -> Result<Vec<Converted>, ImportError> {
 /// `capstan.sum`, or when a converted file would not parse as a capstan
 /// migration. If a write fails, the files already written are removed again.
 pub fn import(tool: Tool, src: &Path, dest_dir: &Path) -> Result<ImportReport, ImportError> {
-    let converted = convert(tool, src)?;
+    import_with(tool, src, dest_dir, None)
+}
+
+/// [`import`], with the migrations classified by `classifier` (see [`convert_with`]).
+pub fn import_with(
+    tool: Tool,
+    src: &Path,
+    dest_dir: &Path,
+    classifier: Option<&dyn PhaseClassifier>,
+) -> Result<ImportReport, ImportError> {
+    let converted = convert_with(tool, src, classifier)?;
 
     // Every file must be one capstan accepts, and together a valid set,
     // before anything is written.
@@ -418,6 +534,8 @@ pub fn import(tool: Tool, src: &Path, dest_dir: &Path) -> Result<ImportReport, I
                 file_name: c.file_name,
                 no_transaction: c.no_transaction,
                 notes: c.notes,
+                warnings: c.warnings,
+                phase: c.phase,
             })
             .collect(),
         sum_file: dest_dir.join(SUM_FILE),
@@ -520,12 +638,21 @@ fn read_text(path: &Path) -> Result<String, ImportError> {
     })
 }
 
-/// The order of a version: numeric, for digit strings of any length.
+/// The order of a migration in its tool. sqlx, goose and golang-migrate
+/// parse versions as integers: `(digits without leading zeros, their
+/// count)`, so `9` sorts before `10`. diesel compares version strings and
+/// dbmate file names byte by byte (`10_x.sql` before `9_x.sql`): `(0, the
+/// string)`, see [`text_key`].
 type VersionKey = (usize, String);
 
 fn version_key(digits: &str) -> VersionKey {
     let t = digits.trim_start_matches('0');
     (t.len(), t.to_string())
+}
+
+/// The key of a tool that orders by string (diesel, dbmate).
+fn text_key(s: &str) -> VersionKey {
+    (0, s.to_string())
 }
 
 fn all_digits(s: &str) -> bool {
@@ -579,6 +706,26 @@ impl Part {
             .unwrap_or(1)
     }
 
+    /// Removes `range` from the text, keeping `lines` in step: a range that
+    /// starts a line and ends after a newline removes whole lines; otherwise
+    /// the lines it spans join the first.
+    fn remove(&mut self, range: Range<usize>) {
+        let first = self.text[..range.start].matches('\n').count();
+        let k = self.text[range.clone()].matches('\n').count();
+        let whole = (range.start == 0 || self.text.as_bytes()[range.start - 1] == b'\n')
+            && self.text[range.clone()].ends_with('\n');
+        let (from, to) = if whole {
+            (first, first + k)
+        } else {
+            (first + 1, first + 1 + k)
+        };
+        let to = to.min(self.lines.len());
+        if from < to {
+            self.lines.drain(from..to);
+        }
+        self.text.replace_range(range, "");
+    }
+
     fn at(&self, offset: usize) -> String {
         format!("{}:{}", self.rel, self.line(offset))
     }
@@ -601,6 +748,7 @@ struct Draft {
     down: Option<Part>,
     no_transaction: bool,
     notes: Vec<String>,
+    warnings: Vec<String>,
 }
 
 type Drafts = BTreeMap<VersionKey, Draft>;
@@ -649,6 +797,10 @@ fn malformed(path: &Path, line: usize, message: impl Into<String>) -> ImportErro
 fn diesel(src: &Path, entries: &[Entry]) -> Result<Drafts, ImportError> {
     let mut drafts = Drafts::new();
     for e in entries.iter().filter(|e| e.is_dir) {
+        // diesel skips an empty directory.
+        if std::fs::read_dir(&e.path).is_ok_and(|mut d| d.next().is_none()) {
+            continue;
+        }
         let bad = || ImportError::BadFileName {
             path: e.path.clone(),
             tool: Tool::Diesel,
@@ -699,14 +851,10 @@ fn diesel(src: &Path, entries: &[Entry]) -> Result<Drafts, ImportError> {
             down,
             no_transaction,
             notes,
+            warnings: Vec::new(),
         };
-        insert(
-            Tool::Diesel,
-            &mut drafts,
-            version_key(&digits),
-            draft,
-            &e.path,
-        )?;
+        // diesel sorts by the version string (`MigrationVersion` is a string).
+        insert(Tool::Diesel, &mut drafts, text_key(&digits), draft, &e.path)?;
     }
     Ok(drafts)
 }
@@ -879,6 +1027,7 @@ fn sqlx(src: &Path, entries: &[Entry]) -> Result<Drafts, ImportError> {
             down: down_part,
             no_transaction,
             notes,
+            warnings: Vec::new(),
         };
         drafts.insert(key, draft);
     }
@@ -973,19 +1122,22 @@ fn goose_file(src: &Path, path: &Path, version: String, name: &str) -> Result<Dr
     let mut blocks: Vec<(usize, usize, String)> = Vec::new();
     let mut no_transaction = false;
     let mut notes = Vec::new();
+    let mut warnings = Vec::new();
     for (i, line) in text.split('\n').enumerate() {
         let no = i + 1;
-        if let Some(rest) = line.strip_prefix("--") {
-            let cmd = rest.trim();
-            if cmd.starts_with("+goose") {
-                match cmd {
-                    "+goose Up" => {
+        // goose reads every comment line that mentions `+goose` as an annotation.
+        let annotation = (line.trim_start().starts_with("--") && line.contains("+goose"))
+            .then(|| goose_annotation(line));
+        match annotation {
+            Some(Ok(a)) => {
+                match a {
+                    Goose::Up => {
                         if state != State::Start {
                             return Err(malformed(path, no, "a second `-- +goose Up`"));
                         }
                         state = State::Up;
                     }
-                    "+goose Down" => {
+                    Goose::Down => {
                         if state != State::Up {
                             return Err(malformed(
                                 path,
@@ -1003,7 +1155,7 @@ fn goose_file(src: &Path, path: &Path, version: String, name: &str) -> Result<Dr
                         state = State::Down;
                         down = Some(Part::new(path, rel.clone()));
                     }
-                    "+goose StatementBegin" => {
+                    Goose::StatementBegin => {
                         if state == State::Start {
                             return Err(malformed(
                                 path,
@@ -1020,7 +1172,7 @@ fn goose_file(src: &Path, path: &Path, version: String, name: &str) -> Result<Dr
                         }
                         block = Some((no, String::new()));
                     }
-                    "+goose StatementEnd" => {
+                    Goose::StatementEnd => {
                         let Some((begin, sql)) = block.take() else {
                             return Err(malformed(
                                 path,
@@ -1030,21 +1182,18 @@ fn goose_file(src: &Path, path: &Path, version: String, name: &str) -> Result<Dr
                         };
                         blocks.push((begin, no, sql));
                     }
-                    "+goose NO TRANSACTION" => no_transaction = true,
-                    "+goose ENVSUBST ON" => notes.push(format!(
-                        "{rel}:{no}: goose substituted ${{VAR}} references from the environment here; capstan does not, so the SQL is kept as written: replace them before running it"
+                    Goose::NoTransaction => no_transaction = true,
+                    Goose::EnvsubOn => notes.push(format!(
+                        "{rel}:{no}: goose substituted ${{VAR}} references from the environment after `-- +goose ENVSUB ON`; capstan does not, so the SQL is kept as written: replace them before running it"
                     )),
-                    "+goose ENVSUBST OFF" => {}
-                    other => {
-                        return Err(malformed(
-                            path,
-                            no,
-                            format!("unknown goose annotation `{other}`; known: +goose Up, +goose Down, +goose StatementBegin, +goose StatementEnd, +goose NO TRANSACTION, +goose ENVSUBST ON|OFF"),
-                        ))
-                    }
+                    Goose::EnvsubOff => {}
                 }
                 continue;
             }
+            Some(Err(why)) => warnings.push(format!(
+                "{rel}:{no}: {why}; goose refuses this file, so no database ran it with goose: the line is kept as a plain comment, check that the up and down sections hold what you meant"
+            )),
+            None => {}
         }
         if let Some((_, sql)) = &mut block {
             sql.push_str(line);
@@ -1096,7 +1245,54 @@ fn goose_file(src: &Path, path: &Path, version: String, name: &str) -> Result<Dr
         down,
         no_transaction,
         notes,
+        warnings,
     })
+}
+
+/// A goose annotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Goose {
+    Up,
+    Down,
+    StatementBegin,
+    StatementEnd,
+    NoTransaction,
+    EnvsubOn,
+    EnvsubOff,
+}
+
+/// Reads a `-- +goose …` line as goose does (`extractAnnotation`): no
+/// leading whitespace, every `--` removed, one `+goose`, the rest trimmed
+/// and compared without regard to case. Err: why goose refuses it.
+fn goose_annotation(line: &str) -> Result<Goose, String> {
+    const KNOWN: [(&str, Goose); 7] = [
+        ("Up", Goose::Up),
+        ("Down", Goose::Down),
+        ("StatementBegin", Goose::StatementBegin),
+        ("StatementEnd", Goose::StatementEnd),
+        ("NO TRANSACTION", Goose::NoTransaction),
+        ("ENVSUB ON", Goose::EnvsubOn),
+        ("ENVSUB OFF", Goose::EnvsubOff),
+    ];
+    let line = line.trim_end_matches('\r');
+    if line.starts_with([' ', '\t']) {
+        return Err("a goose annotation indented with whitespace".into());
+    }
+    let cmd = line.replace("--", "").replacen("+goose", "", 1);
+    if cmd.contains("+goose") {
+        return Err("two `+goose` annotations on one line".into());
+    }
+    let cmd = cmd.trim();
+    if cmd.is_empty() {
+        return Err("an empty `-- +goose` annotation".into());
+    }
+    KNOWN
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(cmd))
+        .map(|(_, a)| *a)
+        .ok_or_else(|| {
+            format!("unknown goose annotation `+goose {cmd}` (goose knows Up, Down, StatementBegin, StatementEnd, NO TRANSACTION, ENVSUB ON, ENVSUB OFF, in any case)")
+        })
 }
 
 // ---------------------------------------------------------------------------
@@ -1107,6 +1303,7 @@ fn goose_file(src: &Path, path: &Path, version: String, name: &str) -> Result<Dr
 /// `transaction:false`.
 fn dbmate(src: &Path, entries: &[Entry]) -> Result<Drafts, ImportError> {
     let mut drafts = Drafts::new();
+    let mut versions: BTreeMap<String, PathBuf> = BTreeMap::new();
     for e in entries.iter().filter(|e| !e.is_dir) {
         let Some(stem) = e.name.strip_suffix(".sql") else {
             continue;
@@ -1123,13 +1320,17 @@ fn dbmate(src: &Path, entries: &[Entry]) -> Result<Drafts, ImportError> {
         }
         let name = name.trim_start_matches(['_', '-', '.']);
         let draft = dbmate_file(src, &e.path, version.to_string(), name)?;
-        insert(
-            Tool::Dbmate,
-            &mut drafts,
-            version_key(version),
-            draft,
-            &e.path,
-        )?;
+        // dbmate applies files in file-name order and records the version
+        // string: `10_x.sql` runs before `9_x.sql`, `01_a` and `1_b` are two versions.
+        if let Some(first) = versions.insert(version.to_string(), e.path.clone()) {
+            return Err(ImportError::DuplicateVersion {
+                tool: Tool::Dbmate,
+                version: version.to_string(),
+                first,
+                second: e.path.clone(),
+            });
+        }
+        insert(Tool::Dbmate, &mut drafts, text_key(&e.name), draft, &e.path)?;
     }
     Ok(drafts)
 }
@@ -1229,6 +1430,7 @@ fn dbmate_file(src: &Path, path: &Path, version: String, name: &str) -> Result<D
         down,
         no_transaction: tx_off[0] || tx_off[1],
         notes,
+        warnings: Vec::new(),
     })
 }
 
@@ -1288,6 +1490,7 @@ fn golang_migrate(src: &Path, entries: &[Entry]) -> Result<Drafts, ImportError> 
                 down: down_part,
                 no_transaction: false,
                 notes: Vec::new(),
+                warnings: Vec::new(),
             },
         );
     }
@@ -1339,23 +1542,32 @@ fn finish(tool: Tool, src: &Path, number: u64, d: Draft) -> Result<Converted, Im
         original_version,
         name,
         source,
-        up,
+        mut up,
         down,
         mut no_transaction,
         mut notes,
+        warnings,
     } = d;
 
+    convert_suppressions(&mut up, &mut notes);
     let up_stmts = up.statements()?;
     let mut down = match down {
-        Some(part) => {
+        Some(mut part) => {
+            convert_suppressions(&mut part, &mut notes);
             let stmts = part.statements()?;
-            if stmts.is_empty() {
+            if stmts.is_empty() && tool == Tool::Diesel && part.text.is_empty() {
                 notes.push(format!(
-                    "{}: the down section holds no statement; imported without a down section",
+                    "{}: an empty file, which diesel refuses to run (\"empty migration\"); imported without a down section",
                     part.rel
                 ));
                 None
             } else {
+                if stmts.is_empty() {
+                    notes.push(format!(
+                        "{}: the down section holds no statement; imported as a down section that does nothing, as {tool} runs it",
+                        part.rel
+                    ));
+                }
                 Some((part, stmts))
             }
         }
@@ -1400,10 +1612,8 @@ fn finish(tool: Tool, src: &Path, number: u64, d: Draft) -> Result<Converted, Im
             {
                 let part = &mut section.0;
                 let at = (part.line(lines.0), part.line(lines.1));
-                let mut text = part.text.clone();
-                text.replace_range(commit.clone(), "");
-                text.replace_range(begin.clone(), "");
-                part.text = text;
+                part.remove(commit.clone());
+                part.remove(begin.clone());
                 notes.push(format!(
                     "{}: removed the BEGIN (line {}) and COMMIT (line {}) around the statements: capstan runs the migration in its own transaction",
                     part.rel, at.0, at.1
@@ -1417,41 +1627,311 @@ fn finish(tool: Tool, src: &Path, number: u64, d: Draft) -> Result<Converted, Im
         }
     }
 
-    // Render.
+    // Render, keeping where each line came from.
     let rels: Vec<String> = source.iter().map(|p| relative(src, p)).collect();
-    let mut text = format!("-- imported from {tool}: {}\n", rels.join(", "));
+    let mut out = Rendered::default();
+    out.line(
+        &format!(
+            "-- imported from {tool} version {original_version}: {}",
+            rels.join(", ")
+        ),
+        None,
+    );
     if no_transaction {
-        text.push_str("-- capstan:no-transaction\n");
+        out.line("-- capstan:no-transaction", None);
     }
-    text.push_str("-- capstan:up\n");
-    let up_sql = trim_section(&up.0.text);
-    let up_empty = split::split(up_sql, Dialect::Postgres).is_ok_and(|s| s.is_empty());
-    text.push_str(up_sql);
+    out.line("-- capstan:up", None);
+    let up_empty =
+        up.1.is_empty() || split::split(&up.0.text, Dialect::Postgres).is_ok_and(|s| s.is_empty());
+    let up_len = out.section(&up.0);
     if up_empty {
         notes.push(format!(
             "{}: the up section holds no statement; capstan needs one, so it is `SELECT 1;` (does nothing)",
             up.0.rel
         ));
-        if !up_sql.is_empty() {
-            text.push('\n');
-        }
-        text.push_str("SELECT 1;");
+        out.line("SELECT 1;", None);
+    } else if up_len == 0 {
+        out.line("SELECT 1;", None);
     }
-    text.push('\n');
     if let Some((part, _)) = &down {
-        text.push_str("\n-- capstan:down\n");
-        text.push_str(trim_section(&part.text));
-        text.push('\n');
+        out.line("", None);
+        out.line("-- capstan:down", None);
+        out.section(part);
     }
 
     Ok(Converted {
         source,
         original_version,
         file_name: format!("{number:04}_{}.sql", snake_name(&name)),
-        text,
+        text: out.text,
         no_transaction,
         notes,
+        warnings,
+        phase: crate::source::Phase::Expand,
+        origin: out.origin,
     })
+}
+
+/// A converted file being written, line by line, with each line's origin.
+#[derive(Default)]
+struct Rendered {
+    text: String,
+    origin: Vec<Option<(PathBuf, usize)>>,
+}
+
+impl Rendered {
+    fn line(&mut self, text: &str, origin: Option<(PathBuf, usize)>) {
+        self.text.push_str(text);
+        self.text.push('\n');
+        self.origin.push(origin);
+    }
+
+    /// Appends a section trimmed to its text ([`trim_section`]); the number of lines written.
+    fn section(&mut self, part: &Part) -> usize {
+        let trimmed = trim_section(&part.text);
+        if trimmed.is_empty() {
+            return 0;
+        }
+        let start = trimmed.as_ptr() as usize - part.text.as_ptr() as usize;
+        let first = part.text[..start].matches('\n').count();
+        let mut n = 0;
+        for (i, l) in trimmed.split('\n').enumerate() {
+            self.line(l, Some((part.path.clone(), part.line(first + i))));
+            n += 1;
+        }
+        n
+    }
+}
+
+/// squawk's and Atlas's suppression comments, as capstan rule names.
+///
+/// squawk: `-- squawk-ignore RULE[, RULE] -- reason` before a statement,
+/// `-- squawk-ignore-file …` for the file; no rule means every rule. Atlas:
+/// `-- atlas:nolint [ANALYZER|CODE …]` before a statement, or at the top of
+/// the file followed by a blank line for the whole file.
+pub const SUPPRESSIONS: &[(&str, &[&str])] = &[
+    // squawk rules
+    ("adding-field-with-default", &["adding-volatile-default"]),
+    (
+        "adding-foreign-key-constraint",
+        &["adding-foreign-key-constraint"],
+    ),
+    ("adding-not-nullable-field", &["setting-not-null"]),
+    (
+        "adding-primary-key-constraint",
+        &["adding-primary-key-constraint"],
+    ),
+    ("adding-required-field", &["adding-required-column"]),
+    (
+        "adding-serial-primary-key-field",
+        &["adding-serial-or-identity-column"],
+    ),
+    (
+        "ban-alter-domain-with-add-constraint",
+        &["domain-check-constraint"],
+    ),
+    ("ban-char-field", &["prefer-text"]),
+    (
+        "ban-concurrent-index-creation-in-transaction",
+        &["concurrently-in-transaction"],
+    ),
+    (
+        "ban-create-domain-with-constraint",
+        &["domain-check-constraint"],
+    ),
+    ("ban-drop-column", &["dropping-column"]),
+    ("ban-drop-database", &["dropping-object"]),
+    ("ban-drop-not-null", &["dropping-not-null"]),
+    ("ban-drop-table", &["dropping-table"]),
+    ("ban-truncate-cascade", &["truncate-cascade"]),
+    ("changing-column-type", &["changing-column-type"]),
+    (
+        "constraint-missing-not-valid",
+        &["adding-check-constraint", "adding-foreign-key-constraint"],
+    ),
+    (
+        "disallowed-unique-constraint",
+        &["adding-unique-constraint"],
+    ),
+    ("identifier-too-long", &["identifier-too-long"]),
+    ("prefer-big-int", &["prefer-bigint"]),
+    ("prefer-bigint-over-int", &["prefer-bigint"]),
+    ("prefer-bigint-over-smallint", &["prefer-bigint"]),
+    ("prefer-identity", &["prefer-identity"]),
+    ("prefer-robust-stmts", &["non-idempotent-no-transaction"]),
+    ("prefer-text-field", &["prefer-text"]),
+    ("prefer-timestamp-tz", &["prefer-timestamptz"]),
+    ("prefer-timestamptz", &["prefer-timestamptz"]),
+    ("renaming-column", &["renaming-column"]),
+    ("renaming-table", &["renaming-table"]),
+    (
+        "require-concurrent-index-creation",
+        &["require-concurrent-index-creation"],
+    ),
+    (
+        "require-concurrent-index-deletion",
+        &["require-concurrent-index-deletion"],
+    ),
+    (
+        "require-concurrent-partition-detach",
+        &["require-concurrent-detach-partition"],
+    ),
+    (
+        "require-concurrent-reindex",
+        &["require-concurrent-reindex"],
+    ),
+    ("transaction-nesting", &["transaction-nesting"]),
+    // Atlas analyzers and checks
+    (
+        "destructive",
+        &["dropping-table", "dropping-column", "dropping-object"],
+    ),
+    ("ds101", &["dropping-object"]),
+    ("ds102", &["dropping-table"]),
+    ("ds103", &["dropping-column"]),
+    (
+        "backward_incompatible",
+        &["renaming-table", "renaming-column"],
+    ),
+    ("bc101", &["renaming-table"]),
+    ("bc102", &["renaming-column"]),
+    (
+        "data_depend",
+        &[
+            "adding-unique-constraint",
+            "adding-required-column",
+            "setting-not-null",
+        ],
+    ),
+    ("mf101", &["adding-unique-constraint"]),
+    ("mf102", &["adding-unique-constraint"]),
+    ("mf103", &["adding-required-column"]),
+    ("mf104", &["setting-not-null"]),
+    (
+        "concurrent_index",
+        &[
+            "require-concurrent-index-creation",
+            "require-concurrent-index-deletion",
+        ],
+    ),
+    ("pg101", &["require-concurrent-index-creation"]),
+    ("pg102", &["require-concurrent-index-deletion"]),
+    ("pg103", &["concurrently-in-transaction"]),
+];
+
+/// A squawk or Atlas suppression comment read from one line: file-wide or
+/// not, the names it lists (none: every rule), the reason written with it.
+fn foreign_suppression(line: &str) -> Option<(bool, Vec<String>, String, &'static str)> {
+    let body = line.trim().strip_prefix("--")?.trim_start();
+    if let Some(rest) = body.strip_prefix("squawk-ignore") {
+        let (file, rest) = match rest.strip_prefix("-file") {
+            Some(r) => (true, r),
+            None => (false, rest),
+        };
+        if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
+            return None;
+        }
+        let (names, reason) = match rest.find("--") {
+            Some(i) => (&rest[..i], rest[i + 2..].trim()),
+            None => (rest, ""),
+        };
+        let names = names
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect();
+        return Some((file, names, reason.to_string(), "squawk-ignore"));
+    }
+    let rest = body.strip_prefix("atlas:nolint")?;
+    if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
+        return None;
+    }
+    let (names, reason) = match rest.find("--") {
+        Some(i) => (&rest[..i], rest[i + 2..].trim()),
+        None => (rest, ""),
+    };
+    let names = names.split_whitespace().map(str::to_string).collect();
+    Some((false, names, reason.to_string(), "atlas:nolint"))
+}
+
+/// Rewrites squawk and Atlas suppressions in `part` as `-- capstan:ignore`
+/// (same line, so line numbers hold); names with no capstan equivalent are
+/// said in a note, and a comment naming none of capstan's rules is kept.
+fn convert_suppressions(part: &mut Part, notes: &mut Vec<String>) {
+    let lines: Vec<&str> = part.text.split('\n').collect();
+    let mut out: Vec<String> = Vec::with_capacity(lines.len());
+    let mut changed = false;
+    // Atlas reads a directive in the file's first comment block, followed by
+    // a blank line, as file-wide.
+    let top_block_end = lines
+        .iter()
+        .position(|l| !l.trim().starts_with("--"))
+        .unwrap_or(lines.len());
+    let file_wide_top = lines
+        .get(top_block_end)
+        .is_some_and(|l| l.trim().is_empty());
+    for (i, line) in lines.iter().enumerate() {
+        let Some((mut file, names, reason, tool)) = foreign_suppression(line) else {
+            out.push((*line).to_string());
+            continue;
+        };
+        if tool == "atlas:nolint" && i < top_block_end && file_wide_top {
+            file = true;
+        }
+        let mut rules: Vec<&str> = Vec::new();
+        let mut unknown: Vec<&str> = Vec::new();
+        for n in &names {
+            match SUPPRESSIONS.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)) {
+                Some((_, r)) => {
+                    for r in *r {
+                        if !rules.contains(r) {
+                            rules.push(r);
+                        }
+                    }
+                }
+                None => unknown.push(n),
+            }
+        }
+        let at = part.at(i);
+        if !unknown.is_empty() {
+            notes.push(format!(
+                "{at}: `{tool}` names {} with no capstan equivalent; not carried over",
+                unknown
+                    .iter()
+                    .map(|u| format!("`{u}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if names.is_empty() {
+            rules.push("all");
+        }
+        if rules.is_empty() {
+            out.push((*line).to_string());
+            continue;
+        }
+        let indent = &line[..line.len() - line.trim_start().len()];
+        let directive = if file { "ignore-file" } else { "ignore" };
+        let original = line.trim().trim_start_matches('-').trim();
+        let why = if reason.is_empty() {
+            format!("(was `{original}`)")
+        } else {
+            format!("{reason} (was `{original}`)")
+        };
+        out.push(format!(
+            "{indent}-- capstan:{directive} {} {why}",
+            rules.join(",")
+        ));
+        notes.push(format!(
+            "{at}: `{tool}` suppression converted to `-- capstan:{directive} {}`",
+            rules.join(",")
+        ));
+        changed = true;
+    }
+    if changed {
+        part.text = out.join("\n");
+    }
 }
 
 /// Drops blank lines before the first line with text, and trailing whitespace.
@@ -1669,6 +2149,181 @@ pub fn snake_name(name: &str) -> String {
     }
 }
 
+// ---------------------------------------------------------------------------
+// The old tool's history, for `baseline --from TOOL`.
+
+/// One row of another tool's history table: the version it records, and
+/// whether that row says the version is applied (sqlx `success`, goose
+/// `is_applied`, golang-migrate not `dirty`; always true for diesel and dbmate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolHistoryRow {
+    /// The version, as text.
+    pub version: String,
+    /// Whether the row counts the version as applied.
+    pub ok: bool,
+}
+
+impl Tool {
+    /// The history table the tool writes by default.
+    pub fn history_table(self) -> &'static str {
+        match self {
+            Tool::Diesel => "__diesel_schema_migrations",
+            Tool::Sqlx => "_sqlx_migrations",
+            Tool::Goose => "goose_db_version",
+            Tool::Dbmate | Tool::GolangMigrate => "schema_migrations",
+        }
+    }
+
+    /// The query reading `table` (already quoted): version as text and the
+    /// applied flag as 1/0, in the order the rows were written where the
+    /// table keeps one. Valid on Postgres and SQLite.
+    pub fn history_query(self, table: &str) -> String {
+        match self {
+            Tool::Diesel | Tool::Dbmate => {
+                format!("SELECT CAST(version AS TEXT), 1 FROM {table}")
+            }
+            Tool::Sqlx => format!(
+                "SELECT CAST(version AS TEXT), CASE WHEN success THEN 1 ELSE 0 END FROM {table}"
+            ),
+            Tool::Goose => format!(
+                "SELECT CAST(version_id AS TEXT), CASE WHEN is_applied THEN 1 ELSE 0 END FROM {table} ORDER BY id"
+            ),
+            Tool::GolangMigrate => format!(
+                "SELECT CAST(version AS TEXT), CASE WHEN dirty THEN 0 ELSE 1 END FROM {table}"
+            ),
+        }
+    }
+}
+
+/// `name` or `schema.name` as a quoted SQL identifier.
+pub fn quote_table(name: &str) -> String {
+    name.split('.')
+        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// A migration of the directory, as baseline maps it: its capstan version
+/// and file name, and what it was imported from (see [`imported_from`]).
+#[derive(Debug, Clone)]
+pub struct Imported {
+    /// The capstan version.
+    pub version: u64,
+    /// The capstan file name.
+    pub file_name: String,
+    /// The tool and the version its history records, if the file says.
+    pub from: Option<(Tool, String)>,
+}
+
+/// The capstan version up to which a database the old `tool` migrated is
+/// already migrated, from that tool's history `rows` (None: it applied
+/// nothing). Pure.
+///
+/// Refuses, naming versions and files, when a row is failed or dirty, when
+/// the history names a version no file was imported from, or when what the
+/// tool applied is not a prefix of the directory (the tool ran a later
+/// migration while an earlier one is still pending): capstan records a prefix.
+pub fn map_history(
+    tool: Tool,
+    migrations: &[Imported],
+    rows: &[ToolHistoryRow],
+) -> Result<Option<u64>, String> {
+    let number = |v: &str| v.trim_start_matches('0').to_string();
+    let key = |v: &str| match tool {
+        Tool::Diesel | Tool::Dbmate => v.to_string(),
+        _ => number(v),
+    };
+    let original = |m: &Imported| -> Option<String> {
+        m.from
+            .as_ref()
+            .filter(|(t, _)| *t == tool)
+            .map(|(_, v)| key(v))
+    };
+    // What the tool counts as applied.
+    let mut applied: BTreeMap<String, String> = BTreeMap::new(); // key -> as recorded
+    match tool {
+        Tool::GolangMigrate => {
+            let Some(row) = rows.last() else {
+                return Ok(None);
+            };
+            if !row.ok {
+                return Err(format!("golang-migrate's history marks version {} dirty (it failed partway): fix the database and clear the flag with `migrate force` first", row.version));
+            }
+            let current = number(&row.version);
+            let known = migrations
+                .iter()
+                .any(|m| original(m) == Some(current.clone()));
+            if !known {
+                return Err(format!("the database is at golang-migrate version {}, which no migration in the directory was imported from", row.version));
+            }
+            let as_num = |k: &str| (k.len(), k.to_string());
+            for m in migrations {
+                if let Some(k) = original(m) {
+                    if as_num(&k) <= as_num(&current) {
+                        applied.insert(k.clone(), k);
+                    }
+                }
+            }
+        }
+        Tool::Goose => {
+            let mut last: BTreeMap<String, (String, bool)> = BTreeMap::new();
+            for r in rows {
+                if number(&r.version).is_empty() {
+                    continue; // goose's own version 0 row
+                }
+                last.insert(number(&r.version), (r.version.clone(), r.ok));
+            }
+            for (k, (v, ok)) in last {
+                if ok {
+                    applied.insert(k, v);
+                }
+            }
+        }
+        _ => {
+            for r in rows {
+                if !r.ok {
+                    return Err(format!(
+                        "{tool}'s history records version {} as failed: fix it with {tool} first",
+                        r.version
+                    ));
+                }
+                applied.insert(key(&r.version), r.version.clone());
+            }
+        }
+    }
+    if applied.is_empty() {
+        return Ok(None);
+    }
+    let mut prefix_end: Option<usize> = None;
+    for (i, m) in migrations.iter().enumerate() {
+        match original(m) {
+            Some(k) if applied.contains_key(&k) => prefix_end = Some(i),
+            _ => break,
+        }
+    }
+    let n = prefix_end.map_or(0, |i| i + 1);
+    for (k, v) in &applied {
+        match migrations.iter().position(|m| original(m).as_deref() == Some(k)) {
+            None => {
+                return Err(format!("the database records {tool} version {v}, which no migration in the directory was imported from"))
+            }
+            Some(i) if i >= n => {
+                let gap = &migrations[n];
+                let gap_what = match &gap.from {
+                    Some((t, gv)) if *t == tool => format!("{} ({tool} version {gv})", gap.file_name),
+                    _ => gap.file_name.clone(),
+                };
+                return Err(format!(
+                    "{tool} applied version {v} ({}) but not {gap_what}, which comes before it in {tool}'s order; capstan records applied migrations as a prefix: apply the missing one first, then baseline",
+                    migrations[i].file_name
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(prefix_end.map(|i| migrations[i].version))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1827,6 +2482,109 @@ mod tests {
         let err =
             diesel_metadata(p, "m", "\nrun_in_transaction = maybe\n", &mut notes).unwrap_err();
         assert!(err.to_string().starts_with("m/metadata.toml:2: "), "{err}");
+    }
+
+    fn imported(tool: Tool, versions: &[&str]) -> Vec<Imported> {
+        versions
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Imported {
+                version: i as u64 + 1,
+                file_name: format!("{:04}_m.sql", i + 1),
+                from: Some((tool, v.to_string())),
+            })
+            .collect()
+    }
+
+    fn rows(list: &[(&str, bool)]) -> Vec<ToolHistoryRow> {
+        list.iter()
+            .map(|(v, ok)| ToolHistoryRow {
+                version: v.to_string(),
+                ok: *ok,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn history_maps_to_the_applied_prefix_in_each_tools_terms() {
+        // goose: the latest row per version decides; version 0 is goose's own.
+        let goose = imported(Tool::Goose, &["1", "2", "3"]);
+        let h = rows(&[
+            ("0", true),
+            ("1", true),
+            ("2", true),
+            ("3", true),
+            ("3", false),
+        ]);
+        assert_eq!(map_history(Tool::Goose, &goose, &h), Ok(Some(2)));
+        assert_eq!(
+            map_history(Tool::Goose, &goose, &rows(&[("0", true)])),
+            Ok(None)
+        );
+        // golang-migrate: one row, everything up to it; dirty is refused.
+        let gm = imported(Tool::GolangMigrate, &["1", "5", "9"]);
+        assert_eq!(
+            map_history(Tool::GolangMigrate, &gm, &rows(&[("5", true)])),
+            Ok(Some(2))
+        );
+        let err = map_history(Tool::GolangMigrate, &gm, &rows(&[("5", false)])).unwrap_err();
+        assert!(err.contains("dirty"), "{err}");
+        let err = map_history(Tool::GolangMigrate, &gm, &rows(&[("4", true)])).unwrap_err();
+        assert!(err.contains("version 4, which no migration"), "{err}");
+        // sqlx: a failed row is refused.
+        let sqlx = imported(Tool::Sqlx, &["10", "20"]);
+        let err = map_history(Tool::Sqlx, &sqlx, &rows(&[("10", false)])).unwrap_err();
+        assert!(err.contains("as failed"), "{err}");
+        // dbmate compares strings: `01` is not `1`.
+        let dbmate = imported(Tool::Dbmate, &["01", "1"]);
+        assert_eq!(
+            map_history(Tool::Dbmate, &dbmate, &rows(&[("01", true)])),
+            Ok(Some(1))
+        );
+        // Not a prefix: refused, naming both.
+        let err = map_history(Tool::Sqlx, &sqlx, &rows(&[("20", true)])).unwrap_err();
+        assert!(
+            err.contains("applied version 20 (0002_m.sql) but not 0001_m.sql (sqlx version 10)"),
+            "{err}"
+        );
+        // A file imported from another tool is not one of this tool's.
+        let mut mixed = imported(Tool::Sqlx, &["10"]);
+        mixed.push(Imported {
+            version: 2,
+            file_name: "0002_new.sql".into(),
+            from: None,
+        });
+        assert_eq!(
+            map_history(Tool::Sqlx, &mixed, &rows(&[("10", true)])),
+            Ok(Some(1))
+        );
+    }
+
+    #[test]
+    fn the_first_line_names_tool_and_version() {
+        assert_eq!(
+            imported_from("-- imported from golang-migrate version 7: 7_a.up.sql\n-- capstan:up\n"),
+            Some((Tool::GolangMigrate, "7".into()))
+        );
+        assert_eq!(imported_from("-- imported from goose: 1_a.sql\n"), None);
+        assert_eq!(imported_from("-- capstan:up\nSELECT 1;"), None);
+    }
+
+    #[test]
+    fn goose_annotations_follow_goose() {
+        assert_eq!(goose_annotation("-- +goose up"), Ok(Goose::Up));
+        assert_eq!(
+            goose_annotation("--+goose NO TRANSACTION\r"),
+            Ok(Goose::NoTransaction)
+        );
+        assert_eq!(
+            goose_annotation("-- +goose envsub off"),
+            Ok(Goose::EnvsubOff)
+        );
+        assert!(goose_annotation("-- +goose ENVSUBST ON").is_err());
+        assert!(goose_annotation("  -- +goose Up").is_err());
+        assert!(goose_annotation("-- +goose NO  TRANSACTION").is_err());
+        assert!(goose_annotation("-- +goose").is_err());
     }
 
     #[test]

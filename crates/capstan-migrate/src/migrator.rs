@@ -649,6 +649,14 @@ pub enum Error {
     /// A version that is not in the set.
     #[error("migration {0:04} is not in the migration directory")]
     UnknownVersion(u64),
+    /// `baseline --from TOOL` could not map the old tool's history.
+    #[error("baseline --from {tool} refused: {message}")]
+    ToolHistory {
+        /// The tool.
+        tool: crate::import::Tool,
+        /// What is wrong, naming versions and files.
+        message: String,
+    },
     /// `repair` named a migration that is not dirty.
     #[error("migration {0:04} is not dirty; nothing to repair")]
     NotDirty(u64),
@@ -731,6 +739,19 @@ impl Database {
     pub async fn history(&mut self) -> Result<Vec<AppliedRow>, Error> {
         Ok(self.driver.history().await?)
     }
+}
+
+/// What [`Migrator::baseline_from`] recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolBaseline {
+    /// The tool whose history was read.
+    pub tool: crate::import::Tool,
+    /// Its history table.
+    pub table: String,
+    /// The rows that table holds.
+    pub rows: usize,
+    /// The capstan versions recorded as applied (empty: the tool applied nothing).
+    pub baselined: Vec<u64>,
 }
 
 /// Runs a migration set against databases.
@@ -1666,6 +1687,51 @@ impl Migrator {
         let versions = result?;
         unlocked?;
         Ok(versions)
+    }
+
+    /// Adopts a database another tool migrated: reads `tool`'s history table
+    /// (`table`, or the tool's default) and records as applied, without
+    /// running them, the migrations imported from the versions it applied
+    /// (see [`crate::import::map_history`]). Records nothing when the tool
+    /// applied nothing.
+    pub async fn baseline_from(
+        &self,
+        db: &mut Database,
+        tool: crate::import::Tool,
+        table: Option<&str>,
+    ) -> Result<ToolBaseline, Error> {
+        let table = table.unwrap_or(tool.history_table()).to_string();
+        let refuse = |message: String| Error::ToolHistory { tool, message };
+        let rows = db
+            .driver
+            .tool_history(tool, &table)
+            .await?
+            .ok_or_else(|| {
+                refuse(format!(
+                    "the database has no table {table}: is this the database {tool} migrated? (name another with --table)"
+                ))
+            })?;
+        let imported: Vec<crate::import::Imported> = self
+            .set
+            .migrations()
+            .iter()
+            .map(|m| crate::import::Imported {
+                version: m.version,
+                file_name: m.file_name.clone(),
+                from: crate::import::imported_from(&m.text),
+            })
+            .collect();
+        let target = crate::import::map_history(tool, &imported, &rows).map_err(refuse)?;
+        let baselined = match target {
+            Some(v) => self.baseline(db, v).await?,
+            None => Vec::new(),
+        };
+        Ok(ToolBaseline {
+            tool,
+            table,
+            rows: rows.len(),
+            baselined,
+        })
     }
 
     /// The dirty migrations, explained. Changes nothing.

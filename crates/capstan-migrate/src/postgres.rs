@@ -1283,6 +1283,39 @@ impl Driver for PgDriver {
             .collect())
     }
 
+    async fn tool_history(
+        &mut self,
+        tool: crate::import::Tool,
+        table: &str,
+    ) -> Result<Option<Vec<crate::import::ToolHistoryRow>>, DbError> {
+        let quoted = crate::import::quote_table(table);
+        let exists = self
+            .client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&quoted])
+            .await
+            .map_err(|e| db_err(&e))?;
+        if !exists.get::<_, bool>(0) {
+            return Ok(None);
+        }
+        let messages = self
+            .client
+            .simple_query(&tool.history_query(&quoted))
+            .await
+            .map_err(|e| db_err(&e))?;
+        Ok(Some(
+            messages
+                .iter()
+                .filter_map(|m| match m {
+                    SimpleQueryMessage::Row(r) => Some(crate::import::ToolHistoryRow {
+                        version: r.get(0).unwrap_or_default().to_string(),
+                        ok: r.get(1) == Some("1"),
+                    }),
+                    _ => None,
+                })
+                .collect(),
+        ))
+    }
+
     async fn transact(&mut self, statements: &[String]) -> Result<Vec<u64>, DbError> {
         self.check_trust().await?;
         self.client

@@ -852,6 +852,38 @@ impl Driver for SqliteDriver {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| db_err(&e))
     }
 
+    async fn tool_history(
+        &mut self,
+        tool: crate::import::Tool,
+        table: &str,
+    ) -> Result<Option<Vec<crate::import::ToolHistoryRow>>, DbError> {
+        let name = table.rsplit('.').next().unwrap_or(table);
+        let exists: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .map_err(|e| db_err(&e))?;
+        if exists == 0 {
+            return Ok(None);
+        }
+        let sql = tool.history_query(&crate::import::quote_table(name));
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| db_err(&e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(crate::import::ToolHistoryRow {
+                    version: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                    ok: r.get::<_, i64>(1)? == 1,
+                })
+            })
+            .map_err(|e| db_err(&e))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map(Some)
+            .map_err(|e| db_err(&e))
+    }
+
     async fn transact(&mut self, statements: &[String]) -> Result<Vec<u64>, DbError> {
         self.conn
             .execute_batch("BEGIN IMMEDIATE")

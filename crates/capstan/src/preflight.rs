@@ -80,4 +80,9 @@ impl Preflight for LintPreflight {
     ) -> Result<Option<String>, String> {
         capstan_slo::cli::contract_gate(config)
     }
+
+    /// `migrate import` marks the migrations the linter classifies as contract.
+    fn phase_classifier(&self) -> Option<&dyn capstan_migrate::import::PhaseClassifier> {
+        Some(&capstan_lint::hooks::PhaseSorter)
+    }
 }
