@@ -38,6 +38,9 @@ impl Preflight for LintPreflight {
             Dialect::Postgres => capstan_lint::Dialect::Postgres,
             Dialect::Sqlite => capstan_lint::Dialect::Sqlite,
         };
+        // `up` runs up sections only: a down section is checked by the `down`
+        // that runs it, and must not block an `up`.
+        lint_config.lint_down = false;
         let pending: BTreeSet<u64> = pending.iter().copied().collect();
         let mut linter = Linter::new(lint_config);
         let mut found = Vec::new();
