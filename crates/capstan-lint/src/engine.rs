@@ -509,6 +509,32 @@ impl Linter {
         self.finish(input.file, text, &lines, hits, &starts, ignores)
     }
 
+    /// Lints only the down section of one migration file against the model
+    /// as it stands (the database with this migration applied, before `down`
+    /// runs it); the model is left unchanged. Empty without a down section.
+    pub fn lint_down(&mut self, input: Input<'_>) -> Vec<Finding> {
+        if !self.release {
+            self.schema.settle();
+        }
+        let cleaned = without_bom(input.source);
+        let text: &str = &cleaned;
+        let src = source::split(text);
+        let Some(down) = src.down else {
+            return Vec::new();
+        };
+        let lines = LineIndex::new(input.source);
+        let mut hits = Vec::new();
+        let saved = self.schema.clone();
+        let starts = self.lint_section(text, &src, down, false, &mut hits);
+        self.schema = saved;
+        let ignores = suppress::collect(text, &src);
+        let starts = [(SectionKind::Down, starts, down.end)];
+        self.finish(input.file, text, &lines, hits, &starts, ignores)
+            .into_iter()
+            .filter(|f| f.section == SectionKind::Down && f.rule != rules::unused_ignore::RULE.name)
+            .collect()
+    }
+
     fn finish(
         &self,
         file: &str,
