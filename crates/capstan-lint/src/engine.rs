@@ -640,7 +640,10 @@ impl Linter {
         }
         let table = hit.table.as_deref()?;
         let size = live.tables.get(table)?;
-        if size.rows > self.config.small_table_rows || size.bytes > self.config.small_table_bytes {
+        if self.config.small_table_rows == 0
+            || size.rows > self.config.small_table_rows
+            || size.bytes > self.config.small_table_bytes
+        {
             return None;
         }
         let mode: String = hit
@@ -1332,7 +1335,15 @@ mod section_tests {
         );
         // Breaking changes stay errors whatever the size.
         assert_eq!(of(4, "renaming-column").severity, Severity::Error);
-        // Thresholds of 0: no table is small.
+        // A row threshold of 0: no table is small, not even an empty one.
+        let mut live = live;
+        live.tables.insert(
+            "users".into(),
+            crate::TableSize {
+                rows: 0,
+                bytes: 8192,
+            },
+        );
         let mut strict = Config::default();
         strict.small_table_rows = 0;
         let mut linter = Linter::new(strict).with_live(live);

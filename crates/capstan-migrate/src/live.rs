@@ -31,6 +31,7 @@ pub struct LiveDb {
 
 /// The count limit for a `[lint]` table of `capstan.toml`: its
 /// `small_table_rows`, else [`DEFAULT_COUNT_UP_TO`].
+#[cfg(feature = "cli")]
 pub fn count_up_to(lint: Option<&toml::Table>) -> u64 {
     lint.and_then(|t| t.get("small_table_rows"))
         .and_then(toml::Value::as_integer)

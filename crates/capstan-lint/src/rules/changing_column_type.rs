@@ -22,7 +22,9 @@ binary-compatible changes: varchar(n) to a larger varchar(m), varchar to text, t
 larger numeric precision with the same scale, a larger timestamp/time/interval precision, cidr to inet. \
 Shrinking a limit (or adding one) needs no rewrite but scans every row under the same lock. Instead add a new \
 column of the new type, keep both written, backfill in batches, switch reads, and drop the old column in a \
-contract migration.",
+contract migration. timestamp ↔ timestamptz rewrites no rows on Postgres 12+ when the session time zone \
+has offset zero (from a `SET TIME ZONE` in the migration, the live server, or `[lint] time_zone`): the \
+finding then says it rebuilds the column's indexes.",
     help: "add a new column of the new type, backfill it in batches, switch the application, then drop the old one in a contract migration",
     setup: STD_SETUP,
     bad: "-- capstan:phase contract\n-- capstan:up\nALTER TABLE users ALTER COLUMN age TYPE bigint;\n",

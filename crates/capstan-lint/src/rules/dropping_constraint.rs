@@ -16,7 +16,8 @@ pub(crate) static RULE: Rule = Rule {
 UNIQUE or PRIMARY KEY constraint and fails without it, code may rely on a foreign key's cascade, and a dropped \
 primary key breaks logical replication of updates. And once it is gone the new binary can write rows the old \
 one does not expect. Drop it in a `-- capstan:phase contract` migration, once no running binary needs it. \
-Dropping a CHECK constraint the model knows is not flagged (it only relaxes writes).",
+Dropping a CHECK constraint the model knows is not flagged (it only relaxes writes). Nor is a constraint dropped and added back in the same `ALTER TABLE` (same name, or same kind on the \
+same columns): one statement, one lock, and no moment without it.",
     help: "drop it in a `-- capstan:phase contract` migration, once no running binary relies on it",
     setup: "CREATE TABLE users (id bigint PRIMARY KEY, email text CONSTRAINT users_email_key UNIQUE, age int CONSTRAINT age_positive CHECK (age > 0));\n",
     bad: "ALTER TABLE users DROP CONSTRAINT users_email_key;\n",

@@ -20,7 +20,9 @@ trigger; it breaks the moment the drop commits (and CASCADE may remove more than
 using the object first, then drop it in a `-- capstan:phase contract` migration, which capstan applies only once \
 every running instance embeds it. DROP SCHEMA ... CASCADE also drops tables: capstan archives the tables it \
 knows before dropping them. Tables and indexes have their own rules. DROP DATABASE is \
-flagged in every phase: it never belongs in a migration.",
+flagged in every phase: it never belongs in a migration. Not flagged: a trigger, function, view or type dropped and created again later in the same transaction \
+(replaced in one step, never missing), and `DROP ... IF EXISTS` of a view, function, trigger or type the \
+schema model does not hold (nothing is removed).",
     help: "stop using it, then drop it in a `-- capstan:phase contract` migration",
     setup: "CREATE VIEW active_users AS SELECT 1 AS id;\nCREATE FUNCTION add_one(i int) RETURNS int LANGUAGE sql AS 'SELECT i + 1';\n",
     bad: "DROP VIEW active_users;\n",

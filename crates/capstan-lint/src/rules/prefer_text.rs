@@ -12,7 +12,9 @@ pub(crate) static RULE: Rule = Rule {
     why: "In Postgres, varchar(n) is text with a length check and no performance benefit; lowering the limit \
 later scans the table under an ACCESS EXCLUSIVE lock, and the limit usually encodes a business rule better \
 expressed (and changed online) as a CHECK constraint. char(n) pads with spaces, which surprises comparisons and \
-wastes space. Use text, with a CHECK (length(col) <= n) where a limit matters.",
+wastes space. Use text, with a CHECK (length(col) <= n) where a limit matters. An `ALTER COLUMN ... TYPE` that keeps the column's type (widening a legacy `varchar(20)` \
+to `varchar(255)`) is not flagged: the type was chosen by the migration that created the column \
+(the same holds for the other type-preference rules).",
     help: "use text, with a CHECK (length(col) <= n) constraint if a limit matters",
     setup: "",
     bad: "CREATE TABLE users (id bigint, email varchar(255));\n",

@@ -15,7 +15,8 @@ pub(crate) static RULE: Rule = Rule {
 as it takes to touch every row, and locks every row until commit: the table is unusable for the duration, the \
 transaction bloats the table and the WAL, and a failure rolls everything back. Backfill in bounded batches (by \
 primary key range), outside the DDL migration — a separate data migration or a job — each batch committing on \
-its own. Tables created in the same migration are exempt.",
+its own. Tables created in the same migration are exempt. `WHERE col IS NULL` on a column this migration added without a default bounds nothing: every row \
+matches, and it is flagged too.",
     help: "backfill in bounded batches (WHERE id BETWEEN ...) in a separate migration or job, each batch its own transaction",
     setup: STD_SETUP,
     bad: "ALTER TABLE users ADD COLUMN email_lower text;\nUPDATE users SET email_lower = lower(email);\n",

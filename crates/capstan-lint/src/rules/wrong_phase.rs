@@ -35,7 +35,11 @@ restricts something the running binary may use — a drop, a rename, a type chan
 CHECK/UNIQUE/FOREIGN KEY, a new NOT NULL column without default, TRUNCATE — breaks that binary if it runs in the \
 expand phase. Split the migration: keep the expand part, and move the contract statement to its own migration \
 declared `-- capstan:phase contract`. Conversely, a migration declared contract that contains no contract \
-statement waits for the fleet for nothing.",
+statement waits for the fleet for nothing. A restriction that already holds is not a contract change: \
+`SET NOT NULL` on a column with a validated `CHECK (col IS NOT NULL)`, `ADD CONSTRAINT ... UNIQUE USING \
+INDEX` on a unique index an earlier migration built, a constraint dropped and re-added in one `ALTER \
+TABLE`, an object dropped and created again in the same transaction, `DROP ... IF EXISTS` of an object \
+the model does not hold.",
     help: "split it: move this statement into its own migration declared `-- capstan:phase contract`",
     setup: STD_SETUP,
     bad: "-- capstan:no-transaction\n-- capstan:up\nALTER TABLE users ADD CONSTRAINT age_positive CHECK (age > 0) NOT VALID;\n",
