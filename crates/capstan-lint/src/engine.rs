@@ -1336,7 +1336,6 @@ mod section_tests {
         // Breaking changes stay errors whatever the size.
         assert_eq!(of(4, "renaming-column").severity, Severity::Error);
         // A row threshold of 0: no table is small, not even an empty one.
-        let mut live = live;
         live.tables.insert(
             "users".into(),
             crate::TableSize {
@@ -1344,8 +1343,10 @@ mod section_tests {
                 bytes: 8192,
             },
         );
-        let mut strict = Config::default();
-        strict.small_table_rows = 0;
+        let strict = Config {
+            small_table_rows: 0,
+            ..Config::default()
+        };
         let mut linter = Linter::new(strict).with_live(live);
         linter.replay(Input {
             file: "1.sql",

@@ -195,8 +195,10 @@ mod tests {
         let m = message(&Config::default(), &format!("SET TIME ZONE 'UTC';\n{sql}"));
         assert!(m.contains("rewrites no rows") && m.contains("rebuilds the indexes"), "{m}");
         // capstan.toml's time_zone.
-        let mut utc = Config::default();
-        utc.time_zone = Some("Etc/UTC".into());
+        let mut utc = Config {
+            time_zone: Some("Etc/UTC".into()),
+            ..Config::default()
+        };
         assert!(message(&utc, sql).contains("rewrites no rows"));
         // Before Postgres 12: a rewrite whatever the zone.
         utc.set_pg_version(11).unwrap();
