@@ -973,9 +973,17 @@ impl Context<'_> {
     }
 
     /// The live database's table sizes and time zone, for the preflight.
+    /// When they cannot be read (a table the role may not read), the lint
+    /// goes on without them: every table counts as large.
     async fn live(&self, db: &mut Database) -> Result<crate::live::LiveDb, Failure> {
         let limit = crate::live::count_up_to(self.config.lint.as_ref());
-        Ok(db.driver().live(limit).await.map_err(Error::from)?)
+        match db.driver().live(limit).await {
+            Ok(live) => Ok(live),
+            Err(e) => {
+                eprintln!("warning: cannot read the table sizes ({e}); every table counts as large for the lint");
+                Ok(crate::live::LiveDb::default())
+            }
+        }
     }
 
     /// Before `down`: lints the down sections of `reverting` and prints what
