@@ -8,6 +8,15 @@ use std::collections::BTreeMap;
 /// The Postgres major version assumed when none is configured.
 pub const DEFAULT_PG_VERSION: u32 = 15;
 
+/// Default `small_table_rows`: a table with at most this many rows (and at most
+/// [`DEFAULT_SMALL_TABLE_BYTES`]) is rewritten, scanned or indexed in
+/// milliseconds, so a lock finding on it is a warning when `migrate up` sees it.
+pub const DEFAULT_SMALL_TABLE_ROWS: u64 = 10_000;
+
+/// Default `small_table_bytes` (8 MiB, table + indexes + TOAST): reading and
+/// writing it all takes well under 100 ms even on network storage.
+pub const DEFAULT_SMALL_TABLE_BYTES: u64 = 8 << 20;
+
 /// How the linter behaves. Build it with [`Config::default`] or [`Config::from_toml`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -23,6 +32,16 @@ pub struct Config {
     pub lint_down: bool,
     /// The database the migrations are written for.
     pub dialect: Dialect,
+    /// With [`crate::Live`] sizes: a table with at most this many rows (and at
+    /// most `small_table_bytes`) is small, and a lock or rewrite finding on it is
+    /// a warning. 0 makes no table small.
+    pub small_table_rows: u64,
+    /// See `small_table_rows`: the byte bound (table, indexes and TOAST).
+    pub small_table_bytes: u64,
+    /// The session time zone the migrations run with, when known from
+    /// `capstan.toml` (a migration's own `SET TIME ZONE`, then the live
+    /// server's, take precedence).
+    pub time_zone: Option<String>,
 }
 
 /// The database a migration directory targets.
@@ -46,6 +65,9 @@ impl Default for Config {
             fail_on: Severity::Error,
             lint_down: true,
             dialect: Dialect::Postgres,
+            small_table_rows: DEFAULT_SMALL_TABLE_ROWS,
+            small_table_bytes: DEFAULT_SMALL_TABLE_BYTES,
+            time_zone: None,
         }
     }
 }
@@ -105,6 +127,9 @@ struct LintTable {
     fail_on: Option<String>,
     lint_down: Option<bool>,
     dialect: Option<String>,
+    small_table_rows: Option<u64>,
+    small_table_bytes: Option<u64>,
+    time_zone: Option<String>,
 }
 
 impl Config {
@@ -176,6 +201,13 @@ impl Config {
         if let Some(down) = table.lint_down {
             config.lint_down = down;
         }
+        if let Some(rows) = table.small_table_rows {
+            config.small_table_rows = rows;
+        }
+        if let Some(bytes) = table.small_table_bytes {
+            config.small_table_bytes = bytes;
+        }
+        config.time_zone = table.time_zone;
         if let Some(d) = table.dialect {
             config.dialect = match d.as_str() {
                 "postgres" | "postgresql" => Dialect::Postgres,

@@ -18,6 +18,9 @@ pub fn render_rule(rule: &Rule) -> String {
     if !rule.lock.is_empty() {
         let _ = writeln!(s, "**Lock:** {}\n", rule.lock);
     }
+    if crate::rules::SIZE_BOUND.contains(&rule.name) {
+        let _ = writeln!(s, "{SIZED}\n");
+    }
     let _ = writeln!(s, "## Why\n\n{}\n", rule.why);
     let _ = writeln!(s, "## What to do\n\n{}\n", capitalise(rule.help));
     if !rule.setup.is_empty() {
@@ -50,6 +53,12 @@ pub fn render_rule(rule: &Rule) -> String {
     s
 }
 
+/// What the size-bound rules' pages and the index say about `migrate up`.
+const SIZED: &str = "**Sized against the live database:** before `capstan migrate up` (and `down`) runs it, \
+a finding of this rule on a table that holds at most `small_table_rows` rows (default 10,000) and \
+`small_table_bytes` bytes (default 8 MiB, table + indexes + TOAST) right now is a warning that says so, \
+not a refusal: the lock is held for milliseconds. See [the thresholds](README.md#sized-against-the-live-database).";
+
 fn capitalise(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
@@ -74,6 +83,35 @@ pub fn render_index() -> String {
             r.summary.replace('|', "\\|")
         );
     }
+    let sized: Vec<String> = crate::rules::SIZE_BOUND
+        .iter()
+        .map(|r| format!("[`{r}`]({r}.md)"))
+        .collect();
+    let _ = write!(
+        s,
+        "\n## Sized against the live database\n\n\
+`capstan migrate up` lints the up sections it is about to run (and `migrate down` the down sections), \
+against the database they run on. It reads each table's size first: on Postgres the planner's row \
+estimate (`pg_class.reltuples`; a table never analyzed is counted, stopping at `small_table_rows` + 1) \
+and `pg_total_relation_size` (table, indexes, TOAST); on SQLite a count stopped the same way (bytes are \
+not measured there). A finding of a rule whose harm grows with the table — it holds a lock while every \
+row is rewritten, scanned, indexed or updated — on a table at or under both thresholds is printed as a \
+warning that says why (\"users has 1,204 rows (72 kB) right now: the SHARE lock is held for \
+milliseconds\"), and does not refuse the run:\n\n{}.\n\n\
+The defaults, in the `[lint]` table of `capstan.toml`: `small_table_rows = 10000` and \
+`small_table_bytes = 8388608` (8 MiB). Rewriting, scanning or indexing 8 MiB reads and writes it once or \
+twice: tens of milliseconds on any disk, shorter than the 3 s default lock timeout and than most \
+client timeouts; 10,000 rows of a narrow table fit in that. Set `small_table_rows = 0` to size no \
+table (every such finding refuses). The rules about compatibility with running binaries (drops, \
+renames, `wrong-phase`, required columns) stay errors whatever the size: an older binary may be \
+live. The lock is still queued behind long transactions on a busy table; capstan's lock timeout and \
+retries bound that wait.\n\n\
+The session time zone is known the same way: a migration's own `SET TIME ZONE`, else the live \
+server's `TimeZone` (for `up`), else `[lint] time_zone` in `capstan.toml`. With a zone of offset zero on \
+Postgres 12+, `timestamp` ↔ `timestamptz` rewrites no rows (`changing-column-type` says it rebuilds the \
+column's indexes instead).\n",
+        sized.join(", ")
+    );
     s
 }
 

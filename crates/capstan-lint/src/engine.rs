@@ -114,6 +114,9 @@ pub(crate) struct Ctx<'a> {
     pub enum_values_in_tx: &'a [(String, String)],
     /// The text of the section after this statement.
     pub rest_sql: &'a str,
+    /// The session time zone, when known: the migration's own `SET TIME ZONE`,
+    /// else the live server's, else `capstan.toml`'s.
+    pub time_zone: Option<&'a str>,
 }
 
 impl Ctx<'_> {
@@ -131,6 +134,9 @@ pub(crate) struct Hit {
     pub help: Option<String>,
     /// File offset where the statement ends (set by the engine).
     pub end: usize,
+    /// The table the statement locks or rewrites, when it has one (set by the
+    /// engine; sizes it against [`crate::Live`]).
+    pub table: Option<String>,
 }
 
 /// Collects hits for one statement.
@@ -146,6 +152,7 @@ impl Hits {
             message: message.into(),
             help: None,
             end: 0,
+            table: None,
         });
     }
     pub fn push_help(
@@ -161,6 +168,7 @@ impl Hits {
             message: message.into(),
             help: Some(help.into()),
             end: 0,
+            table: None,
         });
     }
 }
@@ -377,6 +385,7 @@ pub struct Linter {
     parser: ParserHook,
     /// The first contract statement of the last up section linted (offset, why).
     last_contract: Option<(usize, String)>,
+    live: Option<crate::live::Live>,
 }
 
 /// One migration file to lint: its display name and its text.
@@ -397,6 +406,7 @@ impl Linter {
             release: false,
             parser: ParserHook(None),
             last_contract: None,
+            live: None,
         }
     }
 
@@ -416,7 +426,17 @@ impl Linter {
             release: true,
             parser: ParserHook(None),
             last_contract: None,
+            live: None,
         }
+    }
+
+    /// Lints against the live database about to be changed: a lock or rewrite
+    /// finding on a table that is small right now (see
+    /// [`Config::small_table_rows`]) becomes a warning that says so, and its
+    /// session time zone is known.
+    pub fn with_live(mut self, live: crate::live::Live) -> Linter {
+        self.live = Some(live);
+        self
     }
 
     /// The schema model as it stands.
@@ -492,6 +512,7 @@ impl Linter {
                     message: p.message.clone(),
                     help: None,
                     end: 0,
+                    table: None,
                 },
                 None,
             ));
@@ -507,6 +528,32 @@ impl Linter {
         }
         let ignores = suppress::collect(text, &src);
         self.finish(input.file, text, &lines, hits, &starts, ignores)
+    }
+
+    /// Lints only the down section of one migration file against the model
+    /// as it stands (the database with this migration applied, before `down`
+    /// runs it); the model is left unchanged. Empty without a down section.
+    pub fn lint_down(&mut self, input: Input<'_>) -> Vec<Finding> {
+        if !self.release {
+            self.schema.settle();
+        }
+        let cleaned = without_bom(input.source);
+        let text: &str = &cleaned;
+        let src = source::split(text);
+        let Some(down) = src.down else {
+            return Vec::new();
+        };
+        let lines = LineIndex::new(input.source);
+        let mut hits = Vec::new();
+        let saved = self.schema.clone();
+        let starts = self.lint_section(text, &src, down, false, &mut hits);
+        self.schema = saved;
+        let ignores = suppress::collect(text, &src);
+        let starts = [(SectionKind::Down, starts, down.end)];
+        self.finish(input.file, text, &lines, hits, &starts, ignores)
+            .into_iter()
+            .filter(|f| f.section == SectionKind::Down && f.rule != rules::unused_ignore::RULE.name)
+            .collect()
     }
 
     fn finish(
@@ -553,6 +600,7 @@ impl Linter {
                         message: problem,
                         help: None,
                         end: 0,
+                        table: None,
                     };
                     out.push(self.finding(file, text, lines, &hit, None));
                 }
@@ -578,21 +626,67 @@ impl Linter {
             line_end(text, hit.at)
         };
         let (end_line, end_column) = lines.pos(end);
+        let mut severity = self.config.severity_of(hit.rule.name, hit.rule.severity);
+        let mut message = hit.message.clone();
+        if let Some(note) = self
+            .small_table(hit)
+            .filter(|_| severity > Severity::Warning)
+        {
+            severity = Severity::Warning;
+            message = format!("{message}; {note}");
+        }
         Finding {
             rule: hit.rule.name.to_string(),
-            severity: self.config.severity_of(hit.rule.name, hit.rule.severity),
+            severity,
             file: file.to_string(),
             line,
             column,
             end_line,
             end_column,
-            message: hit.message.clone(),
+            message,
             help: hit
                 .help
                 .clone()
                 .or_else(|| (!hit.rule.help.is_empty()).then(|| hit.rule.help.to_string())),
             section: section.unwrap_or(SectionKind::Up),
         }
+    }
+
+    /// For a lock or rewrite finding on a table the live database holds at or
+    /// under both size thresholds: why it is only a warning.
+    fn small_table(&self, hit: &Hit) -> Option<String> {
+        let live = self.live.as_ref()?;
+        if !rules::SIZE_BOUND.contains(&hit.rule.name) {
+            return None;
+        }
+        let table = hit.table.as_deref()?;
+        let size = live.tables.get(table)?;
+        if self.config.small_table_rows == 0
+            || size.rows > self.config.small_table_rows
+            || size.bytes > self.config.small_table_bytes
+        {
+            return None;
+        }
+        let mode: String = hit
+            .rule
+            .lock
+            .split_whitespace()
+            .take_while(|w| w.chars().all(|c| c.is_ascii_uppercase()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let lock = if mode.is_empty() {
+            "its lock".to_string()
+        } else {
+            format!("the {mode} lock")
+        };
+        Some(format!(
+            "{table} has {} {} ({}) right now: {lock} is held for milliseconds, so this is a warning (small_table_rows = {}, small_table_bytes = {})",
+            crate::live::thousands(size.rows),
+            if size.rows == 1 { "row" } else { "rows" },
+            crate::live::human_bytes(size.bytes),
+            self.config.small_table_rows,
+            self.config.small_table_bytes
+        ))
     }
 
     /// Lints one section; returns the start offsets of its statements.
@@ -626,6 +720,7 @@ impl Linter {
             justifies_contract: false,
             errors: 0,
             first_contract: None,
+            time_zone: None,
         };
         let syntax = |hits: &mut Vec<(Hit, Option<(SectionKind, usize)>)>, at: usize, msg: &str| {
             hits.push((
@@ -635,6 +730,7 @@ impl Linter {
                     message: format!("Postgres rejects this SQL: {msg}"),
                     help: None,
                     end: 0,
+                    table: None,
                 },
                 Some((sec.kind, usize::MAX)),
             ));
@@ -731,6 +827,7 @@ impl Linter {
                     message: "this BEGIN is never committed: the rest of the migration runs in a transaction that is left open (or rolled back when the session ends)".into(),
                     help: Some("end the block with COMMIT; before the end of the section".into()),
                     end: 0,
+                    table: None,
                 },
                 None,
             ));
@@ -744,6 +841,7 @@ impl Linter {
                         message: "this migration is declared `contract` but contains no contract statement: it will wait for every running instance to be upgraded for nothing".into(),
                         help: Some("declare it `-- capstan:phase expand` (or remove the directive: expand is the default)".into()),
                         end: 0,
+                        table: None,
                     },
                     None,
                 ));
@@ -800,6 +898,11 @@ impl Linter {
             not_valid_in_tx: &walk.not_valid,
             enum_values_in_tx: &walk.enum_added,
             rest_sql: text.get(end..sec.end).unwrap_or(""),
+            time_zone: walk
+                .time_zone
+                .as_deref()
+                .or(self.live.as_ref().and_then(|l| l.time_zone.as_deref()))
+                .or(self.config.time_zone.as_deref()),
         };
         let idx = walk.starts.len();
         walk.starts.push(start);
@@ -838,7 +941,9 @@ impl Linter {
                 _ => {}
             }
         }
+        let table = target_table(node, &self.schema);
         hits.extend(walk.out.list.drain(..).map(|mut h| {
+            h.table.clone_from(&table);
             h.end = if h.at == stmt.start {
                 stmt.end
             } else {
@@ -877,6 +982,16 @@ impl Linter {
                     }
                 }
             }
+            NodeEnum::VariableSetStmt(v) if v.name.eq_ignore_ascii_case("timezone") => {
+                walk.time_zone = v.args.first().and_then(|a| match a.node.as_ref() {
+                    Some(NodeEnum::AConst(c)) => match c.val.as_ref() {
+                        Some(pg_query::protobuf::a_const::Val::Sval(s)) => Some(s.sval.clone()),
+                        Some(pg_query::protobuf::a_const::Val::Ival(i)) => Some(i.ival.to_string()),
+                        _ => None,
+                    },
+                    _ => None,
+                });
+            }
             NodeEnum::AlterEnumStmt(e) if e.old_val.is_empty() => {
                 walk.enum_added
                     .push((crate::ast::list_name(&e.type_name), e.new_val.clone()));
@@ -888,6 +1003,43 @@ impl Linter {
             walk.enum_added.clear();
         }
         self.schema.apply(node);
+    }
+}
+
+/// The one table a statement locks or rewrites, for sizing it: the relation of
+/// an `ALTER TABLE`, `CREATE INDEX`, `UPDATE`, `DELETE`, `CLUSTER`, `REFRESH`,
+/// a one-table `VACUUM`, or the table of a dropped or reindexed index.
+fn target_table(node: &NodeEnum, schema: &Schema) -> Option<String> {
+    use crate::ast::{object_name, rv_name};
+    let rv = |r: &Option<pg_query::protobuf::RangeVar>| r.as_ref().map(rv_name);
+    let index_table = |name: &str| schema.indexes.get(name).map(|i| i.table.clone());
+    match node {
+        NodeEnum::AlterTableStmt(a) => rv(&a.relation),
+        NodeEnum::IndexStmt(i) => rv(&i.relation),
+        NodeEnum::UpdateStmt(u) => rv(&u.relation),
+        NodeEnum::DeleteStmt(d) => rv(&d.relation),
+        NodeEnum::ClusterStmt(c) => rv(&c.relation),
+        NodeEnum::RefreshMatViewStmt(r) => rv(&r.relation),
+        NodeEnum::CreateTrigStmt(t) => rv(&t.relation),
+        NodeEnum::VacuumStmt(v) if v.rels.len() == 1 => match v.rels[0].node.as_ref() {
+            Some(NodeEnum::VacuumRelation(r)) => rv(&r.relation),
+            _ => None,
+        },
+        NodeEnum::DropStmt(d)
+            if d.remove_type == pg_query::protobuf::ObjectType::ObjectIndex as i32
+                && d.objects.len() == 1 =>
+        {
+            index_table(&object_name(&d.objects[0]))
+        }
+        NodeEnum::ReindexStmt(r) => {
+            let name = rv(&r.relation)?;
+            if r.kind == pg_query::protobuf::ReindexObjectType::ReindexObjectIndex as i32 {
+                index_table(&name)
+            } else {
+                Some(name)
+            }
+        }
+        _ => None,
     }
 }
 
@@ -917,6 +1069,8 @@ struct Walk {
     errors: usize,
     /// The first statement of an up section the phase classifier calls contract.
     first_contract: Option<(usize, String)>,
+    /// Set by `SET TIME ZONE` in the section.
+    time_zone: Option<String>,
 }
 
 /// Parses one statement of a large section. Plain `INSERT`s — the bulk of big files —
@@ -1162,6 +1316,82 @@ mod section_tests {
             .map(|f| (f.rule.as_str(), f.line, f.column))
             .collect();
         assert_eq!(got, vec![("require-concurrent-index-creation", 2, 1)]);
+    }
+
+    #[test]
+    fn lock_findings_on_small_live_tables_are_warnings_that_say_why() {
+        let setup = "CREATE TABLE users (id bigint, name text);\nCREATE TABLE big (id bigint, name text);\n";
+        let sql = "-- capstan:up\nCREATE INDEX users_name ON users (name);\nCREATE INDEX big_name ON big (name);\nALTER TABLE users RENAME COLUMN name TO full_name;\n";
+        let mut live = crate::Live::default();
+        live.tables.insert(
+            "users".into(),
+            crate::TableSize {
+                rows: 1204,
+                bytes: 73728,
+            },
+        );
+        live.tables.insert(
+            "big".into(),
+            crate::TableSize {
+                rows: 50_000_000,
+                bytes: 8 << 30,
+            },
+        );
+        let mut linter = Linter::new(Config::default()).with_live(live.clone());
+        linter.replay(Input {
+            file: "1.sql",
+            source: setup,
+        });
+        let found = linter.lint(Input {
+            file: "2.sql",
+            source: sql,
+        });
+        let of = |line: usize, rule: &str| {
+            found
+                .iter()
+                .find(|f| f.line == line && f.rule == rule)
+                .unwrap_or_else(|| panic!("{rule} on line {line}: {found:#?}"))
+        };
+        let small = of(2, "require-concurrent-index-creation");
+        assert_eq!(small.severity, Severity::Warning);
+        assert!(
+            small.message.contains(
+                "users has 1,204 rows (72 kB) right now: the SHARE lock is held for milliseconds"
+            ),
+            "{}",
+            small.message
+        );
+        assert_eq!(
+            of(3, "require-concurrent-index-creation").severity,
+            Severity::Error
+        );
+        // Breaking changes stay errors whatever the size.
+        assert_eq!(of(4, "renaming-column").severity, Severity::Error);
+        // A row threshold of 0: no table is small, not even an empty one.
+        live.tables.insert(
+            "users".into(),
+            crate::TableSize {
+                rows: 0,
+                bytes: 8192,
+            },
+        );
+        let strict = Config {
+            small_table_rows: 0,
+            ..Config::default()
+        };
+        let mut linter = Linter::new(strict).with_live(live);
+        linter.replay(Input {
+            file: "1.sql",
+            source: setup,
+        });
+        let found = linter.lint(Input {
+            file: "2.sql",
+            source: sql,
+        });
+        assert!(
+            found.iter().all(|f| f.severity == Severity::Error),
+            "{found:#?}"
+        );
     }
 
     #[test]

@@ -51,6 +51,9 @@
 //! fail_on = "error"            # info | warning | error
 //! lint_down = true             # lint -- capstan:down sections too
 //! dialect = "postgres"         # or "sqlite": phase and compatibility rules only
+//! small_table_rows = 10000     # `migrate up`: a lock or rewrite finding on a table at
+//! small_table_bytes = 8388608  #   or under both sizes right now is a warning
+//! time_zone = "UTC"            # the session time zone migrations run with, if known
 //! [lint.severity]
 //! prefer-bigint = "error"      # re-level a rule
 //! ```
@@ -64,6 +67,7 @@ pub mod destroy;
 pub mod docs;
 mod engine;
 pub mod finding;
+pub mod live;
 mod phase;
 pub mod rules;
 pub mod schema;
@@ -80,6 +84,7 @@ pub use ast::ColType;
 pub use config::{Config, ConfigError, Dialect};
 pub use engine::{fails, lint, whole_sections, Input, Linter, SectionParser};
 pub use finding::{Finding, SectionKind, Severity};
+pub use live::{Live, TableSize};
 pub use rules::Rule;
 pub use schema::Schema;
 

@@ -39,6 +39,45 @@ fn constraint_restricts(c: &pg_query::protobuf::Constraint) -> Option<&'static s
     })
 }
 
+/// Whether a constraint added to `table` restricts nothing new: `UNIQUE USING
+/// INDEX` on a unique index that already exists (writers are held to it
+/// already), or a UNIQUE, PRIMARY KEY or FOREIGN KEY that the same `ALTER
+/// TABLE` drops under the same name first (a constraint redefined in place).
+fn already_holds(
+    table: &str,
+    c: &pg_query::protobuf::Constraint,
+    stmt: &pg_query::protobuf::AlterTableStmt,
+    ctx: &Ctx<'_>,
+) -> bool {
+    let kind = ConstrType::try_from(c.contype).unwrap_or(ConstrType::Undefined);
+    if kind == ConstrType::ConstrUnique && !c.indexname.is_empty() {
+        let index = crate::ast::qualify(
+            stmt.relation
+                .as_ref()
+                .map(|r| r.schemaname.as_str())
+                .unwrap_or(""),
+            &c.indexname,
+        );
+        if ctx
+            .schema
+            .indexes
+            .get(&index)
+            .is_some_and(|i| i.unique && !i.new)
+        {
+            return true;
+        }
+    }
+    matches!(
+        kind,
+        ConstrType::ConstrUnique | ConstrType::ConstrPrimary | ConstrType::ConstrForeign
+    ) && !c.conname.is_empty()
+        && stmt.cmds.iter().any(|x| {
+            matches!(x.node.as_ref(), Some(NodeEnum::AlterTableCmd(x))
+                if x.subtype == AlterTableType::AtDropConstraint as i32 && x.name == c.conname)
+        })
+        && ctx.schema.table(table).is_some()
+}
+
 /// Classifies a statement, with the reason when it is a contract change.
 pub(crate) fn classify(stmt: &Stmt<'_>, ctx: &Ctx<'_>) -> (Class, String) {
     use Class::*;
@@ -53,7 +92,11 @@ pub(crate) fn classify(stmt: &Stmt<'_>, ctx: &Ctx<'_>) -> (Class, String) {
                 ObjectType::ObjectView => ctx.schema.views.get(n).copied().unwrap_or(false),
                 _ => false,
             });
-            if all_new {
+            if all_new
+                || names
+                    .iter()
+                    .all(|n| crate::rules::dropping_object::not_a_removal(d, kind, n, ctx))
+            {
                 return (Neutral, String::new());
             }
             if kind == ObjectType::ObjectIndex
@@ -165,6 +208,19 @@ pub(crate) fn classify(stmt: &Stmt<'_>, ctx: &Ctx<'_>) -> (Class, String) {
                             _ => Some(format!("changes the type of {table}.{}", cmd.name)),
                         }
                     }
+                    AlterTableType::AtSetNotNull
+                        if ctx.schema.table(&table).is_some_and(|t| {
+                            t.column(&cmd.name).is_some_and(|c| c.not_null)
+                                || t.constraints.iter().any(|k| {
+                                    k.validated
+                                        && k.not_null_column.as_deref() == Some(cmd.name.as_str())
+                                })
+                        }) =>
+                    {
+                        // A validated CHECK (col IS NOT NULL) already holds every
+                        // writer to it: nothing new is restricted.
+                        None
+                    }
                     AlterTableType::AtSetNotNull => Some(format!(
                         "sets {table}.{} NOT NULL (a new write restriction)",
                         cmd.name
@@ -177,6 +233,13 @@ pub(crate) fn classify(stmt: &Stmt<'_>, ctx: &Ctx<'_>) -> (Class, String) {
                         "drops the default of {table}.{} (older binaries may rely on it)",
                         cmd.name
                     )),
+                    AlterTableType::AtDropConstraint
+                        if crate::rules::dropping_constraint::re_added(
+                            &table, &cmd.name, a, ctx,
+                        ) =>
+                    {
+                        None
+                    }
                     AlterTableType::AtDropConstraint => {
                         let check = ctx
                             .schema
@@ -193,6 +256,7 @@ pub(crate) fn classify(stmt: &Stmt<'_>, ctx: &Ctx<'_>) -> (Class, String) {
                         Some(format!("drops the generation of {table}.{}", cmd.name))
                     }
                     AlterTableType::AtAddConstraint => match def {
+                        Some(NodeEnum::Constraint(c)) if already_holds(&table, c, a, ctx) => None,
                         Some(NodeEnum::Constraint(c)) => {
                             constraint_restricts(c).map(|w| format!("{w} on {table}"))
                         }

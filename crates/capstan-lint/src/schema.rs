@@ -67,6 +67,9 @@ pub struct Table {
     pub new: bool,
     /// Whether it is partitioned.
     pub partitioned: bool,
+    /// Columns added by the migration being linted (every row holds NULL or
+    /// the default there until a backfill).
+    pub new_columns: Vec<String>,
 }
 
 impl Table {
@@ -106,6 +109,14 @@ pub struct Schema {
     pub enums: BTreeMap<String, Vec<String>>,
     /// Views (name → created by the migration being linted).
     pub views: BTreeMap<String, bool>,
+    /// Functions, procedures and aggregates by name, without argument types
+    /// (name → created by the migration being linted).
+    pub functions: BTreeMap<String, bool>,
+    /// Triggers, as `table.trigger` (→ created by the migration being linted).
+    pub triggers: BTreeMap<String, bool>,
+    /// Composite types and domains (→ created by the migration being linted);
+    /// enums are in [`Schema::enums`].
+    pub types: BTreeMap<String, bool>,
 }
 
 fn constraint_kind(contype: i32) -> Option<ConstraintKind> {
@@ -168,9 +179,38 @@ impl Schema {
         for i in self.indexes.values_mut() {
             i.new = false;
         }
-        for v in self.views.values_mut() {
+        for v in self
+            .views
+            .values_mut()
+            .chain(self.functions.values_mut())
+            .chain(self.triggers.values_mut())
+            .chain(self.types.values_mut())
+        {
             *v = false;
         }
+        for t in self.tables.values_mut() {
+            t.new_columns.clear();
+        }
+    }
+
+    /// Whether the model holds an object of this kind and name (`public.` left
+    /// out; a trigger as `table.trigger`). `None` for kinds the model does not
+    /// track (sequences, extensions, …).
+    pub fn has_object(&self, kind: ObjectType, name: &str) -> Option<bool> {
+        let name = name.strip_prefix("public.").unwrap_or(name);
+        Some(match kind {
+            ObjectType::ObjectView => self.views.contains_key(name),
+            ObjectType::ObjectTable | ObjectType::ObjectMatview => self.tables.contains_key(name),
+            ObjectType::ObjectFunction
+            | ObjectType::ObjectProcedure
+            | ObjectType::ObjectRoutine
+            | ObjectType::ObjectAggregate => self.functions.contains_key(name),
+            ObjectType::ObjectTrigger => self.triggers.contains_key(name),
+            ObjectType::ObjectType | ObjectType::ObjectDomain => {
+                self.types.contains_key(name) || self.enums.contains_key(name)
+            }
+            _ => return None,
+        })
     }
 
     fn add_constraint(
@@ -274,6 +314,9 @@ impl Schema {
         }
         if let Some(t) = self.tables.get_mut(table) {
             t.columns.retain(|c| c.name != col.name);
+            if !t.new_columns.contains(&col.name) {
+                t.new_columns.push(col.name.clone());
+            }
             t.columns.push(col);
         }
         for c in &inline {
@@ -284,6 +327,8 @@ impl Schema {
     fn drop_table(&mut self, name: &str) {
         self.tables.remove(name);
         self.indexes.retain(|_, i| i.table != name);
+        let prefix = format!("{name}.");
+        self.triggers.retain(|k, _| !k.starts_with(&prefix));
     }
 
     /// Updates the model with the effect of one statement. Statements the model does
@@ -344,7 +389,29 @@ impl Schema {
                 }
             }
             NodeEnum::ViewStmt(v) => {
-                self.views.insert(opt_rv_name(v.view.as_ref()), true);
+                self.views
+                    .entry(opt_rv_name(v.view.as_ref()))
+                    .or_insert(true);
+            }
+            NodeEnum::CreateFunctionStmt(f) => {
+                self.functions.entry(list_name(&f.funcname)).or_insert(true);
+            }
+            NodeEnum::DefineStmt(d) if d.kind == ObjectType::ObjectAggregate as i32 => {
+                self.functions.entry(list_name(&d.defnames)).or_insert(true);
+            }
+            NodeEnum::CreateTrigStmt(t) => {
+                let table = opt_rv_name(t.relation.as_ref());
+                self.triggers
+                    .entry(format!("{table}.{}", t.trigname))
+                    .or_insert(true);
+            }
+            NodeEnum::CompositeTypeStmt(c) => {
+                self.types
+                    .entry(opt_rv_name(c.typevar.as_ref()))
+                    .or_insert(true);
+            }
+            NodeEnum::CreateDomainStmt(d) => {
+                self.types.entry(list_name(&d.domainname)).or_insert(true);
             }
             NodeEnum::IndexStmt(i) => {
                 let table = opt_rv_name(i.relation.as_ref());
@@ -405,8 +472,19 @@ impl Schema {
                         ObjectType::ObjectView => {
                             self.views.remove(&name);
                         }
-                        ObjectType::ObjectType => {
+                        ObjectType::ObjectType | ObjectType::ObjectDomain => {
                             self.enums.remove(&name);
+                            self.types.remove(&name);
+                        }
+                        ObjectType::ObjectFunction
+                        | ObjectType::ObjectProcedure
+                        | ObjectType::ObjectRoutine
+                        | ObjectType::ObjectAggregate => {
+                            self.functions.remove(&name);
+                        }
+                        ObjectType::ObjectTrigger => {
+                            self.triggers
+                                .remove(name.strip_prefix("public.").unwrap_or(&name));
                         }
                         ObjectType::ObjectSchema => {
                             let prefix = format!("{name}.");
@@ -414,6 +492,9 @@ impl Schema {
                             self.indexes.retain(|k, _| !k.starts_with(&prefix));
                             self.views.retain(|k, _| !k.starts_with(&prefix));
                             self.enums.retain(|k, _| !k.starts_with(&prefix));
+                            self.functions.retain(|k, _| !k.starts_with(&prefix));
+                            self.triggers.retain(|k, _| !k.starts_with(&prefix));
+                            self.types.retain(|k, _| !k.starts_with(&prefix));
                         }
                         _ => {}
                     }

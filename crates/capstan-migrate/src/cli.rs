@@ -99,6 +99,9 @@ pub struct PreflightFinding {
     /// The finding as `capstan lint --format json` prints it (an object with
     /// `rule`, `severity`, `file`, `line`, …), when the preflight has one.
     pub detail: Option<serde_json::Value>,
+    /// Whether it refuses the run. A finding that does not (a lock finding on
+    /// a table that is small right now) is printed as a warning.
+    pub refuses: bool,
 }
 
 /// Findings for JSON output: each in the shape of `capstan lint --format
@@ -130,6 +133,35 @@ pub trait Preflight: Send + Sync {
         dialect: crate::split::Dialect,
         config: Option<&Path>,
     ) -> Result<Vec<PreflightFinding>, String>;
+
+    /// [`Preflight::check`], knowing the live database (`live`: its table
+    /// sizes and session time zone). The default ignores it.
+    fn check_live(
+        &self,
+        set: &MigrationSet,
+        pending: &[u64],
+        dialect: crate::split::Dialect,
+        config: Option<&Path>,
+        live: &crate::live::LiveDb,
+    ) -> Result<Vec<PreflightFinding>, String> {
+        let _ = live;
+        self.check(set, pending, dialect, config)
+    }
+
+    /// The findings in the down sections `down` is about to run
+    /// (`reverting`, newest first). `down` prints them and goes ahead: a
+    /// rollback is not refused. The default finds nothing.
+    fn check_down(
+        &self,
+        set: &MigrationSet,
+        reverting: &[u64],
+        dialect: crate::split::Dialect,
+        config: Option<&Path>,
+        live: &crate::live::LiveDb,
+    ) -> Result<Vec<PreflightFinding>, String> {
+        let _ = (set, reverting, dialect, config, live);
+        Ok(Vec::new())
+    }
 
     /// Consulted before `up` applies the contract migrations `contracts`:
     /// `Ok(Some(reason))` freezes the run (nothing is applied). The `capstan`
@@ -956,7 +988,7 @@ impl Context<'_> {
         Ok(m)
     }
 
-    fn run_preflight(
+    async fn run_preflight(
         &self,
         preflight: &dyn Preflight,
         m: &Migrator,
@@ -967,9 +999,58 @@ impl Context<'_> {
             .config_path
             .exists()
             .then_some(self.config_path.as_path());
+        let live = self.live(db).await?;
         preflight
-            .check(m.set(), pending, db.driver().dialect(), config)
+            .check_live(m.set(), pending, db.driver().dialect(), config, &live)
             .map_err(|e| Failure::new(EXIT_BAD_INPUT, "bad-input", e))
+    }
+
+    /// The live database's table sizes and time zone, for the preflight.
+    /// When they cannot be read (a table the role may not read), the lint
+    /// goes on without them: every table counts as large.
+    async fn live(&self, db: &mut Database) -> Result<crate::live::LiveDb, Failure> {
+        let limit = crate::live::count_up_to(self.config.lint.as_ref());
+        match db.driver().live(limit).await {
+            Ok(live) => Ok(live),
+            Err(e) => {
+                eprintln!("warning: cannot read the table sizes ({e}); every table counts as large for the lint");
+                Ok(crate::live::LiveDb::default())
+            }
+        }
+    }
+
+    /// Before `down`: lints the down sections of `reverting` and prints what
+    /// it finds on stderr. A rollback goes ahead whatever it finds.
+    async fn lint_down(
+        &self,
+        m: &Migrator,
+        db: &mut Database,
+        reverting: &[u64],
+    ) -> Result<(), Failure> {
+        let Some(preflight) = self.preflight else {
+            return Ok(());
+        };
+        if reverting.is_empty() {
+            return Ok(());
+        }
+        let config = self
+            .config_path
+            .exists()
+            .then_some(self.config_path.as_path());
+        let live = self.live(db).await?;
+        let found = preflight
+            .check_down(m.set(), reverting, db.driver().dialect(), config, &live)
+            .map_err(|e| Failure::new(EXIT_BAD_INPUT, "bad-input", e))?;
+        for f in &found {
+            eprintln!("{}", f.text);
+        }
+        if !found.is_empty() {
+            eprintln!(
+                "warning: {} in the down sections about to run; rolling back anyway (a rollback is not refused)",
+                plural(found.len(), "lint error", "lint errors")
+            );
+        }
+        Ok(())
     }
 
     /// Runs the preflight on `pending` and prints what it found. Returns `None`
@@ -1013,7 +1094,14 @@ impl Context<'_> {
         if db.history().await?.is_empty() {
             return Ok((Vec::new(), false));
         }
-        let found = self.run_preflight(preflight, m, db, pending)?;
+        let (found, warned): (Vec<_>, Vec<_>) = self
+            .run_preflight(preflight, m, db, pending)
+            .await?
+            .into_iter()
+            .partition(|f| f.refuses);
+        for f in &warned {
+            eprintln!("{}", f.text);
+        }
         if found.is_empty() {
             return Ok((found, false));
         }
@@ -1508,6 +1596,8 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
         } => {
             let m = cx.migrator()?;
             let mut db = Database::connect(&cx.url()?).await?;
+            let reverting = m.reverting(&mut db, to).await?;
+            cx.lint_down(&m, &mut db, &reverting).await?;
             let mut progress = Progress::new(json);
             crate::interrupt::install();
             let result = m

@@ -646,6 +646,13 @@ pub trait Driver: Send {
     async fn invalid_indexes(&mut self) -> Result<Vec<crate::indexes::InvalidIndex>, DbError> {
         Ok(Vec::new())
     }
+    /// Table sizes and the session time zone, for linting what is about to
+    /// run against the database as it is; a table without an estimate is
+    /// counted up to `count_up_to + 1` rows. Empty by default.
+    async fn live(&mut self, count_up_to: u64) -> Result<crate::live::LiveDb, DbError> {
+        let _ = count_up_to;
+        Ok(crate::live::LiveDb::default())
+    }
     /// Which other runner holds the runner lock now (`None`: nobody else,
     /// or unknown).
     async fn lock_holder(&mut self) -> Result<Option<LockHolder>, DbError> {

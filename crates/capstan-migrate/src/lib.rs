@@ -11,6 +11,7 @@ pub mod driver;
 pub mod import;
 pub mod indexes;
 pub mod interrupt;
+pub mod live;
 #[cfg(feature = "postgres")]
 pub mod pgconn;
 #[cfg(feature = "postgres")]

@@ -905,6 +905,26 @@ impl Migrator {
         Ok(plan.steps.iter().map(|s| s.version).collect())
     }
 
+    /// The versions `down` with this `to` would roll back, newest first (the
+    /// ones in this directory; `down` itself refuses the others).
+    pub async fn reverting(&self, db: &mut Database, to: Option<u64>) -> Result<Vec<u64>, Error> {
+        let history = db.driver.history().await?;
+        let applied: Vec<u64> = compare(&self.set, &history)
+            .iter()
+            .filter(|e| matches!(e.state, State::Applied | State::Ahead))
+            .map(|e| e.version)
+            .collect();
+        let Some(&newest) = applied.last() else {
+            return Ok(Vec::new());
+        };
+        let to = to.unwrap_or(newest.saturating_sub(1));
+        Ok(applied
+            .into_iter()
+            .rev()
+            .filter(|v| *v > to && self.set.get(*v).is_some())
+            .collect())
+    }
+
     /// [`Migrator::plan`]; `size_archive` false skips reading the tables
     /// whose data the steps would archive.
     async fn plan_with(

@@ -934,6 +934,60 @@ impl Driver for PgDriver {
             .collect())
     }
 
+    async fn live(&mut self, count_up_to: u64) -> Result<crate::live::LiveDb, DbError> {
+        use crate::live::{quote_ident, TableSize};
+        let rows = self
+            .query(
+                "SELECT n.nspname, c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid) \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'capstan', 'capstan_archive') \
+                   AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' \
+                 ORDER BY 1, 2",
+            )
+            .await?;
+        let mut live = crate::live::LiveDb::default();
+        for row in rows {
+            let [Some(schema), Some(table), Some(estimate), Some(bytes)] = &row[..] else {
+                continue;
+            };
+            let estimate: i64 = estimate.parse().unwrap_or(-1);
+            // -1: never vacuumed nor analyzed. Count, but no further than
+            // the threshold needs (a bounded scan, not the whole table).
+            let rows = if estimate >= 0 {
+                estimate as u64
+            } else {
+                let sql = format!(
+                    "SELECT count(*) FROM (SELECT 1 FROM ONLY {}.{} LIMIT {}) s",
+                    quote_ident(schema),
+                    quote_ident(table),
+                    count_up_to.saturating_add(1)
+                );
+                self.query(&sql)
+                    .await?
+                    .first()
+                    .and_then(|r| r.first().cloned().flatten())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(u64::MAX)
+            };
+            let name = if schema == "public" {
+                table.clone()
+            } else {
+                format!("{schema}.{table}")
+            };
+            live.tables.push(TableSize {
+                name,
+                rows,
+                bytes: bytes.parse().unwrap_or(u64::MAX),
+            });
+        }
+        live.time_zone = self
+            .query("SHOW TimeZone")
+            .await?
+            .first()
+            .and_then(|r| r.first().cloned().flatten());
+        Ok(live)
+    }
+
     async fn lock_holder(&mut self) -> Result<Option<LockHolder>, DbError> {
         let sql = format!(
             "SELECT a.pid, a.application_name, a.usename::text || '@' || coalesce(host(a.client_addr), 'local socket'), \

@@ -830,6 +830,41 @@ impl Driver for SqliteDriver {
         Ok(())
     }
 
+    /// SQLite has no row estimate: each table is counted, up to `count_up_to
+    /// + 1` rows (a bounded scan). Bytes are not measured.
+    async fn live(&mut self, count_up_to: u64) -> Result<crate::live::LiveDb, DbError> {
+        let names = self
+            .query(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+                 AND name NOT LIKE 'capstan\\_%' ESCAPE '\\' ORDER BY name",
+            )
+            .await?;
+        let mut live = crate::live::LiveDb::default();
+        for name in names
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().flatten())
+        {
+            let sql = format!(
+                "SELECT count(*) FROM (SELECT 1 FROM {} LIMIT {})",
+                crate::live::quote_ident(&name),
+                count_up_to.saturating_add(1)
+            );
+            let rows = self
+                .query(&sql)
+                .await?
+                .first()
+                .and_then(|r| r.first().cloned().flatten())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(u64::MAX);
+            live.tables.push(crate::live::TableSize {
+                name,
+                rows,
+                bytes: 0,
+            });
+        }
+        Ok(live)
+    }
+
     async fn query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, DbError> {
         use rusqlite::types::ValueRef;
         let mut stmt = self.conn.prepare(sql).map_err(|e| db_err(&e))?;

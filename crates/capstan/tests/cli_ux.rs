@@ -50,6 +50,9 @@ fn plan_json_is_one_document_with_lint_shaped_findings_when_lint_refuses() {
     let p = Project::new(Backend::Postgres);
     p.add("0001_create_users.sql", CREATE_USERS);
     assert_code(&p.capstan(&["migrate", "up"]), 0);
+    // A table that serves traffic and holds data: on a small one, lock
+    // findings are warnings.
+    p.query("INSERT INTO users SELECT g, 'user ' || g FROM generate_series(1, 20000) g");
     p.add(
         "0002_index.sql",
         "-- capstan:up\nCREATE INDEX users_name ON users (name);\n-- capstan:down\nDROP INDEX users_name;\n",

@@ -670,6 +670,9 @@ fn plan_and_up_refuse_pending_migrations_with_lint_errors_unless_unsafe_ok() {
     let p = Project::new(Backend::Postgres);
     p.add("0001_create_users.sql", CREATE_USERS);
     assert_code(&p.capstan(&["migrate", "up"]), 0);
+    // A table that serves traffic and holds data: on a small one, lock
+    // findings are warnings.
+    p.query("INSERT INTO users SELECT g, 'user ' || g FROM generate_series(1, 20000) g");
     // An index built without CONCURRENTLY on a table that already serves traffic.
     p.add(
         "0002_index_name.sql",

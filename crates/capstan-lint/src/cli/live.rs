@@ -154,6 +154,29 @@ async fn read(url: &str) -> Result<Schema, String> {
             .or_default()
             .push(row.get(2));
     }
+    // Functions, triggers, composite types and domains: enough to tell a
+    // `DROP ... IF EXISTS` of something that is not there.
+    let objects = client
+        .query(
+            &format!(
+                "SELECT 'f', n.nspname::text, p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {USER_SCHEMAS} \
+                 UNION ALL SELECT 'g', n.nspname::text, c.relname::text || '.' || t.tgname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT t.tgisinternal AND {USER_SCHEMAS} \
+                 UNION ALL SELECT 't', n.nspname::text, ty.typname::text FROM pg_type ty JOIN pg_namespace n ON n.oid = ty.typnamespace \
+                 LEFT JOIN pg_class c ON c.oid = ty.typrelid WHERE (ty.typtype = 'd' OR (ty.typtype = 'c' AND c.relkind = 'c')) AND {USER_SCHEMAS}"
+            ),
+            &[],
+        )
+        .await
+        .map_err(q)?;
+    for row in objects {
+        let name = qualify(row.get(1), row.get(2));
+        match row.get::<_, &str>(0) {
+            "f" => schema.functions.insert(name, false),
+            "g" => schema.triggers.insert(name, false),
+            _ => schema.types.insert(name, false),
+        };
+    }
     drop(client);
     Ok(schema)
 }

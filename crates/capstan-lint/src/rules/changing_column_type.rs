@@ -22,7 +22,9 @@ binary-compatible changes: varchar(n) to a larger varchar(m), varchar to text, t
 larger numeric precision with the same scale, a larger timestamp/time/interval precision, cidr to inet. \
 Shrinking a limit (or adding one) needs no rewrite but scans every row under the same lock. Instead add a new \
 column of the new type, keep both written, backfill in batches, switch reads, and drop the old column in a \
-contract migration.",
+contract migration. timestamp ↔ timestamptz rewrites no rows on Postgres 12+ when the session time zone \
+has offset zero (from a `SET TIME ZONE` in the migration, the live server, or `[lint] time_zone`): the \
+finding then says it rebuilds the column's indexes.",
     help: "add a new column of the new type, backfill it in batches, switch the application, then drop the old one in a contract migration",
     setup: STD_SETUP,
     bad: "-- capstan:phase contract\n-- capstan:up\nALTER TABLE users ALTER COLUMN age TYPE bigint;\n",
@@ -84,6 +86,18 @@ fn verdict(old: &ColType, new: &ColType) -> Verdict {
     }
 }
 
+/// For `timestamp` ↔ `timestamptz` on Postgres 12+ with a session time zone
+/// of offset zero, which Postgres converts without touching the rows: the zone.
+fn zone_free(old: &ColType, new: &ColType, ctx: &Ctx<'_>) -> Option<String> {
+    let pair = matches!(
+        (old.name.as_str(), new.name.as_str()),
+        ("timestamp", "timestamptz") | ("timestamptz", "timestamp")
+    );
+    let zone = ctx.time_zone?;
+    (pair && old.array == new.array && ctx.pg >= 12 && crate::live::is_utc(zone))
+        .then(|| zone.to_string())
+}
+
 fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
     let Some((table, _, cmds)) = alter_table(stmt) else {
         return;
@@ -132,6 +146,16 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
                         new.display()
                     ),
                 ),
+                Verdict::Rewrite if zone_free(&old, &new, ctx).is_some() => out.push(
+                    &RULE,
+                    at,
+                    format!(
+                        "changing {table}.{col} from {} to {} rewrites no rows (Postgres 12+ with the session time zone {}), but rebuilds the indexes on the column under an ACCESS EXCLUSIVE lock",
+                        old.display(),
+                        new.display(),
+                        zone_free(&old, &new, ctx).unwrap_or_default()
+                    ),
+                ),
                 Verdict::Rewrite => out.push(
                     &RULE,
                     at,
@@ -149,7 +173,45 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
 #[cfg(test)]
 mod tests {
     use super::RULE;
-    use crate::rules::testing::check;
+    use crate::rules::testing::{check, run};
+    use crate::Config;
+
+    /// Regression: timestamp → timestamptz in a UTC session was reported as a
+    /// table rewrite; Postgres 12+ only rebuilds the column's indexes then.
+    #[test]
+    fn timestamptz_in_a_utc_session_is_not_a_rewrite() {
+        let setup = "CREATE TABLE events (id bigint, at timestamp);\n";
+        let sql = "ALTER TABLE events ALTER COLUMN at TYPE timestamptz;\n";
+        let message = |config: &Config, sql: &str| {
+            run(config, setup, sql)
+                .into_iter()
+                .find(|f| f.rule == RULE.name)
+                .map(|f| f.message)
+                .unwrap_or_default()
+        };
+        // Unknown zone: a rewrite.
+        assert!(message(&Config::default(), sql).contains("rewrites the whole table"));
+        // The migration's own SET TIME ZONE.
+        let m = message(&Config::default(), &format!("SET TIME ZONE 'UTC';\n{sql}"));
+        assert!(m.contains("rewrites no rows") && m.contains("rebuilds the indexes"), "{m}");
+        // capstan.toml's time_zone.
+        let mut utc = Config {
+            time_zone: Some("Etc/UTC".into()),
+            ..Config::default()
+        };
+        assert!(message(&utc, sql).contains("rewrites no rows"));
+        // Before Postgres 12: a rewrite whatever the zone.
+        utc.set_pg_version(11).unwrap();
+        assert!(message(&utc, sql).contains("rewrites the whole table"));
+        // The live server's zone (`migrate up`).
+        let mut linter = crate::Linter::new(Config::default()).with_live(crate::Live {
+            time_zone: Some("UTC".into()),
+            ..crate::Live::default()
+        });
+        linter.replay(crate::Input { file: "1.sql", source: setup });
+        let found = linter.lint(crate::Input { file: "2.sql", source: sql });
+        assert!(found.iter().any(|f| f.message.contains("rewrites no rows")), "{found:?}");
+    }
 
     #[test]
     fn cases() {
@@ -162,6 +224,8 @@ mod tests {
                 "ALTER TABLE users ALTER COLUMN age TYPE text USING age::text;",
                 "ALTER TABLE legacy ALTER COLUMN a TYPE bigint;",
                 "ALTER TABLE users ALTER COLUMN created_at TYPE timestamp;",
+                // Without a UTC session the rows are rewritten.
+                "SET TIME ZONE 'Europe/Paris';\nALTER TABLE users ALTER COLUMN created_at TYPE timestamp;",
             ],
             &[
                 "ALTER TABLE users ALTER COLUMN name TYPE varchar(50);",

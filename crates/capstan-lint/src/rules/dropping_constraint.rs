@@ -16,7 +16,8 @@ pub(crate) static RULE: Rule = Rule {
 UNIQUE or PRIMARY KEY constraint and fails without it, code may rely on a foreign key's cascade, and a dropped \
 primary key breaks logical replication of updates. And once it is gone the new binary can write rows the old \
 one does not expect. Drop it in a `-- capstan:phase contract` migration, once no running binary needs it. \
-Dropping a CHECK constraint the model knows is not flagged (it only relaxes writes).",
+Dropping a CHECK constraint the model knows is not flagged (it only relaxes writes). Nor is a constraint dropped and added back in the same `ALTER TABLE` (same name, or same kind on the \
+same columns): one statement, one lock, and no moment without it.",
     help: "drop it in a `-- capstan:phase contract` migration, once no running binary relies on it",
     setup: "CREATE TABLE users (id bigint PRIMARY KEY, email text CONSTRAINT users_email_key UNIQUE, age int CONSTRAINT age_positive CHECK (age > 0));\n",
     bad: "ALTER TABLE users DROP CONSTRAINT users_email_key;\n",
@@ -39,6 +40,9 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
         if subtype(cmd) != AlterTableType::AtDropConstraint {
             continue;
         }
+        if re_added(&table, &cmd.name, stmt_alter(stmt), ctx) {
+            continue;
+        }
         let known = ctx.schema.table(&table).and_then(|t| t.constraint(&cmd.name));
         let what = match known.map(|c| c.kind) {
             Some(ConstraintKind::Check) | Some(ConstraintKind::NotNull) => continue,
@@ -58,6 +62,52 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
     }
 }
 
+fn stmt_alter<'a>(stmt: &Stmt<'a>) -> &'a pg_query::protobuf::AlterTableStmt {
+    match stmt.node {
+        pg_query::NodeEnum::AlterTableStmt(a) => a,
+        _ => unreachable!("alter_table matched an ALTER TABLE"),
+    }
+}
+
+/// Whether the same `ALTER TABLE` adds a constraint back in place of the one
+/// it drops: under the same name, or (for a constraint the model knows) of the
+/// same kind on the same columns. One statement is one lock: no moment exists
+/// where the constraint is missing.
+pub(crate) fn re_added(
+    table: &str,
+    dropped: &str,
+    a: &pg_query::protobuf::AlterTableStmt,
+    ctx: &Ctx<'_>,
+) -> bool {
+    let known = ctx.schema.table(table).and_then(|t| t.constraint(dropped));
+    a.cmds.iter().any(|c| {
+        let Some(pg_query::NodeEnum::AlterTableCmd(c)) = c.node.as_ref() else {
+            return false;
+        };
+        if subtype(c) != AlterTableType::AtAddConstraint {
+            return false;
+        }
+        let Some(pg_query::NodeEnum::Constraint(k)) = c.def.as_ref().and_then(|d| d.node.as_ref())
+        else {
+            return false;
+        };
+        if k.conname == dropped {
+            return true;
+        }
+        let Some(known) = known else {
+            return false;
+        };
+        let (kind, cols) = match super::contype(k) {
+            pg_query::protobuf::ConstrType::ConstrPrimary => (ConstraintKind::PrimaryKey, &k.keys),
+            pg_query::protobuf::ConstrType::ConstrUnique => (ConstraintKind::Unique, &k.keys),
+            pg_query::protobuf::ConstrType::ConstrForeign => (ConstraintKind::ForeignKey, &k.fk_attrs),
+            _ => return false,
+        };
+        let cols: Vec<&str> = cols.iter().filter_map(crate::ast::str_of).collect();
+        kind == known.kind && !cols.is_empty() && cols == known.columns.iter().map(String::as_str).collect::<Vec<_>>()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::RULE;
@@ -71,11 +121,16 @@ mod tests {
                 "ALTER TABLE users DROP CONSTRAINT users_pkey;",
                 "ALTER TABLE users DROP CONSTRAINT IF EXISTS unknown_one CASCADE;",
                 "ALTER TABLE orders DROP CONSTRAINT orders_user_fkey;",
+                // Re-added in another statement: a window without it.
+                "ALTER TABLE users DROP CONSTRAINT users_email_key;\nALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE (email);",
             ],
             &[
                 "ALTER TABLE users DROP CONSTRAINT age_positive;",
                 "-- capstan:phase contract\n-- capstan:up\nALTER TABLE users DROP CONSTRAINT users_pkey;",
                 "CREATE TABLE t (a int UNIQUE);\nALTER TABLE t DROP CONSTRAINT t_a_key;",
+                // Dropped and re-added in one statement: never missing.
+                "ALTER TABLE users DROP CONSTRAINT users_email_key, ADD CONSTRAINT users_email_key UNIQUE (email);",
+                "ALTER TABLE users DROP CONSTRAINT users_email_key, ADD CONSTRAINT users_email_unique UNIQUE (email);",
             ],
         ));
     }

@@ -20,7 +20,9 @@ trigger; it breaks the moment the drop commits (and CASCADE may remove more than
 using the object first, then drop it in a `-- capstan:phase contract` migration, which capstan applies only once \
 every running instance embeds it. DROP SCHEMA ... CASCADE also drops tables: capstan archives the tables it \
 knows before dropping them. Tables and indexes have their own rules. DROP DATABASE is \
-flagged in every phase: it never belongs in a migration.",
+flagged in every phase: it never belongs in a migration. Not flagged: a trigger, function, view or type dropped and created again later in the same transaction \
+(replaced in one step, never missing), and `DROP ... IF EXISTS` of a view, function, trigger or type the \
+schema model does not hold (nothing is removed).",
     help: "stop using it, then drop it in a `-- capstan:phase contract` migration",
     setup: "CREATE VIEW active_users AS SELECT 1 AS id;\nCREATE FUNCTION add_one(i int) RETURNS int LANGUAGE sql AS 'SELECT i + 1';\n",
     bad: "DROP VIEW active_users;\n",
@@ -52,6 +54,9 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
     }
     for obj in &d.objects {
         let name = object_name(obj);
+        if not_a_removal(d, kind, &name, ctx) {
+            continue;
+        }
         let new = match kind {
             ObjectType::ObjectView => ctx.schema.views.get(&name).copied().unwrap_or(false),
             ObjectType::ObjectMatview => ctx.is_new(&name),
@@ -68,6 +73,66 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
             format!("dropping {what} {name} breaks the running binary if it still uses it; drop it in a contract migration ({note})"),
         );
     }
+}
+
+/// Whether dropping `name` removes nothing a running binary sees: `DROP ...
+/// IF EXISTS` of an object the schema model does not hold (for the kinds it
+/// tracks: views, functions, triggers, types), or an object the rest of the
+/// same transaction creates again (a trigger, function, view or type
+/// replaced in one step).
+pub(crate) fn not_a_removal(
+    d: &pg_query::protobuf::DropStmt,
+    kind: ObjectType,
+    name: &str,
+    ctx: &Ctx<'_>,
+) -> bool {
+    (d.missing_ok && ctx.schema.has_object(kind, name) == Some(false))
+        || (ctx.in_transaction && created_later(ctx.rest_sql, kind, name))
+}
+
+/// Whether `rest` (the rest of the section) creates an object of this kind
+/// and name again before the transaction ends.
+fn created_later(rest: &str, kind: ObjectType, name: &str) -> bool {
+    let norm = |n: String| n.strip_prefix("public.").map(str::to_string).unwrap_or(n);
+    let name = norm(name.to_string());
+    if rest.len() > 1 << 20 || !rest.to_ascii_lowercase().contains("create") {
+        return false;
+    }
+    let Ok(parsed) = pg_query::parse(rest, 0) else {
+        return false;
+    };
+    for raw in &parsed.protobuf.stmts {
+        let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
+            continue;
+        };
+        use crate::ast::{list_name, opt_rv_name};
+        let created = match (kind, node) {
+            (_, NodeEnum::TransactionStmt(_)) => return false,
+            (ObjectType::ObjectView, NodeEnum::ViewStmt(v)) => opt_rv_name(v.view.as_ref()),
+            (ObjectType::ObjectMatview, NodeEnum::CreateTableAsStmt(c)) => {
+                opt_rv_name(c.into.as_ref().and_then(|i| i.rel.as_ref()))
+            }
+            (
+                ObjectType::ObjectFunction | ObjectType::ObjectProcedure | ObjectType::ObjectRoutine,
+                NodeEnum::CreateFunctionStmt(f),
+            ) => list_name(&f.funcname),
+            (ObjectType::ObjectTrigger, NodeEnum::CreateTrigStmt(t)) => {
+                format!("{}.{}", opt_rv_name(t.relation.as_ref()), t.trigname)
+            }
+            (ObjectType::ObjectType | ObjectType::ObjectDomain, NodeEnum::CreateEnumStmt(e)) => {
+                list_name(&e.type_name)
+            }
+            (ObjectType::ObjectType, NodeEnum::CompositeTypeStmt(c)) => {
+                opt_rv_name(c.typevar.as_ref())
+            }
+            (ObjectType::ObjectDomain, NodeEnum::CreateDomainStmt(c)) => list_name(&c.domainname),
+            _ => continue,
+        };
+        if norm(created) == name {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -87,12 +152,23 @@ mod tests {
                 "DROP EXTENSION pg_trgm;",
                 "DROP TRIGGER t ON users;",
                 "DROP DOMAIN email_address;",
+                // Created again, but only after the transaction ended.
+                "-- capstan:no-transaction\n-- capstan:up\nDROP VIEW active_users;\nCREATE VIEW active_users AS SELECT 2 AS id;",
+                "DROP VIEW IF EXISTS active_users;",
                 "-- capstan:phase contract\n-- capstan:up\nDROP DATABASE IF EXISTS app;",
             ],
             &[
                 "CREATE VIEW v AS SELECT 1;\nDROP VIEW v;",
                 "-- capstan:phase contract\n-- capstan:up\nDROP FUNCTION add_one(int);",
                 "DROP INDEX CONCURRENTLY IF EXISTS i;",
+                // Replaced in the same transaction: nothing disappears.
+                "DROP TRIGGER IF EXISTS users_touch ON users;\nCREATE TRIGGER users_touch BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION add_one();",
+                "DROP FUNCTION add_one(int);\nCREATE FUNCTION add_one(i int) RETURNS int LANGUAGE sql AS 'SELECT i + 2';",
+                "DROP VIEW active_users;\nCREATE VIEW active_users AS SELECT 2 AS id;",
+                // IF EXISTS of an object no migration created.
+                "DROP VIEW IF EXISTS never_made;",
+                "DROP FUNCTION IF EXISTS never_made(int);",
+                "DROP TRIGGER IF EXISTS never_made ON users;",
             ],
         ));
     }

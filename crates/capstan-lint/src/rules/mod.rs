@@ -127,6 +127,34 @@ pub static SQLITE: &[&str] = &[
     "unused-ignore",
 ];
 
+/// The rules whose harm grows with the size of the table: they hold a lock
+/// while every row is rewritten, scanned, indexed or updated. With live sizes
+/// (`migrate up`), a finding of one of them on a small table is a warning.
+/// The rules about compatibility with running binaries (drops, renames, phase)
+/// are not here: their harm does not depend on size.
+pub static SIZE_BOUND: &[&str] = &[
+    "require-concurrent-index-creation",
+    "require-concurrent-index-deletion",
+    "require-concurrent-reindex",
+    "require-concurrent-refresh",
+    "ban-vacuum-full",
+    "ban-cluster",
+    "adding-foreign-key-constraint",
+    "adding-check-constraint",
+    "adding-unique-constraint",
+    "adding-primary-key-constraint",
+    "adding-exclusion-constraint",
+    "validate-in-same-transaction",
+    "setting-not-null",
+    "adding-volatile-default",
+    "adding-stored-generated-column",
+    "adding-serial-or-identity-column",
+    "changing-column-type",
+    "set-logged-unlogged",
+    "unbounded-backfill",
+    "attach-partition-without-check",
+];
+
 /// Finds a rule by name.
 pub fn find(name: &str) -> Option<&'static Rule> {
     ALL.iter().copied().find(|r| r.name == name)
@@ -259,11 +287,12 @@ CREATE INDEX orders_status_idx ON orders (status);
 pub(crate) fn flag_column_type(
     rule: &'static Rule,
     stmt: &Stmt<'_>,
+    ctx: &Ctx<'_>,
     out: &mut Hits,
     type_name: &str,
     advice: &str,
 ) {
-    for (table, colname, def) in declared_columns(stmt) {
+    for (table, colname, def) in declared_columns(stmt, ctx) {
         let Some(tn) = def.type_name.as_ref() else {
             continue;
         };
@@ -278,8 +307,14 @@ pub(crate) fn flag_column_type(
 }
 
 /// Every column definition a statement declares (new tables, added columns, and the
-/// new type of `ALTER COLUMN ... TYPE`), with its table and column name.
-pub(crate) fn declared_columns<'a>(stmt: &Stmt<'a>) -> Vec<(String, String, &'a ColumnDef)> {
+/// new type of `ALTER COLUMN ... TYPE`), with its table and column name. An
+/// `ALTER COLUMN ... TYPE` that keeps the column's type (widening a legacy
+/// `varchar(20)` to `varchar(255)`) declares nothing: the type was chosen by the
+/// migration that created the column.
+pub(crate) fn declared_columns<'a>(
+    stmt: &Stmt<'a>,
+    ctx: &Ctx<'_>,
+) -> Vec<(String, String, &'a ColumnDef)> {
     match stmt.node {
         NodeEnum::CreateStmt(c) => {
             let table = crate::ast::opt_rv_name(c.relation.as_ref());
@@ -305,6 +340,19 @@ pub(crate) fn declared_columns<'a>(stmt: &Stmt<'a>) -> Vec<(String, String, &'a 
                     )
                 })
                 .filter_map(|c| match c.def.as_ref().and_then(|d| d.node.as_ref()) {
+                    Some(NodeEnum::ColumnDef(d))
+                        if subtype(c) == AlterTableType::AtAlterColumnType
+                            && ctx
+                                .schema
+                                .table(&table)
+                                .and_then(|t| t.column(&c.name))
+                                .zip(d.type_name.as_ref())
+                                .is_some_and(|(old, new)| {
+                                    old.ty.name == crate::ast::ColType::of(new).name
+                                }) =>
+                    {
+                        None
+                    }
                     Some(NodeEnum::ColumnDef(d)) => {
                         let name = if d.colname.is_empty() {
                             c.name.clone()

@@ -22,8 +22,8 @@ primary key): a small counter can stay an integer.",
     check,
 };
 
-fn check(stmt: &Stmt<'_>, _ctx: &Ctx<'_>, out: &mut Hits) {
-    for (table, colname, def) in declared_columns(stmt) {
+fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
+    for (table, colname, def) in declared_columns(stmt, ctx) {
         let Some(tn) = def.type_name.as_ref() else {
             continue;
         };

@@ -21,8 +21,8 @@ later rewrites the table, so choose jsonb now.",
     check,
 };
 
-fn check(stmt: &Stmt<'_>, _ctx: &Ctx<'_>, out: &mut Hits) {
-    flag_column_type(&RULE, stmt, out, "json", "json: prefer jsonb (comparable, indexable, parsed once)");
+fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
+    flag_column_type(&RULE, stmt, ctx, out, "json", "json: prefer jsonb (comparable, indexable, parsed once)");
 }
 
 #[cfg(test)]

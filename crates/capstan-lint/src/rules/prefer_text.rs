@@ -12,7 +12,9 @@ pub(crate) static RULE: Rule = Rule {
     why: "In Postgres, varchar(n) is text with a length check and no performance benefit; lowering the limit \
 later scans the table under an ACCESS EXCLUSIVE lock, and the limit usually encodes a business rule better \
 expressed (and changed online) as a CHECK constraint. char(n) pads with spaces, which surprises comparisons and \
-wastes space. Use text, with a CHECK (length(col) <= n) where a limit matters.",
+wastes space. Use text, with a CHECK (length(col) <= n) where a limit matters. An `ALTER COLUMN ... TYPE` that keeps the column's type (widening a legacy `varchar(20)` \
+to `varchar(255)`) is not flagged: the type was chosen by the migration that created the column \
+(the same holds for the other type-preference rules).",
     help: "use text, with a CHECK (length(col) <= n) constraint if a limit matters",
     setup: "",
     bad: "CREATE TABLE users (id bigint, email varchar(255));\n",
@@ -21,8 +23,8 @@ wastes space. Use text, with a CHECK (length(col) <= n) where a limit matters.",
     check,
 };
 
-fn check(stmt: &Stmt<'_>, _ctx: &Ctx<'_>, out: &mut Hits) {
-    for (table, colname, def) in declared_columns(stmt) {
+fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
+    for (table, colname, def) in declared_columns(stmt, ctx) {
         let Some(tn) = def.type_name.as_ref() else {
             continue;
         };
@@ -42,7 +44,23 @@ fn check(stmt: &Stmt<'_>, _ctx: &Ctx<'_>, out: &mut Hits) {
 #[cfg(test)]
 mod tests {
     use super::RULE;
-    use crate::rules::testing::check;
+    use crate::rules::testing::{check, run};
+
+    /// Regression: widening a legacy column is not where its type was chosen.
+    #[test]
+    fn widening_a_legacy_column_is_not_flagged() {
+        let setup = "CREATE TABLE users (id bigint, name varchar(20));\n";
+        let found = |sql: &str| {
+            run(&crate::Config::default(), setup, sql)
+                .into_iter()
+                .filter(|f| f.rule == RULE.name)
+                .count()
+        };
+        assert_eq!(found("ALTER TABLE users ALTER COLUMN name TYPE varchar(255);"), 0);
+        // Choosing the type now is flagged.
+        assert_eq!(found("ALTER TABLE users ALTER COLUMN id TYPE varchar(40);"), 1);
+        assert_eq!(found("ALTER TABLE users ADD COLUMN nick varchar(20);"), 1);
+    }
 
     #[test]
     fn cases() {

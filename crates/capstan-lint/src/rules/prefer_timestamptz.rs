@@ -21,8 +21,8 @@ rewrites the table (unless the session time zone is UTC, on Postgres 12+).",
     check,
 };
 
-fn check(stmt: &Stmt<'_>, _ctx: &Ctx<'_>, out: &mut Hits) {
-    flag_column_type(&RULE, stmt, out, "timestamp", "timestamp without time zone: prefer timestamptz");
+fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
+    flag_column_type(&RULE, stmt, ctx, out, "timestamp", "timestamp without time zone: prefer timestamptz");
 }
 
 #[cfg(test)]

@@ -35,7 +35,11 @@ restricts something the running binary may use — a drop, a rename, a type chan
 CHECK/UNIQUE/FOREIGN KEY, a new NOT NULL column without default, TRUNCATE — breaks that binary if it runs in the \
 expand phase. Split the migration: keep the expand part, and move the contract statement to its own migration \
 declared `-- capstan:phase contract`. Conversely, a migration declared contract that contains no contract \
-statement waits for the fleet for nothing.",
+statement waits for the fleet for nothing. A restriction that already holds is not a contract change: \
+`SET NOT NULL` on a column with a validated `CHECK (col IS NOT NULL)`, `ADD CONSTRAINT ... UNIQUE USING \
+INDEX` on a unique index an earlier migration built, a constraint dropped and re-added in one `ALTER \
+TABLE`, an object dropped and created again in the same transaction, `DROP ... IF EXISTS` of an object \
+the model does not hold.",
     help: "split it: move this statement into its own migration declared `-- capstan:phase contract`",
     setup: STD_SETUP,
     bad: "-- capstan:no-transaction\n-- capstan:up\nALTER TABLE users ADD CONSTRAINT age_positive CHECK (age > 0) NOT VALID;\n",
@@ -79,7 +83,67 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
 #[cfg(test)]
 mod tests {
     use super::RULE;
-    use crate::rules::testing::check;
+    use crate::rules::testing::{check, run};
+
+    fn phase_findings(setup: &str, sql: &str) -> Vec<String> {
+        run(&crate::Config::default(), setup, sql)
+            .into_iter()
+            .filter(|f| f.rule == RULE.name)
+            .map(|f| f.message)
+            .collect()
+    }
+
+    /// Regression: a restriction that already holds is no contract change.
+    #[test]
+    fn a_constraint_whose_restriction_already_holds_is_not_contract() {
+        let setup = "CREATE TABLE users (id bigint, email text);\n\
+            ALTER TABLE users ADD CONSTRAINT email_nn CHECK (email IS NOT NULL) NOT VALID;\n\
+            ALTER TABLE users VALIDATE CONSTRAINT email_nn;\n\
+            CREATE UNIQUE INDEX CONCURRENTLY users_email_idx ON users (email);\n";
+        for sql in [
+            "ALTER TABLE users ALTER COLUMN email SET NOT NULL;\nALTER TABLE users DROP CONSTRAINT email_nn;",
+            "ALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE USING INDEX users_email_idx;",
+        ] {
+            assert_eq!(phase_findings(setup, sql), Vec::<String>::new(), "{sql}");
+        }
+        // Not yet validated, or another column: still a new restriction.
+        let unvalidated = "CREATE TABLE users (id bigint, email text);\n\
+            ALTER TABLE users ADD CONSTRAINT email_nn CHECK (email IS NOT NULL) NOT VALID;\n";
+        assert_eq!(
+            phase_findings(unvalidated, "ALTER TABLE users ALTER COLUMN email SET NOT NULL;").len(),
+            1
+        );
+        assert_eq!(
+            phase_findings(setup, "ALTER TABLE users ALTER COLUMN id SET NOT NULL;").len(),
+            1
+        );
+        // A unique index made in this migration: the restriction is new.
+        assert_eq!(
+            phase_findings(
+                "CREATE TABLE users (id bigint, email text);\n",
+                "CREATE UNIQUE INDEX users_email_idx ON users (email);\nALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE USING INDEX users_email_idx;"
+            )
+            .len(),
+            2
+        );
+    }
+
+    /// Regression: replacing an object, or dropping one that is not there,
+    /// is no contract change either.
+    #[test]
+    fn replaced_or_absent_objects_are_not_contract() {
+        let setup = "CREATE TABLE users (id bigint, email text);\n\
+            CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';\n\
+            CREATE TRIGGER users_touch BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION touch();\n\
+            CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint CONSTRAINT orders_user_fkey REFERENCES users (id));\n";
+        for sql in [
+            "DROP TRIGGER users_touch ON users;\nCREATE TRIGGER users_touch AFTER UPDATE ON users FOR EACH ROW EXECUTE FUNCTION touch();",
+            "DROP FUNCTION IF EXISTS never_made();",
+            "ALTER TABLE orders DROP CONSTRAINT orders_user_fkey, ADD CONSTRAINT orders_user_fkey FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE NOT VALID;",
+        ] {
+            assert_eq!(phase_findings(setup, sql), Vec::<String>::new(), "{sql}");
+        }
+    }
 
     #[test]
     fn cases() {
