@@ -150,8 +150,11 @@ pub fn sli_chart(id: &str, chart: &Chart, target: f64, ms: &[Marker]) -> String 
             ms.len()
         ),
     );
+    // The objective's tick only where it does not overlap the others.
+    let near = |a: f64, b: f64| (a - b).abs() < (hi - lo) * 0.08;
     let ticks = [lo, target, hi]
         .iter()
+        .filter(|&&v| v != target || !(near(v, lo) || near(v, hi)))
         .map(|v| (*v, format!("{:.2}%", v * 100.0)))
         .collect::<Vec<_>>();
     axes(&mut out, start, end, &ticks, lo, hi);
