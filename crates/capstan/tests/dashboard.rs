@@ -16,7 +16,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::Value;
 
 const MIN: i64 = 60_000;
-const PER_MINUTE: i64 = 4;
+const PER_MINUTE: i64 = 2;
 const TOKEN: &str = "a-long-enough-dashboard-token";
 
 const SLOS: &str = r#"apiVersion: openslo/v1
@@ -100,7 +100,7 @@ fn seed(dir: &Path, now: i64) {
             batch.push(Event {
                 time_ms: m + i * 15_000 + 7,
                 service: "api".into(),
-                method: if i == 3 { "POST" } else { "GET" }.into(),
+                method: if i == 1 { "POST" } else { "GET" }.into(),
                 route: if i % 2 == 0 {
                     "/things/{id}"
                 } else {
