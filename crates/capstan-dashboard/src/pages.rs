@@ -913,10 +913,17 @@ fn bucket_labels() -> Vec<String> {
         .iter()
         .enumerate()
         .map(|(i, b)| {
+            let ms = |x: f64| {
+                if x >= 1000.0 {
+                    format!("{} s", x / 1000.0)
+                } else {
+                    format!("{x} ms")
+                }
+            };
             if b.is_finite() {
-                format!("≤ {b} ms")
+                format!("≤ {}", ms(*b))
             } else {
-                format!("> {} ms", BUCKET_BOUNDS_MS[i.saturating_sub(1)])
+                format!("> {}", ms(BUCKET_BOUNDS_MS[i.saturating_sub(1)]))
             }
         })
         .collect()

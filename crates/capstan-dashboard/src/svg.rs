@@ -292,7 +292,14 @@ pub fn heatmap(
     let mid = start + (end - start) / 2;
     for (t, anchor) in [(start, "start"), (mid, "middle"), (end, "end")] {
         let label = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(t)
-            .map(|d| d.format("%H:%M").to_string())
+            .map(|d| {
+                let f = if end - start > 86_400_000 {
+                    "%b %d %H:%M"
+                } else {
+                    "%H:%M"
+                };
+                d.format(f).to_string()
+            })
             .unwrap_or_default();
         let _ = write!(
             out,
