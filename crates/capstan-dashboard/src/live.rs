@@ -72,7 +72,7 @@ pub(crate) async fn sse(State(state): State<AppState>, Query(q): Query<LiveQuery
         None => Expr::all(),
     };
     Sse::new(stream(state, filter))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(5)))
         .into_response()
 }
 

@@ -9,6 +9,9 @@
   var url = "/live";
   if (rows && rows.dataset.where) url += "?where=" + encodeURIComponent(rows.dataset.where);
   var src = new EventSource(url);
+  // Leaving the page ends its stream at once (a browser holds few
+  // connections per host; a lingering stream would queue the next page).
+  window.addEventListener("pagehide", function () { src.close(); });
   src.addEventListener("open", function () { if (status) status.textContent = "· live"; });
   src.addEventListener("error", function () { if (status) status.textContent = "· reconnecting"; });
   src.addEventListener("row", function (e) {

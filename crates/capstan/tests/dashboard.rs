@@ -243,7 +243,12 @@ async fn browser(driver: &str) -> Client {
         "goog:chromeOptions".into(),
         serde_json::json!({
             "binary": "/usr/bin/chromium",
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1800"]
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1800",
+                     "--disable-features=PasswordLeakDetection", "--password-store=basic", "--no-first-run"],
+            // No password manager: submitting a form with a password field
+            // must not wait on a leak check that has no network to reach.
+            "prefs": {"credentials_enable_service": false, "profile.password_manager_enabled": false,
+                      "profile.password_manager_leak_detection": false}
         }),
     );
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -356,7 +361,9 @@ async fn dashboard_in_chromium() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let now = chrono_now() / MIN * MIN;
+    let t0 = Instant::now();
     seed(dir, now);
+    eprintln!("seeded in {:?}", t0.elapsed());
     let (_driver, driver_url) = start_chromedriver();
     let port = capstan_testkit::free_port();
     let base = format!("http://127.0.0.1:{port}");
