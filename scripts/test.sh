@@ -59,6 +59,9 @@ if [[ $setup_only != 1 ]]; then
     # for kubernetes-validate, which checks the Kubernetes manifests.
     { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
     command -v kubernetes-validate >/dev/null 2>&1 || command -v pip3 >/dev/null 2>&1 || missing+=(python3-pip)
+    # Chromium and its WebDriver for the dashboard's browser test.
+    [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 fi
 if ((${#missing[@]} > 0)); then
     pgenv_install_missing "${missing[@]}"

@@ -160,6 +160,10 @@ pub struct Settings {
     pub policy: Option<Policy>,
     /// Database feeding the deploy log.
     pub database: Option<String>,
+    /// Read each capstan-sourced SLO's per-minute counts over its whole
+    /// window (what a chart of the window needs) instead of the last days
+    /// and sums of older spans (what the numbers alone need, and faster).
+    pub whole_series: bool,
 }
 
 impl Settings {
@@ -186,6 +190,7 @@ impl Settings {
                 .ok()
                 .filter(|s| !s.is_empty())
                 .or(c.database_url.clone()),
+            whole_series: false,
         })
     }
 }
@@ -235,12 +240,57 @@ fn load_slos(paths: &[PathBuf]) -> Result<spec::Catalog, Vec<SpecError>> {
     spec::load_files(&files)
 }
 
+/// The document `capstan slo status --json` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    /// When the SLOs were evaluated, unix ms.
+    pub at_ms: i64,
+    /// The same, RFC 3339.
+    pub at: String,
+    /// Every objective, in file order.
+    pub slos: Vec<ObjectiveStatus>,
+}
+
+/// `capstan slo status`: reads the SLO files `settings` names, brings the
+/// deploy log up to date from the database (a failure is a warning on
+/// stderr) and evaluates every objective (of `service`, when given) at
+/// `now_ms`. `inspect` sees each SLO's counts once, before its objectives are
+/// evaluated (the dashboard draws its charts from them). The CLI and the
+/// dashboard both call this, so their numbers never disagree.
+pub async fn status(
+    settings: &Settings,
+    service: Option<&str>,
+    now_ms: i64,
+    inspect: &mut (dyn FnMut(&Slo, &Loaded) + Send),
+) -> Result<StatusReport, Failure2> {
+    let c = load_slos(&settings.slo_paths).map_err(Failure2::Spec)?;
+    sync_deploys(settings).await;
+    let slos = evaluate_each(settings, &c.slos, service, now_ms, inspect)
+        .await
+        .map_err(Failure2::Source)?;
+    Ok(StatusReport {
+        at_ms: now_ms,
+        at: rfc3339(now_ms),
+        slos,
+    })
+}
+
 /// Evaluates every objective of `slos` (of `service`, when given) at `now_ms`.
 pub async fn evaluate_all(
     settings: &Settings,
     slos: &[Slo],
     service: Option<&str>,
     now_ms: i64,
+) -> Result<Vec<ObjectiveStatus>, SourceError> {
+    evaluate_each(settings, slos, service, now_ms, &mut |_, _| {}).await
+}
+
+async fn evaluate_each(
+    settings: &Settings,
+    slos: &[Slo],
+    service: Option<&str>,
+    now_ms: i64,
+    inspect: &mut (dyn FnMut(&Slo, &Loaded) + Send),
 ) -> Result<Vec<ObjectiveStatus>, SourceError> {
     let log = DeployLog::open_existing(&settings.store).map_err(|e| SourceError::Store {
         path: settings.store.clone(),
@@ -298,6 +348,7 @@ pub async fn evaluate_all(
                 Loaded::Spans(prom.spans(slo, &spans).await?)
             }
         };
+        inspect(slo, &loaded);
         for o in &slo.objectives {
             let evaluation = math::evaluate(
                 &loaded,
@@ -416,16 +467,15 @@ fn prefetch_store_counts(
                 .map(|&i| {
                     let slo = &slos[i];
                     let (period, deploys) = plans[i].as_ref().expect("wanted SLOs have a plan");
+                    let recent = if settings.whole_series {
+                        (period.now_ms - period.start_ms) / math::MINUTE_MS + 1
+                    } else {
+                        recent_minutes()
+                    };
                     sc.spawn(move || {
                         (
                             i,
-                            source::capstan_counts(
-                                &settings.store,
-                                slo,
-                                period,
-                                deploys,
-                                recent_minutes(),
-                            ),
+                            source::capstan_counts(&settings.store, slo, period, deploys, recent),
                         )
                     })
                 })
@@ -715,19 +765,19 @@ async fn run_inner(args: SloArgs) -> Result<i32, Failure> {
             Ok(EXIT_OK)
         }
         SloCommand::Status { service } => {
-            let c = load_slos(&settings.slo_paths).map_err(spec_failure)?;
-            sync_deploys(&settings).await;
-            let statuses = evaluate_all(&settings, &c.slos, service.as_deref(), now).await?;
+            let report = status(&settings, service.as_deref(), now, &mut |_, _| {})
+                .await
+                .map_err(|e| match e {
+                    Failure2::Spec(errs) => spec_failure(errs),
+                    Failure2::Source(s) => Failure::from(s),
+                })?;
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"at_ms": now, "at": rfc3339(now), "slos": statuses})
-                    )
-                    .expect("serializable")
+                    serde_json::to_string_pretty(&report).expect("serializable")
                 );
             } else {
-                print!("{}", render_status(&statuses));
+                print!("{}", render_status(&report.slos));
             }
             Ok(EXIT_OK)
         }

@@ -156,6 +156,7 @@ fn settings(dir: &Path, prometheus: Option<String>, timeout: Duration) -> Settin
         timeout,
         policy: None,
         database: None,
+        whole_series: false,
     }
 }
 

@@ -179,6 +179,7 @@ fn threshold_metrics_are_judged_per_minute_in_time_slices() {
         timeout: std::time::Duration::from_secs(5),
         policy: None,
         database: None,
+        whole_series: false,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

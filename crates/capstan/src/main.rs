@@ -123,6 +123,12 @@ enum Command {
   capstan slo rules slos/ -o slo-rules.yaml && promtool check rules slo-rules.yaml
   capstan slo gate || echo 'frozen: the error budget is spent'")]
     Slo(capstan_slo::cli::SloArgs),
+    /// A live web view of every service's SLOs, budgets, deploys, rollouts and events.
+    #[command(after_help = "Examples:
+  capstan dashboard                                    # http://127.0.0.1:8900/, read-only
+  CAPSTAN_DASHBOARD_TOKEN=$(cat token) capstan dashboard --listen 0.0.0.0:8900
+  capstan dashboard --trusted-header X-Forwarded-User  # behind an authenticating proxy")]
+    Dashboard(capstan_dashboard::cli::DashboardArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -197,6 +203,7 @@ fn main() -> anyhow::Result<()> {
             Command::Events(args) => capstan_events::cli::run(args).await,
             Command::Proxy(args) => capstan_proxy::cli::run(args).await,
             Command::Slo(args) => capstan_slo::cli::run(args).await,
+            Command::Dashboard(args) => capstan_dashboard::cli::run(args).await,
         }
     });
     std::process::exit(code);

@@ -1,0 +1,269 @@
+//! The snapshot every page renders: SLO status (from
+//! [`capstan_slo::cli::status`], the function behind `capstan slo status`),
+//! chart points drawn from the same counts, the deploy log, rollouts, and the
+//! database's migrations, fleet and archive. A background task rebuilds it;
+//! requests only read the last one, so a page never waits on a source.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use capstan_migrate::archive::ArchiveEntry;
+use capstan_migrate::fleet::InstanceRow;
+use capstan_migrate::migrator::Entry;
+use capstan_rollout::controller::store::StateStore;
+use capstan_rollout::controller::State as RolloutState;
+use capstan_slo::cli::{Settings, StatusReport};
+use capstan_slo::deploys::{Deploy, DeployLog};
+use capstan_slo::math::{self, Method, MINUTE_MS};
+use capstan_slo::source::Loaded;
+use capstan_slo::spec::Slo;
+
+/// Points on the SLI and burn-down charts of one objective.
+pub const CHART_POINTS: i64 = 120;
+
+/// Where the dashboard reads from.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// SLO files, event store, Prometheus, database (as `capstan slo` reads them).
+    pub settings: Settings,
+    /// The rollout controller's state file.
+    pub rollout_state: PathBuf,
+    /// The migration directory compared with the database's history.
+    pub migrations_dir: PathBuf,
+}
+
+/// One point of an objective's charts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChartPoint {
+    /// End of the bucket, unix ms.
+    pub t_ms: i64,
+    /// The SLI within the bucket (`None`: no events).
+    pub sli: Option<f64>,
+    /// Budget remaining, evaluated over the period up to `t_ms`.
+    pub remaining: f64,
+}
+
+/// An objective's chart: the period and its points.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Chart {
+    /// Start of the period, unix ms.
+    pub start_ms: i64,
+    /// The evaluation time, unix ms.
+    pub now_ms: i64,
+    /// Points, oldest first.
+    pub points: Vec<ChartPoint>,
+}
+
+/// Something a source could not tell, shown on the page instead of its data.
+pub type Partial<T> = Result<T, String>;
+
+/// Everything the pages show, as of one moment.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Increases with every rebuild (0: none yet).
+    pub generation: u64,
+    /// When it was taken, unix ms (whole seconds, so `slo status --at` with the
+    /// RFC 3339 time the page shows reproduces it exactly).
+    pub at_ms: i64,
+    /// How long the rebuild took.
+    pub took: Duration,
+    /// SLO status, or why it is missing.
+    pub status: Option<Partial<StatusReport>>,
+    /// Charts by (SLO name, objective index); event-store SLOs only.
+    pub charts: BTreeMap<(String, usize), Chart>,
+    /// The deploy log over the last 31 days, oldest first.
+    pub deploys: Partial<Vec<Deploy>>,
+    /// Rollouts by service.
+    pub rollouts: Partial<Vec<RolloutState>>,
+    /// Migrations (applied, pending, …); `None` without a database.
+    pub migrations: Option<Partial<Vec<Entry>>>,
+    /// The fleet registry; `None` without a database.
+    pub fleet: Option<Partial<Vec<InstanceRow>>>,
+    /// Archive entries; `None` without a database.
+    pub archive: Option<Partial<Vec<ArchiveEntry>>>,
+    /// The database, password replaced.
+    pub database: Option<String>,
+    /// Releases that served each service in the last 15 minutes, with their
+    /// event counts (from the event store).
+    pub releases: BTreeMap<String, Vec<(String, u64)>>,
+}
+
+impl Default for Snapshot {
+    fn default() -> Snapshot {
+        Snapshot {
+            generation: 0,
+            at_ms: 0,
+            took: Duration::ZERO,
+            status: None,
+            charts: BTreeMap::new(),
+            deploys: Ok(Vec::new()),
+            rollouts: Ok(Vec::new()),
+            migrations: None,
+            fleet: None,
+            archive: None,
+            database: None,
+            releases: BTreeMap::new(),
+        }
+    }
+}
+
+impl Snapshot {
+    fn unreadable(&mut self, why: String) {
+        self.migrations = Some(Err(why.clone()));
+        self.fleet = Some(Err(why.clone()));
+        self.archive = Some(Err(why));
+    }
+}
+
+/// Draws an objective's charts from the counts `slo status` evaluated.
+pub fn chart(loaded: &Loaded, method: Method, target: f64, slo: &Slo, now_ms: i64) -> Chart {
+    let period = math::period(&slo.window, now_ms);
+    let span = (now_ms - period.start_ms).max(MINUTE_MS);
+    let step = (span / CHART_POINTS).max(MINUTE_MS);
+    let mut points = Vec::with_capacity(CHART_POINTS as usize + 1);
+    let mut a = period.start_ms;
+    while a < now_ms {
+        let b = (a + step).min(now_ms);
+        let bucket = method.measure(loaded, a, b);
+        let so_far = method.measure(loaded, period.start_ms, b);
+        points.push(ChartPoint {
+            t_ms: b,
+            sli: bucket.error_ratio().map(|e| 1.0 - e),
+            remaining: math::budget(so_far.error_ratio(), target, None).remaining,
+        });
+        a = b;
+    }
+    Chart {
+        start_ms: period.start_ms,
+        now_ms,
+        points,
+    }
+}
+
+/// Rebuilds the snapshot at `now_ms` (whole seconds).
+pub async fn build(sources: &Sources, generation: u64, now_ms: i64) -> Snapshot {
+    let started = std::time::Instant::now();
+    let mut charts = BTreeMap::new();
+    let status = {
+        let mut inspect = |slo: &Slo, loaded: &Loaded| {
+            // Prometheus answers only the spans the math asks for: no chart.
+            if matches!(loaded, Loaded::Spans(_)) {
+                return;
+            }
+            for (i, o) in slo.objectives.iter().enumerate() {
+                charts.insert(
+                    (slo.name.clone(), i),
+                    chart(loaded, Method::of(slo.budgeting, o), o.target, slo, now_ms),
+                );
+            }
+        };
+        capstan_slo::cli::status(&sources.settings, None, now_ms, &mut inspect)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let store = sources.settings.store.clone();
+    let deploys = match DeployLog::open_existing(&store) {
+        Ok(Some(log)) => log
+            .list(None, now_ms - 31 * 1440 * MINUTE_MS, i64::MAX)
+            .map_err(|e| e.to_string()),
+        Ok(None) => Ok(Vec::new()),
+        Err(e) => Err(e.to_string()),
+    };
+    let rollouts = if sources.rollout_state.exists() {
+        StateStore::open(&sources.rollout_state)
+            .and_then(|s| s.all())
+            .map_err(|e| e.to_string())
+    } else {
+        Ok(Vec::new())
+    };
+    let releases = tokio::task::spawn_blocking(move || recent_releases(&store, now_ms))
+        .await
+        .unwrap_or_default();
+    let mut snap = Snapshot {
+        generation,
+        at_ms: now_ms,
+        took: Duration::ZERO,
+        status: Some(status),
+        charts,
+        deploys,
+        rollouts,
+        releases,
+        ..Snapshot::default()
+    };
+    if let Some(url) = &sources.settings.database {
+        read_database(url, sources, &mut snap).await;
+    }
+    snap.took = started.elapsed();
+    snap
+}
+
+/// Releases seen per service in the 15 minutes before `now_ms`.
+fn recent_releases(store: &std::path::Path, now_ms: i64) -> BTreeMap<String, Vec<(String, u64)>> {
+    let mut out: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
+    if !store.exists() {
+        return out;
+    }
+    let Ok(s) = capstan_events::Store::open(store) else {
+        return out;
+    };
+    let Ok(rows) = s.rollups(None, now_ms - 15 * MINUTE_MS, now_ms + 1) else {
+        return out;
+    };
+    let mut by: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for r in rows {
+        *by.entry((r.service, r.release)).or_default() += r.count;
+    }
+    for ((svc, rel), n) in by {
+        out.entry(svc).or_default().push((rel, n));
+    }
+    out
+}
+
+/// Migrations, fleet and archive. Every message goes through `redact_text`:
+/// a connection string never reaches the page with its password.
+async fn read_database(url: &str, sources: &Sources, snap: &mut Snapshot) {
+    use capstan_migrate::url::redact_text;
+    let url = match capstan_migrate::DatabaseUrl::parse(url) {
+        Ok(u) => u,
+        Err(e) => {
+            snap.unreadable(redact_text(&e.to_string()));
+            return;
+        }
+    };
+    snap.database = Some(url.to_string());
+    let connect = tokio::time::timeout(
+        Duration::from_secs(10),
+        capstan_migrate::migrator::Database::connect_read_only(&url),
+    )
+    .await;
+    let mut db = match connect {
+        Ok(Ok(db)) => db,
+        Ok(Err(e)) => {
+            snap.unreadable(redact_text(&e.to_string()));
+            return;
+        }
+        Err(_) => {
+            snap.unreadable("the database did not answer within 10 s".to_string());
+            return;
+        }
+    };
+    let history = db.history().await.map_err(|e| redact_text(&e.to_string()));
+    snap.migrations = Some(history.and_then(|h| {
+        let set =
+            capstan_migrate::source::MigrationSet::from_dir_unchecked(&sources.migrations_dir)
+                .map_err(|e| format!("{}: {e}", sources.migrations_dir.display()))?;
+        Ok(capstan_migrate::migrator::compare(&set, &h))
+    }));
+    snap.fleet = Some(
+        db.driver()
+            .fleet_list()
+            .await
+            .map_err(|e| redact_text(&e.to_string())),
+    );
+    snap.archive = Some(
+        capstan_migrate::archive::list(db.driver())
+            .await
+            .map_err(|e| redact_text(&e.to_string())),
+    );
+}
