@@ -40,6 +40,7 @@ pub fn count_up_to(lint: Option<&toml::Table>) -> u64 {
 }
 
 /// `"a""b"` for `a"b`: an identifier quoted for both Postgres and SQLite.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
