@@ -4,8 +4,8 @@
 //! The chirpy binaries belong to another package, so `CARGO_BIN_EXE_…` does
 //! not name them: the tests look for them in the target directory the tests
 //! themselves were built in (found from the test executable's path,
-//! `<target>/debug/deps/…`), build them there with `cargo build -p chirpy`
-//! when they are missing or older than chirpy's sources, then point each
+//! `<target>/debug/deps/…`), build them there when they are missing or older
+//! than the sources (`capstan_testkit::chirpy::bin_dir`), then point each
 //! release's command at `<target>/debug/chirpy-vN`.
 //!
 //! Postgres tests read the server from `CAPSTAN_TEST_PG` (the test script
@@ -13,7 +13,6 @@
 //! databases there.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use capstan_rehearse::config::{Config, Flags, Migrations};
@@ -21,65 +20,8 @@ use capstan_rehearse::db::Backend;
 use capstan_rehearse::report::{Outcome, Report};
 use capstan_rehearse::{rehearse, Options};
 
+use capstan_testkit::chirpy::bin_dir;
 use capstan_testkit::pg_admin_url as admin_url;
-
-/// `<target>/debug`, with the chirpy binaries built in it.
-fn bin_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable");
-        // <target>/debug/deps/<test> → <target>/debug
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target layout")
-            .to_path_buf();
-        let target = profile_dir.parent().expect("target dir");
-        // Built already (a workspace test run builds every package's
-        // binaries) and newer than the sources they are built from: use them, rather than
-        // relink binaries other tests may be running.
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let newest_source = [
-            "examples/chirpy/src",
-            "examples/chirpy/src/bin",
-            "examples/chirpy/migrations",
-            "crates/capstan-migrate/src",
-            "crates/capstan-probe/src",
-        ]
-        .iter()
-        .flat_map(|d| {
-            std::fs::read_dir(root.join(d))
-                .into_iter()
-                .flatten()
-                .flatten()
-        })
-        .filter_map(|e| e.metadata().ok()?.modified().ok())
-        .max();
-        let fresh = ["chirpy-v1", "chirpy-v2", "chirpy-v3"].iter().all(|v| {
-            let built = std::fs::metadata(profile_dir.join(v)).and_then(|m| m.modified());
-            matches!((built, newest_source), (Ok(b), Some(s)) if b > s)
-        });
-        if fresh {
-            return profile_dir;
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "--quiet", "-p", "chirpy", "--bins"])
-            .env("CARGO_TARGET_DIR", target)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build -p chirpy");
-        assert!(status.success(), "cargo build -p chirpy failed");
-        for v in ["chirpy-v1", "chirpy-v2", "chirpy-v3"] {
-            assert!(
-                profile_dir.join(v).is_file(),
-                "{v} not found in {}",
-                profile_dir.display()
-            );
-        }
-        profile_dir
-    })
-}
 
 fn fixture(rel: &str) -> Config {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::free_port;
 
-/// The target profile directory holding chirpy-v1/v2 and capstan, built once.
+/// The target profile directory holding chirpy-v1, -v2, -v3 and capstan, built
+/// once per test run (when missing or older than the sources they come from).
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -27,10 +28,12 @@ pub fn bin_dir() -> &'static Path {
         let newest_source = newest_mtime(&root.join("crates"))
             .max(newest_mtime(&root.join("examples/chirpy/src")))
             .max(newest_mtime(&root.join("examples/chirpy/migrations")));
-        let fresh = ["chirpy-v1", "chirpy-v2", "capstan"].iter().all(|b| {
-            let built = std::fs::metadata(profile_dir.join(b)).and_then(|m| m.modified());
-            matches!((built, newest_source), (Ok(b), Some(s)) if b > s)
-        });
+        let fresh = ["chirpy-v1", "chirpy-v2", "chirpy-v3", "capstan"]
+            .iter()
+            .all(|b| {
+                let built = std::fs::metadata(profile_dir.join(b)).and_then(|m| m.modified());
+                matches!((built, newest_source), (Ok(b), Some(s)) if b > s)
+            });
         if fresh {
             return profile_dir;
         }
