@@ -93,7 +93,14 @@ fn assert_hidden(s: &str, pw: &str) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    // A fixed seed: every run checks the same 400 cases of each property, so
+    // a shape no case has reached yet is added on purpose (as a regression
+    // seed with its fix), never met at random by an unrelated change.
+    #![proptest_config(ProptestConfig {
+        cases: 400,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x6361_7073_7461_6e00),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn url_passwords_never_show(
