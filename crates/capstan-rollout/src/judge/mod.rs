@@ -4,6 +4,8 @@
 //! Pure: no IO, no async, no clock (the caller passes the interval and the time of
 //! judgement). Too little data is [`Verdict::Inconclusive`], never a pass.
 
+mod observed;
+mod report;
 pub mod sample;
 pub mod stats;
 
@@ -11,8 +13,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use observed::{Counts, Observed};
+pub use report::{
+    Evidence, GroupResult, Interval, MannWhitneyEvidence, MetricResult, Report, SideCounts,
+    SideSummary, TailEvidence,
+};
 pub use sample::Samples;
-use stats::{hodges_lehmann, hypergeom_cdf, hypergeom_sf, mann_whitney, HodgesLehmann};
+use stats::{hodges_lehmann, hypergeom_cdf, hypergeom_sf, mann_whitney};
 
 /// Errors of the judge's inputs.
 #[derive(Debug, thiserror::Error)]
@@ -293,207 +300,6 @@ impl Rule {
     }
 }
 
-/// Errors and requests on one side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
-    /// Failed requests.
-    pub errors: u64,
-    /// All requests (errors included).
-    pub total: u64,
-}
-
-impl Counts {
-    /// errors / total, 0 when there were none.
-    pub fn ratio(&self) -> f64 {
-        if self.total == 0 {
-            0.0
-        } else {
-            self.errors as f64 / self.total as f64
-        }
-    }
-}
-
-/// One metric's observations on both sides.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Observed {
-    /// For [`Rule::ErrorRatio`].
-    Counts {
-        /// The canary's.
-        canary: Counts,
-        /// The baseline's.
-        baseline: Counts,
-    },
-    /// For [`Rule::Latency`] and [`Rule::Custom`].
-    Samples {
-        /// The canary's.
-        canary: Samples,
-        /// The baseline's.
-        baseline: Samples,
-    },
-    /// The source had nothing (or failed): no data.
-    Missing {
-        /// Why, for the evidence.
-        reason: String,
-    },
-}
-
-/// The interval judged and the moment of judgement, all unix milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Interval {
-    /// Start of the compared interval.
-    pub from_ms: i64,
-    /// End of the compared interval.
-    pub to_ms: i64,
-    /// When the judgement was made.
-    pub at_ms: i64,
-}
-
-/// One side's figures for an error ratio.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct SideCounts {
-    /// Failed requests.
-    pub errors: u64,
-    /// All requests.
-    pub total: u64,
-    /// errors / total.
-    pub ratio: f64,
-}
-
-/// One side's figures for a sampled metric.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct SideSummary {
-    /// Observations.
-    pub n: u64,
-    /// Median.
-    pub median: f64,
-    /// 99th percentile.
-    pub p99: f64,
-}
-
-/// Mann–Whitney U as evidence.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct MannWhitneyEvidence {
-    /// The canary's U.
-    pub u: f64,
-    /// The z statistic (positive: the canary tends higher).
-    pub z: f64,
-    /// One-sided p-value that the canary is higher.
-    pub p_greater: f64,
-    /// One-sided p-value that the canary is lower.
-    pub p_less: f64,
-    /// P(canary > baseline) + ½ P(equal), 0.5 when alike.
-    pub common_language_effect: f64,
-}
-
-/// The tail test as evidence: how many of each side lie above the pooled p99.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct TailEvidence {
-    /// The pooled 99th percentile.
-    pub threshold: f64,
-    /// Canary observations above it.
-    pub canary_above: u64,
-    /// Baseline observations above it.
-    pub baseline_above: u64,
-    /// Fisher's exact one-sided p-value that the canary has more than its share.
-    pub p_value: f64,
-    /// The canary's p99 over the baseline's.
-    pub p99_ratio: f64,
-}
-
-/// What a metric's outcome rests on.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "test", rename_all = "snake_case")]
-pub enum Evidence {
-    /// Not enough data (the reason says what was missing).
-    None,
-    /// Fisher's exact test on the 2×2 table of errors and requests.
-    FisherExact {
-        /// The canary's counts.
-        canary: SideCounts,
-        /// The baseline's counts.
-        baseline: SideCounts,
-        /// One-sided p-value that the canary's ratio is higher.
-        p_higher: f64,
-        /// One-sided p-value that it is lower.
-        p_lower: f64,
-        /// canary ratio − baseline ratio.
-        difference: f64,
-        /// canary ratio / baseline ratio (null when the baseline had no errors).
-        relative: Option<f64>,
-    },
-    /// Mann–Whitney U and Hodges–Lehmann (and, for latency, the tail test).
-    MannWhitney {
-        /// The canary's summary.
-        canary: SideSummary,
-        /// The baseline's summary.
-        baseline: SideSummary,
-        /// The U test.
-        mann_whitney: MannWhitneyEvidence,
-        /// The shift and its interval.
-        hodges_lehmann: HodgesLehmann,
-        /// shift / baseline median (null when the median is 0).
-        relative_shift: Option<f64>,
-        /// Latency only: the tail test.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        tail: Option<TailEvidence>,
-    },
-}
-
-/// One metric's result.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MetricResult {
-    /// The metric's name.
-    pub name: String,
-    /// Its group.
-    pub group: String,
-    /// `error_ratio`, `latency` or `custom`.
-    pub kind: &'static str,
-    /// Whether it is critical.
-    pub critical: bool,
-    /// The outcome.
-    pub outcome: Outcome,
-    /// One sentence: why.
-    pub reason: String,
-    /// The statistics behind it.
-    pub evidence: Evidence,
-}
-
-/// One group's score.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GroupResult {
-    /// The group's name.
-    pub name: String,
-    /// Its weight (relative; the total is normalised).
-    pub weight: f64,
-    /// Metrics in it.
-    pub metrics: usize,
-    /// Metrics with data.
-    pub with_data: usize,
-    /// Passing metrics.
-    pub passed: usize,
-    /// 100 × passed / with_data, null when none had data.
-    pub score: Option<f64>,
-}
-
-/// The judgement with its evidence: the JSON body of every endpoint.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Report {
-    /// The verdict.
-    pub verdict: Verdict,
-    /// 0–100: the weighted share of passing metrics among those with data.
-    pub score: f64,
-    /// One sentence: why this verdict.
-    pub reason: String,
-    /// The interval compared and the time of judgement.
-    pub interval: Interval,
-    /// The thresholds applied.
-    pub thresholds: Thresholds,
-    /// Per group.
-    pub groups: Vec<GroupResult>,
-    /// Per metric, in the order given.
-    pub metrics: Vec<MetricResult>,
-}
-
 /// Judges one metric.
 pub fn judge_metric(spec: &MetricSpec, observed: &Observed, t: &Thresholds) -> MetricResult {
     let (outcome, reason, evidence) = match (&spec.rule, observed) {
@@ -563,7 +369,7 @@ pub fn judge_metric(spec: &MetricSpec, observed: &Observed, t: &Thresholds) -> M
     MetricResult {
         name: spec.name.clone(),
         group: spec.group.clone(),
-        kind: spec.rule.kind(),
+        kind: spec.rule.kind().into(),
         critical: spec.critical,
         outcome,
         reason,
