@@ -206,6 +206,14 @@ async fn start(a: StartArgs) -> i32 {
     }
 }
 
+/// A verdict or outcome as its JSON word (`pass`, `no_data`).
+fn word<T: serde::Serialize>(v: T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
 fn phase_text(p: &Phase) -> String {
     match p {
         Phase::Running => "running".into(),
@@ -235,7 +243,14 @@ fn state_json(s: &crate::controller::State) -> serde_json::Value {
         "last_verdict_ms": s.last_verdict_ms,
         "started_ms": s.started_ms,
         "updated_ms": s.updated_ms,
+        "last_judgement": s.last_judgement.as_ref().map(verdict_json),
+        "decisive_verdicts": s.decisive_verdicts.iter().map(verdict_json).collect::<Vec<_>>(),
     })
+}
+
+/// A kept verdict: its step counted from 1, and the judge's report.
+fn verdict_json(v: &crate::controller::StepVerdict) -> serde_json::Value {
+    json!({"step": v.step + 1, "report": v.report})
 }
 
 fn status(a: StatusArgs) -> i32 {
@@ -320,6 +335,20 @@ fn status(a: StatusArgs) -> i32 {
                 s.step + 1,
                 phase_text(&s.phase)
             );
+            if let Some(v) = &s.last_judgement {
+                let r = &v.report;
+                println!(
+                    "  last verdict, step {} at {}: {} (score {:.0}): {}",
+                    v.step + 1,
+                    r.interval.at_ms,
+                    word(r.verdict),
+                    r.score,
+                    r.reason
+                );
+                for m in &r.metrics {
+                    println!("    {} {}: {}", m.name, word(m.outcome), m.reason);
+                }
+            }
             for e in d {
                 println!(
                     "  {} {} {}: {}",

@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 
 use super::plan::Plan;
 use super::store::{StateStore, StoreError};
-use super::{reconcile, Action, Judged, LogEntry, LogKind, Observation, Phase, State, Target};
+use super::{
+    keep_report, reconcile, Action, Judged, LogEntry, LogKind, Observation, Phase, State, Target,
+};
 use crate::judge::{self, Counts, Interval, MetricSpec, Observed, Rule, Samples, Thresholds};
 
 /// The loop could not go on.
@@ -457,6 +459,7 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<Finished, RunError> {
         if command.is_none() && matches!(state.phase, Phase::NeedsHuman { .. }) {
             return Ok(Finished { state });
         }
+        let mut report = None;
         let judged = if command.is_none() && state.phase == Phase::Running && now >= next_analysis {
             let step = plan.steps[state.step];
             next_analysis = now + step.interval_ms as i64;
@@ -464,12 +467,13 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<Finished, RunError> {
             let p = plan.clone();
             let s = state.clone();
             let from = state.step_started_ms;
-            let (j, _report) = tokio::task::spawn_blocking(move || {
+            let (j, r) = tokio::task::spawn_blocking(move || {
                 judge_interval(&p, &s, &store, step.min_requests, from, now)
             })
             .await
             .map_err(|e| RunError::Plan(format!("judge task: {e}")))??;
             say(&format!("step {}: {}", state.step + 1, j.summary));
+            report = Some(r);
             Some(j)
         } else {
             None
@@ -489,7 +493,10 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<Finished, RunError> {
             judged,
             gate_refused,
         };
-        let d = reconcile(&state, &plan.steps, &plan.limits, &obs, now);
+        let mut d = reconcile(&state, &plan.steps, &plan.limits, &obs, now);
+        if let Some(r) = report {
+            keep_report(&state, &mut d, r);
+        }
         states.save(&d.state)?;
         write_log(&log, &d.state, &d.log, now)?;
         for e in &d.log {
