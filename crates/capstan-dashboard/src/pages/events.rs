@@ -148,9 +148,18 @@ fn bucket_labels() -> Vec<String> {
         .collect()
 }
 
+/// A field's value as the compare table shows it: an empty one said so.
+fn value_text(v: &str) -> &str {
+    if v.is_empty() {
+        "(empty)"
+    } else {
+        v
+    }
+}
+
 fn shares(v: &[capstan_events::Share]) -> String {
     v.iter()
-        .map(|s| format!("{} ({:.1} %)", s.value, s.share * 100.0))
+        .map(|s| format!("{} ({:.1} %)", value_text(&s.value), s.share * 100.0))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -326,7 +335,7 @@ fn events_work(store_path: &std::path::Path, f: &EventsForm) -> Result<EventsWor
                             .map(|m| {
                                 format!(
                                     "{}: {:.1} % vs {:.1} %",
-                                    m.value,
+                                    value_text(&m.value),
                                     m.a_share * 100.0,
                                     m.b_share * 100.0
                                 )
