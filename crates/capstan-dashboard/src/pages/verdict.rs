@@ -127,34 +127,16 @@ fn metric_view(m: &MetricResult) -> MetricView {
             relative,
         } => {
             v.test = "Fisher's exact";
-            for (side, s, out) in [
-                ("canary", canary, &mut v.canary),
-                ("baseline", baseline, &mut v.baseline),
-            ] {
-                let f = |name: &'static str, c: &'static str| {
-                    if side == "canary" {
-                        name
-                    } else {
-                        c
-                    }
-                };
-                out.push(count(
-                    f("canary.total", "baseline.total"),
-                    "requests",
-                    s.total,
-                ));
-                out.push(count(
-                    f("canary.errors", "baseline.errors"),
-                    "errors",
-                    s.errors,
-                ));
-                out.push(stat(
-                    f("canary.ratio", "baseline.ratio"),
-                    "ratio",
-                    s.ratio,
-                    5,
-                ));
-            }
+            v.canary = vec![
+                count("canary.total", "requests", canary.total),
+                count("canary.errors", "errors", canary.errors),
+                stat("canary.ratio", "ratio", canary.ratio, 5),
+            ];
+            v.baseline = vec![
+                count("baseline.total", "requests", baseline.total),
+                count("baseline.errors", "errors", baseline.errors),
+                stat("baseline.ratio", "ratio", baseline.ratio, 5),
+            ];
             v.stats.push(p("p_higher", "p (higher)", *p_higher));
             v.stats.push(p("p_lower", "p (lower)", *p_lower));
             v.effects
@@ -179,26 +161,16 @@ fn metric_view(m: &MetricResult) -> MetricView {
             } else {
                 "Mann–Whitney U"
             };
-            for (side, s, out) in [
-                ("canary", canary, &mut v.canary),
-                ("baseline", baseline, &mut v.baseline),
-            ] {
-                let f = |name: &'static str, c: &'static str| {
-                    if side == "canary" {
-                        name
-                    } else {
-                        c
-                    }
-                };
-                out.push(count(f("canary.n", "baseline.n"), "n", s.n));
-                out.push(stat(
-                    f("canary.median", "baseline.median"),
-                    "median",
-                    s.median,
-                    3,
-                ));
-                out.push(stat(f("canary.p99", "baseline.p99"), "p99", s.p99, 3));
-            }
+            v.canary = vec![
+                count("canary.n", "n", canary.n),
+                stat("canary.median", "median", canary.median, 3),
+                stat("canary.p99", "p99", canary.p99, 3),
+            ];
+            v.baseline = vec![
+                count("baseline.n", "n", baseline.n),
+                stat("baseline.median", "median", baseline.median, 3),
+                stat("baseline.p99", "p99", baseline.p99, 3),
+            ];
             let mw = mann_whitney;
             v.stats.push(stat("mann_whitney.z", "z", mw.z, 3));
             v.stats
