@@ -709,8 +709,18 @@ async fn dashboard_in_chromium() {
             .await
             .unwrap();
         click(label).await;
-        let url = c.current_url().await.unwrap();
-        assert!(url.as_str().contains("done="), "{url}");
+        // The POST and its redirect may still be under way when the click
+        // returns (on a loaded machine): wait for the page it lands on.
+        assert!(
+            wait_for(
+                &c,
+                "return location.search.includes('done=')",
+                Duration::from_secs(15)
+            )
+            .await,
+            "{label} did not land on the queued notice: {}",
+            c.current_url().await.unwrap()
+        );
         assert_eq!(states.take_command("api", now).unwrap(), Some(want));
     }
     shot(&c, "rollouts-queued").await;
