@@ -146,7 +146,7 @@ pub(super) fn finish(
     Ok(Converted {
         source,
         original_version,
-        file_name: format!("{number:04}_{}.sql", snake_name(&name)),
+        file_name: capstan_format::MigrationId::new(number, snake_name(&name)).file_name(),
         text: out.text,
         no_transaction,
         notes,
