@@ -408,6 +408,15 @@ mod tests {
         a.service = Some("s".into());
         a.state = Some(dir.path().join("state.db"));
         assert_eq!(start(a).await, 3);
+        // A shadow step mirroring nothing.
+        let mut a = start_args(None);
+        a.service = Some("s".into());
+        a.release = Some("2.0.0".into());
+        a.proxy_admin = Some("http://127.0.0.1:9".into());
+        a.proxy_token = Some("t".into());
+        a.shadow = Some(0);
+        a.state = Some(dir.path().join("state.db"));
+        assert_eq!(start(a).await, 3);
         assert!(!dir.path().join("state.db").exists());
     }
 
