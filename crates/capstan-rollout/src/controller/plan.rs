@@ -125,6 +125,9 @@ pub struct PlanFile {
     pub database: Option<String>,
     /// The application's name in the fleet registry (default: the service).
     pub app: Option<String>,
+    /// The canary's migration directory: the schema gate refuses while an
+    /// expand migration in it is not applied.
+    pub canary_migrations: Option<PathBuf>,
     /// The proxy.
     #[serde(default)]
     pub proxy: ProxyFile,
@@ -171,6 +174,8 @@ pub struct Plan {
     pub database: Option<String>,
     /// The application's name in the fleet registry.
     pub app: String,
+    /// The canary's migration directory (the schema gate's pending expands).
+    pub canary_migrations: Option<PathBuf>,
     /// Proxy admin URL.
     pub admin_url: String,
     /// Proxy admin token.
@@ -351,6 +356,7 @@ impl PlanFile {
         Ok(Plan {
             database: self.database.filter(|d| !d.trim().is_empty()),
             app,
+            canary_migrations: self.canary_migrations,
             service,
             baseline: self.baseline,
             canary,

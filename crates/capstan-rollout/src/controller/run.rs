@@ -404,6 +404,7 @@ async fn ask_gates(plan: &Plan, baseline: &str) -> Option<String> {
         slo_config: plan.slo_config.clone(),
         database: plan.database.clone(),
         app: plan.app.clone(),
+        canary_migrations: plan.canary_migrations.clone(),
     };
     let closed = super::gates::ask(&cfg, &plan.service, baseline, &plan.canary).await;
     (!closed.is_empty()).then(|| closed.join("; "))
