@@ -136,7 +136,10 @@ async fn capstan(args: &[&str], dir: &Path, limit: Duration) -> i32 {
         .args(args)
         .env("CAPSTAN_PROXY_ADMIN_TOKEN", TOKEN)
         .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.join(format!("controller-{}.log", e2e::free_port()))).unwrap())
+        .stderr(
+            std::fs::File::create(dir.join(format!("controller-{}.log", e2e::free_port())))
+                .unwrap(),
+        )
         .spawn()
         .unwrap();
     let deadline = Instant::now() + limit;
@@ -186,7 +189,12 @@ async fn a_gate_closing_mid_rollout_stops_it_for_a_human_and_never_blocks_the_ro
     let controller = {
         let (plan_arg, dir) = (plan_arg.clone(), dir.clone());
         tokio::spawn(async move {
-            capstan(&["start", "--plan", &plan_arg], &dir, Duration::from_secs(60)).await
+            capstan(
+                &["start", "--plan", &plan_arg],
+                &dir,
+                Duration::from_secs(60),
+            )
+            .await
         })
     };
     // Step 2 (weight 30) reached through open gates: a migration then fails
@@ -231,7 +239,12 @@ async fn a_gate_closing_mid_rollout_stops_it_for_a_human_and_never_blocks_the_ro
         0
     );
     assert_eq!(
-        capstan(&["start", "--plan", &plan_arg], &dir, Duration::from_secs(30)).await,
+        capstan(
+            &["start", "--plan", &plan_arg],
+            &dir,
+            Duration::from_secs(30)
+        )
+        .await,
         10,
         "{:#?}",
         decisions(&s)
@@ -253,8 +266,9 @@ async fn a_gate_closing_mid_rollout_stops_it_for_a_human_and_never_blocks_the_ro
         "{log:#?}"
     );
     assert!(
-        log.iter()
-            .any(|l| l.starts_with("rollback 2.0.0 step 2") && l.contains("aborted by the operator")),
+        log.iter().any(
+            |l| l.starts_with("rollback 2.0.0 step 2") && l.contains("aborted by the operator")
+        ),
         "{log:#?}"
     );
     assert_eq!(seen.failed, 0);
@@ -273,7 +287,11 @@ async fn the_schema_gate_refuses_a_canary_whose_expand_migrations_are_not_applie
             .env("DATABASE_URL", url)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     migrate("v1", &url);
     let db = Db { dir, url };

@@ -20,7 +20,10 @@ fn mirrored(s: &e2e::Setup) -> (u64, u64) {
     store
         .scan(0, i64::MAX, Some("chirpy"), |se| {
             if let Some(m) = &se.event.mirror {
-                assert_eq!(se.event.release, "1.0.0", "a mirrored request served by 2.0.0");
+                assert_eq!(
+                    se.event.release, "1.0.0",
+                    "a mirrored request served by 2.0.0"
+                );
                 n += 1;
                 if m.shadow_status >= 500 {
                     shadow_5xx += 1;
@@ -163,7 +166,10 @@ async fn a_healthy_release_passes_the_shadow_step_before_any_user_sees_it() {
     );
     let table = s.proxy.routing().await;
     assert_eq!(canary_weight(&table), 100);
-    assert!(table["mirror"].is_null(), "the mirror is off past the shadow step: {table}");
+    assert!(
+        table["mirror"].is_null(),
+        "the mirror is off past the shadow step: {table}"
+    );
     let mut expected = vec![0, 50, 100];
     expected.retain(|w| weights.contains(w));
     assert_eq!(weights, expected, "{weights:?}");

@@ -236,8 +236,14 @@ mod tests {
     }
 
     const CANARY: [(&str, &str); 3] = [
-        ("0001_users.sql", "-- capstan:up\nCREATE TABLE users (id int);"),
-        ("0002_handle.sql", "-- capstan:up\nALTER TABLE users ADD COLUMN handle text;"),
+        (
+            "0001_users.sql",
+            "-- capstan:up\nCREATE TABLE users (id int);",
+        ),
+        (
+            "0002_handle.sql",
+            "-- capstan:up\nALTER TABLE users ADD COLUMN handle text;",
+        ),
         (
             "0003_drop_name.sql",
             "-- capstan:phase contract\n-- capstan:up\nALTER TABLE users DROP COLUMN name;",
@@ -249,7 +255,12 @@ mod tests {
         let history = [applied(1, "expand", "applied")];
         let r = pending_for_canary(&set(&CANARY), &history, "chirpy", "2.0.0");
         assert_eq!(r.len(), 1, "{r:?}");
-        assert!(r[0].contains("chirpy 2.0.0 needs migration 0002_handle that the database has not applied"), "{r:?}");
+        assert!(
+            r[0].contains(
+                "chirpy 2.0.0 needs migration 0002_handle that the database has not applied"
+            ),
+            "{r:?}"
+        );
         // The pending contract migration is not named: it is fine to carry.
         assert!(!r[0].contains("0003"), "{r:?}");
     }
@@ -278,7 +289,10 @@ mod tests {
     #[test]
     fn every_pending_expand_is_named() {
         let r = pending_for_canary(&set(&CANARY), &[], "chirpy", "2.0.0");
-        assert!(r.len() == 1 && r[0].contains("migrations 0001_users, 0002_handle that"), "{r:?}");
+        assert!(
+            r.len() == 1 && r[0].contains("migrations 0001_users, 0002_handle that"),
+            "{r:?}"
+        );
     }
 
     fn gate(history: &[AppliedRow], fleet: &[InstanceRow]) -> Vec<String> {

@@ -222,12 +222,7 @@ pub async fn setup(fault: Option<&str>) -> Setup {
     let v1 = Chirpy::start(1, &db, None).await;
     let v2 = Chirpy::start(2, &db, fault).await;
     let proxy = Proxy::start(&v1.addr, &v2.addr, &db.path("events.db")).await;
-    Setup {
-        db,
-        v1,
-        v2,
-        proxy,
-    }
+    Setup { db, v1, v2, proxy }
 }
 
 pub fn decisions(s: &Setup) -> Vec<String> {
