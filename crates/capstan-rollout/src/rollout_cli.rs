@@ -25,6 +25,8 @@ pub struct RolloutArgs {
 }
 
 /// `capstan rollout` subcommands.
+// Parsed once per process: the size of `start`'s options costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum RolloutCommand {
     /// Run a rollout in the foreground until promoted, rolled back or stopped

@@ -205,7 +205,7 @@ async fn a_gate_closing_mid_rollout_stops_it_for_a_human_and_never_blocks_the_ro
             .and_then(|st| st.load("chirpy").ok().flatten())
     };
     let deadline = Instant::now() + Duration::from_secs(40);
-    while !state_of().is_some_and(|st| st.step == 1) {
+    while state_of().is_none_or(|st| st.step != 1) {
         assert!(Instant::now() < deadline, "never reached step 2");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
