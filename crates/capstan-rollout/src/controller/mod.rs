@@ -16,6 +16,7 @@
 pub mod gates;
 pub mod plan;
 pub mod run;
+pub mod shadow;
 pub mod store;
 
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,12 @@ pub struct Step {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Target {
+    /// No user sees the canary: this percentage of requests is mirrored to it,
+    /// and its answers are compared with the baseline's to the same requests.
+    Shadow {
+        /// 1–100.
+        percent: u8,
+    },
     /// Only the internal cohort goes to the canary.
     Internal,
     /// The canary gets this percentage of everyone (the internal cohort too).
@@ -49,17 +56,18 @@ pub enum Target {
 }
 
 impl Target {
-    /// The canary's weight for the public (0 for the internal step).
+    /// The canary's weight for the public (0 for the shadow and internal steps).
     pub fn weight(self) -> u8 {
         match self {
-            Target::Internal => 0,
+            Target::Shadow { .. } | Target::Internal => 0,
             Target::Weight { percent } => percent,
         }
     }
 
-    /// `internal` or `weight 25`.
+    /// `shadow 10 %`, `internal` or `weight 25`.
     pub fn label(self) -> String {
         match self {
+            Target::Shadow { percent } => format!("shadow {percent} %"),
             Target::Internal => "internal".into(),
             Target::Weight { percent } => format!("weight {percent}"),
         }
@@ -315,7 +323,8 @@ pub enum Action {
         /// The step index.
         step: usize,
     },
-    /// Canary weight 0, internal cohort back to the baseline, then the hook.
+    /// Canary weight 0, internal cohort back to the baseline, no more copies
+    /// to the canary, then the hook.
     Rollback,
     /// Canary weight 100, internal cohort too.
     Promote,
