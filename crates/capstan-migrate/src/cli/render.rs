@@ -72,8 +72,9 @@ pub(crate) fn render_report(report: &RunReport, what: &str) -> String {
     }
     if let Some(h) = &report.held_back {
         s.push_str(&format!(
-            "\nstopped before {:04}_{}: {}",
-            h.version, h.name, h.reason
+            "\nstopped before {}: {}",
+            capstan_format::label(h.version, &h.name),
+            h.reason
         ));
     }
     if !report.archived.is_empty() {

@@ -63,9 +63,8 @@ fn render(plan: &Plan, m: &Migrator) -> String {
     }
     for step in &plan.steps {
         s.push_str(&format!(
-            "-- {:04}_{} ({}{}, lock timeout {} ms) {}\n{}\n",
-            step.version,
-            step.name,
+            "-- {} ({}{}, lock timeout {} ms) {}\n{}\n",
+            capstan_format::label(step.version, &step.name),
             step.phase,
             if step.no_transaction {
                 ", no transaction"

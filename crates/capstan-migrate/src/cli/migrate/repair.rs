@@ -68,9 +68,8 @@ fn explain(dirty: &[DirtyInfo], collisions: &[CollisionInfo]) -> String {
             Direction::Down => ("its down section ran outside a transaction and failed part-way, so it is neither applied nor rolled back", "rollback started"),
         };
         s.push_str(&format!(
-            "{:04}_{} is dirty: {what}.\n  {when} {} by {}\n  error: {}\n",
-            d.version,
-            d.name,
+            "{} is dirty: {what}.\n  {when} {} by {}\n  error: {}\n",
+            capstan_format::label(d.version, &d.name),
             d.started_at,
             d.applied_by,
             d.error

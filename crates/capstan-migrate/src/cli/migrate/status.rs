@@ -45,8 +45,9 @@ fn render(status: &crate::migrator::Status, target: &str) -> String {
             State::Collision => {
                 if let Some(a) = &e.applied {
                     line.push_str(&format!(
-                        "  <- the database ran {:04}_{} as {:04}: a different migration (rebase this file)",
-                        a.version, a.name, e.version
+                        "  <- the database ran {} as {:04}: a different migration (rebase this file)",
+                        capstan_format::label(a.version, &a.name),
+                        e.version
                     ));
                 }
             }

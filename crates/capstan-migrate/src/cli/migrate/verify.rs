@@ -26,7 +26,7 @@ pub(super) async fn run(cx: &Context<'_>) -> Result<Exit, Failure> {
 fn render(report: &VerifyReport) -> String {
     let mut s = String::new();
     for step in &report.steps {
-        let label = format!("{:04}_{}", step.version, step.name);
+        let label = capstan_format::label(step.version, &step.name).to_string();
         if !step.differences.is_empty() {
             s.push_str(&format!("FAIL {label}\n"));
             for d in &step.differences {
