@@ -205,7 +205,10 @@ flag's value or the configuration is wrong; nothing was changed).\n",
         }
         s.push_str("| code | meaning | examples |\n|---|---|---|\n");
         for c in command.codes {
-            s.push_str(&format!("| {} | {} | {} |\n", c.code, c.meaning, c.examples));
+            s.push_str(&format!(
+                "| {} | {} | {} |\n",
+                c.code, c.meaning, c.examples
+            ));
         }
         if !command.notes.is_empty() {
             s.push('\n');

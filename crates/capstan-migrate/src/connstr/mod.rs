@@ -19,8 +19,8 @@ use crate::url::{redact, UrlError};
 mod parse;
 mod pgpass;
 
-use parse::{env_var_of, parse_key_value, parse_url, shown_key, REFUSED};
 pub(crate) use parse::userinfo_end;
+use parse::{env_var_of, parse_key_value, parse_url, shown_key, REFUSED};
 pub use pgpass::{passfile_lookup, PassfileLookup};
 
 /// The default `connect_timeout` (whole seconds, as libpq writes it).
@@ -184,7 +184,6 @@ pub fn is_key_value(s: &str) -> bool {
         .count();
     key_len > 0 && t[key_len..].trim_start().starts_with('=') && !t.contains("://")
 }
-
 
 /// Reads the environment; tests pass their own.
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
