@@ -1,6 +1,9 @@
 //! The `capstan` command line: parses, dispatches, maps failures to exit codes.
 //! The work is done in the library crates.
 
+// The source of docs/exit-codes.md; its test checks the doc against it.
+#[cfg(test)]
+mod exit_codes;
 mod preflight;
 
 use anyhow::Context as _;
