@@ -152,15 +152,15 @@ pub(crate) fn sarif(out: &mut dyn Write, findings: &[Finding]) -> io::Result<()>
         .iter()
         .map(|r| {
             let mut rule = json!({
-                "id": r.name,
-                "name": r.name,
+                "id": r.name(),
+                "name": r.name(),
                 "shortDescription": { "text": r.summary },
                 "fullDescription": { "text": r.why },
                 "help": { "text": r.help, "markdown": crate::docs::render_rule(r) },
                 "defaultConfiguration": { "level": sarif_level(r.severity) },
             });
             if let Some(base) = &base {
-                rule["helpUri"] = json!(format!("{base}{}.md", r.name));
+                rule["helpUri"] = json!(format!("{base}{}.md", r.name()));
             }
             rule
         })
@@ -168,7 +168,7 @@ pub(crate) fn sarif(out: &mut dyn Write, findings: &[Finding]) -> io::Result<()>
     let results: Vec<_> = findings
         .iter()
         .map(|f| {
-            let index = rules::ALL.iter().position(|r| r.name == f.rule).unwrap_or(0);
+            let index = rules::ALL.iter().position(|r| r.name() == f.rule).unwrap_or(0);
             let text = match &f.help {
                 Some(h) => format!("{} (help: {h})", f.message),
                 None => f.message.clone(),
