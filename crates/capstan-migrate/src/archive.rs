@@ -157,7 +157,7 @@ impl Destruction {
 pub type Detected = BTreeMap<(u64, Direction), Vec<Destruction>>;
 
 /// Finds the statements that destroy data. The engine has no SQL parser; the
-/// `capstan` binary plugs the linter's in (`capstan_lint::hooks::Archivist`).
+/// `capstan` binary plugs the linter's in (`capstan_lint::Archivist`).
 pub trait Detector: Send + Sync + fmt::Debug {
     /// The destroying statements of the sections `wanted` of `set`, with
     /// statement indices as `Section::statements(dialect)` splits them.
