@@ -87,7 +87,6 @@ mod rule;
 mod rules;
 mod schema;
 mod source;
-mod split;
 mod suppress;
 
 pub use ast::ColType;

@@ -5,10 +5,9 @@
 //! and nothing of the engine or of any rule. Rules, the phase classifier and the
 //! engine import it; it imports none of them.
 
-use crate::config::Dialect;
 use crate::finding::{SectionKind, Severity};
 use crate::schema::Schema;
-use crate::source::Phase;
+use capstan_format::{Dialect, Phase};
 use pg_query::NodeEnum;
 
 macro_rules! rule_ids {

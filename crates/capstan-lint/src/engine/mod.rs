@@ -13,7 +13,6 @@ mod walk;
 mod tests;
 
 pub use parse::{parse_protobuf, whole_sections, SectionParser};
-pub(crate) use text::skip_trivia;
 
 use crate::config::Config;
 use crate::finding::{Finding, SectionKind, Severity};

@@ -80,7 +80,7 @@ pub(super) fn parse_section(text: &str, sec: Section, parser: &ParserHook) -> Pa
                 chunks: vec![],
                 errors: vec![],
             };
-            let pieces = crate::split::split(sql);
+            let pieces = capstan_format::pieces(sql);
             for piece in pieces {
                 let off = sec.start + (piece.as_ptr() as usize - sql.as_ptr() as usize);
                 match pg_query::parse(piece, 0) {

@@ -178,7 +178,7 @@ impl Linter {
     /// batches on worker threads, visited in file order as the batches come in.
     fn walk_pieces(&mut self, walk: &mut SectionWalk<'_>, sql: &str) {
         let sec = walk.sec;
-        let pieces = crate::split::split(sql);
+        let pieces = capstan_format::pieces(sql);
         walk.section_has_ddl = pieces.iter().any(|p| starts_with_ddl_keyword(p));
         let offset = |p: &str| sec.start + (p.as_ptr() as usize - sql.as_ptr() as usize);
         let batches: Vec<&[&str]> = pieces.chunks(256).collect();

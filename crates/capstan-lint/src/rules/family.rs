@@ -12,7 +12,7 @@
 use crate::ast::{object_name, ColType};
 use crate::facts::{alter_table, declared_columns};
 use crate::rule::{Ctx, Hits, Rule, Stmt};
-use crate::source::Phase;
+use capstan_format::Phase;
 use pg_query::protobuf::{AlterTableCmd, AlterTableStmt, ColumnDef, DropStmt, ObjectType};
 use pg_query::NodeEnum;
 

@@ -6,7 +6,7 @@ use crate::rule::{ANY_DIALECT, Ctx, Hits, Rule, RuleId, Stmt};
 use crate::facts::{archive_note};
 use crate::finding::{SectionKind, Severity};
 use crate::phase::{classify, Class};
-use crate::source::Phase;
+use capstan_format::Phase;
 use pg_query::protobuf::{AlterTableType, ObjectType};
 use pg_query::NodeEnum;
 
