@@ -1,5 +1,5 @@
 //! What a statement does, read with the schema model: the questions the rules,
-//! the phase classifier ([`crate::phase`]) and the destroy detector share
+//! the phase classifier (`phase`) and the destroy detector share
 //! (which `ALTER TABLE` commands it runs, which columns and constraints it
 //! adds, whether a type change is free, whether a drop removes anything).
 //!

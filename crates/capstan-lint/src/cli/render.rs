@@ -40,6 +40,13 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
+/// The human format: rustc-style snippets, written here rather than with
+/// `annotate-snippets`. That crate marks a finding that spans lines with `/`,
+/// `|` and `|___^` gutters and closes each snippet with an empty ` |` line
+/// before the notes; this format underlines the first line of the statement
+/// and shows up to two more lines plain, which keeps multi-line statements
+/// (the usual case in a migration) readable, and ends with the `= see:` line
+/// that names the rule's `--explain` page.
 pub(crate) fn human(
     out: &mut dyn Write,
     findings: &[Finding],
