@@ -12,7 +12,9 @@ mod walk;
 #[cfg(test)]
 mod tests;
 
-pub use parse::{parse_protobuf, whole_sections, SectionParser};
+#[cfg(feature = "cli")]
+pub(crate) use parse::parse_protobuf;
+pub use parse::{whole_sections, SectionParser};
 
 use crate::config::Config;
 use crate::finding::{Finding, SectionKind, Severity};

@@ -5,7 +5,7 @@ use super::text::LineIndex;
 use super::*;
 
 #[cfg(test)]
-mod tests {
+mod streaming_tests {
     use super::*;
 
     /// A section above the streaming threshold gives the same findings, at the same
