@@ -5,7 +5,7 @@
 //! back.
 //!
 //! The engine does not parse SQL: a [`Detector`] (the linter's parser and
-//! schema model, see `capstan_lint::hooks`) says which statements destroy
+//! schema model, see `capstan_lint::Archivist`) says which statements destroy
 //! what. This module reads the live catalog for the table's columns and
 //! primary key, writes the copy (Postgres: a table in the `capstan_archive`
 //! schema; SQLite: a `capstan_archive_*` table), records an entry
