@@ -32,7 +32,7 @@ use axum::Router;
 use tokio::sync::{broadcast, watch};
 
 pub use auth::{Actor, Auth};
-pub use cli::{run, DashboardArgs};
+pub use cli::{run, DashboardArgs, EXIT_BAD_INPUT, EXIT_LISTEN, EXIT_OK};
 pub use snapshot::{Chart, ChartPoint, Partial, Snapshot, Sources, CHART_POINTS};
 
 /// What the handlers share.

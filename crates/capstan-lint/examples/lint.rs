@@ -10,12 +10,12 @@ use clap::Parser;
 )]
 struct Cli {
     #[command(flatten)]
-    lint: capstan_lint::cli::LintArgs,
+    lint: capstan_lint::LintArgs,
 }
 
 fn main() {
     let cli = Cli::parse();
-    let code = capstan_lint::cli::run(
+    let code = capstan_lint::run_lint(
         &cli.lint,
         &mut std::io::stdout().lock(),
         &mut std::io::stderr().lock(),

@@ -1,6 +1,7 @@
 //! Linter configuration: the `[lint]` table of `capstan.toml`, plus command-line overrides.
 
 use crate::finding::Severity;
+use crate::rule::RuleId;
 use crate::rules;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -234,7 +235,9 @@ impl Config {
     /// Whether a rule is switched on.
     pub fn enabled(&self, rule: &str) -> bool {
         !self.disabled.iter().any(|d| d == rule)
-            && (self.dialect == Dialect::Postgres || crate::rules::SQLITE.contains(&rule))
+            && rules::find(rule).map_or(self.dialect == Dialect::Postgres, |r| {
+                r.applies_to(self.dialect)
+            })
     }
 
     /// The severity a rule reports with, after overrides.
@@ -242,7 +245,7 @@ impl Config {
         if let Some(s) = self.severity.get(rule) {
             return *s;
         }
-        if self.dialect == Dialect::Sqlite && rule == crate::rules::syntax_error::RULE.name {
+        if self.dialect == Dialect::Sqlite && rule == RuleId::SyntaxError.name() {
             // SQLite syntax the Postgres grammar does not know: unchecked, not wrong.
             return Severity::Info;
         }

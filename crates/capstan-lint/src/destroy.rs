@@ -226,7 +226,7 @@ impl Tracker {
 /// Rounding casts (to an integer from numeric or float, a smaller numeric
 /// scale, a date from a timestamp, a lower time precision) lose values.
 pub fn lossless(old: &ColType, new: &ColType) -> bool {
-    if crate::rules::changing_column_type::compatible(old, new) {
+    if crate::facts::compatible(old, new) {
         return true;
     }
     if old.array != new.array {

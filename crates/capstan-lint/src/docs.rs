@@ -1,15 +1,16 @@
 //! Rule documentation, generated from the rules themselves: `docs/rules/<rule>.md`,
 //! `docs/rules/README.md`, and `capstan lint --explain RULE`.
 
-use crate::rules::{Rule, ALL};
+use crate::rule::Rule;
+use crate::rules::ALL;
 use std::fmt::Write;
 
 /// The full text of one rule, as Markdown.
 pub fn render_rule(rule: &Rule) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "# `{}`\n", rule.name);
+    let _ = writeln!(s, "# `{}`\n", rule.name());
     let _ = writeln!(s, "**Severity:** {} · {}\n", rule.severity, rule.summary);
-    let sqlite = if crate::rules::SQLITE.contains(&rule.name) {
+    let sqlite = if rule.applies_to(crate::Dialect::Sqlite) {
         "yes"
     } else {
         "no (Postgres only)"
@@ -18,7 +19,7 @@ pub fn render_rule(rule: &Rule) -> String {
     if !rule.lock.is_empty() {
         let _ = writeln!(s, "**Lock:** {}\n", rule.lock);
     }
-    if crate::rules::SIZE_BOUND.contains(&rule.name) {
+    if rule.size_bound {
         let _ = writeln!(s, "{SIZED}\n");
     }
     let _ = writeln!(s, "## Why\n\n{}\n", rule.why);
@@ -48,7 +49,7 @@ pub fn render_rule(rule: &Rule) -> String {
     let _ = writeln!(
         s,
         "## Suppressing\n\n```sql\n-- capstan:ignore {} <reason>\n```\n\non the line before the statement, or in `capstan.toml`:\n\n```toml\n[lint]\ndisable = [\"{}\"]\n```",
-        rule.name, rule.name
+        rule.name(), rule.name()
     );
     s
 }
@@ -77,15 +78,16 @@ pub fn render_index() -> String {
         let _ = writeln!(
             s,
             "| [`{}`]({}.md) | {} | {} |",
-            r.name,
-            r.name,
+            r.name(),
+            r.name(),
             r.severity,
             r.summary.replace('|', "\\|")
         );
     }
-    let sized: Vec<String> = crate::rules::SIZE_BOUND
+    let sized: Vec<String> = ALL
         .iter()
-        .map(|r| format!("[`{r}`]({r}.md)"))
+        .filter(|r| r.size_bound)
+        .map(|r| format!("[`{0}`]({0}.md)", r.name()))
         .collect();
     let _ = write!(
         s,
@@ -119,7 +121,7 @@ column's indexes instead).\n",
 pub fn generate() -> Vec<(String, String)> {
     let mut out = vec![("README.md".to_string(), render_index())];
     for r in ALL {
-        out.push((format!("{}.md", r.name), render_rule(r)));
+        out.push((format!("{}.md", r.name()), render_rule(r)));
     }
     out
 }

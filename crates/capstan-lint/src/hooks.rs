@@ -10,7 +10,7 @@
 //! use std::sync::Arc;
 //! # fn demo(set: capstan_migrate::MigrationSet) {
 //! let migrator = capstan_migrate::Migrator::new(set)
-//!     .with_detector(Arc::new(capstan_lint::hooks::Archivist));
+//!     .with_detector(Arc::new(capstan_lint::Archivist));
 //! # }
 //! ```
 

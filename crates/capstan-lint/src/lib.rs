@@ -21,8 +21,8 @@
 //!
 //! # The `capstan lint` command
 //!
-//! With the default `cli` feature, [`cli`] provides the `capstan lint` subcommand
-//! (`cli::LintArgs` and `cli::run`).
+//! With the default `cli` feature, [`LintArgs`] (clap) and [`run_lint`] are the
+//! `capstan lint` subcommand.
 //!
 //! Exit codes (a stable contract):
 //!
@@ -60,32 +60,54 @@
 //!
 //! Unknown keys and unknown rule names are errors that name them.
 
-pub(crate) mod ast;
-pub mod config;
+// The layers, bottom up (a module imports only from the layers below it):
+// 1. `finding`, `schema`, `ast`, `source`, `live`, `config`: data;
+// 2. `rule`: the rule API (a leaf: no rule, no engine);
+// 3. `facts`: what a statement does, shared by the rules, `phase` and `destroy`;
+// 4. `phase`, then `rules/` (one file per rule, and `rules/family.rs`);
+// 5. `engine` (walks sections, runs the rules), `suppress`, `docs`;
+// 6. `destroy` and `hooks` (feature `migrate`), `cli` (feature `cli`).
+// Every module is private; the items below are the crate's public surface.
+
+mod ast;
+#[cfg(feature = "cli")]
+mod cli;
+mod config;
 #[cfg(feature = "migrate")]
-pub mod destroy;
-pub mod docs;
+mod destroy;
+mod docs;
 mod engine;
-pub mod finding;
-pub mod live;
+mod facts;
+mod finding;
+#[cfg(feature = "migrate")]
+mod hooks;
+mod live;
 mod phase;
-pub mod rules;
-pub mod schema;
+mod rule;
+mod rules;
+mod schema;
 mod source;
 mod suppress;
 
-#[cfg(feature = "cli")]
-pub mod cli;
-#[cfg(feature = "migrate")]
-pub mod hooks;
-
 pub use ast::ColType;
-pub use config::{Config, ConfigError, Dialect};
+#[cfg(feature = "cli")]
+pub use cli::{
+    run as run_lint, CliError, DialectArg, Format, Level, LintArgs, EXIT_BAD_INPUT, EXIT_FINDINGS,
+    EXIT_OK, EXIT_USAGE,
+};
+pub use config::{
+    Config, ConfigError, Dialect, DEFAULT_PG_VERSION, DEFAULT_SMALL_TABLE_BYTES,
+    DEFAULT_SMALL_TABLE_ROWS,
+};
+pub use docs::{generate as rule_docs, render_index, render_rule};
 pub use engine::{fails, lint, whole_sections, Input, Linter, SectionParser};
 pub use finding::{Finding, SectionKind, Severity};
+#[cfg(feature = "migrate")]
+pub use hooks::{Archivist, PhaseSorter};
 pub use live::{Live, TableSize};
-pub use rules::Rule;
-pub use schema::Schema;
+pub use rule::{Rule, RuleId, ANY_DIALECT, POSTGRES_ONLY};
+pub use rules::{find as find_rule, ALL as RULES};
+pub use schema::{Column, Constraint, ConstraintKind, Index, Schema, Table};
 
 /// Parses a migration version from a file name like `0007_add_email.sql`.
 pub fn migration_version(file_name: &str) -> Option<u64> {

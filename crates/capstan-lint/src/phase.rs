@@ -3,7 +3,7 @@
 //! restricted), or neutral (data and maintenance)?
 
 use crate::ast::{object_name, opt_rv_name};
-use crate::engine::{Ctx, Stmt};
+use crate::rule::{Ctx, Stmt};
 use pg_query::protobuf::{AlterTableType, ConstrType, ObjectType};
 use pg_query::NodeEnum;
 
@@ -13,18 +13,6 @@ pub(crate) enum Class {
     Expand,
     Contract,
     Neutral,
-}
-
-/// What capstan's archive does with the data a statement drops.
-pub(crate) fn archive_note(kind: &str) -> &'static str {
-    match kind {
-        "column" | "table" | "truncate" => {
-            "capstan archives the dropped data first, so `capstan archive restore` can bring it back"
-        }
-        "schema" => "capstan archives the tables it knows in this schema; objects it cannot see are not archived",
-        "type" => "the archive keeps the values of the columns that used the type as text only",
-        _ => "no table data is lost",
-    }
 }
 
 fn constraint_restricts(c: &pg_query::protobuf::Constraint) -> Option<&'static str> {
@@ -95,7 +83,7 @@ pub(crate) fn classify(stmt: &Stmt<'_>, ctx: &Ctx<'_>) -> (Class, String) {
             if all_new
                 || names
                     .iter()
-                    .all(|n| crate::rules::dropping_object::not_a_removal(d, kind, n, ctx))
+                    .all(|n| crate::facts::not_a_removal(d, kind, n, ctx))
             {
                 return (Neutral, String::new());
             }
@@ -111,7 +99,7 @@ pub(crate) fn classify(stmt: &Stmt<'_>, ctx: &Ctx<'_>) -> (Class, String) {
             }
             contract(format!(
                 "drops {} {}",
-                crate::rules::object_kind_name(kind),
+                crate::facts::object_kind_name(kind),
                 names.join(", ")
             ))
         }
@@ -122,9 +110,9 @@ pub(crate) fn classify(stmt: &Stmt<'_>, ctx: &Ctx<'_>) -> (Class, String) {
             }
             let kind = ObjectType::try_from(r.rename_type).unwrap_or(ObjectType::Undefined);
             if kind == ObjectType::ObjectTable
-                && r.relation.as_ref().is_some_and(|rel| {
-                    crate::rules::renaming_table::view_created_later(ctx.rest_sql, rel)
-                })
+                && r.relation
+                    .as_ref()
+                    .is_some_and(|rel| crate::facts::view_created_later(ctx.rest_sql, rel))
             {
                 // The old name lives on as a view: compatible with the running binary.
                 return (Expand, String::new());
@@ -139,7 +127,7 @@ pub(crate) fn classify(stmt: &Stmt<'_>, ctx: &Ctx<'_>) -> (Class, String) {
             }
             contract(format!(
                 "renames {} to {}",
-                crate::rules::object_kind_name(kind),
+                crate::facts::object_kind_name(kind),
                 r.newname
             ))
         }
@@ -197,9 +185,7 @@ pub(crate) fn classify(stmt: &Stmt<'_>, ctx: &Ctx<'_>) -> (Class, String) {
                             _ => None,
                         };
                         match (old, new) {
-                            (Some(old), Some(new))
-                                if crate::rules::changing_column_type::compatible(old, &new) =>
-                            {
+                            (Some(old), Some(new)) if crate::facts::compatible(old, &new) => {
                                 if class == Neutral {
                                     class = Expand;
                                 }
@@ -234,9 +220,7 @@ pub(crate) fn classify(stmt: &Stmt<'_>, ctx: &Ctx<'_>) -> (Class, String) {
                         cmd.name
                     )),
                     AlterTableType::AtDropConstraint
-                        if crate::rules::dropping_constraint::re_added(
-                            &table, &cmd.name, a, ctx,
-                        ) =>
+                        if crate::facts::re_added(&table, &cmd.name, a, ctx) =>
                     {
                         None
                     }

@@ -1,6 +1,6 @@
 //! End-to-end tests of `capstan lint` through `cli::run`, one snapshot per output format.
 
-use capstan_lint::cli::{run, LintArgs};
+use capstan_lint::{run_lint as run, LintArgs};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -178,7 +178,7 @@ fn explain_and_list_rules() {
     assert!(err.contains("unknown rule `no-such-rule`"));
     let (code, out, _) = lint(&["--list-rules"]);
     assert_eq!(code, 0);
-    assert_eq!(out.lines().count(), capstan_lint::rules::ALL.len());
+    assert_eq!(out.lines().count(), capstan_lint::RULES.len());
 }
 
 #[test]

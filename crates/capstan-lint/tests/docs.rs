@@ -7,7 +7,7 @@ use std::path::PathBuf;
 fn generated_rule_docs_are_up_to_date() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/rules");
     let bless = std::env::var_os("CAPSTAN_BLESS_DOCS").is_some();
-    let files = capstan_lint::docs::generate();
+    let files = capstan_lint::rule_docs();
     if bless {
         std::fs::create_dir_all(&dir).unwrap();
         for entry in std::fs::read_dir(&dir).unwrap() {
@@ -41,17 +41,17 @@ fn generated_rule_docs_are_up_to_date() {
 
 #[test]
 fn every_rule_is_documented_completely() {
-    for r in capstan_lint::rules::ALL {
+    for r in capstan_lint::RULES {
         assert!(
             !r.summary.is_empty() && !r.why.is_empty() && !r.help.is_empty(),
             "{} lacks docs",
-            r.name
+            r.name()
         );
-        assert!(!r.bad.is_empty(), "{} has no flagged example", r.name);
+        assert!(!r.bad.is_empty(), "{} has no flagged example", r.name());
         assert!(
-            r.name.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+            r.name().chars().all(|c| c.is_ascii_lowercase() || c == '-'),
             "{} is not kebab-case",
-            r.name
+            r.name()
         );
     }
 }

@@ -4,7 +4,7 @@
 //! original files and lines; a directory it cannot read is an error, never
 //! "no findings in 0 files".
 
-use capstan_lint::cli::{run, LintArgs};
+use capstan_lint::{run_lint as run, LintArgs};
 use clap::Parser;
 
 #[derive(Parser)]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use capstan_lint::rules::ALL;
+use capstan_lint::RULES as ALL;
 use common::{apply, TempDb};
 
 #[test]
@@ -17,12 +17,12 @@ fn every_safe_alternative_runs_on_postgres() {
         let db = TempDb::new("safe");
         let mut client = db.connect();
         if let Err(e) = apply(&mut client, rule.setup) {
-            failures.push(format!("{}: setup failed: {e}", rule.name));
+            failures.push(format!("{}: setup failed: {e}", rule.name()));
             continue;
         }
         match apply(&mut client, rule.safe) {
             Ok(()) => ran += 1,
-            Err(e) => failures.push(format!("{}: safe alternative failed: {e}", rule.name)),
+            Err(e) => failures.push(format!("{}: safe alternative failed: {e}", rule.name())),
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -32,14 +32,14 @@ fn every_safe_alternative_runs_on_postgres() {
 #[test]
 fn every_flagged_example_is_sql_postgres_accepts_grammatically() {
     for rule in ALL {
-        if rule.name == "syntax-error" {
+        if rule.name() == "syntax-error" {
             continue;
         }
         let up = common::up_section(rule.bad);
         assert!(
             pg_query::parse(up, 0).is_ok(),
             "{}: its flagged example does not parse",
-            rule.name
+            rule.name()
         );
     }
 }

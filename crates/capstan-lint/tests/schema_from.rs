@@ -2,7 +2,7 @@
 
 mod common;
 
-use capstan_lint::cli::{run, LintArgs};
+use capstan_lint::{run_lint as run, LintArgs};
 use clap::Parser;
 use common::TempDb;
 

@@ -5,7 +5,7 @@
 //! back.
 //!
 //! The engine does not parse SQL: a [`Detector`] (the linter's parser and
-//! schema model, see `capstan_lint::hooks`) says which statements destroy
+//! schema model, see `capstan_lint::Archivist`) says which statements destroy
 //! what. This module reads the live catalog for the table's columns and
 //! primary key, writes the copy (Postgres: a table in the `capstan_archive`
 //! schema; SQLite: a `capstan_archive_*` table), records an entry
@@ -157,7 +157,7 @@ impl Destruction {
 pub type Detected = BTreeMap<(u64, Direction), Vec<Destruction>>;
 
 /// Finds the statements that destroy data. The engine has no SQL parser; the
-/// `capstan` binary plugs the linter's in (`capstan_lint::hooks::Archivist`).
+/// `capstan` binary plugs the linter's in (`capstan_lint::Archivist`).
 pub trait Detector: Send + Sync + fmt::Debug {
     /// The destroying statements of the sections `wanted` of `set`, with
     /// statement indices as `Section::statements(dialect)` splits them.

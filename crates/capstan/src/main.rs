@@ -62,7 +62,7 @@ enum Command {
   capstan lint migrations/0007_add_index.sql
   capstan lint --format sarif > lint.sarif
   capstan lint --explain require-concurrent-index-creation")]
-    Lint(capstan_lint::cli::LintArgs),
+    Lint(capstan_lint::LintArgs),
     /// Query a health endpoint for exec probes: exit 0 for pass/warn, 1 for fail or no answer.
     #[command(after_help = "Examples:
   capstan probe http://127.0.0.1:8080/readyz
@@ -164,7 +164,7 @@ fn main() -> anyhow::Result<()> {
         // One write per buffer, not per line: a run over hundreds of files
         // prints thousands of lines.
         let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-        let code = capstan_lint::cli::run(args, &mut out, &mut std::io::stderr());
+        let code = capstan_lint::run_lint(args, &mut out, &mut std::io::stderr());
         let _ = std::io::Write::flush(&mut out);
         drop(out);
         std::process::exit(code);
@@ -181,7 +181,7 @@ fn main() -> anyhow::Result<()> {
                     capstan_migrate::cli::MigrationSource::Dir,
                     capstan_migrate::cli::Hooks {
                         preflight: Some(&preflight::LintPreflight),
-                        detector: Some(std::sync::Arc::new(capstan_lint::hooks::Archivist)),
+                        detector: Some(std::sync::Arc::new(capstan_lint::Archivist)),
                     },
                 )
                 .await

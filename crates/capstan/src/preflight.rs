@@ -59,9 +59,9 @@ fn live(live: &LiveDb) -> capstan_lint::Live {
 /// the table sizes turned into warnings (which say why they do not).
 fn keep(config: &Config, version: u64, f: Finding) -> Option<PreflightFinding> {
     let downgraded = f.severity == Severity::Warning
-        && capstan_lint::rules::SIZE_BOUND.contains(&f.rule.as_str())
-        && capstan_lint::rules::find(&f.rule)
-            .is_some_and(|r| config.severity_of(&f.rule, r.severity) >= Severity::Error);
+        && capstan_lint::find_rule(&f.rule).is_some_and(|r| {
+            r.size_bound && config.severity_of(&f.rule, r.severity) >= Severity::Error
+        });
     let refuses = f.severity >= Severity::Error;
     (refuses || downgraded).then(|| PreflightFinding {
         version,
@@ -189,7 +189,7 @@ impl Preflight for LintPreflight {
 
     /// `migrate import` marks the migrations the linter classifies as contract.
     fn phase_classifier(&self) -> Option<&dyn capstan_migrate::import::PhaseClassifier> {
-        Some(&capstan_lint::hooks::PhaseSorter)
+        Some(&capstan_lint::PhaseSorter)
     }
 }
 
@@ -200,7 +200,7 @@ mod tests {
     fn the_count_limit_is_the_linters_threshold() {
         assert_eq!(
             capstan_migrate::live::DEFAULT_COUNT_UP_TO,
-            capstan_lint::config::DEFAULT_SMALL_TABLE_ROWS
+            capstan_lint::DEFAULT_SMALL_TABLE_ROWS
         );
     }
 }

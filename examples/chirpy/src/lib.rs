@@ -283,7 +283,7 @@ pub fn main(release: Release) {
     // Migrations archive what they destroy, found by the linter's parser.
     let hooks = capstan_migrate::cli::Hooks {
         preflight: None,
-        detector: Some(std::sync::Arc::new(capstan_lint::hooks::Archivist)),
+        detector: Some(std::sync::Arc::new(capstan_lint::Archivist)),
     };
     let code = runtime.block_on(async move {
         match cli {

@@ -40,6 +40,13 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
+/// The human format: rustc-style snippets, written here rather than with
+/// `annotate-snippets`. That crate marks a finding that spans lines with `/`,
+/// `|` and `|___^` gutters and closes each snippet with an empty ` |` line
+/// before the notes; this format underlines the first line of the statement
+/// and shows up to two more lines plain, which keeps multi-line statements
+/// (the usual case in a migration) readable, and ends with the `= see:` line
+/// that names the rule's `--explain` page.
 pub(crate) fn human(
     out: &mut dyn Write,
     findings: &[Finding],
@@ -152,15 +159,15 @@ pub(crate) fn sarif(out: &mut dyn Write, findings: &[Finding]) -> io::Result<()>
         .iter()
         .map(|r| {
             let mut rule = json!({
-                "id": r.name,
-                "name": r.name,
+                "id": r.name(),
+                "name": r.name(),
                 "shortDescription": { "text": r.summary },
                 "fullDescription": { "text": r.why },
                 "help": { "text": r.help, "markdown": crate::docs::render_rule(r) },
                 "defaultConfiguration": { "level": sarif_level(r.severity) },
             });
             if let Some(base) = &base {
-                rule["helpUri"] = json!(format!("{base}{}.md", r.name));
+                rule["helpUri"] = json!(format!("{base}{}.md", r.name()));
             }
             rule
         })
@@ -168,7 +175,7 @@ pub(crate) fn sarif(out: &mut dyn Write, findings: &[Finding]) -> io::Result<()>
     let results: Vec<_> = findings
         .iter()
         .map(|f| {
-            let index = rules::ALL.iter().position(|r| r.name == f.rule).unwrap_or(0);
+            let index = rules::ALL.iter().position(|r| r.name() == f.rule).unwrap_or(0);
             let text = match &f.help {
                 Some(h) => format!("{} (help: {h})", f.message),
                 None => f.message.clone(),

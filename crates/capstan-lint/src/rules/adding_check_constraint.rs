@@ -1,13 +1,14 @@
 //! `adding-check-constraint`: a CHECK constraint added to an existing table without
 //! `NOT VALID`.
 
-use super::{added_constraints, contype, Rule, STD_SETUP};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::{STD_SETUP};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
+use crate::facts::{added_constraints, contype};
 use crate::finding::Severity;
 use pg_query::protobuf::ConstrType;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "adding-check-constraint",
+    id: RuleId::AddingCheckConstraint,
     severity: Severity::Error,
     summary: "CHECK constraint added to an existing table without NOT VALID",
     lock: "ACCESS EXCLUSIVE on the table while every row is checked: blocks every read and write",
@@ -20,6 +21,8 @@ writes continue. Tables created in the same migration are exempt.",
     bad: "-- capstan:phase contract\n-- capstan:up\nALTER TABLE orders ADD CONSTRAINT orders_total_positive CHECK (total >= 0);\n",
     safe: "-- capstan:phase contract\n-- capstan:no-transaction\n-- capstan:up\nALTER TABLE orders ADD CONSTRAINT orders_total_positive CHECK (total >= 0) NOT VALID;\nALTER TABLE orders VALIDATE CONSTRAINT orders_total_positive;\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: true,
     check,
 };
 

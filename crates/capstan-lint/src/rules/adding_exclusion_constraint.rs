@@ -1,12 +1,12 @@
 //! `adding-exclusion-constraint`: an EXCLUDE constraint added to an existing table.
 
-use super::{added_constraints, contype, Rule};
-use crate::engine::{Ctx, Hits, Stmt};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
+use crate::facts::{added_constraints, contype};
 use crate::finding::Severity;
 use pg_query::protobuf::ConstrType;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "adding-exclusion-constraint",
+    id: RuleId::AddingExclusionConstraint,
     severity: Severity::Error,
     summary: "EXCLUDE constraint added to an existing table",
     lock: "ACCESS EXCLUSIVE on the table while the index is built and every row checked: blocks every read and write",
@@ -20,6 +20,8 @@ constraint together with the table, or plan a maintenance window for it (with a 
     bad: "-- capstan:phase contract\n-- capstan:up\nALTER TABLE bookings ADD CONSTRAINT no_overlap EXCLUDE USING gist (during WITH &&);\n",
     safe: "CREATE TABLE rooms (id bigint, during tstzrange, EXCLUDE USING gist (during WITH &&));\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: true,
     check,
 };
 

@@ -1,13 +1,14 @@
 //! `adding-foreign-key-constraint`: a foreign key added to an existing table without
 //! `NOT VALID`.
 
-use super::{added_constraints, contype, Rule, STD_SETUP};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::{STD_SETUP};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
+use crate::facts::{added_constraints, contype};
 use crate::finding::Severity;
 use pg_query::protobuf::ConstrType;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "adding-foreign-key-constraint",
+    id: RuleId::AddingForeignKeyConstraint,
     severity: Severity::Error,
     summary: "FOREIGN KEY added to an existing table without NOT VALID",
     lock: "SHARE ROW EXCLUSIVE on the table and on the referenced table while every row is checked: blocks writes to both",
@@ -21,6 +22,8 @@ the same migration are exempt.",
     bad: "-- capstan:phase contract\n-- capstan:up\nALTER TABLE orders ADD CONSTRAINT orders_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (id);\n",
     safe: "-- capstan:phase contract\n-- capstan:no-transaction\n-- capstan:up\nALTER TABLE orders ADD CONSTRAINT orders_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;\nALTER TABLE orders VALIDATE CONSTRAINT orders_user_id_fkey;\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: true,
     check,
 };
 

@@ -1,13 +1,13 @@
 //! `adding-primary-key-constraint`: a PRIMARY KEY added to an existing table without
 //! `USING INDEX`.
 
-use super::{added_constraints, contype, Rule};
-use crate::engine::{Ctx, Hits, Stmt};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
+use crate::facts::{added_constraints, contype};
 use crate::finding::Severity;
 use pg_query::protobuf::ConstrType;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "adding-primary-key-constraint",
+    id: RuleId::AddingPrimaryKeyConstraint,
     severity: Severity::Error,
     summary: "PRIMARY KEY added to an existing table without USING INDEX",
     lock: "ACCESS EXCLUSIVE on the table while the index is built (and the columns are checked for NULLs): blocks every read and write",
@@ -20,6 +20,8 @@ are nullable), all under an ACCESS EXCLUSIVE lock. Make the columns NOT NULL saf
     bad: "-- capstan:phase contract\n-- capstan:up\nALTER TABLE events ADD PRIMARY KEY (id);\n",
     safe: "-- capstan:phase contract\n-- capstan:no-transaction\n-- capstan:up\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS events_pkey ON events (id);\nALTER TABLE events ADD CONSTRAINT events_pkey PRIMARY KEY USING INDEX events_pkey;\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: true,
     check,
 };
 

@@ -1,13 +1,14 @@
 //! `adding-required-column`: `ADD COLUMN ... NOT NULL` without a default on an
 //! existing table.
 
-use super::{added_columns, column_constraints, contype, Rule, STD_SETUP};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::{STD_SETUP};
+use crate::rule::{ANY_DIALECT, Ctx, Hits, Rule, RuleId, Stmt};
+use crate::facts::{added_columns, column_constraints, contype};
 use crate::finding::Severity;
 use pg_query::protobuf::ConstrType;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "adding-required-column",
+    id: RuleId::AddingRequiredColumn,
     severity: Severity::Error,
     summary: "ADD COLUMN ... NOT NULL without a DEFAULT on an existing table",
     lock: "ACCESS EXCLUSIVE on the table (briefly, if it succeeds)",
@@ -20,6 +21,8 @@ Postgres 11), backfill it, and enforce NOT NULL later in a contract migration (s
     bad: "-- capstan:phase contract\n-- capstan:up\nALTER TABLE users ADD COLUMN plan text NOT NULL;\n",
     safe: "ALTER TABLE users ADD COLUMN plan text NOT NULL DEFAULT 'free';\n",
     up_only: false,
+    dialects: ANY_DIALECT,
+    size_bound: false,
     check,
 };
 

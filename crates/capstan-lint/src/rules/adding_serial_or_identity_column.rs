@@ -1,13 +1,13 @@
 //! `adding-serial-or-identity-column`: a serial or identity column added to an
 //! existing table.
 
-use super::{added_columns, column_constraints, contype, Rule};
-use crate::engine::{Ctx, Hits, Stmt};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
+use crate::facts::{added_columns, column_constraints, contype};
 use crate::finding::Severity;
 use pg_query::protobuf::ConstrType;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "adding-serial-or-identity-column",
+    id: RuleId::AddingSerialOrIdentityColumn,
     severity: Severity::Error,
     summary: "ADD COLUMN of type serial/bigserial or GENERATED ... AS IDENTITY on an existing table",
     lock: "ACCESS EXCLUSIVE on the table for a full rewrite of it and its indexes: blocks every read and write",
@@ -20,6 +20,8 @@ existing rows in batches, and only then attach it as an identity if you need one
     bad: "ALTER TABLE events ADD COLUMN id bigint GENERATED ALWAYS AS IDENTITY;\n",
     safe: "CREATE SEQUENCE events_id_seq AS bigint;\nALTER TABLE events ADD COLUMN id bigint;\nALTER TABLE events ALTER COLUMN id SET DEFAULT nextval('events_id_seq');\nALTER SEQUENCE events_id_seq OWNED BY events.id;\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: true,
     check,
 };
 

@@ -1,13 +1,14 @@
 //! `adding-stored-generated-column`: a `GENERATED ... STORED` column added to an
 //! existing table.
 
-use super::{added_columns, column_constraints, contype, Rule, STD_SETUP};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::{STD_SETUP};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
+use crate::facts::{added_columns, column_constraints, contype};
 use crate::finding::Severity;
 use pg_query::protobuf::ConstrType;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "adding-stored-generated-column",
+    id: RuleId::AddingStoredGeneratedColumn,
     severity: Severity::Error,
     summary: "ADD COLUMN ... GENERATED ALWAYS AS (...) STORED on an existing table",
     lock: "ACCESS EXCLUSIVE on the table for a full rewrite of it and its indexes: blocks every read and write",
@@ -20,6 +21,8 @@ trigger (or from the application), backfill existing rows in batches, and read i
     bad: "ALTER TABLE users ADD COLUMN email_lower text GENERATED ALWAYS AS (lower(email)) STORED;\n",
     safe: "ALTER TABLE users ADD COLUMN email_lower text;\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: true,
     check,
 };
 

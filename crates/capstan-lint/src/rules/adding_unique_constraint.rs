@@ -1,13 +1,14 @@
 //! `adding-unique-constraint`: a UNIQUE constraint added to an existing table without
 //! `USING INDEX`.
 
-use super::{added_constraints, contype, Rule, STD_SETUP};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::{STD_SETUP};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
+use crate::facts::{added_constraints, contype};
 use crate::finding::Severity;
 use pg_query::protobuf::ConstrType;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "adding-unique-constraint",
+    id: RuleId::AddingUniqueConstraint,
     severity: Severity::Error,
     summary: "UNIQUE constraint added to an existing table without USING INDEX",
     lock: "ACCESS EXCLUSIVE on the table while the unique index is built: blocks every read and write",
@@ -21,6 +22,8 @@ migration. Tables created in the same migration are exempt.",
     bad: "-- capstan:phase contract\n-- capstan:up\nALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE (email);\n",
     safe: "-- capstan:phase contract\n-- capstan:no-transaction\n-- capstan:up\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS users_email_key ON users (email);\nALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE USING INDEX users_email_key;\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: true,
     check,
 };
 

@@ -1,13 +1,14 @@
 //! `adding-volatile-default`: `ADD COLUMN` with a default that forces a table rewrite.
 
-use super::{added_columns, column_constraints, contype, Rule, STD_SETUP};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::{STD_SETUP};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
+use crate::facts::{added_columns, column_constraints, contype};
 use crate::finding::Severity;
 use pg_query::protobuf::{ConstrType, Node};
 use pg_query::NodeRef;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "adding-volatile-default",
+    id: RuleId::AddingVolatileDefault,
     severity: Severity::Error,
     summary: "ADD COLUMN with a volatile DEFAULT (any DEFAULT before Postgres 11) on an existing table",
     lock: "ACCESS EXCLUSIVE on the table for a full rewrite of it and its indexes: blocks every read and write",
@@ -22,6 +23,8 @@ backfill existing rows in batches.",
     bad: "ALTER TABLE users ADD COLUMN token uuid DEFAULT gen_random_uuid();\n",
     safe: "ALTER TABLE users ADD COLUMN token uuid;\nALTER TABLE users ALTER COLUMN token SET DEFAULT gen_random_uuid();\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: true,
     check,
 };
 

@@ -1,15 +1,15 @@
 //! `attach-partition-without-check`: `ATTACH PARTITION` of a table with no validated
 //! CHECK constraint proving its rows fit the bounds.
 
-use super::{alter_table, subtype, Rule};
-use crate::engine::{Ctx, Hits, Stmt};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
+use crate::facts::{alter_table, subtype};
 use crate::finding::Severity;
 use crate::schema::ConstraintKind;
 use pg_query::protobuf::AlterTableType;
 use pg_query::NodeEnum;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "attach-partition-without-check",
+    id: RuleId::AttachPartitionWithoutCheck,
     severity: Severity::Error,
     summary: "ATTACH PARTITION without a validated CHECK constraint matching the partition bounds",
     lock: "ACCESS EXCLUSIVE on the partition being attached (SHARE UPDATE EXCLUSIVE on the parent since Postgres 12) while every row is scanned",
@@ -23,6 +23,8 @@ cannot prove that it matches the bounds.",
     bad: "ALTER TABLE events ATTACH PARTITION events_2025 FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');\n",
     safe: "-- capstan:phase contract\n-- capstan:no-transaction\n-- capstan:up\nALTER TABLE events_2025 ADD CONSTRAINT events_2025_bounds CHECK (at >= '2025-01-01' AND at < '2026-01-01') NOT VALID;\nALTER TABLE events_2025 VALIDATE CONSTRAINT events_2025_bounds;\nALTER TABLE events ATTACH PARTITION events_2025 FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');\nALTER TABLE events_2025 DROP CONSTRAINT IF EXISTS events_2025_bounds;\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: true,
     check,
 };
 

@@ -1,12 +1,12 @@
 //! `ban-cluster`: `CLUSTER` in a migration.
 
-use super::{Rule, STD_SETUP};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::{STD_SETUP};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
 use crate::finding::Severity;
 use pg_query::NodeEnum;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "ban-cluster",
+    id: RuleId::BanCluster,
     severity: Severity::Error,
     summary: "CLUSTER",
     lock: "ACCESS EXCLUSIVE on the table for the whole rewrite: blocks every read and write",
@@ -19,6 +19,8 @@ pg_repack (--order-by) outside the migration, or rely on a good index instead of
     bad: "CLUSTER orders USING orders_status_idx;\n",
     safe: "ALTER TABLE orders CLUSTER ON orders_status_idx;\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: true,
     check,
 };
 

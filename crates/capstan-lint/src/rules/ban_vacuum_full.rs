@@ -1,12 +1,12 @@
 //! `ban-vacuum-full`: `VACUUM FULL` in a migration.
 
-use super::{Rule, STD_SETUP};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::{STD_SETUP};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
 use crate::finding::Severity;
 use pg_query::NodeEnum;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "ban-vacuum-full",
+    id: RuleId::BanVacuumFull,
     severity: Severity::Error,
     summary: "VACUUM FULL",
     lock: "ACCESS EXCLUSIVE on each table for the whole rewrite: blocks every read and write",
@@ -19,6 +19,8 @@ outside the migration. (VACUUM also cannot run in a transaction block.)",
     bad: "-- capstan:no-transaction\n-- capstan:up\nVACUUM FULL orders;\n",
     safe: "-- capstan:no-transaction\n-- capstan:up\nVACUUM (ANALYZE) orders;\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: true,
     check,
 };
 

@@ -4,15 +4,16 @@
 //! `varchar` into `text`, raising a `numeric` precision and the other binary-coercible
 //! changes Postgres does without a rewrite are not flagged.
 
-use super::{alter_table, subtype, Rule, STD_SETUP};
+use super::{STD_SETUP};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
+use crate::facts::{TypeChange, alter_table, subtype, type_change};
 use crate::ast::ColType;
-use crate::engine::{Ctx, Hits, Stmt};
 use crate::finding::Severity;
 use pg_query::protobuf::AlterTableType;
 use pg_query::NodeEnum;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "changing-column-type",
+    id: RuleId::ChangingColumnType,
     severity: Severity::Error,
     summary: "ALTER COLUMN ... TYPE that rewrites the table (or rescans it)",
     lock: "ACCESS EXCLUSIVE on the table for the rewrite of the table and all its indexes: blocks every read and write",
@@ -30,61 +31,10 @@ finding then says it rebuilds the column's indexes.",
     bad: "-- capstan:phase contract\n-- capstan:up\nALTER TABLE users ALTER COLUMN age TYPE bigint;\n",
     safe: "-- capstan:up\n-- Step 1 (expand): a column of the new type, written by the new binary alongside `age`.\nALTER TABLE users ADD COLUMN age_big bigint;\n-- Step 2: backfill in batches from a job, e.g.\n-- UPDATE users SET age_big = age WHERE id BETWEEN 1 AND 10000 AND age_big IS NULL;\n-- Step 3 (contract, once no binary reads `age`): drop `age`.\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: true,
     check,
 };
-
-enum Verdict {
-    Free,
-    Scan,
-    Rewrite,
-}
-
-/// Whether changing a column from `old` to `new` needs neither a rewrite nor a scan
-/// (and so keeps every value, and the running binary, working).
-pub(crate) fn compatible(old: &ColType, new: &ColType) -> bool {
-    matches!(verdict(old, new), Verdict::Free)
-}
-
-fn verdict(old: &ColType, new: &ColType) -> Verdict {
-    use Verdict::*;
-    if old == new {
-        return Free;
-    }
-    if old.array != new.array {
-        return Rewrite;
-    }
-    let limit = |t: &ColType| t.mods.first().copied();
-    match (old.name.as_str(), new.name.as_str()) {
-        ("varchar", "varchar") | ("varbit", "varbit") => match (limit(old), limit(new)) {
-            (_, None) => Free,
-            (Some(a), Some(b)) if b >= a => Free,
-            _ => Scan,
-        },
-        ("varchar", "text") | ("text", "text") | ("cidr", "inet") => Free,
-        ("text", "varchar") => {
-            if limit(new).is_none() {
-                Free
-            } else {
-                Scan
-            }
-        }
-        ("numeric", "numeric") => match (old.mods.as_slice(), new.mods.as_slice()) {
-            (_, []) => Free,
-            ([p1], [p2]) if p2 >= p1 => Free,
-            ([p1, s1], [p2, s2]) if s1 == s2 && p2 >= p1 => Free,
-            ([p1], [p2, 0]) if p2 >= p1 => Free,
-            _ => Rewrite,
-        },
-        (a, b) if a == b && matches!(a, "timestamp" | "timestamptz" | "time" | "timetz" | "interval") => {
-            match (limit(old), limit(new)) {
-                (_, None) => Free,
-                (Some(x), Some(y)) if y >= x => Free,
-                _ => Rewrite,
-            }
-        }
-        _ => Rewrite,
-    }
-}
 
 /// For `timestamp` ↔ `timestamptz` on Postgres 12+ with a session time zone
 /// of offset zero, which Postgres converts without touching the rows: the zone.
@@ -135,9 +85,9 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
                     new.display()
                 ),
             ),
-            Some(old) => match verdict(&old, &new) {
-                Verdict::Free => {}
-                Verdict::Scan => out.push(
+            Some(old) => match type_change(&old, &new) {
+                TypeChange::Free => {}
+                TypeChange::Scan => out.push(
                     &RULE,
                     at,
                     format!(
@@ -146,7 +96,7 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
                         new.display()
                     ),
                 ),
-                Verdict::Rewrite if zone_free(&old, &new, ctx).is_some() => out.push(
+                TypeChange::Rewrite if zone_free(&old, &new, ctx).is_some() => out.push(
                     &RULE,
                     at,
                     format!(
@@ -156,7 +106,7 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
                         zone_free(&old, &new, ctx).unwrap_or_default()
                     ),
                 ),
-                Verdict::Rewrite => out.push(
+                TypeChange::Rewrite => out.push(
                     &RULE,
                     at,
                     format!(
@@ -185,7 +135,7 @@ mod tests {
         let message = |config: &Config, sql: &str| {
             run(config, setup, sql)
                 .into_iter()
-                .find(|f| f.rule == RULE.name)
+                .find(|f| f.rule == RULE.name())
                 .map(|f| f.message)
                 .unwrap_or_default()
         };

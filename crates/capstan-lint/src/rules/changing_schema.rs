@@ -1,13 +1,14 @@
 //! `changing-schema`: `ALTER ... SET SCHEMA`.
 
-use super::{object_kind_name, Rule, STD_SETUP};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::{STD_SETUP};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
+use crate::facts::{object_kind_name};
 use crate::finding::Severity;
 use pg_query::protobuf::ObjectType;
 use pg_query::NodeEnum;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "changing-schema",
+    id: RuleId::ChangingSchema,
     severity: Severity::Error,
     summary: "ALTER TABLE/VIEW/TYPE/FUNCTION/... SET SCHEMA",
     lock: "ACCESS EXCLUSIVE on the object, briefly (catalog only)",
@@ -20,6 +21,8 @@ that in a contract migration; or leave the object where it is and expose it in t
     bad: "CREATE SCHEMA billing;\nALTER TABLE orders SET SCHEMA billing;\n",
     safe: "CREATE SCHEMA IF NOT EXISTS billing;\nCREATE VIEW billing.orders AS SELECT * FROM public.orders;\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: false,
     check,
 };
 

@@ -1,14 +1,15 @@
 //! `concurrently-in-transaction`: a `CONCURRENTLY` operation that would run inside a
 //! transaction block.
 
-use super::{alter_table, subtype, Rule, STD_SETUP};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::{STD_SETUP};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
+use crate::facts::{alter_table, subtype};
 use crate::finding::Severity;
 use pg_query::protobuf::{AlterTableType, ObjectType};
 use pg_query::NodeEnum;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "concurrently-in-transaction",
+    id: RuleId::ConcurrentlyInTransaction,
     severity: Severity::Error,
     summary: "CREATE/DROP INDEX CONCURRENTLY, REINDEX CONCURRENTLY or DETACH ... CONCURRENTLY inside a transaction",
     lock: "",
@@ -21,6 +22,8 @@ marked `-- capstan:no-transaction` (and outside any explicit BEGIN ... COMMIT)."
     bad: "CREATE INDEX CONCURRENTLY users_email_idx ON users (email);\n",
     safe: "-- capstan:no-transaction\n-- capstan:up\nCREATE INDEX CONCURRENTLY IF NOT EXISTS users_email_idx ON users (email);\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: false,
     check,
 };
 

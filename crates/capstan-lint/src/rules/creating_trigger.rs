@@ -1,12 +1,12 @@
 //! `creating-trigger`: `CREATE TRIGGER` on a table that is already in use.
 
-use super::{Rule, STD_SETUP};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::{STD_SETUP};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
 use crate::finding::Severity;
 use pg_query::NodeEnum;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "creating-trigger",
+    id: RuleId::CreatingTrigger,
     severity: Severity::Warning,
     summary: "CREATE TRIGGER on an existing table",
     lock: "SHARE ROW EXCLUSIVE on the table: blocks writes (briefly), and waits for every running write first",
@@ -20,6 +20,8 @@ rows is a new write restriction). Tables created in the same migration are exemp
     bad: "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.created_at := now(); RETURN NEW; END $$;\nCREATE TRIGGER users_touch BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION touch();\n",
     safe: "CREATE TABLE audit_log (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at timestamptz);\nCREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.at := now(); RETURN NEW; END $$;\nCREATE TRIGGER audit_log_stamp BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION stamp();\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: false,
     check,
 };
 

@@ -1,14 +1,14 @@
 //! `domain-check-constraint`: a domain with a CHECK constraint, or a constraint added
 //! to an existing domain.
 
-use super::{contype, Rule};
-use crate::engine::{Ctx, Hits, Stmt};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
+use crate::facts::{contype};
 use crate::finding::Severity;
 use pg_query::protobuf::ConstrType;
 use pg_query::NodeEnum;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "domain-check-constraint",
+    id: RuleId::DomainCheckConstraint,
     severity: Severity::Warning,
     summary: "CREATE DOMAIN ... CHECK, or ALTER DOMAIN ... ADD CONSTRAINT without NOT VALID",
     lock: "ALTER DOMAIN ADD CONSTRAINT: SHARE on every table with a column of the domain while all their rows are checked: blocks writes to all of them",
@@ -22,6 +22,8 @@ separate transaction.",
     bad: "CREATE DOMAIN email_address AS text CHECK (VALUE LIKE '%@%');\n",
     safe: "-- capstan:phase contract\n-- capstan:no-transaction\n-- capstan:up\nALTER TABLE users ADD CONSTRAINT users_email_at CHECK (email LIKE '%@%') NOT VALID;\nALTER TABLE users VALIDATE CONSTRAINT users_email_at;\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: false,
     check,
 };
 

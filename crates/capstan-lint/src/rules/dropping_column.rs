@@ -1,14 +1,14 @@
 //! `dropping-column`: `DROP COLUMN` outside a contract migration.
 
-use super::{alter_table, subtype, Rule, STD_SETUP};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::{STD_SETUP};
+use crate::rule::{ANY_DIALECT, Ctx, Hits, Rule, RuleId, Stmt};
+use super::family::{removed, Removal};
+use crate::facts::{archive_note, subtype};
 use crate::finding::Severity;
-use crate::phase::archive_note;
-use crate::source::Phase;
 use pg_query::protobuf::AlterTableType;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "dropping-column",
+    id: RuleId::DroppingColumn,
     severity: Severity::Error,
     summary: "DROP COLUMN in an expand migration",
     lock: "ACCESS EXCLUSIVE on the table, briefly (no rewrite), but it must wait for every running query on the table",
@@ -22,19 +22,15 @@ capstan archives the column's data before dropping it, so `capstan archive resto
     bad: "ALTER TABLE users DROP COLUMN name;\n",
     safe: "-- capstan:phase contract\n-- capstan:up\nALTER TABLE users DROP COLUMN IF EXISTS name;\n",
     up_only: true,
+    dialects: ANY_DIALECT,
+    size_bound: false,
     check,
 };
 
 fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
-    if ctx.phase == Phase::Contract {
-        return;
-    }
-    let Some((table, _, cmds)) = alter_table(stmt) else {
+    let Some(Removal::Commands { table, cmds, .. }) = removed(stmt, ctx) else {
         return;
     };
-    if ctx.is_new(&table) {
-        return;
-    }
     for cmd in cmds {
         if subtype(cmd) == AlterTableType::AtDropColumn {
             let n = &cmd.name;

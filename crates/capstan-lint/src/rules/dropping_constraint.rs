@@ -1,14 +1,14 @@
 //! `dropping-constraint`: dropping a constraint outside a contract migration.
 
-use super::{alter_table, subtype, Rule};
-use crate::engine::{Ctx, Hits, Stmt};
+use crate::rule::{ANY_DIALECT, Ctx, Hits, Rule, RuleId, Stmt};
+use super::family::{removed, Removal};
+use crate::facts::{re_added, subtype};
 use crate::finding::Severity;
 use crate::schema::ConstraintKind;
-use crate::source::Phase;
 use pg_query::protobuf::AlterTableType;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "dropping-constraint",
+    id: RuleId::DroppingConstraint,
     severity: Severity::Error,
     summary: "DROP CONSTRAINT (primary key, unique, foreign key, exclusion) in an expand migration",
     lock: "ACCESS EXCLUSIVE on the table (and the referenced table for a foreign key), briefly",
@@ -23,24 +23,20 @@ same columns): one statement, one lock, and no moment without it.",
     bad: "ALTER TABLE users DROP CONSTRAINT users_email_key;\n",
     safe: "-- capstan:phase contract\n-- capstan:up\nALTER TABLE users DROP CONSTRAINT IF EXISTS users_email_key;\n",
     up_only: true,
+    dialects: ANY_DIALECT,
+    size_bound: false,
     check,
 };
 
 fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
-    if ctx.phase == Phase::Contract {
-        return;
-    }
-    let Some((table, _, cmds)) = alter_table(stmt) else {
+    let Some(Removal::Commands { table, alter, cmds }) = removed(stmt, ctx) else {
         return;
     };
-    if ctx.is_new(&table) {
-        return;
-    }
     for cmd in cmds {
         if subtype(cmd) != AlterTableType::AtDropConstraint {
             continue;
         }
-        if re_added(&table, &cmd.name, stmt_alter(stmt), ctx) {
+        if re_added(&table, &cmd.name, alter, ctx) {
             continue;
         }
         let known = ctx.schema.table(&table).and_then(|t| t.constraint(&cmd.name));
@@ -62,51 +58,6 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
     }
 }
 
-fn stmt_alter<'a>(stmt: &Stmt<'a>) -> &'a pg_query::protobuf::AlterTableStmt {
-    match stmt.node {
-        pg_query::NodeEnum::AlterTableStmt(a) => a,
-        _ => unreachable!("alter_table matched an ALTER TABLE"),
-    }
-}
-
-/// Whether the same `ALTER TABLE` adds a constraint back in place of the one
-/// it drops: under the same name, or (for a constraint the model knows) of the
-/// same kind on the same columns. One statement is one lock: no moment exists
-/// where the constraint is missing.
-pub(crate) fn re_added(
-    table: &str,
-    dropped: &str,
-    a: &pg_query::protobuf::AlterTableStmt,
-    ctx: &Ctx<'_>,
-) -> bool {
-    let known = ctx.schema.table(table).and_then(|t| t.constraint(dropped));
-    a.cmds.iter().any(|c| {
-        let Some(pg_query::NodeEnum::AlterTableCmd(c)) = c.node.as_ref() else {
-            return false;
-        };
-        if subtype(c) != AlterTableType::AtAddConstraint {
-            return false;
-        }
-        let Some(pg_query::NodeEnum::Constraint(k)) = c.def.as_ref().and_then(|d| d.node.as_ref())
-        else {
-            return false;
-        };
-        if k.conname == dropped {
-            return true;
-        }
-        let Some(known) = known else {
-            return false;
-        };
-        let (kind, cols) = match super::contype(k) {
-            pg_query::protobuf::ConstrType::ConstrPrimary => (ConstraintKind::PrimaryKey, &k.keys),
-            pg_query::protobuf::ConstrType::ConstrUnique => (ConstraintKind::Unique, &k.keys),
-            pg_query::protobuf::ConstrType::ConstrForeign => (ConstraintKind::ForeignKey, &k.fk_attrs),
-            _ => return false,
-        };
-        let cols: Vec<&str> = cols.iter().filter_map(crate::ast::str_of).collect();
-        kind == known.kind && !cols.is_empty() && cols == known.columns.iter().map(String::as_str).collect::<Vec<_>>()
-    })
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,13 +1,13 @@
 //! `dropping-default`: `ALTER COLUMN ... DROP DEFAULT` outside a contract migration.
 
-use super::{alter_table, subtype, Rule};
-use crate::engine::{Ctx, Hits, Stmt};
+use crate::rule::{ANY_DIALECT, Ctx, Hits, Rule, RuleId, Stmt};
+use super::family::{removed, Removal};
+use crate::facts::subtype;
 use crate::finding::Severity;
-use crate::source::Phase;
 use pg_query::protobuf::AlterTableType;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "dropping-default",
+    id: RuleId::DroppingDefault,
     severity: Severity::Error,
     summary: "ALTER COLUMN ... DROP DEFAULT in an expand migration",
     lock: "ACCESS EXCLUSIVE on the table, briefly (catalog only)",
@@ -19,19 +19,15 @@ explicitly), then drop it in a `-- capstan:phase contract` migration.",
     bad: "ALTER TABLE users ALTER COLUMN plan DROP DEFAULT;\n",
     safe: "-- capstan:phase contract\n-- capstan:up\nALTER TABLE users ALTER COLUMN plan DROP DEFAULT;\n",
     up_only: true,
+    dialects: ANY_DIALECT,
+    size_bound: false,
     check,
 };
 
 fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
-    if ctx.phase == Phase::Contract {
-        return;
-    }
-    let Some((table, _, cmds)) = alter_table(stmt) else {
+    let Some(Removal::Commands { table, cmds, .. }) = removed(stmt, ctx) else {
         return;
     };
-    if ctx.is_new(&table) {
-        return;
-    }
     for cmd in cmds {
         if subtype(cmd) == AlterTableType::AtColumnDefault && cmd.def.is_none() {
             let not_null = ctx.schema.table(&table).and_then(|t| t.column(&cmd.name)).is_some_and(|c| c.not_null);

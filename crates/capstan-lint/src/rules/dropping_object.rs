@@ -1,17 +1,15 @@
 //! `dropping-object`: dropping a schema, view, function, type, sequence, domain,
 //! extension, trigger or other object outside a contract migration.
 
-use super::{object_kind_name, Rule};
-use crate::ast::object_name;
-use crate::engine::{Ctx, Hits, Stmt};
+use crate::rule::{ANY_DIALECT, Ctx, Hits, Rule, RuleId, Stmt};
+use super::family::{removed, Removal};
+use crate::facts::{archive_note, not_a_removal, object_kind_name};
 use crate::finding::Severity;
-use crate::phase::archive_note;
-use crate::source::Phase;
 use pg_query::protobuf::ObjectType;
 use pg_query::NodeEnum;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "dropping-object",
+    id: RuleId::DroppingObject,
     severity: Severity::Error,
     summary: "DROP SCHEMA/VIEW/FUNCTION/TYPE/SEQUENCE/DOMAIN/EXTENSION/TRIGGER/... in an expand migration",
     lock: "ACCESS EXCLUSIVE on the object (a DROP TRIGGER also locks its table), waiting for running queries that use it",
@@ -28,6 +26,8 @@ schema model does not hold (nothing is removed).",
     bad: "DROP VIEW active_users;\n",
     safe: "-- capstan:phase contract\n-- capstan:up\nDROP VIEW IF EXISTS active_users;\n",
     up_only: true,
+    dialects: ANY_DIALECT,
+    size_bound: false,
     check,
 };
 
@@ -41,20 +41,15 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
         );
         return;
     }
-    if ctx.phase == Phase::Contract {
-        return;
-    }
-    let NodeEnum::DropStmt(d) = stmt.node else {
+    let Some(Removal::Objects { drop, kind, names }) = removed(stmt, ctx) else {
         return;
     };
-    let kind = ObjectType::try_from(d.remove_type).unwrap_or(ObjectType::Undefined);
     // Tables, indexes and constraints have their own rules.
     if matches!(kind, ObjectType::ObjectTable | ObjectType::ObjectIndex | ObjectType::ObjectTabconstraint) {
         return;
     }
-    for obj in &d.objects {
-        let name = object_name(obj);
-        if not_a_removal(d, kind, &name, ctx) {
+    for name in names {
+        if not_a_removal(drop, kind, &name, ctx) {
             continue;
         }
         let new = match kind {
@@ -73,66 +68,6 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
             format!("dropping {what} {name} breaks the running binary if it still uses it; drop it in a contract migration ({note})"),
         );
     }
-}
-
-/// Whether dropping `name` removes nothing a running binary sees: `DROP ...
-/// IF EXISTS` of an object the schema model does not hold (for the kinds it
-/// tracks: views, functions, triggers, types), or an object the rest of the
-/// same transaction creates again (a trigger, function, view or type
-/// replaced in one step).
-pub(crate) fn not_a_removal(
-    d: &pg_query::protobuf::DropStmt,
-    kind: ObjectType,
-    name: &str,
-    ctx: &Ctx<'_>,
-) -> bool {
-    (d.missing_ok && ctx.schema.has_object(kind, name) == Some(false))
-        || (ctx.in_transaction && created_later(ctx.rest_sql, kind, name))
-}
-
-/// Whether `rest` (the rest of the section) creates an object of this kind
-/// and name again before the transaction ends.
-fn created_later(rest: &str, kind: ObjectType, name: &str) -> bool {
-    let norm = |n: String| n.strip_prefix("public.").map(str::to_string).unwrap_or(n);
-    let name = norm(name.to_string());
-    if rest.len() > 1 << 20 || !rest.to_ascii_lowercase().contains("create") {
-        return false;
-    }
-    let Ok(parsed) = pg_query::parse(rest, 0) else {
-        return false;
-    };
-    for raw in &parsed.protobuf.stmts {
-        let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
-            continue;
-        };
-        use crate::ast::{list_name, opt_rv_name};
-        let created = match (kind, node) {
-            (_, NodeEnum::TransactionStmt(_)) => return false,
-            (ObjectType::ObjectView, NodeEnum::ViewStmt(v)) => opt_rv_name(v.view.as_ref()),
-            (ObjectType::ObjectMatview, NodeEnum::CreateTableAsStmt(c)) => {
-                opt_rv_name(c.into.as_ref().and_then(|i| i.rel.as_ref()))
-            }
-            (
-                ObjectType::ObjectFunction | ObjectType::ObjectProcedure | ObjectType::ObjectRoutine,
-                NodeEnum::CreateFunctionStmt(f),
-            ) => list_name(&f.funcname),
-            (ObjectType::ObjectTrigger, NodeEnum::CreateTrigStmt(t)) => {
-                format!("{}.{}", opt_rv_name(t.relation.as_ref()), t.trigname)
-            }
-            (ObjectType::ObjectType | ObjectType::ObjectDomain, NodeEnum::CreateEnumStmt(e)) => {
-                list_name(&e.type_name)
-            }
-            (ObjectType::ObjectType, NodeEnum::CompositeTypeStmt(c)) => {
-                opt_rv_name(c.typevar.as_ref())
-            }
-            (ObjectType::ObjectDomain, NodeEnum::CreateDomainStmt(c)) => list_name(&c.domainname),
-            _ => continue,
-        };
-        if norm(created) == name {
-            return true;
-        }
-    }
-    false
 }
 
 #[cfg(test)]

@@ -1,16 +1,14 @@
 //! `dropping-table`: `DROP TABLE` outside a contract migration.
 
-use super::{Rule, STD_SETUP};
-use crate::ast::object_name;
-use crate::engine::{Ctx, Hits, Stmt};
+use super::{STD_SETUP};
+use crate::rule::{ANY_DIALECT, Ctx, Hits, Rule, RuleId, Stmt};
+use super::family::{removed, Removal};
+use crate::facts::archive_note;
 use crate::finding::Severity;
-use crate::phase::archive_note;
-use crate::source::Phase;
 use pg_query::protobuf::ObjectType;
-use pg_query::NodeEnum;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "dropping-table",
+    id: RuleId::DroppingTable,
     severity: Severity::Error,
     summary: "DROP TABLE in an expand migration",
     lock: "ACCESS EXCLUSIVE on the table (and on tables whose foreign keys reference it), waiting for every running query on them",
@@ -24,21 +22,16 @@ can bring them back. Tables created in the same migration are exempt.",
     bad: "DROP TABLE orders;\n",
     safe: "-- capstan:phase contract\n-- capstan:up\nDROP TABLE IF EXISTS orders;\n",
     up_only: true,
+    dialects: ANY_DIALECT,
+    size_bound: false,
     check,
 };
 
 fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
-    if ctx.phase == Phase::Contract {
-        return;
-    }
-    let NodeEnum::DropStmt(d) = stmt.node else {
+    let Some(Removal::Objects { kind: ObjectType::ObjectTable, names, .. }) = removed(stmt, ctx) else {
         return;
     };
-    if d.remove_type != ObjectType::ObjectTable as i32 {
-        return;
-    }
-    for obj in &d.objects {
-        let name = object_name(obj);
+    for name in names {
         if ctx.is_new(&name) {
             continue;
         }

@@ -1,13 +1,12 @@
 //! `enum-add-value`: `ALTER TYPE ... ADD VALUE` where it fails: inside a transaction
 //! before Postgres 12, or followed by a use of the new value in the same transaction.
 
-use super::Rule;
-use crate::engine::{Ctx, Hits, Stmt};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
 use crate::finding::Severity;
 use pg_query::NodeEnum;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "enum-add-value",
+    id: RuleId::EnumAddValue,
     severity: Severity::Error,
     summary: "ALTER TYPE ... ADD VALUE in a transaction before Postgres 12, or the new value used in the same transaction",
     lock: "",
@@ -21,6 +20,8 @@ and use it in a later one. Adding a value is an expand change; removing or renam
     bad: "ALTER TYPE mood ADD VALUE 'content';\nUPDATE users SET mood = 'content' WHERE id = 1;\n",
     safe: "ALTER TYPE mood ADD VALUE IF NOT EXISTS 'content';\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: false,
     check,
 };
 

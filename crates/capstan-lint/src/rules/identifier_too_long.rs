@@ -1,11 +1,10 @@
 //! `identifier-too-long`: an identifier longer than 63 bytes.
 
-use super::Rule;
-use crate::engine::{Ctx, Hits, Stmt};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
 use crate::finding::Severity;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "identifier-too-long",
+    id: RuleId::IdentifierTooLong,
     severity: Severity::Error,
     summary: "a table, column, index, constraint or other name longer than 63 bytes",
     lock: "",
@@ -17,6 +16,8 @@ the full name fails, and two long names sharing their first 63 bytes collide. Us
     bad: "CREATE TABLE customer_subscription_billing_history_entries_with_adjustments_2024 (id bigint);\n",
     safe: "CREATE TABLE customer_billing_history_2024 (id bigint);\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: false,
     check,
 };
 
@@ -100,7 +101,7 @@ fn long_identifiers(sql: &str) -> Vec<(usize, String)> {
 }
 
 fn check(stmt: &Stmt<'_>, _ctx: &Ctx<'_>, out: &mut Hits) {
-    if !crate::engine::is_ddl(stmt.node) {
+    if !crate::facts::is_ddl(stmt.node) {
         return;
     }
     for (offset, name) in long_identifiers(stmt.sql) {

@@ -1,12 +1,12 @@
 //! `lock-table`: an explicit `LOCK TABLE` in a migration.
 
-use super::{Rule, STD_SETUP};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::{STD_SETUP};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
 use crate::finding::Severity;
 use pg_query::NodeEnum;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "lock-table",
+    id: RuleId::LockTable,
     severity: Severity::Error,
     summary: "explicit LOCK TABLE in SHARE UPDATE EXCLUSIVE mode or stronger",
     lock: "the mode named (ACCESS EXCLUSIVE by default), until the end of the transaction",
@@ -20,6 +20,8 @@ SHARE, ROW EXCLUSIVE) are not flagged.",
     bad: "LOCK TABLE orders;\n",
     safe: "SELECT id FROM orders WHERE id = 1 FOR UPDATE;\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: false,
     check,
 };
 

@@ -1,10 +1,10 @@
 //! `migration-format`: a malformed capstan directive.
 
-use super::Rule;
+use crate::rule::{no_check, Rule, RuleId, ANY_DIALECT};
 use crate::finding::Severity;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "migration-format",
+    id: RuleId::MigrationFormat,
     severity: Severity::Error,
     summary: "unknown or misplaced `-- capstan:` directive, or a malformed up/down section",
     lock: "",
@@ -17,7 +17,9 @@ directives: `phase expand|contract`, `no-transaction`, `lock-timeout <duration>`
     bad: "-- capstan:no-transation\n-- capstan:up\nSELECT 1;\n",
     safe: "-- capstan:no-transaction\n-- capstan:up\nSELECT 1;\n",
     up_only: false,
-    check: super::no_check,
+    dialects: ANY_DIALECT,
+    size_bound: false,
+    check: no_check,
 };
 
 #[cfg(test)]

@@ -1,14 +1,15 @@
 //! `non-idempotent-no-transaction`: a statement without `IF [NOT] EXISTS` in a
 //! migration that runs without a transaction.
 
-use super::{alter_table, subtype, Rule, STD_SETUP};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::{STD_SETUP};
+use crate::rule::{ANY_DIALECT, Ctx, Hits, Rule, RuleId, Stmt};
+use crate::facts::{alter_table, subtype};
 use crate::finding::Severity;
 use pg_query::protobuf::AlterTableType;
 use pg_query::NodeEnum;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "non-idempotent-no-transaction",
+    id: RuleId::NonIdempotentNoTransaction,
     severity: Severity::Warning,
     summary: "CREATE/DROP/ADD without IF [NOT] EXISTS in a `-- capstan:no-transaction` migration",
     lock: "",
@@ -22,6 +23,8 @@ IF NOT EXISTS would then keep: precede it with DROP INDEX CONCURRENTLY IF EXISTS
     bad: "-- capstan:no-transaction\n-- capstan:up\nCREATE INDEX CONCURRENTLY users_email_idx ON users (email);\n",
     safe: "-- capstan:no-transaction\n-- capstan:up\nCREATE INDEX CONCURRENTLY IF NOT EXISTS users_email_idx ON users (email);\n",
     up_only: false,
+    dialects: ANY_DIALECT,
+    size_bound: false,
     check,
 };
 

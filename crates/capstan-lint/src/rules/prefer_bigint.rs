@@ -1,12 +1,13 @@
 //! `prefer-bigint`: a key-like column declared as a 32- or 16-bit integer.
 
-use super::{column_constraints, contype, declared_columns, Rule};
-use crate::engine::{Ctx, Hits, Stmt};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
+use super::family::prefer_type;
+use crate::facts::{column_constraints, contype};
 use crate::finding::Severity;
 use pg_query::protobuf::ConstrType;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "prefer-bigint",
+    id: RuleId::PreferBigint,
     severity: Severity::Warning,
     summary: "an identifier column (id, *_id, serial, identity, primary key) declared integer, smallint or serial",
     lock: "",
@@ -19,31 +20,24 @@ primary key): a small counter can stay an integer.",
     bad: "CREATE TABLE accounts (id serial PRIMARY KEY, owner_id integer);\n",
     safe: "CREATE TABLE accounts (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, owner_id bigint, login_count integer);\n",
     up_only: true,
+    dialects: POSTGRES_ONLY,
+    size_bound: false,
     check,
 };
 
 fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
-    for (table, colname, def) in declared_columns(stmt, ctx) {
-        let Some(tn) = def.type_name.as_ref() else {
-            continue;
-        };
-        let ty = crate::ast::ColType::of(tn);
+    prefer_type(&RULE, stmt, ctx, out, |colname, ty, def| {
         if ty.array || !matches!(ty.name.as_str(), "int4" | "int2" | "serial" | "smallserial") {
-            continue;
+            return None;
         }
         let keyish = colname == "id"
             || colname.ends_with("_id")
             || ty.name.ends_with("serial")
             || column_constraints(def).any(|c| matches!(contype(c), ConstrType::ConstrIdentity | ConstrType::ConstrPrimary));
-        if !keyish || colname.is_empty() {
-            continue;
-        }
-        out.push(
-            &RULE,
-            stmt.at(tn.location),
-            format!("{table}.{} is a 32-bit (or smaller) key: it can run out, and widening it later rewrites the table; use bigint", colname),
-        );
-    }
+        (keyish && !colname.is_empty()).then(|| {
+            "a 32-bit (or smaller) key: it can run out, and widening it later rewrites the table; use bigint".into()
+        })
+    });
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! `prefer-identity`: a `serial`/`bigserial` column.
 
-use super::{declared_columns, Rule};
-use crate::engine::{Ctx, Hits, Stmt};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
+use super::family::prefer_type;
 use crate::finding::Severity;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "prefer-identity",
+    id: RuleId::PreferIdentity,
     severity: Severity::Warning,
     summary: "a serial, bigserial or smallserial column",
     lock: "",
@@ -18,23 +18,17 @@ ALWAYS AS IDENTITY) ties the sequence to the column and rejects accidental expli
     bad: "CREATE TABLE accounts (id bigserial PRIMARY KEY);\n",
     safe: "CREATE TABLE accounts (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY);\n",
     up_only: true,
+    dialects: POSTGRES_ONLY,
+    size_bound: false,
     check,
 };
 
 fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
-    for (table, colname, def) in declared_columns(stmt, ctx) {
-        let Some(tn) = def.type_name.as_ref() else {
-            continue;
-        };
-        let ty = crate::ast::ColType::of(tn);
-        if ty.name.ends_with("serial") && !colname.is_empty() {
-            out.push(
-                &RULE,
-                stmt.at(tn.location),
-                format!("{table}.{} is {}: prefer an identity column (bigint GENERATED ALWAYS AS IDENTITY)", colname, ty.name),
-            );
-        }
-    }
+    prefer_type(&RULE, stmt, ctx, out, |colname, ty, _| {
+        (ty.name.ends_with("serial") && !colname.is_empty()).then(|| {
+            format!("{}: prefer an identity column (bigint GENERATED ALWAYS AS IDENTITY)", ty.name)
+        })
+    });
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! `prefer-jsonb`: a `json` column.
 
-use super::{flag_column_type, Rule};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::family::prefer_type;
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
 use crate::finding::Severity;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "prefer-jsonb",
+    id: RuleId::PreferJsonb,
     severity: Severity::Warning,
     summary: "a column of type json",
     lock: "",
@@ -18,11 +18,15 @@ later rewrites the table, so choose jsonb now.",
     bad: "CREATE TABLE events (id bigint, payload json);\n",
     safe: "CREATE TABLE events (id bigint, payload jsonb);\n",
     up_only: true,
+    dialects: POSTGRES_ONLY,
+    size_bound: false,
     check,
 };
 
 fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
-    flag_column_type(&RULE, stmt, ctx, out, "json", "json: prefer jsonb (comparable, indexable, parsed once)");
+    prefer_type(&RULE, stmt, ctx, out, |_, ty, _| {
+        (ty.name == "json").then(|| "json: prefer jsonb (comparable, indexable, parsed once)".into())
+    });
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! `prefer-text`: a `varchar(n)` or `char(n)` column.
 
-use super::{declared_columns, Rule};
-use crate::engine::{Ctx, Hits, Stmt};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
+use super::family::prefer_type;
 use crate::finding::Severity;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "prefer-text",
+    id: RuleId::PreferText,
     severity: Severity::Warning,
     summary: "a column of type varchar(n) or char(n)",
     lock: "",
@@ -20,25 +20,25 @@ to `varchar(255)`) is not flagged: the type was chosen by the migration that cre
     bad: "CREATE TABLE users (id bigint, email varchar(255));\n",
     safe: "CREATE TABLE users (id bigint, email text CHECK (length(email) <= 255));\n",
     up_only: true,
+    dialects: POSTGRES_ONLY,
+    size_bound: false,
     check,
 };
 
 fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
-    for (table, colname, def) in declared_columns(stmt, ctx) {
-        let Some(tn) = def.type_name.as_ref() else {
-            continue;
-        };
-        let ty = crate::ast::ColType::of(tn);
+    prefer_type(&RULE, stmt, ctx, out, |_, ty, _| {
         let flagged = match ty.name.as_str() {
             "varchar" => !ty.mods.is_empty(),
             "bpchar" => true,
             _ => false,
         };
-        if flagged {
-            let col = format!(".{colname}");
-            out.push(&RULE, stmt.at(tn.location), format!("{table}{col} is {}: prefer text (with a CHECK on its length if needed)", ty.display().replace("bpchar", "char")));
-        }
-    }
+        flagged.then(|| {
+            format!(
+                "{}: prefer text (with a CHECK on its length if needed)",
+                ty.display().replace("bpchar", "char")
+            )
+        })
+    });
 }
 
 #[cfg(test)]
@@ -53,7 +53,7 @@ mod tests {
         let found = |sql: &str| {
             run(&crate::Config::default(), setup, sql)
                 .into_iter()
-                .filter(|f| f.rule == RULE.name)
+                .filter(|f| f.rule == RULE.name())
                 .count()
         };
         assert_eq!(found("ALTER TABLE users ALTER COLUMN name TYPE varchar(255);"), 0);

@@ -1,11 +1,11 @@
 //! `prefer-timestamptz`: a `timestamp` (without time zone) column.
 
-use super::{flag_column_type, Rule};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::family::prefer_type;
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
 use crate::finding::Severity;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "prefer-timestamptz",
+    id: RuleId::PreferTimestamptz,
     severity: Severity::Warning,
     summary: "a column of type timestamp (without time zone)",
     lock: "",
@@ -18,11 +18,15 @@ rewrites the table (unless the session time zone is UTC, on Postgres 12+).",
     bad: "CREATE TABLE events (id bigint, happened_at timestamp);\n",
     safe: "CREATE TABLE events (id bigint, happened_at timestamptz);\n",
     up_only: true,
+    dialects: POSTGRES_ONLY,
+    size_bound: false,
     check,
 };
 
 fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
-    flag_column_type(&RULE, stmt, ctx, out, "timestamp", "timestamp without time zone: prefer timestamptz");
+    prefer_type(&RULE, stmt, ctx, out, |_, ty, _| {
+        (ty.name == "timestamp").then(|| "timestamp without time zone: prefer timestamptz".into())
+    });
 }
 
 #[cfg(test)]

@@ -1,13 +1,13 @@
 //! `renaming-column`: `RENAME COLUMN` on an existing table.
 
-use super::{Rule, STD_SETUP};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::{STD_SETUP};
+use crate::rule::{ANY_DIALECT, Ctx, Hits, Rule, RuleId, Stmt};
 use crate::finding::Severity;
 use pg_query::protobuf::ObjectType;
 use pg_query::NodeEnum;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "renaming-column",
+    id: RuleId::RenamingColumn,
     severity: Severity::Error,
     summary: "RENAME COLUMN on an existing table",
     lock: "ACCESS EXCLUSIVE on the table, briefly (catalog only)",
@@ -20,6 +20,8 @@ switch reads, and drop the old column in a contract migration. Tables created in
     bad: "ALTER TABLE users RENAME COLUMN name TO full_name;\n",
     safe: "-- capstan:up\nALTER TABLE users ADD COLUMN full_name text;\n-- Backfill in batches from a job, e.g.\n-- UPDATE users SET full_name = name WHERE id BETWEEN 1 AND 10000 AND full_name IS NULL;\n-- then drop `name` in a contract migration once no binary reads it.\n",
     up_only: false,
+    dialects: ANY_DIALECT,
+    size_bound: false,
     check,
 };
 

@@ -1,14 +1,14 @@
 //! `renaming-object`: renaming a schema, view, type, enum value, function, sequence,
 //! domain or other object that applications refer to by name.
 
-use super::{object_kind_name, Rule};
-use crate::engine::{Ctx, Hits, Stmt};
+use crate::rule::{ANY_DIALECT, Ctx, Hits, Rule, RuleId, Stmt};
+use crate::facts::{object_kind_name};
 use crate::finding::Severity;
 use pg_query::protobuf::ObjectType;
 use pg_query::NodeEnum;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "renaming-object",
+    id: RuleId::RenamingObject,
     severity: Severity::Error,
     summary: "RENAME of a schema, view, type, enum value, function, sequence, domain or similar",
     lock: "ACCESS EXCLUSIVE on the object, briefly (catalog only)",
@@ -23,6 +23,8 @@ flagged.",
     bad: "ALTER TYPE mood RENAME VALUE 'sad' TO 'unhappy';\n",
     safe: "ALTER TYPE mood ADD VALUE IF NOT EXISTS 'unhappy';\n",
     up_only: false,
+    dialects: ANY_DIALECT,
+    size_bound: false,
     check,
 };
 

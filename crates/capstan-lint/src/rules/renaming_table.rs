@@ -1,13 +1,14 @@
 //! `renaming-table`: `ALTER TABLE ... RENAME TO` on an existing table.
 
-use super::{Rule, STD_SETUP};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::{STD_SETUP};
+use crate::rule::{ANY_DIALECT, Ctx, Hits, Rule, RuleId, Stmt};
+use crate::facts::view_created_later;
 use crate::finding::Severity;
 use pg_query::protobuf::ObjectType;
 use pg_query::NodeEnum;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "renaming-table",
+    id: RuleId::RenamingTable,
     severity: Severity::Error,
     summary: "RENAME of an existing table (without a view keeping the old name)",
     lock: "ACCESS EXCLUSIVE on the table, briefly (catalog only)",
@@ -21,6 +22,8 @@ not flagged. Tables created in the same migration are exempt.",
     bad: "ALTER TABLE orders RENAME TO purchases;\n",
     safe: "ALTER TABLE orders RENAME TO purchases;\nCREATE VIEW orders AS SELECT * FROM purchases;\n",
     up_only: false,
+    dialects: ANY_DIALECT,
+    size_bound: false,
     check,
 };
 
@@ -47,26 +50,6 @@ fn check(stmt: &Stmt<'_>, ctx: &Ctx<'_>, out: &mut Hits) {
         stmt.start,
         format!("renaming table {table} to {} breaks every running binary that uses the old name", r.newname),
     );
-}
-
-/// Whether the rest of the section creates a view named like the renamed table.
-pub(crate) fn view_created_later(rest: &str, rel: &pg_query::protobuf::RangeVar) -> bool {
-    let rest = rest.to_ascii_lowercase();
-    let names = [rel.relname.to_ascii_lowercase(), crate::ast::rv_name(rel).to_ascii_lowercase(), format!("public.{}", rel.relname.to_ascii_lowercase())];
-    let mut from = 0;
-    while let Some(i) = rest[from..].find("view") {
-        let after = &rest[from + i + 4..];
-        let trimmed = after.trim_start();
-        if after.len() != trimmed.len() {
-            let name: String = trimmed.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.' || *c == '"').collect();
-            let name = name.replace('"', "");
-            if names.contains(&name) {
-                return true;
-            }
-        }
-        from += i + 4;
-    }
-    false
 }
 
 #[cfg(test)]

@@ -1,13 +1,13 @@
 //! `require-concurrent-detach-partition`: `DETACH PARTITION` without `CONCURRENTLY`.
 
-use super::{alter_table, subtype, Rule};
-use crate::engine::{Ctx, Hits, Stmt};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
+use crate::facts::{alter_table, subtype};
 use crate::finding::Severity;
 use pg_query::protobuf::AlterTableType;
 use pg_query::NodeEnum;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "require-concurrent-detach-partition",
+    id: RuleId::RequireConcurrentDetachPartition,
     severity: Severity::Error,
     summary: "ALTER TABLE ... DETACH PARTITION without CONCURRENTLY",
     lock: "ACCESS EXCLUSIVE on the partitioned table and the partition: blocks every read and write of all partitions",
@@ -20,6 +20,8 @@ in a quiet window with a short lock_timeout.",
     bad: "ALTER TABLE events DETACH PARTITION events_2024;\n",
     safe: "-- capstan:phase contract\n-- capstan:no-transaction\n-- capstan:up\nALTER TABLE events DETACH PARTITION events_2024 CONCURRENTLY;\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: false,
     check,
 };
 

@@ -1,14 +1,14 @@
 //! `require-concurrent-index-creation`: `CREATE INDEX` without `CONCURRENTLY` on a
 //! table that is already in use.
 
-use super::{Rule, STD_SETUP};
+use super::{STD_SETUP};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
 use crate::ast::opt_rv_name;
-use crate::engine::{Ctx, Hits, Stmt};
 use crate::finding::Severity;
 use pg_query::NodeEnum;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "require-concurrent-index-creation",
+    id: RuleId::RequireConcurrentIndexCreation,
     severity: Severity::Error,
     summary: "CREATE INDEX without CONCURRENTLY on an existing table",
     lock: "SHARE on the table for the whole build: INSERT, UPDATE and DELETE wait (reads go on); every query queued behind it waits too",
@@ -23,6 +23,8 @@ CONCURRENTLY IF EXISTS) before retrying. Tables created in the same migration ar
     bad: "CREATE INDEX users_email_idx ON users (email);\n",
     safe: "-- capstan:no-transaction\n-- capstan:up\nCREATE INDEX CONCURRENTLY IF NOT EXISTS users_email_idx ON users (email);\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: true,
     check,
 };
 
@@ -68,10 +70,10 @@ mod tests {
     fn partitioned_tables_get_the_on_only_recipe() {
         let setup = "CREATE TABLE ev (at date) PARTITION BY RANGE (at);";
         let f = run(&Config::default(), setup, "CREATE INDEX ev_at ON ev (at);");
-        assert_eq!(f[0].rule, RULE.name);
+        assert_eq!(f[0].rule, RULE.name());
         assert!(f[0].help.as_deref().unwrap().contains("ON ONLY"));
         let f = run(&Config::default(), setup, "CREATE INDEX ev_at ON ONLY ev (at);");
-        assert!(f.iter().all(|f| f.rule != RULE.name), "{f:#?}");
+        assert!(f.iter().all(|f| f.rule != RULE.name()), "{f:#?}");
     }
 
     #[test]

@@ -1,14 +1,14 @@
 //! `require-concurrent-index-deletion`: `DROP INDEX` without `CONCURRENTLY`.
 
-use super::{Rule, STD_SETUP};
+use super::{STD_SETUP};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
 use crate::ast::object_name;
-use crate::engine::{Ctx, Hits, Stmt};
 use crate::finding::Severity;
 use pg_query::protobuf::ObjectType;
 use pg_query::NodeEnum;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "require-concurrent-index-deletion",
+    id: RuleId::RequireConcurrentIndexDeletion,
     severity: Severity::Error,
     summary: "DROP INDEX without CONCURRENTLY",
     lock: "ACCESS EXCLUSIVE on the index's table: blocks every read and write of the table until the drop commits",
@@ -21,6 +21,8 @@ transaction, so it goes in a `-- capstan:no-transaction` migration. Indexes crea
     bad: "DROP INDEX orders_status_idx;\n",
     safe: "-- capstan:no-transaction\n-- capstan:up\nDROP INDEX CONCURRENTLY IF EXISTS orders_status_idx;\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: true,
     check,
 };
 

@@ -1,12 +1,11 @@
 //! `require-concurrent-refresh`: `REFRESH MATERIALIZED VIEW` without `CONCURRENTLY`.
 
-use super::Rule;
-use crate::engine::{Ctx, Hits, Stmt};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
 use crate::finding::Severity;
 use pg_query::NodeEnum;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "require-concurrent-refresh",
+    id: RuleId::RequireConcurrentRefresh,
     severity: Severity::Error,
     summary: "REFRESH MATERIALIZED VIEW without CONCURRENTLY",
     lock: "ACCESS EXCLUSIVE on the materialized view: blocks every read of it until the refresh commits",
@@ -19,6 +18,8 @@ concurrently). Views created in the same migration are exempt.",
     bad: "REFRESH MATERIALIZED VIEW order_totals;\n",
     safe: "REFRESH MATERIALIZED VIEW CONCURRENTLY order_totals;\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: true,
     check,
 };
 

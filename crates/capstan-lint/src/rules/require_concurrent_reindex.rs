@@ -1,12 +1,12 @@
 //! `require-concurrent-reindex`: `REINDEX` without `CONCURRENTLY`.
 
-use super::{Rule, STD_SETUP};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::{STD_SETUP};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
 use crate::finding::Severity;
 use pg_query::NodeEnum;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "require-concurrent-reindex",
+    id: RuleId::RequireConcurrentReindex,
     severity: Severity::Error,
     summary: "REINDEX without CONCURRENTLY",
     lock: "SHARE on the table (blocks writes) and ACCESS EXCLUSIVE on each index being rebuilt (blocks reads that would use it)",
@@ -19,6 +19,8 @@ CONCURRENTLY, then DROP INDEX CONCURRENTLY the old one and rename the new one.",
     bad: "REINDEX INDEX orders_status_idx;\n",
     safe: "-- capstan:no-transaction\n-- capstan:up\nREINDEX INDEX CONCURRENTLY orders_status_idx;\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: true,
     check,
 };
 

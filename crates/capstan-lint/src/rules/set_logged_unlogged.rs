@@ -1,12 +1,13 @@
 //! `set-logged-unlogged`: `ALTER TABLE ... SET LOGGED` / `SET UNLOGGED`.
 
-use super::{alter_table, subtype, Rule, STD_SETUP};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::{STD_SETUP};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
+use crate::facts::{alter_table, subtype};
 use crate::finding::Severity;
 use pg_query::protobuf::AlterTableType;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "set-logged-unlogged",
+    id: RuleId::SetLoggedUnlogged,
     severity: Severity::Error,
     summary: "ALTER TABLE ... SET LOGGED or SET UNLOGGED on an existing table",
     lock: "ACCESS EXCLUSIVE on the table for a full rewrite: blocks every read and write",
@@ -19,6 +20,8 @@ new table with the other setting and move the data over in batches.",
     bad: "ALTER TABLE orders SET UNLOGGED;\n",
     safe: "CREATE UNLOGGED TABLE cache_entries (key text PRIMARY KEY, value jsonb);\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: true,
     check,
 };
 

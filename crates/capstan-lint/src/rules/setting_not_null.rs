@@ -1,13 +1,14 @@
 //! `setting-not-null`: `ALTER COLUMN ... SET NOT NULL` on an existing table.
 
-use super::{added_constraints, alter_table, contype, subtype, Rule, STD_SETUP};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::{STD_SETUP};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
+use crate::facts::{added_constraints, alter_table, contype, subtype};
 use crate::finding::Severity;
 use crate::schema::Table;
 use pg_query::protobuf::{AlterTableType, ConstrType};
 
 pub(crate) static RULE: Rule = Rule {
-    name: "setting-not-null",
+    id: RuleId::SettingNotNull,
     severity: Severity::Error,
     summary: "SET NOT NULL on an existing column without a validated CHECK (col IS NOT NULL)",
     lock: "ACCESS EXCLUSIVE on the table while every row is scanned: blocks every read and write",
@@ -22,6 +23,8 @@ restriction: an older binary that writes NULLs starts failing, so it belongs in 
     bad: "-- capstan:phase contract\n-- capstan:up\nALTER TABLE users ALTER COLUMN email SET NOT NULL;\n",
     safe: "-- capstan:phase contract\n-- capstan:no-transaction\n-- capstan:up\nALTER TABLE users ADD CONSTRAINT users_email_not_null CHECK (email IS NOT NULL) NOT VALID;\nALTER TABLE users VALIDATE CONSTRAINT users_email_not_null;\nALTER TABLE users ALTER COLUMN email SET NOT NULL;\nALTER TABLE users DROP CONSTRAINT IF EXISTS users_email_not_null;\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: true,
     check,
 };
 

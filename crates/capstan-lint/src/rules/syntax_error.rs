@@ -1,10 +1,10 @@
 //! `syntax-error`: SQL that Postgres rejects.
 
-use super::Rule;
+use crate::rule::{no_check, Rule, RuleId, ANY_DIALECT};
 use crate::finding::Severity;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "syntax-error",
+    id: RuleId::SyntaxError,
     severity: Severity::Error,
     summary: "SQL that the Postgres parser rejects",
     lock: "",
@@ -16,7 +16,9 @@ the grammar is checked here: a statement that parses may still fail against the 
     bad: "ALTER TABLE users ADD COLUMN;\n",
     safe: "ALTER TABLE users ADD COLUMN bio text;\n",
     up_only: false,
-    check: super::no_check,
+    dialects: ANY_DIALECT,
+    size_bound: false,
+    check: no_check,
 };
 
 #[cfg(test)]

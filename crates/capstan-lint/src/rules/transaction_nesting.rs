@@ -1,14 +1,14 @@
 //! `transaction-nesting`: `BEGIN`/`COMMIT` that fight the transaction capstan opens, or
 //! that are nested or left open.
 
-use super::{Rule, STD_SETUP};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::{STD_SETUP};
+use crate::rule::{ANY_DIALECT, Ctx, Hits, Rule, RuleId, Stmt};
 use crate::finding::Severity;
 use pg_query::protobuf::TransactionStmtKind;
 use pg_query::NodeEnum;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "transaction-nesting",
+    id: RuleId::TransactionNesting,
     severity: Severity::Error,
     summary: "BEGIN/COMMIT inside capstan's transaction, nested BEGIN, COMMIT without BEGIN, or BEGIN never committed",
     lock: "",
@@ -22,6 +22,8 @@ explicit BEGIN ... COMMIT blocks are fine, but must not nest and must be closed.
     bad: "BEGIN;\nALTER TABLE users ADD COLUMN bio text;\nCOMMIT;\n",
     safe: "-- capstan:no-transaction\n-- capstan:up\nBEGIN;\nALTER TABLE users ADD COLUMN bio text;\nALTER TABLE users ADD COLUMN avatar_url text;\nCOMMIT;\n",
     up_only: false,
+    dialects: ANY_DIALECT,
+    size_bound: false,
     check,
 };
 

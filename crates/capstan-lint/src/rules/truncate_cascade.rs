@@ -1,13 +1,13 @@
 //! `truncate-cascade`: `TRUNCATE ... CASCADE`.
 
-use super::{Rule, STD_SETUP};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::{STD_SETUP};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
 use crate::finding::Severity;
 use pg_query::protobuf::DropBehavior;
 use pg_query::NodeEnum;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "truncate-cascade",
+    id: RuleId::TruncateCascade,
     severity: Severity::Error,
     summary: "TRUNCATE ... CASCADE",
     lock: "ACCESS EXCLUSIVE on every truncated table, including every table reached through foreign keys",
@@ -20,6 +20,8 @@ capstan archives the rows of the tables a statement truncates, but only the ones
     bad: "TRUNCATE users CASCADE;\n",
     safe: "-- capstan:phase contract\n-- capstan:up\nTRUNCATE orders;\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: false,
     check,
 };
 

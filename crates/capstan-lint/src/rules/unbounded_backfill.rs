@@ -1,13 +1,13 @@
 //! `unbounded-backfill`: an `UPDATE`/`DELETE` of a whole table in a migration that also
 //! changes the schema.
 
-use super::{Rule, STD_SETUP};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::{STD_SETUP};
+use crate::rule::{ANY_DIALECT, Ctx, Hits, Rule, RuleId, Stmt};
 use crate::finding::Severity;
 use pg_query::NodeEnum;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "unbounded-backfill",
+    id: RuleId::UnboundedBackfill,
     severity: Severity::Error,
     summary: "UPDATE/DELETE without WHERE in a migration that also changes the schema",
     lock: "ROW EXCLUSIVE plus a row lock on every row of the table, held until the transaction ends — together with the ACCESS EXCLUSIVE locks of the migration's DDL",
@@ -22,6 +22,8 @@ matches, and it is flagged too.",
     bad: "ALTER TABLE users ADD COLUMN email_lower text;\nUPDATE users SET email_lower = lower(email);\n",
     safe: "UPDATE users SET email = lower(email) WHERE id BETWEEN 1 AND 10000;\n",
     up_only: false,
+    dialects: ANY_DIALECT,
+    size_bound: true,
     check,
 };
 

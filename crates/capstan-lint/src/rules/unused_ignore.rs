@@ -1,10 +1,10 @@
 //! `unused-ignore`: a suppression comment that silences nothing.
 
-use super::Rule;
+use crate::rule::{no_check, Rule, RuleId, ANY_DIALECT};
 use crate::finding::Severity;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "unused-ignore",
+    id: RuleId::UnusedIgnore,
     severity: Severity::Warning,
     summary: "a `-- capstan:ignore` that matches no finding, or names an unknown rule",
     lock: "",
@@ -16,7 +16,9 @@ all. Remove the ignore, or fix the rule name (`capstan lint --list-rules`).",
     bad: "-- capstan:ignore require-concurrent-index-creation\nCREATE TABLE t (id bigint);\n",
     safe: "-- capstan:ignore require-concurrent-index-creation users is tiny and written once a day\nCREATE INDEX users_email_idx ON users (email);\n",
     up_only: false,
-    check: super::no_check,
+    dialects: ANY_DIALECT,
+    size_bound: false,
+    check: no_check,
 };
 
 #[cfg(test)]

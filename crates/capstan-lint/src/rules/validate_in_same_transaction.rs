@@ -1,13 +1,14 @@
 //! `validate-in-same-transaction`: `VALIDATE CONSTRAINT` in the same transaction as
 //! the `ADD ... NOT VALID` it validates.
 
-use super::{alter_table, subtype, Rule, STD_SETUP};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::{STD_SETUP};
+use crate::rule::{Ctx, Hits, POSTGRES_ONLY, Rule, RuleId, Stmt};
+use crate::facts::{alter_table, subtype};
 use crate::finding::Severity;
 use pg_query::protobuf::AlterTableType;
 
 pub(crate) static RULE: Rule = Rule {
-    name: "validate-in-same-transaction",
+    id: RuleId::ValidateInSameTransaction,
     severity: Severity::Error,
     summary: "VALIDATE CONSTRAINT in the same transaction as ADD CONSTRAINT ... NOT VALID",
     lock: "the ACCESS EXCLUSIVE (CHECK) or SHARE ROW EXCLUSIVE (FOREIGN KEY) lock taken by the ADD is held during the validation scan",
@@ -21,6 +22,8 @@ commits on its own.",
     bad: "-- capstan:phase contract\n-- capstan:up\nALTER TABLE orders ADD CONSTRAINT orders_total_positive CHECK (total >= 0) NOT VALID;\nALTER TABLE orders VALIDATE CONSTRAINT orders_total_positive;\n",
     safe: "-- capstan:phase contract\n-- capstan:no-transaction\n-- capstan:up\nALTER TABLE orders ADD CONSTRAINT orders_total_positive CHECK (total >= 0) NOT VALID;\nALTER TABLE orders VALIDATE CONSTRAINT orders_total_positive;\n",
     up_only: false,
+    dialects: POSTGRES_ONLY,
+    size_bound: true,
     check,
 };
 

@@ -1,31 +1,32 @@
 //! `wrong-phase`: a contract statement in a migration declared (or defaulting to)
 //! `expand`, or a `contract` migration with no contract statement.
 
-use super::{Rule, STD_SETUP};
-use crate::engine::{Ctx, Hits, Stmt};
+use super::{STD_SETUP};
+use crate::rule::{ANY_DIALECT, Ctx, Hits, Rule, RuleId, Stmt};
+use crate::facts::{archive_note};
 use crate::finding::{SectionKind, Severity};
-use crate::phase::{archive_note, classify, Class};
-use crate::source::Phase;
+use crate::phase::{classify, Class};
+use capstan_format::Phase;
 use pg_query::protobuf::{AlterTableType, ObjectType};
 use pg_query::NodeEnum;
 
 /// Rules whose finding already says "move this to a contract migration": when one of
 /// them fires on a statement, this rule stays quiet about it.
-pub(crate) const SUPERSEDED_BY: &[&str] = &[
-    "dropping-column",
-    "dropping-table",
-    "dropping-object",
-    "dropping-constraint",
-    "dropping-default",
-    "dropping-not-null",
-    "renaming-column",
-    "renaming-table",
-    "renaming-object",
-    "changing-schema",
+pub(crate) const SUPERSEDED_BY: &[RuleId] = &[
+    RuleId::DroppingColumn,
+    RuleId::DroppingTable,
+    RuleId::DroppingObject,
+    RuleId::DroppingConstraint,
+    RuleId::DroppingDefault,
+    RuleId::DroppingNotNull,
+    RuleId::RenamingColumn,
+    RuleId::RenamingTable,
+    RuleId::RenamingObject,
+    RuleId::ChangingSchema,
 ];
 
 pub(crate) static RULE: Rule = Rule {
-    name: "wrong-phase",
+    id: RuleId::WrongPhase,
     severity: Severity::Error,
     summary: "a contract statement in an expand migration (or a contract migration with nothing to contract)",
     lock: "",
@@ -45,6 +46,8 @@ the model does not hold.",
     bad: "-- capstan:no-transaction\n-- capstan:up\nALTER TABLE users ADD CONSTRAINT age_positive CHECK (age > 0) NOT VALID;\n",
     safe: "-- capstan:phase contract\n-- capstan:no-transaction\n-- capstan:up\nALTER TABLE users ADD CONSTRAINT age_positive CHECK (age > 0) NOT VALID;\n",
     up_only: true,
+    dialects: ANY_DIALECT,
+    size_bound: false,
     check,
 };
 
@@ -88,7 +91,7 @@ mod tests {
     fn phase_findings(setup: &str, sql: &str) -> Vec<String> {
         run(&crate::Config::default(), setup, sql)
             .into_iter()
-            .filter(|f| f.rule == RULE.name)
+            .filter(|f| f.rule == RULE.name())
             .map(|f| f.message)
             .collect()
     }

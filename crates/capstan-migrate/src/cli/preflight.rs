@@ -17,7 +17,7 @@ use crate::source::MigrationSet;
 /// What the `capstan` binary plugs into the engine: the linter as the
 /// preflight of `plan`/`up`, and the detector of data-destroying statements
 /// the archive needs. An application that embeds its migrations may pass
-/// `capstan_lint::hooks` too, or nothing.
+/// `capstan_lint::Archivist` too, or nothing.
 #[derive(Clone, Default)]
 pub struct Hooks<'a> {
     /// Checks pending migrations before `plan` and `up`.

@@ -383,7 +383,7 @@ fn location(path: &Path, line: Option<usize>) -> String {
 
 /// Classifies converted migrations into expand and contract. The engine has
 /// no SQL parser: the `capstan` binary plugs the linter's phase classifier in
-/// (`capstan_lint::hooks::PhaseSorter`).
+/// (`capstan_lint::PhaseSorter`).
 pub trait PhaseClassifier {
     /// For each file of `files` (capstan file name, whole text), oldest
     /// first, the first statement of its up section that makes it a
