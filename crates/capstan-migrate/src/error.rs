@@ -93,7 +93,7 @@ pub enum Error {
     #[error("{0}")]
     Db(#[from] DbError),
     /// Dirty migrations must be repaired first.
-    #[error("{} is dirty (a no-transaction migration failed part-way{}); nothing was run. Inspect the database, then run `capstan migrate repair`", .0.iter().map(|d| format!("{:04}_{}", d.version, d.name)).collect::<Vec<_>>().join(", "), .0.first().and_then(|d| d.error.as_deref()).map(|e| format!(": {e}")).unwrap_or_default())]
+    #[error("{} is dirty (a no-transaction migration failed part-way{}); nothing was run. Inspect the database, then run `capstan migrate repair`", .0.iter().map(|d| capstan_format::label(d.version, &d.name).to_string()).collect::<Vec<_>>().join(", "), .0.first().and_then(|d| d.error.as_deref()).map(|e| format!(": {e}")).unwrap_or_default())]
     Dirty(Vec<DirtyInfo>),
     /// Applied migrations whose up sections changed.
     #[error("applied migrations were edited after they ran: {}; nothing was run. Their up sections differ from what ran (an edited down section, line endings or trailing spaces would not count). Restore the files (git checkout), or, if the edit is intended, record it with `capstan migrate hash --accept VERSION --reason \"...\"`", .0.join(", "))]

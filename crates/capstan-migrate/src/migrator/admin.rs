@@ -28,7 +28,7 @@ impl Migrator {
                 return Err(Error::AlreadyRecorded(
                     history
                         .iter()
-                        .map(|r| format!("{:04}_{}", r.version, r.name))
+                        .map(|r| capstan_format::label(r.version, &r.name).to_string())
                         .collect(),
                 ));
             }

@@ -72,7 +72,7 @@ pub struct Entry {
 impl Entry {
     /// `0007_drop_name`.
     pub fn label(&self) -> String {
-        format!("{:04}_{}", self.version, self.name)
+        capstan_format::label(self.version, &self.name).to_string()
     }
 }
 

@@ -225,7 +225,7 @@ impl CollisionInfo {
             version: e.version,
             file_label: e.label(),
             file: e.file.clone()?,
-            applied_label: format!("{:04}_{}", row.version, row.name),
+            applied_label: capstan_format::label(row.version, &row.name).to_string(),
             applied_at: row.applied_at.clone(),
             applied_by: row.applied_by.clone(),
             binary_version: row.binary_version.clone(),
