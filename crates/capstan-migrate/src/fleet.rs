@@ -8,79 +8,14 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
-
-use crate::source::{Migration, MigrationSet};
+pub use crate::driver::{Instance, InstanceRow};
+use crate::source::Migration;
 
 /// Default time after which an instance that stopped heartbeating is no longer live.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 
 /// Default heartbeat interval (a third of the TTL).
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
-
-/// What an instance registers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Instance {
-    /// Unique per process (host, pid and a random suffix by default).
-    pub instance_id: String,
-    /// Application name (`chirpy`).
-    pub app: String,
-    /// Application version (`2.0.0`).
-    pub version: String,
-    /// Hash of the embedded migration set.
-    pub set_hash: String,
-    /// Versions of the embedded migrations.
-    pub versions: Vec<u64>,
-}
-
-impl Instance {
-    /// An instance of `app` `version` embedding `set`, with a fresh id.
-    pub fn new(app: &str, version: &str, set: &MigrationSet) -> Self {
-        let host = gethostname::gethostname().to_string_lossy().into_owned();
-        Instance {
-            instance_id: format!(
-                "{host}-{}-{:06x}",
-                std::process::id(),
-                rand::random::<u32>() & 0xff_ffff
-            ),
-            app: app.to_string(),
-            version: version.to_string(),
-            set_hash: set.set_hash(),
-            versions: set.migrations().iter().map(|m| m.version).collect(),
-        }
-    }
-}
-
-/// A registry row as read back.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct InstanceRow {
-    /// The registered instance.
-    #[serde(flatten)]
-    pub instance: Instance,
-    /// When it registered (UTC, RFC 3339).
-    pub started_at: String,
-    /// Its last heartbeat (UTC, RFC 3339).
-    pub last_seen: String,
-    /// Seconds since the last heartbeat, by the database's clock.
-    pub age_secs: f64,
-    /// When it shut down cleanly, if it did.
-    pub departed_at: Option<String>,
-}
-
-impl InstanceRow {
-    /// Live: not departed and seen within `ttl`.
-    pub fn is_live(&self, ttl: Duration) -> bool {
-        self.departed_at.is_none() && self.age_secs <= ttl.as_secs_f64()
-    }
-
-    /// `chirpy 1.0.0 (host-123-abc, seen 3s ago)`.
-    pub fn describe(&self) -> String {
-        format!(
-            "{} {} ({}, seen {:.0}s ago)",
-            self.instance.app, self.instance.version, self.instance.instance_id, self.age_secs
-        )
-    }
-}
 
 /// Live instances whose binary does not embed `migration`: they block it.
 pub fn blockers<'a>(
@@ -125,7 +60,7 @@ fn version_key(s: &str) -> Vec<u64> {
 pub struct Heartbeat {
     instance: Instance,
     stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<crate::migrator::Database>,
+    task: tokio::task::JoinHandle<crate::database::Database>,
 }
 
 impl Heartbeat {
@@ -136,8 +71,8 @@ impl Heartbeat {
         url: &crate::url::DatabaseUrl,
         instance: Instance,
         interval: Duration,
-    ) -> Result<Heartbeat, crate::migrator::Error> {
-        let mut db = crate::migrator::Database::connect(url).await?;
+    ) -> Result<Heartbeat, crate::error::Error> {
+        let mut db = crate::database::Database::connect(url).await?;
         db.driver().fleet_register(&instance).await?;
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
         let me = instance.clone();
@@ -152,7 +87,7 @@ impl Heartbeat {
                     _ = tick.tick() => {
                         if let Err(e) = db.driver().fleet_register(&me).await {
                             tracing::warn!(error = %e, "fleet heartbeat failed; reconnecting");
-                            if let Ok(fresh) = crate::migrator::Database::connect(&url).await {
+                            if let Ok(fresh) = crate::database::Database::connect(&url).await {
                                 db = fresh;
                             }
                         }
@@ -173,10 +108,10 @@ impl Heartbeat {
     }
 
     /// Stops heartbeating and marks the instance departed.
-    pub async fn depart(self) -> Result<(), crate::migrator::Error> {
+    pub async fn depart(self) -> Result<(), crate::error::Error> {
         let _ = self.stop.send(());
         let mut db = self.task.await.map_err(|e| {
-            crate::migrator::Error::Db(crate::driver::DbError::new(
+            crate::error::Error::Db(crate::driver::DbError::new(
                 crate::driver::FailureKind::Connection,
                 format!("fleet heartbeat task failed: {e}"),
             ))

@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::driver::AppliedRow;
 use crate::fleet::{first_version_embedding, InstanceRow};
 use crate::migrator::{compare, Database, Entry, Error, State};
-use crate::source::MigrationSet;
+use crate::source::{MigrationSet, Phase};
 
 /// A migration named by the gate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -184,7 +184,7 @@ pub fn check(set: &MigrationSet, history: &[AppliedRow], fleet: &[InstanceRow]) 
             State::Applied => {}
             // A pending contract migration that nothing pending follows:
             // the binary carries it so that the fleet can let it run.
-            State::Pending if e.phase == "contract" => c.pending_contract.push(item(&e)),
+            State::Pending if e.phase == Phase::Contract => c.pending_contract.push(item(&e)),
             State::Pending => c.pending.push(item(&e)),
             State::Drifted => c.drifted.push(item(&e)),
             State::Collision => c.collided.push(GateItem {
@@ -197,7 +197,7 @@ pub fn check(set: &MigrationSet, history: &[AppliedRow], fleet: &[InstanceRow]) 
             State::Dirty => c.dirty.push(item(&e)),
             // Never from `compare`; a runner is applying it: the binary waits.
             State::InProgress => c.pending.push(item(&e)),
-            State::Ahead if e.phase == "contract" => {
+            State::Ahead if e.phase == Phase::Contract => {
                 let deploy = first_version_embedding(fleet, e.version).or_else(|| {
                     e.applied
                         .as_ref()
@@ -261,8 +261,8 @@ mod tests {
             checksum: m.checksum.clone(),
             up_checksum: Some(m.up_checksum.clone()),
             down_checksum: m.down_checksum.clone(),
-            phase: m.phase.to_string(),
-            state: "applied".into(),
+            phase: m.phase,
+            state: crate::driver::RowState::Applied,
             applied_at: String::new(),
             applied_by: String::new(),
             binary_version: by.into(),

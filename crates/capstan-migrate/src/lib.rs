@@ -6,6 +6,7 @@
 //! `capstan` CLI and from an application that embeds its migrations.
 
 pub mod archive;
+mod backoff;
 pub mod connstr;
 pub mod driver;
 pub mod import;
@@ -28,7 +29,9 @@ pub use source::{Migration, MigrationSet, Phase, Section, SourceError};
 pub mod cli;
 #[cfg(feature = "cli")]
 pub mod config;
+mod database;
 pub mod embed;
+mod error;
 pub mod fleet;
 pub mod gate;
 pub mod migrator;

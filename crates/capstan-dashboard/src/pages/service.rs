@@ -253,7 +253,7 @@ pub(crate) async fn service(State(state): State<AppState>, Path(name): Path<Stri
                 rows.iter()
                     .map(|e| MigrationView {
                         label: e.label(),
-                        phase: e.phase.clone(),
+                        phase: e.phase.to_string(),
                         state: e.state.as_str(),
                         applied_at: e
                             .applied
@@ -273,7 +273,7 @@ pub(crate) async fn service(State(state): State<AppState>, Path(name): Path<Stri
                         id: a.id,
                         migration: capstan_format::label(a.version, &a.migration).to_string(),
                         object: a.object(),
-                        kind: a.kind.clone(),
+                        kind: a.kind.to_string(),
                         rows: a.row_count.to_string(),
                     })
                     .collect()

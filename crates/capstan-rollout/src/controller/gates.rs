@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use capstan_migrate::driver::AppliedRow;
+use capstan_migrate::driver::{AppliedRow, RowState};
 use capstan_migrate::fleet::{InstanceRow, DEFAULT_TTL};
 use capstan_migrate::source::MigrationSet;
 
@@ -37,6 +37,7 @@ pub fn pending_for_canary(
         labels.join(", ")
     )]
 }
+use capstan_migrate::Phase;
 
 /// Why the schema or the fleet closes the gate for moving `canary` forward
 /// against `baseline` of `app`; empty when open.
@@ -58,7 +59,7 @@ pub fn schema_and_fleet(
     ttl: Duration,
 ) -> Vec<String> {
     let mut out = Vec::new();
-    for r in history.iter().filter(|r| r.state != "applied") {
+    for r in history.iter().filter(|r| r.state != RowState::Applied) {
         out.push(format!(
             "migration {} ({}) is {}: the schema is in flux (`migrate repair` or wait)",
             r.version, r.name, r.state
@@ -82,7 +83,7 @@ pub fn schema_and_fleet(
         }
         for m in history
             .iter()
-            .filter(|m| m.state == "applied" && m.phase == "contract")
+            .filter(|m| m.state == RowState::Applied && m.phase == Phase::Contract)
         {
             if let Some(i) = live
                 .iter()
@@ -204,8 +205,8 @@ mod tests {
             checksum: String::new(),
             up_checksum: None,
             down_checksum: None,
-            phase: phase.into(),
-            state: state.into(),
+            phase: Phase::parse(phase).unwrap(),
+            state: RowState::parse(state).unwrap(),
             applied_at: "2026-01-01T00:00:00Z".into(),
             applied_by: "t".into(),
             binary_version: "t".into(),

@@ -1,0 +1,66 @@
+//! An open database connection (Postgres or SQLite): the one place that
+//! picks a driver for a URL.
+
+use crate::driver::{AppliedRow, DbError, Driver, FailureKind};
+use crate::error::Error;
+use crate::url::DatabaseUrl;
+
+/// An open database connection (Postgres or SQLite).
+pub struct Database {
+    pub(crate) driver: Box<dyn Driver>,
+}
+
+impl Database {
+    /// Opens `url`. SQLite files are created if missing.
+    pub async fn connect(url: &DatabaseUrl) -> Result<Self, Error> {
+        Self::open(url, true).await
+    }
+
+    /// Opens `url` for reading: a missing SQLite file reads as an empty database
+    /// and is not created.
+    pub async fn connect_read_only(url: &DatabaseUrl) -> Result<Self, Error> {
+        Self::open(url, false).await
+    }
+
+    // Without the driver features every arm returns, which is fine.
+    #[allow(unreachable_code, unused_variables)]
+    async fn open(url: &DatabaseUrl, create: bool) -> Result<Self, Error> {
+        let driver: Box<dyn Driver> = match url {
+            #[cfg(feature = "postgres")]
+            DatabaseUrl::Postgres { raw } => {
+                Box::new(crate::postgres::connect(raw, &url.to_string()).await?)
+            }
+            #[cfg(feature = "sqlite")]
+            DatabaseUrl::Sqlite { path } => Box::new(crate::sqlite::connect(path, create)?),
+            #[allow(unreachable_patterns)]
+            _ => {
+                let _ = create;
+                return Err(Error::Db(DbError::new(
+                    FailureKind::Connection,
+                    format!("{url}: this build of capstan has no driver for it"),
+                )));
+            }
+        };
+        Ok(Database { driver })
+    }
+
+    /// Wraps a driver.
+    pub fn from_driver(driver: Box<dyn Driver>) -> Self {
+        Database { driver }
+    }
+
+    /// The driver, for advanced use.
+    pub fn driver(&mut self) -> &mut dyn Driver {
+        self.driver.as_mut()
+    }
+
+    /// The target, for messages (password redacted).
+    pub fn describe(&self) -> String {
+        self.driver.describe()
+    }
+
+    /// History rows, oldest first.
+    pub async fn history(&mut self) -> Result<Vec<AppliedRow>, Error> {
+        Ok(self.driver.history().await?)
+    }
+}
