@@ -1,17 +1,15 @@
 //! `capstan slo`: check, status, rules, gate, deploys, record. Reads
 //! `capstan.toml`'s `[slo]` table; prints; maps failures to exit codes.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use serde::Serialize;
 
 use crate::deploys::{Deploy, DeployKind, DeployLog};
-use crate::math::{self, rfc3339, DeployMark, Evaluation, Method, Severity};
-use crate::policy::{self, Policy, Verdict};
-use crate::source::{self, Loaded, Prometheus, SourceError};
-use crate::spec::{self, Budgeting, Indicator, Slo, SpecError, TimeWindow};
+use crate::math::rfc3339;
+use crate::policy::Verdict;
+use crate::source::SourceError;
+use crate::spec::{self, SpecError};
 
 mod deploys;
 mod gate;
@@ -19,12 +17,12 @@ mod settings;
 mod status;
 mod threshold;
 
-use deploys::sync_deploys;
 pub use deploys::import_deploys;
+use deploys::sync_deploys;
 pub use gate::{contract_gate, gate, Failure2};
 pub use settings::Settings;
-pub use status::{evaluate_all, render_status, status, ObjectiveStatus, StatusReport};
 use status::load_slos;
+pub use status::{evaluate_all, render_status, status, ObjectiveStatus, StatusReport};
 
 /// Exit code: success; for `gate`, ship.
 pub const EXIT_OK: i32 = 0;
