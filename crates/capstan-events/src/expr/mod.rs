@@ -325,7 +325,6 @@ pub(crate) fn fmt_num(x: f64) -> String {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

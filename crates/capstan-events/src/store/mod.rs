@@ -7,10 +7,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::event::Value;
-use crate::expr::{eval, Column, Field, Lit, Node, Op};
-use crate::recorder::{Counters, Recorder, RecorderTask};
-use crate::{Error, Event, Expr, MirrorComparison};
+use crate::{Error, Event, MirrorComparison};
 
 mod rollup;
 mod schema;
@@ -167,22 +164,27 @@ impl Store {
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
+
     fn sql(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
         move |source| Error::Sqlite {
             path: self.inner.path.display().to_string(),
             source,
         }
     }
+
     fn writer(&self) -> MutexGuard<'_, Connection> {
         self.inner.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
+
     fn reader(&self) -> MutexGuard<'_, Connection> {
         self.inner.reader.lock().unwrap_or_else(|p| p.into_inner())
     }
+
     /// Bytes in the store's pages that hold data (the file minus its free pages).
     pub fn live_bytes(&self) -> Result<u64, Error> {
         live_bytes(&self.reader()).map_err(self.sql())
     }
+
     /// Calls `f` with every raw event whose time is in `[from_ms, to_ms)` (optionally of
     /// one service), oldest first, until `f` returns false.
     pub fn scan(
@@ -208,6 +210,7 @@ impl Store {
         }
         Ok(())
     }
+
     /// Up to `limit` raw events with an id above `after_id`, in id order (for following
     /// the store as it grows).
     pub fn events_after(&self, after_id: i64, limit: usize) -> Result<Vec<StoredEvent>, Error> {
@@ -223,6 +226,7 @@ impl Store {
             .map_err(&sql)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(&sql)
     }
+
     /// The highest event id so far (0 when empty).
     pub fn last_id(&self) -> Result<i64, Error> {
         let conn = self.reader();
@@ -231,6 +235,7 @@ impl Store {
             .map(|o| o.unwrap_or(0))
             .map_err(self.sql())
     }
+
     /// The number of raw events stored.
     pub fn count(&self) -> Result<u64, Error> {
         let conn = self.reader();
@@ -238,7 +243,6 @@ impl Store {
             .map(|n| n as u64)
             .map_err(self.sql())
     }
-}
 }
 
 fn live_bytes(conn: &Connection) -> rusqlite::Result<u64> {
