@@ -541,7 +541,7 @@ pub(crate) async fn service(State(state): State<AppState>, Path(name): Path<Stri
                 rows.iter()
                     .map(|a| ArchiveView {
                         id: a.id,
-                        migration: format!("{:04}_{}", a.version, a.migration),
+                        migration: capstan_format::label(a.version, &a.migration).to_string(),
                         object: a.object(),
                         kind: a.kind.clone(),
                         rows: a.row_count.to_string(),

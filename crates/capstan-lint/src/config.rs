@@ -44,17 +44,12 @@ pub struct Config {
     pub time_zone: Option<String>,
 }
 
-/// The database a migration directory targets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Dialect {
-    /// Postgres (the default): every rule.
-    #[default]
-    Postgres,
-    /// SQLite: phase classification and the rules about compatibility, transactions
-    /// and backfills; none of the Postgres lock rules. SQLite-only syntax the Postgres
-    /// grammar cannot read is reported as `info` and left unchecked.
-    Sqlite,
-}
+/// The database a migration directory targets: Postgres (the default, every
+/// rule) or SQLite (phase classification and the rules about compatibility,
+/// transactions and backfills; none of the Postgres lock rules; SQLite-only
+/// syntax the Postgres grammar cannot read is reported as `info` and left
+/// unchecked).
+pub use capstan_format::Dialect;
 
 impl Default for Config {
     fn default() -> Self {

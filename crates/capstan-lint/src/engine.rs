@@ -328,7 +328,7 @@ fn parse_section(text: &str, sec: Section, parser: &ParserHook) -> Parsed {
                 chunks: vec![],
                 errors: vec![],
             };
-            let pieces = crate::split::split(sql);
+            let pieces = capstan_format::pieces(sql);
             for piece in pieces {
                 let off = sec.start + (piece.as_ptr() as usize - sql.as_ptr() as usize);
                 match pg_query::parse(piece, 0) {
@@ -757,7 +757,7 @@ impl Linter {
                 }
             }
         } else {
-            let pieces = crate::split::split(sql);
+            let pieces = capstan_format::pieces(sql);
             walk.section_has_ddl = pieces.iter().any(|p| starts_with_ddl_keyword(p));
             let offset = |p: &str| sec.start + (p.as_ptr() as usize - sql.as_ptr() as usize);
             let batches: Vec<&[&str]> = pieces.chunks(256).collect();

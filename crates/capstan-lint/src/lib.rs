@@ -72,7 +72,6 @@ mod phase;
 pub mod rules;
 pub mod schema;
 mod source;
-mod split;
 mod suppress;
 
 #[cfg(feature = "cli")]

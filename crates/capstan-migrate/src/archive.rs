@@ -1267,7 +1267,7 @@ impl ArchiveEntry {
 
     /// `0003_drop_users_name`.
     pub fn label(&self) -> String {
-        format!("{:04}_{}", self.version, self.migration)
+        capstan_format::label(self.version, &self.migration).to_string()
     }
 }
 

@@ -1472,9 +1472,8 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
                 }
                 for step in &plan.steps {
                     s.push_str(&format!(
-                        "-- {:04}_{} ({}{}, lock timeout {} ms) {}\n{}\n",
-                        step.version,
-                        step.name,
+                        "-- {} ({}{}, lock timeout {} ms) {}\n{}\n",
+                        capstan_format::label(step.version, &step.name),
                         step.phase,
                         if step.no_transaction {
                             ", no transaction"
@@ -1625,7 +1624,7 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
             emit(json, &report, || {
                 let mut s = String::new();
                 for step in &report.steps {
-                    let label = format!("{:04}_{}", step.version, step.name);
+                    let label = capstan_format::label(step.version, &step.name).to_string();
                     if !step.differences.is_empty() {
                         s.push_str(&format!("FAIL {label}\n"));
                         for d in &step.differences {
@@ -1685,8 +1684,8 @@ async fn migrate(cx: &Context<'_>, command: MigrateCommand) -> Result<i32, Failu
                             Direction::Down => ("its down section ran outside a transaction and failed part-way, so it is neither applied nor rolled back", "rollback started"),
                         };
                             s.push_str(&format!(
-                            "{:04}_{} is dirty: {what}.\n  {when} {} by {}\n  error: {}\n",
-                            d.version, d.name, d.started_at, d.applied_by,
+                            "{} is dirty: {what}.\n  {when} {} by {}\n  error: {}\n",
+                            capstan_format::label(d.version, &d.name), d.started_at, d.applied_by,
                             d.error.as_deref().unwrap_or("(the runner stopped before recording one; it may have been killed)")
                         ));
                             match d.direction {
@@ -1852,8 +1851,8 @@ fn render_status(status: &crate::migrator::Status, target: &str) -> String {
             State::Collision => {
                 if let Some(a) = &e.applied {
                     line.push_str(&format!(
-                        "  <- the database ran {:04}_{} as {:04}: a different migration (rebase this file)",
-                        a.version, a.name, e.version
+                        "  <- the database ran {} as {:04}: a different migration (rebase this file)",
+                        capstan_format::label(a.version, &a.name), e.version
                     ));
                 }
             }
@@ -1946,8 +1945,9 @@ fn render_report(report: &RunReport, what: &str) -> String {
     }
     if let Some(h) = &report.held_back {
         s.push_str(&format!(
-            "\nstopped before {:04}_{}: {}",
-            h.version, h.name, h.reason
+            "\nstopped before {}: {}",
+            capstan_format::label(h.version, &h.name),
+            h.reason
         ));
     }
     if !report.archived.is_empty() {

@@ -191,7 +191,7 @@ pub fn check(set: &MigrationSet, history: &[AppliedRow], fleet: &[InstanceRow]) 
                 ran: e
                     .applied
                     .as_ref()
-                    .map(|a| format!("{:04}_{}", a.version, a.name)),
+                    .map(|a| capstan_format::label(a.version, &a.name).to_string()),
                 ..item(&e)
             }),
             State::Dirty => c.dirty.push(item(&e)),

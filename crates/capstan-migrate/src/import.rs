@@ -47,6 +47,7 @@ use serde::Serialize;
 use crate::source::{self, MigrationSet, SourceError, MAX_FILE_BYTES};
 use crate::split::{self, Dialect, Statement};
 use crate::sum::{self, SumError, SUM_FILE};
+use capstan_format::words;
 
 /// A migration tool whose directory can be imported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -2022,80 +2023,6 @@ fn statement_span(text: &str, range: &Range<usize>) -> Range<usize> {
     } else {
         range.start..end
     }
-}
-
-/// The words of a statement, upper-cased, outside strings, quoted identifiers and comments.
-fn words(sql: &str) -> Vec<String> {
-    let b = sql.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                let mut depth = 0usize;
-                while i < b.len() {
-                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
-                        depth += 1;
-                        i += 2;
-                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
-                        depth -= 1;
-                        i += 2;
-                        if depth == 0 {
-                            break;
-                        }
-                    } else {
-                        i += 1;
-                    }
-                }
-            }
-            q @ (b'\'' | b'"') => {
-                i += 1;
-                while i < b.len() {
-                    if b[i] == q {
-                        if b.get(i + 1) == Some(&q) {
-                            i += 2;
-                            continue;
-                        }
-                        break;
-                    }
-                    if b[i] == b'\\' && q == b'\'' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                i += 1;
-            }
-            b'$' => {
-                let mut j = i + 1;
-                while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
-                    j += 1;
-                }
-                if b.get(j) == Some(&b'$') && !b.get(i + 1).is_some_and(u8::is_ascii_digit) {
-                    let tag = &sql[i..=j];
-                    i = sql[j + 1..]
-                        .find(tag)
-                        .map_or(b.len(), |k| j + 1 + k + tag.len());
-                } else {
-                    i = j;
-                }
-            }
-            c if c.is_ascii_alphabetic() || c == b'_' => {
-                let s = i;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$')
-                {
-                    i += 1;
-                }
-                out.push(sql[s..i].to_ascii_uppercase());
-            }
-            _ => i += 1,
-        }
-    }
-    out
 }
 
 /// What makes a statement impossible inside a transaction block, if anything.

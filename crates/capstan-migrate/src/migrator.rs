@@ -140,7 +140,7 @@ pub struct Entry {
 impl Entry {
     /// `0007_drop_name`.
     pub fn label(&self) -> String {
-        format!("{:04}_{}", self.version, self.name)
+        capstan_format::label(self.version, &self.name).to_string()
     }
 }
 
@@ -453,7 +453,7 @@ impl CollisionInfo {
             version: e.version,
             file_label: e.label(),
             file: e.file.clone()?,
-            applied_label: format!("{:04}_{}", row.version, row.name),
+            applied_label: capstan_format::label(row.version, &row.name).to_string(),
             applied_at: row.applied_at.clone(),
             applied_by: row.applied_by.clone(),
             binary_version: row.binary_version.clone(),
@@ -616,7 +616,7 @@ pub enum Error {
     #[error("{0}")]
     Db(#[from] DbError),
     /// Dirty migrations must be repaired first.
-    #[error("{} is dirty (a no-transaction migration failed part-way{}); nothing was run. Inspect the database, then run `capstan migrate repair`", .0.iter().map(|d| format!("{:04}_{}", d.version, d.name)).collect::<Vec<_>>().join(", "), .0.first().and_then(|d| d.error.as_deref()).map(|e| format!(": {e}")).unwrap_or_default())]
+    #[error("{} is dirty (a no-transaction migration failed part-way{}); nothing was run. Inspect the database, then run `capstan migrate repair`", .0.iter().map(|d| capstan_format::label(d.version, &d.name).to_string()).collect::<Vec<_>>().join(", "), .0.first().and_then(|d| d.error.as_deref()).map(|e| format!(": {e}")).unwrap_or_default())]
     Dirty(Vec<DirtyInfo>),
     /// Applied migrations whose up sections changed.
     #[error("applied migrations were edited after they ran: {}; nothing was run. Their up sections differ from what ran (an edited down section, line endings or trailing spaces would not count). Restore the files (git checkout), or, if the edit is intended, record it with `capstan migrate hash --accept VERSION --reason \"...\"`", .0.join(", "))]
@@ -1682,7 +1682,7 @@ impl Migrator {
                 return Err(Error::AlreadyRecorded(
                     history
                         .iter()
-                        .map(|r| format!("{:04}_{}", r.version, r.name))
+                        .map(|r| capstan_format::label(r.version, &r.name).to_string())
                         .collect(),
                 ));
             }

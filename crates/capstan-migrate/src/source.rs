@@ -9,11 +9,9 @@
 //! ALTER TABLE users ADD COLUMN name text;
 //! ```
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::split::{self, Dialect, Statement};
@@ -22,40 +20,19 @@ use crate::sum;
 /// Files larger than this are refused: a migration is code, not a data dump.
 pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
 
-/// The phase of a migration (see DESIGN: expand/contract).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Phase {
-    /// Leaves the schema usable by the binary running now. The default.
-    #[default]
-    Expand,
-    /// Removes or changes something an older binary may still use.
-    Contract,
+pub use capstan_format::{MigrationId, Phase, MAX_TIMEOUT};
+
+/// Parses a lock or statement timeout ([`capstan_format::parse_timeout`]):
+/// whole milliseconds, at most [`MAX_TIMEOUT`], `0` for none. The error
+/// names the value.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    capstan_format::parse_timeout(s).map_err(|e| e.to_string())
 }
 
-impl Phase {
-    /// `expand` or `contract`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Expand => "expand",
-            Phase::Contract => "contract",
-        }
-    }
-
-    /// Parses `expand` or `contract`.
-    pub fn parse(s: &str) -> Option<Phase> {
-        match s {
-            "expand" => Some(Phase::Expand),
-            "contract" => Some(Phase::Contract),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// Parses a duration such as `2s`, `500ms`, `1m`
+/// ([`capstan_format::parse_duration`]); `0` is no time at all.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    capstan_format::parse_duration(s).map_err(|e| e.to_string())
 }
 
 /// An up or down section of a migration file.
@@ -118,7 +95,12 @@ pub struct Migration {
 impl Migration {
     /// `0007_drop_name`: the version (at least four digits) and the name.
     pub fn label(&self) -> String {
-        format!("{:04}_{}", self.version, self.name)
+        capstan_format::label(self.version, &self.name).to_string()
+    }
+
+    /// The migration's id: its version and name.
+    pub fn id(&self) -> MigrationId {
+        MigrationId::new(self.version, self.name.clone())
     }
 }
 
@@ -247,22 +229,10 @@ impl SourceError {
     }
 }
 
-/// Parses a file name `NNNN_snake_name.sql` into its version and name.
+/// Parses a file name `NNNN_snake_name.sql` into its version and name
+/// ([`capstan_format::parse_file_name`]).
 pub fn parse_file_name(file_name: &str) -> Option<(u64, String)> {
-    let stem = file_name.strip_suffix(".sql")?;
-    let (digits, name) = stem.split_once('_')?;
-    if digits.len() < 4 || !digits.bytes().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    let name_ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
-        && name.as_bytes()[0].is_ascii_lowercase();
-    if !name_ok {
-        return None;
-    }
-    Some((digits.parse().ok()?, name.to_string()))
+    capstan_format::parse_file_name(file_name).map(|id| (id.version, id.name))
 }
 
 /// SHA-256 of `bytes`, lower-case hex.
@@ -337,192 +307,24 @@ pub fn parse_migration(path: &Path, bytes: &[u8]) -> Result<Migration, SourceErr
         });
     }
 
-    let mut phase = None;
-    let mut no_transaction = false;
-    let mut lock_timeout = None;
-    let mut statement_timeout = None;
-    // (line index of the marker, byte offset just after the marker line)
-    let mut up: Option<(usize, usize)> = None;
-    let mut down: Option<(usize, usize)> = None;
-    let mut up_end = text.len();
-
-    let mut offset = 0;
-    for (idx, raw) in text.split_inclusive('\n').enumerate() {
-        let line_no = idx + 1;
-        let line_start = offset;
-        offset += raw.len();
-        let line = raw.trim();
-        let Some(rest) = directive_body(line) else {
-            if up.is_none() && !line.is_empty() && !line.starts_with("--") {
-                if line.starts_with("/*") {
-                    continue;
-                }
-                return Err(SourceError::directive(
-                    path,
-                    line_no,
-                    "SQL before `-- capstan:up`; put statements in the up section",
-                ));
-            }
-            continue;
-        };
-        if rest.is_empty() || rest.starts_with(char::is_whitespace) {
-            return Err(SourceError::directive(
-                path,
-                line_no,
-                "a `-- capstan:` directive follows the colon without a space, like `-- capstan:no-transaction`",
-            ));
-        }
-        let mut parts = rest.split_whitespace();
-        // Directives are case-insensitive, like SQL keywords: `-- CAPSTAN:UP`
-        // is `-- capstan:up`, never a comment that silently does nothing.
-        let key = parts.next().unwrap_or("").to_ascii_lowercase();
-        let key = key.as_str();
-        let args: Vec<&str> = parts.collect();
-        let no_args = |what: &str| -> Result<(), SourceError> {
-            if args.is_empty() {
-                Ok(())
-            } else {
-                Err(SourceError::directive(
-                    path,
-                    line_no,
-                    format!(
-                        "`-- capstan:{what}` takes no argument, found `{}`",
-                        args.join(" ")
-                    ),
-                ))
-            }
-        };
-        let header = |what: &str| -> Result<(), SourceError> {
-            if up.is_some() {
-                Err(SourceError::directive(
-                    path,
-                    line_no,
-                    format!("`-- capstan:{what}` must come before `-- capstan:up`"),
-                ))
-            } else {
-                Ok(())
-            }
-        };
-        match key {
-            "up" => {
-                no_args("up")?;
-                if up.is_some() {
-                    return Err(SourceError::directive(
-                        path,
-                        line_no,
-                        "second `-- capstan:up`",
-                    ));
-                }
-                up = Some((line_no, offset));
-            }
-            "down" => {
-                no_args("down")?;
-                if up.is_none() {
-                    return Err(SourceError::directive(
-                        path,
-                        line_no,
-                        "`-- capstan:down` before `-- capstan:up`; the up section comes first",
-                    ));
-                }
-                if down.is_some() {
-                    return Err(SourceError::directive(
-                        path,
-                        line_no,
-                        "second `-- capstan:down`",
-                    ));
-                }
-                up_end = line_start;
-                down = Some((line_no, offset));
-            }
-            "phase" => {
-                header("phase")?;
-                if phase.is_some() {
-                    return Err(SourceError::directive(
-                        path,
-                        line_no,
-                        "phase is declared twice",
-                    ));
-                }
-                let [value] = args[..] else {
-                    return Err(SourceError::directive(
-                        path,
-                        line_no,
-                        "`-- capstan:phase` needs one value: expand or contract",
-                    ));
-                };
-                phase = Some(Phase::parse(&value.to_ascii_lowercase()).ok_or_else(|| {
-                    SourceError::directive(
-                        path,
-                        line_no,
-                        format!("unknown phase `{value}`; use expand or contract"),
-                    )
-                })?);
-            }
-            "no-transaction" => {
-                header("no-transaction")?;
-                no_args("no-transaction")?;
-                if no_transaction {
-                    return Err(SourceError::directive(
-                        path,
-                        line_no,
-                        "no-transaction is declared twice",
-                    ));
-                }
-                no_transaction = true;
-            }
-            "lock-timeout" | "statement-timeout" => {
-                header(key)?;
-                let [value] = args[..] else {
-                    return Err(SourceError::directive(
-                        path,
-                        line_no,
-                        format!("`-- capstan:{key}` needs one duration, like 2s or 500ms"),
-                    ));
-                };
-                let d = parse_timeout(value).map_err(|e| {
-                    SourceError::directive(path, line_no, format!("{key} `{value}`: {e}"))
-                })?;
-                let slot = if key == "lock-timeout" {
-                    &mut lock_timeout
-                } else {
-                    &mut statement_timeout
-                };
-                if slot.replace(d).is_some() {
-                    return Err(SourceError::directive(
-                        path,
-                        line_no,
-                        format!("{key} is declared twice"),
-                    ));
-                }
-            }
-            // Read by `capstan lint` (suppressions).
-            "ignore" | "ignore-file" => {}
-            other if other.starts_with("lint-") => {}
-            other => {
-                return Err(SourceError::directive(
-                    path,
-                    line_no,
-                    format!(
-                        "unknown directive `-- capstan:{other}`; known: up, down, phase, no-transaction, lock-timeout, statement-timeout, ignore"
-                    ),
-                ));
-            }
-        }
+    let layout = capstan_format::scan(text);
+    if let Some(p) = layout.problems.first() {
+        return Err(SourceError::directive(path, p.line, p.message.clone()));
     }
-
-    let Some((up_line, up_start)) = up else {
+    let Some(up) = layout.up else {
         return Err(SourceError::MissingUp {
             path: path.to_path_buf(),
             message: "no `-- capstan:up` line; put it above the migration's SQL".into(),
         });
     };
+    let up_range = layout.up_range(text.len()).unwrap_or(up.body..text.len());
     let up = Section {
-        sql: text[up_start..up_end].to_string(),
-        first_line: up_line + 1,
+        sql: text[up_range].to_string(),
+        first_line: up.line + 1,
     };
-    let down = down.map(|(line, start)| Section {
-        sql: text[start..].to_string(),
-        first_line: line + 1,
+    let down = layout.down.map(|d| Section {
+        sql: text[d.body..].to_string(),
+        first_line: d.line + 1,
     });
 
     let migration = Migration {
@@ -530,10 +332,10 @@ pub fn parse_migration(path: &Path, bytes: &[u8]) -> Result<Migration, SourceErr
         name,
         file_name,
         path: path.to_path_buf(),
-        phase: phase.unwrap_or_default(),
-        no_transaction,
-        lock_timeout,
-        statement_timeout,
+        phase: layout.phase.unwrap_or_default(),
+        no_transaction: layout.no_transaction,
+        lock_timeout: layout.lock_timeout,
+        statement_timeout: layout.statement_timeout,
         up_checksum: section_checksum(&up.sql),
         down_checksum: down.as_ref().map(|d| section_checksum(&d.sql)),
         up,
@@ -543,49 +345,6 @@ pub fn parse_migration(path: &Path, bytes: &[u8]) -> Result<Migration, SourceErr
     };
     check_sql(&migration)?;
     Ok(migration)
-}
-
-/// `-- capstan:KEY ARGS` → `KEY ARGS` (`capstan:` in any case).
-fn directive_body(line: &str) -> Option<&str> {
-    let rest = line.strip_prefix("--")?.trim_start();
-    let prefix = rest.get(..8)?;
-    prefix.eq_ignore_ascii_case("capstan:").then(|| &rest[8..])
-}
-
-/// The longest timeout Postgres accepts: `lock_timeout` and
-/// `statement_timeout` are whole milliseconds in a 32-bit integer.
-pub const MAX_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
-
-/// Parses a lock or statement timeout: a duration such as `2s`, `500ms` or
-/// `1m`, in whole milliseconds, at most [`MAX_TIMEOUT`] (about 24 days).
-/// `0` turns the timeout off (wait as long as it takes). A value the database
-/// would round to 0 (`500us`) or refuse (`999999999s`) is refused here, so a
-/// typo never turns the timeout off or fails only when the migration runs.
-pub fn parse_timeout(s: &str) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
-    if d.is_zero() {
-        return Ok(d);
-    }
-    if d.subsec_nanos() % 1_000_000 != 0 {
-        return Err(format!(
-            "`{s}` is not a whole number of milliseconds; timeouts are counted in milliseconds (0 turns the timeout off)"
-        ));
-    }
-    if d > MAX_TIMEOUT {
-        return Err(format!(
-            "`{s}` is longer than the longest timeout Postgres accepts ({}); 0 turns the timeout off",
-            humantime::format_duration(MAX_TIMEOUT)
-        ));
-    }
-    Ok(d)
-}
-
-/// Parses a duration such as `2s`, `500ms`, `1m`; `0` disables the timeout.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    humantime::parse_duration(s).map_err(|e| format!("{e} (write it like 2s, 500ms or 1m)"))
 }
 
 /// Splits both sections and refuses unterminated quotes, an empty up section,
@@ -839,309 +598,4 @@ pub fn read_dir_files(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>, SourceError
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(name: &str, text: &str) -> Result<Migration, SourceError> {
-        parse_migration(Path::new(name), text.as_bytes())
-    }
-
-    #[test]
-    fn parses_directives_and_sections() {
-        let m = parse(
-            "0002_drop_name.sql",
-            "-- capstan:phase contract\n-- capstan:lock-timeout 2s\n-- capstan:up\nALTER TABLE users DROP COLUMN name;\n-- capstan:down\nALTER TABLE users ADD COLUMN name text;\n",
-        )
-        .unwrap();
-        assert_eq!(m.version, 2);
-        assert_eq!(m.name, "drop_name");
-        assert_eq!(m.phase, Phase::Contract);
-        assert_eq!(m.lock_timeout, Some(Duration::from_secs(2)));
-        assert_eq!(m.up.first_line, 4);
-        assert_eq!(m.up.sql, "ALTER TABLE users DROP COLUMN name;\n");
-        let down = m.down.unwrap();
-        assert_eq!(down.first_line, 6);
-        assert!(!m.no_transaction);
-    }
-
-    #[test]
-    fn section_hashes_ignore_line_endings_and_trailing_whitespace_only() {
-        let lf = parse(
-            "0001_a.sql",
-            "-- capstan:up\nCREATE TABLE a (id int);\n-- capstan:down\nDROP TABLE a;\n",
-        )
-        .unwrap();
-        let crlf = parse(
-            "0001_a.sql",
-            "-- capstan:up\r\n\r\nCREATE TABLE a (id int);  \t\r\n\r\n-- capstan:down\r\nDROP TABLE a;\r\n",
-        )
-        .unwrap();
-        assert_eq!(lf.up_checksum, crlf.up_checksum);
-        assert_eq!(lf.down_checksum, crlf.down_checksum);
-        assert_ne!(lf.checksum, crlf.checksum);
-        assert!(crlf.matches_file_checksum(&checksum(
-            "-- capstan:up\n\nCREATE TABLE a (id int);  \t\n\n-- capstan:down\nDROP TABLE a;\n"
-                .as_bytes()
-        )));
-        let edited_down = parse(
-            "0001_a.sql",
-            "-- capstan:up\nCREATE TABLE a (id int);\n-- capstan:down\nDROP TABLE IF EXISTS a;\n",
-        )
-        .unwrap();
-        assert_eq!(lf.up_checksum, edited_down.up_checksum);
-        assert_ne!(lf.down_checksum, edited_down.down_checksum);
-        let edited_up = parse("0001_a.sql", "-- capstan:up\nCREATE TABLE a (id  int);\n").unwrap();
-        assert_ne!(lf.up_checksum, edited_up.up_checksum, "inner spaces count");
-        assert_eq!(edited_up.down_checksum, None);
-    }
-
-    #[test]
-    fn phase_defaults_to_expand() {
-        let m = parse("0001_a.sql", "-- capstan:up\nCREATE TABLE a (id int);").unwrap();
-        assert_eq!(m.phase, Phase::Expand);
-        assert!(m.down.is_none());
-    }
-
-    #[test]
-    fn bad_inputs_name_the_line() {
-        let cases = [
-            (
-                "-- capstan:phase sideways\n-- capstan:up\nSELECT 1;",
-                1,
-                "unknown phase",
-            ),
-            (
-                "-- capstan:frobnicate\n-- capstan:up\nSELECT 1;",
-                1,
-                "unknown directive",
-            ),
-            (
-                "-- capstan:up\nSELECT 1;\n-- capstan:phase contract\n",
-                3,
-                "must come before",
-            ),
-            (
-                "-- capstan:lock-timeout soon\n-- capstan:up\nSELECT 1;",
-                1,
-                "lock-timeout",
-            ),
-            ("-- capstan:up now\nSELECT 1;", 1, "takes no argument"),
-            (
-                "-- capstan:down\n-- capstan:up\nSELECT 1;",
-                1,
-                "before `-- capstan:up`",
-            ),
-            (
-                "CREATE TABLE a (id int);\n-- capstan:up\nSELECT 1;",
-                1,
-                "SQL before",
-            ),
-        ];
-        for (text, line, needle) in cases {
-            let err = parse("0001_a.sql", text).unwrap_err();
-            let msg = err.to_string();
-            assert!(msg.starts_with(&format!("0001_a.sql:{line}:")), "{msg}");
-            assert!(msg.contains(needle), "{msg} should contain {needle}");
-        }
-    }
-
-    #[test]
-    fn missing_or_empty_up_is_refused() {
-        assert!(matches!(
-            parse("0001_a.sql", "CREATE TABLE a();").unwrap_err(),
-            SourceError::Directive { .. }
-        ));
-        assert!(matches!(
-            parse("0001_a.sql", "-- just a comment\n").unwrap_err(),
-            SourceError::MissingUp { .. }
-        ));
-        assert!(matches!(
-            parse(
-                "0001_a.sql",
-                "-- capstan:up\n-- nothing\n-- capstan:down\nDROP TABLE a;"
-            )
-            .unwrap_err(),
-            SourceError::MissingUp { .. }
-        ));
-        assert!(matches!(
-            parse("0001_a.sql", "  \n\n").unwrap_err(),
-            SourceError::Empty { .. }
-        ));
-    }
-
-    #[test]
-    fn non_utf8_names_the_line() {
-        let err =
-            parse_migration(Path::new("0001_a.sql"), b"-- capstan:up\nSELECT '\xff';").unwrap_err();
-        assert!(
-            matches!(
-                err,
-                SourceError::NotUtf8 {
-                    line: 2,
-                    offset: 22,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn file_names_follow_the_pattern() {
-        assert_eq!(
-            parse_file_name("0001_create_users.sql"),
-            Some((1, "create_users".into()))
-        );
-        assert_eq!(
-            parse_file_name("20240101_x.sql"),
-            Some((20240101, "x".into()))
-        );
-        for bad in [
-            "1_a.sql",
-            "0001-a.sql",
-            "0001_A.sql",
-            "0001_.sql",
-            "0001_a.txt",
-            "abcd_a.sql",
-        ] {
-            assert_eq!(parse_file_name(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn transaction_control_is_refused_unless_no_transaction() {
-        let err = parse(
-            "0001_a.sql",
-            "-- capstan:up\nBEGIN;\nCREATE TABLE a (id int);\nCOMMIT;",
-        )
-        .unwrap_err();
-        assert!(err.to_string().starts_with("0001_a.sql:2:"), "{err}");
-        parse(
-            "0001_a.sql",
-            "-- capstan:no-transaction\n-- capstan:up\nCREATE INDEX CONCURRENTLY i ON a (id);",
-        )
-        .unwrap();
-    }
-
-    #[test]
-    fn unterminated_string_is_refused_with_line() {
-        let err = parse("0001_a.sql", "-- capstan:up\nSELECT 1;\nSELECT 'x;\n").unwrap_err();
-        assert!(err.to_string().starts_with("0001_a.sql:3:"), "{err}");
-    }
-
-    #[test]
-    fn sets_refuse_duplicates_and_gaps() {
-        let m = |n: &str| parse(n, "-- capstan:up\nSELECT 1;").unwrap();
-        let dup = MigrationSet::new(vec![m("0001_a.sql"), m("0001_b.sql")]).unwrap_err();
-        assert!(matches!(
-            dup,
-            SourceError::DuplicateVersion { version: 1, .. }
-        ));
-        let gap = MigrationSet::new(vec![m("0001_a.sql"), m("0003_c.sql")]).unwrap_err();
-        assert!(matches!(gap, SourceError::Gap { missing: 2, .. }));
-        let ok = MigrationSet::new(vec![m("0002_b.sql"), m("0001_a.sql")]).unwrap();
-        assert_eq!(ok.get(2).unwrap().name, "b");
-        assert_eq!(ok.latest(), Some(2));
-    }
-
-    #[test]
-    fn directives_are_case_insensitive_and_a_bom_is_stripped() {
-        let m = parse(
-            "0001_a.sql",
-            "\u{feff}-- CAPSTAN:NO-TRANSACTION\n-- Capstan:Phase CONTRACT\n-- capstan:UP\nSELECT 1;\n-- CAPSTAN:down\nSELECT 2;\n",
-        )
-        .unwrap();
-        assert!(m.no_transaction);
-        assert_eq!(m.phase, Phase::Contract);
-        assert_eq!(m.up.sql, "SELECT 1;\n");
-        assert!(m.down.is_some());
-        assert!(!m.text.starts_with('\u{feff}'));
-        let err = parse(
-            "0001_a.sql",
-            "-- CAPSTAN:no-transation\n-- capstan:up\nSELECT 1;\n",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("unknown directive `-- capstan:no-transation`"),
-            "{err}"
-        );
-        let err = parse("0001_a.sql", "-- capstan: up\nSELECT 1;\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("without a space"), "{err}");
-    }
-
-    #[test]
-    fn timeouts_are_whole_milliseconds_within_postgres_range() {
-        assert_eq!(parse_timeout("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_timeout("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_timeout("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_timeout("24days"), Ok(Duration::from_secs(24 * 86400)));
-        for bad in ["500us", "1500us", "999999999s", "25days", "soon"] {
-            let err = parse_timeout(bad).unwrap_err();
-            assert!(err.contains(bad) || bad == "soon", "{bad}: {err}");
-        }
-        assert!(parse_timeout("500us")
-            .unwrap_err()
-            .contains("0 turns the timeout off"));
-        let err = parse(
-            "0001_a.sql",
-            "-- capstan:lock-timeout 500us\n-- capstan:up\nSELECT 1;\n",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.starts_with("0001_a.sql:1:") && err.contains("milliseconds"),
-            "{err}"
-        );
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn entries_named_like_migrations_that_are_no_files_are_refused() {
-        let refused = |setup: &dyn Fn(&Path), needle: &str| {
-            let dir = tempfile::tempdir().unwrap();
-            std::fs::write(dir.path().join("0001_a.sql"), "-- capstan:up\nSELECT 1;\n").unwrap();
-            setup(dir.path());
-            let err = read_dir_files(dir.path()).unwrap_err().to_string();
-            assert!(err.contains(needle), "{needle}: {err}");
-        };
-        use std::os::unix::fs::symlink;
-        refused(
-            &|d| std::fs::write(d.join("0002_b.SQL"), "-- capstan:up\nSELECT 1;\n").unwrap(),
-            "0002_b.SQL: the extension is `.SQL`",
-        );
-        refused(
-            &|d| symlink(d.join("gone.sql"), d.join("0002_b.sql")).unwrap(),
-            "0002_b.sql: a symbolic link to",
-        );
-        refused(
-            &|d| {
-                symlink(d.join("0003_c.sql"), d.join("0002_b.sql")).unwrap();
-                symlink(d.join("0002_b.sql"), d.join("0003_c.sql")).unwrap();
-            },
-            "a symbolic link loop",
-        );
-        refused(
-            &|d| std::fs::create_dir(d.join("0002_b.sql")).unwrap(),
-            "0002_b.sql: a directory, not a file",
-        );
-        refused(
-            &|d| {
-                let ok = std::process::Command::new("mkfifo")
-                    .arg(d.join("0002_b.sql"))
-                    .status()
-                    .unwrap()
-                    .success();
-                assert!(ok, "mkfifo failed");
-            },
-            "0002_b.sql: a FIFO (named pipe), not a file",
-        );
-        // A link to a regular file is a migration like any other.
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("real"), "-- capstan:up\nSELECT 1;\n").unwrap();
-        symlink(dir.path().join("real"), dir.path().join("0001_a.sql")).unwrap();
-        assert_eq!(read_dir_files(dir.path()).unwrap().len(), 1);
-    }
-}
+mod tests;

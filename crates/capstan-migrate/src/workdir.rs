@@ -265,7 +265,7 @@ fn check_rebased(
         }
         for v in a.version + 1..b.version {
             match applied.iter().find(|r| r.version == v) {
-                Some(r) => missing.push(format!("{:04}_{}", r.version, r.name)),
+                Some(r) => missing.push(capstan_format::label(r.version, &r.name).to_string()),
                 None => {
                     return Err(SourceError::Gap {
                         missing: v,

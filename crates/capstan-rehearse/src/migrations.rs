@@ -164,7 +164,7 @@ impl<'a> Runner<'a> {
                         .filter(|e| e.state != "ahead")
                         .map(|e| MigrationInfo {
                             version: e.version,
-                            label: format!("{:04}_{}", e.version, e.name),
+                            label: capstan_format::label(e.version, &e.name).to_string(),
                             phase: Phase::parse(&e.phase).unwrap_or(Phase::Expand),
                         })
                         .collect()),
@@ -211,7 +211,7 @@ impl<'a> Runner<'a> {
                         ran: r
                             .ran
                             .iter()
-                            .map(|m| format!("{:04}_{}", m.version, m.name))
+                            .map(|m| capstan_format::label(m.version, &m.name).to_string())
                             .collect(),
                         duration,
                         window: (started, Instant::now()),
@@ -221,11 +221,14 @@ impl<'a> Runner<'a> {
                         Err(MigrationError::Failed {
                             command: shown,
                             output: format!(
-                                "stopped before contract migration {:04}_{}: {}; live instances: {}",
-                                h.version,
-                                h.name,
+                                "stopped before contract migration {}: {}; live instances: {}",
+                                capstan_format::label(h.version, &h.name),
                                 h.reason,
-                                h.blockers.iter().map(|b| b.describe()).collect::<Vec<_>>().join(", ")
+                                h.blockers
+                                    .iter()
+                                    .map(|b| b.describe())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ),
                             duration,
                         })
@@ -250,11 +253,11 @@ impl<'a> Runner<'a> {
                         .unwrap_or_default()
                         .iter()
                         .map(|r| {
-                            format!(
-                                "{:04}_{}",
+                            capstan_format::label(
                                 r["version"].as_u64().unwrap_or(0),
-                                r["name"].as_str().unwrap_or("")
+                                r["name"].as_str().unwrap_or(""),
                             )
+                            .to_string()
                         })
                         .collect();
                     Ok(Applied {
@@ -298,7 +301,7 @@ impl<'a> Runner<'a> {
                         ran: r
                             .ran
                             .iter()
-                            .map(|m| format!("{:04}_{}", m.version, m.name))
+                            .map(|m| capstan_format::label(m.version, &m.name).to_string())
                             .collect(),
                         duration,
                         window: (started, Instant::now()),
