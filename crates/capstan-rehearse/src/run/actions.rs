@@ -98,7 +98,7 @@ impl Context<'_> {
         let (argv, env) = command_of(self.config, release, port, &step.db.url)?;
         let ready = ready_url(self.config, release, port, &step.db.url)?;
         let started = Instant::now();
-        let proc = match Proc::spawn(&release.name, &argv, &env, port) {
+        let proc = match Proc::spawn(&argv, &env, port) {
             Ok(p) => p,
             Err(e) => {
                 return Ok(Start::Failed(Failure {
