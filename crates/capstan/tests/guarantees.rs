@@ -1797,4 +1797,3 @@ fn failing_transactional_migration_leaves_nothing_and_earlier_ones_stay(b: Backe
     failing_transactional_migration_leaves_nothing(b);
 }
 backends!(failing_transactional_migration_leaves_nothing_and_earlier_ones_stay);
-

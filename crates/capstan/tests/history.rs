@@ -416,4 +416,3 @@ fn a_failed_down_says_the_migration_is_still_applied(b: Backend) {
     a_failed_down_says_what_happened(b);
 }
 backends!(a_failed_down_says_the_migration_is_still_applied);
-

@@ -288,9 +288,7 @@ fn a_hand_edited_history_table_is_named_never_a_panic(b: Backend) {
             Backend::Postgres => p.query(d.postgres),
             Backend::Sqlite => {
                 rusqlite::Connection::open(p.sqlite_path())
-                    .and_then(|c| {
-                        c.execute_batch(&format!("{SQLITE_UNCONSTRAINED}{}", d.sqlite))
-                    })
+                    .and_then(|c| c.execute_batch(&format!("{SQLITE_UNCONSTRAINED}{}", d.sqlite)))
                     .expect("edit history");
                 String::new()
             }

@@ -4,7 +4,7 @@
 //! Postgres test server and the output helpers come from `capstan-testkit`.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// A scratch project: a temp dir with `migrations/` and a database.
@@ -211,4 +211,3 @@ impl Project {
             .expect("spawn capstan")
     }
 }
-
