@@ -7,17 +7,22 @@
 //! come from the same functions as the CLI: SLO status from
 //! [`capstan_slo::cli::status`] (the function behind `capstan slo status`),
 //! event queries from [`capstan_events::Store::query`]. A background task
-//! rebuilds a [`snapshot::Snapshot`]; requests only read it.
+//! rebuilds a [`Snapshot`]; requests only read it.
 //!
 //! Read-only by default: rollout actions need the token or a trusted header
-//! ([`auth`]).
+//! ([`Auth`]).
+//!
+//! The modules are private; this page lists what the crate offers: [`run`]
+//! and [`DashboardArgs`] (the `capstan dashboard` command), [`app`] and
+//! [`AppState`] (the router, for tests and embedding), [`Sources`] and
+//! [`Snapshot`] (what it reads and what it shows).
 
-pub mod auth;
-pub mod cli;
+mod auth;
+mod cli;
 mod live;
 mod pages;
-pub mod snapshot;
-pub mod svg;
+mod snapshot;
+mod svg;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -26,8 +31,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::{broadcast, watch};
 
-pub use auth::Auth;
-pub use snapshot::{Snapshot, Sources};
+pub use auth::{Actor, Auth};
+pub use cli::{run, DashboardArgs};
+pub use snapshot::{Chart, ChartPoint, Partial, Snapshot, Sources, CHART_POINTS};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -78,7 +84,13 @@ impl AppState {
 
     /// Rebuilds the snapshot now (at the current second) and publishes it.
     pub async fn refresh(&self) -> Arc<Snapshot> {
-        let now = chrono::Utc::now().timestamp_millis() / 1000 * 1000;
+        self.refresh_at(chrono::Utc::now().timestamp_millis()).await
+    }
+
+    /// Rebuilds the snapshot as of `now_ms` (cut to its second) and
+    /// publishes it: what the pages showed then, as `slo status --at` would.
+    pub async fn refresh_at(&self, now_ms: i64) -> Arc<Snapshot> {
+        let now = now_ms.div_euclid(1000) * 1000;
         let generation = self.snapshot().generation + 1;
         let snap = Arc::new(snapshot::build(&self.inner.sources, generation, now).await);
         *self

@@ -16,8 +16,8 @@ use capstan_rollout::controller::State as RolloutState;
 use capstan_slo::cli::{Settings, StatusReport};
 use capstan_slo::deploys::{Deploy, DeployLog};
 use capstan_slo::math::{self, Method, MINUTE_MS};
-use capstan_slo::source::Loaded;
-use capstan_slo::spec::Slo;
+use capstan_slo::source::{Loaded, Prometheus, SpanCounts};
+use capstan_slo::spec::{Budgeting, Slo};
 
 /// Points on the SLI and burn-down charts of one objective.
 pub const CHART_POINTS: i64 = 120;
@@ -70,7 +70,7 @@ pub struct Snapshot {
     pub took: Duration,
     /// SLO status, or why it is missing.
     pub status: Option<Partial<StatusReport>>,
-    /// Charts by (SLO name, objective index); event-store SLOs only.
+    /// Charts by (SLO name, objective index).
     pub charts: BTreeMap<(String, usize), Chart>,
     /// The deploy log over the last 31 days, oldest first.
     pub deploys: Partial<Vec<Deploy>>,
@@ -116,11 +116,18 @@ impl Snapshot {
     }
 }
 
+/// The chart's buckets of `slo` at `now_ms`: the period's start and the
+/// bucket length (the last bucket ends at `now_ms`).
+pub fn chart_buckets(slo: &Slo, now_ms: i64) -> (i64, i64) {
+    let period = math::period(&slo.window, now_ms);
+    let span = (now_ms - period.start_ms).max(MINUTE_MS);
+    (period.start_ms, (span / CHART_POINTS).max(MINUTE_MS))
+}
+
 /// Draws an objective's charts from the counts `slo status` evaluated.
 pub fn chart(loaded: &Loaded, method: Method, target: f64, slo: &Slo, now_ms: i64) -> Chart {
     let period = math::period(&slo.window, now_ms);
-    let span = (now_ms - period.start_ms).max(MINUTE_MS);
-    let step = (span / CHART_POINTS).max(MINUTE_MS);
+    let (_, step) = chart_buckets(slo, now_ms);
     let mut points = Vec::with_capacity(CHART_POINTS as usize + 1);
     let mut a = period.start_ms;
     while a < now_ms {
@@ -145,10 +152,13 @@ pub fn chart(loaded: &Loaded, method: Method, target: f64, slo: &Slo, now_ms: i6
 pub async fn build(sources: &Sources, generation: u64, now_ms: i64) -> Snapshot {
     let started = std::time::Instant::now();
     let mut charts = BTreeMap::new();
+    let mut from_prometheus: Vec<Slo> = Vec::new();
     let status = {
         let mut inspect = |slo: &Slo, loaded: &Loaded| {
-            // Prometheus answers only the spans the math asks for: no chart.
+            // Prometheus answered only the spans the math asks for: the
+            // chart's buckets are asked for below.
             if matches!(loaded, Loaded::Spans(_)) {
+                from_prometheus.push(slo.clone());
                 return;
             }
             for (i, o) in slo.objectives.iter().enumerate() {
@@ -162,6 +172,9 @@ pub async fn build(sources: &Sources, generation: u64, now_ms: i64) -> Snapshot 
             .await
             .map_err(|e| e.to_string())
     };
+    if status.is_ok() {
+        prometheus_charts(sources, &from_prometheus, now_ms, &mut charts).await;
+    }
     let store = sources.settings.store.clone();
     let deploys = match DeployLog::open_existing(&store) {
         Ok(Some(log)) => log
@@ -196,6 +209,53 @@ pub async fn build(sources: &Sources, generation: u64, now_ms: i64) -> Snapshot 
     }
     snap.took = started.elapsed();
     snap
+}
+
+/// Charts of Prometheus-sourced SLOs (occurrences budgeting; the timeslice
+/// methods need per-slice counts Prometheus is not asked for): each bucket's
+/// counts from one range query per expression, the burn-down from their
+/// running sums. A Prometheus that fails now only costs the chart (the
+/// status above has its numbers).
+async fn prometheus_charts(
+    sources: &Sources,
+    slos: &[Slo],
+    now_ms: i64,
+    charts: &mut BTreeMap<(String, usize), Chart>,
+) {
+    let Some(url) = &sources.settings.prometheus else {
+        return;
+    };
+    let Ok(prom) = Prometheus::new(url, sources.settings.timeout) else {
+        return;
+    };
+    for slo in slos {
+        if slo.budgeting != Budgeting::Occurrences {
+            continue;
+        }
+        let (start, step) = chart_buckets(slo, now_ms);
+        let buckets = match prom.buckets(slo, start, step, now_ms).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("chart of SLO {}: {e}", slo.name);
+                continue;
+            }
+        };
+        let mut spans = SpanCounts::default();
+        let mut so_far = math::Counts::default();
+        for (from, to, c) in buckets {
+            spans.insert(from, to, c);
+            so_far.bad += c.bad;
+            so_far.total += c.total;
+            spans.insert(start, to, so_far);
+        }
+        let loaded = Loaded::Spans(spans);
+        for (i, o) in slo.objectives.iter().enumerate() {
+            charts.insert(
+                (slo.name.clone(), i),
+                chart(&loaded, Method::Occurrences, o.target, slo, now_ms),
+            );
+        }
+    }
 }
 
 /// Releases seen per service in the 15 minutes before `now_ms`.

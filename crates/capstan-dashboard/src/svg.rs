@@ -234,7 +234,7 @@ pub fn burn_down(id: &str, chart: &Chart, ms: &[Marker]) -> String {
     out
 }
 
-/// A latency heatmap: time across, latency buckets up, darker = more events.
+/// A latency heatmap: time across, latency buckets up, a stronger cell = more events.
 /// `cells[i][j]`: events in time column `i` and latency bucket `j`.
 pub fn heatmap(
     id: &str,
@@ -250,7 +250,7 @@ pub fn heatmap(
         id,
         "Latency heatmap",
         &format!(
-            "{total} events from {} to {} by latency bucket; darker cells hold more events",
+            "{total} events from {} to {} by latency bucket; the more events, the stronger the cell",
             capstan_slo::math::rfc3339(start),
             capstan_slo::math::rfc3339(end)
         ),

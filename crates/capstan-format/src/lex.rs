@@ -103,14 +103,13 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    /// Counts the newlines of `from..to` and moves the position to `to`.
+    /// Counts the newlines of `pos..to` and moves the position to `to`.
     fn advance(&mut self, to: usize) {
-        let b = self.text.as_bytes();
-        for (i, &c) in b[self.pos..to].iter().enumerate() {
-            if c == b'\n' {
-                self.line += 1;
-                self.line_start = self.pos + i + 1;
-            }
+        let seg = &self.text.as_bytes()[self.pos..to];
+        let newlines = seg.iter().filter(|&&c| c == b'\n').count();
+        if newlines > 0 {
+            self.line += newlines;
+            self.line_start = self.pos + seg.iter().rposition(|&c| c == b'\n').unwrap_or(0) + 1;
         }
         self.pos = to;
     }

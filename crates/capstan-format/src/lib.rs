@@ -12,7 +12,7 @@
 //! ```
 //!
 //! This crate knows that format and nothing else: file names and the
-//! [`MigrationId`] they carry ([`name`]), the `-- capstan:` directives and
+//! [`MigrationId`] they carry, the `-- capstan:` directives and
 //! where the up and down sections are ([`scan`]), the [`Phase`] and
 //! [`Dialect`] enums, the duration and timeout syntax ([`parse_duration`],
 //! [`parse_timeout`]), and the one SQL lexer every statement boundary is

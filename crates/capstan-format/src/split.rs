@@ -71,7 +71,7 @@ fn statement(sql: &str, first: &Token, end: usize, bodies: Bodies) -> Statement 
         range: first.range.start..end,
         line_offset: first.line,
         column: first.column(sql),
-        keyword: bodies.words.into_iter().next().unwrap_or_default(),
+        keyword: bodies.keyword(sql),
     }
 }
 
@@ -119,8 +119,10 @@ pub fn words(sql: &str) -> Vec<String> {
 /// `BEGIN … END` inside.
 struct Bodies {
     dialect: Dialect,
-    /// The statement's first words, upper-cased.
-    words: Vec<String>,
+    /// The statement's first words (byte ranges).
+    words: [Range<usize>; 6],
+    /// How many of `words` are set.
+    count: usize,
     /// True when the previous token was the word `BEGIN`.
     after_begin: bool,
     depth: usize,
@@ -130,20 +132,32 @@ impl Bodies {
     fn new(dialect: Dialect) -> Self {
         Bodies {
             dialect,
-            words: Vec::new(),
+            words: Default::default(),
+            count: 0,
             after_begin: false,
             depth: 0,
         }
     }
 
+    /// The first word, upper-cased.
+    fn keyword(&self, sql: &str) -> String {
+        match self.count {
+            0 => String::new(),
+            _ => sql[self.words[0].clone()].to_ascii_uppercase(),
+        }
+    }
+
     /// `CREATE … FUNCTION|PROCEDURE|TRIGGER`.
-    fn routine(&self) -> bool {
-        self.words.first().map(String::as_str) == Some("CREATE")
-            && self
-                .words
-                .iter()
-                .skip(1)
-                .any(|w| matches!(w.as_str(), "FUNCTION" | "PROCEDURE" | "TRIGGER"))
+    fn routine(&self, sql: &str) -> bool {
+        let word = |i: usize| &sql[self.words[i].clone()];
+        self.count > 1
+            && word(0).eq_ignore_ascii_case("CREATE")
+            && (1..self.count).any(|i| {
+                let w = word(i);
+                ["FUNCTION", "PROCEDURE", "TRIGGER"]
+                    .iter()
+                    .any(|k| w.eq_ignore_ascii_case(k))
+            })
     }
 
     fn see(&mut self, sql: &str, t: &Token) {
@@ -151,15 +165,16 @@ impl Bodies {
             self.after_begin = false;
             return;
         }
-        let word = &sql[t.range.clone()];
-        if self.words.len() < 6 {
-            self.words.push(word.to_ascii_uppercase());
+        if self.count < self.words.len() {
+            self.words[self.count] = t.range.clone();
+            self.count += 1;
         }
+        let word = &sql[t.range.clone()];
         let is = |k: &str| word.eq_ignore_ascii_case(k);
         self.depth = if self.depth == 0 {
             match self.dialect {
                 Dialect::Postgres if self.after_begin && is("ATOMIC") => 1,
-                Dialect::Sqlite if is("BEGIN") && self.routine() => 1,
+                Dialect::Sqlite if is("BEGIN") && self.routine(sql) => 1,
                 _ => 0,
             }
         } else if is("CASE") || is("BEGIN") {

@@ -2,9 +2,9 @@
 //! SARIF, GitHub annotations) and exit codes. The `capstan` binary mounts it with
 //! `Lint(capstan_lint::cli::LintArgs)` and calls [`run`].
 //!
-//! Exit codes: 0 clean, 1 findings at or above `--fail-on`, 2 usage error or SQL
-//! Postgres rejects, 3 bad input (unreadable path, invalid UTF-8, bad config,
-//! unreachable `--schema-from` database).
+//! Exit codes: 0 clean, 1 findings at or above `--fail-on`, 2 usage error,
+//! 3 bad input (SQL Postgres rejects, unreadable path, invalid UTF-8, bad
+//! config, unreachable `--schema-from` database).
 
 mod live;
 mod parse_cache;
@@ -22,9 +22,9 @@ use std::path::{Path, PathBuf};
 pub const EXIT_OK: i32 = 0;
 /// Exit code: findings at or above `--fail-on`.
 pub const EXIT_FINDINGS: i32 = 1;
-/// Exit code: usage error, or SQL that Postgres rejects.
+/// Exit code: usage error.
 pub const EXIT_USAGE: i32 = 2;
-/// Exit code: bad input (unreadable file, invalid UTF-8, bad configuration, unreachable database).
+/// Exit code: bad input (SQL that Postgres rejects, unreadable file, invalid UTF-8, bad configuration, unreachable database).
 pub const EXIT_BAD_INPUT: i32 = 3;
 
 /// Output format.
@@ -328,7 +328,7 @@ fn run_inner(args: &LintArgs, out: &mut dyn Write) -> Result<i32, CliError> {
         .iter()
         .any(|f| f.rule == rules::syntax_error::RULE.name && f.severity == Severity::Error)
     {
-        return Ok(EXIT_USAGE);
+        return Ok(EXIT_BAD_INPUT);
     }
     Ok(if summary.failed {
         EXIT_FINDINGS

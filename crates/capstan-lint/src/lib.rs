@@ -30,8 +30,8 @@
 //! |---|---|
 //! | 0 | no finding at or above `--fail-on` (default `error`) |
 //! | 1 | at least one finding at or above `--fail-on` (`--deny-warnings` means `--fail-on warning`) |
-//! | 2 | usage error (bad flag, unknown rule for `--explain`), or SQL that Postgres rejects |
-//! | 3 | bad input: unreadable path, invalid UTF-8 (the file is named), bad `capstan.toml`, unreachable `--schema-from` database |
+//! | 2 | usage error (bad flag, unknown rule for `--explain`) |
+//! | 3 | bad input: SQL that Postgres rejects, unreadable path, invalid UTF-8 (the file is named), bad `capstan.toml`, unreachable `--schema-from` database |
 //!
 //! # Suppressing a finding
 //!

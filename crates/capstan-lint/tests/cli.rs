@@ -140,9 +140,10 @@ fn single_file_replays_earlier_migrations_of_its_directory() {
 }
 
 #[test]
-fn sql_postgres_rejects_exits_two_and_still_lints_the_rest() {
+fn sql_postgres_rejects_exits_three_and_still_lints_the_rest() {
     let (code, out, _) = lint(&["tests/fixtures/broken/0001_typo.sql"]);
-    assert_eq!(code, 2);
+    // Bad input, as `migrate` says of a file it cannot run (2 is usage).
+    assert_eq!(code, 3);
     assert!(
         out.contains(
             "error[syntax-error]: Postgres rejects this SQL: syntax error at or near \";\""
@@ -238,8 +239,8 @@ fn sqlite_dialect_reports_unreadable_sqlite_syntax_as_info() {
     )
     .unwrap();
     let path = dir.path().to_str().unwrap();
-    // Postgres: AUTOINCREMENT is a syntax error (exit 2).
-    assert_eq!(lint(&[path]).0, 2);
+    // Postgres: AUTOINCREMENT is a syntax error (exit 3, bad input).
+    assert_eq!(lint(&[path]).0, 3);
     // SQLite: unchecked (info), and no Postgres lock rule on the index.
     let (code, out, _) = lint(&["--dialect", "sqlite", "--format", "json", path]);
     assert_eq!(code, 0, "{out}");

@@ -48,8 +48,28 @@ const HEADERS: &[&str] = &[
 
 /// Every duration spelling tried on both timeouts: accepted and refused.
 const DURATIONS: &[&str] = &[
-    "0", "2s", "500ms", "1m", "1min", "90sec", "1h", "2hours", "24days", "1500ms", "soon", "500",
-    "500us", "1500us", "999999999s", "25days", "-1s", "2S", "1.5s", "1m30s", "0s", "0ms",
+    "0",
+    "2s",
+    "500ms",
+    "1m",
+    "1min",
+    "90sec",
+    "1h",
+    "2hours",
+    "24days",
+    "1500ms",
+    "soon",
+    "500",
+    "500us",
+    "1500us",
+    "999999999s",
+    "25days",
+    "-1s",
+    "2S",
+    "1.5s",
+    "1m30s",
+    "0s",
+    "0ms",
 ];
 
 /// Directive lines placed inside the up section, and after the down marker.
@@ -143,7 +163,11 @@ fn every_directive_form_gets_the_same_verdict_from_engine_and_linter() {
     // Nearly every file has an up marker: the comparison covered them.
     assert!(checked + 10 >= files.len(), "{checked} of {}", files.len());
     // Both accept and refuse something, so the comparison can fail.
-    let verdicts: Vec<_> = files.iter().filter_map(|t| engine(t)).collect();
+    let verdicts: Vec<_> = files
+        .iter()
+        .map(String::as_str)
+        .filter_map(engine)
+        .collect();
     assert!(verdicts.iter().any(Result::is_ok));
     assert!(verdicts.iter().any(Result::is_err));
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::driver::AppliedRow;
-use crate::source::{self, MigrationSet, Phase, SourceError};
+use crate::source::{self, MigrationId, MigrationSet, Phase, SourceError};
 use crate::sum;
 
 /// Why a directory edit was refused. Nothing was changed.
@@ -99,12 +99,12 @@ pub fn new_migration(
         .map(|(v, _)| v)
         .max();
     let version = latest.map_or(1, |v| v + 1);
-    let path = dir.join(format!("{version:04}_{name}.sql"));
+    let created = MigrationId::new(version, name).file_name();
+    let path = dir.join(&created);
     let text = template(phase, no_transaction);
     std::fs::write(&path, &text).map_err(io(&path))?;
     let mut all = files;
     all.push((path.clone(), text.into_bytes()));
-    let created = format!("{version:04}_{name}.sql");
     if let Err(e) = sum::update(dir, &all, &[created]) {
         // Nothing changed: the file goes with the sum it could not join.
         let _ = std::fs::remove_file(&path);
@@ -198,7 +198,7 @@ pub fn rebase(
     let first = newest.map_or(1, |v| v + 1);
     let mut renamed = Vec::new();
     for (next, (path, m)) in (first..).zip(&moving) {
-        let to = dir.join(format!("{next:04}_{}.sql", m.name));
+        let to = dir.join(MigrationId::new(next, m.name.clone()).file_name());
         if &to != path {
             renamed.push(Renamed {
                 from: path.clone(),

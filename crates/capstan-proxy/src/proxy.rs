@@ -62,6 +62,9 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     /// Set on shutdown: HTTP/1 answers carry `Connection: close`.
     pub draining: std::sync::atomic::AtomicBool,
+    /// The runtime that outlives the workers: mirrors run there, so a
+    /// mirrored request's event survives its worker's shutdown.
+    pub background: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -665,7 +668,8 @@ fn spawn_mirror(
     body: Bytes,
     primary: oneshot::Receiver<(Event, Option<[u8; 32]>)>,
 ) {
-    tokio::spawn(async move {
+    let background = proxy.background.clone();
+    background.spawn(async move {
         let started = Instant::now();
         let limit = proxy.body_limit;
         let shadow_result = async {

@@ -74,9 +74,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     on_bound: impl FnOnce(Bound),
 ) -> Result<(), ServeError> {
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .map_err(|source| ServeError::Bind {
+    let listeners =
+        bind_workers(settings.listen, worker_count()).map_err(|source| ServeError::Bind {
             addr: settings.listen,
             source,
         })?;
@@ -89,7 +88,7 @@ pub async fn run(
         None => None,
     };
     let bound = Bound {
-        listen: listener.local_addr().unwrap_or(settings.listen),
+        listen: listeners[0].local_addr().unwrap_or(settings.listen),
         admin: admin_listener.as_ref().and_then(|l| l.local_addr().ok()),
     };
 
@@ -115,25 +114,11 @@ pub async fn run(
     let (tables_tx, tables_rx) = watch::channel(registry.snapshot(settings.table.clone()));
     let tables_tx = Arc::new(tables_tx);
     let metrics = Arc::new(Metrics::default());
-    let client = client();
-    let proxy = Arc::new(Proxy {
-        tables: tables_rx.clone(),
-        client: client.clone(),
-        routes,
-        route_list: settings.routes.clone(),
-        default_timeout: settings.default_timeout,
-        body_limit: settings.body_limit,
-        service: settings.service.clone(),
-        user_salt: settings.user_salt.clone(),
-        recorder: recorder.clone(),
-        metrics: metrics.clone(),
-        draining: std::sync::atomic::AtomicBool::new(false),
-    });
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let health = tokio::spawn(pool::check_loop(
-        client,
-        tables_rx,
+        client(),
+        tables_rx.clone(),
         settings.health.clone(),
         stop_rx.clone(),
     ));
@@ -154,12 +139,132 @@ pub async fn run(
                 .await;
         })
     });
+
+    // One worker thread per listener, each with its own single-threaded
+    // runtime and upstream pool, like nginx's workers: a request is read,
+    // forwarded and answered on one thread, with no hand-offs between cores.
+    let background = tokio::runtime::Handle::current();
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let mut workers = Vec::with_capacity(listeners.len());
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let proxy = Proxy {
+            tables: tables_rx.clone(),
+            client: client(),
+            routes: routes.clone(),
+            route_list: settings.routes.clone(),
+            default_timeout: settings.default_timeout,
+            body_limit: settings.body_limit,
+            service: settings.service.clone(),
+            user_salt: settings.user_salt.clone(),
+            recorder: recorder.clone(),
+            metrics: metrics.clone(),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            background: background.clone(),
+        };
+        let drain_rx = drain_rx.clone();
+        let drain = settings.drain;
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name(format!("capstan-proxy-{i}"))
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(serve_listener(listener, proxy, drain_rx, drain)),
+                    Err(e) => tracing::error!(error = %e, "cannot start a proxy worker"),
+                }
+                let _ = done_tx.send(());
+            });
+        if let Err(source) = spawned {
+            let _ = drain_tx.send(true);
+            return Err(ServeError::Bind {
+                addr: bound.listen,
+                source,
+            });
+        }
+        workers.push(done_rx);
+    }
     drop(recorder);
     on_bound(bound);
 
+    shutdown.await;
+    tracing::info!("draining in-flight requests");
+    let _ = drain_tx.send(true);
+    for w in workers {
+        // Each worker bounds its own drain (`settings.drain`, then DRAIN_BOUND).
+        let _ = w.await;
+    }
+    let _ = stop_tx.send(true);
+    let _ = health.await;
+    if let Some(t) = admin_task {
+        let _ = t.await;
+    }
+    drop(tables_tx);
+    if let Some(t) = recorder_task {
+        // Mirror tasks still running hold the recorder for at most their timeout.
+        match tokio::time::timeout(Duration::from_secs(15), t.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "event store flush failed"),
+            Err(_) => tracing::warn!("event recorder did not finish flushing in time"),
+        }
+    }
+    Ok(())
+}
+
+/// How many worker threads serve clients: one per core.
+fn worker_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Binds `n` listeners on one address with `SO_REUSEPORT`, so the kernel
+/// spreads new connections over the workers (port 0: the first picks it).
+fn bind_workers(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut out: Vec<std::net::TcpListener> = Vec::with_capacity(n);
+    let mut at = addr;
+    for _ in 0..n.max(1) {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(at),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.set_reuse_address(true)?;
+        #[cfg(unix)]
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&at.into())?;
+        socket.listen(1024)?;
+        let std: std::net::TcpListener = socket.into();
+        if out.is_empty() {
+            at = std.local_addr()?;
+        }
+        // Registered with its worker's runtime when the worker starts.
+        out.push(std);
+        #[cfg(not(unix))]
+        break;
+    }
+    Ok(out)
+}
+
+/// One worker: accepts and serves connections until told to drain, then
+/// answers with `Connection: close` for up to `drain` and closes the rest
+/// once their in-flight requests finish (bounded by [`DRAIN_BOUND`]).
+async fn serve_listener(
+    listener: std::net::TcpListener,
+    proxy: Proxy,
+    mut stop: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "proxy worker cannot take its listener");
+            return;
+        }
+    };
+    let proxy = Arc::new(proxy);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -202,19 +307,18 @@ pub async fn run(
                     }
                 });
             }
-            () = &mut shutdown => break,
+            changed = stop.wait_for(|s| *s) => {
+                let _ = changed;
+                break;
+            }
         }
     }
-    // Stop accepting; for up to `drain`, answer on open connections with
-    // `Connection: close` so clients leave them cleanly; then close the rest
-    // once their in-flight requests finish (bounded).
     drop(listener);
-    tracing::info!("draining in-flight requests");
     proxy
         .draining
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let drain_started = tokio::time::Instant::now();
-    while graceful.count() > 0 && drain_started.elapsed() < settings.drain {
+    while graceful.count() > 0 && drain_started.elapsed() < drain {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     if tokio::time::timeout(DRAIN_BOUND, graceful.shutdown())
@@ -223,20 +327,4 @@ pub async fn run(
     {
         tracing::warn!("drain bound of {DRAIN_BOUND:?} passed; closing the rest");
     }
-    let _ = stop_tx.send(true);
-    let _ = health.await;
-    if let Some(t) = admin_task {
-        let _ = t.await;
-    }
-    drop(proxy);
-    drop(tables_tx);
-    if let Some(t) = recorder_task {
-        // Mirror tasks still running hold the recorder for at most their timeout.
-        match tokio::time::timeout(Duration::from_secs(15), t.shutdown()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "event store flush failed"),
-            Err(_) => tracing::warn!("event recorder did not finish flushing in time"),
-        }
-    }
-    Ok(())
 }

@@ -25,6 +25,8 @@ pub struct RolloutArgs {
 }
 
 /// `capstan rollout` subcommands.
+// Parsed once per process: the size of `start`'s options costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum RolloutCommand {
     /// Run a rollout in the foreground until promoted, rolled back or stopped
@@ -76,6 +78,14 @@ pub struct StartArgs {
     /// gates read its migration history and fleet registry.
     #[arg(long)]
     pub database: Option<String>,
+    /// The canary's migration directory: the schema gate refuses while an
+    /// expand migration in it is not applied to the database.
+    #[arg(long)]
+    pub canary_migrations: Option<PathBuf>,
+    /// Begin with a shadow step mirroring this percentage of requests to the
+    /// canary (no user sees its answers); replaces `[shadow] percent`.
+    #[arg(long, value_name = "PERCENT")]
+    pub shadow: Option<u8>,
     /// Start even though the budget gate refuses; the reason is recorded.
     #[arg(long = "override", value_name = "REASON")]
     pub override_reason: Option<String>,
@@ -145,6 +155,10 @@ async fn start(a: StartArgs) -> i32 {
     file.state = a.state.or(file.state);
     file.slo_config = a.slo_config.or(file.slo_config);
     file.database = a.database.or(file.database);
+    file.canary_migrations = a.canary_migrations.or(file.canary_migrations);
+    if let Some(percent) = a.shadow {
+        file.shadow.get_or_insert_with(Default::default).percent = Some(percent);
+    }
     file.proxy = ProxyFile {
         admin_url: a.proxy_admin.or(file.proxy.admin_url),
         token: a.proxy_token.or(file.proxy.token),
@@ -206,6 +220,14 @@ async fn start(a: StartArgs) -> i32 {
     }
 }
 
+/// A verdict or outcome as its JSON word (`pass`, `no_data`).
+fn word<T: serde::Serialize>(v: T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
 fn phase_text(p: &Phase) -> String {
     match p {
         Phase::Running => "running".into(),
@@ -235,7 +257,14 @@ fn state_json(s: &crate::controller::State) -> serde_json::Value {
         "last_verdict_ms": s.last_verdict_ms,
         "started_ms": s.started_ms,
         "updated_ms": s.updated_ms,
+        "last_judgement": s.last_judgement.as_ref().map(verdict_json),
+        "decisive_verdicts": s.decisive_verdicts.iter().map(verdict_json).collect::<Vec<_>>(),
     })
+}
+
+/// A kept verdict: its step counted from 1, and the judge's report.
+fn verdict_json(v: &crate::controller::StepVerdict) -> serde_json::Value {
+    json!({"step": v.step + 1, "report": v.report})
 }
 
 fn status(a: StatusArgs) -> i32 {
@@ -320,6 +349,20 @@ fn status(a: StatusArgs) -> i32 {
                 s.step + 1,
                 phase_text(&s.phase)
             );
+            if let Some(v) = &s.last_judgement {
+                let r = &v.report;
+                println!(
+                    "  last verdict, step {} at {}: {} (score {:.0}): {}",
+                    v.step + 1,
+                    r.interval.at_ms,
+                    word(r.verdict),
+                    r.score,
+                    r.reason
+                );
+                for m in &r.metrics {
+                    println!("    {} {}: {}", m.name, word(m.outcome), m.reason);
+                }
+            }
             for e in d {
                 println!(
                     "  {} {} {}: {}",
@@ -388,6 +431,8 @@ mod tests {
             state: None,
             slo_config: None,
             database: None,
+            canary_migrations: None,
+            shadow: None,
             override_reason: None,
             json: false,
         }
@@ -406,6 +451,15 @@ mod tests {
         // Flags only, missing the release.
         let mut a = start_args(None);
         a.service = Some("s".into());
+        a.state = Some(dir.path().join("state.db"));
+        assert_eq!(start(a).await, 3);
+        // A shadow step mirroring nothing.
+        let mut a = start_args(None);
+        a.service = Some("s".into());
+        a.release = Some("2.0.0".into());
+        a.proxy_admin = Some("http://127.0.0.1:9".into());
+        a.proxy_token = Some("t".into());
+        a.shadow = Some(0);
         a.state = Some(dir.path().join("state.db"));
         assert_eq!(start(a).await, 3);
         assert!(!dir.path().join("state.db").exists());

@@ -4,90 +4,14 @@
 
 mod e2e;
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use capstan_rollout::controller::plan::{Plan, PlanFile};
 use capstan_rollout::controller::run::{self, RunOptions};
 use capstan_rollout::controller::Phase;
 use capstan_slo::deploys::DeployLog;
-use e2e::{Chirpy, Db, Proxy, TOKEN};
-
-fn plan(dir: &Path, admin: &str, body: &str) -> Plan {
-    let text = format!(
-        "service = \"chirpy\"\ncanary = \"2.0.0\"\nevents = \"{}\"\nstate = \"{}\"\n{body}\n[proxy]\nadmin_url = \"{admin}\"\ntoken = \"{TOKEN}\"\ntimeout = \"5s\"\n\
-         [analysis]\nshift_tolerance = 5.0\np99_tolerance = 50.0\n",
-        dir.join("events.db").display(),
-        dir.join("rollout.db").display(),
-    );
-    let p = Path::new("rollout.toml");
-    PlanFile::parse(p, &text)
-        .and_then(|f| f.validate(p))
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-struct Setup {
-    db: Db,
-    _v1: Chirpy,
-    _v2: Chirpy,
-    proxy: Proxy,
-}
-
-async fn setup(fault: Option<&str>) -> Setup {
-    let db = Db::new();
-    let v1 = Chirpy::start(1, &db, None).await;
-    let v2 = Chirpy::start(2, &db, fault).await;
-    let proxy = Proxy::start(&v1.addr, &v2.addr, &db.path("events.db")).await;
-    Setup {
-        db,
-        _v1: v1,
-        _v2: v2,
-        proxy,
-    }
-}
-
-fn decisions(s: &Setup) -> Vec<String> {
-    let log = DeployLog::open(&s.db.path("events.db")).unwrap();
-    log.list(Some("chirpy"), 0, i64::MAX)
-        .unwrap()
-        .into_iter()
-        .map(|d| d.label())
-        .collect()
-}
-
-fn canary_weight(table: &serde_json::Value) -> i64 {
-    table["weights"]["2.0.0"].as_i64().unwrap_or(0)
-}
-
-/// Watches the canary's weight every 50 ms until `stop`; the weights seen, in order.
-fn watch_weights(admin: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<i64>> {
-    tokio::spawn(async move {
-        let client = reqwest::Client::new();
-        let mut seen = vec![0];
-        while !stop.load(Ordering::Relaxed) {
-            if let Ok(r) = client
-                .get(format!("{admin}/routing"))
-                .bearer_auth(TOKEN)
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-            {
-                if let Ok(b) = r.bytes().await {
-                    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) {
-                        let w = canary_weight(&v);
-                        if seen.last() != Some(&w) {
-                            seen.push(w);
-                        }
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        seen
-    })
-}
+use e2e::{canary_weight, decisions, plan, setup, watch_weights, TOKEN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_release_with_3_percent_errors_is_rolled_back_before_most_users_see_it() {

@@ -17,7 +17,7 @@ fn m(name: &str, group: &str, critical: bool, outcome: Outcome) -> MetricResult 
     MetricResult {
         name: name.into(),
         group: group.into(),
-        kind: "custom",
+        kind: "custom".into(),
         critical,
         outcome,
         reason: String::new(),

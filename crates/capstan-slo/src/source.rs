@@ -2,7 +2,7 @@
 //! Prometheus's HTTP API. Both answer with something the pure math reads
 //! ([`Windows`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -417,20 +417,7 @@ impl Prometheus {
     /// A query written with `rate()` is a per-second rate, so it is
     /// multiplied by the span's seconds to count events.
     pub async fn spans(&self, slo: &Slo, spans: &[(i64, i64)]) -> Result<SpanCounts, SourceError> {
-        let Indicator::Ratio { counted, total } = &slo.indicator else {
-            return Err(SourceError::Unsupported(format!(
-                "SLO `{}`: thresholdMetric is not evaluated; use a ratioMetric",
-                slo.name
-            )));
-        };
-        let (Query::Prometheus { query: num }, Query::Prometheus { query: tot }) =
-            (counted.query(), total)
-        else {
-            return Err(SourceError::Unsupported(format!(
-                "SLO `{}` does not read Prometheus",
-                slo.name
-            )));
-        };
+        let (counted, num, tot) = prometheus_ratio(slo)?;
         let mut out = SpanCounts::default();
         for &(from, to) in spans {
             if to <= from {
@@ -451,14 +438,158 @@ impl Prometheus {
             };
             let n = count(num).await?;
             let t = count(tot).await?;
-            let bad = match counted {
-                Counted::Good(_) => (t - n).max(0.0),
-                Counted::Bad(_) => n.min(t),
-            };
-            out.insert(from, to, Counts { bad, total: t });
+            out.insert(from, to, ratio_counts(counted, n, t));
         }
         Ok(out)
     }
+}
+
+/// The counted side and both queries of a Prometheus-sourced ratio SLO.
+fn prometheus_ratio(slo: &Slo) -> Result<(&Counted, &str, &str), SourceError> {
+    let Indicator::Ratio { counted, total } = &slo.indicator else {
+        return Err(SourceError::Unsupported(format!(
+            "SLO `{}`: thresholdMetric is not evaluated; use a ratioMetric",
+            slo.name
+        )));
+    };
+    let (Query::Prometheus { query: num }, Query::Prometheus { query: tot }) =
+        (counted.query(), total)
+    else {
+        return Err(SourceError::Unsupported(format!(
+            "SLO `{}` does not read Prometheus",
+            slo.name
+        )));
+    };
+    Ok((counted, num, tot))
+}
+
+impl Prometheus {
+    /// Evaluates a range query at `start_ms`, `start_ms + step_ms`, … up to
+    /// `end_ms`; per evaluation time, the sum of the returned series' values
+    /// (times without a sample are absent).
+    pub async fn range(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<BTreeMap<i64, f64>, SourceError> {
+        let url = format!("{}/api/v1/query_range", self.base);
+        let secs = |ms: i64| format!("{:.3}", ms as f64 / 1000.0);
+        let resp = self
+            .client
+            .post(&url)
+            .form(&[
+                ("query", query),
+                ("start", secs(start_ms).as_str()),
+                ("end", secs(end_ms).as_str()),
+                ("step", secs(step_ms).as_str()),
+            ])
+            .send()
+            .await
+            .map_err(|e| SourceError::Unreachable {
+                url: self.base.clone(),
+                message: describe_reqwest(&e),
+            })?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.map_err(|e| SourceError::Shape {
+            query: query.to_string(),
+            message: format!("HTTP {status} and a body that is not JSON: {e}"),
+        })?;
+        if body["status"] != "success" {
+            return Err(SourceError::PromQl {
+                query: query.to_string(),
+                error_type: body["errorType"].as_str().unwrap_or("error").to_string(),
+                message: body["error"].as_str().unwrap_or("no message").to_string(),
+            });
+        }
+        let shape = |message: String| SourceError::Shape {
+            query: query.to_string(),
+            message,
+        };
+        if body["data"]["resultType"] != "matrix" {
+            return Err(shape(format!(
+                "result type {} from a range query",
+                body["data"]["resultType"]
+            )));
+        }
+        let mut out = BTreeMap::new();
+        for series in body["data"]["result"].as_array().into_iter().flatten() {
+            for point in series["values"].as_array().into_iter().flatten() {
+                let t = point[0].as_f64().ok_or_else(|| {
+                    shape(format!("a sample time {} that is not a number", point[0]))
+                })?;
+                let s = point[1].as_str().unwrap_or("");
+                let v = match s {
+                    "NaN" => 0.0,
+                    _ => s
+                        .parse::<f64>()
+                        .map_err(|_| shape(format!("a sample value `{s}` that is not a number")))?,
+                };
+                *out.entry((t * 1000.0).round() as i64).or_insert(0.0) += v;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Counts of consecutive buckets `[start_ms + i·step_ms, … + step_ms)`
+    /// up to `end_ms` (the last one cut there) of a Prometheus-sourced ratio
+    /// SLO, for charts: one range query per expression with `{{.window}}`
+    /// as the step, and instant queries for a last, shorter bucket. A bucket
+    /// Prometheus has no sample for counts nothing.
+    pub async fn buckets(
+        &self,
+        slo: &Slo,
+        start_ms: i64,
+        step_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<(i64, i64, Counts)>, SourceError> {
+        let (counted, num, tot) = prometheus_ratio(slo)?;
+        if step_ms <= 0 || end_ms <= start_ms {
+            return Ok(Vec::new());
+        }
+        let whole = (end_ms - start_ms) / step_ms;
+        let w = prom_duration(step_ms);
+        let fill = |q: &str| q.replace("{{.window}}", &w).replace("{{ .window }}", &w);
+        let scale = |q: &str, ms: i64| {
+            if q.contains("rate(") && !q.contains("increase(") {
+                ms as f64 / 1000.0
+            } else {
+                1.0
+            }
+        };
+        let mut out = Vec::new();
+        if whole > 0 {
+            let last = start_ms + whole * step_ms;
+            let n = self
+                .range(&fill(num), start_ms + step_ms, last, step_ms)
+                .await?;
+            let t = self
+                .range(&fill(tot), start_ms + step_ms, last, step_ms)
+                .await?;
+            for i in 0..whole {
+                let to = start_ms + (i + 1) * step_ms;
+                let total = t.get(&to).copied().unwrap_or(0.0) * scale(tot, step_ms);
+                let n = n.get(&to).copied().unwrap_or(0.0) * scale(num, step_ms);
+                out.push((to - step_ms, to, ratio_counts(counted, n, total)));
+            }
+        }
+        let from = start_ms + whole * step_ms;
+        if from < end_ms {
+            let rest = self.spans(slo, &[(from, end_ms)]).await?;
+            out.push((from, end_ms, rest.counts(from, end_ms)));
+        }
+        Ok(out)
+    }
+}
+
+/// Bad and total from the counted side's count and the total.
+fn ratio_counts(counted: &Counted, n: f64, total: f64) -> Counts {
+    let bad = match counted {
+        Counted::Good(_) => (total - n).max(0.0),
+        Counted::Bad(_) => n.min(total),
+    };
+    Counts { bad, total }
 }
 
 fn describe_reqwest(e: &reqwest::Error) -> String {

@@ -1,6 +1,9 @@
 //! The `capstan` command line: parses, dispatches, maps failures to exit codes.
 //! The work is done in the library crates.
 
+// The source of docs/exit-codes.md; its test checks the doc against it.
+#[cfg(test)]
+mod exit_codes;
 mod preflight;
 
 use anyhow::Context as _;
@@ -128,7 +131,7 @@ enum Command {
   capstan dashboard                                    # http://127.0.0.1:8900/, read-only
   CAPSTAN_DASHBOARD_TOKEN=$(cat token) capstan dashboard --listen 0.0.0.0:8900
   capstan dashboard --trusted-header X-Forwarded-User  # behind an authenticating proxy")]
-    Dashboard(capstan_dashboard::cli::DashboardArgs),
+    Dashboard(capstan_dashboard::DashboardArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -203,7 +206,7 @@ fn main() -> anyhow::Result<()> {
             Command::Events(args) => capstan_events::cli::run(args).await,
             Command::Proxy(args) => capstan_proxy::cli::run(args).await,
             Command::Slo(args) => capstan_slo::cli::run(args).await,
-            Command::Dashboard(args) => capstan_dashboard::cli::run(args).await,
+            Command::Dashboard(args) => capstan_dashboard::run(args).await,
         }
     });
     std::process::exit(code);

@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 
 use capstan_events::{Event, Store};
 use capstan_rollout::controller::store::StateStore;
-use capstan_rollout::controller::{Command as RolloutCommand, State};
+use capstan_rollout::controller::{
+    keep_report, reconcile, run, Command as RolloutCommand, Judged, Limits, LogKind, Observation,
+    State, Step, Target,
+};
+use capstan_rollout::judge::{self, Direction, Interval, MetricSpec, Observed, Rule, Samples};
 use capstan_slo::deploys::{Deploy, DeployKind, DeployLog};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::Value;
@@ -77,7 +81,9 @@ impl Drop for Killed {
 
 /// A month of `api` traffic ending at `now`: deploy A (release 1.1.0, 20 days
 /// ago) fails half its requests for 30 minutes; deploy B (1.2.0, 50 minutes
-/// ago) fails one request in five minutes, and is slow.
+/// ago, as a canary taking every minute's first request) fails one request
+/// in five minutes, and both are slower since. The rollout of 1.2.0 had a
+/// verdict over that data, which moved it to its second step.
 fn seed(dir: &Path, now: i64) {
     std::fs::create_dir_all(dir.join("slos")).unwrap();
     std::fs::write(dir.join("slos/api.yaml"), SLOS).unwrap();
@@ -87,12 +93,14 @@ fn seed(dir: &Path, now: i64) {
     let mut batch = Vec::new();
     let mut m = now - 30 * 1440 * MIN;
     while m < now {
-        let release = if m >= b {
-            "1.2.0"
-        } else if m >= a {
-            "1.1.0"
-        } else {
-            "1.0.0"
+        let release = |i: i64| {
+            if m >= b && i == 0 {
+                "1.2.0"
+            } else if m >= a {
+                "1.1.0"
+            } else {
+                "1.0.0"
+            }
         };
         for i in 0..PER_MINUTE {
             let bad = ((a..a + 30 * MIN).contains(&m) && i < 2)
@@ -114,7 +122,7 @@ fn seed(dir: &Path, now: i64) {
                 } else {
                     12.0 + i as f64
                 },
-                release: release.into(),
+                release: release(i).into(),
                 cohort: if i == 1 { "internal" } else { "" }.into(),
                 ..Event::default()
             });
@@ -152,10 +160,122 @@ fn seed(dir: &Path, now: i64) {
     )
     .unwrap();
     let states = StateStore::open(&dir.join("rollout.db")).unwrap();
-    states
-        .save(&State::new("api", "1.1.0", "1.2.0", b))
-        .unwrap();
+    let (state, entries) = judged_rollout(&store, b, now);
+    for e in entries {
+        log.record(&e, None).unwrap();
+    }
+    states.save(&state).unwrap();
     std::fs::write(dir.join("token"), TOKEN).unwrap();
+}
+
+/// The rollout of 1.2.0 against 1.1.0 started at `b`, after the
+/// controller's pure decision on a verdict the judge made over the store's
+/// events of `[b, now)` (tolerances wide enough to pass): its state, with
+/// the report kept, and its deploy log entries.
+fn judged_rollout(store: &Store, b: i64, now: i64) -> (State, Vec<Deploy>) {
+    let (c, base, cl, bl) = run::observe(store, "api", "1.1.0", "1.2.0", b, now).unwrap();
+    let spec = |name: &str, group: &str, rule| MetricSpec {
+        name: name.into(),
+        group: group.into(),
+        critical: true,
+        rule,
+    };
+    let specs = [
+        spec(
+            "errors",
+            "availability",
+            Rule::ErrorRatio {
+                direction: Direction::Increase,
+                min_requests: 30,
+                relative_tolerance: 100.0,
+                absolute_tolerance: 0.5,
+            },
+        ),
+        spec(
+            "latency",
+            "latency",
+            Rule::Latency {
+                min_samples: 30,
+                shift_tolerance: 10.0,
+                p99_tolerance: 10.0,
+            },
+        ),
+    ];
+    let observed = [
+        Observed::Counts {
+            canary: c,
+            baseline: base,
+        },
+        Observed::Samples {
+            canary: Samples::from_values(cl).unwrap(),
+            baseline: Samples::from_values(bl).unwrap(),
+        },
+    ];
+    let interval = Interval {
+        from_ms: b,
+        to_ms: now,
+        at_ms: now,
+    };
+    let report = judge::judge(
+        &specs,
+        &observed,
+        &Default::default(),
+        &judge::Thresholds::default(),
+        interval,
+    );
+    assert_eq!(report.verdict, judge::Verdict::Pass, "{report:?}");
+    let step = |target| Step {
+        target,
+        min_duration_ms: 0,
+        min_requests: 30,
+        interval_ms: 60_000,
+    };
+    let steps = [
+        step(Target::Internal),
+        step(Target::Weight { percent: 5 }),
+        step(Target::Weight { percent: 100 }),
+    ];
+    let before = State::new("api", "1.1.0", "1.2.0", b);
+    let obs = Observation {
+        command: None,
+        judged: Some(Judged {
+            verdict: report.verdict,
+            from_ms: b,
+            at_ms: now,
+            canary_requests: c.total,
+            baseline_requests: base.total,
+            canary_errors: c.errors,
+            summary: report.reason.clone(),
+        }),
+        gate_refused: None,
+    };
+    let limits = Limits {
+        hold_limit: 2,
+        page_burn: None,
+    };
+    let mut d = reconcile(&before, &steps, &limits, &obs, now);
+    keep_report(&before, &mut d, report);
+    assert_eq!(d.state.step, 1, "{:?}", d.log);
+    let entries = d
+        .log
+        .iter()
+        .map(|e| Deploy {
+            time_ms: now,
+            service: "api".into(),
+            kind: if e.kind == LogKind::Rollback {
+                DeployKind::Rollback
+            } else {
+                DeployKind::Rollout
+            },
+            subject: e.subject.clone(),
+            detail: format!(
+                "{}: {}",
+                serde_json::to_value(e.kind).unwrap().as_str().unwrap(),
+                e.detail
+            ),
+        })
+        .collect();
+    (d.state, entries)
 }
 
 fn capstan(dir: &Path, args: &[&str]) -> Value {
@@ -237,14 +357,29 @@ fn start_chromedriver() -> (Killed, String) {
     (k, url)
 }
 
-async fn browser(driver: &str) -> Client {
+/// A headless Chromium; `dark`: the pages see `prefers-color-scheme: dark`
+/// (Blink's setting, 0 is dark; `--force-dark-mode` does the same, and
+/// darkens the browser's own UI too).
+async fn browser(driver: &str, dark: bool) -> Client {
+    let mut args = vec![
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1800",
+        "--disable-features=PasswordLeakDetection",
+        "--password-store=basic",
+        "--no-first-run",
+    ];
+    if dark {
+        args.push("--blink-settings=preferredColorScheme=0");
+    }
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
         serde_json::json!({
             "binary": "/usr/bin/chromium",
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1800",
-                     "--disable-features=PasswordLeakDetection", "--password-store=basic", "--no-first-run"],
+            "args": args,
             // No password manager: submitting a form with a password field
             // must not wait on a leak check that has no network to reach.
             "prefs": {"credentials_enable_service": false, "profile.password_manager_enabled": false,
@@ -343,6 +478,73 @@ fn check_against_cli(dir: &Path, page: &Value, want_markers: Option<usize>) {
     }
 }
 
+/// Reads the rollout's step, weights, last verdict with each metric's
+/// figures (`data-field` → `data-value`), and the verdicts in its history.
+const READ_ROLLOUT: &str = r#"
+const sec = document.querySelector('section.rollout[data-service=api]');
+const table = t => ({verdict: t.dataset.verdict, score: t.dataset.score,
+  metrics: [...t.querySelectorAll('tbody tr[data-metric]')].map(tr => {
+    const m = {name: tr.dataset.metric, outcome: tr.querySelector('.outcome').textContent, fields: {}};
+    for (const s of tr.querySelectorAll('.stat')) m.fields[s.dataset.field] = s.dataset.value;
+    return m; })});
+return {step: sec.querySelector('[data-field=step]').textContent.trim(),
+        phase: sec.querySelector('[data-field=phase]').textContent.trim(),
+        weights: sec.querySelector('[data-field=weights]').textContent.trim(),
+        last: table(sec.querySelector('[data-last-verdict] table')),
+        history: [...sec.querySelectorAll('table.history tbody tr')].map(tr => ({
+          time: Number(tr.dataset.time), verdict: tr.querySelector('table.metrics') ? table(tr.querySelector('table.metrics')) : null}))};
+"#;
+
+/// What the rollouts page shows equals `capstan rollout status --json`:
+/// step, phase, the last verdict and every figure of every metric's
+/// evidence, and the verdicts behind the decisions.
+fn check_rollout(page: &Value, cli: &Value) {
+    assert_eq!(page["step"], cli["step"].to_string(), "{page}");
+    assert_eq!(page["phase"], cli["phase"]);
+    assert_eq!(
+        page["weights"],
+        "1.1.0 95 %, 1.2.0 5 %; the internal cohort: 1.2.0"
+    );
+    let same_table = |shown: &Value, kept: &Value| {
+        let report = &kept["report"];
+        assert_eq!(shown["verdict"], report["verdict"]);
+        assert_eq!(f(&shown["score"]), f(&report["score"]));
+        let metrics = report["metrics"].as_array().unwrap();
+        assert_eq!(shown["metrics"].as_array().unwrap().len(), metrics.len());
+        for (m, want) in shown["metrics"].as_array().unwrap().iter().zip(metrics) {
+            assert_eq!(m["name"], want["name"]);
+            assert_eq!(m["outcome"], want["outcome"]);
+            let fields = m["fields"].as_object().unwrap();
+            assert!(fields.len() >= 6, "{m}");
+            for (path, v) in fields {
+                let mut at = &want["evidence"];
+                for k in path.split('.') {
+                    at = &at[k];
+                }
+                assert_eq!(f(v), f(at), "{}: {path}", m["name"]);
+            }
+        }
+    };
+    let last = cli["last_judgement"].clone();
+    assert!(last.is_object(), "{cli}");
+    same_table(&page["last"], &last);
+    let decisive = cli["decisive_verdicts"].as_array().unwrap();
+    let shown: Vec<&Value> = page["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| !h["verdict"].is_null())
+        .collect();
+    assert_eq!(shown.len(), decisive.len(), "each with its first line");
+    for h in shown {
+        let kept = decisive
+            .iter()
+            .find(|d| d["report"]["interval"]["at_ms"] == h["time"])
+            .unwrap();
+        same_table(&h["verdict"], kept);
+    }
+}
+
 async fn wait_for(c: &Client, script: &str, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     loop {
@@ -393,7 +595,7 @@ async fn dashboard_in_chromium() {
             .unwrap(),
     );
     wait_http(&format!("{base}/api/status"), Duration::from_secs(60));
-    let c = browser(&driver_url).await;
+    let c = browser(&driver_url, false).await;
 
     // Overview and service page: the numbers `slo status --json` gives for the
     // snapshot's time, the deploy markers and the attribution.
@@ -407,7 +609,7 @@ async fn dashboard_in_chromium() {
     shot(&c, "overview").await;
     c.goto(&format!("{base}/service/api")).await.unwrap();
     let page = c.execute(READ_NUMBERS, vec![]).await.unwrap();
-    check_against_cli(dir, &page, Some(3));
+    check_against_cli(dir, &page, Some(5));
     shot(&c, "service").await;
 
     // A new event appears on an open page within 2 s.
@@ -451,6 +653,22 @@ async fn dashboard_in_chromium() {
     let states = StateStore::open(&dir.join("rollout.db")).unwrap();
     c.goto(&format!("{base}/rollouts")).await.unwrap();
     shot(&c, "rollouts").await;
+    let page = c.execute(READ_ROLLOUT, vec![]).await.unwrap();
+    let cli = capstan(
+        dir,
+        &[
+            "rollout",
+            "status",
+            "--json",
+            "--service",
+            "api",
+            "--state",
+            "rollout.db",
+            "--events",
+            "events.db",
+        ],
+    );
+    check_rollout(&page, &cli["rollouts"][0]);
     let click = |label: &'static str| {
         let c = c.clone();
         async move {
@@ -491,8 +709,18 @@ async fn dashboard_in_chromium() {
             .await
             .unwrap();
         click(label).await;
-        let url = c.current_url().await.unwrap();
-        assert!(url.as_str().contains("done="), "{url}");
+        // The POST and its redirect may still be under way when the click
+        // returns (on a loaded machine): wait for the page it lands on.
+        assert!(
+            wait_for(
+                &c,
+                "return location.search.includes('done=')",
+                Duration::from_secs(15)
+            )
+            .await,
+            "{label} did not land on the queued notice: {}",
+            c.current_url().await.unwrap()
+        );
         assert_eq!(states.take_command("api", now).unwrap(), Some(want));
     }
     shot(&c, "rollouts-queued").await;
@@ -583,6 +811,29 @@ async fn dashboard_in_chromium() {
     );
     shot(&c, "events").await;
     c.close().await.unwrap();
+
+    // The dark theme: every page again, in a browser that prefers it.
+    let c = browser(&driver_url, true).await;
+    for (path, name) in [
+        ("/", "overview"),
+        ("/service/api", "service"),
+        ("/rollouts", "rollouts"),
+        (url.trim_start_matches(&base), "events"),
+    ] {
+        c.goto(&format!("{base}{path}")).await.unwrap();
+        let dark = c
+            .execute(
+                "return matchMedia('(prefers-color-scheme: dark)').matches \
+                 && getComputedStyle(document.body).backgroundColor",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(dark, "rgb(18, 18, 22)", "{name}: the dark background");
+        shot(&c, &format!("{name}-dark")).await;
+    }
+    c.close().await.unwrap();
+    eprintln!("browser test took {:?}", t0.elapsed());
 }
 
 fn enc(s: &str) -> String {

@@ -684,3 +684,63 @@ async fn sigterm_under_load_drops_no_request_and_leaves_the_fleet() {
         "the instance left the fleet"
     );
 }
+
+/// Advice in `migrate`'s errors and reports names the binary that was run
+/// (`chirpy-v2 migrate repair`), not `capstan`; advice to edit the migrations,
+/// which only the capstan CLI does in the source tree, keeps `capstan`.
+#[test]
+fn migrate_advice_names_the_binary_that_was_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("chirpy.db");
+    let url = format!("sqlite://{}", file.display());
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let out = migrate(V1, &url, &["up"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // As a no-transaction migration that failed part-way would leave it.
+    let db = rusqlite::Connection::open(&file).unwrap();
+    db.execute(
+        "UPDATE capstan_migrations SET state = 'dirty', error = 'statement 2 failed' WHERE version = 1",
+        [],
+    )
+    .unwrap();
+    let out = migrate(V2, &url, &["up"]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("then run `chirpy-v2 migrate repair`"), "{err}");
+    assert!(!err.contains("capstan migrate"), "{err}");
+    let out = migrate(V2, &url, &["up", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("`chirpy-v2 migrate repair`"), "{v}");
+    let out = migrate(V2, &url, &["status"]);
+    assert!(
+        text(&out.stdout).contains("see `chirpy-v2 migrate repair`"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = migrate(V2, &url, &["repair"]);
+    let explained = text(&out.stdout);
+    assert!(
+        explained.contains("run `chirpy-v2 migrate repair --mark-applied 1`")
+            && explained.contains("run `chirpy-v2 migrate repair --mark-rolled-back 1`")
+            && !explained.contains("capstan"),
+        "{explained}"
+    );
+    let out = migrate(V2, &url, &["repair", "--mark-applied", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = migrate(V2, &url, &["up"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // Drift: 0001's recorded up section is not the one this binary embeds.
+    db.execute(
+        "UPDATE capstan_migrations SET up_checksum = (SELECT up_checksum FROM capstan_migrations WHERE version = 2) WHERE version = 1",
+        [],
+    )
+    .unwrap();
+    let out = migrate(V2, &url, &["up"]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("`capstan migrate hash --accept"), "{err}");
+    assert!(!err.contains("chirpy-v2 migrate hash"), "{err}");
+}

@@ -7,11 +7,25 @@
 
 use std::time::Duration;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
+use serde::Serialize;
 
-use super::{emit, Context, Failure, EXIT_BAD_INPUT, EXIT_OK};
+use super::context::{ConnArgs, Context};
+use super::exit::{Exit, Failure, Kind};
+use super::output::{program, quiet};
 use crate::fleet::{Heartbeat, Instance, DEFAULT_HEARTBEAT};
 use crate::migrator::{Database, Error};
+
+/// `fleet`: the instances registered in the fleet registry.
+#[derive(Debug, Clone, Args)]
+pub struct FleetArgs {
+    /// Database, directory and run options.
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// What to do (default: list).
+    #[command(subcommand)]
+    pub command: Option<FleetCommand>,
+}
 
 /// The `fleet` subcommands; none lists the registry.
 #[derive(Debug, Clone, Subcommand)]
@@ -109,11 +123,10 @@ fn heartbeat_interval(ttl: Duration) -> Duration {
     (ttl / 3).clamp(Duration::from_millis(100), DEFAULT_HEARTBEAT)
 }
 
-pub(super) async fn run(cx: &Context<'_>, command: FleetCommand) -> Result<i32, Failure> {
-    let json = cx.args.json;
+pub(super) async fn run(cx: &Context<'_>, command: Option<FleetCommand>) -> Result<Exit, Failure> {
     match command {
-        FleetCommand::List => unreachable!("listed by run_fleet"),
-        FleetCommand::Join { who, id } => {
+        None | Some(FleetCommand::List) => list(cx).await,
+        Some(FleetCommand::Join { who, id }) => {
             let instance = who.instance(cx, id.as_deref())?;
             let mut db = Database::connect(&cx.url()?).await?;
             db.driver()
@@ -121,14 +134,13 @@ pub(super) async fn run(cx: &Context<'_>, command: FleetCommand) -> Result<i32, 
                 .await
                 .map_err(Error::from)?;
             let ttl = cx.settings()?.fleet_ttl;
-            emit(
-                json,
+            cx.out.result(
                 &serde_json::json!({"instance": instance, "ttl_secs": ttl.as_secs_f64()}),
                 || instance.instance_id.clone(),
             );
-            Ok(EXIT_OK)
+            Ok(Exit::Ok)
         }
-        FleetCommand::Leave { id } => {
+        Some(FleetCommand::Leave { id }) => {
             let mut db = Database::connect(&cx.url()?).await?;
             let known = db
                 .driver()
@@ -139,23 +151,78 @@ pub(super) async fn run(cx: &Context<'_>, command: FleetCommand) -> Result<i32, 
                 .any(|r| r.instance.instance_id == id);
             if !known {
                 return Err(Failure::new(
-                    EXIT_BAD_INPUT,
-                    "not-found",
-                    format!("no instance `{id}` in the fleet registry (see `capstan fleet list`)"),
+                    Exit::BadInput,
+                    Kind::NotFound,
+                    format!(
+                        "no instance `{id}` in the fleet registry (see `{} fleet list`)",
+                        program()
+                    ),
                 ));
             }
             db.driver().fleet_depart(&id).await.map_err(Error::from)?;
-            emit(json, &serde_json::json!({"departed": id}), || {
+            cx.out.result(&serde_json::json!({"departed": id}), || {
                 format!("{id} departed")
             });
-            Ok(EXIT_OK)
+            Ok(Exit::Ok)
         }
-        FleetCommand::Run { who, command } => run_child(cx, &who, &command).await,
+        Some(FleetCommand::Run { who, command }) => run_child(cx, &who, &command).await,
     }
 }
 
+/// `fleet list`: live, departed and expired instances.
+async fn list(cx: &Context<'_>) -> Result<Exit, Failure> {
+    let settings = cx.settings()?;
+    let mut db = Database::connect_read_only(&cx.url()?).await?;
+    let rows = db.driver().fleet_list().await.map_err(Error::from)?;
+    #[derive(Serialize)]
+    struct Row<'a> {
+        #[serde(flatten)]
+        row: &'a crate::fleet::InstanceRow,
+        live: bool,
+    }
+    let out: Vec<Row<'_>> = rows
+        .iter()
+        .map(|row| Row {
+            row,
+            live: row.is_live(settings.fleet_ttl),
+        })
+        .collect();
+    cx.out.result(&serde_json::json!({ "instances": out }), || {
+        if rows.is_empty() {
+            return "no instance has registered".to_string();
+        }
+        let mut s = String::new();
+        for r in &out {
+            let state = if r.live {
+                "live"
+            } else if r.row.departed_at.is_some() {
+                "departed"
+            } else {
+                "expired"
+            };
+            let versions = r
+                .row
+                .instance
+                .versions
+                .iter()
+                .max()
+                .map_or_else(|| "none".to_string(), |v| format!("{v:04}"));
+            s.push_str(&format!(
+                "{state:<9} {:<12} {:<10} {}  embeds up to {versions}  started {}  seen {:.0}s ago\n",
+                r.row.instance.app,
+                r.row.instance.version,
+                r.row.instance.instance_id,
+                r.row.started_at,
+                r.row.age_secs
+            ));
+        }
+        s.trim_end().to_string()
+    });
+    Ok(Exit::Ok)
+}
+
 #[cfg(unix)]
-async fn run_child(cx: &Context<'_>, who: &Who, command: &[String]) -> Result<i32, Failure> {
+async fn run_child(cx: &Context<'_>, who: &Who, command: &[String]) -> Result<Exit, Failure> {
     use std::os::unix::process::ExitStatusExt;
     use tokio::signal::unix::{signal, SignalKind};
 
@@ -164,7 +231,7 @@ async fn run_child(cx: &Context<'_>, who: &Who, command: &[String]) -> Result<i3
     let url = cx.url()?;
     let heartbeat = Heartbeat::start(&url, instance, heartbeat_interval(ttl)).await?;
     let id = heartbeat.instance().instance_id.clone();
-    if !super::quiet() {
+    if !quiet() {
         eprintln!(
             "capstan fleet: {id} joined ({} {}); running {}",
             who.app,
@@ -185,8 +252,8 @@ async fn run_child(cx: &Context<'_>, who: &Who, command: &[String]) -> Result<i3
                 126
             };
             return Err(Failure::new(
-                code,
-                "spawn",
+                Exit::Child(code),
+                Kind::Spawn,
                 format!("cannot run `{}`: {e}", command[0]),
             ));
         }
@@ -212,39 +279,37 @@ async fn run_child(cx: &Context<'_>, who: &Who, command: &[String]) -> Result<i3
     }
     let status = status.map_err(|e| {
         Failure::new(
-            super::EXIT_FAILED,
-            "spawn",
+            Exit::Failed,
+            Kind::Spawn,
             format!("waiting for `{}`: {e}", command[0]),
         )
     })?;
     let code = match (status.code(), status.signal()) {
         (Some(c), _) => c,
         (None, Some(s)) => 128 + s,
-        (None, None) => super::EXIT_FAILED,
+        (None, None) => Exit::Failed.code(),
     };
-    if !super::quiet() {
+    if !quiet() {
         eprintln!(
             "capstan fleet: {id} departed; `{}` exited with {code}",
             command[0]
         );
     }
-    Ok(code)
+    Ok(Exit::Child(code))
 }
 
 #[cfg(unix)]
 fn signal_failure(e: std::io::Error) -> Failure {
     Failure::new(
-        super::EXIT_FAILED,
-        "spawn",
+        Exit::Failed,
+        Kind::Spawn,
         format!("cannot listen for signals: {e}"),
     )
 }
 
 #[cfg(not(unix))]
-async fn run_child(_: &Context<'_>, _: &Who, _: &[String]) -> Result<i32, Failure> {
-    Err(Failure::new(
-        super::EXIT_USAGE,
-        "usage",
+async fn run_child(_: &Context<'_>, _: &Who, _: &[String]) -> Result<Exit, Failure> {
+    Err(Failure::usage(
         "`capstan fleet run` needs a Unix system (it forwards Unix signals)",
     ))
 }

@@ -1,14 +1,42 @@
 //! The gates asked before a rollout starts and before every step forward:
 //! the SLO budget gate (`[slo.policy]`), schema compatibility (the migration
 //! history against what the baseline and the canary embed) and the fleet
-//! registry (both releases have a live instance).
+//! registry (both releases have a live instance), and, when the canary's
+//! migration directory is known, the expand migrations it needs that are not
+//! applied yet.
 //!
-//! [`schema_and_fleet`] is pure; [`ask`] reads the database and the SLOs.
+//! [`schema_and_fleet`] and [`pending_for_canary`] are pure; [`ask`] reads the
+//! database, the directory and the SLOs.
 
 use std::time::Duration;
 
 use capstan_migrate::driver::AppliedRow;
 use capstan_migrate::fleet::{InstanceRow, DEFAULT_TTL};
+use capstan_migrate::source::MigrationSet;
+
+/// Why the schema closes the gate for `canary` of `app` whose migrations are
+/// `set`: the migrations it embeds that the database has not applied and that
+/// it therefore needs (expand migrations, or any being applied right now);
+/// empty when none. A pending contract migration is no reason: it runs only
+/// once no live instance lacks it, and the release carrying it works before
+/// and after it.
+pub fn pending_for_canary(
+    set: &MigrationSet,
+    history: &[AppliedRow],
+    app: &str,
+    canary: &str,
+) -> Vec<String> {
+    let c = capstan_migrate::gate::check(set, history, &[]);
+    if c.pending.is_empty() {
+        return Vec::new();
+    }
+    let labels: Vec<String> = c.pending.iter().map(|m| m.label.clone()).collect();
+    vec![format!(
+        "{app} {canary} needs migration{} {} that the database has not applied: its schema is missing; run `migrate up` first",
+        if labels.len() == 1 { "" } else { "s" },
+        labels.join(", ")
+    )]
+}
 
 /// Why the schema or the fleet closes the gate for moving `canary` forward
 /// against `baseline` of `app`; empty when open.
@@ -87,6 +115,9 @@ pub struct GateConfig {
     pub database: Option<String>,
     /// The application's name in the fleet registry.
     pub app: String,
+    /// The canary's migration directory: its pending expand migrations close
+    /// the schema gate (needs `database`).
+    pub canary_migrations: Option<std::path::PathBuf>,
 }
 
 /// Asks every configured gate for `service` (`baseline` → `canary`); the
@@ -103,11 +134,26 @@ pub async fn ask(cfg: &GateConfig, service: &str, baseline: &str, canary: &str) 
     }
     if let Some(url) = &cfg.database {
         match read_database(url).await {
-            Ok((history, fleet)) => out.extend(
-                schema_and_fleet(&history, &fleet, &cfg.app, baseline, canary, DEFAULT_TTL)
-                    .into_iter()
-                    .map(|r| format!("schema/fleet: {r}")),
-            ),
+            Ok((history, fleet)) => {
+                if let Some(dir) = &cfg.canary_migrations {
+                    match MigrationSet::from_dir(dir) {
+                        Ok(set) => out.extend(
+                            pending_for_canary(&set, &history, &cfg.app, canary)
+                                .into_iter()
+                                .map(|r| format!("schema: {r}")),
+                        ),
+                        Err(e) => out.push(format!(
+                            "schema: the canary's migrations ({}) could not be read: {e}",
+                            dir.display()
+                        )),
+                    }
+                }
+                out.extend(
+                    schema_and_fleet(&history, &fleet, &cfg.app, baseline, canary, DEFAULT_TTL)
+                        .into_iter()
+                        .map(|r| format!("schema/fleet: {r}")),
+                )
+            }
             Err(e) => out.push(format!("schema/fleet: the database could not be read: {e}")),
         }
     }
@@ -183,6 +229,70 @@ mod tests {
             age_secs,
             departed_at: None,
         }
+    }
+
+    fn set(files: &[(&str, &str)]) -> MigrationSet {
+        MigrationSet::from_embedded(files).unwrap()
+    }
+
+    const CANARY: [(&str, &str); 3] = [
+        (
+            "0001_users.sql",
+            "-- capstan:up\nCREATE TABLE users (id int);",
+        ),
+        (
+            "0002_handle.sql",
+            "-- capstan:up\nALTER TABLE users ADD COLUMN handle text;",
+        ),
+        (
+            "0003_drop_name.sql",
+            "-- capstan:phase contract\n-- capstan:up\nALTER TABLE users DROP COLUMN name;",
+        ),
+    ];
+
+    #[test]
+    fn an_expand_migration_the_canary_needs_and_the_database_lacks_closes_it() {
+        let history = [applied(1, "expand", "applied")];
+        let r = pending_for_canary(&set(&CANARY), &history, "chirpy", "2.0.0");
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert!(
+            r[0].contains(
+                "chirpy 2.0.0 needs migration 0002_handle that the database has not applied"
+            ),
+            "{r:?}"
+        );
+        // The pending contract migration is not named: it is fine to carry.
+        assert!(!r[0].contains("0003"), "{r:?}");
+    }
+
+    #[test]
+    fn a_pending_contract_alone_or_nothing_pending_leaves_it_open() {
+        let history = [
+            applied(1, "expand", "applied"),
+            applied(2, "expand", "applied"),
+        ];
+        assert!(pending_for_canary(&set(&CANARY), &history, "chirpy", "2.0.0").is_empty());
+        let history = [
+            applied(1, "expand", "applied"),
+            applied(2, "expand", "applied"),
+            applied(3, "contract", "applied"),
+        ];
+        assert!(pending_for_canary(&set(&CANARY), &history, "chirpy", "2.0.0").is_empty());
+        // An older canary (the database is ahead by an expand) needs nothing.
+        let history = [
+            applied(1, "expand", "applied"),
+            applied(2, "expand", "applied"),
+        ];
+        assert!(pending_for_canary(&set(&CANARY[..1]), &history, "chirpy", "1.0.0").is_empty());
+    }
+
+    #[test]
+    fn every_pending_expand_is_named() {
+        let r = pending_for_canary(&set(&CANARY), &[], "chirpy", "2.0.0");
+        assert!(
+            r.len() == 1 && r[0].contains("migrations 0001_users, 0002_handle that"),
+            "{r:?}"
+        );
     }
 
     fn gate(history: &[AppliedRow], fleet: &[InstanceRow]) -> Vec<String> {

@@ -16,11 +16,12 @@
 pub mod gates;
 pub mod plan;
 pub mod run;
+pub mod shadow;
 pub mod store;
 
 use serde::{Deserialize, Serialize};
 
-use crate::judge::Verdict;
+use crate::judge::{Report, Verdict};
 
 /// One step of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +40,12 @@ pub struct Step {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Target {
+    /// No user sees the canary: this percentage of requests is mirrored to it,
+    /// and its answers are compared with the baseline's to the same requests.
+    Shadow {
+        /// 1–100.
+        percent: u8,
+    },
     /// Only the internal cohort goes to the canary.
     Internal,
     /// The canary gets this percentage of everyone (the internal cohort too).
@@ -49,17 +56,18 @@ pub enum Target {
 }
 
 impl Target {
-    /// The canary's weight for the public (0 for the internal step).
+    /// The canary's weight for the public (0 for the shadow and internal steps).
     pub fn weight(self) -> u8 {
         match self {
-            Target::Internal => 0,
+            Target::Shadow { .. } | Target::Internal => 0,
             Target::Weight { percent } => percent,
         }
     }
 
-    /// `internal` or `weight 25`.
+    /// `shadow 10 %`, `internal` or `weight 25`.
     pub fn label(self) -> String {
         match self {
+            Target::Shadow { percent } => format!("shadow {percent} %"),
             Target::Internal => "internal".into(),
             Target::Weight { percent } => format!("weight {percent}"),
         }
@@ -110,8 +118,22 @@ impl Phase {
     }
 }
 
+/// A verdict the controller used, with the judge's whole report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepVerdict {
+    /// The step judged (index in the plan).
+    pub step: usize,
+    /// The report: verdict, score, reason, interval, and each metric's
+    /// outcome with its evidence (sample sizes, statistics, p-values, effect
+    /// sizes).
+    pub report: Report,
+}
+
+/// How many verdicts that decided something a state keeps.
+pub const KEPT_VERDICTS: usize = 32;
+
 /// The persisted state of one rollout.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
     /// The service.
     pub service: String,
@@ -134,6 +156,34 @@ pub struct State {
     pub started_ms: i64,
     /// When the state last changed, unix ms.
     pub updated_ms: i64,
+    /// The last verdict used, with every metric's evidence (absent from
+    /// states written before it was kept; a record that no longer reads is
+    /// dropped rather than making the state unreadable).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub last_judgement: Option<StepVerdict>,
+    /// The verdicts that decided something (a step, a rollback, a stop for a
+    /// human), oldest first, the last [`KEPT_VERDICTS`]; each at the time of
+    /// its deploy log entries.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient"
+    )]
+    pub decisive_verdicts: Vec<StepVerdict>,
+}
+
+/// Reads what it can: a value that does not decode is its default.
+fn lenient<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned + Default,
+{
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(v).unwrap_or_default())
 }
 
 impl State {
@@ -150,6 +200,8 @@ impl State {
             last_verdict_ms: None,
             started_ms: now_ms,
             updated_ms: now_ms,
+            last_judgement: None,
+            decisive_verdicts: Vec::new(),
         }
     }
 
@@ -271,7 +323,8 @@ pub enum Action {
         /// The step index.
         step: usize,
     },
-    /// Canary weight 0, internal cohort back to the baseline, then the hook.
+    /// Canary weight 0, internal cohort back to the baseline, no more copies
+    /// to the canary, then the hook.
     Rollback,
     /// Canary weight 100, internal cohort too.
     Promote,
@@ -506,6 +559,30 @@ pub fn reconcile(
             }
         }
     }
+}
+
+/// Keeps the judge's `report` in `decision`'s state when the decision used
+/// its verdict (`before` is the state it was made from): as the last
+/// judgement, and among the decisive verdicts when the decision logged
+/// something. Pure.
+pub fn keep_report(before: &State, decision: &mut Decision, report: Report) {
+    let at = report.interval.at_ms;
+    let used = decision.state.last_verdict_ms == Some(at) && before.last_verdict_ms != Some(at);
+    if !used {
+        return;
+    }
+    let verdict = StepVerdict {
+        step: before.step,
+        report,
+    };
+    if !decision.log.is_empty() {
+        let d = &mut decision.state.decisive_verdicts;
+        d.push(verdict.clone());
+        if d.len() > KEPT_VERDICTS {
+            d.drain(..d.len() - KEPT_VERDICTS);
+        }
+    }
+    decision.state.last_judgement = Some(verdict);
 }
 
 /// Moves to the next step (one), or promotes when that is the last.

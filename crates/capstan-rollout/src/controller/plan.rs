@@ -46,6 +46,8 @@ pub enum PlanError {
 pub struct StepFile {
     /// The canary's percentage (weight steps only; 1–100).
     pub weight: Option<u8>,
+    /// The share of requests mirrored to the canary (the shadow step only; 1–100).
+    pub percent: Option<u8>,
     /// Least time in the step.
     #[serde(default, with = "humantime_serde_opt")]
     pub min_duration: Option<Duration>,
@@ -123,12 +125,18 @@ pub struct PlanFile {
     pub database: Option<String>,
     /// The application's name in the fleet registry (default: the service).
     pub app: Option<String>,
+    /// The canary's migration directory: the schema gate refuses while an
+    /// expand migration in it is not applied.
+    pub canary_migrations: Option<PathBuf>,
     /// The proxy.
     #[serde(default)]
     pub proxy: ProxyFile,
     /// Step settings used where a step says nothing.
     #[serde(default)]
     pub defaults: StepFile,
+    /// The shadow step, first: `percent` % of requests mirrored to the canary,
+    /// whose answers no user sees.
+    pub shadow: Option<StepFile>,
     /// The internal step, before the weight steps.
     pub internal: Option<StepFile>,
     /// The weight steps (default 1, 5, 25, 50, 100).
@@ -166,6 +174,8 @@ pub struct Plan {
     pub database: Option<String>,
     /// The application's name in the fleet registry.
     pub app: String,
+    /// The canary's migration directory (the schema gate's pending expands).
+    pub canary_migrations: Option<PathBuf>,
     /// Proxy admin URL.
     pub admin_url: String,
     /// Proxy admin token.
@@ -258,10 +268,31 @@ impl PlanFile {
         if d.weight.is_some() {
             return Err(bad("defaults.weight", "a weight belongs to a [[step]]"));
         }
+        if d.percent.is_some() {
+            return Err(bad("defaults.percent", "a percent belongs to [shadow]"));
+        }
         let mut steps = Vec::new();
+        if let Some(shadow) = &self.shadow {
+            if shadow.weight.is_some() {
+                return Err(bad(
+                    "shadow.weight",
+                    "the shadow step has no weight (no user sees the canary); set percent",
+                ));
+            }
+            let percent = shadow
+                .percent
+                .ok_or_else(|| bad("shadow.percent", "required: the share of requests mirrored"))?;
+            if percent == 0 || percent > 100 {
+                return Err(bad("shadow.percent", "must be 1–100"));
+            }
+            steps.push(make("shadow".into(), shadow, Target::Shadow { percent })?);
+        }
         if let Some(internal) = &self.internal {
             if internal.weight.is_some() {
                 return Err(bad("internal.weight", "the internal step has no weight"));
+            }
+            if internal.percent.is_some() {
+                return Err(bad("internal.percent", "a percent belongs to [shadow]"));
             }
             steps.push(make("internal".into(), internal, Target::Internal)?);
         }
@@ -279,6 +310,12 @@ impl PlanFile {
         let mut last = 0u8;
         for (i, s) in files.iter().enumerate() {
             let field = format!("step[{i}]");
+            if s.percent.is_some() {
+                return Err(bad(
+                    &format!("{field}.percent"),
+                    "a percent belongs to [shadow]; a step has a weight",
+                ));
+            }
             let w = s
                 .weight
                 .ok_or_else(|| bad(&format!("{field}.weight"), "required"))?;
@@ -319,6 +356,7 @@ impl PlanFile {
         Ok(Plan {
             database: self.database.filter(|d| !d.trim().is_empty()),
             app,
+            canary_migrations: self.canary_migrations,
             service,
             baseline: self.baseline,
             canary,
@@ -372,6 +410,31 @@ mod tests {
         assert_eq!(p.steps[0].min_duration_ms, 2000);
         assert_eq!(p.steps[1].interval_ms, 1000);
         assert_eq!(p.steps[1].min_requests, 50);
+    }
+
+    #[test]
+    fn a_shadow_step_comes_first_and_takes_a_percent() {
+        let p = plan(&format!(
+            "{BASE}[shadow]\npercent = 10\nmin_requests = 300\n[internal]\n[[step]]\nweight = 50\n[[step]]\nweight = 100\n"
+        ))
+        .unwrap();
+        assert_eq!(p.steps[0].target, Target::Shadow { percent: 10 });
+        assert_eq!(p.steps[0].target.weight(), 0);
+        assert_eq!(p.steps[0].target.label(), "shadow 10 %");
+        assert_eq!(p.steps[0].min_requests, 300);
+        assert_eq!(p.steps[1].target, Target::Internal);
+        assert_eq!(p.steps.len(), 4);
+        for (body, field) in [
+            ("[shadow]\nmin_requests = 5\n", "shadow.percent"),
+            ("[shadow]\npercent = 0\n", "shadow.percent"),
+            ("[shadow]\npercent = 101\n", "shadow.percent"),
+            ("[shadow]\npercent = 5\nweight = 5\n", "shadow.weight"),
+            ("[[step]]\nweight = 100\npercent = 5\n", "step[0].percent"),
+            ("[defaults]\npercent = 5\n", "defaults.percent"),
+        ] {
+            let e = plan(&format!("{BASE}{body}")).unwrap_err().to_string();
+            assert!(e.contains(field), "{body}: {e}");
+        }
     }
 
     #[test]

@@ -9,8 +9,11 @@ use capstan_slo::deploys::{Deploy, DeployKind, DeployLog};
 use serde_json::{json, Value};
 
 use super::plan::Plan;
+use super::shadow::Mirrored;
 use super::store::{StateStore, StoreError};
-use super::{reconcile, Action, Judged, LogEntry, LogKind, Observation, Phase, State, Target};
+use super::{
+    keep_report, reconcile, Action, Judged, LogEntry, LogKind, Observation, Phase, State, Target,
+};
 use crate::judge::{self, Counts, Interval, MetricSpec, Observed, Rule, Samples, Thresholds};
 
 /// The loop could not go on.
@@ -126,6 +129,7 @@ impl ProxyAdmin {
     pub async fn apply(&self, state: &State, route: Route) -> Result<(), RunError> {
         let mut table = self.routing().await?;
         let (internal, canary_weight) = match route {
+            Route::Step(Target::Shadow { .. }) => (None, 0),
             Route::Step(Target::Internal) => (Some(&state.canary), 0),
             Route::Step(Target::Weight { percent }) => (Some(&state.canary), percent),
             Route::RolledBack => (None, 0),
@@ -139,16 +143,19 @@ impl ProxyAdmin {
         weights.insert(state.baseline.clone(), json!(100 - canary_weight));
         weights.insert(state.canary.clone(), json!(canary_weight));
         obj.insert("weights".into(), Value::Object(weights));
-        if route == Route::RolledBack {
-            // The shadow must not keep receiving copies of a rolled-back release's traffic.
-            if obj
-                .get("mirror")
-                .and_then(|m| m.get("release"))
-                .and_then(Value::as_str)
-                == Some(state.canary.as_str())
-            {
-                obj.insert("mirror".into(), Value::Null);
-            }
+        if let Route::Step(Target::Shadow { percent }) = route {
+            obj.insert(
+                "mirror".into(),
+                json!({"release": state.canary, "percent": percent}),
+            );
+        } else if obj
+            .get("mirror")
+            .and_then(|m| m.get("release"))
+            .and_then(Value::as_str)
+            == Some(state.canary.as_str())
+        {
+            // Past the shadow step (or rolled back), the canary gets no more copies.
+            obj.insert("mirror".into(), Value::Null);
         }
         self.put_routing(&table).await
     }
@@ -227,6 +234,32 @@ pub fn judge_interval(
     from_ms: i64,
     at_ms: i64,
 ) -> Result<(Judged, judge::Report), RunError> {
+    let events_err = |e: capstan_events::Error| RunError::Events {
+        path: plan.events.clone(),
+        message: e.to_string(),
+    };
+    let a = &plan.analysis;
+    let target = plan.steps[state.step.min(plan.steps.len() - 1)].target;
+    if let Target::Shadow { .. } = target {
+        let mut m = Mirrored::default();
+        events
+            .scan(from_ms, at_ms, Some(&state.service), |se| {
+                m.add(&se.event, &state.baseline);
+                true
+            })
+            .map_err(events_err)?;
+        let (c, b, mismatches) = (m.canary(), m.baseline(), m.mismatches);
+        let (specs, observed) = m.judge_inputs(a, min_requests);
+        let detail = format!(
+            "shadow: {} mirrored requests, {} errors ({:.2} %), {mismatches} status mismatches; baseline {} errors ({:.2} %)",
+            c.total,
+            c.errors,
+            c.ratio() * 100.0,
+            b.errors,
+            b.ratio() * 100.0
+        );
+        return Ok(verdict(&specs, &observed, a, c, b, from_ms, at_ms, &detail));
+    }
     let (c, b, cl, bl) = observe(
         events,
         &state.service,
@@ -235,11 +268,7 @@ pub fn judge_interval(
         from_ms,
         at_ms,
     )
-    .map_err(|e| RunError::Events {
-        path: plan.events.clone(),
-        message: e.to_string(),
-    })?;
-    let a = &plan.analysis;
+    .map_err(events_err)?;
     let specs = [
         MetricSpec {
             name: "errors".into(),
@@ -279,13 +308,38 @@ pub fn judge_interval(
         },
         latency,
     ];
+    let detail = format!(
+        "canary {} requests, {} errors ({:.2} %); baseline {} requests, {} errors ({:.2} %)",
+        c.total,
+        c.errors,
+        c.ratio() * 100.0,
+        b.total,
+        b.errors,
+        b.ratio() * 100.0,
+    );
+    Ok(verdict(&specs, &observed, a, c, b, from_ms, at_ms, &detail))
+}
+
+/// Runs the judge over `[from_ms, at_ms)` and summarises its verdict for the
+/// log, `detail` saying what was compared.
+#[allow(clippy::too_many_arguments)]
+fn verdict(
+    specs: &[MetricSpec],
+    observed: &[Observed],
+    a: &super::plan::Analysis,
+    c: Counts,
+    b: Counts,
+    from_ms: i64,
+    at_ms: i64,
+    detail: &str,
+) -> (Judged, judge::Report) {
     let thresholds = Thresholds {
         alpha: a.alpha,
         ..Thresholds::default()
     };
     let report = judge::judge(
-        &specs,
-        &observed,
+        specs,
+        observed,
         &BTreeMap::new(),
         &thresholds,
         Interval {
@@ -295,21 +349,15 @@ pub fn judge_interval(
         },
     );
     let summary = format!(
-        "{} (score {:.0}): {}; canary {} requests, {} errors ({:.2} %); baseline {} requests, {} errors ({:.2} %)",
+        "{} (score {:.0}): {}; {detail}",
         serde_json::to_value(report.verdict)
             .ok()
             .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_default(),
         report.score,
         report.reason,
-        c.total,
-        c.errors,
-        c.ratio() * 100.0,
-        b.total,
-        b.errors,
-        b.ratio() * 100.0,
     );
-    Ok((
+    (
         Judged {
             verdict: report.verdict,
             from_ms,
@@ -320,7 +368,7 @@ pub fn judge_interval(
             summary,
         },
         report,
-    ))
+    )
 }
 
 fn write_log(
@@ -358,6 +406,7 @@ async fn ask_gates(plan: &Plan, baseline: &str) -> Option<String> {
         slo_config: plan.slo_config.clone(),
         database: plan.database.clone(),
         app: plan.app.clone(),
+        canary_migrations: plan.canary_migrations.clone(),
     };
     let closed = super::gates::ask(&cfg, &plan.service, baseline, &plan.canary).await;
     (!closed.is_empty()).then(|| closed.join("; "))
@@ -457,6 +506,7 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<Finished, RunError> {
         if command.is_none() && matches!(state.phase, Phase::NeedsHuman { .. }) {
             return Ok(Finished { state });
         }
+        let mut report = None;
         let judged = if command.is_none() && state.phase == Phase::Running && now >= next_analysis {
             let step = plan.steps[state.step];
             next_analysis = now + step.interval_ms as i64;
@@ -464,12 +514,13 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<Finished, RunError> {
             let p = plan.clone();
             let s = state.clone();
             let from = state.step_started_ms;
-            let (j, _report) = tokio::task::spawn_blocking(move || {
+            let (j, r) = tokio::task::spawn_blocking(move || {
                 judge_interval(&p, &s, &store, step.min_requests, from, now)
             })
             .await
             .map_err(|e| RunError::Plan(format!("judge task: {e}")))??;
             say(&format!("step {}: {}", state.step + 1, j.summary));
+            report = Some(r);
             Some(j)
         } else {
             None
@@ -489,7 +540,10 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<Finished, RunError> {
             judged,
             gate_refused,
         };
-        let d = reconcile(&state, &plan.steps, &plan.limits, &obs, now);
+        let mut d = reconcile(&state, &plan.steps, &plan.limits, &obs, now);
+        if let Some(r) = report {
+            keep_report(&state, &mut d, r);
+        }
         states.save(&d.state)?;
         write_log(&log, &d.state, &d.log, now)?;
         for e in &d.log {

@@ -314,3 +314,179 @@ fn a_pass_through_a_closed_gate_stops_for_a_human_and_does_not_move() {
     let d = reconcile(&start(), &steps(), &LIMITS, &open, 11_000);
     assert_eq!(d.action, Action::Apply { step: 1 });
 }
+
+mod kept_reports {
+    use super::*;
+    use crate::judge::{self, Counts, Interval, MetricSpec, Observed, Rule, Samples, Thresholds};
+
+    /// A real report: errors and latency judged over `[from_ms, at_ms)`;
+    /// `slow_tail` makes the canary's p99 infinitely worse than a baseline
+    /// whose p99 is 0 (an infinite statistic).
+    fn report(from_ms: i64, at_ms: i64, slow_tail: bool) -> Report {
+        let specs = [
+            MetricSpec {
+                name: "errors".into(),
+                group: "availability".into(),
+                critical: true,
+                rule: Rule::error_ratio(),
+            },
+            MetricSpec {
+                name: "latency".into(),
+                group: "latency".into(),
+                critical: true,
+                rule: Rule::latency(),
+            },
+        ];
+        let canary: Vec<f64> = (0..400)
+            .map(|i| {
+                if slow_tail && i % 50 == 0 {
+                    9.0
+                } else {
+                    (i % 7) as f64
+                }
+            })
+            .collect();
+        let baseline: Vec<f64> = (0..400)
+            .map(|i| if slow_tail { 0.0 } else { (i % 7) as f64 })
+            .collect();
+        let observed = [
+            Observed::Counts {
+                canary: Counts {
+                    errors: 2,
+                    total: 1000,
+                },
+                baseline: Counts {
+                    errors: 3,
+                    total: 1000,
+                },
+            },
+            Observed::Samples {
+                canary: Samples::from_values(canary).unwrap(),
+                baseline: Samples::from_values(baseline).unwrap(),
+            },
+        ];
+        judge::judge(
+            &specs,
+            &observed,
+            &Default::default(),
+            &Thresholds::default(),
+            Interval {
+                from_ms,
+                to_ms: at_ms,
+                at_ms,
+            },
+        )
+    }
+
+    fn observation(r: &Report) -> Observation {
+        let mut o = judged(r.verdict, r.interval.from_ms, r.interval.at_ms, 1000);
+        o.judged.as_mut().unwrap().canary_requests = 1000;
+        o
+    }
+
+    #[test]
+    fn a_state_written_before_verdicts_were_kept_still_loads() {
+        let old = r#"{"service":"chirpy","baseline":"1.0.0","canary":"2.0.0","step":1,
+            "step_started_ms":5,"phase":{"phase":"running"},"holds":0,"last_verdict_ms":4,
+            "started_ms":0,"updated_ms":5}"#;
+        let s: State = serde_json::from_str(old).unwrap();
+        assert_eq!(s.step, 1);
+        assert_eq!(s.last_judgement, None);
+        assert!(s.decisive_verdicts.is_empty());
+        // And a kept record that no longer reads is dropped, not fatal.
+        let odd = old.replace(
+            "\"updated_ms\":5}",
+            "\"updated_ms\":5,\"last_judgement\":{\"step\":\"x\"},\"decisive_verdicts\":[1]}",
+        );
+        let s: State = serde_json::from_str(&odd).unwrap();
+        assert_eq!(s.last_judgement, None);
+        assert!(s.decisive_verdicts.is_empty());
+    }
+
+    #[test]
+    fn a_used_verdict_is_kept_with_every_metric_and_reads_back_equal() {
+        let r = report(0, 10_000, false);
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        let before = start();
+        let mut d = reconcile(&before, &steps(), &LIMITS, &observation(&r), 10_000);
+        assert_eq!(d.action, Action::Apply { step: 1 });
+        keep_report(&before, &mut d, r.clone());
+        let kept = d.state.last_judgement.clone().unwrap();
+        assert_eq!(kept.step, 0, "the step judged, not the one entered");
+        assert_eq!(kept.report.metrics.len(), 2);
+        assert_eq!(
+            d.state.decisive_verdicts,
+            vec![kept.clone()],
+            "it moved the rollout"
+        );
+        let json = serde_json::to_string(&d.state).unwrap();
+        let back: State = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, d.state);
+    }
+
+    #[test]
+    fn a_hold_is_the_last_judgement_but_not_decisive() {
+        let r = report(0, 10_000, false);
+        let before = start();
+        let mut o = observation(&r);
+        o.judged.as_mut().unwrap().verdict = Verdict::Inconclusive;
+        let mut d = reconcile(&before, &steps(), &LIMITS, &o, 10_000);
+        assert!(d.log.is_empty());
+        keep_report(&before, &mut d, r);
+        assert!(d.state.last_judgement.is_some());
+        assert!(d.state.decisive_verdicts.is_empty());
+    }
+
+    #[test]
+    fn a_verdict_the_decision_did_not_use_is_not_kept() {
+        // Judged over data from before the step started: stale, ignored.
+        let r = report(-5_000, 10_000, false);
+        let before = start();
+        let mut d = reconcile(&before, &steps(), &LIMITS, &observation(&r), 10_000);
+        keep_report(&before, &mut d, r);
+        assert_eq!(d.state.last_judgement, None);
+        assert!(d.state.decisive_verdicts.is_empty());
+    }
+
+    #[test]
+    fn an_infinite_statistic_reads_back_as_nan_and_the_state_loads() {
+        let r = report(0, 10_000, true);
+        let tail_ratio = |r: &Report| match &r.metrics[1].evidence {
+            judge::Evidence::MannWhitney { tail: Some(t), .. } => t.p99_ratio,
+            other => panic!("{other:?}"),
+        };
+        assert!(tail_ratio(&r).is_infinite());
+        let before = start();
+        let mut d = reconcile(&before, &steps(), &LIMITS, &observation(&r), 10_000);
+        keep_report(&before, &mut d, r);
+        let json = serde_json::to_string(&d.state).unwrap();
+        let back: State = serde_json::from_str(&json).unwrap();
+        let kept = back.last_judgement.expect("kept");
+        assert!(tail_ratio(&kept.report).is_nan());
+        assert_eq!(
+            kept.report.metrics[0],
+            d.state.last_judgement.unwrap().report.metrics[0]
+        );
+    }
+
+    #[test]
+    fn only_the_last_decisive_verdicts_are_kept() {
+        let mut s = start();
+        for i in 0..(KEPT_VERDICTS as i64 + 5) {
+            let at = 10_000 * (i + 1);
+            let r = report(s.step_started_ms, at, false);
+            let mut o = observation(&r);
+            // Fails roll back; use passes on a plan long enough never to end.
+            o.judged.as_mut().unwrap().verdict = Verdict::Pass;
+            let plan: Vec<Step> = (0..100).map(|_| steps()[1]).collect();
+            let mut d = reconcile(&s, &plan, &LIMITS, &o, at);
+            keep_report(&s, &mut d, r);
+            s = d.state;
+        }
+        assert_eq!(s.decisive_verdicts.len(), KEPT_VERDICTS);
+        assert_eq!(
+            s.decisive_verdicts.last().unwrap().report.interval.at_ms,
+            10_000 * (KEPT_VERDICTS as i64 + 5)
+        );
+    }
+}

@@ -174,7 +174,7 @@ pub fn mann_whitney(canary: &Samples, baseline: &Samples) -> MannWhitney {
 }
 
 /// How a Hodges–Lehmann estimate was computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HlMethod {
     /// Order statistics of all pairwise differences, found exactly by bisection on
@@ -192,15 +192,19 @@ pub const HL_EXACT_LIMIT: usize = 20_000;
 pub const HL_BINS: usize = 4_096;
 
 /// The Hodges–Lehmann shift of canary over baseline, with its confidence interval.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HodgesLehmann {
     /// The median of all pairwise differences canary − baseline.
+    #[serde(deserialize_with = "super::report::nullable_f64")]
     pub shift: f64,
     /// Lower end of the confidence interval for the shift.
+    #[serde(deserialize_with = "super::report::nullable_f64")]
     pub ci_low: f64,
     /// Upper end of the confidence interval for the shift.
+    #[serde(deserialize_with = "super::report::nullable_f64")]
     pub ci_high: f64,
     /// The interval's confidence level, e.g. 0.95.
+    #[serde(deserialize_with = "super::report::nullable_f64")]
     pub confidence: f64,
     /// Exact or binned.
     pub method: HlMethod,

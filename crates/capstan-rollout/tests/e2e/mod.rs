@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 pub use capstan_testkit::chirpy::{bin_dir, Chirpy, Db};
 pub use capstan_testkit::free_port;
 
+use capstan_rollout::controller::plan::{Plan, PlanFile};
+use capstan_slo::deploys::DeployLog;
+
 pub const TOKEN: &str = "test-token";
 
 /// The proxy in this process: 1.0.0 (stable) and 2.0.0 (canary, weight 0),
@@ -190,4 +193,75 @@ pub async fn load(
         .expect("every worker has ended")
         .into_inner()
         .unwrap()
+}
+
+/// A plan for chirpy 2.0.0 through `admin`, its files in `dir`, `body` added
+/// (latency tolerances wide: loopback latencies are noise).
+pub fn plan(dir: &Path, admin: &str, body: &str) -> Plan {
+    let text = format!(
+        "service = \"chirpy\"\ncanary = \"2.0.0\"\nevents = \"{}\"\nstate = \"{}\"\n{body}\n[proxy]\nadmin_url = \"{admin}\"\ntoken = \"{TOKEN}\"\ntimeout = \"5s\"\n\
+         [analysis]\nshift_tolerance = 5.0\np99_tolerance = 50.0\n",
+        dir.join("events.db").display(),
+        dir.join("rollout.db").display(),
+    );
+    let p = Path::new("rollout.toml");
+    PlanFile::parse(p, &text)
+        .and_then(|f| f.validate(p))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub struct Setup {
+    pub db: Db,
+    pub v1: Chirpy,
+    pub v2: Chirpy,
+    pub proxy: Proxy,
+}
+
+pub async fn setup(fault: Option<&str>) -> Setup {
+    let db = Db::new();
+    let v1 = Chirpy::start(1, &db, None).await;
+    let v2 = Chirpy::start(2, &db, fault).await;
+    let proxy = Proxy::start(&v1.addr, &v2.addr, &db.path("events.db")).await;
+    Setup { db, v1, v2, proxy }
+}
+
+pub fn decisions(s: &Setup) -> Vec<String> {
+    let log = DeployLog::open(&s.db.path("events.db")).unwrap();
+    log.list(Some("chirpy"), 0, i64::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.label())
+        .collect()
+}
+
+pub fn canary_weight(table: &serde_json::Value) -> i64 {
+    table["weights"]["2.0.0"].as_i64().unwrap_or(0)
+}
+
+/// Watches the canary's weight every 50 ms until `stop`; the weights seen, in order.
+pub fn watch_weights(admin: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<i64>> {
+    tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        let mut seen = vec![0];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok(r) = client
+                .get(format!("{admin}/routing"))
+                .bearer_auth(TOKEN)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+            {
+                if let Ok(b) = r.bytes().await {
+                    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) {
+                        let w = canary_weight(&v);
+                        if seen.last() != Some(&w) {
+                            seen.push(w);
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        seen
+    })
 }
