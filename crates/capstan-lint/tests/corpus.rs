@@ -5,7 +5,7 @@
 mod common;
 
 use capstan_lint::{Config, Input, Linter};
-use common::{apply, db_error, TempDb};
+use common::{apply, db_error, Connect, TestDb};
 use std::path::PathBuf;
 
 fn corpus() -> Vec<(String, String)> {
@@ -53,7 +53,7 @@ fn corpus_lints_without_parse_errors_and_with_few_errors() {
 
 #[test]
 fn postgres_accepts_every_corpus_migration() {
-    let db = TempDb::new("corpus");
+    let db = TestDb::new("lint_corpus");
     let mut client = db.connect();
     for (name, text) in corpus() {
         apply(&mut client, &text).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -74,7 +74,7 @@ fn rejected_statements_are_syntax_errors_on_both_sides() {
         "CREATE TABLE t (a int,);",
         "DROP TABLE;",
     ];
-    let db = TempDb::new("syntax");
+    let db = TestDb::new("lint_syntax");
     let mut client = db.connect();
     for sql in bad {
         let findings = capstan_lint::lint(

@@ -4,7 +4,7 @@
 mod common;
 
 use capstan_lint::RULES as ALL;
-use common::{apply, TempDb};
+use common::{apply, Connect, TestDb};
 
 #[test]
 fn every_safe_alternative_runs_on_postgres() {
@@ -14,7 +14,7 @@ fn every_safe_alternative_runs_on_postgres() {
         if rule.safe.is_empty() {
             continue;
         }
-        let db = TempDb::new("safe");
+        let db = TestDb::new("lint_safe");
         let mut client = db.connect();
         if let Err(e) = apply(&mut client, rule.setup) {
             failures.push(format!("{}: setup failed: {e}", rule.name()));

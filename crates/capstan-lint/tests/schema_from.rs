@@ -4,7 +4,7 @@ mod common;
 
 use capstan_lint::{run_lint as run, LintArgs};
 use clap::Parser;
-use common::TempDb;
+use common::{Connect, TestDb};
 
 #[derive(Parser)]
 struct Cmd {
@@ -36,7 +36,7 @@ fn rules(json: &str) -> Vec<String> {
 
 #[test]
 fn live_schema_makes_verdicts_precise() {
-    let db = TempDb::new("schema_from");
+    let db = TestDb::new("lint_schema_from");
     db.connect()
         .batch_execute(
             "CREATE TABLE users (id bigint PRIMARY KEY, email varchar(20), age integer);
@@ -94,7 +94,7 @@ fn unreachable_database_is_bad_input_and_hides_the_password() {
 
 #[test]
 fn already_applied_migrations_do_not_make_live_tables_new() {
-    let db = TempDb::new("schema_from_applied");
+    let db = TestDb::new("lint_schema_from_applied");
     db.connect()
         .batch_execute("CREATE TABLE users (id bigint, email text);")
         .unwrap();

@@ -5,15 +5,16 @@
 //! The proxy knows nothing of SLOs or rollouts: it takes a [`RoutingTable`]
 //! through a `tokio::sync::watch` channel and emits events.
 
-pub mod admin;
+mod admin;
 pub mod cli;
-pub mod config;
-pub mod metrics;
-pub mod pool;
-pub mod proxy;
-pub mod routing;
-pub mod server;
+mod config;
+mod metrics;
+mod pool;
+mod proxy;
+mod routing;
+mod server;
 
+pub use config::{parse as parse_config, ConfigError, Settings};
 pub use routing::{route, Decision, RequestFacts, RoutingTable};
 pub use server::{run, Bound, ServeError};
 

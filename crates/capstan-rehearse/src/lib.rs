@@ -1,10 +1,10 @@
 //! `capstan rehearse`: prove a release is safe to roll forward and back before
 //! it ships.
 //!
-//! Given the releases of a service in deploy order ([`config::Config`], read
+//! Given the releases of a service in deploy order ([`Config`], read
 //! from `rehearse.toml` or built from `--release` flags), rehearse walks every step from release N to N+1 on a
 //! fresh database (a SQLite file, or a database it creates and drops on a
-//! Postgres server) and records one [`report::Cell`] per (binary, schema state):
+//! Postgres server) and records one [`Cell`] per (binary, schema state):
 //!
 //! 1. schema at N, binary N: smoke passes (the baseline);
 //! 2. N+1's expand migrations applied while binary N serves; N still passes;
@@ -15,14 +15,14 @@
 //! 6. if the migrations have down sections: down to N's schema, N passes.
 //!
 //! Each smoke run can read what the previous binary wrote (`{{prev.…}}` in a
-//! [`smoke`] file), which is how a release that stops writing a column is
+//! smoke file), which is how a release that stops writing a column is
 //! caught when the older binary reads its rows. With a load generator
 //! ([`Options::load`]) requests keep flowing through every step and each cell
 //! reports requests, errors, latency and the longest stall.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), capstan_rehearse::Error> {
-//! use capstan_rehearse::{config::Config, db::Backend, rehearse, Options};
+//! use capstan_rehearse::{rehearse, Backend, Config, Options};
 //! let config = Config::load("rehearse.toml".as_ref())?;
 //! let report = rehearse(&config, &Options::new(Backend::Sqlite)).await?;
 //! println!("{}", report.to_text());
@@ -34,22 +34,26 @@
 //! nothing running; scratch Postgres databases are dropped the same way.
 
 pub mod cli;
-pub mod config;
-pub mod db;
-pub mod load;
-pub mod migrations;
-pub mod process;
-pub mod report;
+mod config;
+mod db;
+mod load;
+mod migrations;
+mod process;
+mod report;
 mod run;
-pub mod smoke;
+mod smoke;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use config::{Config, Flags, Migrations, Origin, Release, Smoke};
+pub use db::Backend;
+pub use load::LoadStats;
+pub use report::{Cell, Failure, Outcome, Report, StepReport, Timings, FORMAT_VERSION};
 pub use run::rehearse;
 
 /// Why a rehearsal could not run at all. Unexpected cells are not errors:
-/// they are in the [`report::Report`].
+/// they are in the [`Report`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -71,7 +75,7 @@ pub enum Error {
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Where the scratch databases are made.
-    pub backend: db::Backend,
+    pub backend: Backend,
     /// Keep requests flowing through every step.
     pub load: bool,
     /// Concurrent load workers.
@@ -86,7 +90,7 @@ pub struct Options {
 
 impl Options {
     /// Defaults: no load; 4 workers and a 1 s stall limit when load is on.
-    pub fn new(backend: db::Backend) -> Options {
+    pub fn new(backend: Backend) -> Options {
         Options {
             backend,
             load: false,

@@ -22,12 +22,8 @@ pub type Log = Arc<Mutex<Vec<LogLine>>>;
 
 /// A running binary.
 pub struct Proc {
-    /// `1.0.0` (for messages).
-    pub release: String,
     /// `http://127.0.0.1:PORT`.
     pub base_url: String,
-    /// The port it listens on.
-    pub port: u16,
     child: Option<Child>,
     pid: Option<u32>,
     log: Log,
@@ -82,9 +78,9 @@ fn capture(
 }
 
 impl Proc {
-    /// Spawns `argv` with `env` in a new process group; output is captured.
+    /// Spawns `argv` with `env` in a new process group; output is captured;
+    /// it will listen on `port`.
     pub fn spawn(
-        release: &str,
         argv: &[String],
         env: &[(String, String)],
         port: u16,
@@ -107,9 +103,7 @@ impl Proc {
             readers.push(capture(log.clone(), err));
         }
         Ok(Proc {
-            release: release.to_string(),
             base_url: format!("http://127.0.0.1:{port}"),
-            port,
             pid: child.id(),
             child: Some(child),
             log,
@@ -214,12 +208,6 @@ impl Proc {
         };
         self.child = None;
         code
-    }
-
-    /// SIGTERM, then wait.
-    pub async fn stop(mut self) -> Option<i32> {
-        self.terminate();
-        self.wait(Duration::from_secs(10)).await
     }
 
     fn kill(&mut self) {

@@ -15,10 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use capstan_rehearse::config::{Config, Flags, Migrations};
-use capstan_rehearse::db::Backend;
-use capstan_rehearse::report::{Outcome, Report};
-use capstan_rehearse::{rehearse, Options};
+use capstan_rehearse::{rehearse, Backend, Config, Flags, Migrations, Options, Outcome, Report};
 
 use capstan_testkit::chirpy::bin_dir;
 use capstan_testkit::pg_admin_url as admin_url;
@@ -75,6 +72,14 @@ fn postgres() -> Backend {
     Backend::Postgres(admin_url())
 }
 
+/// Where a test that runs on every backend makes its scratch databases.
+fn scratch_on(b: capstan_testkit::Backend) -> Backend {
+    match b {
+        capstan_testkit::Backend::Postgres => postgres(),
+        capstan_testkit::Backend::Sqlite => Backend::Sqlite,
+    }
+}
+
 async fn run(config: &Config, options: Options) -> Report {
     let report = rehearse(config, &options)
         .await
@@ -99,7 +104,7 @@ fn cell<'a>(r: &'a Report, step: usize, number: u8, binary: &str) -> &'a Outcome
         .outcome
 }
 
-fn failure(o: &Outcome) -> &capstan_rehearse::report::Failure {
+fn failure(o: &Outcome) -> &capstan_rehearse::Failure {
     match o {
         Outcome::Fail(f) => f,
         other => panic!("expected a failure, got {other:?}"),
@@ -296,29 +301,28 @@ async fn a_release_that_stops_writing_name_is_caught_when_the_old_binary_reads_i
     assert_eq!(r.failures(), 1, "{}", r.to_text());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_contract_whose_down_does_not_restore_name_fails_in_cell_6() {
-    for backend in [Backend::Sqlite, postgres()] {
-        let r = run(
-            &fixture("down-not-restoring/rehearse.toml"),
-            Options::new(backend),
-        )
-        .await;
-        assert!(!r.ok);
-        assert!(matches!(
-            cell(&r, 0, 5, "2.0.0"),
-            Outcome::ExpectedRefusal { .. }
-        ));
-        let f = failure(cell(&r, 0, 6, "2.0.0"));
-        assert!(
-            f.summary.contains("create a user") && f.summary.contains("status 500"),
-            "{}",
-            f.summary
-        );
-        assert!(f.output.contains("name"), "{}", f.output);
-        assert_eq!(r.failures(), 1, "{}", r.to_text());
-    }
+async fn a_contract_whose_down_does_not_restore_name_fails_in_cell_6(b: capstan_testkit::Backend) {
+    let backend = scratch_on(b);
+    let r = run(
+        &fixture("down-not-restoring/rehearse.toml"),
+        Options::new(backend),
+    )
+    .await;
+    assert!(!r.ok);
+    assert!(matches!(
+        cell(&r, 0, 5, "2.0.0"),
+        Outcome::ExpectedRefusal { .. }
+    ));
+    let f = failure(cell(&r, 0, 6, "2.0.0"));
+    assert!(
+        f.summary.contains("create a user") && f.summary.contains("status 500"),
+        "{}",
+        f.summary
+    );
+    assert!(f.output.contains("name"), "{}", f.output);
+    assert_eq!(r.failures(), 1, "{}", r.to_text());
 }
+capstan_testkit::backends!(async a_contract_whose_down_does_not_restore_name_fails_in_cell_6);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_index_built_without_concurrently_on_a_big_table_is_a_stall_in_cell_2() {

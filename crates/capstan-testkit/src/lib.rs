@@ -1,13 +1,19 @@
 //! Test support shared by the end-to-end tests of every crate: the Postgres
 //! server the test script starts (`CAPSTAN_TEST_PG`, a superuser URL) and
-//! databases created on it for one test.
+//! databases created on it for one test, the one way to run a test on every
+//! backend ([`backends!`], [`Backend`]), and helpers to read what a process
+//! printed and to wait for a condition.
 
+mod backend;
 pub mod chirpy;
 pub mod cluster;
+mod output;
+pub mod prometheus;
 
 use std::process::Command;
 
-pub mod prometheus;
+pub use backend::{block_on, Backend, BACKENDS};
+pub use output::{assert_code, sqlite_query, stderr, stdout, wait_until};
 
 /// The superuser URL of the test server. Panics with advice when it is unset:
 /// these tests need a real Postgres (`scripts/test.sh` starts one).

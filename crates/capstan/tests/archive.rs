@@ -5,24 +5,8 @@
 
 mod common;
 
+use capstan_testkit::backends;
 use common::{assert_code, stderr, stdout, Backend, Project};
-
-/// One test per backend.
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-            #[test]
-            fn postgres() {
-                super::$name(Backend::Postgres);
-            }
-            #[test]
-            fn sqlite() {
-                super::$name(Backend::Sqlite);
-            }
-        }
-    };
-}
 
 const USERS: &str = "-- capstan:up
 CREATE TABLE users (id bigint PRIMARY KEY, name text, age numeric(10,2));
@@ -126,7 +110,7 @@ fn dropped_column_comes_back_with_every_value(b: Backend) {
     assert_eq!(users(&p), SEED);
     assert!(entries(&p)[0]["restored_at"].is_string());
 }
-both!(dropped_column_comes_back_with_every_value);
+backends!(dropped_column_comes_back_with_every_value);
 
 fn dropped_table_is_re_created_and_refilled(b: Backend) {
     let p = seeded_then(b, "0002_drop_users.sql", "DROP TABLE users;");
@@ -141,7 +125,7 @@ fn dropped_table_is_re_created_and_refilled(b: Backend) {
     assert_eq!(r["rows_restored"], 3);
     assert_eq!(users(&p), SEED);
 }
-both!(dropped_table_is_re_created_and_refilled);
+backends!(dropped_table_is_re_created_and_refilled);
 
 fn emptied_table_is_refilled(b: Backend) {
     // SQLite has no TRUNCATE; DELETE without WHERE is its spelling.
@@ -156,7 +140,7 @@ fn emptied_table_is_refilled(b: Backend) {
     restore(&p, e[0]["id"].as_i64().unwrap());
     assert_eq!(users(&p), SEED);
 }
-both!(emptied_table_is_refilled);
+backends!(emptied_table_is_refilled);
 
 fn unbounded_update_is_reverted_row_by_row(b: Backend) {
     let p = seeded_then(
@@ -175,7 +159,7 @@ fn unbounded_update_is_reverted_row_by_row(b: Backend) {
     );
     assert_eq!(users(&p), "1|ann|31.5\n2|bob|");
 }
-both!(unbounded_update_is_reverted_row_by_row);
+backends!(unbounded_update_is_reverted_row_by_row);
 
 #[test]
 fn lossy_type_change_is_archived_and_restored_once_the_type_is_back_postgres() {
@@ -223,7 +207,7 @@ fn failing_migration_rolls_its_archive_back(b: Backend) {
     );
     assert_eq!(users(&p), SEED);
 }
-both!(failing_migration_rolls_its_archive_back);
+backends!(failing_migration_rolls_its_archive_back);
 
 fn restore_into_a_table_that_gained_rows_keeps_them(b: Backend) {
     let p = seeded_then(b, "0002_clear.sql", "DELETE FROM users;");
@@ -237,7 +221,7 @@ fn restore_into_a_table_that_gained_rows_keeps_them(b: Backend) {
         "1|new ann\n2|bob\n3|cy\n4|dee"
     );
 }
-both!(restore_into_a_table_that_gained_rows_keeps_them);
+backends!(restore_into_a_table_that_gained_rows_keeps_them);
 
 fn restore_refuses_when_it_cannot_be_faithful(b: Backend) {
     let p = seeded_then(
@@ -281,7 +265,7 @@ fn restore_refuses_when_it_cannot_be_faithful(b: Backend) {
     assert_code(&out, 3);
     assert!(stderr(&out).contains("archive entry 99 does not exist"));
 }
-both!(restore_refuses_when_it_cannot_be_faithful);
+backends!(restore_refuses_when_it_cannot_be_faithful);
 
 fn over_the_size_limit_refuses_unless_no_archive_names_it(b: Backend) {
     let p = seeded(b);
@@ -331,7 +315,7 @@ fn over_the_size_limit_refuses_unless_no_archive_names_it(b: Backend) {
         "history records the override: {note}"
     );
 }
-both!(over_the_size_limit_refuses_unless_no_archive_names_it);
+backends!(over_the_size_limit_refuses_unless_no_archive_names_it);
 
 fn plan_shows_what_will_be_archived_and_its_size(b: Backend) {
     let p = seeded(b);
@@ -363,7 +347,7 @@ fn plan_shows_what_will_be_archived_and_its_size(b: Backend) {
     assert!(p.has_column("users", "name"), "plan changes nothing");
     assert!(entries(&p).is_empty());
 }
-both!(plan_shows_what_will_be_archived_and_its_size);
+backends!(plan_shows_what_will_be_archived_and_its_size);
 
 fn down_archives_a_created_table_before_dropping_it(b: Backend) {
     let p = seeded(b);
@@ -378,7 +362,7 @@ fn down_archives_a_created_table_before_dropping_it(b: Backend) {
     restore(&p, e[0]["id"].as_i64().unwrap());
     assert_eq!(users(&p), SEED);
 }
-both!(down_archives_a_created_table_before_dropping_it);
+backends!(down_archives_a_created_table_before_dropping_it);
 
 fn purge_honours_retention_and_names_what_it_removes(b: Backend) {
     let p = seeded_then(
@@ -404,7 +388,7 @@ fn purge_honours_retention_and_names_what_it_removes(b: Backend) {
     assert!(entries(&p).is_empty());
     assert_eq!(archive_tables(&p), 0);
 }
-both!(purge_honours_retention_and_names_what_it_removes);
+backends!(purge_honours_retention_and_names_what_it_removes);
 
 fn bad_archive_config_names_the_key(b: Backend) {
     let p = seeded(b);
@@ -425,7 +409,7 @@ fn bad_archive_config_names_the_key(b: Backend) {
         stderr(&out)
     );
 }
-both!(bad_archive_config_names_the_key);
+backends!(bad_archive_config_names_the_key);
 
 #[test]
 fn rows_taken_by_foreign_key_cascades_are_archived_too_postgres() {
@@ -513,7 +497,7 @@ fn no_transaction_migration_archives_before_its_statement(b: Backend) {
     restore(&p, e[0]["id"].as_i64().unwrap());
     assert_eq!(users(&p), SEED);
 }
-both!(no_transaction_migration_archives_before_its_statement);
+backends!(no_transaction_migration_archives_before_its_statement);
 
 fn a_table_without_primary_key_is_archived_and_restored_whole(b: Backend) {
     let p = Project::new(b);
@@ -553,7 +537,7 @@ fn a_table_without_primary_key_is_archived_and_restored_whole(b: Backend) {
         "a|1\nb|2\nb|2"
     );
 }
-both!(a_table_without_primary_key_is_archived_and_restored_whole);
+backends!(a_table_without_primary_key_is_archived_and_restored_whole);
 
 /// Applies `setup` (creating and filling a table), then `destroy` as a
 /// contract migration; expects one archive entry and, after restoring it,
@@ -580,7 +564,7 @@ fn an_unquoted_mixed_case_name_is_archived_as_the_catalog_spells_it(b: Backend) 
         "1|ann\n2|bob",
     );
 }
-both!(an_unquoted_mixed_case_name_is_archived_as_the_catalog_spells_it);
+backends!(an_unquoted_mixed_case_name_is_archived_as_the_catalog_spells_it);
 
 fn a_quoted_table_name_with_a_dot_is_archived(b: Backend) {
     archived_and_restored(
@@ -591,7 +575,7 @@ fn a_quoted_table_name_with_a_dot_is_archived(b: Backend) {
         "1|ann\n2|bob",
     );
 }
-both!(a_quoted_table_name_with_a_dot_is_archived);
+backends!(a_quoted_table_name_with_a_dot_is_archived);
 
 fn a_column_named_copied_is_archived(b: Backend) {
     // `copied` is also the name of the Postgres copy's row counter.
@@ -603,7 +587,7 @@ fn a_column_named_copied_is_archived(b: Backend) {
         "1|ann\n2|bob",
     );
 }
-both!(a_column_named_copied_is_archived);
+backends!(a_column_named_copied_is_archived);
 
 #[test]
 fn restore_writes_identity_keys_back_and_leaves_generated_columns_to_the_table_postgres() {
@@ -646,7 +630,7 @@ fn rows_without_a_key_are_restored_once(b: Backend) {
         "a|1\nb|2"
     );
 }
-both!(rows_without_a_key_are_restored_once);
+backends!(rows_without_a_key_are_restored_once);
 
 fn a_dirty_migration_names_its_own_statement_not_the_archive_copy(b: Backend) {
     let p = seeded(b);
@@ -663,7 +647,7 @@ fn a_dirty_migration_names_its_own_statement_not_the_archive_copy(b: Backend) {
         stdout(&out)
     );
 }
-both!(a_dirty_migration_names_its_own_statement_not_the_archive_copy);
+backends!(a_dirty_migration_names_its_own_statement_not_the_archive_copy);
 
 fn an_over_limit_copy_in_a_no_transaction_migration_leaves_nothing_behind(b: Backend) {
     let p = seeded(b);
@@ -683,7 +667,7 @@ fn an_over_limit_copy_in_a_no_transaction_migration_leaves_nothing_behind(b: Bac
     assert!(entries(&p).is_empty());
     assert_eq!(archive_tables(&p), 0, "no copy without an entry");
 }
-both!(an_over_limit_copy_in_a_no_transaction_migration_leaves_nothing_behind);
+backends!(an_over_limit_copy_in_a_no_transaction_migration_leaves_nothing_behind);
 
 #[test]
 fn the_key_dropped_before_another_column_changes_is_archived_as_the_table_then_is_postgres() {
@@ -858,7 +842,7 @@ fn a_copy_damaged_outside_capstan_is_refused_with_exit_5(b: Backend) {
         stderr(&out)
     );
 }
-both!(a_copy_damaged_outside_capstan_is_refused_with_exit_5);
+backends!(a_copy_damaged_outside_capstan_is_refused_with_exit_5);
 
 fn nothing_is_copied_from_an_empty_table(b: Backend) {
     let p = Project::new(b);
@@ -904,7 +888,7 @@ fn nothing_is_copied_from_an_empty_table(b: Backend) {
     assert_code(&out, 0);
     assert!(entries(&p).is_empty());
 }
-both!(nothing_is_copied_from_an_empty_table);
+backends!(nothing_is_copied_from_an_empty_table);
 
 const RENAMED: &str = "CREATE TABLE t (id bigint PRIMARY KEY, a text, b text);\nINSERT INTO t VALUES (1, 'x', 'y'), (2, 'p', NULL);";
 
@@ -917,7 +901,7 @@ fn a_key_renamed_earlier_in_the_migration_is_followed(b: Backend) {
         "1|x|y\n2|p|",
     );
 }
-both!(a_key_renamed_earlier_in_the_migration_is_followed);
+backends!(a_key_renamed_earlier_in_the_migration_is_followed);
 
 fn a_column_renamed_then_dropped_is_archived(b: Backend) {
     archived_and_restored(
@@ -928,4 +912,4 @@ fn a_column_renamed_then_dropped_is_archived(b: Backend) {
         "1|x|y\n2|p|",
     );
 }
-both!(a_column_renamed_then_dropped_is_archived);
+backends!(a_column_renamed_then_dropped_is_archived);

@@ -9,6 +9,7 @@
 
 mod common;
 
+use capstan_testkit::backends;
 use common::{assert_code, stderr, stdout, Backend, Project};
 
 /// Applies `setup` (migration 1, with its rows), then `destroy` (a contract
@@ -82,18 +83,14 @@ fn same_schema(b: Backend, setup: &str, destroy: &str) {
     assert_eq!(copies, with_rows, "{b:?}: one copy per entry with rows");
 }
 
-const PG: &[Backend] = &[Backend::Postgres];
-const BOTH: &[Backend] = &[Backend::Postgres, Backend::Sqlite];
-
+/// One test per case and listed backend (`case::postgres`, `case::sqlite`).
 macro_rules! corpus {
-    ($($name:ident: $backends:expr => $setup:expr, $destroy:expr;)*) => {
+    ($($name:ident: [$($backend:ident),+] => $setup:expr, $destroy:expr;)*) => {
         $(
-            #[test]
-            fn $name() {
-                for b in $backends {
-                    same_schema(*b, $setup, $destroy);
-                }
+            fn $name(b: Backend) {
+                same_schema(b, $setup, $destroy);
             }
+            backends!($name: [$($backend),+]);
         )*
     };
 }
@@ -118,71 +115,71 @@ INSERT INTO child VALUES (10, 1, 'c1'), (11, 2, 'c2');";
 
 corpus! {
     // The key goes first, then another column of the same table changes.
-    key_dropped_then_column_retyped: PG => T,
+    key_dropped_then_column_retyped: [postgres] => T,
         "ALTER TABLE t DROP COLUMN id;\nALTER TABLE t ALTER COLUMN d TYPE date;";
-    key_dropped_and_column_retyped_in_one_statement: PG => T,
+    key_dropped_and_column_retyped_in_one_statement: [postgres] => T,
         "ALTER TABLE t DROP COLUMN id, ALTER COLUMN d TYPE date;";
-    key_dropped_then_column_dropped: PG => T,
+    key_dropped_then_column_dropped: [postgres] => T,
         "ALTER TABLE t DROP COLUMN id;\nALTER TABLE t DROP COLUMN a;\nUPDATE t SET b = 'z';";
-    key_renamed_then_column_dropped: BOTH => T,
+    key_renamed_then_column_dropped: [postgres, sqlite] => T,
         "ALTER TABLE t RENAME COLUMN id TO uid;\nALTER TABLE t DROP COLUMN a;";
-    column_dropped_then_table_dropped: BOTH => T,
+    column_dropped_then_table_dropped: [postgres, sqlite] => T,
         "ALTER TABLE t DROP COLUMN a;\nDROP TABLE t;";
-    two_columns_of_a_table_without_key: BOTH => LOGS,
+    two_columns_of_a_table_without_key: [postgres, sqlite] => LOGS,
         "ALTER TABLE logs DROP COLUMN level;\nALTER TABLE logs DROP COLUMN src;";
-    table_without_key_emptied_then_dropped: BOTH => LOGS,
+    table_without_key_emptied_then_dropped: [postgres, sqlite] => LOGS,
         "DELETE FROM logs;\nDROP TABLE logs;";
-    column_renamed_then_dropped: BOTH => T,
+    column_renamed_then_dropped: [postgres, sqlite] => T,
         "ALTER TABLE t RENAME COLUMN a TO a2;\nALTER TABLE t DROP COLUMN a2;";
-    column_renamed_then_table_dropped: BOTH => T,
+    column_renamed_then_table_dropped: [postgres, sqlite] => T,
         "ALTER TABLE t RENAME COLUMN a TO a2;\nDROP TABLE t;";
-    table_renamed_then_dropped: BOTH => T,
+    table_renamed_then_dropped: [postgres, sqlite] => T,
         "ALTER TABLE t RENAME TO t_old;\nDROP TABLE t_old;";
-    table_rebuilt_then_column_dropped: BOTH => T,
+    table_rebuilt_then_column_dropped: [postgres, sqlite] => T,
         "CREATE TABLE t_new (id bigint PRIMARY KEY, a text, b text);\nINSERT INTO t_new SELECT id, a, b FROM t;\nDROP TABLE t;\nALTER TABLE t_new RENAME TO t;\nALTER TABLE t DROP COLUMN b;";
-    updated_then_dropped: BOTH => T,
+    updated_then_dropped: [postgres, sqlite] => T,
         "UPDATE t SET a = upper(a);\nALTER TABLE t DROP COLUMN a;";
-    empty_table_dropped: BOTH => "CREATE TABLE e (id int PRIMARY KEY, x text);\nCREATE TABLE e2 (x text);",
+    empty_table_dropped: [postgres, sqlite] => "CREATE TABLE e (id int PRIMARY KEY, x text);\nCREATE TABLE e2 (x text);",
         "ALTER TABLE e DROP COLUMN x;\nDROP TABLE e;\nDELETE FROM e2;\nDROP TABLE e2;";
     // Types of the application's own, dropped with or after their columns.
-    table_then_its_types_dropped: PG => MOOD,
+    table_then_its_types_dropped: [postgres] => MOOD,
         "DROP TABLE f;\nDROP TYPE mood;\nDROP DOMAIN pos;\nDROP TYPE pair;";
-    columns_then_their_types_dropped: PG => MOOD,
+    columns_then_their_types_dropped: [postgres] => MOOD,
         "ALTER TABLE f DROP COLUMN m, DROP COLUMN ms;\nDROP TYPE mood;\nALTER TABLE f DROP COLUMN p;\nDROP DOMAIN pos;";
-    type_dropped_with_cascade: PG => MOOD,
+    type_dropped_with_cascade: [postgres] => MOOD,
         "ALTER TABLE f DROP COLUMN c;\nDROP TYPE pair;\nUPDATE f SET m = NULL;\nDROP TYPE mood CASCADE;";
-    enum_column_retyped_to_text_then_type_dropped: PG => MOOD,
+    enum_column_retyped_to_text_then_type_dropped: [postgres] => MOOD,
         "ALTER TABLE f ALTER COLUMN m TYPE text;\nALTER TABLE f DROP COLUMN ms;\nDROP TYPE mood;";
-    extension_type_dropped_with_its_extension: PG =>
+    extension_type_dropped_with_its_extension: [postgres] =>
         "CREATE EXTENSION IF NOT EXISTS citext;\nCREATE TABLE u (id int PRIMARY KEY, email citext);\nINSERT INTO u VALUES (1, 'A@x.org');",
         "ALTER TABLE u DROP COLUMN email;\nDROP EXTENSION citext;";
-    jsonb_and_generated_columns: PG =>
+    jsonb_and_generated_columns: [postgres] =>
         "CREATE TABLE j (id int PRIMARY KEY, doc jsonb, meta jsonb, name text GENERATED ALWAYS AS (doc->>'name') STORED);\nINSERT INTO j (id, doc, meta) VALUES (1, '{\"name\": \"ann\"}', '[1]'), (2, '{}', NULL);",
         "ALTER TABLE j ALTER COLUMN meta TYPE json;\nALTER TABLE j DROP COLUMN doc CASCADE;\nDROP TABLE j;";
-    generated_column_sqlite: BOTH =>
+    generated_column_sqlite: [postgres, sqlite] =>
         "CREATE TABLE g (id int PRIMARY KEY, a text, up text GENERATED ALWAYS AS (upper(a)) STORED);\nINSERT INTO g (id, a) VALUES (1, 'x'), (2, 'y');",
         "DELETE FROM g;\nDROP TABLE g;";
-    column_used_by_a_view: PG => "CREATE TABLE t (id int PRIMARY KEY, a text, b text);\nCREATE VIEW v AS SELECT id, a FROM t;\nINSERT INTO t VALUES (1, 'x', 'y');",
+    column_used_by_a_view: [postgres] => "CREATE TABLE t (id int PRIMARY KEY, a text, b text);\nCREATE VIEW v AS SELECT id, a FROM t;\nINSERT INTO t VALUES (1, 'x', 'y');",
         "ALTER TABLE t DROP COLUMN a CASCADE;\nALTER TABLE t DROP COLUMN b;";
-    view_dropped_then_its_column: BOTH => "CREATE TABLE t (id int PRIMARY KEY, a text, b text);\nCREATE VIEW v AS SELECT id, a FROM t;\nINSERT INTO t VALUES (1, 'x', 'y');",
+    view_dropped_then_its_column: [postgres, sqlite] => "CREATE TABLE t (id int PRIMARY KEY, a text, b text);\nCREATE VIEW v AS SELECT id, a FROM t;\nINSERT INTO t VALUES (1, 'x', 'y');",
         "DROP VIEW v;\nALTER TABLE t DROP COLUMN a;";
-    table_dropped_with_cascade: PG => FK,
+    table_dropped_with_cascade: [postgres] => FK,
         "DROP TABLE parent CASCADE;\nALTER TABLE child DROP COLUMN parent_id;";
-    truncate_cascade_then_drop: PG => FK,
+    truncate_cascade_then_drop: [postgres] => FK,
         "TRUNCATE parent CASCADE;\nDROP TABLE child;\nDROP TABLE parent;";
-    delete_through_cascade_then_drop: PG => FK,
+    delete_through_cascade_then_drop: [postgres] => FK,
         "DELETE FROM parent;\nALTER TABLE child DROP COLUMN v;";
-    child_then_parent_dropped: BOTH => FK,
+    child_then_parent_dropped: [postgres, sqlite] => FK,
         "DROP TABLE child;\nDROP TABLE parent;";
-    partitioned_table: PG =>
+    partitioned_table: [postgres] =>
         "CREATE TABLE m (id int, at date, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);\nCREATE TABLE m_2024 PARTITION OF m FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');\nINSERT INTO m VALUES (1, '2024-02-03', 'x'), (2, '2024-05-06', 'y');",
         "ALTER TABLE m DROP COLUMN v;\nDROP TABLE m;";
-    partition_detached_then_dropped: PG =>
+    partition_detached_then_dropped: [postgres] =>
         "CREATE TABLE m (id int, at date, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);\nCREATE TABLE m_2024 PARTITION OF m FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');\nINSERT INTO m VALUES (1, '2024-02-03', 'x');",
         "ALTER TABLE m DETACH PARTITION m_2024;\nDROP TABLE m_2024;\nTRUNCATE m;";
-    schema_qualified_table: PG =>
+    schema_qualified_table: [postgres] =>
         "CREATE SCHEMA audit;\nCREATE TABLE audit.ev (id int PRIMARY KEY, what text);\nINSERT INTO audit.ev VALUES (1, 'x');",
         "ALTER TABLE audit.ev DROP COLUMN what;\nDROP TABLE audit.ev;\nDROP SCHEMA audit;";
-    lossy_retype_then_key_dropped: PG => T,
+    lossy_retype_then_key_dropped: [postgres] => T,
         "ALTER TABLE t ALTER COLUMN n TYPE integer;\nALTER TABLE t DROP COLUMN id;\nALTER TABLE t ALTER COLUMN d TYPE date;";
 }

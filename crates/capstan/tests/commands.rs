@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{assert_code, stderr, stdout, Backend, Project, BACKENDS};
+use capstan_testkit::backends;
+use common::{assert_code, stderr, stdout, Backend, Project};
 
 const CREATE_USERS: &str = "-- capstan:up\nCREATE TABLE users (id integer PRIMARY KEY, name text);\n-- capstan:down\nDROP TABLE users;\n";
 const ADD_EMAIL: &str =
@@ -45,72 +46,68 @@ fn untouched(p: &Project) -> bool {
     tables == "0" && recorded == "0"
 }
 
-#[test]
-fn up_status_down_round_trip_on_both_backends() {
-    for b in BACKENDS {
-        let p = Project::new(b);
-        p.write("0001_create_users.sql", CREATE_USERS);
-        p.add("0002_add_email.sql", ADD_EMAIL);
-        assert_eq!(
-            p.states(),
-            vec![(1, "pending".into()), (2, "pending".into())]
-        );
+fn up_status_down_round_trip_on_both_backends(b: Backend) {
+    let p = Project::new(b);
+    p.write("0001_create_users.sql", CREATE_USERS);
+    p.add("0002_add_email.sql", ADD_EMAIL);
+    assert_eq!(
+        p.states(),
+        vec![(1, "pending".into()), (2, "pending".into())]
+    );
 
-        let out = p.capstan(&["migrate", "up"]);
-        assert_code(&out, 0);
+    let out = p.capstan(&["migrate", "up"]);
+    assert_code(&out, 0);
+    assert!(
+        stdout(&out).contains("applied 2 migrations"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        p.states(),
+        vec![(1, "applied".into()), (2, "applied".into())]
+    );
+    p.query("INSERT INTO users (id, name, email) VALUES (1, 'a', 'a@example.com')");
+
+    let out = p.capstan(&["migrate", "down"]);
+    assert_code(&out, 0);
+    assert_eq!(
+        p.states(),
+        vec![(1, "applied".into()), (2, "pending".into())]
+    );
+    let out = p.capstan(&["migrate", "down", "--to", "0"]);
+    assert_code(&out, 0);
+    assert!(untouched(&p), "{b:?}: down --to 0 leaves nothing");
+}
+backends!(up_status_down_round_trip_on_both_backends);
+
+fn status_json_has_the_documented_shape(b: Backend) {
+    let p = Project::new(b);
+    p.add("0001_create_users.sql", CREATE_USERS);
+    assert_code(&p.capstan(&["migrate", "up"]), 0);
+    let s = p.status();
+    let m = &s["migrations"][0];
+    for key in ["version", "name", "phase", "state"] {
+        assert!(!m[key].is_null(), "{b:?}: missing {key} in {s}");
+    }
+    let applied = &m["applied"];
+    for key in [
+        "applied_at",
+        "applied_by",
+        "binary_version",
+        "duration_ms",
+        "checksum",
+    ] {
         assert!(
-            stdout(&out).contains("applied 2 migrations"),
-            "{}",
-            stdout(&out)
-        );
-        assert_eq!(
-            p.states(),
-            vec![(1, "applied".into()), (2, "applied".into())]
-        );
-        p.query("INSERT INTO users (id, name, email) VALUES (1, 'a', 'a@example.com')");
-
-        let out = p.capstan(&["migrate", "down"]);
-        assert_code(&out, 0);
-        assert_eq!(
-            p.states(),
-            vec![(1, "applied".into()), (2, "pending".into())]
-        );
-        let out = p.capstan(&["migrate", "down", "--to", "0"]);
-        assert_code(&out, 0);
-        assert!(untouched(&p), "{b:?}: down --to 0 leaves nothing");
-    }
-}
-
-#[test]
-fn status_json_has_the_documented_shape() {
-    for b in BACKENDS {
-        let p = Project::new(b);
-        p.add("0001_create_users.sql", CREATE_USERS);
-        assert_code(&p.capstan(&["migrate", "up"]), 0);
-        let s = p.status();
-        let m = &s["migrations"][0];
-        for key in ["version", "name", "phase", "state"] {
-            assert!(!m[key].is_null(), "{b:?}: missing {key} in {s}");
-        }
-        let applied = &m["applied"];
-        for key in [
-            "applied_at",
-            "applied_by",
-            "binary_version",
-            "duration_ms",
-            "checksum",
-        ] {
-            assert!(
-                !applied[key].is_null(),
-                "{b:?}: missing applied.{key} in {s}"
-            );
-        }
-        assert_eq!(
-            applied["applied_by"].as_str().unwrap().split('@').next(),
-            Some("tester")
+            !applied[key].is_null(),
+            "{b:?}: missing applied.{key} in {s}"
         );
     }
+    assert_eq!(
+        applied["applied_by"].as_str().unwrap().split('@').next(),
+        Some("tester")
+    );
 }
+backends!(status_json_has_the_documented_shape);
 
 /// Registers a live instance that embeds only `versions`, as a running binary would.
 fn register(p: &Project, id: &str, version: &str, versions: &[u64]) {
@@ -131,187 +128,175 @@ fn register(p: &Project, id: &str, version: &str, versions: &[u64]) {
     };
 }
 
-#[test]
-fn contract_migrations_wait_until_no_live_instance_needs_them() {
-    for b in BACKENDS {
-        let p = Project::new(b);
-        p.write("0001_create_users.sql", CREATE_USERS);
-        p.write("0002_drop_name.sql", DROP_NAME);
-        p.add("0003_add_email.sql", ADD_EMAIL);
-        register(&p, "v1-pod-a", "1.0.0", &[1]);
-        let out = p.capstan(&["migrate", "up"]);
-        assert_code(&out, 6);
-        let text = stdout(&out);
-        assert!(text.contains("stopped before 0002_drop_name"), "{text}");
-        assert!(
-            text.contains("chirpy 1.0.0 (v1-pod-a"),
-            "{b:?}: names the blocking instance: {text}"
-        );
-        assert_eq!(
-            p.states(),
-            vec![
-                (1, "applied".into()),
-                (2, "pending".into()),
-                (3, "pending".into())
-            ]
-        );
-        let fleet = p.capstan(&["fleet", "--json"]);
-        assert_code(&fleet, 0);
-        assert!(
-            stdout(&fleet).contains("\"live\":true"),
-            "{}",
-            stdout(&fleet)
-        );
+fn contract_migrations_wait_until_no_live_instance_needs_them(b: Backend) {
+    let p = Project::new(b);
+    p.write("0001_create_users.sql", CREATE_USERS);
+    p.write("0002_drop_name.sql", DROP_NAME);
+    p.add("0003_add_email.sql", ADD_EMAIL);
+    register(&p, "v1-pod-a", "1.0.0", &[1]);
+    let out = p.capstan(&["migrate", "up"]);
+    assert_code(&out, 6);
+    let text = stdout(&out);
+    assert!(text.contains("stopped before 0002_drop_name"), "{text}");
+    assert!(
+        text.contains("chirpy 1.0.0 (v1-pod-a"),
+        "{b:?}: names the blocking instance: {text}"
+    );
+    assert_eq!(
+        p.states(),
+        vec![
+            (1, "applied".into()),
+            (2, "pending".into()),
+            (3, "pending".into())
+        ]
+    );
+    let fleet = p.capstan(&["fleet", "--json"]);
+    assert_code(&fleet, 0);
+    assert!(
+        stdout(&fleet).contains("\"live\":true"),
+        "{}",
+        stdout(&fleet)
+    );
 
-        // --wait returns as soon as the instance departs.
-        let waiting = p
-            .command(&["migrate", "up", "--wait", "--timeout", "60s"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let history = p.history_table();
-        let depart = match b {
-            Backend::Postgres => "UPDATE capstan.fleet SET departed_at = now()",
-            Backend::Sqlite => {
-                "UPDATE capstan_fleet SET departed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
-            }
-        };
-        p.query(depart);
-        let out = waiting.wait_with_output().unwrap();
-        assert_code(&out, 0);
-        let count = p.query(&format!("SELECT count(*) FROM {history}"));
-        assert_eq!(count, "3", "{b:?}");
-    }
-}
-
-#[test]
-fn force_contract_overrides_the_fleet_loudly_and_is_recorded() {
-    for b in BACKENDS {
-        let p = Project::new(b);
-        p.write("0001_create_users.sql", CREATE_USERS);
-        p.add("0002_drop_name.sql", DROP_NAME);
-        register(&p, "v1-pod-b", "1.0.0", &[1]);
-        let out = p.capstan(&["migrate", "up", "--force-contract"]);
-        assert_code(&out, 0);
-        assert!(
-            stderr(&out).contains("WARNING: forcing contract migration 0002_drop_name"),
-            "{}",
-            stderr(&out)
-        );
-        let note = p.query(&format!(
-            "SELECT error FROM {} WHERE version = 2",
-            p.history_table()
-        ));
-        assert!(
-            note.contains("forced past live instances") && note.contains("v1-pod-b"),
-            "{b:?}: {note}"
-        );
-    }
-}
-
-#[test]
-fn gate_reports_pending_and_contract_ahead() {
-    for b in BACKENDS {
-        let p = Project::new(b);
-        p.write("0001_create_users.sql", CREATE_USERS);
-        p.add("0002_add_email.sql", ADD_EMAIL);
-        let out = p.capstan(&["gate", "--app", "chirpy"]);
-        assert_code(&out, 8);
-        assert!(
-            stdout(&out).contains("run `chirpy migrate up`"),
-            "{}",
-            stdout(&out)
-        );
-        assert_code(&p.capstan(&["migrate", "up"]), 0);
-        assert_code(&p.capstan(&["gate"]), 0);
-        // A newer set applied a contract migration; the old directory is now too old.
-        p.add("0003_drop_name.sql", DROP_NAME);
-        assert_code(&p.capstan(&["migrate", "up"]), 0);
-        std::fs::remove_file(p.migrations().join("0003_drop_name.sql")).unwrap();
-        p.hash();
-        let out = p.capstan(&["gate", "--json"]);
-        assert_code(&out, 8);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(v["ahead_contract"][0]["label"], "0003_drop_name", "{v}");
-    }
-}
-
-#[test]
-fn plan_shows_sql_and_changes_nothing() {
-    for b in BACKENDS {
-        let p = Project::new(b);
-        p.write("0001_create_users.sql", CREATE_USERS);
-        p.add("0002_drop_name.sql", DROP_NAME);
-        let out = p.capstan(&["migrate", "plan"]);
-        assert_code(&out, 0);
-        let text = stdout(&out);
-        assert!(text.contains("CREATE TABLE users"), "{text}");
-        assert!(
-            text.contains("DROP COLUMN"),
-            "no live instance blocks it: {text}"
-        );
-        let out = p.capstan(&["migrate", "plan", "--json"]);
-        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(plan["steps"].as_array().unwrap().len(), 2);
-        assert!(untouched(&p), "{b:?}: plan must not change the database");
-    }
-}
-
-#[test]
-fn down_refuses_before_touching_anything_when_a_down_section_is_missing() {
-    for b in BACKENDS {
-        let p = Project::new(b);
-        p.write("0001_create_users.sql", CREATE_USERS);
-        p.write(
-            "0002_no_down.sql",
-            "-- capstan:up\nCREATE TABLE audit (id int);\n",
-        );
-        p.add("0003_add_email.sql", ADD_EMAIL);
-        assert_code(&p.capstan(&["migrate", "up"]), 0);
-        let out = p.capstan(&["migrate", "down", "--to", "0"]);
-        assert_code(&out, 5);
-        assert!(
-            stderr(&out).contains("0002_no_down: no `-- capstan:down` section"),
-            "{}",
-            stderr(&out)
-        );
-        // 0003 has a down section but must not have been rolled back.
-        assert!(p.states().iter().all(|(_, s)| s == "applied"), "{b:?}");
-    }
-}
-
-#[test]
-fn verify_passes_a_sound_set_and_names_what_a_bad_down_leaves_behind() {
-    for b in BACKENDS {
-        let p = Project::new(b);
-        p.write("0001_create_users.sql", CREATE_USERS);
-        p.write("0002_add_email.sql", ADD_EMAIL);
-        p.add("0003_drop_name.sql", DROP_NAME);
-        let out = p.capstan(&["migrate", "verify"]);
-        assert_code(&out, 0);
-        assert!(stdout(&out).contains("verify passed"), "{}", stdout(&out));
-
-        p.add(
-            "0004_bad_down.sql",
-            "-- capstan:up\nCREATE TABLE audit (id int);\nCREATE INDEX audit_id ON audit (id);\n-- capstan:down\nDROP INDEX audit_id;\n",
-        );
-        let out = p.capstan(&["migrate", "verify", "--json"]);
-        assert_code(&out, 1);
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let step = &report["steps"][3];
-        let diffs = step["differences"].to_string();
-        assert!(diffs.contains("audit"), "{b:?}: {diffs}");
-        assert!(untouched(&p), "{b:?}: verify runs on a scratch database");
-        if b == Backend::Postgres {
-            let left = common::psql(
-                &common::pg_admin_url(),
-                "SELECT count(*) FROM pg_database WHERE datname LIKE 'capstan_verify_%'",
-            );
-            assert_eq!(left, "0", "scratch databases are dropped");
+    // --wait returns as soon as the instance departs.
+    let waiting = p
+        .command(&["migrate", "up", "--wait", "--timeout", "60s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let history = p.history_table();
+    let depart = match b {
+        Backend::Postgres => "UPDATE capstan.fleet SET departed_at = now()",
+        Backend::Sqlite => {
+            "UPDATE capstan_fleet SET departed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
         }
+    };
+    p.query(depart);
+    let out = waiting.wait_with_output().unwrap();
+    assert_code(&out, 0);
+    let count = p.query(&format!("SELECT count(*) FROM {history}"));
+    assert_eq!(count, "3", "{b:?}");
+}
+backends!(contract_migrations_wait_until_no_live_instance_needs_them);
+
+fn force_contract_overrides_the_fleet_loudly_and_is_recorded(b: Backend) {
+    let p = Project::new(b);
+    p.write("0001_create_users.sql", CREATE_USERS);
+    p.add("0002_drop_name.sql", DROP_NAME);
+    register(&p, "v1-pod-b", "1.0.0", &[1]);
+    let out = p.capstan(&["migrate", "up", "--force-contract"]);
+    assert_code(&out, 0);
+    assert!(
+        stderr(&out).contains("WARNING: forcing contract migration 0002_drop_name"),
+        "{}",
+        stderr(&out)
+    );
+    let note = p.query(&format!(
+        "SELECT error FROM {} WHERE version = 2",
+        p.history_table()
+    ));
+    assert!(
+        note.contains("forced past live instances") && note.contains("v1-pod-b"),
+        "{b:?}: {note}"
+    );
+}
+backends!(force_contract_overrides_the_fleet_loudly_and_is_recorded);
+
+fn gate_reports_pending_and_contract_ahead(b: Backend) {
+    let p = Project::new(b);
+    p.write("0001_create_users.sql", CREATE_USERS);
+    p.add("0002_add_email.sql", ADD_EMAIL);
+    let out = p.capstan(&["gate", "--app", "chirpy"]);
+    assert_code(&out, 8);
+    assert!(
+        stdout(&out).contains("run `chirpy migrate up`"),
+        "{}",
+        stdout(&out)
+    );
+    assert_code(&p.capstan(&["migrate", "up"]), 0);
+    assert_code(&p.capstan(&["gate"]), 0);
+    // A newer set applied a contract migration; the old directory is now too old.
+    p.add("0003_drop_name.sql", DROP_NAME);
+    assert_code(&p.capstan(&["migrate", "up"]), 0);
+    std::fs::remove_file(p.migrations().join("0003_drop_name.sql")).unwrap();
+    p.hash();
+    let out = p.capstan(&["gate", "--json"]);
+    assert_code(&out, 8);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ahead_contract"][0]["label"], "0003_drop_name", "{v}");
+}
+backends!(gate_reports_pending_and_contract_ahead);
+
+fn plan_shows_sql_and_changes_nothing(b: Backend) {
+    let p = Project::new(b);
+    p.write("0001_create_users.sql", CREATE_USERS);
+    p.add("0002_drop_name.sql", DROP_NAME);
+    let out = p.capstan(&["migrate", "plan"]);
+    assert_code(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains("CREATE TABLE users"), "{text}");
+    assert!(
+        text.contains("DROP COLUMN"),
+        "no live instance blocks it: {text}"
+    );
+    let out = p.capstan(&["migrate", "plan", "--json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["steps"].as_array().unwrap().len(), 2);
+    assert!(untouched(&p), "{b:?}: plan must not change the database");
+}
+backends!(plan_shows_sql_and_changes_nothing);
+
+fn down_refuses_before_touching_anything_when_a_down_section_is_missing(b: Backend) {
+    let p = Project::new(b);
+    p.write("0001_create_users.sql", CREATE_USERS);
+    p.write(
+        "0002_no_down.sql",
+        "-- capstan:up\nCREATE TABLE audit (id int);\n",
+    );
+    p.add("0003_add_email.sql", ADD_EMAIL);
+    assert_code(&p.capstan(&["migrate", "up"]), 0);
+    let out = p.capstan(&["migrate", "down", "--to", "0"]);
+    assert_code(&out, 5);
+    assert!(
+        stderr(&out).contains("0002_no_down: no `-- capstan:down` section"),
+        "{}",
+        stderr(&out)
+    );
+    // 0003 has a down section but must not have been rolled back.
+    assert!(p.states().iter().all(|(_, s)| s == "applied"), "{b:?}");
+}
+backends!(down_refuses_before_touching_anything_when_a_down_section_is_missing);
+
+fn verify_passes_a_sound_set_and_names_what_a_bad_down_leaves_behind(b: Backend) {
+    let p = Project::new(b);
+    p.write("0001_create_users.sql", CREATE_USERS);
+    p.write("0002_add_email.sql", ADD_EMAIL);
+    p.add("0003_drop_name.sql", DROP_NAME);
+    let out = p.capstan(&["migrate", "verify"]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains("verify passed"), "{}", stdout(&out));
+
+    p.add(
+        "0004_bad_down.sql",
+        "-- capstan:up\nCREATE TABLE audit (id int);\nCREATE INDEX audit_id ON audit (id);\n-- capstan:down\nDROP INDEX audit_id;\n",
+    );
+    let out = p.capstan(&["migrate", "verify", "--json"]);
+    assert_code(&out, 1);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let step = &report["steps"][3];
+    let diffs = step["differences"].to_string();
+    assert!(diffs.contains("audit"), "{b:?}: {diffs}");
+    assert!(untouched(&p), "{b:?}: verify runs on a scratch database");
+    if b == Backend::Postgres {
+        let left = common::psql(
+            &common::pg_admin_url(),
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'capstan_verify_%'",
+        );
+        assert_eq!(left, "0", "scratch databases are dropped");
     }
 }
+backends!(verify_passes_a_sound_set_and_names_what_a_bad_down_leaves_behind);
 
 #[test]
 fn rebase_renumbers_my_migration_after_a_merge() {
@@ -341,48 +326,44 @@ fn rebase_renumbers_my_migration_after_a_merge() {
     assert_eq!(p.states().len(), 3);
 }
 
-#[test]
-fn baseline_adopts_an_existing_database() {
-    for b in BACKENDS {
-        let p = Project::new(b);
-        p.write("0001_create_users.sql", CREATE_USERS);
-        p.write("0002_add_email.sql", ADD_EMAIL);
-        p.add(
-            "0003_add_bio.sql",
-            "-- capstan:up\nALTER TABLE users ADD COLUMN bio text;\n",
-        );
-        p.query("CREATE TABLE users (id integer PRIMARY KEY, name text, email text)");
-        let out = p.capstan(&["migrate", "baseline", "2"]);
-        assert_code(&out, 0);
-        assert_code(&p.capstan(&["migrate", "up"]), 0);
-        assert!(p.states().iter().all(|(_, s)| s == "applied"));
-        let out = p.capstan(&["migrate", "baseline", "2"]);
-        assert_code(&out, 5);
-    }
+fn baseline_adopts_an_existing_database(b: Backend) {
+    let p = Project::new(b);
+    p.write("0001_create_users.sql", CREATE_USERS);
+    p.write("0002_add_email.sql", ADD_EMAIL);
+    p.add(
+        "0003_add_bio.sql",
+        "-- capstan:up\nALTER TABLE users ADD COLUMN bio text;\n",
+    );
+    p.query("CREATE TABLE users (id integer PRIMARY KEY, name text, email text)");
+    let out = p.capstan(&["migrate", "baseline", "2"]);
+    assert_code(&out, 0);
+    assert_code(&p.capstan(&["migrate", "up"]), 0);
+    assert!(p.states().iter().all(|(_, s)| s == "applied"));
+    let out = p.capstan(&["migrate", "baseline", "2"]);
+    assert_code(&out, 5);
 }
+backends!(baseline_adopts_an_existing_database);
 
-#[test]
-fn import_from_goose_then_apply() {
+fn import_from_goose_then_apply(b: Backend) {
     let fixtures = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../capstan-migrate/tests/fixtures/import/dbmate/source"
     );
-    for b in BACKENDS {
-        let p = Project::new(b);
-        std::fs::remove_dir(p.migrations()).unwrap();
-        let out = p.capstan(&["migrate", "import", "--from", "dbmate", fixtures]);
-        assert_code(&out, 0);
-        let out = p.capstan(&["migrate", "up"]);
-        if b == Backend::Sqlite {
-            // The fixtures are Postgres SQL; SQLite may reject some of it, but
-            // the import itself must produce a valid directory.
-            assert_code(&p.capstan(&["migrate", "status"]), 0);
-            continue;
-        }
-        assert_code(&out, 0);
-        assert!(p.states().iter().all(|(_, s)| s == "applied"));
+    let p = Project::new(b);
+    std::fs::remove_dir(p.migrations()).unwrap();
+    let out = p.capstan(&["migrate", "import", "--from", "dbmate", fixtures]);
+    assert_code(&out, 0);
+    let out = p.capstan(&["migrate", "up"]);
+    if b == Backend::Sqlite {
+        // The fixtures are Postgres SQL; SQLite may reject some of it, but
+        // the import itself must produce a valid directory.
+        assert_code(&p.capstan(&["migrate", "status"]), 0);
+        return;
     }
+    assert_code(&out, 0);
+    assert!(p.states().iter().all(|(_, s)| s == "applied"));
 }
+backends!(import_from_goose_then_apply);
 
 #[test]
 fn the_embedded_default_is_sqlite_capstan_db_in_the_working_directory() {
@@ -449,8 +430,7 @@ fn flags_win_over_environment_which_wins_over_capstan_toml() {
 
 /// Each bad migration directory: exit 3, the message names the file (and line),
 /// and nothing is applied — not even the valid migrations before it.
-#[test]
-fn bad_migration_files_are_refused_with_file_and_line_and_nothing_is_applied() {
+fn bad_migration_files_are_refused_with_file_and_line_and_nothing_is_applied(b: Backend) {
     let cases: &[(&str, &[u8], &str)] = &[
         (
             "0002_x.sql",
@@ -504,32 +484,31 @@ fn bad_migration_files_are_refused_with_file_and_line_and_nothing_is_applied() {
             "0002_x.sql:2: `BEGIN`",
         ),
     ];
-    for b in BACKENDS {
-        for (name, text, needle) in cases {
-            let p = Project::new(b);
-            p.write("0001_create_users.sql", CREATE_USERS);
-            std::fs::write(p.migrations().join(name), text).unwrap();
-            // Write the sum without validation, so the file itself is what fails.
-            let files: Vec<_> = std::fs::read_dir(p.migrations())
-                .unwrap()
-                .map(|e| {
-                    let path = e.unwrap().path();
-                    let bytes = std::fs::read(&path).unwrap();
-                    (path, bytes)
-                })
-                .collect();
-            capstan_migrate::sum::write(&p.migrations(), &files).unwrap();
-            let out = p.capstan(&["migrate", "up"]);
-            assert_code(&out, 3);
-            assert!(
-                stderr(&out).contains(needle),
-                "{b:?} {name}: expected `{needle}` in\n{}",
-                stderr(&out)
-            );
-            assert!(untouched(&p), "{b:?} {name}: nothing may be applied");
-        }
+    for (name, text, needle) in cases {
+        let p = Project::new(b);
+        p.write("0001_create_users.sql", CREATE_USERS);
+        std::fs::write(p.migrations().join(name), text).unwrap();
+        // Write the sum without validation, so the file itself is what fails.
+        let files: Vec<_> = std::fs::read_dir(p.migrations())
+            .unwrap()
+            .map(|e| {
+                let path = e.unwrap().path();
+                let bytes = std::fs::read(&path).unwrap();
+                (path, bytes)
+            })
+            .collect();
+        capstan_migrate::sum::write(&p.migrations(), &files).unwrap();
+        let out = p.capstan(&["migrate", "up"]);
+        assert_code(&out, 3);
+        assert!(
+            stderr(&out).contains(needle),
+            "{b:?} {name}: expected `{needle}` in\n{}",
+            stderr(&out)
+        );
+        assert!(untouched(&p), "{b:?} {name}: nothing may be applied");
     }
 }
+backends!(bad_migration_files_are_refused_with_file_and_line_and_nothing_is_applied);
 
 #[test]
 fn a_huge_file_is_refused() {
@@ -543,30 +522,28 @@ fn a_huge_file_is_refused() {
     assert!(stderr(&out).contains("limit"), "{}", stderr(&out));
 }
 
-#[test]
-fn a_missing_or_stale_sum_is_refused_and_nothing_is_applied() {
-    for b in BACKENDS {
-        let p = Project::new(b);
-        p.write("0001_create_users.sql", CREATE_USERS);
-        let out = p.capstan(&["migrate", "up"]);
-        assert_code(&out, 3);
-        assert!(
-            stderr(&out).contains("capstan.sum: missing"),
-            "{}",
-            stderr(&out)
-        );
-        p.hash();
-        p.write("0002_add_email.sql", ADD_EMAIL);
-        let out = p.capstan(&["migrate", "up"]);
-        assert_code(&out, 3);
-        assert!(
-            stderr(&out).contains("not in the sum 0002_add_email.sql"),
-            "{}",
-            stderr(&out)
-        );
-        assert!(untouched(&p), "{b:?}");
-    }
+fn a_missing_or_stale_sum_is_refused_and_nothing_is_applied(b: Backend) {
+    let p = Project::new(b);
+    p.write("0001_create_users.sql", CREATE_USERS);
+    let out = p.capstan(&["migrate", "up"]);
+    assert_code(&out, 3);
+    assert!(
+        stderr(&out).contains("capstan.sum: missing"),
+        "{}",
+        stderr(&out)
+    );
+    p.hash();
+    p.write("0002_add_email.sql", ADD_EMAIL);
+    let out = p.capstan(&["migrate", "up"]);
+    assert_code(&out, 3);
+    assert!(
+        stderr(&out).contains("not in the sum 0002_add_email.sql"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(untouched(&p), "{b:?}");
 }
+backends!(a_missing_or_stale_sum_is_refused_and_nothing_is_applied);
 
 #[test]
 fn bad_config_names_the_key() {

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use capstan_testkit::backends;
 use common::{assert_code, stderr, stdout, wait_until, Backend, Project};
 
 const BINARY_VERSION: &str = concat!("capstan ", env!("CARGO_PKG_VERSION"));
@@ -115,15 +116,7 @@ fn ten_concurrent_runners_apply_each_migration_once(b: Backend) {
     assert_eq!(p.recorded_versions(), (1..=N).collect::<Vec<_>>());
 }
 
-#[test]
-fn ten_concurrent_runners_apply_each_migration_once_postgres() {
-    ten_concurrent_runners_apply_each_migration_once(Backend::Postgres);
-}
-
-#[test]
-fn ten_concurrent_runners_apply_each_migration_once_sqlite() {
-    ten_concurrent_runners_apply_each_migration_once(Backend::Sqlite);
-}
+backends!(ten_concurrent_runners_apply_each_migration_once);
 
 /// A set mixing transactional and no-transaction migrations (a `CREATE
 /// INDEX CONCURRENTLY` on Postgres, backfills on both), each of which
@@ -233,15 +226,10 @@ fn concurrent_runners_with_no_transaction_migrations(b: Backend, n: usize) {
     }
 }
 
-#[test]
-fn concurrent_runners_apply_no_transaction_migrations_once_postgres() {
-    concurrent_runners_with_no_transaction_migrations(Backend::Postgres, 16);
+fn concurrent_runners_apply_no_transaction_migrations_once(b: Backend) {
+    concurrent_runners_with_no_transaction_migrations(b, 16);
 }
-
-#[test]
-fn concurrent_runners_apply_no_transaction_migrations_once_sqlite() {
-    concurrent_runners_with_no_transaction_migrations(Backend::Sqlite, 16);
-}
+backends!(concurrent_runners_apply_no_transaction_migrations_once);
 
 /// While a runner is inside a long no-transaction migration, `status` says
 /// it is in progress (not dirty), a runner that may wait only briefly gives
@@ -306,15 +294,10 @@ fn a_runner_inside_a_no_transaction_migration_is_in_progress(b: Backend) {
     assert_eq!(p.states(), st(&[(1, "applied"), (2, "applied")]));
 }
 
-#[test]
-fn a_runner_inside_a_no_transaction_migration_is_in_progress_not_dirty_postgres() {
-    a_runner_inside_a_no_transaction_migration_is_in_progress(Backend::Postgres);
+fn a_runner_inside_a_no_transaction_migration_is_in_progress_not_dirty(b: Backend) {
+    a_runner_inside_a_no_transaction_migration_is_in_progress(b);
 }
-
-#[test]
-fn a_runner_inside_a_no_transaction_migration_is_in_progress_not_dirty_sqlite() {
-    a_runner_inside_a_no_transaction_migration_is_in_progress(Backend::Sqlite);
-}
+backends!(a_runner_inside_a_no_transaction_migration_is_in_progress_not_dirty);
 
 /// SIGTERM while `up` is inside a no-transaction migration: once, it
 /// finishes that migration and stops before the next (nothing dirty); twice,
@@ -394,15 +377,10 @@ fn sigterm_during_up_stops_cleanly(b: Backend) {
     }
 }
 
-#[test]
-fn sigterm_during_up_finishes_or_stops_at_a_statement_boundary_and_says_so_postgres() {
-    sigterm_during_up_stops_cleanly(Backend::Postgres);
+fn sigterm_during_up_finishes_or_stops_at_a_statement_boundary_and_says_so(b: Backend) {
+    sigterm_during_up_stops_cleanly(b);
 }
-
-#[test]
-fn sigterm_during_up_finishes_or_stops_at_a_statement_boundary_and_says_so_sqlite() {
-    sigterm_during_up_stops_cleanly(Backend::Sqlite);
-}
+backends!(sigterm_during_up_finishes_or_stops_at_a_statement_boundary_and_says_so);
 
 // ---------------------------------------------------------------------------
 // 2. Kill -9 at random points of a long run.
@@ -615,15 +593,14 @@ fn kill_9_mid_run_never_leaves_a_half_applied_migration(b: Backend, seed: u64) {
     );
 }
 
-#[test]
-fn kill_9_mid_run_never_leaves_a_half_applied_migration_and_up_finishes_postgres() {
-    kill_9_mid_run_never_leaves_a_half_applied_migration(Backend::Postgres, 0x0c47_5a11);
+fn kill_9_mid_run_never_leaves_a_half_applied_migration_and_up_finishes(b: Backend) {
+    let seed = match b {
+        Backend::Postgres => 0x0c47_5a11,
+        Backend::Sqlite => 0x5eed_0009,
+    };
+    kill_9_mid_run_never_leaves_a_half_applied_migration(b, seed);
 }
-
-#[test]
-fn kill_9_mid_run_never_leaves_a_half_applied_migration_and_up_finishes_sqlite() {
-    kill_9_mid_run_never_leaves_a_half_applied_migration(Backend::Sqlite, 0x5eed_0009);
-}
+backends!(kill_9_mid_run_never_leaves_a_half_applied_migration_and_up_finishes);
 
 /// A kill -9 run on a set where every fourth migration runs outside a
 /// transaction (re-runnable: `IF NOT EXISTS`, conflicts ignored).
@@ -758,15 +735,14 @@ fn kill_9_on_a_mixed_set(b: Backend, seed: u64) {
     );
 }
 
-#[test]
-fn kill_9_on_a_set_with_no_transaction_migrations_leaves_only_a_recorded_dirty_one_postgres() {
-    kill_9_on_a_mixed_set(Backend::Postgres, 0x00ab_cdef);
+fn kill_9_on_a_set_with_no_transaction_migrations_leaves_only_a_recorded_dirty_one(b: Backend) {
+    let seed = match b {
+        Backend::Postgres => 0x00ab_cdef,
+        Backend::Sqlite => 0x0012_3457,
+    };
+    kill_9_on_a_mixed_set(b, seed);
 }
-
-#[test]
-fn kill_9_on_a_set_with_no_transaction_migrations_leaves_only_a_recorded_dirty_one_sqlite() {
-    kill_9_on_a_mixed_set(Backend::Sqlite, 0x0012_3457);
-}
+backends!(kill_9_on_a_set_with_no_transaction_migrations_leaves_only_a_recorded_dirty_one);
 
 // ---------------------------------------------------------------------------
 // 3. A failed no-transaction migration is dirty until repaired.
@@ -913,25 +889,9 @@ fn failed_no_transaction_migration_is_dirty_until_marked_applied(b: Backend) {
     );
 }
 
-#[test]
-fn failed_no_transaction_migration_is_dirty_until_marked_rolled_back_postgres() {
-    failed_no_transaction_migration_is_dirty_until_marked_rolled_back(Backend::Postgres);
-}
+backends!(failed_no_transaction_migration_is_dirty_until_marked_rolled_back);
 
-#[test]
-fn failed_no_transaction_migration_is_dirty_until_marked_rolled_back_sqlite() {
-    failed_no_transaction_migration_is_dirty_until_marked_rolled_back(Backend::Sqlite);
-}
-
-#[test]
-fn failed_no_transaction_migration_is_dirty_until_marked_applied_postgres() {
-    failed_no_transaction_migration_is_dirty_until_marked_applied(Backend::Postgres);
-}
-
-#[test]
-fn failed_no_transaction_migration_is_dirty_until_marked_applied_sqlite() {
-    failed_no_transaction_migration_is_dirty_until_marked_applied(Backend::Sqlite);
-}
+backends!(failed_no_transaction_migration_is_dirty_until_marked_applied);
 
 // ---------------------------------------------------------------------------
 // 3b. A failed CREATE INDEX CONCURRENTLY leaves an invalid index: capstan
@@ -1118,15 +1078,10 @@ fn archive_copy_is_not_duplicated_by_a_rerun(b: Backend) {
     assert_eq!(v["entries"][0]["row_count"], 2, "{b:?}: {v}");
 }
 
-#[test]
-fn a_rerun_after_a_stop_between_copy_and_drop_keeps_one_archive_entry_postgres() {
-    archive_copy_is_not_duplicated_by_a_rerun(Backend::Postgres);
+fn a_rerun_after_a_stop_between_copy_and_drop_keeps_one_archive_entry(b: Backend) {
+    archive_copy_is_not_duplicated_by_a_rerun(b);
 }
-
-#[test]
-fn a_rerun_after_a_stop_between_copy_and_drop_keeps_one_archive_entry_sqlite() {
-    archive_copy_is_not_duplicated_by_a_rerun(Backend::Sqlite);
-}
+backends!(a_rerun_after_a_stop_between_copy_and_drop_keeps_one_archive_entry);
 
 // ---------------------------------------------------------------------------
 // 4. Drift refuses the whole run before anything runs.
@@ -1190,15 +1145,10 @@ fn drift_refuses_the_whole_run_and_names_the_file(b: Backend) {
     assert!(!p.has_table("c"));
 }
 
-#[test]
-fn drift_refuses_the_whole_run_before_running_anything_postgres() {
-    drift_refuses_the_whole_run_and_names_the_file(Backend::Postgres);
+fn drift_refuses_the_whole_run_before_running_anything(b: Backend) {
+    drift_refuses_the_whole_run_and_names_the_file(b);
 }
-
-#[test]
-fn drift_refuses_the_whole_run_before_running_anything_sqlite() {
-    drift_refuses_the_whole_run_and_names_the_file(Backend::Sqlite);
-}
+backends!(drift_refuses_the_whole_run_before_running_anything);
 
 // ---------------------------------------------------------------------------
 // 5. lock_timeout with retries.
@@ -1640,15 +1590,7 @@ fn errors_name_the_file_and_line_of_the_failing_statement(b: Backend) {
     }
 }
 
-#[test]
-fn errors_name_the_file_and_line_of_the_failing_statement_postgres() {
-    errors_name_the_file_and_line_of_the_failing_statement(Backend::Postgres);
-}
-
-#[test]
-fn errors_name_the_file_and_line_of_the_failing_statement_sqlite() {
-    errors_name_the_file_and_line_of_the_failing_statement(Backend::Sqlite);
-}
+backends!(errors_name_the_file_and_line_of_the_failing_statement);
 
 // ---------------------------------------------------------------------------
 // 8. History fields.
@@ -1779,15 +1721,10 @@ fn history_records_every_field(b: Backend) {
     );
 }
 
-#[test]
-fn history_records_version_name_checksum_phase_who_when_binary_and_duration_postgres() {
-    history_records_every_field(Backend::Postgres);
+fn history_records_version_name_checksum_phase_who_when_binary_and_duration(b: Backend) {
+    history_records_every_field(b);
 }
-
-#[test]
-fn history_records_version_name_checksum_phase_who_when_binary_and_duration_sqlite() {
-    history_records_every_field(Backend::Sqlite);
-}
+backends!(history_records_version_name_checksum_phase_who_when_binary_and_duration);
 
 // ---------------------------------------------------------------------------
 // 9. A failing transactional migration leaves nothing of itself.
@@ -1856,12 +1793,7 @@ fn failing_transactional_migration_leaves_nothing(b: Backend) {
     assert!(p.has_table("d"));
 }
 
-#[test]
-fn failing_transactional_migration_leaves_nothing_and_earlier_ones_stay_postgres() {
-    failing_transactional_migration_leaves_nothing(Backend::Postgres);
+fn failing_transactional_migration_leaves_nothing_and_earlier_ones_stay(b: Backend) {
+    failing_transactional_migration_leaves_nothing(b);
 }
-
-#[test]
-fn failing_transactional_migration_leaves_nothing_and_earlier_ones_stay_sqlite() {
-    failing_transactional_migration_leaves_nothing(Backend::Sqlite);
-}
+backends!(failing_transactional_migration_leaves_nothing_and_earlier_ones_stay);

@@ -6,6 +6,7 @@
 
 mod common;
 
+use capstan_testkit::backends;
 use common::{assert_code, stderr, stdout, Backend, Project};
 
 fn json(out: &std::process::Output) -> serde_json::Value {
@@ -103,15 +104,7 @@ fn an_edited_down_section_is_recorded_and_line_endings_are_no_drift(b: Backend) 
     );
 }
 
-#[test]
-fn an_edited_down_section_is_recorded_and_line_endings_are_no_drift_postgres() {
-    an_edited_down_section_is_recorded_and_line_endings_are_no_drift(Backend::Postgres);
-}
-
-#[test]
-fn an_edited_down_section_is_recorded_and_line_endings_are_no_drift_sqlite() {
-    an_edited_down_section_is_recorded_and_line_endings_are_no_drift(Backend::Sqlite);
-}
+backends!(an_edited_down_section_is_recorded_and_line_endings_are_no_drift);
 
 fn history_from_the_previous_format_keeps_working(b: Backend) {
     let p = Project::new(b);
@@ -171,15 +164,7 @@ fn history_from_the_previous_format_keeps_working(b: Backend) {
     assert_eq!(p.states()[0].1, "applied", "{b:?}");
 }
 
-#[test]
-fn history_from_the_previous_format_keeps_working_postgres() {
-    history_from_the_previous_format_keeps_working(Backend::Postgres);
-}
-
-#[test]
-fn history_from_the_previous_format_keeps_working_sqlite() {
-    history_from_the_previous_format_keeps_working(Backend::Sqlite);
-}
+backends!(history_from_the_previous_format_keeps_working);
 
 fn hash_accept_records_an_intended_edit(b: Backend) {
     let p = Project::new(b);
@@ -262,15 +247,10 @@ fn hash_accept_records_an_intended_edit(b: Backend) {
     );
 }
 
-#[test]
-fn hash_accept_records_an_intended_edit_with_who_and_why_postgres() {
-    hash_accept_records_an_intended_edit(Backend::Postgres);
+fn hash_accept_records_an_intended_edit_with_who_and_why(b: Backend) {
+    hash_accept_records_an_intended_edit(b);
 }
-
-#[test]
-fn hash_accept_records_an_intended_edit_with_who_and_why_sqlite() {
-    hash_accept_records_an_intended_edit(Backend::Sqlite);
-}
+backends!(hash_accept_records_an_intended_edit_with_who_and_why);
 
 #[test]
 fn new_adds_only_its_own_hash_to_the_sum() {
@@ -377,15 +357,7 @@ fn a_different_migration_under_the_same_number_is_a_collision(b: Backend) {
     assert_eq!(p.recorded_versions(), vec![1, 2, 3]);
 }
 
-#[test]
-fn a_different_migration_under_the_same_number_is_a_collision_postgres() {
-    a_different_migration_under_the_same_number_is_a_collision(Backend::Postgres);
-}
-
-#[test]
-fn a_different_migration_under_the_same_number_is_a_collision_sqlite() {
-    a_different_migration_under_the_same_number_is_a_collision(Backend::Sqlite);
-}
+backends!(a_different_migration_under_the_same_number_is_a_collision);
 
 fn a_failed_down_says_what_happened(b: Backend) {
     let p = Project::new(b);
@@ -440,12 +412,7 @@ fn a_failed_down_says_what_happened(b: Backend) {
     assert_eq!(p.states()[0].1, "pending");
 }
 
-#[test]
-fn a_failed_down_says_the_migration_is_still_applied_postgres() {
-    a_failed_down_says_what_happened(Backend::Postgres);
+fn a_failed_down_says_the_migration_is_still_applied(b: Backend) {
+    a_failed_down_says_what_happened(b);
 }
-
-#[test]
-fn a_failed_down_says_the_migration_is_still_applied_sqlite() {
-    a_failed_down_says_what_happened(Backend::Sqlite);
-}
+backends!(a_failed_down_says_the_migration_is_still_applied);

@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::{assert_code, stderr, stdout, Backend, Project, BACKENDS};
+use capstan_testkit::backends;
+use common::{assert_code, stderr, stdout, Backend, Project};
 
 const CREATE_USERS: &str = "-- capstan:up\nCREATE TABLE users (id integer PRIMARY KEY, name text);\n-- capstan:down\nDROP TABLE users;\n";
 
@@ -278,53 +279,49 @@ const DAMAGE: &[Damage] = &[
     },
 ];
 
-#[test]
-fn a_hand_edited_history_table_is_named_never_a_panic() {
-    for b in BACKENDS {
-        for d in DAMAGE {
-            let p = Project::new(b);
-            p.add("0001_create_users.sql", CREATE_USERS);
-            assert_code(&p.capstan(&["migrate", "up"]), 0);
-            match b {
-                Backend::Postgres => p.query(d.postgres),
-                Backend::Sqlite => {
-                    rusqlite::Connection::open(p.sqlite_path())
-                        .and_then(|c| {
-                            c.execute_batch(&format!("{SQLITE_UNCONSTRAINED}{}", d.sqlite))
-                        })
-                        .expect("edit history");
-                    String::new()
-                }
-            };
-            p.add(
-                "0002_add_email.sql",
-                "-- capstan:up\nALTER TABLE users ADD COLUMN email text;\n-- capstan:down\nALTER TABLE users DROP COLUMN email;\n",
-            );
-            for cmd in ["status", "up", "plan"] {
-                let out = p.capstan(&["migrate", cmd]);
-                assert_code(&out, 5);
-                let err = stderr(&out);
-                assert!(
-                    err.contains(p.history_table()),
-                    "{b:?} {}, {cmd}: {err}",
-                    d.what
-                );
-                for n in d.names {
-                    assert!(err.contains(n), "{b:?} {}, {cmd}: {err}", d.what);
-                }
+fn a_hand_edited_history_table_is_named_never_a_panic(b: Backend) {
+    for d in DAMAGE {
+        let p = Project::new(b);
+        p.add("0001_create_users.sql", CREATE_USERS);
+        assert_code(&p.capstan(&["migrate", "up"]), 0);
+        match b {
+            Backend::Postgres => p.query(d.postgres),
+            Backend::Sqlite => {
+                rusqlite::Connection::open(p.sqlite_path())
+                    .and_then(|c| c.execute_batch(&format!("{SQLITE_UNCONSTRAINED}{}", d.sqlite)))
+                    .expect("edit history");
+                String::new()
             }
-            let out = p.capstan(&["migrate", "status", "--json"]);
+        };
+        p.add(
+            "0002_add_email.sql",
+            "-- capstan:up\nALTER TABLE users ADD COLUMN email text;\n-- capstan:down\nALTER TABLE users DROP COLUMN email;\n",
+        );
+        for cmd in ["status", "up", "plan"] {
+            let out = p.capstan(&["migrate", cmd]);
             assert_code(&out, 5);
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-                .unwrap_or_else(|e| panic!("{b:?} {}: no JSON ({e}): {}", d.what, stdout(&out)));
-            assert_eq!(v["error"]["kind"], "bad-history", "{b:?} {}", d.what);
-            assert_eq!(v["error"]["exit_code"], 5);
-            let out = p.capstan(&["gate"]);
-            assert_code(&out, 5);
-            assert!(!p.has_column("users", "email"), "{b:?} {}: up ran", d.what);
+            let err = stderr(&out);
+            assert!(
+                err.contains(p.history_table()),
+                "{b:?} {}, {cmd}: {err}",
+                d.what
+            );
+            for n in d.names {
+                assert!(err.contains(n), "{b:?} {}, {cmd}: {err}", d.what);
+            }
         }
+        let out = p.capstan(&["migrate", "status", "--json"]);
+        assert_code(&out, 5);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{b:?} {}: no JSON ({e}): {}", d.what, stdout(&out)));
+        assert_eq!(v["error"]["kind"], "bad-history", "{b:?} {}", d.what);
+        assert_eq!(v["error"]["exit_code"], 5);
+        let out = p.capstan(&["gate"]);
+        assert_code(&out, 5);
+        assert!(!p.has_column("users", "email"), "{b:?} {}: up ran", d.what);
     }
 }
+backends!(a_hand_edited_history_table_is_named_never_a_panic);
 
 /// What `reader` can do with the archive copy of the project's only archive
 /// entry: `(schema usage, table select, what a real read returned)`.
@@ -461,42 +458,40 @@ fn rows_hidden_by_row_level_security_stay_hidden_in_the_archive() {
     );
 }
 
-#[test]
-fn a_hand_edited_fleet_row_is_named_never_a_panic() {
-    for b in BACKENDS {
-        let p = Project::new(b);
-        p.add("0001_create_users.sql", CREATE_USERS);
-        assert_code(&p.capstan(&["migrate", "up"]), 0);
-        match b {
-            Backend::Postgres => p.query(
-                "ALTER TABLE capstan.fleet ALTER COLUMN app DROP NOT NULL;
-                 INSERT INTO capstan.fleet (instance_id, app, version, set_hash, versions) VALUES ('i-1', NULL, '1.0', 'h', '{1}')",
-            ),
-            Backend::Sqlite => {
-                rusqlite::Connection::open(p.sqlite_path())
-                    .and_then(|c| {
-                        c.execute_batch(
-                            "ALTER TABLE capstan_fleet RENAME TO old_fleet; \
-                             CREATE TABLE capstan_fleet AS SELECT * FROM old_fleet; DROP TABLE old_fleet; \
-                             INSERT INTO capstan_fleet (instance_id, app, version, set_hash, versions, started_at, last_seen) \
-                             VALUES ('i-1', NULL, '1.0', 'h', '1', datetime('now'), datetime('now'))",
-                        )
-                    })
-                    .expect("edit the fleet registry");
-                String::new()
-            }
-        };
-        p.add(
-            "0002_drop_name.sql",
-            "-- capstan:phase contract\n-- capstan:up\nALTER TABLE users DROP COLUMN name;\n",
-        );
-        for args in [&["fleet"][..], &["migrate", "up", "--unsafe-ok"][..]] {
-            let out = p.capstan(args);
-            assert_code(&out, 5);
-            let err = stderr(&out);
-            assert!(err.contains("fleet registry"), "{b:?} {args:?}: {err}");
-            assert!(err.contains("app"), "{b:?} {args:?}: {err}");
+fn a_hand_edited_fleet_row_is_named_never_a_panic(b: Backend) {
+    let p = Project::new(b);
+    p.add("0001_create_users.sql", CREATE_USERS);
+    assert_code(&p.capstan(&["migrate", "up"]), 0);
+    match b {
+        Backend::Postgres => p.query(
+            "ALTER TABLE capstan.fleet ALTER COLUMN app DROP NOT NULL;
+             INSERT INTO capstan.fleet (instance_id, app, version, set_hash, versions) VALUES ('i-1', NULL, '1.0', 'h', '{1}')",
+        ),
+        Backend::Sqlite => {
+            rusqlite::Connection::open(p.sqlite_path())
+                .and_then(|c| {
+                    c.execute_batch(
+                        "ALTER TABLE capstan_fleet RENAME TO old_fleet; \
+                         CREATE TABLE capstan_fleet AS SELECT * FROM old_fleet; DROP TABLE old_fleet; \
+                         INSERT INTO capstan_fleet (instance_id, app, version, set_hash, versions, started_at, last_seen) \
+                         VALUES ('i-1', NULL, '1.0', 'h', '1', datetime('now'), datetime('now'))",
+                    )
+                })
+                .expect("edit the fleet registry");
+            String::new()
         }
-        assert!(p.has_column("users", "name"), "{b:?}: the contract ran");
+    };
+    p.add(
+        "0002_drop_name.sql",
+        "-- capstan:phase contract\n-- capstan:up\nALTER TABLE users DROP COLUMN name;\n",
+    );
+    for args in [&["fleet"][..], &["migrate", "up", "--unsafe-ok"][..]] {
+        let out = p.capstan(args);
+        assert_code(&out, 5);
+        let err = stderr(&out);
+        assert!(err.contains("fleet registry"), "{b:?} {args:?}: {err}");
+        assert!(err.contains("app"), "{b:?} {args:?}: {err}");
     }
+    assert!(p.has_column("users", "name"), "{b:?}: the contract ran");
 }
+backends!(a_hand_edited_fleet_row_is_named_never_a_panic);

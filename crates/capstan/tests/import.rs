@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::{assert_code, stderr, stdout, Backend, Project, BACKENDS};
+use capstan_testkit::backends;
+use common::{assert_code, stderr, stdout, Backend, Project};
 
 /// Writes `files` (name, text) into a new temp dir.
 fn source(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -141,84 +142,79 @@ fn drops_and_renames_import_as_contract_and_suppressions_carry_over() {
     );
 }
 
-#[test]
-fn baseline_from_goose_adopts_a_database_goose_migrated_partway() {
+fn baseline_from_goose_adopts_a_database_goose_migrated_partway(b: Backend) {
     let src = source(GOOSE);
-    for b in BACKENDS {
-        let p = Project::new(b);
-        std::fs::remove_dir(p.migrations()).unwrap();
-        let out = p.capstan(&[
-            "migrate",
-            "import",
-            "--from",
-            "goose",
-            src.path().to_str().unwrap(),
-        ]);
-        assert_code(&out, 0);
-        // goose ran 1..=3 on this database.
-        exec(
-            &p,
-            "CREATE TABLE users (id int PRIMARY KEY, name text, email text)",
-        );
-        let out = p.capstan(&["migrate", "baseline", "--from", "goose"]);
-        assert_code(&out, 5);
-        assert!(
-            stderr(&out).contains("no table goose_db_version"),
-            "{}",
-            stderr(&out)
-        );
-        goose_history(&p, &[1, 2, 3]);
-        let out = p.capstan(&["migrate", "baseline", "--from", "goose", "--json"]);
-        assert_code(&out, 0);
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(json["baselined"], serde_json::json!([1, 2, 3]), "{b:?}");
-        assert_eq!(json["table"], "goose_db_version");
-        let states = p.states();
-        assert_eq!(
-            states.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>(),
-            ["applied", "applied", "applied", "pending", "pending"],
-            "{b:?}"
-        );
-        // The rename is a breaking change the pre-`up` lint refuses by itself.
-        assert_code(&p.capstan(&["migrate", "up", "--unsafe-ok"]), 0);
-        assert!(p.has_column("users", "full_name"), "{b:?}");
-        // 0005's down is only a comment: it runs, does nothing, and is recorded.
-        let out = p.capstan(&["migrate", "down", "--to", "4"]);
-        assert_code(&out, 0);
-        assert!(p.has_table("notes"), "{b:?}: the no-op down dropped notes");
-        assert_eq!(p.recorded_versions(), [1, 2, 3, 4], "{b:?}");
-    }
+    let p = Project::new(b);
+    std::fs::remove_dir(p.migrations()).unwrap();
+    let out = p.capstan(&[
+        "migrate",
+        "import",
+        "--from",
+        "goose",
+        src.path().to_str().unwrap(),
+    ]);
+    assert_code(&out, 0);
+    // goose ran 1..=3 on this database.
+    exec(
+        &p,
+        "CREATE TABLE users (id int PRIMARY KEY, name text, email text)",
+    );
+    let out = p.capstan(&["migrate", "baseline", "--from", "goose"]);
+    assert_code(&out, 5);
+    assert!(
+        stderr(&out).contains("no table goose_db_version"),
+        "{}",
+        stderr(&out)
+    );
+    goose_history(&p, &[1, 2, 3]);
+    let out = p.capstan(&["migrate", "baseline", "--from", "goose", "--json"]);
+    assert_code(&out, 0);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["baselined"], serde_json::json!([1, 2, 3]), "{b:?}");
+    assert_eq!(json["table"], "goose_db_version");
+    let states = p.states();
+    assert_eq!(
+        states.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>(),
+        ["applied", "applied", "applied", "pending", "pending"],
+        "{b:?}"
+    );
+    // The rename is a breaking change the pre-`up` lint refuses by itself.
+    assert_code(&p.capstan(&["migrate", "up", "--unsafe-ok"]), 0);
+    assert!(p.has_column("users", "full_name"), "{b:?}");
+    // 0005's down is only a comment: it runs, does nothing, and is recorded.
+    let out = p.capstan(&["migrate", "down", "--to", "4"]);
+    assert_code(&out, 0);
+    assert!(p.has_table("notes"), "{b:?}: the no-op down dropped notes");
+    assert_eq!(p.recorded_versions(), [1, 2, 3, 4], "{b:?}");
 }
+backends!(baseline_from_goose_adopts_a_database_goose_migrated_partway);
 
-#[test]
-fn baseline_from_refuses_a_history_that_is_not_a_prefix_and_changes_nothing() {
+fn baseline_from_refuses_a_history_that_is_not_a_prefix_and_changes_nothing(b: Backend) {
     let src = source(GOOSE);
-    for b in BACKENDS {
-        let p = Project::new(b);
-        std::fs::remove_dir(p.migrations()).unwrap();
-        let out = p.capstan(&[
-            "migrate",
-            "import",
-            "--from",
-            "goose",
-            src.path().to_str().unwrap(),
-        ]);
-        assert_code(&out, 0);
-        // goose ran 4 out of order (`-allow-missing`) and never 3.
-        goose_history(&p, &[1, 2, 4]);
-        let out = p.capstan(&["migrate", "baseline", "--from", "goose"]);
-        assert_code(&out, 5);
-        let err = stderr(&out);
-        assert!(
-            err.contains("goose applied version 4 (0004_rename.sql) but not 0003_drop_legacy.sql (goose version 3)"),
-            "{err}"
-        );
-        assert!(p.recorded_versions().is_empty(), "{b:?}");
-    }
+    let p = Project::new(b);
+    std::fs::remove_dir(p.migrations()).unwrap();
+    let out = p.capstan(&[
+        "migrate",
+        "import",
+        "--from",
+        "goose",
+        src.path().to_str().unwrap(),
+    ]);
+    assert_code(&out, 0);
+    // goose ran 4 out of order (`-allow-missing`) and never 3.
+    goose_history(&p, &[1, 2, 4]);
+    let out = p.capstan(&["migrate", "baseline", "--from", "goose"]);
+    assert_code(&out, 5);
+    let err = stderr(&out);
+    assert!(
+        err.contains("goose applied version 4 (0004_rename.sql) but not 0003_drop_legacy.sql (goose version 3)"),
+        "{err}"
+    );
+    assert!(p.recorded_versions().is_empty(), "{b:?}");
 }
+backends!(baseline_from_refuses_a_history_that_is_not_a_prefix_and_changes_nothing);
 
-#[test]
-fn baseline_from_dbmate_follows_dbmates_file_name_order() {
+fn baseline_from_dbmate_follows_dbmates_file_name_order(b: Backend) {
     // dbmate runs 10_ before 9_: a database where dbmate applied only
     // version 10 maps to the first capstan migration.
     let src = source(&[
@@ -231,24 +227,23 @@ fn baseline_from_dbmate_follows_dbmates_file_name_order() {
             "-- migrate:up\nCREATE TABLE ten (id int);\n-- migrate:down\nDROP TABLE ten;\n",
         ),
     ]);
-    for b in BACKENDS {
-        let p = Project::new(b);
-        std::fs::remove_dir(p.migrations()).unwrap();
-        let out = p.capstan(&[
-            "migrate",
-            "import",
-            "--from",
-            "dbmate",
-            src.path().to_str().unwrap(),
-        ]);
-        assert_code(&out, 0);
-        assert!(p.migrations().join("0001_ten.sql").exists());
-        exec(&p, "CREATE TABLE ten (id int); CREATE TABLE schema_migrations (version varchar(128) PRIMARY KEY); INSERT INTO schema_migrations VALUES ('10')");
-        let out = p.capstan(&["migrate", "baseline", "--from", "dbmate"]);
-        assert_code(&out, 0);
-        assert!(stdout(&out).contains("up to 0001"), "{}", stdout(&out));
-        assert_code(&p.capstan(&["migrate", "up"]), 0);
-        assert!(p.has_table("nine"));
-        assert_eq!(p.recorded_versions(), [1, 2]);
-    }
+    let p = Project::new(b);
+    std::fs::remove_dir(p.migrations()).unwrap();
+    let out = p.capstan(&[
+        "migrate",
+        "import",
+        "--from",
+        "dbmate",
+        src.path().to_str().unwrap(),
+    ]);
+    assert_code(&out, 0);
+    assert!(p.migrations().join("0001_ten.sql").exists());
+    exec(&p, "CREATE TABLE ten (id int); CREATE TABLE schema_migrations (version varchar(128) PRIMARY KEY); INSERT INTO schema_migrations VALUES ('10')");
+    let out = p.capstan(&["migrate", "baseline", "--from", "dbmate"]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains("up to 0001"), "{}", stdout(&out));
+    assert_code(&p.capstan(&["migrate", "up"]), 0);
+    assert!(p.has_table("nine"));
+    assert_eq!(p.recorded_versions(), [1, 2]);
 }
+backends!(baseline_from_dbmate_follows_dbmates_file_name_order);

@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+use capstan_testkit::{backends, Backend};
+
 fn notes(args: &[&str], url: &str, cwd: &std::path::Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_embedded-migrations"))
         .args(args)
@@ -52,17 +54,20 @@ fn check(url: &str) {
     assert_eq!(out.status.code(), Some(2));
 }
 
-#[test]
-fn embedded_set_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    check(&format!(
-        "sqlite://{}",
-        dir.path().join("notes.db").display()
-    ));
+/// The embedded set on a fresh SQLite file and a fresh Postgres database.
+fn embedded_set(b: Backend) {
+    match b {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            check(&format!(
+                "sqlite://{}",
+                dir.path().join("notes.db").display()
+            ));
+        }
+        Backend::Postgres => {
+            let db = capstan_testkit::TestDb::new("notes");
+            check(&db.url);
+        }
+    }
 }
-
-#[test]
-fn embedded_set_on_postgres() {
-    let db = capstan_testkit::TestDb::new("notes");
-    check(&db.url);
-}
+backends!(embedded_set);

@@ -1,73 +1,20 @@
-//! Helpers for tests that need a real Postgres: `CAPSTAN_TEST_PG` names a superuser URL;
-//! each test creates its own uniquely named database and drops it.
+//! Helpers for tests that need a real Postgres: a database per test from
+//! `capstan-testkit` (on the server `CAPSTAN_TEST_PG` names), a client of it,
+//! and applying a migration the way capstan runs it.
 
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+pub use capstan_testkit::TestDb;
 
-/// The server URL, or a failing test that says how to provide it.
-pub fn pg_url() -> String {
-    std::env::var("CAPSTAN_TEST_PG").unwrap_or_else(|_| {
-        panic!(
-            "CAPSTAN_TEST_PG is not set: this test needs a Postgres superuser URL, \
-             e.g. CAPSTAN_TEST_PG=postgres://postgres@127.0.0.1:54329/postgres (the project's test script sets it)"
-        )
-    })
+/// A client of a test database.
+pub trait Connect {
+    /// Connects to it (panics when it cannot: the test needs it).
+    fn connect(&self) -> postgres::Client;
 }
 
-/// `url` with its database name replaced.
-pub fn with_db(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let host_start = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[host_start..].find('/') {
-        Some(i) => &base[..host_start + i],
-        None => base,
-    };
-    format!("{base}/{db}{query}")
-}
-
-/// A database that exists for the life of the value.
-pub struct TempDb {
-    admin: String,
-    pub name: String,
-    pub url: String,
-}
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-impl TempDb {
-    pub fn new(label: &str) -> TempDb {
-        let admin = pg_url();
-        let name = format!(
-            "capstan_lint_{}_{}_{}",
-            label.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
-        let mut c =
-            postgres::Client::connect(&admin, postgres::NoTls).expect("connect to CAPSTAN_TEST_PG");
-        c.batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .expect("create test database");
-        let url = with_db(&admin, &name);
-        TempDb { admin, name, url }
-    }
-
-    pub fn connect(&self) -> postgres::Client {
+impl Connect for TestDb {
+    fn connect(&self) -> postgres::Client {
         postgres::Client::connect(&self.url, postgres::NoTls).expect("connect to the test database")
-    }
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        if let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) {
-            let _ = c.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.name
-            ));
-        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use capstan_proxy::config::Settings;
+use capstan_proxy::Settings;
 
 pub use capstan_testkit::chirpy::{bin_dir, Chirpy, Db};
 pub use capstan_testkit::free_port;
@@ -62,7 +62,7 @@ interval = "200ms"
 }
 
 pub fn settings(text: &str) -> Settings {
-    capstan_proxy::config::parse(Path::new("proxy.toml"), text).unwrap_or_else(|e| panic!("{e}"))
+    capstan_proxy::parse_config(Path::new("proxy.toml"), text).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The proxy running in this process.

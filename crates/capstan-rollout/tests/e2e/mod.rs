@@ -57,7 +57,7 @@ interval = "200ms"
 "#,
             events.display()
         );
-        let settings = capstan_proxy::config::parse(Path::new("proxy.toml"), &text)
+        let settings = capstan_proxy::parse_config(Path::new("proxy.toml"), &text)
             .unwrap_or_else(|e| panic!("{e}"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();

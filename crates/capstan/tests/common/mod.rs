@@ -1,19 +1,11 @@
-//! Shared helpers for the end-to-end tests: real binaries, a real Postgres
-//! (a fresh database per test on the server named by `CAPSTAN_TEST_PG`, which
-//! `scripts/test.sh` starts) and real SQLite files.
+//! The `capstan` binary's end-to-end fixture: a [`Project`] (a migrations
+//! directory and a fresh database on one backend) that runs the real binary.
+//! The backend mechanism (`Backend`, `capstan_testkit::backends!`), the
+//! Postgres test server and the output helpers come from `capstan-testkit`.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
-
-/// The backends every engine test runs against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-}
-
-pub const BACKENDS: [Backend; 2] = [Backend::Postgres, Backend::Sqlite];
 
 /// A scratch project: a temp dir with `migrations/` and a database.
 pub struct Project {
@@ -24,33 +16,9 @@ pub struct Project {
 }
 
 #[allow(unused_imports)]
-pub use capstan_testkit::{pg_admin_url, psql};
-
-/// Runs SQL on a SQLite file with rusqlite's bundled SQLite via the `sqlite3`
-/// shell if present, else through a tiny query helper.
-pub fn sqlite_query(path: &Path, sql: &str) -> String {
-    let conn = rusqlite::Connection::open(path).expect("open sqlite");
-    // A runner may hold the write lock for a moment; wait for it like a client would.
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .expect("busy timeout");
-    let mut out = Vec::new();
-    let mut stmt = conn.prepare(sql).expect("prepare");
-    let cols = stmt.column_count();
-    let mut rows = stmt.query([]).expect("query");
-    while let Some(row) = rows.next().expect("row") {
-        let vals: Vec<String> = (0..cols)
-            .map(|i| match row.get_ref(i).expect("col") {
-                rusqlite::types::ValueRef::Null => String::new(),
-                rusqlite::types::ValueRef::Integer(n) => n.to_string(),
-                rusqlite::types::ValueRef::Real(f) => f.to_string(),
-                rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
-                rusqlite::types::ValueRef::Blob(_) => "<blob>".into(),
-            })
-            .collect();
-        out.push(vals.join("|"));
-    }
-    out.join("\n")
-}
+pub use capstan_testkit::{
+    assert_code, pg_admin_url, psql, sqlite_query, stderr, stdout, wait_until, Backend, BACKENDS,
+};
 
 impl Project {
     /// A fresh project on `backend` (a new database on the test server, or a new file).
@@ -156,25 +124,6 @@ impl Project {
     }
 }
 
-pub fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts the exit code, printing both streams on mismatch.
-pub fn assert_code(o: &Output, code: i32) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
-        stdout(o),
-        stderr(o)
-    );
-}
-
 impl Project {
     /// The SQLite file of a SQLite project.
     pub fn sqlite_path(&self) -> PathBuf {
@@ -260,21 +209,5 @@ impl Project {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("spawn capstan")
-    }
-}
-
-/// Polls `ready` every few milliseconds until it returns true; panics naming
-/// `what` if it has not within `limit`.
-pub fn wait_until(what: &str, limit: std::time::Duration, mut ready: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        if ready() {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }

@@ -1,0 +1,396 @@
+//! The expression language that selects events (see `docs/events.md`).
+//!
+//! Hand-written recursive descent: the grammar is a dozen rules, and owning the
+//! lexer is what lets every error point at the exact column with a caret, which a
+//! parser-combinator crate would make us rebuild anyway.
+//!
+//! ```text
+//! expr    := and ("or" and)*
+//! and     := unary ("and" unary)*
+//! unary   := "not" unary | primary
+//! primary := "(" expr ")" | "exists" "(" field ")"
+//!          | field op literal | field ["not"] "in" "(" literal ("," literal)* ")"
+//! op      := "=" | "!=" | "<" | "<=" | ">" | ">=" | "~"
+//! literal := number | "string" | 'string'
+//! ```
+
+mod parse;
+
+use std::fmt;
+
+use crate::event::{Event, Value};
+
+/// A parsed expression such as `status >= 500 and release = "2.0.0"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expr {
+    src: String,
+    pub(crate) node: Node,
+}
+
+/// An expression that could not be parsed, with the 1-based column it went wrong at.
+///
+/// Its `Display` is three lines: the message with the column, the expression, and a
+/// caret under the column.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub struct ExprError {
+    /// 1-based character offset into the expression.
+    pub column: usize,
+    /// What was wrong.
+    pub message: String,
+    /// The expression text.
+    pub source_text: String,
+}
+
+impl fmt::Display for ExprError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "bad expression at column {}: {}",
+            self.column, self.message
+        )?;
+        writeln!(f, "  {}", self.source_text)?;
+        write!(f, "  {}^", " ".repeat(self.column.saturating_sub(1)))
+    }
+}
+
+/// A field an expression can name: an event column, a mirror comparison part, or a
+/// key of the event's `fields`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Field {
+    /// A column of the event.
+    Column(Column),
+    /// A key of [`Event::fields`].
+    Custom(String),
+}
+
+/// The event columns an expression can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[allow(missing_docs)]
+pub enum Column {
+    TimeMs,
+    Service,
+    Method,
+    Route,
+    Path,
+    Status,
+    DurationMs,
+    UpstreamMs,
+    BytesIn,
+    BytesOut,
+    Release,
+    Instance,
+    Cohort,
+    User,
+    TraceId,
+    Error,
+    MirrorStatusClassEqual,
+    MirrorBodyHashEqual,
+    MirrorShadowStatus,
+    MirrorShadowMs,
+}
+
+impl Column {
+    /// Every column, in the order the docs list them.
+    pub const ALL: [Column; 20] = [
+        Column::TimeMs,
+        Column::Service,
+        Column::Method,
+        Column::Route,
+        Column::Path,
+        Column::Status,
+        Column::DurationMs,
+        Column::UpstreamMs,
+        Column::BytesIn,
+        Column::BytesOut,
+        Column::Release,
+        Column::Instance,
+        Column::Cohort,
+        Column::User,
+        Column::TraceId,
+        Column::Error,
+        Column::MirrorStatusClassEqual,
+        Column::MirrorBodyHashEqual,
+        Column::MirrorShadowStatus,
+        Column::MirrorShadowMs,
+    ];
+
+    /// The name expressions use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Column::TimeMs => "time_ms",
+            Column::Service => "service",
+            Column::Method => "method",
+            Column::Route => "route",
+            Column::Path => "path",
+            Column::Status => "status",
+            Column::DurationMs => "duration_ms",
+            Column::UpstreamMs => "upstream_ms",
+            Column::BytesIn => "bytes_in",
+            Column::BytesOut => "bytes_out",
+            Column::Release => "release",
+            Column::Instance => "instance",
+            Column::Cohort => "cohort",
+            Column::User => "user",
+            Column::TraceId => "trace_id",
+            Column::Error => "error",
+            Column::MirrorStatusClassEqual => "mirror.status_class_equal",
+            Column::MirrorBodyHashEqual => "mirror.body_hash_equal",
+            Column::MirrorShadowStatus => "mirror.shadow_status",
+            Column::MirrorShadowMs => "mirror.shadow_ms",
+        }
+    }
+
+    /// Whether the column holds numbers (compared numerically).
+    pub fn is_numeric(self) -> bool {
+        matches!(
+            self,
+            Column::TimeMs
+                | Column::Status
+                | Column::DurationMs
+                | Column::UpstreamMs
+                | Column::BytesIn
+                | Column::BytesOut
+                | Column::MirrorShadowStatus
+                | Column::MirrorShadowMs
+        )
+    }
+}
+
+impl Field {
+    /// Resolves a name: a column, `fields.KEY`, or any other name as a `fields` key.
+    pub fn from_name(name: &str) -> Field {
+        if let Some(c) = Column::ALL.iter().find(|c| c.name() == name) {
+            return Field::Column(*c);
+        }
+        match name.strip_prefix("fields.") {
+            Some(key) => Field::Custom(key.to_string()),
+            None => Field::Custom(name.to_string()),
+        }
+    }
+
+    /// The name as written in expressions and output (`fields` keys without prefix).
+    pub fn name(&self) -> String {
+        match self {
+            Field::Column(c) => c.name().to_string(),
+            Field::Custom(k) => {
+                if Column::ALL.iter().any(|c| c.name() == k) {
+                    format!("fields.{k}")
+                } else {
+                    k.clone()
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Contains,
+}
+
+/// A literal in an expression.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Lit {
+    Num(f64),
+    Str(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Node {
+    Or(Box<Node>, Box<Node>),
+    And(Box<Node>, Box<Node>),
+    Not(Box<Node>),
+    Cmp(Field, Op, Lit),
+    In(Field, Vec<Lit>),
+    Exists(Field),
+}
+
+impl Expr {
+    /// Parses an expression.
+    pub fn parse(s: &str) -> Result<Expr, ExprError> {
+        parse::parse(s)
+    }
+
+    /// The expression that every event matches (used when no `--where` is given).
+    pub fn all() -> Expr {
+        Expr {
+            src: String::new(),
+            node: Node::Exists(Field::Column(Column::TimeMs)),
+        }
+    }
+
+    /// The expression text as given.
+    pub fn source(&self) -> &str {
+        &self.src
+    }
+
+    /// Whether `event` matches.
+    pub fn matches(&self, event: &Event) -> bool {
+        eval(&self.node, &|f: &Field| event.value(f))
+    }
+
+    /// The negation of this expression (`not (...)`).
+    pub fn negate(&self) -> Expr {
+        Expr {
+            src: format!("not ({})", self.src),
+            node: Node::Not(Box::new(self.node.clone())),
+        }
+    }
+
+    /// Every field the expression names.
+    pub fn fields(&self) -> Vec<Field> {
+        let mut out = Vec::new();
+        collect_fields(&self.node, &mut out);
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+fn collect_fields(n: &Node, out: &mut Vec<Field>) {
+    match n {
+        Node::Or(a, b) | Node::And(a, b) => {
+            collect_fields(a, out);
+            collect_fields(b, out);
+        }
+        Node::Not(a) => collect_fields(a, out),
+        Node::Cmp(f, _, _) | Node::In(f, _) | Node::Exists(f) => out.push(f.clone()),
+    }
+}
+
+/// Evaluates `n` with `get` giving each field's value.
+pub(crate) fn eval<'a>(n: &Node, get: &dyn Fn(&Field) -> Value<'a>) -> bool {
+    match n {
+        Node::Or(a, b) => eval(a, get) || eval(b, get),
+        Node::And(a, b) => eval(a, get) && eval(b, get),
+        Node::Not(a) => !eval(a, get),
+        Node::Exists(f) => !matches!(get(f), Value::Missing),
+        Node::Cmp(f, op, lit) => compare(&get(f), *op, lit),
+        Node::In(f, lits) => {
+            let v = get(f);
+            lits.iter().any(|l| compare(&v, Op::Eq, l))
+        }
+    }
+}
+
+/// `value OP literal`. A missing value makes every comparison false except `!=`,
+/// which is always `not (=)`.
+pub(crate) fn compare(v: &Value<'_>, op: Op, lit: &Lit) -> bool {
+    if op == Op::Ne {
+        return !compare(v, Op::Eq, lit);
+    }
+    let ord = match (v, lit) {
+        (Value::Missing, _) => return false,
+        (_, Lit::Str(s)) if op == Op::Contains => return v.as_text().contains(s.as_str()),
+        (_, Lit::Num(n)) if op == Op::Contains => return v.as_text().contains(&fmt_num(*n)),
+        (Value::Num(x), Lit::Num(y)) => x.partial_cmp(y),
+        (Value::Str(s), Lit::Num(y)) => match s.trim().parse::<f64>() {
+            Ok(x) => x.partial_cmp(y),
+            Err(_) => return false,
+        },
+        (Value::Str(s), Lit::Str(t)) => Some((*s).cmp(t.as_str())),
+        (Value::Num(x), Lit::Str(t)) => Some(fmt_num(*x).as_str().cmp(t.as_str())),
+    };
+    let Some(ord) = ord else { return false };
+    use std::cmp::Ordering::*;
+    match op {
+        Op::Eq => ord == Equal,
+        Op::Lt => ord == Less,
+        Op::Le => ord != Greater,
+        Op::Gt => ord == Greater,
+        Op::Ge => ord != Less,
+        Op::Ne | Op::Contains => unreachable!("handled above"),
+    }
+}
+
+/// Formats a number the way fields print it: integers without a fraction.
+pub(crate) fn fmt_num(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev() -> Event {
+        let mut e = Event {
+            status: 503,
+            release: "2.0.0".into(),
+            duration_ms: 120.5,
+            route: "/api/chirps/{id}".into(),
+            ..Event::default()
+        };
+        e.fields.insert("plan".into(), "pro".into());
+        e.fields.insert("items".into(), "12".into());
+        e
+    }
+
+    fn m(s: &str) -> bool {
+        Expr::parse(s)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .matches(&ev())
+    }
+
+    #[test]
+    fn evaluates() {
+        assert!(m(r#"status >= 500 and release = "2.0.0""#));
+        assert!(!m(r#"status < 500 or release != "2.0.0""#));
+        assert!(m(r#"plan = "pro" and fields.plan = 'pro'"#));
+        assert!(m("items > 9 and items <= 12"));
+        assert!(m(r#"route ~ "chirps" and not (route ~ "users")"#));
+        assert!(m(
+            r#"release in ("1.0.0", "2.0.0") and status not in (200, 204)"#
+        ));
+        assert!(m("exists(plan) and not exists(error) and not exists(nope)"));
+        assert!(m(r#"error != "timeout""#));
+        assert!(!m(r#"error = "timeout""#));
+        assert!(m("duration_ms > 120 and duration_ms < 121"));
+        assert!(m("STATUS >= 500 AND NOT status = 200") || !m("status = 200"));
+    }
+
+    #[test]
+    fn precedence_and_binds_tighter_than_or() {
+        assert!(m("status = 503 or status = 1 and status = 2"));
+        assert!(!m("(status = 503 or status = 1) and status = 2"));
+    }
+
+    fn err(s: &str) -> ExprError {
+        Expr::parse(s).expect_err(s)
+    }
+
+    #[test]
+    fn errors_name_the_column() {
+        let e = err("status >= and x");
+        assert_eq!(e.column, 11);
+        assert!(e.message.contains("expected a value"), "{e}");
+        assert!(e.to_string().ends_with("\n            ^"), "{e}");
+        assert_eq!(err(r#"release = "2.0"#).column, 11);
+        assert_eq!(err("status = 500 status = 2").column, 14);
+        assert_eq!(err("(status = 500").column, 1);
+        assert_eq!(err(r#"status = "abc""#).column, 10);
+        assert_eq!(err("release = v2").column, 11);
+        assert_eq!(err("status # 2").column, 8);
+        assert_eq!(err("status").column, 7);
+        assert_eq!(err("").column, 1);
+        assert_eq!(err("status in (1, 2").column, 16);
+        assert_eq!(err("status ~ \"5\"").column, 8);
+        assert_eq!(err("and = 1").column, 1);
+    }
+}

@@ -1,0 +1,296 @@
+//! The SQLite event store with per-minute rollups (schema in `docs/events.md`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::{Error, Event, MirrorComparison};
+
+mod rollup;
+mod schema;
+mod writer;
+
+/// Upper bounds (ms, inclusive) of the rollup latency histogram buckets; the last is +inf.
+pub const BUCKET_BOUNDS_MS: [f64; 13] = [
+    5.0,
+    10.0,
+    25.0,
+    50.0,
+    100.0,
+    250.0,
+    300.0,
+    500.0,
+    1000.0,
+    2500.0,
+    5000.0,
+    10000.0,
+    f64::INFINITY,
+];
+
+/// The store schema this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 4;
+
+const MINUTE_MS: i64 = 60_000;
+
+/// The index of the histogram bucket `duration_ms` falls in.
+pub fn bucket_index(duration_ms: f64) -> usize {
+    BUCKET_BOUNDS_MS
+        .iter()
+        .position(|b| duration_ms <= *b)
+        .unwrap_or(BUCKET_BOUNDS_MS.len() - 1)
+}
+
+/// The start (unix ms) of the minute `time_ms` falls in.
+pub fn minute_of(time_ms: i64) -> i64 {
+    time_ms.div_euclid(MINUTE_MS) * MINUTE_MS
+}
+
+fn ceil_minute(ms: i64) -> i64 {
+    minute_of(ms.saturating_add(MINUTE_MS - 1))
+}
+
+/// Events in one minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct MinuteCount {
+    /// Start of the minute, unix ms.
+    pub minute_ms: i64,
+    /// Matching events in the minute.
+    pub count: u64,
+}
+
+/// Events in one minute, for each of several expressions.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MinuteCounts {
+    /// Start of the minute, unix ms.
+    pub minute_ms: i64,
+    /// Matching events in the minute, one count per expression asked.
+    pub counts: Vec<u64>,
+}
+
+/// How long and how much the store keeps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retention {
+    /// Raw events older than this are deleted.
+    pub raw_max_age: Duration,
+    /// When the store's live pages exceed this many bytes, the oldest raw events go.
+    pub max_bytes: u64,
+    /// Rollup minutes older than this are deleted.
+    pub rollup_max_age: Duration,
+}
+
+impl Default for Retention {
+    /// Raw events for 7 days within 1 GiB; rollups for 400 days.
+    fn default() -> Self {
+        Retention {
+            raw_max_age: Duration::from_secs(7 * 86_400),
+            max_bytes: 1 << 30,
+            rollup_max_age: Duration::from_secs(400 * 86_400),
+        }
+    }
+}
+
+/// What [`Store::prune`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PruneReport {
+    /// Raw events deleted for age.
+    pub raw_by_age: u64,
+    /// Raw events deleted for size.
+    pub raw_by_size: u64,
+    /// Rollup rows deleted for age.
+    pub rollups: u64,
+}
+
+/// One per-minute rollup row: counts and latency buckets for one combination of
+/// service, route, release, cohort and status class in one minute.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Rollup {
+    /// Start of the minute, unix ms.
+    pub minute_ms: i64,
+    /// Service.
+    pub service: String,
+    /// Route template.
+    pub route: String,
+    /// Release.
+    pub release: String,
+    /// Cohort.
+    pub cohort: String,
+    /// `status / 100` (0: no response).
+    pub status_class: u16,
+    /// Events.
+    pub count: u64,
+    /// Sum of `duration_ms`.
+    pub sum_duration_ms: f64,
+    /// Events per latency bucket ([`BUCKET_BOUNDS_MS`]; not cumulative).
+    pub buckets: [u64; 13],
+}
+
+/// A raw event with its row id (ids grow with insertion).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Row id.
+    pub id: i64,
+    /// The event.
+    pub event: Event,
+}
+
+type DimKey = (String, String, String, String, u16);
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+    dims: Mutex<HashMap<DimKey, i64>>,
+    retention: Retention,
+    last_prune_ms: Mutex<i64>,
+}
+
+/// The event store: a SQLite file (default `capstan-events.db`) in WAL mode. Cheap
+/// to clone; writes and reads use separate connections, so a long query does not
+/// hold up the recorder.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+const EVENT_COLUMNS: &str = "id, time_ms, service, method, route, path, status, duration_ms, \
+    upstream_ms, bytes_in, bytes_out, release, instance, cohort, user, trace_id, error, mirror, fields";
+
+impl Store {
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn sql(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
+        move |source| Error::Sqlite {
+            path: self.inner.path.display().to_string(),
+            source,
+        }
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        self.inner.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        self.inner.reader.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bytes in the store's pages that hold data (the file minus its free pages).
+    pub fn live_bytes(&self) -> Result<u64, Error> {
+        live_bytes(&self.reader()).map_err(self.sql())
+    }
+
+    /// Calls `f` with every raw event whose time is in `[from_ms, to_ms)` (optionally of
+    /// one service), oldest first, until `f` returns false.
+    pub fn scan(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        service: Option<&str>,
+        mut f: impl FnMut(StoredEvent) -> bool,
+    ) -> Result<(), Error> {
+        let sql = self.sql();
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE time_ms >= ?1 AND time_ms < ?2 \
+                 AND (?3 IS NULL OR service = ?3) ORDER BY time_ms, id"
+            ))
+            .map_err(&sql)?;
+        let mut rows = stmt.query(params![from_ms, to_ms, service]).map_err(&sql)?;
+        while let Some(r) = rows.next().map_err(&sql)? {
+            if !f(row_to_event(r).map_err(&sql)?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` raw events with an id above `after_id`, in id order (for following
+    /// the store as it grows).
+    pub fn events_after(&self, after_id: i64, limit: usize) -> Result<Vec<StoredEvent>, Error> {
+        let sql = self.sql();
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE id > ?1 ORDER BY id LIMIT ?2"
+            ))
+            .map_err(&sql)?;
+        let rows = stmt
+            .query_map(params![after_id, limit as i64], row_to_event)
+            .map_err(&sql)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(&sql)
+    }
+
+    /// The highest event id so far (0 when empty).
+    pub fn last_id(&self) -> Result<i64, Error> {
+        let conn = self.reader();
+        conn.query_row("SELECT coalesce(max(id), 0) FROM events", [], |r| r.get(0))
+            .optional()
+            .map(|o| o.unwrap_or(0))
+            .map_err(self.sql())
+    }
+
+    /// The number of raw events stored.
+    pub fn count(&self) -> Result<u64, Error> {
+        let conn = self.reader();
+        conn.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(self.sql())
+    }
+}
+
+fn live_bytes(conn: &Connection) -> rusqlite::Result<u64> {
+    let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+    let free: i64 = conn.pragma_query_value(None, "freelist_count", |r| r.get(0))?;
+    let size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+    Ok(((pages - free).max(0) * size) as u64)
+}
+
+fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    let mirror: Option<String> = r.get(17)?;
+    let fields: String = r.get(18)?;
+    let bad_json = |i: usize, e: serde_json::Error| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    };
+    Ok(StoredEvent {
+        id: r.get(0)?,
+        event: Event {
+            time_ms: r.get(1)?,
+            service: r.get(2)?,
+            method: r.get(3)?,
+            route: r.get(4)?,
+            path: r.get(5)?,
+            status: r.get(6)?,
+            duration_ms: r.get(7)?,
+            upstream_ms: r.get(8)?,
+            bytes_in: r.get::<_, i64>(9)? as u64,
+            bytes_out: r.get::<_, i64>(10)? as u64,
+            release: r.get(11)?,
+            instance: r.get(12)?,
+            cohort: r.get(13)?,
+            user: r.get(14)?,
+            trace_id: r.get(15)?,
+            error: r.get(16)?,
+            mirror: match mirror {
+                Some(m) => Some(
+                    serde_json::from_str::<MirrorComparison>(&m).map_err(|e| bad_json(17, e))?,
+                ),
+                None => None,
+            },
+            fields: serde_json::from_str(&fields).map_err(|e| bad_json(18, e))?,
+        },
+    })
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

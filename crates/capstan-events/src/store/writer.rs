@@ -1,0 +1,286 @@
+//! Writing: batches of events with their rollups in one transaction, the
+//! recorder task, and retention.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::params;
+
+use super::{bucket_index, live_bytes, minute_of, now_ms, DimKey, PruneReport, Store};
+use crate::recorder::{Counters, Recorder, RecorderTask};
+use crate::{Error, Event};
+
+impl Store {
+    /// Starts the writer task (needs a tokio runtime) with a queue of `capacity`
+    /// events. The task writes a batch when it has 4,096 events or 100 ms after the
+    /// first event of the batch arrived, prunes by the retention at most every 30 s,
+    /// and ends when every [`Recorder`] clone is dropped.
+    pub fn spawn_recorder(self, capacity: usize) -> (Recorder, RecorderTask) {
+        const BATCH: usize = 4096;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(capacity.max(1));
+        let counters = Arc::new(Counters::default());
+        let task_counters = counters.clone();
+        let handle = tokio::spawn(async move {
+            let mut buf: Vec<Event> = Vec::with_capacity(BATCH);
+            loop {
+                if rx.recv_many(&mut buf, BATCH).await == 0 {
+                    return Ok(());
+                }
+                let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+                let mut closed = false;
+                while buf.len() < BATCH {
+                    let want = BATCH - buf.len();
+                    match tokio::time::timeout_at(deadline, rx.recv_many(&mut buf, want)).await {
+                        Ok(0) => {
+                            closed = true;
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+                let batch = std::mem::replace(&mut buf, Vec::with_capacity(BATCH));
+                let store = self.clone();
+                let counters = task_counters.clone();
+                let res = tokio::task::spawn_blocking(move || {
+                    let n = batch.len() as u64;
+                    match store.insert_batch(&batch) {
+                        Ok(()) => counters
+                            .stored
+                            .fetch_add(n, std::sync::atomic::Ordering::Relaxed),
+                        Err(e) => {
+                            counters
+                                .failed
+                                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                            tracing::warn!("event store: {n} events not written: {e}");
+                            0
+                        }
+                    };
+                    let now = now_ms();
+                    if let Err(e) = store.prune_if_due(now) {
+                        tracing::warn!("event store: pruning failed: {e}");
+                    }
+                })
+                .await;
+                if let Err(e) = res {
+                    return Err(Error::Recorder(e.to_string()));
+                }
+                if closed {
+                    return Ok(());
+                }
+            }
+        });
+        (Recorder { tx, counters }, RecorderTask { handle })
+    }
+
+    /// Writes events in one transaction, updating the rollups in the same transaction.
+    pub fn insert_batch(&self, events: &[Event]) -> Result<(), Error> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let sql = self.sql();
+        // Rollup deltas for the batch, keyed by minute and dimensions.
+        type Key<'a> = (i64, &'a str, &'a str, &'a str, &'a str, u16);
+        let mut deltas: HashMap<Key<'_>, (u64, f64, [u64; 13])> = HashMap::new();
+        for e in events {
+            let key = (
+                minute_of(e.time_ms),
+                e.service.as_str(),
+                e.route.as_str(),
+                e.release.as_str(),
+                e.cohort.as_str(),
+                e.status / 100,
+            );
+            let d = deltas.entry(key).or_insert((0, 0.0, [0; 13]));
+            d.0 += 1;
+            d.1 += e.duration_ms;
+            d.2[bucket_index(e.duration_ms)] += 1;
+        }
+        let mut conn = self.writer();
+        let tx = conn.transaction().map_err(&sql)?;
+        {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT INTO events (time_ms, service, method, route, path, status, duration_ms, \
+                     upstream_ms, bytes_in, bytes_out, release, instance, cohort, user, trace_id, error, \
+                     mirror, fields) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+                     ?15, ?16, ?17, ?18)",
+                )
+                .map_err(&sql)?;
+            let mut fields_json = String::new();
+            for e in events {
+                fields_json.clear();
+                write_fields_json(&e.fields, &mut fields_json);
+                let mirror = e
+                    .mirror
+                    .as_ref()
+                    .map(|m| serde_json::to_string(m).unwrap_or_default());
+                ins.execute(params![
+                    e.time_ms,
+                    e.service,
+                    e.method,
+                    e.route,
+                    e.path,
+                    e.status,
+                    e.duration_ms,
+                    e.upstream_ms,
+                    e.bytes_in as i64,
+                    e.bytes_out as i64,
+                    e.release,
+                    e.instance,
+                    e.cohort,
+                    e.user,
+                    e.trace_id,
+                    e.error,
+                    mirror,
+                    fields_json,
+                ])
+                .map_err(&sql)?;
+            }
+            let mut dims = self.inner.dims.lock().unwrap_or_else(|p| p.into_inner());
+            let mut up = tx
+                .prepare_cached(
+                    "INSERT INTO rollups (minute_ms, dim_id, count, sum_duration_ms, b0, b1, b2, b3, \
+                     b4, b5, b6, b7, b8, b9, b10, b11, b12) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
+                     ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+                     ON CONFLICT (minute_ms, dim_id) DO UPDATE SET count = count + excluded.count, \
+                     sum_duration_ms = sum_duration_ms + excluded.sum_duration_ms, \
+                     b0 = b0 + excluded.b0, b1 = b1 + excluded.b1, b2 = b2 + excluded.b2, \
+                     b3 = b3 + excluded.b3, b4 = b4 + excluded.b4, b5 = b5 + excluded.b5, \
+                     b6 = b6 + excluded.b6, b7 = b7 + excluded.b7, b8 = b8 + excluded.b8, \
+                     b9 = b9 + excluded.b9, b10 = b10 + excluded.b10, b11 = b11 + excluded.b11, \
+                     b12 = b12 + excluded.b12",
+                )
+                .map_err(&sql)?;
+            for ((minute, service, route, release, cohort, class), (count, sum, b)) in &deltas {
+                let key: DimKey = (
+                    service.to_string(),
+                    route.to_string(),
+                    release.to_string(),
+                    cohort.to_string(),
+                    *class,
+                );
+                let dim_id = match dims.get(&key) {
+                    Some(id) => *id,
+                    None => {
+                        tx.execute(
+                            "INSERT OR IGNORE INTO rollup_dims (service, route, release, cohort, status_class) \
+                             VALUES (?1, ?2, ?3, ?4, ?5)",
+                            params![service, route, release, cohort, class],
+                        )
+                        .map_err(&sql)?;
+                        let id: i64 = tx
+                            .query_row(
+                                "SELECT id FROM rollup_dims WHERE service = ?1 AND route = ?2 \
+                                 AND release = ?3 AND cohort = ?4 AND status_class = ?5",
+                                params![service, route, release, cohort, class],
+                                |r| r.get(0),
+                            )
+                            .map_err(&sql)?;
+                        id
+                    }
+                };
+                up.execute(params![
+                    minute,
+                    dim_id,
+                    *count as i64,
+                    sum,
+                    b[0] as i64,
+                    b[1] as i64,
+                    b[2] as i64,
+                    b[3] as i64,
+                    b[4] as i64,
+                    b[5] as i64,
+                    b[6] as i64,
+                    b[7] as i64,
+                    b[8] as i64,
+                    b[9] as i64,
+                    b[10] as i64,
+                    b[11] as i64,
+                    b[12] as i64
+                ])
+                .map_err(&sql)?;
+                dims.entry(key).or_insert(dim_id);
+            }
+            drop(dims);
+        }
+        let committed = tx.commit();
+        if committed.is_err() {
+            // Ids handed out in the failed transaction may be reused for other dimensions.
+            self.inner
+                .dims
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+        }
+        committed.map_err(&sql)
+    }
+
+    /// Deletes what the retention no longer keeps, if the last prune was 30 s or more ago.
+    fn prune_if_due(&self, now_ms: i64) -> Result<(), Error> {
+        {
+            let mut last = self
+                .inner
+                .last_prune_ms
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if now_ms - *last < 30_000 {
+                return Ok(());
+            }
+            *last = now_ms;
+        }
+        self.prune(now_ms).map(|_| ())
+    }
+
+    /// Deletes raw events older than the retention's raw age, then the oldest raw
+    /// events while the store's live pages exceed its size, and rollups older than
+    /// the rollup age. `now_ms` is the current unix time in ms.
+    pub fn prune(&self, now_ms: i64) -> Result<PruneReport, Error> {
+        let sql = self.sql();
+        let r = self.inner.retention;
+        let conn = self.writer();
+        let mut report = PruneReport::default();
+        let raw_cutoff = now_ms.saturating_sub(r.raw_max_age.as_millis() as i64);
+        report.raw_by_age = conn
+            .execute("DELETE FROM events WHERE time_ms < ?1", [raw_cutoff])
+            .map_err(&sql)? as u64;
+        let rollup_cutoff = minute_of(now_ms.saturating_sub(r.rollup_max_age.as_millis() as i64));
+        report.rollups = conn
+            .execute("DELETE FROM rollups WHERE minute_ms < ?1", [rollup_cutoff])
+            .map_err(&sql)? as u64;
+        // Size: freed pages are reused, so deleting the oldest raw events keeps the
+        // file from growing past the limit (it does not shrink without VACUUM).
+        for _ in 0..8 {
+            let used = live_bytes(&conn).map_err(&sql)?;
+            if used <= r.max_bytes {
+                break;
+            }
+            let rows: i64 = conn
+                .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
+                .map_err(&sql)?;
+            if rows == 0 {
+                break;
+            }
+            // Delete the share of rows that brings the size to 90% of the limit.
+            let keep = (r.max_bytes as f64 * 0.9) / used as f64;
+            let delete = ((rows as f64) * (1.0 - keep)).ceil().max(1.0) as i64;
+            let n = conn
+                .execute(
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?1)",
+                    [delete],
+                )
+                .map_err(&sql)?;
+            report.raw_by_size += n as u64;
+        }
+        Ok(report)
+    }
+}
+
+fn write_fields_json(fields: &std::collections::BTreeMap<String, String>, out: &mut String) {
+    if fields.is_empty() {
+        out.push_str("{}");
+    } else {
+        out.push_str(&serde_json::to_string(fields).unwrap_or_else(|_| "{}".into()));
+    }
+}

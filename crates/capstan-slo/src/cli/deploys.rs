@@ -1,0 +1,90 @@
+//! The deploy log kept up to date from the database's migration history
+//! and fleet registry.
+
+use crate::deploys::{Deploy, DeployKind, DeployLog};
+
+use super::settings::Settings;
+
+/// Imports migrations applied and releases seen in the fleet registry of
+/// `database` into the deploy log. Returns how many rows were added.
+pub async fn import_deploys(database: &str, log: &DeployLog) -> Result<usize, String> {
+    let url = capstan_migrate::DatabaseUrl::parse(database).map_err(|e| e.to_string())?;
+    let mut db = capstan_migrate::migrator::Database::connect_read_only(&url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let parse = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .map(|d| d.timestamp_millis())
+            .ok()
+    };
+    let mut added = 0;
+    for row in db.history().await.map_err(|e| e.to_string())? {
+        if row.is_dirty() {
+            continue;
+        }
+        let Some(t) = parse(&row.applied_at) else {
+            continue;
+        };
+        let d = Deploy {
+            time_ms: t,
+            service: String::new(),
+            kind: DeployKind::Migration,
+            subject: row.version.to_string(),
+            detail: format!("{}, {}", row.name, row.phase),
+        };
+        if log
+            .record(
+                &d,
+                Some(&format!("migration:{}:{}", row.version, row.applied_at)),
+            )
+            .map_err(|e| e.to_string())?
+        {
+            added += 1;
+        }
+    }
+    // The registry may not exist yet (no instance ever registered).
+    if let Ok(rows) = db.driver().fleet_list().await {
+        let mut first: std::collections::BTreeMap<(String, String), i64> = Default::default();
+        for r in rows {
+            if let Some(t) = parse(&r.started_at) {
+                let e = first
+                    .entry((r.instance.app.clone(), r.instance.version.clone()))
+                    .or_insert(t);
+                *e = (*e).min(t);
+            }
+        }
+        for ((app, version), t) in first {
+            let d = Deploy {
+                time_ms: t,
+                service: String::new(),
+                kind: DeployKind::Release,
+                subject: format!("{app} {version}"),
+                detail: String::new(),
+            };
+            if log
+                .record(&d, Some(&format!("release:{app}:{version}")))
+                .map_err(|e| e.to_string())?
+            {
+                added += 1;
+            }
+        }
+    }
+    Ok(added)
+}
+
+/// Imports deploys from the configured database; a failure is a warning.
+pub(super) async fn sync_deploys(settings: &Settings) {
+    let Some(url) = &settings.database else {
+        return;
+    };
+    let log = match DeployLog::open(&settings.store) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("warning: deploy log not updated: {e}");
+            return;
+        }
+    };
+    if let Err(e) = import_deploys(url, &log).await {
+        eprintln!("warning: deploy log not updated from the database: {e}");
+    }
+}
