@@ -80,11 +80,7 @@ fn capture(
 impl Proc {
     /// Spawns `argv` with `env` in a new process group; output is captured;
     /// it will listen on `port`.
-    pub fn spawn(
-        argv: &[String],
-        env: &[(String, String)],
-        port: u16,
-    ) -> std::io::Result<Proc> {
+    pub fn spawn(argv: &[String], env: &[(String, String)], port: u16) -> std::io::Result<Proc> {
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..])
             .envs(env.iter().map(|(k, v)| (k, v)))
