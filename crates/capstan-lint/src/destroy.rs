@@ -10,8 +10,8 @@
 //! `DO` blocks are not seen.
 //!
 //! ```
-//! use capstan_lint::destroy::{Tracker, Kind};
-//! use capstan_lint::{Config, Input, Linter};
+//! use capstan_lint::{Config, Input, Linter, Tracker};
+//! use capstan_migrate::archive::Kind;
 //!
 //! let mut linter = Linter::new(Config::default());
 //! linter.replay(Input { file: "0001.sql", source: "CREATE TABLE users (id bigint PRIMARY KEY, name text);" });

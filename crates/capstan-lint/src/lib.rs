@@ -99,6 +99,8 @@ pub use config::{
     Config, ConfigError, Dialect, DEFAULT_PG_VERSION, DEFAULT_SMALL_TABLE_BYTES,
     DEFAULT_SMALL_TABLE_ROWS,
 };
+#[cfg(feature = "migrate")]
+pub use destroy::Tracker;
 pub use docs::{generate as rule_docs, render_index, render_rule};
 pub use engine::{fails, lint, whole_sections, Input, Linter, SectionParser};
 pub use finding::{Finding, SectionKind, Severity};
