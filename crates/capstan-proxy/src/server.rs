@@ -140,7 +140,7 @@ pub async fn run(
         })
     });
 
-    // One worker thread per listener, each with its own single-threaded
+    // One worker thread per core, each with its own single-threaded
     // runtime and upstream pool, like nginx's workers: a request is read,
     // forwarded and answered on one thread, with no hand-offs between cores.
     let background = tokio::runtime::Handle::current();
@@ -217,32 +217,27 @@ fn worker_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Binds `n` listeners on one address with `SO_REUSEPORT`, so the kernel
-/// spreads new connections over the workers (port 0: the first picks it).
+/// Binds the address once and gives each of `n` workers its own handle on
+/// the one listening socket, so each registers it with its own runtime and
+/// they take turns accepting. One socket, not `SO_REUSEPORT`: a second
+/// process on the same port still fails with "address in use" instead of
+/// silently taking a share of the traffic.
 fn bind_workers(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
-    let mut out: Vec<std::net::TcpListener> = Vec::with_capacity(n);
-    let mut at = addr;
-    for _ in 0..n.max(1) {
-        let socket = socket2::Socket::new(
-            socket2::Domain::for_address(at),
-            socket2::Type::STREAM,
-            Some(socket2::Protocol::TCP),
-        )?;
-        socket.set_reuse_address(true)?;
-        #[cfg(unix)]
-        socket.set_reuse_port(true)?;
-        socket.set_nonblocking(true)?;
-        socket.bind(&at.into())?;
-        socket.listen(1024)?;
-        let std: std::net::TcpListener = socket.into();
-        if out.is_empty() {
-            at = std.local_addr()?;
-        }
-        // Registered with its worker's runtime when the worker starts.
-        out.push(std);
-        #[cfg(not(unix))]
-        break;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    let first: std::net::TcpListener = socket.into();
+    let mut out = Vec::with_capacity(n.max(1));
+    for _ in 1..n.max(1) {
+        out.push(first.try_clone()?);
     }
+    out.insert(0, first);
     Ok(out)
 }
 

@@ -193,3 +193,54 @@ weights = { "1.0.0" = 100 }"#,
     drop(silent);
     proxy.stop().await;
 }
+
+/// The workers share one listening socket: a second proxy on a port the first
+/// holds is refused with "address in use", and never takes part of its traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_proxy_on_a_taken_port_is_refused() {
+    let text = |listen: &str| {
+        format!(
+            "listen = \"{listen}\"\nservice = \"s\"\n\n[[release]]\nname = \"1.0.0\"\nupstreams = [\"127.0.0.1:9\"]\n"
+        )
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let first = tokio::spawn(capstan_proxy::run(
+        settings(&text("127.0.0.1:0")),
+        async {
+            let _ = stopped.await;
+        },
+        |b| {
+            let _ = bound_tx.send(b);
+        },
+    ));
+    let bound = tokio::time::timeout(Duration::from_secs(10), bound_rx)
+        .await
+        .expect("first proxy bound within 10s")
+        .expect("first proxy started");
+
+    let second = tokio::time::timeout(
+        Duration::from_secs(10),
+        capstan_proxy::run(
+            settings(&text(&bound.listen.to_string())),
+            std::future::pending::<()>(),
+            |_| panic!("the second proxy bound a port the first holds"),
+        ),
+    )
+    .await
+    .expect("the second proxy answered within 10s");
+    match second {
+        Err(capstan_proxy::ServeError::Bind { addr, source }) => {
+            assert_eq!(addr, bound.listen);
+            assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse, "{source}");
+        }
+        other => panic!("expected a bind error, got {other:?}"),
+    }
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), first)
+        .await
+        .expect("first proxy stopped within 30s")
+        .expect("first proxy task")
+        .expect("first proxy ran");
+}
