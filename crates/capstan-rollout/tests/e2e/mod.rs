@@ -243,7 +243,10 @@ pub fn watch_weights(admin: String, stop: Arc<AtomicBool>) -> tokio::task::JoinH
     tokio::spawn(async move {
         let client = reqwest::Client::new();
         let mut seen = vec![0];
-        while !stop.load(Ordering::Relaxed) {
+        loop {
+            // One more reading after the stop: the weights the proxy holds
+            // when the test ends are always among those seen.
+            let last = stop.load(Ordering::Relaxed);
             if let Ok(r) = client
                 .get(format!("{admin}/routing"))
                 .bearer_auth(TOKEN)
@@ -259,6 +262,9 @@ pub fn watch_weights(admin: String, stop: Arc<AtomicBool>) -> tokio::task::JoinH
                         }
                     }
                 }
+            }
+            if last {
+                break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
