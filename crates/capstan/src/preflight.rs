@@ -86,8 +86,9 @@ impl Preflight for LintPreflight {
         pending: &[u64],
         dialect: Dialect,
         config: Option<&Path>,
+        service: Option<&str>,
     ) -> Result<Vec<PreflightFinding>, String> {
-        self.check_live(set, pending, dialect, config, &LiveDb::default())
+        self.check_live(set, pending, dialect, config, service, &LiveDb::default())
     }
 
     fn check_live(
@@ -96,6 +97,7 @@ impl Preflight for LintPreflight {
         pending: &[u64],
         dialect: Dialect,
         config: Option<&Path>,
+        _service: Option<&str>,
         db: &LiveDb,
     ) -> Result<Vec<PreflightFinding>, String> {
         if pending.is_empty() {
@@ -139,6 +141,7 @@ impl Preflight for LintPreflight {
         reverting: &[u64],
         dialect: Dialect,
         config: Option<&Path>,
+        _service: Option<&str>,
         db: &LiveDb,
     ) -> Result<Vec<PreflightFinding>, String> {
         let lint_config = self::config(config, dialect)?;

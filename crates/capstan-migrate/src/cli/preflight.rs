@@ -62,13 +62,16 @@ pub(crate) fn findings_json(found: &[PreflightFinding]) -> Vec<serde_json::Value
 /// passes none (its migrations were linted before it was built).
 pub trait Preflight: Send + Sync {
     /// The findings that refuse the run, for the `pending` migrations of `set`,
-    /// written for `dialect`; `config` is the `capstan.toml` in effect, if any.
+    /// written for `dialect`; `config` is the `capstan.toml` in effect, if any;
+    /// `service` the service the run acts for (`--service`, or the only one
+    /// `capstan.toml` declares), `None` when it declares none.
     fn check(
         &self,
         set: &MigrationSet,
         pending: &[u64],
         dialect: crate::split::Dialect,
         config: Option<&Path>,
+        service: Option<&str>,
     ) -> Result<Vec<PreflightFinding>, String>;
 
     /// [`Preflight::check`], knowing the live database (`live`: its table
@@ -79,10 +82,11 @@ pub trait Preflight: Send + Sync {
         pending: &[u64],
         dialect: crate::split::Dialect,
         config: Option<&Path>,
+        service: Option<&str>,
         live: &crate::live::LiveDb,
     ) -> Result<Vec<PreflightFinding>, String> {
         let _ = live;
-        self.check(set, pending, dialect, config)
+        self.check(set, pending, dialect, config, service)
     }
 
     /// The findings in the down sections `down` is about to run
@@ -94,9 +98,10 @@ pub trait Preflight: Send + Sync {
         reverting: &[u64],
         dialect: crate::split::Dialect,
         config: Option<&Path>,
+        service: Option<&str>,
         live: &crate::live::LiveDb,
     ) -> Result<Vec<PreflightFinding>, String> {
-        let _ = (set, reverting, dialect, config, live);
+        let _ = (set, reverting, dialect, config, service, live);
         Ok(Vec::new())
     }
 
@@ -120,6 +125,11 @@ pub trait Preflight: Send + Sync {
 }
 
 impl Context<'_> {
+    /// The service the run acts for, as the preflight is told it.
+    pub(crate) fn service_name(&self) -> Option<&str> {
+        None
+    }
+
     async fn run_preflight(
         &self,
         preflight: &dyn Preflight,
@@ -133,7 +143,14 @@ impl Context<'_> {
             .then_some(self.config_path.as_path());
         let live = self.live(db).await?;
         preflight
-            .check_live(m.set(), pending, db.driver().dialect(), config, &live)
+            .check_live(
+                m.set(),
+                pending,
+                db.driver().dialect(),
+                config,
+                self.service_name(),
+                &live,
+            )
             .map_err(Failure::bad_input)
     }
 
@@ -171,7 +188,14 @@ impl Context<'_> {
             .then_some(self.config_path.as_path());
         let live = self.live(db).await?;
         let found = preflight
-            .check_down(m.set(), reverting, db.driver().dialect(), config, &live)
+            .check_down(
+                m.set(),
+                reverting,
+                db.driver().dialect(),
+                config,
+                self.service_name(),
+                &live,
+            )
             .map_err(Failure::bad_input)?;
         for f in &found {
             self.out.warn(&f.text);
