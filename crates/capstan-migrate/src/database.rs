@@ -73,6 +73,12 @@ impl Database {
         self.driver.describe()
     }
 
+    /// The services registered in the database (each declared service's
+    /// `up` records its name, what it owns and what it depends on), by name.
+    pub async fn services(&mut self) -> Result<Vec<capstan_service::Service>, Error> {
+        Ok(self.driver.registered_services().await?)
+    }
+
     /// History rows, oldest first.
     pub async fn history(&mut self) -> Result<Vec<AppliedRow>, Error> {
         Ok(self.driver.history().await?)

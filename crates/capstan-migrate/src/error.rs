@@ -156,4 +156,17 @@ pub enum Error {
         /// What had been done.
         report: Box<RunReport>,
     },
+    /// Another service registered in the database (from another
+    /// capstan.toml) owns something this service claims.
+    #[error("service `{service}` owns `{entry}`, and service `{other_service}`, registered in the database, owns `{other_entry}`: every schema and table has at most one owner. Nothing was run. Give the object to one of them in its capstan.toml")]
+    ServiceOverlap {
+        /// The service `up` acts for.
+        service: String,
+        /// Its entry.
+        entry: String,
+        /// The registered service.
+        other_service: String,
+        /// Its entry.
+        other_entry: String,
+    },
 }

@@ -469,3 +469,38 @@ backends!(
     one_runner_lock_per_service,
     newer_layout_is_refused
 );
+
+/// `up` of a declared service records it in the database's registry, read
+/// back as `capstan_service::Service` values.
+async fn up_registers_the_declared_service(b: Backend) {
+    let t = Target::new(b);
+    let services = capstan_service::Services::parse(
+        "[[service]]\nname = \"users\"\nowns = [\"public.api_users\"]\n\n[[service]]\nname = \"billing\"\nowns = [\"public.invoices\"]\ndepends_on = [{ service = \"users\", hard = false }]\n",
+        Path::new("capstan.toml"),
+    )
+    .unwrap();
+    let billing = services.get("billing").unwrap().clone();
+    let mut db = t.open("billing").await;
+    assert!(db.services().await.unwrap().is_empty());
+    migrator(set(&[("0001_invoices.sql", BILLING_1)]))
+        .with_service(billing.clone())
+        .up(&mut db)
+        .await
+        .unwrap();
+    let users = services.get("users").unwrap().clone();
+    let mut users_db = t.open("users").await;
+    migrator(set(&[("0001_api_users.sql", API_1)]))
+        .with_service(users.clone())
+        .up(&mut users_db)
+        .await
+        .unwrap();
+    let registered = t.open(DEFAULT_SERVICE).await.services().await.unwrap();
+    assert_eq!(registered.len(), 2);
+    assert_eq!(registered[0].name, "billing");
+    assert_eq!(registered[0].owns, billing.owns);
+    assert_eq!(registered[0].depends_on, billing.depends_on);
+    assert_eq!(registered[1].name, "users");
+    assert_eq!(registered[1].owns, users.owns);
+}
+
+backends!(async up_registers_the_declared_service);

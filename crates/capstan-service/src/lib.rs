@@ -95,7 +95,9 @@ impl Owned {
         }
     }
 
-    fn overlaps(&self, other: &Owned) -> bool {
+    /// Whether the two entries claim a common object: the same table, or a
+    /// schema and anything in it.
+    pub fn overlaps(&self, other: &Owned) -> bool {
         match (self, other) {
             (Owned::Schema(a), o) | (o, Owned::Schema(a)) => o.schema() == a,
             (a, b) => a == b,

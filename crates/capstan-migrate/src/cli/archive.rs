@@ -57,6 +57,7 @@ pub enum ArchiveCommand {
 pub(super) async fn run(cx: &Context<'_>, command: ArchiveCommand) -> Result<Exit, Failure> {
     let settings = cx.settings()?;
     let identity = crate::driver::Identity::current(concat!("capstan ", env!("CARGO_PKG_VERSION")));
+    cx.chosen()?;
     let url = cx.url()?;
     match command {
         ArchiveCommand::List => {
@@ -64,10 +65,9 @@ pub(super) async fn run(cx: &Context<'_>, command: ArchiveCommand) -> Result<Exi
                 .await?
                 .for_service(cx.service());
             let entries = archive::list(db.driver()).await.map_err(Error::from)?;
-            cx.out
-                .result(&serde_json::json!({ "entries": entries }), || {
-                    render_entries(&entries)
-                });
+            cx.service_result(&serde_json::json!({ "entries": entries }), || {
+                render_entries(&entries)
+            });
         }
         ArchiveCommand::Show { id } => {
             let mut db = Database::connect_read_only(&url)
@@ -80,7 +80,7 @@ pub(super) async fn run(cx: &Context<'_>, command: ArchiveCommand) -> Result<Exi
             let (names, rows) = archive::preview(db.driver(), &entry, 10)
                 .await
                 .map_err(Error::from)?;
-            cx.out.result(
+            cx.service_result(
                     &serde_json::json!({ "entry": entry, "preview": { "columns": names, "rows": rows } }),
                     || render_entry(&entry, &names, &rows),
                 );

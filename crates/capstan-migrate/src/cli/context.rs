@@ -74,6 +74,9 @@ pub(crate) struct Context<'p> {
     pub(crate) declared: Option<capstan_service::Service>,
     /// The name of the service whose rows and runner lock the command uses.
     pub(crate) acting: String,
+    /// Why no service can be chosen (several declared, none named): a
+    /// command that opens the database is refused with it.
+    pub(crate) unchosen: Option<String>,
     /// Where results, notes and errors go.
     pub(crate) out: Output,
 }
@@ -200,12 +203,16 @@ impl Context<'_> {
 
     /// The engine over [`Self::set`], with the settings and the detector.
     pub(crate) fn migrator(&self) -> Result<Migrator, Failure> {
+        self.chosen()?;
         let mut m = Migrator::new(self.set()?).with_settings(self.settings()?);
         if let MigrationSource::Embedded { binary_version, .. } = &self.source {
             m = m.with_binary_version(binary_version.clone());
         }
         if let Some(d) = &self.detector {
             m = m.with_detector(d.clone());
+        }
+        if let Some(s) = &self.declared {
+            m = m.with_service(s.clone());
         }
         Ok(m)
     }
@@ -258,7 +265,8 @@ impl Context<'_> {
             None => (PathBuf::from(CONFIG_FILE), false),
         };
         let config = Config::load(&config_path, required)?;
-        let (declared, acting) = select_service(&config, &config_path, args.service.as_deref())?;
+        let (declared, acting, unchosen) =
+            select_service(&config, &config_path, args.service.as_deref())?;
         // A service's own directory is relative to capstan.toml's.
         let service_dir = declared.as_ref().and_then(|s| s.dir.as_ref()).map(|d| {
             config_path
@@ -284,6 +292,7 @@ impl Context<'_> {
             dir,
             declared,
             acting,
+            unchosen,
         })
     }
 
@@ -294,8 +303,47 @@ impl Context<'_> {
         &self.acting
     }
 
+    /// Prints the result of a command that shows one service's rows: JSON
+    /// carries a `service` field first; text names the service unless it is
+    /// the default one.
+    pub(crate) fn service_result<T: serde::Serialize>(
+        &self,
+        value: &T,
+        human: impl FnOnce() -> String,
+    ) {
+        #[derive(serde::Serialize)]
+        struct ForService<'a, T> {
+            service: &'a str,
+            #[serde(flatten)]
+            value: &'a T,
+        }
+        self.out.result(
+            &ForService {
+                service: &self.acting,
+                value,
+            },
+            || {
+                let text = human();
+                if self.acting == crate::driver::DEFAULT_SERVICE {
+                    text
+                } else {
+                    format!("service: {}\n{text}", self.acting)
+                }
+            },
+        );
+    }
+
+    /// Refuses a command that needs a service when none can be chosen.
+    pub(crate) fn chosen(&self) -> Result<(), Failure> {
+        match &self.unchosen {
+            Some(why) => Err(Failure::bad_input(why.clone())),
+            None => Ok(()),
+        }
+    }
+
     /// Opens the database for the service (creating a missing SQLite file).
     pub(crate) async fn connect(&self) -> Result<Database, Failure> {
+        self.chosen()?;
         Ok(Database::connect(&self.url()?)
             .await?
             .for_service(&self.acting))
@@ -303,6 +351,7 @@ impl Context<'_> {
 
     /// Opens the database for the service, for reading.
     pub(crate) async fn connect_read_only(&self) -> Result<Database, Failure> {
+        self.chosen()?;
         Ok(Database::connect_read_only(&self.url()?)
             .await?
             .for_service(&self.acting))
@@ -313,17 +362,20 @@ impl Context<'_> {
 /// `CAPSTAN_SERVICE`) must be one capstan.toml declares when it declares
 /// any; with none declared, any valid name is a service that owns nothing
 /// (an embedded application naming itself). Not named: the lone declared
-/// service, else `default`; several declared and none named is refused.
+/// service, else `default`; several declared and none named leaves the
+/// reason no service is chosen (commands that open the database refuse it).
+#[allow(clippy::type_complexity)]
 fn select_service(
     config: &Config,
     config_path: &std::path::Path,
     name: Option<&str>,
-) -> Result<(Option<capstan_service::Service>, String), Failure> {
+) -> Result<(Option<capstan_service::Service>, String, Option<String>), Failure> {
     let services = &config.services;
+    let default = crate::driver::DEFAULT_SERVICE.to_string();
     if services.is_empty() {
         return match name {
-            None => Ok((None, crate::driver::DEFAULT_SERVICE.to_string())),
-            Some(n) if capstan_service::valid_name(n) => Ok((None, n.to_string())),
+            None => Ok((None, default, None)),
+            Some(n) if capstan_service::valid_name(n) => Ok((None, n.to_string(), None)),
             Some(n) => Err(Failure::new(
                 Exit::BadInput,
                 Kind::UnknownService,
@@ -332,12 +384,16 @@ fn select_service(
         };
     }
     match services.select(name) {
-        Ok(Some(s)) => Ok((Some(s.clone()), s.name.clone())),
-        Ok(None) => Err(Failure::bad_input(format!(
-            "{} declares several services ({}): choose one with --service NAME (or CAPSTAN_SERVICE). Nothing was run",
-            config_path.display(),
-            services.names().join(", ")
-        ))),
+        Ok(Some(s)) => Ok((Some(s.clone()), s.name.clone(), None)),
+        Ok(None) => Ok((
+            None,
+            default,
+            Some(format!(
+                "{} declares several services ({}): choose one with --service NAME (or CAPSTAN_SERVICE). Nothing was run",
+                config_path.display(),
+                services.names().join(", ")
+            )),
+        )),
         Err(e) => Err(Failure::new(
             Exit::BadInput,
             Kind::UnknownService,

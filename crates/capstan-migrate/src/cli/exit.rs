@@ -164,11 +164,14 @@ pub enum Kind {
     /// `unknown-service`: `--service` names a service capstan.toml does
     /// not declare (or no valid name).
     UnknownService,
+    /// `service-overlap`: another service registered in the database owns
+    /// what this one claims.
+    ServiceOverlap,
 }
 
 impl Kind {
     /// Every kind, in the order the documentation lists them.
-    pub const ALL: [Kind; 26] = [
+    pub const ALL: [Kind; 27] = [
         Kind::BadInput,
         Kind::Database,
         Kind::PermissionDenied,
@@ -195,6 +198,7 @@ impl Kind {
         Kind::SchemaDump,
         Kind::Spawn,
         Kind::UnknownService,
+        Kind::ServiceOverlap,
     ];
 
     /// The string JSON carries.
@@ -226,6 +230,7 @@ impl Kind {
             Kind::SchemaDump => "schema-dump",
             Kind::Spawn => "spawn",
             Kind::UnknownService => "unknown-service",
+            Kind::ServiceOverlap => "service-overlap",
         }
     }
 }
@@ -285,6 +290,7 @@ impl From<Error> for Failure {
                 (Exit::Interrupted, Kind::Interrupted)
             }
             Error::Interrupted { .. } => (Exit::Interrupted, Kind::Interrupted),
+            Error::ServiceOverlap { .. } => (Exit::BadInput, Kind::ServiceOverlap),
             Error::Failed(f)
                 if matches!(
                     f.failure.kind,

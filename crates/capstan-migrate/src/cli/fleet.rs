@@ -135,7 +135,7 @@ pub(super) async fn run(cx: &Context<'_>, command: Option<FleetCommand>) -> Resu
                 .await
                 .map_err(Error::from)?;
             let ttl = cx.settings()?.fleet_ttl;
-            cx.out.result(
+            cx.service_result(
                 &serde_json::json!({"instance": instance, "ttl_secs": ttl.as_secs_f64()}),
                 || instance.instance_id.clone(),
             );
@@ -188,7 +188,7 @@ async fn list(cx: &Context<'_>) -> Result<Exit, Failure> {
             live: row.is_live(settings.fleet_ttl),
         })
         .collect();
-    cx.out.result(&serde_json::json!({ "instances": out }), || {
+    cx.service_result(&serde_json::json!({ "instances": out }), || {
         if rows.is_empty() {
             return "no instance has registered".to_string();
         }
@@ -229,8 +229,10 @@ async fn run_child(cx: &Context<'_>, who: &Who, command: &[String]) -> Result<Ex
 
     let instance = who.instance(cx, None)?;
     let ttl = cx.settings()?.fleet_ttl;
+    cx.chosen()?;
     let url = cx.url()?;
-    let heartbeat = Heartbeat::start(&url, instance, heartbeat_interval(ttl)).await?;
+    let heartbeat =
+        Heartbeat::start_for_service(&url, cx.service(), instance, heartbeat_interval(ttl)).await?;
     let id = heartbeat.instance().instance_id.clone();
     if !quiet() {
         eprintln!(

@@ -26,7 +26,7 @@ pub(super) async fn run(cx: &Context<'_>, app: &str) -> Result<Exit, Failure> {
     };
     let compat = crate::gate::check_database(&mut db, &set).await?;
     let messages = compat.messages(app, &version);
-    cx.out.result(&compat, || {
+    cx.service_result(&compat, || {
         let mut s = if compat.is_compatible() {
             "compatible: this migration set can run against the database".to_string()
         } else {

@@ -16,6 +16,7 @@ pub(crate) mod archive;
 pub(crate) mod catalog;
 pub(crate) mod fleet;
 pub(crate) mod history;
+pub(crate) mod services;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) mod sql;
 
@@ -32,6 +33,7 @@ pub(crate) use history::{
     bad_history, check_unique, history_row, section_cells, Cell, HISTORY_COLUMNS, SECTION_COLUMNS,
 };
 pub use history::{AppliedRow, HistoryStore, Record, RowState, SectionUpdate, ROLLING_BACK};
+pub use services::ServiceStore;
 
 /// The service every row of capstan's tables belongs to when none is named:
 /// a project that declares no service, and every row an older capstan wrote.
@@ -307,7 +309,9 @@ const LOCK_POLL_JITTER: Duration = Duration::from_millis(10);
 /// capstan's tables and the catalog through the stores each driver
 /// implements with its own SQL.
 #[async_trait]
-pub trait Driver: HistoryStore + FleetStore + CatalogStore + ArchiveStore + Send {
+pub trait Driver:
+    HistoryStore + FleetStore + CatalogStore + ArchiveStore + ServiceStore + Send
+{
     /// Which SQL dialect statements are split for.
     fn dialect(&self) -> Dialect;
     /// The service whose rows this connection reads and writes, and whose

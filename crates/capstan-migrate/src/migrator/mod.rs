@@ -87,6 +87,7 @@ pub struct Migrator {
     settings: Settings,
     identity: Identity,
     detector: Option<Arc<dyn Detector>>,
+    service: Option<capstan_service::Service>,
 }
 
 fn no_events(_: Event<'_>) {}
@@ -99,7 +100,17 @@ impl Migrator {
             settings: Settings::default(),
             identity: Identity::current(concat!("capstan ", env!("CARGO_PKG_VERSION"))),
             detector: None,
+            service: None,
         }
+    }
+
+    /// Acts for the declared `service`: `up` records it in the database's
+    /// registry of services (refusing when another registered service owns
+    /// what it claims). Open the database with
+    /// [`Database::for_service`] and the same name.
+    pub fn with_service(mut self, service: capstan_service::Service) -> Self {
+        self.service = Some(service);
+        self
     }
 
     /// Finds data-destroying statements with `detector`, so `up` and `down`

@@ -76,6 +76,7 @@ impl Migrator {
         events: &mut (dyn FnMut(Event<'_>) + Send),
     ) -> Result<RunReport, Error> {
         db.driver.ensure_schema().await?;
+        self.register_service(db).await?;
         let history = db.driver.history().await?;
         let todo = self.pending(&history, opts)?;
         self.record_sections(db, &history).await?;
@@ -123,6 +124,33 @@ impl Migrator {
             .await?;
         }
         Ok(report)
+    }
+
+    /// Records the declared service in the database's registry, after
+    /// checking that no other registered service owns what it claims.
+    async fn register_service(&self, db: &mut Database) -> Result<(), Error> {
+        let Some(me) = &self.service else {
+            return Ok(());
+        };
+        for other in db.driver.registered_services().await? {
+            if other.name == me.name {
+                continue;
+            }
+            for entry in &me.owns {
+                if let Some(theirs) = other.owns.iter().find(|o| o.overlaps(entry)) {
+                    return Err(Error::ServiceOverlap {
+                        service: me.name.clone(),
+                        entry: entry.to_string(),
+                        other_service: other.name.clone(),
+                        other_entry: theirs.to_string(),
+                    });
+                }
+            }
+        }
+        db.driver
+            .register_service(me, &self.identity.applied_by)
+            .await?;
+        Ok(())
     }
 
     /// Decides whether contract migration `m` may run now, waiting if asked.

@@ -108,6 +108,8 @@ impl FleetStore for PgDriver {
                         ),
                     )
                 })?;
+            // A row without a service (edited by hand) is named, not skipped.
+            let _: String = get(r, n, 10)?;
             out.push(InstanceRow {
                 instance: Instance {
                     instance_id: get(r, n, 0)?,
@@ -115,10 +117,7 @@ impl FleetStore for PgDriver {
                     version: get(r, n, 2)?,
                     set_hash: get(r, n, 3)?,
                     versions,
-                    address: {
-                        let _service: String = get(r, n, 10)?;
-                        get(r, n, 9)?
-                    },
+                    address: get(r, n, 9)?,
                 },
                 started_at: get(r, n, 5)?,
                 last_seen: get(r, n, 6)?,

@@ -25,6 +25,7 @@ mod catalog;
 mod exec;
 mod fleet;
 mod history;
+mod services;
 mod trust;
 
 /// capstan's history table, for messages.

@@ -72,7 +72,8 @@ impl FleetStore for SqliteDriver {
         let rows = stmt
             .query_map([], |r| {
                 let versions: String = r.get(4)?;
-                let _service: String = r.get(10)?;
+                // A row without a service (edited by hand) is named, not skipped.
+                let _: String = r.get(10)?;
                 Ok(InstanceRow {
                     instance: Instance {
                         instance_id: r.get(0)?,

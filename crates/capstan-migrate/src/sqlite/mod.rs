@@ -24,6 +24,7 @@ mod catalog;
 mod exec;
 mod fleet;
 mod history;
+mod services;
 
 /// A connection to a SQLite file.
 pub struct SqliteDriver {

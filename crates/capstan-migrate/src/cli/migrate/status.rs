@@ -10,7 +10,7 @@ pub(super) async fn run(cx: &Context<'_>) -> Result<Exit, Failure> {
     let m = cx.migrator()?;
     let mut db = cx.connect_read_only().await?;
     let status = m.status(&mut db).await?;
-    cx.out.result(&status, || render(&status, &db.describe()));
+    cx.service_result(&status, || render(&status, &db.describe()));
     Ok(Exit::Ok)
 }
 
