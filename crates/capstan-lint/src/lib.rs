@@ -83,6 +83,7 @@ mod finding;
 mod hooks;
 mod live;
 mod phase;
+mod reach;
 mod rule;
 mod rules;
 mod schema;
