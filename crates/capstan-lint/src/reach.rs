@@ -146,6 +146,16 @@ pub enum RefKind {
 }
 
 impl RefKind {
+    /// The stable name (`foreign-key`, `view`, `function`, `trigger`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RefKind::ForeignKey => "foreign-key",
+            RefKind::View => "view",
+            RefKind::Function => "function",
+            RefKind::Trigger => "trigger",
+        }
+    }
+
     /// What the depending object does, for messages.
     pub fn phrase(self) -> &'static str {
         match self {

@@ -40,7 +40,7 @@ pub(super) fn read_text(path: &Path) -> Result<String, CliError> {
 }
 
 /// The versioned migration files of a directory, sorted by version.
-fn migration_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, CliError> {
+pub(super) fn migration_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, CliError> {
     let entries = std::fs::read_dir(dir).map_err(|e| read_error(dir, e))?;
     let mut files = Vec::new();
     for entry in entries {

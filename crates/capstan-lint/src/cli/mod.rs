@@ -6,6 +6,7 @@
 //! 3 bad input (SQL Postgres rejects, unreadable path, invalid UTF-8, bad
 //! config, unreachable `--schema-from` database).
 
+pub(crate) mod deps;
 mod layouts;
 mod live;
 mod parse_cache;
@@ -191,6 +192,11 @@ pub enum CliError {
     /// message names the file and line), or whose layout is not recognised.
     #[error("{0}")]
     Layout(String),
+    /// `capstan deps` cannot map the services: none declared, a service's
+    /// directory missing, or its `--database` unreadable (the URL's password
+    /// is never included).
+    #[error("{0}")]
+    Deps(String),
 }
 
 impl CliError {
