@@ -43,6 +43,13 @@ pub struct Config {
     /// `capstan.toml` (a migration's own `SET TIME ZONE`, then the live
     /// server's, take precedence).
     pub time_zone: Option<String>,
+    /// The services sharing the database (`capstan.toml`'s `service` key);
+    /// empty when it declares none, and then the boundary rules are silent.
+    pub services: capstan_service::Services,
+    /// The service whose migrations are linted (`--service`, the service
+    /// whose `dir` is the linted directory, or the only one declared);
+    /// `service-boundary` needs it.
+    pub service: Option<String>,
 }
 
 /// The database a migration directory targets: Postgres (the default, every
@@ -64,6 +71,8 @@ impl Default for Config {
             small_table_rows: DEFAULT_SMALL_TABLE_ROWS,
             small_table_bytes: DEFAULT_SMALL_TABLE_BYTES,
             time_zone: None,
+            services: capstan_service::Services::default(),
+            service: None,
         }
     }
 }
@@ -102,6 +111,9 @@ pub enum ConfigError {
         /// The value given.
         value: String,
     },
+    /// The `service` key is invalid (the error names the file and line).
+    #[error(transparent)]
+    Services(#[from] capstan_service::ServiceError),
     /// An unsupported Postgres version.
     #[error("{origin}: [lint].pg_version = {version}: capstan lint supports Postgres 9.6 to 18 (give the major version, e.g. 15)")]
     BadPgVersion {
@@ -146,7 +158,10 @@ impl Config {
         };
         let doc: toml::Table =
             toml::from_str(text).map_err(|e| invalid(e.message().to_string()))?;
-        let mut config = Config::default();
+        let mut config = Config {
+            services: capstan_service::Services::parse(text, std::path::Path::new(origin))?,
+            ..Config::default()
+        };
         let Some(lint) = doc.get("lint") else {
             return Ok(config);
         };

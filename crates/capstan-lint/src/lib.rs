@@ -31,7 +31,7 @@
 //! | 0 | no finding at or above `--fail-on` (default `error`) |
 //! | 1 | at least one finding at or above `--fail-on` (`--deny-warnings` means `--fail-on warning`) |
 //! | 2 | usage error (bad flag, unknown rule for `--explain`) |
-//! | 3 | bad input: SQL that Postgres rejects, unreadable path, invalid UTF-8 (the file is named), bad `capstan.toml`, unreachable `--schema-from` database |
+//! | 3 | bad input: SQL that Postgres rejects, unreadable path, invalid UTF-8 (the file is named), bad `capstan.toml` (services included, with their line), a `--service` it does not declare, unreachable `--schema-from` database |
 //!
 //! # Suppressing a finding
 //!
@@ -64,6 +64,7 @@
 // 1. `finding`, `schema`, `ast`, `source`, `live`, `config`: data;
 // 2. `rule`: the rule API (a leaf: no rule, no engine);
 // 3. `facts`: what a statement does, shared by the rules, `phase` and `destroy`;
+//    `reach`: what it reaches across service boundaries (the boundary rules);
 // 4. `phase`, then `rules/` (one file per rule, and `rules/family.rs`);
 // 5. `engine` (walks sections, runs the rules), `suppress`, `docs`;
 // 6. `destroy` and `hooks` (feature `migrate`), `cli` (feature `cli`).
@@ -83,6 +84,7 @@ mod finding;
 mod hooks;
 mod live;
 mod phase;
+mod reach;
 mod rule;
 mod rules;
 mod schema;
@@ -90,6 +92,8 @@ mod source;
 mod suppress;
 
 pub use ast::ColType;
+#[cfg(feature = "cli")]
+pub use cli::deps::{run as run_deps, DepsArgs, DepsFormat};
 #[cfg(feature = "cli")]
 pub use cli::{
     run as run_lint, CliError, DialectArg, Format, Level, LintArgs, EXIT_BAD_INPUT, EXIT_FINDINGS,

@@ -86,6 +86,8 @@ rule_ids! {
     PreferText = "prefer-text",
     IdentifierTooLong = "identifier-too-long",
     WrongPhase = "wrong-phase",
+    ServiceBoundary = "service-boundary",
+    CrossServiceReference = "cross-service-reference",
     SyntaxError = "syntax-error",
     MigrationFormat = "migration-format",
     UnusedIgnore = "unused-ignore",
@@ -274,6 +276,13 @@ pub(crate) struct Ctx<'a> {
     /// The session time zone, when known: the migration's own `SET TIME ZONE`,
     /// else the live server's, else `capstan.toml`'s.
     pub time_zone: Option<&'a str>,
+    /// The services sharing the database (empty: none declared).
+    pub services: &'a capstan_service::Services,
+    /// The service whose migration this is, when known.
+    pub service: Option<&'a str>,
+    /// The schema unqualified names resolve to: the first of the section's
+    /// `SET search_path`, else `public`.
+    pub search_schema: &'a str,
 }
 
 impl Ctx<'_> {
@@ -294,6 +303,9 @@ pub(crate) struct Hit {
     /// The table the statement locks or rewrites, when it has one (set by the
     /// engine; sizes it against [`crate::Live`]).
     pub table: Option<String>,
+    /// A severity of its own for this hit, instead of the rule's (a
+    /// cross-service reference the services declare is only `info`).
+    pub severity: Option<Severity>,
 }
 
 impl Hit {
@@ -306,6 +318,7 @@ impl Hit {
             help: None,
             end: 0,
             table: None,
+            severity: None,
         }
     }
 
@@ -323,6 +336,16 @@ impl Hit {
     }
 }
 
+impl Hit {
+    /// The same hit at a severity of its own.
+    pub fn at_severity(self, severity: Severity) -> Hit {
+        Hit {
+            severity: Some(severity),
+            ..self
+        }
+    }
+}
+
 /// Collects hits for one statement.
 #[derive(Default)]
 pub(crate) struct Hits {
@@ -333,6 +356,11 @@ impl Hits {
     /// Reports `message` at file offset `at`.
     pub fn push(&mut self, rule: &'static Rule, at: usize, message: impl Into<String>) {
         self.list.push(Hit::new(rule, at, message));
+    }
+
+    /// Adds a hit built by the rule.
+    pub fn add(&mut self, hit: Hit) {
+        self.list.push(hit);
     }
 
     /// Reports `message` at `at` with help of its own instead of the rule's.

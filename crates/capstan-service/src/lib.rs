@@ -474,6 +474,20 @@ impl Services {
         }
     }
 
+    /// The service whose `dir` is the migration directory `dir`: each
+    /// service's `dir` is read relative to `base` (the directory of
+    /// `capstan.toml`) and compared lexically with `dir` (`.` parts and
+    /// trailing separators ignored; the caller makes both absolute, or both
+    /// relative to the same directory, first).
+    pub fn for_dir(&self, base: &Path, dir: &Path) -> Option<&Service> {
+        let want = lexical(dir);
+        self.list.iter().find(|s| {
+            s.dir
+                .as_deref()
+                .is_some_and(|d| lexical(&base.join(d)) == want)
+        })
+    }
+
     /// Who owns the table (or view, sequence, function…) `schema.name`; an
     /// unqualified name is looked up in [`DEFAULT_SCHEMA`]. Identifiers are
     /// compared as given: fold them the way the parser does first.
@@ -569,6 +583,21 @@ fn validate(located: Vec<Located>, file: &Path) -> Result<Services, ServiceError
     Ok(Services {
         list: located.into_iter().map(|l| l.service).collect(),
     })
+}
+
+/// `path` without `.` components, `..` applied to what precedes it.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir if out.file_name().is_some() => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Whether `name` is a valid service name.
@@ -776,5 +805,16 @@ mod tests {
             Services::from_list(vec![a, b]),
             Err(ServiceError::Overlap { .. })
         ));
+    }
+
+    #[test]
+    fn a_directory_names_its_service() {
+        let s = parse("[[service]]\nname = \"users\"\ndir = \"svc/users/\"\n[[service]]\nname = \"chirps\"\ndir = \"./svc/chirps\"\n[[service]]\nname = \"bare\"\n").unwrap();
+        let base = Path::new("/p");
+        let name = |dir: &str| s.for_dir(base, Path::new(dir)).map(|s| s.name.as_str());
+        assert_eq!(name("/p/svc/users"), Some("users"));
+        assert_eq!(name("/p/svc/x/../chirps/"), Some("chirps"));
+        assert_eq!(name("/p/svc"), None);
+        assert_eq!(name("/q/svc/users"), None);
     }
 }

@@ -63,6 +63,13 @@ enum Command {
   capstan lint --format sarif > lint.sarif
   capstan lint --explain require-concurrent-index-creation")]
     Lint(capstan_lint::LintArgs),
+    /// Map the references between services sharing a database (foreign keys,
+    /// views, function bodies, triggers) and the objects no service owns.
+    #[command(after_help = "Examples:
+  capstan deps                                   # from the services' migrations
+  capstan deps --database postgres://... --format dot | dot -Tsvg > deps.svg
+  capstan deps --fail-on-cross                   # exit 1 on an undeclared reference")]
+    Deps(capstan_lint::DepsArgs),
     /// Query a health endpoint for exec probes: exit 0 for pass/warn, 1 for fail or no answer.
     #[command(after_help = "Examples:
   capstan probe http://127.0.0.1:8080/readyz
@@ -169,6 +176,11 @@ fn main() -> anyhow::Result<()> {
         drop(out);
         std::process::exit(code);
     }
+    // Synchronous too (it starts its own runtime for --database).
+    if let Command::Deps(args) = &cli.command {
+        let code = capstan_lint::run_deps(args, &mut std::io::stdout(), &mut std::io::stderr());
+        std::process::exit(code);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -198,7 +210,7 @@ fn main() -> anyhow::Result<()> {
                 capstan_probe::run_probe(args).await
             }
             Command::Rehearse(args) => capstan_rehearse::cli::run(args).await,
-            Command::Lint(_) | Command::Completions { .. } => {
+            Command::Lint(_) | Command::Deps(_) | Command::Completions { .. } => {
                 unreachable!("handled before the runtime starts")
             }
             Command::Judge(args) => capstan_rollout::cli::run(args).await,

@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use capstan_lint::{Config, Finding, Input, Linter, Severity};
+use capstan_lint::{Config, Finding, Input, Linter, RuleId, Severity};
 use capstan_migrate::cli::{Preflight, PreflightFinding};
 use capstan_migrate::live::LiveDb;
 use capstan_migrate::split::Dialect;
@@ -36,6 +36,37 @@ fn config(config: Option<&Path>, dialect: Dialect) -> Result<Config, String> {
     Ok(lint_config)
 }
 
+/// The service the run acts for: the one the CLI names, else the service
+/// whose `dir` holds the migrations, else the only one declared.
+fn acting_service(
+    lint: &Config,
+    config: Option<&Path>,
+    set: &MigrationSet,
+    named: Option<&str>,
+) -> Result<Option<String>, String> {
+    if let Some(name) = named {
+        return lint
+            .services
+            .get(name)
+            .map(|s| Some(s.name.clone()))
+            .map_err(|e| e.to_string());
+    }
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let base = config
+        .and_then(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir = set.migrations().first().and_then(|m| m.path.parent());
+    if let Some(s) = dir.and_then(|d| lint.services.for_dir(&absolute(base), &absolute(d))) {
+        return Ok(Some(s.name.clone()));
+    }
+    Ok(lint
+        .services
+        .select(None)
+        .map_err(|e| e.to_string())?
+        .map(|s| s.name.clone()))
+}
+
 fn live(live: &LiveDb) -> capstan_lint::Live {
     capstan_lint::Live {
         tables: live
@@ -57,13 +88,18 @@ fn live(live: &LiveDb) -> capstan_lint::Live {
 
 /// The findings worth printing: errors (which refuse), and the lock findings
 /// the table sizes turned into warnings (which say why they do not).
+/// A service boundary violation refuses whatever the flags; a cross-service
+/// reference is printed as a warning and never refuses.
 fn keep(config: &Config, version: u64, f: Finding) -> Option<PreflightFinding> {
     let downgraded = f.severity == Severity::Warning
         && capstan_lint::find_rule(&f.rule).is_some_and(|r| {
             r.size_bound && config.severity_of(&f.rule, r.severity) >= Severity::Error
         });
-    let refuses = f.severity >= Severity::Error;
-    (refuses || downgraded).then(|| PreflightFinding {
+    let coupling =
+        f.rule == RuleId::CrossServiceReference.name() && f.severity >= Severity::Warning;
+    let refuses = f.severity >= Severity::Error && !coupling;
+    let absolute = refuses && f.rule == RuleId::ServiceBoundary.name();
+    (refuses || downgraded || coupling).then(|| PreflightFinding {
         version,
         text: format!(
             "{}:{}:{}: {}{}: {}",
@@ -76,6 +112,7 @@ fn keep(config: &Config, version: u64, f: Finding) -> Option<PreflightFinding> {
         ),
         detail: serde_json::to_value(&f).ok(),
         refuses,
+        absolute,
     })
 }
 
@@ -97,13 +134,14 @@ impl Preflight for LintPreflight {
         pending: &[u64],
         dialect: Dialect,
         config: Option<&Path>,
-        _service: Option<&str>,
+        service: Option<&str>,
         db: &LiveDb,
     ) -> Result<Vec<PreflightFinding>, String> {
         if pending.is_empty() {
             return Ok(Vec::new());
         }
         let mut lint_config = self::config(config, dialect)?;
+        lint_config.service = acting_service(&lint_config, config, set, service)?;
         // `up` runs up sections only: a down section is checked by the `down`
         // that runs it, and must not block an `up`.
         lint_config.lint_down = false;
@@ -141,10 +179,11 @@ impl Preflight for LintPreflight {
         reverting: &[u64],
         dialect: Dialect,
         config: Option<&Path>,
-        _service: Option<&str>,
+        service: Option<&str>,
         db: &LiveDb,
     ) -> Result<Vec<PreflightFinding>, String> {
-        let lint_config = self::config(config, dialect)?;
+        let mut lint_config = self::config(config, dialect)?;
+        lint_config.service = acting_service(&lint_config, config, set, service)?;
         let mut found = Vec::new();
         for &version in reverting {
             // The database as it is before this down runs: every migration up

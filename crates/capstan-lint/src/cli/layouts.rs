@@ -26,6 +26,9 @@ pub(super) struct SourceFile {
 /// Files sharing one schema history (one migration directory), in order.
 pub(super) struct Group {
     pub files: Vec<SourceFile>,
+    /// The migration directory the files are in (none for standard input
+    /// and loose files), which names the service they belong to.
+    pub dir: Option<PathBuf>,
 }
 
 pub(super) fn read_text(path: &Path) -> Result<String, CliError> {
@@ -37,7 +40,7 @@ pub(super) fn read_text(path: &Path) -> Result<String, CliError> {
 }
 
 /// The versioned migration files of a directory, sorted by version.
-fn migration_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, CliError> {
+pub(super) fn migration_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, CliError> {
     let entries = std::fs::read_dir(dir).map_err(|e| read_error(dir, e))?;
     let mut files = Vec::new();
     for entry in entries {
@@ -165,7 +168,10 @@ fn foreign_group(tool: capstan_migrate::import::Tool, dir: &Path) -> Result<Grou
             originals,
         });
     }
-    Ok(Group { files })
+    Ok(Group {
+        files,
+        dir: Some(dir.to_path_buf()),
+    })
 }
 
 /// Puts a finding on a converted migration back on the original file and line.
@@ -256,6 +262,7 @@ pub(super) fn collect(args: &LintArgs) -> Result<Vec<Group>, CliError> {
                     origin: Vec::new(),
                     originals: Vec::new(),
                 }],
+                dir: None,
             });
         } else if path.is_dir() {
             let capstan_files = migration_files(path)?;
@@ -282,7 +289,10 @@ pub(super) fn collect(args: &LintArgs) -> Result<Vec<Group>, CliError> {
                     originals: Vec::new(),
                 });
             }
-            groups.push(Group { files });
+            groups.push(Group {
+                files,
+                dir: Some(path.clone()),
+            });
         } else if path.exists() {
             let name = path
                 .file_name()
@@ -301,6 +311,7 @@ pub(super) fn collect(args: &LintArgs) -> Result<Vec<Group>, CliError> {
                         origin: Vec::new(),
                         originals: Vec::new(),
                     }],
+                    dir: None,
                 });
             }
         } else {
@@ -349,7 +360,10 @@ pub(super) fn collect(args: &LintArgs) -> Result<Vec<Group>, CliError> {
                 });
             }
         }
-        groups.push(Group { files });
+        groups.push(Group {
+            files,
+            dir: Some(list_dir),
+        });
     }
     Ok(groups)
 }

@@ -6,6 +6,7 @@
 //! 3 bad input (SQL Postgres rejects, unreadable path, invalid UTF-8, bad
 //! config, unreachable `--schema-from` database).
 
+pub(crate) mod deps;
 mod layouts;
 mod live;
 mod parse_cache;
@@ -139,6 +140,11 @@ pub struct LintArgs {
     /// golang-migrate both use `.up.sql`/`.down.sql`).
     #[arg(long = "from", value_name = "TOOL")]
     pub from: Option<String>,
+    /// The service whose migrations these are, when capstan.toml declares
+    /// services (`[[service]]`): its boundaries are checked. Default: the
+    /// service whose `dir` is the linted directory, else the only one declared.
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
 }
 
 /// Why `capstan lint` stopped before reporting findings. Each variant names the file,
@@ -186,6 +192,11 @@ pub enum CliError {
     /// message names the file and line), or whose layout is not recognised.
     #[error("{0}")]
     Layout(String),
+    /// `capstan deps` cannot map the services: none declared, a service's
+    /// directory missing, or its `--database` unreadable (the URL's password
+    /// is never included).
+    #[error("{0}")]
+    Deps(String),
 }
 
 impl CliError {
@@ -275,6 +286,8 @@ fn run_inner(args: &LintArgs, out: &mut dyn Write) -> Result<i32, CliError> {
     let mut findings: Vec<Finding> = Vec::new();
     let mut linted = 0usize;
     for group in &sources {
+        let mut config = config.clone();
+        config.service = acting_service(args, &config, group.dir.as_deref())?;
         let linter = match &schema {
             Some(s) => Linter::with_schema(config.clone(), s.clone()),
             None => Linter::new(config.clone()),
@@ -383,6 +396,33 @@ fn load_config(args: &LintArgs) -> Result<Config, CliError> {
         None => {}
     }
     Ok(config)
+}
+
+/// The service a group of migrations belongs to: `--service` (which must be
+/// declared), else the service whose `dir` is the group's directory, else the
+/// only one declared.
+fn acting_service(
+    args: &LintArgs,
+    config: &Config,
+    dir: Option<&Path>,
+) -> Result<Option<String>, CliError> {
+    if let Some(name) = &args.service {
+        let service = config.services.get(name).map_err(ConfigError::from)?;
+        return Ok(Some(service.name.clone()));
+    }
+    let base = config_path(args)
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    if let Some(s) = dir.and_then(|d| config.services.for_dir(&absolute(&base), &absolute(d))) {
+        return Ok(Some(s.name.clone()));
+    }
+    Ok(config
+        .services
+        .select(None)
+        .map_err(ConfigError::from)?
+        .map(|s| s.name.clone()))
 }
 
 /// The config file `capstan lint` reads: `--config`, else `./capstan.toml` if present.

@@ -269,7 +269,9 @@ impl Linter {
             line_end(text, hit.at)
         };
         let (end_line, end_column) = lines.pos(end);
-        let mut severity = self.config.severity_of(hit.rule.name(), hit.rule.severity);
+        let mut severity = hit
+            .severity
+            .unwrap_or_else(|| self.config.severity_of(hit.rule.name(), hit.rule.severity));
         let mut message = hit.message.clone();
         if let Some(note) = self
             .small_table(hit)

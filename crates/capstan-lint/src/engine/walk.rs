@@ -48,6 +48,8 @@ struct SectionWalk<'s> {
     first_contract: Option<(usize, String)>,
     /// Set by `SET TIME ZONE` in the section.
     time_zone: Option<String>,
+    /// Set by `SET search_path` in the section: where unqualified names go.
+    search_schema: Option<String>,
     /// Every hit of the section, with the statement it belongs to.
     hits: &'s mut Vec<Tagged>,
 }
@@ -113,6 +115,7 @@ impl Linter {
             errors: 0,
             first_contract: None,
             time_zone: None,
+            search_schema: None,
             hits,
         };
         if sql.len() < STREAM_THRESHOLD {
@@ -273,6 +276,12 @@ impl Linter {
                 .as_deref()
                 .or(self.live.as_ref().and_then(|l| l.time_zone.as_deref()))
                 .or(self.config.time_zone.as_deref()),
+            services: &self.config.services,
+            service: self.config.service.as_deref(),
+            search_schema: walk
+                .search_schema
+                .as_deref()
+                .unwrap_or(capstan_service::DEFAULT_SCHEMA),
         };
         let idx = walk.starts.len();
         walk.starts.push(start);
@@ -365,6 +374,11 @@ fn track_transaction(walk: &mut SectionWalk<'_>, node: &NodeEnum, start: usize, 
                 },
                 _ => None,
             });
+        }
+        NodeEnum::VariableSetStmt(_) => {
+            if let Some(schema) = crate::reach::search_path_set(node) {
+                walk.search_schema = Some(schema);
+            }
         }
         NodeEnum::AlterEnumStmt(e) if e.old_val.is_empty() => {
             walk.enum_added

@@ -10,6 +10,11 @@ use crate::rule::{Rule, RuleId};
 
 pub(crate) mod family;
 
+/// The services the boundary rules' examples and tests assume: `users`
+/// owns schema `users`, `chirps` owns schema `chirps`.
+#[cfg(test)]
+pub(crate) const SERVICES_TOML: &str = "[[service]]\nname = \"users\"\nowns = [\"users\"]\n[[service]]\nname = \"chirps\"\nowns = [\"chirps\"]\n";
+
 macro_rules! rules {
     ($($m:ident),* $(,)?) => {
         $(mod $m;)*
@@ -71,6 +76,8 @@ rules! {
     prefer_text,
     identifier_too_long,
     wrong_phase,
+    service_boundary,
+    cross_service_reference,
     syntax_error,
     migration_format,
     unused_ignore,

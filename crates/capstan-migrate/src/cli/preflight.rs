@@ -39,6 +39,10 @@ pub struct PreflightFinding {
     /// Whether it refuses the run. A finding that does not (a lock finding on
     /// a table that is small right now) is printed as a warning.
     pub refuses: bool,
+    /// Whether it refuses the run even with `--unsafe-ok`, and on a database
+    /// where nothing is applied yet: a migration changing what another
+    /// service owns (fix ownership in `capstan.toml` instead).
+    pub absolute: bool,
 }
 
 /// Findings for JSON output: each in the shape of `capstan lint --format
@@ -241,14 +245,14 @@ impl Context<'_> {
         };
         // A database where nothing is applied yet serves no binary and holds no
         // data: the lock and phase rules protect a live schema, so they wait
-        // for the first deploy after this one.
-        if db.history().await?.is_empty() {
-            return Ok((Vec::new(), false));
-        }
+        // for the first deploy after this one. Service boundaries hold from
+        // the first migration on.
+        let first = db.history().await?.is_empty();
         let (found, warned): (Vec<_>, Vec<_>) = self
             .run_preflight(preflight, m, db, pending)
             .await?
             .into_iter()
+            .filter(|f| !first || f.absolute)
             .partition(|f| f.refuses);
         for f in &warned {
             self.out.warn(&f.text);
@@ -258,6 +262,14 @@ impl Context<'_> {
         }
         for f in &found {
             self.out.warn(&f.text);
+        }
+        let absolute = found.iter().filter(|f| f.absolute).count();
+        if absolute > 0 {
+            self.out.warn(format_args!(
+                "error: {} in pending migrations: a migration changes what another service (or no service) owns; nothing was run, and --unsafe-ok does not override it. Move the change to the owning service's migrations, or fix ownership in capstan.toml (`owns`)",
+                plural(absolute, "service boundary violation", "service boundary violations")
+            ));
+            return Ok((found, true));
         }
         if unsafe_ok {
             self.out.warn(format_args!(

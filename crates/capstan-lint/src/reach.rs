@@ -1,0 +1,830 @@
+//! What a statement reaches across service boundaries: the objects it
+//! creates, alters, drops, renames, truncates or writes data into
+//! ([`writes`]), and the objects it makes another depend on — a foreign key,
+//! a view's query, a function's body, a trigger ([`references`]).
+//!
+//! Names come from the parse tree, already folded as Postgres folds them; an
+//! unqualified name resolves to the schema the caller passes (the first of
+//! the migration's `SET search_path`, else `public`). A shared leaf like
+//! `facts`: it imports only the data modules, and the boundary rules and
+//! `capstan deps` read it.
+
+use crate::ast::str_of;
+use crate::schema::Schema;
+use capstan_service::{Owner, Services};
+use pg_query::protobuf::{ConstrType, Node, ObjectType, RangeVar};
+use pg_query::{NodeEnum, NodeRef};
+use std::fmt;
+
+/// The kind of a database object, as far as ownership goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ObjKind {
+    /// A table (or a partition, a foreign table).
+    Table,
+    /// A view.
+    View,
+    /// A materialized view.
+    MatView,
+    /// A sequence.
+    Sequence,
+    /// An index: owned by its table's owner.
+    Index,
+    /// A function, procedure or aggregate.
+    Function,
+    /// A type or a domain.
+    Type,
+    /// A trigger: owned by its table's owner.
+    Trigger,
+    /// A schema (`owner_of_schema`).
+    Schema,
+    /// A relation of a kind the statement does not tell (a name in a
+    /// function body).
+    Relation,
+}
+
+impl ObjKind {
+    /// The word for it in messages.
+    pub fn word(self) -> &'static str {
+        match self {
+            ObjKind::Table => "table",
+            ObjKind::View => "view",
+            ObjKind::MatView => "materialized view",
+            ObjKind::Sequence => "sequence",
+            ObjKind::Index => "index",
+            ObjKind::Function => "function",
+            ObjKind::Type => "type",
+            ObjKind::Trigger => "trigger",
+            ObjKind::Schema => "schema",
+            ObjKind::Relation => "relation",
+        }
+    }
+}
+
+/// A database object a statement names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Obj {
+    /// Its kind.
+    pub kind: ObjKind,
+    /// Its schema (for a schema: its own name).
+    pub schema: String,
+    /// Its name (for a schema: its own name).
+    pub name: String,
+    /// For an index or a trigger: its table (schema, name), when known.
+    pub on: Option<(String, String)>,
+}
+
+impl Obj {
+    fn new(kind: ObjKind, schema: &str, name: &str) -> Obj {
+        Obj {
+            kind,
+            schema: schema.to_string(),
+            name: name.to_string(),
+            on: None,
+        }
+    }
+
+    /// Who owns it: a schema by `owner_of_schema`, an index or a trigger by
+    /// its table, anything else by its schema and name.
+    pub fn owner<'s>(&self, services: &'s Services) -> Owner<'s> {
+        match (&self.kind, &self.on) {
+            (ObjKind::Schema, _) => services.owner_of_schema(&self.name),
+            (_, Some((schema, table))) => services.owner_of(Some(schema), table),
+            _ => services.owner_of(Some(&self.schema), &self.name),
+        }
+    }
+
+    /// Whether the owner cannot be told: an index or a trigger whose table
+    /// is unknown, in a schema no service owns as a whole.
+    pub fn owner_unknown(&self, services: &Services) -> bool {
+        matches!(self.kind, ObjKind::Index | ObjKind::Trigger)
+            && self.on.is_none()
+            && services.owner_of(Some(&self.schema), &self.name) == Owner::Nobody
+    }
+
+    /// `schema.name` (a schema: its name; a trigger: its name).
+    pub fn qualified(&self) -> String {
+        match self.kind {
+            ObjKind::Schema | ObjKind::Trigger => self.name.clone(),
+            _ => format!("{}.{}", self.schema, self.name),
+        }
+    }
+}
+
+impl fmt::Display for Obj {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} `{}`", self.kind.word(), self.qualified())?;
+        match (&self.kind, &self.on) {
+            (ObjKind::Trigger, Some((s, t))) => write!(f, " on `{s}.{t}`"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A statement changing an object (or its data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    /// The object.
+    pub obj: Obj,
+    /// What the statement does to it: `creates`, `alters`, `drops`,
+    /// `renames`, `moves`, `moves into`, `truncates`, `writes into`.
+    pub verb: &'static str,
+    /// The parse-tree location of its name (`-1`: the statement's start).
+    pub location: i32,
+}
+
+/// How one object comes to depend on another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RefKind {
+    /// A foreign key into the other table.
+    ForeignKey,
+    /// A view or materialized view reading it.
+    View,
+    /// A function whose body names it.
+    Function,
+    /// A trigger on it (runs the function).
+    Trigger,
+}
+
+impl RefKind {
+    /// The stable name (`foreign-key`, `view`, `function`, `trigger`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RefKind::ForeignKey => "foreign-key",
+            RefKind::View => "view",
+            RefKind::Function => "function",
+            RefKind::Trigger => "trigger",
+        }
+    }
+
+    /// What the depending object does, for messages.
+    pub fn phrase(self) -> &'static str {
+        match self {
+            RefKind::ForeignKey => "has a foreign key into",
+            RefKind::View => "reads",
+            RefKind::Function => "names in its body",
+            RefKind::Trigger => "is run by a trigger on",
+        }
+    }
+}
+
+/// One object depending on another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// The depending object (a constrained table, a view, a function).
+    pub from: Obj,
+    /// The object depended on.
+    pub to: Obj,
+    /// How.
+    pub kind: RefKind,
+    /// The parse-tree location of the reference (`-1`: unknown).
+    pub location: i32,
+}
+
+fn rv_obj(kind: ObjKind, rv: &RangeVar, search: &str) -> Obj {
+    let schema = if rv.schemaname.is_empty() {
+        search
+    } else {
+        &rv.schemaname
+    };
+    Obj::new(kind, schema, &rv.relname)
+}
+
+/// `[schema.]name` from a list of name parts (the catalog part dropped).
+fn parts_obj(kind: ObjKind, parts: &[&str], search: &str) -> Option<Obj> {
+    match parts {
+        [name] => Some(Obj::new(kind, search, name)),
+        [.., schema, name] => Some(Obj::new(kind, schema, name)),
+        [] => None,
+    }
+}
+
+/// The name parts of a dropped, renamed or moved object's node.
+fn node_parts(node: &Node) -> Vec<&str> {
+    match node.node.as_ref() {
+        Some(NodeEnum::List(l)) => l.items.iter().filter_map(str_of).collect(),
+        Some(NodeEnum::String(s)) => vec![s.sval.as_str()],
+        Some(NodeEnum::TypeName(t)) => t.names.iter().filter_map(str_of).collect(),
+        Some(NodeEnum::ObjectWithArgs(o)) => o.objname.iter().filter_map(str_of).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn names(nodes: &[Node]) -> Vec<&str> {
+    nodes.iter().filter_map(str_of).collect()
+}
+
+/// The kind of an `ObjectType` this module follows.
+fn kind_of(t: i32) -> Option<ObjKind> {
+    Some(match ObjectType::try_from(t).ok()? {
+        ObjectType::ObjectTable | ObjectType::ObjectForeignTable => ObjKind::Table,
+        ObjectType::ObjectView => ObjKind::View,
+        ObjectType::ObjectMatview => ObjKind::MatView,
+        ObjectType::ObjectSequence => ObjKind::Sequence,
+        ObjectType::ObjectIndex => ObjKind::Index,
+        ObjectType::ObjectFunction
+        | ObjectType::ObjectProcedure
+        | ObjectType::ObjectRoutine
+        | ObjectType::ObjectAggregate => ObjKind::Function,
+        ObjectType::ObjectType | ObjectType::ObjectDomain => ObjKind::Type,
+        ObjectType::ObjectTrigger => ObjKind::Trigger,
+        ObjectType::ObjectSchema => ObjKind::Schema,
+        ObjectType::ObjectColumn
+        | ObjectType::ObjectTabconstraint
+        | ObjectType::ObjectRule
+        | ObjectType::ObjectPolicy => ObjKind::Relation,
+        _ => return None,
+    })
+}
+
+/// An index found in the model gets its table.
+fn with_index_table(mut obj: Obj, schema: &Schema) -> Obj {
+    if obj.kind == ObjKind::Index {
+        let key = crate::ast::qualify(&obj.schema, &obj.name);
+        if let Some(index) = schema.indexes.get(&key) {
+            obj.on = Some(split_model_name(&index.table));
+        }
+    }
+    obj
+}
+
+/// A model name (`schema.name`, `public.` left out) as (schema, name).
+fn split_model_name(name: &str) -> (String, String) {
+    match name.split_once('.') {
+        Some((s, n)) => (s.to_string(), n.to_string()),
+        None => (
+            capstan_service::DEFAULT_SCHEMA.to_string(),
+            name.to_string(),
+        ),
+    }
+}
+
+/// The objects `node` changes, with what it does to each. `search` is the
+/// schema unqualified names resolve to; `schema` (the model) gives an
+/// index's table. Temporary tables, comments, grants and ownership changes
+/// are not followed.
+pub fn writes(node: &NodeEnum, search: &str, schema: &Schema) -> Vec<Write> {
+    let mut out = Vec::new();
+    let mut push = |obj: Obj, verb: &'static str, location: i32| {
+        out.push(Write {
+            obj: with_index_table(obj, schema),
+            verb,
+            location,
+        })
+    };
+    let rv = |kind, r: &RangeVar| rv_obj(kind, r, search);
+    match node {
+        NodeEnum::CreateStmt(c) => {
+            if let Some(r) = c.relation.as_ref().filter(|r| r.relpersistence != "t") {
+                push(rv(ObjKind::Table, r), "creates", r.location);
+            }
+        }
+        NodeEnum::CreateTableAsStmt(c) => {
+            let kind = if c.objtype == ObjectType::ObjectMatview as i32 {
+                ObjKind::MatView
+            } else {
+                ObjKind::Table
+            };
+            if let Some(r) = c
+                .into
+                .as_ref()
+                .and_then(|i| i.rel.as_ref())
+                .filter(|r| r.relpersistence != "t")
+            {
+                push(rv(kind, r), "creates", r.location);
+            }
+        }
+        NodeEnum::ViewStmt(v) => {
+            if let Some(r) = v.view.as_ref().filter(|r| r.relpersistence != "t") {
+                push(rv(ObjKind::View, r), "creates", r.location);
+            }
+        }
+        NodeEnum::CreateSeqStmt(s) => {
+            if let Some(r) = s.sequence.as_ref().filter(|r| r.relpersistence != "t") {
+                push(rv(ObjKind::Sequence, r), "creates", r.location);
+            }
+        }
+        NodeEnum::AlterSeqStmt(s) => {
+            if let Some(r) = &s.sequence {
+                push(rv(ObjKind::Sequence, r), "alters", r.location);
+            }
+        }
+        NodeEnum::IndexStmt(i) => {
+            if let Some(r) = &i.relation {
+                let table = rv(ObjKind::Table, r);
+                let mut obj = Obj::new(ObjKind::Index, &table.schema, &i.idxname);
+                obj.on = Some((table.schema, table.name));
+                push(obj, "creates", r.location);
+            }
+        }
+        NodeEnum::CreateFunctionStmt(f) => {
+            if let Some(obj) = parts_obj(ObjKind::Function, &names(&f.funcname), search) {
+                push(obj, "creates", -1);
+            }
+        }
+        NodeEnum::AlterFunctionStmt(f) => {
+            if let Some(obj) = f
+                .func
+                .as_ref()
+                .and_then(|o| parts_obj(ObjKind::Function, &names(&o.objname), search))
+            {
+                push(obj, "alters", -1);
+            }
+        }
+        NodeEnum::DefineStmt(d) => {
+            let kind = match ObjectType::try_from(d.kind) {
+                Ok(ObjectType::ObjectType) => Some(ObjKind::Type),
+                Ok(ObjectType::ObjectAggregate) => Some(ObjKind::Function),
+                _ => None,
+            };
+            if let Some(obj) = kind.and_then(|k| parts_obj(k, &names(&d.defnames), search)) {
+                push(obj, "creates", -1);
+            }
+        }
+        NodeEnum::CompositeTypeStmt(c) => {
+            if let Some(r) = &c.typevar {
+                push(rv(ObjKind::Type, r), "creates", r.location);
+            }
+        }
+        NodeEnum::CreateEnumStmt(e) => {
+            if let Some(obj) = parts_obj(ObjKind::Type, &names(&e.type_name), search) {
+                push(obj, "creates", -1);
+            }
+        }
+        NodeEnum::CreateRangeStmt(e) => {
+            if let Some(obj) = parts_obj(ObjKind::Type, &names(&e.type_name), search) {
+                push(obj, "creates", -1);
+            }
+        }
+        NodeEnum::CreateDomainStmt(d) => {
+            if let Some(obj) = parts_obj(ObjKind::Type, &names(&d.domainname), search) {
+                push(obj, "creates", -1);
+            }
+        }
+        NodeEnum::AlterEnumStmt(e) => {
+            if let Some(obj) = parts_obj(ObjKind::Type, &names(&e.type_name), search) {
+                push(obj, "alters", -1);
+            }
+        }
+        NodeEnum::AlterDomainStmt(d) => {
+            if let Some(obj) = parts_obj(ObjKind::Type, &names(&d.type_name), search) {
+                push(obj, "alters", -1);
+            }
+        }
+        NodeEnum::CreateTrigStmt(t) => {
+            if let Some(r) = &t.relation {
+                let table = rv(ObjKind::Table, r);
+                let mut obj = Obj::new(ObjKind::Trigger, &table.schema, &t.trigname);
+                obj.on = Some((table.schema, table.name));
+                push(obj, "creates", r.location);
+            }
+        }
+        NodeEnum::CreateSchemaStmt(s) => {
+            push(
+                Obj::new(ObjKind::Schema, &s.schemaname, &s.schemaname),
+                "creates",
+                -1,
+            );
+        }
+        NodeEnum::AlterTableStmt(a) => {
+            let kind = kind_of(a.objtype).unwrap_or(ObjKind::Table);
+            if let Some(r) = &a.relation {
+                push(rv(kind, r), "alters", r.location);
+            }
+        }
+        NodeEnum::DropStmt(d) => {
+            let Some(kind) = kind_of(d.remove_type) else {
+                return out;
+            };
+            for o in &d.objects {
+                let parts = node_parts(o);
+                let obj = match (kind, parts.as_slice()) {
+                    (ObjKind::Schema, [name]) => Obj::new(ObjKind::Schema, name, name),
+                    (ObjKind::Trigger, [.., table, trigger]) => {
+                        let t = parts_obj(ObjKind::Table, &parts[..parts.len() - 1], search);
+                        let Some(t) = t else { continue };
+                        let mut obj = Obj::new(ObjKind::Trigger, &t.schema, trigger);
+                        obj.on = Some((t.schema, (*table).to_string()));
+                        obj
+                    }
+                    (ObjKind::Relation, _) => continue,
+                    _ => match parts_obj(kind, &parts, search) {
+                        Some(obj) => obj,
+                        None => continue,
+                    },
+                };
+                push(obj, "drops", -1);
+            }
+        }
+        NodeEnum::RenameStmt(r) => {
+            let kind = kind_of(r.rename_type);
+            match (&r.relation, kind) {
+                (Some(rel), Some(ObjKind::Trigger)) => {
+                    let table = rv(ObjKind::Table, rel);
+                    let mut obj = Obj::new(ObjKind::Trigger, &table.schema, &r.subname);
+                    obj.on = Some((table.schema, table.name));
+                    push(obj, "renames", rel.location);
+                }
+                (Some(rel), Some(ObjKind::Relation) | None) => {
+                    let kind = kind_of(r.relation_type).unwrap_or(ObjKind::Table);
+                    push(rv(kind, rel), "alters", rel.location);
+                }
+                (Some(rel), Some(kind)) => push(rv(kind, rel), "renames", rel.location),
+                (None, Some(ObjKind::Schema)) => push(
+                    Obj::new(ObjKind::Schema, &r.subname, &r.subname),
+                    "renames",
+                    -1,
+                ),
+                (None, Some(kind)) => {
+                    if let Some(obj) = r
+                        .object
+                        .as_deref()
+                        .and_then(|o| parts_obj(kind, &node_parts(o), search))
+                    {
+                        push(obj, "renames", -1);
+                    }
+                }
+                (None, None) => {}
+            }
+        }
+        NodeEnum::AlterObjectSchemaStmt(a) => {
+            let Some(kind) = kind_of(a.object_type) else {
+                return out;
+            };
+            let obj = match (&a.relation, &a.object) {
+                (Some(rel), _) => Some(rv(kind, rel)),
+                (None, Some(o)) => parts_obj(kind, &node_parts(o), search),
+                _ => None,
+            };
+            if let Some(obj) = obj {
+                let moved = Obj::new(kind, &a.newschema, &obj.name);
+                push(obj, "moves", -1);
+                push(moved, "moves into", -1);
+            }
+        }
+        NodeEnum::TruncateStmt(t) => {
+            for n in &t.relations {
+                if let Some(NodeEnum::RangeVar(r)) = n.node.as_ref() {
+                    push(rv(ObjKind::Table, r), "truncates", r.location);
+                }
+            }
+        }
+        NodeEnum::InsertStmt(i) => {
+            if let Some(r) = &i.relation {
+                push(rv(ObjKind::Table, r), "writes into", r.location);
+            }
+        }
+        NodeEnum::UpdateStmt(u) => {
+            if let Some(r) = &u.relation {
+                push(rv(ObjKind::Table, r), "writes into", r.location);
+            }
+        }
+        NodeEnum::DeleteStmt(d) => {
+            if let Some(r) = &d.relation {
+                push(rv(ObjKind::Table, r), "writes into", r.location);
+            }
+        }
+        NodeEnum::MergeStmt(m) => {
+            if let Some(r) = &m.relation {
+                push(rv(ObjKind::Table, r), "writes into", r.location);
+            }
+        }
+        NodeEnum::CopyStmt(c) if c.is_from => {
+            if let Some(r) = &c.relation {
+                push(rv(ObjKind::Table, r), "writes into", r.location);
+            }
+        }
+        NodeEnum::RefreshMatViewStmt(r) => {
+            if let Some(rel) = &r.relation {
+                push(rv(ObjKind::MatView, rel), "refreshes", rel.location);
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// Every relation a parsed SQL text names (a SQL function's body).
+fn sql_tables(sql: &str, search: &str) -> Vec<Obj> {
+    let Ok(parsed) = pg_query::parse(sql, 0) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for raw in &parsed.protobuf.stmts {
+        if let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) {
+            out.extend(tables_in(node, search));
+        }
+    }
+    out
+}
+
+/// Every relation named anywhere under `node` (a statement, or a list of
+/// them: a `BEGIN ATOMIC` body) but CTE names.
+fn tables_in(node: &NodeEnum, search: &str) -> Vec<Obj> {
+    if let NodeEnum::List(l) = node {
+        let mut out: Vec<Obj> = l
+            .items
+            .iter()
+            .filter_map(|n| n.node.as_ref())
+            .flat_map(|n| tables_in(n, search))
+            .collect();
+        out.sort();
+        out.dedup();
+        return out;
+    }
+    let all: Vec<NodeRef<'_>> = node.nodes().into_iter().map(|(n, ..)| n).collect();
+    let ctes: Vec<&str> = all
+        .iter()
+        .filter_map(|n| match n {
+            NodeRef::CommonTableExpr(c) => Some(c.ctename.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut out: Vec<Obj> = all
+        .iter()
+        .filter_map(|n| match n {
+            NodeRef::RangeVar(r)
+                if !(r.schemaname.is_empty() && ctes.contains(&r.relname.as_str())) =>
+            {
+                Some(rv_obj(ObjKind::Relation, r, search))
+            }
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The qualified names (`schema.name`, folded as Postgres folds them, quoted
+/// parts kept) a text mentions outside its string literals and comments: how
+/// a PL/pgSQL (or any non-SQL) function body is read, here and in `capstan
+/// deps` over `pg_proc.prosrc`. An unqualified name is not found this way.
+pub fn qualified_names(text: &str) -> Vec<(String, String)> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    // An identifier at `i`: (folded, end).
+    let ident = |i: usize| -> Option<(String, usize)> {
+        if i >= b.len() {
+            return None;
+        }
+        if b[i] == b'"' {
+            let mut s = String::new();
+            let mut j = i + 1;
+            while j < b.len() {
+                if b[j] == b'"' {
+                    if b.get(j + 1) == Some(&b'"') {
+                        s.push('"');
+                        j += 2;
+                        continue;
+                    }
+                    return Some((s, j + 1));
+                }
+                let ch = text[j..].chars().next()?;
+                s.push(ch);
+                j += ch.len_utf8();
+            }
+            None
+        } else if b[i].is_ascii_alphabetic() || b[i] == b'_' {
+            let mut j = i;
+            while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] == b'$') {
+                j += 1;
+            }
+            Some((text[i..j].to_ascii_lowercase(), j))
+        } else {
+            None
+        }
+    };
+    while i < b.len() {
+        match b[i] {
+            b'\'' => {
+                i += 1;
+                while i < b.len() && b[i] != b'\'' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 2;
+            }
+            c if (c == b'"' || c.is_ascii_alphabetic() || c == b'_')
+                && (i == 0
+                    || !(b[i - 1].is_ascii_alphanumeric()
+                        || b[i - 1] == b'_'
+                        || b[i - 1] == b'.'
+                        || b[i - 1] == b'$')) =>
+            {
+                let Some((first, end)) = ident(i) else {
+                    i += 1;
+                    continue;
+                };
+                if b.get(end) == Some(&b'.') {
+                    if let Some((second, end2)) = ident(end + 1) {
+                        if b.get(end2) != Some(&b'.') {
+                            out.push((first, second));
+                        }
+                        i = end2;
+                        continue;
+                    }
+                }
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The string value of a `DefElem` option of a function.
+fn option<'a>(options: &'a [Node], name: &str) -> Option<&'a Node> {
+    options.iter().find_map(|o| match o.node.as_ref() {
+        Some(NodeEnum::DefElem(d)) if d.defname == name => d.arg.as_deref(),
+        _ => None,
+    })
+}
+
+/// What a function body names: a SQL body through the parser, any other
+/// language's by [`qualified_names`].
+pub fn body_tables(language: &str, body: &str, search: &str) -> Vec<Obj> {
+    if language.eq_ignore_ascii_case("sql") {
+        sql_tables(body, search)
+    } else {
+        qualified_names(body)
+            .into_iter()
+            .map(|(s, n)| Obj::new(ObjKind::Relation, &s, &n))
+            .collect()
+    }
+}
+
+/// The references `node` makes from one object to another: foreign keys, a
+/// view's or materialized view's query, a function's body, a trigger's table.
+/// `search` is the schema unqualified names resolve to.
+pub fn references(node: &NodeEnum, search: &str) -> Vec<Reference> {
+    let mut out = Vec::new();
+    let rv = |kind, r: &RangeVar| rv_obj(kind, r, search);
+    // Constraints are table elements, column constraints, or the
+    // definitions of `ALTER TABLE` commands.
+    let fks = |from: &Obj, elements: &[Node], out: &mut Vec<Reference>| {
+        let mut constraints = Vec::new();
+        for e in elements {
+            match e.node.as_ref() {
+                Some(NodeEnum::AlterTableCmd(cmd)) => {
+                    match cmd.def.as_deref().and_then(|d| d.node.as_ref()) {
+                        Some(NodeEnum::Constraint(c)) => constraints.push(&**c),
+                        Some(NodeEnum::ColumnDef(col)) => {
+                            constraints.extend(col.constraints.iter().filter_map(|n| {
+                                match n.node.as_ref() {
+                                    Some(NodeEnum::Constraint(c)) => Some(&**c),
+                                    _ => None,
+                                }
+                            }))
+                        }
+                        _ => {}
+                    }
+                }
+                Some(NodeEnum::Constraint(c)) => constraints.push(&**c),
+                Some(NodeEnum::ColumnDef(col)) => {
+                    constraints.extend(col.constraints.iter().filter_map(
+                        |n| match n.node.as_ref() {
+                            Some(NodeEnum::Constraint(c)) => Some(&**c),
+                            _ => None,
+                        },
+                    ))
+                }
+                _ => {}
+            }
+        }
+        for c in constraints {
+            if c.contype == ConstrType::ConstrForeign as i32 {
+                if let Some(pk) = &c.pktable {
+                    out.push(Reference {
+                        from: from.clone(),
+                        to: rv(ObjKind::Table, pk),
+                        kind: RefKind::ForeignKey,
+                        location: c.location,
+                    });
+                }
+            }
+        }
+    };
+    match node {
+        NodeEnum::CreateStmt(c) => {
+            if let Some(r) = &c.relation {
+                fks(&rv(ObjKind::Table, r), &c.table_elts, &mut out);
+            }
+        }
+        NodeEnum::AlterTableStmt(a) => {
+            if let Some(r) = &a.relation {
+                fks(&rv(ObjKind::Table, r), &a.cmds, &mut out);
+            }
+        }
+        NodeEnum::ViewStmt(v) => {
+            if let (Some(view), Some(q)) =
+                (&v.view, v.query.as_deref().and_then(|q| q.node.as_ref()))
+            {
+                let from = rv(ObjKind::View, view);
+                for to in tables_in(q, search) {
+                    out.push(Reference {
+                        from: from.clone(),
+                        to,
+                        kind: RefKind::View,
+                        location: -1,
+                    });
+                }
+            }
+        }
+        NodeEnum::CreateTableAsStmt(c) if c.objtype == ObjectType::ObjectMatview as i32 => {
+            if let (Some(r), Some(q)) = (
+                c.into.as_ref().and_then(|i| i.rel.as_ref()),
+                c.query.as_deref().and_then(|q| q.node.as_ref()),
+            ) {
+                let from = rv(ObjKind::MatView, r);
+                for to in tables_in(q, search) {
+                    out.push(Reference {
+                        from: from.clone(),
+                        to,
+                        kind: RefKind::View,
+                        location: -1,
+                    });
+                }
+            }
+        }
+        NodeEnum::CreateFunctionStmt(f) => {
+            let Some(from) = parts_obj(ObjKind::Function, &names(&f.funcname), search) else {
+                return out;
+            };
+            let language = option(&f.options, "language")
+                .and_then(str_of)
+                .unwrap_or("sql");
+            let mut to = Vec::new();
+            if let Some(body) = f.sql_body.as_deref().and_then(|b| b.node.as_ref()) {
+                to.extend(tables_in(body, search));
+            } else if let Some(Some(NodeEnum::List(l))) =
+                option(&f.options, "as").map(|n| n.node.as_ref())
+            {
+                if let [body] = l.items.as_slice() {
+                    if let Some(body) = str_of(body) {
+                        to.extend(body_tables(language, body, search));
+                    }
+                }
+            }
+            for to in to {
+                out.push(Reference {
+                    from: from.clone(),
+                    to,
+                    kind: RefKind::Function,
+                    location: -1,
+                });
+            }
+        }
+        NodeEnum::CreateTrigStmt(t) => {
+            if let (Some(r), Some(from)) = (
+                &t.relation,
+                parts_obj(ObjKind::Function, &names(&t.funcname), search),
+            ) {
+                out.push(Reference {
+                    from,
+                    to: rv(ObjKind::Table, r),
+                    kind: RefKind::Trigger,
+                    location: r.location,
+                });
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The schema a `SET [LOCAL] search_path` (or `RESET`) makes unqualified
+/// names resolve to: its first entry; `None` when `node` is no such statement.
+pub fn search_path_set(node: &NodeEnum) -> Option<String> {
+    let NodeEnum::VariableSetStmt(v) = node else {
+        return None;
+    };
+    if !v.name.eq_ignore_ascii_case("search_path") {
+        return None;
+    }
+    let first = v
+        .args
+        .iter()
+        .filter_map(|a| match a.node.as_ref() {
+            Some(NodeEnum::AConst(c)) => match c.val.as_ref() {
+                Some(pg_query::protobuf::a_const::Val::Sval(s)) => Some(s.sval.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .find(|s| s != "$user");
+    Some(first.unwrap_or_else(|| capstan_service::DEFAULT_SCHEMA.to_string()))
+}
