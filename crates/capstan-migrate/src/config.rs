@@ -54,6 +54,9 @@ pub struct Config {
     /// `[slo]`: read by the SLO commands; `[slo.policy]` is the error budget gate.
     #[serde(default)]
     pub slo: SloConfig,
+    /// `[service]` or `[[service]]`: the services sharing the database,
+    /// read by `capstan_service::Services::parse` (kept raw here).
+    pub service: Option<toml::Value>,
 }
 
 /// The `[slo]` table: where `capstan slo` reads SLOs and counts.

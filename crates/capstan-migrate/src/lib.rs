@@ -17,6 +17,7 @@ pub mod live;
 pub mod pgconn;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod redact;
 pub mod source;
 pub mod split;
 #[cfg(feature = "sqlite")]

@@ -38,6 +38,13 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
 }
 
+/// Exit code: stopped by SIGINT or SIGTERM.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: the judge cannot listen or serve.
+pub const EXIT_FAILED: i32 = 1;
+/// Exit code: a bad `judge.toml`.
+pub const EXIT_BAD_INPUT: i32 = 3;
+
 /// Runs a `capstan judge` command and returns its exit code.
 pub async fn run(args: JudgeArgs) -> i32 {
     match args.command {
@@ -50,7 +57,7 @@ async fn run_serve(args: ServeArgs) -> i32 {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
-            return 3;
+            return EXIT_BAD_INPUT;
         }
     };
     let metrics = config.metrics.len();
@@ -58,14 +65,14 @@ async fn run_serve(args: ServeArgs) -> i32 {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
-            return 3;
+            return EXIT_BAD_INPUT;
         }
     };
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: listen on {}: {e}", args.listen);
-            return 1;
+            return EXIT_FAILED;
         }
     };
     let addr = listener.local_addr().map_or(args.listen, |a| a);
@@ -77,10 +84,10 @@ async fn run_serve(args: ServeArgs) -> i32 {
         .with_graceful_shutdown(shutdown_signal())
         .await;
     match served {
-        Ok(()) => 0,
+        Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("error: serving on {addr}: {e}");
-            1
+            EXIT_FAILED
         }
     }
 }

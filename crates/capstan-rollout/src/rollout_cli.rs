@@ -16,6 +16,21 @@ use crate::controller::run::{self, now_ms, RunError, RunOptions};
 use crate::controller::store::StateStore;
 use crate::controller::{Command, Phase};
 
+/// Exit code: success (`start` promoted to 100 %, a command queued, status shown).
+pub const EXIT_OK: i32 = 0;
+/// Exit code: the state file, the event store or the proxy's admin API failed.
+pub const EXIT_FAILED: i32 = 1;
+/// Exit code: a bad plan or flags.
+pub const EXIT_BAD_INPUT: i32 = 3;
+/// Exit code: there is no (unfinished) rollout of the service.
+pub const EXIT_NO_ROLLOUT: i32 = 4;
+/// Exit code of `start`: rolled back.
+pub const EXIT_ROLLED_BACK: i32 = 10;
+/// Exit code of `start`: stopped for a human.
+pub const EXIT_HELD: i32 = 11;
+/// Exit code of `start`: a gate refused the start (or could not decide).
+pub const EXIT_GATE_REFUSED: i32 = 12;
+
 /// Progressive rollouts driven through the proxy's admin API.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RolloutArgs {
@@ -143,7 +158,7 @@ async fn start(a: StartArgs) -> i32 {
             Ok(f) => (f, p.clone()),
             Err(e) => {
                 eprintln!("error: {e}");
-                return 3;
+                return EXIT_BAD_INPUT;
             }
         },
         None => (PlanFile::default(), PathBuf::from("flags")),
@@ -168,7 +183,7 @@ async fn start(a: StartArgs) -> i32 {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
-            return 3;
+            return EXIT_BAD_INPUT;
         }
     };
     let opts = RunOptions {
@@ -178,9 +193,9 @@ async fn start(a: StartArgs) -> i32 {
     match run::run(&plan, &opts).await {
         Ok(done) => {
             let code = match done.state.phase {
-                Phase::Promoted => 0,
-                Phase::RolledBack { .. } => 10,
-                _ => 11,
+                Phase::Promoted => EXIT_OK,
+                Phase::RolledBack { .. } => EXIT_ROLLED_BACK,
+                _ => EXIT_HELD,
             };
             if a.json {
                 println!(
@@ -201,21 +216,21 @@ async fn start(a: StartArgs) -> i32 {
             if a.json {
                 println!(
                     "{}",
-                    json!({"exit_code": 12, "error": "gate_refused", "message": why})
+                    json!({"exit_code": EXIT_GATE_REFUSED, "error": "gate_refused", "message": why})
                 );
             }
             eprintln!("error: gate refused: {why} (--override \"reason\" starts anyway when the budget is the reason)");
-            12
+            EXIT_GATE_REFUSED
         }
         Err(e) => {
             if a.json {
                 println!(
                     "{}",
-                    json!({"exit_code": 1, "error": "failed", "message": e.to_string()})
+                    json!({"exit_code": EXIT_FAILED, "error": "failed", "message": e.to_string()})
                 );
             }
             eprintln!("error: {e}");
-            1
+            EXIT_FAILED
         }
     }
 }
@@ -270,20 +285,20 @@ fn verdict_json(v: &crate::controller::StepVerdict) -> serde_json::Value {
 fn status(a: StatusArgs) -> i32 {
     if !a.state.exists() {
         eprintln!("error: {}: no rollout state here", a.state.display());
-        return 4;
+        return EXIT_NO_ROLLOUT;
     }
     let store = match StateStore::open(&a.state) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
-            return 1;
+            return EXIT_FAILED;
         }
     };
     let all = match store.all() {
         Ok(v) => v,
         Err(e) => {
             eprintln!("error: {e}");
-            return 1;
+            return EXIT_FAILED;
         }
     };
     let states: Vec<_> = all
@@ -295,13 +310,13 @@ fn status(a: StatusArgs) -> i32 {
             "error: no rollout{}",
             a.service.map(|s| format!(" of {s}")).unwrap_or_default()
         );
-        return 4;
+        return EXIT_NO_ROLLOUT;
     }
     let log = match capstan_slo::deploys::DeployLog::open_existing(&a.events) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
-            return 1;
+            return EXIT_FAILED;
         }
     };
     let mut out = Vec::new();
@@ -322,7 +337,7 @@ fn status(a: StatusArgs) -> i32 {
                     .collect(),
                 Err(e) => {
                     eprintln!("error: {e}");
-                    return 1;
+                    return EXIT_FAILED;
                 }
             },
             None => Vec::new(),
@@ -374,7 +389,7 @@ fn status(a: StatusArgs) -> i32 {
             }
         }
     }
-    0
+    EXIT_OK
 }
 
 fn command(a: CommandArgs, c: Command) -> i32 {
@@ -382,23 +397,23 @@ fn command(a: CommandArgs, c: Command) -> i32 {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
-            return 1;
+            return EXIT_FAILED;
         }
     };
     match store.load(&a.service) {
         Ok(Some(s)) if !s.phase.is_terminal() => {}
         Ok(_) => {
             eprintln!("error: no unfinished rollout of {}", a.service);
-            return 4;
+            return EXIT_NO_ROLLOUT;
         }
         Err(e) => {
             eprintln!("error: {e}");
-            return 1;
+            return EXIT_FAILED;
         }
     }
     if let Err(e) = store.push_command(&a.service, c, now_ms()) {
         eprintln!("error: {e}");
-        return 1;
+        return EXIT_FAILED;
     }
     if a.json {
         println!(
@@ -412,7 +427,7 @@ fn command(a: CommandArgs, c: Command) -> i32 {
             a.service
         );
     }
-    0
+    EXIT_OK
 }
 
 #[cfg(test)]
@@ -446,7 +461,7 @@ mod tests {
         assert_eq!(start(start_args(Some(plan))).await, 3);
         assert_eq!(
             start(start_args(Some(dir.path().join("absent.toml")))).await,
-            3
+            EXIT_BAD_INPUT
         );
         // Flags only, missing the release.
         let mut a = start_args(None);

@@ -157,6 +157,8 @@ fn settings(dir: &Path, prometheus: Option<String>, timeout: Duration) -> Settin
         policy: None,
         database: None,
         whole_series: false,
+        config: "capstan.toml".into(),
+        services: Default::default(),
     }
 }
 

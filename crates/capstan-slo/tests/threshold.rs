@@ -180,6 +180,8 @@ fn threshold_metrics_are_judged_per_minute_in_time_slices() {
         policy: None,
         database: None,
         whole_series: false,
+        config: "capstan.toml".into(),
+        services: Default::default(),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

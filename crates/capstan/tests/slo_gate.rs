@@ -235,3 +235,65 @@ fn slo_check_names_file_line_and_field() {
         stderr(&out)
     );
 }
+
+#[test]
+fn slo_check_warns_when_an_objective_exceeds_its_hard_dependencies() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("slos")).unwrap();
+    std::fs::write(
+        dir.path().join("capstan.toml"),
+        "[[service]]\nname = \"api\"\n\n[[service]]\nname = \"chirps\"\ndepends_on = [\"api\", { service = \"search\", hard = false }]\n\n[[service]]\nname = \"search\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("slos/api.yaml"), SLO).unwrap();
+    let chirps = SLO
+        .replace("name: api-availability", "name: chirps-availability")
+        .replace("service: api", "service: chirps")
+        .replace("name: api-ok", "name: chirps-ok")
+        .replace("target: 0.999", "targetPercent: 99.95");
+    std::fs::write(dir.path().join("slos/chirps.yaml"), chirps).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_capstan"))
+            .arg("slo")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["check"]);
+    assert_code(&out, 0);
+    assert_eq!(
+        stdout(&out),
+        "ok: 2 SLO(s) and 0 SLI(s) in 2 file(s), 1 warning(s)\n"
+    );
+    assert_eq!(
+        stderr(&out),
+        "warning: slos/chirps.yaml:21: chirps/chirps-availability promises 99.95 % but its hard dependencies publish at most 99.9 %: api 99.9 %\n"
+    );
+    let out = run(&["check", "--deny-warnings", "--json"]);
+    assert_code(&out, 1);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["ok"], true);
+    let w = &v["warnings"][0];
+    assert_eq!(w["kind"], "exceeds-dependencies");
+    assert_eq!(
+        (w["file"].as_str(), w["line"].as_u64()),
+        (Some("slos/chirps.yaml"), Some(21))
+    );
+    assert_eq!(
+        (w["target"].as_f64(), w["at_most"].as_f64()),
+        (Some(0.9995), Some(0.999))
+    );
+    assert_eq!(w["dependencies"][0]["slo"], "api-availability");
+    // Within the bound: no warning, exit 0 even when denied.
+    std::fs::write(
+        dir.path().join("slos/chirps.yaml"),
+        SLO.replace("service: api", "service: chirps")
+            .replace("name: api-availability", "name: chirps-availability")
+            .replace("name: api-ok", "name: chirps-ok"),
+    )
+    .unwrap();
+    let out = run(&["check", "--deny-warnings"]);
+    assert_code(&out, 0);
+    assert_eq!(stderr(&out), "");
+}

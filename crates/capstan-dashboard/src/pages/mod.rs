@@ -6,6 +6,7 @@
 //! several pages show (an objective's summary, a deploy row, the message
 //! page) lives here.
 
+mod deps;
 mod events;
 mod overview;
 mod rollouts;

@@ -6,6 +6,7 @@ use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
 
+use super::deps::{deps_view, DepsView};
 use super::{obj_view, page, rollout_words, time, ObjView};
 use crate::snapshot::Snapshot;
 use crate::AppState;
@@ -22,6 +23,8 @@ pub struct ServiceCard {
     pub instances: Vec<(String, usize)>,
     /// The rollout, in words.
     pub rollout: String,
+    /// Its dependencies (`depends_on` in `capstan.toml`), if any.
+    pub deps: Option<DepsView>,
 }
 
 #[derive(Template)]
@@ -68,6 +71,7 @@ pub(crate) async fn overview(State(state): State<AppState>) -> Response {
         .map(|(name, mut objectives)| {
             objectives.sort_by(|a, b| a.remaining_f.total_cmp(&b.remaining_f));
             ServiceCard {
+                deps: deps_view(&state.sources().settings.services, &name, &statuses),
                 releases: snap.releases.get(&name).cloned().unwrap_or_default(),
                 instances: live_instances(&snap, &name),
                 rollout: rollout_words(&snap, &name),

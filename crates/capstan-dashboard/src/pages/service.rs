@@ -1,5 +1,5 @@
-//! A service's page: charts with deploy markers, burn rates, attribution,
-//! fleet, migrations and archive.
+//! A service's page: its dependencies and their budgets, charts with deploy
+//! markers, burn rates, attribution, fleet, migrations and archive.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +11,7 @@ use capstan_slo::deploys::{Deploy, DeployKind};
 use capstan_slo::math::{conditions, Severity};
 use capstan_slo::policy::minutes_label;
 
+use super::deps::{deps_view, DepsView};
 use super::{deploy_row, obj_view, page, pct, raw, rollout_words, time, DeployRow, ObjView};
 use crate::svg::{self, Marker};
 use crate::AppState;
@@ -122,6 +123,7 @@ struct ServicePage {
     archive: Option<Result<Vec<ArchiveView>, String>>,
     database: String,
     rollout: String,
+    deps: Option<DepsView>,
 }
 
 fn marker_kind(k: DeployKind) -> &'static str {
@@ -144,6 +146,10 @@ pub(crate) async fn service(State(state): State<AppState>, Path(name): Path<Stri
             .cloned()
             .collect(),
         _ => vec![],
+    };
+    let deps = match &snap.status {
+        Some(Ok(r)) => deps_view(&state.sources().settings.services, &name, &r.slos),
+        _ => None,
     };
     let error = match &snap.status {
         None => Some("the first snapshot is being taken".to_string()),
@@ -294,6 +300,7 @@ pub(crate) async fn service(State(state): State<AppState>, Path(name): Path<Stri
         archive,
         database: snap.database.clone().unwrap_or_default(),
         rollout: rollout_words(&snap, &name),
+        deps,
         name,
     })
 }

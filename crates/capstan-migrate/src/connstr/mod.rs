@@ -14,12 +14,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::url::{redact, UrlError};
+use crate::redact::{redact, UrlError};
 
+pub(crate) mod lex;
 mod parse;
 mod pgpass;
 
-pub(crate) use parse::userinfo_end;
+pub(crate) use lex::userinfo_end;
+pub use lex::{is_key_value, is_pg_url};
 use parse::{env_var_of, parse_key_value, parse_url, shown_key, REFUSED};
 pub use pgpass::{passfile_lookup, PassfileLookup};
 
@@ -168,21 +170,6 @@ impl fmt::Debug for ConnSpec {
             .field("connect_timeout", &self.connect_timeout)
             .finish_non_exhaustive()
     }
-}
-
-/// True when `s` is a `postgres://` or `postgresql://` URL.
-pub fn is_pg_url(s: &str) -> bool {
-    s.starts_with("postgres://") || s.starts_with("postgresql://")
-}
-
-/// True when `s` looks like a libpq `key=value` string (`host=… dbname=…`).
-pub fn is_key_value(s: &str) -> bool {
-    let t = s.trim_start();
-    let key_len = t
-        .bytes()
-        .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
-        .count();
-    key_len > 0 && t[key_len..].trim_start().starts_with('=') && !t.contains("://")
 }
 
 /// Reads the environment; tests pass their own.

@@ -5,49 +5,8 @@ use std::collections::BTreeMap;
 
 use percent_encoding::percent_decode_str;
 
-use crate::url::UrlError;
-
-/// The keys libpq knows that capstan honours.
-const KEYS: &[&str] = &[
-    "host",
-    "hostaddr",
-    "port",
-    "dbname",
-    "user",
-    "password",
-    "passfile",
-    "connect_timeout",
-    "sslmode",
-    "sslrootcert",
-    "sslcert",
-    "sslkey",
-    "application_name",
-    "fallback_application_name",
-    "options",
-    "target_session_attrs",
-    "client_encoding",
-    "gssencmode",
-    "sslcompression",
-    "sslsni",
-    "keepalives",
-    "keepalives_idle",
-    "keepalives_interval",
-    "keepalives_count",
-    "channel_binding",
-    "load_balance_hosts",
-    "sslnegotiation",
-    "tcp_user_timeout",
-    "ssl_min_protocol_version",
-    "ssl_max_protocol_version",
-    "service",
-    "require_auth",
-    "sslcrl",
-    "sslcrldir",
-    "sslpassword",
-    "krbsrvname",
-    "gsslib",
-    "requirepeer",
-];
+use super::lex::{userinfo_end, KEYS};
+use crate::redact::UrlError;
 
 /// Keys libpq knows that capstan refuses rather than ignore (ignoring them
 /// would weaken what the user asked for), with what to do instead.
@@ -83,28 +42,6 @@ pub(super) fn env_var_of(key: &str) -> Option<&'static str> {
         "gssencmode" => "PGGSSENCMODE",
         _ => return None,
     })
-}
-
-/// Is the `@` at byte `at` of `rest` inside a `?key=value` query (rather
-/// than ending the user:password part)?
-fn at_in_query(rest: &str, at: usize) -> bool {
-    let Some(q) = rest[..at].rfind('?') else {
-        return false;
-    };
-    let seg = &rest[q + 1..at];
-    let key = seg.split(['=', '&']).next().unwrap_or("");
-    seg.contains('=') && KEYS.contains(&key)
-}
-
-/// Where the `user[:password]` part of a URL's text after `://` ends: the
-/// last `@` that is not inside a query, so a password may hold `@ / ? #`
-/// unencoded.
-pub(crate) fn userinfo_end(rest: &str) -> Option<usize> {
-    rest.char_indices()
-        .filter(|(_, c)| *c == '@')
-        .map(|(i, _)| i)
-        .rev()
-        .find(|&i| !at_in_query(rest, i))
 }
 
 fn decode(s: &str) -> String {

@@ -26,6 +26,9 @@ pub use status::{evaluate_all, render_status, status, ObjectiveStatus, StatusRep
 
 /// Exit code: success; for `gate`, ship.
 pub const EXIT_OK: i32 = 0;
+/// Exit code: `check --deny-warnings`: the files are valid but the
+/// dependency check warned.
+pub const EXIT_WARNINGS: i32 = 1;
 /// Exit code: usage (unknown flag, bad `--at`).
 pub const EXIT_USAGE: i32 = 2;
 /// Exit code: bad input: an SLO file or `capstan.toml` is invalid; nothing was changed.
@@ -70,10 +73,15 @@ pub struct SloArgs {
 
 #[derive(Debug, Subcommand)]
 enum SloCommand {
-    /// Validate SLO files; every error names the file, line and field.
+    /// Validate SLO files; every error names the file, line and field. Warns
+    /// when an objective promises more than its service's hard dependencies
+    /// (`depends_on` in `capstan.toml`) publish.
     Check {
         /// Files or directories (default: `slos/`).
         paths: Vec<PathBuf>,
+        /// Exit 1 when there are warnings.
+        #[arg(long)]
+        deny_warnings: bool,
     },
     /// Every SLO: SLI, budget left, burn rates, alert state, forecast, budget spent per deploy.
     Status {
@@ -222,7 +230,10 @@ async fn run_inner(args: SloArgs) -> Result<i32, Failure> {
         )
     };
     match args.command {
-        SloCommand::Check { paths } => {
+        SloCommand::Check {
+            paths,
+            deny_warnings,
+        } => {
             let paths = if paths.is_empty() {
                 settings.slo_paths.clone()
             } else {
@@ -230,20 +241,33 @@ async fn run_inner(args: SloArgs) -> Result<i32, Failure> {
             };
             let files = spec::collect_files(&paths).map_err(|e| spec_failure(vec![e]))?;
             let c = spec::load_files(&files).map_err(spec_failure)?;
+            let warnings = crate::deps::check(&settings.services, &settings.config, &c.slos);
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"ok": true, "files": files, "slos": c.slos.iter().map(|s| &s.name).collect::<Vec<_>>(), "slis": c.slis})
+                    serde_json::json!({"ok": true, "files": files, "slos": c.slos.iter().map(|s| &s.name).collect::<Vec<_>>(), "slis": c.slis, "warnings": warnings})
                 );
             } else {
                 println!(
-                    "ok: {} SLO(s) and {} SLI(s) in {} file(s)",
+                    "ok: {} SLO(s) and {} SLI(s) in {} file(s){}",
                     c.slos.len(),
                     c.slis.len(),
-                    files.len()
+                    files.len(),
+                    if warnings.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {} warning(s)", warnings.len())
+                    }
                 );
             }
-            Ok(EXIT_OK)
+            Ok(if deny_warnings && !warnings.is_empty() {
+                EXIT_WARNINGS
+            } else {
+                EXIT_OK
+            })
         }
         SloCommand::Rules { paths, output } => {
             let paths = if paths.is_empty() {

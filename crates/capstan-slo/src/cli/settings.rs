@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use capstan_service::Services;
+
 use crate::policy::Policy;
 
 /// Settings resolved from flags, the environment and `capstan.toml`.
@@ -24,6 +26,11 @@ pub struct Settings {
     /// window (what a chart of the window needs) instead of the last days
     /// and sums of older spans (what the numbers alone need, and faster).
     pub whole_series: bool,
+    /// The file the settings were read from (named by messages about it).
+    pub config: PathBuf,
+    /// The services `capstan.toml` declares (`[[service]]`), with their
+    /// dependencies; empty when it declares none.
+    pub services: Services,
 }
 
 impl Settings {
@@ -35,6 +42,10 @@ impl Settings {
                 Some(Policy::from_config(p).map_err(|e| format!("{}: {e}", config.display()))?)
             }
             None => None,
+        };
+        let services = match (&c.service, std::fs::read_to_string(config)) {
+            (Some(_), Ok(text)) => Services::parse(&text, config).map_err(|e| e.to_string())?,
+            _ => Services::default(),
         };
         Ok(Settings {
             slo_paths: vec![c.slo.dir.clone().unwrap_or_else(|| PathBuf::from("slos"))],
@@ -51,6 +62,8 @@ impl Settings {
                 .filter(|s| !s.is_empty())
                 .or(c.database_url.clone()),
             whole_series: false,
+            config: config.to_path_buf(),
+            services,
         })
     }
 }

@@ -176,6 +176,7 @@ pub(super) fn validate_slo(
         origin: Origin {
             file: doc.file.to_path_buf(),
             line: doc.first_line + locate(&doc.text, &[]),
+            service_line: doc.first_line + locate(&doc.text, &k("service")),
         },
     })
 }
@@ -578,5 +579,14 @@ fn objective(
         value: o.value,
         time_slice_target: o.time_slice_target,
         time_slice_minutes: slice_minutes,
+        line: doc.first_line
+            + locate(
+                &doc.text,
+                &p(if o.target.is_some() {
+                    "target"
+                } else {
+                    "targetPercent"
+                }),
+            ),
     })
 }

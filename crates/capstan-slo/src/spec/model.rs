@@ -26,6 +26,8 @@ pub struct Origin {
     pub file: PathBuf,
     /// 1-based line where its document starts.
     pub line: usize,
+    /// 1-based line of `spec.service`.
+    pub service_line: usize,
 }
 
 /// A query against one metric source.
@@ -205,6 +207,8 @@ pub struct Objective {
     pub time_slice_target: Option<f64>,
     /// For `Timeslices` / `RatioTimeslices`: slice length in minutes.
     pub time_slice_minutes: Option<i64>,
+    /// 1-based line of its `target` (or `targetPercent`) in the file.
+    pub line: usize,
 }
 
 /// A validated SLO.

@@ -61,14 +61,14 @@ async fn accept(cx: &Context<'_>, version: u64, reason: &str) -> Result<Exit, Fa
     cx.out.result(&accepted, || {
         if accepted.recorded {
             format!(
-                "accepted the edit of {version:04}_{}: recorded in history on {}, and its line of capstan.sum updated",
-                accepted.name,
+                "accepted the edit of {}: recorded in history on {}, and its line of capstan.sum updated",
+                capstan_format::label(version, &accepted.name),
                 db.describe()
             )
         } else {
             format!(
-                "{version:04}_{} already matches what {} recorded; nothing recorded (its line of capstan.sum updated)",
-                accepted.name,
+                "{} already matches what {} recorded; nothing recorded (its line of capstan.sum updated)",
+                capstan_format::label(version, &accepted.name),
                 db.describe()
             )
         }
