@@ -54,9 +54,12 @@ pub struct Config {
     /// `[slo]`: read by the SLO commands; `[slo.policy]` is the error budget gate.
     #[serde(default)]
     pub slo: SloConfig,
-    /// `[service]` or `[[service]]`: the services sharing the database,
-    /// read by `capstan_service::Services::parse` (kept raw here).
+    /// `[service]` or `[[service]]`, as written: the services of the
+    /// project, read into [`Config::services`].
     pub service: Option<toml::Value>,
+    /// The services `service` declares, validated (none when it is absent).
+    #[serde(skip)]
+    pub services: capstan_service::Services,
 }
 
 /// The `[slo]` table: where `capstan slo` reads SLOs and counts.
@@ -148,6 +151,9 @@ pub enum ConfigError {
         /// What is wrong, with line and column.
         message: String,
     },
+    /// A `[service]` that cannot be used (the message names file and line).
+    #[error(transparent)]
+    Service(#[from] capstan_service::ServiceError),
 }
 
 impl Config {
@@ -165,11 +171,12 @@ impl Config {
                 })
             }
         };
-        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
             path: path.to_path_buf(),
             message: describe_toml_error(&text, &e),
         })?;
         config.settings(path)?;
+        config.services = capstan_service::Services::parse(&text, path)?;
         Ok(config)
     }
 
@@ -265,6 +272,24 @@ mod tests {
         std::fs::write(&p, "[migrate]\nlock_timeout = \"soon\"\n").unwrap();
         let err = Config::load(&p, true).unwrap_err().to_string();
         assert!(err.contains("[migrate] lock_timeout"), "{err}");
+    }
+
+    #[test]
+    fn services_are_read_with_their_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("capstan.toml");
+        std::fs::write(
+            &p,
+            "[[service]]\nname = \"api\"\ndir = \"api/migrations\"\nowns = [\"api\"]\n\n[[service]]\nname = \"billing\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&p, true).unwrap();
+        assert_eq!(c.services.names(), ["api", "billing"]);
+        assert_eq!(c.services.get("billing").unwrap().line, 7);
+        std::fs::write(&p, "[service]\nname = \"Bad Name\"\n").unwrap();
+        let err = Config::load(&p, true).unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("Bad Name"), "{err}");
     }
 
     #[test]

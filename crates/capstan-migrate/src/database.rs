@@ -44,6 +44,20 @@ impl Database {
         Ok(Database { driver })
     }
 
+    /// Acts for `service`: its history, log, fleet and archive entries, its
+    /// runner lock. Without it a database acts for
+    /// [`crate::driver::DEFAULT_SERVICE`], which owns every row an older
+    /// capstan wrote.
+    pub fn for_service(mut self, service: &str) -> Self {
+        self.driver.set_service(service);
+        self
+    }
+
+    /// The service this connection acts for.
+    pub fn service(&self) -> &str {
+        self.driver.service()
+    }
+
     /// Wraps a driver.
     pub fn from_driver(driver: Box<dyn Driver>) -> Self {
         Database { driver }

@@ -72,7 +72,21 @@ impl Heartbeat {
         instance: Instance,
         interval: Duration,
     ) -> Result<Heartbeat, crate::error::Error> {
-        let mut db = crate::database::Database::connect(url).await?;
+        Self::start_for_service(url, crate::driver::DEFAULT_SERVICE, instance, interval).await
+    }
+
+    /// [`Heartbeat::start`], registering the instance in `service`'s fleet:
+    /// only that service's contract migrations wait for it.
+    pub async fn start_for_service(
+        url: &crate::url::DatabaseUrl,
+        service: &str,
+        instance: Instance,
+        interval: Duration,
+    ) -> Result<Heartbeat, crate::error::Error> {
+        let mut db = crate::database::Database::connect(url)
+            .await?
+            .for_service(service);
+        let service = service.to_string();
         db.driver().fleet_register(&instance).await?;
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
         let me = instance.clone();
@@ -88,7 +102,7 @@ impl Heartbeat {
                         if let Err(e) = db.driver().fleet_register(&me).await {
                             tracing::warn!(error = %e, "fleet heartbeat failed; reconnecting");
                             if let Ok(fresh) = crate::database::Database::connect(&url).await {
-                                db = fresh;
+                                db = fresh.for_service(&service);
                             }
                         }
                     }
@@ -133,6 +147,7 @@ mod tests {
                 version: format!("{}.0.0", versions.len()),
                 set_hash: String::new(),
                 versions: versions.to_vec(),
+                address: None,
             },
             started_at: String::new(),
             last_seen: String::new(),

@@ -60,7 +60,9 @@ pub(super) async fn run(cx: &Context<'_>, command: ArchiveCommand) -> Result<Exi
     let url = cx.url()?;
     match command {
         ArchiveCommand::List => {
-            let mut db = Database::connect_read_only(&url).await?;
+            let mut db = Database::connect_read_only(&url)
+                .await?
+                .for_service(cx.service());
             let entries = archive::list(db.driver()).await.map_err(Error::from)?;
             cx.out
                 .result(&serde_json::json!({ "entries": entries }), || {
@@ -68,7 +70,9 @@ pub(super) async fn run(cx: &Context<'_>, command: ArchiveCommand) -> Result<Exi
                 });
         }
         ArchiveCommand::Show { id } => {
-            let mut db = Database::connect_read_only(&url).await?;
+            let mut db = Database::connect_read_only(&url)
+                .await?
+                .for_service(cx.service());
             let entry = archive::get(db.driver(), id)
                 .await
                 .map_err(Error::from)?
@@ -82,7 +86,7 @@ pub(super) async fn run(cx: &Context<'_>, command: ArchiveCommand) -> Result<Exi
                 );
         }
         ArchiveCommand::Restore { id } => {
-            let mut db = Database::connect(&url).await?;
+            let mut db = Database::connect(&url).await?.for_service(cx.service());
             db.driver()
                 .lock(settings.runner_lock_timeout)
                 .await
@@ -117,7 +121,7 @@ pub(super) async fn run(cx: &Context<'_>, command: ArchiveCommand) -> Result<Exi
                     .archive_retention
                     .ok_or(Error::Archive(ArchiveError::NoRetention))?,
             };
-            let mut db = Database::connect(&url).await?;
+            let mut db = Database::connect(&url).await?.for_service(cx.service());
             db.driver()
                 .lock(settings.runner_lock_timeout)
                 .await

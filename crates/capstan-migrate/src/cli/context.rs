@@ -33,6 +33,10 @@ pub struct ConnArgs {
     /// Print machine-readable JSON on stdout (see docs/json.md).
     #[arg(long, global = true)]
     pub json: bool,
+    /// The service to act for: its migrations, history, fleet, archive and
+    /// runner lock. Default: the one capstan.toml declares, else `default`.
+    #[arg(long, global = true, env = "CAPSTAN_SERVICE", value_name = "NAME")]
+    pub service: Option<String>,
 }
 
 /// The timeouts of the commands that run migrations (`migrate …`); `gate`,
@@ -65,6 +69,11 @@ pub(crate) struct Context<'p> {
     pub(crate) config: Config,
     pub(crate) config_path: PathBuf,
     pub(crate) dir: PathBuf,
+    /// The declared service the command acts for (`None` when capstan.toml
+    /// declares none).
+    pub(crate) declared: Option<capstan_service::Service>,
+    /// The name of the service whose rows and runner lock the command uses.
+    pub(crate) acting: String,
     /// Where results, notes and errors go.
     pub(crate) out: Output,
 }
@@ -249,9 +258,18 @@ impl Context<'_> {
             None => (PathBuf::from(CONFIG_FILE), false),
         };
         let config = Config::load(&config_path, required)?;
+        let (declared, acting) = select_service(&config, &config_path, args.service.as_deref())?;
+        // A service's own directory is relative to capstan.toml's.
+        let service_dir = declared.as_ref().and_then(|s| s.dir.as_ref()).map(|d| {
+            config_path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| d.clone(), |p| p.join(d))
+        });
         let dir = args
             .dir
             .clone()
+            .or(service_dir)
             .or_else(|| config.migrations_dir.clone())
             .unwrap_or_else(|| PathBuf::from("migrations"));
         Ok(Context {
@@ -264,7 +282,67 @@ impl Context<'_> {
             config,
             config_path,
             dir,
+            declared,
+            acting,
         })
+    }
+
+    /// The name of the service the command acts for (its rows, its runner
+    /// lock): the declared one, else the one `--service` names, else
+    /// [`crate::driver::DEFAULT_SERVICE`].
+    pub(crate) fn service(&self) -> &str {
+        &self.acting
+    }
+
+    /// Opens the database for the service (creating a missing SQLite file).
+    pub(crate) async fn connect(&self) -> Result<Database, Failure> {
+        Ok(Database::connect(&self.url()?)
+            .await?
+            .for_service(&self.acting))
+    }
+
+    /// Opens the database for the service, for reading.
+    pub(crate) async fn connect_read_only(&self) -> Result<Database, Failure> {
+        Ok(Database::connect_read_only(&self.url()?)
+            .await?
+            .for_service(&self.acting))
+    }
+}
+
+/// The service a command acts for: `name` (from `--service` or
+/// `CAPSTAN_SERVICE`) must be one capstan.toml declares when it declares
+/// any; with none declared, any valid name is a service that owns nothing
+/// (an embedded application naming itself). Not named: the lone declared
+/// service, else `default`; several declared and none named is refused.
+fn select_service(
+    config: &Config,
+    config_path: &std::path::Path,
+    name: Option<&str>,
+) -> Result<(Option<capstan_service::Service>, String), Failure> {
+    let services = &config.services;
+    if services.is_empty() {
+        return match name {
+            None => Ok((None, crate::driver::DEFAULT_SERVICE.to_string())),
+            Some(n) if capstan_service::valid_name(n) => Ok((None, n.to_string())),
+            Some(n) => Err(Failure::new(
+                Exit::BadInput,
+                Kind::UnknownService,
+                format!("--service {n:?} is not a valid service name: use lower-case letters, digits, `_` and `-`, starting with a letter, at most 63 bytes. Nothing was run"),
+            )),
+        };
+    }
+    match services.select(name) {
+        Ok(Some(s)) => Ok((Some(s.clone()), s.name.clone())),
+        Ok(None) => Err(Failure::bad_input(format!(
+            "{} declares several services ({}): choose one with --service NAME (or CAPSTAN_SERVICE). Nothing was run",
+            config_path.display(),
+            services.names().join(", ")
+        ))),
+        Err(e) => Err(Failure::new(
+            Exit::BadInput,
+            Kind::UnknownService,
+            format!("--service: {e} ({}). Nothing was run", config_path.display()),
+        )),
     }
 }
 

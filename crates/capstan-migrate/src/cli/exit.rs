@@ -161,11 +161,14 @@ pub enum Kind {
     SchemaDump,
     /// `spawn`: `fleet run` could not start or wait for its child.
     Spawn,
+    /// `unknown-service`: `--service` names a service capstan.toml does
+    /// not declare (or no valid name).
+    UnknownService,
 }
 
 impl Kind {
     /// Every kind, in the order the documentation lists them.
-    pub const ALL: [Kind; 25] = [
+    pub const ALL: [Kind; 26] = [
         Kind::BadInput,
         Kind::Database,
         Kind::PermissionDenied,
@@ -191,6 +194,7 @@ impl Kind {
         Kind::Frozen,
         Kind::SchemaDump,
         Kind::Spawn,
+        Kind::UnknownService,
     ];
 
     /// The string JSON carries.
@@ -221,6 +225,7 @@ impl Kind {
             Kind::Frozen => "frozen",
             Kind::SchemaDump => "schema-dump",
             Kind::Spawn => "spawn",
+            Kind::UnknownService => "unknown-service",
         }
     }
 }

@@ -14,7 +14,7 @@ use super::context::{ConnArgs, Context};
 use super::exit::{Exit, Failure, Kind};
 use super::output::{program, quiet};
 use crate::fleet::{Heartbeat, Instance, DEFAULT_HEARTBEAT};
-use crate::migrator::{Database, Error};
+use crate::migrator::Error;
 
 /// `fleet`: the instances registered in the fleet registry.
 #[derive(Debug, Clone, Args)]
@@ -110,6 +110,7 @@ impl Who {
                 std::process::id(),
                 rand::random::<u32>() & 0xff_ffff
             );
+            instance.address = Some(addr.clone());
         }
         if let Some(id) = id {
             instance.instance_id = id.to_string();
@@ -128,7 +129,7 @@ pub(super) async fn run(cx: &Context<'_>, command: Option<FleetCommand>) -> Resu
         None | Some(FleetCommand::List) => list(cx).await,
         Some(FleetCommand::Join { who, id }) => {
             let instance = who.instance(cx, id.as_deref())?;
-            let mut db = Database::connect(&cx.url()?).await?;
+            let mut db = cx.connect().await?;
             db.driver()
                 .fleet_register(&instance)
                 .await
@@ -141,7 +142,7 @@ pub(super) async fn run(cx: &Context<'_>, command: Option<FleetCommand>) -> Resu
             Ok(Exit::Ok)
         }
         Some(FleetCommand::Leave { id }) => {
-            let mut db = Database::connect(&cx.url()?).await?;
+            let mut db = cx.connect().await?;
             let known = db
                 .driver()
                 .fleet_list()
@@ -172,7 +173,7 @@ pub(super) async fn run(cx: &Context<'_>, command: Option<FleetCommand>) -> Resu
 /// `fleet list`: live, departed and expired instances.
 async fn list(cx: &Context<'_>) -> Result<Exit, Failure> {
     let settings = cx.settings()?;
-    let mut db = Database::connect_read_only(&cx.url()?).await?;
+    let mut db = cx.connect_read_only().await?;
     let rows = db.driver().fleet_list().await.map_err(Error::from)?;
     #[derive(Serialize)]
     struct Row<'a> {

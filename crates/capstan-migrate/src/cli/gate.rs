@@ -5,7 +5,6 @@ use clap::Args;
 use super::context::{ConnArgs, Context};
 use super::exit::{Exit, Failure};
 use super::MigrationSource;
-use crate::migrator::Database;
 
 /// `gate`: is this migration set compatible with the database?
 #[derive(Debug, Clone, Args)]
@@ -20,7 +19,7 @@ pub struct GateArgs {
 
 pub(super) async fn run(cx: &Context<'_>, app: &str) -> Result<Exit, Failure> {
     let set = cx.set()?;
-    let mut db = Database::connect_read_only(&cx.url()?).await?;
+    let mut db = cx.connect_read_only().await?;
     let version = match &cx.source {
         MigrationSource::Embedded { binary_version, .. } => binary_version.clone(),
         MigrationSource::Dir => format!("{app} (migrations in {})", cx.dir.display()),

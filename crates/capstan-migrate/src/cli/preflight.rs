@@ -127,7 +127,7 @@ pub trait Preflight: Send + Sync {
 impl Context<'_> {
     /// The service the run acts for, as the preflight is told it.
     pub(crate) fn service_name(&self) -> Option<&str> {
-        None
+        self.declared.as_ref().map(|s| s.name.as_str())
     }
 
     async fn run_preflight(

@@ -21,6 +21,10 @@ pub struct Instance {
     pub set_hash: String,
     /// Versions of the embedded migrations.
     pub versions: Vec<u64>,
+    /// Where it serves (`host:port`, the `--address` of `fleet run`), so
+    /// that a proxy can find the live instances of a version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 impl Instance {
@@ -37,6 +41,7 @@ impl Instance {
             version: version.to_string(),
             set_hash: set.set_hash(),
             versions: set.migrations().iter().map(|m| m.version).collect(),
+            address: None,
         }
     }
 }
@@ -85,7 +90,8 @@ pub(crate) fn bad_fleet(table: &str, what: impl std::fmt::Display) -> DbError {
     )
 }
 
-/// The fleet registry, as each driver stores it.
+/// The fleet registry, as each driver stores it: each service's instances
+/// apart (the service the driver acts for).
 #[async_trait]
 pub trait FleetStore: Send {
     /// Registers or refreshes an instance in the fleet registry (creates
@@ -93,6 +99,7 @@ pub trait FleetStore: Send {
     async fn fleet_register(&mut self, instance: &Instance) -> Result<(), DbError>;
     /// Marks an instance departed (clean shutdown).
     async fn fleet_depart(&mut self, instance_id: &str) -> Result<(), DbError>;
-    /// Every registry row, live or not, with its age by the database's clock.
+    /// Every registry row of the service, live or not, with its age by the
+    /// database's clock.
     async fn fleet_list(&mut self) -> Result<Vec<InstanceRow>, DbError>;
 }

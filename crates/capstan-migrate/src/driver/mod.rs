@@ -33,6 +33,27 @@ pub(crate) use history::{
 };
 pub use history::{AppliedRow, HistoryStore, Record, RowState, SectionUpdate, ROLLING_BACK};
 
+/// The service every row of capstan's tables belongs to when none is named:
+/// a project that declares no service, and every row an older capstan wrote.
+pub const DEFAULT_SERVICE: &str = "default";
+
+/// The layout of capstan's own tables this build writes and reads: 1 the
+/// first tables, 2 with section hashes in history, 3 with a `service` column
+/// in every table (history keyed by service and version), the fleet's
+/// `address` and the registry of services. Recorded in capstan's meta table;
+/// older layouts are upgraded in place, a newer one is refused.
+pub const LAYOUT: i64 = 3;
+
+/// The message for a database whose tables a newer capstan laid out.
+pub(crate) fn newer_layout(target: &str, found: i64) -> DbError {
+    DbError::new(
+        FailureKind::BadHistory,
+        format!(
+            "{target}: capstan's tables have layout {found}, and this capstan knows layouts up to {LAYOUT}: a newer capstan upgraded them. Nothing was run. Use that capstan (or a newer one) for this database"
+        ),
+    )
+}
+
 /// Who runs migrations, recorded in history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -289,6 +310,11 @@ const LOCK_POLL_JITTER: Duration = Duration::from_millis(10);
 pub trait Driver: HistoryStore + FleetStore + CatalogStore + ArchiveStore + Send {
     /// Which SQL dialect statements are split for.
     fn dialect(&self) -> Dialect;
+    /// The service whose rows this connection reads and writes, and whose
+    /// runner lock it takes ([`DEFAULT_SERVICE`] until set).
+    fn service(&self) -> &str;
+    /// Acts for `service` from now on (call before taking the runner lock).
+    fn set_service(&mut self, service: &str);
     /// The target, for messages (password redacted).
     fn describe(&self) -> String;
     /// Takes the runner lock if it is free; false when another runner holds it.

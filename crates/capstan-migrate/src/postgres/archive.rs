@@ -30,7 +30,13 @@ const ENTRIES: &str = "capstan.archive";
 /// entry. A copy of no rows is dropped again: the entry alone records it.
 /// A table that does not exist at that point, or none of whose named
 /// columns does, is not archived.
-fn pg_copy(req: &CopyRequest<'_>, target: &str, stored: &str, archive: &str) -> String {
+fn pg_copy(
+    req: &CopyRequest<'_>,
+    target: &str,
+    stored: &str,
+    archive: &str,
+    service: &str,
+) -> String {
     let destroyed: Vec<String> = req.destroyed.iter().map(|c| lit(c)).collect();
     let lock = if req.transactional {
         "EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE MODE', capstan_src::regclass);"
@@ -96,10 +102,10 @@ BEGIN
     @PRIVATE@;
     capstan_size := pg_catalog.pg_total_relation_size(@ARCHIVE@::regclass);
   END IF;
-  INSERT INTO capstan.archive (@ENTRY_COLUMNS@)
+  INSERT INTO capstan.archive (@ENTRY_COLUMNS@, service)
   VALUES (@ID@, @VERSION@, @NAME@, @DIR@, @LINE@, @TEXT@, @KIND@, capstan_scope, capstan_nsp, capstan_rel,
           capstan_info::text, to_jsonb(capstan_key)::text, capstan_stored, capstan_copied, capstan_size,
-          @MAX@, now(), @BY@, @BINARY@);
+          @MAX@, now(), @BY@, @BINARY@, @SERVICE@);
 END"#;
     let by_columns = if req.entry.kind.destroys_columns() {
         "true"
@@ -118,6 +124,7 @@ END"#;
             ("@PRIVATE@", private_sql(archive)),
             ("@ARCHIVE@", lit(archive)),
             ("@ENTRY_COLUMNS@", ENTRY_COLUMNS.to_string()),
+            ("@SERVICE@", lit(service)),
         ],
     );
     // A dollar-quote tag the body does not contain.
@@ -156,7 +163,7 @@ impl ArchiveStore for PgDriver {
                 None => ident(req.table),
             },
         };
-        vec![pg_copy(req, &target, &stored, &archive)]
+        vec![pg_copy(req, &target, &stored, &archive, &self.service)]
     }
 
     fn supersede_sql(&self, id: i64, stored_table: &str) -> Vec<String> {
@@ -188,12 +195,13 @@ impl ArchiveStore for PgDriver {
             Direction::Up => "up",
             Direction::Down => "down",
         };
+        let mine = self.mine().await?;
         let rows = self
             .rows(&format!(
-                "SELECT id, archive_table, columns FROM {ENTRIES} WHERE version = {version} AND direction = {dir} AND line = {line} \
+                "SELECT id, archive_table, columns FROM {ENTRIES} WHERE {mine} AND version = {version} AND direction = {dir} AND line = {line} \
                  AND kind = {kind} AND table_schema = {schema} AND table_name = {table} \
                  AND restored_at IS NULL \
-                 AND archived_at > coalesce((SELECT max(at) FROM capstan.log WHERE version = {version} AND action = {dir}), '-infinity'::timestamptz) \
+                 AND archived_at > coalesce((SELECT max(at) FROM capstan.log WHERE {mine} AND version = {version} AND action = {dir}), '-infinity'::timestamptz) \
                  ORDER BY id DESC",
                 version = q.version,
                 dir = lit(direction),
@@ -213,7 +221,11 @@ impl ArchiveStore for PgDriver {
         if exists.first().and_then(|r| r[0].as_deref()) != Some("t") {
             return Ok(Vec::new());
         }
-        let filter = id.map_or_else(String::new, |id| format!("WHERE id = {id}"));
+        let mine = self.mine().await?;
+        let filter = id.map_or_else(
+            || format!("WHERE {mine}"),
+            |id| format!("WHERE {mine} AND id = {id}"),
+        );
         let rows = self
             .rows(&format!(
                 "SELECT id, version, migration, direction, line, statement, kind, scope, table_schema, table_name, columns, primary_key, archive_table, row_count, size_bytes, \

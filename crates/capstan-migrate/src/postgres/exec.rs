@@ -15,10 +15,11 @@ use crate::driver::{
 use crate::indexes::{created_index_name, created_index_names, InvalidIndex};
 
 impl PgDriver {
-    pub(super) fn log_sql(job: &Job<'_>, action: &str, duration: &str) -> String {
+    pub(super) fn log_sql(&self, job: &Job<'_>, action: &str, duration: &str) -> String {
         let m = job.migration;
         format!(
-            "INSERT INTO capstan.log (version, name, action, applied_by, binary_version, duration_ms, detail) VALUES ({}, {}, {}, {}, {}, {duration}, {})",
+            "INSERT INTO capstan.log (service, version, name, action, applied_by, binary_version, duration_ms, detail) VALUES ({}, {}, {}, {}, {}, {}, {duration}, {})",
+            lit(&self.service),
             m.version,
             lit(&m.name),
             lit(action),
@@ -29,13 +30,14 @@ impl PgDriver {
     }
 
     /// The change to `capstan.migrations`: upsert the row (up) or delete it (down).
-    pub(super) fn row_sql(job: &Job<'_>, state: &str, duration: &str) -> String {
+    pub(super) fn row_sql(&self, job: &Job<'_>, state: &str, duration: &str) -> String {
         let m = job.migration;
         match job.direction {
             Direction::Up => format!(
-                "INSERT INTO capstan.migrations (version, name, checksum, phase, state, no_transaction, applied_at, applied_by, binary_version, duration_ms, error, up_checksum, down_checksum) \
-                 VALUES ({}, {}, {}, {}, {}, {}, now(), {}, {}, {duration}, {}, {}, {}) \
-                 ON CONFLICT (version) DO UPDATE SET state = EXCLUDED.state, duration_ms = EXCLUDED.duration_ms, applied_at = now(), error = EXCLUDED.error",
+                "INSERT INTO capstan.migrations (service, version, name, checksum, phase, state, no_transaction, applied_at, applied_by, binary_version, duration_ms, error, up_checksum, down_checksum) \
+                 VALUES ({}, {}, {}, {}, {}, {}, {}, now(), {}, {}, {duration}, {}, {}, {}) \
+                 ON CONFLICT (service, version) DO UPDATE SET state = EXCLUDED.state, duration_ms = EXCLUDED.duration_ms, applied_at = now(), error = EXCLUDED.error",
+                lit(&self.service),
                 m.version,
                 lit(&m.name),
                 lit(&m.checksum),
@@ -48,20 +50,24 @@ impl PgDriver {
                 lit(&m.up_checksum),
                 opt_lit(m.down_checksum.as_deref()),
             ),
-            Direction::Down => format!("DELETE FROM capstan.migrations WHERE version = {}", m.version),
+            Direction::Down => format!(
+                "DELETE FROM capstan.migrations WHERE service = {} AND version = {}",
+                lit(&self.service),
+                m.version
+            ),
         }
     }
 
     /// The row change and its log entry.
-    pub(super) fn history_sql(job: &Job<'_>, state: &str, duration: &str) -> String {
+    pub(super) fn history_sql(&self, job: &Job<'_>, state: &str, duration: &str) -> String {
         let action = match job.direction {
             Direction::Up => "up",
             Direction::Down => "down",
         };
         format!(
             "{};\n{}",
-            Self::row_sql(job, state, duration),
-            Self::log_sql(job, action, duration)
+            self.row_sql(job, state, duration),
+            self.log_sql(job, action, duration)
         )
     }
 
@@ -76,10 +82,7 @@ impl PgDriver {
             ms(job.lock_timeout),
             ms(job.statement_timeout)
         );
-        let finish = format!(
-            "\n;\n{}; COMMIT",
-            Self::history_sql(job, "applied", ELAPSED)
-        );
+        let finish = format!("\n;\n{}; COMMIT", self.history_sql(job, "applied", ELAPSED));
         // One statement per round trip, as psql does, so that a notice or an
         // error belongs to exactly one statement; BEGIN rides with the first
         // and the history row and COMMIT with the last (they raise no notices).
@@ -138,8 +141,9 @@ impl PgDriver {
             why.push_str(&format!(" ({d})"));
         }
         let record = format!(
-            "RESET lock_timeout; RESET statement_timeout; UPDATE capstan.migrations SET error = {} WHERE version = {}",
+            "RESET lock_timeout; RESET statement_timeout; UPDATE capstan.migrations SET error = {} WHERE service = {} AND version = {}",
             lit(&why),
+            lit(&self.service),
             job.migration.version
         );
         let _ = self.client.batch_execute(&record).await;
@@ -157,15 +161,16 @@ impl PgDriver {
             // never overwritten.
             let mark = match job.direction {
                 Direction::Up => {
-                    let upsert = Self::row_sql(job, "dirty", "0");
+                    let upsert = self.row_sql(job, "dirty", "0");
                     let insert = upsert
                         .split_once(" ON CONFLICT")
                         .map_or(upsert.as_str(), |(head, _)| head);
-                    format!("{insert} ON CONFLICT (version) DO NOTHING")
+                    format!("{insert} ON CONFLICT (service, version) DO NOTHING")
                 }
                 Direction::Down => format!(
-                    "UPDATE capstan.migrations SET state = 'dirty', error = {} WHERE version = {} AND state = 'applied'",
+                    "UPDATE capstan.migrations SET state = 'dirty', error = {} WHERE service = {} AND version = {} AND state = 'applied'",
                     lit(ROLLING_BACK),
+                    lit(&self.service),
                     m.version
                 ),
             };
@@ -289,14 +294,15 @@ impl PgDriver {
         let duration = started.elapsed();
         let finish = match job.direction {
             Direction::Up => format!(
-                "RESET lock_timeout; RESET statement_timeout; BEGIN; UPDATE capstan.migrations SET state = 'applied', error = NULL, duration_ms = {d}, applied_at = now() WHERE version = {v}; {log}; COMMIT",
+                "RESET lock_timeout; RESET statement_timeout; BEGIN; UPDATE capstan.migrations SET state = 'applied', error = NULL, duration_ms = {d}, applied_at = now() WHERE service = {svc} AND version = {v}; {log}; COMMIT",
+                svc = lit(&self.service),
                 d = duration.as_millis(),
                 v = m.version,
-                log = Self::log_sql(job, "up", &duration.as_millis().to_string()),
+                log = self.log_sql(job, "up", &duration.as_millis().to_string()),
             ),
             Direction::Down => format!(
                 "RESET lock_timeout; RESET statement_timeout; BEGIN; {}; COMMIT",
-                Self::history_sql(job, "applied", &duration.as_millis().to_string())
+                self.history_sql(job, "applied", &duration.as_millis().to_string())
             ),
         };
         if let Err(e) = self.client.batch_execute(&finish).await {

@@ -12,10 +12,11 @@ impl FleetStore for PgDriver {
         let versions: Vec<i64> = i.versions.iter().map(|v| *v as i64).collect();
         self.client
             .execute(
-                "INSERT INTO capstan.fleet (instance_id, app, version, set_hash, versions) VALUES ($1, $2, $3, $4, $5) \
+                "INSERT INTO capstan.fleet (instance_id, app, version, set_hash, versions, service, address) VALUES ($1, $2, $3, $4, $5, $6, $7) \
                  ON CONFLICT (instance_id) DO UPDATE SET last_seen = now(), departed_at = NULL, \
-                 app = EXCLUDED.app, version = EXCLUDED.version, set_hash = EXCLUDED.set_hash, versions = EXCLUDED.versions",
-                &[&i.instance_id, &i.app, &i.version, &i.set_hash, &versions],
+                 app = EXCLUDED.app, version = EXCLUDED.version, set_hash = EXCLUDED.set_hash, versions = EXCLUDED.versions, \
+                 service = EXCLUDED.service, address = EXCLUDED.address",
+                &[&i.instance_id, &i.app, &i.version, &i.set_hash, &versions, &self.service, &i.address],
             )
             .await
             .map_err(|e| db_err(&e))?;
@@ -51,6 +52,16 @@ impl FleetStore for PgDriver {
             return Ok(Vec::new());
         }
         self.check_trust().await?;
+        // Tables of an older layout have no address or service column. A
+        // row without a service (edited by hand) is read, to be named.
+        let (mine, address) = if self.layout().await?.is_some() {
+            (
+                format!("({} OR service IS NULL)", self.mine().await?),
+                "address, service",
+            )
+        } else {
+            (self.mine().await?, "NULL::text, ''")
+        };
         const TS: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'";
         let rows = self
             .client
@@ -58,8 +69,8 @@ impl FleetStore for PgDriver {
                 &format!(
                     "SELECT instance_id, app, version, set_hash, versions, \
                             to_char(started_at AT TIME ZONE 'UTC', {TS}), to_char(last_seen AT TIME ZONE 'UTC', {TS}), \
-                            extract(epoch from now() - last_seen)::float8, to_char(departed_at AT TIME ZONE 'UTC', {TS}) \
-                     FROM capstan.fleet ORDER BY started_at, instance_id"
+                            extract(epoch from now() - last_seen)::float8, to_char(departed_at AT TIME ZONE 'UTC', {TS}), {address} \
+                     FROM capstan.fleet WHERE {mine} ORDER BY started_at, instance_id"
                 ),
                 &[],
             )
@@ -104,6 +115,10 @@ impl FleetStore for PgDriver {
                     version: get(r, n, 2)?,
                     set_hash: get(r, n, 3)?,
                     versions,
+                    address: {
+                        let _service: String = get(r, n, 10)?;
+                        get(r, n, 9)?
+                    },
                 },
                 started_at: get(r, n, 5)?,
                 last_seen: get(r, n, 6)?,

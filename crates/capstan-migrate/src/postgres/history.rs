@@ -95,11 +95,50 @@ CREATE TABLE IF NOT EXISTS capstan.archive (
 );
 ";
 
+/// Layout 2 to 3 (and 1 to 3: the section hash columns first): every
+/// table gets its `service`, every existing row going to the default service;
+/// history is keyed by service and version; the fleet records addresses;
+/// the registry of services and the meta table that records the layout.
+/// Runs inside the schema lock's transaction, so it is all or nothing.
+const UPGRADE_SQL: &str = "
+ALTER TABLE capstan.migrations ADD COLUMN IF NOT EXISTS up_checksum text,
+    ADD COLUMN IF NOT EXISTS down_checksum text,
+    ADD COLUMN IF NOT EXISTS service text NOT NULL DEFAULT 'default';
+DO $capstan$ DECLARE c text; BEGIN
+    SELECT conname INTO c FROM pg_catalog.pg_constraint
+     WHERE conrelid = 'capstan.migrations'::regclass AND contype = 'p';
+    IF c IS NOT NULL THEN EXECUTE pg_catalog.format('ALTER TABLE capstan.migrations DROP CONSTRAINT %I', c); END IF;
+    ALTER TABLE capstan.migrations ADD CONSTRAINT migrations_pkey PRIMARY KEY (service, version);
+END $capstan$;
+ALTER TABLE capstan.log ADD COLUMN IF NOT EXISTS service text NOT NULL DEFAULT 'default';
+ALTER TABLE capstan.fleet ADD COLUMN IF NOT EXISTS service text NOT NULL DEFAULT 'default',
+    ADD COLUMN IF NOT EXISTS address text;
+ALTER TABLE capstan.archive ADD COLUMN IF NOT EXISTS service text NOT NULL DEFAULT 'default';
+CREATE TABLE IF NOT EXISTS capstan.services (
+    name           text PRIMARY KEY,
+    owns           text NOT NULL,
+    depends_on     text NOT NULL,
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    updated_by     text NOT NULL
+);
+INSERT INTO capstan.meta (key, value) VALUES ('schema_version', '3')
+    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+";
+
+/// How long making or upgrading capstan's tables waits for a table lock
+/// (a runner of an older capstan may be writing to them).
+const UPGRADE_LOCK_TIMEOUT_MS: u64 = 60_000;
+
+/// The table that records the layout.
+const META_SQL: &str =
+    "CREATE TABLE IF NOT EXISTS capstan.meta (key text PRIMARY KEY, value text NOT NULL)";
+
 impl PgDriver {
-    /// Adds the section hash columns to a history table an older capstan
-    /// made (its rows keep their whole-file checksums, and get section
-    /// hashes at the next `up` or `down`). Call under the runner lock.
-    pub(super) async fn add_section_columns(&mut self) -> Result<(), DbError> {
+    /// Adds the section hash columns when they are missing from a history
+    /// table that otherwise has the current layout (dropped by hand: its
+    /// rows keep their whole-file checksums, and get section hashes at the
+    /// next `up` or `down`). Call under the runner lock.
+    async fn add_section_columns(&mut self) -> Result<(), DbError> {
         let have = self
             .client
             .query_one(
@@ -120,6 +159,65 @@ impl PgDriver {
             .await
             .map_err(|e| db_err(&e))
     }
+
+    /// The layout of capstan's tables: `None` when there is no meta table
+    /// (no tables yet, or tables of layout 1 or 2). Remembered once it is
+    /// the current one (a layout never goes back).
+    pub(super) async fn layout(&mut self) -> Result<Option<i64>, DbError> {
+        if self.layout_current {
+            return Ok(Some(crate::driver::LAYOUT));
+        }
+        // Two statements: a query naming a missing table fails to plan.
+        let exists = self
+            .client
+            .query_one("SELECT to_regclass('capstan.meta') IS NOT NULL", &[])
+            .await
+            .map_err(|e| db_err(&e))?;
+        if !exists.get::<_, bool>(0) {
+            return Ok(None);
+        }
+        let row = self
+            .client
+            .query_opt(
+                "SELECT value FROM capstan.meta WHERE key = 'schema_version'",
+                &[],
+            )
+            .await
+            .map_err(|e| db_err(&e))?;
+        let found = match row.and_then(|r| r.get::<_, Option<String>>(0)) {
+            None => None,
+            Some(v) => Some(v.parse::<i64>().map_err(|_| {
+                crate::driver::DbError::new(
+                    crate::driver::FailureKind::BadHistory,
+                    format!(
+                        "{}: capstan.meta holds schema_version {v:?}, which capstan never writes. Nothing was run",
+                        self.shown
+                    ),
+                )
+            })?),
+        };
+        match found {
+            Some(n) if n > crate::driver::LAYOUT => {
+                Err(crate::driver::newer_layout(&self.shown, n))
+            }
+            Some(n) => {
+                self.layout_current = n == crate::driver::LAYOUT;
+                Ok(Some(n))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The condition that picks this service's rows of capstan's tables.
+    /// Tables of an older layout (read before `up` upgrades them) have no
+    /// `service` column: every row there is the default service's.
+    pub(super) async fn mine(&mut self) -> Result<String, DbError> {
+        match self.layout().await? {
+            Some(_) => Ok(format!("service = {}", lit(&self.service))),
+            None if self.service == crate::driver::DEFAULT_SERVICE => Ok("true".into()),
+            None => Ok("false".into()),
+        }
+    }
 }
 
 #[async_trait]
@@ -128,27 +226,32 @@ impl HistoryStore for PgDriver {
         let exists = self
             .client
             .query_one(
-                "SELECT to_regclass('capstan.migrations') IS NOT NULL AND to_regclass('capstan.log') IS NOT NULL AND to_regclass('capstan.fleet') IS NOT NULL AND to_regclass('capstan.archive') IS NOT NULL AND to_regnamespace('capstan_archive') IS NOT NULL",
+                "SELECT to_regclass('capstan.migrations') IS NOT NULL AND to_regclass('capstan.log') IS NOT NULL AND to_regclass('capstan.fleet') IS NOT NULL AND to_regclass('capstan.archive') IS NOT NULL AND to_regnamespace('capstan_archive') IS NOT NULL AND to_regclass('capstan.services') IS NOT NULL",
                 &[],
             )
             .await
             .map_err(|e| db_err(&e))?;
         if exists.get::<_, bool>(0) {
             self.check_trust().await?;
-            self.add_section_columns().await?;
-            if !self.archive_private {
-                self.client
-                    .batch_execute(ARCHIVE_PRIVATE_SQL)
-                    .await
-                    .map_err(|e| db_err(&e))?;
-                self.archive_private = true;
+            if self.layout().await? == Some(crate::driver::LAYOUT) {
+                self.add_section_columns().await?;
+                if !self.archive_private {
+                    self.client
+                        .batch_execute(ARCHIVE_PRIVATE_SQL)
+                        .await
+                        .map_err(|e| db_err(&e))?;
+                    self.archive_private = true;
+                }
+                return Ok(());
             }
-            return Ok(());
         }
-        // The schema may have been made by another role in the meantime:
-        // `IF NOT EXISTS` would adopt it, so it is checked before COMMIT.
+        // Made or upgraded in one transaction under the schema lock, which
+        // every runner of every service takes here: the second of two
+        // runners finds the work done. The schema may have been made by
+        // another role in the meantime: `IF NOT EXISTS` would adopt it, so
+        // it is checked before anything is altered.
         let sql = format!(
-            "BEGIN; SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY}); {SCHEMA_SQL}; {ARCHIVE_PRIVATE_SQL}"
+            "BEGIN; SET LOCAL lock_timeout = '{UPGRADE_LOCK_TIMEOUT_MS}ms'; SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY}); {SCHEMA_SQL}; {ARCHIVE_PRIVATE_SQL}"
         );
         if let Err(e) = self.client.batch_execute(&sql).await {
             let _ = self.client.batch_execute("ROLLBACK").await;
@@ -166,14 +269,32 @@ impl HistoryStore for PgDriver {
             let _ = self.client.batch_execute("ROLLBACK").await;
             return Err(err);
         }
-        if let Err(e) = self.client.batch_execute("COMMIT").await {
-            let _ = self.client.batch_execute("ROLLBACK").await;
-            return Err(db_err(&e));
+        let upgraded = async {
+            self.client
+                .batch_execute(META_SQL)
+                .await
+                .map_err(|e| db_err(&e))?;
+            if self.layout().await? != Some(crate::driver::LAYOUT) {
+                self.client
+                    .batch_execute(UPGRADE_SQL)
+                    .await
+                    .map_err(|e| db_err(&e))?;
+            }
+            self.client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(|e| db_err(&e))
         }
+        .await;
+        if let Err(e) = upgraded {
+            self.layout_current = false;
+            let _ = self.client.batch_execute("ROLLBACK").await;
+            return Err(e);
+        }
+        self.layout_current = true;
         self.trusted = true;
         self.archive_private = true;
-        // `IF NOT EXISTS` kept a history table an older capstan made.
-        self.add_section_columns().await
+        Ok(())
     }
 
     async fn history(&mut self) -> Result<Vec<AppliedRow>, DbError> {
@@ -225,6 +346,7 @@ impl HistoryStore for PgDriver {
         } else {
             "NULL::text, NULL::text"
         };
+        let mine = self.mine().await?;
         let rows = self
             .client
             .query(
@@ -232,7 +354,7 @@ impl HistoryStore for PgDriver {
                     "SELECT version, name, checksum, phase, state, \
                         to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
                         applied_by, binary_version, duration_ms, no_transaction, error, {sections} \
-                 FROM capstan.migrations ORDER BY version"
+                 FROM capstan.migrations WHERE {mine} ORDER BY version"
                 ),
                 &[],
             )
@@ -270,6 +392,7 @@ impl HistoryStore for PgDriver {
 
     async fn record(&mut self, change: Record<'_>) -> Result<(), DbError> {
         self.check_trust().await?;
+        let svc = lit(&self.service);
         let mut sql = String::from("BEGIN;\n");
         match change {
             Record::MarkApplied {
@@ -279,11 +402,11 @@ impl HistoryStore for PgDriver {
             } => {
                 for m in migrations {
                     sql.push_str(&format!(
-                        "INSERT INTO capstan.migrations (version, name, checksum, phase, state, no_transaction, applied_by, binary_version, duration_ms, up_checksum, down_checksum) \
-                         VALUES ({v}, {n}, {c}, {p}, 'applied', {nt}, {by}, {bin}, 0, {up}, {down}) \
-                         ON CONFLICT (version) DO UPDATE SET state = 'applied', error = NULL, checksum = EXCLUDED.checksum, \
+                        "INSERT INTO capstan.migrations (service, version, name, checksum, phase, state, no_transaction, applied_by, binary_version, duration_ms, up_checksum, down_checksum) \
+                         VALUES ({svc}, {v}, {n}, {c}, {p}, 'applied', {nt}, {by}, {bin}, 0, {up}, {down}) \
+                         ON CONFLICT (service, version) DO UPDATE SET state = 'applied', error = NULL, checksum = EXCLUDED.checksum, \
                          up_checksum = EXCLUDED.up_checksum, down_checksum = EXCLUDED.down_checksum;\n\
-                         INSERT INTO capstan.log (version, name, action, applied_by, binary_version) VALUES ({v}, {n}, {a}, {by}, {bin});\n",
+                         INSERT INTO capstan.log (service, version, name, action, applied_by, binary_version) VALUES ({svc}, {v}, {n}, {a}, {by}, {bin});\n",
                         v = m.version,
                         n = lit(&m.name),
                         c = lit(&m.checksum),
@@ -306,7 +429,7 @@ impl HistoryStore for PgDriver {
                 } in updates
                 {
                     sql.push_str(&format!(
-                        "UPDATE capstan.migrations SET up_checksum = {}, down_checksum = {}{} WHERE version = {};\n",
+                        "UPDATE capstan.migrations SET up_checksum = {}, down_checksum = {}{} WHERE service = {svc} AND version = {};\n",
                         lit(&m.up_checksum),
                         opt_lit(m.down_checksum.as_deref()),
                         if whole {
@@ -318,7 +441,7 @@ impl HistoryStore for PgDriver {
                     ));
                     if let Some(action) = action {
                         sql.push_str(&format!(
-                            "INSERT INTO capstan.log (version, name, action, applied_by, binary_version, detail) VALUES ({}, {}, {}, {}, {}, {});\n",
+                            "INSERT INTO capstan.log (service, version, name, action, applied_by, binary_version, detail) VALUES ({svc}, {}, {}, {}, {}, {}, {});\n",
                             m.version,
                             lit(&m.name),
                             lit(&action),
@@ -335,8 +458,8 @@ impl HistoryStore for PgDriver {
                 identity,
                 action,
             } => sql.push_str(&format!(
-                "DELETE FROM capstan.migrations WHERE version = {version};\n\
-                 INSERT INTO capstan.log (version, name, action, applied_by, binary_version) VALUES ({version}, {}, {}, {}, {});\n",
+                "DELETE FROM capstan.migrations WHERE service = {svc} AND version = {version};\n\
+                 INSERT INTO capstan.log (service, version, name, action, applied_by, binary_version) VALUES ({svc}, {version}, {}, {}, {}, {});\n",
                 lit(name),
                 lit(action),
                 lit(&identity.applied_by),

@@ -30,8 +30,28 @@ mod trust;
 /// capstan's history table, for messages.
 const HISTORY_TABLE: &str = "capstan.migrations";
 
-/// Advisory lock key of the runner lock: "capstan" in ASCII.
+/// Advisory lock key of the default service's runner lock: "capstan" in
+/// ASCII (the runner lock of every release before services).
 const LOCK_KEY: i64 = 0x0063_6170_7374_616e;
+
+/// The high half of another service's runner lock key ("csvc"); the low
+/// half is a hash of the service's name.
+const SERVICE_LOCK_HIGH: i64 = 0x6373_7663;
+
+/// The advisory lock key of `service`'s runner lock: runners of one service
+/// exclude each other, runners of two services do not.
+fn lock_key(service: &str) -> i64 {
+    if service == crate::driver::DEFAULT_SERVICE {
+        return LOCK_KEY;
+    }
+    // FNV-1a, 32 bits: stable across builds and platforms.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in service.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    (SERVICE_LOCK_HIGH << 32) | i64::from(h)
+}
 
 /// A connection to a Postgres database.
 pub struct PgDriver {
@@ -45,6 +65,10 @@ pub struct PgDriver {
     trusted: bool,
     /// `capstan_archive` was made private on this connection.
     archive_private: bool,
+    /// The service whose rows this connection reads and writes.
+    service: String,
+    /// capstan's tables were seen at the current layout.
+    layout_current: bool,
     /// The server process behind this connection, once the runner lock was
     /// first tried (and the connection found not to be a transaction pool).
     backend_pid: Option<String>,
@@ -80,6 +104,8 @@ async fn connect_spec(
         scratch_name,
         trusted: false,
         archive_private: false,
+        service: crate::driver::DEFAULT_SERVICE.to_string(),
+        layout_current: false,
         backend_pid: None,
     };
     let setup = driver
@@ -257,6 +283,14 @@ impl Driver for PgDriver {
         self.shown.clone()
     }
 
+    fn service(&self) -> &str {
+        &self.service
+    }
+
+    fn set_service(&mut self, service: &str) {
+        self.service = service.to_string();
+    }
+
     async fn try_lock(&mut self) -> Result<bool, DbError> {
         // One short statement (simple protocol, no prepared statement): a
         // waiting runner polls this from an idle session, so it never holds
@@ -276,7 +310,8 @@ impl Driver for PgDriver {
         let rows = self
             .client
             .simple_query(&format!(
-                "SELECT CASE WHEN pg_backend_pid() = {pid} THEN pg_try_advisory_lock({LOCK_KEY})::text ELSE 'moved' END"
+                "SELECT CASE WHEN pg_backend_pid() = {pid} THEN pg_try_advisory_lock({key})::text ELSE 'moved' END",
+                key = lock_key(&self.service)
             ))
             .await
             .map_err(|e| db_err(&e))?;
@@ -289,7 +324,10 @@ impl Driver for PgDriver {
 
     async fn unlock(&mut self) -> Result<(), DbError> {
         self.client
-            .simple_query(&format!("SELECT pg_advisory_unlock({LOCK_KEY})"))
+            .simple_query(&format!(
+                "SELECT pg_advisory_unlock({})",
+                lock_key(&self.service)
+            ))
             .await
             .map_err(|e| db_err(&e))?;
         self.drain_notices();
@@ -297,6 +335,7 @@ impl Driver for PgDriver {
     }
 
     async fn lock_holder(&mut self) -> Result<Option<LockHolder>, DbError> {
+        let key = lock_key(&self.service);
         let sql = format!(
             "SELECT a.pid, a.application_name, a.usename::text || '@' || coalesce(host(a.client_addr), 'local socket'), \
                     to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
@@ -305,8 +344,8 @@ impl Driver for PgDriver {
                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
                AND l.classid = {hi} AND l.objid = {lo} AND l.pid <> pg_backend_pid() \
              LIMIT 1",
-            hi = (LOCK_KEY as u64) >> 32,
-            lo = (LOCK_KEY as u64) & 0xffff_ffff,
+            hi = (key as u64) >> 32,
+            lo = (key as u64) & 0xffff_ffff,
         );
         let rows = self
             .client
@@ -360,7 +399,10 @@ impl Driver for PgDriver {
         let shown = format!("scratch database {name} on {}", self.shown);
         let driver = connect_spec(spec, shown, Some(name.clone())).await;
         match driver {
-            Ok(d) => Ok(Box::new(d)),
+            Ok(mut d) => {
+                d.service = self.service.clone();
+                Ok(Box::new(d))
+            }
             Err(e) => {
                 let _ = self
                     .client

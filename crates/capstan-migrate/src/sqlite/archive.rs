@@ -53,6 +53,7 @@ fn entry_sql(
     copy: &CopySpec,
     stored: &str,
     source: &str,
+    service: &str,
 ) -> String {
     let (columns, key, size) = match copy.scope {
         // Every column, as the table is when the statement runs (an earlier
@@ -77,9 +78,9 @@ fn entry_sql(
         ),
     };
     let template = format!(
-        "INSERT INTO {ENTRIES} ({ENTRY_COLUMNS}) \
+        "INSERT INTO {ENTRIES} ({ENTRY_COLUMNS}, service) \
          SELECT @ID@, @VERSION@, @NAME@, @DIR@, @LINE@, @TEXT@, @KIND@, @SCOPE@, @SCHEMA@, @TABLE@, @COLUMNS@, @KEY@, @STORED@, \
-           (SELECT count(*) FROM @SOURCE@), @SIZE@, @MAX@, {ARCHIVE_NOW}, @BY@, @BINARY@",
+           (SELECT count(*) FROM @SOURCE@), @SIZE@, @MAX@, {ARCHIVE_NOW}, @BY@, @BINARY@, @SERVICE@",
     );
     fill(
         &req.entry,
@@ -93,6 +94,7 @@ fn entry_sql(
             ("@STORED@", lit(stored)),
             ("@SOURCE@", source.to_string()),
             ("@SIZE@", size),
+            ("@SERVICE@", lit(service)),
         ],
     )
 }
@@ -133,7 +135,7 @@ impl ArchiveStore for SqliteDriver {
             }
         };
         vec![
-            entry_sql(req, info, copy, &stored, &source),
+            entry_sql(req, info, copy, &stored, &source, &self.service),
             format!("CREATE TABLE {archive} AS SELECT {select} FROM {source} AS s"),
         ]
     }
@@ -169,11 +171,12 @@ impl ArchiveStore for SqliteDriver {
             Direction::Down => "down",
         };
         // Entries have whole seconds, the log milliseconds.
+        let mine = self.mine()?;
         let rows = self.rows(&format!(
-            "SELECT id, archive_table, columns FROM {ENTRIES} WHERE version = {version} AND direction = {dir} AND line = {line} \
+            "SELECT id, archive_table, columns FROM {ENTRIES} WHERE {mine} AND version = {version} AND direction = {dir} AND line = {line} \
              AND kind = {kind} AND table_schema = {schema} AND table_name = {table} \
              AND restored_at IS NULL \
-             AND archived_at > coalesce((SELECT strftime('%Y-%m-%dT%H:%M:%SZ', max(at)) FROM capstan_log WHERE version = {version} AND action = {dir}), '') \
+             AND archived_at > coalesce((SELECT strftime('%Y-%m-%dT%H:%M:%SZ', max(at)) FROM capstan_log WHERE {mine} AND version = {version} AND action = {dir}), '') \
              ORDER BY id DESC",
             version = q.version,
             dir = lit(direction),
@@ -202,7 +205,11 @@ impl ArchiveStore for SqliteDriver {
         if !self.has_table(ENTRIES)? {
             return Ok(Vec::new());
         }
-        let filter = id.map_or_else(String::new, |id| format!("WHERE id = {id}"));
+        let mine = self.mine()?;
+        let filter = id.map_or_else(
+            || format!("WHERE {mine}"),
+            |id| format!("WHERE {mine} AND id = {id}"),
+        );
         let rows = self.rows(&format!(
             "SELECT id, version, migration, direction, line, statement, kind, scope, table_schema, table_name, columns, primary_key, archive_table, row_count, size_bytes, \
                archived_at, archived_by, binary_version, restored_at, restored_by, (julianday('now') - julianday(archived_at)) * 86400.0 \

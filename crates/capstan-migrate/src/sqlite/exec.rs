@@ -21,7 +21,7 @@ impl SqliteDriver {
         let m = job.migration;
         self.conn.execute(
             &format!(
-                "INSERT INTO capstan_log (version, name, action, at, applied_by, binary_version, duration_ms, detail) VALUES (?1, ?2, ?3, {NOW}, ?4, ?5, ?6, ?7)"
+                "INSERT INTO capstan_log (version, name, action, at, applied_by, binary_version, duration_ms, detail, service) VALUES (?1, ?2, ?3, {NOW}, ?4, ?5, ?6, ?7, ?8)"
             ),
             params![
                 m.version as i64,
@@ -30,7 +30,8 @@ impl SqliteDriver {
                 job.identity.applied_by,
                 job.identity.binary_version,
                 duration.as_millis() as i64,
-                job.note
+                job.note,
+                self.service
             ],
         )
     }
@@ -44,9 +45,9 @@ impl SqliteDriver {
         let m = job.migration;
         self.conn.execute(
             &format!(
-                "INSERT INTO capstan_migrations (version, name, checksum, phase, state, no_transaction, applied_at, applied_by, binary_version, duration_ms, error, up_checksum, down_checksum) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, {NOW}, ?7, ?8, ?9, ?10, ?11, ?12) \
-                 ON CONFLICT (version) DO UPDATE SET state = excluded.state, duration_ms = excluded.duration_ms, applied_at = excluded.applied_at, error = excluded.error"
+                "INSERT INTO capstan_migrations (version, name, checksum, phase, state, no_transaction, applied_at, applied_by, binary_version, duration_ms, error, up_checksum, down_checksum, service) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, {NOW}, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+                 ON CONFLICT (service, version) DO UPDATE SET state = excluded.state, duration_ms = excluded.duration_ms, applied_at = excluded.applied_at, error = excluded.error"
             ),
             params![
                 m.version as i64,
@@ -60,7 +61,8 @@ impl SqliteDriver {
                 duration.as_millis() as i64,
                 job.note,
                 m.up_checksum,
-                m.down_checksum
+                m.down_checksum,
+                self.service
             ],
         )
     }
@@ -68,8 +70,8 @@ impl SqliteDriver {
     pub(super) fn row_exists(&self, version: u64) -> rusqlite::Result<bool> {
         self.conn
             .query_row(
-                "SELECT count(*) FROM capstan_migrations WHERE version = ?1",
-                [version as i64],
+                "SELECT count(*) FROM capstan_migrations WHERE version = ?1 AND service = ?2",
+                params![version as i64, self.service],
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n > 0)
@@ -138,8 +140,8 @@ impl SqliteDriver {
             match job.direction {
                 Direction::Up => self.write_row(job, "applied", duration),
                 Direction::Down => self.conn.execute(
-                    "DELETE FROM capstan_migrations WHERE version = ?1",
-                    [job.migration.version as i64],
+                    "DELETE FROM capstan_migrations WHERE version = ?1 AND service = ?2",
+                    params![job.migration.version as i64, self.service],
                 ),
             }
             .and_then(|_| {
@@ -193,8 +195,8 @@ impl SqliteDriver {
                     }
                     Direction::Down if exists => {
                         self.conn.execute(
-                            "UPDATE capstan_migrations SET state = 'dirty', error = ?2 WHERE version = ?1 AND state = 'applied'",
-                            params![m.version as i64, ROLLING_BACK],
+                            "UPDATE capstan_migrations SET state = 'dirty', error = ?2 WHERE version = ?1 AND service = ?3 AND state = 'applied'",
+                            params![m.version as i64, ROLLING_BACK, self.service],
                         )? == 1
                     }
                     _ => false,
@@ -213,7 +215,7 @@ impl SqliteDriver {
         }
         if let Err(f) = self.run_statements(job) {
             let _ = self.conn.execute(
-                "UPDATE capstan_migrations SET error = ?1 WHERE version = ?2",
+                "UPDATE capstan_migrations SET error = ?1 WHERE version = ?2 AND service = ?3",
                 params![
                     format!(
                         "{}statement {} (line {}) failed: {}",
@@ -225,7 +227,8 @@ impl SqliteDriver {
                         statement_line(job, f.statement.unwrap_or(0)),
                         f.message
                     ),
-                    m.version as i64
+                    m.version as i64,
+                    self.service
                 ],
             );
             return Err(f);
@@ -240,8 +243,8 @@ impl SqliteDriver {
                 }
                 Direction::Down => {
                     self.conn.execute(
-                        "DELETE FROM capstan_migrations WHERE version = ?1",
-                        [m.version as i64],
+                        "DELETE FROM capstan_migrations WHERE version = ?1 AND service = ?2",
+                        params![m.version as i64, self.service],
                     )?;
                     self.log(job, "down", duration)?;
                 }

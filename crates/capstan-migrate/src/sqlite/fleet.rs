@@ -19,12 +19,13 @@ impl FleetStore for SqliteDriver {
         self.conn
             .execute(
                 &format!(
-                    "INSERT INTO capstan_fleet (instance_id, app, version, set_hash, versions, started_at, last_seen) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, {NOW}, {NOW}) \
+                    "INSERT INTO capstan_fleet (instance_id, app, version, set_hash, versions, started_at, last_seen, service, address) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, {NOW}, {NOW}, ?6, ?7) \
                      ON CONFLICT (instance_id) DO UPDATE SET last_seen = {NOW}, departed_at = NULL, \
-                     app = excluded.app, version = excluded.version, set_hash = excluded.set_hash, versions = excluded.versions"
+                     app = excluded.app, version = excluded.version, set_hash = excluded.set_hash, versions = excluded.versions, \
+                     service = excluded.service, address = excluded.address"
                 ),
-                params![i.instance_id, i.app, i.version, i.set_hash, versions],
+                params![i.instance_id, i.app, i.version, i.set_hash, versions, self.service, i.address],
             )
             .map_err(|e| db_err(&e))?;
         self.conn
@@ -50,17 +51,28 @@ impl FleetStore for SqliteDriver {
         if !self.has_table("capstan_fleet")? {
             return Ok(Vec::new());
         }
+        // Tables of an older layout have no address or service column. A
+        // row without a service (edited by hand) is read, to be named.
+        let (mine, address) = if self.layout()?.is_some() {
+            (
+                format!("({} OR service IS NULL)", self.mine()?),
+                "address, service",
+            )
+        } else {
+            (self.mine()?, "NULL, ''")
+        };
         let mut stmt = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT instance_id, app, version, set_hash, versions, started_at, last_seen, \
-                        (julianday('now') - julianday(last_seen)) * 86400.0, departed_at \
-                 FROM capstan_fleet ORDER BY started_at, instance_id",
-            )
+                        (julianday('now') - julianday(last_seen)) * 86400.0, departed_at, {address} \
+                 FROM capstan_fleet WHERE {mine} ORDER BY started_at, instance_id",
+            ))
             .map_err(|e| db_err(&e))?;
         let rows = stmt
             .query_map([], |r| {
                 let versions: String = r.get(4)?;
+                let _service: String = r.get(10)?;
                 Ok(InstanceRow {
                     instance: Instance {
                         instance_id: r.get(0)?,
@@ -68,6 +80,7 @@ impl FleetStore for SqliteDriver {
                         version: r.get(2)?,
                         set_hash: r.get(3)?,
                         versions: versions.split(',').filter_map(|v| v.parse().ok()).collect(),
+                        address: r.get(9)?,
                     },
                     started_at: r.get(5)?,
                     last_seen: r.get(6)?,

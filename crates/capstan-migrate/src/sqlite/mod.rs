@@ -35,12 +35,27 @@ pub struct SqliteDriver {
     lock_path: Option<PathBuf>,
     /// The open lock file while this driver holds the runner lock.
     lock_file: Option<File>,
+    /// The service whose rows this connection reads and writes.
+    service: String,
+    /// capstan's tables were seen at the current layout.
+    layout_current: bool,
 }
 
-/// The runner lock file of the database at `path`.
+/// The runner lock file of the default service for the database at `path`.
 pub fn lock_file_path(path: &Path) -> PathBuf {
+    service_lock_file_path(path, crate::driver::DEFAULT_SERVICE)
+}
+
+/// The runner lock file of `service` for the database at `path`:
+/// `app.db-capstan-lock` for the default service (as before services),
+/// `app.db-capstan-lock-NAME` for another.
+pub fn service_lock_file_path(path: &Path, service: &str) -> PathBuf {
     let mut name = path.as_os_str().to_os_string();
     name.push("-capstan-lock");
+    if service != crate::driver::DEFAULT_SERVICE {
+        name.push("-");
+        name.push(service);
+    }
     PathBuf::from(name)
 }
 
@@ -81,6 +96,8 @@ pub fn connect(path: &Path, create: bool) -> Result<SqliteDriver, DbError> {
         scratch: None,
         lock_path: (!in_memory).then(|| lock_file_path(path)),
         lock_file: None,
+        service: crate::driver::DEFAULT_SERVICE.to_string(),
+        layout_current: false,
     })
 }
 
@@ -183,6 +200,17 @@ impl Driver for SqliteDriver {
 
     fn describe(&self) -> String {
         format!("sqlite://{}", self.path.display())
+    }
+
+    fn service(&self) -> &str {
+        &self.service
+    }
+
+    fn set_service(&mut self, service: &str) {
+        self.service = service.to_string();
+        if self.lock_path.is_some() {
+            self.lock_path = Some(service_lock_file_path(&self.path, service));
+        }
     }
 
     async fn try_lock(&mut self) -> Result<bool, DbError> {
@@ -293,6 +321,7 @@ impl Driver for SqliteDriver {
             )
         })?;
         let mut driver = connect(&dir.path().join("verify.db"), true)?;
+        driver.set_service(&self.service);
         driver.scratch = Some(dir);
         Ok(Box::new(driver))
     }

@@ -224,6 +224,7 @@ mod tests {
                 version: version.into(),
                 set_hash: String::new(),
                 versions: versions.to_vec(),
+                address: None,
             },
             started_at: String::new(),
             last_seen: String::new(),

@@ -6,7 +6,6 @@ use clap::Args;
 use crate::cli::context::Context;
 use crate::cli::exit::{Exit, Failure};
 use crate::cli::output::{plural, program};
-use crate::migrator::Database;
 
 /// The arguments of `migrate baseline`.
 #[derive(Debug, Clone, Args)]
@@ -38,7 +37,7 @@ pub(super) async fn run(cx: &Context<'_>, args: BaselineArgs) -> Result<Exit, Fa
 
 async fn up_to(cx: &Context<'_>, version: u64) -> Result<Exit, Failure> {
     let m = cx.migrator()?;
-    let mut db = Database::connect(&cx.url()?).await?;
+    let mut db = cx.connect().await?;
     let versions = m.baseline(&mut db, version).await?;
     cx.out
         .result(&serde_json::json!({"baselined": versions}), || {
@@ -55,7 +54,7 @@ async fn from_tool(cx: &Context<'_>, tool: &str, table: Option<&str>) -> Result<
         .parse()
         .map_err(|e: crate::import::UnknownTool| Failure::usage(e.to_string()))?;
     let m = cx.migrator()?;
-    let mut db = Database::connect(&cx.url()?).await?;
+    let mut db = cx.connect().await?;
     let report = m.baseline_from(&mut db, tool, table).await?;
     cx.out.result(&report, || {
         match (report.baselined.first(), report.baselined.last()) {

@@ -7,7 +7,6 @@ use clap::Args;
 use crate::cli::context::Context;
 use crate::cli::exit::{Exit, Failure};
 use crate::cli::render::{render_report, report_partial};
-use crate::migrator::Database;
 
 /// The arguments of `migrate down`.
 #[derive(Debug, Clone, Args)]
@@ -26,7 +25,7 @@ pub struct DownArgs {
 
 pub(super) async fn run(cx: &Context<'_>, args: DownArgs) -> Result<Exit, Failure> {
     let m = cx.migrator()?;
-    let mut db = Database::connect(&cx.url()?).await?;
+    let mut db = cx.connect().await?;
     let reverting = m.reverting(&mut db, args.to).await?;
     cx.lint_down(&m, &mut db, &reverting).await?;
     let mut progress = cx.out.progress();

@@ -6,7 +6,7 @@ use clap::Args;
 use crate::cli::context::Context;
 use crate::cli::exit::{Exit, Failure};
 use crate::cli::output::plural;
-use crate::migrator::{Database, Error, Migrator};
+use crate::migrator::{Error, Migrator};
 use crate::source::{MigrationSet, SourceError};
 use crate::workdir;
 
@@ -54,7 +54,7 @@ async fn accept(cx: &Context<'_>, version: u64, reason: &str) -> Result<Exit, Fa
     // Refuse a sum that cannot be updated before history changes.
     crate::sum::check_updatable(&cx.dir).map_err(SourceError::from)?;
     let m = Migrator::new(set).with_settings(cx.settings()?);
-    let mut db = Database::connect_read_only(&cx.url()?).await?;
+    let mut db = cx.connect_read_only().await?;
     let accepted = m.accept(&mut db, version, reason).await?;
     let files = crate::source::read_dir_files(&cx.dir)?;
     crate::sum::update(&cx.dir, &files, std::slice::from_ref(&file)).map_err(SourceError::from)?;

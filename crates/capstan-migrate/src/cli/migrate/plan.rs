@@ -6,7 +6,7 @@ use crate::archive;
 use crate::cli::context::Context;
 use crate::cli::exit::{Exit, Failure};
 use crate::cli::preflight::findings_json;
-use crate::migrator::{ContractPolicy, Database, Migrator, Plan, UpOptions};
+use crate::migrator::{ContractPolicy, Migrator, Plan, UpOptions};
 
 /// The arguments of `migrate plan`.
 #[derive(Debug, Clone, Args)]
@@ -32,7 +32,7 @@ pub(super) async fn run(cx: &Context<'_>, args: PlanArgs) -> Result<Exit, Failur
         ContractPolicy::Fleet
     };
     let m = cx.migrator()?;
-    let mut db = Database::connect_read_only(&cx.url()?).await?;
+    let mut db = cx.connect_read_only().await?;
     let opts = UpOptions {
         to: args.to,
         contract,

@@ -6,7 +6,7 @@ use clap::Args;
 
 use crate::cli::context::Context;
 use crate::cli::exit::{Exit, Failure};
-use crate::migrator::Database;
+
 use crate::workdir;
 
 /// The arguments of `migrate rebase`.
@@ -25,7 +25,7 @@ pub(super) async fn run(cx: &Context<'_>, args: RebaseArgs) -> Result<Exit, Fail
     let history = if args.offline {
         Vec::new()
     } else {
-        let mut db = Database::connect_read_only(&cx.url()?).await?;
+        let mut db = cx.connect_read_only().await?;
         db.history().await?
     };
     let rebased = workdir::rebase(&cx.dir, &args.files, &history)?;

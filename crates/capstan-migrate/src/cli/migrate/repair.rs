@@ -6,7 +6,7 @@ use crate::cli::context::Context;
 use crate::cli::exit::{Exit, Failure};
 use crate::cli::output::program;
 use crate::driver::Direction;
-use crate::migrator::{CollisionInfo, Database, DirtyInfo, RepairAction};
+use crate::migrator::{CollisionInfo, DirtyInfo, RepairAction};
 
 /// The arguments of `migrate repair`.
 #[derive(Debug, Clone, Args)]
@@ -26,7 +26,7 @@ pub(super) async fn run(cx: &Context<'_>, args: RepairArgs) -> Result<Exit, Fail
         .map(RepairAction::MarkApplied)
         .or(args.mark_rolled_back.map(RepairAction::MarkRolledBack));
     let Some(action) = action else {
-        let mut db = Database::connect_read_only(&cx.url()?).await?;
+        let mut db = cx.connect_read_only().await?;
         let dirty = m.dirty(&mut db).await?;
         let collisions = m.collisions(&mut db).await?;
         cx.out.result(
@@ -35,7 +35,7 @@ pub(super) async fn run(cx: &Context<'_>, args: RepairArgs) -> Result<Exit, Fail
         );
         return Ok(Exit::Ok);
     };
-    let mut db = Database::connect(&cx.url()?).await?;
+    let mut db = cx.connect().await?;
     m.repair(&mut db, action).await?;
     let (v, what) = match action {
         RepairAction::MarkApplied(v) => (v, "applied"),

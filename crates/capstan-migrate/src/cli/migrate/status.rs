@@ -4,11 +4,11 @@ use crate::cli::context::Context;
 use crate::cli::exit::{Exit, Failure};
 use crate::cli::output::program;
 use crate::cli::render::render_invalid_indexes;
-use crate::migrator::{Database, State};
+use crate::migrator::State;
 
 pub(super) async fn run(cx: &Context<'_>) -> Result<Exit, Failure> {
     let m = cx.migrator()?;
-    let mut db = Database::connect_read_only(&cx.url()?).await?;
+    let mut db = cx.connect_read_only().await?;
     let status = m.status(&mut db).await?;
     cx.out.result(&status, || render(&status, &db.describe()));
     Ok(Exit::Ok)

@@ -52,7 +52,7 @@ pub(super) async fn run(cx: &Context<'_>, args: UpArgs) -> Result<Exit, Failure>
     };
     let m = cx.migrator()?;
     cx.check_default_fits()?;
-    let mut db = Database::connect(&cx.url()?).await?;
+    let mut db = cx.connect().await?;
     let mut opts = UpOptions {
         to: args.to,
         contract,

@@ -4,11 +4,11 @@
 use crate::cli::context::Context;
 use crate::cli::exit::{Exit, Failure};
 use crate::cli::render::render_invalid_indexes;
-use crate::migrator::{Database, Event, VerifyReport};
+use crate::migrator::{Event, VerifyReport};
 
 pub(super) async fn run(cx: &Context<'_>) -> Result<Exit, Failure> {
     let m = cx.migrator()?;
-    let mut db = Database::connect_read_only(&cx.url()?).await?;
+    let mut db = cx.connect_read_only().await?;
     let mut progress = cx.out.progress();
     let result = m
         .verify(&mut db, &mut |e| {
