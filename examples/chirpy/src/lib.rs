@@ -21,7 +21,9 @@
 //! `host:port` of a shared dependency, checked by TCP connect),
 //! `CHIRPY_USERS_TABLE` (the users table, `table` or `schema.table`, default
 //! `users`: the same binary runs before and after the table moves to a
-//! `users` service as `users.users`).
+//! `users` service as `users.users`), `CAPSTAN_SERVICE` (the service whose
+//! history the gate reads and whose fleet the instance joins, default
+//! `default`).
 //!
 //! Development and rehearsal overrides (never set them in production):
 //!
