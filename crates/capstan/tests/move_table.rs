@@ -1,6 +1,8 @@
 //! `capstan plan-move`: a table moves from the monolith to a service while
-//! both serve traffic. chirpy 2.0.0 is the monolith (it uses `users`); the
-//! same binary with `CHIRPY_USERS_TABLE=users.users` is the new one. Every
+//! both serve traffic. Two services share the database, each with its own
+//! directory, history and fleet: `monolith` (chirpy 2.0.0, which uses
+//! `users`) and `users`. The same binary with
+//! `CHIRPY_USERS_TABLE=users.users` is the monolith's new release. Every
 //! request of a steady load on both must succeed, and every write must be
 //! visible from both sides while both run.
 
@@ -29,26 +31,50 @@ dir = "services/users/migrations"
 owns = ["users"]
 "#;
 
-/// The services file, beside the project's migrations.
+/// The project's capstan.toml, declaring the services.
 fn services_file(p: &Project) -> PathBuf {
-    let path = p.dir.path().join("services.toml");
+    let path = p.dir.path().join("capstan.toml");
     std::fs::write(&path, SERVICES).unwrap();
     path
 }
 
-fn plan_move(p: &Project, args: &[&str]) -> Output {
+/// `capstan ARGS` in the project's directory (its capstan.toml), with
+/// nothing else set: each service's directory comes from capstan.toml.
+fn capstan(p: &Project, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_capstan"))
-        .arg("plan-move")
         .args(args)
-        .arg("--config")
-        .arg(services_file(p))
         .current_dir(p.dir.path())
         .env_remove("DATABASE_URL")
+        .env_remove("CAPSTAN_SERVICE")
         .output()
-        .expect("run capstan plan-move")
+        .expect("run capstan")
 }
 
-/// A project holding chirpy's first two migrations, applied by chirpy 2.0.0.
+fn plan_move(p: &Project, args: &[&str]) -> Output {
+    services_file(p);
+    let mut all = vec!["plan-move"];
+    all.extend_from_slice(args);
+    capstan(p, &all)
+}
+
+/// `migrate up` of one service.
+fn up(p: &Project, service: &str) -> Output {
+    capstan(
+        p,
+        &["migrate", "up", "--service", service, "--database", &p.url],
+    )
+}
+
+/// The versions a service's history records.
+fn recorded(p: &Project, service: &str) -> String {
+    psql(
+        &p.url,
+        &format!("SELECT string_agg(version::text, ',' ORDER BY version) FROM capstan.migrations WHERE service = '{service}'"),
+    )
+}
+
+/// A project holding chirpy's first two migrations as the monolith's,
+/// applied by chirpy 2.0.0 for service `monolith`.
 fn monolith() -> Project {
     let p = Project::new(Backend::Postgres);
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/chirpy/migrations");
@@ -62,9 +88,11 @@ fn monolith() -> Project {
     let out = Command::new(bin_dir().join("chirpy-v2"))
         .args(["migrate", "up"])
         .env("DATABASE_URL", &p.url)
+        .env("CAPSTAN_SERVICE", "monolith")
         .output()
         .unwrap();
     assert_code(&out, 0);
+    services_file(&p);
     p
 }
 
@@ -213,18 +241,11 @@ async fn under_load(tally: &Tally, more: u64) {
     }
 }
 
-/// The up section of a migration file.
-fn up_section(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap();
-    let up = text.split("-- capstan:up\n").nth(1).unwrap();
-    up.split("-- capstan:down").next().unwrap().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_moves_to_a_service_under_load_without_a_failed_request() {
     let p = monolith();
     let logs = p.dir.path();
-    let mut old = Chirpy::start_on(2, &p.url, logs, &[]).await;
+    let mut old = Chirpy::start_on(2, &p.url, logs, &[("CAPSTAN_SERVICE", "monolith")]).await;
     let stop_old = Arc::new(AtomicBool::new(false));
     let stop_new = Arc::new(AtomicBool::new(false));
     let (old_tally, new_tally) = (Arc::new(Tally::default()), Arc::new(Tally::default()));
@@ -235,7 +256,7 @@ async fn a_table_moves_to_a_service_under_load_without_a_failed_request() {
     let out = plan_move(&p, &["public.users", "--to", "users", "--database", &p.url]);
     assert_code(&out, 0);
     assert!(
-        stdout(&out).contains("/migrations/0004_drop_old_name_of_users.sql (monolith, contract)"),
+        stdout(&out).contains("migrations/0004_drop_old_name_of_users.sql (monolith, contract)"),
         "{}",
         stdout(&out)
     );
@@ -250,19 +271,17 @@ async fn a_table_moves_to_a_service_under_load_without_a_failed_request() {
         ["0001_create_schema_users.sql", "capstan.sum"]
     );
 
-    // Step 1 (the users service, expand): its own directory and history are
-    // the engine's per-service histories; here its up section runs as is.
-    psql(
-        &p.url,
-        &up_section(&users_dir.join("0001_create_schema_users.sql")),
-    );
+    // Step 1 (the users service, expand), in its own history.
+    let out = up(&p, "users");
+    assert_code(&out, 0);
+    assert_eq!(recorded(&p, "users"), "1");
     under_load(&old_tally, 20).await;
 
     // Step 2 (the monolith, expand) runs; step 4 (contract) is held: the
     // running monolith does not embed it.
-    let out = p.capstan(&["migrate", "up"]);
+    let out = up(&p, "monolith");
     assert_code(&out, 6);
-    assert_eq!(p.recorded_versions(), [1, 2, 3]);
+    assert_eq!(recorded(&p, "monolith"), "1,2,3");
     assert_eq!(
         psql(
             &p.url,
@@ -288,6 +307,7 @@ async fn a_table_moves_to_a_service_under_load_without_a_failed_request() {
         &[
             ("CHIRPY_USERS_TABLE", "users.users"),
             ("CHIRPY_MIGRATIONS_DIR", migrations.to_str().unwrap()),
+            ("CAPSTAN_SERVICE", "monolith"),
         ],
     )
     .await;
@@ -313,9 +333,10 @@ async fn a_table_moves_to_a_service_under_load_without_a_failed_request() {
     );
 
     // Step 4: nothing lacks the contract migration any more.
-    let out = p.capstan(&["migrate", "up"]);
+    let out = up(&p, "monolith");
     assert_code(&out, 0);
-    assert_eq!(p.recorded_versions(), [1, 2, 3, 4]);
+    assert_eq!(recorded(&p, "monolith"), "1,2,3,4");
+    assert_eq!(recorded(&p, "users"), "1");
     assert_eq!(
         psql(&p.url, "SELECT to_regclass('public.users') IS NULL"),
         "t"

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::exit::{Exit, Failure, Kind};
 use super::output::{program, Output};
-use crate::config::CONFIG_FILE;
+use crate::config::{Config, CONFIG_FILE};
 use crate::migrator::Database;
 use crate::move_table::{self, Inspection, MoveError, MovePlan, MoveRequest};
 use crate::url::DatabaseUrl;
@@ -76,13 +76,9 @@ impl From<MoveError> for Failure {
 
 async fn run(out: &Output, args: PlanMoveArgs) -> Result<Exit, Failure> {
     let config = args.config.unwrap_or_else(|| PathBuf::from(CONFIG_FILE));
-    let text = std::fs::read_to_string(&config).map_err(|e| {
-        Failure::bad_input(format!(
-            "cannot read {}: {e} (plan-move reads the services from it; pass --config)",
-            config.display()
-        ))
-    })?;
-    let services = capstan_service::Services::parse(&text, &config).map_err(MoveError::from)?;
+    // The whole file is checked as every command checks it; the services
+    // are what the move reads.
+    let services = Config::load(&config, true)?.services;
     let request = MoveRequest {
         table: &args.table,
         to: &args.to,
@@ -159,7 +155,7 @@ fn human(plan: &MovePlan, dry_run: bool, unchecked: bool) -> String {
         }
     }
     s.push_str(&format!(
-        "apply in this order with `{p} migrate up` for each service; docs/services.md has every step's rollback"
+        "apply in this order with `{p} migrate up --service NAME`; docs/services.md has every step's rollback"
     ));
     for a in &plan.config_advice {
         s.push_str(&format!("\ncapstan.toml: {a}"));
