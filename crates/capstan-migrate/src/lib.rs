@@ -36,6 +36,8 @@ mod error;
 pub mod fleet;
 pub mod gate;
 pub mod migrator;
+#[cfg(feature = "cli")]
+pub mod move_table;
 pub mod schema_dump;
 pub mod workdir;
 

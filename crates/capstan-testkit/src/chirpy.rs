@@ -123,15 +123,29 @@ impl Chirpy {
     /// `fault`, and returns once its `/readyz` answers 200 (panics after 20 s
     /// with the instance's log).
     pub async fn start(version: u8, db: &Db, fault: Option<&str>) -> Chirpy {
+        Chirpy::start_on(
+            version,
+            &db.url,
+            db.dir.path(),
+            &[("CHIRPY_FAULT", fault.unwrap_or(""))],
+        )
+        .await
+    }
+
+    /// Starts chirpy `version` on the database at `url` (any backend), with
+    /// its log in `log_dir` and `env` set on top of the test settings (a
+    /// one-second fleet heartbeat, no drain), and returns once its
+    /// `/readyz` answers 200 (panics after 20 s with the instance's log).
+    pub async fn start_on(version: u8, url: &str, log_dir: &Path, env: &[(&str, &str)]) -> Chirpy {
         let port = free_port();
-        let log = db.path(&format!("chirpy-{port}.log"));
+        let log = log_dir.join(format!("chirpy-{port}.log"));
         let child = Command::new(bin_dir().join(format!("chirpy-v{version}")))
-            .env("DATABASE_URL", &db.url)
+            .env("DATABASE_URL", url)
             .env("CHIRPY_ADDR", format!("127.0.0.1:{port}"))
             .env("CHIRPY_DRAIN", "0s")
             .env("CHIRPY_FLEET_HEARTBEAT", "1s")
             .env("CHIRPY_LOG", "warn")
-            .env("CHIRPY_FAULT", fault.unwrap_or(""))
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -150,10 +164,38 @@ impl Chirpy {
             assert!(
                 started.elapsed() < Duration::from_secs(20),
                 "chirpy-v{version} not ready in 20s: {}",
-                std::fs::read_to_string(&c.log).unwrap_or_default()
+                c.log()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// What the instance wrote on stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the process the way an orchestrator does (SIGTERM: it drains
+    /// and leaves the fleet registry) and waits for it to exit, at most
+    /// 20 s; returns whether it exited cleanly.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
+        let sent = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sent && Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
     }
 
     /// Kills the process (SIGKILL) and reaps it.

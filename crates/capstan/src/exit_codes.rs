@@ -81,6 +81,17 @@ Advice in a message names the binary that was run: `chirpy-v2 migrate repair`\n\
 in an application that mounts `migrate`, `capstan migrate repair` in capstan.",
     },
     Command {
+        title: "`capstan plan-move`",
+        intro: "Nothing is written unless the command exits 0.",
+        codes: &[
+            code(migrate::EXIT_OK, "the move's migrations were written (printed with `--dry-run`)", "warnings about what depends on the table are printed on stderr and do not change the code"),
+            usage("unknown flag, no table, no `--to`"),
+            bad_input("a table no service owns, or that the `--to` service owns already; an unknown service; a source or target service without `dir`; a target that owns no schema (and no `--schema`); a `--schema` another service owns; an unreadable or invalid `capstan.toml` (the line is named); with `--database`: a table that does not exist, a view, a partitioned table, a table with inheritance children or that is a child, a new name that is taken, a SQLite URL (no schemas); a file of the move that exists already"),
+            code(migrate::EXIT_DATABASE, "`--database` is unreachable or refused a privilege", "as for `migrate`"),
+        ],
+        notes: "",
+    },
+    Command {
         title: "`capstan lint`",
         intro: "",
         codes: &[

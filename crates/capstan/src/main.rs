@@ -92,6 +92,16 @@ enum Command {
   capstan schema dump -o schema.sql
   capstan schema dump --database postgres://app@db/app > schema.sql")]
     Schema(capstan_migrate::cli::SchemaArgs),
+    /// Write the migrations that move a table to another service, without downtime.
+    #[command(after_help = "Examples:
+  capstan plan-move public.invoices --to billing
+  capstan plan-move public.invoices --to billing --database postgres://app@db/app --dry-run
+
+Step 1 (the target, expand) creates its schema; step 2 (the owner, expand)
+moves the table there and keeps the old name as a view; step 3 deploys
+binaries that use the new name; step 4 (the owner, contract) drops the view
+once no old binary runs. Postgres only. See docs/services.md.")]
+    PlanMove(capstan_migrate::cli::PlanMoveArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(after_help = "Examples:
   capstan completions bash > /etc/bash_completion.d/capstan
@@ -205,6 +215,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Fleet(args) => capstan_migrate::cli::run_fleet(args).await,
             Command::Schema(args) => capstan_migrate::cli::run_schema(args).await,
+            Command::PlanMove(args) => capstan_migrate::cli::run_plan_move(args).await,
             Command::Probe(mut args) => {
                 args.quiet |= cli.quiet;
                 capstan_probe::run_probe(args).await

@@ -18,7 +18,12 @@
 //! `wait`), `CHIRPY_GATE_DEADLINE` (wait mode, default `5m`), `CHIRPY_DRAIN`
 //! (default `5s`), `CHIRPY_FLEET_HEARTBEAT` (default `10s`),
 //! `CHIRPY_DB_CHECK_INTERVAL` (default `1s`), `CHIRPY_SHARED_DEP` (optional
-//! `host:port` of a shared dependency, checked by TCP connect).
+//! `host:port` of a shared dependency, checked by TCP connect),
+//! `CHIRPY_USERS_TABLE` (the users table, `table` or `schema.table`, default
+//! `users`: the same binary runs before and after the table moves to a
+//! `users` service as `users.users`), `CAPSTAN_SERVICE` (the service whose
+//! history the gate reads and whose fleet the instance joins, default
+//! `default`).
 //!
 //! Development and rehearsal overrides (never set them in production):
 //!

@@ -45,9 +45,15 @@ pub async fn serve(release: Release) -> Result<(), ServeError> {
     let fault = Fault::from_env()?;
     let set = release.set();
     let version = format!("chirpy {}", release.version());
+    // The service whose history the gate reads and whose fleet the instance
+    // joins (`chirpy-vN migrate` reads the same variable).
+    let service = std::env::var("CAPSTAN_SERVICE")
+        .unwrap_or_else(|_| capstan_migrate::driver::DEFAULT_SERVICE.to_string());
 
     // Refuse mode: check before listening, and exit with the reasons.
-    let mut gate_db = Database::connect_read_only(&url).await?;
+    let mut gate_db = Database::connect_read_only(&url)
+        .await?
+        .for_service(&service);
     let first = gate::check_database(&mut gate_db, &set).await?;
     if !first.is_compatible() && mode == GateMode::Refuse {
         return Err(ServeError::Gate(
@@ -140,7 +146,7 @@ pub async fn serve(release: Release) -> Result<(), ServeError> {
                     Err(e) => {
                         tracing::warn!(error = %e, "gate check failed; retrying");
                         if let Ok(db) = Database::connect_read_only(&url).await {
-                            gate_db = db;
+                            gate_db = db.for_service(&service);
                         }
                     }
                 }
@@ -148,7 +154,14 @@ pub async fn serve(release: Release) -> Result<(), ServeError> {
             health.set_gate(GateStatus::Compatible);
             let instance = Instance::new("chirpy", release.version(), &set);
             loop {
-                match Heartbeat::start(&url, instance.clone(), heartbeat_every).await {
+                match Heartbeat::start_for_service(
+                    &url,
+                    &service,
+                    instance.clone(),
+                    heartbeat_every,
+                )
+                .await
+                {
                     Ok(hb) => {
                         *heartbeat.lock().await = Some(hb);
                         break;

@@ -93,6 +93,33 @@ fn sqlite_err(e: rusqlite::Error) -> StoreError {
     StoreError::Db(e.to_string())
 }
 
+/// The table of users the store reads and writes: `CHIRPY_USERS_TABLE`
+/// (`table` or `schema.table`, default `users`), so the same binary can use
+/// the table under its old name or under the name a move to another
+/// service gave it (`users.users`).
+pub fn users_table() -> Result<&'static str, StoreError> {
+    static TABLE: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    TABLE
+        .get_or_init(|| {
+            let name = std::env::var("CHIRPY_USERS_TABLE").unwrap_or_else(|_| "users".into());
+            let parts: Vec<&str> = name.split('.').collect();
+            let plain = |p: &str| {
+                p.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                    && p.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            };
+            if parts.len() <= 2 && parts.iter().all(|p| plain(p)) {
+                Ok(name)
+            } else {
+                Err(format!(
+                    "CHIRPY_USERS_TABLE={name}: use `table` or `schema.table` in lower case letters, digits and `_`"
+                ))
+            }
+        })
+        .as_deref()
+        .map_err(|e| StoreError::Db(e.clone()))
+}
+
 fn new_id() -> i64 {
     (rand::random::<u64>() >> 12) as i64
 }
@@ -100,6 +127,7 @@ fn new_id() -> i64 {
 impl Store {
     /// Opens the store for a `postgres://` or `sqlite://` URL.
     pub fn open(url: &str) -> Result<Store, StoreError> {
+        users_table()?;
         if let Some(path) = url
             .strip_prefix("sqlite://")
             .or(url.strip_prefix("sqlite:"))
@@ -141,14 +169,16 @@ impl Store {
     /// Creates a user.
     pub async fn create_user(&self, release: Release, name: &str) -> Result<User, StoreError> {
         let id = new_id();
-        let sql = match release {
-            Release::V1 => "INSERT INTO users (id, name) VALUES ($1, $2)",
+        let columns = match release {
+            Release::V1 => "(id, name) VALUES ($1, $2)",
             Release::V2 if crate::Fault::from_env() == Some(crate::Fault::SkipNameWrite) => {
-                "INSERT INTO users (id, name, handle) VALUES ($1, '', $2)"
+                "(id, name, handle) VALUES ($1, '', $2)"
             }
-            Release::V2 => "INSERT INTO users (id, name, handle) VALUES ($1, $2, $2)",
-            Release::V3 => "INSERT INTO users (id, handle) VALUES ($1, $2)",
+            Release::V2 => "(id, name, handle) VALUES ($1, $2, $2)",
+            Release::V3 => "(id, handle) VALUES ($1, $2)",
         };
+        let sql = format!("INSERT INTO {} {columns}", users_table()?);
+        let sql = sql.as_str();
         match self {
             Store::Postgres(pg) => {
                 pg.client()
@@ -180,8 +210,9 @@ impl Store {
     /// Reads a user.
     pub async fn user(&self, release: Release, id: i64) -> Result<User, StoreError> {
         let sql = format!(
-            "SELECT u.id, {} FROM users u WHERE u.id = $1",
-            Self::author(release)
+            "SELECT u.id, {} FROM {} u WHERE u.id = $1",
+            Self::author(release),
+            users_table()?
         );
         let row: Option<(i64, String)> = match self {
             Store::Postgres(pg) => pg
@@ -250,8 +281,9 @@ impl Store {
     ) -> Result<Vec<Chirp>, StoreError> {
         self.user(release, user_id).await?;
         let sql = format!(
-            "SELECT c.id, c.user_id, {}, c.body FROM chirps c JOIN users u ON u.id = c.user_id WHERE c.user_id = $1 ORDER BY c.id",
-            Self::author(release)
+            "SELECT c.id, c.user_id, {}, c.body FROM chirps c JOIN {} u ON u.id = c.user_id WHERE c.user_id = $1 ORDER BY c.id",
+            Self::author(release),
+            users_table()?
         );
         match self {
             Store::Postgres(pg) => Ok(pg

@@ -40,6 +40,7 @@ mod fleet;
 mod gate;
 mod migrate;
 mod output;
+mod plan_move;
 mod preflight;
 mod progress;
 mod render;
@@ -58,6 +59,7 @@ pub use migrate::{
     RebaseArgs, RepairArgs, UpArgs,
 };
 pub use output::set_quiet;
+pub use plan_move::{run_plan_move, PlanMoveArgs};
 pub use preflight::{Hooks, Preflight, PreflightFinding};
 pub use schema::{SchemaArgs, SchemaCommand};
 

@@ -143,6 +143,31 @@ pub struct ForeignKey {
     pub columns: Vec<String>,
 }
 
+/// What a move of a table to another schema (`capstan plan-move`) needs to
+/// know about it, as the catalog says it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MoveFacts {
+    /// Its `pg_class.relkind`: `r` a table, `p` a partitioned one, `v` a view…
+    pub kind: String,
+    /// Tables that inherit from it or are its partitions (`schema.table`).
+    pub children: Vec<String>,
+    /// It inherits from another table or is a partition.
+    pub is_child: bool,
+    /// Row-level security is enabled on it.
+    pub row_security: bool,
+    /// Some of its columns carry privileges of their own.
+    pub column_privileges: bool,
+    /// Views (and materialized views) that read it.
+    pub views: Vec<String>,
+    /// Functions of the application whose body names the table (they
+    /// resolve the name when they run).
+    pub functions: Vec<String>,
+    /// Tables whose foreign keys reference it.
+    pub foreign_keys: Vec<String>,
+    /// A relation with the name the table would take exists already.
+    pub new_name_taken: bool,
+}
+
 /// The live catalog, as each driver reads it.
 #[async_trait]
 pub trait CatalogStore: Send {
@@ -178,6 +203,18 @@ pub trait CatalogStore: Send {
     /// exists; `None` when all do, or the database has no such types.
     async fn missing_type(&mut self, types: &[String]) -> Result<Option<String>, DbError> {
         let _ = types;
+        Ok(None)
+    }
+    /// What a move of table `schema.table` into schema `to_schema` needs to
+    /// know; `None` when there is no such relation (and on databases without
+    /// schemas).
+    async fn move_facts(
+        &mut self,
+        schema: &str,
+        table: &str,
+        to_schema: &str,
+    ) -> Result<Option<MoveFacts>, DbError> {
+        let _ = (schema, table, to_schema);
         Ok(None)
     }
     /// The rows of table `schema.table` now, as text (`?` if unreadable).

@@ -24,7 +24,7 @@ pub use archive::{
     ArchiveEntry, ArchiveStore, CopyRequest, CopySpec, Kind, NewEntry, RestoreRequest, RestoreStep,
     Scope, UnfinishedCopy, UnfinishedQuery, RESTORE_GUARD,
 };
-pub use catalog::{CatalogStore, ColumnInfo, ForeignKey, OnDelete, Snapshot, TableInfo};
+pub use catalog::{CatalogStore, ColumnInfo, ForeignKey, MoveFacts, OnDelete, Snapshot, TableInfo};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) use fleet::bad_fleet;
 pub use fleet::{FleetStore, Instance, InstanceRow};

@@ -7,7 +7,9 @@ use tokio_postgres::SimpleQueryMessage;
 
 use super::{db_err, PgDriver};
 use crate::driver::sql::{ident, lit, table_ref};
-use crate::driver::{CatalogStore, ColumnInfo, DbError, ForeignKey, OnDelete, Snapshot, TableInfo};
+use crate::driver::{
+    CatalogStore, ColumnInfo, DbError, ForeignKey, MoveFacts, OnDelete, Snapshot, TableInfo,
+};
 use crate::indexes::InvalidIndex;
 use crate::split::Dialect;
 
@@ -259,6 +261,55 @@ impl CatalogStore for PgDriver {
                 columns: serde_json::from_str(r[3].as_deref().unwrap_or("[]")).unwrap_or_default(),
             })
             .collect())
+    }
+
+    async fn move_facts(
+        &mut self,
+        schema: &str,
+        table: &str,
+        to_schema: &str,
+    ) -> Result<Option<MoveFacts>, DbError> {
+        let name = lit(&table_ref(Dialect::Postgres, schema, table));
+        let rows = self
+            .rows(&format!(
+                "SELECT c.relkind::text, \
+                   (SELECT json_agg(i.inhrelid::regclass::text ORDER BY i.inhrelid::regclass::text) FROM pg_inherits i WHERE i.inhparent = c.oid)::text, \
+                   EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = c.oid), \
+                   c.relrowsecurity, \
+                   EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attacl IS NOT NULL), \
+                   (SELECT json_agg(DISTINCT v.oid::regclass::text) FROM pg_depend d \
+                     JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class \
+                     WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = c.oid AND v.oid <> c.oid)::text, \
+                   (SELECT json_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text) FROM pg_proc p \
+                     JOIN pg_namespace pn ON pn.oid = p.pronamespace \
+                     WHERE pn.nspname NOT IN ({SKIP}) AND p.prokind IN ('f', 'p') \
+                       AND NOT EXISTS (SELECT FROM pg_depend e WHERE e.objid = p.oid AND e.deptype = 'e') \
+                       AND position(lower(c.relname) IN lower(p.prosrc)) > 0)::text, \
+                   (SELECT json_agg(DISTINCT con.conrelid::regclass::text) FROM pg_constraint con \
+                     WHERE con.contype = 'f' AND con.confrelid = c.oid)::text, \
+                   to_regclass({}) IS NOT NULL \
+                 FROM pg_class c WHERE c.oid = to_regclass({name})",
+                lit(&table_ref(Dialect::Postgres, to_schema, table)),
+            ))
+            .await?;
+        let Some(r) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        let list = |v: &Option<String>| -> Vec<String> {
+            serde_json::from_str(v.as_deref().unwrap_or("[]")).unwrap_or_default()
+        };
+        let yes = |v: &Option<String>| v.as_deref() == Some("t");
+        Ok(Some(MoveFacts {
+            kind: r[0].clone().unwrap_or_default(),
+            children: list(&r[1]),
+            is_child: yes(&r[2]),
+            row_security: yes(&r[3]),
+            column_privileges: yes(&r[4]),
+            views: list(&r[5]),
+            functions: list(&r[6]),
+            foreign_keys: list(&r[7]),
+            new_name_taken: yes(&r[8]),
+        }))
     }
 
     async fn missing_type(&mut self, types: &[String]) -> Result<Option<String>, DbError> {
