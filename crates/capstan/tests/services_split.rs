@@ -74,7 +74,10 @@ impl Split {
                 )
             })
             .collect();
-        (v["service"].as_str().unwrap_or_default().to_string(), states)
+        (
+            v["service"].as_str().unwrap_or_default().to_string(),
+            states,
+        )
     }
 }
 
@@ -102,6 +105,19 @@ fn two_services_deploy_independently_in_one_database() {
     assert!(out.status.success(), "users up: {}", stderr(&out));
     let out = s.run("chirps", &["migrate", "up"]);
     assert!(out.status.success(), "chirps up: {}", stderr(&out));
+    // The foreign key into users.users is a finding of the linter, naming
+    // both services.
+    let out = Command::new(env!("CARGO_BIN_EXE_capstan"))
+        .args(["lint", "--service", "chirps", "--format", "json"])
+        .current_dir(s.dir.path())
+        .output()
+        .expect("run lint");
+    let said = stdout(&out);
+    assert!(
+        said.contains("cross-service-reference") && said.contains("users.users"),
+        "{said}{}",
+        stderr(&out)
+    );
 
     // Both start at 0001: two histories side by side, keyed by service.
     assert_eq!(s.status("users"), ("users".to_string(), applied(2)));
@@ -115,17 +131,36 @@ fn two_services_deploy_independently_in_one_database() {
         "chirps|2\nusers|2"
     );
     // The foreign key really crosses the boundary.
-    psql(&s.db.url, "INSERT INTO users.users (id, name, handle) VALUES (1, 'ann', 'ann')");
-    psql(&s.db.url, "INSERT INTO chirps.chirps (id, user_id, body) VALUES (1, 1, 'hi')");
+    psql(
+        &s.db.url,
+        "INSERT INTO users.users (id, name, handle) VALUES (1, 'ann', 'ann')",
+    );
+    psql(
+        &s.db.url,
+        "INSERT INTO chirps.chirps (id, user_id, body) VALUES (1, 1, 'hi')",
+    );
 
     // An instance of users 2.0.0 is live; it lacks the contract that drops
     // users.name, so that contract waits on it...
     let out = s.run(
         "users",
-        &["fleet", "join", "--app", "users", "--version", "2.0.0"],
+        &[
+            "fleet",
+            "join",
+            "--app",
+            "users",
+            "--version",
+            "2.0.0",
+            "--json",
+        ],
     );
     assert!(out.status.success(), "fleet join: {}", stderr(&out));
-    let users_instance = stdout(&out).trim().to_string();
+    let joined: Value = serde_json::from_slice(&out.stdout).expect("join JSON");
+    assert_eq!(joined["service"], "users", "{}", stdout(&out));
+    let users_instance = joined["instance"]["instance_id"]
+        .as_str()
+        .expect("instance id")
+        .to_string();
     s.add(
         "users",
         "0003_drop_users_name.sql",
@@ -133,7 +168,8 @@ fn two_services_deploy_independently_in_one_database() {
     );
     let out = s.run("users", &["migrate", "up"]);
     assert_code(&out, 6);
-    assert!(stderr(&out).contains(&users_instance), "{}", stderr(&out));
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(said.contains(&users_instance), "{said}");
     assert_eq!(s.status("users").1[2], (3, "pending".to_string()));
 
     // ...while the contract of chirps waits only on the chirps fleet, which
@@ -181,5 +217,58 @@ fn a_service_capstan_toml_does_not_declare_is_refused() {
         )
         .trim(),
         "0"
+    );
+}
+
+#[test]
+fn a_chirps_migration_that_alters_users_is_refused_and_deps_names_the_coupling() {
+    let s = Split::new();
+    for service in ["users", "chirps"] {
+        let out = s.run(service, &["migrate", "up"]);
+        assert!(out.status.success(), "{service} up: {}", stderr(&out));
+    }
+    s.add(
+        "chirps",
+        "0003_add_users_karma.sql",
+        "-- capstan:up\nALTER TABLE users.users ADD COLUMN karma int;\n-- capstan:down\nALTER TABLE users.users DROP COLUMN karma;\n",
+    );
+    for flags in [
+        &["migrate", "up"][..],
+        &["migrate", "up", "--unsafe-ok"][..],
+    ] {
+        let out = s.run("chirps", flags);
+        assert_code(&out, 9);
+        let said = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            said.contains("service-boundary") && said.contains("users"),
+            "{said}"
+        );
+    }
+    assert_eq!(s.status("chirps").1[2], (3, "pending".to_string()));
+    assert_eq!(
+        psql(
+            &s.db.url,
+            "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'users' AND column_name = 'karma'"
+        )
+        .trim(),
+        "0"
+    );
+
+    // The live catalog's map: chirps depends on users through the foreign key.
+    let out = s.run("chirps", &["deps", "--format", "json"]);
+    assert!(out.status.success(), "deps: {}", stderr(&out));
+    let deps: Value = serde_json::from_slice(&out.stdout).expect("deps JSON");
+    let fk = deps["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .find(|e| e["kind"] == "foreign-key" && e["source"] == "catalog")
+        .unwrap_or_else(|| panic!("no catalog foreign key in {deps}"));
+    assert_eq!(fk["from"]["service"], "chirps", "{fk}");
+    assert_eq!(fk["to"]["object"], "users.users", "{fk}");
+    assert_eq!(fk["to"]["service"], "users", "{fk}");
+    assert_eq!(
+        fk["declared"], true,
+        "chirps declares depends_on users: {fk}"
     );
 }

@@ -205,7 +205,9 @@ fn display(path: &Path) -> String {
     path.display().to_string()
 }
 
-/// `migrations_dir` from the config file, as the other commands read it.
+/// The directory capstan.toml names, as the other commands read it: the
+/// `dir` of the `--service` named (relative to capstan.toml's directory),
+/// else `migrations_dir`.
 fn configured_dir(args: &LintArgs) -> Result<Option<PathBuf>, CliError> {
     let Some(path) = config_path(args) else {
         return Ok(None);
@@ -214,6 +216,17 @@ fn configured_dir(args: &LintArgs) -> Result<Option<PathBuf>, CliError> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         CliError::Usage(format!("{}: {}", path.display(), e.message()))
     })?;
+    if let Some(name) = &args.service {
+        let services = capstan_service::Services::parse(&text, &path)
+            .map_err(crate::config::ConfigError::from)?;
+        let service = services
+            .get(name)
+            .map_err(crate::config::ConfigError::from)?;
+        if let Some(dir) = &service.dir {
+            let base = path.parent().unwrap_or(Path::new(""));
+            return Ok(Some(base.join(dir)));
+        }
+    }
     match table.get("migrations_dir") {
         None => Ok(None),
         Some(toml::Value::String(s)) => Ok(Some(PathBuf::from(s))),
@@ -229,7 +242,7 @@ pub(super) fn collect(args: &LintArgs) -> Result<Vec<Group>, CliError> {
     paths.extend(args.dir.clone());
     if paths.is_empty() {
         let (default, whence) = match configured_dir(args)? {
-            Some(d) => (d, "the migrations_dir of capstan.toml"),
+            Some(d) => (d, "named by capstan.toml"),
             None => (PathBuf::from("migrations"), "the default"),
         };
         if !default.is_dir() {

@@ -47,6 +47,7 @@ pub const DEFAULT_SERVICE: &str = "default";
 pub const LAYOUT: i64 = 3;
 
 /// The message for a database whose tables a newer capstan laid out.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) fn newer_layout(target: &str, found: i64) -> DbError {
     DbError::new(
         FailureKind::BadHistory,

@@ -4,10 +4,15 @@
 //! projects' capstan.toml files is refused.
 
 use async_trait::async_trait;
-use capstan_service::{Dependency, Owned, Service};
+use capstan_service::Service;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+use capstan_service::{Dependency, Owned};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 use serde::{Deserialize, Serialize};
 
-use super::{DbError, FailureKind};
+use super::DbError;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+use super::FailureKind;
 
 /// The registry, as each driver stores it (`capstan.services`,
 /// `capstan_services`): one row per service, its `owns` and `depends_on` as
@@ -22,6 +27,7 @@ pub trait ServiceStore: Send {
     async fn registered_services(&mut self) -> Result<Vec<Service>, DbError>;
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[derive(Serialize, Deserialize)]
 struct StoredDependency {
     service: String,
