@@ -134,7 +134,8 @@ pub async fn ask(cfg: &GateConfig, service: &str, baseline: &str, canary: &str) 
         }
     }
     if let Some(url) = &cfg.database {
-        match read_database(url).await {
+        let history_of = history_service(cfg.slo_config.as_deref(), service);
+        match read_database(url, &history_of).await {
             Ok((history, fleet)) => {
                 if let Some(dir) = &cfg.canary_migrations {
                     match MigrationSet::from_dir(dir) {
@@ -177,12 +178,33 @@ pub async fn budget(config: &std::path::Path, service: &str) -> Result<Option<St
     })
 }
 
-async fn read_database(url: &str) -> Result<(Vec<AppliedRow>, Vec<InstanceRow>), String> {
+/// The capstan service whose migration history and fleet the gates read:
+/// the rollout's service when `capstan.toml` declares a service of that name
+/// (several services sharing one database), else the default service (a
+/// project of one unnamed service). A `capstan.toml` that cannot be read is
+/// the budget gate's to report.
+fn history_service(config: Option<&std::path::Path>, service: &str) -> String {
+    let declared = config
+        .and_then(|p| std::fs::read_to_string(p).ok().map(|text| (p, text)))
+        .and_then(|(p, text)| capstan_service::Services::parse(&text, p).ok())
+        .is_some_and(|services| services.get(service).is_ok());
+    if declared {
+        service.to_string()
+    } else {
+        capstan_migrate::driver::DEFAULT_SERVICE.to_string()
+    }
+}
+
+async fn read_database(
+    url: &str,
+    service: &str,
+) -> Result<(Vec<AppliedRow>, Vec<InstanceRow>), String> {
     let url = capstan_migrate::DatabaseUrl::parse(url).map_err(|e| e.to_string())?;
     let connect = async {
         let mut db = capstan_migrate::migrator::Database::connect_read_only(&url)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+            .for_service(service);
         let history = db.history().await.map_err(|e| e.to_string())?;
         // No registry yet: no instance ever registered.
         let fleet = db.driver().fleet_list().await.unwrap_or_default();
@@ -196,6 +218,22 @@ async fn read_database(url: &str) -> Result<(Vec<AppliedRow>, Vec<InstanceRow>),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gates_read_the_history_of_the_declared_service_else_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("capstan.toml");
+        std::fs::write(
+            &config,
+            "[[service]]\nname = \"users\"\n[[service]]\nname = \"chirps\"\n",
+        )
+        .unwrap();
+        assert_eq!(history_service(Some(&config), "chirps"), "chirps");
+        assert_eq!(history_service(Some(&config), "api"), "default");
+        assert_eq!(history_service(None, "chirps"), "default");
+        std::fs::write(&config, "database_url = \"x\"\n").unwrap();
+        assert_eq!(history_service(Some(&config), "chirps"), "default");
+    }
     use capstan_migrate::fleet::Instance;
 
     fn applied(version: u64, phase: &str, state: &str) -> AppliedRow {
