@@ -1,7 +1,7 @@
 //! What every command resolves first: the flags shared by all, the config
 //! file, the migration set, the database URL and the settings.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -265,8 +265,23 @@ impl Context<'_> {
             None => (PathBuf::from(CONFIG_FILE), false),
         };
         let config = Config::load(&config_path, required)?;
-        let (declared, acting, unchosen) =
-            select_service(&config, &config_path, args.service.as_deref())?;
+        // Without --service, a --dir that is a declared service's `dir`
+        // names that service (as `capstan lint` reads it).
+        let by_dir = match (&args.service, &args.dir) {
+            (None, Some(dir)) => std::env::current_dir().ok().and_then(|cwd| {
+                let base = cwd.join(config_path.parent().unwrap_or(Path::new("")));
+                config
+                    .services
+                    .for_dir(&base, &cwd.join(dir))
+                    .map(|s| s.name.clone())
+            }),
+            _ => None,
+        };
+        let (declared, acting, unchosen) = select_service(
+            &config,
+            &config_path,
+            args.service.as_deref().or(by_dir.as_deref()),
+        )?;
         // A service's own directory is relative to capstan.toml's.
         let service_dir = declared.as_ref().and_then(|s| s.dir.as_ref()).map(|d| {
             config_path
