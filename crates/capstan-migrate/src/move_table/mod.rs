@@ -401,14 +401,14 @@ pub fn plan(resolved: &Resolved<'_>, target_next: u64, source_next: u64) -> Move
          -- defaults and triggers apply). Needs step 1 (`{target}`'s {step1_file}).\n\
          -- Columns added to {new} later are not in the view until it is recreated.\n\
          -- capstan:up\n\
-         -- capstan:ignore changing-schema,wrong-phase the view below keeps the old name working until step 4\n\
+         -- capstan:ignore changing-schema,wrong-phase,service-boundary hands the table to `{target}`; the view below keeps the old name working until step 4\n\
          ALTER TABLE {old} SET SCHEMA {schema};\n\
          {view}\
          {grants}\
          \n\
          -- capstan:down\n\
          DROP VIEW {old};\n\
-         -- capstan:ignore changing-schema,wrong-phase moves the table back where the old binaries look for it\n\
+         -- capstan:ignore changing-schema,wrong-phase,service-boundary moves the table back where the old binaries look for it\n\
          ALTER TABLE {new} SET SCHEMA {from};\n",
         step1_file = step1.file_name(),
         grants = copy_grants(&resolved.to_schema, &resolved.table, &old, true),
