@@ -117,11 +117,18 @@ pub async fn serve(release: Release) -> Result<(), ServeError> {
     );
 
     // The gate (re-checked in wait mode), then the fleet heartbeat and warm-up.
+    // The registration holds this lock until its heartbeat is stored, and
+    // shutdown takes it before leaving: a SIGTERM that arrives while the
+    // instance registers waits for the row and marks it departed, instead
+    // of leaving a live row behind (it would hold contract migrations back).
+    // `closing` stops a registration that has not begun yet.
     let heartbeat: Arc<Mutex<Option<Heartbeat>>> = Arc::new(Mutex::new(None));
+    let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let gate_failed = Arc::new(tokio::sync::Notify::new());
     {
         let health = health.clone();
         let heartbeat = heartbeat.clone();
+        let closing = closing.clone();
         let gate_failed = gate_failed.clone();
         let url = url.clone();
         let store = store.clone();
@@ -154,6 +161,10 @@ pub async fn serve(release: Release) -> Result<(), ServeError> {
             health.set_gate(GateStatus::Compatible);
             let instance = Instance::new("chirpy", release.version(), &set);
             loop {
+                let mut slot = heartbeat.lock().await;
+                if closing.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
                 match Heartbeat::start_for_service(
                     &url,
                     &service,
@@ -163,10 +174,11 @@ pub async fn serve(release: Release) -> Result<(), ServeError> {
                 .await
                 {
                     Ok(hb) => {
-                        *heartbeat.lock().await = Some(hb);
+                        *slot = Some(hb);
                         break;
                     }
                     Err(e) => {
+                        drop(slot);
                         tracing::warn!(error = %e, "cannot register in the fleet registry; retrying");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
@@ -198,7 +210,9 @@ pub async fn serve(release: Release) -> Result<(), ServeError> {
     let on_shutdown = {
         let heartbeat = heartbeat.clone();
         async move {
-            if let Some(hb) = heartbeat.lock().await.take() {
+            let mut slot = heartbeat.lock().await;
+            closing.store(true, std::sync::atomic::Ordering::SeqCst);
+            if let Some(hb) = slot.take() {
                 if let Err(e) = hb.depart().await {
                     tracing::warn!(error = %e, "could not leave the fleet registry");
                 }
