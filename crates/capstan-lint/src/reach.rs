@@ -146,7 +146,9 @@ pub enum RefKind {
 }
 
 impl RefKind {
-    /// The stable name (`foreign-key`, `view`, `function`, `trigger`).
+    /// The stable name (`foreign-key`, `view`, `function`, `trigger`), as
+    /// `capstan deps` prints it.
+    #[cfg(feature = "cli")]
     pub fn name(self) -> &'static str {
         match self {
             RefKind::ForeignKey => "foreign-key",
