@@ -355,8 +355,22 @@ mod live {
             .enable_all()
             .build()
             .map_err(|e| format!("--database: cannot start the database client: {e}"))?;
-        rt.block_on(read_async(url, services))
+        // Connecting is bounded by `connect_timeout`; a server that then
+        // never answers a catalog query is bounded here.
+        rt.block_on(async {
+            tokio::time::timeout(CATALOG_TIMEOUT, read_async(url, services))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "--database: the catalog was not read within {} s (the server does not answer)",
+                        CATALOG_TIMEOUT.as_secs()
+                    ))
+                })
+        })
     }
+
+    /// How long reading the live catalog may take, once connected.
+    const CATALOG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
     async fn read_async(
         url: &str,
