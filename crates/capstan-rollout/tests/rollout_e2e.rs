@@ -87,6 +87,53 @@ async fn a_release_with_3_percent_errors_is_rolled_back_before_most_users_see_it
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_early_look_rolls_back_a_failing_release_before_the_first_analysis() {
+    let s = setup(Some("error:30")).await;
+    // One analysis every 20 s; three early looks per interval, one every 5 s.
+    let plan = plan(
+        s.db.dir.path(),
+        &s.proxy.admin,
+        "hold_limit = 30\n[defaults]\ninterval = \"20s\"\nmin_duration = \"3s\"\nmin_requests = 50\n\
+         [internal]\nmin_requests = 20\n\
+         [[step]]\nweight = 10\n[[step]]\nweight = 100\n",
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(e2e::load(
+        s.proxy.url.clone(),
+        6,
+        5000,
+        stop.clone(),
+        Duration::from_secs(60),
+    ));
+    let started = std::time::Instant::now();
+    let done = tokio::time::timeout(
+        Duration::from_secs(45),
+        run::run(&plan, &RunOptions::default()),
+    )
+    .await
+    .expect("rollout decided within 45s")
+    .expect("rollout ran");
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    let log = decisions(&s);
+    assert!(
+        matches!(done.state.phase, Phase::RolledBack { .. }),
+        "{:?}\n{log:#?}",
+        done.state
+    );
+    // Rolled back by an early look, before the first analysis was due.
+    assert!(took < Duration::from_secs(19), "{took:?}\n{log:#?}");
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("rollback 2.0.0") && l.contains("early look at alpha 0.0025")),
+        "{log:#?}"
+    );
+    assert_eq!(canary_weight(&s.proxy.routing().await), 0);
+    s.proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_healthy_release_is_promoted_with_a_verdict_per_step() {
     let s = setup(None).await;
     // The schema and fleet gates read chirpy's own database (its migration

@@ -18,6 +18,7 @@ pub mod plan;
 pub mod run;
 pub mod shadow;
 pub mod store;
+pub mod window;
 
 use serde::{Deserialize, Serialize};
 
@@ -311,6 +312,17 @@ pub struct Observation {
     /// are closed, `None` when open. A pass does not move the rollout
     /// forward through a closed gate; it stops for a human instead.
     pub gate_refused: Option<String>,
+}
+
+impl Observation {
+    /// A verdict alone: no command, the gates not asked.
+    pub fn judged(judged: &Judged) -> Observation {
+        Observation {
+            command: None,
+            judged: Some(judged.clone()),
+            gate_refused: None,
+        }
+    }
 }
 
 /// What the loop must do on the proxy.

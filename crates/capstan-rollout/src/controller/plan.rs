@@ -72,6 +72,11 @@ pub struct Analysis {
     pub shift_tolerance: f64,
     /// Latency: p99 ratio tolerance.
     pub p99_tolerance: f64,
+    /// Looks between two analyses that may only roll back: the judge runs this
+    /// many extra times per interval, evenly spaced, at `alpha / (early_looks + 1)`,
+    /// and only a failing verdict (or a page-rate burn) acts on one. 0 turns
+    /// them off.
+    pub early_looks: u32,
 }
 
 impl Default for Analysis {
@@ -82,6 +87,7 @@ impl Default for Analysis {
             absolute_tolerance: 0.001,
             shift_tolerance: 0.05,
             p99_tolerance: 1.2,
+            early_looks: 3,
         }
     }
 }
@@ -348,6 +354,9 @@ impl PlanFile {
         let a = &self.analysis;
         if !(a.alpha > 0.0 && a.alpha < 0.5) {
             return Err(bad("analysis.alpha", "must be between 0 and 0.5"));
+        }
+        if a.early_looks > 9 {
+            return Err(bad("analysis.early_looks", "must be at most 9"));
         }
         if self.baseline.as_deref() == Some(canary.as_str()) {
             return Err(bad("baseline", "must differ from the canary"));

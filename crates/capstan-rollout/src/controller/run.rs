@@ -9,8 +9,8 @@ use capstan_slo::deploys::{Deploy, DeployKind, DeployLog};
 use serde_json::{json, Value};
 
 use super::plan::Plan;
-use super::shadow::Mirrored;
 use super::store::{StateStore, StoreError};
+use super::window::Window;
 use super::{
     keep_report, reconcile, Action, Judged, LogEntry, LogKind, Observation, Phase, State, Target,
 };
@@ -224,30 +224,23 @@ pub fn observe(
     Ok((c, b, cl, bl))
 }
 
-/// Judges the canary against the baseline over `[from_ms, at_ms)` with the plan's
-/// tolerances and `min_requests` a side.
+/// Judges the canary against the baseline over what `window` has read (the step
+/// so far, up to `at_ms`) with the plan's tolerances, `min_requests` a side and
+/// significance level `alpha` (the plan's for an analysis, a stricter one for
+/// an early look).
 pub fn judge_interval(
     plan: &Plan,
     state: &State,
-    events: &capstan_events::Store,
+    window: &Window,
     min_requests: u64,
-    from_ms: i64,
+    alpha: f64,
     at_ms: i64,
-) -> Result<(Judged, judge::Report), RunError> {
-    let events_err = |e: capstan_events::Error| RunError::Events {
-        path: plan.events.clone(),
-        message: e.to_string(),
-    };
+) -> (Judged, judge::Report) {
     let a = &plan.analysis;
+    let from_ms = window.from_ms();
     let target = plan.steps[state.step.min(plan.steps.len() - 1)].target;
     if let Target::Shadow { .. } = target {
-        let mut m = Mirrored::default();
-        events
-            .scan(from_ms, at_ms, Some(&state.service), |se| {
-                m.add(&se.event, &state.baseline);
-                true
-            })
-            .map_err(events_err)?;
+        let m = window.mirrored.clone();
         let (c, b, mismatches) = (m.canary(), m.baseline(), m.mismatches);
         let (specs, observed) = m.judge_inputs(a, min_requests);
         let detail = format!(
@@ -258,17 +251,10 @@ pub fn judge_interval(
             b.errors,
             b.ratio() * 100.0
         );
-        return Ok(verdict(&specs, &observed, a, c, b, from_ms, at_ms, &detail));
+        return verdict(&specs, &observed, alpha, c, b, from_ms, at_ms, &detail);
     }
-    let (c, b, cl, bl) = observe(
-        events,
-        &state.service,
-        &state.baseline,
-        &state.canary,
-        from_ms,
-        at_ms,
-    )
-    .map_err(events_err)?;
+    let (c, b) = (window.canary_counts, window.baseline_counts);
+    let (cl, bl) = (&window.canary_ms, &window.baseline_ms);
     let specs = [
         MetricSpec {
             name: "errors".into(),
@@ -317,7 +303,7 @@ pub fn judge_interval(
         b.errors,
         b.ratio() * 100.0,
     );
-    Ok(verdict(&specs, &observed, a, c, b, from_ms, at_ms, &detail))
+    verdict(&specs, &observed, alpha, c, b, from_ms, at_ms, &detail)
 }
 
 /// Runs the judge over `[from_ms, at_ms)` and summarises its verdict for the
@@ -326,7 +312,7 @@ pub fn judge_interval(
 fn verdict(
     specs: &[MetricSpec],
     observed: &[Observed],
-    a: &super::plan::Analysis,
+    alpha: f64,
     c: Counts,
     b: Counts,
     from_ms: i64,
@@ -334,7 +320,7 @@ fn verdict(
     detail: &str,
 ) -> (Judged, judge::Report) {
     let thresholds = Thresholds {
-        alpha: a.alpha,
+        alpha,
         ..Thresholds::default()
     };
     let report = judge::judge(
@@ -494,6 +480,8 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<Finished, RunError> {
     }
 
     let mut next_analysis = now + plan.steps[state.step].interval_ms as i64;
+    let mut next_look = now + look_every(plan, state.step);
+    let mut window: Option<Window> = None;
     loop {
         if state.phase.is_terminal() {
             return Ok(Finished { state });
@@ -506,22 +494,67 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<Finished, RunError> {
         if command.is_none() && matches!(state.phase, Phase::NeedsHuman { .. }) {
             return Ok(Finished { state });
         }
+        let running = command.is_none() && state.phase == Phase::Running;
+        let look = if running && now >= next_analysis {
+            Some(Look::Analysis)
+        } else if running && plan.analysis.early_looks > 0 && now >= next_look {
+            Some(Look::Early)
+        } else {
+            None
+        };
         let mut report = None;
-        let judged = if command.is_none() && state.phase == Phase::Running && now >= next_analysis {
+        let judged = if let Some(look) = look {
             let step = plan.steps[state.step];
-            next_analysis = now + step.interval_ms as i64;
+            if look == Look::Analysis {
+                next_analysis = now + step.interval_ms as i64;
+            }
+            next_look = now + look_every(plan, state.step);
+            let alpha = match look {
+                Look::Analysis => plan.analysis.alpha,
+                Look::Early => plan.analysis.alpha / f64::from(plan.analysis.early_looks + 1),
+            };
             let store = events.clone();
             let p = plan.clone();
             let s = state.clone();
-            let from = state.step_started_ms;
-            let (j, r) = tokio::task::spawn_blocking(move || {
-                judge_interval(&p, &s, &store, step.min_requests, from, now)
+            let mut w = match window.take() {
+                Some(w) if w.is_for(&state) => w,
+                _ => Window::new(&state),
+            };
+            let (w, (j, r)) = tokio::task::spawn_blocking(move || {
+                w.catch_up(&store)?;
+                let judged = judge_interval(&p, &s, &w, step.min_requests, alpha, now);
+                Ok::<_, capstan_events::Error>((w, judged))
             })
             .await
-            .map_err(|e| RunError::Plan(format!("judge task: {e}")))??;
-            say(&format!("step {}: {}", state.step + 1, j.summary));
-            report = Some(r);
-            Some(j)
+            .map_err(|e| RunError::Plan(format!("judge task: {e}")))?
+            .map_err(|e| RunError::Events {
+                path: plan.events.clone(),
+                message: e.to_string(),
+            })?;
+            window = Some(w);
+            let mut j = j;
+            if look == Look::Early {
+                j.summary = format!("early look at alpha {alpha}: {}", j.summary);
+            }
+            if look == Look::Early
+                && reconcile(
+                    &state,
+                    &plan.steps,
+                    &plan.limits,
+                    &Observation::judged(&j),
+                    now,
+                )
+                .action
+                    != Action::Rollback
+            {
+                // An early look only ever rolls back; anything else waits for the
+                // analysis at the end of the interval.
+                None
+            } else {
+                say(&format!("step {}: {}", state.step + 1, j.summary));
+                report = Some(r);
+                Some(j)
+            }
         } else {
             None
         };
@@ -568,8 +601,23 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<Finished, RunError> {
         }
         if moved {
             next_analysis = now + plan.steps[state.step].interval_ms as i64;
+            next_look = now + look_every(plan, state.step);
         }
     }
+}
+
+/// A full analysis (it may move the rollout either way) or an early look (it
+/// may only roll back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    Analysis,
+    Early,
+}
+
+/// Time between two looks of step `step`: its interval split by the early looks.
+fn look_every(plan: &Plan, step: usize) -> i64 {
+    let interval = plan.steps[step.min(plan.steps.len() - 1)].interval_ms as i64;
+    interval / (i64::from(plan.analysis.early_looks) + 1)
 }
 
 /// The first release in the proxy's table other than the canary.
