@@ -23,22 +23,9 @@ async fn a_release_with_3_percent_errors_is_rolled_back_before_most_users_see_it
          [internal]\nmin_requests = 40\n\
          [[step]]\nweight = 10\n[[step]]\nweight = 50\n[[step]]\nweight = 100\n",
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = tokio::spawn(e2e::load(
-        s.proxy.url.clone(),
-        6,
-        5000,
-        stop.clone(),
-        Duration::from_secs(60),
-    ));
+    let (stop, load) = e2e::steady_load(&s);
     let weights = watch_weights(s.proxy.admin.clone(), stop.clone());
-    let done = tokio::time::timeout(
-        Duration::from_secs(45),
-        run::run(&plan, &RunOptions::default()),
-    )
-    .await
-    .expect("rollout decided within 45s")
-    .expect("rollout ran");
+    let done = e2e::run_to_end(&plan).await;
     stop.store(true, Ordering::Relaxed);
     let seen = load.await.unwrap();
     let weights = weights.await.unwrap();
@@ -97,22 +84,9 @@ async fn an_early_look_rolls_back_a_failing_release_before_the_first_analysis() 
          [internal]\nmin_requests = 20\n\
          [[step]]\nweight = 10\n[[step]]\nweight = 100\n",
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = tokio::spawn(e2e::load(
-        s.proxy.url.clone(),
-        6,
-        5000,
-        stop.clone(),
-        Duration::from_secs(60),
-    ));
+    let (stop, load) = e2e::steady_load(&s);
     let started = std::time::Instant::now();
-    let done = tokio::time::timeout(
-        Duration::from_secs(45),
-        run::run(&plan, &RunOptions::default()),
-    )
-    .await
-    .expect("rollout decided within 45s")
-    .expect("rollout ran");
+    let done = e2e::run_to_end(&plan).await;
     let took = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
@@ -146,22 +120,9 @@ async fn a_healthy_release_is_promoted_with_a_verdict_per_step() {
          [internal]\nmin_requests = 20\n\
          [[step]]\nweight = 20\n[[step]]\nweight = 50\n[[step]]\nweight = 100\n"),
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = tokio::spawn(e2e::load(
-        s.proxy.url.clone(),
-        6,
-        5000,
-        stop.clone(),
-        Duration::from_secs(60),
-    ));
+    let (stop, load) = e2e::steady_load(&s);
     let weights = watch_weights(s.proxy.admin.clone(), stop.clone());
-    let done = tokio::time::timeout(
-        Duration::from_secs(45),
-        run::run(&plan, &RunOptions::default()),
-    )
-    .await
-    .expect("rollout decided within 45s")
-    .expect("rollout ran");
+    let done = e2e::run_to_end(&plan).await;
     stop.store(true, Ordering::Relaxed);
     let seen = load.await.unwrap();
     let weights = weights.await.unwrap();
@@ -332,22 +293,9 @@ async fn a_release_100_ms_slower_is_rolled_back() {
          [internal]\nmin_requests = 20\n\
          [[step]]\nweight = 10\n[[step]]\nweight = 100\n",
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = tokio::spawn(e2e::load(
-        s.proxy.url.clone(),
-        6,
-        5000,
-        stop.clone(),
-        Duration::from_secs(60),
-    ));
+    let (stop, load) = e2e::steady_load(&s);
     let started = std::time::Instant::now();
-    let done = tokio::time::timeout(
-        Duration::from_secs(45),
-        run::run(&plan, &RunOptions::default()),
-    )
-    .await
-    .expect("rollout decided within 45s")
-    .expect("rollout ran");
+    let done = e2e::run_to_end(&plan).await;
     let took = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     let seen = load.await.unwrap();
@@ -390,21 +338,8 @@ async fn a_canary_burning_budget_at_page_rate_is_rolled_back_and_the_hook_runs()
     let mut plan = plan;
     plan.analysis.relative_tolerance = 1000.0;
     plan.analysis.absolute_tolerance = 0.9;
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = tokio::spawn(e2e::load(
-        s.proxy.url.clone(),
-        6,
-        5000,
-        stop.clone(),
-        Duration::from_secs(60),
-    ));
-    let done = tokio::time::timeout(
-        Duration::from_secs(45),
-        run::run(&plan, &RunOptions::default()),
-    )
-    .await
-    .expect("rollout decided within 45s")
-    .expect("rollout ran");
+    let (stop, load) = e2e::steady_load(&s);
+    let done = e2e::run_to_end(&plan).await;
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
     let log = decisions(&s);
@@ -449,21 +384,8 @@ async fn a_failing_rollback_hook_is_recorded_and_the_rollback_stands() {
          [internal]\nmin_requests = 20\n\
          [[step]]\nweight = 10\n[[step]]\nweight = 100\n",
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = tokio::spawn(e2e::load(
-        s.proxy.url.clone(),
-        6,
-        5000,
-        stop.clone(),
-        Duration::from_secs(60),
-    ));
-    let done = tokio::time::timeout(
-        Duration::from_secs(45),
-        run::run(&plan, &RunOptions::default()),
-    )
-    .await
-    .expect("rollout decided within 45s")
-    .expect("rollout ran");
+    let (stop, load) = e2e::steady_load(&s);
+    let done = e2e::run_to_end(&plan).await;
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
     assert!(matches!(done.state.phase, Phase::RolledBack { .. }));

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use capstan_rollout::controller::run::{self, now_ms, RunOptions};
+use capstan_rollout::controller::run::now_ms;
 use capstan_rollout::controller::Phase;
 use capstan_slo::deploys::DeployLog;
 use e2e::{canary_weight, decisions, plan, setup, watch_weights};
@@ -46,14 +46,7 @@ async fn a_faulty_release_is_stopped_at_the_shadow_step_and_no_user_sees_it() {
          [internal]\nmin_requests = 20\n\
          [[step]]\nweight = 10\n[[step]]\nweight = 100\n",
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = tokio::spawn(e2e::load(
-        s.proxy.url.clone(),
-        6,
-        5000,
-        stop.clone(),
-        Duration::from_secs(60),
-    ));
+    let (stop, load) = e2e::steady_load(&s);
     let weights = watch_weights(s.proxy.admin.clone(), stop.clone());
     // The mirror is on while the shadow step runs.
     let admin = s.proxy.admin.clone();
@@ -76,13 +69,7 @@ async fn a_faulty_release_is_stopped_at_the_shadow_step_and_no_user_sees_it() {
         }
         None
     });
-    let done = tokio::time::timeout(
-        Duration::from_secs(45),
-        run::run(&plan, &RunOptions::default()),
-    )
-    .await
-    .expect("rollout decided within 45s")
-    .expect("rollout ran");
+    let done = e2e::run_to_end(&plan).await;
     stop.store(true, Ordering::Relaxed);
     let seen = load.await.unwrap();
     let weights = weights.await.unwrap();
@@ -146,13 +133,7 @@ async fn a_healthy_release_passes_the_shadow_step_before_any_user_sees_it() {
         Duration::from_secs(60),
     ));
     let weights = watch_weights(s.proxy.admin.clone(), stop.clone());
-    let done = tokio::time::timeout(
-        Duration::from_secs(45),
-        run::run(&plan, &RunOptions::default()),
-    )
-    .await
-    .expect("rollout decided within 45s")
-    .expect("rollout ran");
+    let done = e2e::run_to_end(&plan).await;
     stop.store(true, Ordering::Relaxed);
     let seen = load.await.unwrap();
     let weights = weights.await.unwrap();

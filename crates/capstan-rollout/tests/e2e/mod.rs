@@ -12,6 +12,7 @@ pub use capstan_testkit::chirpy::{bin_dir, Chirpy, Db};
 pub use capstan_testkit::free_port;
 
 use capstan_rollout::controller::plan::{Plan, PlanFile};
+use capstan_rollout::controller::run;
 use capstan_slo::deploys::DeployLog;
 
 pub const TOKEN: &str = "test-token";
@@ -126,6 +127,31 @@ pub fn is_internal(user: u32) -> bool {
 
 /// `workers` loops of `GET /version` with a different user each time, until
 /// `stop` is set (and at most `limit`, a bound on the run).
+/// Steady load on the proxy from 5,000 users on 6 workers (at most 60 s):
+/// set the flag to stop it; the handle gives what the users saw.
+pub fn steady_load(s: &Setup) -> (Arc<AtomicBool>, tokio::task::JoinHandle<Seen>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(load(
+        s.proxy.url.clone(),
+        6,
+        5000,
+        stop.clone(),
+        Duration::from_secs(60),
+    ));
+    (stop, load)
+}
+
+/// Runs the rollout until it ends or stops for a human (at most 45 s).
+pub async fn run_to_end(plan: &Plan) -> run::Finished {
+    tokio::time::timeout(
+        Duration::from_secs(45),
+        run::run(plan, &run::RunOptions::default()),
+    )
+    .await
+    .expect("rollout decided within 45s")
+    .expect("rollout ran")
+}
+
 pub async fn load(
     url: String,
     workers: u32,
