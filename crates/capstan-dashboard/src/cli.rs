@@ -70,8 +70,7 @@ pub fn resolve(args: &DashboardArgs) -> Result<(Sources, Auth), String> {
     if args.database.is_some() {
         settings.database = args.database.clone();
     }
-    let config =
-        capstan_migrate::config::Config::load(&args.config, false).map_err(|e| e.to_string())?;
+    let config = capstan_migrate::Config::load(&args.config, false).map_err(|e| e.to_string())?;
     let migrations_dir = args
         .dir
         .clone()

@@ -212,7 +212,7 @@ async fn run_inner(args: SloArgs) -> Result<i32, Failure> {
     if args.database.is_some() {
         settings.database = args.database.clone();
     }
-    settings.timeout = capstan_migrate::source::parse_duration(&args.timeout)
+    settings.timeout = capstan_migrate::parse_duration(&args.timeout)
         .map_err(|e| Failure::new(EXIT_USAGE, "usage", format!("--timeout: {e}")))?;
     let now = parse_at(&args.at)?;
     let json = args.json;
@@ -376,7 +376,7 @@ async fn run_inner(args: SloArgs) -> Result<i32, Failure> {
             })
         }
         SloCommand::Deploys { service, since } => {
-            let d = capstan_migrate::source::parse_duration(&since)
+            let d = capstan_migrate::parse_duration(&since)
                 .map_err(|e| Failure::new(EXIT_USAGE, "usage", format!("--since: {e}")))?;
             sync_deploys(&settings).await;
             let rows = match DeployLog::open_existing(&settings.store)? {
