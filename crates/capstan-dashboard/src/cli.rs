@@ -55,7 +55,7 @@ pub struct DashboardArgs {
 
 /// Resolves the flags into sources and the action policy.
 pub fn resolve(args: &DashboardArgs) -> Result<(Sources, Auth), String> {
-    let mut settings = capstan_slo::cli::Settings::load(&args.config)?;
+    let mut settings = capstan_slo::Settings::load(&args.config)?;
     // The charts read every minute of the window.
     settings.whole_series = true;
     if !args.slos.is_empty() {

@@ -1,5 +1,5 @@
 //! The snapshot every page renders: SLO status (from
-//! [`capstan_slo::cli::status`], the function behind `capstan slo status`),
+//! [`capstan_slo::status`], the function behind `capstan slo status`),
 //! chart points drawn from the same counts, the deploy log, rollouts, and the
 //! database's migrations, fleet and archive. A background task rebuilds it;
 //! requests only read the last one, so a page never waits on a source.
@@ -11,11 +11,9 @@ use std::time::Duration;
 use capstan_migrate::{ArchiveEntry, Entry, InstanceRow};
 use capstan_rollout::controller::store::StateStore;
 use capstan_rollout::controller::State as RolloutState;
-use capstan_slo::cli::{Settings, StatusReport};
-use capstan_slo::deploys::{Deploy, DeployLog};
 use capstan_slo::math::{self, Method, MINUTE_MS};
-use capstan_slo::source::{Loaded, Prometheus, SpanCounts};
 use capstan_slo::spec::{Budgeting, Slo};
+use capstan_slo::{Deploy, DeployLog, Loaded, Prometheus, Settings, SpanCounts, StatusReport};
 
 /// Points on the SLI and burn-down charts of one objective.
 pub const CHART_POINTS: i64 = 120;
@@ -166,7 +164,7 @@ pub async fn build(sources: &Sources, generation: u64, now_ms: i64) -> Snapshot 
                 );
             }
         };
-        capstan_slo::cli::status(&sources.settings, None, now_ms, &mut inspect)
+        capstan_slo::status(&sources.settings, None, now_ms, &mut inspect)
             .await
             .map_err(|e| e.to_string())
     };

@@ -224,7 +224,7 @@ impl Preflight for LintPreflight {
         _contracts: &[u64],
         config: Option<&Path>,
     ) -> Result<Option<String>, String> {
-        capstan_slo::cli::contract_gate(config)
+        capstan_slo::contract_gate(config)
     }
 
     /// `migrate import` marks the migrations the linter classifies as contract.

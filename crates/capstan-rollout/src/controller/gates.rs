@@ -162,16 +162,15 @@ pub async fn ask(cfg: &GateConfig, service: &str, baseline: &str, canary: &str) 
 
 /// The SLO budget gate; `Ok(None)` when open or without a policy.
 pub async fn budget(config: &std::path::Path, service: &str) -> Result<Option<String>, String> {
-    let settings = capstan_slo::cli::Settings::load(config)?;
+    let settings = capstan_slo::Settings::load(config)?;
     let Some(policy) = settings.policy.clone() else {
         return Ok(None);
     };
-    let (verdict, _) =
-        capstan_slo::cli::gate(&settings, &policy, Some(service), super::run::now_ms())
-            .await
-            .map_err(|e| e.to_string())?;
+    let (verdict, _) = capstan_slo::gate(&settings, &policy, Some(service), super::run::now_ms())
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(match verdict {
-        capstan_slo::policy::Verdict::Frozen { reasons } => Some(reasons.join("; ")),
+        capstan_slo::Verdict::Frozen { reasons } => Some(reasons.join("; ")),
         _ => None,
     })
 }

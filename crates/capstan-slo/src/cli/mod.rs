@@ -19,7 +19,7 @@ mod threshold;
 
 pub use deploys::import_deploys;
 use deploys::sync_deploys;
-pub use gate::{contract_gate, gate, Failure2};
+pub use gate::{contract_gate, gate, StatusError};
 pub use settings::Settings;
 use status::load_slos;
 pub use status::{evaluate_all, render_status, status, ObjectiveStatus, StatusReport};
@@ -296,8 +296,8 @@ async fn run_inner(args: SloArgs) -> Result<i32, Failure> {
             let report = status(&settings, service.as_deref(), now, &mut |_, _| {})
                 .await
                 .map_err(|e| match e {
-                    Failure2::Spec(errs) => spec_failure(errs),
-                    Failure2::Source(s) => Failure::from(s),
+                    StatusError::Spec(errs) => spec_failure(errs),
+                    StatusError::Source(s) => Failure::from(s),
                 })?;
             if json {
                 println!(
@@ -318,8 +318,8 @@ async fn run_inner(args: SloArgs) -> Result<i32, Failure> {
             let (verdict, _) = gate(&settings, &policy, service.as_deref(), now)
                 .await
                 .map_err(|e| match e {
-                    Failure2::Spec(errs) => spec_failure(errs),
-                    Failure2::Source(s) => Failure::from(s),
+                    StatusError::Spec(errs) => spec_failure(errs),
+                    StatusError::Source(s) => Failure::from(s),
                 })?;
             let verdict = match (verdict, override_reason) {
                 (Verdict::Frozen { reasons }, Some(reason)) => {
