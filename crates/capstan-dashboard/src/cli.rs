@@ -55,7 +55,7 @@ pub struct DashboardArgs {
 
 /// Resolves the flags into sources and the action policy.
 pub fn resolve(args: &DashboardArgs) -> Result<(Sources, Auth), String> {
-    let mut settings = capstan_slo::cli::Settings::load(&args.config)?;
+    let mut settings = capstan_slo::Settings::load(&args.config)?;
     // The charts read every minute of the window.
     settings.whole_series = true;
     if !args.slos.is_empty() {
@@ -70,8 +70,7 @@ pub fn resolve(args: &DashboardArgs) -> Result<(Sources, Auth), String> {
     if args.database.is_some() {
         settings.database = args.database.clone();
     }
-    let config =
-        capstan_migrate::config::Config::load(&args.config, false).map_err(|e| e.to_string())?;
+    let config = capstan_migrate::Config::load(&args.config, false).map_err(|e| e.to_string())?;
     let migrations_dir = args
         .dir
         .clone()

@@ -5,7 +5,7 @@
 //! charts drawn as SVG ([`svg`]); live updates by server-sent events; a small
 //! plain script that only enhances pages which work without it. The numbers
 //! come from the same functions as the CLI: SLO status from
-//! [`capstan_slo::cli::status`] (the function behind `capstan slo status`),
+//! [`capstan_slo::status`] (the function behind `capstan slo status`),
 //! event queries from [`capstan_events::Store::query`]. A background task
 //! rebuilds a [`Snapshot`]; requests only read it.
 //!

@@ -1,5 +1,5 @@
 //! The snapshot every page renders: SLO status (from
-//! [`capstan_slo::cli::status`], the function behind `capstan slo status`),
+//! [`capstan_slo::status`], the function behind `capstan slo status`),
 //! chart points drawn from the same counts, the deploy log, rollouts, and the
 //! database's migrations, fleet and archive. A background task rebuilds it;
 //! requests only read the last one, so a page never waits on a source.
@@ -8,16 +8,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use capstan_migrate::archive::ArchiveEntry;
-use capstan_migrate::fleet::InstanceRow;
-use capstan_migrate::migrator::Entry;
+use capstan_migrate::{ArchiveEntry, Entry, InstanceRow};
 use capstan_rollout::controller::store::StateStore;
 use capstan_rollout::controller::State as RolloutState;
-use capstan_slo::cli::{Settings, StatusReport};
-use capstan_slo::deploys::{Deploy, DeployLog};
 use capstan_slo::math::{self, Method, MINUTE_MS};
-use capstan_slo::source::{Loaded, Prometheus, SpanCounts};
 use capstan_slo::spec::{Budgeting, Slo};
+use capstan_slo::{Deploy, DeployLog, Loaded, Prometheus, Settings, SpanCounts, StatusReport};
 
 /// Points on the SLI and burn-down charts of one objective.
 pub const CHART_POINTS: i64 = 120;
@@ -168,7 +164,7 @@ pub async fn build(sources: &Sources, generation: u64, now_ms: i64) -> Snapshot 
                 );
             }
         };
-        capstan_slo::cli::status(&sources.settings, None, now_ms, &mut inspect)
+        capstan_slo::status(&sources.settings, None, now_ms, &mut inspect)
             .await
             .map_err(|e| e.to_string())
     };
@@ -283,7 +279,7 @@ fn recent_releases(store: &std::path::Path, now_ms: i64) -> BTreeMap<String, Vec
 /// Migrations, fleet and archive. Every message goes through `redact_text`:
 /// a connection string never reaches the page with its password.
 async fn read_database(url: &str, sources: &Sources, snap: &mut Snapshot) {
-    use capstan_migrate::url::redact_text;
+    use capstan_migrate::redact_text;
     let url = match capstan_migrate::DatabaseUrl::parse(url) {
         Ok(u) => u,
         Err(e) => {
@@ -294,7 +290,7 @@ async fn read_database(url: &str, sources: &Sources, snap: &mut Snapshot) {
     snap.database = Some(url.to_string());
     let connect = tokio::time::timeout(
         Duration::from_secs(10),
-        capstan_migrate::migrator::Database::connect_read_only(&url),
+        capstan_migrate::Database::connect_read_only(&url),
     )
     .await;
     let mut db = match connect {
@@ -310,10 +306,9 @@ async fn read_database(url: &str, sources: &Sources, snap: &mut Snapshot) {
     };
     let history = db.history().await.map_err(|e| redact_text(&e.to_string()));
     snap.migrations = Some(history.and_then(|h| {
-        let set =
-            capstan_migrate::source::MigrationSet::from_dir_unchecked(&sources.migrations_dir)
-                .map_err(|e| format!("{}: {e}", sources.migrations_dir.display()))?;
-        Ok(capstan_migrate::migrator::compare(&set, &h))
+        let set = capstan_migrate::MigrationSet::from_dir_unchecked(&sources.migrations_dir)
+            .map_err(|e| format!("{}: {e}", sources.migrations_dir.display()))?;
+        Ok(capstan_migrate::compare(&set, &h))
     }));
     snap.fleet = Some(
         db.driver()
@@ -322,7 +317,7 @@ async fn read_database(url: &str, sources: &Sources, snap: &mut Snapshot) {
             .map_err(|e| redact_text(&e.to_string())),
     );
     snap.archive = Some(
-        capstan_migrate::archive::list(db.driver())
+        capstan_migrate::archive_entries(db.driver())
             .await
             .map_err(|e| redact_text(&e.to_string())),
     );

@@ -8,7 +8,7 @@ use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
 
 fn sources(dir: &std::path::Path, database: Option<&str>) -> Sources {
-    let mut settings = capstan_slo::cli::Settings::load(&dir.join("capstan.toml")).unwrap();
+    let mut settings = capstan_slo::Settings::load(&dir.join("capstan.toml")).unwrap();
     settings.slo_paths = vec![dir.join("slos")];
     settings.store = dir.join("events.db");
     settings.database = database.map(String::from);

@@ -142,7 +142,7 @@ async fn a_prometheus_slo_gets_the_charts_the_event_store_twin_gets() {
     std::fs::create_dir_all(dir.path().join("slos")).unwrap();
     std::fs::write(dir.path().join("slos/api.yaml"), SLOS).unwrap();
     fill_store(&dir.path().join("events.db"));
-    let mut settings = capstan_slo::cli::Settings::load(&dir.path().join("capstan.toml")).unwrap();
+    let mut settings = capstan_slo::Settings::load(&dir.path().join("capstan.toml")).unwrap();
     settings.slo_paths = vec![dir.path().join("slos")];
     settings.store = dir.path().join("events.db");
     settings.prometheus = Some(prom.url.clone());

@@ -11,7 +11,7 @@
 //!
 //! ```
 //! use capstan_lint::{Config, Input, Linter, Tracker};
-//! use capstan_migrate::archive::Kind;
+//! use capstan_migrate::DestructionKind as Kind;
 //!
 //! let mut linter = Linter::new(Config::default());
 //! linter.replay(Input { file: "0001.sql", source: "CREATE TABLE users (id bigint PRIMARY KEY, name text);" });
@@ -30,7 +30,7 @@ use pg_query::NodeEnum;
 use crate::ast::{object_name, rv_name, str_of, ColType};
 use crate::schema::Schema;
 
-pub use capstan_migrate::archive::{Destruction, Kind};
+pub use capstan_migrate::{Destruction, DestructionKind as Kind};
 
 /// Walks a section statement by statement, keeping the schema model current
 /// (which also marks the tables the section creates as new).

@@ -14,9 +14,7 @@
 //! # }
 //! ```
 
-use capstan_migrate::archive::{self, Detected, Detector};
-use capstan_migrate::split::Dialect;
-use capstan_migrate::{Direction, MigrationSet, Section};
+use capstan_migrate::{Destruction, Detected, Detector, Dialect, Direction, MigrationSet, Section};
 
 use crate::destroy::Tracker;
 use crate::{Config, Input, Linter};
@@ -31,7 +29,7 @@ fn scan(
     tracker: &mut Tracker,
     section: &Section,
     dialect: Dialect,
-) -> Result<Vec<archive::Destruction>, String> {
+) -> Result<Vec<Destruction>, String> {
     let statements = section
         .statements(dialect)
         .map_err(|e| format!("{} is never closed", e.what))?;

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use capstan_lint::{Config, Input, Linter};
-use capstan_migrate::source::{parse_migration, SourceError};
+use capstan_migrate::{parse_migration, SourceError};
 
 /// Directive lines for the file's header, valid and not.
 const HEADERS: &[&str] = &[

@@ -51,7 +51,7 @@ fn version_key(s: &str) -> Vec<u64> {
 ///
 /// ```no_run
 /// # async fn demo(set: capstan_migrate::MigrationSet, url: capstan_migrate::DatabaseUrl) -> Result<(), capstan_migrate::Error> {
-/// use capstan_migrate::fleet::{Heartbeat, Instance, DEFAULT_HEARTBEAT};
+/// use capstan_migrate::{Heartbeat, Instance, DEFAULT_HEARTBEAT};
 /// let hb = Heartbeat::start(&url, Instance::new("chirpy", "2.0.0", &set), DEFAULT_HEARTBEAT).await?;
 /// // … serve …
 /// hb.depart().await?; // clean shutdown: the instance leaves the fleet

@@ -88,23 +88,6 @@ pub fn created_index_name(sql: &str) -> Option<String> {
     Some(unquote_qualified(&w))
 }
 
-/// True when `sql` is a `CREATE INDEX CONCURRENTLY`.
-pub fn is_concurrent_index(sql: &str) -> bool {
-    let mut words = Words::new(sql);
-    let first = words.next();
-    let mut second = words.next();
-    if second
-        .as_deref()
-        .is_some_and(|w| w.eq_ignore_ascii_case("unique"))
-    {
-        second = words.next();
-    }
-    let third = words.next();
-    first.is_some_and(|w| w.eq_ignore_ascii_case("create"))
-        && second.is_some_and(|w| w.eq_ignore_ascii_case("index"))
-        && third.is_some_and(|w| w.eq_ignore_ascii_case("concurrently"))
-}
-
 /// The names of the indexes the statements create, in order.
 pub fn created_index_names<'a>(statements: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     statements
@@ -221,9 +204,5 @@ mod tests {
         ] {
             assert_eq!(created_index_name(sql).as_deref(), name, "{sql}");
         }
-        assert!(is_concurrent_index(
-            "CREATE UNIQUE INDEX CONCURRENTLY x ON t (a)"
-        ));
-        assert!(!is_concurrent_index("CREATE INDEX x ON t (a)"));
     }
 }

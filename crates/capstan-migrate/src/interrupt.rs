@@ -14,6 +14,7 @@ static SIGNALS: AtomicU8 = AtomicU8::new(0);
 static LAST: AtomicU8 = AtomicU8::new(0);
 
 /// Records one more stop request (a signal); `signal` is its number.
+#[cfg(feature = "cli")]
 pub fn request(signal: u8) {
     LAST.store(signal, Ordering::SeqCst);
     let _ = SIGNALS.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
@@ -28,6 +29,7 @@ pub fn stop_between_migrations() -> bool {
 
 /// True once a second stop was requested: a no-transaction migration stops
 /// before its next statement.
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "cli"))]
 pub fn stop_between_statements() -> bool {
     SIGNALS.load(Ordering::SeqCst) >= 2
 }
@@ -46,6 +48,7 @@ pub fn signal_name() -> Option<&'static str> {
 /// before a run starts). They run on a thread of their own, so a statement
 /// that keeps the caller's thread busy (SQLite runs on it) does not delay
 /// them.
+#[cfg(feature = "cli")]
 pub fn install() {
     use std::sync::Once;
     static INSTALLED: Once = Once::new();
@@ -67,6 +70,7 @@ pub fn install() {
     });
 }
 
+#[cfg(feature = "cli")]
 async fn listen() {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term)) = (

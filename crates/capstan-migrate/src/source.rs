@@ -20,11 +20,12 @@ use crate::sum;
 /// Files larger than this are refused: a migration is code, not a data dump.
 pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
 
-pub use capstan_format::{MigrationId, Phase, MAX_TIMEOUT};
+pub use capstan_format::{MigrationId, Phase};
 
 /// Parses a lock or statement timeout ([`capstan_format::parse_timeout`]):
-/// whole milliseconds, at most [`MAX_TIMEOUT`], `0` for none. The error
+/// whole milliseconds, at most [`capstan_format::MAX_TIMEOUT`], `0` for none. The error
 /// names the value.
+#[cfg(feature = "cli")]
 pub fn parse_timeout(s: &str) -> Result<Duration, String> {
     capstan_format::parse_timeout(s).map_err(|e| e.to_string())
 }

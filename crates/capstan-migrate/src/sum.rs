@@ -199,6 +199,7 @@ fn read_recorded(path: &Path) -> Result<Option<Recorded>, SumError> {
 /// Checks that `capstan.sum` in `dir`, if there is one, can be read and
 /// [`update`]d (readable, no conflict markers, no malformed line), so that a
 /// command can refuse before it changes anything else.
+#[cfg(feature = "cli")]
 pub fn check_updatable(dir: &Path) -> Result<(), SumError> {
     read_recorded(&dir.join(SUM_FILE)).map(|_| ())
 }
@@ -208,6 +209,7 @@ pub fn check_updatable(dir: &Path) -> Result<(), SumError> {
 /// as it was: an edit to another file stays unblessed, and `verify` still
 /// names it. `files` is the directory's content; a line for a file no
 /// longer there is dropped only when `only` names it.
+#[cfg(feature = "cli")]
 pub fn update(dir: &Path, files: &[(PathBuf, Vec<u8>)], only: &[String]) -> Result<(), SumError> {
     let path = dir.join(SUM_FILE);
     let mut recorded = read_recorded(&path)?.map(|(_, r)| r).unwrap_or_default();

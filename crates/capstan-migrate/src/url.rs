@@ -6,6 +6,7 @@ use std::path::PathBuf;
 pub use crate::redact::{redact, redact_text, UrlError};
 
 /// The embedded default when no URL is given anywhere.
+#[cfg(feature = "cli")]
 pub const DEFAULT_URL: &str = "sqlite://capstan.db";
 
 /// A parsed database URL. Its `Display` never shows a password.
@@ -131,6 +132,7 @@ impl fmt::Debug for DatabaseUrl {
 /// types (`jsonb`, `serial`, `timestamptz`…), `::` casts, `plpgsql`,
 /// extensions, schemas, `ALTER COLUMN`, GIN/GiST indexes. `--` comments are
 /// skipped.
+#[cfg(feature = "cli")]
 pub fn postgres_only(sql: &str) -> Option<(usize, &'static str)> {
     const MARKERS: &[(&str, &str, bool)] = &[
         (

@@ -2,10 +2,14 @@
 
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "cli")]
 use serde::Serialize;
 
+#[cfg(feature = "cli")]
 use crate::driver::AppliedRow;
-use crate::source::{self, MigrationId, MigrationSet, Phase, SourceError};
+use crate::source::{self, MigrationSet, SourceError};
+#[cfg(feature = "cli")]
+use crate::source::{MigrationId, Phase};
 use crate::sum;
 
 /// Why a directory edit was refused. Nothing was changed.
@@ -42,6 +46,7 @@ pub enum WorkdirError {
     },
 }
 
+#[cfg(feature = "cli")]
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WorkdirError + '_ {
     move |source| WorkdirError::Io {
         path: path.to_path_buf(),
@@ -50,6 +55,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WorkdirError + '_ {
 }
 
 /// Turns `Add user email` into `add_user_email`.
+#[cfg(feature = "cli")]
 pub fn snake_name(name: &str) -> Result<String, WorkdirError> {
     let mut out = String::new();
     for c in name.trim().chars() {
@@ -69,6 +75,7 @@ pub fn snake_name(name: &str) -> Result<String, WorkdirError> {
 }
 
 /// The text `new` writes.
+#[cfg(feature = "cli")]
 pub fn template(phase: Phase, no_transaction: bool) -> String {
     let mut t = String::new();
     t.push_str(&format!("-- capstan:phase {phase}\n"));
@@ -82,6 +89,7 @@ pub fn template(phase: Phase, no_transaction: bool) -> String {
 /// Writes the next numbered migration from the template and adds its hash
 /// to the sum, leaving every other line of the sum as it was (an edited
 /// file stays unblessed until `hash` is run for it).
+#[cfg(feature = "cli")]
 pub fn new_migration(
     dir: &Path,
     name: &str,
@@ -122,6 +130,7 @@ pub fn rehash(dir: &Path) -> Result<usize, WorkdirError> {
 }
 
 /// A file `rebase` renamed.
+#[cfg(feature = "cli")]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Renamed {
     /// Old path.
@@ -131,6 +140,7 @@ pub struct Renamed {
 }
 
 /// What `rebase` did.
+#[cfg(feature = "cli")]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Rebased {
     /// The files renamed, in order.
@@ -148,6 +158,7 @@ pub struct Rebased {
 /// name, another up section: two branches took the same number) is the one
 /// that did not run, and moves. Numbers left free for migrations the
 /// database ran but the directory lacks are reported, not an error.
+#[cfg(feature = "cli")]
 pub fn rebase(
     dir: &Path,
     files: &[PathBuf],
@@ -243,6 +254,7 @@ pub fn rebase(
 /// Validates the directory `rebase` would leave, as [`MigrationSet`] does,
 /// except that a missing version the database ran is no error: it is
 /// returned (`0005_add_email`).
+#[cfg(feature = "cli")]
 fn check_rebased(
     files: &[(PathBuf, Vec<u8>)],
     applied: &[AppliedRow],

@@ -7,8 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use capstan_migrate::connstr::ConnSpec;
-use capstan_migrate::pgconn::{connect, ConnectError, Connected};
+use capstan_migrate::{connect_postgres as connect, ConnSpec, ConnectError, Connected};
 use capstan_testkit::cluster::{TlsCluster, PW_PASSWORD};
 
 /// An environment with only `pairs` (and HOME in an empty directory, so the

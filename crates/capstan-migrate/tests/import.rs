@@ -380,7 +380,7 @@ fn a_down_file_with_only_comments_imports_as_a_down_that_does_nothing() {
         assert!(down.is_some(), "{tool}: no down section");
         assert!(
             down.unwrap()
-                .statements(capstan_migrate::split::Dialect::Postgres)
+                .statements(capstan_migrate::Dialect::Postgres)
                 .unwrap()
                 .is_empty(),
             "{tool}"

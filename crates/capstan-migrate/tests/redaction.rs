@@ -4,9 +4,7 @@
 //! redacted form, free-text redaction, `DatabaseUrl` (Display, Debug, parse
 //! errors), `ConnSpec` (Debug, parse errors), `with_dbname` errors.
 
-use capstan_migrate::connstr::{with_dbname, ConnSpec};
-use capstan_migrate::url::{redact, redact_text};
-use capstan_migrate::DatabaseUrl;
+use capstan_migrate::{redact, redact_text, with_dbname, ConnSpec, DatabaseUrl};
 use proptest::prelude::*;
 
 /// Passwords: 8 to 24 characters, at least one of them special.

@@ -7,10 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use capstan_migrate::driver::{FailureKind, DEFAULT_SERVICE, LAYOUT};
-use capstan_migrate::fleet::Instance;
-use capstan_migrate::migrator::{Database, Error, Migrator, Settings, State};
-use capstan_migrate::{DatabaseUrl, MigrationSet};
+use capstan_migrate::{
+    Database, DatabaseUrl, Error, FailureKind, Instance, MigrationSet, Migrator, Settings, State,
+    DEFAULT_SERVICE, TABLES_LAYOUT as LAYOUT,
+};
 use capstan_testkit::{backends, Backend, TestDb};
 
 /// A fresh database of one backend, dropped (or deleted) at the end.
@@ -165,7 +165,7 @@ async fn upgraded_keeps_everything(b: Backend, fixture: &str) {
     assert_eq!(states, [State::Applied; 3], "{fixture}: {before:?}");
     assert_eq!(m.fleet(&mut db).await.unwrap().len(), 2);
     assert_eq!(
-        capstan_migrate::archive::list(db.driver())
+        capstan_migrate::archive_entries(db.driver())
             .await
             .unwrap()
             .len(),
@@ -221,7 +221,7 @@ async fn upgraded_keeps_everything(b: Backend, fixture: &str) {
     assert_eq!(states, [State::Applied; 3], "{fixture}: {after:?}");
     let fleet = m.fleet(&mut db).await.unwrap();
     assert_eq!(fleet.len(), 2);
-    let entries = capstan_migrate::archive::list(db.driver()).await.unwrap();
+    let entries = capstan_migrate::archive_entries(db.driver()).await.unwrap();
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].table_name, "users");
     assert_eq!(entries[0].row_count, 3);
@@ -230,7 +230,7 @@ async fn upgraded_keeps_everything(b: Backend, fixture: &str) {
     let mut other = t.open("billing").await;
     assert!(other.history().await.unwrap().is_empty());
     assert!(other.driver().fleet_list().await.unwrap().is_empty());
-    assert!(capstan_migrate::archive::list(other.driver())
+    assert!(capstan_migrate::archive_entries(other.driver())
         .await
         .unwrap()
         .is_empty());

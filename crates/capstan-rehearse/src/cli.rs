@@ -109,7 +109,7 @@ pub async fn run(args: RehearseArgs) -> i32 {
     let mut options = Options::new(backend);
     options.load = args.load;
     options.load_workers = args.load_workers.max(1);
-    options.max_stall = match capstan_migrate::source::parse_duration(&args.max_stall) {
+    options.max_stall = match capstan_migrate::parse_duration(&args.max_stall) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: --max-stall: {e}");

@@ -361,7 +361,7 @@ impl Config {
             ));
         }
         let ready_timeout = match &file.ready_timeout {
-            Some(s) => capstan_migrate::source::parse_duration(s)
+            Some(s) => capstan_migrate::parse_duration(s)
                 .map_err(|e| origin.error(None, "ready_timeout", e))?,
             None => Duration::from_secs(30),
         };

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use capstan_migrate::url::redact;
+use capstan_migrate::redact;
 
 use crate::Error;
 
@@ -26,7 +26,7 @@ impl Backend {
         if s.is_empty() || s == "sqlite" || s.starts_with("sqlite:") {
             return Ok(Backend::Sqlite);
         }
-        if capstan_migrate::connstr::is_pg_url(s) || capstan_migrate::connstr::is_key_value(s) {
+        if capstan_migrate::is_pg_url(s) || capstan_migrate::is_key_value(s) {
             capstan_migrate::DatabaseUrl::parse(s).map_err(|e| e.to_string())?;
             return Ok(Backend::Postgres(s.to_string()));
         }
@@ -64,7 +64,7 @@ pub struct Scratch {
 fn db_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Database(format!(
         "{what}: {}",
-        capstan_migrate::url::redact_text(&e.to_string())
+        capstan_migrate::redact_text(&e.to_string())
     ))
 }
 
@@ -82,7 +82,7 @@ async fn pg_connect(url: &str) -> Result<tokio_postgres::Client, Error> {
 async fn pg_connect_versioned(url: &str) -> Result<(tokio_postgres::Client, u32), Error> {
     // TLS, the PG* variables, the password file and connect_timeout, as
     // every capstan connection (the error names the server, not the password).
-    let c = capstan_migrate::pgconn::connect_str(url)
+    let c = capstan_migrate::connect_postgres_str(url)
         .await
         .map_err(|e| db_err("database", e))?;
     let major = c.server_version.as_deref().map_or(0, major_version);
@@ -234,7 +234,7 @@ impl Scratches {
             }
             Some(server) => {
                 let name = tag.to_string();
-                let url = capstan_migrate::connstr::with_dbname(&server.admin, &name)
+                let url = capstan_migrate::with_dbname(&server.admin, &name)
                     .map_err(|e| db_err("bad URL", e))?;
                 server.create(&name).await?;
                 Ok(Scratch {

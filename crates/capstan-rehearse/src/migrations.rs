@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use capstan_migrate::migrator::ContractPolicy;
 use capstan_migrate::{
-    Database, DatabaseUrl, Error as MigrateError, MigrationSet, Migrator, Phase, UpOptions,
+    ContractPolicy, Database, DatabaseUrl, Error as MigrateError, MigrationSet, Migrator, Phase,
+    UpOptions,
 };
 use serde::Deserialize;
 

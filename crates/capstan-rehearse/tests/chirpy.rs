@@ -64,7 +64,7 @@ fn materialize(dir: &Path) -> PathBuf {
         };
         std::fs::write(out.join(&name), text).unwrap();
     }
-    capstan_migrate::workdir::rehash(&out).unwrap();
+    capstan_migrate::rehash(&out).unwrap();
     out
 }
 

@@ -312,7 +312,7 @@ fn status(a: StatusArgs) -> i32 {
         );
         return EXIT_NO_ROLLOUT;
     }
-    let log = match capstan_slo::deploys::DeployLog::open_existing(&a.events) {
+    let log = match capstan_slo::DeployLog::open_existing(&a.events) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
@@ -329,9 +329,9 @@ fn status(a: StatusArgs) -> i32 {
                         d.service == s.service
                             && matches!(
                                 d.kind,
-                                capstan_slo::deploys::DeployKind::Rollout
-                                    | capstan_slo::deploys::DeployKind::Rollback
-                                    | capstan_slo::deploys::DeployKind::Override
+                                capstan_slo::DeployKind::Rollout
+                                    | capstan_slo::DeployKind::Rollback
+                                    | capstan_slo::DeployKind::Override
                             )
                     })
                     .collect(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use capstan_rollout::controller::run::{self, RunOptions};
 use capstan_rollout::controller::Phase;
-use capstan_slo::deploys::DeployLog;
+use capstan_slo::DeployLog;
 use e2e::{canary_weight, decisions, plan, setup, watch_weights, TOKEN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -15,7 +15,7 @@ use capstan_rollout::controller::plan::PlanFile;
 use capstan_rollout::controller::run::{self, now_ms, RunError, RunOptions};
 use capstan_rollout::controller::store::StateStore;
 use capstan_rollout::controller::Phase;
-use capstan_slo::deploys::{DeployKind, DeployLog};
+use capstan_slo::{DeployKind, DeployLog};
 use e2e::{canary_weight, decisions, plan, setup, watch_weights, Chirpy, Db, Proxy, TOKEN};
 
 const SLO: &str = r#"apiVersion: openslo/v1

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use capstan_rollout::controller::run::now_ms;
 use capstan_rollout::controller::Phase;
-use capstan_slo::deploys::DeployLog;
+use capstan_slo::DeployLog;
 use e2e::{canary_weight, decisions, plan, setup, watch_weights};
 
 /// Mirrored requests recorded in the event store (their events carry the comparison).

@@ -32,7 +32,7 @@ impl Default for Policy {
 
 impl Policy {
     /// The policy of a `[slo.policy]` table; errors name the key.
-    pub fn from_config(c: &capstan_migrate::config::SloPolicyConfig) -> Result<Policy, String> {
+    pub fn from_config(c: &capstan_migrate::SloPolicyConfig) -> Result<Policy, String> {
         let mut p = Policy::default();
         if let Some(v) = c.freeze_below {
             if !(0.0..=1.0).contains(&v) {
@@ -46,7 +46,7 @@ impl Policy {
             p.freeze_on_page = v;
         }
         if let Some(v) = &c.override_for {
-            let d = capstan_migrate::source::parse_duration(v)
+            let d = capstan_migrate::parse_duration(v)
                 .map_err(|e| format!("[slo.policy] override_for: {e}"))?;
             p.override_for_ms = d.as_millis() as i64;
         }

@@ -3,9 +3,8 @@
 
 use std::path::Path;
 
-use capstan_slo::cli::Settings;
 use capstan_slo::deps::{self, WarningKind};
-use capstan_slo::spec;
+use capstan_slo::{spec, Settings};
 
 fn slo(name: &str, service: &str, target: &str, expr: &str) -> String {
     format!(

@@ -5,10 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use capstan_events::{Event, Store};
-use capstan_slo::cli::{evaluate_all, ObjectiveStatus, Settings};
-use capstan_slo::deploys::{Deploy, DeployKind, DeployLog};
 use capstan_slo::math::Severity;
-use capstan_slo::spec;
+use capstan_slo::{evaluate_all, spec, Deploy, DeployKind, DeployLog, ObjectiveStatus, Settings};
 
 const MIN: i64 = 60_000;
 /// 2026-11-30T12:00:00Z
@@ -260,7 +258,7 @@ fn a_month_with_two_bad_deploys() {
     alert_states_through_the_month(&f);
     timeslices(&f);
     sums_of_older_spans_equal_the_per_minute_series(&f);
-    let text = capstan_slo::cli::render_status(std::slice::from_ref(&s));
+    let text = capstan_slo::render_status(std::slice::from_ref(&s));
     assert!(
         text.contains("alert: PAGE (14.4x over 1h and 5m)"),
         "{text}"
@@ -331,21 +329,12 @@ fn sums_of_older_spans_equal_the_per_minute_series(f: &Fixture) {
             C + 3 * 1440 * MIN + 7 * MIN,
         ] {
             let period = capstan_slo::math::period(&slo.window, now);
-            let split = capstan_slo::source::capstan_counts(
-                &f.settings.store,
-                &slo,
-                &period,
-                &deploys,
-                3 * 1440,
-            )
-            .unwrap();
-            assert!(
-                matches!(split, capstan_slo::source::Loaded::Store(_)),
-                "{num}"
-            );
-            let full =
-                capstan_slo::source::capstan_series(&f.settings.store, &slo, period.start_ms, now)
+            let split =
+                capstan_slo::capstan_counts(&f.settings.store, &slo, &period, &deploys, 3 * 1440)
                     .unwrap();
+            assert!(matches!(split, capstan_slo::Loaded::Store(_)), "{num}");
+            let full =
+                capstan_slo::capstan_series(&f.settings.store, &slo, period.start_ms, now).unwrap();
             let eval = |w: &dyn capstan_slo::math::Windows| {
                 capstan_slo::math::evaluate(
                     w,

@@ -7,10 +7,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use capstan_events::{Event, Store};
-use capstan_slo::cli::{evaluate_all, ObjectiveStatus, Settings};
-use capstan_slo::deploys::{Deploy, DeployKind, DeployLog};
 use capstan_slo::math::Severity;
-use capstan_slo::spec;
+use capstan_slo::{evaluate_all, spec, Deploy, DeployKind, DeployLog, ObjectiveStatus, Settings};
 use capstan_testkit::prometheus::Prometheus;
 
 const MIN: i64 = 60_000;

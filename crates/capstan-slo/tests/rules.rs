@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use capstan_slo::{rules, spec};
+use capstan_slo::{render_rules, spec};
 
 const SLOS: &str = r#"apiVersion: openslo/v1
 kind: SLO
@@ -93,7 +93,7 @@ spec:
 #[test]
 fn rules_pass_promtool_and_use_sloth_names() {
     let c = spec::load(&[(Path::new("slos.yaml"), SLOS)]).unwrap();
-    let (text, skipped) = rules::render(&c.slos);
+    let (text, skipped) = render_rules(&c.slos);
     assert_eq!(skipped, vec!["store-sourced".to_string()]);
     for name in [
         "slo:sli_error:ratio_rate5m",
@@ -146,7 +146,7 @@ fn rules_pass_promtool_and_use_sloth_names() {
 fn no_prometheus_slo_gives_an_empty_rules_file() {
     let only_store = SLOS.split("---\n").nth(2).unwrap();
     let c = spec::load(&[(Path::new("slos.yaml"), only_store)]).unwrap();
-    let (text, skipped) = rules::render(&c.slos);
+    let (text, skipped) = render_rules(&c.slos);
     assert_eq!(text, "groups: []\n");
     assert_eq!(skipped.len(), 1);
 }

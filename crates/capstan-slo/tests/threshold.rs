@@ -5,8 +5,7 @@
 use std::collections::BTreeMap;
 
 use capstan_events::{Event, Store};
-use capstan_slo::cli::{evaluate_all, ObjectiveStatus, Settings};
-use capstan_slo::spec;
+use capstan_slo::{evaluate_all, spec, ObjectiveStatus, Settings};
 
 const MIN: i64 = 60_000;
 /// 2026-11-30T12:00:00Z

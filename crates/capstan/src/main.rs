@@ -142,7 +142,7 @@ once no old binary runs. Postgres only. See docs/services.md.")]
   capstan slo status --service chirpy --json
   capstan slo rules slos/ -o slo-rules.yaml && promtool check rules slo-rules.yaml
   capstan slo gate || echo 'frozen: the error budget is spent'")]
-    Slo(capstan_slo::cli::SloArgs),
+    Slo(capstan_slo::SloArgs),
     /// A live web view of every service's SLOs, budgets, deploys, rollouts and events.
     #[command(after_help = "Examples:
   capstan dashboard                                    # http://127.0.0.1:8900/, read-only
@@ -228,7 +228,7 @@ fn main() -> anyhow::Result<()> {
             Command::Rollout(args) => capstan_rollout::rollout_cli::run(args).await,
             Command::Events(args) => capstan_events::cli::run(args).await,
             Command::Proxy(args) => capstan_proxy::cli::run(args).await,
-            Command::Slo(args) => capstan_slo::cli::run(args).await,
+            Command::Slo(args) => capstan_slo::run_slo(args).await,
             Command::Dashboard(args) => capstan_dashboard::run(args).await,
         }
     });

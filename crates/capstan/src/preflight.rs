@@ -13,9 +13,7 @@ use std::path::Path;
 
 use capstan_lint::{Config, Finding, Input, Linter, RuleId, Severity};
 use capstan_migrate::cli::{Preflight, PreflightFinding};
-use capstan_migrate::live::LiveDb;
-use capstan_migrate::split::Dialect;
-use capstan_migrate::MigrationSet;
+use capstan_migrate::{Dialect, LiveDb, MigrationSet};
 
 /// `capstan lint`, run on the migrations `plan`, `up` and `down` are about to run.
 pub struct LintPreflight;
@@ -226,7 +224,7 @@ impl Preflight for LintPreflight {
         _contracts: &[u64],
         config: Option<&Path>,
     ) -> Result<Option<String>, String> {
-        capstan_slo::cli::contract_gate(config)
+        capstan_slo::contract_gate(config)
     }
 
     /// `migrate import` marks the migrations the linter classifies as contract.
@@ -241,7 +239,7 @@ mod tests {
     #[test]
     fn the_count_limit_is_the_linters_threshold() {
         assert_eq!(
-            capstan_migrate::live::DEFAULT_COUNT_UP_TO,
+            capstan_migrate::DEFAULT_COUNT_UP_TO,
             capstan_lint::DEFAULT_SMALL_TABLE_ROWS
         );
     }

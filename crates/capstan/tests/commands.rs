@@ -497,7 +497,7 @@ fn bad_migration_files_are_refused_with_file_and_line_and_nothing_is_applied(b: 
                 (path, bytes)
             })
             .collect();
-        capstan_migrate::sum::write(&p.migrations(), &files).unwrap();
+        capstan_migrate::write_sum(&p.migrations(), &files).unwrap();
         let out = p.capstan(&["migrate", "up"]);
         assert_code(&out, 3);
         assert!(

@@ -15,7 +15,7 @@ use capstan_rollout::controller::{
     State, Step, Target,
 };
 use capstan_rollout::judge::{self, Direction, Interval, MetricSpec, Observed, Rule, Samples};
-use capstan_slo::deploys::{Deploy, DeployKind, DeployLog};
+use capstan_slo::{Deploy, DeployKind, DeployLog};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::Value;
 

@@ -246,7 +246,7 @@ async fn version(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {
 fn env_duration(name: &str, default: Duration) -> Duration {
     std::env::var(name)
         .ok()
-        .and_then(|v| capstan_migrate::source::parse_duration(&v).ok())
+        .and_then(|v| capstan_migrate::parse_duration(&v).ok())
         .unwrap_or(default)
 }
 

@@ -4,8 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use capstan_migrate::fleet::{Heartbeat, Instance};
-use capstan_migrate::{gate, Database, DatabaseUrl};
+use capstan_migrate::{check_gate_database, Database, DatabaseUrl, Heartbeat, Instance};
 use capstan_probe::{
     check_fn, CheckConfig, Details, GateStatus, Health, Observation, ShutdownConfig,
 };
@@ -48,13 +47,13 @@ pub async fn serve(release: Release) -> Result<(), ServeError> {
     // The service whose history the gate reads and whose fleet the instance
     // joins (`chirpy-vN migrate` reads the same variable).
     let service = std::env::var("CAPSTAN_SERVICE")
-        .unwrap_or_else(|_| capstan_migrate::driver::DEFAULT_SERVICE.to_string());
+        .unwrap_or_else(|_| capstan_migrate::DEFAULT_SERVICE.to_string());
 
     // Refuse mode: check before listening, and exit with the reasons.
     let mut gate_db = Database::connect_read_only(&url)
         .await?
         .for_service(&service);
-    let first = gate::check_database(&mut gate_db, &set).await?;
+    let first = check_gate_database(&mut gate_db, &set).await?;
     if !first.is_compatible() && mode == GateMode::Refuse {
         return Err(ServeError::Gate(
             first.messages(release.binary(), &version).join("; "),
@@ -148,7 +147,7 @@ pub async fn serve(release: Release) -> Result<(), ServeError> {
                 }
                 health.set_gate(GateStatus::Waiting(why));
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                match gate::check_database(&mut gate_db, &set).await {
+                match check_gate_database(&mut gate_db, &set).await {
                     Ok(c) => compat = c,
                     Err(e) => {
                         tracing::warn!(error = %e, "gate check failed; retrying");

@@ -58,7 +58,7 @@ pub enum Store {
 
 /// The Postgres side of [`Store`].
 pub struct PgStore {
-    spec: capstan_migrate::connstr::ConnSpec,
+    spec: capstan_migrate::ConnSpec,
     client: RwLock<Option<Arc<tokio_postgres::Client>>>,
 }
 
@@ -73,7 +73,7 @@ impl PgStore {
         }
         // capstan's connector: TLS, the PG* variables, the password file; the
         // whole startup bounded by connect_timeout (here at most 2 s).
-        let connected = capstan_migrate::pgconn::connect(&self.spec)
+        let connected = capstan_migrate::connect_postgres(&self.spec)
             .await
             .map_err(|e| StoreError::Unavailable(e.message))?;
         let client = Arc::new(connected.client);
@@ -139,7 +139,7 @@ impl Store {
                 .map_err(sqlite_err)?;
             return Ok(Store::Sqlite(Arc::new(Mutex::new(conn))));
         }
-        let mut spec = capstan_migrate::connstr::ConnSpec::parse(url)
+        let mut spec = capstan_migrate::ConnSpec::parse(url)
             .map_err(|e| StoreError::Unavailable(format!("DATABASE_URL: {e}")))?;
         spec.connect_timeout = spec.connect_timeout.min(Duration::from_secs(2));
         Ok(Store::Postgres(Arc::new(PgStore {

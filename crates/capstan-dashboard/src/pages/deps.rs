@@ -4,8 +4,8 @@
 //! its hard dependencies set (`capstan_slo::deps`, not computed here).
 
 use capstan_service::Services;
-use capstan_slo::cli::ObjectiveStatus;
 use capstan_slo::deps::{self, BudgetState, Promise};
+use capstan_slo::ObjectiveStatus;
 
 use super::{pct, raw};
 

@@ -22,9 +22,8 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use capstan_slo::cli::ObjectiveStatus;
-use capstan_slo::deploys::Deploy;
 use capstan_slo::math::{rfc3339, Severity};
+use capstan_slo::{Deploy, ObjectiveStatus};
 
 use crate::snapshot::Snapshot;
 use crate::AppState;

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use capstan_rollout::controller::store::StateStore;
 use capstan_rollout::controller::{Command, Phase, State as RolloutState};
-use capstan_slo::deploys::DeployKind;
+use capstan_slo::DeployKind;
 use serde::Deserialize;
 
 use super::verdict::{verdict_view, VerdictView};

@@ -6,10 +6,8 @@ use std::collections::BTreeMap;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use capstan_slo::cli::ObjectiveStatus;
-use capstan_slo::deploys::{Deploy, DeployKind};
 use capstan_slo::math::{conditions, Severity};
-use capstan_slo::policy::minutes_label;
+use capstan_slo::{minutes_label, Deploy, DeployKind, ObjectiveStatus};
 
 use super::deps::{deps_view, DepsView};
 use super::{deploy_row, obj_view, page, pct, raw, rollout_words, time, DeployRow, ObjView};

@@ -378,9 +378,9 @@ mod live {
     ) -> Result<(Vec<Edge>, Vec<Unowned>), String> {
         eprintln!(
             "using database {} (from --database)",
-            capstan_migrate::url::redact(url)
+            capstan_migrate::redact(url)
         );
-        let client = capstan_migrate::pgconn::connect_str(url)
+        let client = capstan_migrate::connect_postgres_str(url)
             .await
             .map_err(|e| format!("--database: {e}"))?
             .client;

@@ -20,9 +20,9 @@ async fn read(url: &str) -> Result<Schema, String> {
     // capstan connection; the message names the server, never the password.
     eprintln!(
         "using database {} (from --schema-from)",
-        capstan_migrate::url::redact(url)
+        capstan_migrate::redact(url)
     );
-    let client = capstan_migrate::pgconn::connect_str(url)
+    let client = capstan_migrate::connect_postgres_str(url)
         .await
         .map_err(|e| format!("--schema-from: {e}"))?
         .client;

@@ -43,7 +43,7 @@ fn directives_are_case_insensitive_and_a_bom_is_not_a_line() {
     );
 }
 
-/// The engine (`capstan_migrate::source`) owns the format; the linter's
+/// The engine (`capstan_migrate::parse_migration`) owns the format; the linter's
 /// copy must read every form the same way: the same directives take
 /// effect, and a file one of them refuses the other refuses too.
 #[cfg(feature = "migrate")]
@@ -79,14 +79,14 @@ fn directives_read_as_the_engine_reads_them() {
     for header in headers {
         for (up, down) in markers {
             let text = format!("{header}{up}SELECT 1;\n{down}SELECT 2;\n");
-            let engine = capstan_migrate::source::parse_migration(
+            let engine = capstan_migrate::parse_migration(
                 std::path::Path::new("0001_x.sql"),
                 text.as_bytes(),
             )
             .map(|m| {
                 (
                     m.no_transaction,
-                    m.phase == capstan_migrate::source::Phase::Contract,
+                    m.phase == capstan_migrate::Phase::Contract,
                     m.down.is_some(),
                 )
             });

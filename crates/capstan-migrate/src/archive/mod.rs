@@ -33,10 +33,12 @@ use crate::source::MigrationSet;
 use crate::split::Dialect;
 
 mod plan;
+#[cfg(feature = "cli")]
 mod restore;
 
-pub use crate::driver::{ArchiveEntry, ColumnInfo, Kind, Scope, TableInfo};
+pub use crate::driver::{ArchiveEntry, Kind};
 pub(crate) use plan::{estimate, finish, model, prepare, resolve, splice, PrepareContext};
+#[cfg(feature = "cli")]
 pub use restore::{preview, purge, restore};
 
 /// Default per-object size limit: 1 GiB.
@@ -149,6 +151,7 @@ pub enum ArchiveError {
 }
 
 /// What `restore` did.
+#[cfg(feature = "cli")]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RestoreReport {
     /// The entry.
@@ -193,6 +196,7 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 /// Parses `1GiB`, `500 MB`, `1048576`.
+#[cfg(feature = "cli")]
 pub fn parse_size(s: &str) -> Result<u64, String> {
     s.trim()
         .parse::<bytesize::ByteSize>()

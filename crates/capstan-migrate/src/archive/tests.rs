@@ -2,7 +2,7 @@ use super::plan::copy_of;
 use super::restore::plan_restore;
 use super::*;
 use crate::driver::sql::{fill, restore_statements};
-use crate::driver::{Identity, NewEntry};
+use crate::driver::{ColumnInfo, Identity, NewEntry, Scope, TableInfo};
 
 /// The statements of [`plan_restore`]'s steps, as the driver writes them.
 fn restore_plan(

@@ -101,7 +101,7 @@ pub const EXIT_GATE: i32 = Exit::Gate.code();
 /// Exit code: `plan`/`up` refused pending migrations with lint errors (see `--unsafe-ok`).
 pub const EXIT_LINT: i32 = Exit::Lint.code();
 /// Exit code: SIGINT or SIGTERM stopped `up` or `down` (what ran is reported;
-/// see `capstan_migrate::interrupt`).
+/// see the engine's `interrupt` module).
 pub const EXIT_INTERRUPTED: i32 = Exit::Interrupted.code();
 /// Exit code: `up` refused a contract migration: the error budget policy froze deploys.
 pub const EXIT_FROZEN: i32 = Exit::Frozen.code();

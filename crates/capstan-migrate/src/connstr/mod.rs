@@ -18,12 +18,14 @@ use crate::redact::{redact, UrlError};
 
 pub(crate) mod lex;
 mod parse;
+#[cfg(feature = "postgres")]
 mod pgpass;
 
 pub(crate) use lex::userinfo_end;
 pub use lex::{is_key_value, is_pg_url};
 use parse::{env_var_of, parse_key_value, parse_url, shown_key, REFUSED};
-pub use pgpass::{passfile_lookup, PassfileLookup};
+#[cfg(feature = "postgres")]
+pub use pgpass::passfile_lookup;
 
 /// The default `connect_timeout` (whole seconds, as libpq writes it).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -178,11 +178,13 @@ impl ArchiveEntry {
 
     /// A table without a primary key archived whole for a column change: it
     /// can only go back whole, replacing the table's rows.
+    #[cfg(feature = "cli")]
     pub(crate) fn whole_for_columns(&self) -> bool {
         self.scope == Scope::Rows && self.kind.destroys_columns()
     }
 
     /// The columns of the copy, in its order.
+    #[cfg(any(feature = "postgres", feature = "sqlite", feature = "cli"))]
     pub(crate) fn copied_columns(&self) -> Vec<String> {
         let mut names = match self.scope {
             Scope::Columns => self.primary_key.clone(),
@@ -193,6 +195,7 @@ impl ArchiveEntry {
     }
 
     /// Whether a copy holds rows (an entry of no rows has none).
+    #[cfg(any(feature = "postgres", feature = "sqlite", feature = "cli"))]
     pub(crate) fn has_copy(&self) -> bool {
         !self.stored_table.is_empty()
     }
@@ -338,6 +341,7 @@ pub struct RestoreRequest<'a> {
 }
 
 /// The constraint that stops a whole-table restore when rows came or went.
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "cli"))]
 pub const RESTORE_GUARD: &str = "rows_unchanged_since_archive";
 
 /// capstan's archive, as each driver stores it.
@@ -396,9 +400,9 @@ pub trait ArchiveStore: Send {
     async fn purge_archives(&mut self, entries: &[ArchiveEntry]) -> Result<(), DbError>;
 }
 
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// An error about capstan's archive table `table`: `what` names the row and
 /// the column.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) fn bad_archive(table: &str, what: impl fmt::Display) -> DbError {
     DbError::new(
         super::FailureKind::BadHistory,
@@ -409,11 +413,11 @@ pub(crate) fn bad_archive(table: &str, what: impl fmt::Display) -> DbError {
     )
 }
 
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// Builds entry row `n` (1-based) from the columns both drivers read, in
 /// order (`id` … `age`), every value as text; `shown` names a stored copy.
 /// The stored direction, kind and scope become enums here, refusing what
 /// capstan never writes.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) fn entry_from_row(
     table: &str,
     n: usize,
@@ -481,9 +485,9 @@ pub(crate) fn entry_from_row(
     })
 }
 
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// The entries of an unfinished-copy query's rows (id, stored table,
 /// columns); rows that do not read as such are skipped.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) fn unfinished(rows: Vec<Vec<Option<String>>>) -> Vec<UnfinishedCopy> {
     rows.iter()
         .filter_map(|r| {
@@ -496,9 +500,9 @@ pub(crate) fn unfinished(rows: Vec<Vec<Option<String>>>) -> Vec<UnfinishedCopy> 
         .collect()
 }
 
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// A copy's columns (name, type) from catalog rows; `None` for no rows
 /// (no such table).
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) fn columns_of(rows: Vec<Vec<Option<String>>>) -> Option<Vec<(String, String)>> {
     if rows.is_empty() {
         return None;
@@ -510,8 +514,8 @@ pub(crate) fn columns_of(rows: Vec<Vec<Option<String>>>) -> Option<Vec<(String, 
     )
 }
 
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// The two numbers of a `SELECT count(*), size` row.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) fn counted(rows: &[Vec<Option<String>>]) -> (Option<u64>, Option<u64>) {
     let num = |i: usize| {
         rows.first()
@@ -522,8 +526,8 @@ pub(crate) fn counted(rows: &[Vec<Option<String>>]) -> (Option<u64>, Option<u64>
     (num(0), num(1))
 }
 
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// The first `limit` rows of an entry's copy, selecting `cols`, in key order.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) fn preview_sql(
     dialect: crate::split::Dialect,
     entry: &ArchiveEntry,
@@ -544,8 +548,8 @@ pub(crate) fn preview_sql(
     )
 }
 
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// Drops `entries`' copies, then the entries from `table`.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) fn purge_sql(
     dialect: crate::split::Dialect,
     table: &str,

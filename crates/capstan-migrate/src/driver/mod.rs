@@ -20,19 +20,30 @@ pub(crate) mod services;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) mod sql;
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use archive::UnfinishedCopy;
 pub use archive::{
-    ArchiveEntry, ArchiveStore, CopyRequest, CopySpec, Kind, NewEntry, RestoreRequest, RestoreStep,
-    Scope, UnfinishedCopy, UnfinishedQuery, RESTORE_GUARD,
+    ArchiveEntry, ArchiveStore, CopyRequest, CopySpec, Kind, NewEntry, Scope, UnfinishedQuery,
 };
-pub use catalog::{CatalogStore, ColumnInfo, ForeignKey, MoveFacts, OnDelete, Snapshot, TableInfo};
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "cli"))]
+pub use archive::{RestoreRequest, RestoreStep, RESTORE_GUARD};
+#[cfg(feature = "postgres")]
+pub use catalog::ForeignKey;
+#[cfg(any(feature = "postgres", feature = "cli"))]
+pub use catalog::MoveFacts;
+pub use catalog::{CatalogStore, ColumnInfo, OnDelete, Snapshot, TableInfo};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) use fleet::bad_fleet;
 pub use fleet::{FleetStore, Instance, InstanceRow};
+#[cfg(feature = "postgres")]
+pub(crate) use history::bad_history;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use history::ROLLING_BACK;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) use history::{
-    bad_history, check_unique, history_row, section_cells, Cell, HISTORY_COLUMNS, SECTION_COLUMNS,
+    check_unique, history_row, section_cells, Cell, HISTORY_COLUMNS, SECTION_COLUMNS,
 };
-pub use history::{AppliedRow, HistoryStore, Record, RowState, SectionUpdate, ROLLING_BACK};
+pub use history::{AppliedRow, HistoryStore, Record, RowState, SectionUpdate};
 pub use services::ServiceStore;
 
 /// The service every row of capstan's tables belongs to when none is named:
@@ -135,6 +146,7 @@ pub struct Job<'a> {
 }
 
 /// The file line of statement `i` of a job.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub fn statement_line(job: &Job<'_>, i: usize) -> usize {
     job.section.first_line + job.statements.get(i).map_or(0, |s| s.line_offset)
 }
@@ -142,6 +154,7 @@ pub fn statement_line(job: &Job<'_>, i: usize) -> usize {
 /// The 1-based number of statement `i` among the section's own statements,
 /// not counting the archive copies spliced in before some of them (those
 /// carry the line of the statement they protect, and that statement follows).
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub fn own_number(job: &Job<'_>, i: usize) -> usize {
     let copies = job.statements[..i.min(job.statements.len())]
         .iter()

@@ -46,6 +46,7 @@ impl Tool {
 }
 
 /// `name` or `schema.name` as a quoted SQL identifier.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub fn quote_table(name: &str) -> String {
     name.split('.')
         .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))

@@ -60,8 +60,10 @@ mod sql;
 mod sqlx;
 mod suppress;
 
-pub use self::history::{map_history, quote_table, Imported, ToolHistoryRow};
-pub use self::sql::snake_name;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) use self::history::quote_table;
+pub(crate) use self::history::{map_history, Imported, ToolHistoryRow};
+pub(crate) use self::sql::snake_name;
 pub use self::suppress::SUPPRESSIONS;
 use self::{
     dbmate::*, diesel::*, finish::*, golang_migrate::*, goose::*, read::*, sql::*, sqlx::*,

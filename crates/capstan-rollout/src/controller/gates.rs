@@ -10,9 +10,7 @@
 
 use std::time::Duration;
 
-use capstan_migrate::driver::{AppliedRow, RowState};
-use capstan_migrate::fleet::{InstanceRow, DEFAULT_TTL};
-use capstan_migrate::source::MigrationSet;
+use capstan_migrate::{AppliedRow, InstanceRow, MigrationSet, RowState, DEFAULT_TTL};
 
 /// Why the schema closes the gate for `canary` of `app` whose migrations are
 /// `set`: the migrations it embeds that the database has not applied and that
@@ -26,7 +24,7 @@ pub fn pending_for_canary(
     app: &str,
     canary: &str,
 ) -> Vec<String> {
-    let c = capstan_migrate::gate::check(set, history, &[]);
+    let c = capstan_migrate::check_gate(set, history, &[]);
     if c.pending.is_empty() {
         return Vec::new();
     }
@@ -164,16 +162,15 @@ pub async fn ask(cfg: &GateConfig, service: &str, baseline: &str, canary: &str) 
 
 /// The SLO budget gate; `Ok(None)` when open or without a policy.
 pub async fn budget(config: &std::path::Path, service: &str) -> Result<Option<String>, String> {
-    let settings = capstan_slo::cli::Settings::load(config)?;
+    let settings = capstan_slo::Settings::load(config)?;
     let Some(policy) = settings.policy.clone() else {
         return Ok(None);
     };
-    let (verdict, _) =
-        capstan_slo::cli::gate(&settings, &policy, Some(service), super::run::now_ms())
-            .await
-            .map_err(|e| e.to_string())?;
+    let (verdict, _) = capstan_slo::gate(&settings, &policy, Some(service), super::run::now_ms())
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(match verdict {
-        capstan_slo::policy::Verdict::Frozen { reasons } => Some(reasons.join("; ")),
+        capstan_slo::Verdict::Frozen { reasons } => Some(reasons.join("; ")),
         _ => None,
     })
 }
@@ -191,7 +188,7 @@ fn history_service(config: Option<&std::path::Path>, service: &str) -> String {
     if declared {
         service.to_string()
     } else {
-        capstan_migrate::driver::DEFAULT_SERVICE.to_string()
+        capstan_migrate::DEFAULT_SERVICE.to_string()
     }
 }
 
@@ -201,7 +198,7 @@ async fn read_database(
 ) -> Result<(Vec<AppliedRow>, Vec<InstanceRow>), String> {
     let url = capstan_migrate::DatabaseUrl::parse(url).map_err(|e| e.to_string())?;
     let connect = async {
-        let mut db = capstan_migrate::migrator::Database::connect_read_only(&url)
+        let mut db = capstan_migrate::Database::connect_read_only(&url)
             .await
             .map_err(|e| e.to_string())?
             .for_service(service);
@@ -234,7 +231,7 @@ mod tests {
         std::fs::write(&config, "database_url = \"x\"\n").unwrap();
         assert_eq!(history_service(Some(&config), "chirps"), "default");
     }
-    use capstan_migrate::fleet::Instance;
+    use capstan_migrate::Instance;
 
     fn applied(version: u64, phase: &str, state: &str) -> AppliedRow {
         AppliedRow {

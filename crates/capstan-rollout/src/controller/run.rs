@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use capstan_slo::deploys::{Deploy, DeployKind, DeployLog};
+use capstan_slo::{Deploy, DeployKind, DeployLog};
 use serde_json::{json, Value};
 
 use super::plan::Plan;
@@ -25,7 +25,7 @@ pub enum RunError {
     State(#[from] StoreError),
     /// The deploy log failed.
     #[error(transparent)]
-    DeployLog(#[from] capstan_slo::deploys::DeployLogError),
+    DeployLog(#[from] capstan_slo::DeployLogError),
     /// The event store failed.
     #[error("event store {}: {message}", path.display())]
     Events {

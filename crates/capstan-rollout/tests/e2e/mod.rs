@@ -13,7 +13,7 @@ pub use capstan_testkit::free_port;
 
 use capstan_rollout::controller::plan::{Plan, PlanFile};
 use capstan_rollout::controller::run;
-use capstan_slo::deploys::DeployLog;
+use capstan_slo::DeployLog;
 
 pub const TOKEN: &str = "test-token";
 

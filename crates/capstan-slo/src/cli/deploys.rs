@@ -9,7 +9,7 @@ use super::settings::Settings;
 /// `database` into the deploy log. Returns how many rows were added.
 pub async fn import_deploys(database: &str, log: &DeployLog) -> Result<usize, String> {
     let url = capstan_migrate::DatabaseUrl::parse(database).map_err(|e| e.to_string())?;
-    let mut db = capstan_migrate::migrator::Database::connect_read_only(&url)
+    let mut db = capstan_migrate::Database::connect_read_only(&url)
         .await
         .map_err(|e| e.to_string())?;
     let parse = |s: &str| {

@@ -17,8 +17,8 @@ pub async fn gate(
     policy: &Policy,
     service: Option<&str>,
     now_ms: i64,
-) -> Result<(Verdict, Vec<ObjectiveStatus>), Failure2> {
-    let catalog = load_slos(&settings.slo_paths).map_err(Failure2::Spec)?;
+) -> Result<(Verdict, Vec<ObjectiveStatus>), StatusError> {
+    let catalog = load_slos(&settings.slo_paths).map_err(StatusError::Spec)?;
     let slos: Vec<Slo> = catalog
         .slos
         .into_iter()
@@ -26,13 +26,13 @@ pub async fn gate(
         .collect();
     let statuses = evaluate_all(settings, &slos, service, now_ms)
         .await
-        .map_err(Failure2::Source)?;
+        .map_err(StatusError::Source)?;
     let reasons: Vec<String> = statuses
         .iter()
         .filter_map(|s| policy::freeze_reason(policy, &s.slo, &s.evaluation))
         .collect();
     let over = match DeployLog::open_existing(&settings.store).map_err(|e| {
-        Failure2::Source(SourceError::Store {
+        StatusError::Source(SourceError::Store {
             path: settings.store.clone(),
             message: e.to_string(),
         })
@@ -40,7 +40,7 @@ pub async fn gate(
         Some(log) => log
             .override_since(service, now_ms - policy.override_for_ms)
             .map_err(|e| {
-                Failure2::Source(SourceError::Store {
+                StatusError::Source(SourceError::Store {
                     path: settings.store.clone(),
                     message: e.to_string(),
                 })
@@ -50,10 +50,10 @@ pub async fn gate(
     Ok((policy::decide(reasons, over), statuses))
 }
 
-/// Why the gate could not decide.
+/// Why `slo status` or the gate could not answer.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Failure2 {
+pub enum StatusError {
     /// The SLO files are invalid.
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Spec(Vec<SpecError>),

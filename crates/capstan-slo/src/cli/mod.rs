@@ -19,7 +19,7 @@ mod threshold;
 
 pub use deploys::import_deploys;
 use deploys::sync_deploys;
-pub use gate::{contract_gate, gate, Failure2};
+pub use gate::{contract_gate, gate, StatusError};
 pub use settings::Settings;
 use status::load_slos;
 pub use status::{evaluate_all, render_status, status, ObjectiveStatus, StatusReport};
@@ -212,7 +212,7 @@ async fn run_inner(args: SloArgs) -> Result<i32, Failure> {
     if args.database.is_some() {
         settings.database = args.database.clone();
     }
-    settings.timeout = capstan_migrate::source::parse_duration(&args.timeout)
+    settings.timeout = capstan_migrate::parse_duration(&args.timeout)
         .map_err(|e| Failure::new(EXIT_USAGE, "usage", format!("--timeout: {e}")))?;
     let now = parse_at(&args.at)?;
     let json = args.json;
@@ -296,8 +296,8 @@ async fn run_inner(args: SloArgs) -> Result<i32, Failure> {
             let report = status(&settings, service.as_deref(), now, &mut |_, _| {})
                 .await
                 .map_err(|e| match e {
-                    Failure2::Spec(errs) => spec_failure(errs),
-                    Failure2::Source(s) => Failure::from(s),
+                    StatusError::Spec(errs) => spec_failure(errs),
+                    StatusError::Source(s) => Failure::from(s),
                 })?;
             if json {
                 println!(
@@ -318,8 +318,8 @@ async fn run_inner(args: SloArgs) -> Result<i32, Failure> {
             let (verdict, _) = gate(&settings, &policy, service.as_deref(), now)
                 .await
                 .map_err(|e| match e {
-                    Failure2::Spec(errs) => spec_failure(errs),
-                    Failure2::Source(s) => Failure::from(s),
+                    StatusError::Spec(errs) => spec_failure(errs),
+                    StatusError::Source(s) => Failure::from(s),
                 })?;
             let verdict = match (verdict, override_reason) {
                 (Verdict::Frozen { reasons }, Some(reason)) => {
@@ -376,7 +376,7 @@ async fn run_inner(args: SloArgs) -> Result<i32, Failure> {
             })
         }
         SloCommand::Deploys { service, since } => {
-            let d = capstan_migrate::source::parse_duration(&since)
+            let d = capstan_migrate::parse_duration(&since)
                 .map_err(|e| Failure::new(EXIT_USAGE, "usage", format!("--since: {e}")))?;
             sync_deploys(&settings).await;
             let rows = match DeployLog::open_existing(&settings.store)? {

@@ -36,7 +36,7 @@ pub struct Settings {
 impl Settings {
     /// Reads `config` (a missing file is the defaults).
     pub fn load(config: &Path) -> Result<Settings, String> {
-        let c = capstan_migrate::config::Config::load(config, false).map_err(|e| e.to_string())?;
+        let c = capstan_migrate::Config::load(config, false).map_err(|e| e.to_string())?;
         let policy = match &c.slo.policy {
             Some(p) => {
                 Some(Policy::from_config(p).map_err(|e| format!("{}: {e}", config.display()))?)

@@ -12,7 +12,7 @@ use crate::source::{self, Loaded, Prometheus, SourceError};
 use crate::spec::{self, Budgeting, Indicator, Slo, SpecError, TimeWindow};
 
 use super::deploys::sync_deploys;
-use super::gate::Failure2;
+use super::gate::StatusError;
 use super::settings::Settings;
 use super::threshold::evaluate_threshold;
 
@@ -83,12 +83,12 @@ pub async fn status(
     service: Option<&str>,
     now_ms: i64,
     inspect: &mut (dyn FnMut(&Slo, &Loaded) + Send),
-) -> Result<StatusReport, Failure2> {
-    let c = load_slos(&settings.slo_paths).map_err(Failure2::Spec)?;
+) -> Result<StatusReport, StatusError> {
+    let c = load_slos(&settings.slo_paths).map_err(StatusError::Spec)?;
     sync_deploys(settings).await;
     let slos = evaluate_each(settings, &c.slos, service, now_ms, inspect)
         .await
-        .map_err(Failure2::Source)?;
+        .map_err(StatusError::Source)?;
     Ok(StatusReport {
         at_ms: now_ms,
         at: rfc3339(now_ms),
