@@ -28,7 +28,13 @@ use crate::smoke::SmokeFile;
 use crate::Error;
 
 /// The built-in `${…}` variables.
-pub const BUILTINS: &[&str] = &["PORT", "DATABASE_URL", "MIGRATIONS_DIR", "REHEARSE_DIR"];
+pub const BUILTINS: &[&str] = &[
+    "PORT",
+    "DATABASE_URL",
+    "MIGRATIONS_DIR",
+    "REHEARSE_DIR",
+    "SERVICE",
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +45,9 @@ struct FileConfig {
     #[serde(default)]
     env: BTreeMap<String, String>,
     ready_timeout: Option<String>,
+    services: Option<PathBuf>,
+    #[serde(rename = "move")]
+    moving: Option<crate::moving::MoveFile>,
     #[serde(default, rename = "release")]
     releases: Vec<ReleaseFile>,
 }
@@ -56,6 +65,7 @@ struct ReleaseFile {
     smoke: Option<SmokeSpec>,
     seed: Option<PathBuf>,
     database_env: Option<String>,
+    service: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -87,6 +97,9 @@ pub struct Config {
     pub ready_timeout: Duration,
     /// Where the plan came from, for errors found while it runs.
     pub origin: Origin,
+    /// `[move]`: the plan is a table's move from the first release's service
+    /// to the second's, walked across both services' histories.
+    pub moving: Option<crate::moving::Move>,
 }
 
 /// Where a plan came from: its errors name the file and key, or the flag.
@@ -186,6 +199,14 @@ pub struct Release {
     pub seed: Option<PathBuf>,
     /// The variable that carries the database URL (default `DATABASE_URL`).
     pub database_env: String,
+    /// The service the release belongs to: its migrations, history and
+    /// fleet (`CAPSTAN_SERVICE` in its environment, `${SERVICE}`); `None`
+    /// acts for capstan's default service, as before services existed.
+    pub service: Option<String>,
+    /// The service as `services` (a `capstan.toml`) declares it, when it
+    /// does: migrations from a directory register it, as `capstan migrate
+    /// up --service` would.
+    pub declared: Option<capstan_service::Service>,
 }
 
 /// A rehearsal plan on the command line: `capstan rehearse --release
@@ -294,6 +315,7 @@ impl Config {
                 smoke: None,
                 seed: None,
                 database_env: None,
+                service: None,
             });
         }
         for m in &flags.migrations {
@@ -338,6 +360,8 @@ impl Config {
             smoke,
             env,
             ready_timeout: flags.ready_timeout.clone(),
+            services: None,
+            moving: None,
             releases,
         };
         Self::check(Origin::Flags, PathBuf::from("."), file)
@@ -369,6 +393,11 @@ impl Config {
             .smoke
             .as_ref()
             .map(|s| load_smoke(&origin, None, &base_dir, s))
+            .transpose()?;
+        let services = file
+            .services
+            .as_ref()
+            .map(|p| crate::moving::load_services(&origin, &base_dir, p))
             .transpose()?;
         let mut releases = Vec::new();
         let mut names = std::collections::HashSet::new();
@@ -412,6 +441,21 @@ impl Config {
                     return Err(origin.error(at, "seed", format!("{} not found", s.display())));
                 }
             }
+            let declared = match (&r.service, &services) {
+                (Some(s), Some((path, list))) => Some(
+                    list.get(s)
+                        .map_err(|e| origin.error(at, "service", format!("{e} ({path})")))?
+                        .clone(),
+                ),
+                (Some(s), None) if !capstan_service::valid_name(s) => {
+                    return Err(origin.error(
+                        at,
+                        "service",
+                        format!("`{s}` is not a valid service name: use lower-case letters, digits, `_` and `-`, starting with a letter"),
+                    ))
+                }
+                _ => None,
+            };
             let release = Release {
                 name: r.name,
                 migrations,
@@ -422,6 +466,8 @@ impl Config {
                 smoke,
                 seed,
                 database_env: r.database_env.unwrap_or_else(|| "DATABASE_URL".into()),
+                service: r.service,
+                declared,
             };
             // Every `${NAME}` that is not a built-in must be set now.
             let check = |s: &str, field: &str| -> Result<(), Error> {
@@ -438,12 +484,20 @@ impl Config {
             check(&release.ready, "ready")?;
             releases.push(release);
         }
+        let moving = crate::moving::check(
+            &origin,
+            &base_dir,
+            services.as_ref(),
+            file.moving,
+            &releases,
+        )?;
         Ok(Config {
             base_dir,
             releases,
             database: file.database,
             ready_timeout,
             origin,
+            moving,
         })
     }
 }

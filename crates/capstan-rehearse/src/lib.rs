@@ -14,6 +14,12 @@
 //!    refused by the gate — the expected result, shown as such;
 //! 6. if the migrations have down sections: down to N's schema, N passes.
 //!
+//! A plan with `[move]` ([`Move`]) is instead one step across two services
+//! sharing the database: a table's move (`capstan plan-move`) from the first
+//! release's service to the second's, each step applied in its service's
+//! history while the source's old binary serves and, from step 3, the
+//! target's new binary beside it; then each step rolled back, latest first.
+//!
 //! Each smoke run can read what the previous binary wrote (`{{prev.…}}` in a
 //! smoke file), which is how a release that stops writing a column is
 //! caught when the older binary reads its rows. With a load generator
@@ -38,6 +44,7 @@ mod config;
 mod db;
 mod load;
 mod migrations;
+mod moving;
 mod process;
 mod report;
 mod run;
@@ -49,6 +56,7 @@ use std::time::Duration;
 pub use config::{Config, Flags, Migrations, Origin, Release, Smoke};
 pub use db::Backend;
 pub use load::LoadStats;
+pub use moving::Move;
 pub use report::{Cell, Failure, Outcome, Report, StepReport, Timings, FORMAT_VERSION};
 pub use run::rehearse;
 

@@ -99,6 +99,33 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// The database, acting for the release's service.
+    async fn connect(&self) -> Result<Database, MigrateError> {
+        let url = DatabaseUrl::parse(&self.url)?;
+        let db = Database::connect(&url).await?;
+        Ok(match &self.release.service {
+            Some(s) => db.for_service(s),
+            None => db,
+        })
+    }
+
+    /// The engine over `set`, registering the release's declared service.
+    fn migrator(&self, set: MigrationSet) -> Migrator {
+        let m = Migrator::new(set);
+        match &self.release.declared {
+            Some(s) => m.with_service(s.clone()),
+            None => m,
+        }
+    }
+
+    /// ` --service NAME`, for the commands shown in a report.
+    fn service_flag(&self) -> String {
+        self.release
+            .service
+            .as_ref()
+            .map_or(String::new(), |s| format!(" --service {s}"))
+    }
+
     fn dir_set(dir: &Path) -> Result<MigrationSet, MigrationError> {
         MigrationSet::from_dir(dir).map_err(|e| MigrationError::Failed {
             command: format!("read {}", dir.display()),
@@ -185,13 +212,20 @@ impl<'a> Runner<'a> {
             Migrations::Dir(dir) => {
                 let set = Self::dir_set(dir)?;
                 let shown = match to {
-                    Some(v) => format!("capstan migrate up --dir {} --to {v}", dir.display()),
-                    None => format!("capstan migrate up --dir {}", dir.display()),
+                    Some(v) => format!(
+                        "capstan migrate up{} --dir {} --to {v}",
+                        self.service_flag(),
+                        dir.display()
+                    ),
+                    None => format!(
+                        "capstan migrate up{} --dir {}",
+                        self.service_flag(),
+                        dir.display()
+                    ),
                 };
                 let result = async {
-                    let url = DatabaseUrl::parse(&self.url)?;
-                    let mut db = Database::connect(&url).await?;
-                    Migrator::new(set)
+                    let mut db = self.connect().await?;
+                    self.migrator(set)
                         .with_binary_version(format!("capstan rehearse ({})", self.release.name))
                         .up_with(
                             &mut db,
@@ -288,9 +322,8 @@ impl<'a> Runner<'a> {
             Migrations::Dir(dir) => {
                 let set = Self::dir_set(dir)?;
                 let result = async {
-                    let url = DatabaseUrl::parse(&self.url)?;
-                    let mut db = Database::connect(&url).await?;
-                    Migrator::new(set)
+                    let mut db = self.connect().await?;
+                    self.migrator(set)
                         .down(&mut db, Some(to), &mut |_| {})
                         .await
                 }
@@ -308,7 +341,11 @@ impl<'a> Runner<'a> {
                     }),
                     Err(MigrateError::NoDown(why)) => Err(MigrationError::NoDown(why.join("; "))),
                     Err(e) => Err(MigrationError::Failed {
-                        command: format!("capstan migrate down --dir {} --to {to}", dir.display()),
+                        command: format!(
+                            "capstan migrate down{} --dir {} --to {to}",
+                            self.service_flag(),
+                            dir.display()
+                        ),
                         output: e.to_string(),
                         duration,
                     }),

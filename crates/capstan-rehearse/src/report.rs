@@ -45,7 +45,7 @@ pub struct StepReport {
 /// One (binary, schema state) of the deploy path.
 #[derive(Debug, Clone, Serialize)]
 pub struct Cell {
-    /// 1 to 6 (see the crate docs).
+    /// 1 to 6 (see the crate docs); 1 to 8 in a `[move]`.
     pub number: u8,
     /// What the cell checks.
     pub title: String,

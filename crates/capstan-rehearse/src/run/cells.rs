@@ -38,6 +38,27 @@ pub(super) enum Cell {
     NoContract,
     /// 6: everything stopped, down to N's schema, N passes again.
     Down,
+    /// Move 2: the target's new migrations (plan-move's step 1) while the
+    /// source's old binary serves.
+    MoveTarget,
+    /// Move 3: the source's expand migrations (step 2: the table moves, a
+    /// view keeps the old name) while the old binary serves.
+    MoveSource,
+    /// Move 4: the target's binary starts beside the old one (step 3).
+    MoveNew,
+    /// Move 4: the old binary again, beside the new one.
+    MoveOldBeside,
+    /// Move 5: the old binary stopped, the source's contract (step 4)
+    /// applied; the new binary passes.
+    MoveContract,
+    /// Move 6: step 4 rolled back; the old binary restarted beside the new.
+    MoveUndoContract,
+    /// Move 6: the new binary beside the restarted old one.
+    MoveUndoContractNew,
+    /// Move 7: the new binary stopped, step 2 rolled back; the old binary passes.
+    MoveUndoSource,
+    /// Move 8: step 1 rolled back; the old binary passes.
+    MoveUndoTarget,
 }
 
 /// The cells a failed expand leaves unrun.
@@ -59,6 +80,13 @@ impl Cell {
             Cell::Rollback => 4,
             Cell::ContractNew | Cell::ContractOld | Cell::NoContract => 5,
             Cell::Down => 6,
+            Cell::MoveTarget => 2,
+            Cell::MoveSource => 3,
+            Cell::MoveNew | Cell::MoveOldBeside => 4,
+            Cell::MoveContract => 5,
+            Cell::MoveUndoContract | Cell::MoveUndoContractNew => 6,
+            Cell::MoveUndoSource => 7,
+            Cell::MoveUndoTarget => 8,
         }
     }
 
@@ -74,6 +102,17 @@ impl Cell {
             Cell::ContractOld => "contract applied: old binary refused",
             Cell::NoContract => "contract",
             Cell::Down => "down to the old schema",
+            Cell::MoveTarget => "step 1 (target, expand) applied: old binary serves",
+            Cell::MoveSource => "step 2 (source, expand) applied: old binary serves",
+            Cell::MoveNew => "step 3: new binary starts beside the old",
+            Cell::MoveOldBeside => "step 3: old binary beside the new",
+            Cell::MoveContract => {
+                "step 4 (source, contract) applied, old binary stopped: new binary"
+            }
+            Cell::MoveUndoContract => "rollback of step 4: old binary restarted beside the new",
+            Cell::MoveUndoContractNew => "rollback of step 4: new binary beside the old",
+            Cell::MoveUndoSource => "rollback of step 2: new binary stopped, old binary serves",
+            Cell::MoveUndoTarget => "rollback of step 1: old binary serves",
         }
     }
 
@@ -81,7 +120,13 @@ impl Cell {
     fn runs_new(self) -> bool {
         matches!(
             self,
-            Cell::NewBinary | Cell::NewBinaryWaits | Cell::ContractNew | Cell::NoContract
+            Cell::NewBinary
+                | Cell::NewBinaryWaits
+                | Cell::ContractNew
+                | Cell::NoContract
+                | Cell::MoveNew
+                | Cell::MoveContract
+                | Cell::MoveUndoContractNew
         )
     }
 }
@@ -187,7 +232,7 @@ impl Context<'_> {
             if self.contract_new(step, &plan, &mut bins).await?.is_break() {
                 return Ok(None);
             }
-            self.contract_old(step, &plan).await?;
+            self.contract_old(step, &plan.s_m).await?;
         } else {
             let t = Instant::now();
             let reason = format!("{} has no contract migrations", m.name);
@@ -426,7 +471,11 @@ impl Context<'_> {
 
     /// Cell 5, second form: the old binary on the contracted schema, which
     /// the gate must refuse (or which must still pass if it starts).
-    async fn contract_old(&mut self, step: &mut Step<'_>, plan: &Plan<'_>) -> Result<(), Error> {
+    pub(super) async fn contract_old(
+        &mut self,
+        step: &mut Step<'_>,
+        schema: &str,
+    ) -> Result<(), Error> {
         let (n, m) = (step.n, step.m);
         let t = Instant::now();
         let outcome = match self.start(step, n).await? {
@@ -469,7 +518,7 @@ impl Context<'_> {
                 outcome
             }
         };
-        self.push(step, Cell::ContractOld, &plan.s_m, vec![], outcome, t);
+        self.push(step, Cell::ContractOld, schema, vec![], outcome, t);
         Ok(())
     }
 
@@ -524,7 +573,7 @@ impl Context<'_> {
 
     /// Records `cell`'s result. With load on, a stall longer than the limit
     /// or a failed request turns a passing cell into a failure.
-    fn push(
+    pub(super) fn push(
         &self,
         step: &mut Step<'_>,
         cell: Cell,
@@ -578,7 +627,7 @@ impl Context<'_> {
     }
 
     /// Records `cells` as not run, for `reason`.
-    fn not_run(&self, step: &mut Step<'_>, cells: &[Cell], reason: &str, schema: &str) {
+    pub(super) fn not_run(&self, step: &mut Step<'_>, cells: &[Cell], reason: &str, schema: &str) {
         for &cell in cells {
             step.cells.push(report::Cell {
                 number: cell.number(),

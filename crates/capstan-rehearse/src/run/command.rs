@@ -15,7 +15,7 @@ pub(super) fn builtins(
     release: &Release,
     port: u16,
     url: &str,
-) -> [(&'static str, String); 4] {
+) -> [(&'static str, String); 5] {
     let dir = match &release.migrations {
         Migrations::Dir(d) => d.display().to_string(),
         Migrations::Embedded => String::new(),
@@ -25,6 +25,7 @@ pub(super) fn builtins(
         ("DATABASE_URL", url.to_string()),
         ("MIGRATIONS_DIR", dir),
         ("REHEARSE_DIR", config.base_dir.display().to_string()),
+        ("SERVICE", release.service.clone().unwrap_or_default()),
     ]
 }
 
@@ -78,6 +79,12 @@ pub(super) fn command_of(
             ))
         })
         .collect::<Result<Vec<_>, Error>>()?;
+    // The service a capstan-built binary acts for, serving or migrating.
+    if let Some(s) = &release.service {
+        if !env.iter().any(|(k, _)| k == "CAPSTAN_SERVICE") {
+            env.push(("CAPSTAN_SERVICE".into(), s.clone()));
+        }
+    }
     env.push((release.database_env.clone(), url.to_string()));
     Ok((argv, env))
 }

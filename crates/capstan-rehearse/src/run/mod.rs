@@ -1,12 +1,14 @@
 //! The deploy path of one step, cell by cell: [`rehearse`] makes a scratch
 //! database per step and walks its cells (`cells`: each cell an enum variant
-//! with one function); `command` expands each
+//! with one function; `move_cells`: a table's move between two services,
+//! the one step of a `[move]` plan); `command` expands each
 //! release's command line, `actions` starts binaries, smoke-tests them and
 //! runs migrations, timing each kind of work.
 
 mod actions;
 mod cells;
 mod command;
+mod move_cells;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -26,6 +28,14 @@ fn ms(d: Duration) -> u64 {
 /// Rehearses every step of `config` and reports every cell.
 pub async fn rehearse(config: &Config, options: &Options) -> Result<Report, Error> {
     let started = Instant::now();
+    if config.moving.is_some() && matches!(options.backend, crate::db::Backend::Sqlite) {
+        // SQLite has no schemas: plan-move refuses it, and so does its rehearsal.
+        return Err(config.origin.error(
+            None,
+            "",
+            "[move] needs Postgres (a table moves between schemas): give --database postgres://…",
+        ));
+    }
     let indices: Vec<usize> = (0..config.releases.len() - 1)
         .filter(|i| options.only_step.is_none_or(|s| s == *i))
         .collect();
@@ -58,7 +68,8 @@ pub async fn rehearse(config: &Config, options: &Options) -> Result<Report, Erro
         ),
     };
     let mut describe_errors = HashMap::new();
-    for r in &config.releases {
+    let moving = config.moving.as_ref().map(|m| &m.source_migrations);
+    for r in config.releases.iter().chain(moving) {
         if let Err(e) = cx.describe(r, &describe_url).await {
             describe_errors.insert(r.name.clone(), e);
         }
@@ -75,7 +86,8 @@ pub async fn rehearse(config: &Config, options: &Options) -> Result<Report, Erro
         let (n, m) = (&config.releases[i], &config.releases[i + 1]);
         let broken = describe_errors
             .get(&n.name)
-            .or_else(|| describe_errors.get(&m.name));
+            .or_else(|| describe_errors.get(&m.name))
+            .or_else(|| moving.and_then(|s| describe_errors.get(&s.name)));
         let (report, db, stopping) = match broken {
             Some(e) => {
                 let failure = cx.applied_failure(e.clone());
@@ -189,7 +201,11 @@ impl Context<'_> {
             windows: Vec::new(),
             load: None,
         };
-        let setup_error = self.walk(&mut step).await?;
+        let setup_error = if self.config.moving.is_some() {
+            self.walk_move(&mut step).await?
+        } else {
+            self.walk(&mut step).await?
+        };
         // Stop the load; the caller waits for the binaries still stopping
         // and drops the database.
         if let Some(l) = step.load.take() {
