@@ -193,6 +193,40 @@ fn services_from_capstan_toml(b: Backend) {
         billing_fleet["instances"].as_array().unwrap().is_empty(),
         "{billing_fleet}"
     );
+    // Without --service, an --app that names a declared service chooses it;
+    // another application name chooses nothing.
+    let out = run_in(
+        &p,
+        &root,
+        &["fleet", "join", "--app", "billing", "--version", "2"],
+        &[],
+    );
+    assert_code(&out, 0);
+    let billing_fleet = json(&run_in(
+        &p,
+        &root,
+        &["fleet", "--json", "--service", "billing"],
+        &[],
+    ));
+    assert_eq!(billing_fleet["instances"][0]["app"], "billing");
+    let gate = json(&run_in(&p, &root, &["gate", "--json", "--app", "api"], &[]));
+    assert_eq!(gate["service"], "api", "{gate}");
+    let out = run_in(
+        &p,
+        &root,
+        &["fleet", "join", "--app", "billing-worker", "--version", "2"],
+        &[],
+    );
+    assert_code(&out, 3);
+    for service in ["api", "billing"] {
+        let fleet = json(&run_in(
+            &p,
+            &root,
+            &["fleet", "--json", "--service", service],
+            &[],
+        ));
+        assert_eq!(fleet["instances"].as_array().unwrap().len(), 1, "{fleet}");
+    }
 }
 
 /// Another project (its own capstan.toml) whose service claims a table a
