@@ -1,14 +1,15 @@
 //! The snapshot every page renders: SLO status (from
 //! [`capstan_slo::status`], the function behind `capstan slo status`),
 //! chart points drawn from the same counts, the deploy log, rollouts, and the
-//! database's migrations, fleet and archive. A background task rebuilds it;
+//! database's migrations, fleet and archive of every service found there. A
+//! background task rebuilds it;
 //! requests only read the last one, so a page never waits on a source.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use capstan_migrate::{ArchiveEntry, Entry, InstanceRow};
+use capstan_migrate::{ArchiveEntry, Entry, InstanceRow, DEFAULT_SERVICE};
 use capstan_rollout::controller::store::StateStore;
 use capstan_rollout::controller::State as RolloutState;
 use capstan_slo::math::{self, Method, MINUTE_MS};
@@ -25,8 +26,72 @@ pub struct Sources {
     pub settings: Settings,
     /// The rollout controller's state file.
     pub rollout_state: PathBuf,
-    /// The migration directory compared with the database's history.
+    /// The migration directory compared with the history of the `default`
+    /// service, or of the one service `capstan.toml` declares when that
+    /// service names no `dir` (a declared service's `dir` is its own).
     pub migrations_dir: PathBuf,
+}
+
+impl Sources {
+    /// The migration directory of the database service `name`: a declared
+    /// service's `dir` (relative to `capstan.toml`), else
+    /// [`Sources::migrations_dir`] for `default` or the only declared
+    /// service; `None` for a service only the database knows (its history
+    /// is shown as it is).
+    pub fn dir_of(&self, name: &str) -> Option<PathBuf> {
+        let services = &self.settings.services;
+        if let Ok(s) = services.get(name) {
+            if let Some(d) = &s.dir {
+                let base = self
+                    .settings
+                    .config
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty());
+                return Some(base.map_or_else(|| d.clone(), |b| b.join(d)));
+            }
+            if services.iter().count() == 1 {
+                return Some(self.migrations_dir.clone());
+            }
+            return None;
+        }
+        (name == DEFAULT_SERVICE && services.is_empty()).then(|| self.migrations_dir.clone())
+    }
+}
+
+/// One service's rows of capstan's tables in the database.
+#[derive(Debug, Clone)]
+pub struct ServiceRows {
+    /// The service (`default` for a project that declares none).
+    pub name: String,
+    /// Its migrations compared with its directory ([`Sources::dir_of`]);
+    /// without one, its history as recorded.
+    pub migrations: Partial<Vec<Entry>>,
+    /// Its fleet registry.
+    pub fleet: Partial<Vec<InstanceRow>>,
+    /// Its archive entries.
+    pub archive: Partial<Vec<ArchiveEntry>>,
+}
+
+/// What a page about the SLO service `name` shows of the database.
+pub struct RowsFor<'a> {
+    /// The database service's rows.
+    pub rows: &'a ServiceRows,
+    /// The fleet rows of `name` only: the database has no service of that
+    /// name, so these are the `default` service's rows, whose instances
+    /// are told apart by their application name.
+    pub by_app: Option<&'a str>,
+}
+
+impl RowsFor<'_> {
+    /// The fleet instances that belong to the page's service.
+    pub fn instances(&self) -> impl Iterator<Item = &InstanceRow> {
+        let by_app = self.by_app;
+        self.rows
+            .fleet
+            .iter()
+            .flatten()
+            .filter(move |r| by_app.is_none_or(|a| r.instance.app == a))
+    }
 }
 
 /// One point of an objective's charts.
@@ -72,12 +137,9 @@ pub struct Snapshot {
     pub deploys: Partial<Vec<Deploy>>,
     /// Rollouts by service.
     pub rollouts: Partial<Vec<RolloutState>>,
-    /// Migrations (applied, pending, …); `None` without a database.
-    pub migrations: Option<Partial<Vec<Entry>>>,
-    /// The fleet registry; `None` without a database.
-    pub fleet: Option<Partial<Vec<InstanceRow>>>,
-    /// Archive entries; `None` without a database.
-    pub archive: Option<Partial<Vec<ArchiveEntry>>>,
+    /// Every service's migrations (applied, pending, …), fleet and archive
+    /// entries, by name; `None` without a database.
+    pub services: Option<Partial<Vec<ServiceRows>>>,
     /// The database, password replaced.
     pub database: Option<String>,
     /// Releases that served each service in the last 15 minutes, with their
@@ -95,9 +157,7 @@ impl Default for Snapshot {
             charts: BTreeMap::new(),
             deploys: Ok(Vec::new()),
             rollouts: Ok(Vec::new()),
-            migrations: None,
-            fleet: None,
-            archive: None,
+            services: None,
             database: None,
             releases: BTreeMap::new(),
         }
@@ -106,9 +166,25 @@ impl Default for Snapshot {
 
 impl Snapshot {
     fn unreadable(&mut self, why: String) {
-        self.migrations = Some(Err(why.clone()));
-        self.fleet = Some(Err(why.clone()));
-        self.archive = Some(Err(why));
+        self.services = Some(Err(why));
+    }
+
+    /// The database rows a page about the SLO service `name` shows: the
+    /// database service of that name, else (a project whose one service
+    /// is `default`) the `default` service's, its fleet told apart by
+    /// application name. `None` without a database, when it could not be
+    /// read, or when it has neither.
+    pub fn rows_for<'a>(&'a self, name: &'a str) -> Option<RowsFor<'a>> {
+        let list = self.services.as_ref()?.as_ref().ok()?;
+        if let Some(rows) = list.iter().find(|r| r.name == name) {
+            return Some(RowsFor { rows, by_app: None });
+        }
+        list.iter()
+            .find(|r| r.name == DEFAULT_SERVICE)
+            .map(|rows| RowsFor {
+                rows,
+                by_app: Some(name),
+            })
     }
 }
 
@@ -304,21 +380,68 @@ async fn read_database(url: &str, sources: &Sources, snap: &mut Snapshot) {
             return;
         }
     };
+    let found = match db.services_in_use().await {
+        Ok(f) => f,
+        Err(e) => {
+            snap.unreadable(redact_text(&e.to_string()));
+            return;
+        }
+    };
+    // The services found in the database, the declared ones (their pending
+    // migrations show before their first deploy), and `default` when
+    // nothing is declared.
+    let mut names: std::collections::BTreeSet<String> = found.into_iter().collect();
+    names.extend(sources.settings.services.names());
+    if sources.settings.services.is_empty() {
+        names.insert(DEFAULT_SERVICE.to_string());
+    }
+    let mut list = Vec::new();
+    for name in names {
+        db.driver().set_service(&name);
+        list.push(read_service(&mut db, sources, name).await);
+    }
+    snap.services = Some(Ok(list));
+}
+
+/// One service's migrations, fleet and archive, errors redacted.
+async fn read_service(
+    db: &mut capstan_migrate::Database,
+    sources: &Sources,
+    name: String,
+) -> ServiceRows {
+    use capstan_migrate::redact_text;
     let history = db.history().await.map_err(|e| redact_text(&e.to_string()));
-    snap.migrations = Some(history.and_then(|h| {
-        let set = capstan_migrate::MigrationSet::from_dir_unchecked(&sources.migrations_dir)
-            .map_err(|e| format!("{}: {e}", sources.migrations_dir.display()))?;
-        Ok(capstan_migrate::compare(&set, &h))
-    }));
-    snap.fleet = Some(
-        db.driver()
-            .fleet_list()
-            .await
-            .map_err(|e| redact_text(&e.to_string())),
-    );
-    snap.archive = Some(
-        capstan_migrate::archive_entries(db.driver())
-            .await
-            .map_err(|e| redact_text(&e.to_string())),
-    );
+    let dir = sources.dir_of(&name);
+    let migrations = history.and_then(|h| {
+        let set = match &dir {
+            Some(dir) => capstan_migrate::MigrationSet::from_dir_unchecked(dir)
+                .map_err(|e| format!("{}: {e}", dir.display()))?,
+            None => capstan_migrate::MigrationSet::default(),
+        };
+        let mut entries = capstan_migrate::compare(&set, &h);
+        if dir.is_none() {
+            // No directory to compare with: what ran is applied, not ahead.
+            for e in entries
+                .iter_mut()
+                .filter(|e| e.state == capstan_migrate::State::Ahead)
+            {
+                e.state = capstan_migrate::State::Applied;
+            }
+        }
+        Ok(entries)
+    });
+    let fleet = db
+        .driver()
+        .fleet_list()
+        .await
+        .map_err(|e| redact_text(&e.to_string()));
+    let archive = capstan_migrate::archive_entries(db.driver())
+        .await
+        .map_err(|e| redact_text(&e.to_string()));
+    ServiceRows {
+        name,
+        migrations,
+        fleet,
+        archive,
+    }
 }

@@ -42,7 +42,7 @@ async fn a_database_password_never_reaches_a_page() {
     assert!(!page.contains("hunter2-secret"), "{page}");
     assert!(page.contains("Migrations"), "{page}");
     let snap = state.snapshot();
-    let err = snap.migrations.as_ref().unwrap().as_ref().unwrap_err();
+    let err = snap.services.as_ref().unwrap().as_ref().unwrap_err();
     assert!(!err.contains("hunter2-secret"), "{err}");
     for uri in ["/", "/rollouts", "/events", "/api/status"] {
         let (_, body) = get(&state, uri).await;

@@ -79,6 +79,14 @@ impl Database {
         Ok(self.driver.registered_services().await?)
     }
 
+    /// Every service with rows in capstan's tables of this database (its
+    /// history, log, fleet, archive or registry entry), sorted: the services
+    /// a tool showing the whole database reads, each with
+    /// [`Database::for_service`]. Changes nothing.
+    pub async fn services_in_use(&mut self) -> Result<Vec<String>, Error> {
+        Ok(self.driver.services_in_use().await?)
+    }
+
     /// History rows, oldest first.
     pub async fn history(&mut self) -> Result<Vec<AppliedRow>, Error> {
         Ok(self.driver.history().await?)

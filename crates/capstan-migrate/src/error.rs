@@ -160,7 +160,7 @@ pub enum Error {
     /// capstan.toml) owns something this service claims.
     #[error("service `{service}` owns `{entry}`, and service `{other_service}`, registered in the database, owns `{other_entry}`: every schema and table has at most one owner. Nothing was run. Give the object to one of them in its capstan.toml")]
     ServiceOverlap {
-        /// The service `up` acts for.
+        /// The service the command acts for.
         service: String,
         /// Its entry.
         entry: String,

@@ -159,7 +159,9 @@ async fn upgraded_keeps_everything(b: Backend, fixture: &str) {
     let m = migrator(t.fixture_set());
     let mut db = t.open(DEFAULT_SERVICE).await;
 
-    // Read before the upgrade (status writes nothing).
+    // Read before the upgrade (status writes nothing): every row is the
+    // default service's.
+    assert_eq!(db.services_in_use().await.unwrap(), [DEFAULT_SERVICE]);
     let before = m.status(&mut db).await.unwrap();
     let states: Vec<State> = before.migrations.iter().map(|e| e.state).collect();
     assert_eq!(states, [State::Applied; 3], "{fixture}: {before:?}");
@@ -306,8 +308,11 @@ async fn two_services_side_by_side(b: Backend) {
     let billing = migrator(set(&[("0001_invoices.sql", BILLING_1)]));
     let mut api_db = t.open("api").await;
     let mut billing_db = t.open("billing").await;
+    assert!(api_db.services_in_use().await.unwrap().is_empty());
     assert_eq!(api.up(&mut api_db).await.unwrap().ran.len(), 1);
     assert_eq!(billing.up(&mut billing_db).await.unwrap().ran.len(), 1);
+    // Both are found, and `default`, which has no row, is not.
+    assert_eq!(api_db.services_in_use().await.unwrap(), ["api", "billing"]);
     let api_history = api_db.history().await.unwrap();
     let billing_history = billing_db.history().await.unwrap();
     assert_eq!((api_history.len(), billing_history.len()), (1, 1));

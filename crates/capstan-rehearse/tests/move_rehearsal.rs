@@ -65,7 +65,7 @@ fn example(edit: impl FnOnce(&Path)) -> Config {
     }
     edit(&dir);
     for d in ["migrations", "services/users/migrations"] {
-        capstan_migrate::workdir::rehash(&dir.join(d)).unwrap();
+        capstan_migrate::rehash(&dir.join(d)).unwrap();
     }
     let mut config = Config::load(&dir.join("rehearse.toml")).unwrap_or_else(|e| panic!("{e}"));
     for r in &mut config.releases {

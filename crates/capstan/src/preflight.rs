@@ -111,6 +111,7 @@ fn keep(config: &Config, version: u64, f: Finding) -> Option<PreflightFinding> {
         detail: serde_json::to_value(&f).ok(),
         refuses,
         absolute,
+        first_deploy: absolute || coupling,
     })
 }
 

@@ -100,6 +100,30 @@ fn boundaries_hold_on_the_first_migration_too() {
     let _ = stdout(&out);
 }
 
+#[test]
+fn the_first_up_reports_cross_service_references_too() {
+    let p = project();
+    p.add(
+        "0001_chirps.sql",
+        "-- capstan:up\nCREATE SCHEMA chirps;\nCREATE TABLE chirps.chirps (id bigint PRIMARY KEY, author_id bigint NOT NULL REFERENCES users.users (id));\n",
+    );
+    // Nothing applied yet: the rules that protect a live schema wait, but
+    // the coupling is reported (a warning, not a refusal).
+    let out = p.capstan(&["migrate", "up"]);
+    assert_code(&out, 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning: cross-service-reference")
+            && err.contains("service `chirps`")
+            && err.contains("service `users`"),
+        "{err}"
+    );
+    assert_eq!(
+        p.count("SELECT count(*) FROM capstan.migrations WHERE service = 'chirps' AND version = 1"),
+        1
+    );
+}
+
 fn deps(p: &Project, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_capstan"))
         .arg("deps")

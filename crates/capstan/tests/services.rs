@@ -193,6 +193,40 @@ fn services_from_capstan_toml(b: Backend) {
         billing_fleet["instances"].as_array().unwrap().is_empty(),
         "{billing_fleet}"
     );
+    // Without --service, an --app that names a declared service chooses it;
+    // another application name chooses nothing.
+    let out = run_in(
+        &p,
+        &root,
+        &["fleet", "join", "--app", "billing", "--version", "2"],
+        &[],
+    );
+    assert_code(&out, 0);
+    let billing_fleet = json(&run_in(
+        &p,
+        &root,
+        &["fleet", "--json", "--service", "billing"],
+        &[],
+    ));
+    assert_eq!(billing_fleet["instances"][0]["app"], "billing");
+    let gate = json(&run_in(&p, &root, &["gate", "--json", "--app", "api"], &[]));
+    assert_eq!(gate["service"], "api", "{gate}");
+    let out = run_in(
+        &p,
+        &root,
+        &["fleet", "join", "--app", "billing-worker", "--version", "2"],
+        &[],
+    );
+    assert_code(&out, 3);
+    for service in ["api", "billing"] {
+        let fleet = json(&run_in(
+            &p,
+            &root,
+            &["fleet", "--json", "--service", service],
+            &[],
+        ));
+        assert_eq!(fleet["instances"].as_array().unwrap().len(), 1, "{fleet}");
+    }
 }
 
 /// Another project (its own capstan.toml) whose service claims a table a
@@ -255,8 +289,99 @@ fn a_service_named_without_capstan_toml(b: Backend) {
     assert_eq!(json(&out)["error"]["kind"], "unknown-service");
 }
 
+/// The names in the registry of services, sorted, comma-separated.
+fn registry_names(p: &Project) -> String {
+    p.query(match p.history_table() {
+        "capstan.migrations" => {
+            "SELECT coalesce(string_agg(name, ',' ORDER BY name), '') FROM capstan.services"
+        }
+        _ => "SELECT coalesce(group_concat(name, ','), '') FROM (SELECT name FROM capstan_services ORDER BY name)",
+    })
+}
+
+/// `migrate baseline` and `migrate down` register the service too, and
+/// refuse an overlap as `up` does: exit 3, kind service-overlap, nothing
+/// written.
+fn baseline_and_down_register_and_refuse_an_overlap(b: Backend) {
+    let p = Project::new(b);
+    let shop = project_dir(
+        &p,
+        "shop",
+        TWO_SERVICES,
+        &[
+            ("api", "0001_api_users.sql", API_1),
+            ("billing", "0001_invoices.sql", BILLING_1),
+        ],
+    );
+    // reports runs first, owning only its own table.
+    let reports = project_dir(
+        &p,
+        "reports",
+        "[service]\nname = \"reports\"\ndir = \"migrations\"\nowns = [\"public.report\"]\n",
+        &[(
+            "migrations",
+            "0001_report.sql",
+            "-- capstan:up\nCREATE TABLE report (id bigint);\n-- capstan:down\nDROP TABLE report;\n",
+        )],
+    );
+    assert_code(&run_in(&p, &reports, &["migrate", "up"], &[]), 0);
+    // A baseline registers billing (no up ever ran for it).
+    assert_code(
+        &run_in(
+            &p,
+            &shop,
+            &["migrate", "baseline", "1", "--service", "billing"],
+            &[],
+        ),
+        0,
+    );
+    assert_eq!(registry_names(&p), "billing,reports");
+    assert_eq!(history_rows(&p), 2);
+
+    // reports' capstan.toml now claims all of `public`, billing's table too:
+    // neither a baseline of another service of it nor a down runs.
+    std::fs::write(
+        reports.join("capstan.toml"),
+        "[service]\nname = \"reports\"\ndir = \"migrations\"\nowns = [\"public\"]\n",
+    )
+    .unwrap();
+    let out = run_in(&p, &reports, &["migrate", "down", "--json"], &[]);
+    assert_code(&out, 3);
+    let err = json(&out);
+    assert_eq!(err["error"]["kind"], "service-overlap", "{err}");
+    let message = err["error"]["message"].as_str().unwrap();
+    for says in ["`reports`", "`public`", "`billing`", "`public.invoices`"] {
+        assert!(message.contains(says), "{says}: {message}");
+    }
+    assert!(p.has_table("report"), "{b:?}: down ran nothing");
+    assert_eq!(history_rows(&p), 2);
+
+    let other = project_dir(
+        &p,
+        "other",
+        "[service]\nname = \"other\"\ndir = \"migrations\"\nowns = [\"public.invoices\"]\n",
+        &[("migrations", "0001_invoices.sql", BILLING_1)],
+    );
+    let out = run_in(&p, &other, &["migrate", "baseline", "1", "--json"], &[]);
+    assert_code(&out, 3);
+    assert_eq!(json(&out)["error"]["kind"], "service-overlap");
+    assert_eq!(history_rows(&p), 2, "the refused baseline recorded nothing");
+    assert_eq!(registry_names(&p), "billing,reports");
+
+    // With ownership given back, reports' down runs (and re-registers it).
+    std::fs::write(
+        reports.join("capstan.toml"),
+        "[service]\nname = \"reports\"\ndir = \"migrations\"\nowns = [\"public.report\"]\n",
+    )
+    .unwrap();
+    assert_code(&run_in(&p, &reports, &["migrate", "down"], &[]), 0);
+    assert!(!p.has_table("report"));
+    assert_eq!(history_rows(&p), 1);
+}
+
 backends!(
     services_from_capstan_toml,
     an_overlapping_service_is_refused,
-    a_service_named_without_capstan_toml
+    a_service_named_without_capstan_toml,
+    baseline_and_down_register_and_refuse_an_overlap
 );

@@ -8,7 +8,7 @@ use axum::response::Response;
 
 use super::deps::{deps_view, DepsView};
 use super::{obj_view, page, rollout_words, time, ObjView};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{ServiceRows, Snapshot};
 use crate::AppState;
 
 /// A service on the overview.
@@ -36,18 +36,84 @@ struct OverviewPage {
     generation: u64,
     error: Option<String>,
     services: Vec<ServiceCard>,
+    database: Option<Result<Vec<DbServiceRow>, String>>,
 }
 
-fn live_instances(snap: &Snapshot, app: &str) -> Vec<(String, usize)> {
+/// A service of the database, on the overview's database table.
+pub struct DbServiceRow {
+    /// Its name.
+    pub name: String,
+    /// Migrations applied.
+    pub applied: usize,
+    /// Migrations pending.
+    pub pending: usize,
+    /// Migrations in any other state, like `dirty × 1` (empty: none).
+    pub other: String,
+    /// Live instances.
+    pub live: usize,
+    /// Archive entries.
+    pub archived: usize,
+    /// What of its rows could not be read (empty: everything was).
+    pub error: String,
+}
+
+fn live_instances(snap: &Snapshot, name: &str) -> Vec<(String, usize)> {
     let mut by: BTreeMap<String, usize> = BTreeMap::new();
-    if let Some(Ok(rows)) = &snap.fleet {
-        for r in rows {
-            if r.instance.app == app && r.departed_at.is_none() && r.age_secs < 60.0 {
+    if let Some(rows) = snap.rows_for(name) {
+        for r in rows.instances() {
+            if r.departed_at.is_none() && r.age_secs < 60.0 {
                 *by.entry(r.instance.version.clone()).or_default() += 1;
             }
         }
     }
     by.into_iter().collect()
+}
+
+/// Every service of the database with its migrations, fleet and archive in
+/// figures; `None` without a database.
+fn database(snap: &Snapshot) -> Option<Result<Vec<DbServiceRow>, String>> {
+    let list = match snap.services.as_ref()? {
+        Ok(l) => l,
+        Err(e) => return Some(Err(e.clone())),
+    };
+    Some(Ok(list
+        .iter()
+        .map(|s: &ServiceRows| {
+            let mut states: BTreeMap<&'static str, usize> = BTreeMap::new();
+            for e in s.migrations.iter().flatten() {
+                *states.entry(e.state.as_str()).or_default() += 1;
+            }
+            let applied = states.remove("applied").unwrap_or(0);
+            let pending = states.remove("pending").unwrap_or(0);
+            let errors: Vec<&str> = [
+                s.migrations.as_ref().err(),
+                s.fleet.as_ref().err(),
+                s.archive.as_ref().err(),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|e| e.as_str())
+            .collect();
+            DbServiceRow {
+                name: s.name.clone(),
+                applied,
+                pending,
+                other: states
+                    .iter()
+                    .map(|(k, n)| format!("{k} × {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                live: s
+                    .fleet
+                    .iter()
+                    .flatten()
+                    .filter(|r| r.departed_at.is_none() && r.age_secs < 60.0)
+                    .count(),
+                archived: s.archive.as_ref().map_or(0, Vec::len),
+                error: errors.join("; "),
+            }
+        })
+        .collect()))
 }
 
 pub(crate) async fn overview(State(state): State<AppState>) -> Response {
@@ -91,5 +157,6 @@ pub(crate) async fn overview(State(state): State<AppState>) -> Response {
         generation: snap.generation,
         error,
         services,
+        database: database(&snap),
     })
 }

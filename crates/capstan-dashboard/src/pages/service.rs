@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;
+use capstan_migrate::{ArchiveEntry, Entry, InstanceRow};
 use capstan_slo::math::{conditions, Severity};
 use capstan_slo::{minutes_label, Deploy, DeployKind, ObjectiveStatus};
 
 use super::deps::{deps_view, DepsView};
 use super::{deploy_row, obj_view, page, pct, raw, rollout_words, time, DeployRow, ObjView};
+use crate::snapshot::RowsFor;
 use crate::svg::{self, Marker};
 use crate::AppState;
 
@@ -119,6 +121,8 @@ struct ServicePage {
     instances: Option<Result<Vec<InstanceView>, String>>,
     migrations: Option<Result<Vec<MigrationView>, String>>,
     archive: Option<Result<Vec<ArchiveView>, String>>,
+    /// The database service whose rows the panels show (empty: none).
+    db_service: String,
     database: String,
     rollout: String,
     deps: Option<DepsView>,
@@ -229,60 +233,31 @@ pub(crate) async fn service(State(state): State<AppState>, Path(name): Path<Stri
             }
         })
         .collect();
-    let instances = snap.fleet.as_ref().map(|f| {
-        f.as_ref()
-            .map(|rows| {
-                rows.iter()
-                    .filter(|r| r.instance.app == name)
-                    .map(|r| InstanceView {
-                        id: r.instance.instance_id.clone(),
-                        version: r.instance.version.clone(),
-                        started: r.started_at.clone(),
-                        age: format!("{:.0} s", r.age_secs),
-                        state: if r.departed_at.is_some() {
-                            "departed"
-                        } else if r.age_secs < 60.0 {
-                            "live"
-                        } else {
-                            "expired"
-                        },
-                    })
-                    .collect()
-            })
-            .map_err(Clone::clone)
+    // The database service this page shows: the one of this name, else
+    // `default` (its fleet told apart by application name).
+    let rows: Option<Result<Option<RowsFor>, String>> = match &snap.services {
+        None => None,
+        Some(Err(e)) => Some(Err(e.clone())),
+        Some(Ok(_)) => Some(Ok(snap.rows_for(&name))),
+    };
+    let db_service = match &rows {
+        Some(Ok(Some(r))) => r.rows.name.clone(),
+        _ => String::new(),
+    };
+    let instances = panel(&rows, |r| {
+        r.rows.fleet.as_ref().map_err(Clone::clone)?;
+        Ok(r.instances().map(instance_view).collect())
     });
-    let migrations = snap.migrations.as_ref().map(|m| {
-        m.as_ref()
-            .map(|rows| {
-                rows.iter()
-                    .map(|e| MigrationView {
-                        label: e.label(),
-                        phase: e.phase.to_string(),
-                        state: e.state.as_str(),
-                        applied_at: e
-                            .applied
-                            .as_ref()
-                            .map(|a| a.applied_at.clone())
-                            .unwrap_or_default(),
-                    })
-                    .collect()
-            })
-            .map_err(Clone::clone)
+    let migrations = panel(&rows, |r| {
+        Ok(r.rows
+            .migrations
+            .as_ref()?
+            .iter()
+            .map(migration_view)
+            .collect())
     });
-    let archive = snap.archive.as_ref().map(|m| {
-        m.as_ref()
-            .map(|rows| {
-                rows.iter()
-                    .map(|a| ArchiveView {
-                        id: a.id,
-                        migration: capstan_format::label(a.version, &a.migration).to_string(),
-                        object: a.object(),
-                        kind: a.kind.to_string(),
-                        rows: a.row_count.to_string(),
-                    })
-                    .collect()
-            })
-            .map_err(Clone::clone)
+    let archive = panel(&rows, |r| {
+        Ok(r.rows.archive.as_ref()?.iter().map(archive_view).collect())
     });
     page(ServicePage {
         nav: "service",
@@ -296,9 +271,67 @@ pub(crate) async fn service(State(state): State<AppState>, Path(name): Path<Stri
         instances,
         migrations,
         archive,
+        db_service,
         database: snap.database.clone().unwrap_or_default(),
         rollout: rollout_words(&snap, &name),
         deps,
         name,
     })
+}
+
+/// A database panel of the page: `None` without a database, the error when
+/// it could not be read, nothing when it has no rows of this service, else
+/// what `f` makes of them.
+fn panel<T>(
+    rows: &Option<Result<Option<RowsFor>, String>>,
+    f: impl FnOnce(&RowsFor) -> Result<Vec<T>, String>,
+) -> Option<Result<Vec<T>, String>> {
+    match rows {
+        None => None,
+        Some(Err(e)) => Some(Err(e.clone())),
+        Some(Ok(None)) => Some(Ok(Vec::new())),
+        Some(Ok(Some(r))) => Some(f(r)),
+    }
+}
+
+/// A fleet row as the page shows it.
+pub(crate) fn instance_view(r: &InstanceRow) -> InstanceView {
+    InstanceView {
+        id: r.instance.instance_id.clone(),
+        version: r.instance.version.clone(),
+        started: r.started_at.clone(),
+        age: format!("{:.0} s", r.age_secs),
+        state: if r.departed_at.is_some() {
+            "departed"
+        } else if r.age_secs < 60.0 {
+            "live"
+        } else {
+            "expired"
+        },
+    }
+}
+
+/// A migration as the page shows it.
+fn migration_view(e: &Entry) -> MigrationView {
+    MigrationView {
+        label: e.label(),
+        phase: e.phase.to_string(),
+        state: e.state.as_str(),
+        applied_at: e
+            .applied
+            .as_ref()
+            .map(|a| a.applied_at.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// An archive entry as the page shows it.
+fn archive_view(a: &ArchiveEntry) -> ArchiveView {
+    ArchiveView {
+        id: a.id,
+        migration: capstan_format::label(a.version, &a.migration).to_string(),
+        object: a.object(),
+        kind: a.kind.to_string(),
+        rows: a.row_count.to_string(),
+    }
 }

@@ -260,6 +260,19 @@ impl Context<'_> {
         args: ConnArgs,
         source: MigrationSource,
     ) -> Result<Context<'static>, Failure> {
+        Self::new_for_app(args, source, None)
+    }
+
+    /// [`Context::new`] for a command that names the application (`gate`,
+    /// `fleet run`, `fleet join` with `--app`): without `--service` (or a
+    /// `--dir` naming one), an `app` that is the name of a service
+    /// capstan.toml declares chooses that service. Any other application
+    /// name chooses nothing (it stays the application's name only).
+    pub(crate) fn new_for_app(
+        args: ConnArgs,
+        source: MigrationSource,
+        app: Option<&str>,
+    ) -> Result<Context<'static>, Failure> {
         let (config_path, required) = match &args.config {
             Some(p) => (p.clone(), true),
             None => (PathBuf::from(CONFIG_FILE), false),
@@ -277,10 +290,11 @@ impl Context<'_> {
             }),
             _ => None,
         };
+        let by_app = app.filter(|a| config.services.get(a).is_ok());
         let (declared, acting, unchosen) = select_service(
             &config,
             &config_path,
-            args.service.as_deref().or(by_dir.as_deref()),
+            args.service.as_deref().or(by_dir.as_deref()).or(by_app),
         )?;
         // A service's own directory is relative to capstan.toml's.
         let service_dir = declared.as_ref().and_then(|s| s.dir.as_ref()).map(|d| {

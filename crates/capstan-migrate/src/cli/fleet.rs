@@ -89,7 +89,8 @@ is no longer live, exactly like a crashed process."
 /// Who registers: the application, its version, and how to reach it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Who {
-    /// Application name, as `capstan fleet` shows it.
+    /// Application name, as `capstan fleet` shows it; without --service, a
+    /// service capstan.toml declares by this name is the fleet it joins.
     #[arg(long)]
     pub app: String,
     /// Application version (a release number or a commit).

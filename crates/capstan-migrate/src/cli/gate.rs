@@ -12,7 +12,8 @@ pub struct GateArgs {
     /// Database, directory and run options.
     #[command(flatten)]
     pub conn: ConnArgs,
-    /// The application name used in advice (`run \`APP migrate up\``).
+    /// The application name used in advice (`run \`APP migrate up\``); without
+    /// --service, a service capstan.toml declares by this name is the one checked.
     #[arg(long, default_value = "capstan")]
     pub app: String,
 }

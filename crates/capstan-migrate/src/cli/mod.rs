@@ -125,7 +125,7 @@ pub async fn run_with_hooks(args: MigrateArgs, source: MigrationSource, hooks: H
 pub async fn run_gate(args: GateArgs, source: MigrationSource) -> i32 {
     let out = Output::new(args.conn.json).for_source(&source);
     let result = async {
-        let cx = Context::new(args.conn, source)?;
+        let cx = Context::new_for_app(args.conn, source, Some(&args.app))?;
         gate::run(&cx, &args.app).await
     };
     out.finish(result.await)
@@ -135,7 +135,13 @@ pub async fn run_gate(args: GateArgs, source: MigrationSource) -> i32 {
 pub async fn run_fleet(args: FleetArgs) -> i32 {
     let out = Output::new(args.conn.json);
     let result = async {
-        let cx = Context::new(args.conn, MigrationSource::Dir)?;
+        let app = match &args.command {
+            Some(fleet::FleetCommand::Run { who, .. } | fleet::FleetCommand::Join { who, .. }) => {
+                Some(who.app.as_str())
+            }
+            _ => None,
+        };
+        let cx = Context::new_for_app(args.conn, MigrationSource::Dir, app)?;
         fleet::run(&cx, args.command).await
     };
     out.finish(result.await)

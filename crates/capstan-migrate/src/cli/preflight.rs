@@ -43,6 +43,11 @@ pub struct PreflightFinding {
     /// where nothing is applied yet: a migration changing what another
     /// service owns (fix ownership in `capstan.toml` instead).
     pub absolute: bool,
+    /// Whether it is reported on a database where nothing is applied yet,
+    /// where the rules that protect a live schema are skipped: service
+    /// boundaries (which refuse) and cross-service references (which warn),
+    /// since a service's first migrations are where coupling usually starts.
+    pub first_deploy: bool,
 }
 
 /// Findings for JSON output: each in the shape of `capstan lint --format
@@ -245,14 +250,14 @@ impl Context<'_> {
         };
         // A database where nothing is applied yet serves no binary and holds no
         // data: the lock and phase rules protect a live schema, so they wait
-        // for the first deploy after this one. Service boundaries hold from
-        // the first migration on.
+        // for the first deploy after this one. Service boundaries and
+        // cross-service references hold from the first migration on.
         let first = db.history().await?.is_empty();
         let (found, warned): (Vec<_>, Vec<_>) = self
             .run_preflight(preflight, m, db, pending)
             .await?
             .into_iter()
-            .filter(|f| !first || f.absolute)
+            .filter(|f| !first || f.absolute || f.first_deploy)
             .partition(|f| f.refuses);
         for f in &warned {
             self.out.warn(&f.text);

@@ -163,6 +163,8 @@ pub(crate) enum Cell {
     Null,
     Int(i64),
     Text(String),
+    /// Only Postgres has a boolean type (SQLite stores 0 or 1, an `Int`).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Bool(bool),
     /// A value of a type capstan never writes there (named).
     Other(&'static str),

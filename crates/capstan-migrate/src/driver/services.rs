@@ -25,6 +25,25 @@ pub trait ServiceStore: Send {
     /// Every registered service, by name (none before the first `up` of a
     /// declared service).
     async fn registered_services(&mut self) -> Result<Vec<Service>, DbError>;
+    /// The name of every service that has a row in capstan's tables
+    /// (history, log, fleet, archive or the registry), sorted; tables an
+    /// older capstan laid out hold only [`super::DEFAULT_SERVICE`]'s rows.
+    /// Empty when capstan's tables do not exist. Changes nothing.
+    async fn services_in_use(&mut self) -> Result<Vec<String>, DbError>;
+}
+
+/// The query behind [`ServiceStore::services_in_use`] over the tables of
+/// `tables` (name, column naming the service) that exist.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) fn in_use_sql(tables: &[(&str, &str)]) -> Option<String> {
+    if tables.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = tables
+        .iter()
+        .map(|(table, column)| format!("SELECT {column} FROM {table}"))
+        .collect();
+    Some(format!("{} ORDER BY 1", parts.join(" UNION ")))
 }
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]

@@ -32,6 +32,7 @@ impl Migrator {
                         .collect(),
                 ));
             }
+            self.register_service(db).await?;
             let migrations: Vec<&Migration> = self
                 .set
                 .migrations()
@@ -149,6 +150,7 @@ impl Migrator {
                 return Err(Error::NotDirty(version));
             };
             db.driver.ensure_schema().await?;
+            self.register_service(db).await?;
             match action {
                 RepairAction::MarkApplied(_) => {
                     let m = self

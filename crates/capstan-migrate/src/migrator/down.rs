@@ -42,6 +42,12 @@ impl Migrator {
         let history = db.driver.history().await?;
         let entries = compare(&self.set, &history);
         check_clean(&entries)?;
+        // Something is applied, so this run may write history: the service
+        // is registered first (or refused, when another owns what it claims).
+        if self.service.is_some() && !history.is_empty() {
+            db.driver.ensure_schema().await?;
+            self.register_service(db).await?;
+        }
         if self.sections_to_record(&history).next().is_some() {
             db.driver.ensure_schema().await?;
             self.record_sections(db, &history).await?;
@@ -211,6 +217,7 @@ impl Migrator {
                 return Ok(accepted);
             }
             db.driver.ensure_schema().await?;
+            self.register_service(db).await?;
             let detail = format!(
                 "reason: {reason}; up section sha256 {} -> {}; down section sha256 {} -> {}; file sha256 {} -> {}",
                 row.up_checksum.as_deref().unwrap_or("not recorded"),

@@ -127,8 +127,11 @@ impl Migrator {
     }
 
     /// Records the declared service in the database's registry, after
-    /// checking that no other registered service owns what it claims.
-    async fn register_service(&self, db: &mut Database) -> Result<(), Error> {
+    /// checking that no other registered service owns what it claims. Every
+    /// command that writes the service's history calls it (under the runner
+    /// lock, after `ensure_schema`, before it writes), so a service is
+    /// registered, and an overlap refused, whichever command comes first.
+    pub(super) async fn register_service(&self, db: &mut Database) -> Result<(), Error> {
         let Some(me) = &self.service else {
             return Ok(());
         };

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use capstan_service::Service;
 
 use super::{db_err, PgDriver};
-use crate::driver::services::{decode, encode};
+use crate::driver::services::{decode, encode, in_use_sql};
 use crate::driver::{DbError, ServiceStore};
 
 #[async_trait]
@@ -42,5 +42,42 @@ impl ServiceStore for PgDriver {
                 decode("capstan.services", &cell(0), &cell(1), &cell(2))
             })
             .collect()
+    }
+
+    async fn services_in_use(&mut self) -> Result<Vec<String>, DbError> {
+        const TABLES: [(&str, &str); 5] = [
+            ("capstan.migrations", "service"),
+            ("capstan.log", "service"),
+            ("capstan.fleet", "service"),
+            ("capstan.archive", "service"),
+            ("capstan.services", "name"),
+        ];
+        let mut present = Vec::new();
+        for (table, column) in TABLES {
+            let row = self
+                .client
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+                .await
+                .map_err(|e| db_err(&e))?;
+            if row.get::<_, bool>(0) {
+                present.push((table, column));
+            }
+        }
+        if present.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.layout().await?.is_none() {
+            // Tables of an older layout: every row is the default service's.
+            return Ok(vec![crate::driver::DEFAULT_SERVICE.to_string()]);
+        }
+        let Some(sql) = in_use_sql(&present) else {
+            return Ok(Vec::new());
+        };
+        Ok(self
+            .rows(&sql)
+            .await?
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().flatten())
+            .collect())
     }
 }

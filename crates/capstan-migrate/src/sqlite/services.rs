@@ -5,7 +5,7 @@ use capstan_service::Service;
 use rusqlite::params;
 
 use super::{db_err, SqliteDriver, NOW};
-use crate::driver::services::{decode, encode};
+use crate::driver::services::{decode, encode, in_use_sql};
 use crate::driver::{DbError, ServiceStore};
 
 #[async_trait]
@@ -37,5 +37,36 @@ impl ServiceStore for SqliteDriver {
                 decode("capstan_services", &cell(0), &cell(1), &cell(2))
             })
             .collect()
+    }
+
+    async fn services_in_use(&mut self) -> Result<Vec<String>, DbError> {
+        const TABLES: [(&str, &str); 5] = [
+            ("capstan_migrations", "service"),
+            ("capstan_log", "service"),
+            ("capstan_fleet", "service"),
+            ("capstan_archives", "service"),
+            ("capstan_services", "name"),
+        ];
+        let mut present = Vec::new();
+        for (table, column) in TABLES {
+            if self.has_table(table)? {
+                present.push((table, column));
+            }
+        }
+        if present.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.layout()?.is_none() {
+            // Tables of an older layout: every row is the default service's.
+            return Ok(vec![crate::driver::DEFAULT_SERVICE.to_string()]);
+        }
+        let Some(sql) = in_use_sql(&present) else {
+            return Ok(Vec::new());
+        };
+        Ok(self
+            .rows(&sql)?
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().flatten())
+            .collect())
     }
 }

@@ -6,16 +6,42 @@ use crate::deploys::{Deploy, DeployKind, DeployLog};
 use super::settings::Settings;
 
 /// Imports migrations applied and releases seen in the fleet registry of
-/// `database` into the deploy log. Returns how many rows were added.
+/// `database` into the deploy log, for every service found there (each
+/// read as [`Database::for_service`](capstan_migrate::Database::for_service)
+/// would). A service's rows name it, so they annotate the SLOs of that
+/// service; the `default` service's (a project that declares no service)
+/// concern every service, as before services existed. Returns how many
+/// rows were added.
 pub async fn import_deploys(database: &str, log: &DeployLog) -> Result<usize, String> {
     let url = capstan_migrate::DatabaseUrl::parse(database).map_err(|e| e.to_string())?;
     let mut db = capstan_migrate::Database::connect_read_only(&url)
         .await
         .map_err(|e| e.to_string())?;
+    let mut added = 0;
+    for service in db.services_in_use().await.map_err(|e| e.to_string())? {
+        db.driver().set_service(&service);
+        added += import_service(&mut db, &service, log).await?;
+    }
+    Ok(added)
+}
+
+/// [`import_deploys`] for the service `db` acts for.
+async fn import_service(
+    db: &mut capstan_migrate::Database,
+    service: &str,
+    log: &DeployLog,
+) -> Result<usize, String> {
     let parse = |s: &str| {
         chrono::DateTime::parse_from_rfc3339(s)
             .map(|d| d.timestamp_millis())
             .ok()
+    };
+    // The default service's rows keep the keys (and the "every service"
+    // tag) they had before services, so a log is not imported twice.
+    let (tag, prefix) = if service == capstan_migrate::DEFAULT_SERVICE {
+        (String::new(), String::new())
+    } else {
+        (service.to_string(), format!("service:{service}:"))
     };
     let mut added = 0;
     for row in db.history().await.map_err(|e| e.to_string())? {
@@ -27,7 +53,7 @@ pub async fn import_deploys(database: &str, log: &DeployLog) -> Result<usize, St
         };
         let d = Deploy {
             time_ms: t,
-            service: String::new(),
+            service: tag.clone(),
             kind: DeployKind::Migration,
             subject: row.version.to_string(),
             detail: format!("{}, {}", row.name, row.phase),
@@ -35,7 +61,10 @@ pub async fn import_deploys(database: &str, log: &DeployLog) -> Result<usize, St
         if log
             .record(
                 &d,
-                Some(&format!("migration:{}:{}", row.version, row.applied_at)),
+                Some(&format!(
+                    "{prefix}migration:{}:{}",
+                    row.version, row.applied_at
+                )),
             )
             .map_err(|e| e.to_string())?
         {
@@ -56,13 +85,13 @@ pub async fn import_deploys(database: &str, log: &DeployLog) -> Result<usize, St
         for ((app, version), t) in first {
             let d = Deploy {
                 time_ms: t,
-                service: String::new(),
+                service: tag.clone(),
                 kind: DeployKind::Release,
                 subject: format!("{app} {version}"),
                 detail: String::new(),
             };
             if log
-                .record(&d, Some(&format!("release:{app}:{version}")))
+                .record(&d, Some(&format!("{prefix}release:{app}:{version}")))
                 .map_err(|e| e.to_string())?
             {
                 added += 1;
