@@ -683,6 +683,14 @@ async fn dashboard_in_chromium() {
         }
     };
     click("Pause").await;
+    // The POST's answer replaces the page: wait for it rather than read the
+    // `main` of the page being left (a stale element on a loaded machine).
+    let refused = wait_for(
+        &c,
+        "const m = document.querySelector('main'); return !!m && m.innerText.includes('refused')",
+        Duration::from_secs(15),
+    )
+    .await;
     let body = c
         .find(Locator::Css("main"))
         .await
@@ -690,7 +698,7 @@ async fn dashboard_in_chromium() {
         .text()
         .await
         .unwrap();
-    assert!(body.contains("refused"), "{body}");
+    assert!(refused, "{body}");
     shot(&c, "refused").await;
     assert_eq!(
         states.take_command("api", now).unwrap(),
