@@ -2,8 +2,13 @@
 //! readiness path; N consecutive results flip its state, and an unready
 //! upstream gets no traffic. A connect error on the request path marks it
 //! unready at once (the checks bring it back).
+//!
+//! A release's pool is its static upstreams followed by the instances the
+//! fleet registry found for it; [`Tables`] rebuilds the snapshot whenever
+//! either the routing table or the discovered set changes. Requests hold
+//! their snapshot, so an upstream leaving a pool never cuts one short.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,11 +33,12 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    fn new(addr: &str) -> Upstream {
+    /// A configured upstream is optimistic (it takes traffic until a check
+    /// says otherwise); a discovered one waits for its first passing check.
+    fn new(addr: &str, ready: bool) -> Upstream {
         Upstream {
             addr: addr.to_string(),
-            // Optimistic: a new upstream takes traffic until a check says otherwise.
-            ready: AtomicBool::new(true),
+            ready: AtomicBool::new(ready),
             successes: AtomicU32::new(0),
             failures: AtomicU32::new(0),
             checks: AtomicU64::new(0),
@@ -83,8 +89,10 @@ impl Upstream {
 pub struct Pool {
     /// Release name.
     pub release: String,
-    /// Its upstreams.
+    /// Its upstreams: the configured ones, then the discovered ones.
     pub upstreams: Vec<Arc<Upstream>>,
+    /// How many of `upstreams` are configured (the rest came from the fleet).
+    pub configured: usize,
     next: AtomicUsize,
 }
 
@@ -109,34 +117,118 @@ pub struct Snapshot {
     pub pools: Vec<Pool>,
 }
 
-/// Every upstream ever configured, by address, so health survives table changes.
+/// The addresses the fleet registry holds for each version.
+pub type Discovered = BTreeMap<String, Vec<String>>;
+
+/// The upstreams of the current pools, by address, so health survives
+/// table changes (an address that leaves every pool is forgotten).
 #[derive(Debug, Default)]
 pub struct Registry {
     upstreams: Mutex<HashMap<String, Arc<Upstream>>>,
 }
 
 impl Registry {
-    /// The snapshot of a validated `table`, reusing known upstreams' health.
-    pub fn snapshot(&self, table: RoutingTable) -> Arc<Snapshot> {
+    /// The snapshot of a validated `table` with the `discovered` instances
+    /// of its fleet releases, reusing known upstreams' health. An address
+    /// already in an earlier pool is not added to a later one.
+    pub fn snapshot(&self, table: RoutingTable, discovered: &Discovered) -> Arc<Snapshot> {
         let mut map = self.upstreams.lock().expect("lock");
+        let mut used: HashMap<&str, ()> = HashMap::new();
+        for r in &table.releases {
+            for a in &r.upstreams {
+                used.insert(a.as_str(), ());
+            }
+        }
+        let mut fresh: HashMap<String, Arc<Upstream>> = HashMap::new();
+        let mut take = |a: &str, configured: bool| {
+            let u = map
+                .get(a)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(Upstream::new(a, configured)));
+            fresh.insert(a.to_string(), u.clone());
+            u
+        };
         let pools = table
             .releases
             .iter()
-            .map(|r| Pool {
-                release: r.name.clone(),
-                upstreams: r
-                    .upstreams
-                    .iter()
-                    .map(|a| {
-                        map.entry(a.clone())
-                            .or_insert_with(|| Arc::new(Upstream::new(a)))
-                            .clone()
-                    })
-                    .collect(),
-                next: AtomicUsize::new(0),
+            .map(|r| {
+                let mut upstreams: Vec<Arc<Upstream>> =
+                    r.upstreams.iter().map(|a| take(a, true)).collect();
+                let configured = upstreams.len();
+                let found = r
+                    .fleet
+                    .as_ref()
+                    .and_then(|f| discovered.get(&f.version))
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                for a in found {
+                    if used.insert(a.as_str(), ()).is_none() {
+                        upstreams.push(take(a, false));
+                    }
+                }
+                Pool {
+                    release: r.name.clone(),
+                    upstreams,
+                    configured,
+                    next: AtomicUsize::new(0),
+                }
             })
             .collect();
+        *map = fresh;
         Arc::new(Snapshot { table, pools })
+    }
+}
+
+/// Publishes snapshots: the one place that combines the routing table (set
+/// by the admin API) with the discovered instances (set by the fleet
+/// poller), so neither change overwrites the other.
+#[derive(Debug)]
+pub struct Tables {
+    registry: Registry,
+    tx: watch::Sender<Arc<Snapshot>>,
+    discovered: Mutex<Discovered>,
+}
+
+impl Tables {
+    /// Publishes `table` (validated) with nothing discovered yet.
+    pub fn new(table: RoutingTable) -> Tables {
+        let registry = Registry::default();
+        let snap = registry.snapshot(table, &Discovered::new());
+        Tables {
+            registry,
+            tx: watch::channel(snap).0,
+            discovered: Mutex::new(Discovered::new()),
+        }
+    }
+
+    /// A receiver of every snapshot published from now on.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.tx.subscribe()
+    }
+
+    /// The current snapshot.
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.tx.borrow().clone()
+    }
+
+    /// Replaces the routing table (validated), keeping the discovered instances.
+    pub fn replace_table(&self, table: RoutingTable) {
+        let discovered = self.discovered.lock().expect("lock");
+        let snap = self.registry.snapshot(table, &discovered);
+        self.tx.send_replace(snap);
+    }
+
+    /// Replaces the discovered instances; returns whether anything changed.
+    pub fn replace_discovered(&self, found: Discovered) -> bool {
+        let mut discovered = self.discovered.lock().expect("lock");
+        if *discovered == found {
+            return false;
+        }
+        *discovered = found;
+        let table = self.tx.borrow().table.clone();
+        let snap = self.registry.snapshot(table, &discovered);
+        self.tx.send_replace(snap);
+        true
     }
 }
 
@@ -147,6 +239,8 @@ pub struct UpstreamStatus {
     pub release: String,
     /// `host:port`.
     pub addr: String,
+    /// `configured` (listed in the table) or `fleet` (found in the registry).
+    pub source: &'static str,
     /// Whether it gets traffic.
     pub ready: bool,
     /// Consecutive successful checks.
@@ -165,9 +259,14 @@ impl Snapshot {
         self.pools
             .iter()
             .flat_map(|p| {
-                p.upstreams.iter().map(|u| UpstreamStatus {
+                p.upstreams.iter().enumerate().map(|(i, u)| UpstreamStatus {
                     release: p.release.clone(),
                     addr: u.addr.clone(),
+                    source: if i < p.configured {
+                        "configured"
+                    } else {
+                        "fleet"
+                    },
                     ready: u.is_ready(),
                     consecutive_successes: u.successes.load(Ordering::Relaxed),
                     consecutive_failures: u.failures.load(Ordering::Relaxed),
@@ -186,14 +285,18 @@ pub async fn check_loop(
     h: HealthSettings,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut tables = tables;
     let mut tick = tokio::time::interval(h.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // A new table (a discovered instance joined) is checked at once,
+        // so a new instance waits one check, not one interval.
         tokio::select! {
             _ = tick.tick() => {}
+            r = tables.changed() => if r.is_err() { return },
             _ = stop.changed() => return,
         }
-        let snap = tables.borrow().clone();
+        let snap = tables.borrow_and_update().clone();
         let mut checks = tokio::task::JoinSet::new();
         for u in snap.pools.iter().flat_map(|p| p.upstreams.iter()) {
             let (u, client, h) = (u.clone(), client.clone(), h.clone());

@@ -13,8 +13,9 @@ use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
 use crate::config::Settings;
+use crate::fleet::{FleetStatus, Poller};
 use crate::metrics::Metrics;
-use crate::pool::{self, Registry};
+use crate::pool::{self, Tables};
 use crate::proxy::Proxy;
 use crate::HttpClient;
 
@@ -110,12 +111,26 @@ pub async fn run(
                 message: e.to_string(),
             })?;
     }
-    let registry = Arc::new(Registry::default());
-    let (tables_tx, tables_rx) = watch::channel(registry.snapshot(settings.table.clone()));
-    let tables_tx = Arc::new(tables_tx);
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(settings.fleet.is_some()));
+    let tables = Arc::new(Tables::new(settings.table.clone()));
+    let tables_rx = tables.subscribe();
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Discovery: the first poll (bounded) before serving, so the pools hold
+    // the live instances from the first request; then one every `refresh`.
+    let (fleet_status, fleet_task) = match &settings.fleet {
+        Some(f) => {
+            let status = Arc::new(FleetStatus::new(f));
+            let mut poller =
+                Poller::new(f.clone(), tables.clone(), status.clone(), metrics.clone());
+            poller.poll().await;
+            (
+                Some(status),
+                Some(tokio::spawn(poller.run(stop_rx.clone()))),
+            )
+        }
+        None => (None, None),
+    };
     let health = tokio::spawn(pool::check_loop(
         client(),
         tables_rx.clone(),
@@ -124,8 +139,8 @@ pub async fn run(
     ));
     let admin_task = admin_listener.map(|l| {
         let app = admin::router(AdminState {
-            tables: tables_tx.clone(),
-            registry: registry.clone(),
+            tables: tables.clone(),
+            fleet: fleet_status.clone(),
             metrics: metrics.clone(),
             recorder: recorder.clone(),
             token: settings.admin_token.clone().unwrap_or_default().into(),
@@ -197,10 +212,13 @@ pub async fn run(
     }
     let _ = stop_tx.send(true);
     let _ = health.await;
+    if let Some(t) = fleet_task {
+        let _ = t.await;
+    }
     if let Some(t) = admin_task {
         let _ = t.await;
     }
-    drop(tables_tx);
+    drop(tables);
     if let Some(t) = recorder_task {
         // Mirror tasks still running hold the recorder for at most their timeout.
         match tokio::time::timeout(Duration::from_secs(15), t.shutdown()).await {
