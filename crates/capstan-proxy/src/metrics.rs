@@ -186,14 +186,13 @@ fn sync(c: &Counter, to: u64) {
     }
 }
 
-/// `2xx` for 200, `none` for 0.
-pub fn status_class(status: u16) -> &'static str {
+/// Every `status_class` label value, in [`status_class_index`] order.
+pub const STATUS_CLASSES: [&str; 6] = ["none", "1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The position of `status`'s class in [`STATUS_CLASSES`] (0, `none`, for 0).
+pub fn status_class_index(status: u16) -> usize {
     match status / 100 {
-        1 => "1xx",
-        2 => "2xx",
-        3 => "3xx",
-        4 => "4xx",
-        5 => "5xx",
-        _ => "none",
+        c @ 1..=5 => usize::from(c),
+        _ => 0,
     }
 }

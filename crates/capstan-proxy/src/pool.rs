@@ -10,14 +10,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::config::HealthSettings;
-use crate::routing::RoutingTable;
+use crate::metrics::{LatencyLabels, Metrics, RequestLabels, STATUS_CLASSES};
+use crate::routing::{Cohort, RoutingTable};
 use crate::HttpClient;
 
 /// One upstream address and its health, shared across routing tables.
@@ -25,6 +28,8 @@ use crate::HttpClient;
 pub struct Upstream {
     /// `host:port`.
     pub addr: String,
+    /// `addr` as a URI authority, parsed once (none: not a valid authority).
+    pub authority: Option<http::uri::Authority>,
     ready: AtomicBool,
     successes: AtomicU32,
     failures: AtomicU32,
@@ -38,6 +43,7 @@ impl Upstream {
     fn new(addr: &str, ready: bool) -> Upstream {
         Upstream {
             addr: addr.to_string(),
+            authority: addr.parse().ok(),
             ready: AtomicBool::new(ready),
             successes: AtomicU32::new(0),
             failures: AtomicU32::new(0),
@@ -85,7 +91,6 @@ impl Upstream {
 }
 
 /// The upstreams of one release.
-#[derive(Debug)]
 pub struct Pool {
     /// Release name.
     pub release: String,
@@ -94,9 +99,51 @@ pub struct Pool {
     /// How many of `upstreams` are configured (the rest came from the fleet).
     pub configured: usize,
     next: AtomicUsize,
+    /// This release's request counters and latency histograms, looked up in
+    /// the metric families once rather than on every request.
+    counters: [[OnceLock<Counter>; STATUS_CLASSES.len()]; 2],
+    latency: [OnceLock<Histogram>; 2],
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("release", &self.release)
+            .field("upstreams", &self.upstreams)
+            .finish()
+    }
 }
 
 impl Pool {
+    /// `capstan_proxy_requests_total` of this release, `cohort` and class.
+    pub fn requests(&self, cohort: Cohort, status: u16) -> &Counter {
+        let class = crate::metrics::status_class_index(status);
+        self.counters[cohort as usize][class].get_or_init(|| {
+            self.metrics
+                .requests
+                .get_or_create(&RequestLabels {
+                    release: self.release.clone(),
+                    cohort: cohort.as_str(),
+                    status_class: STATUS_CLASSES[class],
+                })
+                .clone()
+        })
+    }
+
+    /// `capstan_proxy_request_duration_seconds` of this release and `cohort`.
+    pub fn latency(&self, cohort: Cohort) -> &Histogram {
+        self.latency[cohort as usize].get_or_init(|| {
+            self.metrics
+                .duration
+                .get_or_create(&LatencyLabels {
+                    release: self.release.clone(),
+                    cohort: cohort.as_str(),
+                })
+                .clone()
+        })
+    }
+
     /// The next ready upstream (round robin), skipping `except`.
     pub fn pick(&self, except: Option<&Arc<Upstream>>) -> Option<Arc<Upstream>> {
         let n = self.upstreams.len();
@@ -131,7 +178,12 @@ impl Registry {
     /// The snapshot of a validated `table` with the `discovered` instances
     /// of its fleet releases, reusing known upstreams' health. An address
     /// already in an earlier pool is not added to a later one.
-    pub fn snapshot(&self, table: RoutingTable, discovered: &Discovered) -> Arc<Snapshot> {
+    pub fn snapshot(
+        &self,
+        table: RoutingTable,
+        discovered: &Discovered,
+        metrics: &Arc<Metrics>,
+    ) -> Arc<Snapshot> {
         let mut map = self.upstreams.lock().expect("lock");
         let mut used: HashMap<&str, ()> = HashMap::new();
         for r in &table.releases {
@@ -171,6 +223,9 @@ impl Registry {
                     upstreams,
                     configured,
                     next: AtomicUsize::new(0),
+                    counters: Default::default(),
+                    latency: Default::default(),
+                    metrics: metrics.clone(),
                 }
             })
             .collect();
@@ -185,17 +240,19 @@ impl Registry {
 #[derive(Debug)]
 pub struct Tables {
     registry: Registry,
+    metrics: Arc<Metrics>,
     tx: watch::Sender<Arc<Snapshot>>,
     discovered: Mutex<Discovered>,
 }
 
 impl Tables {
     /// Publishes `table` (validated) with nothing discovered yet.
-    pub fn new(table: RoutingTable) -> Tables {
+    pub fn new(table: RoutingTable, metrics: Arc<Metrics>) -> Tables {
         let registry = Registry::default();
-        let snap = registry.snapshot(table, &Discovered::new());
+        let snap = registry.snapshot(table, &Discovered::new(), &metrics);
         Tables {
             registry,
+            metrics,
             tx: watch::channel(snap).0,
             discovered: Mutex::new(Discovered::new()),
         }
@@ -214,7 +271,7 @@ impl Tables {
     /// Replaces the routing table (validated), keeping the discovered instances.
     pub fn replace_table(&self, table: RoutingTable) {
         let discovered = self.discovered.lock().expect("lock");
-        let snap = self.registry.snapshot(table, &discovered);
+        let snap = self.registry.snapshot(table, &discovered, &self.metrics);
         self.tx.send_replace(snap);
     }
 
@@ -226,9 +283,36 @@ impl Tables {
         }
         *discovered = found;
         let table = self.tx.borrow().table.clone();
-        let snap = self.registry.snapshot(table, &discovered);
+        let snap = self.registry.snapshot(table, &discovered, &self.metrics);
         self.tx.send_replace(snap);
         true
+    }
+}
+
+/// A worker's view of the current table: the published snapshot, re-read
+/// only when a new one was published (one uncontended lock and an atomic
+/// load per request instead of a read lock every worker shares).
+pub struct SnapshotCache {
+    inner: std::sync::Mutex<(watch::Receiver<Arc<Snapshot>>, Arc<Snapshot>)>,
+}
+
+impl SnapshotCache {
+    /// A cache following `rx`.
+    pub fn new(mut rx: watch::Receiver<Arc<Snapshot>>) -> SnapshotCache {
+        let snap = rx.borrow_and_update().clone();
+        SnapshotCache {
+            inner: std::sync::Mutex::new((rx, snap)),
+        }
+    }
+
+    /// The newest snapshot.
+    pub fn get(&self) -> Arc<Snapshot> {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (rx, snap) = &mut *guard;
+        if rx.has_changed().unwrap_or(false) {
+            *snap = rx.borrow_and_update().clone();
+        }
+        snap.clone()
     }
 }
 

@@ -284,6 +284,11 @@ impl RoutingTable {
         self.sticky.header.is_none() && self.sticky.cookie.is_none()
     }
 
+    /// Whether public traffic is split: more than one release has a weight.
+    pub fn splits(&self) -> bool {
+        self.weights.values().filter(|&&w| w > 0).nth(1).is_some()
+    }
+
     /// Cumulative upper bucket bound per release, in table order.
     fn bounds(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
         let mut acc = 0u32;
@@ -386,6 +391,14 @@ pub fn route(table: &RoutingTable, facts: &RequestFacts<'_>) -> Decision {
         _ => None,
     };
     let release = internal.unwrap_or_else(|| {
+        if !table.splits() {
+            // One release takes all public traffic: no key to hash.
+            return table
+                .bounds()
+                .find(|&(_, upper)| upper > 0)
+                .map(|(i, _)| i)
+                .unwrap_or(0);
+        }
         let b = bucket(facts.user_key.unwrap_or(facts.request_key));
         table
             .bounds()
