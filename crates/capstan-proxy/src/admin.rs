@@ -1,9 +1,14 @@
 //! The admin API, on its own listener: read and replace the routing table,
-//! upstream health, Prometheus metrics and the proxy's own health. Every
-//! path but `/healthz` needs `Authorization: Bearer <token>`.
+//! upstream health, Prometheus metrics and the proxy's own health (with the
+//! fleet registry's, when upstreams are discovered there). Every path but
+//! `/healthz` needs `Authorization: Bearer <token>`.
 
 use std::sync::Arc;
 
+use crate::fleet::FleetStatus;
+use crate::metrics::Metrics;
+use crate::pool::Tables;
+use crate::routing::RoutingTable;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -11,19 +16,14 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use tokio::sync::watch;
-
-use crate::metrics::Metrics;
-use crate::pool::{Registry, Snapshot};
-use crate::routing::RoutingTable;
 
 /// What the admin handlers share with the proxy.
 #[derive(Clone)]
 pub struct AdminState {
     /// Publishes new tables to the request path.
-    pub tables: Arc<watch::Sender<Arc<Snapshot>>>,
-    /// Upstream health across tables.
-    pub registry: Arc<Registry>,
+    pub tables: Arc<Tables>,
+    /// The fleet registry poller's state (none: no discovery).
+    pub fleet: Option<Arc<FleetStatus>>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// The recorder, for its drop counts.
@@ -40,10 +40,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({"status": "pass"})) }),
-        )
+        .route("/healthz", get(healthz))
         .merge(protected)
         .with_state(state)
 }
@@ -77,8 +74,28 @@ async fn auth(State(s): State<AdminState>, req: Request, next: Next) -> Response
     next.run(req).await
 }
 
+/// `pass`; `warn` (still 200: the proxy serves) while the fleet registry
+/// does not answer and the last known upstreams are served.
+async fn healthz(State(s): State<AdminState>) -> Json<serde_json::Value> {
+    let Some(fleet) = &s.fleet else {
+        return Json(serde_json::json!({"status": "pass"}));
+    };
+    let r = fleet.report();
+    Json(serde_json::json!({
+        "status": r.status,
+        "checks": {
+            "fleet": {
+                "status": r.status,
+                "last_success_age_secs": r.last_success_age_secs,
+                "consecutive_failures": r.consecutive_failures,
+                "instances": r.instances,
+            }
+        }
+    }))
+}
+
 async fn get_routing(State(s): State<AdminState>) -> Json<RoutingTable> {
-    Json(s.tables.borrow().table.clone())
+    Json(s.tables.current().table.clone())
 }
 
 async fn put_routing(State(s): State<AdminState>, body: Bytes) -> Response {
@@ -89,15 +106,18 @@ async fn put_routing(State(s): State<AdminState>, body: Bytes) -> Response {
     if let Err(e) = table.validate() {
         return error(StatusCode::BAD_REQUEST, format!("routing table: {e}"));
     }
-    let snap = s.registry.snapshot(table.clone());
-    s.tables.send_replace(snap);
+    s.tables.replace_table(table.clone());
     tracing::info!("routing table replaced");
     Json(table).into_response()
 }
 
 async fn upstreams(State(s): State<AdminState>) -> Response {
-    let status = s.tables.borrow().status();
-    Json(serde_json::json!({ "upstreams": status })).into_response()
+    let status = s.tables.current().status();
+    match &s.fleet {
+        Some(f) => Json(serde_json::json!({ "upstreams": status, "fleet": f.report() })),
+        None => Json(serde_json::json!({ "upstreams": status })),
+    }
+    .into_response()
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {

@@ -96,6 +96,8 @@ pub fn settings(args: &ProxyArgs) -> Result<crate::config::Settings, String> {
                             .filter(|a| !a.is_empty())
                             .map(str::to_string)
                             .collect(),
+                        fleet: None,
+                        version: None,
                     },
                 ))
             })

@@ -9,7 +9,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::routing::{CohortRules, MirrorRule, ReleasePool, RoutingTable, Sticky, TableError};
+use crate::routing::{
+    CohortRules, FleetSource, MirrorRule, ReleasePool, RoutingTable, Sticky, TableError,
+};
 
 /// Environment variable holding the admin token when the file and flags do not.
 pub const ADMIN_TOKEN_ENV: &str = "CAPSTAN_PROXY_ADMIN_TOKEN";
@@ -84,6 +86,8 @@ pub struct ProxyFile {
     /// `[health]`.
     #[serde(default)]
     pub health: HealthSection,
+    /// `[fleet]`: where releases marked `fleet` find their instances.
+    pub fleet: Option<Spanned<FleetSection>>,
 }
 
 /// `[[release]]`.
@@ -92,8 +96,54 @@ pub struct ProxyFile {
 pub struct ReleaseSection {
     /// Release name.
     pub name: String,
-    /// `host:port` list.
+    /// `host:port` list (always in the pool, beside discovered instances).
+    #[serde(default)]
     pub upstreams: Vec<String>,
+    /// Find the live instances whose version is the release name in the
+    /// fleet registry.
+    pub fleet: Option<Spanned<bool>>,
+    /// Find the live instances of this version (implies `fleet = true`).
+    pub version: Option<Spanned<String>>,
+}
+
+/// `[fleet]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSection {
+    /// The database holding the registry (`postgres://…`, `sqlite://…`).
+    pub database: Option<Spanned<String>>,
+    /// An environment variable holding that URL (keeps the password out of the file).
+    pub database_env: Option<Spanned<String>>,
+    /// The service whose fleet is read (`default` when unset).
+    pub service: Option<String>,
+    /// Only instances registered by this application.
+    pub app: Option<String>,
+    /// Time between polls.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub refresh: Option<Duration>,
+    /// Bound on one poll (connect and query).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub timeout: Option<Duration>,
+    /// An instance whose last heartbeat is older is not live.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub ttl: Option<Duration>,
+}
+
+/// Where discovered upstreams come from.
+#[derive(Debug, Clone)]
+pub struct FleetSettings {
+    /// The registry's database (its `Debug` and `Display` hide the password).
+    pub database: capstan_migrate::DatabaseUrl,
+    /// The service whose fleet is read.
+    pub service: String,
+    /// Only instances of this application.
+    pub app: Option<String>,
+    /// Time between polls.
+    pub refresh: Duration,
+    /// Bound on one poll.
+    pub timeout: Duration,
+    /// Heartbeat age after which an instance is not live.
+    pub ttl: Duration,
 }
 
 /// `[[route]]`.
@@ -206,6 +256,8 @@ pub struct Settings {
     pub user_salt: String,
     /// Health checks.
     pub health: HealthSettings,
+    /// The fleet registry, when releases find instances there.
+    pub fleet: Option<FleetSettings>,
 }
 
 /// Default client listener.
@@ -274,17 +326,46 @@ impl ProxyFile {
             });
         }
         let spans: Vec<_> = self.releases.iter().map(|r| r.span()).collect();
-        let releases: Vec<ReleasePool> = self
-            .releases
-            .into_iter()
-            .map(|r| {
-                let r = r.into_inner();
-                ReleasePool {
-                    name: r.name,
-                    upstreams: r.upstreams,
+        let mut releases: Vec<ReleasePool> = Vec::with_capacity(self.releases.len());
+        for r in self.releases {
+            let r = r.into_inner();
+            let fleet = match (&r.fleet, r.version) {
+                (Some(f), Some(v)) if !*f.get_ref() => {
+                    return Err(invalid(format!(
+                        "{}release.version: `{}` finds instances in the fleet registry, but fleet = false",
+                        line_of(f.span()),
+                        v.get_ref()
+                    )))
                 }
-            })
-            .collect();
+                (_, Some(v)) if v.get_ref().trim().is_empty() => {
+                    return Err(invalid(format!(
+                        "{}release.version: empty",
+                        line_of(v.span())
+                    )))
+                }
+                (_, Some(v)) => Some((v.span(), v.into_inner())),
+                (Some(f), None) if *f.get_ref() => Some((f.span(), r.name.clone())),
+                _ => None,
+            };
+            if let Some((span, _)) = &fleet {
+                if self.fleet.is_none() {
+                    return Err(invalid(format!(
+                        "{}release.fleet: release `{}` finds its instances in the fleet registry, but there is no [fleet] section naming its database",
+                        line_of(span.clone()),
+                        r.name
+                    )));
+                }
+            }
+            releases.push(ReleasePool {
+                name: r.name,
+                upstreams: r.upstreams,
+                fleet: fleet.map(|(_, version)| FleetSource { version }),
+            });
+        }
+        let fleet = match self.fleet {
+            None => None,
+            Some(f) => Some(resolve_fleet(f, &line_of, &invalid)?),
+        };
         let routing = self.routing;
         let weights_span = routing.weights.as_ref().map(|w| w.span());
         let weights = match routing.weights {
@@ -381,8 +462,64 @@ impl ProxyFile {
             events_capacity: self.events.capacity.unwrap_or(65_536).max(1),
             user_salt: self.events.salt.unwrap_or_default(),
             health,
+            fleet,
         })
     }
+}
+
+/// `[fleet]` checked: exactly one of `database` and `database_env`, a URL
+/// that parses (shown redacted), durations that make sense.
+fn resolve_fleet(
+    f: Spanned<FleetSection>,
+    line_of: &dyn Fn(std::ops::Range<usize>) -> String,
+    invalid: &dyn Fn(String) -> ConfigError,
+) -> Result<FleetSettings, ConfigError> {
+    let at = line_of(f.span());
+    let f = f.into_inner();
+    let (raw, key, span) = match (f.database, f.database_env) {
+        (Some(d), None) => (d.get_ref().clone(), "fleet.database", d.span()),
+        (None, Some(e)) => {
+            let raw = std::env::var(e.get_ref()).map_err(|_| {
+                invalid(format!(
+                    "{}fleet.database_env: the environment variable {} is not set",
+                    line_of(e.span()),
+                    e.get_ref()
+                ))
+            })?;
+            (raw, "fleet.database_env", e.span())
+        }
+        (Some(d), Some(_)) => {
+            return Err(invalid(format!(
+                "{}fleet: set database or database_env, not both",
+                line_of(d.span())
+            )))
+        }
+        (None, None) => {
+            return Err(invalid(format!(
+                "{at}fleet.database: missing; name the database holding the fleet registry (or database_env)"
+            )))
+        }
+    };
+    let database = capstan_migrate::DatabaseUrl::parse(&raw)
+        .map_err(|e| invalid(format!("{}{key}: {e}", line_of(span))))?;
+    let refresh = f.refresh.unwrap_or(Duration::from_secs(2));
+    let timeout = f.timeout.unwrap_or(Duration::from_secs(2));
+    let ttl = f.ttl.unwrap_or(capstan_migrate::fleet::DEFAULT_TTL);
+    for (name, d) in [("refresh", refresh), ("timeout", timeout), ("ttl", ttl)] {
+        if d.is_zero() {
+            return Err(invalid(format!("{at}fleet.{name}: must be above zero")));
+        }
+    }
+    Ok(FleetSettings {
+        database,
+        service: f
+            .service
+            .unwrap_or_else(|| capstan_migrate::driver::DEFAULT_SERVICE.to_string()),
+        app: f.app,
+        refresh,
+        timeout,
+        ttl,
+    })
 }
 
 fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
@@ -476,5 +613,85 @@ mirror = { release = "2.0.0", percent = 5 }
         assert!(e.contains("line 20"), "{e}");
         let e = err(&GOOD.replace("percent = 5", "percent = 5, extra = 1"));
         assert!(e.contains("line 24") && e.contains("extra"), "{e}");
+    }
+
+    const FLEET: &str = r#"
+[fleet]
+database = "postgres://capstan:hunter2@db.internal/chirps"
+service = "chirps"
+refresh = "2s"
+
+[[release]]
+name = "1.0.0"
+upstreams = ["127.0.0.1:8081"]
+
+[[release]]
+name = "2.0.0"
+fleet = true
+
+[routing]
+weights = { "1.0.0" = 90, "2.0.0" = 10 }
+"#;
+
+    #[test]
+    fn fleet_releases_resolve_and_errors_name_the_key_and_line() {
+        let s = parse(Path::new("proxy.toml"), FLEET).unwrap();
+        let f = s.fleet.as_ref().unwrap();
+        assert_eq!(
+            (f.service.as_str(), f.refresh),
+            ("chirps", Duration::from_secs(2))
+        );
+        assert!(!format!("{s:?}").contains("hunter2"), "{s:?}");
+        let r = &s.table.releases[1];
+        assert_eq!(r.fleet.as_ref().unwrap().version, "2.0.0");
+        assert!(r.upstreams.is_empty());
+        let s = parse(
+            Path::new("proxy.toml"),
+            &FLEET.replace("fleet = true", "version = \"2.0.0-rc.1\""),
+        )
+        .unwrap();
+        assert_eq!(
+            s.table.releases[1].fleet.as_ref().unwrap().version,
+            "2.0.0-rc.1"
+        );
+
+        let no_section = &FLEET[FLEET.find("\n[[release]]").unwrap()..];
+        let e = err(no_section);
+        assert!(
+            e.contains("line 8") && e.contains("release.fleet") && e.contains("[fleet]"),
+            "{e}"
+        );
+        let e = err(&FLEET.replace("fleet = true", "fleet = false\nversion = \"2.0.0\""));
+        assert!(
+            e.contains("line 13") && e.contains("release.version"),
+            "{e}"
+        );
+        let e = err(&FLEET.replace("refresh = \"2s\"", "refresh = \"often\""));
+        assert!(e.contains("line 5") && e.contains("often"), "{e}");
+        let e = err(&FLEET.replace("refresh = \"2s\"", "refresh = \"0s\""));
+        assert!(e.contains("fleet.refresh"), "{e}");
+        let e = err(&FLEET.replace(
+            "postgres://capstan:hunter2@db.internal/chirps",
+            "mysql://u:hunter2@x/y",
+        ));
+        assert!(
+            e.contains("line 3") && e.contains("fleet.database") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let e = err(&FLEET.replace(
+            "database =",
+            "database_env = \"CAPSTAN_TEST_UNSET_VAR\"\ndatabase =",
+        ));
+        assert!(e.contains("not both"), "{e}");
+        let e = err(&FLEET.replace(
+            "database = \"postgres://capstan:hunter2@db.internal/chirps\"",
+            "database_env = \"CAPSTAN_TEST_UNSET_VAR\"",
+        ));
+        assert!(
+            e.contains("line 3") && e.contains("CAPSTAN_TEST_UNSET_VAR"),
+            "{e}"
+        );
+        let e = err(&FLEET.replace("service = \"chirps\"", "servce = \"chirps\""));
+        assert!(e.contains("line 4") && e.contains("servce"), "{e}");
     }
 }

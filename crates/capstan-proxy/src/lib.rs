@@ -8,13 +8,15 @@
 mod admin;
 pub mod cli;
 mod config;
+mod fleet;
 mod metrics;
 mod pool;
 mod proxy;
 mod routing;
 mod server;
 
-pub use config::{parse as parse_config, ConfigError, Settings};
+pub use config::{parse as parse_config, ConfigError, FleetSettings, Settings};
+pub use fleet::{live_addresses, FleetReport};
 pub use routing::{route, Decision, RequestFacts, RoutingTable};
 pub use server::{run, Bound, ServeError};
 

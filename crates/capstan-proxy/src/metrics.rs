@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -52,6 +53,15 @@ pub struct Metrics {
     pub events_recorded: Counter,
     /// `capstan_proxy_mirrored_total`.
     pub mirrored: Counter,
+    /// `capstan_proxy_fleet_up`: 1 while the last poll of the fleet registry
+    /// succeeded, 0 while the proxy serves the last known instances.
+    pub fleet_up: Gauge,
+    /// `capstan_proxy_fleet_poll_errors_total`.
+    pub fleet_poll_errors: Counter,
+    /// `capstan_proxy_fleet_last_success_timestamp_seconds`.
+    pub fleet_last_success: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// `capstan_proxy_fleet_instances`: addresses the last good poll found.
+    pub fleet_instances: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -62,6 +72,14 @@ impl std::fmt::Debug for Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Metrics::new(false)
+    }
+}
+
+impl Metrics {
+    /// The proxy's metrics; the `fleet_*` ones are registered only when
+    /// upstreams are discovered in the fleet registry.
+    pub fn new(fleet: bool) -> Self {
         let mut registry = Registry::with_prefix("capstan_proxy");
         let requests = Family::<RequestLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
@@ -107,6 +125,32 @@ impl Default for Metrics {
             "Requests copied to a shadow release",
             mirrored.clone(),
         );
+        let fleet_up = Gauge::default();
+        let fleet_poll_errors = Counter::default();
+        let fleet_last_success = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        let fleet_instances = Gauge::default();
+        if fleet {
+            registry.register(
+                "fleet_up",
+                "1 when the last poll of the fleet registry succeeded; 0 while the last known instances are served",
+                fleet_up.clone(),
+            );
+            registry.register(
+                "fleet_poll_errors",
+                "Polls of the fleet registry that failed or timed out",
+                fleet_poll_errors.clone(),
+            );
+            registry.register(
+                "fleet_last_success_timestamp_seconds",
+                "Unix time of the last successful poll of the fleet registry",
+                fleet_last_success.clone(),
+            );
+            registry.register(
+                "fleet_instances",
+                "Live instances with an address that the last good poll found for the proxy's releases",
+                fleet_instances.clone(),
+            );
+        }
         Metrics {
             registry,
             requests,
@@ -115,11 +159,13 @@ impl Default for Metrics {
             events_dropped,
             events_recorded,
             mirrored,
+            fleet_up,
+            fleet_poll_errors,
+            fleet_last_success,
+            fleet_instances,
         }
     }
-}
 
-impl Metrics {
     /// The OpenMetrics text, after syncing the recorder's counters.
     pub fn encode(&self, recorder: Option<&capstan_events::Recorder>) -> String {
         if let Some(r) = recorder {
@@ -140,14 +186,13 @@ fn sync(c: &Counter, to: u64) {
     }
 }
 
-/// `2xx` for 200, `none` for 0.
-pub fn status_class(status: u16) -> &'static str {
+/// Every `status_class` label value, in [`status_class_index`] order.
+pub const STATUS_CLASSES: [&str; 6] = ["none", "1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The position of `status`'s class in [`STATUS_CLASSES`] (0, `none`, for 0).
+pub fn status_class_index(status: u16) -> usize {
     match status / 100 {
-        1 => "1xx",
-        2 => "2xx",
-        3 => "3xx",
-        4 => "4xx",
-        5 => "5xx",
-        _ => "none",
+        c @ 1..=5 => usize::from(c),
+        _ => 0,
     }
 }

@@ -2,17 +2,25 @@
 //! readiness path; N consecutive results flip its state, and an unready
 //! upstream gets no traffic. A connect error on the request path marks it
 //! unready at once (the checks bring it back).
+//!
+//! A release's pool is its static upstreams followed by the instances the
+//! fleet registry found for it; [`Tables`] rebuilds the snapshot whenever
+//! either the routing table or the discovered set changes. Requests hold
+//! their snapshot, so an upstream leaving a pool never cuts one short.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::config::HealthSettings;
-use crate::routing::RoutingTable;
+use crate::metrics::{LatencyLabels, Metrics, RequestLabels, STATUS_CLASSES};
+use crate::routing::{Cohort, RoutingTable};
 use crate::HttpClient;
 
 /// One upstream address and its health, shared across routing tables.
@@ -20,6 +28,8 @@ use crate::HttpClient;
 pub struct Upstream {
     /// `host:port`.
     pub addr: String,
+    /// `addr` as a URI authority, parsed once (none: not a valid authority).
+    pub authority: Option<http::uri::Authority>,
     ready: AtomicBool,
     successes: AtomicU32,
     failures: AtomicU32,
@@ -28,11 +38,13 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    fn new(addr: &str) -> Upstream {
+    /// A configured upstream is optimistic (it takes traffic until a check
+    /// says otherwise); a discovered one waits for its first passing check.
+    fn new(addr: &str, ready: bool) -> Upstream {
         Upstream {
             addr: addr.to_string(),
-            // Optimistic: a new upstream takes traffic until a check says otherwise.
-            ready: AtomicBool::new(true),
+            authority: addr.parse().ok(),
+            ready: AtomicBool::new(ready),
             successes: AtomicU32::new(0),
             failures: AtomicU32::new(0),
             checks: AtomicU64::new(0),
@@ -79,16 +91,59 @@ impl Upstream {
 }
 
 /// The upstreams of one release.
-#[derive(Debug)]
 pub struct Pool {
     /// Release name.
     pub release: String,
-    /// Its upstreams.
+    /// Its upstreams: the configured ones, then the discovered ones.
     pub upstreams: Vec<Arc<Upstream>>,
+    /// How many of `upstreams` are configured (the rest came from the fleet).
+    pub configured: usize,
     next: AtomicUsize,
+    /// This release's request counters and latency histograms, looked up in
+    /// the metric families once rather than on every request.
+    counters: [[OnceLock<Counter>; STATUS_CLASSES.len()]; 2],
+    latency: [OnceLock<Histogram>; 2],
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("release", &self.release)
+            .field("upstreams", &self.upstreams)
+            .finish()
+    }
 }
 
 impl Pool {
+    /// `capstan_proxy_requests_total` of this release, `cohort` and class.
+    pub fn requests(&self, cohort: Cohort, status: u16) -> &Counter {
+        let class = crate::metrics::status_class_index(status);
+        self.counters[cohort as usize][class].get_or_init(|| {
+            self.metrics
+                .requests
+                .get_or_create(&RequestLabels {
+                    release: self.release.clone(),
+                    cohort: cohort.as_str(),
+                    status_class: STATUS_CLASSES[class],
+                })
+                .clone()
+        })
+    }
+
+    /// `capstan_proxy_request_duration_seconds` of this release and `cohort`.
+    pub fn latency(&self, cohort: Cohort) -> &Histogram {
+        self.latency[cohort as usize].get_or_init(|| {
+            self.metrics
+                .duration
+                .get_or_create(&LatencyLabels {
+                    release: self.release.clone(),
+                    cohort: cohort.as_str(),
+                })
+                .clone()
+        })
+    }
+
     /// The next ready upstream (round robin), skipping `except`.
     pub fn pick(&self, except: Option<&Arc<Upstream>>) -> Option<Arc<Upstream>> {
         let n = self.upstreams.len();
@@ -109,34 +164,155 @@ pub struct Snapshot {
     pub pools: Vec<Pool>,
 }
 
-/// Every upstream ever configured, by address, so health survives table changes.
+/// The addresses the fleet registry holds for each version.
+pub type Discovered = BTreeMap<String, Vec<String>>;
+
+/// The upstreams of the current pools, by address, so health survives
+/// table changes (an address that leaves every pool is forgotten).
 #[derive(Debug, Default)]
 pub struct Registry {
     upstreams: Mutex<HashMap<String, Arc<Upstream>>>,
 }
 
 impl Registry {
-    /// The snapshot of a validated `table`, reusing known upstreams' health.
-    pub fn snapshot(&self, table: RoutingTable) -> Arc<Snapshot> {
+    /// The snapshot of a validated `table` with the `discovered` instances
+    /// of its fleet releases, reusing known upstreams' health. An address
+    /// already in an earlier pool is not added to a later one.
+    pub fn snapshot(
+        &self,
+        table: RoutingTable,
+        discovered: &Discovered,
+        metrics: &Arc<Metrics>,
+    ) -> Arc<Snapshot> {
         let mut map = self.upstreams.lock().expect("lock");
+        let mut used: HashMap<&str, ()> = HashMap::new();
+        for r in &table.releases {
+            for a in &r.upstreams {
+                used.insert(a.as_str(), ());
+            }
+        }
+        let mut fresh: HashMap<String, Arc<Upstream>> = HashMap::new();
+        let mut take = |a: &str, configured: bool| {
+            let u = map
+                .get(a)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(Upstream::new(a, configured)));
+            fresh.insert(a.to_string(), u.clone());
+            u
+        };
         let pools = table
             .releases
             .iter()
-            .map(|r| Pool {
-                release: r.name.clone(),
-                upstreams: r
-                    .upstreams
-                    .iter()
-                    .map(|a| {
-                        map.entry(a.clone())
-                            .or_insert_with(|| Arc::new(Upstream::new(a)))
-                            .clone()
-                    })
-                    .collect(),
-                next: AtomicUsize::new(0),
+            .map(|r| {
+                let mut upstreams: Vec<Arc<Upstream>> =
+                    r.upstreams.iter().map(|a| take(a, true)).collect();
+                let configured = upstreams.len();
+                let found = r
+                    .fleet
+                    .as_ref()
+                    .and_then(|f| discovered.get(&f.version))
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                for a in found {
+                    if used.insert(a.as_str(), ()).is_none() {
+                        upstreams.push(take(a, false));
+                    }
+                }
+                Pool {
+                    release: r.name.clone(),
+                    upstreams,
+                    configured,
+                    next: AtomicUsize::new(0),
+                    counters: Default::default(),
+                    latency: Default::default(),
+                    metrics: metrics.clone(),
+                }
             })
             .collect();
+        *map = fresh;
         Arc::new(Snapshot { table, pools })
+    }
+}
+
+/// Publishes snapshots: the one place that combines the routing table (set
+/// by the admin API) with the discovered instances (set by the fleet
+/// poller), so neither change overwrites the other.
+#[derive(Debug)]
+pub struct Tables {
+    registry: Registry,
+    metrics: Arc<Metrics>,
+    tx: watch::Sender<Arc<Snapshot>>,
+    discovered: Mutex<Discovered>,
+}
+
+impl Tables {
+    /// Publishes `table` (validated) with nothing discovered yet.
+    pub fn new(table: RoutingTable, metrics: Arc<Metrics>) -> Tables {
+        let registry = Registry::default();
+        let snap = registry.snapshot(table, &Discovered::new(), &metrics);
+        Tables {
+            registry,
+            metrics,
+            tx: watch::channel(snap).0,
+            discovered: Mutex::new(Discovered::new()),
+        }
+    }
+
+    /// A receiver of every snapshot published from now on.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.tx.subscribe()
+    }
+
+    /// The current snapshot.
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.tx.borrow().clone()
+    }
+
+    /// Replaces the routing table (validated), keeping the discovered instances.
+    pub fn replace_table(&self, table: RoutingTable) {
+        let discovered = self.discovered.lock().expect("lock");
+        let snap = self.registry.snapshot(table, &discovered, &self.metrics);
+        self.tx.send_replace(snap);
+    }
+
+    /// Replaces the discovered instances; returns whether anything changed.
+    pub fn replace_discovered(&self, found: Discovered) -> bool {
+        let mut discovered = self.discovered.lock().expect("lock");
+        if *discovered == found {
+            return false;
+        }
+        *discovered = found;
+        let table = self.tx.borrow().table.clone();
+        let snap = self.registry.snapshot(table, &discovered, &self.metrics);
+        self.tx.send_replace(snap);
+        true
+    }
+}
+
+/// A worker's view of the current table: the published snapshot, re-read
+/// only when a new one was published (one uncontended lock and an atomic
+/// load per request instead of a read lock every worker shares).
+pub struct SnapshotCache {
+    inner: std::sync::Mutex<(watch::Receiver<Arc<Snapshot>>, Arc<Snapshot>)>,
+}
+
+impl SnapshotCache {
+    /// A cache following `rx`.
+    pub fn new(mut rx: watch::Receiver<Arc<Snapshot>>) -> SnapshotCache {
+        let snap = rx.borrow_and_update().clone();
+        SnapshotCache {
+            inner: std::sync::Mutex::new((rx, snap)),
+        }
+    }
+
+    /// The newest snapshot.
+    pub fn get(&self) -> Arc<Snapshot> {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (rx, snap) = &mut *guard;
+        if rx.has_changed().unwrap_or(false) {
+            *snap = rx.borrow_and_update().clone();
+        }
+        snap.clone()
     }
 }
 
@@ -147,6 +323,8 @@ pub struct UpstreamStatus {
     pub release: String,
     /// `host:port`.
     pub addr: String,
+    /// `configured` (listed in the table) or `fleet` (found in the registry).
+    pub source: &'static str,
     /// Whether it gets traffic.
     pub ready: bool,
     /// Consecutive successful checks.
@@ -165,9 +343,14 @@ impl Snapshot {
         self.pools
             .iter()
             .flat_map(|p| {
-                p.upstreams.iter().map(|u| UpstreamStatus {
+                p.upstreams.iter().enumerate().map(|(i, u)| UpstreamStatus {
                     release: p.release.clone(),
                     addr: u.addr.clone(),
+                    source: if i < p.configured {
+                        "configured"
+                    } else {
+                        "fleet"
+                    },
                     ready: u.is_ready(),
                     consecutive_successes: u.successes.load(Ordering::Relaxed),
                     consecutive_failures: u.failures.load(Ordering::Relaxed),
@@ -186,14 +369,18 @@ pub async fn check_loop(
     h: HealthSettings,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut tables = tables;
     let mut tick = tokio::time::interval(h.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // A new table (a discovered instance joined) is checked at once,
+        // so a new instance waits one check, not one interval.
         tokio::select! {
             _ = tick.tick() => {}
+            r = tables.changed() => if r.is_err() { return },
             _ = stop.changed() => return,
         }
-        let snap = tables.borrow().clone();
+        let snap = tables.borrow_and_update().clone();
         let mut checks = tokio::task::JoinSet::new();
         for u in snap.pools.iter().flat_map(|p| p.upstreams.iter()) {
             let (u, client, h) = (u.clone(), client.clone(), h.clone());

@@ -16,11 +16,11 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use crate::config::Route;
-use crate::metrics::{status_class, ErrorLabels, LatencyLabels, Metrics, RequestLabels};
-use crate::pool::{Snapshot, Upstream};
+use crate::metrics::{ErrorLabels, Metrics};
+use crate::pool::{Snapshot, SnapshotCache, Upstream};
 use crate::routing::{route, Cohort, RequestFacts};
 use crate::HttpClient;
 
@@ -41,7 +41,7 @@ const MIRROR_TIMEOUT: Duration = Duration::from_secs(10);
 /// Everything the request path shares.
 pub struct Proxy {
     /// The current table and pools.
-    pub tables: watch::Receiver<Arc<Snapshot>>,
+    pub tables: SnapshotCache,
     /// Pooled upstream client.
     pub client: HttpClient,
     /// Route templates.
@@ -169,6 +169,9 @@ pub fn hash_user(salt: &str, key: &str) -> String {
 struct Pending {
     event: Event,
     cohort: Cohort,
+    /// The table the request was routed with, and the release's pool in it.
+    snap: Arc<Snapshot>,
+    release: usize,
     started: Instant,
     proxy: Arc<Proxy>,
     /// Mirrored: the event goes to the mirror task with the body hash.
@@ -185,19 +188,9 @@ impl Pending {
         }
         let m = &self.proxy.metrics;
         let cohort = self.cohort.as_str();
-        m.requests
-            .get_or_create(&RequestLabels {
-                release: e.release.clone(),
-                cohort,
-                status_class: status_class(e.status),
-            })
-            .inc();
-        m.duration
-            .get_or_create(&LatencyLabels {
-                release: e.release.clone(),
-                cohort,
-            })
-            .observe(e.duration_ms / 1000.0);
+        let pool = &self.snap.pools[self.release];
+        pool.requests(self.cohort, e.status).inc();
+        pool.latency(self.cohort).observe(e.duration_ms / 1000.0);
         if let Some(kind) = e.error.as_deref() {
             let kind = match kind {
                 "connect" => "connect",
@@ -342,7 +335,7 @@ impl Proxy {
     ) -> Result<Response<Tracked>, std::convert::Infallible> {
         let started = Instant::now();
         let time_ms = now_ms();
-        let snap = self.tables.borrow().clone();
+        let snap = self.tables.get();
         let table = &snap.table;
 
         // Trace context: forward the caller's trace, or start one.
@@ -355,7 +348,7 @@ impl Proxy {
             .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
         let traceparent = format!("00-{trace_id}-{:016x}-01", rand::random::<u64>());
 
-        let path = req.uri().path().to_string();
+        let path = req.uri().path().to_owned();
         let (route_name, timeout) = match self.routes.at(&path) {
             Ok(m) => {
                 let r = &self.route_list[*m.value];
@@ -367,7 +360,8 @@ impl Proxy {
         let mut new_uid = None;
         let user_key = match table.user_key(req.headers()) {
             Some(k) => Some(k.to_owned()),
-            None if table.sets_cookie() => {
+            // The cookie matters only while public traffic is split.
+            None if table.sets_cookie() && table.splits() => {
                 let uid = format!("{:032x}", rand::random::<u128>());
                 new_uid = Some(uid.clone());
                 Some(uid)
@@ -391,7 +385,7 @@ impl Proxy {
                 service: self.service.clone(),
                 method: req.method().to_string(),
                 route: route_name,
-                path: path.clone(),
+                path,
                 release: pool.release.clone(),
                 cohort: decision.cohort.as_str().to_string(),
                 user: user_key.as_deref().map(|k| hash_user(&self.user_salt, k)),
@@ -400,6 +394,8 @@ impl Proxy {
                 ..Event::default()
             },
             cohort: decision.cohort,
+            snap: snap.clone(),
+            release: decision.release,
             started,
             proxy: self.clone(),
             mirror: None,
@@ -437,8 +433,8 @@ impl Proxy {
         let path_and_query = parts
             .uri
             .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
 
         // Buffer small bodies so a retry or a mirror can resend them.
         let mirror_idx = decision
@@ -490,7 +486,7 @@ impl Proxy {
                     self.clone(),
                     shadow,
                     parts.method.clone(),
-                    path_and_query.clone(),
+                    path_and_query.as_str().to_owned(),
                     h,
                     b.clone(),
                     rx,
@@ -501,6 +497,10 @@ impl Proxy {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut attempt = 0;
         let upstream_started = Instant::now();
+        // A connect failure of an idempotent, buffered request is retried
+        // once on another upstream of the pool: only then are the parts copied.
+        let can_retry = idempotent && buffered.is_some() && pool.upstreams.len() > 1;
+        let mut parts = Some(parts);
         let resp = loop {
             attempt += 1;
             let body = match (&buffered, stream.take()) {
@@ -508,15 +508,19 @@ impl Proxy {
                 (None, Some(s)) => http_body_util::Either::Right(s),
                 (None, None) => unreachable!("a streamed body is sent once"),
             };
-            let mut out = Request::from_parts(parts.clone(), body);
-            *out.uri_mut() = match format!("http://{}{}", upstream.addr, path_and_query).parse() {
+            let p = match (attempt == 1 && can_retry, parts.as_ref()) {
+                (true, Some(p)) => p.clone(),
+                _ => parts.take().expect("the parts are sent at most twice"),
+            };
+            let mut out = Request::from_parts(p, body);
+            *out.uri_mut() = match upstream_uri(&upstream, &path_and_query) {
                 Ok(u) => u,
                 Err(e) => {
                     pending.event.status = 400;
                     pending.event.error = Some("bad_uri".into());
                     return Ok(fixed(
                         StatusCode::BAD_REQUEST,
-                        error_json("bad_uri", &e.to_string()),
+                        error_json("bad_uri", &e),
                         pending,
                     ));
                 }
@@ -526,7 +530,7 @@ impl Proxy {
                 Ok(Ok(r)) => break r,
                 Ok(Err(e)) if e.is_connect() => {
                     upstream.connect_failed(format!("{e:#}"));
-                    let retry = attempt == 1 && idempotent && buffered.is_some();
+                    let retry = attempt == 1 && can_retry;
                     if let Some(next) = retry.then(|| pool.pick(Some(&upstream))).flatten() {
                         upstream = next;
                         continue;
@@ -625,6 +629,19 @@ impl Proxy {
         };
         Ok(Response::from_parts(rparts, body))
     }
+}
+
+/// `http://<upstream><path?query>`, from parts parsed once.
+fn upstream_uri(u: &Upstream, pq: &http::uri::PathAndQuery) -> Result<http::Uri, String> {
+    let authority = u
+        .authority
+        .clone()
+        .ok_or_else(|| format!("`{}` is not host:port", u.addr))?;
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(http::uri::Scheme::HTTP);
+    parts.authority = Some(authority);
+    parts.path_and_query = Some(pq.clone());
+    http::Uri::from_parts(parts).map_err(|e| e.to_string())
 }
 
 fn append_forwarded_for(h: &mut HeaderMap, client: SocketAddr) {

@@ -55,8 +55,21 @@ pub struct RoutingTable {
 pub struct ReleasePool {
     /// The release name (its version, `2.0.0`).
     pub name: String,
-    /// `host:port` of each instance.
+    /// `host:port` of each instance configured by hand (always in the pool).
+    #[serde(default)]
     pub upstreams: Vec<String>,
+    /// Instances found in the fleet registry: the live instances of this
+    /// version join the pool (none: the pool is `upstreams` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetSource>,
+}
+
+/// Which registered instances serve a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSource {
+    /// The application version the instances registered with (`2.0.0`).
+    pub version: String,
 }
 
 /// Rules that mark a request internal; any one matching is enough.
@@ -118,8 +131,8 @@ pub enum TableError {
     /// A release name appears twice.
     #[error("releases: `{0}` is listed twice")]
     DuplicateRelease(String),
-    /// A release has no upstreams.
-    #[error("releases.{0}.upstreams: the pool is empty")]
+    /// A release has no upstreams and no fleet source.
+    #[error("releases.{0}.upstreams: the pool is empty (no upstreams and no fleet source)")]
     EmptyPool(String),
     /// An upstream address is not `host:port`.
     #[error("releases.{release}.upstreams: `{addr}` is not host:port")]
@@ -174,7 +187,7 @@ impl RoutingTable {
             if self.releases[..i].iter().any(|o| o.name == r.name) {
                 return Err(TableError::DuplicateRelease(r.name.clone()));
             }
-            if r.upstreams.is_empty() {
+            if r.upstreams.is_empty() && r.fleet.is_none() {
                 return Err(TableError::EmptyPool(r.name.clone()));
             }
             for addr in &r.upstreams {
@@ -269,6 +282,11 @@ impl RoutingTable {
     /// Whether the proxy sets the sticky cookie itself (no header or cookie named).
     pub fn sets_cookie(&self) -> bool {
         self.sticky.header.is_none() && self.sticky.cookie.is_none()
+    }
+
+    /// Whether public traffic is split: more than one release has a weight.
+    pub fn splits(&self) -> bool {
+        self.weights.values().filter(|&&w| w > 0).nth(1).is_some()
     }
 
     /// Cumulative upper bucket bound per release, in table order.
@@ -373,6 +391,14 @@ pub fn route(table: &RoutingTable, facts: &RequestFacts<'_>) -> Decision {
         _ => None,
     };
     let release = internal.unwrap_or_else(|| {
+        if !table.splits() {
+            // One release takes all public traffic: no key to hash.
+            return table
+                .bounds()
+                .find(|&(_, upper)| upper > 0)
+                .map(|(i, _)| i)
+                .unwrap_or(0);
+        }
         let b = bucket(facts.user_key.unwrap_or(facts.request_key));
         table
             .bounds()
@@ -419,10 +445,12 @@ mod tests {
                 ReleasePool {
                     name: "1.0.0".into(),
                     upstreams: vec!["127.0.0.1:1".into()],
+                    fleet: None,
                 },
                 ReleasePool {
                     name: "2.0.0".into(),
                     upstreams: vec!["127.0.0.1:2".into()],
+                    fleet: None,
                 },
             ],
             cohort: CohortRules {
@@ -489,7 +517,7 @@ mod tests {
         t.releases[1].upstreams.clear();
         assert_eq!(
             t.validate().unwrap_err().to_string(),
-            "releases.2.0.0.upstreams: the pool is empty"
+            "releases.2.0.0.upstreams: the pool is empty (no upstreams and no fleet source)"
         );
         t = table(90, 10);
         t.weights.insert("9.9.9".into(), 0);

@@ -3,18 +3,20 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::admin::{self, AdminState};
 use crate::config::Settings;
+use crate::fleet::{FleetStatus, Poller};
 use crate::metrics::Metrics;
-use crate::pool::{self, Registry};
+use crate::pool::{self, SnapshotCache, Tables};
 use crate::proxy::Proxy;
 use crate::HttpClient;
 
@@ -74,11 +76,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     on_bound: impl FnOnce(Bound),
 ) -> Result<(), ServeError> {
-    let listeners =
-        bind_workers(settings.listen, worker_count()).map_err(|source| ServeError::Bind {
-            addr: settings.listen,
-            source,
-        })?;
+    let listener = bind(settings.listen).map_err(|source| ServeError::Bind {
+        addr: settings.listen,
+        source,
+    })?;
     let admin_listener = match settings.admin_listen {
         Some(a) => Some(
             TcpListener::bind(a)
@@ -88,7 +89,7 @@ pub async fn run(
         None => None,
     };
     let bound = Bound {
-        listen: listeners[0].local_addr().unwrap_or(settings.listen),
+        listen: listener.local_addr().unwrap_or(settings.listen),
         admin: admin_listener.as_ref().and_then(|l| l.local_addr().ok()),
     };
 
@@ -110,12 +111,26 @@ pub async fn run(
                 message: e.to_string(),
             })?;
     }
-    let registry = Arc::new(Registry::default());
-    let (tables_tx, tables_rx) = watch::channel(registry.snapshot(settings.table.clone()));
-    let tables_tx = Arc::new(tables_tx);
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(settings.fleet.is_some()));
+    let tables = Arc::new(Tables::new(settings.table.clone(), metrics.clone()));
+    let tables_rx = tables.subscribe();
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Discovery: the first poll (bounded) before serving, so the pools hold
+    // the live instances from the first request; then one every `refresh`.
+    let (fleet_status, fleet_task) = match &settings.fleet {
+        Some(f) => {
+            let status = Arc::new(FleetStatus::new(f));
+            let mut poller =
+                Poller::new(f.clone(), tables.clone(), status.clone(), metrics.clone());
+            poller.poll().await;
+            (
+                Some(status),
+                Some(tokio::spawn(poller.run(stop_rx.clone()))),
+            )
+        }
+        None => (None, None),
+    };
     let health = tokio::spawn(pool::check_loop(
         client(),
         tables_rx.clone(),
@@ -124,8 +139,8 @@ pub async fn run(
     ));
     let admin_task = admin_listener.map(|l| {
         let app = admin::router(AdminState {
-            tables: tables_tx.clone(),
-            registry: registry.clone(),
+            tables: tables.clone(),
+            fleet: fleet_status.clone(),
             metrics: metrics.clone(),
             recorder: recorder.clone(),
             token: settings.admin_token.clone().unwrap_or_default().into(),
@@ -143,12 +158,19 @@ pub async fn run(
     // One worker thread per core, each with its own single-threaded
     // runtime and upstream pool, like nginx's workers: a request is read,
     // forwarded and answered on one thread, with no hand-offs between cores.
+    // One acceptor hands each new connection to the worker serving the
+    // fewest, so a burst of connections cannot pile onto one core.
     let background = tokio::runtime::Handle::current();
     let (drain_tx, drain_rx) = watch::channel(false);
-    let mut workers = Vec::with_capacity(listeners.len());
-    for (i, listener) in listeners.into_iter().enumerate() {
+    let n = worker_count();
+    let mut workers = Vec::with_capacity(n);
+    let mut inboxes = Vec::with_capacity(n);
+    for i in 0..n {
+        let (conn_tx, conn_rx) = mpsc::unbounded_channel();
+        let open = Arc::new(AtomicUsize::new(0));
+        inboxes.push((conn_tx, open.clone()));
         let proxy = Proxy {
-            tables: tables_rx.clone(),
+            tables: SnapshotCache::new(tables_rx.clone()),
             client: client(),
             routes: routes.clone(),
             route_list: settings.routes.clone(),
@@ -171,7 +193,7 @@ pub async fn run(
                     .enable_all()
                     .build()
                 {
-                    Ok(rt) => rt.block_on(serve_listener(listener, proxy, drain_rx, drain)),
+                    Ok(rt) => rt.block_on(serve_worker(conn_rx, open, proxy, drain_rx, drain)),
                     Err(e) => tracing::error!(error = %e, "cannot start a proxy worker"),
                 }
                 let _ = done_tx.send(());
@@ -185,22 +207,27 @@ pub async fn run(
         }
         workers.push(done_rx);
     }
+    let acceptor = tokio::spawn(accept_loop(listener, inboxes, drain_rx.clone()));
     drop(recorder);
     on_bound(bound);
 
     shutdown.await;
     tracing::info!("draining in-flight requests");
     let _ = drain_tx.send(true);
+    let _ = acceptor.await;
     for w in workers {
         // Each worker bounds its own drain (`settings.drain`, then DRAIN_BOUND).
         let _ = w.await;
     }
     let _ = stop_tx.send(true);
     let _ = health.await;
+    if let Some(t) = fleet_task {
+        let _ = t.await;
+    }
     if let Some(t) = admin_task {
         let _ = t.await;
     }
-    drop(tables_tx);
+    drop(tables);
     if let Some(t) = recorder_task {
         // Mirror tasks still running hold the recorder for at most their timeout.
         match tokio::time::timeout(Duration::from_secs(15), t.shutdown()).await {
@@ -217,12 +244,10 @@ fn worker_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Binds the address once and gives each of `n` workers its own handle on
-/// the one listening socket, so each registers it with its own runtime and
-/// they take turns accepting. One socket, not `SO_REUSEPORT`: a second
-/// process on the same port still fails with "address in use" instead of
-/// silently taking a share of the traffic.
-fn bind_workers(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+/// Binds the client listener. One socket, not `SO_REUSEPORT` per worker: a
+/// second process on the same port still fails with "address in use"
+/// instead of silently taking a share of the traffic.
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
@@ -232,46 +257,96 @@ fn bind_workers(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::Tcp
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
-    let first: std::net::TcpListener = socket.into();
-    let mut out = Vec::with_capacity(n.max(1));
-    for _ in 1..n.max(1) {
-        out.push(first.try_clone()?);
-    }
-    out.insert(0, first);
-    Ok(out)
+    Ok(socket.into())
 }
 
-/// One worker: accepts and serves connections until told to drain, then
-/// answers with `Connection: close` for up to `drain` and closes the rest
-/// once their in-flight requests finish (bounded by [`DRAIN_BOUND`]).
-async fn serve_listener(
+/// A worker's inbox of accepted connections and its count of open ones.
+type Inbox = (
+    mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>,
+    Arc<AtomicUsize>,
+);
+
+/// Accepts until told to drain, handing each connection (TCP_NODELAY set)
+/// to the worker with the fewest open connections.
+async fn accept_loop(
     listener: std::net::TcpListener,
-    proxy: Proxy,
+    workers: Vec<Inbox>,
     mut stop: watch::Receiver<bool>,
-    drain: Duration,
 ) {
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
-            tracing::error!(error = %e, "proxy worker cannot take its listener");
+            tracing::error!(error = %e, "the proxy cannot take its listener");
             return;
         }
     };
+    let mut next = 0usize;
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
+        // Fewest open connections; ties go round robin.
+        next = next.wrapping_add(1);
+        let n = workers.len();
+        let pick = (0..n)
+            .map(|i| (next + i) % n)
+            .min_by_key(|&i| workers[i].1.load(Ordering::Relaxed))
+            .unwrap_or(0);
+        workers[pick].1.fetch_add(1, Ordering::Relaxed);
+        if workers[pick].0.send((stream, peer)).is_err() {
+            workers[pick].1.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Decrements a worker's open-connection count when a connection ends.
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One worker: serves the connections the acceptor hands it until told to
+/// drain, then answers with `Connection: close` for up to `drain` and
+/// closes the rest once their in-flight requests finish (bounded by
+/// [`DRAIN_BOUND`]).
+async fn serve_worker(
+    mut inbox: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    open: Arc<AtomicUsize>,
+    proxy: Proxy,
+    mut stop: watch::Receiver<bool>,
+    drain: Duration,
+) {
     let proxy = Arc::new(proxy);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
+            received = inbox.recv() => {
+                let Some((stream, peer)) = received else { break };
+                let guard = OpenGuard(open.clone());
+                let stream = match tokio::net::TcpStream::from_std(stream) {
+                    Ok(s) => s,
                     Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        tracing::warn!(error = %e, "a worker cannot take a connection");
                         continue;
                     }
                 };
-                let _ = stream.set_nodelay(true);
                 let proxy = proxy.clone();
                 let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let proxy = proxy.clone();
@@ -282,7 +357,7 @@ async fn serve_listener(
                         // connection closes, so it never sends on a closing one.
                         if h1
                             && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS
-                            && proxy.draining.load(std::sync::atomic::Ordering::Relaxed)
+                            && proxy.draining.load(Ordering::Relaxed)
                         {
                             resp.headers_mut().insert(
                                 http::header::CONNECTION,
@@ -297,6 +372,7 @@ async fn serve_listener(
                     .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
+                    let _guard = guard;
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
@@ -308,7 +384,7 @@ async fn serve_listener(
             }
         }
     }
-    drop(listener);
+    drop(inbox);
     proxy
         .draining
         .store(true, std::sync::atomic::Ordering::Relaxed);

@@ -16,7 +16,9 @@
 //! Environment: `DATABASE_URL` (default `sqlite://chirpy.db`), `CHIRPY_ADDR`
 //! (default `127.0.0.1:8080`), `CHIRPY_GATE` (`refuse`, the default, or
 //! `wait`), `CHIRPY_GATE_DEADLINE` (wait mode, default `5m`), `CHIRPY_DRAIN`
-//! (default `5s`), `CHIRPY_FLEET_HEARTBEAT` (default `10s`),
+//! (default `5s`), `CHIRPY_FLEET_HEARTBEAT` (default `10s`), `CHIRPY_ADVERTISE` (the
+//! `host:port` registered in the fleet registry for proxies to find; default
+//! the bound address unless bound to every interface),
 //! `CHIRPY_DB_CHECK_INTERVAL` (default `1s`), `CHIRPY_SHARED_DEP` (optional
 //! `host:port` of a shared dependency, checked by TCP connect),
 //! `CHIRPY_USERS_TABLE` (the users table, `table` or `schema.table`, default

@@ -114,6 +114,16 @@ pub async fn serve(release: Release) -> Result<(), ServeError> {
         release.version(),
         listener.local_addr()?
     );
+    // The address the fleet registry gives a proxy: CHIRPY_ADVERTISE, else
+    // the bound address (none when bound to every interface: 0.0.0.0 is
+    // nowhere a proxy can connect to).
+    let advertise = std::env::var("CHIRPY_ADVERTISE")
+        .ok()
+        .filter(|a| !a.is_empty())
+        .or_else(|| {
+            let bound = listener.local_addr().ok()?;
+            (!bound.ip().is_unspecified()).then(|| bound.to_string())
+        });
 
     // The gate (re-checked in wait mode), then the fleet heartbeat and warm-up.
     // The registration holds this lock until its heartbeat is stored, and
@@ -158,7 +168,8 @@ pub async fn serve(release: Release) -> Result<(), ServeError> {
                 }
             }
             health.set_gate(GateStatus::Compatible);
-            let instance = Instance::new("chirpy", release.version(), &set);
+            let mut instance = Instance::new("chirpy", release.version(), &set);
+            instance.address = advertise;
             loop {
                 let mut slot = heartbeat.lock().await;
                 if closing.load(std::sync::atomic::Ordering::SeqCst) {
