@@ -504,7 +504,7 @@ fn resolve_fleet(
         .map_err(|e| invalid(format!("{}{key}: {e}", line_of(span))))?;
     let refresh = f.refresh.unwrap_or(Duration::from_secs(2));
     let timeout = f.timeout.unwrap_or(Duration::from_secs(2));
-    let ttl = f.ttl.unwrap_or(capstan_migrate::fleet::DEFAULT_TTL);
+    let ttl = f.ttl.unwrap_or(capstan_migrate::DEFAULT_TTL);
     for (name, d) in [("refresh", refresh), ("timeout", timeout), ("ttl", ttl)] {
         if d.is_zero() {
             return Err(invalid(format!("{at}fleet.{name}: must be above zero")));
@@ -514,7 +514,7 @@ fn resolve_fleet(
         database,
         service: f
             .service
-            .unwrap_or_else(|| capstan_migrate::driver::DEFAULT_SERVICE.to_string()),
+            .unwrap_or_else(|| capstan_migrate::DEFAULT_SERVICE.to_string()),
         app: f.app,
         refresh,
         timeout,

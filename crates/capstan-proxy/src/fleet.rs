@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use capstan_migrate::fleet::InstanceRow;
+use capstan_migrate::InstanceRow;
 use capstan_migrate::{Database, DatabaseUrl};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -238,7 +238,7 @@ impl Poller {
 
     fn failed(&mut self, error: String) {
         self.conn = None;
-        let error = capstan_migrate::url::redact_text(&error);
+        let error = capstan_migrate::redact_text(&error);
         let first = {
             let mut st = self.status.state.lock().expect("lock");
             st.consecutive_failures += 1;
@@ -273,7 +273,7 @@ impl Poller {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use capstan_migrate::fleet::Instance;
+    use capstan_migrate::Instance;
 
     fn row(app: &str, version: &str, addr: Option<&str>, age: f64, started: &str) -> InstanceRow {
         InstanceRow {
