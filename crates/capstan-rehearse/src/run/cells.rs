@@ -252,21 +252,25 @@ impl Context<'_> {
                 ..f
             }));
         }
+        self.seed(step).await
+    }
+
+    /// Loads N's seed (once N's schema exists), after clearing the load
+    /// windows: a failure here stops the step.
+    pub(super) async fn seed(&mut self, step: &mut Step<'_>) -> Result<Option<Failure>, Error> {
         step.windows.clear();
-        if let Some(seed) = &n.seed {
-            let t = Instant::now();
-            let r = step.db.seed(seed).await;
-            self.spent.seed += t.elapsed();
-            if let Err(e) = r {
-                return Ok(Some(Failure {
-                    summary: e.to_string(),
-                    what: format!("seed {}", seed.display()),
-                    output: String::new(),
-                    log: Vec::new(),
-                }));
-            }
-        }
-        Ok(None)
+        let Some(seed) = &step.n.seed else {
+            return Ok(None);
+        };
+        let t = Instant::now();
+        let r = step.db.seed(seed).await;
+        self.spent.seed += t.elapsed();
+        Ok(r.err().map(|e| Failure {
+            summary: e.to_string(),
+            what: format!("seed {}", seed.display()),
+            output: String::new(),
+            log: Vec::new(),
+        }))
     }
 
     /// Cell 1: N starts on its own schema and passes.

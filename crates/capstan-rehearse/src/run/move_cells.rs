@@ -274,21 +274,7 @@ impl Context<'_> {
                 }));
             }
         }
-        step.windows.clear();
-        if let Some(seed) = &n.seed {
-            let t = Instant::now();
-            let r = step.db.seed(seed).await;
-            self.spent.seed += t.elapsed();
-            if let Err(e) = r {
-                return Ok(Some(Failure {
-                    summary: e.to_string(),
-                    what: format!("seed {}", seed.display()),
-                    output: String::new(),
-                    log: Vec::new(),
-                }));
-            }
-        }
-        Ok(None)
+        self.seed(step).await
     }
 
     /// The labels of what `a` ran, with `release`'s service.
