@@ -17,7 +17,9 @@ use pg_query::NodeEnum;
 use std::fmt;
 
 mod refs;
-pub use refs::{body_tables, references, search_path_set};
+#[cfg(feature = "cli")]
+pub use refs::body_tables;
+pub use refs::{references, search_path_set};
 
 /// The kind of a database object, as far as ownership goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
