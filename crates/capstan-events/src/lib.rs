@@ -22,8 +22,8 @@ pub use query::{
 };
 pub use recorder::{Recorder, RecorderTask};
 pub use store::{
-    bucket_index, minute_of, MinuteCount, MinuteCounts, PruneReport, Retention, Rollup, Store,
-    StoredEvent, BUCKET_BOUNDS_MS, SCHEMA_VERSION,
+    bucket_index, minute_of, MinuteCount, MinuteCounts, Outcome, PruneReport, Retention, Rollup,
+    Store, StoredEvent, BUCKET_BOUNDS_MS, SCHEMA_VERSION,
 };
 
 /// What can go wrong opening, writing or reading an event store.

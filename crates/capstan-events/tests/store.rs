@@ -422,3 +422,58 @@ fn rollup_reads_are_range_scans_of_the_table_key_without_a_sort() {
     let p = plan(&c, "DELETE FROM rollups WHERE minute_ms < 5");
     assert!(p.iter().any(|l| l.contains("rollups_by_minute")), "{p:?}");
 }
+
+#[test]
+fn outcomes_followed_by_id_read_each_event_of_the_window_once() {
+    let (_dir, store) = temp_store();
+    let ev = |time_ms: i64, service: &str, status: u16| Event {
+        time_ms,
+        service: service.into(),
+        release: "2.0.0".into(),
+        status,
+        duration_ms: 3.0,
+        ..Default::default()
+    };
+    let from = T0 + 60_000;
+    // Before the window, another service, and two inside it.
+    store
+        .insert_batch(&[
+            ev(from - 1, "api", 200),
+            ev(from, "api", 500),
+            ev(from + 5, "web", 200),
+            ev(from + 10, "api", 200),
+        ])
+        .unwrap();
+    let mut seen = Vec::new();
+    let last = store
+        .outcomes(None, from, "api", |o| seen.push((o.time_ms, o.status)))
+        .unwrap();
+    seen.sort();
+    assert_eq!(seen, [(from, 500), (from + 10, 200)]);
+    assert_eq!(last, 4, "the highest id of the snapshot, whatever matched");
+
+    // Nothing new: nothing read again.
+    let mut again = Vec::new();
+    let same = store
+        .outcomes(Some(last), from, "api", |o| again.push(o.id))
+        .unwrap();
+    assert_eq!((again.len(), same), (0, 4));
+
+    // A late event written after the first read (its time inside the window),
+    // one before the window and one of another service: only the first counts.
+    store
+        .insert_batch(&[
+            ev(from + 1, "api", 503),
+            ev(from - 100, "api", 200),
+            ev(from + 20, "web", 500),
+        ])
+        .unwrap();
+    let mut new = Vec::new();
+    let next = store
+        .outcomes(Some(last), from, "api", |o| {
+            new.push((o.id, o.status, o.failed))
+        })
+        .unwrap();
+    assert_eq!(new, [(5, 503, false)]);
+    assert_eq!(next, 7);
+}

@@ -136,6 +136,25 @@ pub struct StoredEvent {
     pub event: Event,
 }
 
+/// One request as a canary judge sees it ([`Store::outcomes`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// Row id.
+    pub id: i64,
+    /// When the request started, Unix ms.
+    pub time_ms: i64,
+    /// The release that served it.
+    pub release: String,
+    /// HTTP status (0 when there was no answer).
+    pub status: u16,
+    /// Whether the event records an error (connect, timeout, ...).
+    pub failed: bool,
+    /// Total duration, ms.
+    pub duration_ms: f64,
+    /// The mirror comparison, for a mirrored request.
+    pub mirror: Option<MirrorComparison>,
+}
+
 type DimKey = (String, String, String, String, u16);
 
 #[derive(Debug)]
@@ -225,6 +244,77 @@ impl Store {
             .query_map(params![after_id, limit as i64], row_to_event)
             .map_err(&sql)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(&sql)
+    }
+
+    /// Calls `f` with the [`Outcome`] of every event of `service` whose time is at or
+    /// after `from_ms`: all of them when `after_id` is `None`, else only those with
+    /// an id above it. Reads one snapshot and returns the highest id in it, the
+    /// `after_id` of the next call: an event stored later has a higher id, so
+    /// following the store this way reads each event once (a canary judge looking
+    /// every few seconds at a step's growing traffic). Only the columns a judge
+    /// needs are read.
+    pub fn outcomes(
+        &self,
+        after_id: Option<i64>,
+        from_ms: i64,
+        service: &str,
+        mut f: impl FnMut(Outcome),
+    ) -> Result<i64, Error> {
+        let sql = self.sql();
+        let mut conn = self.reader();
+        let tx = conn.transaction().map_err(&sql)?;
+        let last: i64 = tx
+            .query_row("SELECT coalesce(max(id), 0) FROM events", [], |r| r.get(0))
+            .map_err(&sql)?;
+        const COLUMNS: &str =
+            "id, time_ms, release, status, error IS NOT NULL, duration_ms, mirror";
+        {
+            // The first read goes by time (its index); later ones by id.
+            let (mut stmt, mut rows);
+            if let Some(id) = after_id {
+                stmt = tx
+                    .prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM events WHERE id > ?1 AND id <= ?2 \
+                         AND time_ms >= ?3 AND service = ?4 ORDER BY id"
+                    ))
+                    .map_err(&sql)?;
+                rows = stmt
+                    .query(params![id, last, from_ms, service])
+                    .map_err(&sql)?;
+            } else {
+                stmt = tx
+                    .prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM events WHERE time_ms >= ?1 AND service = ?2 \
+                         AND id <= ?3"
+                    ))
+                    .map_err(&sql)?;
+                rows = stmt.query(params![from_ms, service, last]).map_err(&sql)?;
+            }
+            while let Some(r) = rows.next().map_err(&sql)? {
+                let mirror: Option<String> = r.get(6).map_err(&sql)?;
+                let mirror = match mirror {
+                    Some(m) => Some(serde_json::from_str(&m).map_err(|e| {
+                        sql(rusqlite::Error::FromSqlConversionFailure(
+                            6,
+                            rusqlite::types::Type::Text,
+                            Box::new(e),
+                        ))
+                    })?),
+                    None => None,
+                };
+                f(Outcome {
+                    id: r.get(0).map_err(&sql)?,
+                    time_ms: r.get(1).map_err(&sql)?,
+                    release: r.get(2).map_err(&sql)?,
+                    status: r.get(3).map_err(&sql)?,
+                    failed: r.get(4).map_err(&sql)?,
+                    duration_ms: r.get(5).map_err(&sql)?,
+                    mirror,
+                });
+            }
+        }
+        tx.finish().map_err(&sql)?;
+        Ok(last)
     }
 
     /// The highest event id so far (0 when empty).

@@ -36,13 +36,13 @@ pub struct Mirrored {
 impl Mirrored {
     /// Counts one event, if it is a request the baseline served and the proxy
     /// mirrored.
-    pub fn add(&mut self, e: &capstan_events::Event, baseline: &str) {
+    pub fn add(&mut self, e: &capstan_events::Outcome, baseline: &str) {
         let Some(m) = &e.mirror else { return };
         if e.release != baseline {
             return;
         }
         self.requests += 1;
-        if e.status >= 500 || e.error.is_some() {
+        if e.status >= 500 || e.failed {
             self.baseline_errors += 1;
         }
         if m.shadow_status == 0 || m.shadow_status >= 500 {
@@ -135,12 +135,15 @@ impl Mirrored {
 mod tests {
     use super::*;
     use crate::judge::{judge, Interval, Thresholds, Verdict};
-    use capstan_events::{Event, MirrorComparison};
+    use capstan_events::{MirrorComparison, Outcome};
 
-    fn event(release: &str, status: u16, shadow_status: Option<u16>) -> Event {
-        Event {
+    fn event(release: &str, status: u16, shadow_status: Option<u16>) -> Outcome {
+        Outcome {
+            id: 0,
+            time_ms: 0,
             release: release.into(),
             status,
+            failed: false,
             duration_ms: 2.0,
             mirror: shadow_status.map(|s| MirrorComparison {
                 status_class_equal: s / 100 == status / 100,
@@ -148,7 +151,6 @@ mod tests {
                 shadow_status: s,
                 shadow_ms: 2.0,
             }),
-            ..Default::default()
         }
     }
 

@@ -7,15 +7,13 @@
 //!
 //! The first read takes the step's events by time; later reads follow the
 //! store's ids, which grow with every insert, and keep the events whose time
-//! is inside the step. An event written late (the recorder batches) is
-//! counted when it arrives, as a fresh time-range read would count it.
+//! is inside the step ([`capstan_events::Store::outcomes`]). An event written
+//! late (the recorder batches) is counted when it arrives, as a fresh
+//! time-range read would count it.
 
 use super::shadow::Mirrored;
 use super::State;
 use crate::judge::Counts;
-
-/// Events read per query when following the store.
-const BATCH: usize = 20_000;
 
 /// What the events of one step showed so far, for one canary and baseline.
 #[derive(Debug, Clone)]
@@ -74,40 +72,16 @@ impl Window {
         self.from_ms
     }
 
-    /// Reads the events stored since the last call.
+    /// Reads the events stored since the last call (only the columns the judge
+    /// needs).
     pub fn catch_up(&mut self, store: &capstan_events::Store) -> Result<(), capstan_events::Error> {
-        let Some(mut last) = self.last_id else {
-            // Ids taken before the time-range read: an event stored in between
-            // either is in the read (its id is at most the highest read) or is
-            // before the step (skipped by time when followed later).
-            let before = store.last_id()?;
-            let mut seen = before;
-            let service = self.service.clone();
-            store.scan(self.from_ms, i64::MAX, Some(&service), |se| {
-                seen = seen.max(se.id);
-                self.add(&se.event);
-                true
-            })?;
-            self.last_id = Some(seen);
-            return Ok(());
-        };
-        loop {
-            let batch = store.events_after(last, BATCH)?;
-            let full = batch.len() == BATCH;
-            for se in &batch {
-                last = last.max(se.id);
-                if se.event.time_ms >= self.from_ms && se.event.service == self.service {
-                    self.add(&se.event);
-                }
-            }
-            self.last_id = Some(last);
-            if !full {
-                return Ok(());
-            }
-        }
+        let service = self.service.clone();
+        let last = store.outcomes(self.last_id, self.from_ms, &service, |o| self.add(&o))?;
+        self.last_id = Some(last);
+        Ok(())
     }
 
-    fn add(&mut self, e: &capstan_events::Event) {
+    fn add(&mut self, e: &capstan_events::Outcome) {
         self.mirrored.add(e, &self.baseline);
         let (counts, ms) = if e.release == self.canary {
             (&mut self.canary_counts, &mut self.canary_ms)
@@ -117,7 +91,7 @@ impl Window {
             return;
         };
         counts.total += 1;
-        if e.status >= 500 || e.error.is_some() {
+        if e.status >= 500 || e.failed {
             counts.errors += 1;
         }
         if e.duration_ms.is_finite() && e.duration_ms >= 0.0 {
