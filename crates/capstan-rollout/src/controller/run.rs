@@ -520,7 +520,7 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<Finished, RunError> {
                 Some(w) if w.is_for(&state) => w,
                 _ => Window::new(&state),
             };
-            let (w, (j, r)) = tokio::task::spawn_blocking(move || {
+            let (w, (mut j, r)) = tokio::task::spawn_blocking(move || {
                 w.catch_up(&store)?;
                 let judged = judge_interval(&p, &s, &w, step.min_requests, alpha, now);
                 Ok::<_, capstan_events::Error>((w, judged))
@@ -532,23 +532,18 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<Finished, RunError> {
                 message: e.to_string(),
             })?;
             window = Some(w);
-            let mut j = j;
-            if look == Look::Early {
-                j.summary = format!("early look at alpha {alpha}: {}", j.summary);
-            }
-            if look == Look::Early
-                && reconcile(
-                    &state,
-                    &plan.steps,
-                    &plan.limits,
-                    &Observation::judged(&j),
-                    now,
-                )
-                .action
-                    != Action::Rollback
-            {
-                // An early look only ever rolls back; anything else waits for the
-                // analysis at the end of the interval.
+            let acts = match look {
+                Look::Analysis => true,
+                Look::Early => {
+                    j.summary = format!("early look at alpha {alpha}: {}", j.summary);
+                    // An early look only ever rolls back; anything else waits
+                    // for the analysis at the end of the interval.
+                    let obs = Observation::judged(&j);
+                    reconcile(&state, &plan.steps, &plan.limits, &obs, now).action
+                        == Action::Rollback
+                }
+            };
+            if !acts {
                 None
             } else {
                 say(&format!("step {}: {}", state.step + 1, j.summary));
