@@ -230,10 +230,7 @@ impl Poller {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
         );
-        let summary = format!("{found:?}");
-        if self.tables.replace_discovered(found) {
-            tracing::info!(instances = %summary, "fleet registry: upstreams changed");
-        }
+        self.tables.replace_discovered(found);
     }
 
     fn failed(&mut self, error: String) {

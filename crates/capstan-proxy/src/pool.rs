@@ -8,7 +8,7 @@
 //! either the routing table or the discovered set changes. Requests hold
 //! their snapshot, so an upstream leaving a pool never cuts one short.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -185,12 +185,11 @@ impl Registry {
         metrics: &Arc<Metrics>,
     ) -> Arc<Snapshot> {
         let mut map = self.upstreams.lock().expect("lock");
-        let mut used: HashMap<&str, ()> = HashMap::new();
-        for r in &table.releases {
-            for a in &r.upstreams {
-                used.insert(a.as_str(), ());
-            }
-        }
+        let mut used: HashSet<&str> = table
+            .releases
+            .iter()
+            .flat_map(|r| r.upstreams.iter().map(String::as_str))
+            .collect();
         let mut fresh: HashMap<String, Arc<Upstream>> = HashMap::new();
         let mut take = |a: &str, configured: bool| {
             let u = map
@@ -214,7 +213,7 @@ impl Registry {
                     .map(Vec::as_slice)
                     .unwrap_or_default();
                 for a in found {
-                    if used.insert(a.as_str(), ()).is_none() {
+                    if used.insert(a.as_str()) {
                         upstreams.push(take(a, false));
                     }
                 }
@@ -282,6 +281,7 @@ impl Tables {
             return false;
         }
         *discovered = found;
+        tracing::info!(instances = ?*discovered, "fleet registry: upstreams changed");
         let table = self.tx.borrow().table.clone();
         let snap = self.registry.snapshot(table, &discovered, &self.metrics);
         self.tx.send_replace(snap);
