@@ -364,11 +364,11 @@ async fn read_database(url: &str, sources: &Sources, snap: &mut Snapshot) {
         }
     };
     snap.database = Some(url.to_string());
-    let connect = tokio::time::timeout(
-        Duration::from_secs(10),
-        capstan_migrate::Database::connect_read_only(&url),
-    )
-    .await;
+    // The sources' timeout (10 s by default) bounds the connect, then the reads.
+    let bound = sources.settings.timeout;
+    let no_answer = format!("the database did not answer within {bound:?}");
+    let connect =
+        tokio::time::timeout(bound, capstan_migrate::Database::connect_read_only(&url)).await;
     let mut db = match connect {
         Ok(Ok(db)) => db,
         Ok(Err(e)) => {
@@ -376,20 +376,28 @@ async fn read_database(url: &str, sources: &Sources, snap: &mut Snapshot) {
             return;
         }
         Err(_) => {
-            snap.unreadable("the database did not answer within 10 s".to_string());
+            snap.unreadable(no_answer);
             return;
         }
     };
-    let found = match db.services_in_use().await {
-        Ok(f) => f,
-        Err(e) => {
-            snap.unreadable(redact_text(&e.to_string()));
-            return;
-        }
-    };
-    // The services found in the database, the declared ones (their pending
-    // migrations show before their first deploy), and `default` when
-    // nothing is declared.
+    // The reads are bounded as the connect is: a server that accepted the
+    // connection and then stops answering leaves the panel unreadable, not
+    // the snapshot task stuck.
+    match tokio::time::timeout(bound, read_services(&mut db, sources)).await {
+        Ok(Ok(list)) => snap.services = Some(Ok(list)),
+        Ok(Err(e)) => snap.unreadable(redact_text(&e.to_string())),
+        Err(_) => snap.unreadable(no_answer),
+    }
+}
+
+/// The services found in the database, the declared ones (their pending
+/// migrations show before their first deploy), and `default` when nothing
+/// is declared, each with its rows.
+async fn read_services(
+    db: &mut capstan_migrate::Database,
+    sources: &Sources,
+) -> Result<Vec<ServiceRows>, capstan_migrate::Error> {
+    let found = db.services_in_use().await?;
     let mut names: std::collections::BTreeSet<String> = found.into_iter().collect();
     names.extend(sources.settings.services.names());
     if sources.settings.services.is_empty() {
@@ -398,9 +406,9 @@ async fn read_database(url: &str, sources: &Sources, snap: &mut Snapshot) {
     let mut list = Vec::new();
     for name in names {
         db.driver().set_service(&name);
-        list.push(read_service(&mut db, sources, name).await);
+        list.push(read_service(db, sources, name).await);
     }
-    snap.services = Some(Ok(list));
+    Ok(list)
 }
 
 /// One service's migrations, fleet and archive, errors redacted.

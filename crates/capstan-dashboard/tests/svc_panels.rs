@@ -45,6 +45,25 @@ async fn up(url: &DatabaseUrl, service: &str, dir: &Path) -> MigrationSet {
     set
 }
 
+/// The sources of a dashboard of the project in `d` (its `capstan.toml`,
+/// `slos/`) reading the database `raw`.
+fn sources_for(d: &Path, raw: &str) -> Sources {
+    let mut settings = capstan_slo::Settings::load(&d.join("capstan.toml")).unwrap();
+    settings.slo_paths = vec![d.join("slos")];
+    settings.store = d.join("events.db");
+    settings.database = Some(raw.to_string());
+    Sources {
+        settings,
+        rollout_state: d.join("rollout.db"),
+        migrations_dir: d.join("migrations"),
+    }
+}
+
+/// A dashboard of [`sources_for`].
+fn state_for(d: &Path, raw: &str) -> AppState {
+    AppState::new(sources_for(d, raw), Auth::default())
+}
+
 /// The row of the overview's database table for `service`.
 fn db_row<'a>(page: &'a str, service: &str) -> &'a str {
     let start = page
@@ -84,18 +103,7 @@ async fn every_service_of_the_database_is_shown(b: Backend) {
     me.instance_id = "chirps-instance-1".into();
     db.driver().fleet_register(&me).await.unwrap();
 
-    let mut settings = capstan_slo::Settings::load(&d.join("capstan.toml")).unwrap();
-    settings.slo_paths = vec![d.join("slos")];
-    settings.store = d.join("events.db");
-    settings.database = Some(raw.clone());
-    let state = AppState::new(
-        Sources {
-            settings,
-            rollout_state: d.join("rollout.db"),
-            migrations_dir: d.join("migrations"),
-        },
-        Auth::default(),
-    );
+    let state = state_for(d, &raw);
     state.refresh().await;
     let snap = state.snapshot();
     let names: Vec<&str> = snap
@@ -194,18 +202,7 @@ async fn a_project_without_services_shows_default(b: Backend) {
         me.instance_id = id.into();
         db.driver().fleet_register(&me).await.unwrap();
     }
-    let mut settings = capstan_slo::Settings::load(&d.join("capstan.toml")).unwrap();
-    settings.slo_paths = vec![d.join("slos")];
-    settings.store = d.join("events.db");
-    settings.database = Some(raw.clone());
-    let state = AppState::new(
-        Sources {
-            settings,
-            rollout_state: d.join("rollout.db"),
-            migrations_dir: d.join("migrations"),
-        },
-        Auth::default(),
-    );
+    let state = state_for(d, &raw);
     state.refresh().await;
     let api = get(&state, "/service/api").await;
     assert!(
@@ -227,3 +224,53 @@ backends!(
     async every_service_of_the_database_is_shown,
     a_project_without_services_shows_default
 );
+
+/// A table of capstan's held by someone else's lock: the reads wait on it,
+/// and the snapshot must still finish, saying the database did not answer,
+/// rather than leave the dashboard stale for ever.
+#[tokio::test]
+async fn a_database_that_stops_answering_after_the_connect_leaves_the_panel_unreadable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let pg = capstan_testkit::TestDb::new("dash_stall");
+    let url = DatabaseUrl::parse(&pg.url).unwrap();
+    std::fs::create_dir_all(d.join("slos")).unwrap();
+    migration(&d.join("migrations"), "0001_create_users.sql", "users");
+    up(&url, "default", &d.join("migrations")).await;
+    let mut holder = std::process::Command::new("psql")
+        .args([
+            pg.url.as_str(),
+            "-qAt",
+            "-c",
+            "BEGIN; LOCK TABLE capstan.archive IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120);",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let held = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                WHERE c.relname = 'archive' AND l.mode = 'AccessExclusiveLock' AND l.granted";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while capstan_testkit::psql(&pg.url, held).trim() != "1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lock was not taken"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    let mut sources = sources_for(d, &pg.url);
+    sources.settings.timeout = std::time::Duration::from_secs(2);
+    let state = AppState::new(sources, Auth::default());
+    let started = std::time::Instant::now();
+    tokio::time::timeout(std::time::Duration::from_secs(30), state.refresh())
+        .await
+        .expect("the snapshot finished although the database stopped answering");
+    let took = started.elapsed();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let snap = state.snapshot();
+    let err = snap.services.as_ref().unwrap().as_ref().unwrap_err();
+    assert!(err.contains("did not answer within 2s"), "{err}");
+    // The deploy import and the panel's reads, each bounded by the timeout.
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+}

@@ -113,7 +113,15 @@ pub(super) async fn sync_deploys(settings: &Settings) {
             return;
         }
     };
-    if let Err(e) = import_deploys(url, &log).await {
-        eprintln!("warning: deploy log not updated from the database: {e}");
+    // Bounded like every other read of a source (`--timeout`): a database
+    // that connected and then stopped answering costs the import, not the
+    // status.
+    match tokio::time::timeout(settings.timeout, import_deploys(url, &log)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => eprintln!("warning: deploy log not updated from the database: {e}"),
+        Err(_) => eprintln!(
+            "warning: deploy log not updated from the database: no answer within {:?}",
+            settings.timeout
+        ),
     }
 }
