@@ -2,69 +2,65 @@
 //! recorder task, and retention.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::params;
+use tokio::sync::mpsc::error::TryRecvError;
 
 use super::{bucket_index, live_bytes, minute_of, now_ms, DimKey, PruneReport, Store};
 use crate::recorder::{Counters, Recorder, RecorderTask};
 use crate::{Error, Event};
 
+/// How often the recorder's writer task takes what is queued.
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_millis(50);
+
 impl Store {
     /// Starts the writer task (needs a tokio runtime) with a queue of `capacity`
-    /// events. The task writes a batch when it has 4,096 events or 100 ms after the
-    /// first event of the batch arrived, prunes by the retention at most every 30 s,
-    /// and ends when every [`Recorder`] clone is dropped.
+    /// events. Every 50 ms the task takes what is queued and writes it
+    /// in batches of at most 4,096 events; it prunes by the retention at most
+    /// every 30 s, and ends when every [`Recorder`] clone is dropped and the
+    /// queue is written.
+    ///
+    /// The task drains the queue on its own clock instead of waiting on it, so
+    /// [`Recorder::record`] never wakes it: a request path recording tens of
+    /// thousands of events a second pays a queue push each, not a cross-thread
+    /// wake-up and a context switch.
     pub fn spawn_recorder(self, capacity: usize) -> (Recorder, RecorderTask) {
         const BATCH: usize = 4096;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(capacity.max(1));
         let counters = Arc::new(Counters::default());
         let task_counters = counters.clone();
         let handle = tokio::spawn(async move {
-            let mut buf: Vec<Event> = Vec::with_capacity(BATCH);
+            let mut tick = tokio::time::interval(FLUSH_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                if rx.recv_many(&mut buf, BATCH).await == 0 {
-                    return Ok(());
-                }
-                let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+                tick.tick().await;
                 let mut closed = false;
-                while buf.len() < BATCH {
-                    let want = BATCH - buf.len();
-                    match tokio::time::timeout_at(deadline, rx.recv_many(&mut buf, want)).await {
-                        Ok(0) => {
-                            closed = true;
-                            break;
+                loop {
+                    let mut batch = Vec::new();
+                    while batch.len() < BATCH {
+                        match rx.try_recv() {
+                            Ok(e) => batch.push(e),
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Disconnected) => {
+                                closed = true;
+                                break;
+                            }
                         }
-                        Ok(_) => {}
-                        Err(_) => break,
                     }
-                }
-                let batch = std::mem::replace(&mut buf, Vec::with_capacity(BATCH));
-                let store = self.clone();
-                let counters = task_counters.clone();
-                let res = tokio::task::spawn_blocking(move || {
-                    let n = batch.len() as u64;
-                    match store.insert_batch(&batch) {
-                        Ok(()) => counters
-                            .stored
-                            .fetch_add(n, std::sync::atomic::Ordering::Relaxed),
-                        Err(e) => {
-                            counters
-                                .failed
-                                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                            tracing::warn!("event store: {n} events not written: {e}");
-                            0
-                        }
-                    };
-                    let now = now_ms();
-                    if let Err(e) = store.prune_if_due(now) {
-                        tracing::warn!("event store: pruning failed: {e}");
+                    let full = batch.len() == BATCH;
+                    if !batch.is_empty() {
+                        let store = self.clone();
+                        let counters = task_counters.clone();
+                        tokio::task::spawn_blocking(move || store.write_queued(&batch, &counters))
+                            .await
+                            .map_err(|e| Error::Recorder(e.to_string()))?;
                     }
-                })
-                .await;
-                if let Err(e) = res {
-                    return Err(Error::Recorder(e.to_string()));
+                    if !full {
+                        break;
+                    }
                 }
                 if closed {
                     return Ok(());
@@ -72,6 +68,22 @@ impl Store {
             }
         });
         (Recorder { tx, counters }, RecorderTask { handle })
+    }
+
+    /// Writes one batch from the queue, counts it as stored or failed, and
+    /// prunes when due.
+    fn write_queued(&self, batch: &[Event], counters: &Counters) {
+        let n = batch.len() as u64;
+        match self.insert_batch(batch) {
+            Ok(()) => counters.stored.fetch_add(n, Ordering::Relaxed),
+            Err(e) => {
+                tracing::warn!("event store: {n} events not written: {e}");
+                counters.failed.fetch_add(n, Ordering::Relaxed)
+            }
+        };
+        if let Err(e) = self.prune_if_due(now_ms()) {
+            tracing::warn!("event store: pruning failed: {e}");
+        }
     }
 
     /// Writes events in one transaction, updating the rollups in the same transaction.
