@@ -9,6 +9,7 @@ mod admin;
 pub mod cli;
 mod config;
 mod fleet;
+mod headers;
 mod metrics;
 mod pool;
 mod proxy;

@@ -19,6 +19,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use crate::config::Route;
+use crate::headers::{
+    append_forwarded_for, hash_user, is_upgrade, parse_traceparent, push_hex, strip_hop_by_hop,
+    take_fields,
+};
 use crate::metrics::{ErrorLabels, Metrics};
 use crate::pool::{Snapshot, SnapshotCache, Upstream};
 use crate::routing::{route, Cohort, RequestFacts};
@@ -31,9 +35,6 @@ pub type UpstreamBody = http_body_util::Either<http_body_util::Full<Bytes>, Inco
 pub fn empty_body() -> UpstreamBody {
     http_body_util::Either::Left(http_body_util::Full::new(Bytes::new()))
 }
-
-/// Prefix of response headers that become event fields (and never reach the client).
-pub const FIELD_HEADER_PREFIX: &str = "x-capstan-";
 
 /// How long a mirrored request may take before its comparison is recorded without it.
 const MIRROR_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,50 +83,6 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1).
-fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
-    if let Some(listed) = h.get(header::CONNECTION).cloned() {
-        if let Ok(listed) = listed.to_str() {
-            for name in listed.split(',').map(str::trim) {
-                if keep_upgrade && name.eq_ignore_ascii_case("upgrade") {
-                    continue;
-                }
-                if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
-                    h.remove(n);
-                }
-            }
-        }
-    }
-    for n in [
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-    ] {
-        h.remove(n);
-    }
-    if !keep_upgrade {
-        h.remove(header::CONNECTION);
-        h.remove(header::UPGRADE);
-    }
-}
-
-fn is_upgrade(req: &Request<Incoming>) -> bool {
-    req.version() == http::Version::HTTP_11
-        && req.headers().contains_key(header::UPGRADE)
-        && req
-            .headers()
-            .get(header::CONNECTION)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
-}
-
 fn is_idempotent(m: &Method) -> bool {
     matches!(
         *m,
@@ -135,34 +92,6 @@ fn is_idempotent(m: &Method) -> bool {
 
 fn is_safe(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
-}
-
-/// The trace id of an incoming W3C `traceparent`, if well-formed.
-pub fn parse_traceparent(v: &str) -> Option<&str> {
-    let mut parts = v.split('-');
-    let (ver, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    (hex(ver, 2)
-        && ver != "ff"
-        && hex(trace, 32)
-        && trace != "00000000000000000000000000000000"
-        && hex(span, 16)
-        && hex(flags, 2))
-    .then_some(trace)
-}
-
-/// `sha256(salt + key)`, first 16 hex digits: the user key as events store it.
-pub fn hash_user(salt: &str, key: &str) -> String {
-    let d = Sha256::new()
-        .chain_update(salt.as_bytes())
-        .chain_update(key.as_bytes())
-        .finalize();
-    let mut out = String::with_capacity(16);
-    for b in &d[..8] {
-        use std::fmt::Write as _;
-        let _ = write!(out, "{b:02x}");
-    }
-    out
 }
 
 /// What is known about a request when its response body ends.
@@ -345,8 +274,17 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_traceparent)
             .map(str::to_owned)
-            .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
-        let traceparent = format!("00-{trace_id}-{:016x}-01", rand::random::<u64>());
+            .unwrap_or_else(|| {
+                let mut id = String::with_capacity(32);
+                push_hex(&mut id, rand::random::<u128>(), 32);
+                id
+            });
+        let mut traceparent = String::with_capacity(55);
+        traceparent.push_str("00-");
+        traceparent.push_str(&trace_id);
+        traceparent.push('-');
+        push_hex(&mut traceparent, u128::from(rand::random::<u64>()), 16);
+        traceparent.push_str("-01");
 
         let path = req.uri().path().to_owned();
         let (route_name, timeout) = match self.routes.at(&path) {
@@ -644,38 +582,6 @@ fn upstream_uri(u: &Upstream, pq: &http::uri::PathAndQuery) -> Result<http::Uri,
     http::Uri::from_parts(parts).map_err(|e| e.to_string())
 }
 
-fn append_forwarded_for(h: &mut HeaderMap, client: SocketAddr) {
-    let ip = client.ip().to_string();
-    let v = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip,
-    };
-    if let Ok(v) = HeaderValue::from_str(&v) {
-        h.insert(HeaderName::from_static("x-forwarded-for"), v);
-    }
-}
-
-/// Moves `x-capstan-<name>` headers into `fields` (keyed by `<name>`).
-pub fn take_fields(h: &mut HeaderMap, fields: &mut std::collections::BTreeMap<String, String>) {
-    let names: Vec<HeaderName> = h
-        .keys()
-        .filter(|k| k.as_str().starts_with(FIELD_HEADER_PREFIX))
-        .cloned()
-        .collect();
-    for n in names {
-        let key = n.as_str()[FIELD_HEADER_PREFIX.len()..].to_string();
-        let vals: Vec<String> = h
-            .get_all(&n)
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect();
-        h.remove(&n);
-        if !key.is_empty() {
-            fields.insert(key, vals.join(", "));
-        }
-    }
-}
-
 fn spawn_mirror(
     proxy: Arc<Proxy>,
     shadow: Arc<Upstream>,
@@ -729,43 +635,4 @@ async fn hash_body(resp: Response<Incoming>, limit: usize) -> Option<[u8; 32]> {
     let body = http_body_util::Limited::new(resp.into_body(), limit);
     let c = body.collect().await.ok()?;
     Some(Sha256::digest(c.to_bytes()).into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn traceparent_is_parsed_strictly() {
-        let t = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        assert_eq!(
-            parse_traceparent(t),
-            Some("4bf92f3577b34da6a3ce929d0e0e4736")
-        );
-        assert_eq!(parse_traceparent("00-xyz-00f067aa0ba902b7-01"), None);
-        assert_eq!(
-            parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
-            None
-        );
-    }
-
-    #[test]
-    fn capstan_headers_become_fields() {
-        let mut h = HeaderMap::new();
-        h.insert("x-capstan-plan", "pro".parse().unwrap());
-        h.insert("content-type", "text/plain".parse().unwrap());
-        let mut f = Default::default();
-        take_fields(&mut h, &mut f);
-        assert_eq!(f.get("plan").map(String::as_str), Some("pro"));
-        assert!(!h.contains_key("x-capstan-plan"));
-        assert!(h.contains_key("content-type"));
-    }
-
-    #[test]
-    fn user_hashes_hide_the_key() {
-        let h = hash_user("", "alice");
-        assert_eq!(h.len(), 16);
-        assert!(!h.contains("alice"));
-        assert_ne!(h, hash_user("salt", "alice"));
-    }
 }

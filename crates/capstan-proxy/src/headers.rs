@@ -1,0 +1,220 @@
+//! Header work of the request path: hop-by-hop stripping, trace context,
+//! `X-Forwarded-For`, user-key hashing and `x-capstan-*` event fields.
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::Request;
+use hyper::body::Incoming;
+use sha2::{Digest, Sha256};
+
+/// Prefix of response headers that become event fields (and never reach the client).
+pub const FIELD_HEADER_PREFIX: &str = "x-capstan-";
+
+/// Hop-by-hop headers other than `Connection` and `Upgrade` (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1).
+pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none: one pass over their few names, instead of a
+    // lookup per hop-by-hop name on every request and response.
+    let hop = HOP_BY_HOP;
+    if !h
+        .keys()
+        .any(|k| k == header::CONNECTION || k == header::UPGRADE || hop.contains(k))
+    {
+        return;
+    }
+    if let Some(listed) = h.get(header::CONNECTION).cloned() {
+        if let Ok(listed) = listed.to_str() {
+            for name in listed.split(',').map(str::trim) {
+                if keep_upgrade && name.eq_ignore_ascii_case("upgrade") {
+                    continue;
+                }
+                if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+                    h.remove(n);
+                }
+            }
+        }
+    }
+    for n in &hop {
+        h.remove(n);
+    }
+    if !keep_upgrade {
+        h.remove(header::CONNECTION);
+        h.remove(header::UPGRADE);
+    }
+}
+
+/// Appends the low `digits` hex digits of `v`, lower case, zero-padded: the
+/// request path's ids without the formatting machinery.
+pub(crate) fn push_hex(out: &mut String, v: u128, digits: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..digits).rev() {
+        out.push(HEX[((v >> (i * 4)) & 0xf) as usize] as char);
+    }
+}
+
+pub(crate) fn is_upgrade(req: &Request<Incoming>) -> bool {
+    req.version() == http::Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get(header::CONNECTION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+}
+
+/// The trace id of an incoming W3C `traceparent`, if well-formed.
+pub fn parse_traceparent(v: &str) -> Option<&str> {
+    let mut parts = v.split('-');
+    let (ver, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex(ver, 2)
+        && ver != "ff"
+        && hex(trace, 32)
+        && trace != "00000000000000000000000000000000"
+        && hex(span, 16)
+        && hex(flags, 2))
+    .then_some(trace)
+}
+
+/// `sha256(salt + key)`, first 16 hex digits: the user key as events store it.
+pub fn hash_user(salt: &str, key: &str) -> String {
+    let d = Sha256::new()
+        .chain_update(salt.as_bytes())
+        .chain_update(key.as_bytes())
+        .finalize();
+    let mut out = String::with_capacity(16);
+    for b in &d[..8] {
+        use std::fmt::Write as _;
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+pub(crate) fn append_forwarded_for(h: &mut HeaderMap, client: SocketAddr) {
+    use std::fmt::Write as _;
+    const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+    let mut v = String::with_capacity(48);
+    if let Some(prev) = h.get(&XFF).and_then(|v| v.to_str().ok()) {
+        v.push_str(prev);
+        v.push_str(", ");
+    }
+    let _ = write!(v, "{}", client.ip());
+    if let Ok(v) = HeaderValue::from_str(&v) {
+        h.insert(XFF, v);
+    }
+}
+
+/// Moves `x-capstan-<name>` headers into `fields` (keyed by `<name>`).
+pub fn take_fields(h: &mut HeaderMap, fields: &mut std::collections::BTreeMap<String, String>) {
+    let names: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| k.as_str().starts_with(FIELD_HEADER_PREFIX))
+        .cloned()
+        .collect();
+    for n in names {
+        let key = n.as_str()[FIELD_HEADER_PREFIX.len()..].to_string();
+        let vals: Vec<String> = h
+            .get_all(&n)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        h.remove(&n);
+        if !key.is_empty() {
+            fields.insert(key, vals.join(", "));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_zero_padded_lower_case_hex() {
+        let mut s = String::new();
+        push_hex(&mut s, 0xab, 4);
+        push_hex(&mut s, u128::MAX, 32);
+        assert_eq!(s, format!("00ab{:032x}", u128::MAX));
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_the_ones_connection_lists_are_stripped() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "keep-alive, x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("te", "trailers".parse().unwrap());
+        h.insert("content-type", "text/plain".parse().unwrap());
+        strip_hop_by_hop(&mut h, false);
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["content-type"]);
+
+        let mut h = HeaderMap::new();
+        h.insert("connection", "upgrade".parse().unwrap());
+        h.insert("upgrade", "websocket".parse().unwrap());
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.len(), 2, "an upgrade keeps its Connection and Upgrade");
+
+        let mut h = HeaderMap::new();
+        h.insert("host", "a".parse().unwrap());
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn forwarded_for_appends_the_client() {
+        let mut h = HeaderMap::new();
+        append_forwarded_for(&mut h, "10.0.0.2:5000".parse().unwrap());
+        assert_eq!(h["x-forwarded-for"], "10.0.0.2");
+        append_forwarded_for(&mut h, "[::1]:5000".parse().unwrap());
+        assert_eq!(h["x-forwarded-for"], "10.0.0.2, ::1");
+    }
+
+    #[test]
+    fn traceparent_is_parsed_strictly() {
+        let t = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            parse_traceparent(t),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(parse_traceparent("00-xyz-00f067aa0ba902b7-01"), None);
+        assert_eq!(
+            parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            None
+        );
+    }
+
+    #[test]
+    fn capstan_headers_become_fields() {
+        let mut h = HeaderMap::new();
+        h.insert("x-capstan-plan", "pro".parse().unwrap());
+        h.insert("content-type", "text/plain".parse().unwrap());
+        let mut f = Default::default();
+        take_fields(&mut h, &mut f);
+        assert_eq!(f.get("plan").map(String::as_str), Some("pro"));
+        assert!(!h.contains_key("x-capstan-plan"));
+        assert!(h.contains_key("content-type"));
+    }
+
+    #[test]
+    fn user_hashes_hide_the_key() {
+        let h = hash_user("", "alice");
+        assert_eq!(h.len(), 16);
+        assert!(!h.contains("alice"));
+        assert_ne!(h, hash_user("salt", "alice"));
+    }
+}
