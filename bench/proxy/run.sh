@@ -4,14 +4,16 @@
 # on), through nginx proxy_pass with keepalive upstreams, and through haproxy
 # (the peers). wrk -t2 -c64 --latency loads each in alternating order, round
 # after round; the summary prints medians, throughput ratios and the latency
-# each proxy adds over direct at p50 and p99, capstan's peak RSS, and the events
-# capstan dropped while loaded at a bounded 20,000 requests/s. Loopback only.
+# each proxy adds over direct at p50 and p99, and capstan's peak RSS. Then h2load
+# offers each a fixed 20,000 requests/s (open loop, so a slow answer does not
+# slow the load): the latency each adds at that rate, and the events capstan
+# recorded and dropped meanwhile. Loopback only.
 # See bench/proxy/README.md.
 #
 # Environment:
 #   BENCH_ROUNDS=5          timed rounds (at least 3; a short warm-up is not counted)
 #   BENCH_DURATION=5s       wrk -d of each timed run
-#   BENCH_RATE_SECONDS=10   length of the bounded-rate run
+#   BENCH_RATE_SECONDS=10   length of each fixed-rate run
 #   CAPSTAN_BIN=PATH        use this capstan binary instead of building
 #                           target/release/capstan
 #   BENCH_KEEP=1            keep the temp dir (configs, logs, event store)
@@ -36,6 +38,7 @@ missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 command -v nginx >/dev/null || missing+=(nginx-light)
 command -v haproxy >/dev/null || missing+=(haproxy)
+command -v h2load >/dev/null || missing+=(nghttp2-client)
 if ((${#missing[@]})); then
     echo "installing ${missing[*]}" >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >/dev/null
@@ -171,18 +174,27 @@ metric() {
     curl -s -H 'authorization: Bearer bench' "http://127.0.0.1:$adm_port/metrics" |
         awk -v m="$1" '$1 == m { print $2 }'
 }
+run_rate() { # name: h2load at a fixed 20,000 requests/s (100 connections x 200/s)
+    rm -f "$tmp/rate.$1"
+    h2load --h1 -t2 -c100 --rps 200 -D "$rate_seconds" --warm-up-time=1 \
+        --log-file="$tmp/rate.$1" "http://127.0.0.1:${port[$1]}/index.html" >"$tmp/h2load.$1" 2>&1
+    echo "$1 $(awk '/^finished in/ { print $4 }' "$tmp/h2load.$1" | tr -d ,)" >>"$tmp/rates"
+}
+: >"$tmp/rates"
+echo "fixed rate: 20,000 requests/s for ${rate_seconds}s each" >&2
+for n in direct nginx haproxy; do run_rate "$n"; done
 dropped_before=$(metric capstan_proxy_events_dropped_total)
 recorded_before=$(metric capstan_proxy_events_recorded_total)
-# 400 connections, each waiting 20 ms between requests: at most 20,000 requests/s.
-rate_line=$(DELAY_MS=20 wrk -t2 -c400 -d"${rate_seconds}s" -s "$here/rate.lua" \
-    "http://127.0.0.1:$cap_port/index.html" | awk '/^WRK_RESULT/')
+run_rate capstan
 dropped_after=$(metric capstan_proxy_events_dropped_total)
 recorded_after=$(metric capstan_proxy_events_recorded_total)
+sat_dropped=$dropped_before
+sat_recorded=$recorded_before
 
-python3 - "$results" "$rss_kb" "$rate_line" "$((dropped_after - dropped_before))" \
-    "$((recorded_after - recorded_before))" "$dropped_before" "$recorded_before" <<'PY'
+python3 - "$results" "$rss_kb" "$tmp" "$((dropped_after - dropped_before))" \
+    "$((recorded_after - recorded_before))" "$sat_dropped" "$sat_recorded" <<'PY'
 import statistics, sys
-results, rss_kb, rate_line, dropped, recorded, sat_dropped, sat_recorded = sys.argv[1:8]
+results, rss_kb, tmp, dropped, recorded, sat_dropped, sat_recorded = sys.argv[1:8]
 runs = {}
 for line in open(results):
     parts = line.split()
@@ -205,7 +217,24 @@ ac, an = c[2] - d[2], g[2] - d[2]
 print(f"added p99 capstan: {ac / 1000:.3f} ms, nginx: {an / 1000:.3f} ms (target: capstan <= nginx)")
 print(f"capstan peak RSS: {int(rss_kb) / 1024:.1f} MB (target < 50 MB)")
 print(f"events during the saturating rounds: recorded {sat_recorded}, dropped {sat_dropped}")
-kv = dict(p.split("=") for p in rate_line.split()[1:])
-rate = int(kv["requests"]) / (int(kv["duration_us"]) / 1e6)
-print(f"bounded-rate run: {rate:.0f} req/s, {kv['errors']} errors, events recorded {recorded}, dropped {dropped} (target 0 at 20,000 req/s)")
+
+# h2load's log: one line per request, "start_us status duration_us".
+rates = dict(line.split() for line in open(f"{tmp}/rates"))
+fixed = {}
+for n in ["direct", "capstan", "nginx", "haproxy"]:
+    lines = [line.split() for line in open(f"{tmp}/rate.{n}")]
+    d = sorted(int(x[2]) for x in lines)
+    bad = sum(1 for x in lines if not x[1].startswith("2"))
+    pct = lambda q: d[min(len(d) - 1, int(len(d) * q))] / 1000
+    fixed[n] = (float(rates.get(n, 0)), pct(0.50), pct(0.99), bad)
+print(f"\nfixed rate, 20,000 requests/s offered (h2load, 100 connections, open loop):")
+print(f"{'':10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'+p99 ms':>8} {'non-2xx':>7}")
+fd = fixed["direct"]
+for n in ["direct", "capstan", "nginx", "haproxy"]:
+    rps, p50, p99, bad = fixed[n]
+    add = "" if n == "direct" else f"{p50 - fd[1]:8.3f} {p99 - fd[2]:8.3f}"
+    print(f"{n:10} {rps:10.0f} {p50:8.3f} {p99:8.3f} {add:>17} {bad:7d}")
+fc, fg = fixed["capstan"], fixed["nginx"]
+print(f"added p99 at 20,000 req/s capstan: {fc[2] - fd[2]:.3f} ms, nginx: {fg[2] - fd[2]:.3f} ms (target: capstan <= nginx)")
+print(f"capstan at 20,000 req/s: {fc[0]:.0f} req/s reached, events recorded {recorded}, dropped {dropped} (target 0)")
 PY
