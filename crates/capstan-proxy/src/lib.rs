@@ -15,6 +15,7 @@ mod pool;
 mod proxy;
 mod routing;
 mod server;
+mod upstream;
 
 pub use config::{parse as parse_config, ConfigError, FleetSettings, Settings};
 pub use fleet::{live_addresses, FleetReport};
@@ -22,7 +23,4 @@ pub use routing::{route, Decision, RequestFacts, RoutingTable};
 pub use server::{run, Bound, ServeError};
 
 /// The pooled upstream client.
-pub type HttpClient = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    proxy::UpstreamBody,
->;
+pub(crate) type HttpClient = upstream::Client;

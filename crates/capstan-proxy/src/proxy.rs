@@ -26,6 +26,7 @@ use crate::headers::{
 use crate::metrics::{ErrorLabels, Metrics};
 use crate::pool::{Snapshot, SnapshotCache, Upstream};
 use crate::routing::{route, Cohort, RequestFacts};
+use crate::upstream::PooledBody;
 use crate::HttpClient;
 
 /// The body sent upstream: buffered bytes or the client's stream.
@@ -147,7 +148,7 @@ impl Pending {
 /// The response body: the upstream's stream (or a fixed body) that counts,
 /// optionally hashes, and records the event when it ends or is dropped.
 pub struct Tracked {
-    upstream: Option<Incoming>,
+    upstream: Option<PooledBody>,
     fixed: Option<Bytes>,
     bytes: u64,
     hasher: Option<Sha256>,
@@ -631,7 +632,7 @@ fn spawn_mirror(
 }
 
 /// SHA-256 of a response body, or none when it is larger than `limit` or fails.
-async fn hash_body(resp: Response<Incoming>, limit: usize) -> Option<[u8; 32]> {
+async fn hash_body(resp: Response<PooledBody>, limit: usize) -> Option<[u8; 32]> {
     let body = http_body_util::Limited::new(resp.into_body(), limit);
     let c = body.collect().await.ok()?;
     Some(Sha256::digest(c.to_bytes()).into())
