@@ -30,6 +30,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle connections kept per upstream address; more are closed.
 const MAX_IDLE: usize = 1024;
+/// How often a returning connection also sweeps every address's idle list
+/// (closed and expired connections, addresses that left the tables).
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 /// Why an upstream request failed.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +58,25 @@ impl Error {
 /// Keep-alive connections by upstream address. Cloning shares them.
 #[derive(Clone, Default, Debug)]
 pub struct Client {
-    idle: Arc<Mutex<HashMap<String, VecDeque<Idle>>>>,
+    idle: Arc<Mutex<IdleSet>>,
+}
+
+#[derive(Default, Debug)]
+struct IdleSet {
+    by_addr: HashMap<String, VecDeque<Idle>>,
+    swept: Option<Instant>,
+}
+
+impl IdleSet {
+    /// Drops closed and expired connections everywhere, and the addresses
+    /// left with none.
+    fn sweep(&mut self) {
+        self.by_addr.retain(|_, list| {
+            list.retain(|i| i.since.elapsed() <= IDLE_TIMEOUT && !i.tx.is_closed());
+            !list.is_empty()
+        });
+        self.swept = Some(Instant::now());
+    }
 }
 
 #[derive(Debug)]
@@ -130,7 +151,7 @@ impl Client {
     /// closed and expired ones are dropped on the way.
     fn checkout(&self, key: &str) -> Option<SendRequest<UpstreamBody>> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.get_mut(key)?;
+        let list = idle.by_addr.get_mut(key)?;
         while list
             .front()
             .is_some_and(|i| i.since.elapsed() > IDLE_TIMEOUT || i.tx.is_closed())
@@ -154,7 +175,10 @@ impl Client {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.entry(key).or_default();
+        if idle.swept.is_none_or(|t| t.elapsed() >= SWEEP_EVERY) {
+            idle.sweep();
+        }
+        let list = idle.by_addr.entry(key).or_default();
         if list.len() < MAX_IDLE {
             list.push_back(Idle {
                 tx,
@@ -265,13 +289,20 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A real HTTP/1.1 server on loopback answering `body_len` bytes to
-    /// every request; returns its address and its count of accepted
-    /// connections.
-    async fn upstream(body_len: usize) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    /// every request; returns its address, its count of accepted
+    /// connections, and a switch that closes every connection it has.
+    async fn upstream(
+        body_len: usize,
+    ) -> (
+        std::net::SocketAddr,
+        Arc<AtomicUsize>,
+        tokio::sync::watch::Sender<bool>,
+    ) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
         let count = accepted.clone();
+        let (close, closing) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
@@ -279,13 +310,18 @@ mod tests {
                     let body = http_body_util::Full::new(Bytes::from(vec![b'x'; body_len]));
                     Ok::<_, std::convert::Infallible>(Response::new(body))
                 });
-                tokio::spawn(
-                    hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service),
-                );
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service);
+                let mut closing = closing.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = closing.wait_for(|c| *c) => {}
+                    }
+                });
             }
         });
-        (addr, accepted)
+        (addr, accepted, close)
     }
 
     fn get(addr: std::net::SocketAddr, method: http::Method) -> Request<UpstreamBody> {
@@ -298,7 +334,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn requests_in_turn_share_one_connection() {
-        let (addr, accepted) = upstream(13).await;
+        let (addr, accepted, _close) = upstream(13).await;
         let client = Client::new();
         for _ in 0..20 {
             let resp = client.request(get(addr, http::Method::GET)).await.unwrap();
@@ -324,7 +360,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_body_dropped_before_its_end_takes_its_connection_with_it() {
-        let (addr, accepted) = upstream(4 << 20).await;
+        let (addr, accepted, _close) = upstream(4 << 20).await;
         let client = Client::new();
         let resp = client.request(get(addr, http::Method::GET)).await.unwrap();
         let mut body = resp.into_body();
@@ -355,5 +391,35 @@ mod tests {
         let e = client.request(req).await.unwrap_err();
         assert!(!e.is_connect());
         assert!(e.to_string().contains("/no-authority"), "{e}");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn connections_the_upstream_closed_are_swept_and_never_reused() {
+        let (addr, accepted, close) = upstream(13).await;
+        let client = Client::new();
+        let resp = client.request(get(addr, http::Method::GET)).await.unwrap();
+        resp.into_body().collect().await.unwrap();
+        assert_eq!(client.idle.lock().unwrap().by_addr.len(), 1);
+
+        close.send(true).unwrap();
+        // The client sees the close once its connection task reads the end.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let empty = {
+                let mut idle = client.idle.lock().unwrap();
+                idle.sweep();
+                idle.by_addr.is_empty()
+            };
+            if empty {
+                break;
+            }
+            assert!(Instant::now() < deadline, "a closed connection stayed idle");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+
+        close.send(false).unwrap();
+        let resp = client.request(get(addr, http::Method::GET)).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 }
