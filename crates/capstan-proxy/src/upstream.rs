@@ -106,7 +106,7 @@ impl Client {
             .ok_or_else(|| Error::Address(req.uri().to_string()))?;
         let key = authority.as_str();
         if !req.headers().contains_key(http::header::HOST) {
-            if let Ok(v) = http::HeaderValue::from_str(key) {
+            if let Ok(v) = http::HeaderValue::from_str(&host_header(&authority)) {
                 req.headers_mut().insert(http::header::HOST, v);
             }
         }
@@ -188,6 +188,14 @@ impl Client {
     }
 }
 
+/// `host[:port]` for a Host header, the port left out when it is HTTP's default.
+fn host_header(authority: &http::uri::Authority) -> String {
+    match authority.port_u16() {
+        Some(p) if p != 80 => format!("{}:{p}", authority.host()),
+        _ => authority.host().to_owned(),
+    }
+}
+
 /// Opens a connection (TCP_NODELAY, bounded by [`CONNECT_TIMEOUT`]) and
 /// drives it on the current runtime; upgrades (101) are allowed.
 async fn connect(authority: &http::uri::Authority) -> Result<SendRequest<UpstreamBody>, Error> {
@@ -197,18 +205,7 @@ async fn connect(authority: &http::uri::Authority) -> Result<SendRequest<Upstrea
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
     let port = authority.port_u16().unwrap_or(80);
-    let stream = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        tokio::net::TcpStream::connect((host, port)),
-    )
-    .await
-    .map_err(|_| {
-        Error::Connect(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("no connection within {CONNECT_TIMEOUT:?}"),
-        ))
-    })?
-    .map_err(Error::Connect)?;
+    let stream = open(host, port).await.map_err(Error::Connect)?;
     stream.set_nodelay(true).map_err(Error::Connect)?;
     let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
@@ -217,6 +214,40 @@ async fn connect(authority: &http::uri::Authority) -> Result<SendRequest<Upstrea
         }
     });
     Ok(tx)
+}
+
+/// Resolves `host` and tries its addresses in turn, each with an equal share
+/// of what is left of [`CONNECT_TIMEOUT`], so one address that drops packets
+/// does not use up the whole bound before the next is tried.
+async fn open(host: &str, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    let timed_out = |what: String, bound: Duration| {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("{what} within {bound:?}"),
+        )
+    };
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    let addrs: Vec<std::net::SocketAddr> =
+        tokio::time::timeout_at(deadline, tokio::net::lookup_host((host, port)))
+            .await
+            .map_err(|_| timed_out(format!("no address for `{host}`"), CONNECT_TIMEOUT))??
+            .collect();
+    let mut last = None;
+    for (i, addr) in addrs.iter().enumerate() {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let share = left / u32::try_from(addrs.len() - i).unwrap_or(u32::MAX);
+        match tokio::time::timeout(share, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => return Ok(s),
+            Ok(Err(e)) => last = Some(e),
+            Err(_) => last = Some(timed_out(format!("no connection to {addr}"), share)),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("`{host}` has no address"),
+        )
+    }))
 }
 
 /// A connection on loan to one response.
@@ -421,5 +452,53 @@ mod tests {
         let resp = client.request(get(addr, http::Method::GET)).await.unwrap();
         assert_eq!(resp.status(), 200);
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_hostname_upstream_connects_and_gets_a_host_header_without_the_default_port() {
+        // Answers with the Host header it was sent.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    let host = req.headers().get(http::header::HOST).cloned();
+                    let host = host.map(|h| Bytes::copy_from_slice(h.as_bytes()));
+                    let body = http_body_util::Full::new(host.unwrap_or_default());
+                    Ok::<_, std::convert::Infallible>(Response::new(body))
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        let client = Client::new();
+        // `localhost` may resolve to ::1 first, where nothing listens: the
+        // next address is tried.
+        for (uri, host) in [
+            (
+                format!("http://localhost:{port}/x"),
+                format!("localhost:{port}"),
+            ),
+            (
+                format!("http://127.0.0.1:{port}/x"),
+                format!("127.0.0.1:{port}"),
+            ),
+        ] {
+            let req = Request::get(uri.as_str())
+                .body(crate::proxy::empty_body())
+                .unwrap();
+            let resp = client.request(req).await.expect(&uri);
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, host.as_bytes(), "{uri}");
+        }
+        for (authority, host) in [
+            ("example.com:80", "example.com"),
+            ("example.com", "example.com"),
+            ("[::1]:8080", "[::1]:8080"),
+        ] {
+            assert_eq!(host_header(&authority.parse().unwrap()), host);
+        }
     }
 }
