@@ -202,12 +202,18 @@ for line in open(results):
     rps = int(kv["requests"]) / (int(kv["duration_us"]) / 1e6)
     runs.setdefault(parts[0], []).append((rps, int(kv["p50_us"]), int(kv["p99_us"]), int(kv["errors"]) + int(kv["non2xx"])))
 med = {n: tuple(statistics.median(x[i] for x in v) for i in range(4)) for n, v in runs.items()}
+def table(rows, errors):
+    """rows: name -> (req/s, p50 us, p99 us, errors); adds over direct."""
+    d = rows["direct"]
+    print(f"{'':10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'+p99 ms':>8} {errors:>7}")
+    for n in ["direct", "capstan", "nginx", "haproxy"]:
+        rps, p50, p99, err = rows[n]
+        add = "" if n == "direct" else f"{(p50 - d[1]) / 1000:8.3f} {(p99 - d[2]) / 1000:8.3f}"
+        print(f"{n:10} {rps:10.0f} {p50 / 1000:8.3f} {p99 / 1000:8.3f} {add:>17} {err:7.0f}")
+
+print()
+table(med, "errors")
 d = med["direct"]
-print(f"\n{'':10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'+p99 ms':>8} {'errors':>6}")
-for n in ["direct", "capstan", "nginx", "haproxy"]:
-    rps, p50, p99, err = med[n]
-    add = "" if n == "direct" else f"{(p50 - d[1]) / 1000:8.3f} {(p99 - d[2]) / 1000:8.3f}"
-    print(f"{n:10} {rps:10.0f} {p50 / 1000:8.3f} {p99 / 1000:8.3f} {add:>17} {err:6.0f}")
 c, g = med["capstan"], med["nginx"]
 print(f"\nmedians of {len(runs['direct'])} alternating rounds")
 print(f"throughput capstan / nginx: {c[0] / g[0]:.2f} (target >= 1.00)")
@@ -225,16 +231,12 @@ for n in ["direct", "capstan", "nginx", "haproxy"]:
     lines = [line.split() for line in open(f"{tmp}/rate.{n}")]
     d = sorted(int(x[2]) for x in lines)
     bad = sum(1 for x in lines if not x[1].startswith("2"))
-    pct = lambda q: d[min(len(d) - 1, int(len(d) * q))] / 1000
+    pct = lambda q: d[min(len(d) - 1, int(len(d) * q))]
     fixed[n] = (float(rates.get(n, 0)), pct(0.50), pct(0.99), bad)
 print(f"\nfixed rate, 20,000 requests/s offered (h2load, 100 connections, open loop):")
-print(f"{'':10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'+p99 ms':>8} {'non-2xx':>7}")
+table(fixed, "non-2xx")
 fd = fixed["direct"]
-for n in ["direct", "capstan", "nginx", "haproxy"]:
-    rps, p50, p99, bad = fixed[n]
-    add = "" if n == "direct" else f"{p50 - fd[1]:8.3f} {p99 - fd[2]:8.3f}"
-    print(f"{n:10} {rps:10.0f} {p50:8.3f} {p99:8.3f} {add:>17} {bad:7d}")
 fc, fg = fixed["capstan"], fixed["nginx"]
-print(f"added p99 at 20,000 req/s capstan: {fc[2] - fd[2]:.3f} ms, nginx: {fg[2] - fd[2]:.3f} ms (target: capstan <= nginx)")
+print(f"added p99 at 20,000 req/s capstan: {(fc[2] - fd[2]) / 1000:.3f} ms, nginx: {(fg[2] - fd[2]) / 1000:.3f} ms (target: capstan <= nginx)")
 print(f"capstan at 20,000 req/s: {fc[0]:.0f} req/s reached, events recorded {recorded}, dropped {dropped} (target 0)")
 PY
