@@ -26,10 +26,9 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     // Most messages carry none: one pass over their few names, instead of a
     // lookup per hop-by-hop name on every request and response.
-    let hop = HOP_BY_HOP;
     if !h
         .keys()
-        .any(|k| k == header::CONNECTION || k == header::UPGRADE || hop.contains(k))
+        .any(|k| k == header::CONNECTION || k == header::UPGRADE || HOP_BY_HOP.contains(k))
     {
         return;
     }
@@ -45,7 +44,7 @@ pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
             }
         }
     }
-    for n in &hop {
+    for n in &HOP_BY_HOP {
         h.remove(n);
     }
     if !keep_upgrade {
@@ -61,6 +60,13 @@ pub(crate) fn push_hex(out: &mut String, v: u128, digits: u32) {
     for i in (0..digits).rev() {
         out.push(HEX[((v >> (i * 4)) & 0xf) as usize] as char);
     }
+}
+
+/// 32 random lower-case hex digits: a new trace id or sticky-cookie user id.
+pub(crate) fn random_id() -> String {
+    let mut id = String::with_capacity(32);
+    push_hex(&mut id, rand::random::<u128>(), 32);
+    id
 }
 
 pub(crate) fn is_upgrade(req: &Request<Incoming>) -> bool {
@@ -96,11 +102,10 @@ pub fn hash_user(salt: &str, key: &str) -> String {
         .chain_update(salt.as_bytes())
         .chain_update(key.as_bytes())
         .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
     let mut out = String::with_capacity(16);
-    for b in &d[..8] {
-        use std::fmt::Write as _;
-        let _ = write!(out, "{b:02x}");
-    }
+    push_hex(&mut out, u128::from(u64::from_be_bytes(first)), 16);
     out
 }
 
@@ -213,6 +218,8 @@ mod tests {
     #[test]
     fn user_hashes_hide_the_key() {
         let h = hash_user("", "alice");
+        // The first 8 bytes of sha256("alice"), as hex.
+        assert_eq!(h, "2bd806c97f0e00af");
         assert_eq!(h.len(), 16);
         assert!(!h.contains("alice"));
         assert_ne!(h, hash_user("salt", "alice"));

@@ -20,14 +20,13 @@ use tokio::sync::oneshot;
 
 use crate::config::Route;
 use crate::headers::{
-    append_forwarded_for, hash_user, is_upgrade, parse_traceparent, push_hex, strip_hop_by_hop,
-    take_fields,
+    append_forwarded_for, hash_user, is_upgrade, parse_traceparent, push_hex, random_id,
+    strip_hop_by_hop, take_fields,
 };
 use crate::metrics::{ErrorLabels, Metrics};
 use crate::pool::{Snapshot, SnapshotCache, Upstream};
 use crate::routing::{route, Cohort, RequestFacts};
-use crate::upstream::PooledBody;
-use crate::HttpClient;
+use crate::upstream::{Client, PooledBody};
 
 /// The body sent upstream: buffered bytes or the client's stream.
 pub type UpstreamBody = http_body_util::Either<http_body_util::Full<Bytes>, Incoming>;
@@ -45,7 +44,7 @@ pub struct Proxy {
     /// The current table and pools.
     pub tables: SnapshotCache,
     /// Pooled upstream client.
-    pub client: HttpClient,
+    pub client: Client,
     /// Route templates.
     pub routes: matchit::Router<usize>,
     /// Route settings, by index.
@@ -275,11 +274,7 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_traceparent)
             .map(str::to_owned)
-            .unwrap_or_else(|| {
-                let mut id = String::with_capacity(32);
-                push_hex(&mut id, rand::random::<u128>(), 32);
-                id
-            });
+            .unwrap_or_else(random_id);
         let mut traceparent = String::with_capacity(55);
         traceparent.push_str("00-");
         traceparent.push_str(&trace_id);
@@ -301,7 +296,7 @@ impl Proxy {
             Some(k) => Some(k.to_owned()),
             // The cookie matters only while public traffic is split.
             None if table.sets_cookie() && table.splits() => {
-                let uid = format!("{:032x}", rand::random::<u128>());
+                let uid = random_id();
                 new_uid = Some(uid.clone());
                 Some(uid)
             }
