@@ -21,6 +21,3 @@ pub use config::{parse as parse_config, ConfigError, FleetSettings, Settings};
 pub use fleet::{live_addresses, FleetReport};
 pub use routing::{route, Decision, RequestFacts, RoutingTable};
 pub use server::{run, Bound, ServeError};
-
-/// The pooled upstream client.
-pub(crate) type HttpClient = upstream::Client;

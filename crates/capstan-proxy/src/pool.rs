@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use crate::config::HealthSettings;
 use crate::metrics::{LatencyLabels, Metrics, RequestLabels, STATUS_CLASSES};
 use crate::routing::{Cohort, RoutingTable};
-use crate::HttpClient;
+use crate::upstream::Client;
 
 /// One upstream address and its health, shared across routing tables.
 #[derive(Debug)]
@@ -364,7 +364,7 @@ impl Snapshot {
 
 /// Checks every upstream of the current table each interval, until `stop`.
 pub async fn check_loop(
-    client: HttpClient,
+    client: Client,
     tables: watch::Receiver<Arc<Snapshot>>,
     h: HealthSettings,
     mut stop: watch::Receiver<bool>,
@@ -394,7 +394,7 @@ pub async fn check_loop(
 }
 
 async fn check_one(
-    client: &HttpClient,
+    client: &Client,
     addr: &str,
     path: &str,
     timeout: Duration,

@@ -17,7 +17,7 @@ use crate::fleet::{FleetStatus, Poller};
 use crate::metrics::Metrics;
 use crate::pool::{self, SnapshotCache, Tables};
 use crate::proxy::Proxy;
-use crate::HttpClient;
+use crate::upstream::Client;
 
 /// Why the proxy could not run.
 #[derive(Debug, thiserror::Error)]
@@ -46,11 +46,6 @@ pub enum ServeError {
 
 /// How long in-flight requests may take to finish after the signal.
 pub const DRAIN_BOUND: Duration = Duration::from_secs(30);
-
-/// The pooled keep-alive client the proxy uses upstream (HTTP/1.1).
-fn client() -> HttpClient {
-    HttpClient::new()
-}
 
 /// A running proxy's addresses, known once its listeners are bound.
 #[derive(Debug, Clone, Copy)]
@@ -124,7 +119,7 @@ pub async fn run(
         None => (None, None),
     };
     let health = tokio::spawn(pool::check_loop(
-        client(),
+        Client::new(),
         tables_rx.clone(),
         settings.health.clone(),
         stop_rx.clone(),
@@ -163,7 +158,7 @@ pub async fn run(
         inboxes.push((conn_tx, open.clone()));
         let proxy = Proxy {
             tables: SnapshotCache::new(tables_rx.clone()),
-            client: client(),
+            client: Client::new(),
             routes: routes.clone(),
             route_list: settings.routes.clone(),
             default_timeout: settings.default_timeout,

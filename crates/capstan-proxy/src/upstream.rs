@@ -16,6 +16,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http::uri::Authority;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -63,7 +64,7 @@ pub struct Client {
 
 #[derive(Default, Debug)]
 struct IdleSet {
-    by_addr: HashMap<String, VecDeque<Idle>>,
+    by_addr: HashMap<Authority, VecDeque<Idle>>,
     swept: Option<Instant>,
 }
 
@@ -72,7 +73,7 @@ impl IdleSet {
     /// left with none.
     fn sweep(&mut self) {
         self.by_addr.retain(|_, list| {
-            list.retain(|i| i.since.elapsed() <= IDLE_TIMEOUT && !i.tx.is_closed());
+            list.retain(Idle::usable);
             !list.is_empty()
         });
         self.swept = Some(Instant::now());
@@ -83,6 +84,13 @@ impl IdleSet {
 struct Idle {
     tx: SendRequest<UpstreamBody>,
     since: Instant,
+}
+
+impl Idle {
+    /// Still open and not idle for longer than [`IDLE_TIMEOUT`].
+    fn usable(&self) -> bool {
+        self.since.elapsed() <= IDLE_TIMEOUT && !self.tx.is_closed()
+    }
 }
 
 impl Client {
@@ -104,7 +112,6 @@ impl Client {
             .authority()
             .cloned()
             .ok_or_else(|| Error::Address(req.uri().to_string()))?;
-        let key = authority.as_str();
         if !req.headers().contains_key(http::header::HOST) {
             if let Ok(v) = http::HeaderValue::from_str(&host_header(&authority)) {
                 req.headers_mut().insert(http::header::HOST, v);
@@ -117,7 +124,7 @@ impl Client {
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         *req.uri_mut() = http::Uri::from(origin);
 
-        let mut reused = self.checkout(key);
+        let mut reused = self.checkout(&authority);
         loop {
             let (mut tx, fresh) = match reused.take() {
                 Some(tx) => (tx, false),
@@ -125,18 +132,11 @@ impl Client {
             };
             match tx.try_send_request(req).await {
                 Ok(resp) => {
-                    let mut ret = Some(Return {
+                    let ret = Some(Return {
                         client: self.clone(),
-                        key: key.to_owned(),
+                        key: authority,
                         tx,
                     });
-                    // A body that is already over (204, HEAD, empty) may
-                    // never be polled: the connection goes back now.
-                    if resp.body().is_end_stream() {
-                        if let Some(r) = ret.take() {
-                            r.give_back();
-                        }
-                    }
                     return Ok(resp.map(|inner| PooledBody { inner, ret }));
                 }
                 Err(mut e) => match e.take_message() {
@@ -148,20 +148,15 @@ impl Client {
     }
 
     /// The most recently returned connection to `key` that is ready;
-    /// closed and expired ones are dropped on the way.
-    fn checkout(&self, key: &str) -> Option<SendRequest<UpstreamBody>> {
+    /// closed and expired ones are dropped on the way (the sweep takes the
+    /// rest).
+    fn checkout(&self, key: &Authority) -> Option<SendRequest<UpstreamBody>> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.by_addr.get_mut(key)?;
-        while list
-            .front()
-            .is_some_and(|i| i.since.elapsed() > IDLE_TIMEOUT || i.tx.is_closed())
-        {
-            list.pop_front();
-        }
         let mut pos = list.len();
         while pos > 0 {
             pos -= 1;
-            if list[pos].tx.is_closed() {
+            if !list[pos].usable() {
                 list.remove(pos);
             } else if list[pos].tx.is_ready() {
                 return list.remove(pos).map(|i| i.tx);
@@ -170,7 +165,7 @@ impl Client {
         None
     }
 
-    fn put(&self, key: String, tx: SendRequest<UpstreamBody>) {
+    fn put(&self, key: Authority, tx: SendRequest<UpstreamBody>) {
         if tx.is_closed() {
             return;
         }
@@ -254,7 +249,7 @@ async fn open(host: &str, port: u16) -> std::io::Result<tokio::net::TcpStream> {
 #[derive(Debug)]
 struct Return {
     client: Client,
-    key: String,
+    key: Authority,
     tx: SendRequest<UpstreamBody>,
 }
 
@@ -265,8 +260,9 @@ impl Return {
 }
 
 /// An upstream response body that hands its connection back to the client
-/// when it ends. Dropped before its end, the connection is closed instead
-/// (its unread rest cannot be skipped).
+/// when it ends, or when it is dropped already over (204, HEAD: bodies that
+/// may never be polled). Dropped before its end, the connection is closed
+/// instead (its unread rest cannot be skipped).
 #[derive(Debug)]
 pub struct PooledBody {
     inner: Incoming,
@@ -319,16 +315,24 @@ mod tests {
     use http_body_util::BodyExt;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// A real HTTP/1.1 server on loopback answering `body_len` bytes to
-    /// every request; returns its address, its count of accepted
-    /// connections, and a switch that closes every connection it has.
-    async fn upstream(
-        body_len: usize,
-    ) -> (
+    /// A test upstream's address, its count of accepted connections, and a
+    /// switch that closes every connection it has.
+    type TestUpstream = (
         std::net::SocketAddr,
         Arc<AtomicUsize>,
         tokio::sync::watch::Sender<bool>,
-    ) {
+    );
+
+    /// A real HTTP/1.1 server on loopback answering `body_len` bytes to
+    /// every request.
+    async fn upstream(body_len: usize) -> TestUpstream {
+        serve(move |_| Bytes::from(vec![b'x'; body_len])).await
+    }
+
+    /// The same server answering with `answer`.
+    async fn serve(
+        answer: impl Fn(&Request<Incoming>) -> Bytes + Copy + Send + 'static,
+    ) -> TestUpstream {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -337,9 +341,9 @@ mod tests {
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
-                let service = hyper::service::service_fn(move |_req| async move {
-                    let body = http_body_util::Full::new(Bytes::from(vec![b'x'; body_len]));
-                    Ok::<_, std::convert::Infallible>(Response::new(body))
+                let service = hyper::service::service_fn(move |req| {
+                    let body = http_body_util::Full::new(answer(&req));
+                    async move { Ok::<_, std::convert::Infallible>(Response::new(body)) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service);
@@ -457,22 +461,13 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_hostname_upstream_connects_and_gets_a_host_header_without_the_default_port() {
         // Answers with the Host header it was sent.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
-                    let host = req.headers().get(http::header::HOST).cloned();
-                    let host = host.map(|h| Bytes::copy_from_slice(h.as_bytes()));
-                    let body = http_body_util::Full::new(host.unwrap_or_default());
-                    Ok::<_, std::convert::Infallible>(Response::new(body))
-                });
-                tokio::spawn(
-                    hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service),
-                );
-            }
-        });
+        let (addr, _, _close) = serve(|req| {
+            let host = req.headers().get(http::header::HOST);
+            host.map(|h| Bytes::copy_from_slice(h.as_bytes()))
+                .unwrap_or_default()
+        })
+        .await;
+        let port = addr.port();
         let client = Client::new();
         // `localhost` may resolve to ::1 first, where nothing listens: the
         // next address is tried.
