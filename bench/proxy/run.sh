@@ -188,11 +188,9 @@ recorded_before=$(metric capstan_proxy_events_recorded_total)
 run_rate capstan
 dropped_after=$(metric capstan_proxy_events_dropped_total)
 recorded_after=$(metric capstan_proxy_events_recorded_total)
-sat_dropped=$dropped_before
-sat_recorded=$recorded_before
 
 python3 - "$results" "$rss_kb" "$tmp" "$((dropped_after - dropped_before))" \
-    "$((recorded_after - recorded_before))" "$sat_dropped" "$sat_recorded" <<'PY'
+    "$((recorded_after - recorded_before))" "$dropped_before" "$recorded_before" <<'PY'
 import statistics, sys
 results, rss_kb, tmp, dropped, recorded, sat_dropped, sat_recorded = sys.argv[1:8]
 runs = {}
@@ -229,9 +227,9 @@ rates = dict(line.split() for line in open(f"{tmp}/rates"))
 fixed = {}
 for n in ["direct", "capstan", "nginx", "haproxy"]:
     lines = [line.split() for line in open(f"{tmp}/rate.{n}")]
-    d = sorted(int(x[2]) for x in lines)
+    durations = sorted(int(x[2]) for x in lines)
     bad = sum(1 for x in lines if not x[1].startswith("2"))
-    pct = lambda q: d[min(len(d) - 1, int(len(d) * q))]
+    pct = lambda q: durations[min(len(durations) - 1, int(len(durations) * q))]
     fixed[n] = (float(rates.get(n, 0)), pct(0.50), pct(0.99), bad)
 print(f"\nfixed rate, 20,000 requests/s offered (h2load, 100 connections, open loop):")
 table(fixed, "non-2xx")
