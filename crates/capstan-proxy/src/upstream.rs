@@ -496,4 +496,47 @@ mod tests {
             assert_eq!(host_header(&authority.parse().unwrap()), host);
         }
     }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_upstream_that_never_completes_the_handshake_fails_within_the_connect_bound() {
+        // A listener that never accepts, its queue filled: the kernel drops
+        // the next SYN, so that connect gets no answer at all.
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(
+                &"127.0.0.1:0"
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap()
+                    .into(),
+            )
+            .unwrap();
+        socket.listen(0).unwrap();
+        let addr = socket.local_addr().unwrap().as_socket().unwrap();
+        let mut queued = Vec::new();
+        for _ in 0..4 {
+            match tokio::time::timeout(
+                Duration::from_millis(200),
+                tokio::net::TcpStream::connect(addr),
+            )
+            .await
+            {
+                Ok(Ok(s)) => queued.push(s),
+                _ => break,
+            }
+        }
+        let started = Instant::now();
+        let e = tokio::time::timeout(
+            CONNECT_TIMEOUT * 3,
+            Client::new().request(get(addr, http::Method::GET)),
+        )
+        .await
+        .expect("the connect bound did not hold")
+        .unwrap_err();
+        let took = started.elapsed();
+        assert!(e.is_connect(), "{e}");
+        assert!(e.to_string().contains("within"), "{e}");
+        assert!(took >= CONNECT_TIMEOUT / 2, "gave up after {took:?}: {e}");
+        assert!(took < CONNECT_TIMEOUT + Duration::from_secs(1), "{took:?}");
+    }
 }
