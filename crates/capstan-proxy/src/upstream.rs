@@ -3,11 +3,12 @@
 //!
 //! Written over hyper's connection API rather than hyper-util's pooled
 //! client because the proxy needs less than that client does on every
-//! request: no URI rewriting, no executor task per response to wait for the
-//! connection to come back (the response body hands its connection back when
-//! it ends), and no lock contended between threads (each worker has its own
-//! client; only a mirrored copy borrows it from the background runtime). Connections are opened on demand, without a cap, like the pooled
-//! client: a slow upstream costs connections, never a queue in front of it.
+//! request: no executor task per response to wait for the connection to come
+//! back (the response body hands its connection back when it ends), and no
+//! lock contended between threads (each worker has its own client; only a
+//! mirrored copy borrows it from the background runtime). Connections are
+//! opened on demand, without a cap, like the pooled client: a slow upstream
+//! costs connections, never a queue in front of it.
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
