@@ -1,14 +1,19 @@
 //! The upstream client: keep-alive HTTP/1.1 connections to each upstream
-//! address, reused last-in first-out.
+//! address, reused last-in first-out, spoken to by the request's own task
+//! ([`wire`]).
 //!
-//! Written over hyper's connection API rather than hyper-util's pooled
-//! client because the proxy needs less than that client does on every
-//! request: no executor task per response to wait for the connection to come
-//! back (the response body hands its connection back when it ends), and no
-//! lock contended between threads (each worker has its own client; only a
-//! mirrored copy borrows it from the background runtime). Connections are
-//! opened on demand, without a cap, like the pooled client: a slow upstream
-//! costs connections, never a queue in front of it.
+//! Written for the proxy rather than taken from hyper-util's pooled client
+//! because the proxy needs less than that client does on every request: no
+//! task per connection that every request, response and body chunk is
+//! handed to and back from (the request's task reads and writes the
+//! socket), and no lock contended between threads (each worker has its own
+//! client; only a mirrored copy borrows it from the background runtime).
+//! Connections are opened on demand, without a cap, like the pooled client:
+//! a slow upstream costs connections, never a queue in front of it.
+//! Upgrade requests (WebSocket) go through hyper's connection API on a
+//! connection of their own, which is never pooled.
+
+mod wire;
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
@@ -18,13 +23,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::uri::Authority;
-use http::{Request, Response};
+use http::{header, Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
 use crate::proxy::UpstreamBody;
+use wire::{Conn, HeadError, Reader, Sending};
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -35,16 +41,31 @@ const MAX_IDLE: usize = 1024;
 /// How often a returning connection also sweeps every address's idle list
 /// (closed and expired connections, addresses that left the tables).
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
+/// A buffered body up to this size goes out in the same write as the head.
+const COALESCE: usize = 16 * 1024;
 
 /// Why an upstream request failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// No connection could be opened: nothing was sent.
     #[error("connect: {0}")]
     Connect(std::io::Error),
-    /// The request went out (or may have) and no complete answer came back.
+    /// The connection failed while the request or its answer was under way.
+    #[error("{0}")]
+    Io(std::io::Error),
+    /// The upstream's answer is not valid HTTP/1.1, or ended early.
+    #[error("{0}")]
+    Protocol(String),
+    /// The upstream closed the connection without answering.
+    #[error("the upstream closed the connection without answering")]
+    Closed,
+    /// The client's request body failed while it was being forwarded.
+    #[error("the client's request body: {0}")]
+    ClientBody(hyper::Error),
+    /// An upgrade request failed (hyper's connection).
     #[error(transparent)]
-    Request(#[from] hyper::Error),
+    Upgrade(#[from] hyper::Error),
     /// The request has no `host:port` to go to.
     #[error("no upstream address in `{0}`")]
     Address(String),
@@ -65,7 +86,9 @@ pub struct Client {
 
 #[derive(Default, Debug)]
 struct IdleSet {
-    by_addr: HashMap<Authority, VecDeque<Idle>>,
+    /// Keyed by the authority's text: `Authority`'s own hash goes byte by
+    /// byte, a cost on every request.
+    by_addr: HashMap<Box<str>, VecDeque<Conn>>,
     swept: Option<Instant>,
 }
 
@@ -74,24 +97,25 @@ impl IdleSet {
     /// left with none.
     fn sweep(&mut self) {
         self.by_addr.retain(|_, list| {
-            list.retain(Idle::usable);
+            list.retain(usable);
             !list.is_empty()
         });
         self.swept = Some(Instant::now());
     }
 }
 
-#[derive(Debug)]
-struct Idle {
-    tx: SendRequest<UpstreamBody>,
-    since: Instant,
+/// Still open, and not idle for longer than [`IDLE_TIMEOUT`].
+fn usable(c: &Conn) -> bool {
+    c.since.elapsed() <= IDLE_TIMEOUT && c.alive()
 }
 
-impl Idle {
-    /// Still open and not idle for longer than [`IDLE_TIMEOUT`].
-    fn usable(&self) -> bool {
-        self.since.elapsed() <= IDLE_TIMEOUT && !self.tx.is_closed()
-    }
+/// Methods whose request may be sent again when a reused connection turns
+/// out to have been closed by the upstream (RFC 9110 §9.2.2).
+fn replayable(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
 }
 
 impl Client {
@@ -101,9 +125,11 @@ impl Client {
     }
 
     /// Sends `req` to the `host:port` of its URI, in origin form, on an
-    /// idle connection when one is ready, else on a new one. A request the
-    /// reused connection refused before sending (it was closing) is sent
-    /// again on a new connection.
+    /// idle connection when one is open, else on a new one, and returns
+    /// once the response head has arrived. A request with a buffered body
+    /// and an idempotent method that a reused connection ends without an
+    /// answer (the upstream closed it while idle) is sent again on a new
+    /// connection.
     pub async fn request(
         &self,
         mut req: Request<UpstreamBody>,
@@ -113,75 +139,147 @@ impl Client {
             .authority()
             .cloned()
             .ok_or_else(|| Error::Address(req.uri().to_string()))?;
-        if !req.headers().contains_key(http::header::HOST) {
+        if !req.headers().contains_key(header::HOST) {
             if let Ok(v) = http::HeaderValue::from_str(&host_header(&authority)) {
-                req.headers_mut().insert(http::header::HOST, v);
+                req.headers_mut().insert(header::HOST, v);
             }
         }
-        let origin = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        *req.uri_mut() = http::Uri::from(origin);
+        if req.headers().contains_key(header::UPGRADE) {
+            return upgrade(&authority, req).await;
+        }
+        let (parts, body) = req.into_parts();
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let (buffered, mut stream) = match body {
+            http_body_util::Either::Left(full) => {
+                let bytes = match full.collect().await {
+                    Ok(c) => c.to_bytes(),
+                    Err(never) => match never {},
+                };
+                (Some(bytes), None)
+            }
+            http_body_util::Either::Right(incoming) => (None, Some(incoming)),
+        };
+        let sending = match (&buffered, &stream) {
+            (Some(b), _) => Sending::Length(b.len() as u64),
+            (None, Some(s)) => s
+                .size_hint()
+                .exact()
+                .map_or(Sending::Chunked, Sending::Length),
+            (None, None) => Sending::Length(0),
+        };
+        let mut head = Vec::with_capacity(512);
+        wire::encode_head(&parts.method, target, &parts.headers, sending, &mut head);
+        let rest = match buffered {
+            Some(b) if b.len() <= COALESCE => {
+                head.extend_from_slice(&b);
+                None
+            }
+            b => b,
+        };
+        let may_replay = stream.is_none() && replayable(&parts.method);
 
         let mut reused = self.checkout(&authority);
         loop {
-            let (mut tx, fresh) = match reused.take() {
-                Some(tx) => (tx, false),
-                None => (connect(&authority).await?, true),
+            let (mut conn, fresh) = match reused.take() {
+                Some(c) => (c, false),
+                None => (Conn::new(connect_tcp(&authority).await?), true),
             };
-            match tx.try_send_request(req).await {
-                Ok(resp) => {
-                    let ret = Some(Return {
-                        client: self.clone(),
-                        key: authority,
-                        tx,
-                    });
-                    return Ok(resp.map(|inner| PooledBody { inner, ret }));
+            let sent = async {
+                wire::write(&mut conn, &head).await?;
+                if let Some(b) = &rest {
+                    wire::write(&mut conn, b).await?;
                 }
-                Err(mut e) => match e.take_message() {
-                    Some(r) if !fresh => req = r,
-                    _ => return Err(Error::Request(e.into_error())),
+                Ok(())
+            }
+            .await;
+            let result = match sent {
+                Ok(()) => match stream.take() {
+                    Some(s) => send_stream(&mut conn, s, sending).await,
+                    None => Ok(()),
                 },
+                Err(e) => Err(HeadError::Failed(Error::Io(e))),
+            };
+            let result = match result {
+                Ok(()) => wire::read_head(&mut conn, &parts.method).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(h) => {
+                    let reader = Reader {
+                        conn,
+                        framing: h.framing,
+                        keep_alive: h.keep_alive,
+                    };
+                    let body = PooledBody {
+                        inner: Inner::Wire(Some(reader)),
+                        ret: Some((self.clone(), authority)),
+                    };
+                    return Ok(h.response.map(|()| body));
+                }
+                // A write to, or a read from, a connection the upstream
+                // closed while it was idle.
+                Err(HeadError::Closed | HeadError::Failed(Error::Io(_)))
+                    if !fresh && may_replay => {}
+                Err(HeadError::Closed) => return Err(Error::Closed),
+                Err(HeadError::Failed(e)) => return Err(e),
             }
         }
     }
 
-    /// The most recently returned connection to `key` that is ready;
+    /// The most recently returned connection to `key` that is still open;
     /// closed and expired ones are dropped on the way (the sweep takes the
     /// rest).
-    fn checkout(&self, key: &Authority) -> Option<SendRequest<UpstreamBody>> {
+    fn checkout(&self, key: &Authority) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.by_addr.get_mut(key)?;
-        let mut pos = list.len();
-        while pos > 0 {
-            pos -= 1;
-            if !list[pos].usable() {
-                list.remove(pos);
-            } else if list[pos].tx.is_ready() {
-                return list.remove(pos).map(|i| i.tx);
+        let list = idle.by_addr.get_mut(key.as_str())?;
+        while let Some(c) = list.pop_back() {
+            if usable(&c) {
+                return Some(c);
             }
         }
         None
     }
 
-    fn put(&self, key: Authority, tx: SendRequest<UpstreamBody>) {
-        if tx.is_closed() {
-            return;
-        }
+    fn put(&self, key: Authority, mut conn: Conn) {
+        conn.since = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.swept.is_none_or(|t| t.elapsed() >= SWEEP_EVERY) {
             idle.sweep();
         }
-        let list = idle.by_addr.entry(key).or_default();
+        let list = match idle.by_addr.get_mut(key.as_str()) {
+            Some(list) => list,
+            None => idle.by_addr.entry(key.as_str().into()).or_default(),
+        };
         if list.len() < MAX_IDLE {
-            list.push_back(Idle {
-                tx,
-                since: Instant::now(),
-            });
+            list.push_back(conn);
         }
     }
+}
+
+/// Forwards a streamed request body, framed as `sending` says.
+async fn send_stream(
+    conn: &mut Conn,
+    mut body: Incoming,
+    sending: Sending,
+) -> Result<(), HeadError> {
+    let failed = |e| HeadError::Failed(Error::Io(e));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| HeadError::Failed(Error::ClientBody(e)))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        match sending {
+            Sending::Chunked => wire::write_chunk(conn, &data).await.map_err(failed)?,
+            Sending::Length(_) => wire::write(conn, &data).await.map_err(failed)?,
+        }
+    }
+    if sending == Sending::Chunked {
+        wire::write_chunk(conn, &[]).await.map_err(failed)?;
+    }
+    Ok(())
 }
 
 /// `host[:port]` for a Host header, the port left out when it is HTTP's default.
@@ -192,9 +290,8 @@ fn host_header(authority: &http::uri::Authority) -> String {
     }
 }
 
-/// Opens a connection (TCP_NODELAY, bounded by [`CONNECT_TIMEOUT`]) and
-/// drives it on the current runtime; upgrades (101) are allowed.
-async fn connect(authority: &http::uri::Authority) -> Result<SendRequest<UpstreamBody>, Error> {
+/// Opens a connection, TCP_NODELAY, bounded by [`CONNECT_TIMEOUT`].
+async fn connect_tcp(authority: &Authority) -> Result<tokio::net::TcpStream, Error> {
     let host = authority.host();
     let host = host
         .strip_prefix('[')
@@ -203,13 +300,33 @@ async fn connect(authority: &http::uri::Authority) -> Result<SendRequest<Upstrea
     let port = authority.port_u16().unwrap_or(80);
     let stream = open(host, port).await.map_err(Error::Connect)?;
     stream.set_nodelay(true).map_err(Error::Connect)?;
-    let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    Ok(stream)
+}
+
+/// Sends an upgrade request on a new connection driven by hyper on the
+/// current runtime; its upgraded stream is taken from the response.
+async fn upgrade(
+    authority: &Authority,
+    mut req: Request<UpstreamBody>,
+) -> Result<Response<PooledBody>, Error> {
+    let stream = connect_tcp(authority).await?;
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(error = %e, "upstream connection ended with an error");
         }
     });
-    Ok(tx)
+    let origin = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    *req.uri_mut() = http::Uri::from(origin);
+    let resp = tx.send_request(req).await?;
+    Ok(resp.map(|b| PooledBody {
+        inner: Inner::Hyper(b),
+        ret: None,
+    }))
 }
 
 /// Resolves `host` and tries its addresses in turn, each with an equal share
@@ -246,66 +363,81 @@ async fn open(host: &str, port: u16) -> std::io::Result<tokio::net::TcpStream> {
     }))
 }
 
-/// A connection on loan to one response.
-#[derive(Debug)]
-struct Return {
-    client: Client,
-    key: Authority,
-    tx: SendRequest<UpstreamBody>,
-}
-
-impl Return {
-    fn give_back(self) {
-        self.client.put(self.key, self.tx);
-    }
-}
-
 /// An upstream response body that hands its connection back to the client
 /// when it ends, or when it is dropped already over (204, HEAD: bodies that
 /// may never be polled). Dropped before its end, the connection is closed
 /// instead (its unread rest cannot be skipped).
 #[derive(Debug)]
 pub struct PooledBody {
-    inner: Incoming,
-    ret: Option<Return>,
+    inner: Inner,
+    ret: Option<(Client, Authority)>,
+}
+
+#[derive(Debug)]
+enum Inner {
+    /// Read by the polling task; none once handed back.
+    Wire(Option<Reader>),
+    /// An upgrade request's answer that was not an upgrade.
+    Hyper(Incoming),
+}
+
+impl PooledBody {
+    fn give_back(&mut self) {
+        if let Inner::Wire(reader) = &mut self.inner {
+            let conn = reader.take().and_then(Reader::reusable);
+            if let (Some(conn), Some((client, key))) = (conn, self.ret.take()) {
+                client.put(key, conn);
+            }
+        }
+    }
 }
 
 impl Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let polled = match &mut self.inner {
+            Inner::Wire(Some(r)) => r.poll_frame(cx),
+            Inner::Wire(None) => Poll::Ready(None),
+            Inner::Hyper(b) => return Pin::new(b).poll_frame(cx).map_err(Error::from),
+        };
         match &polled {
-            Poll::Ready(None) => {
-                if let Some(r) = self.ret.take() {
-                    r.give_back();
-                }
+            Poll::Ready(None) => self.give_back(),
+            Poll::Ready(Some(Err(_))) => {
+                self.ret = None;
+                self.inner = Inner::Wire(None);
             }
-            Poll::Ready(Some(Err(_))) => self.ret = None,
             _ => {}
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Inner::Wire(r) => r.as_ref().is_none_or(Reader::is_done),
+            Inner::Hyper(b) => b.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Inner::Wire(r) => match r.as_ref().map_or(Some(0), Reader::exact_len) {
+                Some(n) => SizeHint::with_exact(n),
+                None => SizeHint::default(),
+            },
+            Inner::Hyper(b) => b.size_hint(),
+        }
     }
 }
 
 impl Drop for PooledBody {
     fn drop(&mut self) {
-        if self.inner.is_end_stream() {
-            if let Some(r) = self.ret.take() {
-                r.give_back();
-            }
+        if self.is_end_stream() {
+            self.give_back();
         }
     }
 }

@@ -1,0 +1,842 @@
+//! HTTP/1.1 on an upstream connection, spoken by the task of the request
+//! it carries: the request head and body are written, the response head is
+//! read and parsed (httparse), and the response body is decoded as the
+//! client's connection polls it.
+//!
+//! hyper's client runs each connection as a task of its own and hands
+//! every request, response and body chunk across channels to it: three to
+//! six task wake-ups per proxied request. Here the request's own task does
+//! the reads and writes, as nginx's event loop does. Upgrades (101) still go
+//! through hyper, on a connection of their own.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Instant;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Response, StatusCode, Version};
+use http_body::Frame;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::Error;
+
+/// Largest response head read (status line and fields).
+const MAX_HEAD: usize = 64 * 1024;
+/// Most fields in a response head.
+const MAX_FIELDS: usize = 100;
+/// Largest chunk-size line or trailer section read.
+const MAX_CHUNK_LINE: usize = 4 * 1024;
+const MAX_TRAILERS: usize = 16 * 1024;
+/// How much room each read makes in the buffer.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// An open upstream connection and what was read from it but not yet used.
+#[derive(Debug)]
+pub(super) struct Conn {
+    stream: TcpStream,
+    buf: BytesMut,
+    /// When it was last handed back idle.
+    pub(super) since: Instant,
+}
+
+impl Conn {
+    pub(super) fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            buf: BytesMut::new(),
+            since: Instant::now(),
+        }
+    }
+
+    /// Still open, with nothing unread: checked without waiting (a closed
+    /// socket is readable, and reads its end).
+    pub(super) fn alive(&self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Reads what the socket has into the buffer; `Ok(0)` at its end. A
+    /// short read clears the socket's readiness, so the next read waits for
+    /// the poller instead of costing a system call that would block.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.buf.reserve(READ_CHUNK);
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buf)
+    }
+
+    async fn fill(&mut self) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_fill(cx)).await
+    }
+}
+
+/// How the request's body is framed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sending {
+    /// `Content-Length: n` (none for an empty body of a method without one).
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// Writes the request head: the request line in origin form, the fields
+/// (framing fields replaced by `sending`'s), the blank line.
+pub(super) fn encode_head(
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    sending: Sending,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match sending {
+        Sending::Length(0)
+            if matches!(
+                *method,
+                Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::TRACE
+            ) => {}
+        Sending::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Sending::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes `bytes` (a head, maybe with a body after it).
+pub(super) async fn write(conn: &mut Conn, bytes: &[u8]) -> io::Result<()> {
+    conn.stream.write_all(bytes).await
+}
+
+/// Writes one chunk of a chunked body (the last chunk when `data` is empty).
+pub(super) async fn write_chunk(conn: &mut Conn, data: &[u8]) -> io::Result<()> {
+    let mut line = format!("{:x}\r\n", data.len()).into_bytes();
+    if data.is_empty() {
+        line.extend_from_slice(b"\r\n");
+        return conn.stream.write_all(&line).await;
+    }
+    conn.stream.write_all(&line).await?;
+    conn.stream.write_all(data).await?;
+    conn.stream.write_all(b"\r\n").await
+}
+
+/// How the response's body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Framing {
+    /// Nothing left to read.
+    Done,
+    /// This many bytes left.
+    Length(u64),
+    /// Chunked, in this state.
+    Chunked(Chunk),
+    /// Until the upstream closes the connection.
+    Close,
+}
+
+/// Where a chunked body's decoder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Chunk {
+    /// Before a chunk-size line.
+    Size,
+    /// Inside a chunk, this many bytes left.
+    Data(u64),
+    /// After a chunk's data, before its CRLF.
+    End,
+    /// After the last chunk: trailer fields (dropped) and the blank line.
+    Trailers,
+}
+
+/// A parsed response head: the response, how its body is framed, and
+/// whether the connection may carry another request afterwards.
+pub(super) struct Head {
+    pub(super) response: Response<()>,
+    pub(super) framing: Framing,
+    pub(super) keep_alive: bool,
+}
+
+/// Why reading a response head failed.
+#[derive(Debug)]
+pub(super) enum HeadError {
+    /// The connection ended before any byte of an answer: an idle
+    /// connection the upstream had closed.
+    Closed,
+    /// Anything else.
+    Failed(Error),
+}
+
+/// Reads the response head, skipping interim (1xx) responses.
+pub(super) async fn read_head(conn: &mut Conn, method: &Method) -> Result<Head, HeadError> {
+    let mut answered = false;
+    loop {
+        if !conn.buf.is_empty() {
+            answered = true;
+            if let Some(head) = parse_head(conn, method).map_err(HeadError::Failed)? {
+                match head {
+                    Parsed::Interim => continue,
+                    Parsed::Final(h) => return Ok(h),
+                }
+            }
+            if conn.buf.len() >= MAX_HEAD {
+                return Err(HeadError::Failed(Error::Protocol(format!(
+                    "response head larger than {} KiB",
+                    MAX_HEAD / 1024
+                ))));
+            }
+        }
+        match conn.fill().await {
+            Ok(0) if !answered => return Err(HeadError::Closed),
+            Ok(0) => {
+                return Err(HeadError::Failed(Error::Protocol(
+                    "the connection ended inside the response head".into(),
+                )))
+            }
+            Ok(_) => {}
+            // A reset before any answer is a closed idle connection too.
+            Err(_) if !answered => return Err(HeadError::Closed),
+            Err(e) => return Err(HeadError::Failed(Error::Io(e))),
+        }
+    }
+}
+
+enum Parsed {
+    Interim,
+    Final(Head),
+}
+
+/// Parses the head at the start of the buffer, if all of it is there, and
+/// takes it out of the buffer.
+fn parse_head(conn: &mut Conn, method: &Method) -> Result<Option<Parsed>, Error> {
+    // Uninitialised: zeroing room for every field costs more than parsing.
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut parsed,
+        &conn.buf,
+        &mut fields,
+    ) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(Error::Protocol(format!("malformed response head: {e}"))),
+    };
+    let code = parsed.code.unwrap_or(0);
+    let status = StatusCode::from_u16(code)
+        .map_err(|_| Error::Protocol(format!("status code {code} out of range")))?;
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        return Err(Error::Protocol(
+            "101 Switching Protocols to a request that asked for no upgrade".into(),
+        ));
+    }
+    if status.is_informational() {
+        conn.buf.advance(len);
+        return Ok(Some(Parsed::Interim));
+    }
+    let version = if parsed.version == Some(1) {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_10
+    };
+    // Field values stay in the buffer: slices of the frozen head, not copies.
+    let base = conn.buf.as_ptr() as usize;
+    let mut spans = Vec::with_capacity(parsed.headers.len());
+    for f in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(f.name.as_bytes())
+            .map_err(|_| Error::Protocol(format!("malformed field name `{}`", f.name)))?;
+        let start = f.value.as_ptr() as usize - base;
+        spans.push((name, start, start + f.value.len()));
+    }
+    let head = conn.buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for (name, start, end) in spans {
+        let value = HeaderValue::from_maybe_shared(head.slice(start..end))
+            .map_err(|_| Error::Protocol(format!("malformed value of field `{name}`")))?;
+        headers.append(name, value);
+    }
+
+    let mut keep_alive = version == Version::HTTP_11 && !lists(&headers, "close");
+    // The transfer coding applied last decides: chunked, or read to the end.
+    let chunked = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|s| s.rsplit(',').next())
+                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
+        });
+    let framing = if *method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        Framing::Done
+    } else if let Some(chunked) = chunked {
+        // Both framings at once is how responses are smuggled: the
+        // transfer coding wins and the connection is not reused.
+        if headers.contains_key(header::CONTENT_LENGTH) {
+            keep_alive = false;
+        }
+        if chunked {
+            Framing::Chunked(Chunk::Size)
+        } else {
+            Framing::Close
+        }
+    } else if let Some(n) = content_length(&headers)? {
+        Framing::Length(n)
+    } else {
+        Framing::Close
+    };
+    if framing == Framing::Close {
+        keep_alive = false;
+    }
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    *response.version_mut() = version;
+    *response.headers_mut() = headers;
+    Ok(Some(Parsed::Final(Head {
+        response,
+        framing,
+        keep_alive,
+    })))
+}
+
+/// Whether the Connection field lists `token`.
+fn lists(headers: &HeaderMap, token: &str) -> bool {
+    headers.get_all(header::CONNECTION).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    })
+}
+
+/// The Content-Length, refused unless every value is the same number.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Error> {
+    let mut found = None;
+    for v in headers.get_all(header::CONTENT_LENGTH) {
+        for part in v.as_bytes().split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            let n = (!part.is_empty() && part.iter().all(u8::is_ascii_digit))
+                .then(|| std::str::from_utf8(part).ok()?.parse::<u64>().ok())
+                .flatten()
+                .ok_or_else(|| {
+                    Error::Protocol(format!(
+                        "malformed Content-Length `{}`",
+                        String::from_utf8_lossy(v.as_bytes())
+                    ))
+                })?;
+            if found.is_some_and(|f| f != n) {
+                return Err(Error::Protocol("conflicting Content-Length values".into()));
+            }
+            found = Some(n);
+        }
+    }
+    Ok(found)
+}
+
+/// The response body, read from the connection as it is polled.
+#[derive(Debug)]
+pub(super) struct Reader {
+    pub(super) conn: Conn,
+    pub(super) framing: Framing,
+    pub(super) keep_alive: bool,
+}
+
+impl Reader {
+    /// Nothing is left to read.
+    pub(super) fn is_done(&self) -> bool {
+        matches!(self.framing, Framing::Done | Framing::Length(0))
+    }
+
+    /// The connection, when the body has ended and it may carry another
+    /// request (nothing after the body was read).
+    pub(super) fn reusable(self) -> Option<Conn> {
+        let mut conn = (self.is_done() && self.keep_alive && self.conn.buf.is_empty())
+            .then_some(self.conn)?;
+        // The empty buffer may still hold the room the answer was read
+        // into: an idle connection keeps none of it.
+        conn.buf = BytesMut::new();
+        Some(conn)
+    }
+
+    /// The next piece of the body; `None` at its end.
+    pub(super) fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Error>>> {
+        loop {
+            let buf = &mut self.conn.buf;
+            match self.framing {
+                Framing::Done | Framing::Length(0) => {
+                    self.framing = Framing::Done;
+                    return Poll::Ready(None);
+                }
+                Framing::Length(n) | Framing::Chunked(Chunk::Data(n)) if !buf.is_empty() => {
+                    let take = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
+                    let data = buf.split_to(take).freeze();
+                    let left = n - take as u64;
+                    self.framing = match self.framing {
+                        Framing::Length(_) => Framing::Length(left),
+                        _ if left == 0 => Framing::Chunked(Chunk::End),
+                        _ => Framing::Chunked(Chunk::Data(left)),
+                    };
+                    return Poll::Ready(Some(Ok(data)));
+                }
+                Framing::Close if !buf.is_empty() => {
+                    return Poll::Ready(Some(Ok(buf.split().freeze())));
+                }
+                Framing::Chunked(Chunk::Size) if !buf.is_empty() => {
+                    match httparse::parse_chunk_size(buf) {
+                        Ok(httparse::Status::Complete((used, size))) => {
+                            buf.advance(used);
+                            self.framing = Framing::Chunked(if size == 0 {
+                                Chunk::Trailers
+                            } else {
+                                Chunk::Data(size)
+                            });
+                            continue;
+                        }
+                        Ok(httparse::Status::Partial) if buf.len() < MAX_CHUNK_LINE => {}
+                        _ => return self.broken("malformed chunk size"),
+                    }
+                }
+                Framing::Chunked(Chunk::End) if buf.len() >= 2 => {
+                    if &buf[..2] != b"\r\n" {
+                        return self.broken("chunk data longer than its size");
+                    }
+                    buf.advance(2);
+                    self.framing = Framing::Chunked(Chunk::Size);
+                    continue;
+                }
+                Framing::Chunked(Chunk::Trailers) if !buf.is_empty() => {
+                    if buf.starts_with(b"\r\n") {
+                        buf.advance(2);
+                        self.framing = Framing::Done;
+                        return Poll::Ready(None);
+                    }
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.advance(end + 4);
+                        self.framing = Framing::Done;
+                        return Poll::Ready(None);
+                    }
+                    if buf.len() >= MAX_TRAILERS {
+                        return self.broken("trailer section too large");
+                    }
+                }
+                _ => {}
+            }
+            match ready!(self.conn.poll_fill(cx)) {
+                Ok(0) if self.framing == Framing::Close => {
+                    self.framing = Framing::Done;
+                    self.keep_alive = false;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => return self.broken("the connection ended inside the response body"),
+                Ok(_) => {}
+                Err(e) => {
+                    self.keep_alive = false;
+                    return Poll::Ready(Some(Err(Error::Io(e))));
+                }
+            }
+        }
+    }
+
+    fn broken(&mut self, what: &str) -> Poll<Option<Result<Bytes, Error>>> {
+        self.keep_alive = false;
+        Poll::Ready(Some(Err(Error::Protocol(what.to_owned()))))
+    }
+
+    /// Bytes left, when known.
+    pub(super) fn exact_len(&self) -> Option<u64> {
+        match self.framing {
+            Framing::Done => Some(0),
+            Framing::Length(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// One data frame: the piece [`Reader::poll_data`] read.
+    pub(super) fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        self.poll_data(cx).map(|o| o.map(|r| r.map(Frame::data)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http::{Method, Request};
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::super::{Client, Error};
+
+    /// Reads one request (head and a `content-length` body) from `s`;
+    /// `None` when the connection ends first.
+    async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end + 4]).to_string();
+                let len = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .map_or(0, |n| n.trim().parse::<usize>().unwrap());
+                while buf.len() < end + 4 + len {
+                    let mut more = [0u8; 4096];
+                    let n = s.read(&mut more).await.ok()?;
+                    if n == 0 {
+                        return None;
+                    }
+                    buf.extend_from_slice(&more[..n]);
+                }
+                buf.drain(..end + 4 + len);
+                return Some(head);
+            }
+            let mut more = [0u8; 4096];
+            let n = s.read(&mut more).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&more[..n]);
+        }
+    }
+
+    /// A raw upstream on loopback: every request on every connection is
+    /// answered with `answer`'s pieces, written one at a time (so they
+    /// arrive in separate reads); after a piece that is `b"CLOSE"` the
+    /// connection is closed. Counts accepted connections.
+    async fn raw(answer: Vec<&'static [u8]>) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    while read_request(&mut s, &mut buf).await.is_some() {
+                        for piece in &answer {
+                            if *piece == b"CLOSE" {
+                                return;
+                            }
+                            s.write_all(piece).await.unwrap();
+                            s.flush().await.unwrap();
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn req(addr: &str, method: Method, body: &'static str) -> Request<crate::proxy::UpstreamBody> {
+        Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}/x"))
+            .body(http_body_util::Either::Left(http_body_util::Full::new(
+                Bytes::from_static(body.as_bytes()),
+            )))
+            .unwrap()
+    }
+
+    /// Sends a request, reads its body; the body and whether a second
+    /// request went out on the same connection.
+    async fn exchange(answer: Vec<&'static [u8]>, method: Method) -> (u16, Bytes, bool) {
+        let (addr, accepted) = raw(answer).await;
+        let client = Client::new();
+        let resp = client
+            .request(req(&addr, method.clone(), ""))
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let again = client.request(req(&addr, method, "")).await.unwrap();
+        again.into_body().collect().await.unwrap();
+        (status, body, accepted.load(Ordering::SeqCst) == 1)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn bodies_are_delimited_as_rfc_9112_says_and_connections_kept_when_allowed() {
+        // What, the method, the answer's pieces; the status, body and reuse expected.
+        type Case = (
+            &'static str,
+            Method,
+            Vec<&'static [u8]>,
+            u16,
+            &'static str,
+            bool,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "content-length",
+                Method::GET,
+                vec![b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhel", b"lo"],
+                200,
+                "hello",
+                true,
+            ),
+            (
+                "chunked, split mid-chunk, with an extension and trailers",
+                Method::GET,
+                vec![
+                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel",
+                    b"lo\r\n6;ext=1\r\n world\r",
+                    b"\n0\r\nx-trailer: 1\r\n\r\n",
+                ],
+                200,
+                "hello world",
+                true,
+            ),
+            (
+                "HEAD: a length, no body",
+                Method::HEAD,
+                vec![b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n"],
+                200,
+                "",
+                true,
+            ),
+            (
+                "204",
+                Method::GET,
+                vec![b"HTTP/1.1 204 No Content\r\n\r\n"],
+                204,
+                "",
+                true,
+            ),
+            (
+                "304 with the length of what it did not send",
+                Method::GET,
+                vec![b"HTTP/1.1 304 Not Modified\r\ncontent-length: 10\r\n\r\n"],
+                304,
+                "",
+                true,
+            ),
+            (
+                "an interim 100 before the answer",
+                Method::GET,
+                vec![
+                    b"HTTP/1.1 100 Continue\r\n\r\n",
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+                ],
+                200,
+                "ok",
+                true,
+            ),
+            (
+                "until the connection closes",
+                Method::GET,
+                vec![b"HTTP/1.1 200 OK\r\n\r\nbye", b"CLOSE"],
+                200,
+                "bye",
+                false,
+            ),
+            (
+                "Connection: close",
+                Method::GET,
+                vec![
+                    b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok",
+                    b"CLOSE",
+                ],
+                200,
+                "ok",
+                false,
+            ),
+            (
+                "HTTP/1.0",
+                Method::GET,
+                vec![b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok", b"CLOSE"],
+                200,
+                "ok",
+                false,
+            ),
+            (
+                "both framings: chunked wins, the connection is not reused",
+                Method::GET,
+                vec![
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 99\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+                ],
+                200,
+                "ok",
+                false,
+            ),
+        ];
+        for (what, method, answer, status, body, reused) in cases {
+            let got = exchange(answer, method).await;
+            assert_eq!(got, (status, Bytes::from(body), reused), "{what}");
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn broken_answers_are_errors_that_say_what_broke() {
+        let big: &'static [u8] = Box::leak(
+            format!("HTTP/1.1 200 OK\r\nx-big: {}\r\n", "a".repeat(70_000))
+                .into_bytes()
+                .into_boxed_slice(),
+        );
+        let head_cases: Vec<(Vec<&'static [u8]>, &str)> = vec![
+            (
+                vec![b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n"],
+                "conflicting Content-Length",
+            ),
+            (
+                vec![b"HTTP/1.1 200 OK\r\ncontent-length: 5x\r\n\r\n"],
+                "malformed Content-Length `5x`",
+            ),
+            (vec![b"SMTP ready\r\n\r\n"], "malformed response head"),
+            (vec![big], "response head larger than 64 KiB"),
+            (
+                vec![b"HTTP/1.1 101 Switching Protocols\r\n\r\n"],
+                "asked for no upgrade",
+            ),
+            (
+                vec![b"HTTP/1.1 200 OK\r\ncontent-le", b"CLOSE"],
+                "inside the response head",
+            ),
+            (vec![b"CLOSE"], "closed the connection without answering"),
+        ];
+        for (answer, want) in head_cases {
+            let (addr, _) = raw(answer).await;
+            let e = Client::new()
+                .request(req(&addr, Method::GET, ""))
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains(want), "{e} (wanted {want})");
+        }
+        let body_cases: Vec<(Vec<&'static [u8]>, &str)> = vec![
+            (
+                vec![
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc",
+                    b"CLOSE",
+                ],
+                "ended inside the response body",
+            ),
+            (
+                vec![b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"],
+                "malformed chunk size",
+            ),
+            (
+                vec![b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nokay\r\n"],
+                "chunk data longer than its size",
+            ),
+        ];
+        for (answer, want) in body_cases {
+            let (addr, accepted) = raw(answer).await;
+            let client = Client::new();
+            let resp = client.request(req(&addr, Method::GET, "")).await.unwrap();
+            let e = resp.into_body().collect().await.unwrap_err();
+            assert!(e.to_string().contains(want), "{e} (wanted {want})");
+            // A connection whose body broke is never reused.
+            let _ = client.request(req(&addr, Method::GET, "")).await;
+            assert_eq!(accepted.load(Ordering::SeqCst), 2, "{want}");
+        }
+    }
+
+    /// An upstream that answers the first request on each connection and
+    /// closes the connection on reading the second, as one does when its
+    /// idle timeout and the proxy's reuse cross.
+    async fn closes_on_second_request() -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    if read_request(&mut s, &mut buf).await.is_some() {
+                        s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                            .await
+                            .unwrap();
+                    }
+                    let _ = read_request(&mut s, &mut buf).await;
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_reused_connection_closed_unanswered_is_replayed_only_for_idempotent_methods() {
+        for (method, replayed) in [
+            (Method::GET, true),
+            (Method::PUT, true),
+            (Method::POST, false),
+        ] {
+            let (addr, accepted) = closes_on_second_request().await;
+            let client = Client::new();
+            let first = client
+                .request(req(&addr, method.clone(), "{}"))
+                .await
+                .unwrap();
+            first.into_body().collect().await.unwrap();
+            let second = client.request(req(&addr, method.clone(), "{}")).await;
+            match second {
+                Ok(r) => {
+                    assert!(replayed, "{method} was sent twice");
+                    assert_eq!(r.into_body().collect().await.unwrap().to_bytes(), "ok");
+                    assert_eq!(accepted.load(Ordering::SeqCst), 2, "{method}");
+                }
+                Err(e) => {
+                    assert!(!replayed, "{method}: {e}");
+                    assert!(matches!(e, Error::Closed), "{method}: {e}");
+                    assert_eq!(accepted.load(Ordering::SeqCst), 1, "{method}");
+                }
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_buffered_body_goes_out_with_its_length_and_the_head_carries_no_framing_of_the_client(
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let seen = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let head = read_request(&mut s, &mut buf).await.unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            head
+        });
+        let mut r = req(&addr, Method::POST, "hello");
+        r.headers_mut().insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from_static("99"),
+        );
+        r.headers_mut().insert(
+            http::header::TRANSFER_ENCODING,
+            http::HeaderValue::from_static("chunked"),
+        );
+        Client::new().request(r).await.unwrap();
+        let head = seen.await.unwrap();
+        assert!(head.starts_with("POST /x HTTP/1.1\r\n"), "{head}");
+        assert!(head.contains("\r\ncontent-length: 5\r\n"), "{head}");
+        assert!(!head.contains("99") && !head.contains("chunked"), "{head}");
+        assert!(head.contains(&format!("\r\nhost: {addr}\r\n")), "{head}");
+    }
+}

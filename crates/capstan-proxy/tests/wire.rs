@@ -1,0 +1,129 @@
+//! Message framing through the proxy: a request body of unknown length goes
+//! upstream chunked and whole, and a chunked answer comes back whole.
+
+mod common;
+
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Reads one head (up to the blank line); `None` when the connection ends.
+async fn read_head(r: &mut BufReader<TcpStream>) -> Option<String> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).await.ok()? == 0 {
+            return None;
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            return Some(head);
+        }
+    }
+}
+
+/// Reads a chunked body to its end, trailers included.
+async fn read_chunked(r: &mut BufReader<TcpStream>) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).await.unwrap();
+        let size = usize::from_str_radix(line.trim().split(';').next().unwrap(), 16).unwrap();
+        if size == 0 {
+            loop {
+                let mut t = String::new();
+                r.read_line(&mut t).await.unwrap();
+                if t == "\r\n" {
+                    return body;
+                }
+            }
+        }
+        let mut chunk = vec![0u8; size + 2];
+        r.read_exact(&mut chunk).await.unwrap();
+        body.extend_from_slice(&chunk[..size]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_request_goes_upstream_whole_and_a_chunked_answer_comes_back_whole() {
+    // The upstream: answers readiness checks, and reports what a POST sent
+    // as a chunked answer with a trailer.
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = upstream.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = upstream.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut r = BufReader::new(s);
+                while let Some(head) = read_head(&mut r).await {
+                    if !head.starts_with("POST ") {
+                        r.get_mut()
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                            .await
+                            .unwrap();
+                        continue;
+                    }
+                    let lower = head.to_ascii_lowercase();
+                    assert!(lower.contains("transfer-encoding: chunked\r\n"), "{head}");
+                    assert!(!lower.contains("content-length"), "{head}");
+                    let body = read_chunked(&mut r).await;
+                    let report = format!(
+                        "got {} bytes: {}",
+                        body.len(),
+                        String::from_utf8_lossy(&body)
+                    );
+                    let (a, b) = report.split_at(report.len() / 2);
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-sum\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\nx-sum: 1\r\n\r\n",
+                        a.len(),
+                        b.len()
+                    );
+                    r.get_mut().write_all(answer.as_bytes()).await.unwrap();
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"t\"\n\
+         [[release]]\nname = \"1.0.0\"\nupstreams = [\"{up_addr}\"]\n[events]\nstore = \"{}\"\n",
+        dir.path().join("events.db").display()
+    );
+    let proxy = common::Proxy::start(common::settings(&text)).await;
+    let addr = proxy.url.trim_start_matches("http://").to_string();
+
+    let s = TcpStream::connect(&addr).await.unwrap();
+    let mut r = BufReader::new(s);
+    // Two requests on one client connection, the second after the first's
+    // answer: the body of unknown length arrives in three chunks.
+    for _ in 0..2 {
+        r.get_mut()
+            .write_all(
+                format!(
+                    "POST /upload HTTP/1.1\r\nhost: {addr}\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        r.get_mut()
+            .write_all(b"6\r\n world\r\n3\r\n!!!\r\n0\r\n\r\n")
+            .await
+            .unwrap();
+        let head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut r))
+            .await
+            .expect("an answer within 5s")
+            .expect("an answer");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let body = tokio::time::timeout(Duration::from_secs(5), read_chunked(&mut r))
+            .await
+            .expect("the whole body within 5s");
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            "got 14 bytes: hello world!!!"
+        );
+    }
+    proxy.stop().await;
+}
