@@ -39,6 +39,9 @@ const READ_CHUNK: usize = 16 * 1024;
 pub(super) struct Conn {
     stream: TcpStream,
     buf: BytesMut,
+    /// Room for the fields of a response head being parsed, kept between
+    /// answers.
+    spans: Vec<(HeaderName, usize, usize)>,
     /// When it was last handed back idle.
     pub(super) since: Instant,
 }
@@ -48,6 +51,7 @@ impl Conn {
         Self {
             stream,
             buf: BytesMut::new(),
+            spans: Vec::new(),
             since: Instant::now(),
         }
     }
@@ -256,7 +260,8 @@ fn parse_head(conn: &mut Conn, method: &Method) -> Result<Option<Parsed>, Error>
     };
     // Field values stay in the buffer: slices of the frozen head, not copies.
     let base = conn.buf.as_ptr() as usize;
-    let mut spans = Vec::with_capacity(parsed.headers.len());
+    let spans = &mut conn.spans;
+    spans.clear();
     for f in parsed.headers.iter() {
         let name = HeaderName::from_bytes(f.name.as_bytes())
             .map_err(|_| Error::Protocol(format!("malformed field name `{}`", f.name)))?;
@@ -265,7 +270,7 @@ fn parse_head(conn: &mut Conn, method: &Method) -> Result<Option<Parsed>, Error>
     }
     let head = conn.buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(spans.len());
-    for (name, start, end) in spans {
+    for (name, start, end) in conn.spans.drain(..) {
         let value = HeaderValue::from_maybe_shared(head.slice(start..end))
             .map_err(|_| Error::Protocol(format!("malformed value of field `{name}`")))?;
         headers.append(name, value);
@@ -367,12 +372,9 @@ impl Reader {
     /// The connection, when the body has ended and it may carry another
     /// request (nothing after the body was read).
     pub(super) fn reusable(self) -> Option<Conn> {
-        let mut conn = (self.is_done() && self.keep_alive && self.conn.buf.is_empty())
-            .then_some(self.conn)?;
-        // The empty buffer may still hold the room the answer was read
-        // into: an idle connection keeps none of it.
-        conn.buf = BytesMut::new();
-        Some(conn)
+        // The buffer stays: once the answer's pieces are dropped its room is
+        // reused for the next one, with no allocation.
+        (self.is_done() && self.keep_alive && self.conn.buf.is_empty()).then_some(self.conn)
     }
 
     /// The next piece of the body; `None` at its end.
