@@ -13,13 +13,18 @@ use super::{bucket_index, live_bytes, minute_of, now_ms, DimKey, PruneReport, St
 use crate::recorder::{Counters, Recorder, RecorderTask};
 use crate::{Error, Event};
 
-/// How often the recorder's writer task takes what is queued.
-pub(crate) const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// How often the recorder's writer task takes what is queued while events
+/// flow. Short, so each batch is short: the writer shares the cores with
+/// the request path, and a long batch is a request path stalled behind it.
+const FLUSH_BUSY: Duration = Duration::from_millis(5);
+/// How long it waits after finding the queue empty.
+const FLUSH_IDLE: Duration = Duration::from_millis(50);
 
 impl Store {
     /// Starts the writer task (needs a tokio runtime) with a queue of `capacity`
-    /// events. Every 50 ms the task takes what is queued and writes it
-    /// in batches of at most 4,096 events; it prunes by the retention at most
+    /// events. Every 5 ms while events flow (50 ms once the queue is found
+    /// empty) the task takes what is queued and writes it in batches of at
+    /// most 4,096 events; it prunes by the retention at most
     /// every 30 s, and ends when every [`Recorder`] clone is dropped and the
     /// queue is written.
     ///
@@ -33,10 +38,10 @@ impl Store {
         let counters = Arc::new(Counters::default());
         let task_counters = counters.clone();
         let handle = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(FLUSH_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut wait = FLUSH_IDLE;
             loop {
-                tick.tick().await;
+                tokio::time::sleep(wait).await;
+                wait = FLUSH_IDLE;
                 let mut closed = false;
                 loop {
                     let mut batch = Vec::new();
@@ -52,6 +57,7 @@ impl Store {
                     }
                     let full = batch.len() == BATCH;
                     if !batch.is_empty() {
+                        wait = FLUSH_BUSY;
                         let store = self.clone();
                         let counters = task_counters.clone();
                         tokio::task::spawn_blocking(move || store.write_queued(&batch, &counters))
