@@ -43,8 +43,10 @@ const MIRROR_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Proxy {
     /// The current table and pools.
     pub tables: SnapshotCache,
-    /// Pooled upstream client.
+    /// This worker's pooled upstream client.
     pub client: Client,
+    /// The pooled client of mirrored copies, shared by the workers.
+    pub mirror_client: Client,
     /// Route templates.
     pub routes: matchit::Router<usize>,
     /// Route settings, by index.
@@ -600,7 +602,7 @@ fn spawn_mirror(
                 )))
                 .ok()?;
             *req.headers_mut() = headers;
-            let resp = proxy.client.request(req).await.ok()?;
+            let resp = proxy.mirror_client.request(req).await.ok()?;
             let status = resp.status().as_u16();
             Some((status, hash_body(resp, limit).await))
         };

@@ -150,6 +150,9 @@ pub async fn run(
     let background = tokio::runtime::Handle::current();
     let (drain_tx, drain_rx) = watch::channel(false);
     let n = worker_count();
+    // Mirrors run on the background runtime: their connections are its
+    // own, never a worker's (a socket is served by the runtime that opened it).
+    let mirror_client = Client::new();
     let mut workers = Vec::with_capacity(n);
     let mut inboxes = Vec::with_capacity(n);
     for i in 0..n {
@@ -159,6 +162,7 @@ pub async fn run(
         let proxy = Proxy {
             tables: SnapshotCache::new(tables_rx.clone()),
             client: Client::new(),
+            mirror_client: mirror_client.clone(),
             routes: routes.clone(),
             route_list: settings.routes.clone(),
             default_timeout: settings.default_timeout,

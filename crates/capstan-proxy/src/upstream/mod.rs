@@ -7,7 +7,9 @@
 //! task per connection that every request, response and body chunk is
 //! handed to and back from (the request's task reads and writes the
 //! socket), and no lock contended between threads (each worker has its own
-//! client; only a mirrored copy borrows it from the background runtime).
+//! client; mirrored copies and health checks have their own on the
+//! background runtime, since a socket is served by the runtime that opened
+//! it).
 //! Connections are opened on demand, without a cap, like the pooled client:
 //! a slow upstream costs connections, never a queue in front of it.
 //! Upgrade requests (WebSocket) go through hyper's connection API on a
