@@ -6,8 +6,9 @@
 # after round; the summary prints medians, throughput ratios and the latency
 # each proxy adds over direct at p50 and p99, and capstan's peak RSS. Then h2load
 # offers each a fixed 20,000 requests/s (open loop, so a slow answer does not
-# slow the load): the latency each adds at that rate, and the events capstan
-# recorded and dropped meanwhile. Loopback only.
+# slow the load), in alternating rounds too: the latency each adds at that
+# rate (medians), and the events capstan recorded and dropped meanwhile.
+# Loopback only.
 # See bench/proxy/README.md.
 #
 # Environment:
@@ -174,18 +175,22 @@ metric() {
     curl -s -H 'authorization: Bearer bench' "http://127.0.0.1:$adm_port/metrics" |
         awk -v m="$1" '$1 == m { print $2 }'
 }
-run_rate() { # name: h2load at a fixed 20,000 requests/s (100 connections x 200/s)
-    rm -f "$tmp/rate.$1"
+run_rate() { # name round: h2load at a fixed 20,000 requests/s (100 connections x 200/s)
+    local log=$tmp/rate.$1.$2
+    rm -f "$log"
     h2load --h1 -t2 -c100 --rps 200 -D "$rate_seconds" --warm-up-time=1 \
-        --log-file="$tmp/rate.$1" "http://127.0.0.1:${port[$1]}/index.html" >"$tmp/h2load.$1" 2>&1
-    echo "$1 $(awk '/^finished in/ { print $4 }' "$tmp/h2load.$1" | tr -d ,)" >>"$tmp/rates"
+        --log-file="$log" "http://127.0.0.1:${port[$1]}/index.html" >"$tmp/h2load.$1.$2" 2>&1
+    echo "$1 $2 $(awk '/^finished in/ { print $4 }' "$tmp/h2load.$1.$2" | tr -d ,)" >>"$tmp/rates"
 }
 : >"$tmp/rates"
-echo "fixed rate: 20,000 requests/s for ${rate_seconds}s each" >&2
-for n in direct nginx haproxy; do run_rate "$n"; done
+echo "fixed rate: 20,000 requests/s for ${rate_seconds}s each, $rounds alternating rounds" >&2
 dropped_before=$(metric capstan_proxy_events_dropped_total)
 recorded_before=$(metric capstan_proxy_events_recorded_total)
-run_rate capstan
+for r in $(seq "$rounds"); do
+    for i in 0 1 2 3; do
+        run_rate "${names[$(((i + r) % 4))]}" "$r"
+    done
+done
 dropped_after=$(metric capstan_proxy_events_dropped_total)
 recorded_after=$(metric capstan_proxy_events_recorded_total)
 
@@ -222,19 +227,31 @@ print(f"added p99 capstan: {ac / 1000:.3f} ms, nginx: {an / 1000:.3f} ms (target
 print(f"capstan peak RSS: {int(rss_kb) / 1024:.1f} MB (target < 50 MB)")
 print(f"events during the saturating rounds: recorded {sat_recorded}, dropped {sat_dropped}")
 
-# h2load's log: one line per request, "start_us status duration_us".
-rates = dict(line.split() for line in open(f"{tmp}/rates"))
+# h2load's log: one line per request, "start_us status duration_us". Each
+# round's percentiles, then their medians; non-2xx answers summed.
+rates = {}
+for line in open(f"{tmp}/rates"):
+    n, r, rps = line.split()
+    rates[(n, r)] = float(rps)
 fixed = {}
 for n in ["direct", "capstan", "nginx", "haproxy"]:
-    lines = [line.split() for line in open(f"{tmp}/rate.{n}")]
-    durations = sorted(int(x[2]) for x in lines)
-    bad = sum(1 for x in lines if not x[1].startswith("2"))
-    pct = lambda q: durations[min(len(durations) - 1, int(len(durations) * q))]
-    fixed[n] = (float(rates.get(n, 0)), pct(0.50), pct(0.99), bad)
-print(f"\nfixed rate, 20,000 requests/s offered (h2load, 100 connections, open loop):")
+    per_round = []
+    for (name, r), rps in rates.items():
+        if name != n:
+            continue
+        lines = [line.split() for line in open(f"{tmp}/rate.{n}.{r}")]
+        durations = sorted(int(x[2]) for x in lines)
+        bad = sum(1 for x in lines if not x[1].startswith("2"))
+        pct = lambda q: durations[min(len(durations) - 1, int(len(durations) * q))]
+        per_round.append((rps, pct(0.50), pct(0.99), bad))
+    fixed[n] = tuple(statistics.median(x[i] for x in per_round) for i in range(3)) + (
+        sum(x[3] for x in per_round),
+    )
+print(f"\nfixed rate, 20,000 requests/s offered (h2load, 100 connections, open loop),")
+print(f"medians of {len(runs['direct'])} alternating rounds:")
 table(fixed, "non-2xx")
 fd = fixed["direct"]
 fc, fg = fixed["capstan"], fixed["nginx"]
 print(f"added p99 at 20,000 req/s capstan: {(fc[2] - fd[2]) / 1000:.3f} ms, nginx: {(fg[2] - fd[2]) / 1000:.3f} ms (target: capstan <= nginx)")
-print(f"capstan at 20,000 req/s: {fc[0]:.0f} req/s reached, events recorded {recorded}, dropped {dropped} (target 0)")
+print(f"capstan at 20,000 req/s: {fc[0]:.0f} req/s reached (median), events recorded {recorded}, dropped {dropped} over all rounds (target 0)")
 PY
