@@ -4,65 +4,42 @@ mod common;
 
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-
-/// Reads one request or response head (up to the blank line).
-async fn read_head(r: &mut BufReader<TcpStream>) -> String {
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(
-            r.read_line(&mut line).await.unwrap() > 0,
-            "closed in head: {head}"
-        );
-        head.push_str(&line);
-        if line == "\r\n" {
-            return head;
-        }
-    }
-}
+use common::read_head;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgraded_connection_carries_bytes_both_ways() {
     // The upstream: answers its readiness path, and upgrades /ws to an echo.
-    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up_addr = upstream.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        loop {
-            let (s, _) = upstream.accept().await.unwrap();
-            tokio::spawn(async move {
-                let mut r = BufReader::new(s);
+    let up_addr = common::raw_upstream(|mut r| async move {
+        while let Some(head) = read_head(&mut r).await {
+            if head.starts_with("GET /ws ") {
+                assert!(
+                    head.to_ascii_lowercase().contains("upgrade: websocket"),
+                    "{head}"
+                );
+                r.get_mut()
+                    .write_all(
+                        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nx-capstan-ws: yes\r\n\r\n",
+                    )
+                    .await
+                    .unwrap();
+                let mut buf = [0u8; 64];
                 loop {
-                    let head = read_head(&mut r).await;
-                    if head.starts_with("GET /ws ") {
-                        assert!(
-                            head.to_ascii_lowercase().contains("upgrade: websocket"),
-                            "{head}"
-                        );
-                        r.get_mut()
-                            .write_all(
-                                b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nx-capstan-ws: yes\r\n\r\n",
-                            )
-                            .await
-                            .unwrap();
-                        let mut buf = [0u8; 64];
-                        loop {
-                            let n = r.read(&mut buf).await.unwrap_or(0);
-                            if n == 0 {
-                                return;
-                            }
-                            r.get_mut().write_all(&buf[..n]).await.unwrap();
-                        }
+                    let n = r.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
                     }
-                    r.get_mut()
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                        .await
-                        .unwrap();
+                    r.get_mut().write_all(&buf[..n]).await.unwrap();
                 }
-            });
+            }
+            r.get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
         }
-    });
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("events.db");
     let text = format!(
@@ -93,7 +70,8 @@ store = "{}"
         .unwrap();
     let head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut r))
         .await
-        .expect("101 within 5s");
+        .expect("101 within 5s")
+        .expect("an answer");
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(
         head.to_ascii_lowercase().contains("upgrade: websocket"),

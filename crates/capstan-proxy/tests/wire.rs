@@ -5,23 +5,9 @@ mod common;
 
 use std::time::Duration;
 
+use common::read_head;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-
-/// Reads one head (up to the blank line); `None` when the connection ends.
-async fn read_head(r: &mut BufReader<TcpStream>) -> Option<String> {
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).await.ok()? == 0 {
-            return None;
-        }
-        head.push_str(&line);
-        if line == "\r\n" {
-            return Some(head);
-        }
-    }
-}
+use tokio::net::TcpStream;
 
 /// Reads a chunked body to its end, trailers included.
 async fn read_chunked(r: &mut BufReader<TcpStream>) -> Vec<u8> {
@@ -49,41 +35,34 @@ async fn read_chunked(r: &mut BufReader<TcpStream>) -> Vec<u8> {
 async fn a_chunked_request_goes_upstream_whole_and_a_chunked_answer_comes_back_whole() {
     // The upstream: answers readiness checks, and reports what a POST sent
     // as a chunked answer with a trailer.
-    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up_addr = upstream.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        loop {
-            let (s, _) = upstream.accept().await.unwrap();
-            tokio::spawn(async move {
-                let mut r = BufReader::new(s);
-                while let Some(head) = read_head(&mut r).await {
-                    if !head.starts_with("POST ") {
-                        r.get_mut()
-                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                            .await
-                            .unwrap();
-                        continue;
-                    }
-                    let lower = head.to_ascii_lowercase();
-                    assert!(lower.contains("transfer-encoding: chunked\r\n"), "{head}");
-                    assert!(!lower.contains("content-length"), "{head}");
-                    let body = read_chunked(&mut r).await;
-                    let report = format!(
-                        "got {} bytes: {}",
-                        body.len(),
-                        String::from_utf8_lossy(&body)
-                    );
-                    let (a, b) = report.split_at(report.len() / 2);
-                    let answer = format!(
-                        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-sum\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\nx-sum: 1\r\n\r\n",
-                        a.len(),
-                        b.len()
-                    );
-                    r.get_mut().write_all(answer.as_bytes()).await.unwrap();
-                }
-            });
+    let up_addr = common::raw_upstream(|mut r| async move {
+        while let Some(head) = read_head(&mut r).await {
+            if !head.starts_with("POST ") {
+                r.get_mut()
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await
+                    .unwrap();
+                continue;
+            }
+            let lower = head.to_ascii_lowercase();
+            assert!(lower.contains("transfer-encoding: chunked\r\n"), "{head}");
+            assert!(!lower.contains("content-length"), "{head}");
+            let body = read_chunked(&mut r).await;
+            let report = format!(
+                "got {} bytes: {}",
+                body.len(),
+                String::from_utf8_lossy(&body)
+            );
+            let (a, b) = report.split_at(report.len() / 2);
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-sum\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\nx-sum: 1\r\n\r\n",
+                a.len(),
+                b.len()
+            );
+            r.get_mut().write_all(answer.as_bytes()).await.unwrap();
         }
-    });
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"t\"\n\
@@ -125,5 +104,6 @@ async fn a_chunked_request_goes_upstream_whole_and_a_chunked_answer_comes_back_w
             "got 14 bytes: hello world!!!"
         );
     }
+    drop(r);
     proxy.stop().await;
 }

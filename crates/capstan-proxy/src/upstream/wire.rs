@@ -528,27 +528,40 @@ mod tests {
     /// arrive in separate reads); after a piece that is `b"CLOSE"` the
     /// connection is closed. Counts accepted connections.
     async fn raw(answer: Vec<&'static [u8]>) -> (String, Arc<AtomicUsize>) {
+        listen(move |mut s| {
+            let answer = answer.clone();
+            async move {
+                let mut buf = Vec::new();
+                while read_request(&mut s, &mut buf).await.is_some() {
+                    for piece in &answer {
+                        if *piece == b"CLOSE" {
+                            return;
+                        }
+                        s.write_all(piece).await.unwrap();
+                        s.flush().await.unwrap();
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    /// A loopback listener handing each connection to `serve`: its address
+    /// and its count of accepted connections.
+    async fn listen<F, Fut>(serve: F) -> (String, Arc<AtomicUsize>)
+    where
+        F: Fn(TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let accepted = Arc::new(AtomicUsize::new(0));
         let count = accepted.clone();
         tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
+            while let Ok((s, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
-                let answer = answer.clone();
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    while read_request(&mut s, &mut buf).await.is_some() {
-                        for piece in &answer {
-                            if *piece == b"CLOSE" {
-                                return;
-                            }
-                            s.write_all(piece).await.unwrap();
-                            s.flush().await.unwrap();
-                            tokio::time::sleep(Duration::from_millis(2)).await;
-                        }
-                    }
-                });
+                tokio::spawn(serve(s));
             }
         });
         (addr, accepted)
@@ -760,25 +773,16 @@ mod tests {
     /// closes the connection on reading the second, as one does when its
     /// idle timeout and the proxy's reuse cross.
     async fn closes_on_second_request() -> (String, Arc<AtomicUsize>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let count = accepted.clone();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
-                count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    if read_request(&mut s, &mut buf).await.is_some() {
-                        s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                            .await
-                            .unwrap();
-                    }
-                    let _ = read_request(&mut s, &mut buf).await;
-                });
+        listen(|mut s| async move {
+            let mut buf = Vec::new();
+            if read_request(&mut s, &mut buf).await.is_some() {
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await
+                    .unwrap();
             }
-        });
-        (addr, accepted)
+            let _ = read_request(&mut s, &mut buf).await;
+        })
+        .await
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_proxy::Settings;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
 
 pub use capstan_testkit::chirpy::{bin_dir, Chirpy, Db};
 pub use capstan_testkit::free_port;
@@ -222,4 +224,37 @@ pub fn events(path: &Path) -> Vec<capstan_events::Event> {
         .into_iter()
         .map(|e| e.event)
         .collect()
+}
+
+/// Reads one request or response head (up to the blank line); `None` when
+/// the connection ends first.
+pub async fn read_head(r: &mut BufReader<TcpStream>) -> Option<String> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).await.ok()? == 0 {
+            return None;
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            return Some(head);
+        }
+    }
+}
+
+/// A hand-written upstream on loopback: `serve` is given each connection it
+/// accepts. Returns its address.
+pub async fn raw_upstream<F, Fut>(serve: F) -> String
+where
+    F: Fn(BufReader<TcpStream>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(serve(BufReader::new(s)));
+        }
+    });
+    addr
 }
