@@ -107,3 +107,63 @@ async fn a_chunked_request_goes_upstream_whole_and_a_chunked_answer_comes_back_w
     drop(r);
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_refusing_an_upload_early_is_answered_at_once_not_at_the_timeout() {
+    // The upstream answers 413 as soon as it has read a POST's head and
+    // never reads the body, keeping the connection open.
+    let up_addr = common::raw_upstream(|mut r| async move {
+        while let Some(head) = read_head(&mut r).await {
+            if head.starts_with("POST ") {
+                r.get_mut()
+                    .write_all(
+                        b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 8\r\n\r\ntoo big!",
+                    )
+                    .await
+                    .unwrap();
+                std::future::pending::<()>().await;
+            }
+            r.get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"t\"\n\
+         [[release]]\nname = \"1.0.0\"\nupstreams = [\"{up_addr}\"]\n[events]\nstore = \"{}\"\n",
+        dir.path().join("events.db").display()
+    );
+    let proxy = common::Proxy::start(common::settings(&text)).await;
+    let addr = proxy.url.trim_start_matches("http://").to_string();
+
+    // Two uploads of unknown length: one that stops after its first chunk
+    // (the proxy waits on the client), one far larger than the socket
+    // buffers between the proxy and the upstream (the proxy waits on a write).
+    for first_chunk in [5usize, 16 << 20] {
+        let (rd, mut wr) = TcpStream::connect(&addr).await.unwrap().into_split();
+        let head = format!(
+            "POST /upload HTTP/1.1\r\nhost: {addr}\r\ntransfer-encoding: chunked\r\n\r\n{first_chunk:x}\r\n"
+        );
+        let sender = tokio::spawn(async move {
+            wr.write_all(head.as_bytes()).await?;
+            wr.write_all(&vec![b'x'; first_chunk]).await?;
+            wr.write_all(b"\r\n").await?;
+            std::future::pending::<()>().await;
+            Ok::<_, std::io::Error>(wr)
+        });
+        let mut r = BufReader::new(rd);
+        let head = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut line = String::new();
+            r.read_line(&mut line).await.unwrap();
+            line
+        })
+        .await
+        .expect("an answer within 5 s, not at the 30 s timeout");
+        assert!(head.starts_with("HTTP/1.1 413"), "{first_chunk}: {head}");
+        sender.abort();
+    }
+    proxy.stop().await;
+}

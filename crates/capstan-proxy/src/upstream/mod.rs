@@ -12,8 +12,8 @@
 //! it).
 //! Connections are opened on demand, without a cap, like the pooled client:
 //! a slow upstream costs connections, never a queue in front of it.
-//! Upgrade requests (WebSocket) go through hyper's connection API on a
-//! connection of their own, which is never pooled.
+//! Upgrade requests (WebSocket) and CONNECT go through hyper's connection
+//! API on a connection of their own, which is never pooled.
 
 mod wire;
 
@@ -32,7 +32,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use crate::proxy::UpstreamBody;
-use wire::{Conn, HeadError, Reader, Sending};
+use wire::{Conn, HeadError, Reader, Sending, Sent};
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -50,7 +50,9 @@ const COALESCE: usize = 16 * 1024;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// No connection could be opened: nothing was sent.
+    /// No connection could be opened: nothing was sent (or, for an
+    /// idempotent request replayed after a reused connection closed
+    /// unanswered, nothing was answered).
     #[error("connect: {0}")]
     Connect(std::io::Error),
     /// The connection failed while the request or its answer was under way.
@@ -74,7 +76,7 @@ pub enum Error {
 }
 
 impl Error {
-    /// The request was never sent: another upstream may safely be tried.
+    /// No connection could be opened: another upstream may safely be tried.
     pub fn is_connect(&self) -> bool {
         matches!(self, Error::Connect(_))
     }
@@ -146,7 +148,9 @@ impl Client {
                 req.headers_mut().insert(header::HOST, v);
             }
         }
-        if req.headers().contains_key(header::UPGRADE) {
+        // An upgrade, or a tunnel (a 2xx to CONNECT makes the connection
+        // one), takes its connection away: hyper's, never pooled.
+        if req.headers().contains_key(header::UPGRADE) || req.method() == Method::CONNECT {
             return upgrade(&authority, req).await;
         }
         let (parts, body) = req.into_parts();
@@ -196,22 +200,26 @@ impl Client {
             .await;
             let result = match sent {
                 Ok(()) => match stream.take() {
-                    Some(s) => send_stream(&mut conn, s, sending).await,
-                    None => Ok(()),
+                    Some(s) => wire::send_stream(&mut conn, s, sending)
+                        .await
+                        .map_err(HeadError::Failed),
+                    None => Ok(Sent::Whole),
                 },
                 Err(e) => Err(HeadError::Failed(Error::Io(e))),
             };
             let result = match result {
-                Ok(()) => wire::read_head(&mut conn, &parts.method).await,
+                Ok(sent) => wire::read_head(&mut conn, &parts.method)
+                    .await
+                    .map(|mut h| {
+                        // The rest of the request body was never sent.
+                        h.keep_alive &= sent == Sent::Whole;
+                        h
+                    }),
                 Err(e) => Err(e),
             };
             match result {
                 Ok(h) => {
-                    let reader = Reader {
-                        conn,
-                        framing: h.framing,
-                        keep_alive: h.keep_alive,
-                    };
+                    let reader = Reader::new(conn, &h);
                     let body = PooledBody {
                         inner: Inner::Wire(Some(reader)),
                         ret: Some((self.clone(), authority)),
@@ -256,32 +264,6 @@ impl Client {
             list.push_back(conn);
         }
     }
-}
-
-/// Forwards a streamed request body, framed as `sending` says.
-async fn send_stream(
-    conn: &mut Conn,
-    mut body: Incoming,
-    sending: Sending,
-) -> Result<(), HeadError> {
-    let failed = |e| HeadError::Failed(Error::Io(e));
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| HeadError::Failed(Error::ClientBody(e)))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        if data.is_empty() {
-            continue;
-        }
-        match sending {
-            Sending::Chunked => wire::write_chunk(conn, &data).await.map_err(failed)?,
-            Sending::Length(_) => wire::write(conn, &data).await.map_err(failed)?,
-        }
-    }
-    if sending == Sending::Chunked {
-        wire::write_chunk(conn, &[]).await.map_err(failed)?;
-    }
-    Ok(())
 }
 
 /// `host[:port]` for a Host header, the port left out when it is HTTP's default.

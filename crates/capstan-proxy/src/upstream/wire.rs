@@ -6,13 +6,14 @@
 //! hyper's client runs each connection as a task of its own and hands
 //! every request, response and body chunk across channels to it: three to
 //! six task wake-ups per proxied request. Here the request's own task does
-//! the reads and writes, as nginx's event loop does. Upgrades (101) still go
-//! through hyper, on a connection of their own.
+//! the reads and writes, as nginx's event loop does. Upgrades (101) and
+//! CONNECT still go through hyper, on a connection of their own.
 
+use std::future::Future;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -31,6 +32,14 @@ const MAX_FIELDS: usize = 100;
 /// Largest chunk-size line or trailer section read.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
 const MAX_TRAILERS: usize = 16 * 1024;
+/// How long a response body may send nothing before it is cut off (the
+/// head is bounded by the route's timeout; a body can be long, so the
+/// bound is between reads, as nginx's `proxy_read_timeout`, same default).
+const BODY_STALL: std::time::Duration = if cfg!(test) {
+    std::time::Duration::from_millis(300)
+} else {
+    std::time::Duration::from_secs(60)
+};
 /// How much room each read makes in the buffer.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -56,8 +65,10 @@ impl Conn {
         }
     }
 
-    /// Still open, with nothing unread: checked without waiting (a closed
-    /// socket is readable, and reads its end).
+    /// Still open, with nothing unread, as far as the runtime's poller has
+    /// seen: a close or stray bytes it has reported are read here (no
+    /// system call otherwise). One that arrives later is caught when the
+    /// request is sent (see the replay in [`super::Client::request`]).
     pub(super) fn alive(&self) -> bool {
         if !self.buf.is_empty() {
             return false;
@@ -131,16 +142,89 @@ pub(super) async fn write(conn: &mut Conn, bytes: &[u8]) -> io::Result<()> {
     conn.stream.write_all(bytes).await
 }
 
-/// Writes one chunk of a chunked body (the last chunk when `data` is empty).
-pub(super) async fn write_chunk(conn: &mut Conn, data: &[u8]) -> io::Result<()> {
-    let mut line = format!("{:x}\r\n", data.len()).into_bytes();
-    if data.is_empty() {
-        line.extend_from_slice(b"\r\n");
-        return conn.stream.write_all(&line).await;
+/// How a streamed request body went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sent {
+    /// All of it.
+    Whole,
+    /// Not all: the upstream answered (or closed the connection) before
+    /// the body's end. The connection cannot carry another request.
+    Cut,
+}
+
+/// Forwards a streamed request body, framed as `sending` says, while
+/// watching the connection: an upstream that answers early (a `413` to an
+/// upload it will not take) and stops reading gets its answer passed on,
+/// instead of the proxy waiting on a write, or on a client still sending,
+/// until the request's deadline. The answer's first bytes stay in the buffer.
+pub(super) async fn send_stream(
+    conn: &mut Conn,
+    mut body: hyper::body::Incoming,
+    sending: Sending,
+) -> Result<Sent, Error> {
+    use http_body_util::BodyExt;
+    let (reader, mut writer) = conn.stream.split();
+    let buf = &mut conn.buf;
+    // Readiness may be reported with nothing to read: only bytes, or the
+    // connection's end, count as an answer.
+    let mut answered = || -> io::Result<bool> {
+        buf.reserve(READ_CHUNK);
+        match reader.try_read_buf(buf) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
+        }
+    };
+    loop {
+        let frame = loop {
+            tokio::select! {
+                biased;
+                r = reader.readable() => {
+                    r.map_err(Error::Io)?;
+                    if answered().map_err(Error::Io)? {
+                        return Ok(Sent::Cut);
+                    }
+                }
+                f = body.frame() => break f,
+            }
+        };
+        let data = match frame {
+            None => break,
+            Some(Err(e)) => return Err(Error::ClientBody(e)),
+            Some(Ok(f)) => match f.into_data() {
+                Ok(d) if !d.is_empty() => d,
+                _ => continue,
+            },
+        };
+        let mut out = Vec::with_capacity(data.len() + 16);
+        if sending == Sending::Chunked {
+            out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            out.extend_from_slice(&data);
+            out.extend_from_slice(b"\r\n");
+        } else {
+            out.extend_from_slice(&data);
+        }
+        let mut written = 0;
+        while written < out.len() {
+            tokio::select! {
+                biased;
+                r = reader.readable() => {
+                    r.map_err(Error::Io)?;
+                    if answered().map_err(Error::Io)? {
+                        return Ok(Sent::Cut);
+                    }
+                }
+                w = writer.write(&out[written..]) => match w.map_err(Error::Io)? {
+                    0 => return Err(Error::Io(io::ErrorKind::WriteZero.into())),
+                    n => written += n,
+                },
+            }
+        }
     }
-    conn.stream.write_all(&line).await?;
-    conn.stream.write_all(data).await?;
-    conn.stream.write_all(b"\r\n").await
+    if sending == Sending::Chunked {
+        writer.write_all(b"0\r\n\r\n").await.map_err(Error::Io)?;
+    }
+    Ok(Sent::Whole)
 }
 
 /// How the response's body is delimited (RFC 9112 §6.3).
@@ -288,17 +372,25 @@ fn parse_head(conn: &mut Conn, method: &Method) -> Result<Option<Parsed>, Error>
                 .and_then(|s| s.rsplit(',').next())
                 .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
         });
+    if chunked.is_some() {
+        if version == Version::HTTP_10 {
+            return Err(Error::Protocol(
+                "Transfer-Encoding in an HTTP/1.0 response".into(),
+            ));
+        }
+        // Both framings at once is how responses are smuggled: the
+        // transfer coding wins, the length is not passed on, and the
+        // connection is not reused.
+        if headers.remove(header::CONTENT_LENGTH).is_some() {
+            keep_alive = false;
+        }
+    }
     let framing = if *method == Method::HEAD
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
         Framing::Done
     } else if let Some(chunked) = chunked {
-        // Both framings at once is how responses are smuggled: the
-        // transfer coding wins and the connection is not reused.
-        if headers.contains_key(header::CONTENT_LENGTH) {
-            keep_alive = false;
-        }
         if chunked {
             Framing::Chunked(Chunk::Size)
         } else {
@@ -358,12 +450,24 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Error> {
 /// The response body, read from the connection as it is polled.
 #[derive(Debug)]
 pub(super) struct Reader {
-    pub(super) conn: Conn,
-    pub(super) framing: Framing,
-    pub(super) keep_alive: bool,
+    conn: Conn,
+    framing: Framing,
+    keep_alive: bool,
+    /// Armed while a read waits: the body fails when it fires.
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Reader {
+    /// The body of the answer whose head was just read from `conn`.
+    pub(super) fn new(conn: Conn, head: &Head) -> Self {
+        Self {
+            conn,
+            framing: head.framing,
+            keep_alive: head.keep_alive,
+            stall: None,
+        }
+    }
+
     /// Nothing is left to read.
     pub(super) fn is_done(&self) -> bool {
         matches!(self.framing, Framing::Done | Framing::Length(0))
@@ -401,6 +505,10 @@ impl Reader {
                     return Poll::Ready(Some(Ok(buf.split().freeze())));
                 }
                 Framing::Chunked(Chunk::Size) if !buf.is_empty() => {
+                    // httparse takes a line with no digits as size 0.
+                    if !buf[0].is_ascii_hexdigit() {
+                        return self.broken("malformed chunk size");
+                    }
                     match httparse::parse_chunk_size(buf) {
                         Ok(httparse::Status::Complete((used, size))) => {
                             buf.advance(used);
@@ -430,8 +538,11 @@ impl Reader {
                         return Poll::Ready(None);
                     }
                     if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        // Trailer fields are dropped, not checked: a
+                        // connection whose answer had any is not reused.
                         buf.advance(end + 4);
                         self.framing = Framing::Done;
+                        self.keep_alive = false;
                         return Poll::Ready(None);
                     }
                     if buf.len() >= MAX_TRAILERS {
@@ -440,7 +551,24 @@ impl Reader {
                 }
                 _ => {}
             }
-            match ready!(self.conn.poll_fill(cx)) {
+            let filled = match self.conn.poll_fill(cx) {
+                Poll::Ready(r) => r,
+                Poll::Pending => {
+                    let stall = self
+                        .stall
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(BODY_STALL)));
+                    if stall.as_mut().poll(cx).is_ready() {
+                        return self.broken(&format!(
+                            "no byte of the response body for {:?}",
+                            BODY_STALL
+                        ));
+                    }
+                    return Poll::Pending;
+                }
+            };
+            // Progress: the next wait gets the whole bound again.
+            self.stall = None;
+            match filled {
                 Ok(0) if self.framing == Framing::Close => {
                     self.framing = Framing::Done;
                     self.keep_alive = false;
@@ -614,16 +742,27 @@ mod tests {
                 true,
             ),
             (
-                "chunked, split mid-chunk, with an extension and trailers",
+                "chunked, split mid-chunk and mid-CRLF, with an extension",
                 Method::GET,
                 vec![
                     b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel",
                     b"lo\r\n6;ext=1\r\n world\r",
-                    b"\n0\r\nx-trailer: 1\r\n\r\n",
+                    b"\n0\r\n\r\n",
                 ],
                 200,
                 "hello world",
                 true,
+            ),
+            (
+                "chunked with trailers: dropped, the connection not reused",
+                Method::GET,
+                vec![
+                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n",
+                    b"0\r\nx-trailer: 1\r\n\r\n",
+                ],
+                200,
+                "ok",
+                false,
             ),
             (
                 "HEAD: a length, no body",
@@ -702,6 +841,17 @@ mod tests {
             let got = exchange(answer, method).await;
             assert_eq!(got, (status, Bytes::from(body), reused), "{what}");
         }
+        // With both framings the length is not passed on: it is not the
+        // length of what the client will get.
+        let (addr, _) = raw(vec![
+            b"HTTP/1.1 200 OK\r\ncontent-length: 99\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        ])
+        .await;
+        let resp = Client::new()
+            .request(req(&addr, Method::GET, ""))
+            .await
+            .unwrap();
+        assert!(!resp.headers().contains_key(http::header::CONTENT_LENGTH));
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -731,6 +881,10 @@ mod tests {
                 "inside the response head",
             ),
             (vec![b"CLOSE"], "closed the connection without answering"),
+            (
+                vec![b"HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"],
+                "Transfer-Encoding in an HTTP/1.0 response",
+            ),
         ];
         for (answer, want) in head_cases {
             let (addr, _) = raw(answer).await;
@@ -755,6 +909,19 @@ mod tests {
             (
                 vec![b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nokay\r\n"],
                 "chunk data longer than its size",
+            ),
+            // httparse alone reads a line with no digits as the last chunk.
+            (
+                vec![b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\r\n\r\n"],
+                "malformed chunk size",
+            ),
+            (
+                vec![b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n\r\n5\r\nworld\r\n0\r\n\r\n"],
+                "malformed chunk size",
+            ),
+            (
+                vec![b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc"],
+                "no byte of the response body for 300ms",
             ),
         ];
         for (answer, want) in body_cases {
