@@ -205,6 +205,9 @@ impl Client {
                         .map_err(HeadError::Failed),
                     None => Ok(Sent::Whole),
                 },
+                // A reused connection that takes no write was closed by
+                // the upstream while it was idle.
+                Err(_) if !fresh => Err(HeadError::Closed),
                 Err(e) => Err(HeadError::Failed(Error::Io(e))),
             };
             let result = match result {
@@ -226,10 +229,9 @@ impl Client {
                     };
                     return Ok(h.response.map(|()| body));
                 }
-                // A write to, or a read from, a connection the upstream
-                // closed while it was idle.
-                Err(HeadError::Closed | HeadError::Failed(Error::Io(_)))
-                    if !fresh && may_replay => {}
+                // A connection the upstream closed while it was idle:
+                // nothing of an answer came.
+                Err(HeadError::Closed) if !fresh && may_replay => {}
                 Err(HeadError::Closed) => return Err(Error::Closed),
                 Err(HeadError::Failed(e)) => return Err(e),
             }
@@ -287,8 +289,9 @@ async fn connect_tcp(authority: &Authority) -> Result<tokio::net::TcpStream, Err
     Ok(stream)
 }
 
-/// Sends an upgrade request on a new connection driven by hyper on the
-/// current runtime; its upgraded stream is taken from the response.
+/// Sends an upgrade (or CONNECT) request on a new connection driven by
+/// hyper on the current runtime; its upgraded stream is taken from the
+/// response.
 async fn upgrade(
     authority: &Authority,
     mut req: Request<UpstreamBody>,

@@ -29,8 +29,9 @@ use super::Error;
 const MAX_HEAD: usize = 64 * 1024;
 /// Most fields in a response head.
 const MAX_FIELDS: usize = 100;
-/// Largest chunk-size line or trailer section read.
+/// Largest chunk-size line read.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
+/// Largest trailer section read.
 const MAX_TRAILERS: usize = 16 * 1024;
 /// How long a response body may send nothing before it is cut off (the
 /// head is bounded by the route's timeout; a body can be long, so the
@@ -196,14 +197,16 @@ pub(super) async fn send_stream(
                 _ => continue,
             },
         };
-        let mut out = Vec::with_capacity(data.len() + 16);
-        if sending == Sending::Chunked {
-            out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-            out.extend_from_slice(&data);
-            out.extend_from_slice(b"\r\n");
+        let framed;
+        let out: &[u8] = if sending == Sending::Chunked {
+            let mut f = format!("{:x}\r\n", data.len()).into_bytes();
+            f.extend_from_slice(&data);
+            f.extend_from_slice(b"\r\n");
+            framed = f;
+            &framed
         } else {
-            out.extend_from_slice(&data);
-        }
+            &data
+        };
         let mut written = 0;
         while written < out.len() {
             tokio::select! {
