@@ -400,6 +400,10 @@ async fn a_buffered_body_goes_out_with_its_length_and_the_head_carries_no_framin
     let head = seen.await.unwrap();
     assert!(head.starts_with("POST /x HTTP/1.1\r\n"), "{head}");
     assert!(head.contains("\r\ncontent-length: 5\r\n"), "{head}");
-    assert!(!head.contains("99") && !head.contains("chunked"), "{head}");
+    // (The port in the host field may well contain "99".)
+    assert!(
+        !head.contains(": 99\r\n") && !head.contains("chunked"),
+        "{head}"
+    );
     assert!(head.contains(&format!("\r\nhost: {addr}\r\n")), "{head}");
 }
