@@ -33,27 +33,13 @@ async fn an_upgraded_connection_carries_bytes_both_ways() {
                     r.get_mut().write_all(&buf[..n]).await.unwrap();
                 }
             }
-            r.get_mut()
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                .await
-                .unwrap();
+            common::answer_ok(&mut r).await;
         }
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("events.db");
-    let text = format!(
-        r#"listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-admin_token = "t"
-[[release]]
-name = "1.0.0"
-upstreams = ["{up_addr}"]
-[events]
-store = "{}"
-"#,
-        events.display()
-    );
+    let text = common::one_release(&up_addr, &events);
     let proxy = common::Proxy::start(common::settings(&text)).await;
     let addr = proxy.url.trim_start_matches("http://").to_string();
 

@@ -38,10 +38,7 @@ async fn a_chunked_request_goes_upstream_whole_and_a_chunked_answer_comes_back_w
     let up_addr = common::raw_upstream(|mut r| async move {
         while let Some(head) = read_head(&mut r).await {
             if !head.starts_with("POST ") {
-                r.get_mut()
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                    .await
-                    .unwrap();
+                common::answer_ok(&mut r).await;
                 continue;
             }
             let lower = head.to_ascii_lowercase();
@@ -64,11 +61,7 @@ async fn a_chunked_request_goes_upstream_whole_and_a_chunked_answer_comes_back_w
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"t\"\n\
-         [[release]]\nname = \"1.0.0\"\nupstreams = [\"{up_addr}\"]\n[events]\nstore = \"{}\"\n",
-        dir.path().join("events.db").display()
-    );
+    let text = common::one_release(&up_addr, &dir.path().join("events.db"));
     let proxy = common::Proxy::start(common::settings(&text)).await;
     let addr = proxy.url.trim_start_matches("http://").to_string();
 
@@ -123,19 +116,12 @@ async fn an_upstream_refusing_an_upload_early_is_answered_at_once_not_at_the_tim
                     .unwrap();
                 std::future::pending::<()>().await;
             }
-            r.get_mut()
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                .await
-                .unwrap();
+            common::answer_ok(&mut r).await;
         }
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"t\"\n\
-         [[release]]\nname = \"1.0.0\"\nupstreams = [\"{up_addr}\"]\n[events]\nstore = \"{}\"\n",
-        dir.path().join("events.db").display()
-    );
+    let text = common::one_release(&up_addr, &dir.path().join("events.db"));
     let proxy = common::Proxy::start(common::settings(&text)).await;
     let addr = proxy.url.trim_start_matches("http://").to_string();
 

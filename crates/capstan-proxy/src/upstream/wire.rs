@@ -168,24 +168,22 @@ pub(super) async fn send_stream(
     let buf = &mut conn.buf;
     // Readiness may be reported with nothing to read: only bytes, or the
     // connection's end, count as an answer.
-    let mut answered = || -> io::Result<bool> {
+    let mut answered = |ready: io::Result<()>| -> Result<bool, Error> {
+        ready.map_err(Error::Io)?;
         buf.reserve(READ_CHUNK);
         match reader.try_read_buf(buf) {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
-            Err(e) => Err(e),
+            Err(e) => Err(Error::Io(e)),
         }
     };
     loop {
         let frame = loop {
             tokio::select! {
                 biased;
-                r = reader.readable() => {
-                    r.map_err(Error::Io)?;
-                    if answered().map_err(Error::Io)? {
-                        return Ok(Sent::Cut);
-                    }
-                }
+                r = reader.readable() => if answered(r)? {
+                    return Ok(Sent::Cut);
+                },
                 f = body.frame() => break f,
             }
         };
@@ -211,12 +209,9 @@ pub(super) async fn send_stream(
         while written < out.len() {
             tokio::select! {
                 biased;
-                r = reader.readable() => {
-                    r.map_err(Error::Io)?;
-                    if answered().map_err(Error::Io)? {
-                        return Ok(Sent::Cut);
-                    }
-                }
+                r = reader.readable() => if answered(r)? {
+                    return Ok(Sent::Cut);
+                },
                 w = writer.write(&out[written..]) => match w.map_err(Error::Io)? {
                     0 => return Err(Error::Io(io::ErrorKind::WriteZero.into())),
                     n => written += n,

@@ -63,6 +63,17 @@ interval = "200ms"
     )
 }
 
+/// `proxy.toml` text with one release on `upstream`, events into `events`
+/// and the admin API on (token `t`).
+pub fn one_release(upstream: &str, events: &Path) -> String {
+    format!(
+        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"t\"\n\
+         [[release]]\nname = \"1.0.0\"\nupstreams = [\"{upstream}\"]\n\
+         [events]\nstore = \"{}\"\n",
+        events.display()
+    )
+}
+
 pub fn settings(text: &str) -> Settings {
     capstan_proxy::parse_config(Path::new("proxy.toml"), text).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -240,6 +251,15 @@ pub async fn read_head(r: &mut BufReader<TcpStream>) -> Option<String> {
             return Some(head);
         }
     }
+}
+
+/// Answers `200 ok` on a hand-written upstream's connection.
+pub async fn answer_ok(r: &mut BufReader<TcpStream>) {
+    use tokio::io::AsyncWriteExt;
+    r.get_mut()
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        .await
+        .unwrap();
 }
 
 /// A hand-written upstream on loopback: `serve` is given each connection it
