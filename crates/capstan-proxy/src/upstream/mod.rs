@@ -32,7 +32,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use crate::proxy::UpstreamBody;
-use wire::{Conn, HeadError, Reader, Sending, Sent};
+use wire::{Conn, Reader, Sending, Sent};
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -190,37 +190,33 @@ impl Client {
                 Some(c) => (c, false),
                 None => (Conn::new(connect_tcp(&authority).await?), true),
             };
-            let sent = async {
-                wire::write(&mut conn, &head).await?;
-                if let Some(b) = &rest {
-                    wire::write(&mut conn, b).await?;
+            let exchange = async {
+                let written = async {
+                    wire::write(&mut conn, &head).await?;
+                    match &rest {
+                        Some(b) => wire::write(&mut conn, b).await,
+                        None => Ok(()),
+                    }
                 }
-                Ok(())
+                .await;
+                match written {
+                    Ok(()) => {}
+                    // A reused connection that takes no write was closed
+                    // by the upstream while it was idle.
+                    Err(_) if !fresh => return Err(Error::Closed),
+                    Err(e) => return Err(Error::Io(e)),
+                }
+                let sent = match stream.take() {
+                    Some(s) => wire::send_stream(&mut conn, s, sending).await?,
+                    None => Sent::Whole,
+                };
+                let mut h = wire::read_head(&mut conn, &parts.method).await?;
+                // The rest of the request body was never sent.
+                h.keep_alive &= sent == Sent::Whole;
+                Ok(h)
             }
             .await;
-            let result = match sent {
-                Ok(()) => match stream.take() {
-                    Some(s) => wire::send_stream(&mut conn, s, sending)
-                        .await
-                        .map_err(HeadError::Failed),
-                    None => Ok(Sent::Whole),
-                },
-                // A reused connection that takes no write was closed by
-                // the upstream while it was idle.
-                Err(_) if !fresh => Err(HeadError::Closed),
-                Err(e) => Err(HeadError::Failed(Error::Io(e))),
-            };
-            let result = match result {
-                Ok(sent) => wire::read_head(&mut conn, &parts.method)
-                    .await
-                    .map(|mut h| {
-                        // The rest of the request body was never sent.
-                        h.keep_alive &= sent == Sent::Whole;
-                        h
-                    }),
-                Err(e) => Err(e),
-            };
-            match result {
+            match exchange {
                 Ok(h) => {
                     let reader = Reader::new(conn, &h);
                     let body = PooledBody {
@@ -231,9 +227,8 @@ impl Client {
                 }
                 // A connection the upstream closed while it was idle:
                 // nothing of an answer came.
-                Err(HeadError::Closed) if !fresh && may_replay => {}
-                Err(HeadError::Closed) => return Err(Error::Closed),
-                Err(HeadError::Failed(e)) => return Err(e),
+                Err(Error::Closed) if !fresh && may_replay => {}
+                Err(e) => return Err(e),
             }
         }
     }

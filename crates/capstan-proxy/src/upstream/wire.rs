@@ -259,46 +259,37 @@ pub(super) struct Head {
     pub(super) keep_alive: bool,
 }
 
-/// Why reading a response head failed.
-#[derive(Debug)]
-pub(super) enum HeadError {
-    /// The connection ended before any byte of an answer: an idle
-    /// connection the upstream had closed.
-    Closed,
-    /// Anything else.
-    Failed(Error),
-}
-
 /// Reads the response head, skipping interim (1xx) responses.
-pub(super) async fn read_head(conn: &mut Conn, method: &Method) -> Result<Head, HeadError> {
+/// [`Error::Closed`] when the connection ended (or was reset) before any
+/// byte of an answer: on a reused connection, one the upstream had closed
+/// while it was idle.
+pub(super) async fn read_head(conn: &mut Conn, method: &Method) -> Result<Head, Error> {
     let mut answered = false;
     loop {
         if !conn.buf.is_empty() {
             answered = true;
-            if let Some(head) = parse_head(conn, method).map_err(HeadError::Failed)? {
+            if let Some(head) = parse_head(conn, method)? {
                 match head {
                     Parsed::Interim => continue,
                     Parsed::Final(h) => return Ok(h),
                 }
             }
             if conn.buf.len() >= MAX_HEAD {
-                return Err(HeadError::Failed(Error::Protocol(format!(
+                return Err(Error::Protocol(format!(
                     "response head larger than {} KiB",
                     MAX_HEAD / 1024
-                ))));
+                )));
             }
         }
         match conn.fill().await {
-            Ok(0) if !answered => return Err(HeadError::Closed),
+            Ok(0) | Err(_) if !answered => return Err(Error::Closed),
             Ok(0) => {
-                return Err(HeadError::Failed(Error::Protocol(
+                return Err(Error::Protocol(
                     "the connection ended inside the response head".into(),
-                )))
+                ))
             }
             Ok(_) => {}
-            // A reset before any answer is a closed idle connection too.
-            Err(_) if !answered => return Err(HeadError::Closed),
-            Err(e) => return Err(HeadError::Failed(Error::Io(e))),
+            Err(e) => return Err(Error::Io(e)),
         }
     }
 }
