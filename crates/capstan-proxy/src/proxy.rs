@@ -357,7 +357,9 @@ impl Proxy {
             HeaderValue::from_str(&traceparent).expect("ascii"),
         );
         append_forwarded_for(&mut parts.headers, client);
-        // Hyper's client speaks HTTP/1.1 upstream whatever the client spoke.
+        // Upstream is HTTP/1.1 whatever the client spoke: the wire client
+        // writes it regardless, and hyper's, which carries upgrades and
+        // CONNECT, refuses any other version.
         parts.version = http::Version::HTTP_11;
         if parts.headers.get(header::HOST).is_none() {
             if let Some(a) = parts.uri.authority() {
