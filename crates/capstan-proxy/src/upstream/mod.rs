@@ -389,10 +389,8 @@ impl Body for PooledBody {
         };
         match &polled {
             Poll::Ready(None) => self.give_back(),
-            Poll::Ready(Some(Err(_))) => {
-                self.ret = None;
-                self.inner = Inner::Wire(None);
-            }
+            // The connection goes with the reader: never handed back.
+            Poll::Ready(Some(Err(_))) => self.inner = Inner::Wire(None),
             _ => {}
         }
         polled
