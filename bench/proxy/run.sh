@@ -229,24 +229,18 @@ print(f"events during the saturating rounds: recorded {sat_recorded}, dropped {s
 
 # h2load's log: one line per request, "start_us status duration_us". Each
 # round's percentiles, then their medians; non-2xx answers summed.
-rates = {}
+per_round = {}
 for line in open(f"{tmp}/rates"):
     n, r, rps = line.split()
-    rates[(n, r)] = float(rps)
-fixed = {}
-for n in ["direct", "capstan", "nginx", "haproxy"]:
-    per_round = []
-    for (name, r), rps in rates.items():
-        if name != n:
-            continue
-        lines = [line.split() for line in open(f"{tmp}/rate.{n}.{r}")]
-        durations = sorted(int(x[2]) for x in lines)
-        bad = sum(1 for x in lines if not x[1].startswith("2"))
-        pct = lambda q: durations[min(len(durations) - 1, int(len(durations) * q))]
-        per_round.append((rps, pct(0.50), pct(0.99), bad))
-    fixed[n] = tuple(statistics.median(x[i] for x in per_round) for i in range(3)) + (
-        sum(x[3] for x in per_round),
-    )
+    lines = [x.split() for x in open(f"{tmp}/rate.{n}.{r}")]
+    durations = sorted(int(x[2]) for x in lines)
+    bad = sum(1 for x in lines if not x[1].startswith("2"))
+    pct = lambda q: durations[min(len(durations) - 1, int(len(durations) * q))]
+    per_round.setdefault(n, []).append((float(rps), pct(0.50), pct(0.99), bad))
+fixed = {
+    n: tuple(statistics.median(x[i] for x in v) for i in range(3)) + (sum(x[3] for x in v),)
+    for n, v in per_round.items()
+}
 print(f"\nfixed rate, 20,000 requests/s offered (h2load, 100 connections, open loop),")
 print(f"medians of {len(runs['direct'])} alternating rounds:")
 table(fixed, "non-2xx")
