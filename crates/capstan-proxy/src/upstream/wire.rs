@@ -442,8 +442,11 @@ pub(super) struct Reader {
     conn: Conn,
     framing: Framing,
     keep_alive: bool,
-    /// Armed while a read waits: the body fails when it fires.
+    /// The body fails when it fires; set on the first read that waits and
+    /// moved on by the first wait after each read that got bytes.
     stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Bytes came since the stall bound was last set.
+    progressed: bool,
 }
 
 impl Reader {
@@ -454,6 +457,7 @@ impl Reader {
             framing: head.framing,
             keep_alive: head.keep_alive,
             stall: None,
+            progressed: false,
         }
     }
 
@@ -543,9 +547,14 @@ impl Reader {
             let filled = match self.conn.poll_fill(cx) {
                 Poll::Ready(r) => r,
                 Poll::Pending => {
+                    // One timer per body, moved rather than made anew.
+                    let until = tokio::time::Instant::now() + BODY_STALL;
                     let stall = self
                         .stall
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(BODY_STALL)));
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
+                    if std::mem::take(&mut self.progressed) {
+                        stall.as_mut().reset(until);
+                    }
                     if stall.as_mut().poll(cx).is_ready() {
                         return self.broken(&format!(
                             "no byte of the response body for {:?}",
@@ -556,7 +565,7 @@ impl Reader {
                 }
             };
             // Progress: the next wait gets the whole bound again.
-            self.stall = None;
+            self.progressed = true;
             match filled {
                 Ok(0) if self.framing == Framing::Close => {
                     self.framing = Framing::Done;

@@ -407,3 +407,27 @@ async fn a_buffered_body_goes_out_with_its_length_and_the_head_carries_no_framin
     );
     assert!(head.contains(&format!("\r\nhost: {addr}\r\n")), "{head}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_slow_body_that_keeps_sending_is_not_cut_off() {
+    // Each byte comes within the stall bound (300 ms in tests); the whole
+    // body takes longer than it.
+    let (addr, _) = listen(|mut s| async move {
+        let mut buf = Vec::new();
+        read_request(&mut s, &mut buf).await;
+        s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n")
+            .await
+            .unwrap();
+        for b in [b"a", b"b", b"c"] {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            s.write_all(b).await.unwrap();
+        }
+    })
+    .await;
+    let resp = Client::new()
+        .request(req(&addr, Method::GET, ""))
+        .await
+        .unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "abc");
+}
