@@ -186,6 +186,33 @@ fn events_round_trip_with_fields_and_mirror() {
 }
 
 #[test]
+fn a_batch_written_in_multi_row_groups_reads_back_row_for_row() {
+    // 37 events: two full groups of rows written by one statement each, and
+    // a remainder written one by one; every column differs between neighbours.
+    let (_dir, store) = temp_store();
+    let mut events = generate(37, 3, 9);
+    for (i, e) in events.iter_mut().enumerate() {
+        e.fields.insert("n".into(), i.to_string());
+        if i % 3 == 0 {
+            e.mirror = Some(capstan_events::MirrorComparison {
+                status_class_equal: i % 2 == 0,
+                body_hash_equal: true,
+                shadow_status: 200 + i as u16,
+                shadow_ms: i as f64,
+            });
+        }
+    }
+    store.insert_batch(&events).unwrap();
+    let got: Vec<Event> = store
+        .events_after(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.event)
+        .collect();
+    assert_eq!(got, events);
+}
+
+#[test]
 fn retention_prunes_old_raw_events_but_keeps_rollups_longer() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_with(

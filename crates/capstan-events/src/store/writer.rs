@@ -98,9 +98,15 @@ impl Store {
             return Ok(());
         }
         let sql = self.sql();
-        // Rollup deltas for the batch, keyed by minute and dimensions.
+        // Rollup deltas for the batch, keyed by minute and dimensions. Events
+        // come in runs of one key (one route, one release), so each is first
+        // compared with the previous event's key: equal strings, no hashing.
         type Key<'a> = (i64, &'a str, &'a str, &'a str, &'a str, u16);
-        let mut deltas: HashMap<Key<'_>, (u64, f64, [u64; 13])> = HashMap::new();
+        /// Count, summed duration and histogram buckets of one key.
+        type Delta = (u64, f64, [u64; 13]);
+        let mut deltas: Vec<(Key<'_>, Delta)> = Vec::new();
+        let mut index: HashMap<Key<'_>, usize> = HashMap::new();
+        let mut last = usize::MAX;
         for e in events {
             let key = (
                 minute_of(e.time_ms),
@@ -110,7 +116,13 @@ impl Store {
                 e.cohort.as_str(),
                 e.status / 100,
             );
-            let d = deltas.entry(key).or_insert((0, 0.0, [0; 13]));
+            if deltas.get(last).is_none_or(|(k, _)| *k != key) {
+                last = *index.entry(key).or_insert_with(|| {
+                    deltas.push((key, (0, 0.0, [0; 13])));
+                    deltas.len() - 1
+                });
+            }
+            let d = &mut deltas[last].1;
             d.0 += 1;
             d.1 += e.duration_ms;
             d.2[bucket_index(e.duration_ms)] += 1;
@@ -118,43 +130,22 @@ impl Store {
         let mut conn = self.writer();
         let tx = conn.transaction().map_err(&sql)?;
         {
-            let mut ins = tx
-                .prepare_cached(
-                    "INSERT INTO events (time_ms, service, method, route, path, status, duration_ms, \
-                     upstream_ms, bytes_in, bytes_out, release, instance, cohort, user, trace_id, error, \
-                     mirror, fields) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-                     ?15, ?16, ?17, ?18)",
-                )
-                .map_err(&sql)?;
-            let mut fields_json = String::new();
-            for e in events {
-                fields_json.clear();
-                write_fields_json(&e.fields, &mut fields_json);
-                let mirror = e
-                    .mirror
-                    .as_ref()
-                    .map(|m| serde_json::to_string(m).unwrap_or_default());
-                ins.execute(params![
-                    e.time_ms,
-                    e.service,
-                    e.method,
-                    e.route,
-                    e.path,
-                    e.status,
-                    e.duration_ms,
-                    e.upstream_ms,
-                    e.bytes_in as i64,
-                    e.bytes_out as i64,
-                    e.release,
-                    e.instance,
-                    e.cohort,
-                    e.user,
-                    e.trace_id,
-                    e.error,
-                    mirror,
-                    fields_json,
-                ])
-                .map_err(&sql)?;
+            // Rows go in ROWS at a time: one statement step writes them all,
+            // so the per-statement work (reset, step, affinity checks) is paid
+            // once per ROWS events instead of once per event.
+            let mut many = tx.prepare_cached(&INSERT_MANY).map_err(&sql)?;
+            let mut one = tx.prepare_cached(&INSERT_ONE).map_err(&sql)?;
+            let mut text = RowText::default();
+            let mut groups = events.chunks_exact(ROWS);
+            for group in &mut groups {
+                for (i, e) in group.iter().enumerate() {
+                    bind_event(&mut many, i * COLUMNS, e, &mut text).map_err(&sql)?;
+                }
+                many.raw_execute().map_err(&sql)?;
+            }
+            for e in groups.remainder() {
+                bind_event(&mut one, 0, e, &mut text).map_err(&sql)?;
+                one.raw_execute().map_err(&sql)?;
             }
             let mut dims = self.inner.dims.lock().unwrap_or_else(|p| p.into_inner());
             let mut up = tx
@@ -293,6 +284,66 @@ impl Store {
         }
         Ok(report)
     }
+}
+
+/// Events per multi-row insert.
+const ROWS: usize = 16;
+/// Columns each event binds.
+const COLUMNS: usize = 18;
+
+/// `INSERT INTO events (...) VALUES (...)` for `rows` rows.
+fn insert_sql(rows: usize) -> String {
+    let row = format!("({})", vec!["?"; COLUMNS].join(", "));
+    format!(
+        "INSERT INTO events (time_ms, service, method, route, path, status, duration_ms, \
+         upstream_ms, bytes_in, bytes_out, release, instance, cohort, user, trace_id, error, \
+         mirror, fields) VALUES {}",
+        vec![row.as_str(); rows].join(", ")
+    )
+}
+
+static INSERT_ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_sql(1));
+static INSERT_MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_sql(ROWS));
+
+/// Reused text of an event's JSON columns.
+#[derive(Default)]
+struct RowText {
+    fields: String,
+}
+
+/// Binds `e` to the parameters after `offset` (0-based) of an insert.
+fn bind_event(
+    st: &mut rusqlite::CachedStatement<'_>,
+    offset: usize,
+    e: &Event,
+    text: &mut RowText,
+) -> rusqlite::Result<()> {
+    text.fields.clear();
+    write_fields_json(&e.fields, &mut text.fields);
+    let mirror = e
+        .mirror
+        .as_ref()
+        .map(|m| serde_json::to_string(m).unwrap_or_default());
+    let at = |i: usize| offset + i;
+    st.raw_bind_parameter(at(1), e.time_ms)?;
+    st.raw_bind_parameter(at(2), &e.service)?;
+    st.raw_bind_parameter(at(3), &e.method)?;
+    st.raw_bind_parameter(at(4), &e.route)?;
+    st.raw_bind_parameter(at(5), &e.path)?;
+    st.raw_bind_parameter(at(6), e.status)?;
+    st.raw_bind_parameter(at(7), e.duration_ms)?;
+    st.raw_bind_parameter(at(8), e.upstream_ms)?;
+    st.raw_bind_parameter(at(9), e.bytes_in as i64)?;
+    st.raw_bind_parameter(at(10), e.bytes_out as i64)?;
+    st.raw_bind_parameter(at(11), &e.release)?;
+    st.raw_bind_parameter(at(12), &e.instance)?;
+    st.raw_bind_parameter(at(13), &e.cohort)?;
+    st.raw_bind_parameter(at(14), &e.user)?;
+    st.raw_bind_parameter(at(15), &e.trace_id)?;
+    st.raw_bind_parameter(at(16), &e.error)?;
+    st.raw_bind_parameter(at(17), mirror)?;
+    st.raw_bind_parameter(at(18), text.fields.as_str())?;
+    Ok(())
 }
 
 fn write_fields_json(fields: &std::collections::BTreeMap<String, String>, out: &mut String) {
