@@ -32,24 +32,29 @@ pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     {
         return;
     }
-    if let Some(listed) = h.get(header::CONNECTION).cloned() {
-        if let Ok(listed) = listed.to_str() {
-            for name in listed.split(',').map(str::trim) {
-                if keep_upgrade && name.eq_ignore_ascii_case("upgrade") {
-                    continue;
-                }
-                if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
-                    h.remove(n);
-                }
-            }
-        }
-    }
-    for n in &HOP_BY_HOP {
+    // Then one more pass to find what goes (usually just `Connection`), and
+    // a removal for each: not a lookup per hop-by-hop name.
+    let listed = h
+        .get(header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let is_listed = |k: &HeaderName| {
+        listed.split(',').map(str::trim).any(|t| {
+            !(keep_upgrade && t.eq_ignore_ascii_case("upgrade"))
+                && t.eq_ignore_ascii_case(k.as_str())
+        })
+    };
+    let doomed: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| {
+            HOP_BY_HOP.contains(k)
+                || (!keep_upgrade && (*k == header::CONNECTION || *k == header::UPGRADE))
+                || is_listed(k)
+        })
+        .cloned()
+        .collect();
+    for n in doomed {
         h.remove(n);
-    }
-    if !keep_upgrade {
-        h.remove(header::CONNECTION);
-        h.remove(header::UPGRADE);
     }
 }
 
@@ -173,6 +178,17 @@ mod tests {
         h.insert("upgrade", "websocket".parse().unwrap());
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h.len(), 2, "an upgrade keeps its Connection and Upgrade");
+
+        let mut h = HeaderMap::new();
+        h.insert("connection", "Upgrade, X-Secret".parse().unwrap());
+        h.insert("upgrade", "websocket".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("proxy-connection", "keep-alive".parse().unwrap());
+        h.insert("host", "a".parse().unwrap());
+        strip_hop_by_hop(&mut h, true);
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["connection", "host", "upgrade"]);
 
         let mut h = HeaderMap::new();
         h.insert("host", "a".parse().unwrap());
