@@ -78,11 +78,29 @@ impl std::fmt::Debug for Proxy {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+/// Unix ms at `at`: the wall clock read at most once a second per thread,
+/// and moved on by the monotonic one in between, so a request reads the
+/// clock once for both its start time and its durations.
+fn wall_ms(at: Instant) -> i64 {
+    thread_local! {
+        static ANCHOR: std::cell::Cell<Option<(Instant, i64)>> = const { std::cell::Cell::new(None) };
+    }
+    ANCHOR.with(|anchor| {
+        let (base, base_ms) = match anchor.get() {
+            Some((base, ms)) if at.saturating_duration_since(base) < Duration::from_secs(1) => {
+                (base, ms)
+            }
+            _ => {
+                let ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0);
+                anchor.set(Some((at, ms)));
+                (at, ms)
+            }
+        };
+        base_ms + at.saturating_duration_since(base).as_millis() as i64
+    })
 }
 
 fn is_idempotent(m: &Method) -> bool {
@@ -265,7 +283,7 @@ impl Proxy {
         client: SocketAddr,
     ) -> Result<Response<Tracked>, std::convert::Infallible> {
         let started = Instant::now();
-        let time_ms = now_ms();
+        let time_ms = wall_ms(started);
         let snap = self.tables.get();
         let table = &snap.table;
 
@@ -383,14 +401,18 @@ impl Proxy {
             .size_hint()
             .upper()
             .is_some_and(|n| n <= self.body_limit as u64);
+        // The upstream's time starts once the request can go: now, unless
+        // its body is read first.
+        let mut upstream_started = started;
         let (buffered, mut stream): (Option<Bytes>, Option<Incoming>) =
             if upgrade || body.is_end_stream() {
                 (Some(Bytes::new()), None)
             } else if (idempotent || mirror_idx.is_some()) && small {
-                match http_body_util::Limited::new(body, self.body_limit)
+                let collected = http_body_util::Limited::new(body, self.body_limit)
                     .collect()
-                    .await
-                {
+                    .await;
+                upstream_started = Instant::now();
+                match collected {
                     Ok(c) => (Some(c.to_bytes()), None),
                     Err(e) => {
                         pending.event.status = 400;
@@ -432,9 +454,8 @@ impl Proxy {
             }
         }
 
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = tokio::time::Instant::from_std(upstream_started) + timeout;
         let mut attempt = 0;
-        let upstream_started = Instant::now();
         // A connect failure of an idempotent, buffered request is retried
         // once on another upstream of the pool: only then are the parts copied.
         let can_retry = idempotent && buffered.is_some() && pool.upstreams.len() > 1;

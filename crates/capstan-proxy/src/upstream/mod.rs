@@ -248,9 +248,13 @@ impl Client {
     }
 
     fn put(&self, key: Authority, mut conn: Conn) {
-        conn.since = Instant::now();
+        let now = Instant::now();
+        conn.since = now;
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.swept.is_none_or(|t| t.elapsed() >= SWEEP_EVERY) {
+        if idle
+            .swept
+            .is_none_or(|t| now.saturating_duration_since(t) >= SWEEP_EVERY)
+        {
             idle.sweep();
         }
         let list = match idle.by_addr.get_mut(key.as_str()) {
