@@ -325,7 +325,12 @@ async fn serve_worker(
 ) {
     let proxy = Arc::new(proxy);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // A client that shuts down its sending side still gets its answer, and
+    // every request runs to its answer (or its timeout) and is recorded:
+    // the connection is not read while a request is in flight, so a client
+    // gone mid-request is noticed when its answer cannot be written.
+    builder.http1().half_close(true);
     loop {
         tokio::select! {
             received = inbox.recv() => {

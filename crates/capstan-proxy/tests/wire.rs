@@ -153,3 +153,76 @@ async fn an_upstream_refusing_an_upload_early_is_answered_at_once_not_at_the_tim
     }
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_runs_to_its_answer_when_the_client_stops_sending_or_leaves() {
+    // The upstream holds `/slow/...` requests until the test releases them,
+    // telling the test when each has arrived.
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let release = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let up_release = release.clone();
+    let up_addr = common::raw_upstream(move |mut r| {
+        let arrived_tx = arrived_tx.clone();
+        let release = up_release.clone();
+        async move {
+            while let Some(head) = read_head(&mut r).await {
+                if head.starts_with("GET /slow/") {
+                    let _ = arrived_tx.send(());
+                    release.acquire().await.unwrap().forget();
+                }
+                common::answer_ok(&mut r).await;
+            }
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let events_path = dir.path().join("events.db");
+    let text = common::one_release(&up_addr, &events_path);
+    let proxy = common::Proxy::start(common::settings(&text)).await;
+    let addr = proxy.url.trim_start_matches("http://").to_string();
+    // Half-closed: the client shuts down its sending side after the request
+    // and still reads the whole answer.
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    s.write_all(format!("GET /slow/half HTTP/1.1\r\nhost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    s.shutdown().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), arrived.recv())
+        .await
+        .expect("the request upstream within 5 s");
+    release.add_permits(1);
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut answer))
+        .await
+        .expect("the answer within 5 s")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nok"), "{answer}");
+
+    // Gone: the client closes its connection while the upstream works; the
+    // request still gets its answer from the upstream, and its event.
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    s.write_all(format!("GET /slow/gone HTTP/1.1\r\nhost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), arrived.recv())
+        .await
+        .expect("the request upstream within 5 s");
+    drop(s);
+    release.add_permits(1);
+    proxy.stop().await;
+
+    let events = common::events(&events_path);
+    let statuses: Vec<(String, u16)> = events
+        .iter()
+        .filter(|e| e.path.starts_with("/slow/"))
+        .map(|e| (e.path.clone(), e.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("/slow/half".to_string(), 200),
+            ("/slow/gone".to_string(), 200)
+        ]
+    );
+}
