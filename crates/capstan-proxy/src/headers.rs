@@ -11,48 +11,54 @@ use sha2::{Digest, Sha256};
 /// Prefix of response headers that become event fields (and never reach the client).
 pub const FIELD_HEADER_PREFIX: &str = "x-capstan-";
 
-/// Hop-by-hop headers other than `Connection` and `Upgrade` (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 7] = [
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-];
+/// Whether `k` is a hop-by-hop field other than `Connection` and `Upgrade`
+/// (RFC 9110 §7.6.1). Standard names compare as enum values, no hashing.
+fn is_hop(k: &HeaderName) -> bool {
+    *k == header::TE
+        || *k == header::TRAILER
+        || *k == header::TRANSFER_ENCODING
+        || *k == header::PROXY_AUTHENTICATE
+        || *k == header::PROXY_AUTHORIZATION
+        || is_hop_str(k.as_str())
+}
+
+/// The hop-by-hop names without a standard constant, compared as text.
+fn is_hop_str(name: &str) -> bool {
+    name.eq_ignore_ascii_case("keep-alive") || name.eq_ignore_ascii_case("proxy-connection")
+}
 
 /// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1).
 pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    let connection_or_upgrade = |k: &HeaderName| *k == header::CONNECTION || *k == header::UPGRADE;
     // Most messages carry none: one pass over their few names, instead of a
     // lookup per hop-by-hop name on every request and response.
-    if !h
-        .keys()
-        .any(|k| k == header::CONNECTION || k == header::UPGRADE || HOP_BY_HOP.contains(k))
-    {
+    if !h.keys().any(|k| connection_or_upgrade(k) || is_hop(k)) {
         return;
     }
-    // Then one more pass to find what goes (usually just `Connection`), and
-    // a removal for each: not a lookup per hop-by-hop name.
-    let listed = h
-        .get(header::CONNECTION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let is_listed = |k: &HeaderName| {
-        listed.split(',').map(str::trim).any(|t| {
-            !(keep_upgrade && t.eq_ignore_ascii_case("upgrade"))
-                && t.eq_ignore_ascii_case(k.as_str())
-        })
-    };
-    let doomed: Vec<HeaderName> = h
+    // The names present that go (usually just `Connection`), then the other
+    // names Connection lists; a removal for each.
+    let mut doomed: Vec<HeaderName> = h
         .keys()
-        .filter(|k| {
-            HOP_BY_HOP.contains(k)
-                || (!keep_upgrade && (*k == header::CONNECTION || *k == header::UPGRADE))
-                || is_listed(k)
-        })
+        .filter(|k| is_hop(k) || (!keep_upgrade && connection_or_upgrade(k)))
         .cloned()
         .collect();
+    if let Some(listed) = h.get(header::CONNECTION).and_then(|v| v.to_str().ok()) {
+        for token in listed.split(',').map(str::trim) {
+            if token.is_empty()
+                || is_hop_str(token)
+                || token.eq_ignore_ascii_case("connection")
+                || (token.eq_ignore_ascii_case("upgrade")
+                    && (keep_upgrade || doomed.contains(&header::UPGRADE)))
+            {
+                continue;
+            }
+            if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
+                if !is_hop(&n) && h.contains_key(&n) && !doomed.contains(&n) {
+                    doomed.push(n);
+                }
+            }
+        }
+    }
     for n in doomed {
         h.remove(n);
     }
