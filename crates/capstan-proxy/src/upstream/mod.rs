@@ -153,7 +153,7 @@ impl Client {
         if req.headers().contains_key(header::UPGRADE) || req.method() == Method::CONNECT {
             return upgrade(&authority, req).await;
         }
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let (buffered, mut stream) = match body {
             http_body_util::Either::Left(full) => {
@@ -175,6 +175,8 @@ impl Client {
         };
         let mut head = Vec::with_capacity(512);
         wire::encode_head(&parts.method, target, &parts.headers, sending, &mut head);
+        // Written: the request's field map takes the answer's fields.
+        let mut fields = std::mem::take(&mut parts.headers);
         let rest = match buffered {
             Some(b) if b.len() <= COALESCE => {
                 head.extend_from_slice(&b);
@@ -210,7 +212,7 @@ impl Client {
                     Some(s) => wire::send_stream(&mut conn, s, sending).await?,
                     None => Sent::Whole,
                 };
-                let mut h = wire::read_head(&mut conn, &parts.method).await?;
+                let mut h = wire::read_head(&mut conn, &parts.method, &mut fields).await?;
                 // The rest of the request body was never sent.
                 h.keep_alive &= sent == Sent::Whole;
                 Ok(h)

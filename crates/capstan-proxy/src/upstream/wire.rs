@@ -263,12 +263,18 @@ pub(super) struct Head {
 /// [`Error::Closed`] when the connection ended (or was reset) before any
 /// byte of an answer: on a reused connection, one the upstream had closed
 /// while it was idle.
-pub(super) async fn read_head(conn: &mut Conn, method: &Method) -> Result<Head, Error> {
+/// `spare` is a map to parse the fields into (emptied first): the request's
+/// own, once written, so its room is reused.
+pub(super) async fn read_head(
+    conn: &mut Conn,
+    method: &Method,
+    spare: &mut HeaderMap,
+) -> Result<Head, Error> {
     let mut answered = false;
     loop {
         if !conn.buf.is_empty() {
             answered = true;
-            if let Some(head) = parse_head(conn, method)? {
+            if let Some(head) = parse_head(conn, method, spare)? {
                 match head {
                     Parsed::Interim => continue,
                     Parsed::Final(h) => return Ok(h),
@@ -301,7 +307,11 @@ enum Parsed {
 
 /// Parses the head at the start of the buffer, if all of it is there, and
 /// takes it out of the buffer.
-fn parse_head(conn: &mut Conn, method: &Method) -> Result<Option<Parsed>, Error> {
+fn parse_head(
+    conn: &mut Conn,
+    method: &Method,
+    spare: &mut HeaderMap,
+) -> Result<Option<Parsed>, Error> {
     // Uninitialised: zeroing room for every field costs more than parsing.
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
     let mut parsed = httparse::Response::new(&mut []);
@@ -342,7 +352,9 @@ fn parse_head(conn: &mut Conn, method: &Method) -> Result<Option<Parsed>, Error>
         spans.push((name, start, start + f.value.len()));
     }
     let head = conn.buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    let mut headers = std::mem::take(spare);
+    headers.clear();
+    headers.reserve(spans.len());
     for (name, start, end) in conn.spans.drain(..) {
         let value = HeaderValue::from_maybe_shared(head.slice(start..end))
             .map_err(|_| Error::Protocol(format!("malformed value of field `{name}`")))?;
