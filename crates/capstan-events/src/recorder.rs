@@ -31,6 +31,34 @@ impl Recorder {
         };
     }
 
+    /// Queues the events of `events` in one reservation when the queue has room
+    /// for all of them, else one by one, each that does not fit dropped and
+    /// counted. Leaves `events` empty, its room kept for the next ones.
+    ///
+    /// A producer that gathers its events and hands them over in batches this
+    /// way touches the queue's shared state once per batch, not per event.
+    pub fn record_many(&self, events: &mut Vec<Event>) {
+        let n = events.len();
+        if n == 0 {
+            return;
+        }
+        match self.tx.try_reserve_many(n) {
+            Ok(permits) => {
+                for (permit, e) in permits.zip(events.drain(..)) {
+                    permit.send(e);
+                }
+                self.counters
+                    .recorded
+                    .fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(_) => {
+                for e in events.drain(..) {
+                    self.record(e);
+                }
+            }
+        }
+    }
+
     /// Events dropped because the queue was full (or the writer had stopped).
     pub fn dropped(&self) -> u64 {
         self.counters.dropped.load(Ordering::Relaxed)

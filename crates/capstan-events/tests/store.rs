@@ -298,6 +298,25 @@ async fn recorder_writes_everything_it_accepted_and_counts_drops() {
 }
 
 #[tokio::test]
+async fn batches_are_queued_whole_while_they_fit_then_event_by_event() {
+    let (_dir, store) = temp_store();
+    let (rec, task) = store.clone().spawn_recorder(100);
+    let mut events = recent(generate(150, 5, 3));
+    let mut batch: Vec<Event> = events.drain(..60).collect();
+    rec.record_many(&mut batch);
+    assert!(batch.is_empty());
+    assert_eq!((rec.recorded(), rec.dropped()), (60, 0));
+    // 40 places left for 90 events: the first 40 go, the other 50 are dropped.
+    batch.extend(events);
+    rec.record_many(&mut batch);
+    assert!(batch.is_empty());
+    assert_eq!((rec.recorded(), rec.dropped()), (100, 50));
+    drop(rec);
+    task.shutdown().await.unwrap();
+    assert_eq!(store.count().unwrap(), 100);
+}
+
+#[tokio::test]
 async fn recorder_writes_within_a_bounded_time() {
     let (_dir, store) = temp_store();
     let (rec, _task) = store.clone().spawn_recorder(100);
