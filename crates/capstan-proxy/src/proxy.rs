@@ -1,6 +1,7 @@
 //! The request path: route, pick an upstream, forward, stream the answer
 //! back, and record one event when the response body ends.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -159,9 +160,67 @@ impl Pending {
         if let Some(tx) = self.mirror.take() {
             let _ = tx.send((self.event, hash));
         } else if let Some(r) = &self.proxy.recorder {
-            r.record(self.event);
+            record_local(r, self.event);
         }
     }
+}
+
+/// Events a worker thread has recorded and not yet queued for the store.
+struct LocalEvents {
+    recorder: Recorder,
+    events: Vec<Event>,
+}
+
+/// Events gathered per worker before they are queued.
+const LOCAL_EVENTS: usize = 64;
+
+thread_local! {
+    /// Set on the proxy's worker threads only.
+    static LOCAL: RefCell<Option<LocalEvents>> = const { RefCell::new(None) };
+}
+
+/// Makes this thread gather the events it records and queue them to
+/// `recorder` in batches: at [`LOCAL_EVENTS`], and whenever
+/// [`flush_local_events`] runs (the worker calls it before it waits for
+/// I/O, so no event waits on more traffic). The workers then touch the
+/// recorder's shared queue once per batch instead of contending for it on
+/// every request.
+pub(crate) fn gather_local_events(recorder: Recorder) {
+    LOCAL.with(|l| {
+        *l.borrow_mut() = Some(LocalEvents {
+            recorder,
+            events: Vec::with_capacity(LOCAL_EVENTS),
+        })
+    });
+}
+
+/// Queues the events this thread has gathered.
+pub(crate) fn flush_local_events() {
+    LOCAL.with(|l| {
+        if let Some(l) = l.borrow_mut().as_mut() {
+            l.recorder.record_many(&mut l.events);
+        }
+    });
+}
+
+/// Queues what this thread has gathered and stops gathering (its recorder
+/// handle dropped, so the writer can finish).
+pub(crate) fn stop_local_events() {
+    flush_local_events();
+    LOCAL.with(|l| l.borrow_mut().take());
+}
+
+/// Records `e`: gathered when this thread gathers, else queued at once.
+fn record_local(recorder: &Recorder, e: Event) {
+    LOCAL.with(|l| match l.borrow_mut().as_mut() {
+        Some(l) => {
+            l.events.push(e);
+            if l.events.len() >= LOCAL_EVENTS {
+                l.recorder.record_many(&mut l.events);
+            }
+        }
+        None => recorder.record(e),
+    });
 }
 
 /// The response body: the upstream's stream (or a fixed body) that counts,

@@ -177,16 +177,24 @@ pub async fn run(
         let drain_rx = drain_rx.clone();
         let drain = settings.drain;
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let worker_recorder = recorder.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("capstan-proxy-{i}"))
             .spawn(move || {
+                // Events are gathered per worker and queued in batches, the
+                // batch so far each time the worker is about to wait.
+                if let Some(r) = worker_recorder {
+                    crate::proxy::gather_local_events(r);
+                }
                 match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
+                    .on_thread_park(crate::proxy::flush_local_events)
                     .build()
                 {
                     Ok(rt) => rt.block_on(serve_worker(conn_rx, open, proxy, drain_rx, drain)),
                     Err(e) => tracing::error!(error = %e, "cannot start a proxy worker"),
                 }
+                crate::proxy::stop_local_events();
                 let _ = done_tx.send(());
             });
         if let Err(source) = spawned {
