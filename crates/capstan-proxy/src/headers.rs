@@ -129,7 +129,8 @@ pub(crate) fn append_forwarded_for(h: &mut HeaderMap, client: SocketAddr) {
         v.push_str(", ");
     }
     let _ = write!(v, "{}", client.ip());
-    if let Ok(v) = HeaderValue::from_str(&v) {
+    // The string's own buffer becomes the value: no copy.
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(v.into_bytes())) {
         h.insert(XFF, v);
     }
 }

@@ -402,7 +402,7 @@ impl Proxy {
                 release: pool.release.clone(),
                 cohort: decision.cohort.as_str().to_string(),
                 user: user_key.as_deref().map(|k| hash_user(&self.user_salt, k)),
-                trace_id: Some(trace_id.clone()),
+                trace_id: Some(trace_id),
                 bytes_in: bytes_in_hint,
                 ..Event::default()
             },
@@ -431,7 +431,8 @@ impl Proxy {
         strip_hop_by_hop(&mut parts.headers, upgrade);
         parts.headers.insert(
             HeaderName::from_static("traceparent"),
-            HeaderValue::from_str(&traceparent).expect("ascii"),
+            // The string's own buffer becomes the value: no copy.
+            HeaderValue::from_maybe_shared(Bytes::from(traceparent.into_bytes())).expect("ascii"),
         );
         append_forwarded_for(&mut parts.headers, client);
         // Upstream is HTTP/1.1 whatever the client spoke: the wire client
