@@ -135,16 +135,16 @@ impl Store {
             // once per ROWS events instead of once per event.
             let mut many = tx.prepare_cached(&INSERT_MANY).map_err(&sql)?;
             let mut one = tx.prepare_cached(&INSERT_ONE).map_err(&sql)?;
-            let mut text = RowText::default();
+            let mut fields_json = String::new();
             let mut groups = events.chunks_exact(ROWS);
             for group in &mut groups {
                 for (i, e) in group.iter().enumerate() {
-                    bind_event(&mut many, i * COLUMNS, e, &mut text).map_err(&sql)?;
+                    bind_event(&mut many, i * COLUMNS, e, &mut fields_json).map_err(&sql)?;
                 }
                 many.raw_execute().map_err(&sql)?;
             }
             for e in groups.remainder() {
-                bind_event(&mut one, 0, e, &mut text).map_err(&sql)?;
+                bind_event(&mut one, 0, e, &mut fields_json).map_err(&sql)?;
                 one.raw_execute().map_err(&sql)?;
             }
             let mut dims = self.inner.dims.lock().unwrap_or_else(|p| p.into_inner());
@@ -305,21 +305,17 @@ fn insert_sql(rows: usize) -> String {
 static INSERT_ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_sql(1));
 static INSERT_MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_sql(ROWS));
 
-/// Reused text of an event's JSON columns.
-#[derive(Default)]
-struct RowText {
-    fields: String,
-}
-
-/// Binds `e` to the parameters after `offset` (0-based) of an insert.
+/// Binds `e` to the parameters after `offset` (0-based) of an insert;
+/// `fields_json` is room for its fields' JSON, reused from event to event
+/// (SQLite copies bound text).
 fn bind_event(
     st: &mut rusqlite::CachedStatement<'_>,
     offset: usize,
     e: &Event,
-    text: &mut RowText,
+    fields_json: &mut String,
 ) -> rusqlite::Result<()> {
-    text.fields.clear();
-    write_fields_json(&e.fields, &mut text.fields);
+    fields_json.clear();
+    write_fields_json(&e.fields, fields_json);
     let mirror = e
         .mirror
         .as_ref()
@@ -342,7 +338,7 @@ fn bind_event(
     st.raw_bind_parameter(at(15), &e.trace_id)?;
     st.raw_bind_parameter(at(16), &e.error)?;
     st.raw_bind_parameter(at(17), mirror)?;
-    st.raw_bind_parameter(at(18), text.fields.as_str())?;
+    st.raw_bind_parameter(at(18), fields_json.as_str())?;
     Ok(())
 }
 
