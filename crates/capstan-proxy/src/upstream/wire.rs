@@ -263,6 +263,7 @@ pub(super) struct Head {
 /// [`Error::Closed`] when the connection ended (or was reset) before any
 /// byte of an answer: on a reused connection, one the upstream had closed
 /// while it was idle.
+///
 /// `spare` is a map to parse the fields into (emptied first): the request's
 /// own, once written, so its room is reused.
 pub(super) async fn read_head(
