@@ -36,14 +36,18 @@ pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
         return;
     }
     // The names present that go (usually just `Connection`), then the other
-    // names Connection lists; a removal for each.
+    // names Connection lists, in any of its field lines; a removal for each.
     let mut doomed: Vec<HeaderName> = h
         .keys()
         .filter(|k| is_hop(k) || (!keep_upgrade && connection_or_upgrade(k)))
         .cloned()
         .collect();
-    if let Some(listed) = h.get(header::CONNECTION).and_then(|v| v.to_str().ok()) {
-        for token in listed.split(',').map(str::trim) {
+    let listed = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    for line in listed {
+        for token in line.split(',').map(str::trim) {
             if token.is_empty()
                 || is_hop_str(token)
                 || token.eq_ignore_ascii_case("connection")
@@ -185,6 +189,15 @@ mod tests {
         h.insert("upgrade", "websocket".parse().unwrap());
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h.len(), 2, "an upgrade keeps its Connection and Upgrade");
+
+        let mut h = HeaderMap::new();
+        h.append("connection", "keep-alive".parse().unwrap());
+        h.append("connection", "x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("host", "a".parse().unwrap());
+        strip_hop_by_hop(&mut h, false);
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["host"], "a name listed on a second Connection line");
 
         let mut h = HeaderMap::new();
         h.insert("connection", "Upgrade, X-Secret".parse().unwrap());
