@@ -182,10 +182,11 @@ thread_local! {
 /// Makes this thread gather the events it records and queue them to
 /// `recorder` in batches: at [`LOCAL_EVENTS`], and whenever
 /// [`flush_local_events`] runs (the worker calls it before it waits for
-/// I/O, so no event waits on more traffic). The workers then touch the
+/// I/O, so no event waits on more traffic, and every
+/// [`LOCAL_EVENTS_EVERY`]). The workers then touch the
 /// recorder's shared queue once per batch instead of contending for it on
 /// every request.
-pub(crate) fn gather_local_events(recorder: Recorder) {
+fn gather_local_events(recorder: Recorder) {
     LOCAL.with(|l| {
         *l.borrow_mut() = Some(LocalEvents {
             recorder,
@@ -203,11 +204,29 @@ pub(crate) fn flush_local_events() {
     });
 }
 
-/// Queues what this thread has gathered and stops gathering (its recorder
-/// handle dropped, so the writer can finish).
-pub(crate) fn stop_local_events() {
-    flush_local_events();
-    LOCAL.with(|l| l.borrow_mut().take());
+/// How often a worker queues what it has gathered even when it never waits
+/// for I/O (a long transfer keeps it busy): an event's longest stay.
+pub(crate) const LOCAL_EVENTS_EVERY: Duration = Duration::from_millis(100);
+
+/// Gathering on this thread while it lives: queues what the thread has
+/// gathered and stops gathering when dropped (its recorder handle dropped,
+/// so the writer can finish), also when the worker unwinds from a panic.
+pub(crate) struct LocalEventsGuard(());
+
+impl LocalEventsGuard {
+    /// Makes this thread gather the events it records (see
+    /// [`gather_local_events`]) until the guard is dropped.
+    pub(crate) fn start(recorder: Recorder) -> Self {
+        gather_local_events(recorder);
+        LocalEventsGuard(())
+    }
+}
+
+impl Drop for LocalEventsGuard {
+    fn drop(&mut self) {
+        flush_local_events();
+        LOCAL.with(|l| l.borrow_mut().take());
+    }
 }
 
 /// Records `e`: gathered when this thread gathers, else queued at once.

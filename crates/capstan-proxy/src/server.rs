@@ -182,10 +182,10 @@ pub async fn run(
             .name(format!("capstan-proxy-{i}"))
             .spawn(move || {
                 // Events are gathered per worker and queued in batches, the
-                // batch so far each time the worker is about to wait.
-                if let Some(r) = worker_recorder {
-                    crate::proxy::gather_local_events(r);
-                }
+                // batch so far each time the worker is about to wait; the
+                // guard, dropped after the runtime and its tasks, queues the
+                // rest.
+                let gathering = worker_recorder.map(crate::proxy::LocalEventsGuard::start);
                 match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .on_thread_park(crate::proxy::flush_local_events)
@@ -194,7 +194,7 @@ pub async fn run(
                     Ok(rt) => rt.block_on(serve_worker(conn_rx, open, proxy, drain_rx, drain)),
                     Err(e) => tracing::error!(error = %e, "cannot start a proxy worker"),
                 }
-                crate::proxy::stop_local_events();
+                drop(gathering);
                 let _ = done_tx.send(());
             });
         if let Err(source) = spawned {
@@ -332,6 +332,16 @@ async fn serve_worker(
     drain: Duration,
 ) {
     let proxy = Arc::new(proxy);
+    // A worker kept busy by a long transfer never waits for I/O, so its
+    // gathered events are also queued on a clock. Ends with the runtime.
+    tokio::spawn(async {
+        let mut every = tokio::time::interval(crate::proxy::LOCAL_EVENTS_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            crate::proxy::flush_local_events();
+        }
+    });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     // A client that shuts down its sending side still gets its answer, and
