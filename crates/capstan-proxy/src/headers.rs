@@ -27,6 +27,21 @@ fn is_hop_str(name: &str) -> bool {
     name.eq_ignore_ascii_case("keep-alive") || name.eq_ignore_ascii_case("proxy-connection")
 }
 
+/// The tokens of every `Connection` field line, trimmed, empty ones left out.
+pub(crate) fn connection_tokens(h: &HeaderMap) -> impl Iterator<Item = &str> {
+    h.get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|line| line.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether a `Connection` field line lists `token` (case-insensitive).
+pub(crate) fn connection_lists(h: &HeaderMap, token: &str) -> bool {
+    connection_tokens(h).any(|t| t.eq_ignore_ascii_case(token))
+}
+
 /// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1).
 pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     let connection_or_upgrade = |k: &HeaderName| *k == header::CONNECTION || *k == header::UPGRADE;
@@ -42,24 +57,17 @@ pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
         .filter(|k| is_hop(k) || (!keep_upgrade && connection_or_upgrade(k)))
         .cloned()
         .collect();
-    let listed = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok());
-    for line in listed {
-        for token in line.split(',').map(str::trim) {
-            if token.is_empty()
-                || is_hop_str(token)
-                || token.eq_ignore_ascii_case("connection")
-                || (token.eq_ignore_ascii_case("upgrade")
-                    && (keep_upgrade || doomed.contains(&header::UPGRADE)))
-            {
-                continue;
-            }
-            if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
-                if !is_hop(&n) && h.contains_key(&n) && !doomed.contains(&n) {
-                    doomed.push(n);
-                }
+    for token in connection_tokens(h) {
+        if is_hop_str(token)
+            || token.eq_ignore_ascii_case("connection")
+            || (token.eq_ignore_ascii_case("upgrade")
+                && (keep_upgrade || doomed.contains(&header::UPGRADE)))
+        {
+            continue;
+        }
+        if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
+            if !is_hop(&n) && h.contains_key(&n) && !doomed.contains(&n) {
+                doomed.push(n);
             }
         }
     }
@@ -87,14 +95,7 @@ pub(crate) fn random_id() -> String {
 pub(crate) fn is_upgrade(req: &Request<Incoming>) -> bool {
     req.version() == http::Version::HTTP_11
         && req.headers().contains_key(header::UPGRADE)
-        && req
-            .headers()
-            .get(header::CONNECTION)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
+        && connection_lists(req.headers(), "upgrade")
 }
 
 /// The trace id of an incoming W3C `traceparent`, if well-formed.
@@ -214,6 +215,19 @@ mod tests {
         h.insert("host", "a".parse().unwrap());
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn connection_tokens_come_from_every_line() {
+        let mut h = HeaderMap::new();
+        h.append("connection", "keep-alive, ,".parse().unwrap());
+        h.append("connection", " Upgrade".parse().unwrap());
+        assert_eq!(
+            connection_tokens(&h).collect::<Vec<_>>(),
+            ["keep-alive", "Upgrade"]
+        );
+        assert!(connection_lists(&h, "upgrade"));
+        assert!(!connection_lists(&h, "close"));
     }
 
     #[test]

@@ -24,6 +24,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::Error;
+use crate::headers::connection_lists;
 
 /// Largest response head read (status line and fields).
 const MAX_HEAD: usize = 64 * 1024;
@@ -362,7 +363,7 @@ fn parse_head(
         headers.append(name, value);
     }
 
-    let mut keep_alive = version == Version::HTTP_11 && !lists(&headers, "close");
+    let mut keep_alive = version == Version::HTTP_11 && !connection_lists(&headers, "close");
     // The transfer coding applied last decides: chunked, or read to the end.
     let chunked = headers
         .get_all(header::TRANSFER_ENCODING)
@@ -415,14 +416,6 @@ fn parse_head(
         framing,
         keep_alive,
     })))
-}
-
-/// Whether the Connection field lists `token`.
-fn lists(headers: &HeaderMap, token: &str) -> bool {
-    headers.get_all(header::CONNECTION).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    })
 }
 
 /// The Content-Length, refused unless every value is the same number.
