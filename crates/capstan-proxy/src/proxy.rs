@@ -179,22 +179,6 @@ thread_local! {
     static LOCAL: RefCell<Option<LocalEvents>> = const { RefCell::new(None) };
 }
 
-/// Makes this thread gather the events it records and queue them to
-/// `recorder` in batches: at [`LOCAL_EVENTS`], and whenever
-/// [`flush_local_events`] runs (the worker calls it before it waits for
-/// I/O, so no event waits on more traffic, and every
-/// [`LOCAL_EVENTS_EVERY`]). The workers then touch the
-/// recorder's shared queue once per batch instead of contending for it on
-/// every request.
-fn gather_local_events(recorder: Recorder) {
-    LOCAL.with(|l| {
-        *l.borrow_mut() = Some(LocalEvents {
-            recorder,
-            events: Vec::with_capacity(LOCAL_EVENTS),
-        })
-    });
-}
-
 /// Queues the events this thread has gathered.
 pub(crate) fn flush_local_events() {
     LOCAL.with(|l| {
@@ -208,16 +192,27 @@ pub(crate) fn flush_local_events() {
 /// for I/O (a long transfer keeps it busy): an event's longest stay.
 pub(crate) const LOCAL_EVENTS_EVERY: Duration = Duration::from_millis(100);
 
-/// Gathering on this thread while it lives: queues what the thread has
-/// gathered and stops gathering when dropped (its recorder handle dropped,
-/// so the writer can finish), also when the worker unwinds from a panic.
+/// Gathering on this thread while it lives: the thread's recorded events
+/// are queued to the recorder in batches, at [`LOCAL_EVENTS`] and whenever
+/// [`flush_local_events`] runs (the worker calls it before it waits for
+/// I/O, so no event waits on more traffic, and every
+/// [`LOCAL_EVENTS_EVERY`]). The workers then touch the recorder's shared
+/// queue once per batch instead of contending for it on every request.
+///
+/// Dropped, it queues what the thread has gathered and stops gathering
+/// (its recorder handle dropped, so the writer can finish), also when the
+/// worker unwinds from a panic.
 pub(crate) struct LocalEventsGuard(());
 
 impl LocalEventsGuard {
-    /// Makes this thread gather the events it records (see
-    /// [`gather_local_events`]) until the guard is dropped.
+    /// Makes this thread gather the events it records until the guard is dropped.
     pub(crate) fn start(recorder: Recorder) -> Self {
-        gather_local_events(recorder);
+        LOCAL.with(|l| {
+            *l.borrow_mut() = Some(LocalEvents {
+                recorder,
+                events: Vec::with_capacity(LOCAL_EVENTS),
+            })
+        });
         LocalEventsGuard(())
     }
 }
