@@ -334,14 +334,16 @@ async fn serve_worker(
     let proxy = Arc::new(proxy);
     // A worker kept busy by a long transfer never waits for I/O, so its
     // gathered events are also queued on a clock. Ends with the runtime.
-    tokio::spawn(async {
-        let mut every = tokio::time::interval(crate::proxy::LOCAL_EVENTS_EVERY);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            every.tick().await;
-            crate::proxy::flush_local_events();
-        }
-    });
+    if proxy.recorder.is_some() {
+        tokio::spawn(async {
+            let mut every = tokio::time::interval(crate::proxy::LOCAL_EVENTS_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                crate::proxy::flush_local_events();
+            }
+        });
+    }
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     // A client that shuts down its sending side still gets its answer, and
