@@ -39,9 +39,7 @@ async fn an_upgraded_connection_carries_bytes_both_ways() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("events.db");
-    let text = common::one_release(&up_addr, &events);
-    let proxy = common::Proxy::start(common::settings(&text)).await;
-    let addr = proxy.url.trim_start_matches("http://").to_string();
+    let (proxy, addr) = common::Proxy::one_release(&up_addr, &events).await;
 
     let s = TcpStream::connect(&addr).await.unwrap();
     let mut r = BufReader::new(s);

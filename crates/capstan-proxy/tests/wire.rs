@@ -61,9 +61,7 @@ async fn a_chunked_request_goes_upstream_whole_and_a_chunked_answer_comes_back_w
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let text = common::one_release(&up_addr, &dir.path().join("events.db"));
-    let proxy = common::Proxy::start(common::settings(&text)).await;
-    let addr = proxy.url.trim_start_matches("http://").to_string();
+    let (proxy, addr) = common::Proxy::one_release(&up_addr, &dir.path().join("events.db")).await;
 
     let s = TcpStream::connect(&addr).await.unwrap();
     let mut r = BufReader::new(s);
@@ -121,9 +119,7 @@ async fn an_upstream_refusing_an_upload_early_is_answered_at_once_not_at_the_tim
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let text = common::one_release(&up_addr, &dir.path().join("events.db"));
-    let proxy = common::Proxy::start(common::settings(&text)).await;
-    let addr = proxy.url.trim_start_matches("http://").to_string();
+    let (proxy, addr) = common::Proxy::one_release(&up_addr, &dir.path().join("events.db")).await;
 
     // Two uploads of unknown length: one that stops after its first chunk
     // (the proxy waits on the client), one far larger than the socket
@@ -177,9 +173,7 @@ async fn a_request_runs_to_its_answer_when_the_client_stops_sending_or_leaves() 
     .await;
     let dir = tempfile::tempdir().unwrap();
     let events_path = dir.path().join("events.db");
-    let text = common::one_release(&up_addr, &events_path);
-    let proxy = common::Proxy::start(common::settings(&text)).await;
-    let addr = proxy.url.trim_start_matches("http://").to_string();
+    let (proxy, addr) = common::Proxy::one_release(&up_addr, &events_path).await;
     // Half-closed: the client shuts down its sending side after the request
     // and still reads the whole answer.
     let mut s = TcpStream::connect(&addr).await.unwrap();

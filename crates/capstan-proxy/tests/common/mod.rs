@@ -115,6 +115,14 @@ impl Proxy {
         }
     }
 
+    /// A proxy with one release on `upstream` and events into `events`
+    /// (see [`one_release`]), and the `host:port` it listens on.
+    pub async fn one_release(upstream: &str, events: &Path) -> (Proxy, String) {
+        let proxy = Proxy::start(settings(&one_release(upstream, events))).await;
+        let addr = proxy.url.trim_start_matches("http://").to_string();
+        (proxy, addr)
+    }
+
     /// Stops (as SIGTERM does) and waits for the drain and the event flush.
     pub async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
