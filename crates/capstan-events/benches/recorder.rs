@@ -15,7 +15,7 @@ fn events(n: usize, t0: i64) -> Vec<Event> {
                 service: "chirpy".into(),
                 method: "GET".into(),
                 route: ["/api/chirps", "/api/chirps/{id}", "/api/users", "/healthz"][i % 4].into(),
-                path: format!("/api/chirps/{i}"),
+                path: format!("/api/chirps/{i}").into(),
                 status: if i % 50 == 0 { 503 } else { 200 },
                 duration_ms: (i % 400) as f64 * 0.75,
                 upstream_ms: Some((i % 400) as f64 * 0.7),
@@ -23,9 +23,9 @@ fn events(n: usize, t0: i64) -> Vec<Event> {
                 bytes_out: 512,
                 release: if i % 10 == 0 { "2.0.0" } else { "1.0.0" }.into(),
                 instance: "127.0.0.1:8081".into(),
-                cohort: String::new(),
-                user: Some(format!("{:016x}", i % 1000)),
-                trace_id: Some(format!("{:032x}", i)),
+                cohort: Default::default(),
+                user: Some(format!("{:016x}", i % 1000).into()),
+                trace_id: Some(format!("{:032x}", i).into()),
                 ..Event::default()
             };
             e.fields.insert("plan".into(), "pro".into());
@@ -64,21 +64,21 @@ fn limit_run(evs: &[Event]) -> f64 {
             for e in chunk {
                 st.execute(rusqlite::params![
                     e.time_ms,
-                    e.service,
-                    e.method,
-                    e.route,
-                    e.path,
+                    e.service.as_str(),
+                    e.method.as_str(),
+                    e.route.as_str(),
+                    e.path.as_str(),
                     e.status,
                     e.duration_ms,
                     e.upstream_ms,
                     e.bytes_in as i64,
                     e.bytes_out as i64,
-                    e.release,
-                    e.instance,
-                    e.cohort,
-                    e.user,
-                    e.trace_id,
-                    e.error,
+                    e.release.as_str(),
+                    e.instance.as_str(),
+                    e.cohort.as_str(),
+                    e.user.as_deref(),
+                    e.trace_id.as_deref(),
+                    e.error.as_deref(),
                     None::<String>,
                     "{\"plan\":\"pro\"}"
                 ])

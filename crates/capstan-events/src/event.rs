@@ -2,23 +2,28 @@
 
 use std::collections::BTreeMap;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::expr::{Column, Field};
 
 /// One request as the proxy (or an OTLP root span) saw it.
+///
+/// Text fields are [`CompactString`]s: values of up to 24 bytes (a service,
+/// a release, a route, an address) are stored inline, so an event built on the
+/// request path costs no allocation for them, and none to free on the writer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Unix time in milliseconds at which the request started.
     pub time_ms: i64,
     /// The service the request was for.
-    pub service: String,
+    pub service: CompactString,
     /// HTTP method.
-    pub method: String,
+    pub method: CompactString,
     /// Route template (`/api/chirps/{id}`), or the path when no template matched.
-    pub route: String,
+    pub route: CompactString,
     /// The request path.
-    pub path: String,
+    pub path: CompactString,
     /// Response status; 0 when there was no response (connect error, timeout).
     pub status: u16,
     /// Total duration as seen by the proxy, in milliseconds.
@@ -30,17 +35,17 @@ pub struct Event {
     /// Response body bytes.
     pub bytes_out: u64,
     /// The release that served the request.
-    pub release: String,
+    pub release: CompactString,
     /// Upstream address or instance id.
-    pub instance: String,
+    pub instance: CompactString,
     /// `internal`, or empty / `public`.
-    pub cohort: String,
+    pub cohort: CompactString,
     /// Hashed user key (never the raw key).
-    pub user: Option<String>,
+    pub user: Option<CompactString>,
     /// W3C trace id.
-    pub trace_id: Option<String>,
+    pub trace_id: Option<CompactString>,
     /// Error kind: `connect`, `timeout`, `upstream_5xx`, ...
-    pub error: Option<String>,
+    pub error: Option<CompactString>,
     /// How the shadow's response compared, for mirrored requests.
     pub mirror: Option<MirrorComparison>,
     /// Fields the application added (`x-capstan-<name>` response headers) or span attributes.
@@ -94,7 +99,7 @@ impl Value<'_> {
 impl Event {
     /// The value of `field` in this event.
     pub(crate) fn value(&self, field: &Field) -> Value<'_> {
-        fn opt(o: &Option<String>) -> Value<'_> {
+        fn opt(o: &Option<CompactString>) -> Value<'_> {
             match o {
                 Some(s) => Value::Str(s.as_str()),
                 None => Value::Missing,

@@ -8,6 +8,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use compact_str::CompactString;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -267,25 +268,30 @@ fn span_event(res: &BTreeMap<String, String>, span: &Span) -> Event {
         .unwrap_or_else(|| span.name.clone());
     Event {
         time_ms: (start / 1_000_000) as i64,
-        service: res.get("service.name").cloned().unwrap_or_default(),
-        method,
-        path: path.unwrap_or_else(|| route.clone()),
-        route,
+        service: res.get("service.name").cloned().unwrap_or_default().into(),
+        method: method.into(),
+        path: path.unwrap_or_else(|| route.clone()).into(),
+        route: route.into(),
         status,
         duration_ms: (end - start) as f64 / 1e6,
         upstream_ms: None,
         bytes_in,
         bytes_out,
-        release: res.get("service.version").cloned().unwrap_or_default(),
+        release: res
+            .get("service.version")
+            .cloned()
+            .unwrap_or_default()
+            .into(),
         instance: res
             .get("service.instance.id")
             .or_else(|| res.get("host.name"))
             .cloned()
-            .unwrap_or_default(),
-        cohort: String::new(),
+            .unwrap_or_default()
+            .into(),
+        cohort: CompactString::default(),
         user: None,
-        trace_id: (!span.trace_id.is_empty()).then(|| hex(&span.trace_id)),
-        error,
+        trace_id: (!span.trace_id.is_empty()).then(|| hex(&span.trace_id).into()),
+        error: error.map(Into::into),
         mirror: None,
         fields,
     }

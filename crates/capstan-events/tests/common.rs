@@ -28,7 +28,7 @@ pub fn generate(n: usize, minutes: i64, seed: u64) -> Vec<Event> {
                 service: services[rng.random_range(0..2)].into(),
                 method: if rng.random_bool(0.8) { "GET" } else { "POST" }.into(),
                 route: routes[rng.random_range(0..routes.len())].into(),
-                path: format!("/p/{}", rng.random_range(0..50)),
+                path: format!("/p/{}", rng.random_range(0..50)).into(),
                 status,
                 duration_ms,
                 upstream_ms: if status == 0 {
@@ -39,12 +39,12 @@ pub fn generate(n: usize, minutes: i64, seed: u64) -> Vec<Event> {
                 bytes_in: rng.random_range(0..2000),
                 bytes_out: rng.random_range(0..20000),
                 release: release.into(),
-                instance: format!("127.0.0.1:{}", 8080 + rng.random_range(0..3)),
+                instance: format!("127.0.0.1:{}", 8080 + rng.random_range(0..3)).into(),
                 cohort: cohorts[rng.random_range(0..2)].into(),
                 user: rng
                     .random_bool(0.7)
-                    .then(|| format!("u{}", rng.random_range(0..40))),
-                trace_id: Some(format!("{:032x}", rng.random::<u128>())),
+                    .then(|| format!("u{}", rng.random_range(0..40)).into()),
+                trace_id: Some(format!("{:032x}", rng.random::<u128>()).into()),
                 error: match status {
                     0 => Some("connect".into()),
                     s if s >= 500 => Some("upstream_5xx".into()),

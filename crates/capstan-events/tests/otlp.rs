@@ -98,7 +98,7 @@ async fn official_exporter_spans_are_stored_and_queryable(protocol: Protocol) {
     assert_eq!(e.path, "/api/chirps/1");
     assert_eq!(e.status, 200);
     assert_eq!(e.fields.get("plan").map(String::as_str), Some("pro"));
-    assert_eq!(e.trace_id.as_ref().map(String::len), Some(32));
+    assert_eq!(e.trace_id.as_ref().map(|t| t.len()), Some(32));
     assert!(e.duration_ms >= 0.0 && e.duration_ms < 10_000.0);
     let since = before
         .duration_since(std::time::UNIX_EPOCH)

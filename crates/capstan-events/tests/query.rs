@@ -38,7 +38,7 @@ fn query_groups_and_calculations_match_independent_numbers() {
             && e.time_ms >= q.from_ms
             && e.time_ms < q.to_ms
         {
-            want.entry((e.route.clone(), e.fields.get("plan").cloned()))
+            want.entry((e.route.to_string(), e.fields.get("plan").cloned()))
                 .or_default()
                 .push(e);
         }
@@ -134,8 +134,8 @@ fn compare_ranks_fields_by_how_differently_they_are_distributed() {
             (|e: &Event| e.fields.get("plan").cloned().unwrap_or("(none)".into()))
                 as fn(&Event) -> String,
         ),
-        ("route", |e: &Event| e.route.clone()),
-        ("release", |e: &Event| e.release.clone()),
+        ("route", |e: &Event| e.route.to_string()),
+        ("release", |e: &Event| e.release.to_string()),
     ] {
         let want = tvd(&share_map(&sa, get), &share_map(&sb, get));
         assert!(

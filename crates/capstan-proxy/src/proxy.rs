@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use capstan_events::{Event, MirrorComparison, Recorder};
+use capstan_events::{CompactString, Event, MirrorComparison, Recorder};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
@@ -151,7 +151,7 @@ impl Pending {
             };
             m.errors
                 .get_or_create(&ErrorLabels {
-                    release: e.release.clone(),
+                    release: e.release.to_string(),
                     cohort,
                     kind,
                 })
@@ -375,11 +375,11 @@ impl Proxy {
         push_hex(&mut traceparent, u128::from(rand::random::<u64>()), 16);
         traceparent.push_str("-01");
 
-        let path = req.uri().path().to_owned();
+        let path = CompactString::from(req.uri().path());
         let (route_name, timeout) = match self.routes.at(&path) {
             Ok(m) => {
                 let r = &self.route_list[*m.value];
-                (r.template.clone(), r.timeout)
+                (CompactString::from(r.template.as_str()), r.timeout)
             }
             Err(_) => (path.clone(), self.default_timeout),
         };
@@ -409,14 +409,16 @@ impl Proxy {
         let mut pending = Pending {
             event: Event {
                 time_ms,
-                service: self.service.clone(),
-                method: req.method().to_string(),
+                service: self.service.as_str().into(),
+                method: req.method().as_str().into(),
                 route: route_name,
                 path,
-                release: pool.release.clone(),
-                cohort: decision.cohort.as_str().to_string(),
-                user: user_key.as_deref().map(|k| hash_user(&self.user_salt, k)),
-                trace_id: Some(trace_id),
+                release: pool.release.as_str().into(),
+                cohort: decision.cohort.as_str().into(),
+                user: user_key
+                    .as_deref()
+                    .map(|k| hash_user(&self.user_salt, k).into()),
+                trace_id: Some(trace_id.into()),
                 bytes_in: bytes_in_hint,
                 ..Event::default()
             },
@@ -558,7 +560,7 @@ impl Proxy {
                     ));
                 }
             };
-            pending.event.instance = upstream.addr.clone();
+            pending.event.instance = upstream.addr.as_str().into();
             match tokio::time::timeout_at(deadline, self.client.request(out)).await {
                 Ok(Ok(r)) => break r,
                 Ok(Err(e)) if e.is_connect() => {

@@ -297,7 +297,7 @@ async fn scenario(chirpy_url: &str, proxy_url: &str, dir: &std::path::Path, mut 
     // Which instance answered each request.
     let by_trace: HashMap<String, String> = events(&events_db)
         .into_iter()
-        .filter_map(|e| Some((e.trace_id?, e.instance)))
+        .filter_map(|e| Some((e.trace_id?.into(), e.instance.into())))
         .collect();
     let served = |ns: std::ops::Range<u64>| -> Vec<String> {
         ns.map(|n| {

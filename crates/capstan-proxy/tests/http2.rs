@@ -60,7 +60,7 @@ weights = { "1.0.0" = 100, "2.0.0" = 0 }"#,
 
     let by_trace: HashMap<String, capstan_events::Event> = events(&events_db)
         .into_iter()
-        .filter_map(|e| e.trace_id.clone().map(|t| (t, e)))
+        .filter_map(|e| e.trace_id.clone().map(|t| (t.into(), e)))
         .collect();
     for n in 0..400u64 {
         let (_, trace) = traceparent(n);

@@ -210,7 +210,7 @@ async fn a_request_runs_to_its_answer_when_the_client_stops_sending_or_leaves() 
     let statuses: Vec<(String, u16)> = events
         .iter()
         .filter(|e| e.path.starts_with("/slow/"))
-        .map(|e| (e.path.clone(), e.status))
+        .map(|e| (e.path.to_string(), e.status))
         .collect();
     assert_eq!(
         statuses,

@@ -97,7 +97,7 @@ fn traffic(store: &Store) {
                 service: "api".into(),
                 method: "GET".into(),
                 route: "/things/{id}".into(),
-                path: format!("/things/{i}"),
+                path: format!("/things/{i}").into(),
                 // One of the failures is a connection error (status 0).
                 status: match (i < bad, i) {
                     (true, 0) => 0,

@@ -115,7 +115,7 @@ fn seed(dir: &Path, now: i64) {
                     "/things"
                 }
                 .into(),
-                path: format!("/things/{i}"),
+                path: format!("/things/{i}").into(),
                 status: if bad { 503 } else { 200 },
                 duration_ms: if m >= b {
                     40.0 + 30.0 * i as f64

@@ -21,7 +21,7 @@ fn events(n: usize, t0: i64) -> Vec<Event> {
                 service: "chirpy".into(),
                 method: "GET".into(),
                 route: ["/a", "/b", "/c"][i % 3].into(),
-                path: format!("/x/{i}"),
+                path: format!("/x/{i}").into(),
                 status: if i % 7 == 0 { 503 } else { 200 },
                 duration_ms: (i % 50) as f64 * 3.0,
                 release: if i % 2 == 0 { "1.0.0" } else { "2.0.0" }.into(),
@@ -221,7 +221,7 @@ fn tail_follows_new_events_and_stops_at_the_limit() {
         assert!(Instant::now() < deadline, "tail did not stop within 20 s");
         let mut pair = events(2, T0 + 700_000 + i);
         pair[0].status = 500;
-        pair[0].path = format!("/fail/{i}");
+        pair[0].path = format!("/fail/{i}").into();
         store.insert_batch(&pair).unwrap();
         i += 1;
         std::thread::sleep(Duration::from_millis(50));

@@ -95,12 +95,12 @@ fn event_view(e: &Event) -> EventView {
         at: chrono::DateTime::<chrono::Utc>::from_timestamp_millis(e.time_ms)
             .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
             .unwrap_or_default(),
-        service: e.service.clone(),
+        service: e.service.to_string(),
         route: format!("{} {}", e.method, e.route),
         status: e.status,
         duration: format!("{:.1}", e.duration_ms),
-        release: e.release.clone(),
-        cohort: e.cohort.clone(),
+        release: e.release.to_string(),
+        cohort: e.cohort.to_string(),
     }
 }
 

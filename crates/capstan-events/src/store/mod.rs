@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use compact_str::CompactString;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{Error, Event, MirrorComparison};
@@ -342,6 +343,24 @@ fn live_bytes(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(((pages - free).max(0) * size) as u64)
 }
 
+/// Column `i` as text, read in place (no intermediate `String`).
+fn text(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<CompactString> {
+    let v = r.get_ref(i)?;
+    let s = v
+        .as_str()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, v.data_type(), Box::new(e)))?;
+    Ok(CompactString::from(s))
+}
+
+/// Column `i` as text, or `None` when it is NULL.
+fn opt_text(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<CompactString>> {
+    let v = r.get_ref(i)?;
+    let s = v
+        .as_str_or_null()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, v.data_type(), Box::new(e)))?;
+    Ok(s.map(CompactString::from))
+}
+
 fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     let mirror: Option<String> = r.get(17)?;
     let fields: String = r.get(18)?;
@@ -352,21 +371,21 @@ fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
         id: r.get(0)?,
         event: Event {
             time_ms: r.get(1)?,
-            service: r.get(2)?,
-            method: r.get(3)?,
-            route: r.get(4)?,
-            path: r.get(5)?,
+            service: text(r, 2)?,
+            method: text(r, 3)?,
+            route: text(r, 4)?,
+            path: text(r, 5)?,
             status: r.get(6)?,
             duration_ms: r.get(7)?,
             upstream_ms: r.get(8)?,
             bytes_in: r.get::<_, i64>(9)? as u64,
             bytes_out: r.get::<_, i64>(10)? as u64,
-            release: r.get(11)?,
-            instance: r.get(12)?,
-            cohort: r.get(13)?,
-            user: r.get(14)?,
-            trace_id: r.get(15)?,
-            error: r.get(16)?,
+            release: text(r, 11)?,
+            instance: text(r, 12)?,
+            cohort: text(r, 13)?,
+            user: opt_text(r, 14)?,
+            trace_id: opt_text(r, 15)?,
+            error: opt_text(r, 16)?,
             mirror: match mirror {
                 Some(m) => Some(
                     serde_json::from_str::<MirrorComparison>(&m).map_err(|e| bad_json(17, e))?,
