@@ -24,7 +24,7 @@ pub use query::{
 pub use recorder::{Recorder, RecorderTask};
 pub use store::{
     bucket_index, minute_of, MinuteCount, MinuteCounts, Outcome, PruneReport, Retention, Rollup,
-    Store, StoredEvent, BUCKET_BOUNDS_MS, SCHEMA_VERSION,
+    Store, StoredEvent, BUCKET_BOUNDS_MS, SCHEMA_VERSION, WRITER_NICE,
 };
 
 /// What can go wrong opening, writing or reading an event store.
@@ -53,7 +53,7 @@ pub enum Error {
     /// An expression could not be parsed.
     #[error(transparent)]
     Expr(#[from] ExprError),
-    /// The recorder task ended abnormally.
+    /// The recorder's writer thread ended abnormally.
     #[error("event recorder: {0}")]
     Recorder(String),
 }

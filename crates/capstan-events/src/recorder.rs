@@ -1,4 +1,4 @@
-//! The non-blocking recorder and its writer task.
+//! The non-blocking recorder and the handle on its writer thread.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 
 use crate::{Error, Event};
 
-/// Hands events to the writer task. Cheap to clone; [`Recorder::record`] never blocks.
+/// Hands events to the writer thread. Cheap to clone; [`Recorder::record`] never blocks.
 #[derive(Debug, Clone)]
 pub struct Recorder {
     pub(crate) tx: mpsc::Sender<Event>,
@@ -101,17 +101,18 @@ impl Recorder {
     }
 }
 
-/// The writer task; [`RecorderTask::shutdown`] writes what is queued and waits for it.
+/// The writer thread; [`RecorderTask::shutdown`] waits until it has written what is queued.
 #[derive(Debug)]
 pub struct RecorderTask {
-    pub(crate) handle: tokio::task::JoinHandle<Result<(), Error>>,
+    /// Sent when the thread has written the last of the queue.
+    pub(crate) done: tokio::sync::oneshot::Receiver<()>,
 }
 
 impl RecorderTask {
     /// Waits until every [`Recorder`] clone is dropped and the queue is written.
     pub async fn shutdown(self) -> Result<(), Error> {
-        self.handle
+        self.done
             .await
-            .map_err(|e| Error::Recorder(e.to_string()))?
+            .map_err(|_| Error::Recorder("the event writer thread stopped abnormally".into()))
     }
 }

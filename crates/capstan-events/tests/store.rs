@@ -712,3 +712,43 @@ fn reads_by_time_find_events_stored_late_and_pruning_keeps_them_exact() {
     kept.extend(more);
     check(&kept, "after more");
 }
+
+/// The niceness of this process's thread named `name`, if there is one.
+fn thread_nice(name: &str) -> Option<i32> {
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+        // Fields after "pid (comm) ": state is field 3, nice field 19.
+        let after = &stat[stat.rfind(") ")? + 2..];
+        return after.split(' ').nth(16)?.parse().ok();
+    }
+    None
+}
+
+/// The writer runs on a thread of its own below the request path's
+/// priority, and still writes everything it was given.
+#[tokio::test]
+async fn the_writer_thread_runs_below_the_request_path() {
+    let (_dir, store) = temp_store();
+    let (rec, task) = store.clone().spawn_recorder(1_000);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while thread_nice("capstan-events") != Some(capstan_events::WRITER_NICE) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no capstan-events thread at nice {}: {:?}",
+            capstan_events::WRITER_NICE,
+            thread_nice("capstan-events")
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for e in recent(generate(500, 2, 3)) {
+        rec.record(e);
+    }
+    drop(rec);
+    task.shutdown().await.unwrap();
+    assert_eq!(store.count().unwrap(), 500);
+}

@@ -14,6 +14,8 @@ mod rollup;
 mod schema;
 mod writer;
 
+pub use writer::WRITER_NICE;
+
 /// Upper bounds (ms, inclusive) of the rollup latency histogram buckets; the last is +inf.
 pub const BUCKET_BOUNDS_MS: [f64; 13] = [
     5.0,

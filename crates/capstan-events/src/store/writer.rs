@@ -1,5 +1,5 @@
 //! Writing: batches of events with their rollups in one transaction, the
-//! recorder task, and retention.
+//! recorder's writer thread, and retention.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -13,67 +13,84 @@ use super::{bucket_index, live_bytes, minute_of, now_ms, DimKey, PruneReport, St
 use crate::recorder::{Counters, Recorder, RecorderTask};
 use crate::{Error, Event};
 
-/// How often the recorder's writer task takes what is queued while events
+/// How often the recorder's writer thread takes what is queued while events
 /// flow. Short, so each batch is short: the writer shares the cores with
 /// the request path, and a long batch is a request path stalled behind it.
 const FLUSH_BUSY: Duration = Duration::from_millis(5);
 /// How long it waits after finding the queue empty.
 const FLUSH_IDLE: Duration = Duration::from_millis(50);
+/// Events written per transaction at most.
+const BATCH: usize = 4096;
+/// The writer thread's niceness: below the request path's (0), so a worker
+/// woken by traffic takes a core from the writer at once instead of waiting
+/// out its batch. At nice 10 it still gets about a tenth of a core that
+/// others want, several times what a saturated proxy's events need.
+pub const WRITER_NICE: i32 = 10;
 
 impl Store {
-    /// Starts the writer task (needs a tokio runtime) with a queue of `capacity`
-    /// events. Every 5 ms while events flow (50 ms once the queue is found
-    /// empty) the task takes what is queued and writes it in batches of at
-    /// most 4,096 events; it prunes by the retention at most
-    /// every 30 s, and ends when every [`Recorder`] clone is dropped and the
-    /// queue is written.
+    /// Starts the writer thread (`capstan-events`, at nice [`WRITER_NICE`])
+    /// with a queue of `capacity` events. Every 5 ms while events flow (50 ms
+    /// once the queue is found empty) the thread takes what is queued and
+    /// writes it in batches of at most 4,096 events; it prunes by the
+    /// retention at most every 30 s, and ends when every [`Recorder`] clone is
+    /// dropped and the queue is written.
     ///
-    /// The task drains the queue on its own clock instead of waiting on it, so
-    /// [`Recorder::record`] never wakes it: a request path recording tens of
+    /// The thread drains the queue on its own clock instead of waiting on it,
+    /// so [`Recorder::record`] never wakes it: a request path recording tens of
     /// thousands of events a second pays a queue push each, not a cross-thread
-    /// wake-up and a context switch.
+    /// wake-up and a context switch. It is a thread of its own, not a task: its
+    /// only wake-up is its own clock's, and its priority can be lowered without
+    /// touching a runtime's threads.
     pub fn spawn_recorder(self, capacity: usize) -> (Recorder, RecorderTask) {
-        const BATCH: usize = 4096;
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(capacity.max(1));
+        let (tx, rx) = tokio::sync::mpsc::channel::<Event>(capacity.max(1));
         let counters = Arc::new(Counters::default());
-        let task_counters = counters.clone();
-        let handle = tokio::spawn(async move {
-            let mut wait = FLUSH_IDLE;
+        let thread_counters = counters.clone();
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("capstan-events".into())
+            .spawn(move || {
+                lower_priority();
+                self.write_until_closed(rx, &thread_counters);
+                let _ = done_tx.send(());
+            })
+            .expect("start the event writer thread");
+        (Recorder { tx, counters }, RecorderTask { done })
+    }
+
+    /// The writer thread's loop: wait, write what is queued, until every
+    /// sender is gone and the queue is empty.
+    fn write_until_closed(&self, mut rx: tokio::sync::mpsc::Receiver<Event>, counters: &Counters) {
+        let mut wait = FLUSH_IDLE;
+        let mut batch = Vec::new();
+        loop {
+            std::thread::sleep(wait);
+            wait = FLUSH_IDLE;
+            let mut closed = false;
             loop {
-                tokio::time::sleep(wait).await;
-                wait = FLUSH_IDLE;
-                let mut closed = false;
-                loop {
-                    let mut batch = Vec::new();
-                    while batch.len() < BATCH {
-                        match rx.try_recv() {
-                            Ok(e) => batch.push(e),
-                            Err(TryRecvError::Empty) => break,
-                            Err(TryRecvError::Disconnected) => {
-                                closed = true;
-                                break;
-                            }
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(e) => batch.push(e),
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            closed = true;
+                            break;
                         }
                     }
-                    let full = batch.len() == BATCH;
-                    if !batch.is_empty() {
-                        wait = FLUSH_BUSY;
-                        let store = self.clone();
-                        let counters = task_counters.clone();
-                        tokio::task::spawn_blocking(move || store.write_queued(&batch, &counters))
-                            .await
-                            .map_err(|e| Error::Recorder(e.to_string()))?;
-                    }
-                    if !full {
-                        break;
-                    }
                 }
-                if closed {
-                    return Ok(());
+                let full = batch.len() == BATCH;
+                if !batch.is_empty() {
+                    wait = FLUSH_BUSY;
+                    self.write_queued(&batch, counters);
+                    batch.clear();
+                }
+                if !full {
+                    break;
                 }
             }
-        });
-        (Recorder { tx, counters }, RecorderTask { handle })
+            if closed {
+                return;
+            }
+        }
     }
 
     /// Writes one batch from the queue, counts it as stored or failed, and
@@ -346,6 +363,17 @@ impl Store {
             .map_err(&sql)?;
         }
         Ok(report)
+    }
+}
+
+/// Lowers the calling thread's priority to nice [`WRITER_NICE`]; where that
+/// is refused the writer runs at the priority it has (logged).
+fn lower_priority() {
+    use thread_priority::{set_current_thread_priority, ThreadPriority, ThreadPriorityValue};
+    // thread-priority maps 0..=99 onto nice 19..=-20: 22 is nice 10.
+    let value = ThreadPriorityValue::try_from(22u8).expect("0..=99");
+    if let Err(e) = set_current_thread_priority(ThreadPriority::Crossplatform(value)) {
+        tracing::debug!("event writer keeps its priority: {e:?}");
     }
 }
 
