@@ -159,7 +159,12 @@ impl Store {
             d.2[bucket_index(e.duration_ms)] += 1;
         }
         let mut conn = self.writer();
-        let tx = conn.transaction().map_err(&sql)?;
+        // Immediate: the write lock is taken (waiting up to the busy timeout
+        // for another writer) before the highest id is read, so the ids are
+        // still free when the rows go in.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&sql)?;
         {
             // Ids are given, not left to SQLite, so the minutes' id ranges
             // are known without reading them back: the batch takes the next
