@@ -198,9 +198,12 @@ weights = { "1.0.0" = 100 }"#,
 /// holds is refused with "address in use", and never takes part of its traffic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_proxy_on_a_taken_port_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("events.db");
     let text = |listen: &str| {
         format!(
-            "listen = \"{listen}\"\nservice = \"s\"\n\n[[release]]\nname = \"1.0.0\"\nupstreams = [\"127.0.0.1:9\"]\n"
+            "listen = \"{listen}\"\nservice = \"s\"\n\n[[release]]\nname = \"1.0.0\"\nupstreams = [\"127.0.0.1:9\"]\n\n[events]\nstore = \"{}\"\n",
+            store.display()
         )
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
