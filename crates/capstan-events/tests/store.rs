@@ -379,20 +379,10 @@ fn a_store_from_a_newer_capstan_is_refused() {
     assert!(err.contains("schema version 99"), "{err}");
 }
 
-/// Turns a fresh store at `path` back into what schema `version` wrote: an
-/// index on event time instead of the minutes' id ranges, the rollups keyed
-/// by minute first (before version 4), and the rollup index of that version.
+/// Turns a fresh store at `path` back into what schema `version` wrote: the
+/// rollups keyed by minute first, and the index of that version.
 fn downgrade(path: &std::path::Path, version: i64) {
     let c = rusqlite::Connection::open(path).unwrap();
-    c.execute_batch(
-        "DROP TABLE event_minutes;
-         CREATE INDEX events_time ON events (time_ms);",
-    )
-    .unwrap();
-    if version >= 4 {
-        c.pragma_update(None, "user_version", version).unwrap();
-        return;
-    }
     c.execute_batch(
         "CREATE TABLE old (minute_ms INTEGER NOT NULL, dim_id INTEGER NOT NULL REFERENCES rollup_dims (id),
            count INTEGER NOT NULL, sum_duration_ms REAL NOT NULL,
@@ -429,28 +419,6 @@ fn indexes(path: &std::path::Path) -> Vec<String> {
     names.collect::<Result<_, _>>().unwrap()
 }
 
-/// The store's `event_minutes` rows: (minute, first id, last id).
-fn event_minutes(path: &std::path::Path) -> Vec<(i64, i64, i64)> {
-    let c = rusqlite::Connection::open(path).unwrap();
-    let mut stmt = c
-        .prepare("SELECT minute_ms, first_id, last_id FROM event_minutes ORDER BY minute_ms")
-        .unwrap();
-    let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap();
-    rows.collect::<Result<_, _>>().unwrap()
-}
-
-/// The names of the indexes on `events`.
-fn event_indexes(path: &std::path::Path) -> Vec<String> {
-    let c = rusqlite::Connection::open(path).unwrap();
-    let mut stmt = c
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")
-        .unwrap();
-    let names = stmt.query_map([], |r| r.get(0)).unwrap();
-    names.collect::<Result<_, _>>().unwrap()
-}
-
 fn primary_key(path: &std::path::Path) -> Vec<String> {
     let c = rusqlite::Connection::open(path).unwrap();
     let mut stmt = c
@@ -462,26 +430,20 @@ fn primary_key(path: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn an_older_store_is_brought_up_to_date_keeping_its_events_and_rollups() {
-    for version in [1, 2, 3, 4] {
+    for version in [1, 2, 3] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("e.db");
         let store = Store::open(&path).unwrap();
-        store.insert_batch(&generate(10, 3, 4)).unwrap();
+        store.insert_batch(&generate(10, 1, 4)).unwrap();
         let before = store.rollups(None, 0, i64::MAX).unwrap();
-        let minutes = event_minutes(&path);
         drop(store);
         downgrade(&path, version);
-        if version < 4 {
-            assert_eq!(primary_key(&path), ["minute_ms", "dim_id"]);
-        }
+        assert_eq!(primary_key(&path), ["minute_ms", "dim_id"]);
         let store = Store::open(&path).unwrap();
         assert_eq!(store.count().unwrap(), 10);
-        // The minutes' id ranges rebuilt from the events are the ones written with them.
-        assert_eq!(event_minutes(&path), minutes, "from version {version}");
-        assert!(!event_indexes(&path).contains(&"events_time".to_string()));
         assert_eq!(store.rollups(None, 0, i64::MAX).unwrap(), before);
         // The upgraded table takes new increments like a fresh one.
-        store.insert_batch(&generate(10, 3, 4)).unwrap();
+        store.insert_batch(&generate(10, 1, 4)).unwrap();
         let after = store.rollups(None, 0, i64::MAX).unwrap();
         assert_eq!(after.len(), before.len(), "from version {version}");
         for (a, b) in after.iter().zip(&before) {
@@ -597,122 +559,6 @@ fn outcomes_followed_by_id_read_each_event_of_the_window_once() {
     assert_eq!(next, 7);
 }
 
-/// Events stored out of time order (a long request is stored when it ends,
-/// after requests that began later; a span arrives late) are found by time
-/// all the same; each minute's row spans its events' ids; pruning by age
-/// drops the minutes it empties and leaves every later read exact.
-#[test]
-fn reads_by_time_find_events_stored_late_and_pruning_keeps_them_exact() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("e.db");
-    let store = Store::open_with(
-        &path,
-        Retention {
-            raw_max_age: Duration::from_secs(5 * 60),
-            ..Retention::default()
-        },
-    )
-    .unwrap();
-    let event = |time_ms: i64, path: &str| Event {
-        time_ms,
-        service: "s".into(),
-        path: path.into(),
-        ..Event::default()
-    };
-    // Ten minutes in time order, 50 events each (ids 1..=500) ...
-    let mut all = Vec::new();
-    for m in 0..10 {
-        let batch: Vec<Event> = (0..50)
-            .map(|i| event(T0 + m * 60_000 + i * 1_000, "/"))
-            .collect();
-        store.insert_batch(&batch).unwrap();
-        all.extend(batch);
-    }
-    // ... then two stored late, for minutes 2 and 7 (ids 501 and 502).
-    let late = vec![
-        event(T0 + 2 * 60_000 + 59_999, "/late"),
-        event(T0 + 7 * 60_000 + 59_999, "/late"),
-    ];
-    store.insert_batch(&late).unwrap();
-    all.extend(late);
-    let minutes = event_minutes(&path);
-    assert_eq!(minutes.len(), 10);
-    assert_eq!(minutes[2], (T0 + 2 * 60_000, 101, 501));
-    assert_eq!(minutes[3], (T0 + 3 * 60_000, 151, 200));
-    assert_eq!(minutes[7], (T0 + 7 * 60_000, 351, 502));
-    assert_eq!(event_indexes(&path), Vec::<String>::new());
-
-    let check = |all: &[Event], label: &str| {
-        let windows = [
-            (T0 + 2 * 60_000, T0 + 3 * 60_000),
-            (T0 + 2 * 60_000 + 30_000, T0 + 7 * 60_000 + 59_999),
-            (T0 + 7 * 60_000 + 59_999, T0 + 8 * 60_000),
-            (T0, T0 + 10 * 60_000),
-            (T0 - 1, T0),
-            (T0 + 10 * 60_000, i64::MAX),
-            (i64::MIN, i64::MAX),
-            (T0 + 5 * 60_000, T0 + 5 * 60_000),
-        ];
-        for (from, to) in windows {
-            let mut got = Vec::new();
-            store
-                .scan(from, to, Some("s"), |se| {
-                    got.push(se.event);
-                    true
-                })
-                .unwrap();
-            // In the order they were stored.
-            let want: Vec<Event> = all
-                .iter()
-                .filter(|e| e.time_ms >= from && e.time_ms < to)
-                .cloned()
-                .collect();
-            assert_eq!(got, want, "{label}: {from}..{to}");
-            let mut outcomes = 0;
-            store
-                .outcomes(None, from, "s", |o| {
-                    assert!(o.time_ms >= from);
-                    outcomes += 1;
-                })
-                .unwrap();
-            let want = all.iter().filter(|e| e.time_ms >= from).count();
-            assert_eq!(outcomes, want, "{label}: outcomes from {from}");
-        }
-    };
-    check(&all, "before pruning");
-
-    // Five minutes kept at T0 + 10.5 min: events before T0 + 5.5 min go,
-    // the late one of minute 2 with them; rows of minutes 0..=4 are empty.
-    let report = store.prune(T0 + 10 * 60_000 + 30_000).unwrap();
-    let kept: Vec<Event> = all
-        .iter()
-        .filter(|e| e.time_ms >= T0 + 5 * 60_000 + 30_000)
-        .cloned()
-        .collect();
-    assert_eq!(report.raw_by_age as usize, all.len() - kept.len());
-    assert_eq!(store.count().unwrap() as usize, kept.len());
-    let minutes = event_minutes(&path);
-    assert_eq!(minutes.first().map(|m| m.0), Some(T0 + 5 * 60_000));
-    assert_eq!(minutes.len(), 5);
-    check(&kept, "after pruning");
-
-    // New events carry on after the last id; a late one for a pruned-to
-    // minute widens its row.
-    let more = vec![
-        event(T0 + 10 * 60_000, "/"),
-        event(T0 + 5 * 60_000 + 59_000, "/late"),
-    ];
-    store.insert_batch(&more).unwrap();
-    assert_eq!(
-        event_minutes(&path)[0],
-        (T0 + 5 * 60_000, 251, 504),
-        "minute 5: its first id, and the late event's"
-    );
-    let mut kept = kept;
-    kept.extend(more);
-    check(&kept, "after more");
-}
-
 /// The niceness of this process's thread named `name`, if there is one.
 fn thread_nice(name: &str) -> Option<i32> {
     for task in std::fs::read_dir("/proc/self/task").unwrap() {
@@ -754,8 +600,7 @@ async fn the_writer_thread_runs_below_the_request_path() {
 }
 
 /// Two writers on one store file (a proxy and an OTLP receiver, say) each
-/// write every batch: a batch's ids are taken under the write lock, so
-/// neither reads a stale highest id, and every event is found by time.
+/// write every batch, and every event is found by time.
 #[test]
 fn two_writers_on_one_file_write_every_batch() {
     let dir = tempfile::tempdir().unwrap();

@@ -296,7 +296,7 @@ fn events_work(store_path: &std::path::Path, f: &EventsForm) -> Result<EventsWor
         }
     }
     let heatmap = any.then(|| svg::heatmap("heat", from_ms, to_ms, &cells, &bucket_labels()));
-    // The 50 matching events stored last.
+    // The newest 50 matching events.
     let mut raw: std::collections::VecDeque<EventView> = Default::default();
     store
         .scan(from_ms, to_ms, None, |se| {

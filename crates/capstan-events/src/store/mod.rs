@@ -34,7 +34,7 @@ pub const BUCKET_BOUNDS_MS: [f64; 13] = [
 ];
 
 /// The store schema this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const MINUTE_MS: i64 = 60_000;
 
@@ -181,14 +181,6 @@ pub struct Store {
 const EVENT_COLUMNS: &str = "id, time_ms, service, method, route, path, status, duration_ms, \
     upstream_ms, bytes_in, bytes_out, release, instance, cohort, user, trace_id, error, mirror, fields";
 
-/// The condition that limits a read by time to the ids of the minutes it
-/// covers, `?4` to `?5` (their starts): every event's id lies in the
-/// `event_minutes` range of its minute, so a time range is an id range of the
-/// table, read in order of its key. No row for those minutes: no events.
-const IDS_OF_MINUTES: &str = "id BETWEEN \
-    (SELECT min(first_id) FROM event_minutes WHERE minute_ms BETWEEN ?4 AND ?5) AND \
-    (SELECT max(last_id) FROM event_minutes WHERE minute_ms BETWEEN ?4 AND ?5)";
-
 impl Store {
     /// The store's file.
     pub fn path(&self) -> &Path {
@@ -216,10 +208,7 @@ impl Store {
     }
 
     /// Calls `f` with every raw event whose time is in `[from_ms, to_ms)` (optionally of
-    /// one service), in the order they were stored, until `f` returns false.
-    ///
-    /// Stored order is time order but for events stored late: an event is stored
-    /// when its request ends (or its span arrives), with the time its request began.
+    /// one service), oldest first, until `f` returns false.
     pub fn scan(
         &self,
         from_ms: i64,
@@ -227,21 +216,15 @@ impl Store {
         service: Option<&str>,
         mut f: impl FnMut(StoredEvent) -> bool,
     ) -> Result<(), Error> {
-        if from_ms >= to_ms {
-            return Ok(());
-        }
         let sql = self.sql();
         let conn = self.reader();
         let mut stmt = conn
             .prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE {IDS_OF_MINUTES} \
-                 AND time_ms >= ?1 AND time_ms < ?2 AND (?3 IS NULL OR service = ?3) ORDER BY id"
+                "SELECT {EVENT_COLUMNS} FROM events WHERE time_ms >= ?1 AND time_ms < ?2 \
+                 AND (?3 IS NULL OR service = ?3) ORDER BY time_ms, id"
             ))
             .map_err(&sql)?;
-        let minutes = (first_minute(from_ms), minute_of(to_ms - 1));
-        let mut rows = stmt
-            .query(params![from_ms, to_ms, service, minutes.0, minutes.1])
-            .map_err(&sql)?;
+        let mut rows = stmt.query(params![from_ms, to_ms, service]).map_err(&sql)?;
         while let Some(r) = rows.next().map_err(&sql)? {
             if !f(row_to_event(r).map_err(&sql)?) {
                 break;
@@ -289,8 +272,7 @@ impl Store {
         const COLUMNS: &str =
             "id, time_ms, release, status, error IS NOT NULL, duration_ms, mirror";
         {
-            // The first read starts at the first id of `from_ms`'s minute; later ones
-            // after the last id read.
+            // The first read goes by time (its index); later ones by id.
             let (mut stmt, mut rows);
             if let Some(id) = after_id {
                 stmt = tx
@@ -305,14 +287,11 @@ impl Store {
             } else {
                 stmt = tx
                     .prepare_cached(&format!(
-                        "SELECT {COLUMNS} FROM events WHERE id >= \
-                         (SELECT min(first_id) FROM event_minutes WHERE minute_ms >= ?4) \
-                         AND id <= ?3 AND time_ms >= ?1 AND service = ?2 ORDER BY id"
+                        "SELECT {COLUMNS} FROM events WHERE time_ms >= ?1 AND service = ?2 \
+                         AND id <= ?3"
                     ))
                     .map_err(&sql)?;
-                rows = stmt
-                    .query(params![from_ms, service, last, first_minute(from_ms)])
-                    .map_err(&sql)?;
+                rows = stmt.query(params![from_ms, service, last]).map_err(&sql)?;
             }
             while let Some(r) = rows.next().map_err(&sql)? {
                 let mirror: Option<String> = r.get(6).map_err(&sql)?;
@@ -357,13 +336,6 @@ impl Store {
             .map(|n| n as u64)
             .map_err(self.sql())
     }
-}
-
-/// The minute of `from_ms`, the start of a read: a start far in the past
-/// (`i64::MIN`, "from the beginning") is taken as a time long before any
-/// event, whose minute is representable.
-fn first_minute(from_ms: i64) -> i64 {
-    minute_of(from_ms.max(i64::MIN / 2))
 }
 
 fn live_bytes(conn: &Connection) -> rusqlite::Result<u64> {

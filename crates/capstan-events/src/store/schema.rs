@@ -12,7 +12,7 @@ use super::{Inner, Retention, Store, SCHEMA_VERSION};
 use crate::Error;
 
 /// Schema steps: step `i` takes a store from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 4] = [
     SCHEMA_V1,
     // minute_counts for one service reads its dimensions' rows only.
     "CREATE INDEX IF NOT EXISTS rollups_by_dim ON rollups (dim_id, minute_ms);",
@@ -44,21 +44,6 @@ const MIGRATIONS: [&str; 5] = [
      DROP TABLE rollups;
      ALTER TABLE rollups_v4 RENAME TO rollups;
      CREATE INDEX rollups_by_minute ON rollups (minute_ms);",
-    // Events found by time through the id ranges of their minutes instead of
-    // an index on time: ids grow with time (nearly: an event is stored when
-    // its request ends), so a minute's events lie in a short id range, and
-    // one row per minute replaces an index entry per event, which every
-    // insert had to write. The floor of a negative time is spelled out:
-    // SQLite's `/` truncates toward zero.
-    "CREATE TABLE event_minutes (
-         minute_ms INTEGER PRIMARY KEY,
-         first_id INTEGER NOT NULL,
-         last_id INTEGER NOT NULL
-     );
-     INSERT INTO event_minutes (minute_ms, first_id, last_id)
-       SELECT time_ms - (((time_ms % 60000) + 60000) % 60000) AS minute, min(id), max(id)
-       FROM events GROUP BY minute;
-     DROP INDEX IF EXISTS events_time;",
 ];
 
 const SCHEMA_V1: &str = "

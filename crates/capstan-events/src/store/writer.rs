@@ -124,23 +124,9 @@ impl Store {
         let mut deltas: Vec<(Key<'_>, Delta)> = Vec::new();
         let mut index: HashMap<Key<'_>, usize> = HashMap::new();
         let mut last = usize::MAX;
-        // Each minute's first and last position in the batch: its events' id
-        // range (see `event_minutes`). Positions only grow, so the one seen
-        // last is the highest.
-        let mut spans: Vec<(i64, usize, usize)> = Vec::new();
-        let mut span_index: HashMap<i64, usize> = HashMap::new();
-        let mut last_span = usize::MAX;
-        for (i, e) in events.iter().enumerate() {
-            let minute = minute_of(e.time_ms);
-            if spans.get(last_span).is_none_or(|s| s.0 != minute) {
-                last_span = *span_index.entry(minute).or_insert_with(|| {
-                    spans.push((minute, i, i));
-                    spans.len() - 1
-                });
-            }
-            spans[last_span].2 = i;
+        for e in events {
             let key = (
-                minute,
+                minute_of(e.time_ms),
                 e.service.as_str(),
                 e.route.as_str(),
                 e.release.as_str(),
@@ -159,21 +145,8 @@ impl Store {
             d.2[bucket_index(e.duration_ms)] += 1;
         }
         let mut conn = self.writer();
-        // Immediate: the write lock is taken (waiting up to the busy timeout
-        // for another writer) before the highest id is read, so the ids are
-        // still free when the rows go in.
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(&sql)?;
+        let tx = conn.transaction().map_err(&sql)?;
         {
-            // Ids are given, not left to SQLite, so the minutes' id ranges
-            // are known without reading them back: the batch takes the next
-            // ones, in its order.
-            let first_id: i64 = tx
-                .query_row("SELECT coalesce(max(id), 0) + 1 FROM events", [], |r| {
-                    r.get(0)
-                })
-                .map_err(&sql)?;
             // Rows go in ROWS at a time: one statement step writes them all,
             // so the per-statement work (reset, step, affinity checks) is paid
             // once per ROWS events instead of once per event.
@@ -181,35 +154,15 @@ impl Store {
             let mut one = tx.prepare_cached(&INSERT_ONE).map_err(&sql)?;
             let mut fields_json = String::new();
             let mut groups = events.chunks_exact(ROWS);
-            let mut id = first_id;
             for group in &mut groups {
                 for (i, e) in group.iter().enumerate() {
-                    bind_event(&mut many, i * COLUMNS, id, e, &mut fields_json).map_err(&sql)?;
-                    id += 1;
+                    bind_event(&mut many, i * COLUMNS, e, &mut fields_json).map_err(&sql)?;
                 }
                 many.raw_execute().map_err(&sql)?;
             }
             for e in groups.remainder() {
-                bind_event(&mut one, 0, id, e, &mut fields_json).map_err(&sql)?;
-                id += 1;
+                bind_event(&mut one, 0, e, &mut fields_json).map_err(&sql)?;
                 one.raw_execute().map_err(&sql)?;
-            }
-            let mut minutes = tx
-                .prepare_cached(
-                    "INSERT INTO event_minutes (minute_ms, first_id, last_id) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (minute_ms) DO UPDATE SET \
-                     first_id = min(first_id, excluded.first_id), \
-                     last_id = max(last_id, excluded.last_id)",
-                )
-                .map_err(&sql)?;
-            for (minute, first, last) in &spans {
-                minutes
-                    .execute(params![
-                        minute,
-                        first_id + *first as i64,
-                        first_id + *last as i64
-                    ])
-                    .map_err(&sql)?;
             }
             let mut dims = self.inner.dims.lock().unwrap_or_else(|p| p.into_inner());
             let mut up = tx
@@ -315,23 +268,9 @@ impl Store {
         let conn = self.writer();
         let mut report = PruneReport::default();
         let raw_cutoff = now_ms.saturating_sub(r.raw_max_age.as_millis() as i64);
-        // Events older than the cutoff are in its minute or before, so their
-        // ids are at most the last id of those minutes: the delete reads the
-        // table from its start to there, not all of it.
-        let cutoff_minute = minute_of(raw_cutoff);
         report.raw_by_age = conn
-            .execute(
-                "DELETE FROM events WHERE id <= coalesce((SELECT max(last_id) FROM event_minutes \
-                 WHERE minute_ms <= ?2), 0) AND time_ms < ?1",
-                [raw_cutoff, cutoff_minute],
-            )
+            .execute("DELETE FROM events WHERE time_ms < ?1", [raw_cutoff])
             .map_err(&sql)? as u64;
-        // A minute before the cutoff's has no events left.
-        conn.execute(
-            "DELETE FROM event_minutes WHERE minute_ms < ?1",
-            [cutoff_minute],
-        )
-        .map_err(&sql)?;
         let rollup_cutoff = minute_of(now_ms.saturating_sub(r.rollup_max_age.as_millis() as i64));
         report.rollups = conn
             .execute("DELETE FROM rollups WHERE minute_ms < ?1", [rollup_cutoff])
@@ -359,13 +298,6 @@ impl Store {
                 )
                 .map_err(&sql)?;
             report.raw_by_size += n as u64;
-            // Minutes whose ids all lie below the oldest event left are empty.
-            conn.execute(
-                "DELETE FROM event_minutes WHERE last_id < \
-                 (SELECT coalesce(min(id), 9223372036854775807) FROM events)",
-                [],
-            )
-            .map_err(&sql)?;
         }
         Ok(report)
     }
@@ -385,13 +317,13 @@ fn lower_priority() {
 /// Events per multi-row insert.
 const ROWS: usize = 16;
 /// Columns each event binds.
-const COLUMNS: usize = 19;
+const COLUMNS: usize = 18;
 
 /// `INSERT INTO events (...) VALUES (...)` for `rows` rows.
 fn insert_sql(rows: usize) -> String {
     let row = format!("({})", vec!["?"; COLUMNS].join(", "));
     format!(
-        "INSERT INTO events (id, time_ms, service, method, route, path, status, duration_ms, \
+        "INSERT INTO events (time_ms, service, method, route, path, status, duration_ms, \
          upstream_ms, bytes_in, bytes_out, release, instance, cohort, user, trace_id, error, \
          mirror, fields) VALUES {}",
         vec![row.as_str(); rows].join(", ")
@@ -401,13 +333,12 @@ fn insert_sql(rows: usize) -> String {
 static INSERT_ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_sql(1));
 static INSERT_MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_sql(ROWS));
 
-/// Binds `e`, to be stored with `id`, to the parameters after `offset`
-/// (0-based) of an insert; `fields_json` is room for its fields' JSON, reused
-/// from event to event (SQLite copies bound text).
+/// Binds `e` to the parameters after `offset` (0-based) of an insert;
+/// `fields_json` is room for its fields' JSON, reused from event to event
+/// (SQLite copies bound text).
 fn bind_event(
     st: &mut rusqlite::CachedStatement<'_>,
     offset: usize,
-    id: i64,
     e: &Event,
     fields_json: &mut String,
 ) -> rusqlite::Result<()> {
@@ -418,25 +349,24 @@ fn bind_event(
         .as_ref()
         .map(|m| serde_json::to_string(m).unwrap_or_default());
     let at = |i: usize| offset + i;
-    st.raw_bind_parameter(at(1), id)?;
-    st.raw_bind_parameter(at(2), e.time_ms)?;
-    st.raw_bind_parameter(at(3), e.service.as_str())?;
-    st.raw_bind_parameter(at(4), e.method.as_str())?;
-    st.raw_bind_parameter(at(5), e.route.as_str())?;
-    st.raw_bind_parameter(at(6), e.path.as_str())?;
-    st.raw_bind_parameter(at(7), e.status)?;
-    st.raw_bind_parameter(at(8), e.duration_ms)?;
-    st.raw_bind_parameter(at(9), e.upstream_ms)?;
-    st.raw_bind_parameter(at(10), e.bytes_in as i64)?;
-    st.raw_bind_parameter(at(11), e.bytes_out as i64)?;
-    st.raw_bind_parameter(at(12), e.release.as_str())?;
-    st.raw_bind_parameter(at(13), e.instance.as_str())?;
-    st.raw_bind_parameter(at(14), e.cohort.as_str())?;
-    st.raw_bind_parameter(at(15), e.user.as_deref())?;
-    st.raw_bind_parameter(at(16), e.trace_id.as_deref())?;
-    st.raw_bind_parameter(at(17), e.error.as_deref())?;
-    st.raw_bind_parameter(at(18), mirror)?;
-    st.raw_bind_parameter(at(19), fields_json.as_str())?;
+    st.raw_bind_parameter(at(1), e.time_ms)?;
+    st.raw_bind_parameter(at(2), e.service.as_str())?;
+    st.raw_bind_parameter(at(3), e.method.as_str())?;
+    st.raw_bind_parameter(at(4), e.route.as_str())?;
+    st.raw_bind_parameter(at(5), e.path.as_str())?;
+    st.raw_bind_parameter(at(6), e.status)?;
+    st.raw_bind_parameter(at(7), e.duration_ms)?;
+    st.raw_bind_parameter(at(8), e.upstream_ms)?;
+    st.raw_bind_parameter(at(9), e.bytes_in as i64)?;
+    st.raw_bind_parameter(at(10), e.bytes_out as i64)?;
+    st.raw_bind_parameter(at(11), e.release.as_str())?;
+    st.raw_bind_parameter(at(12), e.instance.as_str())?;
+    st.raw_bind_parameter(at(13), e.cohort.as_str())?;
+    st.raw_bind_parameter(at(14), e.user.as_deref())?;
+    st.raw_bind_parameter(at(15), e.trace_id.as_deref())?;
+    st.raw_bind_parameter(at(16), e.error.as_deref())?;
+    st.raw_bind_parameter(at(17), mirror)?;
+    st.raw_bind_parameter(at(18), fields_json.as_str())?;
     Ok(())
 }
 
