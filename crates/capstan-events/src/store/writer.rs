@@ -51,6 +51,9 @@ impl Store {
             .spawn(move || {
                 lower_priority();
                 self.write_until_closed(rx, &thread_counters);
+                // This handle on the store goes before the news: a caller
+                // that waited is not racing the thread's last use of it.
+                drop(self);
                 let _ = done_tx.send(());
             })
             .expect("start the event writer thread");
@@ -303,14 +306,25 @@ impl Store {
     }
 }
 
-/// Lowers the calling thread's priority to nice [`WRITER_NICE`]; where that
-/// is refused the writer runs at the priority it has (logged).
+/// Puts the calling thread in the normal time-sharing policy at nice
+/// [`WRITER_NICE`], whatever policy it inherited (a real-time one would
+/// put it above the request path); where that is refused the writer runs
+/// as it is (logged).
 fn lower_priority() {
-    use thread_priority::{set_current_thread_priority, ThreadPriority, ThreadPriorityValue};
-    // thread-priority maps 0..=99 onto nice 19..=-20: 22 is nice 10.
+    use thread_priority::unix::{
+        set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+        ThreadSchedulePolicy,
+    };
+    use thread_priority::{ThreadPriority, ThreadPriorityValue};
+    // thread-priority maps 0..=99 onto nice 19..=-20: 22 is nice 10 (a test
+    // reads the thread's niceness back).
     let value = ThreadPriorityValue::try_from(22u8).expect("0..=99");
-    if let Err(e) = set_current_thread_priority(ThreadPriority::Crossplatform(value)) {
-        tracing::debug!("event writer keeps its priority: {e:?}");
+    if let Err(e) = set_thread_priority_and_policy(
+        thread_native_id(),
+        ThreadPriority::Crossplatform(value),
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other),
+    ) {
+        tracing::warn!("event writer keeps its priority: {e:?}");
     }
 }
 
