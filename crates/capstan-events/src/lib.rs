@@ -13,7 +13,7 @@ mod query;
 mod recorder;
 mod store;
 
-pub use compact_str::{format_compact, CompactString, ToCompactString};
+pub use compact_str::CompactString;
 pub use event::{Event, MirrorComparison};
 pub use expr::{Column, Expr, ExprError, Field};
 pub use otlp::{otlp_router, otlp_router_with_limit, root_span_events, DEFAULT_MAX_BODY};
