@@ -140,9 +140,12 @@ store = "$tmp/events.db"
 path = "/index.html"
 CONF
 
-nginx -c "$tmp/up/nginx.conf" & pids+=($!)
-nginx -c "$tmp/ngx/nginx.conf" & pids+=($!)
-haproxy -f "$tmp/haproxy.cfg" -db >"$tmp/haproxy.log" 2>&1 & pids+=($!)
+nginx -c "$tmp/up/nginx.conf" & up_pid=$!
+pids+=($up_pid)
+nginx -c "$tmp/ngx/nginx.conf" & ngx_pid=$!
+pids+=($ngx_pid)
+haproxy -f "$tmp/haproxy.cfg" -db >"$tmp/haproxy.log" 2>&1 & hap_pid=$!
+pids+=($hap_pid)
 "$CAPSTAN_BIN" proxy --config "$tmp/proxy.toml" 2>"$tmp/capstan.log" & cap_pid=$!
 pids+=($cap_pid)
 for p in $up_port $ngx_port $hap_port $cap_port $adm_port; do wait_port "$p"; done
@@ -152,9 +155,45 @@ names=(direct capstan nginx haproxy)
 results=$tmp/results
 : >"$results"
 
+# CPU time (user + system, clock ticks) of the processes that serve each
+# contender: nginx's workers (a master's own figures leave its children
+# out), haproxy's and capstan's every thread.
+workers_of() { # master count: its worker pids, once it has started them all
+    for _ in $(seq 200); do
+        if (($(pgrep -c -P "$1") >= $2)); then
+            pgrep -P "$1" | tr '\n' ' '
+            return
+        fi
+        sleep 0.05
+    done
+    echo "nginx $1 did not start its $2 workers" >&2
+    exit 1
+}
+up_workers=$(workers_of "$up_pid" 1)
+ngx_workers=$(workers_of "$ngx_pid" 2)
+declare -A serving=([direct]=$up_workers [capstan]=$cap_pid [nginx]=$ngx_workers [haproxy]=$hap_pid)
+# capstan's event writer thread, to tell what recording costs.
+if ! writer_comm=$(grep -l '^capstan-events$' /proc/"$cap_pid"/task/*/comm); then
+    echo "capstan's event writer thread (capstan-events) is not running" >&2
+    exit 1
+fi
+writer_stat=${writer_comm%comm}stat
+ticks() { # stat files...: utime + stime summed
+    (($#)) || { echo 0; return; }
+    cat "$@" 2>/dev/null | sed 's/.*) //' | awk '{ t += $12 + $13 } END { print t + 0 }'
+}
+stats_of() { for p in $1; do echo "/proc/$p/stat"; done; }
+
 run_wrk() { # name duration
+    local files before writer_before
+    files=$(stats_of "${serving[$1]}")
+    # shellcheck disable=SC2086 # one stat file per word
+    before=$(ticks $files)
+    writer_before=$(ticks "$writer_stat")
     wrk -t2 -c64 -d"$2" --latency -s "$here/report.lua" "http://127.0.0.1:${port[$1]}/index.html" |
-        awk -v n="$1" '/^WRK_RESULT/ { print n, $0 }'
+        awk -v n="$1" '/^WRK_RESULT/ { print n, $0 }' | tr -d '\n'
+    # shellcheck disable=SC2086
+    echo " cpu_ticks=$(($(ticks $files) - before)) writer_ticks=$(($(ticks "$writer_stat") - writer_before))"
 }
 
 echo "warm-up" >&2
@@ -195,15 +234,21 @@ dropped_after=$(metric capstan_proxy_events_dropped_total)
 recorded_after=$(metric capstan_proxy_events_recorded_total)
 
 python3 - "$results" "$rss_kb" "$tmp" "$((dropped_after - dropped_before))" \
-    "$((recorded_after - recorded_before))" "$dropped_before" "$recorded_before" <<'PY'
+    "$((recorded_after - recorded_before))" "$dropped_before" "$recorded_before" \
+    "$(getconf CLK_TCK)" <<'PY'
 import statistics, sys
-results, rss_kb, tmp, dropped, recorded, sat_dropped, sat_recorded = sys.argv[1:8]
+results, rss_kb, tmp, dropped, recorded, sat_dropped, sat_recorded, clk_tck = sys.argv[1:9]
+tick_us = 1e6 / int(clk_tck)
 runs = {}
+cpu = {}
 for line in open(results):
     parts = line.split()
     kv = dict(p.split("=") for p in parts[2:])
     rps = int(kv["requests"]) / (int(kv["duration_us"]) / 1e6)
     runs.setdefault(parts[0], []).append((rps, int(kv["p50_us"]), int(kv["p99_us"]), int(kv["errors"]) + int(kv["non2xx"])))
+    # CPU microseconds per request of the serving processes, and of capstan's writer.
+    per = lambda ticks: int(kv[ticks]) * tick_us / max(1, int(kv["requests"]))
+    cpu.setdefault(parts[0], []).append((per("cpu_ticks"), per("writer_ticks")))
 med = {n: tuple(statistics.median(x[i] for x in v) for i in range(4)) for n, v in runs.items()}
 def table(rows, errors):
     """rows: name -> (req/s, p50 us, p99 us, errors); adds over direct."""
@@ -226,6 +271,13 @@ ac, an = c[2] - d[2], g[2] - d[2]
 print(f"added p99 capstan: {ac / 1000:.3f} ms, nginx: {an / 1000:.3f} ms (target: capstan <= nginx)")
 print(f"capstan peak RSS: {int(rss_kb) / 1024:.1f} MB (target < 50 MB)")
 print(f"events during the saturating rounds: recorded {sat_recorded}, dropped {sat_dropped}")
+# On a shared machine throughput is the CPU each request costs every process
+# on it: the serving processes' share is the part a proxy controls.
+cpu_med = {n: statistics.median(x[0] for x in v) for n, v in cpu.items()}
+writer_med = statistics.median(x[1] for x in cpu["capstan"])
+print("CPU per request of the serving processes (user + system, µs, medians): " + ", ".join(
+    f"{n} {cpu_med[n]:.1f}" for n in ["direct", "capstan", "nginx", "haproxy"]))
+print(f"of capstan's, its event writer thread: {writer_med:.1f} µs")
 
 # h2load's log: one line per request, "start_us status duration_us". Each
 # round's percentiles, then their medians; non-2xx answers summed.
