@@ -254,8 +254,10 @@ fn query(store: &Path, a: QueryArgs) -> Result<(), Failure> {
         .iter()
         .map(|s| s.trim())
         .filter(|s| !s.is_empty())
-        .map(Field::from_name)
-        .collect();
+        .map(|s| {
+            Field::from_user_name(s).map_err(|m| Failure::BadInput(format!("--group-by: {m}")))
+        })
+        .collect::<Result<_, _>>()?;
     let (from_ms, to_ms) = a.range.resolve(now_ms()).map_err(Failure::BadInput)?;
     let store = open_existing(store)?;
     let res = store.query(&Query {

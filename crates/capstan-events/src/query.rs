@@ -87,7 +87,8 @@ impl Calc {
                     {
                         return Err(err(field_col, format!("`{inner}` is not a field name")));
                     }
-                    (item[..open].trim(), Some(Field::from_name(inner)))
+                    let field = Field::from_user_name(inner).map_err(|m| err(field_col, m))?;
+                    (item[..open].trim(), Some(field))
                 }
             };
             let kind = match name.to_ascii_lowercase().as_str() {

@@ -181,6 +181,57 @@ fn a_bad_where_names_the_column_and_exits_3() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("column 8"));
 }
 
+/// A mistyped column would name a `fields` key no event has, and the
+/// answer would be an empty table that looks like good news: it is refused
+/// wherever a field is named, with the column meant.
+#[test]
+fn a_mistyped_column_is_refused_not_read_as_an_absent_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with(dir.path(), &events(10, T0));
+    for (args, wanted) in [
+        (
+            vec!["--where", r#"status >= 500 and releas = "2.0.0""#],
+            "--where: bad expression at column 19: `releas` is not a field; did you mean `release`?",
+        ),
+        (
+            vec!["--group-by", "rout"],
+            "--group-by: `rout` is not a field; did you mean `route`?",
+        ),
+        (
+            vec!["--calc", "count, p99(duration)"],
+            "--calc: bad expression at column 12: `duration` is not a field; did you mean `duration_ms`?",
+        ),
+    ] {
+        let out = capstan()
+            .args(["events", "--store", &store, "query"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+        assert!(err.contains(wanted), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    // Written out, the key is a key: no error, and no event has it.
+    let out = capstan()
+        .args([
+            "events",
+            "--store",
+            &store,
+            "query",
+            "--where",
+            r#"fields.releas = "2.0.0""#,
+        ])
+        .args(["--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn a_missing_store_exits_4_and_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -247,8 +247,8 @@ fn events_work(store_path: &std::path::Path, f: &EventsForm) -> Result<EventsWor
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(Field::from_name)
-        .collect();
+        .map(|s| Field::from_user_name(s).map_err(|m| format!("group by: {m}")))
+        .collect::<Result<_, _>>()?;
     if !store_path.exists() {
         return Err(format!(
             "no event store at {} (record events with the proxy first)",

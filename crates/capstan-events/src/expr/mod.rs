@@ -168,6 +168,26 @@ impl Field {
         }
     }
 
+    /// Resolves a name as a user wrote it (`--where`, `--group-by`, a
+    /// calculation's field): like [`Field::from_name`], but a bare name that
+    /// is not a column yet looks like one mistyped (`Status`, `releas`,
+    /// `stauts`: one edit away; `duration`: a column without its unit) is
+    /// refused with the column it probably means, instead of silently naming
+    /// a `fields` key no event has. `fields.KEY` still names any key.
+    pub fn from_user_name(name: &str) -> Result<Field, String> {
+        let field = Field::from_name(name);
+        if matches!(field, Field::Custom(_)) && !name.starts_with("fields.") {
+            if let Some(c) = Column::ALL.iter().find(|c| looks_mistyped(name, c.name())) {
+                return Err(format!(
+                    "`{name}` is not a field; did you mean `{}`? (a key of `fields` is \
+                     written `fields.{name}`)",
+                    c.name()
+                ));
+            }
+        }
+        Ok(field)
+    }
+
     /// The name as written in expressions and output (`fields` keys without prefix).
     pub fn name(&self) -> String {
         match self {
@@ -181,6 +201,17 @@ impl Field {
             }
         }
     }
+}
+
+/// Whether `name` is probably `column` mistyped: the same but for case, one
+/// edit (insert, delete, replace, swap) away, or the column without its
+/// suffix (`duration` for `duration_ms`, `mirror` for `mirror.shadow_ms`).
+fn looks_mistyped(name: &str, column: &str) -> bool {
+    name.eq_ignore_ascii_case(column)
+        || strsim::osa_distance(name, column) == 1
+        || column
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with(['_', '.']))
 }
 
 impl fmt::Display for Field {
@@ -362,7 +393,7 @@ mod tests {
         assert!(m(r#"error != "timeout""#));
         assert!(!m(r#"error = "timeout""#));
         assert!(m("duration_ms > 120 and duration_ms < 121"));
-        assert!(m("STATUS >= 500 AND NOT status = 200") || !m("status = 200"));
+        assert!(m("status >= 500 AND NOT status = 200 Or status = 1"));
     }
 
     #[test]
@@ -392,5 +423,43 @@ mod tests {
         assert_eq!(err("status in (1, 2").column, 16);
         assert_eq!(err("status ~ \"5\"").column, 8);
         assert_eq!(err("and = 1").column, 1);
+    }
+
+    #[test]
+    fn a_mistyped_column_is_refused_with_the_column_it_resembles() {
+        for (expr, col, meant) in [
+            (r#"status >= 500 and releas = "2.0.0""#, 19, "release"),
+            ("stauts = 500", 1, "status"),
+            ("Status = 500", 1, "status"),
+            ("not (duration > 300)", 6, "duration_ms"),
+            ("exists(mirror)", 8, "mirror.status_class_equal"),
+            (r#"cohort = "internal" or coohrt = "x""#, 24, "cohort"),
+        ] {
+            let e = err(expr);
+            assert_eq!(e.column, col, "{e}");
+            assert!(
+                e.message.contains(&format!("did you mean `{meant}`")),
+                "{e}"
+            );
+            assert!(e.message.contains("fields."), "{e}");
+        }
+        // Other names are `fields` keys, as are near-misses written out.
+        for ok in [
+            r#"plan = "pro""#,
+            r#"fields.releas = "x""#,
+            "items > 3",
+            r#"fields.Status = "x""#,
+        ] {
+            Expr::parse(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        assert_eq!(
+            Field::from_user_name("fields.releas"),
+            Ok(Field::Custom("releas".into()))
+        );
+        assert_eq!(
+            Field::from_user_name("route"),
+            Ok(Field::Column(Column::Route))
+        );
+        assert!(Field::from_user_name("rout").is_err());
     }
 }

@@ -276,7 +276,7 @@ impl Parser<'_> {
                 if name == "fields" || name.ends_with('.') {
                     return Err(self.err(col, format!("`{name}` needs a key, e.g. fields.plan")));
                 }
-                Ok(Field::from_name(&name))
+                Field::from_user_name(&name).map_err(|m| self.err(col, m))
             }
             Some(t) => Err(self.err(
                 t.col,
