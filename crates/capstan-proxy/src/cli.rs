@@ -41,6 +41,10 @@ pub struct ProxyArgs {
     /// The release of the internal cohort.
     #[arg(long, value_name = "NAME")]
     pub internal: Option<String>,
+    /// The path each upstream's health check asks for (`/readyz`; any 2xx
+    /// passes): an upstream that answers it otherwise gets no traffic.
+    #[arg(long, value_name = "PATH")]
+    pub health_path: Option<String>,
     /// The event store (SQLite file).
     #[arg(long, value_name = "FILE")]
     pub events_store: Option<PathBuf>,
@@ -120,6 +124,12 @@ pub fn settings(args: &ProxyArgs) -> Result<crate::config::Settings, String> {
     if let Some(i) = &args.internal {
         file.routing.internal = Some(toml::Spanned::new(0..0, i.clone()));
     }
+    if let Some(path) = &args.health_path {
+        if !path.starts_with('/') {
+            return Err(format!("--health-path {path}: must start with /"));
+        }
+        file.health.path = Some(path.clone());
+    }
     if args.events_store.is_some() {
         file.events.store.clone_from(&args.events_store);
     }
@@ -197,5 +207,31 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        proxy: ProxyArgs,
+    }
+
+    fn args(flags: &[&str]) -> ProxyArgs {
+        let argv = ["proxy", "--release", "1.0.0=127.0.0.1:8081"];
+        Cli::parse_from(argv.iter().chain(flags)).proxy
+    }
+
+    #[test]
+    fn the_health_path_flag_replaces_readyz_and_must_be_a_path() {
+        assert_eq!(settings(&args(&[])).unwrap().health.path, "/readyz");
+        let s = settings(&args(&["--health-path", "/healthz"])).unwrap();
+        assert_eq!(s.health.path, "/healthz");
+        let e = settings(&args(&["--health-path", "healthz"])).unwrap_err();
+        assert_eq!(e, "--health-path healthz: must start with /");
     }
 }
