@@ -411,10 +411,21 @@ pub fn compare_text(cmp: &Comparison, a: &str, b: &str, top: usize) -> String {
             .take(3)
             .map(|s| {
                 let v = if s.value.is_empty() { "\"\"" } else { &s.value };
-                format!("{v} {:.0}%", s.share * 100.0)
+                format!("{v} {}", percent(s.share))
             })
             .collect::<Vec<_>>()
             .join(", ")
+    };
+    // A numeric field shows its percentiles: its score compares exact
+    // values, which buckets of a few bounds can hide.
+    let side = |top: &[crate::Share], q: Option<crate::Quantiles>| match q {
+        Some(q) => format!(
+            "p50 {} p90 {} p99 {}",
+            short_num(q.p50),
+            short_num(q.p90),
+            short_num(q.p99)
+        ),
+        None => shares(top),
     };
     let rows = cmp
         .fields
@@ -424,22 +435,31 @@ pub fn compare_text(cmp: &Comparison, a: &str, b: &str, top: usize) -> String {
             vec![
                 f.field.clone(),
                 format!("{:.2}", f.score),
-                shares(&f.a_top),
-                shares(&f.b_top),
+                side(&f.a_top, f.a_quantiles),
+                side(&f.b_top, f.b_quantiles),
             ]
         })
         .collect();
     out.push_str(&table(
-        vec![
-            "field".into(),
-            "score".into(),
-            "A top".into(),
-            "B top".into(),
-        ],
+        vec!["field".into(), "score".into(), "in A".into(), "in B".into()],
         rows,
         usize::MAX,
     ));
     out
+}
+
+/// A share as a whole percent, without rounding a rare value to "0%".
+fn percent(share: f64) -> String {
+    if share > 0.0 && share < 0.005 {
+        "<1%".into()
+    } else {
+        format!("{:.0}%", share * 100.0)
+    }
+}
+
+/// A number with at most three decimals (`1.477`, `12`, `0.003`).
+fn short_num(x: f64) -> String {
+    fmt_num((x * 1000.0).round() / 1000.0)
 }
 
 /// One event as `tail` prints it in text.

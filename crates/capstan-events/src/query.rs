@@ -391,6 +391,36 @@ pub struct FieldDiff {
     pub a_top: Vec<Share>,
     /// The most common values in set B (up to 5).
     pub b_top: Vec<Share>,
+    /// A numeric field's p50, p90 and p99 in set A (exact, nearest rank;
+    /// `None` for a categorical field or an empty set): where the buckets
+    /// are too coarse to show what the score measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub a_quantiles: Option<Quantiles>,
+    /// The same for set B.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub b_quantiles: Option<Quantiles>,
+}
+
+/// A numeric field's exact percentiles in one set.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Quantiles {
+    /// The median.
+    pub p50: f64,
+    /// The 90th percentile.
+    pub p90: f64,
+    /// The 99th percentile.
+    pub p99: f64,
+}
+
+impl Quantiles {
+    /// The percentiles of a sorted sample; `None` when it is empty.
+    pub fn of_sorted(sorted: &[f64]) -> Option<Quantiles> {
+        Some(Quantiles {
+            p50: percentile(sorted, 50.0)?,
+            p90: percentile(sorted, 90.0)?,
+            p99: percentile(sorted, 99.0)?,
+        })
+    }
 }
 
 /// A value's share of a set.
@@ -486,6 +516,8 @@ fn categorical_diff(
         most_different: most,
         a_top: top(a, na),
         b_top: top(b, nb),
+        a_quantiles: None,
+        b_quantiles: None,
     }
 }
 
@@ -545,6 +577,8 @@ fn numeric_diff(field: String, a: &mut [f64], b: &mut [f64]) -> FieldDiff {
     d.kind = "numeric";
     d.high_cardinality = false;
     d.score = round9(ks_statistic(a, b));
+    d.a_quantiles = Quantiles::of_sorted(a);
+    d.b_quantiles = Quantiles::of_sorted(b);
     d
 }
 

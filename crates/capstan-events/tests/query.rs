@@ -173,6 +173,18 @@ fn compare_ranks_fields_by_how_differently_they_are_distributed() {
     }
     assert!((field("duration_ms").score - ks).abs() < 1e-9);
     assert_eq!(field("duration_ms").kind, "numeric");
+    // Its percentiles by nearest rank, computed here; none for a category.
+    let rank = |v: &[f64], p: f64| v[((p / 100.0 * v.len() as f64).ceil() as usize).max(1) - 1];
+    for (q, sorted) in [
+        (field("duration_ms").a_quantiles.unwrap(), &da),
+        (field("duration_ms").b_quantiles.unwrap(), &db),
+    ] {
+        assert_eq!(
+            (q.p50, q.p90, q.p99),
+            (rank(sorted, 50.0), rank(sorted, 90.0), rank(sorted, 99.0))
+        );
+    }
+    assert!(field("plan").a_quantiles.is_none());
 }
 
 #[test]

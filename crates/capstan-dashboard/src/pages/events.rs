@@ -164,6 +164,16 @@ fn shares(v: &[capstan_events::Share]) -> String {
         .join(", ")
 }
 
+/// One set's side of a compared field: a numeric field's percentiles (its
+/// score compares exact values, which a few buckets can hide), else the
+/// most common values.
+fn side(top: &[capstan_events::Share], q: Option<capstan_events::Quantiles>) -> String {
+    match q {
+        Some(q) => format!("p50 {:.3}, p90 {:.3}, p99 {:.3}", q.p50, q.p90, q.p99),
+        None => shares(top),
+    }
+}
+
 pub(crate) async fn events(State(state): State<AppState>, Query(f): Query<EventsForm>) -> Response {
     let snap = state.snapshot();
     let store_path = state.sources().settings.store.clone();
@@ -341,8 +351,8 @@ fn events_work(store_path: &std::path::Path, f: &EventsForm) -> Result<EventsWor
                                 )
                             })
                             .unwrap_or_default(),
-                        a_top: shares(&d.a_top),
-                        b_top: shares(&d.b_top),
+                        a_top: side(&d.a_top, d.a_quantiles),
+                        b_top: side(&d.b_top, d.b_quantiles),
                     })
                     .collect(),
             ))
