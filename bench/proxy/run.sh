@@ -173,27 +173,39 @@ up_workers=$(workers_of "$up_pid" 1)
 ngx_workers=$(workers_of "$ngx_pid" 2)
 declare -A serving=([direct]=$up_workers [capstan]=$cap_pid [nginx]=$ngx_workers [haproxy]=$hap_pid)
 # capstan's event writer thread, to tell what recording costs.
-if ! writer_comm=$(grep -l '^capstan-events$' /proc/"$cap_pid"/task/*/comm); then
+# (A thread that ends between the glob and the read makes grep fail; what
+# it found still counts.)
+writer_comm=$(grep -l '^capstan-events$' /proc/"$cap_pid"/task/*/comm 2>/dev/null | head -1 || true)
+if [[ -z $writer_comm ]]; then
     echo "capstan's event writer thread (capstan-events) is not running" >&2
     exit 1
 fi
 writer_stat=${writer_comm%comm}stat
-ticks() { # stat files...: utime + stime summed
-    (($#)) || { echo 0; return; }
-    cat "$@" 2>/dev/null | sed 's/.*) //' | awk '{ t += $12 + $13 } END { print t + 0 }'
+ticks() { # stat files...: utime + stime summed; fails if one is gone
+    local f t=0 stat fields
+    for f in "$@"; do
+        stat=$(<"$f") || { echo "cannot read $f: has a contender died?" >&2; return 1; }
+        stat=${stat##*) }
+        read -r -a fields <<<"$stat"
+        t=$((t + fields[11] + fields[12]))
+    done
+    echo "$t"
 }
 stats_of() { for p in $1; do echo "/proc/$p/stat"; done; }
 
-run_wrk() { # name duration
-    local files before writer_before
+run_wrk() { # name duration; fails when wrk or a contender does
+    local files before writer_before out after writer_after
     files=$(stats_of "${serving[$1]}")
     # shellcheck disable=SC2086 # one stat file per word
-    before=$(ticks $files)
-    writer_before=$(ticks "$writer_stat")
-    wrk -t2 -c64 -d"$2" --latency -s "$here/report.lua" "http://127.0.0.1:${port[$1]}/index.html" |
-        awk -v n="$1" '/^WRK_RESULT/ { print n, $0 }' | tr -d '\n'
+    before=$(ticks $files) || return 1
+    writer_before=$(ticks "$writer_stat") || return 1
+    out=$(wrk -t2 -c64 -d"$2" --latency -s "$here/report.lua" "http://127.0.0.1:${port[$1]}/index.html" |
+        awk -v n="$1" '/^WRK_RESULT/ { print n, $0 }') || return 1
+    [[ -n $out ]] || { echo "wrk gave no result for $1" >&2; return 1; }
     # shellcheck disable=SC2086
-    echo " cpu_ticks=$(($(ticks $files) - before)) writer_ticks=$(($(ticks "$writer_stat") - writer_before))"
+    after=$(ticks $files) || return 1
+    writer_after=$(ticks "$writer_stat") || return 1
+    echo "$out cpu_ticks=$((after - before)) writer_ticks=$((writer_after - writer_before))"
 }
 
 echo "warm-up" >&2
