@@ -201,8 +201,8 @@ fn a_mistyped_column_is_refused_not_read_as_an_absent_key() {
             "--where: bad expression at column 19: `releas` is not a field; did you mean `release`?",
         ),
         (
-            ["--group-by", "rout"],
-            "--group-by: `rout` is not a field; did you mean `route`?",
+            ["--group-by", "Release"],
+            "--group-by: `Release` is not a field; did you mean `release`?",
         ),
         (
             ["--calc", "count, p99(duration)"],

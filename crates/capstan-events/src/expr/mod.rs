@@ -170,14 +170,14 @@ impl Field {
 
     /// Resolves a name as a user wrote it (`--where`, `--group-by`, a
     /// calculation's field): like [`Field::from_name`], but a bare name that
-    /// is not a column yet looks like one mistyped (`Status`, `releas`,
-    /// `stauts`: one edit away; `duration`: a column without its unit) is
-    /// refused with the column it probably means, instead of silently naming
-    /// a `fields` key no event has. `fields.KEY` still names any key.
+    /// is not a column yet looks like one mistyped ([`looks_mistyped`]:
+    /// `Status`, `releas`, `stauts`, `duration`) is refused with the column
+    /// it probably means, instead of silently naming a `fields` key no event
+    /// has. `fields.KEY` still names any key.
     pub fn from_user_name(name: &str) -> Result<Field, String> {
         let field = Field::from_name(name);
         if matches!(field, Field::Custom(_)) && !name.starts_with("fields.") {
-            if let Some(c) = Column::ALL.iter().find(|c| looks_mistyped(name, c.name())) {
+            if let Some(c) = mistyped_column(name) {
                 return Err(format!(
                     "`{name}` is not a field; did you mean `{}`? (a key of `fields` is \
                      written `fields.{name}`)",
@@ -188,12 +188,14 @@ impl Field {
         Ok(field)
     }
 
-    /// The name as written in expressions and output (`fields` keys without prefix).
+    /// The name as written in expressions and output: a `fields` key bare,
+    /// unless bare it would name a column or be refused as one mistyped
+    /// (then `fields.KEY`), so any name printed can be pasted back.
     pub fn name(&self) -> String {
         match self {
             Field::Column(c) => c.name().to_string(),
             Field::Custom(k) => {
-                if Column::ALL.iter().any(|c| c.name() == k) {
+                if Column::ALL.iter().any(|c| c.name() == k) || mistyped_column(k).is_some() {
                     format!("fields.{k}")
                 } else {
                     k.clone()
@@ -203,15 +205,30 @@ impl Field {
     }
 }
 
-/// Whether `name` is probably `column` mistyped: the same but for case, one
-/// edit (insert, delete, replace, swap) away, or the column without its
-/// suffix (`duration` for `duration_ms`, `mirror` for `mirror.shadow_ms`).
-fn looks_mistyped(name: &str, column: &str) -> bool {
+/// The column `name` is probably a mistyping of, if any.
+fn mistyped_column(name: &str) -> Option<Column> {
+    Column::ALL
+        .into_iter()
+        .find(|c| looks_mistyped(name, c.name()))
+}
+
+/// Whether `name` is probably `column` mistyped, narrowly, since any other
+/// name is a `fields` key and plausible keys (`users`, `errors`, `stats`,
+/// `time`, `trace`, `bytes`, `patch`) must stay usable bare:
+///
+/// - the same but for case (`Status`, `RELEASE`);
+/// - one edit (insert, delete, replace, swap) away, when both are at least
+///   six characters long and the name is not the column's plural
+///   (`releas`, `stauts`, `duraton_ms`, `trace-id`; not `routes`, `errors`);
+/// - a duration column without its unit (`duration`, `upstream`).
+pub(crate) fn looks_mistyped(name: &str, column: &str) -> bool {
+    let plural = name.strip_suffix('s') == Some(column);
     name.eq_ignore_ascii_case(column)
-        || strsim::osa_distance(name, column) == 1
-        || column
-            .strip_prefix(name)
-            .is_some_and(|rest| rest.starts_with(['_', '.']))
+        || (name.len() >= 6
+            && column.len() >= 6
+            && !plural
+            && strsim::osa_distance(name, column) == 1)
+        || (column != "time_ms" && column.strip_suffix("_ms") == Some(name))
 }
 
 impl fmt::Display for Field {
@@ -432,8 +449,10 @@ mod tests {
             ("stauts = 500", 1, "status"),
             ("Status = 500", 1, "status"),
             ("not (duration > 300)", 6, "duration_ms"),
-            ("exists(mirror)", 8, "mirror.status_class_equal"),
-            (r#"cohort = "internal" or coohrt = "x""#, 24, "cohort"),
+            ("upstream > 1", 1, "upstream_ms"),
+            (r#"cohort = "internal" or cohortt = "x""#, 24, "cohort"),
+            (r#"instnce = "a""#, 1, "instance"),
+            ("trace-id = 1", 1, "trace_id"),
         ] {
             let e = err(expr);
             assert_eq!(e.column, col, "{e}");
@@ -449,6 +468,9 @@ mod tests {
             r#"fields.releas = "x""#,
             "items > 3",
             r#"fields.Status = "x""#,
+            "users > 1 and errors > 0 and stats = 1 and time = 1 and trace = 1",
+            "bytes = 1 and patch = 1 and used = 1 and routes = 1 and paths = 1",
+            "instances > 1 and exists(mirror) and math = 1",
         ] {
             Expr::parse(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
@@ -460,6 +482,10 @@ mod tests {
             Field::from_user_name("route"),
             Ok(Field::Column(Column::Route))
         );
-        assert!(Field::from_user_name("rout").is_err());
+        assert!(Field::from_user_name("mehtod").is_err());
+        // A key that bare would be refused prints in the form that is not.
+        assert_eq!(Field::Custom("releas".into()).name(), "fields.releas");
+        assert_eq!(Field::Custom("users".into()).name(), "users");
+        assert_eq!(Field::Custom("status".into()).name(), "fields.status");
     }
 }
