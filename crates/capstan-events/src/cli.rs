@@ -450,10 +450,11 @@ pub fn compare_text(cmp: &Comparison, a: &str, b: &str, top: usize) -> String {
 
 /// A share as a whole percent, without rounding a rare value to "0%".
 fn percent(share: f64) -> String {
-    if share > 0.0 && share < 0.005 {
+    let p = (share * 100.0).round();
+    if share > 0.0 && p == 0.0 {
         "<1%".into()
     } else {
-        format!("{:.0}%", share * 100.0)
+        format!("{p:.0}%")
     }
 }
 
@@ -576,4 +577,20 @@ async fn serve(store: &Path, s: ServeArgs) -> Result<(), Failure> {
     task.shutdown().await?;
     eprintln!("stopped: {stored} events queued, {dropped} dropped");
     served.map_err(|e| Failure::Store(format!("serving {addr}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent;
+
+    #[test]
+    fn a_rare_value_is_never_zero_percent() {
+        assert_eq!(percent(0.0), "0%");
+        assert_eq!(percent(0.001), "<1%");
+        assert_eq!(percent(0.0049), "<1%");
+        assert_eq!(percent(0.005), "1%");
+        assert_eq!(percent(0.006), "1%");
+        assert_eq!(percent(0.5), "50%");
+        assert_eq!(percent(1.0), "100%");
+    }
 }

@@ -78,8 +78,11 @@ impl Calc {
                             format!("`{item}` needs a closing `)`"),
                         ));
                     };
+                    // The name's own column, past any space after `(`.
+                    let field_col = start
+                        + item[..open + 1].chars().count()
+                        + (inner.chars().count() - inner.trim_start().chars().count());
                     let inner = inner.trim();
-                    let field_col = start + item[..open + 1].chars().count();
                     if inner.is_empty()
                         || !inner
                             .chars()
@@ -694,6 +697,11 @@ mod tests {
         assert_eq!(e.column, 8);
         let e = Calc::parse_list("p99(duration_ms").unwrap_err();
         assert_eq!(e.column, 16);
+        // The field's own column, past the spaces after `(`.
+        let e = Calc::parse_list("count, p99(  duration)").unwrap_err();
+        assert_eq!(e.column, 14, "{e}");
+        let e = Calc::parse_list("count, p99(duration)").unwrap_err();
+        assert_eq!(e.column, 12, "{e}");
         let c = Calc::parse_list("count, p50(duration_ms), error_rate, sum(fields.items)").unwrap();
         assert_eq!(c.len(), 4);
         assert_eq!(c[3].name(), "sum(items)");

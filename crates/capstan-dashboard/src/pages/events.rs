@@ -169,7 +169,11 @@ fn shares(v: &[capstan_events::Share]) -> String {
 /// most common values.
 fn side(top: &[capstan_events::Share], q: Option<capstan_events::Quantiles>) -> String {
     match q {
-        Some(q) => format!("p50 {:.3}, p90 {:.3}, p99 {:.3}", q.p50, q.p90, q.p99),
+        Some(q) => {
+            // Shortest form, at most three decimals (`13`, `1.035`).
+            let n = |x: f64| (x * 1000.0).round() / 1000.0;
+            format!("p50 {}, p90 {}, p99 {}", n(q.p50), n(q.p90), n(q.p99))
+        }
         None => shares(top),
     }
 }
