@@ -1,4 +1,4 @@
-//! The admin API, on its own listener: read and replace the routing table,
+//! The admin API, on its own listener: read, replace and patch the routing table,
 //! upstream health, Prometheus metrics and the proxy's own health (with the
 //! fleet registry's, when upstreams are discovered there). Every path but
 //! `/healthz` needs `Authorization: Bearer <token>`.
@@ -35,7 +35,10 @@ pub struct AdminState {
 /// The admin router.
 pub fn router(state: AdminState) -> Router {
     let protected = Router::new()
-        .route("/routing", get(get_routing).put(put_routing))
+        .route(
+            "/routing",
+            get(get_routing).put(put_routing).patch(patch_routing),
+        )
         .route("/upstreams", get(upstreams))
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth));
@@ -109,6 +112,39 @@ async fn put_routing(State(s): State<AdminState>, body: Bytes) -> Response {
     s.tables.replace_table(table.clone());
     tracing::info!("routing table replaced");
     Json(table).into_response()
+}
+
+/// Changes part of the routing table: the body is a JSON merge patch
+/// (RFC 7396) of it (objects merge key by key, `null` removes a key, any
+/// other value replaces), so `{"weights": {"1.0.0": 80, "2.0.0": 20}}` moves
+/// the split without restating the releases. The result is checked like a
+/// `PUT` body; a bad one is refused and the table kept. Concurrent patches
+/// apply one after the other, none lost.
+async fn patch_routing(State(s): State<AdminState>, body: Bytes) -> Response {
+    let patch: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v @ serde_json::Value::Object(_)) => v,
+        Ok(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "routing patch: must be a JSON object (a merge patch of the routing table)",
+            )
+        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("routing patch: {e}")),
+    };
+    let patched = s.tables.update_table(|current| {
+        let mut doc = serde_json::to_value(current).map_err(|e| e.to_string())?;
+        json_patch::merge(&mut doc, &patch);
+        let table: RoutingTable = serde_json::from_value(doc).map_err(|e| e.to_string())?;
+        table.validate().map_err(|e| e.to_string())?;
+        Ok::<_, String>(table)
+    });
+    match patched {
+        Ok(table) => {
+            tracing::info!("routing table patched");
+            Json(table).into_response()
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, format!("routing table: {e}")),
+    }
 }
 
 async fn upstreams(State(s): State<AdminState>) -> Response {

@@ -274,6 +274,23 @@ impl Tables {
         self.tx.send_replace(snap);
     }
 
+    /// Replaces the routing table with what `change` makes of the current
+    /// one (`change` validates), with no other replacement in between: two
+    /// changes made at once both take effect. Returns the new table.
+    pub fn update_table<E>(
+        &self,
+        change: impl FnOnce(&RoutingTable) -> Result<RoutingTable, E>,
+    ) -> Result<RoutingTable, E> {
+        let discovered = self.discovered.lock().expect("lock");
+        let current = self.tx.borrow().table.clone();
+        let table = change(&current)?;
+        let snap = self
+            .registry
+            .snapshot(table.clone(), &discovered, &self.metrics);
+        self.tx.send_replace(snap);
+        Ok(table)
+    }
+
     /// Replaces the discovered instances; returns whether anything changed.
     pub fn replace_discovered(&self, found: Discovered) -> bool {
         let mut discovered = self.discovered.lock().expect("lock");

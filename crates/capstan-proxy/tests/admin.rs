@@ -104,6 +104,110 @@ async fn a_bad_table_is_refused_and_the_old_one_keeps_serving() {
     proxy.stop().await;
 }
 
+/// PATCH /routing: a merge patch changes what it names and keeps the rest;
+/// a bad result is refused with the old table kept; patches sent at once
+/// all take effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_changes_only_what_it_names_and_none_is_lost() {
+    let db = Db::new();
+    let proxy = Proxy::start(settings(&config(
+        &["127.0.0.1:9"],
+        &["127.0.0.1:10"],
+        r#"weights = { "1.0.0" = 100, "2.0.0" = 0 }"#,
+        &db.path("events.db"),
+    )))
+    .await;
+    let client = reqwest::Client::new();
+    let patch = |body: String, token: &'static str| {
+        let client = client.clone();
+        let url = format!("{}/routing", proxy.admin);
+        async move {
+            let r = client
+                .patch(url)
+                .bearer_auth(token)
+                .header("content-type", "application/merge-patch+json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let before = proxy.routing().await;
+
+    let (status, table) = patch(r#"{"weights": {"1.0.0": 80, "2.0.0": 20}}"#.into(), TOKEN).await;
+    assert_eq!(status, 200, "{table}");
+    let mut want = before.clone();
+    want["weights"] = serde_json::json!({"1.0.0": 80, "2.0.0": 20});
+    assert_eq!(table, want);
+    assert_eq!(proxy.routing().await, want);
+
+    // null removes a key.
+    let (status, _) = patch(
+        r#"{"mirror": {"release": "2.0.0", "percent": 5}}"#.into(),
+        TOKEN,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(proxy.routing().await["mirror"]["percent"], 5);
+    let (status, table) = patch(r#"{"mirror": null}"#.into(), TOKEN).await;
+    assert_eq!((status, table), (200, want.clone()));
+
+    // Refused, and nothing changes.
+    for (body, needle) in [
+        (
+            r#"{"weights": {"2.0.0": 10}}"#,
+            "routing table: weights: sum to 90, must be 100",
+        ),
+        (r#"{"colour": "blue"}"#, "unknown field `colour`"),
+        (
+            r#"{"releases": null}"#,
+            "routing table: missing field `releases`",
+        ),
+        ("[1]", "routing patch: must be a JSON object"),
+        ("{not json", "routing patch:"),
+    ] {
+        let (status, err) = patch(body.into(), TOKEN).await;
+        assert_eq!(status, 400, "{body}: {err}");
+        assert!(
+            err["error"].as_str().unwrap().contains(needle),
+            "{body}: {err}"
+        );
+    }
+    let (status, _) = patch(r#"{"internal": "2.0.0"}"#.into(), "wrong").await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        proxy.routing().await,
+        want,
+        "refused patches change nothing"
+    );
+
+    // Patches of different fields sent at once: every one is in the result.
+    for round in 0..10 {
+        let (a, b, c) = tokio::join!(
+            patch(r#"{"internal": "2.0.0"}"#.into(), TOKEN),
+            patch(r#"{"sticky": {"header": "x-user"}}"#.into(), TOKEN),
+            patch(
+                r#"{"mirror": {"release": "2.0.0", "percent": 5}}"#.into(),
+                TOKEN
+            ),
+        );
+        assert_eq!((a.0, b.0, c.0), (200, 200, 200));
+        let t = proxy.routing().await;
+        assert_eq!(t["internal"], "2.0.0", "round {round}: {t}");
+        assert_eq!(t["sticky"]["header"], "x-user", "round {round}: {t}");
+        assert_eq!(t["mirror"]["percent"], 5, "round {round}: {t}");
+        let (status, t) = patch(
+            r#"{"internal": null, "sticky": null, "mirror": null}"#.into(),
+            TOKEN,
+        )
+        .await;
+        assert_eq!((status, t), (200, want.clone()));
+    }
+    proxy.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unready_pools_timeouts_and_refused_connections_answer_503_504_and_502() {
     let db = Db::new();
