@@ -131,6 +131,12 @@ async fn patch_routing(State(s): State<AdminState>, body: Bytes) -> Response {
         }
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("routing patch: {e}")),
     };
+    if let Some(key) = patch.as_object().and_then(unknown_patch_key) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("routing patch: unknown field `{key}`"),
+        );
+    }
     let patched = s.tables.update_table(|current| {
         let mut doc = serde_json::to_value(current).map_err(|e| e.to_string())?;
         json_patch::merge(&mut doc, &patch);
@@ -145,6 +151,45 @@ async fn patch_routing(State(s): State<AdminState>, body: Bytes) -> Response {
         }
         Err(e) => error(StatusCode::BAD_REQUEST, format!("routing table: {e}")),
     }
+}
+
+/// The keys a merge patch may name in each object of the table (arrays are
+/// replaced whole; `weights` is keyed by release). A key outside these is
+/// refused even with a `null`, which would remove nothing and look like
+/// success (`{"mirorr": null}` leaves the mirror on).
+const PATCH_KEYS: [(&str, &[&str]); 4] = [
+    (
+        "",
+        &[
+            "releases", "cohort", "internal", "weights", "sticky", "mirror",
+        ],
+    ),
+    ("cohort", &["headers", "cookies", "cidrs"]),
+    ("sticky", &["header", "cookie"]),
+    ("mirror", &["release", "percent"]),
+];
+
+/// The first key of `patch` the routing table does not have (`mirror.pct`
+/// for a nested one).
+fn unknown_patch_key(patch: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    let keys_of = |object: &str| {
+        PATCH_KEYS
+            .iter()
+            .find(|(o, _)| *o == object)
+            .map(|(_, k)| *k)
+    };
+    let top = keys_of("").unwrap_or_default();
+    for (key, value) in patch {
+        if !top.contains(&key.as_str()) {
+            return Some(key.clone());
+        }
+        if let (Some(known), serde_json::Value::Object(inner)) = (keys_of(key), value) {
+            if let Some(bad) = inner.keys().find(|k| !known.contains(&k.as_str())) {
+                return Some(format!("{key}.{bad}"));
+            }
+        }
+    }
+    None
 }
 
 async fn upstreams(State(s): State<AdminState>) -> Response {
@@ -165,4 +210,47 @@ async fn metrics(State(s): State<AdminState>) -> Response {
         s.metrics.encode(s.recorder.as_ref()),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The patchable keys are exactly the table's: a table with every field
+    /// set serializes to those keys and no others.
+    #[test]
+    fn patch_keys_are_the_routing_tables_own() {
+        let full: RoutingTable = serde_json::from_value(serde_json::json!({
+            "releases": [{"name": "1.0.0", "upstreams": ["127.0.0.1:1"]}],
+            "cohort": {"headers": [{"name": "x-internal"}], "cookies": [{"name": "staff"}],
+                       "cidrs": ["10.0.0.0/8"]},
+            "internal": "1.0.0",
+            "weights": {"1.0.0": 100},
+            "sticky": {"header": "x-user", "cookie": "uid"},
+            "mirror": {"release": "1.0.0", "percent": 5}
+        }))
+        .unwrap();
+        let v = serde_json::to_value(&full).unwrap();
+        for (object, keys) in PATCH_KEYS {
+            let o = if object.is_empty() { &v } else { &v[object] };
+            let mut have: Vec<&str> = o.as_object().unwrap().keys().map(String::as_str).collect();
+            let mut want = keys.to_vec();
+            have.sort_unstable();
+            want.sort_unstable();
+            assert_eq!(have, want, "{object}");
+        }
+        let patch = |v: serde_json::Value| unknown_patch_key(v.as_object().unwrap());
+        assert_eq!(
+            patch(serde_json::json!({"mirorr": null})).as_deref(),
+            Some("mirorr")
+        );
+        assert_eq!(
+            patch(serde_json::json!({"sticky": {"cokie": null}})).as_deref(),
+            Some("sticky.cokie")
+        );
+        assert_eq!(
+            patch(serde_json::json!({"weights": {"any": 1}, "mirror": null})),
+            None
+        );
+    }
 }

@@ -166,6 +166,14 @@ async fn a_patch_changes_only_what_it_names_and_none_is_lost() {
             "routing table: missing field `releases`",
         ),
         ("[1]", "routing patch: must be a JSON object"),
+        (
+            r#"{"mirorr": null}"#,
+            "routing patch: unknown field `mirorr`",
+        ),
+        (
+            r#"{"sticky": {"cokie": null}}"#,
+            "routing patch: unknown field `sticky.cokie`",
+        ),
         ("{not json", "routing patch:"),
     ] {
         let (status, err) = patch(body.into(), TOKEN).await;
