@@ -214,19 +214,30 @@ fn mistyped_column(name: &str) -> Option<Column> {
 
 /// Whether `name` is probably `column` mistyped, narrowly, since any other
 /// name is a `fields` key and plausible keys (`users`, `errors`, `stats`,
-/// `time`, `trace`, `bytes`, `patch`) must stay usable bare:
+/// `time`, `trace`, `bytes`, `patch`, `released`, `duration_us`) must stay
+/// usable bare:
 ///
 /// - the same but for case (`Status`, `RELEASE`);
 /// - one edit (insert, delete, replace, swap) away, when both are at least
-///   six characters long and the name is not the column's plural
-///   (`releas`, `stauts`, `duraton_ms`, `trace-id`; not `routes`, `errors`);
+///   six characters long, unless the edit is a letter added at the end
+///   (`routes`, `released`; not the last one doubled, `cohortt`) or is in
+///   the unit after the last `_` (`duration_us`, `time_s`): `releas`,
+///   `stauts`, `duraton_ms`, `trace-id`;
 /// - a duration column without its unit (`duration`, `upstream`).
 pub(crate) fn looks_mistyped(name: &str, column: &str) -> bool {
-    let plural = name.strip_suffix('s') == Some(column);
+    // A letter added at the end, other than the last one doubled (`cohortt`).
+    let extended = name
+        .strip_prefix(column)
+        .is_some_and(|rest| rest.len() == 1 && !column.ends_with(rest));
+    let other_unit = matches!(
+        (name.rsplit_once('_'), column.rsplit_once('_')),
+        (Some((a, _)), Some((b, _))) if a == b
+    );
     name.eq_ignore_ascii_case(column)
         || (name.len() >= 6
             && column.len() >= 6
-            && !plural
+            && !extended
+            && !other_unit
             && strsim::osa_distance(name, column) == 1)
         || (column != "time_ms" && column.strip_suffix("_ms") == Some(name))
 }
@@ -470,7 +481,8 @@ mod tests {
             r#"fields.Status = "x""#,
             "users > 1 and errors > 0 and stats = 1 and time = 1 and trace = 1",
             "bytes = 1 and patch = 1 and used = 1 and routes = 1 and paths = 1",
-            "instances > 1 and exists(mirror) and math = 1",
+            "instances > 1 and exists(mirror) and math = 1 and released = 1",
+            "duration_us > 1 and upstream_ns > 1 and time_s > 1 and duration_s > 1",
         ] {
             Expr::parse(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
