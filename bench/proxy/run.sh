@@ -187,6 +187,7 @@ ticks() { # stat files...: utime + stime summed; fails if one is gone
         stat=$(<"$f") || { echo "cannot read $f: has a contender died?" >&2; return 1; }
         stat=${stat##*) }
         read -r -a fields <<<"$stat"
+        ((${#fields[@]} >= 13)) || { echo "short read of $f" >&2; return 1; }
         t=$((t + fields[11] + fields[12]))
     done
     echo "$t"
