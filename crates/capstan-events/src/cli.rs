@@ -419,12 +419,7 @@ pub fn compare_text(cmp: &Comparison, a: &str, b: &str, top: usize) -> String {
     // A numeric field shows its percentiles: its score compares exact
     // values, which buckets of a few bounds can hide.
     let side = |top: &[crate::Share], q: Option<crate::Quantiles>| match q {
-        Some(q) => format!(
-            "p50 {} p90 {} p99 {}",
-            short_num(q.p50),
-            short_num(q.p90),
-            short_num(q.p99)
-        ),
+        Some(q) => q.to_string(),
         None => shares(top),
     };
     let rows = cmp
@@ -456,11 +451,6 @@ fn percent(share: f64) -> String {
     } else {
         format!("{p:.0}%")
     }
-}
-
-/// A number with at most three decimals (`1.477`, `12`, `0.003`).
-fn short_num(x: f64) -> String {
-    fmt_num((x * 1000.0).round() / 1000.0)
 }
 
 /// One event as `tail` prints it in text.
@@ -582,6 +572,16 @@ async fn serve(store: &Path, s: ServeArgs) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::percent;
+
+    #[test]
+    fn quantiles_print_with_at_most_three_decimals() {
+        let q = crate::Quantiles {
+            p50: 13.0,
+            p90: 1.0346,
+            p99: 0.0004,
+        };
+        assert_eq!(q.to_string(), "p50 13, p90 1.035, p99 0");
+    }
 
     #[test]
     fn a_rare_value_is_never_zero_percent() {

@@ -415,6 +415,20 @@ pub struct Quantiles {
     pub p99: f64,
 }
 
+/// `p50 1.035, p90 1.185, p99 1.335`: each with at most three decimals.
+impl std::fmt::Display for Quantiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = |x: f64| crate::expr::fmt_num((x * 1000.0).round() / 1000.0);
+        write!(
+            f,
+            "p50 {}, p90 {}, p99 {}",
+            n(self.p50),
+            n(self.p90),
+            n(self.p99)
+        )
+    }
+}
+
 impl Quantiles {
     /// The percentiles of a sorted sample; `None` when it is empty.
     pub fn of_sorted(sorted: &[f64]) -> Option<Quantiles> {

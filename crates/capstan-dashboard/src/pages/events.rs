@@ -169,11 +169,7 @@ fn shares(v: &[capstan_events::Share]) -> String {
 /// most common values.
 fn side(top: &[capstan_events::Share], q: Option<capstan_events::Quantiles>) -> String {
     match q {
-        Some(q) => {
-            // Shortest form, at most three decimals (`13`, `1.035`).
-            let n = |x: f64| (x * 1000.0).round() / 1000.0;
-            format!("p50 {}, p90 {}, p99 {}", n(q.p50), n(q.p90), n(q.p99))
-        }
+        Some(q) => q.to_string(),
         None => shares(top),
     }
 }
