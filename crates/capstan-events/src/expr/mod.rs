@@ -195,7 +195,8 @@ impl Field {
         match self {
             Field::Column(c) => c.name().to_string(),
             Field::Custom(k) => {
-                if Column::ALL.iter().any(|c| c.name() == k) || mistyped_column(k).is_some() {
+                // A column's own name is "mistyped" too (equal but for case).
+                if mistyped_column(k).is_some() {
                     format!("fields.{k}")
                 } else {
                     k.clone()
