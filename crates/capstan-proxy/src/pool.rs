@@ -269,9 +269,7 @@ impl Tables {
 
     /// Replaces the routing table (validated), keeping the discovered instances.
     pub fn replace_table(&self, table: RoutingTable) {
-        let discovered = self.discovered.lock().expect("lock");
-        let snap = self.registry.snapshot(table, &discovered, &self.metrics);
-        self.tx.send_replace(snap);
+        let _ = self.update_table(|_| Ok::<_, std::convert::Infallible>(table));
     }
 
     /// Replaces the routing table with what `change` makes of the current
@@ -282,8 +280,8 @@ impl Tables {
         change: impl FnOnce(&RoutingTable) -> Result<RoutingTable, E>,
     ) -> Result<RoutingTable, E> {
         let discovered = self.discovered.lock().expect("lock");
-        let current = self.tx.borrow().table.clone();
-        let table = change(&current)?;
+        // The current snapshot's read guard ends with this statement, before the send.
+        let table = change(&self.tx.borrow().table)?;
         let snap = self
             .registry
             .snapshot(table.clone(), &discovered, &self.metrics);
