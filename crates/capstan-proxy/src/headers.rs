@@ -125,17 +125,45 @@ pub fn hash_user(salt: &str, key: &str) -> String {
     out
 }
 
-pub(crate) fn append_forwarded_for(h: &mut HeaderMap, client: SocketAddr) {
-    use std::fmt::Write as _;
-    const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
-    let mut v = String::with_capacity(48);
-    if let Some(prev) = h.get(&XFF).and_then(|v| v.to_str().ok()) {
-        v.push_str(prev);
-        v.push_str(", ");
+/// The client at the other end of one connection, as each of its requests
+/// forwards it.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    /// The client's address.
+    pub(crate) addr: SocketAddr,
+    /// Its IP as an `x-forwarded-for` value: formatted once per connection,
+    /// not once per request.
+    forwarded_for: HeaderValue,
+}
+
+impl Peer {
+    /// The peer at `addr`.
+    pub(crate) fn new(addr: SocketAddr) -> Peer {
+        let ip = addr.ip().to_string();
+        let forwarded_for = HeaderValue::from_maybe_shared(bytes::Bytes::from(ip.into_bytes()))
+            .expect("an IP address is a valid header value");
+        Peer {
+            addr,
+            forwarded_for,
+        }
     }
-    let _ = write!(v, "{}", client.ip());
-    // The string's own buffer becomes the value: no copy.
-    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(v.into_bytes())) {
+}
+
+/// Adds the peer to `x-forwarded-for`: after what the request already lists,
+/// or alone.
+pub(crate) fn append_forwarded_for(h: &mut HeaderMap, peer: &Peer) {
+    const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+    let Some(prev) = h.get(&XFF) else {
+        h.insert(XFF, peer.forwarded_for.clone());
+        return;
+    };
+    let ip = peer.forwarded_for.as_bytes();
+    let mut v = Vec::with_capacity(prev.len() + 2 + ip.len());
+    v.extend_from_slice(prev.as_bytes());
+    v.extend_from_slice(b", ");
+    v.extend_from_slice(ip);
+    // The vector's own buffer becomes the value: no copy.
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(v)) {
         h.insert(XFF, v);
     }
 }
@@ -247,9 +275,9 @@ mod tests {
     #[test]
     fn forwarded_for_appends_the_client() {
         let mut h = HeaderMap::new();
-        append_forwarded_for(&mut h, "10.0.0.2:5000".parse().unwrap());
+        append_forwarded_for(&mut h, &Peer::new("10.0.0.2:5000".parse().unwrap()));
         assert_eq!(h["x-forwarded-for"], "10.0.0.2");
-        append_forwarded_for(&mut h, "[::1]:5000".parse().unwrap());
+        append_forwarded_for(&mut h, &Peer::new("[::1]:5000".parse().unwrap()));
         assert_eq!(h["x-forwarded-for"], "10.0.0.2, ::1");
     }
 

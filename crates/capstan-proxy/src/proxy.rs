@@ -2,7 +2,6 @@
 //! back, and record one event when the response body ends.
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -22,7 +21,7 @@ use tokio::sync::oneshot;
 use crate::config::Route;
 use crate::headers::{
     append_forwarded_for, hash_user, is_upgrade, parse_traceparent, push_hex, random_id,
-    strip_hop_by_hop, take_fields,
+    strip_hop_by_hop, take_fields, Peer,
 };
 use crate::metrics::{ErrorLabels, Metrics};
 use crate::pool::{Snapshot, SnapshotCache, Upstream};
@@ -353,7 +352,7 @@ impl Proxy {
     pub async fn handle(
         self: Arc<Self>,
         mut req: Request<Incoming>,
-        client: SocketAddr,
+        client: Peer,
     ) -> Result<Response<Tracked>, std::convert::Infallible> {
         let started = Instant::now();
         let time_ms = wall_ms(started);
@@ -398,7 +397,7 @@ impl Proxy {
         let decision = route(
             table,
             &RequestFacts {
-                client_ip: Some(client.ip()),
+                client_ip: Some(client.addr.ip()),
                 headers: req.headers(),
                 user_key: user_key.as_deref(),
                 request_key: &trace_id,
@@ -450,7 +449,7 @@ impl Proxy {
             // The string's own buffer becomes the value: no copy.
             HeaderValue::from_maybe_shared(Bytes::from(traceparent.into_bytes())).expect("ascii"),
         );
-        append_forwarded_for(&mut parts.headers, client);
+        append_forwarded_for(&mut parts.headers, &client);
         // Upstream is HTTP/1.1 whatever the client spoke: the wire client
         // writes it regardless, and hyper's, which carries upgrades and
         // CONNECT, refuses any other version.

@@ -364,8 +364,10 @@ async fn serve_worker(
                     }
                 };
                 let proxy = proxy.clone();
+                let peer = crate::headers::Peer::new(peer);
                 let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let proxy = proxy.clone();
+                    let peer = peer.clone();
                     async move {
                         let h1 = req.version() < http::Version::HTTP_2;
                         let mut resp = proxy.clone().handle(req, peer).await?;
