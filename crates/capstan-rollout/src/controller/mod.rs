@@ -13,6 +13,7 @@
 //! burning error budget at page rate rolls back to weight 0; holding (marginal or
 //! inconclusive) more than the limit pauses the rollout for a human.
 
+pub mod admin;
 pub mod gates;
 pub mod plan;
 pub mod run;

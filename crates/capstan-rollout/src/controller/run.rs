@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use capstan_slo::{Deploy, DeployKind, DeployLog};
-use serde_json::{json, Value};
+use serde_json::Value;
 
+pub use super::admin::{ProxyAdmin, Route};
 use super::plan::Plan;
 use super::store::{StateStore, StoreError};
 use super::window::Window;
@@ -55,121 +56,6 @@ pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// The proxy's admin API.
-pub struct ProxyAdmin {
-    client: reqwest::Client,
-    url: String,
-    token: String,
-}
-
-impl ProxyAdmin {
-    /// A client with `timeout` on every request.
-    pub fn new(url: &str, token: &str, timeout: Duration) -> Result<ProxyAdmin, RunError> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            .map_err(|e| RunError::Proxy {
-                url: url.into(),
-                message: e.to_string(),
-            })?;
-        Ok(ProxyAdmin {
-            client,
-            url: url.into(),
-            token: token.into(),
-        })
-    }
-
-    fn err(&self, message: String) -> RunError {
-        RunError::Proxy {
-            url: format!("{}/routing", self.url),
-            message,
-        }
-    }
-
-    /// `GET /routing`.
-    pub async fn routing(&self) -> Result<Value, RunError> {
-        let r = self
-            .client
-            .get(format!("{}/routing", self.url))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| self.err(e.to_string()))?;
-        let status = r.status();
-        let body = r.bytes().await.map_err(|e| self.err(e.to_string()))?;
-        if !status.is_success() {
-            return Err(self.err(format!("{status}: {}", String::from_utf8_lossy(&body))));
-        }
-        serde_json::from_slice(&body).map_err(|e| self.err(e.to_string()))
-    }
-
-    /// `PUT /routing`.
-    pub async fn put_routing(&self, table: &Value) -> Result<(), RunError> {
-        let r = self
-            .client
-            .put(format!("{}/routing", self.url))
-            .bearer_auth(&self.token)
-            .header("content-type", "application/json")
-            .body(serde_json::to_vec(table).expect("json"))
-            .send()
-            .await
-            .map_err(|e| self.err(e.to_string()))?;
-        let status = r.status();
-        if !status.is_success() {
-            let body = r.text().await.unwrap_or_default();
-            return Err(self.err(format!("{status}: {body}")));
-        }
-        Ok(())
-    }
-
-    /// Routes as `target` says (None: rolled back; Some(100) promoted).
-    pub async fn apply(&self, state: &State, route: Route) -> Result<(), RunError> {
-        let mut table = self.routing().await?;
-        let (internal, canary_weight) = match route {
-            Route::Step(Target::Shadow { .. }) => (None, 0),
-            Route::Step(Target::Internal) => (Some(&state.canary), 0),
-            Route::Step(Target::Weight { percent }) => (Some(&state.canary), percent),
-            Route::RolledBack => (None, 0),
-            Route::Promoted => (None, 100),
-        };
-        let obj = table
-            .as_object_mut()
-            .ok_or_else(|| self.err("the routing table is not a JSON object".into()))?;
-        obj.insert("internal".into(), json!(internal));
-        let mut weights = serde_json::Map::new();
-        weights.insert(state.baseline.clone(), json!(100 - canary_weight));
-        weights.insert(state.canary.clone(), json!(canary_weight));
-        obj.insert("weights".into(), Value::Object(weights));
-        if let Route::Step(Target::Shadow { percent }) = route {
-            obj.insert(
-                "mirror".into(),
-                json!({"release": state.canary, "percent": percent}),
-            );
-        } else if obj
-            .get("mirror")
-            .and_then(|m| m.get("release"))
-            .and_then(Value::as_str)
-            == Some(state.canary.as_str())
-        {
-            // Past the shadow step (or rolled back), the canary gets no more copies.
-            obj.insert("mirror".into(), Value::Null);
-        }
-        self.put_routing(&table).await
-    }
-}
-
-/// What routing to apply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    /// A step's target.
-    Step(Target),
-    /// Canary at 0, internal cohort back on the baseline.
-    RolledBack,
-    /// Canary at 100.
-    Promoted,
 }
 
 /// How `run` ends.
