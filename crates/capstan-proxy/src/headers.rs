@@ -150,10 +150,10 @@ impl Peer {
 }
 
 /// Adds the peer to `x-forwarded-for`: after what the request already lists,
-/// or alone.
+/// or alone when it lists nothing or something not plain text.
 pub(crate) fn append_forwarded_for(h: &mut HeaderMap, peer: &Peer) {
     const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
-    let Some(prev) = h.get(&XFF) else {
+    let Some(prev) = h.get(&XFF).filter(|v| v.to_str().is_ok()) else {
         h.insert(XFF, peer.forwarded_for.clone());
         return;
     };
@@ -279,6 +279,13 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "10.0.0.2");
         append_forwarded_for(&mut h, &Peer::new("[::1]:5000".parse().unwrap()));
         assert_eq!(h["x-forwarded-for"], "10.0.0.2, ::1");
+        // A list that is not plain text is not passed on.
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap(),
+        );
+        append_forwarded_for(&mut h, &Peer::new("10.0.0.3:5000".parse().unwrap()));
+        assert_eq!(h["x-forwarded-for"], "10.0.0.3");
     }
 
     #[test]
