@@ -64,45 +64,50 @@ impl ProxyAdmin {
         let status = r.status();
         let body = r.bytes().await.map_err(|e| self.err(e.to_string()))?;
         if !status.is_success() {
-            return Err(self.err(format!("{status}: {}", String::from_utf8_lossy(&body))));
+            return Err(self.err(format!("GET: {status}: {}", String::from_utf8_lossy(&body))));
         }
-        serde_json::from_slice(&body).map_err(|e| self.err(e.to_string()))
+        serde_json::from_slice(&body).map_err(|e| self.err(format!("GET: {e}")))
     }
 
     /// `PUT /routing`: the whole table.
     pub async fn put_routing(&self, table: &Value) -> Result<(), RunError> {
-        self.send(self.client.put(format!("{}/routing", self.url)), table)
+        let put = self.client.put(format!("{}/routing", self.url));
+        self.send(put, "PUT", "application/json", table)
             .await?
-            .map_err(|(status, body)| self.err(format!("{status}: {body}")))
+            .map_err(|(status, body)| self.err(format!("PUT: {status}: {body}")))
     }
 
     /// `PATCH /routing` with a JSON merge patch (RFC 7396). `Ok(false)` when
     /// the proxy answers 405: it predates `PATCH`, and the caller can send
     /// the whole table instead.
     pub async fn patch_routing(&self, patch: &Value) -> Result<bool, RunError> {
+        let request = self.client.patch(format!("{}/routing", self.url));
         match self
-            .send(self.client.patch(format!("{}/routing", self.url)), patch)
+            .send(request, "PATCH", "application/merge-patch+json", patch)
             .await?
         {
             Ok(()) => Ok(true),
             Err((StatusCode::METHOD_NOT_ALLOWED, _)) => Ok(false),
-            Err((status, body)) => Err(self.err(format!("{status}: {body}"))),
+            Err((status, body)) => Err(self.err(format!("PATCH: {status}: {body}"))),
         }
     }
 
-    /// Sends `body` as JSON: `Err((status, body))` when the proxy refuses.
+    /// Sends `body` as JSON of `content_type`: `Err((status, body))` when
+    /// the proxy refuses.
     async fn send(
         &self,
         request: reqwest::RequestBuilder,
+        method: &str,
+        content_type: &str,
         body: &Value,
     ) -> Result<Result<(), (StatusCode, String)>, RunError> {
         let r = request
             .bearer_auth(&self.token)
-            .header("content-type", "application/json")
+            .header("content-type", content_type)
             .body(serde_json::to_vec(body).expect("json"))
             .send()
             .await
-            .map_err(|e| self.err(e.to_string()))?;
+            .map_err(|e| self.err(format!("{method}: {e}")))?;
         let status = r.status();
         if status.is_success() {
             return Ok(Ok(()));
@@ -111,19 +116,19 @@ impl ProxyAdmin {
     }
 
     /// Routes as `route` says. Only what a rollout owns changes: the internal
-    /// cohort's release, the weights, and a mirror to the canary. They go as
-    /// a merge patch, so an operator's change to the rest of the table (a
-    /// cohort rule, a release's upstreams) made while the rollout reads the
-    /// table is not written over. A proxy without `PATCH` gets the whole
-    /// table, as before.
+    /// cohort's release, the weights, and a mirror to the canary, each sent
+    /// whole in a merge patch ([`step_patch`]), so an operator's change to
+    /// the rest of the table (a cohort rule, a release's upstreams) made
+    /// while the rollout reads the table is not written over. Nothing is
+    /// sent when the table already routes so. A proxy without `PATCH` gets
+    /// the whole table; any other refusal is an error, the table unchanged.
     pub async fn apply(&self, state: &State, route: Route) -> Result<(), RunError> {
         let current = self.routing().await?;
         let table = routed(&current, state, route)
-            .ok_or_else(|| self.err("the routing table is not a JSON object".into()))?;
-        let patch = merge_patch(&current, &table);
-        if patch.as_object().is_some_and(Map::is_empty) {
+            .ok_or_else(|| self.err("GET: the routing table is not a JSON object".into()))?;
+        let Some(patch) = step_patch(&current, &table) else {
             return Ok(());
-        }
+        };
         if !self.patch_routing(&patch).await? {
             self.put_routing(&table).await?;
         }
@@ -164,158 +169,238 @@ fn routed(table: &Value, state: &State, route: Route) -> Option<Value> {
     Some(table)
 }
 
-/// The JSON merge patch (RFC 7396) that turns `from` into `to`: the keys
-/// whose values differ, objects compared key by key, `null` for a key `to`
-/// lacks. A `null` in `to` removes the key, which is how the routing table
-/// reads an unset optional field; a key absent from `from` and `null` in
-/// `to` is no change.
-fn merge_patch(from: &Value, to: &Value) -> Value {
-    let (Value::Object(from), Value::Object(to)) = (from, to) else {
-        return to.clone();
+/// The keys of the routing table a rollout owns.
+const OWNED: [&str; 3] = ["internal", "weights", "mirror"];
+
+/// The merge patch (RFC 7396) that takes `current` to `routed`, which
+/// differ in the keys a rollout owns at most; `None` when they do not
+/// differ. `internal` and `weights` are always sent whole (other releases'
+/// weights as `null`, removed), so the step lands as a whole even if one of
+/// them was changed meanwhile; `mirror` only when the step changes it (to
+/// the canary, or removed), so an operator's mirror to another release
+/// stays. `null` removes a key, which is how the table reads an unset
+/// optional field: absent and `null` are the same here.
+fn step_patch(current: &Value, routed: &Value) -> Option<Value> {
+    let get = |table: &Value, key: &str| {
+        table
+            .get(key)
+            .filter(|v| !v.is_null())
+            .cloned()
+            .unwrap_or(Value::Null)
     };
+    if OWNED.iter().all(|k| get(current, k) == get(routed, k)) {
+        return None;
+    }
+    let mut weights = match get(routed, "weights") {
+        Value::Object(w) => w,
+        _ => Map::new(),
+    };
+    if let Value::Object(old) = get(current, "weights") {
+        for release in old.keys() {
+            weights.entry(release.clone()).or_insert(Value::Null);
+        }
+    }
     let mut patch = Map::new();
-    for (key, value) in to {
-        match from.get(key) {
-            Some(old) if old == value => {}
-            // Absent and `null` read the same.
-            None if value.is_null() => {}
-            Some(old @ Value::Object(_)) if value.is_object() => {
-                patch.insert(key.clone(), merge_patch(old, value));
-            }
-            _ => {
-                patch.insert(key.clone(), value.clone());
-            }
-        }
+    patch.insert("internal".into(), get(routed, "internal"));
+    patch.insert("weights".into(), Value::Object(weights));
+    let mirror = get(routed, "mirror");
+    if get(current, "mirror") != mirror {
+        patch.insert("mirror".into(), mirror);
     }
-    for key in from.keys() {
-        if !to.contains_key(key) {
-            patch.insert(key.clone(), Value::Null);
-        }
-    }
-    Value::Object(patch)
+    Some(Value::Object(patch))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_merge_patch_names_only_what_changed_and_removes_what_went() {
-        let from = json!({
-            "releases": [{"name": "1.0.0"}, {"name": "2.0.0"}, {"name": "0.9.0"}],
-            "cohort": {"headers": {"x-internal": "1"}},
-            "internal": "2.0.0",
-            "weights": {"0.9.0": 10, "1.0.0": 90, "2.0.0": 0},
-            "mirror": {"release": "2.0.0", "percent": 5},
-        });
-        let to = json!({
-            "releases": [{"name": "1.0.0"}, {"name": "2.0.0"}, {"name": "0.9.0"}],
-            "cohort": {"headers": {"x-internal": "1"}},
-            "internal": null,
-            "weights": {"1.0.0": 75, "2.0.0": 25},
-            "mirror": {"release": "2.0.0", "percent": 5},
-        });
-        let patch = merge_patch(&from, &to);
-        assert_eq!(
-            patch,
-            json!({"internal": null, "weights": {"0.9.0": null, "1.0.0": 75, "2.0.0": 25}})
-        );
-        assert_eq!(merge_patch(&to, &to), json!({}));
-        assert_eq!(
-            merge_patch(&json!({}), &json!({"internal": null})),
-            json!({})
-        );
-        // A value that stops being an object is replaced whole.
-        assert_eq!(
-            merge_patch(&json!({"m": {"a": 1}}), &json!({"m": [1]})),
-            json!({"m": [1]})
-        );
+    /// `table` after `route` is applied through its step patch, as the
+    /// proxy merges it.
+    fn through_patch(table: &Value, state: &State, route: Route) -> (Option<Value>, Value) {
+        let next = routed(table, state, route).unwrap();
+        let patch = step_patch(table, &next);
+        let mut merged = table.clone();
+        if let Some(p) = &patch {
+            json_patch::merge(&mut merged, p);
+        }
+        (patch, merged)
     }
 
     #[test]
-    fn a_rollout_routes_the_canary_and_leaves_the_rest_alone() {
+    fn a_step_is_patched_whole_and_the_rest_of_the_table_is_left_alone() {
         let state = State::new("chirpy", "1.0.0", "2.0.0", 0);
         let table = json!({
-            "releases": [{"name": "1.0.0"}, {"name": "2.0.0"}],
+            "releases": [{"name": "1.0.0"}, {"name": "2.0.0"}, {"name": "0.9.0"}],
             "cohort": {"cidrs": ["10.0.0.0/8"]},
-            "weights": {"1.0.0": 100, "2.0.0": 0},
+            "weights": {"0.9.0": 10, "1.0.0": 90, "2.0.0": 0},
             "sticky": {"cookie": "uid"},
         });
-        let step = |route| merge_patch(&table, &routed(&table, &state, route).unwrap());
+        let (patch, merged) =
+            through_patch(&table, &state, Route::Step(Target::Weight { percent: 10 }));
         assert_eq!(
-            step(Route::Step(Target::Weight { percent: 10 })),
-            json!({"internal": "2.0.0", "weights": {"1.0.0": 90, "2.0.0": 10}})
+            patch,
+            Some(json!({
+                "internal": "2.0.0",
+                "weights": {"0.9.0": null, "1.0.0": 90, "2.0.0": 10},
+            }))
         );
         assert_eq!(
-            step(Route::Step(Target::Shadow { percent: 20 })),
-            json!({"mirror": {"release": "2.0.0", "percent": 20}})
+            merged,
+            json!({
+                "releases": [{"name": "1.0.0"}, {"name": "2.0.0"}, {"name": "0.9.0"}],
+                "cohort": {"cidrs": ["10.0.0.0/8"]},
+                "internal": "2.0.0",
+                "weights": {"1.0.0": 90, "2.0.0": 10},
+                "sticky": {"cookie": "uid"},
+            })
+        );
+        // Applied again: nothing to send.
+        assert_eq!(
+            through_patch(&merged, &state, Route::Step(Target::Weight { percent: 10 })).0,
+            None
+        );
+
+        // The shadow step sends its mirror whole, and the weights that stay
+        // as they were, so the step lands whole.
+        let (patch, shadowed) =
+            through_patch(&merged, &state, Route::Step(Target::Shadow { percent: 20 }));
+        assert_eq!(
+            patch,
+            Some(json!({
+                "internal": null,
+                "weights": {"1.0.0": 100, "2.0.0": 0},
+                "mirror": {"release": "2.0.0", "percent": 20},
+            }))
         );
         assert_eq!(
-            step(Route::Promoted),
-            json!({"weights": {"1.0.0": 0, "2.0.0": 100}})
+            shadowed["mirror"],
+            json!({"release": "2.0.0", "percent": 20})
         );
-        // Rolled back from a mirror to the canary: the mirror goes.
-        let mirrored = routed(&table, &state, Route::Step(Target::Shadow { percent: 20 })).unwrap();
-        let back = routed(&mirrored, &state, Route::RolledBack).unwrap();
-        assert_eq!(merge_patch(&mirrored, &back), json!({"mirror": null}));
+        assert_eq!(shadowed.get("internal"), None);
+
+        // Rolled back: the canary's mirror goes.
+        let (patch, back) = through_patch(&shadowed, &state, Route::RolledBack);
+        assert_eq!(patch.unwrap()["mirror"], Value::Null);
+        assert_eq!(back.get("mirror"), None);
+
+        // An operator's mirror to another release is not the rollout's: it
+        // is neither sent nor removed.
+        let mut theirs = merged.clone();
+        theirs["mirror"] = json!({"release": "0.9.0", "percent": 5});
+        let (patch, promoted) = through_patch(&theirs, &state, Route::Promoted);
+        assert_eq!(
+            patch,
+            Some(json!({"internal": null, "weights": {"1.0.0": 0, "2.0.0": 100}}))
+        );
+        assert_eq!(
+            promoted["mirror"],
+            json!({"release": "0.9.0", "percent": 5})
+        );
+
         assert_eq!(routed(&json!([1]), &state, Route::Promoted), None);
     }
 
-    /// A stand-in for a proxy from before `PATCH /routing`: it reads and
-    /// replaces the table, and answers `PATCH` with `patch` (405 when none).
-    async fn older_proxy(
-        table: Value,
-        patch: Option<StatusCode>,
-    ) -> (String, std::sync::Arc<std::sync::Mutex<Value>>) {
+    /// What a stand-in proxy saw: the table, and each request that changed it.
+    type Seen = std::sync::Arc<std::sync::Mutex<(Value, Vec<(String, String, Value)>)>>;
+
+    /// A stand-in for the proxy's admin API over a real socket: `GET`,
+    /// `PUT` and, when `patch` is given, `PATCH` answering with that status
+    /// (merging the body into the table on success); without it, `PATCH`
+    /// gets 405 as from a proxy from before `PATCH` existed.
+    async fn stand_in(table: Value, patch: Option<StatusCode>) -> (String, Seen) {
         use axum::extract::State as S;
+        use axum::http::HeaderMap;
         use axum::routing::get;
-        type Shared = std::sync::Arc<std::sync::Mutex<Value>>;
-        let shared: Shared = std::sync::Arc::new(std::sync::Mutex::new(table));
+        let seen: Seen = std::sync::Arc::new(std::sync::Mutex::new((table, Vec::new())));
+        let content_type = |h: &HeaderMap| {
+            h.get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
         let mut routes =
-            get(|S(t): S<Shared>| async move { axum::Json(t.lock().unwrap().clone()) }).put(
-                |S(t): S<Shared>, axum::Json(v): axum::Json<Value>| async move {
-                    *t.lock().unwrap() = v;
+            get(|S(t): S<Seen>| async move { axum::Json(t.lock().unwrap().0.clone()) }).put(
+                move |S(t): S<Seen>, h: HeaderMap, axum::Json(v): axum::Json<Value>| async move {
+                    let mut t = t.lock().unwrap();
+                    t.1.push(("PUT".into(), content_type(&h), v.clone()));
+                    t.0 = v;
                     StatusCode::OK
                 },
             );
         if let Some(status) = patch {
-            routes = routes.patch(move || async move { (status, "refused") });
+            routes = routes.patch(
+                move |S(t): S<Seen>, h: HeaderMap, body: axum::body::Bytes| async move {
+                    let v: Value = serde_json::from_slice(&body).unwrap();
+                    let mut t = t.lock().unwrap();
+                    t.1.push(("PATCH".into(), content_type(&h), v.clone()));
+                    if status.is_success() {
+                        json_patch::merge(&mut t.0, &v);
+                    }
+                    (status, "refused")
+                },
+            );
         }
         let app = axum::Router::new()
             .route("/routing", routes)
-            .with_state(shared.clone());
+            .with_state(seen.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        (url, shared)
+        (url, seen)
     }
 
     #[tokio::test]
-    async fn a_proxy_without_patch_is_sent_the_whole_table_and_a_refusal_is_an_error() {
+    async fn a_step_goes_as_one_patch_or_as_the_whole_table_to_a_proxy_without_patch() {
         let state = State::new("chirpy", "1.0.0", "2.0.0", 0);
         let table = json!({
             "releases": [{"name": "1.0.0"}, {"name": "2.0.0"}],
             "weights": {"1.0.0": 100, "2.0.0": 0},
         });
         let step = Route::Step(Target::Weight { percent: 10 });
+        let stepped = json!({
+            "releases": [{"name": "1.0.0"}, {"name": "2.0.0"}],
+            "internal": "2.0.0",
+            "weights": {"1.0.0": 90, "2.0.0": 10},
+        });
 
-        let (url, shared) = older_proxy(table.clone(), None).await;
+        // A proxy with PATCH: one merge patch, then nothing once it routes so.
+        let (url, seen) = stand_in(table.clone(), Some(StatusCode::OK)).await;
         let admin = ProxyAdmin::new(&url, "t", Duration::from_secs(5)).unwrap();
         admin.apply(&state, step).await.unwrap();
-        assert_eq!(
-            *shared.lock().unwrap(),
-            json!({
-                "releases": [{"name": "1.0.0"}, {"name": "2.0.0"}],
-                "internal": "2.0.0",
-                "weights": {"1.0.0": 90, "2.0.0": 10},
-            })
-        );
+        admin.apply(&state, step).await.unwrap();
+        {
+            let seen = seen.lock().unwrap();
+            assert_eq!(seen.0, stepped);
+            let requests: Vec<_> = seen
+                .1
+                .iter()
+                .map(|(m, c, _)| (m.as_str(), c.as_str()))
+                .collect();
+            assert_eq!(requests, [("PATCH", "application/merge-patch+json")]);
+        }
 
-        // Any other refusal is the proxy saying no: no fallback, the table stays.
-        let (url, shared) = older_proxy(table.clone(), Some(StatusCode::BAD_REQUEST)).await;
+        // Without PATCH (405): the whole table with PUT.
+        let (url, seen) = stand_in(table.clone(), None).await;
+        let admin = ProxyAdmin::new(&url, "t", Duration::from_secs(5)).unwrap();
+        admin.apply(&state, step).await.unwrap();
+        {
+            let seen = seen.lock().unwrap();
+            assert_eq!(seen.0, stepped);
+            assert_eq!(seen.1.len(), 1);
+            assert_eq!(
+                (seen.1[0].0.as_str(), seen.1[0].1.as_str()),
+                ("PUT", "application/json")
+            );
+        }
+
+        // Any other refusal is the proxy saying no: an error naming the
+        // method, no fallback, the table as it was.
+        let (url, seen) = stand_in(table.clone(), Some(StatusCode::BAD_REQUEST)).await;
         let admin = ProxyAdmin::new(&url, "t", Duration::from_secs(5)).unwrap();
         let e = admin.apply(&state, step).await.unwrap_err().to_string();
-        assert!(e.contains("400") && e.contains("refused"), "{e}");
-        assert_eq!(*shared.lock().unwrap(), table);
+        assert!(e.contains("PATCH: 400") && e.contains("refused"), "{e}");
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.0, table);
+        assert_eq!(seen.1.len(), 1);
     }
 }
