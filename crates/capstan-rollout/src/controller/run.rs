@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use capstan_slo::{Deploy, DeployKind, DeployLog};
 use serde_json::Value;
 
-pub use super::admin::{ProxyAdmin, Route};
+use super::admin::{ProxyAdmin, Route};
 use super::plan::Plan;
 use super::store::{StateStore, StoreError};
 use super::window::Window;
