@@ -403,4 +403,85 @@ mod tests {
         assert_eq!(seen.0, table);
         assert_eq!(seen.1.len(), 1);
     }
+
+    /// The interleaving a step's patch is for, on the real proxy: the
+    /// controller reads the table, an operator changes a cohort rule, then
+    /// the step is written. The operator's rule stays and the step lands;
+    /// the whole table read before the change would have undone the rule.
+    #[tokio::test]
+    async fn an_operators_change_between_the_read_and_the_step_stays_on_the_real_proxy() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            r#"
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+admin_token = "t"
+service = "chirpy"
+
+[[release]]
+name = "1.0.0"
+upstreams = ["127.0.0.1:1"]
+
+[[release]]
+name = "2.0.0"
+upstreams = ["127.0.0.1:2"]
+
+[cohort]
+headers = [{{ name = "x-internal", value = "1" }}]
+
+[routing]
+weights = {{ "1.0.0" = 100, "2.0.0" = 0 }}
+
+[events]
+store = "{}"
+"#,
+            dir.path().join("events.db").display()
+        );
+        let settings = capstan_proxy::parse_config(std::path::Path::new("proxy.toml"), &text)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(capstan_proxy::run(
+            settings,
+            async {
+                let _ = stopped.await;
+            },
+            |b| {
+                let _ = bound_tx.send(b);
+            },
+        ));
+        let bound = tokio::time::timeout(Duration::from_secs(10), bound_rx)
+            .await
+            .expect("the proxy bound within 10 s")
+            .expect("the proxy started");
+        let url = format!("http://{}", bound.admin.unwrap());
+        let admin = ProxyAdmin::new(&url, "t", Duration::from_secs(5)).unwrap();
+        let state = State::new("chirpy", "1.0.0", "2.0.0", 0);
+        let step = Route::Step(Target::Weight { percent: 10 });
+
+        let read = admin.routing().await.unwrap();
+        let rule = json!({"headers": [{"name": "x-staff", "value": "yes"}]});
+        assert!(admin
+            .patch_routing(&json!({ "cohort": rule }))
+            .await
+            .unwrap());
+        let next = routed(&read, &state, step).unwrap();
+        assert!(admin
+            .patch_routing(&step_patch(&read, &next).unwrap())
+            .await
+            .unwrap());
+        let table = admin.routing().await.unwrap();
+        assert_eq!(table["cohort"]["headers"], rule["headers"], "{table}");
+        assert_eq!(table["internal"], "2.0.0");
+        assert_eq!(table["weights"], json!({"1.0.0": 90, "2.0.0": 10}));
+        // What the whole table read before the change would have done.
+        assert_ne!(next["cohort"]["headers"], rule["headers"], "{next}");
+
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("the proxy stopped within 30 s")
+            .unwrap()
+            .unwrap();
+    }
 }
