@@ -27,7 +27,6 @@ use bytes::Bytes;
 use http::uri::Authority;
 use http::{header, Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
@@ -134,10 +133,53 @@ impl Client {
     /// and an idempotent method that a reused connection ends without an
     /// answer (the upstream closed it while idle) is sent again on a new
     /// connection.
-    pub async fn request(
+    ///
+    /// The request is taken apart and its head written into a buffer
+    /// before the returned future is first polled: the future keeps only
+    /// what the exchange needs, so moving it (a request's task moves its
+    /// future on every request) copies little.
+    pub fn request(
         &self,
-        mut req: Request<UpstreamBody>,
-    ) -> Result<Response<PooledBody>, Error> {
+        req: Request<UpstreamBody>,
+    ) -> impl std::future::Future<Output = Result<Response<PooledBody>, Error>> + Send + '_ {
+        let prepared = self.prepare(req);
+        async move {
+            match prepared? {
+                // Rare, and its future is large: boxed, so it does not
+                // make every request's future as large.
+                Prepared::Upgrade(u) => {
+                    let (authority, req) = *u;
+                    Box::pin(upgrade(&authority, req)).await
+                }
+                Prepared::Wire(mut w) => loop {
+                    let (mut conn, fresh) = match w.reused.take() {
+                        Some(c) => (c, false),
+                        None => (Conn::new(Box::pin(connect_tcp(&w.authority)).await?), true),
+                    };
+                    match exchange(&mut conn, &mut w, fresh).await {
+                        Ok(h) => {
+                            let reader = Reader::new(conn, &h);
+                            let body = PooledBody {
+                                inner: Inner::Wire(Some(reader)),
+                                ret: Some((self.clone(), w.authority)),
+                            };
+                            return Ok(h.response.map(|()| body));
+                        }
+                        // A connection the upstream closed while it was idle:
+                        // nothing of an answer came.
+                        Err(Error::Closed) if !fresh && w.may_replay => {}
+                        Err(e) => return Err(e),
+                    }
+                },
+            }
+        }
+    }
+
+    /// What [`Client::request`] does before its first wait: the upstream's
+    /// address, the `Host` field, and for a request the wire client sends,
+    /// its head (and a small buffered body) encoded and an idle connection
+    /// taken.
+    fn prepare(&self, mut req: Request<UpstreamBody>) -> Result<Prepared, Error> {
         let authority = req
             .uri()
             .authority()
@@ -151,18 +193,12 @@ impl Client {
         // An upgrade, or a tunnel (a 2xx to CONNECT makes the connection
         // one), takes its connection away: hyper's, never pooled.
         if req.headers().contains_key(header::UPGRADE) || req.method() == Method::CONNECT {
-            return upgrade(&authority, req).await;
+            return Ok(Prepared::Upgrade(Box::new((authority, req))));
         }
         let (mut parts, body) = req.into_parts();
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let (buffered, mut stream) = match body {
-            http_body_util::Either::Left(full) => {
-                let bytes = match full.collect().await {
-                    Ok(c) => c.to_bytes(),
-                    Err(never) => match never {},
-                };
-                (Some(bytes), None)
-            }
+        let (buffered, stream) = match body {
+            http_body_util::Either::Left(full) => (Some(full_bytes(full)), None),
             http_body_util::Either::Right(incoming) => (None, Some(incoming)),
         };
         let sending = match (&buffered, &stream) {
@@ -175,8 +211,6 @@ impl Client {
         };
         let mut head = Vec::with_capacity(512);
         wire::encode_head(&parts.method, target, &parts.headers, sending, &mut head);
-        // Written: the request's field map takes the answer's fields.
-        let mut fields = std::mem::take(&mut parts.headers);
         let rest = match buffered {
             Some(b) if b.len() <= COALESCE => {
                 head.extend_from_slice(&b);
@@ -184,55 +218,19 @@ impl Client {
             }
             b => b,
         };
-        let may_replay = stream.is_none() && replayable(&parts.method);
-
-        let mut reused = self.checkout(&authority);
-        loop {
-            let (mut conn, fresh) = match reused.take() {
-                Some(c) => (c, false),
-                None => (Conn::new(connect_tcp(&authority).await?), true),
-            };
-            let exchange = async {
-                let written = async {
-                    wire::write(&mut conn, &head).await?;
-                    match &rest {
-                        Some(b) => wire::write(&mut conn, b).await,
-                        None => Ok(()),
-                    }
-                }
-                .await;
-                match written {
-                    Ok(()) => {}
-                    // A reused connection that takes no write was closed
-                    // by the upstream while it was idle.
-                    Err(_) if !fresh => return Err(Error::Closed),
-                    Err(e) => return Err(Error::Io(e)),
-                }
-                let sent = match stream.take() {
-                    Some(s) => wire::send_stream(&mut conn, s, sending).await?,
-                    None => Sent::Whole,
-                };
-                let mut h = wire::read_head(&mut conn, &parts.method, &mut fields).await?;
-                // The rest of the request body was never sent.
-                h.keep_alive &= sent == Sent::Whole;
-                Ok(h)
-            }
-            .await;
-            match exchange {
-                Ok(h) => {
-                    let reader = Reader::new(conn, &h);
-                    let body = PooledBody {
-                        inner: Inner::Wire(Some(reader)),
-                        ret: Some((self.clone(), authority)),
-                    };
-                    return Ok(h.response.map(|()| body));
-                }
-                // A connection the upstream closed while it was idle:
-                // nothing of an answer came.
-                Err(Error::Closed) if !fresh && may_replay => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let reused = self.checkout(&authority);
+        Ok(Prepared::Wire(Box::new(Wire {
+            may_replay: stream.is_none() && replayable(&parts.method),
+            method: parts.method,
+            // Written: the request's field map takes the answer's fields.
+            fields: std::mem::take(&mut parts.headers),
+            authority,
+            head,
+            rest,
+            stream,
+            sending,
+            reused,
+        })))
     }
 
     /// The most recently returned connection to `key` that is still open;
@@ -266,6 +264,71 @@ impl Client {
         if list.len() < MAX_IDLE {
             list.push_back(conn);
         }
+    }
+}
+
+/// A request taken apart by [`Client::prepare`].
+enum Prepared {
+    /// Sent through hyper on a connection of its own.
+    Upgrade(Box<(Authority, Request<UpstreamBody>)>),
+    /// Sent by the wire client.
+    Wire(Box<Wire>),
+}
+
+/// What the wire client's exchange needs of a request.
+struct Wire {
+    authority: Authority,
+    method: Method,
+    /// The encoded head, with the body when it is small and buffered.
+    head: Vec<u8>,
+    /// A buffered body too large to go with the head.
+    rest: Option<Bytes>,
+    /// The client's body, streamed.
+    stream: Option<Incoming>,
+    sending: Sending,
+    /// The request's field map, emptied: the answer's fields go in it.
+    fields: http::HeaderMap,
+    may_replay: bool,
+    /// An idle connection to try first.
+    reused: Option<Conn>,
+}
+
+/// One attempt on `conn`: the request written, the answer's head read.
+async fn exchange(conn: &mut Conn, w: &mut Wire, fresh: bool) -> Result<wire::Head, Error> {
+    let written = async {
+        wire::write(conn, &w.head).await?;
+        match &w.rest {
+            Some(b) => wire::write(conn, b).await,
+            None => Ok(()),
+        }
+    }
+    .await;
+    match written {
+        Ok(()) => {}
+        // A reused connection that takes no write was closed
+        // by the upstream while it was idle.
+        Err(_) if !fresh => return Err(Error::Closed),
+        Err(e) => return Err(Error::Io(e)),
+    }
+    let sent = match w.stream.take() {
+        // Rare next to buffered bodies, and its future is large.
+        Some(s) => Box::pin(wire::send_stream(conn, s, w.sending)).await?,
+        None => Sent::Whole,
+    };
+    let mut h = wire::read_head(conn, &w.method, &mut w.fields).await?;
+    // The rest of the request body was never sent.
+    h.keep_alive &= sent == Sent::Whole;
+    Ok(h)
+}
+
+/// The bytes of a buffered body: a `Full` holds them whole and gives them
+/// at its first poll, never waiting.
+fn full_bytes(mut full: http_body_util::Full<Bytes>) -> Bytes {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match Pin::new(&mut full).poll_frame(&mut cx) {
+        Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+        Poll::Ready(Some(Err(never))) => match never {},
+        Poll::Ready(None) | Poll::Pending => Bytes::new(),
     }
 }
 
