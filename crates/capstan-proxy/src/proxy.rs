@@ -121,6 +121,8 @@ struct Pending {
     /// The table the request was routed with, and the release's pool in it.
     snap: Arc<Snapshot>,
     release: usize,
+    /// The release the table mirrors to, if any.
+    mirror_idx: Option<usize>,
     started: Instant,
     proxy: Arc<Proxy>,
     /// Mirrored: the event goes to the mirror task with the body hash.
@@ -347,13 +349,51 @@ fn error_json(kind: &str, message: &str) -> String {
     serde_json::json!({ "error": kind, "message": message }).to_string()
 }
 
+/// A routed request on its way to an upstream: what [`Proxy::handle`]
+/// decided before its first wait.
+struct Forward {
+    pending: Pending,
+    /// The request's head, fields already rewritten for the upstream.
+    parts: http::request::Parts,
+    body: Incoming,
+    upstream: Arc<Upstream>,
+    path_and_query: http::uri::PathAndQuery,
+    timeout: Duration,
+    /// The client's side of an upgrade, when the request asks for one.
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// A new sticky user id, set as a cookie on the answer.
+    new_uid: Option<String>,
+}
+
 impl Proxy {
     /// Handles one client request.
-    pub async fn handle(
+    ///
+    /// The request is routed and its head rewritten before the returned
+    /// future is first polled; the future holds what the forwarding needs
+    /// and no more, so the moves a connection makes of it copy little.
+    pub fn handle(
         self: Arc<Self>,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         client: Peer,
-    ) -> Result<Response<Tracked>, std::convert::Infallible> {
+    ) -> impl std::future::Future<Output = Result<Response<Tracked>, std::convert::Infallible>>
+           + Send
+           + 'static {
+        let routed = self.route_request(req, &client);
+        async move {
+            Ok(match routed {
+                Err(early) => *early,
+                Ok(forward) => self.forward(forward).await,
+            })
+        }
+    }
+
+    /// Routes `req`, picks its upstream and rewrites its head; or the
+    /// answer when there is no upstream to send it to.
+    fn route_request(
+        self: &Arc<Self>,
+        mut req: Request<Incoming>,
+        client: &Peer,
+    ) -> Result<Box<Forward>, Box<Response<Tracked>>> {
         let started = Instant::now();
         let time_ms = wall_ms(started);
         let snap = self.tables.get();
@@ -424,20 +464,21 @@ impl Proxy {
             cohort: decision.cohort,
             snap: snap.clone(),
             release: decision.release,
+            mirror_idx: decision.mirror,
             started,
             proxy: self.clone(),
             mirror: None,
         };
 
-        let Some(mut upstream) = pool.pick(None) else {
+        let Some(upstream) = pool.pick(None) else {
             pending.event.status = 503;
             pending.event.error = Some("no_upstream".into());
             let msg = format!("no ready upstream in release {}", pool.release);
-            return Ok(fixed(
+            return Err(Box::new(fixed(
                 StatusCode::SERVICE_UNAVAILABLE,
                 error_json("no_upstream", &msg),
                 pending,
-            ));
+            )));
         };
 
         let upgrade = is_upgrade(&req);
@@ -449,7 +490,7 @@ impl Proxy {
             // The string's own buffer becomes the value: no copy.
             HeaderValue::from_maybe_shared(Bytes::from(traceparent.into_bytes())).expect("ascii"),
         );
-        append_forwarded_for(&mut parts.headers, &client);
+        append_forwarded_for(&mut parts.headers, client);
         // Upstream is HTTP/1.1 whatever the client spoke: the wire client
         // writes it regardless, and hyper's, which carries upgrades and
         // CONNECT, refuses any other version.
@@ -466,11 +507,39 @@ impl Proxy {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        Ok(Box::new(Forward {
+            pending,
+            parts,
+            body,
+            upstream,
+            path_and_query,
+            timeout,
+            client_upgrade,
+            new_uid,
+        }))
+    }
 
+    /// Sends a routed request upstream (retrying a connect failure once
+    /// where that is safe), starts its mirror, and answers with the
+    /// upstream's response, or with the error that stopped it.
+    async fn forward(self: &Arc<Self>, f: Box<Forward>) -> Response<Tracked> {
+        let Forward {
+            mut pending,
+            parts,
+            body,
+            mut upstream,
+            path_and_query,
+            timeout,
+            client_upgrade,
+            new_uid,
+        } = *f;
+        let snap = pending.snap.clone();
+        let pool = &snap.pools[pending.release];
+        let upgrade = client_upgrade.is_some();
         // Buffer small bodies so a retry or a mirror can resend them.
-        let mirror_idx = decision
-            .mirror
-            .filter(|&m| m != decision.release && is_safe(&parts.method) && !upgrade);
+        let mirror_idx = pending
+            .mirror_idx
+            .filter(|&m| m != pending.release && is_safe(&parts.method) && !upgrade);
         let idempotent = is_idempotent(&parts.method);
         let small = body
             .size_hint()
@@ -478,25 +547,26 @@ impl Proxy {
             .is_some_and(|n| n <= self.body_limit as u64);
         // The upstream's time starts once the request can go: now, unless
         // its body is read first.
-        let mut upstream_started = started;
+        let mut upstream_started = pending.started;
         let (buffered, mut stream): (Option<Bytes>, Option<Incoming>) =
             if upgrade || body.is_end_stream() {
                 (Some(Bytes::new()), None)
             } else if (idempotent || mirror_idx.is_some()) && small {
-                let collected = http_body_util::Limited::new(body, self.body_limit)
-                    .collect()
-                    .await;
+                // Boxed: only requests with a body wait here, and a
+                // future this size would make every request's larger.
+                let collected =
+                    Box::pin(http_body_util::Limited::new(body, self.body_limit).collect()).await;
                 upstream_started = Instant::now();
                 match collected {
                     Ok(c) => (Some(c.to_bytes()), None),
                     Err(e) => {
                         pending.event.status = 400;
                         pending.event.error = Some("client_body".into());
-                        return Ok(fixed(
+                        return fixed(
                             StatusCode::BAD_REQUEST,
                             error_json("client_body", &e.to_string()),
                             pending,
-                        ));
+                        );
                     }
                 }
             } else {
@@ -537,30 +607,33 @@ impl Proxy {
         let mut parts = Some(parts);
         let resp = loop {
             attempt += 1;
-            let body = match (&buffered, stream.take()) {
-                (Some(b), _) => http_body_util::Either::Left(http_body_util::Full::new(b.clone())),
-                (None, Some(s)) => http_body_util::Either::Right(s),
-                (None, None) => unreachable!("a streamed body is sent once"),
+            // The request is handed to the client before the wait, so only
+            // the client's future is kept across it.
+            let sent = {
+                let body = match (&buffered, stream.take()) {
+                    (Some(b), _) => {
+                        http_body_util::Either::Left(http_body_util::Full::new(b.clone()))
+                    }
+                    (None, Some(s)) => http_body_util::Either::Right(s),
+                    (None, None) => unreachable!("a streamed body is sent once"),
+                };
+                let p = match (attempt == 1 && can_retry, parts.as_ref()) {
+                    (true, Some(p)) => p.clone(),
+                    _ => parts.take().expect("the parts are sent at most twice"),
+                };
+                let mut out = Request::from_parts(p, body);
+                *out.uri_mut() = match upstream_uri(&upstream, &path_and_query) {
+                    Ok(u) => u,
+                    Err(e) => {
+                        pending.event.status = 400;
+                        pending.event.error = Some("bad_uri".into());
+                        return fixed(StatusCode::BAD_REQUEST, error_json("bad_uri", &e), pending);
+                    }
+                };
+                pending.event.instance = upstream.addr.as_str().into();
+                self.client.request(out)
             };
-            let p = match (attempt == 1 && can_retry, parts.as_ref()) {
-                (true, Some(p)) => p.clone(),
-                _ => parts.take().expect("the parts are sent at most twice"),
-            };
-            let mut out = Request::from_parts(p, body);
-            *out.uri_mut() = match upstream_uri(&upstream, &path_and_query) {
-                Ok(u) => u,
-                Err(e) => {
-                    pending.event.status = 400;
-                    pending.event.error = Some("bad_uri".into());
-                    return Ok(fixed(
-                        StatusCode::BAD_REQUEST,
-                        error_json("bad_uri", &e),
-                        pending,
-                    ));
-                }
-            };
-            pending.event.instance = upstream.addr.as_str().into();
-            match tokio::time::timeout_at(deadline, self.client.request(out)).await {
+            match tokio::time::timeout_at(deadline, sent).await {
                 Ok(Ok(r)) => break r,
                 Ok(Err(e)) if e.is_connect() => {
                     upstream.connect_failed(format!("{e:#}"));
@@ -574,11 +647,11 @@ impl Proxy {
                     pending.event.upstream_ms =
                         Some(upstream_started.elapsed().as_secs_f64() * 1000.0);
                     let msg = format!("cannot connect to {} ({e:#})", upstream.addr);
-                    return Ok(fixed(
+                    return fixed(
                         StatusCode::BAD_GATEWAY,
                         error_json("connect", &msg),
                         pending,
-                    ));
+                    );
                 }
                 Ok(Err(e)) => {
                     pending.event.status = 502;
@@ -586,11 +659,11 @@ impl Proxy {
                     pending.event.upstream_ms =
                         Some(upstream_started.elapsed().as_secs_f64() * 1000.0);
                     let msg = format!("{} failed: {e:#}", upstream.addr);
-                    return Ok(fixed(
+                    return fixed(
                         StatusCode::BAD_GATEWAY,
                         error_json("upstream", &msg),
                         pending,
-                    ));
+                    );
                 }
                 Err(_) => {
                     pending.event.status = 504;
@@ -598,16 +671,15 @@ impl Proxy {
                     pending.event.upstream_ms =
                         Some(upstream_started.elapsed().as_secs_f64() * 1000.0);
                     let msg = format!("{} did not answer within {timeout:?}", upstream.addr);
-                    return Ok(fixed(
+                    return fixed(
                         StatusCode::GATEWAY_TIMEOUT,
                         error_json("timeout", &msg),
                         pending,
-                    ));
+                    );
                 }
             }
         };
         pending.event.upstream_ms = Some(upstream_started.elapsed().as_secs_f64() * 1000.0);
-
         let (mut rparts, rbody) = resp.into_parts();
         let status = rparts.status;
         pending.event.status = status.as_u16();
@@ -637,7 +709,7 @@ impl Proxy {
                 take_fields(&mut rparts.headers, &mut pending.event.fields);
                 let mut r = fixed(StatusCode::SWITCHING_PROTOCOLS, String::new(), pending);
                 *r.headers_mut() = rparts.headers;
-                return Ok(r);
+                return r;
             }
         }
         strip_hop_by_hop(&mut rparts.headers, false);
@@ -645,7 +717,7 @@ impl Proxy {
         if let Some(uid) = new_uid {
             let cookie = format!(
                 "{}={uid}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax",
-                table.sticky_cookie()
+                snap.table.sticky_cookie()
             );
             if let Ok(v) = HeaderValue::from_str(&cookie) {
                 rparts.headers.append(header::SET_COOKIE, v);
@@ -661,7 +733,7 @@ impl Proxy {
             errored: false,
             pending: Some(pending),
         };
-        Ok(Response::from_parts(rparts, body))
+        Response::from_parts(rparts, body)
     }
 }
 
