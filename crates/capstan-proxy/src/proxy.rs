@@ -121,8 +121,6 @@ struct Pending {
     /// The table the request was routed with, and the release's pool in it.
     snap: Arc<Snapshot>,
     release: usize,
-    /// The release the table mirrors to, if any.
-    mirror_idx: Option<usize>,
     started: Instant,
     proxy: Arc<Proxy>,
     /// Mirrored: the event goes to the mirror task with the body hash.
@@ -353,9 +351,13 @@ fn error_json(kind: &str, message: &str) -> String {
 /// decided before its first wait.
 struct Forward {
     pending: Pending,
-    /// The request's head, fields already rewritten for the upstream.
-    parts: http::request::Parts,
-    body: Incoming,
+    /// The request's head, fields already rewritten for the upstream
+    /// (taken when it is sent for the last time).
+    parts: Option<http::request::Parts>,
+    /// Taken when it is read or sent.
+    body: Option<Incoming>,
+    /// The release the table mirrors to, if any.
+    mirror: Option<usize>,
     upstream: Arc<Upstream>,
     path_and_query: http::uri::PathAndQuery,
     timeout: Duration,
@@ -369,8 +371,9 @@ impl Proxy {
     /// Handles one client request.
     ///
     /// The request is routed and its head rewritten before the returned
-    /// future is first polled; the future holds what the forwarding needs
-    /// and no more, so the moves a connection makes of it copy little.
+    /// future is first polled, and what forwarding needs is boxed: the
+    /// future keeps neither the request nor that state inline, so the
+    /// moves a connection makes of it copy less.
     pub fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
@@ -464,7 +467,6 @@ impl Proxy {
             cohort: decision.cohort,
             snap: snap.clone(),
             release: decision.release,
-            mirror_idx: decision.mirror,
             started,
             proxy: self.clone(),
             mirror: None,
@@ -509,8 +511,9 @@ impl Proxy {
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         Ok(Box::new(Forward {
             pending,
-            parts,
-            body,
+            parts: Some(parts),
+            body: Some(body),
+            mirror: decision.mirror,
             upstream,
             path_and_query,
             timeout,
@@ -522,32 +525,30 @@ impl Proxy {
     /// Sends a routed request upstream (retrying a connect failure once
     /// where that is safe), starts its mirror, and answers with the
     /// upstream's response, or with the error that stopped it.
-    async fn forward(self: &Arc<Self>, f: Box<Forward>) -> Response<Tracked> {
-        let Forward {
-            mut pending,
-            parts,
-            body,
-            mut upstream,
-            path_and_query,
-            timeout,
-            client_upgrade,
-            new_uid,
-        } = *f;
-        let snap = pending.snap.clone();
-        let pool = &snap.pools[pending.release];
-        let upgrade = client_upgrade.is_some();
-        // Buffer small bodies so a retry or a mirror can resend them.
-        let mirror_idx = pending
-            .mirror_idx
-            .filter(|&m| m != pending.release && is_safe(&parts.method) && !upgrade);
-        let idempotent = is_idempotent(&parts.method);
+    ///
+    /// The request's state is used where it is, in its box: this future
+    /// holds a pointer to it, not a copy.
+    async fn forward(self: &Arc<Self>, mut f: Box<Forward>) -> Response<Tracked> {
+        let snap = f.pending.snap.clone();
+        let pool = &snap.pools[f.pending.release];
+        let upgrade = f.client_upgrade.is_some();
+        let timeout = f.timeout;
+        let (mirror_idx, idempotent) = {
+            let method = &f.parts.as_ref().expect("not sent yet").method;
+            // Buffer small bodies so a retry or a mirror can resend them.
+            let mirror = f
+                .mirror
+                .filter(|&m| m != f.pending.release && is_safe(method) && !upgrade);
+            (mirror, is_idempotent(method))
+        };
+        let body = f.body.take().expect("the body is taken once");
         let small = body
             .size_hint()
             .upper()
             .is_some_and(|n| n <= self.body_limit as u64);
         // The upstream's time starts once the request can go: now, unless
         // its body is read first.
-        let mut upstream_started = pending.started;
+        let mut upstream_started = f.pending.started;
         let (buffered, mut stream): (Option<Bytes>, Option<Incoming>) =
             if upgrade || body.is_end_stream() {
                 (Some(Bytes::new()), None)
@@ -560,12 +561,12 @@ impl Proxy {
                 match collected {
                     Ok(c) => (Some(c.to_bytes()), None),
                     Err(e) => {
-                        pending.event.status = 400;
-                        pending.event.error = Some("client_body".into());
+                        f.pending.event.status = 400;
+                        f.pending.event.error = Some("client_body".into());
                         return fixed(
                             StatusCode::BAD_REQUEST,
                             error_json("client_body", &e.to_string()),
-                            pending,
+                            f.pending,
                         );
                     }
                 }
@@ -573,15 +574,16 @@ impl Proxy {
                 (None, Some(body))
             };
         if let Some(b) = &buffered {
-            pending.event.bytes_in = b.len() as u64;
+            f.pending.event.bytes_in = b.len() as u64;
         }
 
         // The mirror: a copy to the shadow pool on its own task.
         if let (Some(m), Some(b)) = (mirror_idx, &buffered) {
             if let Some(shadow) = snap.pools[m].pick(None) {
                 let (tx, rx) = oneshot::channel();
-                pending.mirror = Some(tx);
+                f.pending.mirror = Some(tx);
                 self.metrics.mirrored.inc();
+                let parts = f.parts.as_ref().expect("not sent yet");
                 let mut h = parts.headers.clone();
                 h.insert(
                     HeaderName::from_static("x-capstan-mirror"),
@@ -591,7 +593,7 @@ impl Proxy {
                     self.clone(),
                     shadow,
                     parts.method.clone(),
-                    path_and_query.as_str().to_owned(),
+                    f.path_and_query.as_str().to_owned(),
                     h,
                     b.clone(),
                     rx,
@@ -604,7 +606,6 @@ impl Proxy {
         // A connect failure of an idempotent, buffered request is retried
         // once on another upstream of the pool: only then are the parts copied.
         let can_retry = idempotent && buffered.is_some() && pool.upstreams.len() > 1;
-        let mut parts = Some(parts);
         let resp = loop {
             attempt += 1;
             // The request is handed to the client before the wait, so only
@@ -617,77 +618,81 @@ impl Proxy {
                     (None, Some(s)) => http_body_util::Either::Right(s),
                     (None, None) => unreachable!("a streamed body is sent once"),
                 };
-                let p = match (attempt == 1 && can_retry, parts.as_ref()) {
+                let p = match (attempt == 1 && can_retry, f.parts.as_ref()) {
                     (true, Some(p)) => p.clone(),
-                    _ => parts.take().expect("the parts are sent at most twice"),
+                    _ => f.parts.take().expect("the parts are sent at most twice"),
                 };
                 let mut out = Request::from_parts(p, body);
-                *out.uri_mut() = match upstream_uri(&upstream, &path_and_query) {
+                *out.uri_mut() = match upstream_uri(&f.upstream, &f.path_and_query) {
                     Ok(u) => u,
                     Err(e) => {
-                        pending.event.status = 400;
-                        pending.event.error = Some("bad_uri".into());
-                        return fixed(StatusCode::BAD_REQUEST, error_json("bad_uri", &e), pending);
+                        f.pending.event.status = 400;
+                        f.pending.event.error = Some("bad_uri".into());
+                        return fixed(
+                            StatusCode::BAD_REQUEST,
+                            error_json("bad_uri", &e),
+                            f.pending,
+                        );
                     }
                 };
-                pending.event.instance = upstream.addr.as_str().into();
+                f.pending.event.instance = f.upstream.addr.as_str().into();
                 self.client.request(out)
             };
             match tokio::time::timeout_at(deadline, sent).await {
                 Ok(Ok(r)) => break r,
                 Ok(Err(e)) if e.is_connect() => {
-                    upstream.connect_failed(format!("{e:#}"));
+                    f.upstream.connect_failed(format!("{e:#}"));
                     let retry = attempt == 1 && can_retry;
-                    if let Some(next) = retry.then(|| pool.pick(Some(&upstream))).flatten() {
-                        upstream = next;
+                    if let Some(next) = retry.then(|| pool.pick(Some(&f.upstream))).flatten() {
+                        f.upstream = next;
                         continue;
                     }
-                    pending.event.status = 502;
-                    pending.event.error = Some("connect".into());
-                    pending.event.upstream_ms =
+                    f.pending.event.status = 502;
+                    f.pending.event.error = Some("connect".into());
+                    f.pending.event.upstream_ms =
                         Some(upstream_started.elapsed().as_secs_f64() * 1000.0);
-                    let msg = format!("cannot connect to {} ({e:#})", upstream.addr);
+                    let msg = format!("cannot connect to {} ({e:#})", f.upstream.addr);
                     return fixed(
                         StatusCode::BAD_GATEWAY,
                         error_json("connect", &msg),
-                        pending,
+                        f.pending,
                     );
                 }
                 Ok(Err(e)) => {
-                    pending.event.status = 502;
-                    pending.event.error = Some("upstream".into());
-                    pending.event.upstream_ms =
+                    f.pending.event.status = 502;
+                    f.pending.event.error = Some("upstream".into());
+                    f.pending.event.upstream_ms =
                         Some(upstream_started.elapsed().as_secs_f64() * 1000.0);
-                    let msg = format!("{} failed: {e:#}", upstream.addr);
+                    let msg = format!("{} failed: {e:#}", f.upstream.addr);
                     return fixed(
                         StatusCode::BAD_GATEWAY,
                         error_json("upstream", &msg),
-                        pending,
+                        f.pending,
                     );
                 }
                 Err(_) => {
-                    pending.event.status = 504;
-                    pending.event.error = Some("timeout".into());
-                    pending.event.upstream_ms =
+                    f.pending.event.status = 504;
+                    f.pending.event.error = Some("timeout".into());
+                    f.pending.event.upstream_ms =
                         Some(upstream_started.elapsed().as_secs_f64() * 1000.0);
-                    let msg = format!("{} did not answer within {timeout:?}", upstream.addr);
+                    let msg = format!("{} did not answer within {timeout:?}", f.upstream.addr);
                     return fixed(
                         StatusCode::GATEWAY_TIMEOUT,
                         error_json("timeout", &msg),
-                        pending,
+                        f.pending,
                     );
                 }
             }
         };
-        pending.event.upstream_ms = Some(upstream_started.elapsed().as_secs_f64() * 1000.0);
+        f.pending.event.upstream_ms = Some(upstream_started.elapsed().as_secs_f64() * 1000.0);
         let (mut rparts, rbody) = resp.into_parts();
         let status = rparts.status;
-        pending.event.status = status.as_u16();
+        f.pending.event.status = status.as_u16();
         if status.is_server_error() {
-            pending.event.error = Some("upstream_5xx".into());
+            f.pending.event.error = Some("upstream_5xx".into());
         }
         if status == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_upgrade) = client_upgrade {
+            if let Some(client_upgrade) = f.client_upgrade.take() {
                 let mut upstream_resp = Response::from_parts(rparts, rbody);
                 let upstream_upgrade = hyper::upgrade::on(&mut upstream_resp);
                 let (mut rparts, _) = upstream_resp.into_parts();
@@ -706,15 +711,15 @@ impl Proxy {
                     }
                 });
                 strip_hop_by_hop(&mut rparts.headers, true);
-                take_fields(&mut rparts.headers, &mut pending.event.fields);
-                let mut r = fixed(StatusCode::SWITCHING_PROTOCOLS, String::new(), pending);
+                take_fields(&mut rparts.headers, &mut f.pending.event.fields);
+                let mut r = fixed(StatusCode::SWITCHING_PROTOCOLS, String::new(), f.pending);
                 *r.headers_mut() = rparts.headers;
                 return r;
             }
         }
         strip_hop_by_hop(&mut rparts.headers, false);
-        take_fields(&mut rparts.headers, &mut pending.event.fields);
-        if let Some(uid) = new_uid {
+        take_fields(&mut rparts.headers, &mut f.pending.event.fields);
+        if let Some(uid) = f.new_uid.take() {
             let cookie = format!(
                 "{}={uid}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax",
                 snap.table.sticky_cookie()
@@ -723,7 +728,7 @@ impl Proxy {
                 rparts.headers.append(header::SET_COOKIE, v);
             }
         }
-        let hasher = pending.mirror.is_some().then(Sha256::new);
+        let hasher = f.pending.mirror.is_some().then(Sha256::new);
         let body = Tracked {
             upstream: Some(rbody),
             fixed: None,
@@ -731,7 +736,7 @@ impl Proxy {
             hasher,
             limit: self.body_limit,
             errored: false,
-            pending: Some(pending),
+            pending: Some(f.pending),
         };
         Response::from_parts(rparts, body)
     }

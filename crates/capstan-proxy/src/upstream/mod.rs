@@ -134,10 +134,12 @@ impl Client {
     /// answer (the upstream closed it while idle) is sent again on a new
     /// connection.
     ///
-    /// The request is taken apart and its head written into a buffer
-    /// before the returned future is first polled: the future keeps only
-    /// what the exchange needs, so moving it (a request's task moves its
-    /// future on every request) copies little.
+    /// The request is taken apart, its head written into a buffer and an
+    /// idle connection taken from the pool when this is called, before the
+    /// returned future is first polled: the future keeps only what the
+    /// exchange needs, so moving it (a request's task moves its future on
+    /// every request) copies little. Await it at once: dropped unpolled, it
+    /// closes the idle connection it took.
     pub fn request(
         &self,
         req: Request<UpstreamBody>,
