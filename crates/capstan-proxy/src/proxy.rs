@@ -354,7 +354,7 @@ struct Forward {
     /// The request's head, fields already rewritten for the upstream
     /// (taken when it is sent for the last time).
     parts: Option<http::request::Parts>,
-    /// Taken when it is read or sent.
+    /// The client's body, taken when forwarding starts.
     body: Option<Incoming>,
     /// The release the table mirrors to, if any.
     mirror: Option<usize>,
@@ -527,7 +527,8 @@ impl Proxy {
     /// upstream's response, or with the error that stopped it.
     ///
     /// The request's state is used where it is, in its box: this future
-    /// holds a pointer to it, not a copy.
+    /// holds a pointer to it, not a copy; only the client's body and, once
+    /// read, its bytes are kept here.
     async fn forward(self: &Arc<Self>, mut f: Box<Forward>) -> Response<Tracked> {
         let snap = f.pending.snap.clone();
         let pool = &snap.pools[f.pending.release];

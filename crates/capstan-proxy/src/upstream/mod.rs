@@ -135,11 +135,12 @@ impl Client {
     /// connection.
     ///
     /// The request is taken apart, its head written into a buffer and an
-    /// idle connection taken from the pool when this is called, before the
-    /// returned future is first polled: the future keeps only what the
-    /// exchange needs, so moving it (a request's task moves its future on
-    /// every request) copies little. Await it at once: dropped unpolled, it
-    /// closes the idle connection it took.
+    /// idle connection taken from the pool (none for an upgrade or
+    /// `CONNECT`) when this is called, before the returned future is first
+    /// polled: the future keeps only what the exchange needs, so moving it
+    /// (a request's task moves its future on every request) copies little.
+    /// Await it at once: dropped unpolled, it closes the idle connection it
+    /// took.
     pub fn request(
         &self,
         req: Request<UpstreamBody>,
