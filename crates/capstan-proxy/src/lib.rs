@@ -11,6 +11,7 @@ mod config;
 mod fleet;
 mod headers;
 mod metrics;
+mod mirror;
 mod pool;
 mod proxy;
 mod routing;

@@ -8,8 +8,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use capstan_events::{CompactString, Event, MirrorComparison, Recorder};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use capstan_events::{CompactString, Event, Recorder};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -24,6 +24,7 @@ use crate::headers::{
     strip_hop_by_hop, take_fields, Peer,
 };
 use crate::metrics::{ErrorLabels, Metrics};
+use crate::mirror::spawn_mirror;
 use crate::pool::{Snapshot, SnapshotCache, Upstream};
 use crate::routing::{route, Cohort, RequestFacts};
 use crate::upstream::{Client, PooledBody};
@@ -35,9 +36,6 @@ pub type UpstreamBody = http_body_util::Either<http_body_util::Full<Bytes>, Inco
 pub fn empty_body() -> UpstreamBody {
     http_body_util::Either::Left(http_body_util::Full::new(Bytes::new()))
 }
-
-/// How long a mirrored request may take before its comparison is recorded without it.
-const MIRROR_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything the request path shares.
 pub struct Proxy {
@@ -754,59 +752,4 @@ fn upstream_uri(u: &Upstream, pq: &http::uri::PathAndQuery) -> Result<http::Uri,
     parts.authority = Some(authority);
     parts.path_and_query = Some(pq.clone());
     http::Uri::from_parts(parts).map_err(|e| e.to_string())
-}
-
-fn spawn_mirror(
-    proxy: Arc<Proxy>,
-    shadow: Arc<Upstream>,
-    method: Method,
-    path_and_query: String,
-    headers: HeaderMap,
-    body: Bytes,
-    primary: oneshot::Receiver<(Event, Option<[u8; 32]>)>,
-) {
-    let background = proxy.background.clone();
-    background.spawn(async move {
-        let started = Instant::now();
-        let limit = proxy.body_limit;
-        let shadow_result = async {
-            let mut req = Request::builder()
-                .method(method)
-                .uri(format!("http://{}{}", shadow.addr, path_and_query))
-                .body(http_body_util::Either::Left(http_body_util::Full::new(
-                    body,
-                )))
-                .ok()?;
-            *req.headers_mut() = headers;
-            let resp = proxy.mirror_client.request(req).await.ok()?;
-            let status = resp.status().as_u16();
-            Some((status, hash_body(resp, limit).await))
-        };
-        let (shadow_status, shadow_hash) = tokio::time::timeout(MIRROR_TIMEOUT, shadow_result)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or((0, None));
-        let shadow_ms = started.elapsed().as_secs_f64() * 1000.0;
-        // The user's event arrives when their response body has ended.
-        let Ok((mut event, user_hash)) = primary.await else {
-            return;
-        };
-        event.mirror = Some(MirrorComparison {
-            status_class_equal: shadow_status / 100 == event.status / 100,
-            body_hash_equal: matches!((user_hash, shadow_hash), (Some(a), Some(b)) if a == b),
-            shadow_status,
-            shadow_ms,
-        });
-        if let Some(r) = &proxy.recorder {
-            r.record(event);
-        }
-    });
-}
-
-/// SHA-256 of a response body, or none when it is larger than `limit` or fails.
-async fn hash_body(resp: Response<PooledBody>, limit: usize) -> Option<[u8; 32]> {
-    let body = http_body_util::Limited::new(resp.into_body(), limit);
-    let c = body.collect().await.ok()?;
-    Some(Sha256::digest(c.to_bytes()).into())
 }

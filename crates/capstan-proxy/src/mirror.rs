@@ -1,0 +1,79 @@
+//! Mirroring: a copy of a request sent to the shadow release on the
+//! background runtime, its answer never returned to the user, and the
+//! comparison with the user's answer (status class, body hash, latency)
+//! put into the user's event.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use capstan_events::{Event, MirrorComparison};
+use http::{HeaderMap, Method, Request, Response};
+use http_body_util::BodyExt;
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+
+use crate::pool::Upstream;
+use crate::proxy::Proxy;
+use crate::upstream::PooledBody;
+
+/// How long a mirrored request may take before its comparison is recorded without it.
+const MIRROR_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends the copy to `shadow` on the background runtime, waits for the
+/// user's event (`primary`, sent when the user's response body has ended,
+/// with its body hash), and records it with the comparison.
+pub(crate) fn spawn_mirror(
+    proxy: Arc<Proxy>,
+    shadow: Arc<Upstream>,
+    method: Method,
+    path_and_query: String,
+    headers: HeaderMap,
+    body: Bytes,
+    primary: oneshot::Receiver<(Event, Option<[u8; 32]>)>,
+) {
+    let background = proxy.background.clone();
+    background.spawn(async move {
+        let started = Instant::now();
+        let limit = proxy.body_limit;
+        let shadow_result = async {
+            let mut req = Request::builder()
+                .method(method)
+                .uri(format!("http://{}{}", shadow.addr, path_and_query))
+                .body(http_body_util::Either::Left(http_body_util::Full::new(
+                    body,
+                )))
+                .ok()?;
+            *req.headers_mut() = headers;
+            let resp = proxy.mirror_client.request(req).await.ok()?;
+            let status = resp.status().as_u16();
+            Some((status, hash_body(resp, limit).await))
+        };
+        let (shadow_status, shadow_hash) = tokio::time::timeout(MIRROR_TIMEOUT, shadow_result)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or((0, None));
+        let shadow_ms = started.elapsed().as_secs_f64() * 1000.0;
+        // The user's event arrives when their response body has ended.
+        let Ok((mut event, user_hash)) = primary.await else {
+            return;
+        };
+        event.mirror = Some(MirrorComparison {
+            status_class_equal: shadow_status / 100 == event.status / 100,
+            body_hash_equal: matches!((user_hash, shadow_hash), (Some(a), Some(b)) if a == b),
+            shadow_status,
+            shadow_ms,
+        });
+        if let Some(r) = &proxy.recorder {
+            r.record(event);
+        }
+    });
+}
+
+/// SHA-256 of a response body, or none when it is larger than `limit` or fails.
+async fn hash_body(resp: Response<PooledBody>, limit: usize) -> Option<[u8; 32]> {
+    let body = http_body_util::Limited::new(resp.into_body(), limit);
+    let c = body.collect().await.ok()?;
+    Some(Sha256::digest(c.to_bytes()).into())
+}
