@@ -525,8 +525,9 @@ impl Proxy {
     /// upstream's response, or with the error that stopped it.
     ///
     /// The request's state is used where it is, in its box: this future
-    /// holds a pointer to it, not a copy; only the client's body and, once
-    /// read, its bytes are kept here.
+    /// holds a pointer to it, not a copy. Of the request, only the client's
+    /// body and, once read, its bytes are kept here (beside the upstream
+    /// client's future while it is awaited).
     async fn forward(self: &Arc<Self>, mut f: Box<Forward>) -> Response<Tracked> {
         let snap = f.pending.snap.clone();
         let pool = &snap.pools[f.pending.release];
