@@ -14,9 +14,15 @@ use crate::recorder::{Counters, Recorder, RecorderTask};
 use crate::{Error, Event};
 
 /// How often the recorder's writer thread takes what is queued while events
-/// flow. Short, so each batch is short: the writer shares the cores with
-/// the request path, and a long batch is a request path stalled behind it.
-const FLUSH_BUSY: Duration = Duration::from_millis(5);
+/// flow. Each wake-up is one transaction, and each commit rewrites the
+/// partly filled last pages of the table and its index into the WAL, so
+/// fewer, larger batches cost less per event (5 ms → 25 ms: 1.63 → 1.41 µs
+/// of writer CPU per proxied request). A longer batch need not stall the
+/// request path: the thread runs at [`WRITER_NICE`], so a woken worker
+/// takes its core. At 20,000 requests/s the proxy's p99 stayed inside its
+/// round-to-round spread (medians of seven alternating rounds 4.20 ms
+/// against 3.94 ms at 5 ms, single rounds of either 3.3–4.5 ms).
+const FLUSH_BUSY: Duration = Duration::from_millis(25);
 /// How long it waits after finding the queue empty.
 const FLUSH_IDLE: Duration = Duration::from_millis(50);
 /// Events written per transaction at most.
@@ -29,7 +35,7 @@ pub const WRITER_NICE: i32 = 10;
 
 impl Store {
     /// Starts the writer thread (`capstan-events`, at nice [`WRITER_NICE`])
-    /// with a queue of `capacity` events. Every 5 ms while events flow (50 ms
+    /// with a queue of `capacity` events. Every 25 ms while events flow (50 ms
     /// once the queue is found empty) the thread takes what is queued and
     /// writes it in batches of at most 4,096 events; it prunes by the
     /// retention at most every 30 s, and ends when every [`Recorder`] clone is
