@@ -631,3 +631,52 @@ fn two_writers_on_one_file_write_every_batch() {
         .unwrap();
     assert_eq!(seen.len(), 4_000);
 }
+
+/// A batch rolled back after it added a dimension leaves no id of it behind:
+/// when another writer takes that id for a different dimension, the next
+/// batch of the first dimension still counts under its own.
+#[test]
+fn a_rolled_back_batch_leaves_no_dimension_id_behind() {
+    let (dir, store) = temp_store();
+    let side = rusqlite::Connection::open(dir.path().join("events.db")).unwrap();
+    // The rollup of service `boom` is refused, after `mine`'s went in.
+    side.execute_batch(
+        "CREATE TABLE refuse (x);
+         INSERT INTO refuse VALUES (1);
+         CREATE TRIGGER refuse_rollups BEFORE INSERT ON rollups
+           WHEN EXISTS (SELECT 1 FROM refuse)
+             AND NEW.dim_id IN (SELECT id FROM rollup_dims WHERE service = 'boom')
+           BEGIN SELECT RAISE(FAIL, 'refused'); END;",
+    )
+    .unwrap();
+    let event = |i: i64, service: &str| Event {
+        time_ms: T0 + i,
+        service: service.into(),
+        status: 200,
+        ..Event::default()
+    };
+    let batch: Vec<Event> = (0..10).map(|i| event(i, "mine")).collect();
+    let mut failing = batch.clone();
+    failing.push(event(10, "boom"));
+    let err = store.insert_batch(&failing).unwrap_err().to_string();
+    assert!(err.contains("refused"), "{err}");
+    assert_eq!(
+        store.count().unwrap(),
+        0,
+        "the failed batch is rolled back whole"
+    );
+    // Another writer takes the id the rolled-back dimension had.
+    side.execute_batch(
+        "DELETE FROM refuse;
+         INSERT INTO rollup_dims (service, route, release, cohort, status_class)
+           VALUES ('theirs', '/', '', '', 2);",
+    )
+    .unwrap();
+    store.insert_batch(&batch).unwrap();
+    let count = |service| -> u64 {
+        let rows = store.rollups(Some(service), T0, T0 + 60_000).unwrap();
+        rows.iter().map(|r| r.count).sum()
+    };
+    assert_eq!(count("mine"), 10);
+    assert_eq!(count("theirs"), 0);
+}

@@ -155,6 +155,8 @@ impl Store {
         }
         let mut conn = self.writer();
         let tx = conn.transaction().map_err(&sql)?;
+        // Dimensions this batch adds to `rollup_dims`, cached once it commits.
+        let mut new_dims: HashMap<DimKey, i64> = HashMap::new();
         {
             // Rows go in ROWS at a time: one statement step writes them all,
             // so the per-statement work (reset, step, affinity checks) is paid
@@ -173,7 +175,7 @@ impl Store {
                 bind_event(&mut one, 0, e, &mut fields_json).map_err(&sql)?;
                 one.raw_execute().map_err(&sql)?;
             }
-            let mut dims = self.inner.dims.lock().unwrap_or_else(|p| p.into_inner());
+            let dims = self.inner.dims.lock().unwrap_or_else(|p| p.into_inner());
             let mut up = tx
                 .prepare_cached(
                     "INSERT INTO rollups (minute_ms, dim_id, count, sum_duration_ms, b0, b1, b2, b3, \
@@ -196,7 +198,7 @@ impl Store {
                     cohort.to_string(),
                     *class,
                 );
-                let dim_id = match dims.get(&key) {
+                let dim_id = match dims.get(&key).or_else(|| new_dims.get(&key)) {
                     Some(id) => *id,
                     None => {
                         tx.execute(
@@ -213,6 +215,7 @@ impl Store {
                                 |r| r.get(0),
                             )
                             .map_err(&sql)?;
+                        new_dims.insert(key, id);
                         id
                     }
                 };
@@ -236,20 +239,18 @@ impl Store {
                     b[12] as i64
                 ])
                 .map_err(&sql)?;
-                dims.entry(key).or_insert(dim_id);
             }
             drop(dims);
         }
-        let committed = tx.commit();
-        if committed.is_err() {
-            // Ids handed out in the failed transaction may be reused for other dimensions.
-            self.inner
-                .dims
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clear();
-        }
-        committed.map_err(&sql)
+        tx.commit().map_err(&sql)?;
+        // Only now are the new dimension rows there for good: an id learnt in a
+        // transaction that was rolled back may be handed to another dimension.
+        self.inner
+            .dims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(new_dims);
+        Ok(())
     }
 
     /// Deletes what the retention no longer keeps, if the last prune was 30 s or more ago.
