@@ -680,3 +680,32 @@ fn a_rolled_back_batch_leaves_no_dimension_id_behind() {
     assert_eq!(count("mine"), 10);
     assert_eq!(count("theirs"), 0);
 }
+
+/// A new store has 16 KiB pages; a store made with 4 KiB pages keeps them
+/// and takes batches as before.
+#[test]
+fn new_stores_have_16_kib_pages_and_older_ones_keep_theirs() {
+    let page_size = |path: &std::path::Path| -> i64 {
+        let c = rusqlite::Connection::open(path).unwrap();
+        c.pragma_query_value(None, "page_size", |r| r.get(0))
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = dir.path().join("fresh.db");
+    Store::open(&fresh).unwrap();
+    assert_eq!(page_size(&fresh), 16384);
+
+    let old = dir.path().join("old.db");
+    {
+        let c = rusqlite::Connection::open(&old).unwrap();
+        c.pragma_update(None, "page_size", 4096).unwrap();
+        c.pragma_update(None, "journal_mode", "WAL").unwrap();
+        c.execute_batch("CREATE TABLE t (x); DROP TABLE t;")
+            .unwrap();
+    }
+    let store = Store::open(&old).unwrap();
+    store.insert_batch(&generate(1000, 2, 7)).unwrap();
+    assert_eq!(store.count().unwrap(), 1000);
+    drop(store);
+    assert_eq!(page_size(&old), 4096);
+}

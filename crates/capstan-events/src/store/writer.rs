@@ -342,10 +342,12 @@ const COLUMNS: usize = 18;
 
 /// `INSERT OR FAIL INTO events (...) VALUES (...)` for `rows` rows.
 ///
-/// `OR FAIL` instead of the default `ABORT`: on a failed row SQLite then
-/// keeps the statement's earlier rows instead of undoing them, so it needs
-/// no statement journal and skips copying every page a statement touches
-/// into one. The batch's transaction is rolled back on any error anyway.
+/// `OR FAIL` instead of the default `ABORT`: a failed row leaves the
+/// statement's earlier rows in place instead of undoing them, so SQLite opens
+/// no statement journal for the insert and copies no page into one. This is
+/// safe only because [`Store::insert_batch`] never carries on after an error:
+/// every error leaves it before the commit, and the dropped transaction rolls
+/// the whole batch back.
 fn insert_sql(rows: usize) -> String {
     let row = format!("({})", vec!["?"; COLUMNS].join(", "));
     format!(
