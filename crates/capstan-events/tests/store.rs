@@ -234,10 +234,12 @@ fn retention_prunes_old_raw_events_but_keeps_rollups_longer() {
     }
     store.insert_batch(&events).unwrap();
     let report = store.prune(T0 + 10 * 60_000).unwrap();
-    assert_eq!(report.raw_by_age, 200);
+    // The newest row (the last 5-hour-old event) stays: it holds the ids.
+    assert_eq!(report.raw_by_age, 199);
     assert_eq!(report.raw_by_size, 0);
     assert!(report.rollups > 0);
-    assert_eq!(store.count().unwrap(), 100);
+    assert_eq!(store.count().unwrap(), 101);
+    assert_eq!(store.last_id().unwrap(), 300);
     let all = Expr::parse("status >= 0").unwrap();
     // The 2-hour-old minutes are still in the rollups, the 5-hour-old ones are gone.
     let counts = store
@@ -708,4 +710,29 @@ fn new_stores_have_16_kib_pages_and_older_ones_keep_theirs() {
     assert_eq!(store.count().unwrap(), 1000);
     drop(store);
     assert_eq!(page_size(&old), 4096);
+}
+
+/// A store left idle past its retention has every event pruned but the
+/// newest, so the next event's id is above every id a follower has seen
+/// (`events tail`, a rollout's judge reading `outcomes` after its last id).
+#[test]
+fn ids_keep_growing_after_everything_old_is_pruned() {
+    let (_dir, store) = temp_store();
+    store.insert_batch(&generate(100, 1, 11)).unwrap();
+    let seen = store.last_id().unwrap();
+    assert_eq!(seen, 100);
+    // A week and a day later, with no traffic in between.
+    let later = T0 + 8 * 86_400_000;
+    let report = store.prune(later).unwrap();
+    assert_eq!(report.raw_by_age, 99);
+    let e = Event {
+        time_ms: later,
+        service: "late".into(),
+        ..Event::default()
+    };
+    store.insert_batch(&[e]).unwrap();
+    let new = store.events_after(seen, 10).unwrap();
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert_eq!(new[0].event.service.as_str(), "late");
+    assert_eq!(new[0].id, seen + 1);
 }

@@ -130,7 +130,8 @@ pub struct Rollup {
     pub buckets: [u64; 13],
 }
 
-/// A raw event with its row id (ids grow with insertion).
+/// A raw event with its row id (ids grow with insertion and are never reused:
+/// pruning keeps the newest row).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
     /// Row id.

@@ -278,8 +278,14 @@ impl Store {
         let conn = self.writer();
         let mut report = PruneReport::default();
         let raw_cutoff = now_ms.saturating_sub(r.raw_max_age.as_millis() as i64);
+        // Neither delete takes the newest row: ids are `max(id) + 1`, so
+        // without it the next event would take an id a follower of
+        // `events_after` or `outcomes` has already seen, and be skipped.
         report.raw_by_age = conn
-            .execute("DELETE FROM events WHERE time_ms < ?1", [raw_cutoff])
+            .execute(
+                "DELETE FROM events WHERE time_ms < ?1 AND id < (SELECT max(id) FROM events)",
+                [raw_cutoff],
+            )
             .map_err(&sql)? as u64;
         let rollup_cutoff = minute_of(now_ms.saturating_sub(r.rollup_max_age.as_millis() as i64));
         report.rollups = conn
@@ -295,7 +301,7 @@ impl Store {
             let rows: i64 = conn
                 .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
                 .map_err(&sql)?;
-            if rows == 0 {
+            if rows <= 1 {
                 break;
             }
             // Delete the share of rows that brings the size to 90% of the limit.
@@ -303,7 +309,8 @@ impl Store {
             let delete = ((rows as f64) * (1.0 - keep)).ceil().max(1.0) as i64;
             let n = conn
                 .execute(
-                    "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?1)",
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?1) \
+                     AND id < (SELECT max(id) FROM events)",
                     [delete],
                 )
                 .map_err(&sql)?;
