@@ -736,3 +736,52 @@ fn ids_keep_growing_after_everything_old_is_pruned() {
     assert_eq!(new[0].event.service.as_str(), "late");
     assert_eq!(new[0].id, seen + 1);
 }
+
+/// Processes opening a new or an older store at the same moment (a proxy
+/// and an OTLP receiver starting together, a proxy restarting while
+/// `capstan slo` reads) all open it: one creates or upgrades it, the others
+/// wait for that and find it current, and nothing is lost or counted twice.
+#[test]
+fn openers_racing_on_a_new_or_older_store_all_open_it() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.db");
+        let start = std::sync::Barrier::new(4);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    start.wait();
+                    Store::open(&path).unwrap_or_else(|e| panic!("new, round {round}: {e}"));
+                });
+            }
+        });
+        assert_eq!(indexes(&path), ["rollups_by_minute"], "round {round}");
+    }
+    for round in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.db");
+        let store = Store::open(&path).unwrap();
+        store.insert_batch(&generate(10, 1, 4)).unwrap();
+        let before = store.rollups(None, 0, i64::MAX).unwrap();
+        drop(store);
+        downgrade(&path, 1);
+        let start = std::sync::Barrier::new(4);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    start.wait();
+                    let store =
+                        Store::open(&path).unwrap_or_else(|e| panic!("older, round {round}: {e}"));
+                    assert_eq!(store.count().unwrap(), 10);
+                });
+            }
+        });
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.rollups(None, 0, i64::MAX).unwrap(),
+            before,
+            "round {round}"
+        );
+        assert_eq!(indexes(&path), ["rollups_by_minute"], "round {round}");
+    }
+}

@@ -115,9 +115,7 @@ impl Store {
         writer
             .pragma_update(None, "page_size", 16384)
             .map_err(sql)?;
-        writer
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
+        wal_mode(&writer).map_err(sql)?;
         writer
             .pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql)?;
@@ -132,12 +130,26 @@ impl Store {
             });
         }
         if version < SCHEMA_VERSION {
-            let tx = writer.unchecked_transaction().map_err(sql)?;
-            for step in &MIGRATIONS[version.max(0) as usize..] {
-                tx.execute_batch(step).map_err(sql)?;
-            }
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            // Another process may be creating or upgrading the same file right
+            // now. Take the write lock first (waiting out the busy timeout), then
+            // read the version again: a deferred transaction that read first
+            // could not take the lock once the other committed ("database is
+            // locked"), and would run steps already done.
+            let tx = rusqlite::Transaction::new_unchecked(
+                &writer,
+                rusqlite::TransactionBehavior::Immediate,
+            )
+            .map_err(sql)?;
+            let version: i64 = tx
+                .pragma_query_value(None, "user_version", |r| r.get(0))
                 .map_err(sql)?;
+            if version < SCHEMA_VERSION {
+                for step in &MIGRATIONS[version.max(0) as usize..] {
+                    tx.execute_batch(step).map_err(sql)?;
+                }
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .map_err(sql)?;
+            }
             tx.commit().map_err(sql)?;
         }
         let reader = Connection::open(path).map_err(sql)?;
@@ -152,5 +164,24 @@ impl Store {
                 last_prune_ms: Mutex::new(0),
             }),
         })
+    }
+}
+
+/// Puts the file in WAL mode. SQLite answers "database is locked" at once,
+/// without waiting out the busy timeout, when another connection holds the
+/// file while this one switches it (two processes creating one store
+/// together), so this retries every 10 ms for at most 5 s.
+fn wal_mode(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            done => return done,
+        }
     }
 }
