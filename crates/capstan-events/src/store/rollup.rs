@@ -87,7 +87,10 @@ impl Store {
             return Ok(out);
         }
         let sql = self.sql();
-        let conn = self.reader();
+        let mut conn = self.reader();
+        // One read transaction: the dimensions and the rows they select come
+        // from one snapshot, not from either side of a batch's commit.
+        let conn = conn.transaction().map_err(&sql)?;
         let dims = dim_buckets(&conn, service, exprs).map_err(&sql)?;
         let Some((cases, ids)) = rollup_cases(&dims, exprs.len()) else {
             return Ok(vec![0; exprs.len()]);
@@ -148,7 +151,10 @@ impl Store {
         }
         const ALL: u16 = (1 << BUCKET_BOUNDS_MS.len()) - 1;
         let sql = self.sql();
-        let conn = self.reader();
+        let mut conn = self.reader();
+        // One read transaction: the dimensions and the rows they select come
+        // from one snapshot, not from either side of a batch's commit.
+        let conn = conn.transaction().map_err(&sql)?;
         let dims = dim_buckets(&conn, service, &[filter]).map_err(&sql)?;
         if dims.iter().any(|(_, m)| m[0] != 0 && m[0] != ALL) {
             return Ok(None);
@@ -227,7 +233,10 @@ impl Store {
         to_ms: i64,
     ) -> Result<Vec<MinuteCounts>, Error> {
         let sql = self.sql();
-        let conn = self.reader();
+        let mut conn = self.reader();
+        // One read transaction: the dimensions and the rows they select come
+        // from one snapshot, not from either side of a batch's commit.
+        let conn = conn.transaction().map_err(&sql)?;
         let dims = dim_buckets(&conn, service, exprs).map_err(&sql)?;
         let Some((cases, ids)) = rollup_cases(&dims, exprs.len()) else {
             return Ok(Vec::new());
