@@ -189,9 +189,20 @@ impl StoreRatio {
     /// Per-minute counts of `[from_ms, to_ms)`, both expressions in one pass.
     fn series(&self, from_ms: i64, to_ms: i64) -> Result<Series, SourceError> {
         if let Some(total_service) = &self.total_service {
+            // Both from the rollups or both from raw events, like the one-service
+            // read below: raw events are kept for less time than rollups, so a
+            // numerator from raw and a total from rollups would find 0 good of N
+            // in every minute older than the raw retention.
+            let rollups = capstan_events::Store::uses_rollups(&self.num)
+                && capstan_events::Store::uses_rollups(&self.total);
             let read = |service: &str, e: &capstan_events::Expr| {
-                self.store
-                    .minute_counts(Some(service), e, from_ms, to_ms)
+                let counts = if rollups {
+                    self.store.minute_counts(Some(service), e, from_ms, to_ms)
+                } else {
+                    self.store
+                        .minute_counts_raw(Some(service), e, from_ms, to_ms)
+                };
+                counts
                     .map(|v| v.into_iter().map(|m| (m.minute_ms, m.count)).collect())
                     .map_err(Self::events)
             };

@@ -435,3 +435,59 @@ fn an_unknown_store_is_a_clear_error() {
     );
     assert!(!Path::new("/nonexistent").exists());
 }
+
+/// A ratio whose total counts another service reads both counts from the
+/// same source: with a numerator the rollups cannot answer (`status != 503`
+/// splits a status class), minutes whose raw events are pruned have neither
+/// good nor total events, not 0 good of the rollups' total.
+#[test]
+fn a_total_of_another_service_reads_from_the_same_source_as_the_numerator() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let old = NOW - 10 * 1440 * MIN;
+    let store = Store::open_with(
+        &path,
+        capstan_events::Retention {
+            raw_max_age: std::time::Duration::from_secs(7 * 86_400),
+            max_bytes: 1 << 30,
+            rollup_max_age: std::time::Duration::from_secs(400 * 86_400),
+        },
+    )
+    .unwrap();
+    let event = |service: &str, t: i64| Event {
+        time_ms: t,
+        service: service.into(),
+        status: 200,
+        ..Event::default()
+    };
+    let mut events = Vec::new();
+    for m in 0..5 {
+        for i in 0..4 {
+            events.push(event("api", old + m * MIN + i));
+            events.push(event("edge", old + m * MIN + i));
+        }
+    }
+    // Recent events, so that pruning keeps none of the old ones.
+    events.push(event("api", NOW - MIN));
+    store.insert_batch(&events).unwrap();
+    let yaml = "apiVersion: openslo/v1\nkind: SLO\nmetadata: {name: x}\nspec:\n  service: api\n  indicator:\n    metadata: {name: x}\n    spec:\n      ratioMetric:\n        good: {metricSource: {type: capstan, spec: {query: 'status != 503'}}}\n        total: {metricSource: {type: capstan, spec: {query: 'status >= 0', service: edge}}}\n  timeWindow: [{duration: 30d, isRolling: true}]\n  budgetingMethod: Occurrences\n  objectives: [{target: 0.999}]\n";
+    let file = dir.path().join("x.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let slo = spec::load_files(std::slice::from_ref(&file))
+        .unwrap()
+        .slos
+        .remove(0);
+    let counts = |from: i64, to: i64| {
+        use capstan_slo::math::Windows;
+        capstan_slo::capstan_series(&path, &slo, from, to)
+            .unwrap()
+            .counts(from, to)
+    };
+    // Before pruning: 20 good of 20.
+    let c = counts(old, old + 10 * MIN);
+    assert_eq!((c.bad, c.total), (0.0, 20.0));
+    store.prune(NOW).unwrap();
+    assert_eq!(store.count().unwrap(), 1);
+    let c = counts(old, old + 10 * MIN);
+    assert_eq!((c.bad, c.total), (0.0, 0.0), "no burn from pruned minutes");
+}

@@ -204,7 +204,9 @@ impl Store {
         rollup_answerable(&expr.node)
     }
 
-    /// [`Store::minute_counts`] answered by scanning raw events (for checking the rollups).
+    /// [`Store::minute_counts`] answered by scanning raw events: for checking
+    /// the rollups, and for a count that must come from the same source as
+    /// another that the rollups cannot answer.
     pub fn minute_counts_raw(
         &self,
         service: Option<&str>,
