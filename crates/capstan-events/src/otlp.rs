@@ -149,6 +149,19 @@ async fn export(State(rx): State<Receiver>, headers: HeaderMap, body: Body) -> R
         Err(message) => return reject(StatusCode::BAD_REQUEST, enc, message),
     };
     let events = root_span_events(&req);
+    let capacity = rx.recorder.capacity();
+    if events.len() > capacity {
+        // Never fits, however long the sender waits: not a 503 to retry forever.
+        return reject(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            enc,
+            format!(
+                "{} root spans in one export, more than the event queue holds ({capacity}, \
+                 `capstan events serve --queue`); send smaller batches or raise --queue",
+                events.len()
+            ),
+        );
+    }
     if !rx.recorder.try_record_all(events) {
         let mut r = reject(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -79,6 +79,12 @@ impl Recorder {
         self.counters.failed.load(Ordering::Relaxed)
     }
 
+    /// The most events the queue holds: a batch larger than this is never
+    /// taken whole by [`Recorder::try_record_all`].
+    pub fn capacity(&self) -> usize {
+        self.tx.max_capacity()
+    }
+
     /// Queues all of `events` or none: false (nothing queued, nothing counted as
     /// dropped) when the queue has no room for all of them.
     pub fn try_record_all(&self, events: Vec<Event>) -> bool {

@@ -299,3 +299,46 @@ async fn otlp_json_from_other_sdks_maps_to_events() {
     );
     assert!(!e.fields.contains_key("http.status_code"));
 }
+
+/// An export with more root spans than the whole queue holds is refused for
+/// good (413, naming `--queue`), not with a 503 its sender would retry
+/// forever; one that fits is stored.
+#[tokio::test]
+async fn an_export_larger_than_the_queue_is_refused_naming_the_flag() {
+    let (_dir, store) = temp_store();
+    let (rec, task) = store.clone().spawn_recorder(3);
+    let start_ms = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        / 1000
+        - 60)
+        * 1000;
+    let export = |n: usize| {
+        let spans: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                serde_json::json!({
+                    "traceId": format!("{:032x}", i + 1), "spanId": format!("{:016x}", i + 1),
+                    "name": "GET /", "kind": 2,
+                    "startTimeUnixNano": (start_ms as i128 * 1_000_000).to_string(),
+                    "endTimeUnixNano": (start_ms as i128 * 1_000_000 + 1_000_000).to_string()})
+            })
+            .collect();
+        serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]})
+            .to_string()
+            .into_bytes()
+    };
+    let app = otlp_router(rec.clone());
+    let (s, msg) = post(app.clone(), "application/json", export(4)).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{msg}");
+    assert!(
+        msg.contains("4 root spans") && msg.contains("--queue"),
+        "{msg}"
+    );
+    let (s, msg) = post(app.clone(), "application/json", export(3)).await;
+    assert_eq!(s, StatusCode::OK, "{msg}");
+    drop(app);
+    drop(rec);
+    task.shutdown().await.unwrap();
+    assert_eq!(store.count().unwrap(), 3);
+}
