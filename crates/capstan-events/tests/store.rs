@@ -785,3 +785,50 @@ fn openers_racing_on_a_new_or_older_store_all_open_it() {
         assert_eq!(indexes(&path), ["rollups_by_minute"], "round {round}");
     }
 }
+
+/// When the rollups alone are over the size (many routes), pruning by size
+/// deletes every raw event but the newest, then the oldest rollup minutes,
+/// until the store fits; the newest minutes stay.
+#[test]
+fn retention_by_size_deletes_the_oldest_rollup_minutes_when_raw_events_are_not_enough() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.db");
+    let limit = 1 << 20;
+    let store = Store::open_with(
+        &path,
+        Retention {
+            raw_max_age: Duration::from_secs(86_400 * 365),
+            max_bytes: limit,
+            rollup_max_age: Duration::from_secs(86_400 * 365),
+        },
+    )
+    .unwrap();
+    let minutes = 120;
+    let events: Vec<Event> = (0..minutes)
+        .flat_map(|m| {
+            (0..500).map(move |r| Event {
+                time_ms: T0 + m * 60_000 + r,
+                service: "api".into(),
+                route: format!("/p/{r}").into(),
+                status: 200,
+                ..Event::default()
+            })
+        })
+        .collect();
+    store.insert_batch(&events).unwrap();
+    assert!(store.live_bytes().unwrap() > limit);
+    let report = store.prune(T0).unwrap();
+    assert_eq!(store.count().unwrap(), 1, "{report:?}");
+    assert!(report.rollups_by_size > 0, "{report:?}");
+    let used = store.live_bytes().unwrap();
+    assert!(used <= limit, "{used} {report:?}");
+    let left = store.rollups(None, 0, i64::MAX).unwrap();
+    let total: u64 = left.iter().map(|r| r.count).sum();
+    assert_eq!(total + report.rollups_by_size, (minutes * 500) as u64);
+    // Whole minutes went, oldest first: the newest is whole, the oldest gone.
+    let first = left.iter().map(|r| r.minute_ms).min().unwrap();
+    assert!(first > T0, "{first}");
+    let newest = T0 + (minutes - 1) * 60_000;
+    assert_eq!(left.iter().filter(|r| r.minute_ms == newest).count(), 500);
+    assert_eq!(left.iter().filter(|r| r.minute_ms == first).count(), 500);
+}

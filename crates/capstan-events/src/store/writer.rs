@@ -293,7 +293,7 @@ impl Store {
             .map_err(&sql)? as u64;
         // Size: freed pages are reused, so deleting the oldest raw events keeps the
         // file from growing past the limit (it does not shrink without VACUUM).
-        for _ in 0..8 {
+        for _ in 0..16 {
             let used = live_bytes(&conn).map_err(&sql)?;
             if used <= r.max_bytes {
                 break;
@@ -301,11 +301,19 @@ impl Store {
             let rows: i64 = conn
                 .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
                 .map_err(&sql)?;
-            if rows <= 1 {
-                break;
-            }
             // Delete the share of rows that brings the size to 90% of the limit.
             let keep = (r.max_bytes as f64 * 0.9) / used as f64;
+            if rows <= 1 {
+                // The rollups alone are over the size (many routes: a path that
+                // matches no template is its own route). Their oldest minutes
+                // go, whole minutes at a time, the same share of their rows.
+                let n = prune_oldest_rollups(&conn, 1.0 - keep).map_err(&sql)?;
+                if n == 0 {
+                    break;
+                }
+                report.rollups_by_size += n;
+                continue;
+            }
             let delete = ((rows as f64) * (1.0 - keep)).ceil().max(1.0) as i64;
             let n = conn
                 .execute(
@@ -340,6 +348,24 @@ fn lower_priority() {
     ) {
         tracing::warn!("event writer keeps its priority: {e:?}");
     }
+}
+
+/// Deletes the rollup rows of the oldest minutes, about `share` of all rows
+/// and at least one minute; the rows deleted.
+fn prune_oldest_rollups(conn: &rusqlite::Connection, share: f64) -> rusqlite::Result<u64> {
+    let rows: i64 = conn.query_row("SELECT count(*) FROM rollups", [], |r| r.get(0))?;
+    if rows == 0 {
+        return Ok(0);
+    }
+    let skip = ((rows as f64 * share).ceil() as i64).clamp(1, rows) - 1;
+    // The minute of the row at that place in minute order: it and every
+    // older minute go.
+    let last: i64 = conn.query_row(
+        "SELECT minute_ms FROM rollups ORDER BY minute_ms LIMIT 1 OFFSET ?1",
+        [skip],
+        |r| r.get(0),
+    )?;
+    Ok(conn.execute("DELETE FROM rollups WHERE minute_ms <= ?1", [last])? as u64)
 }
 
 /// Events per multi-row insert.
