@@ -229,14 +229,7 @@ fn tokio_stream_from(
 async fn otlp_json_from_other_sdks_maps_to_events() {
     let (_dir, store) = temp_store();
     let (rec, task) = store.clone().spawn_recorder(100);
-    // A recent start (the writer prunes raw events older than 7 days).
-    let start_ms = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-        / 1000
-        - 60)
-        * 1000;
+    let start_ms = a_minute_ago_ms();
     let ns = |ms: i64, extra: i64| (ms as i128 * 1_000_000 + extra as i128).to_string();
     let body = serde_json::json!({"resourceSpans": [{
     "resource": {"attributes": [
@@ -307,13 +300,7 @@ async fn otlp_json_from_other_sdks_maps_to_events() {
 async fn an_export_larger_than_the_queue_is_refused_naming_the_flag() {
     let (_dir, store) = temp_store();
     let (rec, task) = store.clone().spawn_recorder(3);
-    let start_ms = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-        / 1000
-        - 60)
-        * 1000;
+    let start_ms = a_minute_ago_ms();
     let export = |n: usize| {
         let spans: Vec<serde_json::Value> = (0..n)
             .map(|i| {
@@ -341,4 +328,16 @@ async fn an_export_larger_than_the_queue_is_refused_naming_the_flag() {
     drop(rec);
     task.shutdown().await.unwrap();
     assert_eq!(store.count().unwrap(), 3);
+}
+
+/// A whole second about a minute ago, in ms: recent enough that the writer
+/// prunes nothing of it (it deletes raw events older than 7 days).
+fn a_minute_ago_ms() -> i64 {
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        / 1000
+        - 60)
+        * 1000
 }

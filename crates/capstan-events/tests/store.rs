@@ -250,13 +250,11 @@ fn retention_prunes_old_raw_events_but_keeps_rollups_longer() {
     assert!(counts.iter().all(|c| c.minute_ms >= T0 - 2 * hour));
 }
 
-#[test]
-fn retention_by_size_deletes_the_oldest_raw_events() {
+/// A store in a new directory kept by size only (ages of a year).
+fn size_limited(limit: u64) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("e.db");
-    let limit = 2 << 20;
     let store = Store::open_with(
-        &path,
+        &dir.path().join("e.db"),
         Retention {
             raw_max_age: Duration::from_secs(86_400 * 365),
             max_bytes: limit,
@@ -264,6 +262,13 @@ fn retention_by_size_deletes_the_oldest_raw_events() {
         },
     )
     .unwrap();
+    (dir, store)
+}
+
+#[test]
+fn retention_by_size_deletes_the_oldest_raw_events() {
+    let limit = 2 << 20;
+    let (_dir, store) = size_limited(limit);
     let events = generate(30_000, 30, 9);
     store.insert_batch(&events).unwrap();
     assert!(store.live_bytes().unwrap() > limit);
@@ -383,6 +388,19 @@ fn a_store_from_a_newer_capstan_is_refused() {
 
 /// Turns a fresh store at `path` back into what schema `version` wrote: the
 /// rollups keyed by minute first, and the index of that version.
+/// A store `e.db` in a new directory, with ten events, taken back to schema
+/// `version`; and its rollups before.
+fn older_store(version: i64) -> (tempfile::TempDir, Vec<capstan_events::Rollup>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.db");
+    let store = Store::open(&path).unwrap();
+    store.insert_batch(&generate(10, 1, 4)).unwrap();
+    let before = store.rollups(None, 0, i64::MAX).unwrap();
+    drop(store);
+    downgrade(&path, version);
+    (dir, before)
+}
+
 fn downgrade(path: &std::path::Path, version: i64) {
     let c = rusqlite::Connection::open(path).unwrap();
     c.execute_batch(
@@ -433,13 +451,8 @@ fn primary_key(path: &std::path::Path) -> Vec<String> {
 #[test]
 fn an_older_store_is_brought_up_to_date_keeping_its_events_and_rollups() {
     for version in [1, 2, 3] {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, before) = older_store(version);
         let path = dir.path().join("e.db");
-        let store = Store::open(&path).unwrap();
-        store.insert_batch(&generate(10, 1, 4)).unwrap();
-        let before = store.rollups(None, 0, i64::MAX).unwrap();
-        drop(store);
-        downgrade(&path, version);
         assert_eq!(primary_key(&path), ["minute_ms", "dim_id"]);
         let store = Store::open(&path).unwrap();
         assert_eq!(store.count().unwrap(), 10);
@@ -743,45 +756,35 @@ fn ids_keep_growing_after_everything_old_is_pruned() {
 /// wait for that and find it current, and nothing is lost or counted twice.
 #[test]
 fn openers_racing_on_a_new_or_older_store_all_open_it() {
+    /// Four threads open `path` at once; each store it opened.
+    fn race(path: &std::path::Path, what: &str) -> Vec<Store> {
+        let start = std::sync::Barrier::new(4);
+        std::thread::scope(|s| {
+            let openers: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        Store::open(path).unwrap_or_else(|e| panic!("{what}: {e}"))
+                    })
+                })
+                .collect();
+            openers.into_iter().map(|o| o.join().unwrap()).collect()
+        })
+    }
     for round in 0..20 {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("e.db");
-        let start = std::sync::Barrier::new(4);
-        std::thread::scope(|s| {
-            for _ in 0..4 {
-                s.spawn(|| {
-                    start.wait();
-                    Store::open(&path).unwrap_or_else(|e| panic!("new, round {round}: {e}"));
-                });
-            }
-        });
+        race(&path, &format!("new, round {round}"));
         assert_eq!(indexes(&path), ["rollups_by_minute"], "round {round}");
     }
     for round in 0..10 {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, before) = older_store(1);
         let path = dir.path().join("e.db");
-        let store = Store::open(&path).unwrap();
-        store.insert_batch(&generate(10, 1, 4)).unwrap();
-        let before = store.rollups(None, 0, i64::MAX).unwrap();
-        drop(store);
-        downgrade(&path, 1);
-        let start = std::sync::Barrier::new(4);
-        std::thread::scope(|s| {
-            for _ in 0..4 {
-                s.spawn(|| {
-                    start.wait();
-                    let store =
-                        Store::open(&path).unwrap_or_else(|e| panic!("older, round {round}: {e}"));
-                    assert_eq!(store.count().unwrap(), 10);
-                });
-            }
-        });
-        let store = Store::open(&path).unwrap();
-        assert_eq!(
-            store.rollups(None, 0, i64::MAX).unwrap(),
-            before,
-            "round {round}"
-        );
+        for store in race(&path, &format!("older, round {round}")) {
+            assert_eq!(store.count().unwrap(), 10);
+            let after = store.rollups(None, 0, i64::MAX).unwrap();
+            assert_eq!(after, before, "round {round}");
+        }
         assert_eq!(indexes(&path), ["rollups_by_minute"], "round {round}");
     }
 }
@@ -791,18 +794,8 @@ fn openers_racing_on_a_new_or_older_store_all_open_it() {
 /// until the store fits; the newest minutes stay.
 #[test]
 fn retention_by_size_deletes_the_oldest_rollup_minutes_when_raw_events_are_not_enough() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("e.db");
     let limit = 1 << 20;
-    let store = Store::open_with(
-        &path,
-        Retention {
-            raw_max_age: Duration::from_secs(86_400 * 365),
-            max_bytes: limit,
-            rollup_max_age: Duration::from_secs(86_400 * 365),
-        },
-    )
-    .unwrap();
+    let (_dir, store) = size_limited(limit);
     let minutes = 120;
     let events: Vec<Event> = (0..minutes)
         .flat_map(|m| {

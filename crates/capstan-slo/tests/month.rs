@@ -315,12 +315,7 @@ fn sums_of_older_spans_equal_the_per_minute_series(f: &Fixture) {
             "apiVersion: openslo/v1\nkind: SLO\nmetadata: {{name: x}}\nspec:\n  service: api\n  indicator:\n    metadata: {{name: x}}\n    spec:\n      ratioMetric:\n        {kind}: {{metricSource: {{type: capstan, spec: {{query: '{num}'}}}}}}\n        total: {{metricSource: {{type: capstan, spec: {{query: '{total}'}}}}}}\n  timeWindow: [{{duration: 30d, isRolling: true}}]\n  budgetingMethod: Occurrences\n  objectives: [{{target: 0.999}}]\n"
         );
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("x.yaml");
-        std::fs::write(&file, yaml).unwrap();
-        let slo = spec::load_files(std::slice::from_ref(&file))
-            .unwrap()
-            .slos
-            .remove(0);
+        let slo = load_slo(dir.path(), &yaml);
         for now in [
             NOW,
             B,
@@ -471,12 +466,7 @@ fn a_total_of_another_service_reads_from_the_same_source_as_the_numerator() {
     events.push(event("api", NOW - MIN));
     store.insert_batch(&events).unwrap();
     let yaml = "apiVersion: openslo/v1\nkind: SLO\nmetadata: {name: x}\nspec:\n  service: api\n  indicator:\n    metadata: {name: x}\n    spec:\n      ratioMetric:\n        good: {metricSource: {type: capstan, spec: {query: 'status != 503'}}}\n        total: {metricSource: {type: capstan, spec: {query: 'status >= 0', service: edge}}}\n  timeWindow: [{duration: 30d, isRolling: true}]\n  budgetingMethod: Occurrences\n  objectives: [{target: 0.999}]\n";
-    let file = dir.path().join("x.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let slo = spec::load_files(std::slice::from_ref(&file))
-        .unwrap()
-        .slos
-        .remove(0);
+    let slo = load_slo(dir.path(), yaml);
     let counts = |from: i64, to: i64| {
         use capstan_slo::math::Windows;
         capstan_slo::capstan_series(&path, &slo, from, to)
@@ -490,4 +480,14 @@ fn a_total_of_another_service_reads_from_the_same_source_as_the_numerator() {
     assert_eq!(store.count().unwrap(), 1);
     let c = counts(old, old + 10 * MIN);
     assert_eq!((c.bad, c.total), (0.0, 0.0), "no burn from pruned minutes");
+}
+
+/// The one SLO of `yaml`, written to a file in `dir` and loaded.
+fn load_slo(dir: &Path, yaml: &str) -> capstan_slo::spec::Slo {
+    let file = dir.join("x.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    spec::load_files(std::slice::from_ref(&file))
+        .unwrap()
+        .slos
+        .remove(0)
 }
