@@ -139,7 +139,7 @@ pub struct ServeArgs {
     /// Delete rollup minutes older than this.
     #[arg(long, default_value = "400d", value_parser = parse_duration, value_name = "DURATION")]
     pub keep_rollups: Duration,
-    /// Delete the oldest raw events while the store holds more than this many MiB.
+    /// Delete the oldest raw events, then the oldest rollup minutes, while the store holds more than this many MiB.
     #[arg(long, default_value_t = 1024, value_name = "MIB")]
     pub max_size_mib: u64,
 }

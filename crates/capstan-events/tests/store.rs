@@ -386,8 +386,6 @@ fn a_store_from_a_newer_capstan_is_refused() {
     assert!(err.contains("schema version 99"), "{err}");
 }
 
-/// Turns a fresh store at `path` back into what schema `version` wrote: the
-/// rollups keyed by minute first, and the index of that version.
 /// A store `e.db` in a new directory, with ten events, taken back to schema
 /// `version`; and its rollups before.
 fn older_store(version: i64) -> (tempfile::TempDir, Vec<capstan_events::Rollup>) {
@@ -401,6 +399,8 @@ fn older_store(version: i64) -> (tempfile::TempDir, Vec<capstan_events::Rollup>)
     (dir, before)
 }
 
+/// Turns a fresh store at `path` back into what schema `version` wrote: the
+/// rollups keyed by minute first, and the index of that version.
 fn downgrade(path: &std::path::Path, version: i64) {
     let c = rusqlite::Connection::open(path).unwrap();
     c.execute_batch(
@@ -791,11 +791,11 @@ fn openers_racing_on_a_new_or_older_store_all_open_it() {
 
 /// When the rollups alone are over the size (many routes), pruning by size
 /// deletes every raw event but the newest, then the oldest rollup minutes,
-/// until the store fits; the newest minutes stay.
+/// one step per prune, until the store fits; the newest minutes stay. With a
+/// size even the newest minutes cannot fit under, it stops at the minute of
+/// the event it keeps.
 #[test]
 fn retention_by_size_deletes_the_oldest_rollup_minutes_when_raw_events_are_not_enough() {
-    let limit = 1 << 20;
-    let (_dir, store) = size_limited(limit);
     let minutes = 120;
     let events: Vec<Event> = (0..minutes)
         .flat_map(|m| {
@@ -808,20 +808,43 @@ fn retention_by_size_deletes_the_oldest_rollup_minutes_when_raw_events_are_not_e
             })
         })
         .collect();
+    let newest = T0 + (minutes - 1) * 60_000;
+    let now = newest + 60_000;
+    let rollups = |store: &Store| store.rollups(None, 0, i64::MAX).unwrap();
+
+    let limit = 1 << 20;
+    let (_dir, store) = size_limited(limit);
     store.insert_batch(&events).unwrap();
     assert!(store.live_bytes().unwrap() > limit);
-    let report = store.prune(T0).unwrap();
-    assert_eq!(store.count().unwrap(), 1, "{report:?}");
-    assert!(report.rollups_by_size > 0, "{report:?}");
-    let used = store.live_bytes().unwrap();
-    assert!(used <= limit, "{used} {report:?}");
-    let left = store.rollups(None, 0, i64::MAX).unwrap();
+    let mut deleted = 0;
+    let mut prunes = 0;
+    while store.live_bytes().unwrap() > limit {
+        prunes += 1;
+        assert!(prunes <= 10, "still {} bytes", store.live_bytes().unwrap());
+        deleted += store.prune(now).unwrap().rollups_by_size;
+    }
+    assert_eq!(store.count().unwrap(), 1);
+    assert!(deleted > 0);
+    // Not much more than needed went.
+    assert!(store.live_bytes().unwrap() >= limit / 2);
+    let left = rollups(&store);
     let total: u64 = left.iter().map(|r| r.count).sum();
-    assert_eq!(total + report.rollups_by_size, (minutes * 500) as u64);
-    // Whole minutes went, oldest first: the newest is whole, the oldest gone.
+    assert_eq!(total + deleted, (minutes * 500) as u64);
+    // Whole minutes went, oldest first.
     let first = left.iter().map(|r| r.minute_ms).min().unwrap();
     assert!(first > T0, "{first}");
-    let newest = T0 + (minutes - 1) * 60_000;
-    assert_eq!(left.iter().filter(|r| r.minute_ms == newest).count(), 500);
     assert_eq!(left.iter().filter(|r| r.minute_ms == first).count(), 500);
+    assert_eq!(left.iter().filter(|r| r.minute_ms == newest).count(), 500);
+
+    // A limit below what the dimensions alone take: the kept event's minute
+    // keeps its rollups, however often it prunes.
+    let (_dir, store) = size_limited(16 << 10);
+    store.insert_batch(&events).unwrap();
+    for _ in 0..5 {
+        store.prune(now).unwrap();
+    }
+    assert_eq!(store.count().unwrap(), 1);
+    let left = rollups(&store);
+    assert!(left.iter().all(|r| r.minute_ms == newest), "{}", left.len());
+    assert_eq!(left.iter().map(|r| r.count).sum::<u64>(), 500);
 }

@@ -78,7 +78,9 @@ pub struct MinuteCounts {
 pub struct Retention {
     /// Raw events older than this are deleted.
     pub raw_max_age: Duration,
-    /// When the store's live pages exceed this many bytes, the oldest raw events go.
+    /// When the store's live pages exceed this many bytes, the oldest raw events
+    /// go (all but the newest), then the oldest rollup minutes. The dimension
+    /// rows (`rollup_dims`) are not pruned and not bounded by it.
     pub max_bytes: u64,
     /// Rollup minutes older than this are deleted.
     pub rollup_max_age: Duration,

@@ -269,9 +269,12 @@ impl Store {
         self.prune(now_ms).map(|_| ())
     }
 
-    /// Deletes raw events older than the retention's raw age, then the oldest raw
-    /// events while the store's live pages exceed its size, and rollups older than
-    /// the rollup age. `now_ms` is the current unix time in ms.
+    /// Deletes raw events older than the retention's raw age and rollups older
+    /// than the rollup age, then the oldest raw events while the store's live
+    /// pages exceed its size. The newest raw event always stays. When the store
+    /// is still over its size with only that event left, the oldest rollup
+    /// minutes go too, once per call, never the newest event's minute or the
+    /// current one. `now_ms` is the current unix time in ms.
     pub fn prune(&self, now_ms: i64) -> Result<PruneReport, Error> {
         let sql = self.sql();
         let r = self.inner.retention;
@@ -306,13 +309,19 @@ impl Store {
             if rows <= 1 {
                 // The rollups alone are over the size (many routes: a path that
                 // matches no template is its own route). Their oldest minutes
-                // go, whole minutes at a time, the same share of their rows.
-                let n = prune_oldest_rollups(&conn, 1.0 - keep).map_err(&sql)?;
-                if n == 0 {
-                    break;
-                }
-                report.rollups_by_size += n;
-                continue;
+                // go, whole minutes, about the same share of their rows, and
+                // only once per call: deleting old minutes thins every
+                // dimension's pages before it empties any, so the pages freed
+                // show later; the next prune measures again. The kept event's
+                // minute and the current one stay, so rollups and raw events
+                // still agree where both are kept.
+                let newest_event: Option<i64> = conn
+                    .query_row("SELECT min(time_ms) FROM events", [], |row| row.get(0))
+                    .map_err(&sql)?;
+                let floor = minute_of(newest_event.unwrap_or(now_ms).min(now_ms));
+                report.rollups_by_size +=
+                    prune_oldest_rollups(&conn, 1.0 - keep, floor).map_err(&sql)?;
+                break;
             }
             let delete = ((rows as f64) * (1.0 - keep)).ceil().max(1.0) as i64;
             let n = conn
@@ -350,22 +359,29 @@ fn lower_priority() {
     }
 }
 
-/// Deletes the rollup rows of the oldest minutes, about `share` of all rows
-/// and at least one minute; the rows deleted.
-fn prune_oldest_rollups(conn: &rusqlite::Connection, share: f64) -> rusqlite::Result<u64> {
+/// Deletes the rollup rows of the oldest minutes before `floor_ms`: about
+/// `share` of all rows, at least one minute; the rows deleted.
+fn prune_oldest_rollups(
+    conn: &rusqlite::Connection,
+    share: f64,
+    floor_ms: i64,
+) -> rusqlite::Result<u64> {
     let rows: i64 = conn.query_row("SELECT count(*) FROM rollups", [], |r| r.get(0))?;
     if rows == 0 {
         return Ok(0);
     }
     let skip = ((rows as f64 * share).ceil() as i64).clamp(1, rows) - 1;
     // The minute of the row at that place in minute order: it and every
-    // older minute go.
+    // older minute go, none from `floor_ms` on.
     let last: i64 = conn.query_row(
         "SELECT minute_ms FROM rollups ORDER BY minute_ms LIMIT 1 OFFSET ?1",
         [skip],
         |r| r.get(0),
     )?;
-    Ok(conn.execute("DELETE FROM rollups WHERE minute_ms <= ?1", [last])? as u64)
+    Ok(conn.execute(
+        "DELETE FROM rollups WHERE minute_ms <= ?1 AND minute_ms < ?2",
+        [last, floor_ms],
+    )? as u64)
 }
 
 /// Events per multi-row insert.
