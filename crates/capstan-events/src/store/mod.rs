@@ -106,8 +106,9 @@ pub struct PruneReport {
     pub raw_by_size: u64,
     /// Rollup rows deleted for age.
     pub rollups: u64,
-    /// Rollup rows deleted for size, oldest minutes first: only once no raw
-    /// event is left to delete and the store is still over its size.
+    /// Rollup rows deleted for size, oldest minutes first: only once the newest
+    /// raw event, which pruning keeps, is the only one left and the store is
+    /// still over its size.
     pub rollups_by_size: u64,
 }
 

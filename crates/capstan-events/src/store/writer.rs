@@ -273,7 +273,7 @@ impl Store {
     /// than the rollup age, then the oldest raw events while the store's live
     /// pages exceed its size. The newest raw event always stays. When the store
     /// is still over its size with only that event left, the oldest rollup
-    /// minutes go too, once per call, never the newest event's minute or the
+    /// minutes go too, once per call, never the kept event's minute or the
     /// current one. `now_ms` is the current unix time in ms.
     pub fn prune(&self, now_ms: i64) -> Result<PruneReport, Error> {
         let sql = self.sql();
@@ -315,10 +315,10 @@ impl Store {
                 // show later; the next prune measures again. The kept event's
                 // minute and the current one stay, so rollups and raw events
                 // still agree where both are kept.
-                let newest_event: Option<i64> = conn
+                let kept_event_ms: Option<i64> = conn
                     .query_row("SELECT min(time_ms) FROM events", [], |row| row.get(0))
                     .map_err(&sql)?;
-                let floor = minute_of(newest_event.unwrap_or(now_ms).min(now_ms));
+                let floor = minute_of(kept_event_ms.unwrap_or(now_ms).min(now_ms));
                 report.rollups_by_size +=
                     prune_oldest_rollups(&conn, 1.0 - keep, floor).map_err(&sql)?;
                 break;
