@@ -341,6 +341,19 @@ fn fixed(status: StatusCode, msg: String, pending: Pending) -> Response<Tracked>
     r
 }
 
+/// capstan's own answer to a request it could not forward: `status` with
+/// `{"error": kind, "message": message}`, recorded with that status and error.
+fn refused(
+    status: StatusCode,
+    kind: &str,
+    message: &str,
+    mut pending: Pending,
+) -> Response<Tracked> {
+    pending.event.status = status.as_u16();
+    pending.event.error = Some(kind.into());
+    fixed(status, error_json(kind, message), pending)
+}
+
 fn error_json(kind: &str, message: &str) -> String {
     serde_json::json!({ "error": kind, "message": message }).to_string()
 }
@@ -446,7 +459,7 @@ impl Proxy {
         );
         let pool = &snap.pools[decision.release];
         let bytes_in_hint = req.body().size_hint().exact().unwrap_or(0);
-        let mut pending = Pending {
+        let pending = Pending {
             event: Event {
                 time_ms,
                 service: self.service.as_str().into(),
@@ -471,12 +484,11 @@ impl Proxy {
         };
 
         let Some(upstream) = pool.pick(None) else {
-            pending.event.status = 503;
-            pending.event.error = Some("no_upstream".into());
             let msg = format!("no ready upstream in release {}", pool.release);
-            return Err(Box::new(fixed(
+            return Err(Box::new(refused(
                 StatusCode::SERVICE_UNAVAILABLE,
-                error_json("no_upstream", &msg),
+                "no_upstream",
+                &msg,
                 pending,
             )));
         };
@@ -561,13 +573,8 @@ impl Proxy {
                 match collected {
                     Ok(c) => (Some(c.to_bytes()), None),
                     Err(e) => {
-                        f.pending.event.status = 400;
-                        f.pending.event.error = Some("client_body".into());
-                        return fixed(
-                            StatusCode::BAD_REQUEST,
-                            error_json("client_body", &e.to_string()),
-                            f.pending,
-                        );
+                        let msg = e.to_string();
+                        return refused(StatusCode::BAD_REQUEST, "client_body", &msg, f.pending);
                     }
                 }
             } else {
@@ -626,19 +633,13 @@ impl Proxy {
                 *out.uri_mut() = match upstream_uri(&f.upstream, &f.path_and_query) {
                     Ok(u) => u,
                     Err(e) => {
-                        f.pending.event.status = 400;
-                        f.pending.event.error = Some("bad_uri".into());
-                        return fixed(
-                            StatusCode::BAD_REQUEST,
-                            error_json("bad_uri", &e),
-                            f.pending,
-                        );
+                        return refused(StatusCode::BAD_REQUEST, "bad_uri", &e, f.pending);
                     }
                 };
                 f.pending.event.instance = f.upstream.addr.as_str().into();
                 self.client.request(out)
             };
-            match tokio::time::timeout_at(deadline, sent).await {
+            let (status, kind, msg) = match tokio::time::timeout_at(deadline, sent).await {
                 Ok(Ok(r)) => break r,
                 Ok(Err(e)) if e.is_connect() => {
                     f.upstream.connect_failed(format!("{e:#}"));
@@ -647,42 +648,20 @@ impl Proxy {
                         f.upstream = next;
                         continue;
                     }
-                    f.pending.event.status = 502;
-                    f.pending.event.error = Some("connect".into());
-                    f.pending.event.upstream_ms =
-                        Some(upstream_started.elapsed().as_secs_f64() * 1000.0);
                     let msg = format!("cannot connect to {} ({e:#})", f.upstream.addr);
-                    return fixed(
-                        StatusCode::BAD_GATEWAY,
-                        error_json("connect", &msg),
-                        f.pending,
-                    );
+                    (StatusCode::BAD_GATEWAY, "connect", msg)
                 }
                 Ok(Err(e)) => {
-                    f.pending.event.status = 502;
-                    f.pending.event.error = Some("upstream".into());
-                    f.pending.event.upstream_ms =
-                        Some(upstream_started.elapsed().as_secs_f64() * 1000.0);
                     let msg = format!("{} failed: {e:#}", f.upstream.addr);
-                    return fixed(
-                        StatusCode::BAD_GATEWAY,
-                        error_json("upstream", &msg),
-                        f.pending,
-                    );
+                    (StatusCode::BAD_GATEWAY, "upstream", msg)
                 }
                 Err(_) => {
-                    f.pending.event.status = 504;
-                    f.pending.event.error = Some("timeout".into());
-                    f.pending.event.upstream_ms =
-                        Some(upstream_started.elapsed().as_secs_f64() * 1000.0);
                     let msg = format!("{} did not answer within {timeout:?}", f.upstream.addr);
-                    return fixed(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        error_json("timeout", &msg),
-                        f.pending,
-                    );
+                    (StatusCode::GATEWAY_TIMEOUT, "timeout", msg)
                 }
-            }
+            };
+            f.pending.event.upstream_ms = Some(upstream_started.elapsed().as_secs_f64() * 1000.0);
+            return refused(status, kind, &msg, f.pending);
         };
         f.pending.event.upstream_ms = Some(upstream_started.elapsed().as_secs_f64() * 1000.0);
         let (mut rparts, rbody) = resp.into_parts();
