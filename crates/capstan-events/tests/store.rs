@@ -403,6 +403,11 @@ fn older_store(version: i64) -> (tempfile::TempDir, Vec<capstan_events::Rollup>)
 /// rollups keyed by minute first, and the index of that version.
 fn downgrade(path: &std::path::Path, version: i64) {
     let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch("DROP TABLE store_meta;").unwrap();
+    if version == 4 {
+        c.pragma_update(None, "user_version", version).unwrap();
+        return;
+    }
     c.execute_batch(
         "CREATE TABLE old (minute_ms INTEGER NOT NULL, dim_id INTEGER NOT NULL REFERENCES rollup_dims (id),
            count INTEGER NOT NULL, sum_duration_ms REAL NOT NULL,
@@ -450,10 +455,12 @@ fn primary_key(path: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn an_older_store_is_brought_up_to_date_keeping_its_events_and_rollups() {
-    for version in [1, 2, 3] {
+    for version in [1, 2, 3, 4] {
         let (dir, before) = older_store(version);
         let path = dir.path().join("e.db");
-        assert_eq!(primary_key(&path), ["minute_ms", "dim_id"]);
+        if version < 4 {
+            assert_eq!(primary_key(&path), ["minute_ms", "dim_id"]);
+        }
         let store = Store::open(&path).unwrap();
         assert_eq!(store.count().unwrap(), 10);
         assert_eq!(store.rollups(None, 0, i64::MAX).unwrap(), before);
@@ -476,6 +483,14 @@ fn an_older_store_is_brought_up_to_date_keeping_its_events_and_rollups() {
             "from version {version}"
         );
         assert_eq!(primary_key(&path), ["dim_id", "minute_ms"]);
+        let generation: i64 = c
+            .query_row(
+                "SELECT value FROM store_meta WHERE key = 'dims_generation'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(generation, 0, "from version {version}");
     }
 }
 
@@ -847,4 +862,76 @@ fn retention_by_size_deletes_the_oldest_rollup_minutes_when_raw_events_are_not_e
     let left = rollups(&store);
     assert!(left.iter().all(|r| r.minute_ms == newest), "{}", left.len());
     assert_eq!(left.iter().map(|r| r.count).sum::<u64>(), 500);
+}
+
+/// Dimension rows go with the last rollup rows that used them. A writer in
+/// another process that cached the id of one of them does not use it again:
+/// a new dimension may have taken it, and the first dimension's counts
+/// would be credited to the new one.
+#[test]
+fn dimension_rows_go_with_their_last_rollups_and_no_writer_reuses_their_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.db");
+    let retention = Retention {
+        raw_max_age: Duration::from_secs(3600),
+        max_bytes: 1 << 30,
+        rollup_max_age: Duration::from_secs(3 * 3600),
+    };
+    // Two stores on one file: two processes, each with its own cache.
+    let proxy = Store::open_with(&path, retention).unwrap();
+    let other = Store::open_with(&path, retention).unwrap();
+    let hour = 3_600_000;
+    let now = T0 + 10 * hour;
+    let event = |time_ms: i64, route: &str| Event {
+        time_ms,
+        service: "s".into(),
+        route: route.into(),
+        status: 200,
+        ..Event::default()
+    };
+    // `/old` is only seen five hours ago, in the other process too.
+    proxy
+        .insert_batch(&[event(now - 5 * hour, "/old")])
+        .unwrap();
+    other
+        .insert_batch(&[event(now - 5 * hour, "/old")])
+        .unwrap();
+    let dims = |path: &std::path::Path| -> Vec<String> {
+        let c = rusqlite::Connection::open(path).unwrap();
+        let mut q = c
+            .prepare("SELECT route FROM rollup_dims ORDER BY id")
+            .unwrap();
+        let rows = q.query_map([], |r| r.get(0)).unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    };
+    assert_eq!(dims(&path), ["/old"]);
+
+    let report = other.prune(now).unwrap();
+    assert_eq!(report.rollups, 1);
+    assert_eq!(report.dims, 1);
+    assert!(dims(&path).is_empty());
+    // A new route takes the freed id (ids are `max(id) + 1`).
+    other.insert_batch(&[event(now, "/new")]).unwrap();
+    assert_eq!(dims(&path), ["/new"]);
+    // The first process sees `/old` again; its cached id is now `/new`'s.
+    proxy.insert_batch(&[event(now, "/old")]).unwrap();
+    other.insert_batch(&[event(now, "/old")]).unwrap();
+    let count = |route: &str| -> u64 {
+        let rows = proxy.rollups(Some("s"), now - hour, now + hour).unwrap();
+        rows.iter()
+            .filter(|r| r.route == route)
+            .map(|r| r.count)
+            .sum()
+    };
+    assert_eq!(count("/new"), 1);
+    assert_eq!(count("/old"), 2);
+
+    // A prune that deletes rollup rows but leaves every dimension in use
+    // deletes no dimension row.
+    proxy
+        .insert_batch(&[event(now - 5 * hour, "/new")])
+        .unwrap();
+    let report = proxy.prune(now).unwrap();
+    assert_eq!((report.rollups, report.dims), (1, 0));
+    assert_eq!(dims(&path).len(), 2);
 }

@@ -34,7 +34,7 @@ pub const BUCKET_BOUNDS_MS: [f64; 13] = [
 ];
 
 /// The store schema this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const MINUTE_MS: i64 = 60_000;
 
@@ -79,8 +79,8 @@ pub struct Retention {
     /// Raw events older than this are deleted.
     pub raw_max_age: Duration,
     /// When the store's live pages exceed this many bytes, the oldest raw events
-    /// go (all but the newest), then the oldest rollup minutes. The dimension
-    /// rows (`rollup_dims`) are not pruned and not bounded by it.
+    /// go (all but the newest), then the oldest rollup minutes. A dimension
+    /// row (`rollup_dims`) goes once no rollup row uses it.
     pub max_bytes: u64,
     /// Rollup minutes older than this are deleted.
     pub rollup_max_age: Duration,
@@ -110,6 +110,9 @@ pub struct PruneReport {
     /// raw event, which pruning keeps, is the only one left and the store is
     /// still over its size.
     pub rollups_by_size: u64,
+    /// Dimension rows (`rollup_dims`) deleted because the rollup rows deleted
+    /// were the last ones using them.
+    pub dims: u64,
 }
 
 /// One per-minute rollup row: counts and latency buckets for one combination of
@@ -167,12 +170,24 @@ pub struct Outcome {
 
 type DimKey = (String, String, String, String, u16);
 
+/// The writer's rollup dimension ids, as of one `dims_generation` of the
+/// store. A prune that deletes dimension rows bumps the generation in the
+/// same transaction, and a batch compares it (under the write lock) before it
+/// uses a cached id, so an id another process's prune freed, and a new
+/// dimension may have taken, is never used for the old one.
+#[derive(Debug, Default)]
+struct DimsCache {
+    /// The generation the ids were read at; `None` before the first batch.
+    generation: Option<i64>,
+    ids: HashMap<DimKey, i64>,
+}
+
 #[derive(Debug)]
 struct Inner {
     path: PathBuf,
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
-    dims: Mutex<HashMap<DimKey, i64>>,
+    dims: Mutex<DimsCache>,
     retention: Retention,
     last_prune_ms: Mutex<i64>,
 }

@@ -1,7 +1,6 @@
 //! The store's schema: its steps from one version to the next, and opening
 //! (creating or upgrading) a store file.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +11,7 @@ use super::{Inner, Retention, Store, SCHEMA_VERSION};
 use crate::Error;
 
 /// Schema steps: step `i` takes a store from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     SCHEMA_V1,
     // minute_counts for one service reads its dimensions' rows only.
     "CREATE INDEX IF NOT EXISTS rollups_by_dim ON rollups (dim_id, minute_ms);",
@@ -44,6 +43,12 @@ const MIGRATIONS: [&str; 4] = [
      DROP TABLE rollups;
      ALTER TABLE rollups_v4 RENAME TO rollups;
      CREATE INDEX rollups_by_minute ON rollups (minute_ms);",
+    // Dimension rows are pruned once no rollup row uses them. Their ids may
+    // then be taken by new dimensions, so every prune that deletes some bumps
+    // `dims_generation`, and writers drop the ids they cached when it moved.
+    "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)
+       WITHOUT ROWID;
+     INSERT OR IGNORE INTO store_meta (key, value) VALUES ('dims_generation', 0);",
 ];
 
 const SCHEMA_V1: &str = "
@@ -163,7 +168,7 @@ impl Store {
                 path: path.to_path_buf(),
                 writer: Mutex::new(writer),
                 reader: Mutex::new(reader),
-                dims: Mutex::new(HashMap::new()),
+                dims: Mutex::new(super::DimsCache::default()),
                 retention,
                 last_prune_ms: Mutex::new(0),
             }),

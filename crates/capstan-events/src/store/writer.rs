@@ -175,7 +175,18 @@ impl Store {
                 bind_event(&mut one, 0, e, &mut fields_json).map_err(&sql)?;
                 one.raw_execute().map_err(&sql)?;
             }
-            let dims = self.inner.dims.lock().unwrap_or_else(|p| p.into_inner());
+            // The write lock is held now (the inserts took it): the generation
+            // read here stays current until the commit.
+            let generation: i64 = tx
+                .prepare_cached("SELECT value FROM store_meta WHERE key = 'dims_generation'")
+                .and_then(|mut q| q.query_row([], |r| r.get(0)))
+                .map_err(&sql)?;
+            let mut cache = self.inner.dims.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.generation != Some(generation) {
+                cache.ids.clear();
+                cache.generation = Some(generation);
+            }
+            let dims = &cache.ids;
             let mut up = tx
                 .prepare_cached(
                     "INSERT INTO rollups (minute_ms, dim_id, count, sum_duration_ms, b0, b1, b2, b3, \
@@ -240,15 +251,17 @@ impl Store {
                 ])
                 .map_err(&sql)?;
             }
-            drop(dims);
+            drop(cache);
         }
         tx.commit().map_err(&sql)?;
         // Only now are the new dimension rows there for good: an id learnt in a
         // transaction that was rolled back may be handed to another dimension.
+        // (This process's prunes wait for the writer connection held here.)
         self.inner
             .dims
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .ids
             .extend(new_dims);
         Ok(())
     }
@@ -274,7 +287,8 @@ impl Store {
     /// pages exceed its size. The newest raw event always stays. When the store
     /// is still over its size with only that event left, the oldest rollup
     /// minutes go too, once per call, never the kept event's minute or the
-    /// current one. `now_ms` is the current unix time in ms.
+    /// current one. When rollup rows went, so do the dimension rows no rollup
+    /// row uses any more. `now_ms` is the current unix time in ms.
     pub fn prune(&self, now_ms: i64) -> Result<PruneReport, Error> {
         let sql = self.sql();
         let r = self.inner.retention;
@@ -333,7 +347,38 @@ impl Store {
                 .map_err(&sql)?;
             report.raw_by_size += n as u64;
         }
+        if report.rollups + report.rollups_by_size > 0 {
+            report.dims = self.prune_dims(&conn).map_err(&sql)?;
+        }
         Ok(report)
+    }
+
+    /// Deletes the dimension rows no rollup row uses any more, and bumps
+    /// `dims_generation` in the same transaction when it deleted any, so
+    /// that every writer (this one and other processes') drops the ids it
+    /// cached before it writes again; the rows deleted.
+    fn prune_dims(&self, conn: &rusqlite::Connection) -> rusqlite::Result<u64> {
+        let tx =
+            rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+        // The rollups' key starts with `dim_id`: one seek per dimension.
+        let n = tx.execute(
+            "DELETE FROM rollup_dims WHERE NOT EXISTS \
+             (SELECT 1 FROM rollups WHERE rollups.dim_id = rollup_dims.id)",
+            [],
+        )? as u64;
+        if n > 0 {
+            tx.execute(
+                "UPDATE store_meta SET value = value + 1 WHERE key = 'dims_generation'",
+                [],
+            )?;
+        }
+        tx.commit()?;
+        if n > 0 {
+            let mut cache = self.inner.dims.lock().unwrap_or_else(|p| p.into_inner());
+            cache.ids.clear();
+            cache.generation = None;
+        }
+        Ok(n)
     }
 }
 
