@@ -562,10 +562,15 @@ async fn serve(store: &Path, s: ServeArgs) -> Result<(), Failure> {
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
-    let (stored, dropped) = (recorder.recorded(), recorder.dropped());
+    // Nothing is dropped here: a batch that does not fit the queue is
+    // answered 503 (retried) or 413, never accepted in part.
+    let received = recorder.recorded();
     drop(recorder);
-    task.shutdown().await?;
-    eprintln!("stopped: {stored} events queued, {dropped} dropped");
+    let written = task.shutdown().await?;
+    eprintln!(
+        "stopped: {received} events received, {} written, {} not written (the store refused their batch)",
+        written.stored, written.failed
+    );
     served.map_err(|e| Failure::Store(format!("serving {addr}: {e}")))
 }
 

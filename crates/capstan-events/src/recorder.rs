@@ -112,13 +112,28 @@ impl Recorder {
 pub struct RecorderTask {
     /// Sent when the thread has written the last of the queue.
     pub(crate) done: tokio::sync::oneshot::Receiver<()>,
+    pub(crate) counters: Arc<Counters>,
+}
+
+/// What the writer thread did with the events it took, once it has finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Events written to the store.
+    pub stored: u64,
+    /// Events lost because the store refused their batch (each logged as a warning).
+    pub failed: u64,
 }
 
 impl RecorderTask {
-    /// Waits until every [`Recorder`] clone is dropped and the queue is written.
-    pub async fn shutdown(self) -> Result<(), Error> {
+    /// Waits until every [`Recorder`] clone is dropped and the queue is
+    /// written; then what was written and what was lost.
+    pub async fn shutdown(self) -> Result<Written, Error> {
         self.done
             .await
-            .map_err(|_| Error::Recorder("the event writer thread stopped abnormally".into()))
+            .map_err(|_| Error::Recorder("the event writer thread stopped abnormally".into()))?;
+        Ok(Written {
+            stored: self.counters.stored.load(Ordering::Relaxed),
+            failed: self.counters.failed.load(Ordering::Relaxed),
+        })
     }
 }

@@ -230,7 +230,10 @@ pub async fn run(
     if let Some(t) = recorder_task {
         // Mirror tasks still running hold the recorder for at most their timeout.
         match tokio::time::timeout(Duration::from_secs(15), t.shutdown()).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(w)) if w.failed > 0 => {
+                tracing::warn!(failed = w.failed, "events the store refused were lost")
+            }
+            Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "event store flush failed"),
             Err(_) => tracing::warn!("event recorder did not finish flushing in time"),
         }

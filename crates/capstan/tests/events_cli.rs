@@ -346,6 +346,22 @@ fn serve_stores_otlp_root_spans_refuses_garbage_and_flushes_on_sigterm() {
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
     let bad = http_post(&addr, "application/x-protobuf", "garbage!");
     assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+    // Once the first span is written, the store refuses every event: the
+    // second span is accepted, then lost, and the exit line says so.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Store::open(&path).unwrap().count().unwrap() < 1 {
+        assert!(Instant::now() < deadline, "the first span was not written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON events \
+             BEGIN SELECT RAISE(FAIL, 'refused'); END;",
+        )
+        .unwrap();
+    let again = http_post(&addr, "application/json", &body);
+    assert!(again.starts_with("HTTP/1.1 200"), "{again}");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -363,6 +379,12 @@ fn serve_stores_otlp_root_spans_refuses_garbage_and_flushes_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(exit.success(), "{exit:?}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(
+        rest.contains("stopped: 2 events received, 1 written, 1 not written"),
+        "{rest}"
+    );
     let store = Store::open(&path).unwrap();
     let events = store.events_after(0, 10).unwrap();
     assert_eq!(events.len(), 1);

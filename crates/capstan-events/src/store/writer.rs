@@ -63,7 +63,13 @@ impl Store {
                 let _ = done_tx.send(());
             })
             .expect("start the event writer thread");
-        (Recorder { tx, counters }, RecorderTask { done })
+        (
+            Recorder {
+                tx,
+                counters: counters.clone(),
+            },
+            RecorderTask { done, counters },
+        )
     }
 
     /// The writer thread's loop: wait, write what is queued, until every
