@@ -112,7 +112,10 @@ fn is_safe(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// What is known about a request when its response body ends.
+/// What is known about a request when its response body ends. Boxed from
+/// routing to the end of the body: the response that carries it is moved
+/// through every layer of the connection, and a pointer is cheaper to move
+/// than the event.
 struct Pending {
     event: Event,
     cohort: Cohort,
@@ -126,7 +129,7 @@ struct Pending {
 }
 
 impl Pending {
-    fn finish(mut self, bytes_out: u64, hash: Option<[u8; 32]>, body_error: bool) {
+    fn finish(mut self: Box<Self>, bytes_out: u64, hash: Option<[u8; 32]>, body_error: bool) {
         let e = &mut self.event;
         e.bytes_out = bytes_out;
         e.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
@@ -243,7 +246,7 @@ pub struct Tracked {
     hasher: Option<Sha256>,
     limit: usize,
     errored: bool,
-    pending: Option<Pending>,
+    pending: Option<Box<Pending>>,
 }
 
 impl Tracked {
@@ -323,7 +326,7 @@ impl Drop for Tracked {
     }
 }
 
-fn fixed(status: StatusCode, msg: String, pending: Pending) -> Response<Tracked> {
+fn fixed(status: StatusCode, msg: String, pending: Box<Pending>) -> Response<Tracked> {
     let mut r = Response::new(Tracked {
         upstream: None,
         fixed: (!msg.is_empty()).then(|| Bytes::from(msg)),
@@ -347,7 +350,7 @@ fn refused(
     status: StatusCode,
     kind: &str,
     message: &str,
-    mut pending: Pending,
+    mut pending: Box<Pending>,
 ) -> Response<Tracked> {
     pending.event.status = status.as_u16();
     pending.event.error = Some(kind.into());
@@ -361,7 +364,7 @@ fn error_json(kind: &str, message: &str) -> String {
 /// A routed request on its way to an upstream: what [`Proxy::handle`]
 /// decided before its first wait.
 struct Forward {
-    pending: Pending,
+    pending: Box<Pending>,
     /// The request's head, fields already rewritten for the upstream
     /// (taken when it is sent for the last time).
     parts: Option<http::request::Parts>,
@@ -459,7 +462,7 @@ impl Proxy {
         );
         let pool = &snap.pools[decision.release];
         let bytes_in_hint = req.body().size_hint().exact().unwrap_or(0);
-        let pending = Pending {
+        let pending = Box::new(Pending {
             event: Event {
                 time_ms,
                 service: self.service.as_str().into(),
@@ -481,7 +484,7 @@ impl Proxy {
             started,
             proxy: self.clone(),
             mirror: None,
-        };
+        });
 
         let Some(upstream) = pool.pick(None) else {
             let msg = format!("no ready upstream in release {}", pool.release);
