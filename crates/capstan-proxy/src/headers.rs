@@ -12,9 +12,15 @@ use sha2::{Digest, Sha256};
 pub const FIELD_HEADER_PREFIX: &str = "x-capstan-";
 
 /// Whether `k` is a hop-by-hop field other than `Connection` and `Upgrade`
-/// (RFC 9110 §7.6.1). Standard names compare as enum values, no hashing.
+/// (RFC 9110 §7.6.1), or `Expect`. Standard names compare as enum values, no
+/// hashing.
+///
+/// `Expect: 100-continue` was answered on the client's side already (the
+/// client is told to continue when its body is first read); passed on, it
+/// would have the upstream send a 100 of its own in the middle of the upload.
 fn is_hop(k: &HeaderName) -> bool {
     *k == header::TE
+        || *k == header::EXPECT
         || *k == header::TRAILER
         || *k == header::TRANSFER_ENCODING
         || *k == header::PROXY_AUTHENTICATE

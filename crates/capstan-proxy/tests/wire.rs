@@ -99,6 +99,68 @@ async fn a_chunked_request_goes_upstream_whole_and_a_chunked_answer_comes_back_w
     proxy.stop().await;
 }
 
+/// A client that asks to be told to continue is told so by the proxy, and
+/// its upload reaches whole an upstream that would answer `Expect` with a
+/// 100 of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_expecting_100_continue_goes_upstream_whole() {
+    let up_addr = common::raw_upstream(|mut r| async move {
+        while let Some(head) = read_head(&mut r).await {
+            if !head.starts_with("POST ") {
+                common::answer_ok(&mut r).await;
+                continue;
+            }
+            if head.to_ascii_lowercase().contains("expect:") {
+                r.get_mut()
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .await
+                    .unwrap();
+            }
+            let report = format!("got {} bytes", read_chunked(&mut r).await.len());
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{report}",
+                report.len()
+            );
+            r.get_mut().write_all(answer.as_bytes()).await.unwrap();
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, addr) = common::Proxy::one_release(&up_addr, &dir.path().join("events.db")).await;
+
+    let mut r = BufReader::new(TcpStream::connect(&addr).await.unwrap());
+    r.get_mut()
+        .write_all(
+            format!(
+                "POST /upload HTTP/1.1\r\nhost: {addr}\r\nexpect: 100-continue\r\ntransfer-encoding: chunked\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let within = |what| move |_| panic!("{what} within 5s");
+    let interim = tokio::time::timeout(Duration::from_secs(5), read_head(&mut r))
+        .await
+        .unwrap_or_else(within("a 100"))
+        .unwrap();
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+    let chunk = format!("1000\r\n{}\r\n", "x".repeat(4096));
+    for _ in 0..3 {
+        r.get_mut().write_all(chunk.as_bytes()).await.unwrap();
+    }
+    r.get_mut().write_all(b"0\r\n\r\n").await.unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut r))
+        .await
+        .unwrap_or_else(within("the answer"))
+        .unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut body = vec![0u8; "got 12288 bytes".len()];
+    r.read_exact(&mut body).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&body), "got 12288 bytes");
+    drop(r);
+    proxy.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_refusing_an_upload_early_is_answered_at_once_not_at_the_timeout() {
     // The upstream answers 413 as soon as it has read a POST's head and
