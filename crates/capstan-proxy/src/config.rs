@@ -314,15 +314,27 @@ impl ProxyFile {
             )));
         }
         let default_timeout = self.timeout.unwrap_or(Duration::from_secs(30));
+        // A zero bound fails every request (or, for the health interval,
+        // stops health checking): refused, naming the key.
+        let above_zero = |key: String, d: Duration| {
+            if d.is_zero() {
+                Err(invalid(format!("{key}: must be above zero")))
+            } else {
+                Ok(())
+            }
+        };
+        above_zero("timeout".into(), default_timeout)?;
         let mut routes = Vec::new();
         let mut matcher = matchit::Router::new();
         for (i, r) in self.routes.iter().enumerate() {
             matcher
                 .insert(r.template.as_str(), i)
                 .map_err(|e| invalid(format!("route.template: `{}`: {e}", r.template)))?;
+            let timeout = r.timeout.unwrap_or(default_timeout);
+            above_zero(format!("route.timeout of `{}`", r.template), timeout)?;
             routes.push(Route {
                 template: r.template.clone(),
-                timeout: r.timeout.unwrap_or(default_timeout),
+                timeout,
             });
         }
         let spans: Vec<_> = self.releases.iter().map(|r| r.span()).collect();
@@ -437,6 +449,8 @@ impl ProxyFile {
             healthy_threshold: self.health.healthy_threshold.unwrap_or(1).max(1),
             unhealthy_threshold: self.health.unhealthy_threshold.unwrap_or(2).max(1),
         };
+        above_zero("health.interval".into(), health.interval)?;
+        above_zero("health.timeout".into(), health.timeout)?;
         if !health.path.starts_with('/') {
             return Err(invalid(format!(
                 "health.path: `{}` must start with /",
@@ -609,6 +623,20 @@ mirror = { release = "2.0.0", percent = 5 }
         );
         let e = err(&GOOD.replace("timeout = \"2s\"", "timeout = \"soon\""));
         assert!(e.contains("line 15") && e.contains("soon"), "{e}");
+        let e = err(&GOOD.replace("timeout = \"2s\"", "timeout = \"0s\""));
+        assert!(
+            e.contains("route.timeout of `/users/{id}`: must be above zero"),
+            "{e}"
+        );
+        let e = err(&format!("timeout = \"0ms\"\n{GOOD}"));
+        assert!(e.contains("timeout: must be above zero"), "{e}");
+        for key in ["interval", "timeout"] {
+            let e = err(&format!("{GOOD}\n[health]\n{key} = \"0s\"\n"));
+            assert!(
+                e.contains(&format!("health.{key}: must be above zero")),
+                "{e}"
+            );
+        }
         let e = err(&GOOD.replace("[routing]", "[routing"));
         assert!(e.contains("line 20"), "{e}");
         let e = err(&GOOD.replace("percent = 5", "percent = 5, extra = 1"));
