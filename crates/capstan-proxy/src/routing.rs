@@ -299,28 +299,34 @@ impl RoutingTable {
     }
 }
 
+/// `host:port` that is also a valid URI authority (an IPv6 address in
+/// brackets), since requests are sent to it as one.
 fn is_host_port(addr: &str) -> bool {
-    match addr.rsplit_once(':') {
-        Some((host, port)) => {
-            !host.is_empty()
-                && !host.contains('/')
-                && !host.contains(char::is_whitespace)
-                && port.parse::<u16>().is_ok_and(|p| p != 0)
-        }
-        None => false,
-    }
+    let Ok(a) = addr.parse::<http::uri::Authority>() else {
+        return false;
+    };
+    a.as_str() == addr
+        && !a.host().is_empty()
+        && !addr.contains('@')
+        && a.port_u16().is_some_and(|p| p != 0)
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers.
+/// The value of cookie `name` in the request's `Cookie` headers. The
+/// lines are split as bytes: another cookie's non-ASCII value (set by some
+/// other application on the domain) does not hide this one.
 pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(http::header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
         .find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k.trim() == name).then(|| v.trim().trim_matches('"'))
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            if pair[..eq].trim_ascii() != name.as_bytes() {
+                return None;
+            }
+            let v = std::str::from_utf8(pair[eq + 1..].trim_ascii()).ok()?;
+            Some(v.trim_matches('"'))
         })
 }
 
@@ -431,6 +437,9 @@ fn is_internal(rules: &CohortRules, facts: &RequestFacts<'_>) -> bool {
         .any(|m| cookie(facts.headers, &m.name).is_some_and(|v| value_ok(&m.value, v)))
         || facts
             .client_ip
+            // An IPv4 client of a dual-stack listener arrives as
+            // `::ffff:a.b.c.d`; IPv4 rules match it as the IPv4 address.
+            .map(|ip| ip.to_canonical())
             .is_some_and(|ip| rules.cidrs.iter().any(|n| n.contains(&ip)))
 }
 
@@ -498,6 +507,48 @@ mod tests {
         let mut f = facts(&h, "u");
         f.client_ip = Some("10.1.2.3".parse().unwrap());
         assert_eq!(route(&t, &f).cohort, Cohort::Internal);
+        // The same client on a dual-stack listener.
+        f.client_ip = Some("::ffff:10.1.2.3".parse().unwrap());
+        assert_eq!(route(&t, &f).cohort, Cohort::Internal);
+        f.client_ip = Some("::ffff:11.1.2.3".parse().unwrap());
+        assert_eq!(route(&t, &f).cohort, Cohort::Public);
+    }
+
+    #[test]
+    fn a_cookie_is_found_beside_another_with_a_non_ascii_value() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "cookie",
+            http::HeaderValue::from_bytes(
+                "theme=caf\u{e9}; staff=yes; capstan_uid=\"u1\"".as_bytes(),
+            )
+            .unwrap(),
+        );
+        assert_eq!(cookie(&h, "staff"), Some("yes"));
+        assert_eq!(cookie(&h, "capstan_uid"), Some("u1"));
+        assert_eq!(cookie(&h, "theme"), Some("caf\u{e9}"));
+        assert_eq!(cookie(&h, "them"), None);
+        let t = table(100, 0);
+        assert_eq!(route(&t, &facts(&h, "u")).cohort, Cohort::Internal);
+    }
+
+    #[test]
+    fn an_upstream_is_refused_unless_it_is_a_uri_authority_with_a_port() {
+        for ok in ["127.0.0.1:8080", "[::1]:8080", "chirpy-v2.internal:80"] {
+            assert!(is_host_port(ok), "{ok}");
+        }
+        for bad in [
+            "::1:8080",
+            "a:b:80",
+            "[::1:8080",
+            "localhost",
+            "localhost:0",
+            "user@host:80",
+            "host:80/x",
+            ":80",
+        ] {
+            assert!(!is_host_port(bad), "{bad}");
+        }
     }
 
     #[test]
