@@ -147,6 +147,8 @@ impl Pending {
                 "timeout" => "timeout",
                 "upstream_5xx" => "upstream_5xx",
                 "no_upstream" => "no_upstream",
+                // The client's own failures, kept out of the release's errors.
+                "client_body" | "bad_uri" => "client",
                 _ => "upstream",
             };
             m.errors
@@ -564,25 +566,35 @@ impl Proxy {
         // The upstream's time starts once the request can go: now, unless
         // its body is read first.
         let mut upstream_started = f.pending.started;
-        let (buffered, mut stream): (Option<Bytes>, Option<Incoming>) =
-            if upgrade || body.is_end_stream() {
-                (Some(Bytes::new()), None)
-            } else if (idempotent || mirror_idx.is_some()) && small {
-                // Boxed: only requests with a body wait here, and a
-                // future this size would make every request's larger.
-                let collected =
-                    Box::pin(http_body_util::Limited::new(body, self.body_limit).collect()).await;
-                upstream_started = Instant::now();
-                match collected {
-                    Ok(c) => (Some(c.to_bytes()), None),
-                    Err(e) => {
-                        let msg = e.to_string();
-                        return refused(StatusCode::BAD_REQUEST, "client_body", &msg, f.pending);
-                    }
+        let (buffered, mut stream): (Option<Bytes>, Option<Incoming>) = if upgrade
+            || body.is_end_stream()
+        {
+            (Some(Bytes::new()), None)
+        } else if (idempotent || mirror_idx.is_some()) && small {
+            // Boxed: only requests with a body wait here, and a
+            // future this size would make every request's larger.
+            // The client's sending is bounded by the route's timeout too:
+            // a body that stalls before its end does not hold the request.
+            let collected = tokio::time::timeout(
+                timeout,
+                Box::pin(http_body_util::Limited::new(body, self.body_limit).collect()),
+            )
+            .await;
+            upstream_started = Instant::now();
+            match collected {
+                Ok(Ok(c)) => (Some(c.to_bytes()), None),
+                Ok(Err(e)) => {
+                    let msg = e.to_string();
+                    return refused(StatusCode::BAD_REQUEST, "client_body", &msg, f.pending);
                 }
-            } else {
-                (None, Some(body))
-            };
+                Err(_) => {
+                    let msg = format!("the request body did not arrive within {timeout:?}");
+                    return refused(StatusCode::REQUEST_TIMEOUT, "client_body", &msg, f.pending);
+                }
+            }
+        } else {
+            (None, Some(body))
+        };
         if let Some(b) = &buffered {
             f.pending.event.bytes_in = b.len() as u64;
         }
@@ -653,6 +665,10 @@ impl Proxy {
                     }
                     let msg = format!("cannot connect to {} ({e:#})", f.upstream.addr);
                     (StatusCode::BAD_GATEWAY, "connect", msg)
+                }
+                // The client's fault, not the release's.
+                Ok(Err(e @ crate::upstream::Error::ClientBody(_))) => {
+                    (StatusCode::BAD_REQUEST, "client_body", format!("{e:#}"))
                 }
                 Ok(Err(e)) => {
                     let msg = format!("{} failed: {e:#}", f.upstream.addr);

@@ -282,3 +282,102 @@ async fn a_request_runs_to_its_answer_when_the_client_stops_sending_or_leaves() 
         ]
     );
 }
+
+/// A client whose body stalls before its end, or breaks off, is answered as
+/// at fault itself (408, 400 `client_body`), within the route's timeout, and
+/// its failure is not counted against the release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_body_that_stalls_or_breaks_is_the_clients_fault() {
+    // The upstream reads what it is sent and never answers a write.
+    let up_addr = common::raw_upstream(|mut r| async move {
+        while let Some(head) = read_head(&mut r).await {
+            if head.starts_with("GET ") {
+                common::answer_ok(&mut r).await;
+                continue;
+            }
+            let mut sink = Vec::new();
+            let _ = r.read_to_end(&mut sink).await;
+            return;
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let events_path = dir.path().join("events.db");
+    let text = format!(
+        "timeout = \"500ms\"\n{}",
+        common::one_release(&up_addr, &events_path)
+    );
+    let proxy = common::Proxy::start(common::settings(&text)).await;
+    let addr = proxy.url.trim_start_matches("http://").to_string();
+
+    // 10 of the 100 bytes announced, then nothing: buffered, and bounded.
+    let mut r = BufReader::new(TcpStream::connect(&addr).await.unwrap());
+    r.get_mut()
+        .write_all(
+            format!("PUT /stall HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 100\r\n\r\n0123456789")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut r))
+        .await
+        .expect("an answer within 5 s")
+        .expect("an answer");
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+
+    // A chunked upload (streamed upstream) whose next chunk size is garbage.
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    s.write_all(
+        format!("POST /broken HTTP/1.1\r\nhost: {addr}\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.write_all(b"zz\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+        .await
+        .expect("the connection ends within 5 s");
+
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", proxy.admin))
+        .bearer_auth("t")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let errors: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("capstan_proxy_errors_total{"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("kind=\"client\"") && errors[0].ends_with(" 2"),
+        "{errors:?}"
+    );
+    drop(r);
+    proxy.stop().await;
+    let events = common::events(&events_path);
+    let mut got: Vec<(String, u16, Option<String>)> = events
+        .iter()
+        .filter(|e| e.method != "GET")
+        .map(|e| {
+            (
+                e.path.to_string(),
+                e.status,
+                e.error.as_ref().map(|k| k.to_string()),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("/broken".to_string(), 400, Some("client_body".to_string())),
+            ("/stall".to_string(), 408, Some("client_body".to_string())),
+        ]
+    );
+}
