@@ -114,8 +114,25 @@ pub(super) fn encode_head(
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut cookies_written = false;
     for (name, value) in headers {
         if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        // HTTP/2 clients send each cookie as a field of its own; an HTTP/1.1
+        // request carries them in one, joined by "; " (RFC 9113 §8.2.3).
+        if name == header::COOKIE {
+            if !cookies_written {
+                cookies_written = true;
+                out.extend_from_slice(b"cookie: ");
+                for (i, v) in headers.get_all(header::COOKIE).iter().enumerate() {
+                    if i > 0 {
+                        out.extend_from_slice(b"; ");
+                    }
+                    out.extend_from_slice(v.as_bytes());
+                }
+                out.extend_from_slice(b"\r\n");
+            }
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());

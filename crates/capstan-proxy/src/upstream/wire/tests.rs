@@ -431,3 +431,19 @@ async fn a_slow_body_that_keeps_sending_is_not_cut_off() {
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, "abc");
 }
+
+/// Cookies an HTTP/2 client sent as fields of their own go upstream in one
+/// field, joined by "; ": HTTP/1.1 servers read one.
+#[test]
+fn cookie_fields_go_upstream_joined_in_one() {
+    let mut h = http::HeaderMap::new();
+    h.append(http::header::COOKIE, "a=1".parse().unwrap());
+    h.append(http::header::ACCEPT, "*/*".parse().unwrap());
+    h.append(http::header::COOKIE, "b=2".parse().unwrap());
+    let mut out = Vec::new();
+    super::encode_head(&Method::GET, "/", &h, super::Sending::Length(0), &mut out);
+    let head = String::from_utf8(out).unwrap();
+    assert_eq!(head.matches("cookie:").count(), 1, "{head}");
+    assert!(head.contains("cookie: a=1; b=2\r\n"), "{head}");
+    assert!(head.contains("accept: */*\r\n"), "{head}");
+}
