@@ -86,14 +86,24 @@ impl Value<'_> {
         }
     }
 
-    /// The value as a number, when it is one or a `fields` value that parses as one.
+    /// The value as a number, when it is one or a `fields` value that parses as
+    /// a finite one (see [`parse_num`]).
     pub(crate) fn as_num(&self) -> Option<f64> {
         match self {
             Value::Num(n) => Some(*n),
-            Value::Str(s) => s.trim().parse().ok(),
+            Value::Str(s) => parse_num(s),
             Value::Missing => None,
         }
     }
+}
+
+/// A `fields` value read as a number: trimmed, and only when it parses as a
+/// finite one. Rust's float parser also takes `NaN`, `inf` and `1e999`; those
+/// are text here, so they never turn a sum or a mean into NaN or infinity, never
+/// compare greater than every number, and never stall the ordered walk of a
+/// comparison.
+pub(crate) fn parse_num(s: &str) -> Option<f64> {
+    s.trim().parse::<f64>().ok().filter(|x| x.is_finite())
 }
 
 impl Event {

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use crate::event::Value;
+use crate::event::{parse_num, Value};
 use crate::expr::{Column, Field};
 use crate::{Error, Event, Expr, ExprError, Store, BUCKET_BOUNDS_MS};
 
@@ -550,6 +550,10 @@ pub fn ks_statistic(a: &[f64], b: &[f64]) -> f64 {
     let (mut i, mut j, mut d) = (0usize, 0usize, 0f64);
     while i < a.len() && j < b.len() {
         let x = a[i].min(b[j]);
+        if x.is_nan() {
+            // Both next values are NaN, which is `<=` nothing: no step is left to take.
+            break;
+        }
         while i < a.len() && a[i] <= x {
             i += 1;
         }
@@ -635,16 +639,13 @@ fn compare_stats(mut a: FieldStats, mut b: FieldStats) -> Comparison {
         let mut distinct = std::collections::HashSet::new();
         let mut all_numeric = true;
         for v in present {
-            all_numeric &= v.trim().parse::<f64>().is_ok();
+            all_numeric &= parse_num(v).is_some();
             distinct.insert(v.as_str());
         }
         // Many distinct numbers: a measurement, compared as a distribution.
         if all_numeric && distinct.len() > 20 {
             let nums = |v: &Vec<Option<String>>| -> Vec<f64> {
-                v.iter()
-                    .flatten()
-                    .filter_map(|s| s.trim().parse().ok())
-                    .collect()
+                v.iter().flatten().filter_map(|s| parse_num(s)).collect()
             };
             out.push(numeric_diff(name, &mut nums(va), &mut nums(vb)));
         } else {

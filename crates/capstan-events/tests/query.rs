@@ -207,3 +207,105 @@ fn compare_without_b_takes_the_rest() {
         .unwrap();
     assert!(d.score > 0.3, "{}", d.score);
 }
+
+/// An event at `T0 + i` ms of `release`, with `fields.key = value` when given.
+fn event_with(i: usize, release: &str, field: Option<(&str, String)>) -> Event {
+    let mut e = Event {
+        time_ms: T0 + i as i64,
+        service: "chirpy".into(),
+        release: release.into(),
+        status: 200,
+        duration_ms: 10.0,
+        ..Event::default()
+    };
+    if let Some((k, v)) = field {
+        e.fields.insert(k.into(), v);
+    }
+    e
+}
+
+fn calc_row(
+    store: &capstan_events::Store,
+    group_by: &str,
+    calcs: &str,
+) -> Vec<(String, Vec<Option<f64>>)> {
+    let res = store
+        .query(&Query {
+            filter: Expr::all(),
+            group_by: vec![Field::from_name(group_by)],
+            calcs: Calc::parse_list(calcs).unwrap(),
+            from_ms: T0,
+            to_ms: T0 + 60_000,
+        })
+        .unwrap();
+    let mut rows: Vec<(String, Vec<Option<f64>>)> = res
+        .rows
+        .into_iter()
+        .map(|r| (r.group[0].clone().unwrap_or_default(), r.values))
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows
+}
+
+/// `NaN`, `inf` and numbers too large for a float parse in Rust, but they are
+/// not numbers a calculation can use: they are skipped like any other text.
+#[test]
+fn calculations_skip_nan_and_infinite_field_values() {
+    let (_dir, store) = temp_store();
+    let values = ["1", "2", "NaN", "inf", "-infinity", "1e999", "abc"];
+    let events: Vec<Event> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| event_with(i, "1.0.0", Some(("items", v.to_string()))))
+        .collect();
+    store.insert_batch(&events).unwrap();
+    let rows = calc_row(
+        &store,
+        "release",
+        "count, avg(items), sum(items), min(items), max(items), p99(items)",
+    );
+    assert_eq!(
+        rows,
+        [(
+            "1.0.0".to_string(),
+            vec![
+                Some(7.0),
+                Some(1.5),
+                Some(3.0),
+                Some(1.0),
+                Some(2.0),
+                Some(2.0)
+            ]
+        )]
+    );
+}
+
+/// Both sets hold `NaN` in a `fields` key of many distinct numbers: compare
+/// must still finish (it once stalled in its ordered walk over the values).
+#[test]
+fn compare_finishes_when_both_sets_have_nan_in_a_numeric_field() {
+    let (_dir, store) = temp_store();
+    let mut events = Vec::new();
+    for i in 0..60 {
+        let release = if i % 2 == 0 { "1.0.0" } else { "2.0.0" };
+        let v = if i < 4 {
+            "NaN".to_string()
+        } else {
+            format!("{}", i * 3)
+        };
+        events.push(event_with(i, release, Some(("latency", v))));
+    }
+    store.insert_batch(&events).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let st = store.clone();
+    std::thread::spawn(move || {
+        let a = Expr::parse(r#"release = "1.0.0""#).unwrap();
+        let _ = tx.send(st.compare(&a, None, T0, T0 + 60_000).unwrap());
+    });
+    let cmp = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("compare did not finish");
+    assert_eq!((cmp.a_count, cmp.b_count), (30, 30));
+    let latency = cmp.fields.iter().find(|f| f.field == "latency").unwrap();
+    assert!(latency.score.is_finite() && (0.0..=1.0).contains(&latency.score));
+}

@@ -357,9 +357,9 @@ pub(crate) fn compare(v: &Value<'_>, op: Op, lit: &Lit) -> bool {
         (_, Lit::Str(s)) if op == Op::Contains => return v.as_text().contains(s.as_str()),
         (_, Lit::Num(n)) if op == Op::Contains => return v.as_text().contains(&fmt_num(*n)),
         (Value::Num(x), Lit::Num(y)) => x.partial_cmp(y),
-        (Value::Str(s), Lit::Num(y)) => match s.trim().parse::<f64>() {
-            Ok(x) => x.partial_cmp(y),
-            Err(_) => return false,
+        (Value::Str(s), Lit::Num(y)) => match crate::event::parse_num(s) {
+            Some(x) => x.partial_cmp(y),
+            None => return false,
         },
         (Value::Str(s), Lit::Str(t)) => Some((*s).cmp(t.as_str())),
         (Value::Num(x), Lit::Str(t)) => Some(fmt_num(*x).as_str().cmp(t.as_str())),
@@ -423,6 +423,19 @@ mod tests {
         assert!(!m(r#"error = "timeout""#));
         assert!(m("duration_ms > 120 and duration_ms < 121"));
         assert!(m("status >= 500 AND NOT status = 200 Or status = 1"));
+    }
+
+    #[test]
+    fn nan_and_infinity_in_fields_are_text_not_numbers() {
+        for v in ["inf", "+inf", "infinity", "NaN", "-nan", "1e999"] {
+            let mut e = ev();
+            e.fields.insert("items".into(), v.into());
+            let matches = |s: &str| Expr::parse(s).unwrap().matches(&e);
+            assert!(!matches("items > 3"), "{v}");
+            assert!(!matches("items < 3"), "{v}");
+            assert!(!matches("items >= -1e300"), "{v}");
+            assert!(matches(&format!("items = {v:?}")), "{v}");
+        }
     }
 
     #[test]
