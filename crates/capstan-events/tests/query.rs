@@ -309,3 +309,33 @@ fn compare_finishes_when_both_sets_have_nan_in_a_numeric_field() {
     let latency = cmp.fields.iter().find(|f| f.field == "latency").unwrap();
     assert!(latency.score.is_finite() && (0.0..=1.0).contains(&latency.score));
 }
+
+/// A numeric field that one set has no value of (`upstream_ms` of requests
+/// that never reached the upstream, a `fields` key only one release sends)
+/// scores 0, as a categorical field of an empty set does, not 1 at the top.
+#[test]
+fn a_numeric_field_without_values_in_one_set_scores_zero() {
+    let (_dir, store) = temp_store();
+    let mut events = Vec::new();
+    for i in 0..60 {
+        let mut e = if i % 2 == 0 {
+            event_with(i, "1.0.0", None)
+        } else {
+            event_with(i, "2.0.0", Some(("latency", format!("{}", i * 7))))
+        };
+        if i % 2 == 1 {
+            e.upstream_ms = Some(i as f64);
+        }
+        events.push(e);
+    }
+    store.insert_batch(&events).unwrap();
+    let a = Expr::parse(r#"release = "1.0.0""#).unwrap();
+    let cmp = store.compare(&a, None, T0, T0 + 60_000).unwrap();
+    let field = |name: &str| cmp.fields.iter().find(|f| f.field == name).unwrap();
+    assert_eq!(cmp.fields[0].field, "release");
+    for name in ["upstream_ms", "latency"] {
+        assert_eq!(field(name).kind, "numeric", "{name}");
+        assert_eq!(field(name).score, 0.0, "{name}");
+        assert!(field(name).a_quantiles.is_none(), "{name}");
+    }
+}
