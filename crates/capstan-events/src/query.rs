@@ -249,7 +249,7 @@ impl Store {
                                 .then(|| vals.iter().sum::<f64>() / vals.len() as f64),
                             CalcKind::Min => vals.first().copied(),
                             CalcKind::Max => vals.last().copied(),
-                            CalcKind::Sum => Some(vals.iter().sum()),
+                            CalcKind::Sum => (!vals.is_empty()).then(|| vals.iter().sum()),
                         }
                     })
                     .collect();

@@ -339,3 +339,25 @@ fn a_numeric_field_without_values_in_one_set_scores_zero() {
         assert!(field(name).a_quantiles.is_none(), "{name}");
     }
 }
+
+/// A sum, like every calculation over a field, is null for a group where no
+/// event has the field: "none" is not "zero items".
+#[test]
+fn sum_is_null_when_no_event_of_the_group_has_the_field() {
+    let (_dir, store) = temp_store();
+    let events = vec![
+        event_with(0, "1.0.0", Some(("items", "4".into()))),
+        event_with(1, "1.0.0", Some(("items", "0".into()))),
+        event_with(2, "2.0.0", None),
+        event_with(3, "2.0.0", Some(("items", "many".into()))),
+    ];
+    store.insert_batch(&events).unwrap();
+    let rows = calc_row(&store, "release", "sum(items), avg(items), count");
+    assert_eq!(
+        rows,
+        [
+            ("1.0.0".to_string(), vec![Some(4.0), Some(2.0), Some(2.0)]),
+            ("2.0.0".to_string(), vec![None, None, Some(2.0)]),
+        ]
+    );
+}
