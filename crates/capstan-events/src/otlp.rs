@@ -241,6 +241,17 @@ pub fn root_span_events(req: &ExportTraceServiceRequest) -> Vec<Event> {
     out
 }
 
+/// A path or route without its query string or fragment (`None` if nothing is
+/// left). The older `http.target` carries the query (`/search?q=abc&token=x`):
+/// kept, every query string would be a route and a rollup dimension of its own,
+/// and tokens in it would be stored.
+fn without_query(mut s: String) -> Option<String> {
+    if let Some(i) = s.find(['?', '#']) {
+        s.truncate(i);
+    }
+    (!s.is_empty()).then_some(s)
+}
+
 fn span_event(res: &BTreeMap<String, String>, span: &Span) -> Event {
     let mut fields = attrs(&span.attributes);
     let mut take = |keys: &[&str]| -> Option<String> {
@@ -253,8 +264,8 @@ fn span_event(res: &BTreeMap<String, String>, span: &Span) -> Event {
         found
     };
     let method = take(&["http.request.method", "http.method"]).unwrap_or_default();
-    let route = take(&["http.route"]);
-    let path = take(&["url.path", "http.target"]);
+    let route = take(&["http.route"]).and_then(without_query);
+    let path = take(&["url.path", "http.target"]).and_then(without_query);
     let status = take(&["http.response.status_code", "http.status_code"])
         .and_then(|s| s.parse::<u16>().ok())
         .unwrap_or(0);
