@@ -106,12 +106,34 @@ async fn put_routing(State(s): State<AdminState>, body: Bytes) -> Response {
         Ok(t) => t,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("routing table: {e}")),
     };
-    if let Err(e) = table.validate() {
+    if let Err(e) = check(&s, &table) {
         return error(StatusCode::BAD_REQUEST, format!("routing table: {e}"));
     }
     s.tables.replace_table(table.clone());
     tracing::info!("routing table replaced");
     Json(table).into_response()
+}
+
+/// A table's own rules, and what this proxy can serve: a release found in
+/// the fleet registry needs the `[fleet]` section that polls it, else its
+/// pool would stay empty and its share of users answered 503 for good.
+fn check(s: &AdminState, table: &RoutingTable) -> Result<(), String> {
+    table.validate().map_err(|e| e.to_string())?;
+    for r in &table.releases {
+        match &r.fleet {
+            Some(f) if f.version.trim().is_empty() => {
+                return Err(format!("releases.{}.fleet.version: empty", r.name));
+            }
+            Some(_) if s.fleet.is_none() => {
+                return Err(format!(
+                    "releases.{}.fleet: this proxy has no [fleet] section, so no instance would ever be found",
+                    r.name
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Changes part of the routing table: the body is a JSON merge patch
@@ -141,7 +163,7 @@ async fn patch_routing(State(s): State<AdminState>, body: Bytes) -> Response {
         let mut doc = serde_json::to_value(current).map_err(|e| e.to_string())?;
         json_patch::merge(&mut doc, &patch);
         let table: RoutingTable = serde_json::from_value(doc).map_err(|e| e.to_string())?;
-        table.validate().map_err(|e| e.to_string())?;
+        check(&s, &table)?;
         Ok::<_, String>(table)
     });
     match patched {

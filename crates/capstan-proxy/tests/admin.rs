@@ -49,6 +49,16 @@ async fn a_bad_table_is_refused_and_the_old_one_keeps_serving() {
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("must not overlap"));
 
+    // A release found in the fleet registry, on a proxy that polls none.
+    let mut bad = before.clone();
+    bad["releases"][1] = serde_json::json!({"name": "2.0.0", "fleet": {"version": "2.0.0"}});
+    let r = proxy.put_routing(&bad).await;
+    assert_eq!(r.status(), 400);
+    assert!(
+        r.text().await.unwrap().contains("has no [fleet] section"),
+        "a fleet release without [fleet]"
+    );
+
     let mut bad = before.clone();
     bad["colour"] = serde_json::json!("blue");
     let r = proxy.put_routing(&bad).await;
