@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::config::{ProxyFile, ReleaseSection, ADMIN_TOKEN_ENV};
+use crate::config::{ProxyFile, ReleaseSection};
 
 /// Clean shutdown.
 pub const EXIT_OK: i32 = 0;
@@ -25,8 +25,9 @@ pub struct ProxyArgs {
     /// Address of the admin API.
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<String>,
-    /// Bearer token of the admin API.
-    #[arg(long, env = ADMIN_TOKEN_ENV, hide_env_values = true, value_name = "TOKEN")]
+    /// Bearer token of the admin API (else the file's `admin_token`, else
+    /// the environment's `CAPSTAN_PROXY_ADMIN_TOKEN`).
+    #[arg(long, value_name = "TOKEN")]
     pub admin_token: Option<String>,
     /// The service's name in events.
     #[arg(long)]
@@ -233,5 +234,40 @@ mod tests {
         assert_eq!(s.health.path, "/healthz");
         let e = settings(&args(&["--health-path", "healthz"])).unwrap_err();
         assert_eq!(e, "--health-path healthz: must start with /");
+    }
+
+    /// The flag, then the file, then the environment: a stale token in the
+    /// environment does not override the one the file names.
+    #[test]
+    fn the_admin_token_comes_from_the_flag_then_the_file_then_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("proxy.toml");
+        std::fs::write(
+            &file,
+            "admin_listen = \"127.0.0.1:0\"\nadmin_token = \"from-file\"\n\
+             [[release]]\nname = \"1.0.0\"\nupstreams = [\"127.0.0.1:8081\"]\n",
+        )
+        .unwrap();
+        std::env::set_var(crate::config::ADMIN_TOKEN_ENV, "from-env");
+        let config = file.to_str().unwrap();
+        let token = |flags: &[&str]| {
+            let a = Cli::parse_from(["proxy"].iter().chain(flags)).proxy;
+            settings(&a).unwrap().admin_token
+        };
+        assert_eq!(token(&["--config", config]).as_deref(), Some("from-file"));
+        assert_eq!(
+            token(&["--config", config, "--admin-token", "from-flag"]).as_deref(),
+            Some("from-flag")
+        );
+        assert_eq!(
+            token(&[
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--release",
+                "1.0.0=127.0.0.1:8081"
+            ])
+            .as_deref(),
+            Some("from-env")
+        );
     }
 }
