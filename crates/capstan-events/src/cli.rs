@@ -49,7 +49,7 @@ pub enum EventsCommand {
     Query(QueryArgs),
     /// Rank every field by how differently it is distributed in two sets of events.
     Compare(CompareArgs),
-    /// Receive OTLP/HTTP traces (`POST /v1/traces`) and store root spans as events.
+    /// Receive OTLP/HTTP traces (`POST /v1/traces`) and store server and root spans as events.
     Serve(ServeArgs),
 }
 

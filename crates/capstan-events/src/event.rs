@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::expr::{Column, Field};
 
-/// One request as the proxy (or an OTLP root span) saw it.
+/// One request as the proxy (or an OTLP server or root span) saw it.
 ///
 /// Text fields are [`CompactString`]s: values of up to 24 bytes (a service,
 /// a release, a route, an address) are stored inline, so an event built on the

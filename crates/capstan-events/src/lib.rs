@@ -16,7 +16,7 @@ mod store;
 pub use compact_str::CompactString;
 pub use event::{Event, MirrorComparison};
 pub use expr::{Column, Expr, ExprError, Field};
-pub use otlp::{otlp_router, otlp_router_with_limit, root_span_events, DEFAULT_MAX_BODY};
+pub use otlp::{otlp_router, otlp_router_with_limit, request_span_events, DEFAULT_MAX_BODY};
 pub use query::{
     ks_statistic, percentile, Calc, CalcKind, Comparison, FieldDiff, Quantiles, Query, QueryResult,
     QueryRow, Share, ValueShares,

@@ -1,4 +1,5 @@
-//! OTLP/HTTP receiver: `POST /v1/traces` (protobuf or JSON) stores root spans as events.
+//! OTLP/HTTP receiver: `POST /v1/traces` (protobuf or JSON) stores the spans that
+//! stand for a request a service received (server spans and root spans) as events.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode as SpanStatus;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message as _;
@@ -148,7 +150,7 @@ async fn export(State(rx): State<Receiver>, headers: HeaderMap, body: Body) -> R
         Ok(r) => r,
         Err(message) => return reject(StatusCode::BAD_REQUEST, enc, message),
     };
-    let events = root_span_events(&req);
+    let events = request_span_events(&req);
     let capacity = rx.recorder.capacity();
     if events.len() > capacity {
         // Never fits, however long the sender waits: not a 503 to retry forever.
@@ -156,8 +158,9 @@ async fn export(State(rx): State<Receiver>, headers: HeaderMap, body: Body) -> R
             StatusCode::PAYLOAD_TOO_LARGE,
             enc,
             format!(
-                "{} root spans in one export, more than the event queue holds ({capacity}, \
-                 `capstan events serve --queue`); send smaller batches or raise --queue",
+                "{} request spans (server or root spans) in one export, more than the event \
+                 queue holds ({capacity}, `capstan events serve --queue`); send smaller \
+                 batches or raise --queue",
                 events.len()
             ),
         );
@@ -223,8 +226,19 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// The events for the root spans (no parent span id) of an export request.
-pub fn root_span_events(req: &ExportTraceServiceRequest) -> Vec<Event> {
+/// Whether a span stands for a request, and so becomes an event: it is a
+/// server span (the service received a request), or it has no parent (the
+/// trace starts there). A server span behind `capstan proxy`, or behind any
+/// caller that propagates a traceparent, always has a parent: keeping root
+/// spans only would store nothing of such a service.
+fn is_request_span(span: &Span) -> bool {
+    span.parent_span_id.is_empty() || span.kind == SpanKind::Server as i32
+}
+
+/// The events of an export request: one per span that stands for a request,
+/// a server span or a root span (no parent span id); other spans (a
+/// database call, an internal step) are left out.
+pub fn request_span_events(req: &ExportTraceServiceRequest) -> Vec<Event> {
     let mut out = Vec::new();
     for rs in &req.resource_spans {
         let res = rs
@@ -233,7 +247,7 @@ pub fn root_span_events(req: &ExportTraceServiceRequest) -> Vec<Event> {
             .map(|r| attrs(&r.attributes))
             .unwrap_or_default();
         for ss in &rs.scope_spans {
-            for span in ss.spans.iter().filter(|s| s.parent_span_id.is_empty()) {
+            for span in ss.spans.iter().filter(|s| is_request_span(s)) {
                 out.push(span_event(&res, span));
             }
         }

@@ -86,7 +86,7 @@ async fn official_exporter_spans_are_stored_and_queryable(protocol: Protocol) {
         .await
         .unwrap();
     wait_for_count(&store, 8).await;
-    // Only root spans become events.
+    // The children (internal spans) do not become events.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(store.count().unwrap(), 8);
     let events = store.events_after(0, 100).unwrap();
@@ -293,7 +293,7 @@ async fn otlp_json_from_other_sdks_maps_to_events() {
     assert!(!e.fields.contains_key("http.status_code"));
 }
 
-/// An export with more root spans than the whole queue holds is refused for
+/// An export with more request spans than the whole queue holds is refused for
 /// good (413, naming `--queue`), not with a 503 its sender would retry
 /// forever; one that fits is stored.
 #[tokio::test]
@@ -319,7 +319,7 @@ async fn an_export_larger_than_the_queue_is_refused_naming_the_flag() {
     let (s, msg) = post(app.clone(), "application/json", export(4)).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{msg}");
     assert!(
-        msg.contains("4 root spans") && msg.contains("--queue"),
+        msg.contains("4 request spans") && msg.contains("--queue"),
         "{msg}"
     );
     let (s, msg) = post(app.clone(), "application/json", export(3)).await;
@@ -423,4 +423,35 @@ async fn query_strings_and_fragments_are_cut_from_path_and_route() {
             e.fields
         );
     }
+}
+
+/// Behind `capstan proxy` (or any caller that sends a traceparent) a service's
+/// server span has a parent: it is stored all the same, and counts against the
+/// queue; a client or internal span under it is not stored.
+#[tokio::test]
+async fn server_spans_with_a_parent_are_stored_as_requests() {
+    let proxied = |n: u64| {
+        vec![
+            span(n, 2, Some(0xabc), &[("http.route", "/api/chirps/{id}")]),
+            span(n + 1, 3, Some(n), &[("http.url", "http://db/x")]),
+            span(n + 2, 1, Some(n), &[]),
+        ]
+    };
+    let (s, msg, got) = export_spans(10, proxied(1)).await;
+    assert_eq!(s, StatusCode::OK, "{msg}");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].route, "/api/chirps/{id}");
+    assert_eq!(got[0].service, "svc");
+    assert_eq!(
+        got[0].fields.get("span.name").map(String::as_str),
+        Some("span 1")
+    );
+
+    // Two such requests do not fit a queue of one: refused whole, naming the flag.
+    let mut two = proxied(1);
+    two.extend(proxied(10));
+    let (s, msg, got) = export_spans(1, two).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{msg}");
+    assert!(msg.contains("2 request spans"), "{msg}");
+    assert!(got.is_empty());
 }
