@@ -484,6 +484,20 @@ async fn tail(store: &Path, t: TailArgs) -> Result<(), Failure> {
         None => None,
     };
     let store = open_existing(store)?;
+    follow(&store, filter.as_ref(), &t, &mut std::io::stdout()).await
+}
+
+/// Writes the events stored from now on that match `filter` to `out`, one a
+/// line, until `--limit` of them are written, Ctrl-C, or `out` is closed.
+async fn follow(
+    store: &Store,
+    filter: Option<&Expr>,
+    t: &TailArgs,
+    out: &mut impl std::io::Write,
+) -> Result<(), Failure> {
+    if t.limit == Some(0) {
+        return Ok(());
+    }
     let mut last = store.last_id()?;
     let mut shown = 0u64;
     let ctrl_c = tokio::signal::ctrl_c();
@@ -491,29 +505,26 @@ async fn tail(store: &Path, t: TailArgs) -> Result<(), Failure> {
     loop {
         let batch = store.events_after(last, 1000)?;
         let full = batch.len() == 1000;
-        {
-            let mut out = std::io::stdout().lock();
-            for se in batch {
-                last = se.id;
-                if filter.as_ref().is_some_and(|f| !f.matches(&se.event)) {
-                    continue;
-                }
-                let line = if t.json {
-                    serde_json::to_string(&se.event).unwrap_or_default()
-                } else {
-                    event_line(&se.event)
-                };
-                if writeln!(out, "{line}").is_err() {
-                    return Ok(()); // stdout closed (e.g. piped into head)
-                }
-                shown += 1;
-                if t.limit.is_some_and(|l| shown >= l) {
-                    let _ = out.flush();
-                    return Ok(());
-                }
+        for se in batch {
+            last = se.id;
+            if filter.is_some_and(|f| !f.matches(&se.event)) {
+                continue;
             }
-            let _ = out.flush();
+            let line = if t.json {
+                serde_json::to_string(&se.event).unwrap_or_default()
+            } else {
+                event_line(&se.event)
+            };
+            if writeln!(out, "{line}").is_err() {
+                return Ok(()); // stdout closed (e.g. piped into head)
+            }
+            shown += 1;
+            if t.limit.is_some_and(|l| shown >= l) {
+                let _ = out.flush();
+                return Ok(());
+            }
         }
+        let _ = out.flush();
         if full {
             continue;
         }
@@ -576,7 +587,46 @@ async fn serve(store: &Path, s: ServeArgs) -> Result<(), Failure> {
 
 #[cfg(test)]
 mod tests {
-    use super::percent;
+    use super::*;
+
+    /// Follows `store` with `--limit limit` while one event is stored 100 ms
+    /// after it starts; what it printed.
+    async fn follow_while_one_event_is_stored(store: &Store, limit: u64) -> String {
+        let t = TailArgs {
+            filter: None,
+            limit: Some(limit),
+            interval: Duration::from_millis(5),
+            json: false,
+        };
+        let writer = store.clone();
+        let insert = async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let e = Event {
+                time_ms: now_ms(),
+                service: "svc".into(),
+                ..Event::default()
+            };
+            writer.insert_batch(&[e]).unwrap();
+        };
+        let mut out = Vec::new();
+        let (res, ()) = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(follow(store, None, &t, &mut out), insert)
+        })
+        .await
+        .expect("tail did not stop at its limit");
+        assert!(res.is_ok());
+        String::from_utf8(out).unwrap()
+    }
+
+    #[tokio::test]
+    async fn tail_with_limit_zero_prints_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("events.db")).unwrap();
+        assert_eq!(follow_while_one_event_is_stored(&store, 0).await, "");
+        let one = follow_while_one_event_is_stored(&store, 1).await;
+        assert_eq!(one.lines().count(), 1, "{one}");
+        assert!(one.contains(" svc "), "{one}");
+    }
 
     #[test]
     fn quantiles_print_with_at_most_three_decimals() {
