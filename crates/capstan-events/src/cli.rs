@@ -182,7 +182,14 @@ impl TimeRange {
             (None, Some(s)) => {
                 let d = humantime::parse_duration(s)
                     .map_err(|e| format!("--since {s:?}: {e} (write e.g. 15m, 1h or 7d)"))?;
-                to - d.as_millis() as i64
+                // Longer than i64 milliseconds reach (292 million years) is "all time".
+                let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+                if ms == 0 {
+                    return Err(format!(
+                        "--since {s:?}: the range would be empty; give at least 1ms (e.g. 15m, 1h or 7d)"
+                    ));
+                }
+                to.saturating_sub(ms)
             }
             (None, None) => to - 3_600_000,
         };
@@ -616,6 +623,37 @@ mod tests {
         .expect("tail did not stop at its limit");
         assert!(res.is_ok());
         String::from_utf8(out).unwrap()
+    }
+
+    fn since(s: &str) -> Result<(i64, i64), String> {
+        TimeRange {
+            since: Some(s.into()),
+            from: None,
+            to: None,
+        }
+        .resolve(1_790_000_000_000)
+    }
+
+    #[test]
+    fn an_empty_since_is_refused_naming_since() {
+        for s in ["0s", "0ms", "500us"] {
+            let e = since(s).unwrap_err();
+            assert!(e.starts_with("--since"), "{s}: {e}");
+        }
+        assert_eq!(since("1ms"), Ok((1_790_000_000_000, 1_790_000_000_001)));
+    }
+
+    #[test]
+    fn a_huge_since_reaches_back_as_far_as_it_can_without_wrapping() {
+        for s in ["1000000000y", "300000000y", "584000000000y"] {
+            let (from, to) = since(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+            assert_eq!(to, 1_790_000_000_001, "{s}");
+            assert!(from < 0 && from < to, "{s}: {from}");
+        }
+        assert_eq!(
+            since("584000000000y").unwrap().0,
+            1_790_000_000_001 - i64::MAX
+        );
     }
 
     #[tokio::test]
