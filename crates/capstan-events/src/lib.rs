@@ -21,7 +21,7 @@ pub use query::{
     ks_statistic, percentile, Calc, CalcKind, Comparison, FieldDiff, Quantiles, Query, QueryResult,
     QueryRow, Share, ValueShares,
 };
-pub use recorder::{Recorder, RecorderTask, Written};
+pub use recorder::{NotQueued, Recorder, RecorderTask, Written};
 pub use store::{
     bucket_index, minute_of, MinuteCount, MinuteCounts, Outcome, PruneReport, Retention, Rollup,
     Store, StoredEvent, BUCKET_BOUNDS_MS, SCHEMA_VERSION, WRITER_NICE,

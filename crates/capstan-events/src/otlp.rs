@@ -20,7 +20,7 @@ use opentelemetry_proto::tonic::trace::v1::status::StatusCode as SpanStatus;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message as _;
 
-use crate::{Event, Recorder};
+use crate::{Event, NotQueued, Recorder};
 
 /// The largest request body the receiver reads by default: 4 MiB.
 pub const DEFAULT_MAX_BODY: usize = 4 << 20;
@@ -68,10 +68,11 @@ fn reject(status: StatusCode, enc: Encoding, message: String) -> Response {
 
 fn grpc_code(s: StatusCode) -> i32 {
     match s {
-        StatusCode::BAD_REQUEST => 3,          // INVALID_ARGUMENT
-        StatusCode::PAYLOAD_TOO_LARGE => 8,    // RESOURCE_EXHAUSTED
-        StatusCode::SERVICE_UNAVAILABLE => 14, // UNAVAILABLE
-        _ => 12,                               // UNIMPLEMENTED
+        StatusCode::BAD_REQUEST => 3,            // INVALID_ARGUMENT
+        StatusCode::PAYLOAD_TOO_LARGE => 8,      // RESOURCE_EXHAUSTED
+        StatusCode::SERVICE_UNAVAILABLE => 14,   // UNAVAILABLE
+        StatusCode::INTERNAL_SERVER_ERROR => 13, // INTERNAL
+        _ => 12,                                 // UNIMPLEMENTED
     }
 }
 
@@ -165,15 +166,27 @@ async fn export(State(rx): State<Receiver>, headers: HeaderMap, body: Body) -> R
             ),
         );
     }
-    if !rx.recorder.try_record_all(events) {
-        let mut r = reject(
-            StatusCode::SERVICE_UNAVAILABLE,
-            enc,
-            "the event queue is full; retry later".into(),
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
+    match rx.recorder.try_record_all(events) {
+        Ok(()) => {}
+        Err(NotQueued::Full) => {
+            let mut r = reject(
+                StatusCode::SERVICE_UNAVAILABLE,
+                enc,
+                "the event queue is full; retry later".into(),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
+        // Not a 503: no retry will ever be taken. The sender's log says why.
+        Err(e @ NotQueued::WriterStopped) => {
+            tracing::error!("OTLP export refused: {e}");
+            return reject(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                enc,
+                format!("{e} (its thread ended abnormally; see this server's log and restart it)"),
+            );
+        }
     }
     let resp = ExportTraceServiceResponse {
         partial_success: None,
@@ -332,5 +345,58 @@ fn span_event(res: &BTreeMap<String, String>, span: &Span) -> Event {
         error: error.map(Into::into),
         mirror: None,
         fields,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::http::Request;
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    /// A writer thread that has died has dropped its end of the queue: an
+    /// export is refused with a 500 that says so, not a 503 to retry forever.
+    #[tokio::test]
+    async fn an_export_after_the_writer_died_is_a_500_naming_it() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Event>(8);
+        drop(rx);
+        let recorder = Recorder {
+            tx,
+            counters: Arc::default(),
+        };
+        assert_eq!(
+            recorder.try_record_all(vec![Event::default()]),
+            Err(NotQueued::WriterStopped)
+        );
+        // A batch over the capacity is refused for the same reason, not as "full".
+        assert_eq!(
+            recorder.try_record_all(vec![Event::default(); 9]),
+            Err(NotQueued::WriterStopped)
+        );
+        let body = serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": [
+            {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+             "name": "GET /", "kind": 2,
+             "startTimeUnixNano": "1790000000000000000",
+             "endTimeUnixNano": "1790000000001000000"}]}]}]});
+        let resp = otlp_router(recorder)
+            .oneshot(
+                Request::post("/v1/traces")
+                    .header("content-type", "application/json")
+                    .body(Body::from(body.to_string()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(resp.headers().get(header::RETRY_AFTER).is_none());
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["code"], 13);
+        let msg = v["message"].as_str().unwrap();
+        assert!(msg.contains("event writer has stopped"), "{msg}");
     }
 }

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 
 use crate::{Error, Event};
 
@@ -85,12 +86,13 @@ impl Recorder {
         self.tx.max_capacity()
     }
 
-    /// Queues all of `events` or none: false (nothing queued, nothing counted as
-    /// dropped) when the queue has no room for all of them.
-    pub fn try_record_all(&self, events: Vec<Event>) -> bool {
+    /// Queues all of `events` or none. When none (nothing queued, nothing
+    /// counted as dropped), says why: the queue has no room for all of them
+    /// now, or the writer thread has stopped and never will take any.
+    pub fn try_record_all(&self, events: Vec<Event>) -> Result<(), NotQueued> {
         let n = events.len();
         if n == 0 {
-            return true;
+            return Ok(());
         }
         match self.tx.try_reserve_many(n) {
             Ok(permits) => {
@@ -100,11 +102,28 @@ impl Recorder {
                 self.counters
                     .recorded
                     .fetch_add(n as u64, Ordering::Relaxed);
-                true
+                Ok(())
             }
-            Err(_) => false,
+            // A batch over the capacity is refused as full before the queue
+            // is looked at: ask it whether it is closed too.
+            Err(TrySendError::Closed(())) => Err(NotQueued::WriterStopped),
+            Err(TrySendError::Full(())) if self.tx.is_closed() => Err(NotQueued::WriterStopped),
+            Err(TrySendError::Full(())) => Err(NotQueued::Full),
         }
     }
+}
+
+/// Why [`Recorder::try_record_all`] queued nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotQueued {
+    /// The queue has no room for all the events now; the writer is draining
+    /// it, so the same events may fit later.
+    #[error("the event queue is full")]
+    Full,
+    /// The writer thread has stopped (it ended abnormally): nothing will be
+    /// queued or stored again through this recorder, however long one waits.
+    #[error("the event writer has stopped; no event can be stored")]
+    WriterStopped,
 }
 
 /// The writer thread; [`RecorderTask::shutdown`] waits until it has written what is queued.
