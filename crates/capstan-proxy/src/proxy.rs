@@ -148,7 +148,7 @@ impl Pending {
                 "upstream_5xx" => "upstream_5xx",
                 "no_upstream" => "no_upstream",
                 // The client's own failures, kept out of the release's errors.
-                "client_body" | "bad_uri" => "client",
+                "client_body" | "bad_uri" | "client_cancel" => "client",
                 _ => "upstream",
             };
             m.errors
@@ -363,10 +363,47 @@ fn error_json(kind: &str, message: &str) -> String {
     serde_json::json!({ "error": kind, "message": message }).to_string()
 }
 
+/// A request's pending event until its answer takes it. Dropped with it
+/// still inside, the request was cancelled before it had an answer (an
+/// HTTP/2 client reset the stream, the drain bound passed): it is
+/// recorded then, as `499` `client_cancel` with the time it had taken, so
+/// the slowest requests do not vanish from the events.
+struct Unanswered(Option<Box<Pending>>);
+
+impl Unanswered {
+    /// The pending event, for the answer that carries it from here on.
+    fn take(&mut self) -> Box<Pending> {
+        self.0.take().expect("a request is answered once")
+    }
+}
+
+impl std::ops::Deref for Unanswered {
+    type Target = Pending;
+    fn deref(&self) -> &Pending {
+        self.0.as_deref().expect("not answered yet")
+    }
+}
+
+impl std::ops::DerefMut for Unanswered {
+    fn deref_mut(&mut self) -> &mut Pending {
+        self.0.as_deref_mut().expect("not answered yet")
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(mut p) = self.0.take() {
+            p.event.status = 499;
+            p.event.error = Some("client_cancel".into());
+            p.finish(0, None, false);
+        }
+    }
+}
+
 /// A routed request on its way to an upstream: what [`Proxy::handle`]
 /// decided before its first wait.
 struct Forward {
-    pending: Box<Pending>,
+    pending: Unanswered,
     /// The request's head, fields already rewritten for the upstream
     /// (taken when it is sent for the last time).
     parts: Option<http::request::Parts>,
@@ -525,7 +562,7 @@ impl Proxy {
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         Ok(Box::new(Forward {
-            pending,
+            pending: Unanswered(Some(pending)),
             parts: Some(parts),
             body: Some(body),
             mirror: decision.mirror,
@@ -566,35 +603,44 @@ impl Proxy {
         // The upstream's time starts once the request can go: now, unless
         // its body is read first.
         let mut upstream_started = f.pending.started;
-        let (buffered, mut stream): (Option<Bytes>, Option<Incoming>) = if upgrade
-            || body.is_end_stream()
-        {
-            (Some(Bytes::new()), None)
-        } else if (idempotent || mirror_idx.is_some()) && small {
-            // Boxed: only requests with a body wait here, and a
-            // future this size would make every request's larger.
-            // The client's sending is bounded by the route's timeout too:
-            // a body that stalls before its end does not hold the request.
-            let collected = tokio::time::timeout(
-                timeout,
-                Box::pin(http_body_util::Limited::new(body, self.body_limit).collect()),
-            )
-            .await;
-            upstream_started = Instant::now();
-            match collected {
-                Ok(Ok(c)) => (Some(c.to_bytes()), None),
-                Ok(Err(e)) => {
-                    let msg = e.to_string();
-                    return refused(StatusCode::BAD_REQUEST, "client_body", &msg, f.pending);
+        let (buffered, mut stream): (Option<Bytes>, Option<Incoming>) =
+            if upgrade || body.is_end_stream() {
+                (Some(Bytes::new()), None)
+            } else if (idempotent || mirror_idx.is_some()) && small {
+                // Boxed: only requests with a body wait here, and a
+                // future this size would make every request's larger.
+                // The client's sending is bounded by the route's timeout too:
+                // a body that stalls before its end does not hold the request.
+                let collected = tokio::time::timeout(
+                    timeout,
+                    Box::pin(http_body_util::Limited::new(body, self.body_limit).collect()),
+                )
+                .await;
+                upstream_started = Instant::now();
+                match collected {
+                    Ok(Ok(c)) => (Some(c.to_bytes()), None),
+                    Ok(Err(e)) => {
+                        let msg = e.to_string();
+                        return refused(
+                            StatusCode::BAD_REQUEST,
+                            "client_body",
+                            &msg,
+                            f.pending.take(),
+                        );
+                    }
+                    Err(_) => {
+                        let msg = format!("the request body did not arrive within {timeout:?}");
+                        return refused(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "client_body",
+                            &msg,
+                            f.pending.take(),
+                        );
+                    }
                 }
-                Err(_) => {
-                    let msg = format!("the request body did not arrive within {timeout:?}");
-                    return refused(StatusCode::REQUEST_TIMEOUT, "client_body", &msg, f.pending);
-                }
-            }
-        } else {
-            (None, Some(body))
-        };
+            } else {
+                (None, Some(body))
+            };
         if let Some(b) = &buffered {
             f.pending.event.bytes_in = b.len() as u64;
         }
@@ -648,7 +694,7 @@ impl Proxy {
                 *out.uri_mut() = match upstream_uri(&f.upstream, &f.path_and_query) {
                     Ok(u) => u,
                     Err(e) => {
-                        return refused(StatusCode::BAD_REQUEST, "bad_uri", &e, f.pending);
+                        return refused(StatusCode::BAD_REQUEST, "bad_uri", &e, f.pending.take());
                     }
                 };
                 f.pending.event.instance = f.upstream.addr.as_str().into();
@@ -680,7 +726,7 @@ impl Proxy {
                 }
             };
             f.pending.event.upstream_ms = Some(upstream_started.elapsed().as_secs_f64() * 1000.0);
-            return refused(status, kind, &msg, f.pending);
+            return refused(status, kind, &msg, f.pending.take());
         };
         f.pending.event.upstream_ms = Some(upstream_started.elapsed().as_secs_f64() * 1000.0);
         let (mut rparts, rbody) = resp.into_parts();
@@ -710,7 +756,11 @@ impl Proxy {
                 });
                 strip_hop_by_hop(&mut rparts.headers, true);
                 take_fields(&mut rparts.headers, &mut f.pending.event.fields);
-                let mut r = fixed(StatusCode::SWITCHING_PROTOCOLS, String::new(), f.pending);
+                let mut r = fixed(
+                    StatusCode::SWITCHING_PROTOCOLS,
+                    String::new(),
+                    f.pending.take(),
+                );
                 *r.headers_mut() = rparts.headers;
                 return r;
             }
@@ -734,7 +784,7 @@ impl Proxy {
             hasher,
             limit: self.body_limit,
             errored: false,
-            pending: Some(f.pending),
+            pending: Some(f.pending.take()),
         };
         Response::from_parts(rparts, body)
     }

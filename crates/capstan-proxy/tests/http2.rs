@@ -81,3 +81,54 @@ weights = { "1.0.0" = 100, "2.0.0" = 0 }"#,
         );
     }
 }
+
+/// A request an HTTP/2 client cancels (resets its stream) before the
+/// upstream answers still leaves its event: `499`, `client_cancel`, with
+/// the time it had taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_reset_before_its_answer_is_recorded_as_cancelled() {
+    use tokio::io::AsyncWriteExt;
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let up_addr = raw_upstream(move |mut r| {
+        let arrived_tx = arrived_tx.clone();
+        async move {
+            while let Some(head) = read_head(&mut r).await {
+                if head.starts_with("GET /slow") {
+                    let _ = arrived_tx.send(());
+                    // Answers only once the proxy has given up on it.
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                let _ = r
+                    .get_mut()
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+            }
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let events_db = dir.path().join("events.db");
+    let (proxy, _) = Proxy::one_release(&up_addr, &events_db).await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let url = format!("{}/slow", proxy.url);
+    let request = tokio::spawn(async move { client.get(url).send().await });
+    tokio::time::timeout(std::time::Duration::from_secs(5), arrived.recv())
+        .await
+        .expect("the request upstream within 5 s");
+    // Dropping the request resets its stream.
+    request.abort();
+    let _ = request.await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    proxy.stop().await;
+    let slow: Vec<_> = events(&events_db)
+        .into_iter()
+        .filter(|e| e.path == "/slow")
+        .collect();
+    assert_eq!(slow.len(), 1, "{slow:?}");
+    assert_eq!(slow[0].status, 499);
+    assert_eq!(slow[0].error.as_deref(), Some("client_cancel"));
+    assert!(slow[0].duration_ms > 0.0);
+}
