@@ -156,3 +156,55 @@ impl RecorderTask {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Producers racing for the last places, with batches and single
+    /// events, take exactly the queue's capacity, and every other event is
+    /// counted as dropped. The queue is not drained meanwhile (no writer
+    /// reads it), so the figures are exact whatever the machine's load.
+    #[test]
+    fn producers_racing_for_the_last_places_take_exactly_the_capacity() {
+        let (tx, mut rx) = mpsc::channel::<Event>(1500);
+        let rec = Recorder {
+            tx,
+            counters: Arc::new(Counters::default()),
+        };
+        let start = Arc::new(std::sync::Barrier::new(4));
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let (rec, start) = (rec.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    let mut batch = Vec::new();
+                    for i in 0..1000i64 {
+                        let e = Event {
+                            time_ms: i,
+                            ..Event::default()
+                        };
+                        if t % 2 == 0 {
+                            rec.record(e);
+                        } else {
+                            batch.push(e);
+                            if i % 7 == 6 {
+                                rec.record_many(&mut batch);
+                            }
+                        }
+                    }
+                    rec.record_many(&mut batch);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!((rec.recorded(), rec.dropped()), (1500, 2500));
+        let mut queued = 0;
+        while rx.try_recv().is_ok() {
+            queued += 1;
+        }
+        assert_eq!(queued, 1500);
+    }
+}
