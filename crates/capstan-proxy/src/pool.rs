@@ -144,13 +144,23 @@ impl Pool {
         })
     }
 
-    /// The next ready upstream (round robin), skipping `except`.
+    /// The next ready upstream (round robin among the ready ones), skipping
+    /// `except`. The turn counts ready upstreams only: counted over all of
+    /// them, the one after an unready upstream would take its turns too.
     pub fn pick(&self, except: Option<&Arc<Upstream>>) -> Option<Arc<Upstream>> {
-        let n = self.upstreams.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|i| &self.upstreams[(start + i) % n])
-            .find(|u| u.is_ready() && except.is_none_or(|e| !Arc::ptr_eq(e, u)))
+        let eligible =
+            |u: &&Arc<Upstream>| u.is_ready() && except.is_none_or(|e| !Arc::ptr_eq(e, u));
+        let ready = self.upstreams.iter().filter(eligible).count();
+        if ready == 0 {
+            return None;
+        }
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % ready;
+        self.upstreams
+            .iter()
+            .filter(eligible)
+            .nth(turn)
+            // Readiness changed between the two passes: any ready one.
+            .or_else(|| self.upstreams.iter().find(eligible))
             .cloned()
     }
 }
@@ -437,6 +447,52 @@ async fn check_one(
             } else {
                 Err(format!("{path} answered {status}"))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::{ReleasePool, RoutingTable};
+
+    /// Round robin shares the traffic evenly among the ready upstreams: the
+    /// one after an unready upstream does not take its turns too.
+    #[test]
+    fn round_robin_is_even_among_the_ready_upstreams() {
+        let table = RoutingTable {
+            releases: vec![ReleasePool {
+                name: "1.0.0".into(),
+                upstreams: vec![
+                    "10.0.0.1:80".into(),
+                    "10.0.0.2:80".into(),
+                    "10.0.0.3:80".into(),
+                ],
+                fleet: None,
+            }],
+            cohort: Default::default(),
+            internal: None,
+            weights: [("1.0.0".to_string(), 100)].into(),
+            sticky: Default::default(),
+            mirror: None,
+        };
+        let snap =
+            Registry::default().snapshot(table, &Discovered::new(), &Arc::new(Metrics::new(false)));
+        let pool = &snap.pools[0];
+        pool.upstreams[0].connect_failed("refused".into());
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for _ in 0..300 {
+            *counts
+                .entry(pool.pick(None).unwrap().addr.clone())
+                .or_default() += 1;
+        }
+        assert_eq!(counts.get("10.0.0.1:80"), None);
+        assert_eq!(counts["10.0.0.2:80"], 150);
+        assert_eq!(counts["10.0.0.3:80"], 150);
+        // Skipping one leaves the other.
+        let second = pool.upstreams[2].clone();
+        for _ in 0..10 {
+            assert_eq!(pool.pick(Some(&second)).unwrap().addr, "10.0.0.2:80");
         }
     }
 }
