@@ -155,18 +155,24 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Unix ms of `s`: unix ms, RFC 3339 with its offset (`Z`, `+02:00`)
+/// honoured, or a date and time without one, taken as UTC.
 fn parse_time(flag: &str, s: &str) -> Result<i64, String> {
     if let Ok(ms) = s.parse::<i64>() {
         return Ok(ms);
     }
-    humantime::parse_rfc3339_weak(s)
-        .map(|t| {
-            t.duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0)
-        })
-        .map_err(|e| {
-            format!("--{flag} {s:?}: {e} (write RFC 3339, e.g. 2026-12-01T10:00:00Z, or unix ms)")
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+        .iter()
+        .find_map(|f| chrono::NaiveDateTime::parse_from_str(s, f).ok())
+        .map(|t| t.and_utc().timestamp_millis())
+        .ok_or_else(|| {
+            format!(
+                "--{flag} {s:?}: not a time (write RFC 3339, e.g. 2026-12-01T10:00:00Z or \
+                 2026-12-01T12:00:00+02:00, a date and time without an offset for UTC, or unix ms)"
+            )
         })
 }
 
@@ -641,6 +647,25 @@ mod tests {
             assert!(e.starts_with("--since"), "{s}: {e}");
         }
         assert_eq!(since("1ms"), Ok((1_790_000_000_000, 1_790_000_000_001)));
+    }
+
+    /// An offset is honoured, with or without fractional seconds; a time
+    /// without one is UTC.
+    #[test]
+    fn from_and_to_honour_the_offset_they_are_given() {
+        let utc = parse_time("from", "2026-12-01T08:00:00Z").unwrap();
+        for s in [
+            "2026-12-01T10:00:00+02:00",
+            "2026-12-01T10:00:00.000+02:00",
+            "2026-12-01T03:00:00-05:00",
+            "2026-12-01T08:00:00",
+            "2026-12-01 08:00:00.000",
+            "1796112000000",
+        ] {
+            assert_eq!(parse_time("from", s), Ok(utc), "{s}");
+        }
+        let e = parse_time("to", "yesterday").unwrap_err();
+        assert!(e.starts_with("--to \"yesterday\": not a time"), "{e}");
     }
 
     #[test]
