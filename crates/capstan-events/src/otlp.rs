@@ -99,18 +99,20 @@ async fn export(State(rx): State<Receiver>, headers: HeaderMap, body: Body) -> R
             )
         }
     };
-    if let Some(ce) = headers.get(header::CONTENT_ENCODING) {
-        if ce.as_bytes() != b"identity" {
+    let gzip = match headers.get(header::CONTENT_ENCODING).map(|v| v.as_bytes()) {
+        None | Some(b"identity") => false,
+        Some(b"gzip") => true,
+        Some(other) => {
             return reject(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 enc,
                 format!(
-                    "content-encoding {:?} is not supported: send uncompressed bodies",
-                    String::from_utf8_lossy(ce.as_bytes())
+                    "content-encoding {:?} is not supported: send gzip or uncompressed bodies",
+                    String::from_utf8_lossy(other)
                 ),
             );
         }
-    }
+    };
     let too_large = || {
         reject(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -140,6 +142,27 @@ async fn export(State(rx): State<Receiver>, headers: HeaderMap, body: Body) -> R
                 format!("cannot read the request body: {e}"),
             );
         }
+    };
+    let bytes = if gzip {
+        // The limit holds for what the body inflates to as well.
+        let mut out = Vec::new();
+        let mut inflate = std::io::Read::take(
+            flate2::read::GzDecoder::new(bytes.as_ref()),
+            rx.max_body as u64 + 1,
+        );
+        if let Err(e) = std::io::Read::read_to_end(&mut inflate, &mut out) {
+            return reject(
+                StatusCode::BAD_REQUEST,
+                enc,
+                format!("the gzip body does not inflate: {e}"),
+            );
+        }
+        if out.len() > rx.max_body {
+            return too_large();
+        }
+        Bytes::from(out)
+    } else {
+        bytes
     };
     let req = match enc {
         Encoding::Protobuf => ExportTraceServiceRequest::decode(bytes.as_ref())

@@ -455,3 +455,57 @@ async fn server_spans_with_a_parent_are_stored_as_requests() {
     assert!(msg.contains("2 request spans"), "{msg}");
     assert!(got.is_empty());
 }
+
+/// A gzip body (the Collector's otlphttp exporter compresses by default) is
+/// inflated and stored; what it inflates to is held to the size limit, a
+/// body that does not inflate is a 400, and another coding a 415.
+#[tokio::test]
+async fn gzip_bodies_are_inflated_within_the_limit() {
+    use std::io::Write;
+    let gzip = |bytes: &[u8]| {
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(bytes).unwrap();
+        z.finish().unwrap()
+    };
+    let send = |app: axum::Router, coding: &'static str, body: Vec<u8>| async move {
+        let resp = app
+            .oneshot(
+                Request::post("/v1/traces")
+                    .header("content-type", "application/json")
+                    .header("content-encoding", coding)
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    };
+    let (_dir, store) = temp_store();
+    let (rec, task) = store.clone().spawn_recorder(100);
+    let app = otlp_router_with_limit(rec.clone(), 1024);
+    let export = serde_json::json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]},
+        "scopeSpans": [{"spans": [span(1, 2, Some(9), &[("http.route", "/zipped")])]}]}]});
+    let (s, msg) = send(app.clone(), "gzip", gzip(export.to_string().as_bytes())).await;
+    assert_eq!(s, StatusCode::OK, "{msg}");
+
+    // 2,048 bytes inflated from a few dozen: over the 1,024-byte limit.
+    let bomb = gzip(&[b' '; 2048]);
+    assert!(bomb.len() < 1024);
+    let (s, msg) = send(app.clone(), "gzip", bomb).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{msg}");
+    let (s, msg) = send(app.clone(), "gzip", b"not gzip at all".to_vec()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{msg}");
+    assert!(msg.contains("does not inflate"), "{msg}");
+    let (s, msg) = send(app.clone(), "br", export.to_string().into_bytes()).await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{msg}");
+
+    drop(app);
+    drop(rec);
+    task.shutdown().await.unwrap();
+    let stored = store.events_after(0, 10).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].event.route, "/zipped");
+}
