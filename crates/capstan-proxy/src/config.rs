@@ -68,6 +68,11 @@ pub struct ProxyFile {
     /// `Connection: close`) before idle ones are closed.
     #[serde(default, deserialize_with = "de_duration")]
     pub drain: Option<Duration>,
+    /// How long a client may take to send a request's head, counted from
+    /// when the connection is ready for it (an idle keep-alive connection
+    /// is closed after as long).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub header_timeout: Option<Duration>,
     /// `[[release]]` sections.
     #[serde(default, rename = "release")]
     pub releases: Vec<Spanned<ReleaseSection>>,
@@ -244,6 +249,8 @@ pub struct Settings {
     pub body_limit: usize,
     /// After the signal, how long open connections are answered with `Connection: close`.
     pub drain: Duration,
+    /// Bound on reading a request head (and on an idle keep-alive connection).
+    pub header_timeout: Duration,
     /// Route templates, in file order.
     pub routes: Vec<Route>,
     /// The initial routing table (validated).
@@ -449,6 +456,8 @@ impl ProxyFile {
             healthy_threshold: self.health.healthy_threshold.unwrap_or(1).max(1),
             unhealthy_threshold: self.health.unhealthy_threshold.unwrap_or(2).max(1),
         };
+        let header_timeout = self.header_timeout.unwrap_or(Duration::from_secs(30));
+        above_zero("header_timeout".into(), header_timeout)?;
         above_zero("health.interval".into(), health.interval)?;
         above_zero("health.timeout".into(), health.timeout)?;
         if !health.path.starts_with('/') {
@@ -466,6 +475,7 @@ impl ProxyFile {
             default_timeout,
             body_limit: self.body_limit.unwrap_or(1 << 20),
             drain: self.drain.unwrap_or(Duration::from_secs(2)),
+            header_timeout,
             routes,
             table,
             events_store: enabled.then(|| {
@@ -630,6 +640,8 @@ mirror = { release = "2.0.0", percent = 5 }
         );
         let e = err(&format!("timeout = \"0ms\"\n{GOOD}"));
         assert!(e.contains("timeout: must be above zero"), "{e}");
+        let e = err(&format!("header_timeout = \"0s\"\n{GOOD}"));
+        assert!(e.contains("header_timeout: must be above zero"), "{e}");
         for key in ["interval", "timeout"] {
             let e = err(&format!("{GOOD}\n[health]\n{key} = \"0s\"\n"));
             assert!(

@@ -176,6 +176,7 @@ pub async fn run(
         };
         let drain_rx = drain_rx.clone();
         let drain = settings.drain;
+        let header_timeout = settings.header_timeout;
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let worker_recorder = recorder.clone();
         let spawned = std::thread::Builder::new()
@@ -191,7 +192,14 @@ pub async fn run(
                     .on_thread_park(crate::proxy::flush_local_events)
                     .build()
                 {
-                    Ok(rt) => rt.block_on(serve_worker(conn_rx, open, proxy, drain_rx, drain)),
+                    Ok(rt) => rt.block_on(serve_worker(
+                        conn_rx,
+                        open,
+                        proxy,
+                        drain_rx,
+                        drain,
+                        header_timeout,
+                    )),
                     Err(e) => tracing::error!(error = %e, "cannot start a proxy worker"),
                 }
                 drop(gathering);
@@ -326,13 +334,14 @@ impl Drop for OpenGuard {
 /// One worker: serves the connections the acceptor hands it until told to
 /// drain, then answers with `Connection: close` for up to `drain` and
 /// closes the rest once their in-flight requests finish (bounded by
-/// [`DRAIN_BOUND`]).
+/// [`DRAIN_BOUND`]). A request head must arrive within `header_timeout`.
 async fn serve_worker(
     mut inbox: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
     open: Arc<AtomicUsize>,
     proxy: Proxy,
     mut stop: watch::Receiver<bool>,
     drain: Duration,
+    header_timeout: Duration,
 ) {
     let proxy = Arc::new(proxy);
     // A worker kept busy by a long transfer never waits for I/O, so its
@@ -353,7 +362,16 @@ async fn serve_worker(
     // every request runs to its answer (or its timeout) and is recorded:
     // the connection is not read while a request is in flight, so a client
     // gone mid-request is noticed when its answer cannot be written.
-    builder.http1().half_close(true);
+    //
+    // A client that does not send a whole request head within
+    // `header_timeout` (a stalled or trickling head, or a keep-alive
+    // connection left idle that long) has its connection closed: waiting on
+    // clients is bounded, so they cannot hold connections open for good.
+    builder
+        .http1()
+        .half_close(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
     loop {
         tokio::select! {
             received = inbox.recv() => {

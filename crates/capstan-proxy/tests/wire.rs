@@ -381,3 +381,53 @@ async fn a_client_body_that_stalls_or_breaks_is_the_clients_fault() {
         ]
     );
 }
+
+/// A client that never finishes its request head, or leaves its keep-alive
+/// connection idle, has the connection closed after `header_timeout`:
+/// waiting on clients is bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_that_never_ends_and_an_idle_connection_are_closed_after_the_header_timeout() {
+    let up_addr = common::raw_upstream(|mut r| async move {
+        while read_head(&mut r).await.is_some() {
+            common::answer_ok(&mut r).await;
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "header_timeout = \"300ms\"\n{}",
+        common::one_release(&up_addr, &dir.path().join("events.db"))
+    );
+    let proxy = common::Proxy::start(common::settings(&text)).await;
+    let addr = proxy.url.trim_start_matches("http://").to_string();
+
+    // Half a head, then nothing.
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    s.write_all(format!("GET /x HTTP/1.1\r\nhost: {addr}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+        .await
+        .expect("closed within 5 s")
+        .ok();
+
+    // One request answered, then the connection left idle.
+    let mut r = BufReader::new(TcpStream::connect(&addr).await.unwrap());
+    r.get_mut()
+        .write_all(format!("GET /x HTTP/1.1\r\nhost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let head = read_head(&mut r).await.expect("an answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut body = [0u8; 2];
+    r.read_exact(&mut body).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), r.read_to_end(&mut rest))
+        .await
+        .expect("the idle connection closed within 5 s")
+        .ok();
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    proxy.stop().await;
+}
