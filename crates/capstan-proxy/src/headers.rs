@@ -104,18 +104,24 @@ pub(crate) fn is_upgrade(req: &Request<Incoming>) -> bool {
         && connection_lists(req.headers(), "upgrade")
 }
 
-/// The trace id of an incoming W3C `traceparent`, if well-formed.
-pub fn parse_traceparent(v: &str) -> Option<&str> {
+/// The trace id and trace flags of an incoming W3C `traceparent`, if
+/// well-formed: lowercase hex, neither id all zeros, and nothing after the
+/// flags in version 00 (a later version may add fields).
+pub fn parse_traceparent(v: &str) -> Option<(&str, &str)> {
     let mut parts = v.split('-');
     let (ver, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
     (hex(ver, 2)
         && ver != "ff"
+        && (ver != "00" || parts.next().is_none())
         && hex(trace, 32)
         && trace != "00000000000000000000000000000000"
         && hex(span, 16)
+        && span != "0000000000000000"
         && hex(flags, 2))
-    .then_some(trace)
+    .then_some((trace, flags))
 }
 
 /// `sha256(salt + key)`, first 16 hex digits: the user key as events store it.
@@ -299,12 +305,26 @@ mod tests {
         let t = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         assert_eq!(
             parse_traceparent(t),
-            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+            Some(("4bf92f3577b34da6a3ce929d0e0e4736", "01"))
         );
-        assert_eq!(parse_traceparent("00-xyz-00f067aa0ba902b7-01"), None);
+        // The caller's flags (here: not sampled) are kept.
         assert_eq!(
-            parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
-            None
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),
+            Some(("4bf92f3577b34da6a3ce929d0e0e4736", "00"))
+        );
+        for bad in [
+            "00-xyz-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        ] {
+            assert_eq!(parse_traceparent(bad), None, "{bad}");
+        }
+        // A later version may carry more fields.
+        assert!(
+            parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x")
+                .is_some()
         );
     }
 

@@ -455,20 +455,25 @@ impl Proxy {
         let snap = self.tables.get();
         let table = &snap.table;
 
-        // Trace context: forward the caller's trace, or start one.
-        let trace_id = req
+        // Trace context: forward the caller's trace with its flags (its
+        // sampling decision stands), or start a sampled one.
+        let (trace_id, flags) = match req
             .headers()
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_traceparent)
-            .map(str::to_owned)
-            .unwrap_or_else(random_id);
+        {
+            Some((trace, flags)) => (trace.to_owned(), [flags.as_bytes()[0], flags.as_bytes()[1]]),
+            None => (random_id(), *b"01"),
+        };
         let mut traceparent = String::with_capacity(55);
         traceparent.push_str("00-");
         traceparent.push_str(&trace_id);
         traceparent.push('-');
         push_hex(&mut traceparent, u128::from(rand::random::<u64>()), 16);
-        traceparent.push_str("-01");
+        traceparent.push('-');
+        traceparent.push(char::from(flags[0]));
+        traceparent.push(char::from(flags[1]));
 
         let path = CompactString::from(req.uri().path());
         let (route_name, timeout) = match self.routes.at(&path) {
