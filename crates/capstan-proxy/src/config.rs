@@ -444,6 +444,7 @@ impl ProxyFile {
                 | TableError::BadAddress { .. }
                 | TableError::OverlappingPools { .. } => "",
                 TableError::EmptyName(f) if f.starts_with("cohort") => "",
+                TableError::BadHeaderName { field, .. } if field.starts_with("cohort") => "",
                 _ => "routing.",
             };
             let msg = e.to_string().replacen("releases", "release", 1);
@@ -649,6 +650,13 @@ mirror = { release = "2.0.0", percent = 5 }
                 "{e}"
             );
         }
+        let e = err(&GOOD.replace("name = \"x-internal\"", "name = \"x internal\""));
+        assert!(
+            e.ends_with("cohort.headers: `x internal` is not a valid header name"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("header = \"x-user\"", "header = \"x-user:\""));
+        assert!(e.contains("routing.sticky.header: `x-user:`"), "{e}");
         let e = err(&GOOD.replace("[routing]", "[routing"));
         assert!(e.contains("line 20"), "{e}");
         let e = err(&GOOD.replace("percent = 5", "percent = 5, extra = 1"));

@@ -174,6 +174,14 @@ pub enum TableError {
     /// An empty header or cookie name.
     #[error("{0}: empty name")]
     EmptyName(&'static str),
+    /// A header name no request can carry.
+    #[error("{field}: `{name}` is not a valid header name")]
+    BadHeaderName {
+        /// Where it was given.
+        field: &'static str,
+        /// The name.
+        name: String,
+    },
 }
 
 impl RoutingTable {
@@ -248,6 +256,23 @@ impl RoutingTable {
         }
         if self.cohort.headers.iter().any(|m| m.name.is_empty()) {
             return Err(TableError::EmptyName("cohort.headers"));
+        }
+        // A name no header can have would never match: the sticky split
+        // would fall back to the request, the cohort rule never apply.
+        let header_names = self.sticky.header.iter().map(|n| ("sticky.header", n));
+        let header_names = header_names.chain(
+            self.cohort
+                .headers
+                .iter()
+                .map(|m| ("cohort.headers", &m.name)),
+        );
+        for (field, name) in header_names {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(TableError::BadHeaderName {
+                    field,
+                    name: name.clone(),
+                });
+            }
         }
         if self.cohort.cookies.iter().any(|m| m.name.is_empty()) {
             return Err(TableError::EmptyName("cohort.cookies"));
@@ -580,6 +605,22 @@ mod tests {
         t = table(90, 10);
         t.releases[0].upstreams = vec!["localhost".into()];
         assert!(matches!(t.validate(), Err(TableError::BadAddress { .. })));
+        t = table(90, 10);
+        t.cohort.headers[0].name = "x-internal:".into();
+        assert_eq!(
+            t.validate().unwrap_err().to_string(),
+            "cohort.headers: `x-internal:` is not a valid header name"
+        );
+        t = table(90, 10);
+        t.sticky.header = Some("x user".into());
+        t.sticky.cookie = None;
+        assert!(matches!(
+            t.validate(),
+            Err(TableError::BadHeaderName {
+                field: "sticky.header",
+                ..
+            })
+        ));
     }
 
     #[test]
