@@ -7,6 +7,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::expr::{Column, Field};
 
+/// Error kinds the client caused, not the release that served it: a request
+/// body that broke off or stalled (`client_body`), a request cancelled
+/// before its answer (`client_cancel`), a target that is no URI
+/// (`bad_uri`). A rollout's judge does not count them as the release's
+/// errors, and the proxy's metrics count them under kind `client`.
+pub const CLIENT_ERROR_KINDS: [&str; 3] = ["client_body", "client_cancel", "bad_uri"];
+
 /// One request as the proxy (or an OTLP server or root span) saw it.
 ///
 /// Text fields are [`CompactString`]s: values of up to 24 bytes (a service,

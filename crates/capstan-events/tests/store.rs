@@ -900,3 +900,37 @@ fn dimension_rows_go_with_their_last_rollups_and_no_writer_reuses_their_ids() {
     assert_eq!((report.rollups, report.dims), (1, 0));
     assert_eq!(dims(&path).len(), 2);
 }
+
+/// The client's own failures are not the release's errors in the outcomes
+/// a rollout judges; every other error kind is.
+#[test]
+fn outcomes_do_not_count_the_clients_own_failures_against_the_release() {
+    let (_dir, store) = temp_store();
+    let kinds: Vec<Option<&str>> = capstan_events::CLIENT_ERROR_KINDS
+        .iter()
+        .copied()
+        .map(Some)
+        .chain([Some("connect"), Some("timeout"), Some("upstream_5xx"), None])
+        .collect();
+    let events: Vec<Event> = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, k)| Event {
+            time_ms: T0 + i as i64,
+            service: "s".into(),
+            status: 200,
+            error: k.map(Into::into),
+            ..Event::default()
+        })
+        .collect();
+    store.insert_batch(&events).unwrap();
+    let mut failed = Vec::new();
+    store
+        .outcomes(None, T0, "s", |o| failed.push(o.failed))
+        .unwrap();
+    assert_eq!(
+        failed,
+        [false, false, false, true, true, true, false],
+        "{kinds:?}"
+    );
+}

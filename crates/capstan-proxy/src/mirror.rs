@@ -59,6 +59,19 @@ pub(crate) fn spawn_mirror(
         let Ok((mut event, user_hash)) = primary.await else {
             return;
         };
+        // A request the client gave up on (or whose body it broke off) has
+        // no answer to compare: recorded without a comparison, not as a
+        // mismatch of the shadow's.
+        let client_failed = event
+            .error
+            .as_deref()
+            .is_some_and(|k| capstan_events::CLIENT_ERROR_KINDS.contains(&k));
+        if client_failed {
+            if let Some(r) = &proxy.recorder {
+                r.record(event);
+            }
+            return;
+        }
         event.mirror = Some(MirrorComparison {
             status_class_equal: shadow_status / 100 == event.status / 100,
             body_hash_equal: matches!((user_hash, shadow_hash), (Some(a), Some(b)) if a == b),

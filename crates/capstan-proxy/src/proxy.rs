@@ -148,7 +148,7 @@ impl Pending {
                 "upstream_5xx" => "upstream_5xx",
                 "no_upstream" => "no_upstream",
                 // The client's own failures, kept out of the release's errors.
-                "client_body" | "bad_uri" | "client_cancel" => "client",
+                k if capstan_events::CLIENT_ERROR_KINDS.contains(&k) => "client",
                 _ => "upstream",
             };
             m.errors

@@ -160,7 +160,8 @@ pub struct Outcome {
     pub release: String,
     /// HTTP status (0 when there was no answer).
     pub status: u16,
-    /// Whether the event records an error (connect, timeout, ...).
+    /// Whether the event records an error of the release (connect,
+    /// timeout, ...); the client's own ([`crate::CLIENT_ERROR_KINDS`]) are not.
     pub failed: bool,
     /// Total duration, ms.
     pub duration_ms: f64,
@@ -291,8 +292,10 @@ impl Store {
         let last: i64 = tx
             .query_row("SELECT coalesce(max(id), 0) FROM events", [], |r| r.get(0))
             .map_err(&sql)?;
-        const COLUMNS: &str =
-            "id, time_ms, release, status, error IS NOT NULL, duration_ms, mirror";
+        // The kinds are `CLIENT_ERROR_KINDS` (a test holds them equal).
+        const COLUMNS: &str = "id, time_ms, release, status, \
+             error IS NOT NULL AND error NOT IN ('client_body', 'client_cancel', 'bad_uri'), \
+             duration_ms, mirror";
         {
             // The first read goes by time (its index); later ones by id.
             let (mut stmt, mut rows);
