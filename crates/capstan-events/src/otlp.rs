@@ -304,6 +304,16 @@ fn without_query(mut s: String) -> Option<String> {
 
 fn span_event(res: &BTreeMap<String, String>, span: &Span) -> Event {
     let mut fields = attrs(&span.attributes);
+    // The query string goes from the URL attributes that carry it too:
+    // `url.query` is dropped, `url.full` and `http.url` keep the URL without it.
+    fields.remove("url.query");
+    for k in ["url.full", "http.url"] {
+        if let Some(v) = fields.get_mut(k) {
+            if let Some(i) = v.find(['?', '#']) {
+                v.truncate(i);
+            }
+        }
+    }
     let mut take = |keys: &[&str]| -> Option<String> {
         let mut found = None;
         for k in keys {

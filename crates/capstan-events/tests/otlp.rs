@@ -399,6 +399,18 @@ async fn query_strings_and_fragments_are_cut_from_path_and_route() {
                 None,
                 &[("http.route", "/items/{id}?v=2"), ("url.path", "/items/7")],
             ),
+            // The newer conventions: the query in attributes of its own.
+            span(
+                4,
+                2,
+                None,
+                &[
+                    ("url.path", "/login"),
+                    ("url.query", "token=x"),
+                    ("url.full", "https://a.example/login?token=x"),
+                    ("http.url", "https://a.example/login?token=x#top"),
+                ],
+            ),
         ],
     )
     .await;
@@ -413,9 +425,13 @@ async fn query_strings_and_fragments_are_cut_from_path_and_route() {
         [
             ("/search", "/search"),
             ("/docs/intro", "/docs/intro"),
-            ("/items/7", "/items/{id}")
+            ("/items/7", "/items/{id}"),
+            ("/login", "/login")
         ]
     );
+    assert_eq!(got[3].fields["url.full"], "https://a.example/login");
+    assert_eq!(got[3].fields["http.url"], "https://a.example/login");
+    assert!(!got[3].fields.contains_key("url.query"));
     for e in &got {
         assert!(
             e.fields.values().all(|v| !v.contains("token")),
