@@ -457,7 +457,9 @@ impl ProxyFile {
             healthy_threshold: self.health.healthy_threshold.unwrap_or(1).max(1),
             unhealthy_threshold: self.health.unhealthy_threshold.unwrap_or(2).max(1),
         };
-        let header_timeout = self.header_timeout.unwrap_or(Duration::from_secs(30));
+        // Longer than the idle timeout of the load balancers usually in front
+        // (AWS ALB: 60 s), so they never reuse a connection being closed.
+        let header_timeout = self.header_timeout.unwrap_or(Duration::from_secs(75));
         above_zero("header_timeout".into(), header_timeout)?;
         above_zero("health.interval".into(), health.interval)?;
         above_zero("health.timeout".into(), health.timeout)?;

@@ -363,7 +363,7 @@ async fn serve_worker(
     // the connection is not read while a request is in flight, so a client
     // gone mid-request is noticed when its answer cannot be written.
     //
-    // A client that does not send a whole request head within
+    // An HTTP/1 client that does not send a whole request head within
     // `header_timeout` (a stalled or trickling head, or a keep-alive
     // connection left idle that long) has its connection closed: waiting on
     // clients is bounded, so they cannot hold connections open for good.
