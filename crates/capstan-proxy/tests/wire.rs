@@ -161,6 +161,57 @@ async fn an_upload_expecting_100_continue_goes_upstream_whole() {
     proxy.stop().await;
 }
 
+/// An upstream that sends an interim answer (`100 Continue` unasked, as
+/// some servers do) while an upload streams in still gets the whole body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interim_answer_during_an_upload_does_not_cut_it() {
+    let up_addr = common::raw_upstream(|mut r| async move {
+        while let Some(head) = read_head(&mut r).await {
+            if !head.starts_with("POST ") {
+                common::answer_ok(&mut r).await;
+                continue;
+            }
+            r.get_mut()
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n")
+                .await
+                .unwrap();
+            let report = format!("got {} bytes", read_chunked(&mut r).await.len());
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{report}",
+                report.len()
+            );
+            r.get_mut().write_all(answer.as_bytes()).await.unwrap();
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, addr) = common::Proxy::one_release(&up_addr, &dir.path().join("events.db")).await;
+    let mut r = BufReader::new(TcpStream::connect(&addr).await.unwrap());
+    r.get_mut()
+        .write_all(
+            format!("POST /upload HTTP/1.1\r\nhost: {addr}\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    // The rest after the upstream's interim answers have arrived.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    r.get_mut()
+        .write_all(b"6\r\n world\r\n0\r\n\r\n")
+        .await
+        .unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut r))
+        .await
+        .expect("an answer within 5 s")
+        .expect("an answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut body = vec![0u8; "got 11 bytes".len()];
+    r.read_exact(&mut body).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&body), "got 11 bytes");
+    drop(r);
+    proxy.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_refusing_an_upload_early_is_answered_at_once_not_at_the_timeout() {
     // The upstream answers 413 as soon as it has read a POST's head and

@@ -171,6 +171,28 @@ pub(super) enum Sent {
     Cut,
 }
 
+/// Drops the complete interim (1xx, not 101) heads at the front of `buf`;
+/// then whether what is left begins a final answer (or is not HTTP at
+/// all, which reading the answer reports). A head still arriving is not
+/// yet an answer.
+fn final_answer_begins(buf: &mut BytesMut) -> bool {
+    loop {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+        let mut head = httparse::Response::new(&mut fields);
+        match head.parse(buf) {
+            Ok(httparse::Status::Complete(len))
+                if head
+                    .code
+                    .is_some_and(|c| (100..200).contains(&c) && c != 101) =>
+            {
+                buf.advance(len);
+            }
+            Ok(httparse::Status::Partial) => return false,
+            _ => return true,
+        }
+    }
+}
+
 /// Forwards a streamed request body, framed as `sending` says, while
 /// watching the connection: an upstream that answers early (a `413` to an
 /// upload it will not take) and stops reading gets its answer passed on,
@@ -186,11 +208,14 @@ pub(super) async fn send_stream(
     let buf = &mut conn.buf;
     // Readiness may be reported with nothing to read: only bytes, or the
     // connection's end, count as an answer.
+    // An interim answer (an unasked-for `100 Continue`, `103 Early Hints`)
+    // is no answer: it is dropped and the body keeps going.
     let mut answered = |ready: io::Result<()>| -> Result<bool, Error> {
         ready.map_err(Error::Io)?;
         buf.reserve(READ_CHUNK);
         match reader.try_read_buf(buf) {
-            Ok(_) => Ok(true),
+            Ok(0) => Ok(true),
+            Ok(_) => Ok(final_answer_begins(buf)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
             Err(e) => Err(Error::Io(e)),
         }
