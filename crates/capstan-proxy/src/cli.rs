@@ -269,5 +269,6 @@ mod tests {
             .as_deref(),
             Some("from-env")
         );
+        std::env::remove_var(crate::config::ADMIN_TOKEN_ENV);
     }
 }

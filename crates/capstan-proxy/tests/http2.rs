@@ -95,8 +95,8 @@ async fn a_stream_reset_before_its_answer_is_recorded_as_cancelled() {
             while let Some(head) = read_head(&mut r).await {
                 if head.starts_with("GET /slow") {
                     let _ = arrived_tx.send(());
-                    // Answers only once the proxy has given up on it.
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    // Answers long after the proxy has given up on it.
+                    tokio::time::sleep(std::time::Duration::from_secs(20)).await;
                 }
                 let _ = r
                     .get_mut()
@@ -121,12 +121,19 @@ async fn a_stream_reset_before_its_answer_is_recorded_as_cancelled() {
     // Dropping the request resets its stream.
     request.abort();
     let _ = request.await;
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // The event is written once the proxy has handled the reset.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let slow = loop {
+        let slow: Vec<_> = events(&events_db)
+            .into_iter()
+            .filter(|e| e.path == "/slow")
+            .collect();
+        if !slow.is_empty() || std::time::Instant::now() > deadline {
+            break slow;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     proxy.stop().await;
-    let slow: Vec<_> = events(&events_db)
-        .into_iter()
-        .filter(|e| e.path == "/slow")
-        .collect();
     assert_eq!(slow.len(), 1, "{slow:?}");
     assert_eq!(slow[0].status, 499);
     assert_eq!(slow[0].error.as_deref(), Some("client_cancel"));
