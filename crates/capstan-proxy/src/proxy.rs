@@ -684,6 +684,7 @@ impl Proxy {
             // The request is handed to the client before the wait, so only
             // the client's future is kept across it.
             let sent = {
+                let streamed = stream.is_some();
                 let body = match (&buffered, stream.take()) {
                     (Some(b), _) => {
                         http_body_util::Either::Left(http_body_util::Full::new(b.clone()))
@@ -696,6 +697,12 @@ impl Proxy {
                     _ => f.parts.take().expect("the parts are sent at most twice"),
                 };
                 let mut out = Request::from_parts(p, body);
+                if streamed {
+                    // Waiting on the client's body past the deadline is the
+                    // client's fault: the wire client reports it apart.
+                    out.extensions_mut()
+                        .insert(crate::upstream::BodyDeadline(deadline));
+                }
                 *out.uri_mut() = match upstream_uri(&f.upstream, &f.path_and_query) {
                     Ok(u) => u,
                     Err(e) => {
@@ -720,6 +727,10 @@ impl Proxy {
                 // The client's fault, not the release's.
                 Ok(Err(e @ crate::upstream::Error::ClientBody(_))) => {
                     (StatusCode::BAD_REQUEST, "client_body", format!("{e:#}"))
+                }
+                Ok(Err(crate::upstream::Error::ClientBodyStalled)) => {
+                    let msg = format!("the request body did not arrive within {timeout:?}");
+                    (StatusCode::REQUEST_TIMEOUT, "client_body", msg)
                 }
                 Ok(Err(e)) => {
                     let msg = format!("{} failed: {e:#}", f.upstream.addr);

@@ -393,6 +393,23 @@ async fn a_client_body_that_stalls_or_breaks_is_the_clients_fault() {
         .await
         .expect("the connection ends within 5 s");
 
+    // A chunked upload (streamed upstream) that stops after its first
+    // chunk: the upstream waits on the client, so it is the client's 408,
+    // not the release's 504.
+    let mut r2 = BufReader::new(TcpStream::connect(&addr).await.unwrap());
+    r2.get_mut()
+        .write_all(
+            format!("POST /stream-stall HTTP/1.1\r\nhost: {addr}\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut r2))
+        .await
+        .expect("an answer within 5 s")
+        .expect("an answer");
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+
     let metrics = reqwest::Client::new()
         .get(format!("{}/metrics", proxy.admin))
         .bearer_auth("t")
@@ -408,10 +425,10 @@ async fn a_client_body_that_stalls_or_breaks_is_the_clients_fault() {
         .collect();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
-        errors[0].contains("kind=\"client\"") && errors[0].ends_with(" 2"),
+        errors[0].contains("kind=\"client\"") && errors[0].ends_with(" 3"),
         "{errors:?}"
     );
-    drop(r);
+    drop((r, r2));
     proxy.stop().await;
     let events = common::events(&events_path);
     let mut got: Vec<(String, u16, Option<String>)> = events
@@ -431,6 +448,11 @@ async fn a_client_body_that_stalls_or_breaks_is_the_clients_fault() {
         [
             ("/broken".to_string(), 400, Some("client_body".to_string())),
             ("/stall".to_string(), 408, Some("client_body".to_string())),
+            (
+                "/stream-stall".to_string(),
+                408,
+                Some("client_body".to_string())
+            ),
         ]
     );
 }

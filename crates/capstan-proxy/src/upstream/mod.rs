@@ -66,6 +66,10 @@ pub enum Error {
     /// The client's request body failed while it was being forwarded.
     #[error("the client's request body: {0}")]
     ClientBody(hyper::Error),
+    /// The client's streamed request body had not ended by the request's
+    /// [`BodyDeadline`]: the wait was on the client, not the upstream.
+    #[error("the client's request body did not end by the request's deadline")]
+    ClientBodyStalled,
     /// An upgrade request failed (hyper's connection).
     #[error(transparent)]
     Upgrade(#[from] hyper::Error),
@@ -221,6 +225,10 @@ impl Client {
             }
             b => b,
         };
+        let stream_deadline = stream
+            .as_ref()
+            .and_then(|_| parts.extensions.get::<BodyDeadline>())
+            .map(|d| d.0);
         let reused = self.checkout(&authority);
         Ok(Prepared::Wire(Box::new(Wire {
             may_replay: stream.is_none() && replayable(&parts.method),
@@ -231,6 +239,7 @@ impl Client {
             head,
             rest,
             stream,
+            stream_deadline,
             sending,
             reused,
         })))
@@ -270,6 +279,12 @@ impl Client {
     }
 }
 
+/// When a streamed request body must have ended, set as a request
+/// extension: a client still sending then gets
+/// [`Error::ClientBodyStalled`], not a wait charged to the upstream.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyDeadline(pub tokio::time::Instant);
+
 /// A request taken apart by [`Client::prepare`].
 enum Prepared {
     /// Sent through hyper on a connection of its own.
@@ -288,6 +303,8 @@ struct Wire {
     rest: Option<Bytes>,
     /// The client's body, streamed.
     stream: Option<Incoming>,
+    /// When the streamed body must have ended ([`BodyDeadline`]).
+    stream_deadline: Option<tokio::time::Instant>,
     sending: Sending,
     /// The request's field map, emptied: the answer's fields go in it.
     fields: http::HeaderMap,
@@ -315,7 +332,7 @@ async fn exchange(conn: &mut Conn, w: &mut Wire, fresh: bool) -> Result<wire::He
     }
     let sent = match w.stream.take() {
         // Rare next to buffered bodies, and its future is large.
-        Some(s) => Box::pin(wire::send_stream(conn, s, w.sending)).await?,
+        Some(s) => Box::pin(wire::send_stream(conn, s, w.sending, w.stream_deadline)).await?,
         None => Sent::Whole,
     };
     let mut h = wire::read_head(conn, &w.method, &mut w.fields).await?;

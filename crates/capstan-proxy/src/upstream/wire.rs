@@ -198,12 +198,22 @@ fn final_answer_begins(buf: &mut BytesMut) -> bool {
 /// upload it will not take) and stops reading gets its answer passed on,
 /// instead of the proxy waiting on a write, or on a client still sending,
 /// until the request's deadline. The answer's first bytes stay in the buffer.
+/// A client whose body has not ended by `deadline` while the upstream waits
+/// on it is [`Error::ClientBodyStalled`].
 pub(super) async fn send_stream(
     conn: &mut Conn,
     mut body: hyper::body::Incoming,
     sending: Sending,
+    deadline: Option<tokio::time::Instant>,
 ) -> Result<Sent, Error> {
     use http_body_util::BodyExt;
+    let client_late = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(client_late);
     let (reader, mut writer) = conn.stream.split();
     let buf = &mut conn.buf;
     // Readiness may be reported with nothing to read: only bytes, or the
@@ -228,6 +238,7 @@ pub(super) async fn send_stream(
                     return Ok(Sent::Cut);
                 },
                 f = body.frame() => break f,
+                () = &mut client_late => return Err(Error::ClientBodyStalled),
             }
         };
         let data = match frame {
