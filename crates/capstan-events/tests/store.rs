@@ -829,10 +829,10 @@ fn retention_by_size_deletes_the_oldest_rollup_minutes_when_raw_events_are_not_e
     assert_eq!(left.iter().map(|r| r.count).sum::<u64>(), 500);
 }
 
-/// Dimension rows go with the last rollup rows that used them. A writer in
-/// another process that cached the id of one of them does not use it again:
-/// a new dimension may have taken it, and the first dimension's counts
-/// would be credited to the new one.
+/// Dimension rows go with the last rollup rows that used them, except the
+/// one with the highest id, so an id is never given to a second dimension
+/// (ids are `max(id) + 1`). A writer in another process that cached the id
+/// of a deleted one does not use it again: its counts would be lost.
 #[test]
 fn dimension_rows_go_with_their_last_rollups_and_no_writer_reuses_their_ids() {
     let dir = tempfile::tempdir().unwrap();
@@ -854,31 +854,37 @@ fn dimension_rows_go_with_their_last_rollups_and_no_writer_reuses_their_ids() {
         status: 200,
         ..Event::default()
     };
-    // `/old` is only seen five hours ago, in the other process too.
+    // `/old` and `/mid` are only seen five hours ago, `/old` in the other
+    // process too.
     proxy
-        .insert_batch(&[event(now - 5 * hour, "/old")])
+        .insert_batch(&[event(now - 5 * hour, "/old"), event(now - 5 * hour, "/mid")])
         .unwrap();
     other
         .insert_batch(&[event(now - 5 * hour, "/old")])
         .unwrap();
-    let dims = |path: &std::path::Path| -> Vec<String> {
+    let dims = |path: &std::path::Path| -> Vec<(i64, String)> {
         let c = rusqlite::Connection::open(path).unwrap();
         let mut q = c
-            .prepare("SELECT route FROM rollup_dims ORDER BY id")
+            .prepare("SELECT id, route FROM rollup_dims ORDER BY id")
             .unwrap();
-        let rows = q.query_map([], |r| r.get(0)).unwrap();
+        let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
         rows.collect::<Result<_, _>>().unwrap()
     };
-    assert_eq!(dims(&path), ["/old"]);
+    let routes = |path: &std::path::Path| -> Vec<String> {
+        dims(path).into_iter().map(|(_, r)| r).collect()
+    };
+    assert_eq!(routes(&path), ["/old", "/mid"]);
+    let highest = dims(&path)[1].0;
 
+    // `/mid`, unused too, is kept: it holds the highest id.
     let report = other.prune(now).unwrap();
-    assert_eq!(report.rollups, 1);
-    assert_eq!(report.dims, 1);
-    assert!(dims(&path).is_empty());
-    // A new route takes the freed id (ids are `max(id) + 1`).
+    assert_eq!((report.rollups, report.dims), (2, 1));
+    assert_eq!(routes(&path), ["/mid"]);
+    // A new route takes a new id, not the freed one.
     other.insert_batch(&[event(now, "/new")]).unwrap();
-    assert_eq!(dims(&path), ["/new"]);
-    // The first process sees `/old` again; its cached id is now `/new`'s.
+    assert_eq!(routes(&path), ["/mid", "/new"]);
+    assert!(dims(&path)[1].0 > highest, "{:?}", dims(&path));
+    // The first process sees `/old` again; the id it cached is gone.
     proxy.insert_batch(&[event(now, "/old")]).unwrap();
     other.insert_batch(&[event(now, "/old")]).unwrap();
     let count = |route: &str| -> u64 {
@@ -891,14 +897,14 @@ fn dimension_rows_go_with_their_last_rollups_and_no_writer_reuses_their_ids() {
     assert_eq!(count("/new"), 1);
     assert_eq!(count("/old"), 2);
 
-    // A prune that deletes rollup rows but leaves every dimension in use
-    // deletes no dimension row.
+    // A prune that deletes rollup rows of a dimension still in use keeps
+    // its row; `/mid`, unused and no longer the highest, goes.
     proxy
         .insert_batch(&[event(now - 5 * hour, "/new")])
         .unwrap();
     let report = proxy.prune(now).unwrap();
-    assert_eq!((report.rollups, report.dims), (1, 0));
-    assert_eq!(dims(&path).len(), 2);
+    assert_eq!((report.rollups, report.dims), (1, 1));
+    assert_eq!(routes(&path), ["/new", "/old"]);
 }
 
 /// The client's own failures are not the release's errors in the outcomes

@@ -363,13 +363,17 @@ impl Store {
     /// `dims_generation` in the same transaction when it deleted any, so
     /// that every writer (this one and other processes') drops the ids it
     /// cached before it writes again; the rows deleted.
+    ///
+    /// The row with the highest id stays, used or not: new ids are
+    /// `max(id) + 1`, so no id ever names a second dimension, even for a
+    /// writer of an older version that does not read the generation.
     fn prune_dims(&self, conn: &rusqlite::Connection) -> rusqlite::Result<u64> {
         let tx =
             rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
         // The rollups' key starts with `dim_id`: one seek per dimension.
         let n = tx.execute(
-            "DELETE FROM rollup_dims WHERE NOT EXISTS \
-             (SELECT 1 FROM rollups WHERE rollups.dim_id = rollup_dims.id)",
+            "DELETE FROM rollup_dims WHERE id < (SELECT max(id) FROM rollup_dims) \
+             AND NOT EXISTS (SELECT 1 FROM rollups WHERE rollups.dim_id = rollup_dims.id)",
             [],
         )? as u64;
         if n > 0 {
