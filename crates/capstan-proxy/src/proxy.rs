@@ -324,6 +324,15 @@ impl Body for Tracked {
 
 impl Drop for Tracked {
     fn drop(&mut self) {
+        // The upstream's answer dropped before its end: the client went
+        // away in the middle of it. What it got is no answer to compare
+        // with a shadow's, and the cut is the client's, not the release's.
+        if self.pending.is_some() && self.upstream.as_ref().is_some_and(|u| !u.is_end_stream()) {
+            self.hasher = None;
+            if let Some(p) = &mut self.pending {
+                p.event.error.get_or_insert_with(|| "client_cancel".into());
+            }
+        }
         self.done();
     }
 }
