@@ -63,6 +63,9 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     /// Set on shutdown: HTTP/1 answers carry `Connection: close`.
     pub draining: std::sync::atomic::AtomicBool,
+    /// This worker's upgraded connections (WebSocket tunnels): the drain
+    /// gives them its time to end before they are cut.
+    pub tunnels: tokio_util::task::TaskTracker,
     /// The runtime that outlives the workers: mirrors run there, so a
     /// mirrored request's event survives its worker's shutdown.
     pub background: tokio::runtime::Handle,
@@ -765,7 +768,7 @@ impl Proxy {
                 let mut upstream_resp = Response::from_parts(rparts, rbody);
                 let upstream_upgrade = hyper::upgrade::on(&mut upstream_resp);
                 let (mut rparts, _) = upstream_resp.into_parts();
-                tokio::spawn(async move {
+                self.tunnels.spawn(async move {
                     match tokio::join!(client_upgrade, upstream_upgrade) {
                         (Ok(c), Ok(u)) => {
                             let _ = tokio::io::copy_bidirectional(

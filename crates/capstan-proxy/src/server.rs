@@ -172,6 +172,7 @@ pub async fn run(
             recorder: recorder.clone(),
             metrics: metrics.clone(),
             draining: std::sync::atomic::AtomicBool::new(false),
+            tunnels: tokio_util::task::TaskTracker::new(),
             background: background.clone(),
         };
         let drain_rx = drain_rx.clone();
@@ -334,7 +335,8 @@ impl Drop for OpenGuard {
 /// One worker: serves the connections the acceptor hands it until told to
 /// drain, then answers with `Connection: close` for up to `drain` and
 /// closes the rest once their in-flight requests finish (bounded by
-/// [`DRAIN_BOUND`]). A request head must arrive within `header_timeout`.
+/// [`DRAIN_BOUND`]). Upgraded connections get up to `drain` to end, then
+/// are cut. A request head must arrive within `header_timeout`.
 async fn serve_worker(
     mut inbox: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
     open: Arc<AtomicUsize>,
@@ -427,8 +429,10 @@ async fn serve_worker(
     proxy
         .draining
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    // Upgraded connections (WebSocket tunnels) are no longer hyper's: they
+    // get the drain's time to end too, and are cut with the runtime after.
     let drain_started = tokio::time::Instant::now();
-    while graceful.count() > 0 && drain_started.elapsed() < drain {
+    while (graceful.count() > 0 || !proxy.tunnels.is_empty()) && drain_started.elapsed() < drain {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     if tokio::time::timeout(DRAIN_BOUND, graceful.shutdown())

@@ -10,33 +10,7 @@ use tokio::net::TcpStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgraded_connection_carries_bytes_both_ways() {
-    // The upstream: answers its readiness path, and upgrades /ws to an echo.
-    let up_addr = common::raw_upstream(|mut r| async move {
-        while let Some(head) = read_head(&mut r).await {
-            if head.starts_with("GET /ws ") {
-                assert!(
-                    head.to_ascii_lowercase().contains("upgrade: websocket"),
-                    "{head}"
-                );
-                r.get_mut()
-                    .write_all(
-                        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nx-capstan-ws: yes\r\n\r\n",
-                    )
-                    .await
-                    .unwrap();
-                let mut buf = [0u8; 64];
-                loop {
-                    let n = r.read(&mut buf).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    r.get_mut().write_all(&buf[..n]).await.unwrap();
-                }
-            }
-            common::answer_ok(&mut r).await;
-        }
-    })
-    .await;
+    let up_addr = echo_upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("events.db");
     let (proxy, addr) = common::Proxy::one_release(&up_addr, &events).await;
@@ -84,4 +58,99 @@ async fn an_upgraded_connection_carries_bytes_both_ways() {
         "{:?}",
         events[0].fields
     );
+}
+
+/// An upstream that answers its readiness path and upgrades `/ws` to an
+/// echo; its address.
+async fn echo_upstream() -> String {
+    // The upstream: answers its readiness path, and upgrades /ws to an echo.
+    common::raw_upstream(|mut r| async move {
+        while let Some(head) = read_head(&mut r).await {
+            if head.starts_with("GET /ws ") {
+                assert!(
+                    head.to_ascii_lowercase().contains("upgrade: websocket"),
+                    "{head}"
+                );
+                r.get_mut()
+                    .write_all(
+                        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nx-capstan-ws: yes\r\n\r\n",
+                    )
+                    .await
+                    .unwrap();
+                let mut buf = [0u8; 64];
+                loop {
+                    let n = r.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    r.get_mut().write_all(&buf[..n]).await.unwrap();
+                }
+            }
+            common::answer_ok(&mut r).await;
+        }
+    })
+    .await
+}
+
+/// Opens a WebSocket tunnel through the proxy at `addr`.
+async fn open_tunnel(addr: &str) -> BufReader<TcpStream> {
+    let mut r = BufReader::new(TcpStream::connect(addr).await.unwrap());
+    r.get_mut()
+        .write_all(
+            format!(
+                "GET /ws HTTP/1.1\r\nhost: {addr}\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut r))
+        .await
+        .expect("101 within 5s")
+        .expect("an answer");
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    r
+}
+
+/// After SIGTERM an open tunnel keeps carrying bytes for the drain's time,
+/// then is closed: the proxy's stop is bounded by the drain, not by its
+/// longest WebSocket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_is_carried_through_the_drain_then_closed() {
+    let up_addr = echo_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "drain = \"1500ms\"\n{}",
+        common::one_release(&up_addr, &dir.path().join("events.db"))
+    );
+    let proxy = common::Proxy::start(common::settings(&text)).await;
+    let addr = proxy.url.trim_start_matches("http://").to_string();
+    let mut r = open_tunnel(&addr).await;
+
+    let started = std::time::Instant::now();
+    let stopped = tokio::spawn(proxy.stop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Draining: still carried.
+    r.get_mut().write_all(b"during the drain").await.unwrap();
+    let mut got = vec![0u8; "during the drain".len()];
+    tokio::time::timeout(Duration::from_secs(5), r.read_exact(&mut got))
+        .await
+        .expect("echo within 5s")
+        .unwrap();
+    assert_eq!(got, b"during the drain");
+    // Then closed, once the drain's time is over.
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), r.read_to_end(&mut rest))
+        .await
+        .expect("the tunnel closed within 10 s")
+        .ok();
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "{:?}",
+        started.elapsed()
+    );
+    tokio::time::timeout(Duration::from_secs(10), stopped)
+        .await
+        .expect("stopped within 10 s")
+        .unwrap();
 }
