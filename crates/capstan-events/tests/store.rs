@@ -940,3 +940,20 @@ fn outcomes_do_not_count_the_clients_own_failures_against_the_release() {
         "{kinds:?}"
     );
 }
+
+/// A store's user salt is made once, by whichever process asks first, and
+/// kept; another store has its own.
+#[test]
+fn a_stores_user_salt_is_random_once_and_then_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.db"), dir.path().join("b.db"));
+    let first = Store::open(&a).unwrap();
+    let second = Store::open(&a).unwrap();
+    let salt = first.user_salt().unwrap();
+    assert_eq!(salt.len(), 32);
+    assert!(salt.bytes().all(|c| c.is_ascii_hexdigit()), "{salt}");
+    assert_eq!(second.user_salt().unwrap(), salt);
+    drop((first, second));
+    assert_eq!(Store::open(&a).unwrap().user_salt().unwrap(), salt);
+    assert_ne!(Store::open(&b).unwrap().user_salt().unwrap(), salt);
+}

@@ -80,9 +80,14 @@ pub async fn run(
         admin: admin_listener.as_ref().and_then(|l| l.local_addr().ok()),
     };
 
+    // Without a salt of its own, user keys are hashed with the store's.
+    let mut user_salt = settings.user_salt.clone();
     let (recorder, recorder_task) = match &settings.events_store {
         Some(path) => {
             let store = capstan_events::Store::open(path)?;
+            if user_salt.is_empty() {
+                user_salt = store.user_salt()?;
+            }
             let (r, t) = store.spawn_recorder(settings.events_capacity);
             (Some(r), Some(t))
         }
@@ -168,7 +173,7 @@ pub async fn run(
             default_timeout: settings.default_timeout,
             body_limit: settings.body_limit,
             service: settings.service.clone(),
-            user_salt: settings.user_salt.clone(),
+            user_salt: user_salt.clone(),
             recorder: recorder.clone(),
             metrics: metrics.clone(),
             draining: std::sync::atomic::AtomicBool::new(false),

@@ -596,3 +596,53 @@ async fn a_mirrored_answer_the_client_left_halfway_is_cancelled_not_compared() {
     assert_eq!(left[0].status, 200);
     assert!(left[0].mirror.is_none(), "{:?}", left[0].mirror);
 }
+
+/// Without a configured salt, user keys are hashed with the event store's
+/// own (random, kept in the store): the same in every run on that store,
+/// and not the unsalted hash anyone could compute from a list of keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_keys_are_hashed_with_the_stores_salt_when_none_is_set() {
+    use sha2::{Digest, Sha256};
+    let up_addr = common::raw_upstream(|mut r| async move {
+        while read_head(&mut r).await.is_some() {
+            common::answer_ok(&mut r).await;
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let events_path = dir.path().join("events.db");
+    let text = format!(
+        "{}[routing]\nsticky = {{ header = \"x-user\" }}\n",
+        common::one_release(&up_addr, &events_path)
+    );
+    let hash = |salt: &str| -> String {
+        let d = Sha256::new()
+            .chain_update(salt.as_bytes())
+            .chain_update(b"alice@example.com")
+            .finalize();
+        d.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    };
+    for run in 0..2 {
+        let proxy = common::Proxy::start(common::settings(&text)).await;
+        let r = reqwest::Client::new()
+            .get(format!("{}/x", proxy.url))
+            .header("x-user", "alice@example.com")
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        proxy.stop().await;
+        let salt = capstan_events::Store::open(&events_path)
+            .unwrap()
+            .user_salt()
+            .unwrap();
+        assert_eq!(salt.len(), 32, "{salt}");
+        let users: Vec<_> = common::events(&events_path)
+            .into_iter()
+            .map(|e| e.user.expect("a user").to_string())
+            .collect();
+        assert_eq!(users.len(), run + 1);
+        assert!(users.iter().all(|u| *u == hash(&salt)), "{users:?}");
+        assert_ne!(users[0], hash(""));
+    }
+}

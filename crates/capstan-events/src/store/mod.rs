@@ -361,6 +361,29 @@ impl Store {
             .map(|n| n as u64)
             .map_err(self.sql())
     }
+
+    /// The store's own salt for user-key hashes, 32 hex digits: 16 random
+    /// bytes made the first time any process asks, then kept
+    /// (`store_meta.user_salt`). Every proxy writing the store hashes a user
+    /// key the same way, across restarts, and the hash of a known key (an
+    /// email address) cannot be computed without the store file.
+    pub fn user_salt(&self) -> Result<String, Error> {
+        let conn = self.writer();
+        // A blob: the column's integer affinity leaves it as it is.
+        conn.execute(
+            "INSERT OR IGNORE INTO store_meta (key, value) VALUES ('user_salt', randomblob(16))",
+            [],
+        )
+        .map_err(self.sql())?;
+        let salt: Vec<u8> = conn
+            .query_row(
+                "SELECT value FROM store_meta WHERE key = 'user_salt'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.sql())?;
+        Ok(salt.iter().map(|b| format!("{b:02x}")).collect())
+    }
 }
 
 fn live_bytes(conn: &Connection) -> rusqlite::Result<u64> {
