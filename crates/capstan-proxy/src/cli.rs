@@ -68,7 +68,6 @@ pub fn settings(args: &ProxyArgs) -> Result<crate::config::Settings, String> {
         }
         None => (ProxyFile::default(), String::new(), PathBuf::from("flags")),
     };
-    let mut text = text;
     if args.listen.is_some() {
         file.listen.clone_from(&args.listen);
     }
@@ -81,9 +80,9 @@ pub fn settings(args: &ProxyArgs) -> Result<crate::config::Settings, String> {
     if args.service.is_some() {
         file.service.clone_from(&args.service);
     }
+    // Values set here get empty spans: their errors say a flag set them,
+    // and the file's own values keep their lines.
     if !args.releases.is_empty() {
-        // Spans would point into the file; errors about these name the flag instead.
-        text.clear();
         file.releases = args
             .releases
             .iter()
@@ -109,7 +108,6 @@ pub fn settings(args: &ProxyArgs) -> Result<crate::config::Settings, String> {
             .collect::<Result<_, String>>()?;
     }
     if !args.weights.is_empty() {
-        text.clear();
         let mut w = std::collections::BTreeMap::new();
         for kv in &args.weights {
             let (name, pct) = kv
@@ -234,6 +232,43 @@ mod tests {
         assert_eq!(s.health.path, "/healthz");
         let e = settings(&args(&["--health-path", "healthz"])).unwrap_err();
         assert_eq!(e, "--health-path healthz: must start with /");
+    }
+
+    /// An error in a value a flag set does not point at a line of the file;
+    /// one in the file's own values still does.
+    #[test]
+    fn errors_name_the_files_line_or_say_a_flag_set_the_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("proxy.toml");
+        let releases = "[[release]]\nname = \"1.0.0\"\nupstreams = [\"127.0.0.1:8081\"]\n\n\
+                        [[release]]\nname = \"2.0.0\"\nupstreams = [\"127.0.0.1:8082\"]\n";
+        let weights = "weights = { \"1.0.0\" = 100, \"2.0.0\" = 0 }";
+        std::fs::write(
+            &file,
+            format!("{releases}\n[routing]\ninternal = \"2.0.0\"\n{weights}\n"),
+        )
+        .unwrap();
+        let config = file.to_str().unwrap();
+        let from_file = |flags: &[&str]| {
+            let argv = ["proxy", "--config", config];
+            settings(&Cli::parse_from(argv.iter().chain(flags)).proxy).unwrap_err()
+        };
+        let e = from_file(&["--internal", "3.0.0"]);
+        assert!(e.contains("set by a flag: routing.internal"), "{e}");
+        assert!(!e.contains("line "), "{e}");
+        let e = from_file(&["--weight", "1.0.0=90", "--weight", "2.0.0=5"]);
+        assert!(e.contains("set by a flag: routing.weights"), "{e}");
+
+        // The file's mistake keeps its line when a flag sets other values.
+        std::fs::write(
+            &file,
+            format!(
+                "{releases}\n[routing]\n{weights}\nmirror = {{ release = \"2.0.0\", percent = 200 }}\n"
+            ),
+        )
+        .unwrap();
+        let e = from_file(&["--weight", "1.0.0=90", "--weight", "2.0.0=10"]);
+        assert!(e.contains("line 11: routing.mirror"), "{e}");
     }
 
     /// The flag, then the file, then the environment: a stale token in the

@@ -285,11 +285,15 @@ impl ProxyFile {
     }
 
     /// Validates and resolves defaults. `text` is the file's text (for line
-    /// numbers; empty for flags), `origin` names it in errors.
+    /// numbers; empty without a file), `origin` names it in errors. A value
+    /// a flag set has an empty span (a value in a file never has): its
+    /// errors say so instead of giving a line.
     pub fn resolve(self, origin: &Path, text: &str) -> Result<Settings, ConfigError> {
         let line_of = |span: std::ops::Range<usize>| {
             if text.is_empty() {
                 String::new()
+            } else if span.is_empty() {
+                "set by a flag: ".to_string()
             } else {
                 format!(
                     "line {}: ",
