@@ -50,15 +50,32 @@ enum Encoding {
     Json,
 }
 
+/// `google.rpc.Status` without its `details`: what OTLP/HTTP answers an
+/// error with, in the request's encoding. Defined here because the OTLP
+/// messages crate does not carry the `google.rpc` package.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
 fn reject(status: StatusCode, enc: Encoding, message: String) -> Response {
-    // OTLP answers errors with a google.rpc.Status; for JSON that is {"code", "message"}.
-    // Protobuf clients get the message as text (they log it; nothing parses it).
+    // OTLP answers errors with a google.rpc.Status: {"code", "message"} in
+    // JSON, the encoded message for protobuf, so an SDK logs the reason.
+    let code = grpc_code(status);
     let (ctype, body) = match enc {
         Encoding::Json => (
             "application/json",
-            serde_json::json!({ "code": grpc_code(status), "message": message }).to_string(),
+            serde_json::json!({ "code": code, "message": message })
+                .to_string()
+                .into_bytes(),
         ),
-        Encoding::Protobuf => ("text/plain; charset=utf-8", message),
+        Encoding::Protobuf => (
+            "application/x-protobuf",
+            RpcStatus { code, message }.encode_to_vec(),
+        ),
     };
     let mut r = (status, body).into_response();
     r.headers_mut()

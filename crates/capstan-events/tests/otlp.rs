@@ -147,16 +147,34 @@ async fn garbage_oversized_and_mistyped_bodies_are_refused_and_store_nothing() {
     let (rec, task) = store.clone().spawn_recorder(100);
     let app = otlp_router_with_limit(rec.clone(), 1024);
 
-    let (s, msg) = post(
-        app.clone(),
-        "application/x-protobuf",
-        vec![0xff, 0xff, 0xff, 0x01],
-    )
-    .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // A protobuf request's error is a protobuf google.rpc.Status.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct RpcStatus {
+        #[prost(int32, tag = "1")]
+        code: i32,
+        #[prost(string, tag = "2")]
+        message: String,
+    }
+    let resp = app
+        .clone()
+        .oneshot(
+            Request::post("/v1/traces")
+                .header("content-type", "application/x-protobuf")
+                .body(Body::from(vec![0xff, 0xff, 0xff, 0x01]))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(resp.headers()["content-type"], "application/x-protobuf");
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let status = <RpcStatus as prost::Message>::decode(bytes).unwrap();
+    assert_eq!(status.code, 3);
     assert!(
-        msg.contains("not an OTLP ExportTraceServiceRequest in protobuf"),
-        "{msg}"
+        status
+            .message
+            .contains("not an OTLP ExportTraceServiceRequest in protobuf"),
+        "{status:?}"
     );
 
     let (s, msg) = post(
