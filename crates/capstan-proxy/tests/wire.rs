@@ -646,3 +646,46 @@ async fn user_keys_are_hashed_with_the_stores_salt_when_none_is_set() {
         assert_ne!(users[0], hash(""));
     }
 }
+
+/// An upstream whose answer head never ends while an upload streams in is
+/// cut at the head limit, not buffered without end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_answer_head_during_an_upload_is_cut_at_the_limit() {
+    let up_addr = common::raw_upstream(|mut r| async move {
+        while let Some(head) = read_head(&mut r).await {
+            if !head.starts_with("POST ") {
+                common::answer_ok(&mut r).await;
+                continue;
+            }
+            let _ = r.get_mut().write_all(b"HTTP/1.1 200 OK\r\nx: ").await;
+            let line = vec![b'a'; 8192];
+            for _ in 0..16 {
+                if r.get_mut().write_all(&line).await.is_err() {
+                    return;
+                }
+            }
+            let mut sink = Vec::new();
+            let _ = r.read_to_end(&mut sink).await;
+            return;
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, addr) = common::Proxy::one_release(&up_addr, &dir.path().join("events.db")).await;
+    let mut r = BufReader::new(TcpStream::connect(&addr).await.unwrap());
+    // One chunk, then the client waits for the answer.
+    r.get_mut()
+        .write_all(
+            format!("POST /upload HTTP/1.1\r\nhost: {addr}\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut r))
+        .await
+        .expect("an answer within 5 s")
+        .expect("an answer");
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    drop(r);
+    proxy.stop().await;
+}

@@ -174,7 +174,8 @@ pub(super) enum Sent {
 /// Drops the complete interim (1xx, not 101) heads at the front of `buf`;
 /// then whether what is left begins a final answer (or is not HTTP at
 /// all, which reading the answer reports). A head still arriving is not
-/// yet an answer.
+/// yet an answer, unless it has outgrown the head limit (which reading the
+/// answer then reports).
 fn final_answer_begins(buf: &mut BytesMut) -> bool {
     loop {
         let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
@@ -187,7 +188,8 @@ fn final_answer_begins(buf: &mut BytesMut) -> bool {
             {
                 buf.advance(len);
             }
-            Ok(httparse::Status::Partial) => return false,
+            // A head still arriving, within the bound `read_head` enforces.
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return false,
             _ => return true,
         }
     }
