@@ -69,8 +69,9 @@ pub struct ProxyFile {
     #[serde(default, deserialize_with = "de_duration")]
     pub drain: Option<Duration>,
     /// How long a client may take to send a request's head, counted from
-    /// when the connection is ready for it (an idle keep-alive connection
-    /// is closed after as long).
+    /// when the connection is ready for it (an idle HTTP/1 keep-alive
+    /// connection is closed after as long, and so is a new connection on
+    /// which nothing, or too little to tell HTTP/1 from HTTP/2, arrives).
     #[serde(default, deserialize_with = "de_duration")]
     pub header_timeout: Option<Duration>,
     /// `[[release]]` sections.
@@ -249,7 +250,8 @@ pub struct Settings {
     pub body_limit: usize,
     /// After the signal, how long open connections are answered with `Connection: close`.
     pub drain: Duration,
-    /// Bound on reading a request head (and on an idle keep-alive connection).
+    /// Bound on reading a request head (and on an idle HTTP/1 keep-alive
+    /// connection, and on a new connection's first bytes).
     pub header_timeout: Duration,
     /// Route templates, in file order.
     pub routes: Vec<Route>,

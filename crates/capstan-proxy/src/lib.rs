@@ -8,6 +8,7 @@
 mod admin;
 pub mod cli;
 mod config;
+mod first_bytes;
 mod fleet;
 mod headers;
 mod metrics;

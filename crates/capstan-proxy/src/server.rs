@@ -337,6 +337,10 @@ impl Drop for OpenGuard {
     }
 }
 
+/// How often an HTTP/2 connection is pinged when idle, and how long an
+/// answer to the ping may take before the connection is closed.
+const H2_PING_EVERY: Duration = Duration::from_secs(20);
+
 /// One worker: serves the connections the acceptor hands it until told to
 /// drain, then answers with `Connection: close` for up to `drain` and
 /// closes the rest once their in-flight requests finish (bounded by
@@ -372,13 +376,21 @@ async fn serve_worker(
     //
     // An HTTP/1 client that does not send a whole request head within
     // `header_timeout` (a stalled or trickling head, or a keep-alive
-    // connection left idle that long) has its connection closed: waiting on
-    // clients is bounded, so they cannot hold connections open for good.
+    // connection left idle that long) has its connection closed, and so has
+    // a client that sends nothing (or part of the HTTP/2 preface) within it
+    // ([`crate::first_bytes`]): waiting on clients is bounded, so they cannot
+    // hold connections open for good. An HTTP/2 connection is pinged when
+    // idle and closed when its client no longer answers.
     builder
         .http1()
         .half_close(true)
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(header_timeout);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(Some(H2_PING_EVERY))
+        .keep_alive_timeout(H2_PING_EVERY);
     loop {
         tokio::select! {
             received = inbox.recv() => {
@@ -414,7 +426,10 @@ async fn serve_worker(
                     }
                 });
                 let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .serve_connection_with_upgrades(
+                        TokioIo::new(crate::first_bytes::FirstBytes::new(stream, header_timeout)),
+                        service,
+                    )
                     .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {

@@ -457,9 +457,9 @@ async fn a_client_body_that_stalls_or_breaks_is_the_clients_fault() {
     );
 }
 
-/// A client that never finishes its request head, or leaves its keep-alive
-/// connection idle, has the connection closed after `header_timeout`:
-/// waiting on clients is bounded.
+/// A client that never finishes its request head, sends nothing, or leaves
+/// its keep-alive connection idle, has the connection closed after
+/// `header_timeout`: waiting on clients is bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_head_that_never_ends_and_an_idle_connection_are_closed_after_the_header_timeout() {
     let up_addr = common::raw_upstream(|mut r| async move {
@@ -486,6 +486,20 @@ async fn a_head_that_never_ends_and_an_idle_connection_are_closed_after_the_head
         .await
         .expect("closed within 5 s")
         .ok();
+
+    // Nothing at all, and the start of the HTTP/2 preface, then nothing:
+    // before the protocol is known, the same bound.
+    for first in [&b""[..], b"PRI * HTTP/2.0\r\n"] {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        let started = std::time::Instant::now();
+        s.write_all(first).await.unwrap();
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+            .await
+            .expect("closed within 5 s")
+            .ok();
+        assert!(started.elapsed() >= Duration::from_millis(300));
+    }
 
     // One request answered, then the connection left idle. Its timer starts
     // after the answer is written, so after `started`.
