@@ -8,11 +8,19 @@ use serde::{Deserialize, Serialize};
 use crate::expr::{Column, Field};
 
 /// Error kinds the client caused, not the release that served it: a request
-/// body that broke off or stalled (`client_body`), a request cancelled
-/// before its answer (`client_cancel`), a target that is no URI
-/// (`bad_uri`). A rollout's judge does not count them as the release's
-/// errors, and the proxy's metrics count them under kind `client`.
-pub const CLIENT_ERROR_KINDS: [&str; 3] = ["client_body", "client_cancel", "bad_uri"];
+/// body that broke off or stalled (`client_body`), a request the client
+/// left before its answer ended (`client_cancel`). Neither is an error of
+/// the release ([`is_release_error`]), and the proxy's metrics count them
+/// under kind `client`.
+pub const CLIENT_ERROR_KINDS: [&str; 2] = ["client_body", "client_cancel"];
+
+/// Whether an event with this status and error kind records an error of
+/// the release that served it: a `5xx`, or any error kind but the client's
+/// own ([`CLIENT_ERROR_KINDS`]). The one rule `error_rate`, the rollout's
+/// judge and the dashboard count errors by.
+pub fn is_release_error(status: u16, error: Option<&str>) -> bool {
+    status >= 500 || error.is_some_and(|k| !CLIENT_ERROR_KINDS.contains(&k))
+}
 
 /// One request as the proxy (or an OTLP server or root span) saw it.
 ///

@@ -167,7 +167,7 @@ pub struct QueryRow {
 }
 
 fn is_error(e: &Event) -> bool {
-    e.status >= 500 || e.error.is_some()
+    crate::is_release_error(e.status, e.error.as_deref())
 }
 
 /// Nearest-rank percentile of sorted values: the value at rank ceil(p/100 * n).

@@ -916,7 +916,13 @@ fn outcomes_do_not_count_the_clients_own_failures_against_the_release() {
         .iter()
         .copied()
         .map(Some)
-        .chain([Some("connect"), Some("timeout"), Some("upstream_5xx"), None])
+        .chain([
+            Some("connect"),
+            Some("timeout"),
+            Some("upstream_5xx"),
+            Some("bad_uri"),
+            None,
+        ])
         .collect();
     let events: Vec<Event> = kinds
         .iter()
@@ -930,15 +936,30 @@ fn outcomes_do_not_count_the_clients_own_failures_against_the_release() {
         })
         .collect();
     store.insert_batch(&events).unwrap();
-    let mut failed = Vec::new();
+    let mut got = Vec::new();
     store
-        .outcomes(None, T0, "s", |o| failed.push(o.failed))
+        .outcomes(None, T0, "s", |o| got.push((o.failed, o.client_body)))
         .unwrap();
     assert_eq!(
-        failed,
-        [false, false, false, true, true, true, false],
+        got,
+        [
+            (false, true),
+            (false, false),
+            (true, false),
+            (true, false),
+            (true, false),
+            (true, false),
+            (false, false)
+        ],
         "{kinds:?}"
     );
+    // The one rule, for readers of whole events.
+    let rule: Vec<bool> = kinds
+        .iter()
+        .map(|k| capstan_events::is_release_error(200, *k))
+        .collect();
+    assert_eq!(rule, got.iter().map(|g| g.0).collect::<Vec<_>>());
+    assert!(capstan_events::is_release_error(503, Some("client_cancel")));
 }
 
 /// A store's user salt is made once, by whichever process asks first, and

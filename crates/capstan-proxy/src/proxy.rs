@@ -717,8 +717,11 @@ impl Proxy {
                 }
                 *out.uri_mut() = match upstream_uri(&f.upstream, &f.path_and_query) {
                     Ok(u) => u,
+                    // The upstream's address and a parsed path always make a
+                    // URI: failing here is the proxy's or its table's, not the
+                    // client's.
                     Err(e) => {
-                        return refused(StatusCode::BAD_REQUEST, "bad_uri", &e, f.pending.take());
+                        return refused(StatusCode::BAD_GATEWAY, "bad_uri", &e, f.pending.take());
                     }
                 };
                 f.pending.event.instance = f.upstream.addr.as_str().into();

@@ -160,9 +160,14 @@ pub struct Outcome {
     pub release: String,
     /// HTTP status (0 when there was no answer).
     pub status: u16,
-    /// Whether the event records an error of the release (connect,
-    /// timeout, ...); the client's own ([`crate::CLIENT_ERROR_KINDS`]) are not.
+    /// Whether the event records an error kind of the release (connect,
+    /// timeout, ...); the client's own ([`crate::CLIENT_ERROR_KINDS`]) are
+    /// not. With `status >= 500`, [`crate::is_release_error`].
     pub failed: bool,
+    /// The client's request body broke off or stalled (`client_body`): the
+    /// request says nothing about the release, and its duration is the
+    /// client's sending, so a judge leaves it out.
+    pub client_body: bool,
     /// Total duration, ms.
     pub duration_ms: f64,
     /// The mirror comparison, for a mirrored request.
@@ -294,8 +299,8 @@ impl Store {
             .map_err(&sql)?;
         // The kinds are `CLIENT_ERROR_KINDS` (a test holds them equal).
         const COLUMNS: &str = "id, time_ms, release, status, \
-             error IS NOT NULL AND error NOT IN ('client_body', 'client_cancel', 'bad_uri'), \
-             duration_ms, mirror";
+             error IS NOT NULL AND error NOT IN ('client_body', 'client_cancel'), \
+             duration_ms, mirror, error IS 'client_body'";
         {
             // The first read goes by time (its index); later ones by id.
             let (mut stmt, mut rows);
@@ -338,6 +343,7 @@ impl Store {
                     failed: r.get(4).map_err(&sql)?,
                     duration_ms: r.get(5).map_err(&sql)?,
                     mirror,
+                    client_body: r.get(7).map_err(&sql)?,
                 });
             }
         }

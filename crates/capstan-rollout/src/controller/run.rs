@@ -98,8 +98,13 @@ pub fn observe(
         } else {
             return true;
         };
+        // Judged like the controller's window: a body the client broke off
+        // says nothing about the release.
+        if e.error.as_deref() == Some("client_body") {
+            return true;
+        }
         counts.total += 1;
-        if e.status >= 500 || e.error.is_some() {
+        if capstan_events::is_release_error(e.status, e.error.as_deref()) {
             counts.errors += 1;
         }
         if e.duration_ms.is_finite() && e.duration_ms >= 0.0 {

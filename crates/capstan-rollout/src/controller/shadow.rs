@@ -144,6 +144,7 @@ mod tests {
             release: release.into(),
             status,
             failed: false,
+            client_body: false,
             duration_ms: 2.0,
             mirror: shadow_status.map(|s| MirrorComparison {
                 status_class_equal: s / 100 == status / 100,

@@ -490,3 +490,53 @@ mod kept_reports {
         );
     }
 }
+
+/// The window the controller judges and `observe` (the dashboard's judge
+/// inputs) count the same way: a client's cancel is a request but not an
+/// error, a body the client broke off is neither a request nor a latency
+/// sample, and every other error kind is the release's.
+#[test]
+fn the_window_and_observe_leave_the_clients_failures_out_alike() {
+    use capstan_events::{Event, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("e.db")).unwrap();
+    let event = |i: i64, release: &str, status: u16, error: Option<&str>, ms: f64| Event {
+        time_ms: 1_000 + i,
+        service: "chirpy".into(),
+        release: release.into(),
+        status,
+        error: error.map(Into::into),
+        duration_ms: ms,
+        ..Event::default()
+    };
+    store
+        .insert_batch(&[
+            event(0, "2.0.0", 200, None, 5.0),
+            event(1, "2.0.0", 499, Some("client_cancel"), 900.0),
+            event(2, "2.0.0", 408, Some("client_body"), 30_000.0),
+            event(3, "2.0.0", 502, Some("connect"), 1.0),
+            event(4, "2.0.0", 502, Some("bad_uri"), 1.0),
+            event(5, "1.0.0", 400, Some("client_body"), 30_000.0),
+            event(6, "1.0.0", 200, None, 4.0),
+        ])
+        .unwrap();
+    let mut window = window::Window::new(&start());
+    window.catch_up(&store).unwrap();
+    let (c, b, cl, bl) = run::observe(&store, "chirpy", "1.0.0", "2.0.0", 0, 10_000).unwrap();
+    for (counts, ms, canary) in [
+        (window.canary_counts, &window.canary_ms, true),
+        (c, &cl, true),
+        (window.baseline_counts, &window.baseline_ms, false),
+        (b, &bl, false),
+    ] {
+        let mut ms = ms.clone();
+        ms.sort_by(f64::total_cmp);
+        if canary {
+            assert_eq!((counts.total, counts.errors), (4, 2));
+            assert_eq!(ms, [1.0, 1.0, 5.0, 900.0]);
+        } else {
+            assert_eq!((counts.total, counts.errors), (1, 0));
+            assert_eq!(ms, [4.0]);
+        }
+    }
+}

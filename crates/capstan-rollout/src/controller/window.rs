@@ -82,6 +82,11 @@ impl Window {
     }
 
     fn add(&mut self, e: &capstan_events::Outcome) {
+        // A body the client broke off or stalled: neither a request the
+        // release answered nor a latency of it.
+        if e.client_body {
+            return;
+        }
         self.mirrored.add(e, &self.baseline);
         let (counts, ms) = if e.release == self.canary {
             (&mut self.canary_counts, &mut self.canary_ms)
