@@ -20,6 +20,16 @@ use crate::upstream::PooledBody;
 /// How long a mirrored request may take before its comparison is recorded without it.
 const MIRROR_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The user's side of a mirrored request, sent when its answer has ended.
+pub(crate) struct UserAnswer {
+    /// The user's event, recorded with the comparison.
+    pub(crate) event: Event,
+    /// SHA-256 of the answer's body, when it was whole and within the limit.
+    pub(crate) hash: Option<[u8; 32]>,
+    /// The client left before the body ended: nothing to compare.
+    pub(crate) cut: bool,
+}
+
 /// Sends the copy to `shadow` on the background runtime, waits for the
 /// user's event (`primary`, sent when the user's response body has ended,
 /// with its body hash), and records it with the comparison.
@@ -30,7 +40,7 @@ pub(crate) fn spawn_mirror(
     path_and_query: String,
     headers: HeaderMap,
     body: Bytes,
-    primary: oneshot::Receiver<(Event, Option<[u8; 32]>)>,
+    primary: oneshot::Receiver<UserAnswer>,
 ) {
     let background = proxy.background.clone();
     background.spawn(async move {
@@ -56,17 +66,23 @@ pub(crate) fn spawn_mirror(
             .unwrap_or((0, None));
         let shadow_ms = started.elapsed().as_secs_f64() * 1000.0;
         // The user's event arrives when their response body has ended.
-        let Ok((mut event, user_hash)) = primary.await else {
+        let Ok(UserAnswer {
+            mut event,
+            hash: user_hash,
+            cut,
+        }) = primary.await
+        else {
             return;
         };
-        // A request the client gave up on (or whose body it broke off) has
-        // no answer to compare: recorded without a comparison, not as a
-        // mismatch of the shadow's.
+        // A request the client gave up on (or whose body it broke off), or
+        // an answer it left halfway (a 5xx too), has no whole answer to
+        // compare: recorded without a comparison, not as a mismatch of the
+        // shadow's.
         let client_failed = event
             .error
             .as_deref()
             .is_some_and(|k| capstan_events::CLIENT_ERROR_KINDS.contains(&k));
-        if client_failed {
+        if client_failed || cut {
             if let Some(r) = &proxy.recorder {
                 r.record(event);
             }

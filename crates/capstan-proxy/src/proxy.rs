@@ -128,7 +128,9 @@ struct Pending {
     started: Instant,
     proxy: Arc<Proxy>,
     /// Mirrored: the event goes to the mirror task with the body hash.
-    mirror: Option<oneshot::Sender<(Event, Option<[u8; 32]>)>>,
+    mirror: Option<oneshot::Sender<crate::mirror::UserAnswer>>,
+    /// The client left before the answer's body ended: no comparison.
+    cut: bool,
 }
 
 impl Pending {
@@ -163,7 +165,11 @@ impl Pending {
                 .inc();
         }
         if let Some(tx) = self.mirror.take() {
-            let _ = tx.send((self.event, hash));
+            let _ = tx.send(crate::mirror::UserAnswer {
+                event: self.event,
+                hash,
+                cut: self.cut,
+            });
         } else if let Some(r) = &self.proxy.recorder {
             record_local(r, self.event);
         }
@@ -333,6 +339,7 @@ impl Drop for Tracked {
         if self.pending.is_some() && self.upstream.as_ref().is_some_and(|u| !u.is_end_stream()) {
             self.hasher = None;
             if let Some(p) = &mut self.pending {
+                p.cut = true;
                 p.event.error.get_or_insert_with(|| "client_cancel".into());
             }
         }
@@ -540,6 +547,7 @@ impl Proxy {
             started,
             proxy: self.clone(),
             mirror: None,
+            cut: false,
         });
 
         let Some(upstream) = pool.pick(None) else {

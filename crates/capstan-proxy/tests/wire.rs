@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::read_head;
@@ -523,33 +524,45 @@ async fn a_head_that_never_ends_and_an_idle_connection_are_closed_after_the_head
 }
 
 /// A client that goes away in the middle of a mirrored answer's body has
-/// its request recorded as cancelled, with no comparison: what it got is
-/// no answer to compare the shadow's with, and no divergence of the shadow.
+/// its request recorded as cancelled (a 5xx keeps its kind), with no
+/// comparison: what it got is no answer to compare the shadow's with, and
+/// no divergence of the shadow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mirrored_answer_the_client_left_halfway_is_cancelled_not_compared() {
     // Larger than what a socket takes at once, within `body_limit`.
     const LEN: usize = 1024 * 1024;
-    // Both releases answer the same MiB; the primary sends its first
-    // KiB, then the rest only after a pause.
-    let upstream = |pause: bool| {
-        common::raw_upstream(move |mut r| async move {
-            while let Some(head) = read_head(&mut r).await {
-                if !head.starts_with("GET /big") {
-                    common::answer_ok(&mut r).await;
-                    continue;
-                }
-                let body = vec![b'x'; LEN];
-                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {LEN}\r\n\r\n");
-                let s = r.get_mut();
-                if s.write_all(head.as_bytes()).await.is_err() {
-                    return;
-                }
-                if pause {
-                    let _ = s.write_all(&body[..1024]).await;
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    let _ = s.write_all(&body[1024..]).await;
-                } else {
-                    let _ = s.write_all(&body).await;
+    // Both releases answer `/big` (200) and `/bad` (500) with the same MiB;
+    // the primary sends the first KiB of a `?cut` request's body, then the
+    // rest once the test says the client has gone.
+    let go_on = Arc::new(tokio::sync::Notify::new());
+    let upstream = |primary: bool| {
+        let go_on = go_on.clone();
+        common::raw_upstream(move |mut r| {
+            let go_on = go_on.clone();
+            async move {
+                while let Some(head) = read_head(&mut r).await {
+                    let status = if head.starts_with("GET /big") {
+                        "200 OK"
+                    } else if head.starts_with("GET /bad") {
+                        "500 Internal Server Error"
+                    } else {
+                        common::answer_ok(&mut r).await;
+                        continue;
+                    };
+                    let body = vec![b'x'; LEN];
+                    let head_out = format!("HTTP/1.1 {status}\r\ncontent-length: {LEN}\r\n\r\n");
+                    let s = r.get_mut();
+                    if s.write_all(head_out.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    if primary && head.contains("?cut ") {
+                        let _ = s.write_all(&body[..1024]).await;
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(10), go_on.notified()).await;
+                        let _ = s.write_all(&body[1024..]).await;
+                    } else {
+                        let _ = s.write_all(&body).await;
+                    }
                 }
             }
         })
@@ -570,95 +583,56 @@ async fn a_mirrored_answer_the_client_left_halfway_is_cancelled_not_compared() {
     // One whole answer: compared, equal.
     let whole = reqwest::get(format!("{}/big", proxy.url)).await.unwrap();
     assert_eq!(whole.bytes().await.unwrap().len(), LEN);
-    // One left after its head and first bytes.
-    let mut r = BufReader::new(TcpStream::connect(&addr).await.unwrap());
-    r.get_mut()
-        .write_all(format!("GET /big HTTP/1.1\r\nhost: {addr}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let head = read_head(&mut r).await.expect("an answer");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let mut first = [0u8; 512];
-    r.read_exact(&mut first).await.unwrap();
-    // Reset, not a clean close: the proxy's next write of the body fails.
-    #[allow(deprecated)]
-    r.get_ref().set_linger(Some(Duration::ZERO)).unwrap();
-    drop(r);
+    // Two left after their head and first bytes.
+    for path in ["/big?cut", "/bad?cut"] {
+        let mut r = BufReader::new(TcpStream::connect(&addr).await.unwrap());
+        r.get_mut()
+            .write_all(format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let head = read_head(&mut r).await.expect("an answer");
+        assert!(head.starts_with("HTTP/1.1 "), "{head}");
+        let mut first = [0u8; 512];
+        r.read_exact(&mut first).await.unwrap();
+        // Reset, not a clean close: the proxy's next write of the body fails.
+        #[allow(deprecated)]
+        r.get_ref().set_linger(Some(Duration::ZERO)).unwrap();
+        drop(r);
+        go_on.notify_one();
+    }
 
-    // Both events are written once the shadow's answers are in.
+    // The events are written once the shadow's answers are in.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let big = loop {
-        let big: Vec<_> = common::events(&events_path)
+    let mut got = loop {
+        let got: Vec<_> = common::events(&events_path)
             .into_iter()
-            .filter(|e| e.path == "/big")
+            .filter(|e| e.path != "/readyz")
             .collect();
-        if big.len() == 2 || std::time::Instant::now() > deadline {
-            break big;
+        if got.len() == 3 || std::time::Instant::now() > deadline {
+            break got;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     proxy.stop().await;
-    assert_eq!(big.len(), 2, "{big:?}");
-    let (done, left): (Vec<_>, Vec<_>) = big.into_iter().partition(|e| e.error.is_none());
-    assert_eq!((done.len(), left.len()), (1, 1), "{done:?} {left:?}");
-    let m = done[0]
+    got.sort_by_key(|e| e.time_ms);
+    assert_eq!(got.len(), 3, "{got:?}");
+    let m = got[0]
         .mirror
         .as_ref()
         .expect("the whole answer is compared");
     assert!(m.status_class_equal && m.body_hash_equal, "{m:?}");
-    assert_eq!(left[0].error.as_deref(), Some("client_cancel"));
-    assert_eq!(left[0].status, 200);
-    assert!(left[0].mirror.is_none(), "{:?}", left[0].mirror);
-}
-
-/// Without a configured salt, user keys are hashed with the event store's
-/// own (random, kept in the store): the same in every run on that store,
-/// and not the unsalted hash anyone could compute from a list of keys.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn user_keys_are_hashed_with_the_stores_salt_when_none_is_set() {
-    use sha2::{Digest, Sha256};
-    let up_addr = common::raw_upstream(|mut r| async move {
-        while read_head(&mut r).await.is_some() {
-            common::answer_ok(&mut r).await;
-        }
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let events_path = dir.path().join("events.db");
-    let text = format!(
-        "{}[routing]\nsticky = {{ header = \"x-user\" }}\n",
-        common::one_release(&up_addr, &events_path)
+    let left: Vec<_> = got[1..]
+        .iter()
+        .map(|e| (e.status, e.error.as_deref(), e.mirror.is_some()))
+        .collect();
+    assert_eq!(
+        left,
+        [
+            (200, Some("client_cancel"), false),
+            (500, Some("upstream_5xx"), false)
+        ],
+        "{got:?}"
     );
-    let hash = |salt: &str| -> String {
-        let d = Sha256::new()
-            .chain_update(salt.as_bytes())
-            .chain_update(b"alice@example.com")
-            .finalize();
-        d.iter().take(8).map(|b| format!("{b:02x}")).collect()
-    };
-    for run in 0..2 {
-        let proxy = common::Proxy::start(common::settings(&text)).await;
-        let r = reqwest::Client::new()
-            .get(format!("{}/x", proxy.url))
-            .header("x-user", "alice@example.com")
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
-        proxy.stop().await;
-        let salt = capstan_events::Store::open(&events_path)
-            .unwrap()
-            .user_salt()
-            .unwrap();
-        assert_eq!(salt.len(), 32, "{salt}");
-        let users: Vec<_> = common::events(&events_path)
-            .into_iter()
-            .map(|e| e.user.expect("a user").to_string())
-            .collect();
-        assert_eq!(users.len(), run + 1);
-        assert!(users.iter().all(|u| *u == hash(&salt)), "{users:?}");
-        assert_ne!(users[0], hash(""));
-    }
 }
 
 /// An upstream whose answer head never ends while an upload streams in is
