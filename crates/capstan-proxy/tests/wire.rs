@@ -111,13 +111,17 @@ async fn an_upload_expecting_100_continue_goes_upstream_whole() {
                 common::answer_ok(&mut r).await;
                 continue;
             }
-            if head.to_ascii_lowercase().contains("expect:") {
+            let expect = head.to_ascii_lowercase().contains("expect:");
+            if expect {
                 r.get_mut()
                     .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
                     .await
                     .unwrap();
             }
-            let report = format!("got {} bytes", read_chunked(&mut r).await.len());
+            let report = format!(
+                "got {} bytes, expect {expect}",
+                read_chunked(&mut r).await.len()
+            );
             let answer = format!(
                 "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{report}",
                 report.len()
@@ -155,9 +159,13 @@ async fn an_upload_expecting_100_continue_goes_upstream_whole() {
         .unwrap_or_else(within("the answer"))
         .unwrap();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let mut body = vec![0u8; "got 12288 bytes".len()];
+    // The proxy answered the expectation itself: it went no further.
+    let mut body = vec![0u8; "got 12288 bytes, expect false".len()];
     r.read_exact(&mut body).await.unwrap();
-    assert_eq!(String::from_utf8_lossy(&body), "got 12288 bytes");
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "got 12288 bytes, expect false"
+    );
     drop(r);
     proxy.stop().await;
 }
@@ -166,7 +174,13 @@ async fn an_upload_expecting_100_continue_goes_upstream_whole() {
 /// some servers do) while an upload streams in still gets the whole body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interim_answer_during_an_upload_does_not_cut_it() {
-    let up_addr = common::raw_upstream(|mut r| async move {
+    // Says when its interim answers are out, so the rest of the body
+    // surely follows them.
+    let sent = Arc::new(tokio::sync::Notify::new());
+    let sent_up = sent.clone();
+    let up_addr = common::raw_upstream(move |mut r| {
+        let sent = sent_up.clone();
+        async move {
         while let Some(head) = read_head(&mut r).await {
             if !head.starts_with("POST ") {
                 common::answer_ok(&mut r).await;
@@ -176,12 +190,14 @@ async fn an_interim_answer_during_an_upload_does_not_cut_it() {
                 .write_all(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n")
                 .await
                 .unwrap();
+            sent.notify_one();
             let report = format!("got {} bytes", read_chunked(&mut r).await.len());
             let answer = format!(
                 "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{report}",
                 report.len()
             );
             r.get_mut().write_all(answer.as_bytes()).await.unwrap();
+        }
         }
     })
     .await;
@@ -195,8 +211,10 @@ async fn an_interim_answer_during_an_upload_does_not_cut_it() {
         )
         .await
         .unwrap();
-    // The rest after the upstream's interim answers have arrived.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The rest once the upstream's interim answers are out.
+    tokio::time::timeout(Duration::from_secs(5), sent.notified())
+        .await
+        .expect("interim answers within 5 s");
     r.get_mut()
         .write_all(b"6\r\n world\r\n0\r\n\r\n")
         .await
