@@ -66,6 +66,8 @@ pub struct Proxy {
     /// This worker's upgraded connections (WebSocket tunnels): the drain
     /// gives them its time to end before they are cut.
     pub tunnels: tokio_util::task::TaskTracker,
+    /// Cancelled when the drain's time is over: the tunnels still open end.
+    pub tunnels_cut: tokio_util::sync::CancellationToken,
     /// The runtime that outlives the workers: mirrors run there, so a
     /// mirrored request's event survives its worker's shutdown.
     pub background: tokio::runtime::Handle,
@@ -779,14 +781,15 @@ impl Proxy {
                 let mut upstream_resp = Response::from_parts(rparts, rbody);
                 let upstream_upgrade = hyper::upgrade::on(&mut upstream_resp);
                 let (mut rparts, _) = upstream_resp.into_parts();
+                let cut = self.tunnels_cut.clone();
                 self.tunnels.spawn(async move {
                     match tokio::join!(client_upgrade, upstream_upgrade) {
                         (Ok(c), Ok(u)) => {
-                            let _ = tokio::io::copy_bidirectional(
-                                &mut TokioIo::new(c),
-                                &mut TokioIo::new(u),
-                            )
-                            .await;
+                            let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut c, &mut u) => {}
+                                () = cut.cancelled() => {}
+                            }
                         }
                         (c, u) => {
                             tracing::debug!(client = ?c.err(), upstream = ?u.err(), "upgrade failed");

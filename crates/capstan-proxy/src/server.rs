@@ -178,6 +178,7 @@ pub async fn run(
             metrics: metrics.clone(),
             draining: std::sync::atomic::AtomicBool::new(false),
             tunnels: tokio_util::task::TaskTracker::new(),
+            tunnels_cut: tokio_util::sync::CancellationToken::new(),
             background: background.clone(),
         };
         let drain_rx = drain_rx.clone();
@@ -450,11 +451,12 @@ async fn serve_worker(
         .draining
         .store(true, std::sync::atomic::Ordering::Relaxed);
     // Upgraded connections (WebSocket tunnels) are no longer hyper's: they
-    // get the drain's time to end too, and are cut with the runtime after.
+    // get the drain's time to end too, and are cut when it is over.
     let drain_started = tokio::time::Instant::now();
     while (graceful.count() > 0 || !proxy.tunnels.is_empty()) && drain_started.elapsed() < drain {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    proxy.tunnels_cut.cancel();
     if tokio::time::timeout(DRAIN_BOUND, graceful.shutdown())
         .await
         .is_err()

@@ -63,9 +63,13 @@ async fn an_upgraded_connection_carries_bytes_both_ways() {
 /// An upstream that answers its readiness path and upgrades `/ws` to an
 /// echo; its address.
 async fn echo_upstream() -> String {
-    // The upstream: answers its readiness path, and upgrades /ws to an echo.
+    // The upstream: answers its readiness path, upgrades /ws to an echo,
+    // and answers /slow after 4 s.
     common::raw_upstream(|mut r| async move {
         while let Some(head) = read_head(&mut r).await {
+            if head.starts_with("GET /slow ") {
+                tokio::time::sleep(Duration::from_secs(4)).await;
+            }
             if head.starts_with("GET /ws ") {
                 assert!(
                     head.to_ascii_lowercase().contains("upgrade: websocket"),
@@ -113,8 +117,8 @@ async fn open_tunnel(addr: &str) -> BufReader<TcpStream> {
 }
 
 /// After SIGTERM an open tunnel keeps carrying bytes for the drain's time,
-/// then is closed: the proxy's stop is bounded by the drain, not by its
-/// longest WebSocket.
+/// then is closed, even while a slow request keeps the worker draining: the
+/// proxy's stop is bounded by the drain, not by its longest WebSocket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tunnel_is_carried_through_the_drain_then_closed() {
     let up_addr = echo_upstream().await;
@@ -126,6 +130,14 @@ async fn a_tunnel_is_carried_through_the_drain_then_closed() {
     let proxy = common::Proxy::start(common::settings(&text)).await;
     let addr = proxy.url.trim_start_matches("http://").to_string();
     let mut r = open_tunnel(&addr).await;
+    // A slow request on every worker (each connection goes to the worker
+    // with the fewest), so the tunnel's worker is still draining one.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let client = reqwest::Client::new();
+    let slow: Vec<_> = (0..workers)
+        .map(|_| tokio::spawn(client.get(format!("{}/slow", proxy.url)).send()))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     let started = std::time::Instant::now();
     let stopped = tokio::spawn(proxy.stop());
@@ -149,6 +161,13 @@ async fn a_tunnel_is_carried_through_the_drain_then_closed() {
         "{:?}",
         started.elapsed()
     );
+    assert!(
+        slow.iter().all(|s| !s.is_finished()),
+        "the tunnel outlived the drain"
+    );
+    for s in slow {
+        assert!(s.await.unwrap().unwrap().status().is_success());
+    }
     tokio::time::timeout(Duration::from_secs(10), stopped)
         .await
         .expect("stopped within 10 s")
