@@ -463,9 +463,15 @@ fn is_internal(rules: &CohortRules, facts: &RequestFacts<'_>) -> bool {
         || facts
             .client_ip
             // An IPv4 client of a dual-stack listener arrives as
-            // `::ffff:a.b.c.d`; IPv4 rules match it as the IPv4 address.
-            .map(|ip| ip.to_canonical())
-            .is_some_and(|ip| rules.cidrs.iter().any(|n| n.contains(&ip)))
+            // `::ffff:a.b.c.d`; IPv4 rules match it as the IPv4 address, and
+            // rules written as mapped addresses match it as it came.
+            .is_some_and(|ip| {
+                let v4 = ip.to_canonical();
+                rules
+                    .cidrs
+                    .iter()
+                    .any(|n| n.contains(&ip) || n.contains(&v4))
+            })
 }
 
 #[cfg(test)]
@@ -537,6 +543,10 @@ mod tests {
         assert_eq!(route(&t, &f).cohort, Cohort::Internal);
         f.client_ip = Some("::ffff:11.1.2.3".parse().unwrap());
         assert_eq!(route(&t, &f).cohort, Cohort::Public);
+        // A rule written as mapped addresses still matches such a client.
+        let mut mapped = t.clone();
+        mapped.cohort.cidrs = vec!["::ffff:11.0.0.0/104".parse().unwrap()];
+        assert_eq!(route(&mapped, &f).cohort, Cohort::Internal);
     }
 
     #[test]
