@@ -116,9 +116,13 @@ async fn export(State(rx): State<Receiver>, headers: HeaderMap, body: Body) -> R
             )
         }
     };
-    let gzip = match headers.get(header::CONTENT_ENCODING).map(|v| v.as_bytes()) {
+    // Codings are case-insensitive; `x-gzip` is gzip (RFC 9110 §8.4.1.3).
+    let coding = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.as_bytes().trim_ascii().to_ascii_lowercase());
+    let gzip = match coding.as_deref() {
         None | Some(b"identity") => false,
-        Some(b"gzip") => true,
+        Some(b"gzip" | b"x-gzip") => true,
         Some(other) => {
             return reject(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -164,7 +168,8 @@ async fn export(State(rx): State<Receiver>, headers: HeaderMap, body: Body) -> R
         // The limit holds for what the body inflates to as well.
         let mut out = Vec::new();
         let mut inflate = std::io::Read::take(
-            flate2::read::GzDecoder::new(bytes.as_ref()),
+            // Every member: a gzip body may be several concatenated.
+            flate2::read::MultiGzDecoder::new(bytes.as_ref()),
             rx.max_body as u64 + 1,
         );
         if let Err(e) = std::io::Read::read_to_end(&mut inflate, &mut out) {
