@@ -978,3 +978,44 @@ fn a_stores_user_salt_is_random_once_and_then_kept() {
     assert_eq!(Store::open(&a).unwrap().user_salt().unwrap(), salt);
     assert_ne!(Store::open(&b).unwrap().user_salt().unwrap(), salt);
 }
+
+/// Many dead dimensions go in several short transactions, all of them but
+/// the highest.
+#[test]
+fn a_prune_deletes_many_dead_dimensions_in_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.db");
+    let retention = Retention {
+        raw_max_age: Duration::from_secs(3600),
+        max_bytes: 1 << 30,
+        rollup_max_age: Duration::from_secs(3 * 3600),
+    };
+    let store = Store::open_with(&path, retention).unwrap();
+    let hour = 3_600_000;
+    let now = T0 + 10 * hour;
+    let events: Vec<Event> = (0..25_001)
+        .map(|i| Event {
+            time_ms: now - 5 * hour,
+            service: "s".into(),
+            route: format!("/r/{i}").into(),
+            status: 200,
+            ..Event::default()
+        })
+        .collect();
+    store.insert_batch(&events).unwrap();
+    let report = store.prune(now).unwrap();
+    assert_eq!(report.dims, 25_000);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let left: i64 = c
+        .query_row("SELECT count(*) FROM rollup_dims", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 1);
+    let generation: i64 = c
+        .query_row(
+            "SELECT value FROM store_meta WHERE key = 'dims_generation'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(generation, 3, "one bump per transaction");
+}
