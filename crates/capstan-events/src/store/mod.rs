@@ -196,6 +196,9 @@ struct Inner {
     dims: Mutex<DimsCache>,
     retention: Retention,
     last_prune_ms: Mutex<i64>,
+    /// The last prune left dead dimension rows behind (it deleted as many
+    /// as one prune may): the next prune goes on with them.
+    dims_backlog: std::sync::atomic::AtomicBool,
 }
 
 /// The event store: a SQLite file (default `capstan-events.db`) in WAL mode. Cheap

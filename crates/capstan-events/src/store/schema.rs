@@ -171,6 +171,7 @@ impl Store {
                 dims: Mutex::new(super::DimsCache::default()),
                 retention,
                 last_prune_ms: Mutex::new(0),
+                dims_backlog: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }

@@ -27,7 +27,7 @@ const FLUSH_BUSY: Duration = Duration::from_millis(25);
 const FLUSH_IDLE: Duration = Duration::from_millis(50);
 /// Events written per transaction at most.
 const BATCH: usize = 4096;
-/// Dimension rows a prune deletes per transaction at most.
+/// Dimension rows a prune deletes at most (the rest go at the next prunes).
 const DIMS_PER_PRUNE: u64 = 10_000;
 /// The writer thread's niceness: below the request path's (0), so a worker
 /// woken by traffic takes a core from the writer at once instead of waiting
@@ -355,7 +355,11 @@ impl Store {
                 .map_err(&sql)?;
             report.raw_by_size += n as u64;
         }
-        if report.rollups + report.rollups_by_size > 0 {
+        let backlog = self
+            .inner
+            .dims_backlog
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if report.rollups + report.rollups_by_size > 0 || backlog {
             report.dims = self.prune_dims(&conn).map_err(&sql)?;
         }
         Ok(report)
@@ -370,39 +374,35 @@ impl Store {
     /// `max(id) + 1`, so no id ever names a second dimension, even for a
     /// writer of an older version that does not read the generation.
     fn prune_dims(&self, conn: &rusqlite::Connection) -> rusqlite::Result<u64> {
-        let mut deleted = 0;
-        // In transactions of at most DIMS_PER_PRUNE rows: the first prune of
-        // a store with many dead dimensions does not hold the write lock
-        // for long enough that other writers' busy timeouts run out.
-        loop {
-            let tx = rusqlite::Transaction::new_unchecked(
-                conn,
-                rusqlite::TransactionBehavior::Immediate,
+        // At most DIMS_PER_PRUNE rows per prune, the rest at the next ones:
+        // the first prune of a store with many dead dimensions does not hold
+        // the write lock long enough for other writers' busy timeouts to run
+        // out (back-to-back transactions would not let them in either).
+        let tx =
+            rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+        // The rollups' key starts with `dim_id`: one seek per dimension.
+        let n = tx.execute(
+            "DELETE FROM rollup_dims WHERE id IN (SELECT id FROM rollup_dims \
+             WHERE id < (SELECT max(id) FROM rollup_dims) AND NOT EXISTS \
+             (SELECT 1 FROM rollups WHERE rollups.dim_id = rollup_dims.id) LIMIT ?1)",
+            [DIMS_PER_PRUNE],
+        )? as u64;
+        if n > 0 {
+            tx.execute(
+                "UPDATE store_meta SET value = value + 1 WHERE key = 'dims_generation'",
+                [],
             )?;
-            // The rollups' key starts with `dim_id`: one seek per dimension.
-            let n = tx.execute(
-                "DELETE FROM rollup_dims WHERE id IN (SELECT id FROM rollup_dims \
-                 WHERE id < (SELECT max(id) FROM rollup_dims) AND NOT EXISTS \
-                 (SELECT 1 FROM rollups WHERE rollups.dim_id = rollup_dims.id) LIMIT ?1)",
-                [DIMS_PER_PRUNE],
-            )? as u64;
-            if n > 0 {
-                tx.execute(
-                    "UPDATE store_meta SET value = value + 1 WHERE key = 'dims_generation'",
-                    [],
-                )?;
-            }
-            tx.commit()?;
-            if n > 0 {
-                let mut cache = self.inner.dims.lock().unwrap_or_else(|p| p.into_inner());
-                cache.ids.clear();
-                cache.generation = None;
-            }
-            deleted += n;
-            if n < DIMS_PER_PRUNE {
-                return Ok(deleted);
-            }
         }
+        tx.commit()?;
+        self.inner
+            .dims_backlog
+            .store(n == DIMS_PER_PRUNE, std::sync::atomic::Ordering::Relaxed);
+        if n > 0 {
+            let mut cache = self.inner.dims.lock().unwrap_or_else(|p| p.into_inner());
+            cache.ids.clear();
+            cache.generation = None;
+        }
+        Ok(n)
     }
 }
 
