@@ -13,7 +13,9 @@ use crate::{Error, Event, Expr, ExprError, Store, BUCKET_BOUNDS_MS};
 pub enum CalcKind {
     /// Matching events.
     Count,
-    /// Share of events with `status >= 500` or an `error` set.
+    /// Share of the release's errors ([`crate::is_release_error`]) among
+    /// the events a judge counts: all but those whose body the client broke
+    /// off (`client_body`), as the rollout's judge counts them.
     ErrorRate,
     /// Exact percentile (nearest rank) of a field, 0 < p < 100.
     Percentile(u8),
@@ -182,6 +184,8 @@ pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
 #[derive(Default)]
 struct Acc {
     count: u64,
+    /// Events other than `client_body` ones: `error_rate`'s denominator.
+    judged: u64,
     errors: u64,
     values: Vec<Vec<f64>>,
 }
@@ -217,6 +221,7 @@ impl Store {
                 ..Acc::default()
             });
             acc.count += 1;
+            acc.judged += u64::from(e.error.as_deref() != Some("client_body"));
             acc.errors += u64::from(is_error(e));
             for (i, f) in value_fields.iter().enumerate() {
                 if let Some(x) = e.value(f).as_num() {
@@ -243,7 +248,9 @@ impl Store {
                             .unwrap_or(&[]);
                         match c.kind {
                             CalcKind::Count => Some(acc.count as f64),
-                            CalcKind::ErrorRate => Some(acc.errors as f64 / acc.count as f64),
+                            CalcKind::ErrorRate => {
+                                (acc.judged > 0).then(|| acc.errors as f64 / acc.judged as f64)
+                            }
                             CalcKind::Percentile(p) => percentile(vals, f64::from(p)),
                             CalcKind::Avg => (!vals.is_empty())
                                 .then(|| vals.iter().sum::<f64>() / vals.len() as f64),

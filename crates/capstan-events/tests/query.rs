@@ -361,3 +361,55 @@ fn sum_is_null_when_no_event_of_the_group_has_the_field() {
         ]
     );
 }
+
+/// `error_rate` counts as the rollout's judge does: the client's own
+/// failures are no errors, and a body the client broke off is not counted
+/// at all.
+#[test]
+fn error_rate_leaves_the_clients_failures_out_as_the_judge_does() {
+    let (_dir, store) = temp_store();
+    let kinds = [
+        (200, None),
+        (499, Some("client_cancel")),
+        (408, Some("client_body")),
+        (400, Some("client_body")),
+        (502, Some("connect")),
+        (200, Some("upstream_body")),
+    ];
+    let events: Vec<Event> = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, (status, error))| Event {
+            time_ms: T0 + i as i64,
+            service: "s".into(),
+            release: if i < 4 { "a" } else { "b" }.into(),
+            status: *status,
+            error: error.map(Into::into),
+            ..Event::default()
+        })
+        .collect();
+    store.insert_batch(&events).unwrap();
+    let q = Query {
+        filter: Expr::parse(r#"service = "s""#).unwrap(),
+        group_by: vec![Field::from_name("release")],
+        calcs: Calc::parse_list("count, error_rate").unwrap(),
+        from_ms: T0,
+        to_ms: T0 + 60_000,
+    };
+    let res = store.query(&q).unwrap();
+    let by: HashMap<String, Vec<Option<f64>>> = res
+        .rows
+        .into_iter()
+        .map(|r| (r.group[0].clone().unwrap(), r.values))
+        .collect();
+    // a: one success and one cancel judged (the two broken bodies are not).
+    assert_eq!(by["a"], [Some(4.0), Some(0.0)]);
+    assert_eq!(by["b"], [Some(2.0), Some(1.0)]);
+    // Only broken bodies: nothing judged, no rate.
+    let q = Query {
+        filter: Expr::parse(r#"error = "client_body""#).unwrap(),
+        group_by: vec![],
+        ..q
+    };
+    assert_eq!(store.query(&q).unwrap().rows[0].values, [Some(2.0), None]);
+}
