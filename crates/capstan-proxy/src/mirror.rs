@@ -82,7 +82,9 @@ pub(crate) fn spawn_mirror(
             .error
             .as_deref()
             .is_some_and(|k| capstan_events::CLIENT_ERROR_KINDS.contains(&k));
-        if client_failed || cut {
+        // Nor has a request that was never sent (`bad_uri`).
+        let unsent = event.error.as_deref() == Some("bad_uri");
+        if client_failed || cut || unsent {
             if let Some(r) = &proxy.recorder {
                 r.record(event);
             }
