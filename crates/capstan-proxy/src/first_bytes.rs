@@ -15,12 +15,13 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// The HTTP/2 connection preface's length: once this much has arrived, the
-/// protocol is known and the protocol's own bounds take over.
-const PREFACE_LEN: usize = 24;
+/// The HTTP/2 connection preface: once it has arrived, or a byte that
+/// differs from it (HTTP/1), the protocol is known and its own bounds take
+/// over.
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// A TCP stream that fails its reads with `TimedOut` when fewer than
-/// [`PREFACE_LEN`] bytes have arrived within the bound.
+/// A TCP stream that fails its reads with `TimedOut` when the protocol is
+/// not known (see [`PREFACE`]) within the bound.
 pub(crate) struct FirstBytes {
     stream: TcpStream,
     /// Until the first bytes are in: when they must have been.
@@ -51,8 +52,11 @@ impl AsyncRead for FirstBytes {
         if let Some(deadline) = &mut this.deadline {
             match &polled {
                 Poll::Ready(Ok(())) => {
-                    this.read += buf.filled().len() - before;
-                    if this.read >= PREFACE_LEN {
+                    let new = &buf.filled()[before..];
+                    let expected = &PREFACE[this.read.min(PREFACE.len())..];
+                    let n = new.len().min(expected.len());
+                    this.read += new.len();
+                    if this.read >= PREFACE.len() || new[..n] != expected[..n] {
                         this.deadline = None;
                     }
                 }
@@ -96,5 +100,39 @@ impl AsyncWrite for FirstBytes {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn pair(bound: Duration) -> (TcpStream, FirstBytes) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        (client, FirstBytes::new(server, bound))
+    }
+
+    /// The start of the HTTP/2 preface, then nothing: the read fails at the
+    /// bound. A byte that is not the preface's makes it HTTP/1, and the
+    /// bound no longer applies, however short the request.
+    #[tokio::test]
+    async fn the_bound_holds_until_the_protocol_is_known() {
+        let bound = Duration::from_millis(200);
+        let (mut client, mut server) = pair(bound).await;
+        client.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(server.read(&mut buf).await.unwrap(), 16);
+        let e = server.read(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+
+        let (mut client, mut server) = pair(bound).await;
+        client.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+        assert_eq!(server.read(&mut buf).await.unwrap(), 18);
+        tokio::time::sleep(bound * 2).await;
+        client.write_all(b"more").await.unwrap();
+        assert_eq!(server.read(&mut buf).await.unwrap(), 4);
     }
 }
