@@ -154,6 +154,7 @@ impl Pending {
                 "timeout" => "timeout",
                 "upstream_5xx" => "upstream_5xx",
                 "no_upstream" => "no_upstream",
+                "draining" => "draining",
                 // The client's own failures, kept out of the release's errors.
                 k if capstan_events::CLIENT_ERROR_KINDS.contains(&k) => "client",
                 _ => "upstream",
@@ -613,6 +614,17 @@ impl Proxy {
         let snap = f.pending.snap.clone();
         let pool = &snap.pools[f.pending.release];
         let upgrade = f.client_upgrade.is_some();
+        // Draining: a tunnel opened now would be cut when the drain's time
+        // is over, so the client is told to open it again elsewhere.
+        if upgrade && self.draining.load(std::sync::atomic::Ordering::Relaxed) {
+            let msg = "the proxy is shutting down: open the connection again";
+            return refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "draining",
+                msg,
+                f.pending.take(),
+            );
+        }
         let timeout = f.timeout;
         let (mirror_idx, idempotent) = {
             let method = &f.parts.as_ref().expect("not sent yet").method;

@@ -60,14 +60,18 @@ async fn an_upgraded_connection_carries_bytes_both_ways() {
     );
 }
 
+/// `/slow` requests the upstreams have received.
+static SLOW_ARRIVED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// An upstream that answers its readiness path and upgrades `/ws` to an
 /// echo; its address.
 async fn echo_upstream() -> String {
     // The upstream: answers its readiness path, upgrades /ws to an echo,
-    // and answers /slow after 4 s.
+    // and answers /slow after 4 s (counting them in SLOW_ARRIVED).
     common::raw_upstream(|mut r| async move {
         while let Some(head) = read_head(&mut r).await {
             if head.starts_with("GET /slow ") {
+                SLOW_ARRIVED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_secs(4)).await;
             }
             if head.starts_with("GET /ws ") {
@@ -130,6 +134,15 @@ async fn a_tunnel_is_carried_through_the_drain_then_closed() {
     let proxy = common::Proxy::start(common::settings(&text)).await;
     let addr = proxy.url.trim_start_matches("http://").to_string();
     let mut r = open_tunnel(&addr).await;
+    // A keep-alive connection, answered once before the stop.
+    let mut k = BufReader::new(TcpStream::connect(&addr).await.unwrap());
+    k.get_mut()
+        .write_all(format!("GET /x HTTP/1.1\r\nhost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let head = read_head(&mut k).await.expect("an answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    k.read_exact(&mut [0u8; 2]).await.unwrap();
     // A slow request on every worker (each connection goes to the worker
     // with the fewest), so the tunnel's worker is still draining one.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -137,7 +150,14 @@ async fn a_tunnel_is_carried_through_the_drain_then_closed() {
     let slow: Vec<_> = (0..workers)
         .map(|_| tokio::spawn(client.get(format!("{}/slow", proxy.url)).send()))
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while SLOW_ARRIVED.load(std::sync::atomic::Ordering::SeqCst) < workers {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slow requests within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     let started = std::time::Instant::now();
     let stopped = tokio::spawn(proxy.stop());
@@ -150,6 +170,23 @@ async fn a_tunnel_is_carried_through_the_drain_then_closed() {
         .expect("echo within 5s")
         .unwrap();
     assert_eq!(got, b"during the drain");
+    // A new upgrade on an open connection is refused: its tunnel would be
+    // cut when the drain's time is over.
+    k.get_mut()
+        .write_all(
+            format!(
+                "GET /ws HTTP/1.1\r\nhost: {addr}\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut k))
+        .await
+        .expect("an answer within 5 s")
+        .expect("an answer");
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    drop(k);
     // Then closed, once the drain's time is over.
     let mut rest = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), r.read_to_end(&mut rest))
