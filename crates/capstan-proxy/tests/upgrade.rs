@@ -15,22 +15,7 @@ async fn an_upgraded_connection_carries_bytes_both_ways() {
     let events = dir.path().join("events.db");
     let (proxy, addr) = common::Proxy::one_release(&up_addr, &events).await;
 
-    let s = TcpStream::connect(&addr).await.unwrap();
-    let mut r = BufReader::new(s);
-    r.get_mut()
-        .write_all(
-            format!(
-                "GET /ws HTTP/1.1\r\nhost: {addr}\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-    let head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut r))
-        .await
-        .expect("101 within 5s")
-        .expect("an answer");
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let (mut r, head) = open_tunnel(&addr).await;
     assert!(
         head.to_ascii_lowercase().contains("upgrade: websocket"),
         "{head}"
@@ -100,8 +85,9 @@ async fn echo_upstream() -> String {
     .await
 }
 
-/// Opens a WebSocket tunnel through the proxy at `addr`.
-async fn open_tunnel(addr: &str) -> BufReader<TcpStream> {
+/// Opens a WebSocket tunnel through the proxy at `addr`; the connection
+/// and the `101`'s head.
+async fn open_tunnel(addr: &str) -> (BufReader<TcpStream>, String) {
     let mut r = BufReader::new(TcpStream::connect(addr).await.unwrap());
     r.get_mut()
         .write_all(
@@ -117,7 +103,7 @@ async fn open_tunnel(addr: &str) -> BufReader<TcpStream> {
         .expect("101 within 5s")
         .expect("an answer");
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    r
+    (r, head)
 }
 
 /// After SIGTERM an open tunnel keeps carrying bytes for the drain's time,
@@ -133,7 +119,7 @@ async fn a_tunnel_is_carried_through_the_drain_then_closed() {
     );
     let proxy = common::Proxy::start(common::settings(&text)).await;
     let addr = proxy.url.trim_start_matches("http://").to_string();
-    let mut r = open_tunnel(&addr).await;
+    let (mut r, _) = open_tunnel(&addr).await;
     // A keep-alive connection, answered once before the stop.
     let mut k = BufReader::new(TcpStream::connect(&addr).await.unwrap());
     k.get_mut()
