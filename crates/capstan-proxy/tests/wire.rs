@@ -10,6 +10,27 @@ use common::read_head;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+/// Connects to `addr`, sends `text` and reads the answer's head (within
+/// 5 s); the connection and the head.
+async fn request_head(addr: &str, text: &str) -> (BufReader<TcpStream>, String) {
+    let mut r = BufReader::new(TcpStream::connect(addr).await.unwrap());
+    r.get_mut().write_all(text.as_bytes()).await.unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut r))
+        .await
+        .expect("an answer within 5 s")
+        .expect("an answer");
+    (r, head)
+}
+
+/// Answers `200` with `text` on a hand-written upstream's connection.
+async fn answer_text(r: &mut BufReader<TcpStream>, text: &str) {
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{text}",
+        text.len()
+    );
+    r.get_mut().write_all(answer.as_bytes()).await.unwrap();
+}
+
 /// Reads a chunked body to its end, trailers included.
 async fn read_chunked(r: &mut BufReader<TcpStream>) -> Vec<u8> {
     let mut body = Vec::new();
@@ -122,11 +143,7 @@ async fn an_upload_expecting_100_continue_goes_upstream_whole() {
                 "got {} bytes, expect {expect}",
                 read_chunked(&mut r).await.len()
             );
-            let answer = format!(
-                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{report}",
-                report.len()
-            );
-            r.get_mut().write_all(answer.as_bytes()).await.unwrap();
+            answer_text(&mut r, &report).await;
         }
     })
     .await;
@@ -192,11 +209,7 @@ async fn an_interim_answer_during_an_upload_does_not_cut_it() {
                 .unwrap();
             sent.notify_one();
             let report = format!("got {} bytes", read_chunked(&mut r).await.len());
-            let answer = format!(
-                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{report}",
-                report.len()
-            );
-            r.get_mut().write_all(answer.as_bytes()).await.unwrap();
+            answer_text(&mut r, &report).await;
         }
         }
     })
@@ -383,18 +396,11 @@ async fn a_client_body_that_stalls_or_breaks_is_the_clients_fault() {
     let addr = proxy.url.trim_start_matches("http://").to_string();
 
     // 10 of the 100 bytes announced, then nothing: buffered, and bounded.
-    let mut r = BufReader::new(TcpStream::connect(&addr).await.unwrap());
-    r.get_mut()
-        .write_all(
-            format!("PUT /stall HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 100\r\n\r\n0123456789")
-                .as_bytes(),
-        )
-        .await
-        .unwrap();
-    let head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut r))
-        .await
-        .expect("an answer within 5 s")
-        .expect("an answer");
+    let (r, head) = request_head(
+        &addr,
+        &format!("PUT /stall HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 100\r\n\r\n0123456789"),
+    )
+    .await;
     assert!(head.starts_with("HTTP/1.1 408"), "{head}");
 
     // A chunked upload (streamed upstream) whose next chunk size is garbage.
@@ -415,18 +421,7 @@ async fn a_client_body_that_stalls_or_breaks_is_the_clients_fault() {
     // A chunked upload (streamed upstream) that stops after its first
     // chunk: the upstream waits on the client, so it is the client's 408,
     // not the release's 504.
-    let mut r2 = BufReader::new(TcpStream::connect(&addr).await.unwrap());
-    r2.get_mut()
-        .write_all(
-            format!("POST /stream-stall HTTP/1.1\r\nhost: {addr}\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
-                .as_bytes(),
-        )
-        .await
-        .unwrap();
-    let head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut r2))
-        .await
-        .expect("an answer within 5 s")
-        .expect("an answer");
+    let (r2, head) = request_head(&addr, &format!("POST /stream-stall HTTP/1.1\r\nhost: {addr}\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")).await;
     assert!(head.starts_with("HTTP/1.1 408"), "{head}");
 
     let metrics = reqwest::Client::new()
