@@ -85,10 +85,9 @@ async fn echo_upstream() -> String {
     .await
 }
 
-/// Opens a WebSocket tunnel through the proxy at `addr`; the connection
-/// and the `101`'s head.
-async fn open_tunnel(addr: &str) -> (BufReader<TcpStream>, String) {
-    let mut r = BufReader::new(TcpStream::connect(addr).await.unwrap());
+/// Asks for a WebSocket upgrade on `r`, a connection to `addr`; the
+/// answer's head.
+async fn ask_upgrade(r: &mut BufReader<TcpStream>, addr: &str) -> String {
     r.get_mut()
         .write_all(
             format!(
@@ -98,10 +97,17 @@ async fn open_tunnel(addr: &str) -> (BufReader<TcpStream>, String) {
         )
         .await
         .unwrap();
-    let head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut r))
+    tokio::time::timeout(Duration::from_secs(5), read_head(r))
         .await
-        .expect("101 within 5s")
-        .expect("an answer");
+        .expect("an answer within 5s")
+        .expect("an answer")
+}
+
+/// Opens a WebSocket tunnel through the proxy at `addr`; the connection
+/// and the `101`'s head.
+async fn open_tunnel(addr: &str) -> (BufReader<TcpStream>, String) {
+    let mut r = BufReader::new(TcpStream::connect(addr).await.unwrap());
+    let head = ask_upgrade(&mut r, addr).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     (r, head)
 }
@@ -158,19 +164,7 @@ async fn a_tunnel_is_carried_through_the_drain_then_closed() {
     assert_eq!(got, b"during the drain");
     // A new upgrade on an open connection is refused: its tunnel would be
     // cut when the drain's time is over.
-    k.get_mut()
-        .write_all(
-            format!(
-                "GET /ws HTTP/1.1\r\nhost: {addr}\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-    let head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut k))
-        .await
-        .expect("an answer within 5 s")
-        .expect("an answer");
+    let head = ask_upgrade(&mut k, &addr).await;
     assert!(head.starts_with("HTTP/1.1 503"), "{head}");
     drop(k);
     // Then closed, once the drain's time is over.
