@@ -58,12 +58,21 @@ fn export_with_official_exporter(endpoint: String, protocol: Protocol, n: usize)
     .unwrap();
 }
 
-async fn serve(store: &Store) -> (String, capstan_events::RecorderTask) {
+/// A receiver on loopback writing into `store`: its endpoint, its writer
+/// task, and a handle on its recorder (for its counters).
+async fn serve(
+    store: &Store,
+) -> (
+    String,
+    capstan_events::RecorderTask,
+    capstan_events::Recorder,
+) {
     let (rec, task) = store.clone().spawn_recorder(10_000);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, otlp_router(rec)).await });
-    (format!("http://{addr}/v1/traces"), task)
+    let served = rec.clone();
+    tokio::spawn(async move { axum::serve(listener, otlp_router(served)).await });
+    (format!("http://{addr}/v1/traces"), task, rec)
 }
 
 async fn wait_for_count(store: &Store, n: u64) {
@@ -80,14 +89,24 @@ async fn wait_for_count(store: &Store, n: u64) {
 
 async fn official_exporter_spans_are_stored_and_queryable(protocol: Protocol) {
     let (_dir, store) = temp_store();
-    let (endpoint, _task) = serve(&store).await;
+    let (endpoint, _task, rec) = serve(&store).await;
     let before = std::time::SystemTime::now();
     tokio::task::spawn_blocking(move || export_with_official_exporter(endpoint, protocol, 8))
         .await
         .unwrap();
     wait_for_count(&store, 8).await;
-    // The children (internal spans) do not become events.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The children (internal spans) do not become events: every request
+    // was answered once its events were queued, and once all the queued
+    // ones are written there are still 8.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while rec.stored() + rec.failed() < rec.recorded() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "queue written within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(rec.recorded(), 8);
     assert_eq!(store.count().unwrap(), 8);
     let events = store.events_after(0, 100).unwrap();
     let e = &events[1].event;
