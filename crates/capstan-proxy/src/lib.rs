@@ -11,6 +11,7 @@ mod config;
 mod first_bytes;
 mod fleet;
 mod headers;
+mod local_events;
 mod metrics;
 mod mirror;
 mod pool;

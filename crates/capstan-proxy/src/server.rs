@@ -193,10 +193,10 @@ pub async fn run(
                 // batch so far each time the worker is about to wait; the
                 // guard, dropped after the runtime and its tasks, queues the
                 // rest.
-                let gathering = worker_recorder.map(crate::proxy::LocalEventsGuard::start);
+                let gathering = worker_recorder.map(crate::local_events::LocalEventsGuard::start);
                 match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
-                    .on_thread_park(crate::proxy::flush_local_events)
+                    .on_thread_park(crate::local_events::flush_local_events)
                     .build()
                 {
                     Ok(rt) => rt.block_on(serve_worker(
@@ -360,11 +360,11 @@ async fn serve_worker(
     // gathered events are also queued on a clock. Ends with the runtime.
     if proxy.recorder.is_some() {
         tokio::spawn(async {
-            let mut every = tokio::time::interval(crate::proxy::LOCAL_EVENTS_EVERY);
+            let mut every = tokio::time::interval(crate::local_events::LOCAL_EVENTS_EVERY);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
-                crate::proxy::flush_local_events();
+                crate::local_events::flush_local_events();
             }
         });
     }
