@@ -146,13 +146,23 @@ async fn official_exporter_json_spans_are_stored_and_queryable() {
 }
 
 async fn post(app: axum::Router, ctype: &str, body: Vec<u8>) -> (StatusCode, String) {
+    post_coded(app, ctype, None, body).await
+}
+
+/// Posts `body` to the receiver with a content type and, if given, a
+/// content coding; the status and the body (as text).
+async fn post_coded(
+    app: axum::Router,
+    ctype: &str,
+    coding: Option<&str>,
+    body: Vec<u8>,
+) -> (StatusCode, String) {
+    let mut req = Request::post("/v1/traces").header("content-type", ctype);
+    if let Some(c) = coding {
+        req = req.header("content-encoding", c);
+    }
     let resp = app
-        .oneshot(
-            Request::post("/v1/traces")
-                .header("content-type", ctype)
-                .body(Body::from(body))
-                .unwrap(),
-        )
+        .oneshot(req.body(Body::from(body)).unwrap())
         .await
         .unwrap();
     let status = resp.status();
@@ -520,20 +530,8 @@ async fn gzip_bodies_are_inflated_within_the_limit() {
         z.write_all(bytes).unwrap();
         z.finish().unwrap()
     };
-    let send = |app: axum::Router, coding: &'static str, body: Vec<u8>| async move {
-        let resp = app
-            .oneshot(
-                Request::post("/v1/traces")
-                    .header("content-type", "application/json")
-                    .header("content-encoding", coding)
-                    .body(Body::from(body))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8_lossy(&bytes).into_owned())
+    let send = |app: axum::Router, coding: &'static str, body: Vec<u8>| {
+        post_coded(app, "application/json", Some(coding), body)
     };
     let (_dir, store) = temp_store();
     let (rec, task) = store.clone().spawn_recorder(100);

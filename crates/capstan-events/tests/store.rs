@@ -829,6 +829,16 @@ fn retention_by_size_deletes_the_oldest_rollup_minutes_when_raw_events_are_not_e
     assert_eq!(left.iter().map(|r| r.count).sum::<u64>(), 500);
 }
 
+/// Raw events kept an hour and rollups three, no size limit to speak of:
+/// a rollup five hours old goes at the next prune.
+fn hour_raw_three_hours_rollups() -> Retention {
+    Retention {
+        raw_max_age: Duration::from_secs(3600),
+        max_bytes: 1 << 30,
+        rollup_max_age: Duration::from_secs(3 * 3600),
+    }
+}
+
 /// Dimension rows go with the last rollup rows that used them, except the
 /// one with the highest id, so an id is never given to a second dimension
 /// (ids are `max(id) + 1`). A writer in another process that cached the id
@@ -837,11 +847,7 @@ fn retention_by_size_deletes_the_oldest_rollup_minutes_when_raw_events_are_not_e
 fn dimension_rows_go_with_their_last_rollups_and_no_writer_reuses_their_ids() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("e.db");
-    let retention = Retention {
-        raw_max_age: Duration::from_secs(3600),
-        max_bytes: 1 << 30,
-        rollup_max_age: Duration::from_secs(3 * 3600),
-    };
+    let retention = hour_raw_three_hours_rollups();
     // Two stores on one file: two processes, each with its own cache.
     let proxy = Store::open_with(&path, retention).unwrap();
     let other = Store::open_with(&path, retention).unwrap();
@@ -985,11 +991,7 @@ fn a_stores_user_salt_is_random_once_and_then_kept() {
 fn a_prune_deletes_many_dead_dimensions_in_chunks() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("e.db");
-    let retention = Retention {
-        raw_max_age: Duration::from_secs(3600),
-        max_bytes: 1 << 30,
-        rollup_max_age: Duration::from_secs(3 * 3600),
-    };
+    let retention = hour_raw_three_hours_rollups();
     let store = Store::open_with(&path, retention).unwrap();
     let hour = 3_600_000;
     let now = T0 + 10 * hour;
