@@ -132,6 +132,19 @@ impl Proxy {
             .unwrap();
     }
 
+    /// The admin API's `/metrics` text, asked with `token`.
+    pub async fn metrics(&self, token: &str) -> String {
+        reqwest::Client::new()
+            .get(format!("{}/metrics", self.admin))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn put_routing(&self, table: &serde_json::Value) -> reqwest::Response {
         reqwest::Client::new()
             .put(format!("{}/routing", self.admin))
