@@ -95,7 +95,7 @@ async fn a_bad_table_is_refused_and_the_old_one_keeps_serving() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let metrics = proxy.metrics(TOKEN).await;
+    let metrics = proxy.admin_get("/metrics", TOKEN).await;
     for needle in [
         r#"capstan_proxy_requests_total{release="1.0.0",cohort="public",status_class="2xx"} 1"#,
         r#"capstan_proxy_request_duration_seconds_count{release="1.0.0",cohort="public"} 1"#,

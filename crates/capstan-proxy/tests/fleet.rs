@@ -47,23 +47,10 @@ interval = "200ms"
     )
 }
 
-async fn admin_get(proxy: &Proxy, path: &str) -> String {
-    reqwest::Client::new()
-        .get(format!("{}{path}", proxy.admin))
-        .bearer_auth(TOKEN)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// The ready upstreams of the pool, by address.
 async fn ready_upstreams(proxy: &Proxy) -> Vec<String> {
     let up: serde_json::Value =
-        serde_json::from_str(&admin_get(proxy, "/upstreams").await).unwrap();
+        serde_json::from_str(&proxy.admin_get("/upstreams", TOKEN).await).unwrap();
     let mut out: Vec<String> = up["upstreams"]
         .as_array()
         .unwrap()
@@ -236,7 +223,9 @@ async fn scenario(chirpy_url: &str, proxy_url: &str, dir: &std::path::Path, mut 
     assert!(clean, "chirpy exits cleanly on SIGTERM");
     let gone = &a_addr;
     wait_for("the stopped instance leaves the pool", || async move {
-        !admin_get(p, "/upstreams").await.contains(gone.as_str())
+        !p.admin_get("/upstreams", TOKEN)
+            .await
+            .contains(gone.as_str())
     })
     .await;
     stop.store(true, Ordering::Relaxed);
@@ -263,9 +252,9 @@ async fn scenario(chirpy_url: &str, proxy_url: &str, dir: &std::path::Path, mut 
     .await;
     send(&proxy, 300..320).await;
     assert_eq!(ready_upstreams(&proxy).await, vec![b.addr.clone()]);
-    let metrics = admin_get(&proxy, "/metrics").await;
+    let metrics = proxy.admin_get("/metrics", TOKEN).await;
     assert!(metrics.contains("capstan_proxy_fleet_up 0"), "{metrics}");
-    let upstreams = admin_get(&proxy, "/upstreams").await;
+    let upstreams = proxy.admin_get("/upstreams", TOKEN).await;
     let report: serde_json::Value = serde_json::from_str(&upstreams).unwrap();
     assert!(
         report["fleet"]["last_error"]
@@ -286,7 +275,7 @@ async fn scenario(chirpy_url: &str, proxy_url: &str, dir: &std::path::Path, mut 
     // Reachable again: healthy again.
     cut.restore().await;
     wait_for("the registry answers again", || async move {
-        admin_get(p, "/metrics")
+        p.admin_get("/metrics", TOKEN)
             .await
             .contains("capstan_proxy_fleet_up 1")
     })

@@ -424,7 +424,7 @@ async fn a_client_body_that_stalls_or_breaks_is_the_clients_fault() {
     let (r2, head) = request_head(&addr, &format!("POST /stream-stall HTTP/1.1\r\nhost: {addr}\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")).await;
     assert!(head.starts_with("HTTP/1.1 408"), "{head}");
 
-    let metrics = proxy.metrics("t").await;
+    let metrics = proxy.admin_get("/metrics", "t").await;
     let errors: Vec<&str> = metrics
         .lines()
         .filter(|l| l.starts_with("capstan_proxy_errors_total{"))

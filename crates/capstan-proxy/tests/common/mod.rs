@@ -132,11 +132,13 @@ impl Proxy {
             .unwrap();
     }
 
-    /// The admin API's `/metrics` text, asked with `token`.
-    pub async fn metrics(&self, token: &str) -> String {
+    /// The text the admin API answers a GET of `path` with, asked with
+    /// `token` (within 5 s).
+    pub async fn admin_get(&self, path: &str, token: &str) -> String {
         reqwest::Client::new()
-            .get(format!("{}/metrics", self.admin))
+            .get(format!("{}{path}", self.admin))
             .bearer_auth(token)
+            .timeout(Duration::from_secs(5))
             .send()
             .await
             .unwrap()
