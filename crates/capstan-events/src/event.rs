@@ -14,6 +14,13 @@ use crate::expr::{Column, Field};
 /// under kind `client`.
 pub const CLIENT_ERROR_KINDS: [&str; 2] = ["client_body", "client_cancel"];
 
+/// Whether the client's request body broke off or stalled (`client_body`):
+/// such a request says nothing of the release, and a judge leaves it out
+/// altogether, as a request and as a latency.
+pub fn is_client_body(error: Option<&str>) -> bool {
+    error == Some("client_body")
+}
+
 /// Whether an event with this status and error kind records an error of
 /// the release that served it: a `5xx`, or any error kind but the client's
 /// own ([`CLIENT_ERROR_KINDS`]). The one rule `error_rate`, the rollout's

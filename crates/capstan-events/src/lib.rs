@@ -14,7 +14,7 @@ mod recorder;
 mod store;
 
 pub use compact_str::CompactString;
-pub use event::{is_release_error, Event, MirrorComparison, CLIENT_ERROR_KINDS};
+pub use event::{is_client_body, is_release_error, Event, MirrorComparison, CLIENT_ERROR_KINDS};
 pub use expr::{Column, Expr, ExprError, Field};
 pub use otlp::{otlp_router, otlp_router_with_limit, request_span_events, DEFAULT_MAX_BODY};
 pub use query::{

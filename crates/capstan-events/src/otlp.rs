@@ -256,7 +256,7 @@ fn any_to_string(v: &AnyValue) -> Option<String> {
         Any::BoolValue(b) => b.to_string(),
         Any::IntValue(i) => i.to_string(),
         Any::DoubleValue(d) => crate::expr::fmt_num(*d),
-        Any::BytesValue(b) => b.iter().map(|x| format!("{x:02x}")).collect(),
+        Any::BytesValue(b) => hex(b),
         Any::ArrayValue(a) => {
             let items: Vec<String> = a.values.iter().filter_map(any_to_string).collect();
             serde_json::to_string(&items).unwrap_or_default()
@@ -280,7 +280,8 @@ fn attrs(kvs: &[KeyValue]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn hex(b: &[u8]) -> String {
+/// Lowercase hex of `b`.
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
@@ -318,10 +319,15 @@ pub fn request_span_events(req: &ExportTraceServiceRequest) -> Vec<Event> {
 /// kept, every query string would be a route and a rollup dimension of its own,
 /// and tokens in it would be stored.
 fn without_query(mut s: String) -> Option<String> {
+    cut_query(&mut s);
+    (!s.is_empty()).then_some(s)
+}
+
+/// Cuts `s` at its query string or fragment, if it has one.
+fn cut_query(s: &mut String) {
     if let Some(i) = s.find(['?', '#']) {
         s.truncate(i);
     }
-    (!s.is_empty()).then_some(s)
 }
 
 fn span_event(res: &BTreeMap<String, String>, span: &Span) -> Event {
@@ -331,9 +337,7 @@ fn span_event(res: &BTreeMap<String, String>, span: &Span) -> Event {
     fields.remove("url.query");
     for k in ["url.full", "http.url"] {
         if let Some(v) = fields.get_mut(k) {
-            if let Some(i) = v.find(['?', '#']) {
-                v.truncate(i);
-            }
+            cut_query(v);
         }
     }
     let mut take = |keys: &[&str]| -> Option<String> {

@@ -221,7 +221,7 @@ impl Store {
                 ..Acc::default()
             });
             acc.count += 1;
-            acc.judged += u64::from(e.error.as_deref() != Some("client_body"));
+            acc.judged += u64::from(!crate::is_client_body(e.error.as_deref()));
             acc.errors += u64::from(is_error(e));
             for (i, f) in value_fields.iter().enumerate() {
                 if let Some(x) = e.value(f).as_num() {

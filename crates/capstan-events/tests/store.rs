@@ -965,6 +965,11 @@ fn outcomes_do_not_count_the_clients_own_failures_against_the_release() {
         .map(|k| capstan_events::is_release_error(200, *k))
         .collect();
     assert_eq!(rule, got.iter().map(|g| g.0).collect::<Vec<_>>());
+    let body: Vec<bool> = kinds
+        .iter()
+        .map(|k| capstan_events::is_client_body(*k))
+        .collect();
+    assert_eq!(body, got.iter().map(|g| g.1).collect::<Vec<_>>());
     assert!(capstan_events::is_release_error(503, Some("client_cancel")));
 }
 

@@ -300,7 +300,8 @@ impl Store {
         let last: i64 = tx
             .query_row("SELECT coalesce(max(id), 0) FROM events", [], |r| r.get(0))
             .map_err(&sql)?;
-        // The kinds are `CLIENT_ERROR_KINDS` (a test holds them equal).
+        // `is_release_error` and `is_client_body` in SQL (a test holds
+        // them equal).
         const COLUMNS: &str = "id, time_ms, release, status, \
              error IS NOT NULL AND error NOT IN ('client_body', 'client_cancel'), \
              duration_ms, mirror, error IS 'client_body'";
@@ -391,7 +392,7 @@ impl Store {
                 |r| r.get(0),
             )
             .map_err(self.sql())?;
-        Ok(salt.iter().map(|b| format!("{b:02x}")).collect())
+        Ok(crate::otlp::hex(&salt))
     }
 }
 

@@ -394,14 +394,11 @@ impl Store {
             )?;
         }
         tx.commit()?;
+        // Every writer's cached ids (this one's too) go at its next batch,
+        // which finds the generation moved.
         self.inner
             .dims_backlog
             .store(n == DIMS_PER_PRUNE, std::sync::atomic::Ordering::Relaxed);
-        if n > 0 {
-            let mut cache = self.inner.dims.lock().unwrap_or_else(|p| p.into_inner());
-            cache.ids.clear();
-            cache.generation = None;
-        }
         Ok(n)
     }
 }
@@ -429,7 +426,8 @@ fn lower_priority() {
 }
 
 /// Deletes the rollup rows of the oldest minutes before `floor_ms`: about
-/// `share` of all rows, at least one minute; the rows deleted.
+/// `share` of all rows, at least one minute unless none is before
+/// `floor_ms`; the rows deleted.
 fn prune_oldest_rollups(
     conn: &rusqlite::Connection,
     share: f64,

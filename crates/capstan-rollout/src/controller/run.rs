@@ -100,7 +100,7 @@ pub fn observe(
         };
         // Judged like the controller's window: a body the client broke off
         // says nothing about the release.
-        if e.error.as_deref() == Some("client_body") {
+        if capstan_events::is_client_body(e.error.as_deref()) {
             return true;
         }
         counts.total += 1;
