@@ -53,7 +53,8 @@ impl AsyncRead for FirstBytes {
             match &polled {
                 Poll::Ready(Ok(())) => {
                     let new = &buf.filled()[before..];
-                    let expected = &PREFACE[this.read.min(PREFACE.len())..];
+                    // Set only while fewer than PREFACE.len() bytes are in.
+                    let expected = &PREFACE[this.read..];
                     let n = new.len().min(expected.len());
                     this.read += new.len();
                     if this.read >= PREFACE.len() || new[..n] != expected[..n] {

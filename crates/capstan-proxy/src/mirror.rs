@@ -84,18 +84,14 @@ pub(crate) fn spawn_mirror(
             .is_some_and(|k| capstan_events::CLIENT_ERROR_KINDS.contains(&k));
         // Nor has a request that was never sent (`bad_uri`).
         let unsent = event.error.as_deref() == Some("bad_uri");
-        if client_failed || cut || unsent {
-            if let Some(r) = &proxy.recorder {
-                r.record(event);
-            }
-            return;
+        if !(client_failed || cut || unsent) {
+            event.mirror = Some(MirrorComparison {
+                status_class_equal: shadow_status / 100 == event.status / 100,
+                body_hash_equal: matches!((user_hash, shadow_hash), (Some(a), Some(b)) if a == b),
+                shadow_status,
+                shadow_ms,
+            });
         }
-        event.mirror = Some(MirrorComparison {
-            status_class_equal: shadow_status / 100 == event.status / 100,
-            body_hash_equal: matches!((user_hash, shadow_hash), (Some(a), Some(b)) if a == b),
-            shadow_status,
-            shadow_ms,
-        });
         if let Some(r) = &proxy.recorder {
             r.record(event);
         }

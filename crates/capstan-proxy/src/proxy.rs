@@ -266,12 +266,11 @@ impl Drop for Tracked {
         // The upstream's answer dropped before its end: the client went
         // away in the middle of it. What it got is no answer to compare
         // with a shadow's, and the cut is the client's, not the release's.
-        if self.pending.is_some() && self.upstream.as_ref().is_some_and(|u| !u.is_end_stream()) {
+        let unfinished = self.upstream.as_ref().is_some_and(|u| !u.is_end_stream());
+        if let Some(p) = self.pending.as_mut().filter(|_| unfinished) {
             self.hasher = None;
-            if let Some(p) = &mut self.pending {
-                p.cut = true;
-                p.event.error.get_or_insert_with(|| "client_cancel".into());
-            }
+            p.cut = true;
+            p.event.error.get_or_insert_with(|| "client_cancel".into());
         }
         self.done();
     }
