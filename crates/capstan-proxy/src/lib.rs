@@ -6,6 +6,7 @@
 //! through a `tokio::sync::watch` channel and emits events.
 
 mod admin;
+mod answer;
 pub mod cli;
 mod config;
 mod first_bytes;
