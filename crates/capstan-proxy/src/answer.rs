@@ -60,6 +60,7 @@ impl Pending {
                 "upstream_5xx" => "upstream_5xx",
                 "no_upstream" => "no_upstream",
                 "draining" => "draining",
+                PROXY_PANIC => PROXY_PANIC,
                 // The client's own failures, kept out of the release's errors.
                 k if capstan_events::CLIENT_ERROR_KINDS.contains(&k) => "client",
                 _ => "upstream",
@@ -265,9 +266,17 @@ impl std::ops::DerefMut for Unanswered {
 impl Drop for Unanswered {
     fn drop(&mut self) {
         if let Some(mut p) = self.0.take() {
-            p.event.status = 499;
-            p.event.error = Some("client_cancel".into());
+            if crate::unwind::handling_panicked() {
+                p.event.status = 500;
+                p.event.error = Some(PROXY_PANIC.into());
+            } else {
+                p.event.status = 499;
+                p.event.error = Some("client_cancel".into());
+            }
             p.finish(0, None, false);
         }
     }
 }
+
+/// The error kind of a request whose handling panicked.
+pub(crate) const PROXY_PANIC: &str = "proxy_panic";

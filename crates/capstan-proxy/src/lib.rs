@@ -19,6 +19,7 @@ mod pool;
 mod proxy;
 mod routing;
 mod server;
+mod unwind;
 mod upstream;
 
 pub use config::{parse as parse_config, ConfigError, FleetSettings, Settings};

@@ -25,7 +25,8 @@ pub struct ErrorLabels {
     pub release: String,
     /// Cohort.
     pub cohort: &'static str,
-    /// `connect`, `timeout`, `upstream_5xx`, `no_upstream`, `upstream`.
+    /// `connect`, `timeout`, `upstream_5xx`, `no_upstream`, `draining`,
+    /// `proxy_panic`, `client` (the client's own failures), `upstream`.
     pub kind: &'static str,
 }
 

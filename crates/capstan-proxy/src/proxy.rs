@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 
-use crate::answer::{fixed, refused, Pending, Tracked, Unanswered};
+use crate::answer::{error_json, fixed, refused, Pending, Tracked, Unanswered, PROXY_PANIC};
 use crate::config::Route;
 use crate::headers::{
     append_forwarded_for, hash_user, is_upgrade, parse_traceparent, push_hex, random_id,
@@ -141,6 +141,12 @@ impl Proxy {
     /// future is first polled, and what forwarding needs is boxed: the
     /// future keeps neither the request nor that state inline, so the
     /// moves a connection makes of it copy less.
+    ///
+    /// A panic while handling it is answered `500` `proxy_panic`, and the
+    /// request is recorded with that status and error: the client did not
+    /// leave, the proxy failed it. (Left to the runtime, the panic would end
+    /// the connection's task with no answer, and the request would be
+    /// recorded later as the client's cancellation.)
     pub fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
@@ -148,12 +154,23 @@ impl Proxy {
     ) -> impl std::future::Future<Output = Result<Response<Tracked>, std::convert::Infallible>>
            + Send
            + 'static {
-        let routed = self.route_request(req, &client);
+        let routed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.route_request(req, &client)
+        }));
         async move {
-            Ok(match routed {
-                Err(early) => *early,
-                Ok(forward) => self.forward(forward).await,
-            })
+            let answer = match routed {
+                Ok(Err(early)) => Some(*early),
+                Ok(Ok(forward)) => crate::unwind::unless_panicked(self.forward(forward)).await,
+                Err(_) => None,
+            };
+            Ok(answer.unwrap_or_else(|| {
+                tracing::error!("handling a request panicked; answered 500 {PROXY_PANIC}");
+                fixed(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    error_json(PROXY_PANIC, "the proxy failed on this request; see its log"),
+                    None,
+                )
+            }))
         }
     }
 
