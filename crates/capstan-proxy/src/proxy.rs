@@ -194,8 +194,8 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_traceparent)
         {
-            Some((trace, flags)) => (trace.to_owned(), [flags.as_bytes()[0], flags.as_bytes()[1]]),
-            None => (random_id(), *b"01"),
+            Some((trace, flags)) => (trace.to_owned(), flags),
+            None => (random_id(), "01"),
         };
         let mut traceparent = String::with_capacity(55);
         traceparent.push_str("00-");
@@ -203,8 +203,7 @@ impl Proxy {
         traceparent.push('-');
         push_hex(&mut traceparent, u128::from(rand::random::<u64>()), 16);
         traceparent.push('-');
-        traceparent.push(char::from(flags[0]));
-        traceparent.push(char::from(flags[1]));
+        traceparent.push_str(flags);
 
         let path = CompactString::from(req.uri().path());
         let (route_name, timeout) = match self.routes.at(&path) {
