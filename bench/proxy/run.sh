@@ -2,7 +2,8 @@
 # The proxy benchmark: one tiny static upstream (nginx serving a 13-byte file)
 # reached directly (the limit), through capstan proxy (release build, events
 # on), through nginx proxy_pass with keepalive upstreams, and through haproxy
-# (the peers). wrk -t2 -c64 --latency loads each in alternating order, round
+# (the peers), and through capstan with events off (the request path alone,
+# to tell its cost from recording's). wrk -t2 -c64 --latency loads each in alternating order, round
 # after round; the summary prints medians, throughput ratios and the latency
 # each proxy adds over direct at p50 and p99, and capstan's peak RSS. Then h2load
 # offers each a fixed 20,000 requests/s (open loop, so a slow answer does not
@@ -78,6 +79,7 @@ ngx_port=$(free_port)
 hap_port=$(free_port)
 cap_port=$(free_port)
 adm_port=$(free_port)
+off_port=$(free_port)
 mkdir -p "$tmp/www" "$tmp/up" "$tmp/ngx"
 printf 'hello world\n' >"$tmp/www/index.html"
 
@@ -139,6 +141,10 @@ store = "$tmp/events.db"
 [health]
 path = "/index.html"
 CONF
+# The same proxy with events off: the request path alone, so the summary
+# can tell what recording every request costs from what proxying costs.
+sed -e "s/^listen = .*/listen = \"127.0.0.1:$off_port\"/" -e '/^admin_/d' \
+    -e 's/^store = .*/enabled = false/' "$tmp/proxy.toml" >"$tmp/proxy-off.toml"
 
 nginx -c "$tmp/up/nginx.conf" & up_pid=$!
 pids+=($up_pid)
@@ -148,10 +154,14 @@ haproxy -f "$tmp/haproxy.cfg" -db >"$tmp/haproxy.log" 2>&1 & hap_pid=$!
 pids+=($hap_pid)
 "$CAPSTAN_BIN" proxy --config "$tmp/proxy.toml" 2>"$tmp/capstan.log" & cap_pid=$!
 pids+=($cap_pid)
-for p in $up_port $ngx_port $hap_port $cap_port $adm_port; do wait_port "$p"; done
+"$CAPSTAN_BIN" proxy --config "$tmp/proxy-off.toml" 2>"$tmp/capstan-off.log" & off_pid=$!
+pids+=($off_pid)
+for p in $up_port $ngx_port $hap_port $cap_port $adm_port $off_port; do wait_port "$p"; done
 
-declare -A port=([direct]=$up_port [capstan]=$cap_port [nginx]=$ngx_port [haproxy]=$hap_port)
-names=(direct capstan nginx haproxy)
+declare -A port=([direct]=$up_port [capstan]=$cap_port [nginx]=$ngx_port [haproxy]=$hap_port
+    [capstan-noev]=$off_port)
+names=(direct capstan nginx haproxy capstan-noev)
+count=${#names[@]}
 results=$tmp/results
 : >"$results"
 
@@ -171,7 +181,8 @@ workers_of() { # master count: its worker pids, once it has started them all
 }
 up_workers=$(workers_of "$up_pid" 1)
 ngx_workers=$(workers_of "$ngx_pid" 2)
-declare -A serving=([direct]=$up_workers [capstan]=$cap_pid [nginx]=$ngx_workers [haproxy]=$hap_pid)
+declare -A serving=([direct]=$up_workers [capstan]=$cap_pid [nginx]=$ngx_workers [haproxy]=$hap_pid
+    [capstan-noev]=$off_pid)
 # capstan's event writer thread, to tell what recording costs.
 # (A thread that ends between the glob and the read makes grep fail; what
 # it found still counts.)
@@ -213,8 +224,8 @@ echo "warm-up" >&2
 for n in "${names[@]}"; do run_wrk "$n" 1s >/dev/null; done
 for r in $(seq "$rounds"); do
     # Rotate the order each round so no contender always runs first.
-    for i in 0 1 2 3; do
-        n=${names[$(((i + r) % 4))]}
+    for ((i = 0; i < count; i++)); do
+        n=${names[$(((i + r) % count))]}
         line=$(run_wrk "$n" "$duration")
         echo "round $r: $line" >&2
         echo "$line" >>"$results"
@@ -239,8 +250,8 @@ echo "fixed rate: 20,000 requests/s for ${rate_seconds}s each, $rounds alternati
 dropped_before=$(metric capstan_proxy_events_dropped_total)
 recorded_before=$(metric capstan_proxy_events_recorded_total)
 for r in $(seq "$rounds"); do
-    for i in 0 1 2 3; do
-        run_rate "${names[$(((i + r) % 4))]}" "$r"
+    for ((i = 0; i < count; i++)); do
+        run_rate "${names[$(((i + r) % count))]}" "$r"
     done
 done
 dropped_after=$(metric capstan_proxy_events_dropped_total)
@@ -252,6 +263,7 @@ python3 - "$results" "$rss_kb" "$tmp" "$((dropped_after - dropped_before))" \
 import statistics, sys
 results, rss_kb, tmp, dropped, recorded, sat_dropped, sat_recorded, clk_tck = sys.argv[1:9]
 tick_us = 1e6 / int(clk_tck)
+NAMES = ["direct", "capstan", "nginx", "haproxy", "capstan-noev"]
 runs = {}
 cpu = {}
 for line in open(results):
@@ -266,11 +278,11 @@ med = {n: tuple(statistics.median(x[i] for x in v) for i in range(4)) for n, v i
 def table(rows, errors):
     """rows: name -> (req/s, p50 us, p99 us, errors); adds over direct."""
     d = rows["direct"]
-    print(f"{'':10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'+p99 ms':>8} {errors:>7}")
-    for n in ["direct", "capstan", "nginx", "haproxy"]:
+    print(f"{'':12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'+p99 ms':>8} {errors:>7}")
+    for n in NAMES:
         rps, p50, p99, err = rows[n]
         add = "" if n == "direct" else f"{(p50 - d[1]) / 1000:8.3f} {(p99 - d[2]) / 1000:8.3f}"
-        print(f"{n:10} {rps:10.0f} {p50 / 1000:8.3f} {p99 / 1000:8.3f} {add:>17} {err:7.0f}")
+        print(f"{n:12} {rps:10.0f} {p50 / 1000:8.3f} {p99 / 1000:8.3f} {add:>17} {err:7.0f}")
 
 print()
 table(med, "errors")
@@ -280,6 +292,7 @@ print(f"\nmedians of {len(runs['direct'])} alternating rounds")
 print(f"throughput capstan / nginx: {c[0] / g[0]:.2f} (target >= 1.00)")
 print(f"throughput capstan / haproxy: {c[0] / med['haproxy'][0]:.2f}")
 print(f"throughput capstan / direct: {c[0] / d[0]:.2f}")
+print(f"throughput capstan-noev (events off) / nginx: {med['capstan-noev'][0] / g[0]:.2f}")
 ac, an = c[2] - d[2], g[2] - d[2]
 print(f"added p99 capstan: {ac / 1000:.3f} ms, nginx: {an / 1000:.3f} ms (target: capstan <= nginx)")
 print(f"capstan peak RSS: {int(rss_kb) / 1024:.1f} MB (target < 50 MB)")
@@ -289,7 +302,7 @@ print(f"events during the saturating rounds: recorded {sat_recorded}, dropped {s
 cpu_med = {n: statistics.median(x[0] for x in v) for n, v in cpu.items()}
 writer_med = statistics.median(x[1] for x in cpu["capstan"])
 print("CPU per request of the serving processes (user + system, µs, medians): " + ", ".join(
-    f"{n} {cpu_med[n]:.1f}" for n in ["direct", "capstan", "nginx", "haproxy"]))
+    f"{n} {cpu_med[n]:.1f}" for n in NAMES))
 print(f"of capstan's, its event writer thread: {writer_med:.1f} µs")
 
 # h2load's log: one line per request, "start_us status duration_us". Each
@@ -312,5 +325,6 @@ table(fixed, "non-2xx")
 fd = fixed["direct"]
 fc, fg = fixed["capstan"], fixed["nginx"]
 print(f"added p99 at 20,000 req/s capstan: {(fc[2] - fd[2]) / 1000:.3f} ms, nginx: {(fg[2] - fd[2]) / 1000:.3f} ms (target: capstan <= nginx)")
+print(f"added p99 at 20,000 req/s capstan-noev (events off): {(fixed['capstan-noev'][2] - fd[2]) / 1000:.3f} ms")
 print(f"capstan at 20,000 req/s: {fc[0]:.0f} req/s reached (median), events recorded {recorded}, dropped {dropped} over all rounds (target 0)")
 PY
