@@ -171,21 +171,27 @@ pub(super) enum Sent {
     Cut,
 }
 
-/// Drops the complete interim (1xx, not 101) heads at the front of `buf`;
+/// Whether an answer with this status is interim (`1xx` but `101`): a
+/// final answer follows it on the same request.
+fn is_interim(code: u16) -> bool {
+    (100..200).contains(&code) && code != 101
+}
+
+/// Drops the complete interim heads at the front of `buf`;
 /// then whether what is left begins a final answer (or is not HTTP at
 /// all, which reading the answer reports). A head still arriving is not
 /// yet an answer, unless it has outgrown the head limit (which reading the
 /// answer then reports).
 fn final_answer_begins(buf: &mut BytesMut) -> bool {
     loop {
-        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-        let mut head = httparse::Response::new(&mut fields);
-        match head.parse(buf) {
-            Ok(httparse::Status::Complete(len))
-                if head
-                    .code
-                    .is_some_and(|c| (100..200).contains(&c) && c != 101) =>
-            {
+        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+        let mut head = httparse::Response::new(&mut []);
+        match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut head,
+            buf,
+            &mut fields,
+        ) {
+            Ok(httparse::Status::Complete(len)) if head.code.is_some_and(is_interim) => {
                 buf.advance(len);
             }
             // A head still arriving, within the bound `read_head` enforces.
@@ -389,7 +395,7 @@ fn parse_head(
             "101 Switching Protocols to a request that asked for no upgrade".into(),
         ));
     }
-    if status.is_informational() {
+    if is_interim(code) {
         conn.buf.advance(len);
         return Ok(Some(Parsed::Interim));
     }
