@@ -376,13 +376,8 @@ impl Proxy {
                         );
                     }
                     Err(_) => {
-                        let msg = format!("the request body did not arrive within {timeout:?}");
-                        return refused(
-                            StatusCode::REQUEST_TIMEOUT,
-                            "client_body",
-                            &msg,
-                            f.pending.take(),
-                        );
+                        let (status, kind, msg) = body_stalled(timeout);
+                        return refused(status, kind, &msg, f.pending.take());
                     }
                 }
             } else {
@@ -473,10 +468,7 @@ impl Proxy {
                 Ok(Err(e @ crate::upstream::Error::ClientBody(_))) => {
                     (StatusCode::BAD_REQUEST, "client_body", format!("{e:#}"))
                 }
-                Ok(Err(crate::upstream::Error::ClientBodyStalled)) => {
-                    let msg = format!("the request body did not arrive within {timeout:?}");
-                    (StatusCode::REQUEST_TIMEOUT, "client_body", msg)
-                }
+                Ok(Err(crate::upstream::Error::ClientBodyStalled)) => body_stalled(timeout),
                 Ok(Err(e)) => {
                     let msg = format!("{} failed: {e:#}", f.upstream.addr);
                     (StatusCode::BAD_GATEWAY, "upstream", msg)
@@ -541,6 +533,13 @@ impl Proxy {
         let body = Tracked::streaming(rbody, f.pending.take(), self.body_limit);
         Response::from_parts(rparts, body)
     }
+}
+
+/// The answer to a client whose request body did not arrive within the
+/// route's `timeout`: `408`, recorded as the client's failure (`client_body`).
+fn body_stalled(timeout: Duration) -> (StatusCode, &'static str, String) {
+    let msg = format!("the request body did not arrive within {timeout:?}");
+    (StatusCode::REQUEST_TIMEOUT, "client_body", msg)
 }
 
 /// `http://<upstream><path?query>`, from parts parsed once.
