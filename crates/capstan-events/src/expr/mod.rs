@@ -448,6 +448,46 @@ mod tests {
         Expr::parse(s).expect_err(s)
     }
 
+    /// Nesting and size are bounded, so a hostile expression (the dashboard
+    /// takes them from URLs) is an error at its column, not a stack
+    /// overflow that aborts the process.
+    #[test]
+    fn deep_nesting_and_huge_expressions_are_refused_not_overflowed() {
+        let depth = parse::MAX_NESTING;
+        let ok = format!("{}status = 500{}", "(".repeat(depth), ")".repeat(depth));
+        assert!(Expr::parse(&ok).is_ok());
+        let ok = format!("{}status = 500", "not ".repeat(depth));
+        assert!(Expr::parse(&ok).is_ok());
+
+        // Deep enough to overflow a 2 MiB stack unbounded.
+        let deep = format!("{}status = 500{}", "(".repeat(100_000), ")".repeat(100_000));
+        let e = err(&deep);
+        assert_eq!(e.column, depth + 1, "points at the first `(` too many");
+        assert!(e.message.contains("nested more than 64"), "{}", e.message);
+        let e = err(&format!("{}status = 500", "not ".repeat(100_000)));
+        assert_eq!(e.column, depth * 4 + 1);
+
+        let many = |n: usize| vec!["status = 500"; n].join(" and ");
+        assert!(Expr::parse(&many(parse::MAX_CONDITIONS)).is_ok());
+        let e = err(&many(100_000));
+        assert_eq!(e.column, parse::MAX_CONDITIONS * 17 + 1);
+        assert!(
+            e.message.contains("more than 1000 conditions"),
+            "{}",
+            e.message
+        );
+
+        // Parsed in a thread with the stack of a tokio worker (2 MiB).
+        let deep = format!("{}status = 500{}", "(".repeat(100_000), ")".repeat(100_000));
+        let parsed = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || Expr::parse(&deep).is_err())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(parsed);
+    }
+
     #[test]
     fn errors_name_the_column() {
         let e = err("status >= and x");

@@ -10,6 +10,8 @@ pub(super) fn parse(s: &str) -> Result<Expr, ExprError> {
         src: s,
         tokens,
         pos: 0,
+        depth: 0,
+        conditions: 0,
     };
     let node = p.or()?;
     if let Some(t) = p.peek() {
@@ -187,7 +189,21 @@ struct Parser<'a> {
     src: &'a str,
     tokens: Vec<Token>,
     pos: usize,
+    /// `(` and `not` open around the token being parsed.
+    depth: usize,
+    /// Conditions parsed so far.
+    conditions: usize,
 }
+
+/// The most `(` and `not` an expression may nest. Parsing, evaluating and
+/// dropping an expression recurse once per level, and expressions come from
+/// the dashboard's URLs too: without a bound, a long enough `((((…` would
+/// overflow a thread's stack and abort the process.
+pub(super) const MAX_NESTING: usize = 64;
+
+/// The most conditions an expression may hold: `a and b and …` nests one
+/// level per condition in the tree, which evaluation recurses through.
+pub(super) const MAX_CONDITIONS: usize = 1000;
 
 fn is_kw(t: &Tok, kw: &str) -> bool {
     matches!(t, Tok::Ident(s) if s.eq_ignore_ascii_case(kw))
@@ -255,10 +271,27 @@ impl Parser<'_> {
 
     fn unary(&mut self) -> Result<Node, ExprError> {
         if self.peek_kw("not") {
+            let col = self.peek().map_or(0, |t| t.col);
             self.pos += 1;
-            return Ok(Node::Not(Box::new(self.unary()?)));
+            self.enter(col)?;
+            let inner = self.unary()?;
+            self.depth -= 1;
+            return Ok(Node::Not(Box::new(inner)));
         }
         self.primary()
+    }
+
+    /// One level deeper, at the `(` or `not` at `col`; refused past
+    /// [`MAX_NESTING`].
+    fn enter(&mut self, col: usize) -> Result<(), ExprError> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(self.err(
+                col,
+                format!("nested more than {MAX_NESTING} levels deep (`(` and `not`)"),
+            ));
+        }
+        Ok(())
     }
 
     fn field(&mut self) -> Result<Field, ExprError> {
@@ -335,10 +368,21 @@ impl Parser<'_> {
         let Some(t) = self.peek().cloned() else {
             return Err(self.err(self.end_col(), "expected a condition at the end".into()));
         };
+        if !matches!(t.kind, Tok::LParen) {
+            self.conditions += 1;
+            if self.conditions > MAX_CONDITIONS {
+                return Err(self.err(
+                    t.col,
+                    format!("more than {MAX_CONDITIONS} conditions in one expression"),
+                ));
+            }
+        }
         match &t.kind {
             Tok::LParen => {
                 self.pos += 1;
+                self.enter(t.col)?;
                 let inner = self.or()?;
+                self.depth -= 1;
                 match self.next() {
                     Some(Token {
                         kind: Tok::RParen, ..
