@@ -56,4 +56,7 @@ pub enum Error {
     /// The recorder's writer thread ended abnormally.
     #[error("event recorder: {0}")]
     Recorder(String),
+    /// A retention that would break the store's promises.
+    #[error("event store retention: {0}")]
+    Retention(String),
 }

@@ -250,6 +250,52 @@ fn retention_prunes_old_raw_events_but_keeps_rollups_longer() {
     assert!(counts.iter().all(|c| c.minute_ms >= T0 - 2 * hour));
 }
 
+/// Ages too long for milliseconds in an i64 keep everything: before, they
+/// wrapped to a negative age, and the first prune deleted every event but
+/// the newest and every rollup.
+#[test]
+fn retention_of_a_billion_years_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let forever = Duration::from_secs(86_400 * 365 * 1_000_000_000);
+    let store = Store::open_with(
+        &dir.path().join("e.db"),
+        Retention {
+            raw_max_age: forever,
+            max_bytes: 1 << 30,
+            rollup_max_age: forever,
+        },
+    )
+    .unwrap();
+    store.insert_batch(&generate(500, 10, 4)).unwrap();
+    let report = store.prune(T0 + 60_000).unwrap();
+    assert_eq!((report.raw_by_age, report.rollups), (0, 0));
+    assert_eq!(store.count().unwrap(), 500);
+}
+
+/// Rollups kept for less time than raw events would make the minute counts
+/// (from rollups) disagree with the raw events still kept: refused, and no
+/// store file is made.
+#[test]
+fn rollups_kept_shorter_than_raw_events_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.db");
+    let err = Store::open_with(
+        &path,
+        Retention {
+            raw_max_age: Duration::from_secs(7 * 86_400),
+            max_bytes: 1 << 30,
+            rollup_max_age: Duration::from_secs(86_400),
+        },
+    )
+    .expect_err("refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("rollups kept for 1day, less than raw events (7days)"),
+        "{msg}"
+    );
+    assert!(!path.exists());
+}
+
 /// A store in a new directory kept by size only (ages of a year).
 fn size_limited(limit: u64) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();

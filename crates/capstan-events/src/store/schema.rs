@@ -103,7 +103,18 @@ impl Store {
     }
 
     /// Opens (creating if needed) the store at `path`.
+    ///
+    /// Rollups must be kept at least as long as raw events: the minute counts
+    /// come from the rollups and must agree with the raw events while those
+    /// are kept, so a shorter rollup retention is refused.
     pub fn open_with(path: &Path, retention: Retention) -> Result<Store, Error> {
+        if retention.rollup_max_age < retention.raw_max_age {
+            return Err(Error::Retention(format!(
+                "rollups kept for {}, less than raw events ({}): rollups must be kept at least as long",
+                humantime::format_duration(retention.rollup_max_age),
+                humantime::format_duration(retention.raw_max_age)
+            )));
+        }
         let sql = |source| Error::Sqlite {
             path: path.display().to_string(),
             source,

@@ -302,7 +302,7 @@ impl Store {
         let r = self.inner.retention;
         let conn = self.writer();
         let mut report = PruneReport::default();
-        let raw_cutoff = now_ms.saturating_sub(r.raw_max_age.as_millis() as i64);
+        let raw_cutoff = now_ms.saturating_sub(millis(r.raw_max_age));
         // Neither delete takes the newest row: ids are `max(id) + 1`, so
         // without it the next event would take an id a follower of
         // `events_after` or `outcomes` has already seen, and be skipped.
@@ -312,7 +312,7 @@ impl Store {
                 [raw_cutoff],
             )
             .map_err(&sql)? as u64;
-        let rollup_cutoff = minute_of(now_ms.saturating_sub(r.rollup_max_age.as_millis() as i64));
+        let rollup_cutoff = minute_of(now_ms.saturating_sub(millis(r.rollup_max_age)));
         report.rollups = conn
             .execute("DELETE FROM rollups WHERE minute_ms < ?1", [rollup_cutoff])
             .map_err(&sql)? as u64;
@@ -449,6 +449,12 @@ fn prune_oldest_rollups(
         "DELETE FROM rollups WHERE minute_ms <= ?1 AND minute_ms < ?2",
         [last, floor_ms],
     )? as u64)
+}
+
+/// `d` in milliseconds, saturating: a retention of a billion years keeps
+/// everything instead of wrapping to a negative age that deletes everything.
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Events per multi-row insert.
