@@ -187,11 +187,17 @@ impl Drop for Tracked {
         // The upstream's answer dropped before its end: the client went
         // away in the middle of it. What it got is no answer to compare
         // with a shadow's, and the cut is the client's, not the release's.
+        // Unless it is dropped because streaming it panicked: then the proxy
+        // failed the client.
         let unfinished = self.upstream.as_ref().is_some_and(|u| !u.is_end_stream());
         if let Some(p) = self.pending.as_mut().filter(|_| unfinished) {
             self.hasher = None;
             p.cut = true;
-            p.event.error.get_or_insert_with(|| "client_cancel".into());
+            if crate::unwind::handling_panicked() {
+                p.event.error = Some(PROXY_PANIC.into());
+            } else {
+                p.event.error.get_or_insert_with(|| "client_cancel".into());
+            }
         }
         self.done();
     }

@@ -82,8 +82,12 @@ pub(crate) fn spawn_mirror(
             .error
             .as_deref()
             .is_some_and(|k| capstan_events::CLIENT_ERROR_KINDS.contains(&k));
-        // Nor has a request that was never sent (`bad_uri`).
-        let unsent = event.error.as_deref() == Some("bad_uri");
+        // Nor has a request that was never sent (`bad_uri`), or one the
+        // proxy failed itself (`proxy_panic`).
+        let unsent = matches!(
+            event.error.as_deref(),
+            Some("bad_uri" | crate::answer::PROXY_PANIC)
+        );
         if !(client_failed || cut || unsent) {
             event.mirror = Some(MirrorComparison {
                 status_class_equal: shadow_status / 100 == event.status / 100,

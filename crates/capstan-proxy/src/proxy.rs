@@ -236,7 +236,8 @@ impl Proxy {
         );
         let pool = &snap.pools[decision.release];
         let bytes_in_hint = req.body().size_hint().exact().unwrap_or(0);
-        let pending = Box::new(Pending {
+        // Unanswered from here on: a panic before the answer records it.
+        let mut pending = Unanswered(Some(Box::new(Pending {
             event: Event {
                 time_ms,
                 service: self.service.as_str().into(),
@@ -259,7 +260,7 @@ impl Proxy {
             proxy: self.clone(),
             mirror: None,
             cut: false,
-        });
+        })));
 
         let Some(upstream) = pool.pick(None) else {
             let msg = format!("no ready upstream in release {}", pool.release);
@@ -267,7 +268,7 @@ impl Proxy {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no_upstream",
                 &msg,
-                pending,
+                pending.take(),
             )));
         };
 
@@ -298,7 +299,7 @@ impl Proxy {
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         Ok(Box::new(Forward {
-            pending: Unanswered(Some(pending)),
+            pending,
             parts: Some(parts),
             body: Some(body),
             mirror: decision.mirror,

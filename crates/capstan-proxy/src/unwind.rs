@@ -33,9 +33,17 @@ pub(crate) async fn unless_panicked<F: Future>(fut: F) -> Option<F::Output> {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(polled) => polled.map(Some),
             Err(_) => {
+                // Cleared by a guard: a destructor that panics in turn
+                // must not leave every later drop on this thread marked.
+                struct Clear;
+                impl Drop for Clear {
+                    fn drop(&mut self) {
+                        PANICKED.set(false);
+                    }
+                }
                 PANICKED.set(true);
+                let _clear = Clear;
                 fut.set(None);
-                PANICKED.set(false);
                 Poll::Ready(None)
             }
         }
@@ -89,6 +97,39 @@ mod tests {
         assert_eq!(unless_panicked(Panics(Probe(seen.clone()))).await, None);
         assert_eq!(*seen.lock().unwrap(), [true]);
         assert!(!handling_panicked());
+    }
+
+    /// Panics in its destructor too.
+    struct PanicsWhenDropped;
+
+    impl Drop for PanicsWhenDropped {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                panic!("a destructor with a bug");
+            }
+        }
+    }
+
+    #[test]
+    fn a_destructor_that_panics_too_leaves_the_mark_cleared() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let twice = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rt.block_on(unless_panicked(Panics2(PanicsWhenDropped)))
+        }));
+        assert!(twice.is_err(), "the destructor's panic goes on");
+        assert!(!handling_panicked(), "the mark is cleared all the same");
+    }
+
+    /// Panics when polled, and its field panics when dropped.
+    struct Panics2(#[allow(dead_code)] PanicsWhenDropped);
+
+    impl Future for Panics2 {
+        type Output = ();
+        fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<()> {
+            panic!("a bug in a hand-written future");
+        }
     }
 
     #[tokio::test]
