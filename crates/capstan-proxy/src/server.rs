@@ -392,53 +392,57 @@ async fn serve_worker(
         .timer(hyper_util::rt::TokioTimer::new())
         .keep_alive_interval(Some(H2_PING_EVERY))
         .keep_alive_timeout(H2_PING_EVERY);
+    let serve = |stream: std::net::TcpStream, peer: SocketAddr| {
+        let guard = OpenGuard(open.clone());
+        let stream = match tokio::net::TcpStream::from_std(stream) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "a worker cannot take a connection");
+                return;
+            }
+        };
+        let proxy = proxy.clone();
+        let peer = crate::headers::Peer::new(peer);
+        let service =
+            hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let proxy = proxy.clone();
+                let peer = peer.clone();
+                async move {
+                    let h1 = req.version() < http::Version::HTTP_2;
+                    let mut resp = proxy.clone().handle(req, peer).await?;
+                    // Draining: the client learns from the answer that the
+                    // connection closes, so it never sends on a closing one.
+                    if h1
+                        && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS
+                        && proxy.draining.load(Ordering::Relaxed)
+                    {
+                        resp.headers_mut().insert(
+                            http::header::CONNECTION,
+                            http::HeaderValue::from_static("close"),
+                        );
+                    }
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            });
+        let conn = builder
+            .serve_connection_with_upgrades(
+                TokioIo::new(crate::first_bytes::FirstBytes::new(stream, header_timeout)),
+                service,
+            )
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _guard = guard;
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    };
     loop {
         tokio::select! {
             received = inbox.recv() => {
                 let Some((stream, peer)) = received else { break };
-                let guard = OpenGuard(open.clone());
-                let stream = match tokio::net::TcpStream::from_std(stream) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "a worker cannot take a connection");
-                        continue;
-                    }
-                };
-                let proxy = proxy.clone();
-                let peer = crate::headers::Peer::new(peer);
-                let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let proxy = proxy.clone();
-                    let peer = peer.clone();
-                    async move {
-                        let h1 = req.version() < http::Version::HTTP_2;
-                        let mut resp = proxy.clone().handle(req, peer).await?;
-                        // Draining: the client learns from the answer that the
-                        // connection closes, so it never sends on a closing one.
-                        if h1
-                            && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS
-                            && proxy.draining.load(Ordering::Relaxed)
-                        {
-                            resp.headers_mut().insert(
-                                http::header::CONNECTION,
-                                http::HeaderValue::from_static("close"),
-                            );
-                        }
-                        Ok::<_, std::convert::Infallible>(resp)
-                    }
-                });
-                let conn = builder
-                    .serve_connection_with_upgrades(
-                        TokioIo::new(crate::first_bytes::FirstBytes::new(stream, header_timeout)),
-                        service,
-                    )
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _guard = guard;
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
+                serve(stream, peer);
             }
             changed = stop.wait_for(|s| *s) => {
                 let _ = changed;
@@ -446,10 +450,15 @@ async fn serve_worker(
             }
         }
     }
-    drop(inbox);
     proxy
         .draining
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    // Connections the acceptor handed over before it stopped are served
+    // too (their answers say `Connection: close`): it drops its senders as
+    // it stops, which ends this.
+    while let Some((stream, peer)) = inbox.recv().await {
+        serve(stream, peer);
+    }
     // Upgraded connections (WebSocket tunnels) are no longer hyper's: they
     // get the drain's time to end too, and are cut when it is over.
     let drain_started = tokio::time::Instant::now();
