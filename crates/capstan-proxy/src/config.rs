@@ -74,6 +74,10 @@ pub struct ProxyFile {
     /// which nothing, or too little to tell HTTP/1 from HTTP/2, arrives).
     #[serde(default, deserialize_with = "de_duration")]
     pub header_timeout: Option<Duration>,
+    /// How long a write of an answer to a client may wait for the client
+    /// to read before the connection is closed.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub send_timeout: Option<Duration>,
     /// `[[release]]` sections.
     #[serde(default, rename = "release")]
     pub releases: Vec<Spanned<ReleaseSection>>,
@@ -253,6 +257,8 @@ pub struct Settings {
     /// Bound on reading a request head (and on an idle HTTP/1 keep-alive
     /// connection, and on a new connection's first bytes).
     pub header_timeout: Duration,
+    /// Bound on each write to a client that reads nothing of its answer.
+    pub send_timeout: Duration,
     /// Route templates, in file order.
     pub routes: Vec<Route>,
     /// The initial routing table (validated).
@@ -467,6 +473,9 @@ impl ProxyFile {
         // (AWS ALB: 60 s), so they never reuse a connection being closed.
         let header_timeout = self.header_timeout.unwrap_or(Duration::from_secs(75));
         above_zero("header_timeout".into(), header_timeout)?;
+        // nginx's send_timeout.
+        let send_timeout = self.send_timeout.unwrap_or(Duration::from_secs(60));
+        above_zero("send_timeout".into(), send_timeout)?;
         above_zero("health.interval".into(), health.interval)?;
         above_zero("health.timeout".into(), health.timeout)?;
         if !health.path.starts_with('/') {
@@ -485,6 +494,7 @@ impl ProxyFile {
             body_limit: self.body_limit.unwrap_or(1 << 20),
             drain: self.drain.unwrap_or(Duration::from_secs(2)),
             header_timeout,
+            send_timeout,
             routes,
             table,
             events_store: enabled.then(|| {

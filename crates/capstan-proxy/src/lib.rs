@@ -8,8 +8,8 @@
 mod admin;
 mod answer;
 pub mod cli;
+mod client_io;
 mod config;
-mod first_bytes;
 mod fleet;
 mod headers;
 mod local_events;

@@ -184,6 +184,7 @@ pub async fn run(
         let drain_rx = drain_rx.clone();
         let drain = settings.drain;
         let header_timeout = settings.header_timeout;
+        let send_timeout = settings.send_timeout;
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let worker_recorder = recorder.clone();
         let spawned = std::thread::Builder::new()
@@ -206,6 +207,7 @@ pub async fn run(
                         drain_rx,
                         drain,
                         header_timeout,
+                        send_timeout,
                     )),
                     Err(e) => tracing::error!(error = %e, "cannot start a proxy worker"),
                 }
@@ -354,6 +356,7 @@ async fn serve_worker(
     mut stop: watch::Receiver<bool>,
     drain: Duration,
     header_timeout: Duration,
+    send_timeout: Duration,
 ) {
     let proxy = Arc::new(proxy);
     // A worker kept busy by a long transfer never waits for I/O, so its
@@ -379,7 +382,8 @@ async fn serve_worker(
     // `header_timeout` (a stalled or trickling head, or a keep-alive
     // connection left idle that long) has its connection closed, and so has
     // a client that sends nothing (or part of the HTTP/2 preface) within it
-    // ([`crate::first_bytes`]): waiting on clients is bounded, so they cannot
+    // ([`crate::client_io`]), and one that stops reading its answer for
+    // `send_timeout`: waiting on clients is bounded, so they cannot
     // hold connections open for good. An HTTP/2 connection is pinged when
     // idle and closed when its client no longer answers.
     builder
@@ -426,7 +430,11 @@ async fn serve_worker(
             });
         let conn = builder
             .serve_connection_with_upgrades(
-                TokioIo::new(crate::first_bytes::FirstBytes::new(stream, header_timeout)),
+                TokioIo::new(crate::client_io::ClientIo::new(
+                    stream,
+                    header_timeout,
+                    send_timeout,
+                )),
                 service,
             )
             .into_owned();

@@ -528,6 +528,75 @@ async fn a_head_that_never_ends_and_an_idle_connection_are_closed_after_the_head
     proxy.stop().await;
 }
 
+/// A client that stops reading its answer has its connection closed once a
+/// write has waited `send_timeout`, and the request is recorded as the
+/// client's cancellation: it holds neither the connection nor the
+/// upstream's for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_after_the_send_timeout() {
+    const LEN: usize = 64 << 20;
+    let up_addr = common::raw_upstream(|mut r| async move {
+        if read_head(&mut r).await.is_none() {
+            return;
+        }
+        let s = r.get_mut();
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {LEN}\r\n\r\n");
+        if s.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..LEN / chunk.len() {
+            if s.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let events_path = dir.path().join("events.db");
+    let text = format!(
+        "send_timeout = \"300ms\"\n{}",
+        common::one_release(&up_addr, &events_path)
+    );
+    let proxy = common::Proxy::start(common::settings(&text)).await;
+    let addr: std::net::SocketAddr = proxy.url.trim_start_matches("http://").parse().unwrap();
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    s.write_all(format!("GET /big HTTP/1.1\r\nhost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    // Reads nothing for well over the bound.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Then what the sockets held, and the end: the proxy closed it. (Kept
+    // open, the connection would carry all 64 MiB, then wait for the next
+    // request, and this read would not end.)
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got))
+        .await
+        .expect("the proxy closed the connection")
+        .ok();
+    assert!(got.len() < LEN, "{}", got.len());
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let got = loop {
+        let got: Vec<_> = common::events(&events_path)
+            .into_iter()
+            .filter(|e| e.path == "/big")
+            .collect();
+        if !got.is_empty() || std::time::Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    proxy.stop().await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].status, 200);
+    assert_eq!(got[0].error.as_deref(), Some("client_cancel"));
+    assert!((got[0].bytes_out as usize) < LEN);
+}
+
 /// A client that goes away in the middle of a mirrored answer's body has
 /// its request recorded as cancelled (a 5xx keeps its kind), with no
 /// comparison: what it got is no answer to compare the shadow's with, and
