@@ -98,9 +98,20 @@ pub(crate) fn random_id() -> String {
     id
 }
 
+/// Whether `req` asks for a WebSocket upgrade, the one upgrade the proxy
+/// tunnels. Any other (`h2c` above all: every later request on the tunnel
+/// would skip routing, events and the stripping of `x-capstan-*` fields)
+/// is not an upgrade here: the request goes on as an ordinary one, its
+/// `Upgrade` removed with the other hop-by-hop fields, which RFC 9110
+/// (7.8) allows a server to ignore.
 pub(crate) fn is_upgrade(req: &Request<Incoming>) -> bool {
     req.version() == http::Version::HTTP_11
-        && req.headers().contains_key(header::UPGRADE)
+        && req.headers().get_all(header::UPGRADE).iter().any(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+            })
+        })
         && connection_lists(req.headers(), "upgrade")
 }
 

@@ -45,6 +45,57 @@ async fn an_upgraded_connection_carries_bytes_both_ways() {
     );
 }
 
+/// Only WebSocket is tunnelled. An `h2c` upgrade (whose tunnel would carry
+/// later requests past routing, events and field stripping) goes on as an
+/// ordinary request: the upstream sees no `Upgrade`, the client gets the
+/// upstream's ordinary answer, and the connection stays HTTP/1.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_upgrade_is_forwarded_as_an_ordinary_request() {
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    let up_addr = common::raw_upstream(move |mut r| {
+        let seen = seen.clone();
+        async move {
+            while let Some(head) = read_head(&mut r).await {
+                seen.lock().unwrap().push(head.to_ascii_lowercase());
+                common::answer_ok(&mut r).await;
+            }
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, addr) = common::Proxy::one_release(&up_addr, &dir.path().join("e.db")).await;
+    let mut r = BufReader::new(TcpStream::connect(&addr).await.unwrap());
+    for _ in 0..2 {
+        r.get_mut()
+            .write_all(
+                format!(
+                    "GET /h2c HTTP/1.1\r\nhost: {addr}\r\nconnection: Upgrade, HTTP2-Settings\r\nupgrade: h2c\r\nhttp2-settings: AAMAAABkAAQAAP__\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        let head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut r))
+            .await
+            .expect("an answer within 5s")
+            .expect("an answer");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let mut body = [0u8; 2];
+        r.read_exact(&mut body).await.unwrap();
+    }
+    proxy.stop().await;
+    let heads = heads.lock().unwrap();
+    assert!(
+        heads.iter().any(|h| h.starts_with("get /h2c ")),
+        "{heads:?}"
+    );
+    for h in heads.iter().filter(|h| h.starts_with("get /h2c ")) {
+        assert!(!h.contains("upgrade"), "{h}");
+        assert!(!h.contains("http2-settings"), "{h}");
+    }
+}
+
 /// `/slow` requests the upstreams have received.
 static SLOW_ARRIVED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
