@@ -295,6 +295,58 @@ async fn an_upstream_refusing_an_upload_early_is_answered_at_once_not_at_the_tim
     proxy.stop().await;
 }
 
+/// The same for a buffered body (an idempotent `PUT` within `body_limit`)
+/// far larger than the socket buffers: its rest goes out watched too, so the
+/// upstream's early `413` is the answer, not a `504` at the route's timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_refusing_a_large_buffered_body_early_is_answered_at_once() {
+    const LEN: usize = 32 << 20;
+    let up_addr = common::raw_upstream(|mut r| async move {
+        while let Some(head) = read_head(&mut r).await {
+            if head.starts_with("PUT ") {
+                r.get_mut()
+                    .write_all(
+                        b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 8\r\n\r\ntoo big!",
+                    )
+                    .await
+                    .unwrap();
+                std::future::pending::<()>().await;
+            }
+            common::answer_ok(&mut r).await;
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "body_limit = {}\ntimeout = \"20s\"\n{}",
+        2 * LEN,
+        common::one_release(&up_addr, &dir.path().join("events.db"))
+    );
+    let proxy = common::Proxy::start(common::settings(&text)).await;
+    let addr = proxy.url.trim_start_matches("http://").to_string();
+    let (rd, mut wr) = TcpStream::connect(&addr).await.unwrap().into_split();
+    let head = format!("PUT /file HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {LEN}\r\n\r\n");
+    let sender = tokio::spawn(async move {
+        wr.write_all(head.as_bytes()).await?;
+        wr.write_all(&vec![b'x'; LEN]).await?;
+        std::future::pending::<()>().await;
+        Ok::<_, std::io::Error>(wr)
+    });
+    let mut r = BufReader::new(rd);
+    let started = std::time::Instant::now();
+    let line = tokio::time::timeout(Duration::from_secs(15), async {
+        let mut line = String::new();
+        r.read_line(&mut line).await.unwrap();
+        line
+    })
+    .await
+    .expect("an answer before the 20 s timeout");
+    assert!(line.starts_with("HTTP/1.1 413"), "{line}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    sender.abort();
+    proxy.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_runs_to_its_answer_when_the_client_stops_sending_or_leaves() {
     // The upstream holds `/slow/...` requests until the test releases them,

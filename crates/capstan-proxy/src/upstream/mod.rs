@@ -315,25 +315,25 @@ struct Wire {
 
 /// One attempt on `conn`: the request written, the answer's head read.
 async fn exchange(conn: &mut Conn, w: &mut Wire, fresh: bool) -> Result<wire::Head, Error> {
-    let written = async {
-        wire::write(conn, &w.head).await?;
-        match &w.rest {
-            Some(b) => wire::write(conn, b).await,
-            None => Ok(()),
-        }
-    }
-    .await;
-    match written {
+    match wire::write(conn, &w.head).await {
         Ok(()) => {}
         // A reused connection that takes no write was closed
         // by the upstream while it was idle.
         Err(_) if !fresh => return Err(Error::Closed),
         Err(e) => return Err(Error::Io(e)),
     }
-    let sent = match w.stream.take() {
+    let sent = match (&w.rest, w.stream.take()) {
+        // A large buffered body goes out watched, like a streamed one: an
+        // upstream that refuses it early (a `413`) is answered at once.
+        (Some(rest), _) => match Box::pin(wire::send_rest(conn, rest)).await {
+            Err(Error::Io(_)) if !fresh => return Err(Error::Closed),
+            sent => sent?,
+        },
         // Rare next to buffered bodies, and its future is large.
-        Some(s) => Box::pin(wire::send_stream(conn, s, w.sending, w.stream_deadline)).await?,
-        None => Sent::Whole,
+        (None, Some(s)) => {
+            Box::pin(wire::send_stream(conn, s, w.sending, w.stream_deadline)).await?
+        }
+        (None, None) => Sent::Whole,
     };
     let mut h = wire::read_head(conn, &w.method, &mut w.fields).await?;
     // The rest of the request body was never sent.

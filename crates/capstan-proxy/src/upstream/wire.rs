@@ -224,25 +224,11 @@ pub(super) async fn send_stream(
     tokio::pin!(client_late);
     let (reader, mut writer) = conn.stream.split();
     let buf = &mut conn.buf;
-    // Readiness may be reported with nothing to read: only bytes, or the
-    // connection's end, count as an answer.
-    // An interim answer (an unasked-for `100 Continue`, `103 Early Hints`)
-    // is no answer: it is dropped and the body keeps going.
-    let mut answered = |ready: io::Result<()>| -> Result<bool, Error> {
-        ready.map_err(Error::Io)?;
-        buf.reserve(READ_CHUNK);
-        match reader.try_read_buf(buf) {
-            Ok(0) => Ok(true),
-            Ok(_) => Ok(final_answer_begins(buf)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
-            Err(e) => Err(Error::Io(e)),
-        }
-    };
     loop {
         let frame = loop {
             tokio::select! {
                 biased;
-                r = reader.readable() => if answered(r)? {
+                r = reader.readable() => if answered(&reader, buf, r)? {
                     return Ok(Sent::Cut);
                 },
                 f = body.frame() => break f,
@@ -267,24 +253,66 @@ pub(super) async fn send_stream(
         } else {
             &data
         };
-        let mut written = 0;
-        while written < out.len() {
-            tokio::select! {
-                biased;
-                r = reader.readable() => if answered(r)? {
-                    return Ok(Sent::Cut);
-                },
-                w = writer.write(&out[written..]) => match w.map_err(Error::Io)? {
-                    0 => return Err(Error::Io(io::ErrorKind::WriteZero.into())),
-                    n => written += n,
-                },
-            }
+        if write_watching(&reader, &mut writer, buf, out).await? == Sent::Cut {
+            return Ok(Sent::Cut);
         }
     }
     if sending == Sending::Chunked {
         writer.write_all(b"0\r\n\r\n").await.map_err(Error::Io)?;
     }
     Ok(Sent::Whole)
+}
+
+/// Writes a buffered body too large to go out with the head, watching the
+/// connection as [`send_stream`] does: an upstream that answers before the
+/// body's end and stops reading has its answer passed on at once.
+pub(super) async fn send_rest(conn: &mut Conn, rest: &[u8]) -> Result<Sent, Error> {
+    let (reader, mut writer) = conn.stream.split();
+    write_watching(&reader, &mut writer, &mut conn.buf, rest).await
+}
+
+/// Writes `out` unless the upstream answers (or closes) first: then
+/// [`Sent::Cut`], the answer's first bytes in `buf`.
+async fn write_watching(
+    reader: &tokio::net::tcp::ReadHalf<'_>,
+    writer: &mut tokio::net::tcp::WriteHalf<'_>,
+    buf: &mut BytesMut,
+    out: &[u8],
+) -> Result<Sent, Error> {
+    let mut written = 0;
+    while written < out.len() {
+        tokio::select! {
+            biased;
+            r = reader.readable() => if answered(reader, buf, r)? {
+                return Ok(Sent::Cut);
+            },
+            w = writer.write(&out[written..]) => match w.map_err(Error::Io)? {
+                0 => return Err(Error::Io(io::ErrorKind::WriteZero.into())),
+                n => written += n,
+            },
+        }
+    }
+    Ok(Sent::Whole)
+}
+
+/// Whether the connection, reported readable (`ready`), carries an answer
+/// (or its end) while a request body is still going out. Readiness may be
+/// reported with nothing to read: only bytes, or the connection's end,
+/// count. An interim answer (an unasked-for `100 Continue`, `103 Early
+/// Hints`) is no answer: it is dropped and the body keeps going.
+fn answered(
+    reader: &tokio::net::tcp::ReadHalf<'_>,
+    buf: &mut BytesMut,
+    ready: io::Result<()>,
+) -> Result<bool, Error> {
+    ready.map_err(Error::Io)?;
+    buf.reserve(READ_CHUNK);
+    match reader.try_read_buf(buf) {
+        Ok(0) => Ok(true),
+        Ok(_) => Ok(final_answer_begins(buf)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(Error::Io(e)),
+    }
 }
 
 /// How the response's body is delimited (RFC 9112 §6.3).
