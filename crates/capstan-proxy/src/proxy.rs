@@ -462,7 +462,10 @@ impl Proxy {
                         f.upstream = next;
                         continue;
                     }
-                    let msg = format!("cannot connect to {} ({e:#})", f.upstream.addr);
+                    // The client learns what failed, not the upstream's
+                    // address or error (the event's `instance` and the log
+                    // keep those for the operator).
+                    let msg = "the upstream could not be reached".to_string();
                     (StatusCode::BAD_GATEWAY, "connect", msg)
                 }
                 // The client's fault, not the release's.
@@ -471,11 +474,12 @@ impl Proxy {
                 }
                 Ok(Err(crate::upstream::Error::ClientBodyStalled)) => body_stalled(timeout),
                 Ok(Err(e)) => {
-                    let msg = format!("{} failed: {e:#}", f.upstream.addr);
+                    tracing::debug!(upstream = %f.upstream.addr, error = %format!("{e:#}"), "upstream failed");
+                    let msg = "the upstream's answer failed".to_string();
                     (StatusCode::BAD_GATEWAY, "upstream", msg)
                 }
                 Err(_) => {
-                    let msg = format!("{} did not answer within {timeout:?}", f.upstream.addr);
+                    let msg = format!("the upstream did not answer within {timeout:?}");
                     (StatusCode::GATEWAY_TIMEOUT, "timeout", msg)
                 }
             };
