@@ -325,14 +325,27 @@ struct FieldStats {
     n: u64,
     categorical: BTreeMap<Field, HashMap<String, u64>>,
     numeric: BTreeMap<Field, Vec<f64>>,
-    custom: BTreeMap<String, Vec<Option<String>>>,
+    custom: BTreeMap<String, CustomStats>,
+}
+
+/// One `fields` key in one set: what the ranking reads, in memory that grows
+/// with the values the key has, not with the set's size. Its absent events,
+/// `(none)`, are the set's size less `present`, and its numbers (when every
+/// value is one) come from the counts, since each distinct value parses to
+/// one number: a key that a single event of a day's traffic has costs one
+/// entry, not one per event.
+#[derive(Default)]
+struct CustomStats {
+    /// Events with the key.
+    present: u64,
+    /// Events per value.
+    counts: HashMap<String, u64>,
 }
 
 const NONE: &str = "(none)";
 
 impl FieldStats {
     fn add(&mut self, e: &Event) {
-        let idx = self.n as usize;
         self.n += 1;
         for c in compared_columns() {
             let f = Field::Column(c);
@@ -356,16 +369,17 @@ impl FieldStats {
         }
         // `fields` keys are decided once both sets are seen (numeric or not).
         for (k, v) in &e.fields {
-            let col = self.custom.entry(k.clone()).or_default();
-            col.resize(idx, None);
-            col.push(Some(v.clone()));
-        }
-    }
-
-    fn finish_custom(&mut self) {
-        let n = self.n as usize;
-        for col in self.custom.values_mut() {
-            col.resize(n, None);
+            let stats = match self.custom.get_mut(k) {
+                Some(stats) => stats,
+                None => self.custom.entry(k.clone()).or_default(),
+            };
+            stats.present += 1;
+            match stats.counts.get_mut(v) {
+                Some(c) => *c += 1,
+                None => {
+                    stats.counts.insert(v.clone(), 1);
+                }
+            }
         }
     }
 }
@@ -612,8 +626,6 @@ fn numeric_diff(field: String, a: &mut [f64], b: &mut [f64]) -> FieldDiff {
 }
 
 fn compare_stats(mut a: FieldStats, mut b: FieldStats) -> Comparison {
-    a.finish_custom();
-    b.finish_custom();
     let mut out = Vec::new();
     let empty_c = HashMap::new();
     for c in compared_columns() {
@@ -638,33 +650,35 @@ fn compare_stats(mut a: FieldStats, mut b: FieldStats) -> Comparison {
     keys.dedup();
     for k in keys {
         let name = Field::Custom(k.clone()).name();
-        let none = Vec::new();
         let (va, vb) = (
-            a.custom.get(&k).unwrap_or(&none),
-            b.custom.get(&k).unwrap_or(&none),
+            a.custom.remove(&k).unwrap_or_default(),
+            b.custom.remove(&k).unwrap_or_default(),
         );
-        let present = va.iter().chain(vb.iter()).flatten();
         let mut distinct = std::collections::HashSet::new();
         let mut all_numeric = true;
-        for v in present {
+        for v in va.counts.keys().chain(vb.counts.keys()) {
             all_numeric &= parse_num(v).is_some();
             distinct.insert(v.as_str());
         }
         // Many distinct numbers: a measurement, compared as a distribution.
         if all_numeric && distinct.len() > 20 {
-            let nums = |v: &Vec<Option<String>>| -> Vec<f64> {
-                v.iter().flatten().filter_map(|s| parse_num(s)).collect()
-            };
-            out.push(numeric_diff(name, &mut nums(va), &mut nums(vb)));
-        } else {
-            let counts = |v: &Vec<Option<String>>, n: u64| {
-                let mut m: HashMap<String, u64> = HashMap::new();
-                for x in v {
-                    *m.entry(x.clone().unwrap_or_else(|| NONE.into()))
-                        .or_default() += 1;
+            // Each value as often as it was seen; `numeric_diff` sorts them.
+            let nums = |v: &CustomStats| -> Vec<f64> {
+                let mut out = Vec::with_capacity(v.present as usize);
+                for (s, &c) in &v.counts {
+                    if let Some(x) = parse_num(s) {
+                        out.extend(std::iter::repeat_n(x, c as usize));
+                    }
                 }
-                if v.is_empty() && n > 0 {
-                    m.insert(NONE.into(), n);
+                out
+            };
+            out.push(numeric_diff(name, &mut nums(&va), &mut nums(&vb)));
+        } else {
+            // The events without the key count as the value `(none)`.
+            let counts = |v: CustomStats, n: u64| {
+                let mut m = v.counts;
+                if n > v.present {
+                    *m.entry(NONE.into()).or_default() += n - v.present;
                 }
                 m
             };
