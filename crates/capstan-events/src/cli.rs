@@ -466,29 +466,58 @@ fn percent(share: f64) -> String {
     }
 }
 
-/// One event as `tail` prints it in text.
+/// One event as `tail` prints it in text: one line, whatever its values
+/// hold (see [`escaped`]).
 pub fn event_line(e: &Event) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(e.time_ms.max(0) as u64);
     let mut s = format!(
         "{} {} {} {} {} {}ms release={}",
         humantime::format_rfc3339_millis(t),
-        e.service,
-        e.method,
-        e.path,
+        escaped(&e.service),
+        escaped(&e.method),
+        escaped(&e.path),
         e.status,
         fmt_num((e.duration_ms * 10.0).round() / 10.0),
-        e.release
+        escaped(&e.release)
     );
     if !e.cohort.is_empty() {
-        s.push_str(&format!(" cohort={}", e.cohort));
+        s.push_str(&format!(" cohort={}", escaped(&e.cohort)));
     }
     if let Some(err) = &e.error {
-        s.push_str(&format!(" error={err}"));
+        s.push_str(&format!(" error={}", escaped(err)));
     }
     for (k, v) in &e.fields {
-        s.push_str(&format!(" {k}={v}"));
+        s.push_str(&format!(" {}={}", escaped(k), escaped(v)));
     }
     s
+}
+
+/// Text from an event made safe to print on a terminal: anyone who can send
+/// spans to the receiver sets attribute values, paths and status messages,
+/// and a newline in one would print a line of its own (a made-up event), an
+/// escape sequence would reach the terminal. Control characters (C0, DEL,
+/// C1), the line and paragraph separators and the bidirectional overrides and
+/// isolates print as Rust escapes (`\n`, `\t`, `\r`, `\u{1b}`), and a
+/// backslash as `\\`, so the escaped text reads back unambiguously; every
+/// other character, printable Unicode included, is kept as it is.
+pub fn escaped(s: &str) -> std::borrow::Cow<'_, str> {
+    fn needs_escape(c: char) -> bool {
+        c == '\\'
+            || c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !s.chars().any(needs_escape) {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if needs_escape(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
 }
 
 async fn tail(store: &Path, t: TailArgs) -> Result<(), Failure> {
