@@ -373,7 +373,9 @@ pub fn query_table(res: &QueryResult) -> String {
                 .map(|g| match g.as_deref() {
                     None => "(none)".to_string(),
                     Some("") => "\"\"".to_string(),
-                    Some(v) => v.to_string(),
+                    // Values come from requests (paths, fields): one table
+                    // line each, nothing that reaches the terminal raw.
+                    Some(v) => escaped(v).into_owned(),
                 })
                 .chain(r.values.iter().map(|v| fmt_value(*v)))
                 .collect()
@@ -423,7 +425,11 @@ pub fn compare_text(cmp: &Comparison, a: &str, b: &str, top: usize) -> String {
         v.iter()
             .take(3)
             .map(|s| {
-                let v = if s.value.is_empty() { "\"\"" } else { &s.value };
+                let v = if s.value.is_empty() {
+                    "\"\"".into()
+                } else {
+                    escaped(&s.value)
+                };
                 format!("{v} {}", percent(s.share))
             })
             .collect::<Vec<_>>()
@@ -441,7 +447,7 @@ pub fn compare_text(cmp: &Comparison, a: &str, b: &str, top: usize) -> String {
         .take(top)
         .map(|f| {
             vec![
-                f.field.clone(),
+                escaped(&f.field).into_owned(),
                 format!("{:.2}", f.score),
                 side(&f.a_top, f.a_quantiles),
                 side(&f.b_top, f.b_quantiles),
