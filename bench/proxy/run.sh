@@ -5,7 +5,9 @@
 # (the peers), and through capstan with events off (the request path alone,
 # to tell its cost from recording's). wrk -t2 -c64 --latency loads each in alternating order, round
 # after round; the summary prints medians, throughput ratios and the latency
-# each proxy adds over direct at p50 and p99, and capstan's peak RSS. Then h2load
+# each proxy adds over direct at p50 and p99, and capstan's peak RSS; the same
+# again with browser-shaped requests (browser.lua: ~900 bytes of headers, a
+# 4 KiB answer). Then h2load
 # offers each a fixed 20,000 requests/s (open loop, so a slow answer does not
 # slow the load), in alternating rounds too: the latency each adds at that
 # rate (medians), and the events capstan recorded and dropped meanwhile.
@@ -82,6 +84,13 @@ adm_port=$(free_port)
 off_port=$(free_port)
 mkdir -p "$tmp/www" "$tmp/up" "$tmp/ngx"
 printf 'hello world\n' >"$tmp/www/index.html"
+# A JSON API's answer of 4 KiB, for the browser-shaped rounds.
+python3 -c '
+import json
+rows = [{"id": i, "version": f"2.{i}.0", "state": "healthy", "started_at": "2026-12-05T01:00:00Z",
+         "address": f"10.0.{i}.17:8080", "requests": 1000 + i} for i in range(40)]
+print(json.dumps({"instances": rows})[:4095])' >"$tmp/www/api.json"
+export BENCH_REPORT_LUA=$here/report.lua
 
 nginx_conf() { # dir port body
     cat >"$1/nginx.conf" <<CONF
@@ -205,13 +214,13 @@ ticks() { # stat files...: utime + stime summed; fails if one is gone
 }
 stats_of() { for p in $1; do echo "/proc/$p/stat"; done; }
 
-run_wrk() { # name duration; fails when wrk or a contender does
+run_wrk() { # name duration [path script]; fails when wrk or a contender does
     local files before writer_before out after writer_after
     files=$(stats_of "${serving[$1]}")
     # shellcheck disable=SC2086 # one stat file per word
     before=$(ticks $files) || return 1
     writer_before=$(ticks "$writer_stat") || return 1
-    out=$(wrk -t2 -c64 -d"$2" --latency -s "$here/report.lua" "http://127.0.0.1:${port[$1]}/index.html" |
+    out=$(wrk -t2 -c64 -d"$2" --latency -s "$here/${4:-report.lua}" "http://127.0.0.1:${port[$1]}/${3:-index.html}" |
         awk -v n="$1" '/^WRK_RESULT/ { print n, $0 }') || return 1
     [[ -n $out ]] || { echo "wrk gave no result for $1" >&2; return 1; }
     # shellcheck disable=SC2086
@@ -229,6 +238,21 @@ for r in $(seq "$rounds"); do
         line=$(run_wrk "$n" "$duration")
         echo "round $r: $line" >&2
         echo "$line" >>"$results"
+    done
+done
+
+# Real requests are not wrk's bare GET: the same rounds with a browser's
+# headers (about 900 bytes, cookies, a traceparent) and a 4 KiB JSON answer.
+browser=$tmp/results-browser
+: >"$browser"
+echo "browser-shaped requests" >&2
+for n in "${names[@]}"; do run_wrk "$n" 1s api.json browser.lua >/dev/null; done
+for r in $(seq "$rounds"); do
+    for ((i = 0; i < count; i++)); do
+        n=${names[$(((i + r) % count))]}
+        line=$(run_wrk "$n" "$duration" api.json browser.lua)
+        echo "browser round $r: $line" >&2
+        echo "$line" >>"$browser"
     done
 done
 
@@ -259,22 +283,32 @@ recorded_after=$(metric capstan_proxy_events_recorded_total)
 
 python3 - "$results" "$rss_kb" "$tmp" "$((dropped_after - dropped_before))" \
     "$((recorded_after - recorded_before))" "$dropped_before" "$recorded_before" \
-    "$(getconf CLK_TCK)" <<'PY'
+    "$(getconf CLK_TCK)" "$browser" <<'PY'
 import statistics, sys
-results, rss_kb, tmp, dropped, recorded, sat_dropped, sat_recorded, clk_tck = sys.argv[1:9]
+results, rss_kb, tmp, dropped, recorded, sat_dropped, sat_recorded, clk_tck, browser = sys.argv[1:10]
 tick_us = 1e6 / int(clk_tck)
 NAMES = ["direct", "capstan", "nginx", "haproxy", "capstan-noev"]
-runs = {}
-cpu = {}
-for line in open(results):
-    parts = line.split()
-    kv = dict(p.split("=") for p in parts[2:])
-    rps = int(kv["requests"]) / (int(kv["duration_us"]) / 1e6)
-    runs.setdefault(parts[0], []).append((rps, int(kv["p50_us"]), int(kv["p99_us"]), int(kv["errors"]) + int(kv["non2xx"])))
-    # CPU microseconds per request of the serving processes, and of capstan's writer.
-    per = lambda ticks: int(kv[ticks]) * tick_us / max(1, int(kv["requests"]))
-    cpu.setdefault(parts[0], []).append((per("cpu_ticks"), per("writer_ticks")))
-med = {n: tuple(statistics.median(x[i] for x in v) for i in range(4)) for n, v in runs.items()}
+def load(path):
+    """wrk rounds -> rounds per name; medians of (req/s, p50 us, p99 us,
+    errors); medians of CPU µs per request; capstan's writer's share."""
+    runs, cpu = {}, {}
+    for line in open(path):
+        parts = line.split()
+        kv = dict(p.split("=") for p in parts[2:])
+        rps = int(kv["requests"]) / (int(kv["duration_us"]) / 1e6)
+        runs.setdefault(parts[0], []).append((rps, int(kv["p50_us"]), int(kv["p99_us"]), int(kv["errors"]) + int(kv["non2xx"])))
+        # CPU microseconds per request of the serving processes, and of capstan's writer.
+        per = lambda ticks: int(kv[ticks]) * tick_us / max(1, int(kv["requests"]))
+        cpu.setdefault(parts[0], []).append((per("cpu_ticks"), per("writer_ticks")))
+    med = {n: tuple(statistics.median(x[i] for x in v) for i in range(4)) for n, v in runs.items()}
+    cpu_med = {n: statistics.median(x[0] for x in v) for n, v in cpu.items()}
+    writer_med = statistics.median(x[1] for x in cpu["capstan"])
+    return runs, med, cpu_med, writer_med
+def cpu_lines(cpu_med, writer_med):
+    print("CPU per request of the serving processes (user + system, µs, medians): " + ", ".join(
+        f"{n} {cpu_med[n]:.1f}" for n in NAMES))
+    print(f"of capstan's, its event writer thread: {writer_med:.1f} µs")
+runs, med, cpu_med, writer_med = load(results)
 def table(rows, errors):
     """rows: name -> (req/s, p50 us, p99 us, errors); adds over direct."""
     d = rows["direct"]
@@ -299,11 +333,18 @@ print(f"capstan peak RSS: {int(rss_kb) / 1024:.1f} MB (target < 50 MB)")
 print(f"events during the saturating rounds: recorded {sat_recorded}, dropped {sat_dropped}")
 # On a shared machine throughput is the CPU each request costs every process
 # on it: the serving processes' share is the part a proxy controls.
-cpu_med = {n: statistics.median(x[0] for x in v) for n, v in cpu.items()}
-writer_med = statistics.median(x[1] for x in cpu["capstan"])
-print("CPU per request of the serving processes (user + system, µs, medians): " + ", ".join(
-    f"{n} {cpu_med[n]:.1f}" for n in NAMES))
-print(f"of capstan's, its event writer thread: {writer_med:.1f} µs")
+cpu_lines(cpu_med, writer_med)
+
+_, bmed, bcpu, bwriter = load(browser)
+print("\nbrowser-shaped requests (about 900 bytes of headers with cookies and a")
+print(f"traceparent, a 4 KiB JSON answer), medians of {len(runs['direct'])} alternating rounds:")
+table(bmed, "errors")
+print(f"throughput capstan / nginx: {bmed['capstan'][0] / bmed['nginx'][0]:.2f}, "
+      f"capstan / haproxy: {bmed['capstan'][0] / bmed['haproxy'][0]:.2f}, "
+      f"capstan-noev / nginx: {bmed['capstan-noev'][0] / bmed['nginx'][0]:.2f}")
+print(f"added p99 capstan: {(bmed['capstan'][2] - bmed['direct'][2]) / 1000:.3f} ms, "
+      f"nginx: {(bmed['nginx'][2] - bmed['direct'][2]) / 1000:.3f} ms")
+cpu_lines(bcpu, bwriter)
 
 # h2load's log: one line per request, "start_us status duration_us". Each
 # round's percentiles, then their medians; non-2xx answers summed.
