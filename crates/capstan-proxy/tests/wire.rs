@@ -244,13 +244,13 @@ async fn an_interim_answer_during_an_upload_does_not_cut_it() {
     proxy.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upstream_refusing_an_upload_early_is_answered_at_once_not_at_the_timeout() {
-    // The upstream answers 413 as soon as it has read a POST's head and
-    // never reads the body, keeping the connection open.
-    let up_addr = common::raw_upstream(|mut r| async move {
+/// An upstream that answers 413 as soon as it has read the head of a
+/// request starting with `method` and never reads its body, keeping the
+/// connection open; other requests get 200. Its address.
+async fn refusing_upstream(method: &'static str) -> String {
+    common::raw_upstream(move |mut r| async move {
         while let Some(head) = read_head(&mut r).await {
-            if head.starts_with("POST ") {
+            if head.starts_with(method) {
                 r.get_mut()
                     .write_all(
                         b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 8\r\n\r\ntoo big!",
@@ -262,7 +262,12 @@ async fn an_upstream_refusing_an_upload_early_is_answered_at_once_not_at_the_tim
             common::answer_ok(&mut r).await;
         }
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_refusing_an_upload_early_is_answered_at_once_not_at_the_timeout() {
+    let up_addr = refusing_upstream("POST ").await;
     let dir = tempfile::tempdir().unwrap();
     let (proxy, addr) = common::Proxy::one_release(&up_addr, &dir.path().join("events.db")).await;
 
@@ -301,21 +306,7 @@ async fn an_upstream_refusing_an_upload_early_is_answered_at_once_not_at_the_tim
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_refusing_a_large_buffered_body_early_is_answered_at_once() {
     const LEN: usize = 32 << 20;
-    let up_addr = common::raw_upstream(|mut r| async move {
-        while let Some(head) = read_head(&mut r).await {
-            if head.starts_with("PUT ") {
-                r.get_mut()
-                    .write_all(
-                        b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 8\r\n\r\ntoo big!",
-                    )
-                    .await
-                    .unwrap();
-                std::future::pending::<()>().await;
-            }
-            common::answer_ok(&mut r).await;
-        }
-    })
-    .await;
+    let up_addr = refusing_upstream("PUT ").await;
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "body_limit = {}\ntimeout = \"20s\"\n{}",
