@@ -67,3 +67,13 @@ pub fn temp_store() -> (tempfile::TempDir, capstan_events::Store) {
     let store = capstan_events::Store::open(&dir.path().join("events.db")).unwrap();
     (dir, store)
 }
+
+/// The protobuf `google.rpc.Status` the OTLP receiver answers a protobuf
+/// request's error with (the OTLP messages crate does not carry it).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}

@@ -177,13 +177,6 @@ async fn garbage_oversized_and_mistyped_bodies_are_refused_and_store_nothing() {
     let app = otlp_router_with_limit(rec.clone(), 1024);
 
     // A protobuf request's error is a protobuf google.rpc.Status.
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct RpcStatus {
-        #[prost(int32, tag = "1")]
-        code: i32,
-        #[prost(string, tag = "2")]
-        message: String,
-    }
     let resp = app
         .clone()
         .oneshot(
@@ -197,7 +190,7 @@ async fn garbage_oversized_and_mistyped_bodies_are_refused_and_store_nothing() {
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert_eq!(resp.headers()["content-type"], "application/x-protobuf");
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let status = <RpcStatus as prost::Message>::decode(bytes).unwrap();
+    let status = <common::RpcStatus as prost::Message>::decode(bytes).unwrap();
     assert_eq!(status.code, 3);
     assert!(
         status

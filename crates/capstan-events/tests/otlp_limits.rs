@@ -112,15 +112,6 @@ fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// The protobuf `google.rpc.Status` an error answers a protobuf request with.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-}
-
 /// Two bytes of protobuf (`12 00`) are an empty span, a root span that would
 /// become an event, and some 280 bytes decoded: a 4 KiB gzip body inflating
 /// to 4 MiB of them once took seconds and gigabytes before it was refused.
@@ -148,7 +139,7 @@ async fn two_million_empty_spans_in_gzip_are_refused_before_decoding() {
     );
 
     assert_eq!(status, 413);
-    let err = <RpcStatus as prost::Message>::decode(resp.as_slice()).unwrap();
+    let err = <common::RpcStatus as prost::Message>::decode(resp.as_slice()).unwrap();
     assert_eq!(err.code, 8, "{err:?}"); // RESOURCE_EXHAUSTED
     assert!(
         err.message.contains(&format!("{n} spans")) && err.message.contains("50000"),
@@ -241,7 +232,7 @@ async fn an_export_at_the_maximum_is_taken_and_one_span_more_is_not() {
     let over = export(MAX_SPANS + 1);
     let (status, resp) = post(addr, "application/x-protobuf", None, &over).await;
     assert_eq!(status, 413);
-    let err = <RpcStatus as prost::Message>::decode(resp.as_slice()).unwrap();
+    let err = <common::RpcStatus as prost::Message>::decode(resp.as_slice()).unwrap();
     assert!(err.message.contains("50001 spans"), "{err:?}");
 
     let at_max = export(MAX_SPANS);
@@ -271,7 +262,7 @@ async fn malformed_bodies_are_refused_while_counting() {
     cut.truncate(cut.len() - 3);
     let (status, resp) = post(addr, "application/x-protobuf", None, &cut).await;
     assert_eq!(status, 400);
-    let err = <RpcStatus as prost::Message>::decode(resp.as_slice()).unwrap();
+    let err = <common::RpcStatus as prost::Message>::decode(resp.as_slice()).unwrap();
     assert_eq!(err.code, 3, "{err:?}");
     assert!(
         err.message
