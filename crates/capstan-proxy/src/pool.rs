@@ -88,6 +88,12 @@ impl Upstream {
         }
         *self.last_error.lock().expect("lock") = Some(e);
     }
+
+    /// An answer from it failed after the connection was made (a malformed
+    /// head, a reset): kept as its last error; its readiness is the checks'.
+    pub fn answer_failed(&self, e: String) {
+        *self.last_error.lock().expect("lock") = Some(e);
+    }
 }
 
 /// The upstreams of one release.

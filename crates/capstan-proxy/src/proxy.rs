@@ -142,11 +142,14 @@ impl Proxy {
     /// future keeps neither the request nor that state inline, so the
     /// moves a connection makes of it copy less.
     ///
-    /// A panic while handling it is answered `500` `proxy_panic`, and the
-    /// request is recorded with that status and error: the client did not
-    /// leave, the proxy failed it. (Left to the runtime, the panic would end
-    /// the connection's task with no answer, and the request would be
-    /// recorded later as the client's cancellation.)
+    /// A panic while handling it is answered `500` `proxy_panic`, and once
+    /// routed, the request is recorded with that status and error: the client
+    /// did not leave, the proxy failed it. (Left to the runtime, the panic
+    /// would end the connection's task with no answer, and the request would
+    /// be recorded later as the client's cancellation.) A panic before the
+    /// request has a release to record it under is answered and logged only;
+    /// one while its answer's body streams cuts that body, and records the
+    /// answer's status with the error `proxy_panic`.
     pub fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
@@ -447,7 +450,9 @@ impl Proxy {
                     // URI: failing here is the proxy's or its table's, not the
                     // client's.
                     Err(e) => {
-                        return refused(StatusCode::BAD_GATEWAY, "bad_uri", &e, f.pending.take());
+                        tracing::warn!(upstream = %f.upstream.addr, error = %e, "no request URI for the upstream");
+                        let msg = "the upstream's address is not host:port";
+                        return refused(StatusCode::BAD_GATEWAY, "bad_uri", msg, f.pending.take());
                     }
                 };
                 f.pending.event.instance = f.upstream.addr.as_str().into();
@@ -474,7 +479,12 @@ impl Proxy {
                 }
                 Ok(Err(crate::upstream::Error::ClientBodyStalled)) => body_stalled(timeout),
                 Ok(Err(e)) => {
-                    tracing::debug!(upstream = %f.upstream.addr, error = %format!("{e:#}"), "upstream failed");
+                    // Kept as the upstream's last error (the admin API's
+                    // `/upstreams` shows it) and logged at debug level: per
+                    // request, a warning would flood the log in an outage.
+                    let e = format!("{e:#}");
+                    tracing::debug!(upstream = %f.upstream.addr, error = %e, "upstream failed");
+                    f.upstream.answer_failed(e);
                     let msg = "the upstream's answer failed".to_string();
                     (StatusCode::BAD_GATEWAY, "upstream", msg)
                 }
