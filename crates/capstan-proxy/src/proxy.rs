@@ -279,6 +279,13 @@ impl Proxy {
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         strip_hop_by_hop(&mut parts.headers, upgrade);
+        if upgrade {
+            // WebSocket is the one protocol offered: a client that lists
+            // others too (`websocket, h2c`) must not get one of them.
+            parts
+                .headers
+                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        }
         parts.headers.insert(
             HeaderName::from_static("traceparent"),
             // The string's own buffer becomes the value: no copy.

@@ -84,6 +84,20 @@ async fn an_h2c_upgrade_is_forwarded_as_an_ordinary_request() {
         let mut body = [0u8; 2];
         r.read_exact(&mut body).await.unwrap();
     }
+    r.get_mut()
+        .write_all(
+            format!(
+                "GET /both HTTP/1.1\r\nhost: {addr}\r\nconnection: upgrade\r\nupgrade: websocket, h2c\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut r))
+        .await
+        .expect("an answer within 5s")
+        .expect("an answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     proxy.stop().await;
     let heads = heads.lock().unwrap();
     assert!(
@@ -94,6 +108,13 @@ async fn an_h2c_upgrade_is_forwarded_as_an_ordinary_request() {
         assert!(!h.contains("upgrade"), "{h}");
         assert!(!h.contains("http2-settings"), "{h}");
     }
+    // Offered beside WebSocket, h2c is not passed on either.
+    let both: Vec<&String> = heads
+        .iter()
+        .filter(|h| h.starts_with("get /both "))
+        .collect();
+    assert_eq!(both.len(), 1, "{heads:?}");
+    assert!(both[0].contains("upgrade: websocket\r\n"), "{}", both[0]);
 }
 
 /// `/slow` requests the upstreams have received.
