@@ -583,7 +583,27 @@ async fn follow(
     }
 }
 
+/// `d` in the largest whole unit of days, hours, minutes or seconds, as
+/// the flags are written (`500d`, not humantime's years and months).
+fn whole(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        _ if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        _ if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        _ if s % 60 == 0 => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+
 async fn serve(store: &Path, s: ServeArgs) -> Result<(), Failure> {
+    // The store refuses it too; here the answer names the flags, as bad input.
+    if s.keep_rollups < s.keep_raw {
+        return Err(Failure::BadInput(format!(
+            "--keep-rollups ({}) is shorter than --keep-raw ({}): the rollups must be kept at least as long as raw events",
+            whole(s.keep_rollups),
+            whole(s.keep_raw)
+        )));
+    }
     let store = Store::open_with(
         store,
         Retention {

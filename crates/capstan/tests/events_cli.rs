@@ -231,6 +231,26 @@ fn a_mistyped_column_is_refused_not_read_as_an_absent_key() {
     assert_eq!(count("status > 0"), 1);
 }
 
+/// Rollups kept for less time than raw events are bad input naming both
+/// flags (exit 3), and no store is made.
+#[test]
+fn serve_refuses_rollups_kept_shorter_than_raw_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.db");
+    let out = capstan()
+        .args(["events", "--store", path.to_str().unwrap(), "serve"])
+        .args(["--listen", "127.0.0.1:0", "--keep-raw", "500d"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--keep-rollups (400d) is shorter than --keep-raw (500d)"),
+        "{err}"
+    );
+    assert!(!path.exists());
+}
+
 #[test]
 fn a_missing_store_exits_4_and_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();
