@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The proxy benchmark: one tiny static upstream (nginx serving a 13-byte file)
+# The proxy benchmark: one tiny static upstream (nginx serving a 12-byte file)
 # reached directly (the limit), through capstan proxy (release build, events
 # on), through nginx proxy_pass with keepalive upstreams, and through haproxy
 # (the peers), and through capstan with events off (the request path alone,
@@ -89,7 +89,9 @@ python3 -c '
 import json
 rows = [{"id": i, "version": f"2.{i}.0", "state": "healthy", "started_at": "2026-12-05T01:00:00Z",
          "address": f"10.0.{i}.17:8080", "requests": 1000 + i} for i in range(40)]
-print(json.dumps({"instances": rows})[:4095])' >"$tmp/www/api.json"
+doc = lambda n, pad: json.dumps({"instances": rows[:n], "note": " " * pad})
+n = max(k for k in range(41) if len(doc(k, 0)) < 4095)
+print(doc(n, 4095 - len(doc(n, 0))))' >"$tmp/www/api.json"
 export BENCH_REPORT_LUA=$here/report.lua
 
 nginx_conf() { # dir port body
