@@ -67,36 +67,24 @@ async fn an_h2c_upgrade_is_forwarded_as_an_ordinary_request() {
     let (proxy, addr) = common::Proxy::one_release(&up_addr, &dir.path().join("e.db")).await;
     let mut r = BufReader::new(TcpStream::connect(&addr).await.unwrap());
     for _ in 0..2 {
-        r.get_mut()
-            .write_all(
-                format!(
-                    "GET /h2c HTTP/1.1\r\nhost: {addr}\r\nconnection: Upgrade, HTTP2-Settings\r\nupgrade: h2c\r\nhttp2-settings: AAMAAABkAAQAAP__\r\n\r\n"
-                )
-                .as_bytes(),
-            )
-            .await
-            .unwrap();
-        let head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut r))
-            .await
-            .expect("an answer within 5s")
-            .expect("an answer");
+        let head = common::ask(
+            &mut r,
+            &format!(
+                "GET /h2c HTTP/1.1\r\nhost: {addr}\r\nconnection: Upgrade, HTTP2-Settings\r\nupgrade: h2c\r\nhttp2-settings: AAMAAABkAAQAAP__\r\n\r\n"
+            ),
+        )
+        .await;
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         let mut body = [0u8; 2];
         r.read_exact(&mut body).await.unwrap();
     }
-    r.get_mut()
-        .write_all(
-            format!(
-                "GET /both HTTP/1.1\r\nhost: {addr}\r\nconnection: upgrade\r\nupgrade: websocket, h2c\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-    let head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut r))
-        .await
-        .expect("an answer within 5s")
-        .expect("an answer");
+    let head = common::ask(
+        &mut r,
+        &format!(
+            "GET /both HTTP/1.1\r\nhost: {addr}\r\nconnection: upgrade\r\nupgrade: websocket, h2c\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        ),
+    )
+    .await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     proxy.stop().await;
     let heads = heads.lock().unwrap();
@@ -160,19 +148,13 @@ async fn echo_upstream() -> String {
 /// Asks for a WebSocket upgrade on `r`, a connection to `addr`; the
 /// answer's head.
 async fn ask_upgrade(r: &mut BufReader<TcpStream>, addr: &str) -> String {
-    r.get_mut()
-        .write_all(
-            format!(
-                "GET /ws HTTP/1.1\r\nhost: {addr}\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(5), read_head(r))
-        .await
-        .expect("an answer within 5s")
-        .expect("an answer")
+    common::ask(
+        r,
+        &format!(
+            "GET /ws HTTP/1.1\r\nhost: {addr}\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        ),
+    )
+    .await
 }
 
 /// Opens a WebSocket tunnel through the proxy at `addr`; the connection

@@ -14,11 +14,7 @@ use tokio::net::TcpStream;
 /// 5 s); the connection and the head.
 async fn request_head(addr: &str, text: &str) -> (BufReader<TcpStream>, String) {
     let mut r = BufReader::new(TcpStream::connect(addr).await.unwrap());
-    r.get_mut().write_all(text.as_bytes()).await.unwrap();
-    let head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut r))
-        .await
-        .expect("an answer within 5 s")
-        .expect("an answer");
+    let head = common::ask(&mut r, text).await;
     (r, head)
 }
 

@@ -260,6 +260,16 @@ pub fn events(path: &Path) -> Vec<capstan_events::Event> {
         .collect()
 }
 
+/// Writes `text` (a request) on `r` and reads the answer's head, within 5 s.
+pub async fn ask(r: &mut BufReader<TcpStream>, text: &str) -> String {
+    use tokio::io::AsyncWriteExt;
+    r.get_mut().write_all(text.as_bytes()).await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), read_head(r))
+        .await
+        .expect("an answer within 5 s")
+        .expect("an answer")
+}
+
 /// Reads one request or response head (up to the blank line); `None` when
 /// the connection ends first.
 pub async fn read_head(r: &mut BufReader<TcpStream>) -> Option<String> {
