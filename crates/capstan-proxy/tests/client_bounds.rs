@@ -22,12 +22,12 @@ async fn a_head_that_never_ends_and_an_idle_connection_are_closed_after_the_head
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "header_timeout = \"300ms\"\n{}",
-        common::one_release(&up_addr, &dir.path().join("events.db"))
-    );
-    let proxy = common::Proxy::start(common::settings(&text)).await;
-    let addr = proxy.url.trim_start_matches("http://").to_string();
+    let (proxy, addr) = common::Proxy::one_release_with(
+        "header_timeout = \"300ms\"",
+        &up_addr,
+        &dir.path().join("events.db"),
+    )
+    .await;
 
     // Half a head, then nothing.
     let mut s = TcpStream::connect(&addr).await.unwrap();
@@ -101,12 +101,9 @@ async fn a_client_that_stops_reading_is_cut_after_the_send_timeout() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let events_path = dir.path().join("events.db");
-    let text = format!(
-        "send_timeout = \"300ms\"\n{}",
-        common::one_release(&up_addr, &events_path)
-    );
-    let proxy = common::Proxy::start(common::settings(&text)).await;
-    let addr: std::net::SocketAddr = proxy.url.trim_start_matches("http://").parse().unwrap();
+    let (proxy, addr) =
+        common::Proxy::one_release_with("send_timeout = \"300ms\"", &up_addr, &events_path).await;
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
 
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(16 * 1024).unwrap();
@@ -126,17 +123,7 @@ async fn a_client_that_stops_reading_is_cut_after_the_send_timeout() {
         .ok();
     assert!(got.len() < LEN, "{}", got.len());
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let got = loop {
-        let got: Vec<_> = common::events(&events_path)
-            .into_iter()
-            .filter(|e| e.path == "/big")
-            .collect();
-        if !got.is_empty() || std::time::Instant::now() > deadline {
-            break got;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let got = common::events_once(&events_path, |e| e.path == "/big", |got| !got.is_empty()).await;
     proxy.stop().await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].status, 200);

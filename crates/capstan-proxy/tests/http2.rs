@@ -122,17 +122,7 @@ async fn a_stream_reset_before_its_answer_is_recorded_as_cancelled() {
     request.abort();
     let _ = request.await;
     // The event is written once the proxy has handled the reset.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let slow = loop {
-        let slow: Vec<_> = events(&events_db)
-            .into_iter()
-            .filter(|e| e.path == "/slow")
-            .collect();
-        if !slow.is_empty() || std::time::Instant::now() > deadline {
-            break slow;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let slow = events_once(&events_db, |e| e.path == "/slow", |got| !got.is_empty()).await;
     proxy.stop().await;
     assert_eq!(slow.len(), 1, "{slow:?}");
     assert_eq!(slow[0].status, 499);

@@ -173,12 +173,12 @@ async fn open_tunnel(addr: &str) -> (BufReader<TcpStream>, String) {
 async fn a_tunnel_is_carried_through_the_drain_then_closed() {
     let up_addr = echo_upstream().await;
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "drain = \"1500ms\"\n{}",
-        common::one_release(&up_addr, &dir.path().join("events.db"))
-    );
-    let proxy = common::Proxy::start(common::settings(&text)).await;
-    let addr = proxy.url.trim_start_matches("http://").to_string();
+    let (proxy, addr) = common::Proxy::one_release_with(
+        "drain = \"1500ms\"",
+        &up_addr,
+        &dir.path().join("events.db"),
+    )
+    .await;
     let (mut r, _) = open_tunnel(&addr).await;
     // A keep-alive connection, answered once before the stop.
     let mut k = BufReader::new(TcpStream::connect(&addr).await.unwrap());

@@ -304,13 +304,12 @@ async fn an_upstream_refusing_a_large_buffered_body_early_is_answered_at_once() 
     const LEN: usize = 32 << 20;
     let up_addr = refusing_upstream("PUT ").await;
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "body_limit = {}\ntimeout = \"20s\"\n{}",
-        2 * LEN,
-        common::one_release(&up_addr, &dir.path().join("events.db"))
-    );
-    let proxy = common::Proxy::start(common::settings(&text)).await;
-    let addr = proxy.url.trim_start_matches("http://").to_string();
+    let (proxy, addr) = common::Proxy::one_release_with(
+        &format!("body_limit = {}\ntimeout = \"20s\"", 2 * LEN),
+        &up_addr,
+        &dir.path().join("events.db"),
+    )
+    .await;
     let (rd, mut wr) = TcpStream::connect(&addr).await.unwrap().into_split();
     let head = format!("PUT /file HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {LEN}\r\n\r\n");
     let sender = tokio::spawn(async move {
@@ -427,12 +426,8 @@ async fn a_client_body_that_stalls_or_breaks_is_the_clients_fault() {
     let events_path = dir.path().join("events.db");
     // Long enough that a loaded machine answers the broken body (400) well
     // before the stalled one's bound (408).
-    let text = format!(
-        "timeout = \"1500ms\"\n{}",
-        common::one_release(&up_addr, &events_path)
-    );
-    let proxy = common::Proxy::start(common::settings(&text)).await;
-    let addr = proxy.url.trim_start_matches("http://").to_string();
+    let (proxy, addr) =
+        common::Proxy::one_release_with("timeout = \"1500ms\"", &up_addr, &events_path).await;
 
     // 10 of the 100 bytes announced, then nothing: buffered, and bounded.
     let (r, head) = request_head(
@@ -581,17 +576,8 @@ async fn a_mirrored_answer_the_client_left_halfway_is_cancelled_not_compared() {
     }
 
     // The events are written once the shadow's answers are in.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut got = loop {
-        let got: Vec<_> = common::events(&events_path)
-            .into_iter()
-            .filter(|e| e.path != "/readyz")
-            .collect();
-        if got.len() == 3 || std::time::Instant::now() > deadline {
-            break got;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let mut got =
+        common::events_once(&events_path, |e| e.path != "/readyz", |got| got.len() == 3).await;
     proxy.stop().await;
     assert_eq!(got.len(), 3, "{got:?}");
     // The whole one has no error; then the cut ones, `/big` first.

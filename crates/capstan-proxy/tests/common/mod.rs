@@ -118,7 +118,21 @@ impl Proxy {
     /// A proxy with one release on `upstream` and events into `events`
     /// (see [`one_release`]), and the `host:port` it listens on.
     pub async fn one_release(upstream: &str, events: &Path) -> (Proxy, String) {
-        let proxy = Proxy::start(settings(&one_release(upstream, events))).await;
+        Proxy::one_release_with("", upstream, events).await
+    }
+
+    /// [`Proxy::one_release`] with `settings` (top-level `key = value`
+    /// lines) before the release.
+    pub async fn one_release_with(
+        settings_text: &str,
+        upstream: &str,
+        events: &Path,
+    ) -> (Proxy, String) {
+        let mut text = one_release(upstream, events);
+        if !settings_text.is_empty() {
+            text = format!("{settings_text}\n{text}");
+        }
+        let proxy = Proxy::start(settings(&text)).await;
         let addr = proxy.url.trim_start_matches("http://").to_string();
         (proxy, addr)
     }
@@ -258,6 +272,23 @@ pub fn events(path: &Path) -> Vec<capstan_events::Event> {
         .into_iter()
         .map(|e| e.event)
         .collect()
+}
+
+/// The events in the store that `keep` keeps, once `enough` holds of them
+/// (the writer queues in batches) or after 10 s, whatever they are then.
+pub async fn events_once(
+    path: &Path,
+    keep: impl Fn(&capstan_events::Event) -> bool,
+    enough: impl Fn(&[capstan_events::Event]) -> bool,
+) -> Vec<capstan_events::Event> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got: Vec<_> = events(path).into_iter().filter(|e| keep(e)).collect();
+        if enough(&got) || std::time::Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Writes `text` (a request) on `r` and reads the answer's head, within 5 s.
