@@ -81,10 +81,11 @@ mod tests {
         assert!(!handling_panicked(), "the mark is cleared after the drop");
     }
 
-    /// A hand-written future: unwinding does not drop its fields, dropping it does.
-    struct Panics(#[allow(dead_code)] Probe);
+    /// A hand-written future that panics when polled, holding `T`:
+    /// unwinding does not drop its fields, dropping it does.
+    struct Panics<T>(#[allow(dead_code)] T);
 
-    impl Future for Panics {
+    impl<T> Future for Panics<T> {
         type Output = ();
         fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<()> {
             panic!("a bug in a hand-written future");
@@ -116,20 +117,10 @@ mod tests {
             .build()
             .unwrap();
         let twice = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            rt.block_on(unless_panicked(Panics2(PanicsWhenDropped)))
+            rt.block_on(unless_panicked(Panics(PanicsWhenDropped)))
         }));
         assert!(twice.is_err(), "the destructor's panic goes on");
         assert!(!handling_panicked(), "the mark is cleared all the same");
-    }
-
-    /// Panics when polled, and its field panics when dropped.
-    struct Panics2(#[allow(dead_code)] PanicsWhenDropped);
-
-    impl Future for Panics2 {
-        type Output = ();
-        fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<()> {
-            panic!("a bug in a hand-written future");
-        }
     }
 
     #[tokio::test]
